@@ -1,0 +1,2 @@
+//! Checkpoint side of seamless: pre-flight checks, kexec loading, process dump and the upgrade
+//! orchestration.

@@ -1,0 +1,5 @@
+//! `seamless`: the operator's command.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

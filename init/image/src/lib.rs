@@ -1,0 +1,1 @@
+//! The seamless image format. See `FORMAT.md` beside this crate for the byte-level contract.

@@ -1,0 +1,1 @@
+//! Restore side of seamless, run as an early init stage on the new kernel.

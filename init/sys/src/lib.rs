@@ -1,0 +1,12 @@
+//! Checked wrappers around the Linux system calls seamless needs and that `nix` and `rustix`
+//! do not cover (ptrace register sets, `kexec_file_load`, `finit_module`, `clone3` with
+//! `set_tid`, `TCP_REPAIR`, ...).
+//!
+//! This is the only crate of the workspace allowed to contain `unsafe` code. Every `unsafe`
+//! block carries a `// SAFETY:` comment saying why the call is sound. Everything exported is
+//! safe to call and reports failures as [`SysError`], naming the call and its subject.
+#![allow(unsafe_code)]
+
+mod error;
+
+pub use error::{SysError, SysResult};

@@ -1,0 +1,1 @@
+//! Test harness for seamless: host round trips and VM upgrade scenarios.
