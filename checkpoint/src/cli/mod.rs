@@ -1,0 +1,81 @@
+//! Command-line interface: one module per subcommand, each turning typed library errors into
+//! messages for the operator.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod inspect;
+mod kexec;
+mod dump;
+mod restore;
+mod region;
+
+/// Upgrade the kernel without losing running processes: checkpoint, kexec, restore.
+#[derive(Debug, Parser)]
+#[command(name = "seamless", version, about, long_about = None)]
+struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Summarise an image (directory, block device or cpio archive) and verify every checksum.
+    Inspect(inspect::Args),
+    /// Load a kernel with kexec_file_load, or jump into the loaded one after sync + freeze.
+    Kexec(kexec::Args),
+    /// Freeze a process tree and write its checkpoint into an image.
+    Dump(dump::Args),
+    /// Recreate the process trees saved in an image, with their original PIDs.
+    Restore(restore::Args),
+    /// Low-level region maintenance (write a test pattern, wipe).
+    Region(region::Args),
+}
+
+/// Parses the command line, runs the subcommand and maps its outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Kexec(a) => kexec::run(a),
+        Command::Dump(a) => dump::run(a),
+        Command::Restore(a) => restore::run(a),
+        Command::Region(a) => region::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("seamless: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Info,
+        1 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    log::set_max_level(level);
+    let _ = log::set_logger(&STDERR_LOGGER);
+}
+
+struct StderrLogger;
+static STDERR_LOGGER: StderrLogger = StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("seamless: {}: {}", r.level().as_str().to_lowercase(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
