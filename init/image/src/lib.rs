@@ -1,1 +1,36 @@
-//! The seamless image format. See `FORMAT.md` beside this crate for the byte-level contract.
+//! The seamless image format: a region that holds process checkpoints across a kexec.
+//!
+//! A region is a 4 KiB [`Superblock`], then records (postcard-encoded metadata) and page
+//! chunks (raw memory, page-aligned, outside postcard), then an index of fixed-size
+//! [`Entry`]s, each with the offset, length and crc32c of one record or chunk. The byte-level
+//! contract is `FORMAT.md` beside this crate.
+//!
+//! Write with [`Writer`] into any [`Store`]; read with [`Reader`], which validates the
+//! superblock and index before anything else and checks every record against its checksum.
+
+mod entry;
+mod error;
+pub mod pattern;
+mod reader;
+pub mod records;
+mod store;
+mod superblock;
+mod writer;
+
+pub use entry::{Entry, RecordKind, ENTRY_SIZE};
+pub use error::{ImageError, Result};
+pub use reader::{EntryCheck, Reader};
+pub use store::{
+    append_to_initrd, discover_pmem, open_any, BlockStore, CpioStore, DirStore, FileStore, Store, CPIO_REGION_PATH,
+};
+pub use superblock::{format_boot_id, parse_boot_id, State, Superblock, FORMAT_VERSION, MAGIC, SUPERBLOCK_SIZE};
+pub use writer::{Writer, WriterInfo};
+
+/// Page size of the images (x86-64).
+pub const PAGE_SIZE: usize = 4096;
+/// Largest postcard record accepted (16 MiB).
+pub const MAX_RECORD_LEN: u64 = 16 << 20;
+/// Largest page chunk or blob accepted (64 MiB).
+pub const MAX_CHUNK_LEN: u64 = 64 << 20;
+/// Most index entries accepted (2^20).
+pub const MAX_ENTRIES: u32 = 1 << 20;

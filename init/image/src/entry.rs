@@ -1,0 +1,136 @@
+//! Index entries and record kinds.
+
+use crate::error::{ImageError, Result};
+use std::fmt;
+
+/// Size of one index entry on disk.
+pub const ENTRY_SIZE: usize = 40;
+
+/// What an entry holds. A 16-bit number on disk; unknown numbers are kept, not rejected,
+/// so a reader can still list and verify entries written by a newer minor writer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordKind(pub u16);
+
+impl RecordKind {
+    /// Raw page data (not postcard); the tag is the virtual address of the first page.
+    pub const PAGE_CHUNK: Self = Self(1);
+    /// A test pattern record (see `seamless region write-pattern`).
+    pub const PATTERN: Self = Self(2);
+    /// Upgrade metadata: what the writer recorded about the machine and the root filesystem.
+    pub const UPGRADE: Self = Self(3);
+    /// Timings of the checkpoint-side stages.
+    pub const STAGES: Self = Self(4);
+    /// Opaque blob stored as raw bytes (files' contents and the like); tag chosen by the writer.
+    pub const BLOB: Self = Self(5);
+
+    /// Whether the entry's bytes are raw data rather than a postcard record.
+    pub fn is_raw(self) -> bool {
+        self == Self::PAGE_CHUNK || self == Self::BLOB
+    }
+
+    /// A short human name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PAGE_CHUNK => "page-chunk",
+            Self::PATTERN => "pattern",
+            Self::UPGRADE => "upgrade",
+            Self::STAGES => "stages",
+            Self::BLOB => "blob",
+            other => crate::records::kind_name(other).unwrap_or("unknown"),
+        }
+    }
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            "unknown" => write!(f, "kind#{}", self.0),
+            n => f.write_str(n),
+        }
+    }
+}
+
+impl fmt::Debug for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+/// One index entry: where a record or page chunk is and what it must hash to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// What the bytes are.
+    pub kind: RecordKind,
+    /// Flags, zero in format version 1.
+    pub flags: u16,
+    /// Owner, normally a pid (0 for image-wide records).
+    pub owner: u32,
+    /// Free 64-bit id; the virtual address for page chunks.
+    pub tag: u64,
+    /// Offset of the bytes from the start of the region.
+    pub offset: u64,
+    /// Length of the bytes.
+    pub len: u64,
+    /// crc32c of the bytes.
+    pub crc: u32,
+}
+
+impl Entry {
+    /// Encodes into the fixed 40-byte layout.
+    pub fn encode(&self, out: &mut [u8; ENTRY_SIZE]) {
+        out[0..2].copy_from_slice(&self.kind.0.to_le_bytes());
+        out[2..4].copy_from_slice(&self.flags.to_le_bytes());
+        out[4..8].copy_from_slice(&self.owner.to_le_bytes());
+        out[8..16].copy_from_slice(&self.tag.to_le_bytes());
+        out[16..24].copy_from_slice(&self.offset.to_le_bytes());
+        out[24..32].copy_from_slice(&self.len.to_le_bytes());
+        out[32..36].copy_from_slice(&self.crc.to_le_bytes());
+        out[36..40].copy_from_slice(&0u32.to_le_bytes());
+    }
+
+    /// Decodes the fixed layout.
+    pub fn decode(b: &[u8; ENTRY_SIZE]) -> Self {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        Entry {
+            kind: RecordKind(u16_at(0)),
+            flags: u16_at(2),
+            owner: u32_at(4),
+            tag: u64_at(8),
+            offset: u64_at(16),
+            len: u64_at(24),
+            crc: u32_at(32),
+        }
+    }
+
+    /// Checks the entry against the layout rules: inside the data area, within the size
+    /// caps, page chunks page-aligned.
+    pub(crate) fn check(&self, index: u32, data_end: u64) -> Result<()> {
+        let bad = |detail: String| ImageError::BadEntry { index, kind: self.kind, owner: self.owner, detail };
+        if self.offset < crate::SUPERBLOCK_SIZE as u64 {
+            return Err(bad(format!("offset {:#x} lies inside the superblock", self.offset)));
+        }
+        let end = self.offset.checked_add(self.len).ok_or_else(|| bad("offset + length overflows".into()))?;
+        if end > data_end {
+            return Err(bad(format!("bytes {:#x}..{end:#x} run past the data area end {data_end:#x}", self.offset)));
+        }
+        let cap = if self.kind.is_raw() { crate::MAX_CHUNK_LEN } else { crate::MAX_RECORD_LEN };
+        if self.len > cap {
+            return Err(bad(format!("length {} exceeds the limit {cap}", self.len)));
+        }
+        if self.kind == RecordKind::PAGE_CHUNK
+            && (!self.offset.is_multiple_of(crate::PAGE_SIZE as u64) || !self.len.is_multiple_of(crate::PAGE_SIZE as u64) || self.len == 0)
+        {
+            return Err(bad(format!("page chunk at {:#x} of {} bytes is not page-aligned", self.offset, self.len)));
+        }
+        if self.flags != 0 {
+            return Err(bad(format!("unknown flags {:#x}", self.flags)));
+        }
+        Ok(())
+    }
+}

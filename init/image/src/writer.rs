@@ -1,0 +1,187 @@
+//! Writing an image: stream records and page chunks, then the index, then mark it complete.
+
+use crate::entry::{Entry, RecordKind, ENTRY_SIZE};
+use crate::error::{ImageError, Result};
+use crate::store::Store;
+use crate::superblock::{State, Superblock, FORMAT_VERSION, SUPERBLOCK_SIZE};
+use crate::{MAX_CHUNK_LEN, MAX_ENTRIES, MAX_RECORD_LEN, PAGE_SIZE};
+use serde::Serialize;
+
+/// Who wrote the image; stored in the superblock.
+#[derive(Debug, Clone, Default)]
+pub struct WriterInfo {
+    /// `uname -r` of the running kernel.
+    pub kernel_release: String,
+    /// The running boot's id.
+    pub boot_id: [u8; 16],
+    /// The seamless release version.
+    pub release: String,
+}
+
+impl WriterInfo {
+    /// Reads the kernel release and boot id of the running system.
+    pub fn current(release: &str) -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+        WriterInfo {
+            kernel_release: read("/proc/sys/kernel/osrelease"),
+            boot_id: crate::superblock::parse_boot_id(&read("/proc/sys/kernel/random/boot_id")).unwrap_or_default(),
+            release: release.to_string(),
+        }
+    }
+}
+
+/// Streams an image into a store. Until [`Writer::finish`] returns, the superblock says
+/// "writing" and no reader accepts the region.
+#[derive(Debug)]
+pub struct Writer<S: Store> {
+    store: S,
+    sb: Superblock,
+    entries: Vec<Entry>,
+    pos: u64,
+}
+
+fn align(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
+}
+
+impl<S: Store> Writer<S> {
+    /// Starts an image: writes a "writing" superblock, so a crash leaves a region that is
+    /// never restored.
+    pub fn new(mut store: S, info: WriterInfo) -> Result<Self> {
+        let capacity = store.capacity();
+        if capacity < 2 * SUPERBLOCK_SIZE as u64 {
+            return Err(ImageError::NoSpace {
+                store: store.describe(),
+                what: "superblock".into(),
+                needed: 2 * SUPERBLOCK_SIZE as u64,
+                limit: capacity,
+            });
+        }
+        let created =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let sb = Superblock {
+            version: FORMAT_VERSION,
+            state: State::Writing,
+            capacity,
+            used: SUPERBLOCK_SIZE as u64,
+            index_offset: 0,
+            entry_count: 0,
+            index_crc: 0,
+            boot_id: info.boot_id,
+            created,
+            kernel_release: info.kernel_release,
+            writer: info.release,
+        };
+        store.write_at(0, &sb.encode())?;
+        store.sync()?;
+        Ok(Self { store, sb, entries: Vec::new(), pos: SUPERBLOCK_SIZE as u64 })
+    }
+
+    /// The entries written so far.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Bytes used so far (without the index still to come).
+    pub fn used(&self) -> u64 {
+        self.pos
+    }
+
+    /// The store's capacity.
+    pub fn capacity(&self) -> u64 {
+        self.sb.capacity
+    }
+
+    fn push(&mut self, kind: RecordKind, owner: u32, tag: u64, at: u64, bytes: &[u8]) -> Result<u32> {
+        if self.entries.len() >= MAX_ENTRIES as usize {
+            return Err(ImageError::NoSpace {
+                store: self.store.describe(),
+                what: "index".into(),
+                needed: self.entries.len() as u64 + 1,
+                limit: u64::from(MAX_ENTRIES),
+            });
+        }
+        self.store.write_at(at, bytes)?;
+        self.pos = at + bytes.len() as u64;
+        let index = self.entries.len() as u32;
+        let crc = crc32c::crc32c(bytes);
+        self.entries.push(Entry { kind, flags: 0, owner, tag, offset: at, len: bytes.len() as u64, crc });
+        Ok(index)
+    }
+
+    /// Stores a postcard-encoded record; returns its entry index.
+    pub fn put_record<T: Serialize + ?Sized>(
+        &mut self,
+        kind: RecordKind,
+        owner: u32,
+        tag: u64,
+        value: &T,
+    ) -> Result<u32> {
+        let bytes = postcard::to_allocvec(value).map_err(|source| ImageError::Encode { kind, owner, source })?;
+        if bytes.len() as u64 > MAX_RECORD_LEN {
+            return Err(ImageError::NoSpace {
+                store: self.store.describe(),
+                what: format!("{kind} record of owner {owner}"),
+                needed: bytes.len() as u64,
+                limit: MAX_RECORD_LEN,
+            });
+        }
+        let at = align(self.pos, 8);
+        self.push(kind, owner, tag, at, &bytes)
+    }
+
+    /// Stores raw bytes (not postcard) under [`RecordKind::BLOB`], e.g. a deleted file's
+    /// contents. At most [`MAX_CHUNK_LEN`] bytes per call.
+    pub fn put_blob(&mut self, owner: u32, tag: u64, data: &[u8]) -> Result<u32> {
+        if data.len() as u64 > MAX_CHUNK_LEN {
+            return Err(ImageError::NoSpace {
+                store: self.store.describe(),
+                what: format!("blob {tag:#x} of owner {owner}"),
+                needed: data.len() as u64,
+                limit: MAX_CHUNK_LEN,
+            });
+        }
+        let at = align(self.pos, 8);
+        self.push(RecordKind::BLOB, owner, tag, at, data)
+    }
+
+    /// Stores whole pages starting at virtual address `vaddr`, page-aligned in the region.
+    /// At most [`MAX_CHUNK_LEN`] bytes per call.
+    pub fn put_pages(&mut self, owner: u32, vaddr: u64, data: &[u8]) -> Result<u32> {
+        if data.is_empty() || !data.len().is_multiple_of(PAGE_SIZE) {
+            return Err(ImageError::UnalignedChunk { owner, vaddr, len: data.len() });
+        }
+        if data.len() as u64 > MAX_CHUNK_LEN {
+            return Err(ImageError::NoSpace {
+                store: self.store.describe(),
+                what: format!("page chunk at {vaddr:#x} of owner {owner}"),
+                needed: data.len() as u64,
+                limit: MAX_CHUNK_LEN,
+            });
+        }
+        let at = align(self.pos, PAGE_SIZE as u64);
+        self.push(RecordKind::PAGE_CHUNK, owner, vaddr, at, data)
+    }
+
+    /// Writes the index, then the "complete" superblock, then seals the store. Only now may
+    /// the region be restored.
+    pub fn finish(mut self) -> Result<S> {
+        let at = align(self.pos, 8);
+        let mut index = vec![0u8; self.entries.len() * ENTRY_SIZE];
+        for (e, slot) in self.entries.iter().zip(index.chunks_exact_mut(ENTRY_SIZE)) {
+            let mut b = [0u8; ENTRY_SIZE];
+            e.encode(&mut b);
+            slot.copy_from_slice(&b);
+        }
+        self.store.write_at(at, &index)?;
+        self.store.sync()?;
+        self.sb.index_offset = at;
+        self.sb.entry_count = self.entries.len() as u32;
+        self.sb.index_crc = crc32c::crc32c(&index);
+        self.sb.used = at + index.len() as u64;
+        self.sb.state = State::Complete;
+        self.store.write_at(0, &self.sb.encode())?;
+        self.store.seal(self.sb.used)?;
+        Ok(self.store)
+    }
+}
