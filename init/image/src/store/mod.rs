@@ -8,9 +8,11 @@
 
 mod cpio;
 mod file;
+mod mem;
 
 pub use cpio::{append_to_initrd, CpioStore, CPIO_REGION_PATH};
 pub use file::{BlockStore, DirStore, FileStore};
+pub use mem::MemStore;
 
 use crate::error::{ImageError, Result};
 use std::path::{Path, PathBuf};
