@@ -1,2 +1,3 @@
 //! Checkpoint side of seamless: pre-flight checks, kexec loading, process dump and the upgrade
 //! orchestration.
+pub mod inspect;
