@@ -1,1 +1,2 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
+pub mod paths;

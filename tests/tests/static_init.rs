@@ -1,0 +1,52 @@
+//! The initramfs binary: static (no program interpreter), at most 2 MiB, and its dependency
+//! tree inside the checked-in allowlist `init/deps.allow`.
+
+use seamless_tests::paths;
+use std::collections::BTreeSet;
+
+const MAX_SIZE: u64 = 2 << 20;
+const PT_INTERP: u32 = 3;
+
+/// Program header types of an ELF64 little-endian file.
+fn program_header_types(elf: &[u8]) -> Vec<u32> {
+    assert_eq!(&elf[0..4], b"\x7fELF", "not an ELF file");
+    assert_eq!(elf[4], 2, "not ELF64");
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum)
+        .map(|i| {
+            let o = phoff + i * phentsize;
+            u32::from_le_bytes(elf[o..o + 4].try_into().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn seamless_init_is_static_small_and_allowlisted() {
+    paths::build_static().expect("building the static binaries");
+    let bin = paths::static_init();
+    let elf = std::fs::read(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    let types = program_header_types(&elf);
+    assert!(!types.is_empty(), "no program headers");
+    assert!(!types.contains(&PT_INTERP), "{} has a program interpreter: not static", bin.display());
+    let size = elf.len() as u64;
+    println!("seamless-init: {size} bytes ({:.2} MiB), static", size as f64 / 1048576.0);
+    assert!(size <= MAX_SIZE, "seamless-init is {size} bytes, over the 2 MiB budget");
+
+    let allow_text = std::fs::read_to_string(paths::repo_root().join("init/deps.allow")).unwrap();
+    let allowed: BTreeSet<&str> =
+        allow_text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(paths::repo_root())
+        .args(["tree", "-p", "seamless-init", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let used: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    let extra: Vec<&String> = used.iter().filter(|c| !allowed.contains(c.as_str())).collect();
+    assert!(extra.is_empty(), "seamless-init pulls crates outside init/deps.allow: {extra:?}");
+}
