@@ -13,6 +13,7 @@ mod error;
 pub mod pattern;
 mod reader;
 pub mod records;
+pub mod upgrade;
 mod store;
 mod superblock;
 mod writer;

@@ -1,0 +1,107 @@
+//! Image-wide records of an upgrade: what the old kernel recorded about the root filesystem
+//! and the machine, and how long each checkpoint stage took.
+
+use crate::error::{ImageError, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::Path;
+
+/// How many bytes at the start of the root device are fingerprinted. Covers the ext2/3/4
+/// superblock (at 1024), the XFS superblock (at 0) and the btrfs one (at 64 KiB).
+pub const FINGERPRINT_LEN: usize = 1 << 20;
+const EXT4_SB_OFFSET: usize = 1024;
+const EXT4_MAGIC: u16 = 0xEF53;
+const EXT4_INCOMPAT_RECOVER: u32 = 0x4;
+
+/// What the root filesystem looked like on disk after it was frozen, so the new kernel can
+/// prove nothing touched it before it is mounted again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootIdentity {
+    /// The block device, as named in `/proc/self/mountinfo` (e.g. `/dev/vda`).
+    pub device: String,
+    /// Filesystem type (e.g. `ext4`).
+    pub fstype: String,
+    /// Mount options of the root mount (e.g. `rw,relatime`).
+    pub options: String,
+    /// The filesystem UUID, when the type is known (ext2/3/4).
+    pub uuid: Option<[u8; 16]>,
+    /// Whether the journal needed recovery (must be false after a freeze).
+    pub needs_recovery: bool,
+    /// crc32c of the first [`FINGERPRINT_LEN`] bytes of the device (or all of it if smaller).
+    pub fingerprint: u32,
+}
+
+/// Reads the on-disk identity of the filesystem on `device`. Read with the page cache, which
+/// is coherent with the filesystem's own metadata buffers, so it sees what was just written.
+pub fn read_identity(device: &Path, fstype: &str, options: &str) -> Result<RootIdentity> {
+    let io = |source| ImageError::Io { op: "read", store: device.display().to_string(), source };
+    let mut f = std::fs::File::open(device).map_err(io)?;
+    let mut head = Vec::with_capacity(FINGERPRINT_LEN);
+    f.by_ref().take(FINGERPRINT_LEN as u64).read_to_end(&mut head).map_err(io)?;
+    let (uuid, needs_recovery) = ext4_fields(&head).unwrap_or((None, false));
+    Ok(RootIdentity {
+        device: device.display().to_string(),
+        fstype: fstype.into(),
+        options: options.into(),
+        uuid,
+        needs_recovery,
+        fingerprint: crc32c::crc32c(&head),
+    })
+}
+
+/// UUID and recovery flag of an ext2/3/4 superblock, if `head` holds one.
+fn ext4_fields(head: &[u8]) -> Option<(Option<[u8; 16]>, bool)> {
+    let sb = head.get(EXT4_SB_OFFSET..EXT4_SB_OFFSET + 1024)?;
+    if u16::from_le_bytes([sb[0x38], sb[0x39]]) != EXT4_MAGIC {
+        return None;
+    }
+    let incompat = u32::from_le_bytes(sb[0x60..0x64].try_into().ok()?);
+    let uuid: [u8; 16] = sb[0x68..0x78].try_into().ok()?;
+    Some((Some(uuid), incompat & EXT4_INCOMPAT_RECOVER != 0))
+}
+
+impl RootIdentity {
+    /// Compares with what is on disk now; `Err` says what differs.
+    pub fn verify(&self, now: &RootIdentity) -> std::result::Result<(), String> {
+        if self.uuid != now.uuid {
+            return Err(format!("{}: filesystem UUID changed: this is not the filesystem that was frozen", now.device));
+        }
+        if now.needs_recovery {
+            return Err(format!("{}: the journal needs recovery: the filesystem was not frozen cleanly", now.device));
+        }
+        if self.fingerprint != now.fingerprint {
+            return Err(format!(
+                "{}: on-disk metadata changed since the freeze (fingerprint {:#010x}, now {:#010x}): it was mounted or written in between",
+                now.device, self.fingerprint, now.fingerprint
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One timed stage of the checkpoint side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// Stage name (`check`, `load`, `freeze`, `dump`, `sync`, ...).
+    pub name: String,
+    /// Duration in microseconds.
+    pub micros: u64,
+}
+
+/// The image-wide upgrade record ([`crate::RecordKind::UPGRADE`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upgrade {
+    /// `uname -r` of the kernel being jumped to, if known.
+    pub target_release: String,
+    /// The command line given to the new kernel.
+    pub cmdline: String,
+    /// The root filesystem as frozen.
+    pub root: Option<RootIdentity>,
+    /// Root pids of the dumped trees.
+    pub trees: Vec<u32>,
+    /// Wall-clock (CLOCK_REALTIME) nanoseconds just before the jump, so the new side can
+    /// report how long the processes were stopped.
+    pub jump_realtime_ns: u64,
+    /// The checkpoint stages, in order.
+    pub stages: Vec<Stage>,
+}
