@@ -1,1 +1,3 @@
 //! Restore side of seamless, run as an early init stage on the new kernel.
+
+pub mod boot;

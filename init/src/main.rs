@@ -1,5 +1,5 @@
 //! `seamless-init`: early init stage that restores preserved processes and hands over to the real init.
 
 fn main() {
-    std::process::exit(0);
+    seamless_init::boot::run()
 }

@@ -8,5 +8,9 @@
 #![allow(unsafe_code)]
 
 mod error;
+pub mod fsfreeze;
+pub mod kexec;
+pub mod module;
+pub mod mount;
 
 pub use error::{SysError, SysResult};
