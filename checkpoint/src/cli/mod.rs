@@ -4,11 +4,13 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod check;
+mod dump;
 mod inspect;
 mod kexec;
-mod dump;
-mod restore;
 mod region;
+mod restore;
+mod target_args;
 
 /// Upgrade the kernel without losing running processes: checkpoint, kexec, restore.
 #[derive(Debug, Parser)]
@@ -23,6 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Pre-flight checks: can this machine upgrade to the given kernel with these processes?
+    Check(check::Args),
     /// Summarise an image (directory, block device or cpio archive) and verify every checksum.
     Inspect(inspect::Args),
     /// Load a kernel with kexec_file_load, or jump into the loaded one after sync + freeze.
@@ -40,6 +44,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Check(a) => check::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Kexec(a) => kexec::run(a),
         Command::Dump(a) => dump::run(a),
