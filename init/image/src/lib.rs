@@ -20,7 +20,7 @@ mod writer;
 
 pub use entry::{Entry, RecordKind, ENTRY_SIZE};
 pub use error::{ImageError, Result};
-pub use reader::{EntryCheck, Reader};
+pub use reader::{invalidate, EntryCheck, Reader};
 pub use store::{
     append_to_initrd, discover_pmem, open_any, BlockStore, CpioStore, DirStore, FileStore, MemStore, Store, CPIO_REGION_PATH,
 };

@@ -228,3 +228,10 @@ impl<S: Store> Reader<S> {
         self.store
     }
 }
+
+/// Destroys the image in `store` by zeroing its superblock, so that no reader ever accepts
+/// it (used when an upgrade is abandoned after the image was completed).
+pub fn invalidate<S: Store + ?Sized>(store: &mut S) -> Result<()> {
+    store.write_at(0, &[0u8; SUPERBLOCK_SIZE])?;
+    store.sync()
+}
