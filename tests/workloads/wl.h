@@ -111,6 +111,11 @@ static __attribute__((unused)) void wl_init(int argc, char **argv)
         exit(2);
     }
     wl_outfile = argv[1];
+    /* Start from a known descriptor table: only stdin, stdout and stderr are inherited. */
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+        perror("close_range");
+        exit(2);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = wl_on_term;
