@@ -11,6 +11,7 @@ mod kexec;
 mod region;
 mod restore;
 mod target_args;
+mod upgrade;
 
 /// Upgrade the kernel without losing running processes: checkpoint, kexec, restore.
 #[derive(Debug, Parser)]
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Upgrade to a new kernel, keeping the selected process trees running.
+    Upgrade(upgrade::Args),
     /// Pre-flight checks: can this machine upgrade to the given kernel with these processes?
     Check(check::Args),
     /// Summarise an image (directory, block device or cpio archive) and verify every checksum.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Upgrade(a) => upgrade::run(a),
         Command::Check(a) => check::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Kexec(a) => kexec::run(a),

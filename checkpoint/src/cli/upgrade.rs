@@ -1,0 +1,60 @@
+//! `seamless upgrade`.
+
+use super::target_args::{CmdlineArgs, TargetArgs};
+use seamless::upgrade::{upgrade, UpgradeOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `seamless upgrade`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The new kernel image.
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// The new kernel's initramfs (with seamless-init inside).
+    #[arg(long)]
+    pub initrd: PathBuf,
+    #[command(flatten)]
+    pub cmdline: CmdlineArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// The region device (default: the first /dev/pmem*; without one, the image goes into the
+    /// initramfs).
+    #[arg(long)]
+    pub region: Option<PathBuf>,
+    /// Put the image into the initramfs even when a region exists.
+    #[arg(long)]
+    pub initramfs_image: bool,
+    /// Go on even if pre-flight checks fail.
+    #[arg(long)]
+    pub force: bool,
+    /// Testing aid: fail on purpose at a stage (dump, freeze, jump) to exercise the roll-back.
+    #[arg(long, value_name = "STAGE", hide = true)]
+    pub inject_failure: Option<String>,
+}
+
+/// Runs `seamless upgrade`; returns only on failure.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let roots = args.targets.selection().resolve()?;
+    if roots.is_empty() {
+        anyhow::bail!("nothing to preserve: give --pid, --cgroup or --unit (use `seamless kexec` for a plain kexec)");
+    }
+    let cmdline = args
+        .cmdline
+        .resolve()?
+        .ok_or_else(|| anyhow::anyhow!("give the new command line with --append CMDLINE or --reuse-cmdline"))?;
+    let opts = UpgradeOptions {
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline,
+        roots,
+        region: args.region,
+        force_initramfs: args.initramfs_image,
+        inject_failure: args.inject_failure,
+        force: args.force,
+    };
+    match upgrade(&opts) {
+        Ok(never) => match never {},
+        Err(e) => Err(anyhow::anyhow!("upgrade stopped: {e}")),
+    }
+}

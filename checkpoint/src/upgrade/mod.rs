@@ -1,0 +1,255 @@
+//! `seamless upgrade`: check, load the new kernel, freeze and dump the selected trees into
+//! the region, sync and freeze the filesystems, record the root filesystem's identity, jump.
+//!
+//! Order matters for safety:
+//! 1. pre-flight checks: a blocking verdict stops everything before anything changes;
+//! 2. the kernel is loaded first: a refused load (signature, lockdown) stops nothing;
+//! 3. the trees are frozen and dumped; the region is still "writing", so a crash here leaves
+//!    nothing to restore;
+//! 4. filesystems are synced and frozen (innermost first, root last), the root filesystem's
+//!    on-disk identity is read and stored with the stage timings, then the image is completed;
+//! 5. jump. If anything fails before the jump, the image is invalidated, the filesystems are
+//!    thawed, the kernel is unloaded and every process resumes untouched.
+//!
+//! Without a pmem region the image is written into a cpio archive under `/run/seamless`,
+//! appended to the new initramfs, and the kernel is loaded again with the combined initramfs
+//! just before the jump.
+
+mod stages;
+
+pub use stages::StageClock;
+
+use crate::check::{self, CheckOptions};
+use crate::dump::{self, DumpError, DumpOptions};
+use crate::kexec::{self, FreezeTarget, KexecError};
+use seamless_image::upgrade::{read_identity, Upgrade};
+use seamless_image::{BlockStore, CpioStore, ImageError, RecordKind, Store, Writer, WriterInfo};
+use std::path::{Path, PathBuf};
+
+/// Where the cpio image and the combined initramfs go when there is no region.
+pub const RUN_DIR: &str = "/run/seamless";
+
+/// Why an upgrade stopped. Before the jump, everything was put back as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// A pre-flight check failed.
+    #[error("pre-flight checks failed, nothing was changed:\n{0}")]
+    Check(check::Report),
+    /// Loading the kernel failed.
+    #[error("nothing was changed: {0}")]
+    Load(KexecError),
+    /// The region could not be opened or written.
+    #[error("image: {0}; the processes were resumed")]
+    Image(#[from] ImageError),
+    /// Dumping failed.
+    #[error("dump failed, every process was resumed: {0}")]
+    Dump(#[from] DumpError),
+    /// Freezing filesystems failed.
+    #[error("{0}; the processes were resumed")]
+    Freeze(KexecError),
+    /// A failure injected for testing.
+    #[error("failure injected at stage {0}; everything was resumed")]
+    Injected(String),
+    /// The jump itself failed.
+    #[error("the jump into the new kernel failed ({0}); filesystems were thawed and the processes resumed")]
+    Jump(seamless_sys::SysError),
+    /// Reading the root filesystem's identity failed.
+    #[error("cannot record the root filesystem's identity: {0}; the processes were resumed")]
+    RootIdentity(String),
+    /// Creating the fallback files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What to upgrade to, and what to keep.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeOptions {
+    /// New kernel image.
+    pub kernel: PathBuf,
+    /// Its initramfs (must carry seamless-init).
+    pub initrd: PathBuf,
+    /// Its command line.
+    pub cmdline: String,
+    /// Root pids of the trees to preserve.
+    pub roots: Vec<i32>,
+    /// Region device (default: the first /dev/pmem*; none: the initramfs fallback).
+    pub region: Option<PathBuf>,
+    /// Use the initramfs even if a region exists.
+    pub force_initramfs: bool,
+    /// Testing aid: fail on purpose at this stage (`dump`, `freeze`, `jump`).
+    pub inject_failure: Option<String>,
+    /// Skip the pre-flight checks (their verdicts are still logged).
+    pub force: bool,
+}
+
+enum Target {
+    Region(PathBuf),
+    Initramfs { cpio: PathBuf, combined: PathBuf },
+}
+
+fn injected(opts: &UpgradeOptions, stage: &str) -> Result<(), UpgradeError> {
+    if opts.inject_failure.as_deref() == Some(stage) {
+        log::warn!("injecting a failure at stage {stage}, as asked");
+        return Err(UpgradeError::Injected(stage.into()));
+    }
+    Ok(())
+}
+
+fn thaw(targets: &[FreezeTarget]) {
+    for t in targets.iter().rev() {
+        if let Err(e) = seamless_sys::fsfreeze::thaw(&t.mountpoint) {
+            log::error!(
+                "thawing {} failed: {e}; run `fsfreeze --unfreeze {}`",
+                t.mountpoint.display(),
+                t.mountpoint.display()
+            );
+        }
+    }
+}
+
+/// Runs the upgrade. Returns only on failure (with everything resumed), since success ends in
+/// the new kernel.
+pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, UpgradeError> {
+    let mut clock = StageClock::new();
+    let region = if opts.force_initramfs {
+        None
+    } else {
+        opts.region.clone().or_else(|| check::region::chosen(&CheckOptions::default()))
+    };
+    let report = check::run(&CheckOptions {
+        kernel: Some(opts.kernel.clone()),
+        initrd: Some(opts.initrd.clone()),
+        cmdline: Some(opts.cmdline.clone()),
+        pids: opts.roots.clone(),
+        region: region.clone(),
+        trial_load: false,
+    });
+    for v in &report.verdicts {
+        log::debug!("check {}: {:?}: {}", v.subject, v.status, v.detail);
+    }
+    if !report.passed() && !opts.force {
+        return Err(UpgradeError::Check(report));
+    }
+    clock.stage("check");
+
+    let was_loaded = kexec::is_loaded();
+    kexec::load(&opts.kernel, Some(&opts.initrd), &opts.cmdline).map_err(UpgradeError::Load)?;
+    clock.stage("load");
+    let result = dump_and_jump(opts, region, &mut clock);
+    if !was_loaded {
+        let _ = kexec::unload();
+    }
+    result
+}
+
+fn dump_and_jump(
+    opts: &UpgradeOptions,
+    region: Option<PathBuf>,
+    clock: &mut StageClock,
+) -> Result<std::convert::Infallible, UpgradeError> {
+    let target = match region {
+        Some(dev) => Target::Region(dev),
+        None => {
+            std::fs::create_dir_all(RUN_DIR).map_err(|source| UpgradeError::Io { path: RUN_DIR.into(), source })?;
+            Target::Initramfs {
+                cpio: Path::new(RUN_DIR).join("region.cpio"),
+                combined: Path::new(RUN_DIR).join("initrd.img"),
+            }
+        }
+    };
+    let store: Box<dyn Store> = match &target {
+        Target::Region(dev) => Box::new(BlockStore::open(dev)?),
+        Target::Initramfs { cpio, .. } => {
+            let cap = check::process::estimate_image_bytes(&opts.roots) * 2 + (64 << 20);
+            Box::new(CpioStore::create(cpio, cap)?)
+        }
+    };
+    let mut writer = Writer::new(store, WriterInfo::current(env!("CARGO_PKG_VERSION")))?;
+    eprintln!(
+        "seamless: freezing and dumping {} tree(s) into {}",
+        opts.roots.len(),
+        match &target {
+            Target::Region(d) => d.display().to_string(),
+            Target::Initramfs { cpio, .. } => cpio.display().to_string(),
+        }
+    );
+    let summary = dump::dump_trees(&opts.roots, &mut writer, &DumpOptions::default())?;
+    clock.stage("dump");
+    eprintln!(
+        "seamless: dumped {} process(es), {} thread(s), {} MiB of pages, {} open file(s)",
+        summary.processes,
+        summary.threads,
+        (summary.pages * 4096) >> 20,
+        summary.files
+    );
+    injected(opts, "dump")?;
+
+    let targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
+    kexec::freeze_all(&targets).map_err(UpgradeError::Freeze)?;
+    clock.stage("sync+freeze");
+    let completed = complete_image(opts, &target, writer, &targets, clock);
+    let mut store = match completed {
+        Ok(store) => store,
+        Err(e) => {
+            thaw(&targets);
+            return Err(e);
+        }
+    };
+    let err = injected(opts, "jump").err().map(Ok).unwrap_or_else(|| {
+        eprintln!("seamless: jumping into {}", opts.kernel.display());
+        Err(seamless_sys::kexec::kexec_reboot())
+    });
+    // Still here: the jump did not happen. Make sure the image is never restored.
+    if let Err(e) = seamless_image::invalidate(&mut store) {
+        log::error!("could not invalidate the image ({e}); wipe it with `seamless region wipe`");
+    }
+    thaw(&targets);
+    drop(summary); // resumes every process
+    Err(match err {
+        Ok(injected) => injected,
+        Err(sys) => UpgradeError::Jump(sys),
+    })
+}
+
+/// With filesystems frozen: records the root filesystem, the stage timings, completes the
+/// image and, without a region, rebuilds the initramfs and reloads the kernel with it.
+fn complete_image(
+    opts: &UpgradeOptions,
+    target: &Target,
+    mut writer: Writer<Box<dyn Store>>,
+    frozen: &[FreezeTarget],
+    clock: &mut StageClock,
+) -> Result<Box<dyn Store>, UpgradeError> {
+    injected(opts, "freeze")?;
+    let root = match frozen.iter().find(|t| t.mountpoint == Path::new("/")) {
+        Some(t) => Some(
+            read_identity(Path::new(&t.source), &t.fstype, "")
+                .map_err(|e| UpgradeError::RootIdentity(e.to_string()))?,
+        ),
+        None => None,
+    };
+    clock.stage("root-identity");
+    let record = Upgrade {
+        target_release: String::new(),
+        cmdline: opts.cmdline.clone(),
+        root,
+        trees: opts.roots.iter().map(|p| *p as u32).collect(),
+        jump_realtime_ns: stages::realtime_ns(),
+        stages: clock.stages(),
+    };
+    writer.put_record(RecordKind::UPGRADE, 0, 0, &record)?;
+    let store = writer.finish()?;
+    clock.stage("complete");
+    if let Target::Initramfs { cpio, combined } = target {
+        seamless_image::append_to_initrd(&opts.initrd, cpio, combined)?;
+        kexec::load(&opts.kernel, Some(combined), &opts.cmdline).map_err(UpgradeError::Load)?;
+        clock.stage("reload");
+    }
+    eprint!("{}", clock.table());
+    Ok(store)
+}
