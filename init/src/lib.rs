@@ -1,3 +1,4 @@
 //! Restore side of seamless, run as an early init stage on the new kernel.
+pub mod restore;
 
 pub mod boot;

@@ -1,12 +1,52 @@
 //! `seamless dump`.
 
+use seamless::dump::{dump_trees, DumpOptions};
+use seamless_image::{DirStore, Writer, WriterInfo};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `seamless dump`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Root of a process tree to dump (repeatable).
+    #[arg(long = "tree", required = true)]
+    pub tree: Vec<i32>,
+    /// Image directory (created if missing; the image is DIR/region.img).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Leave the processes running after the dump instead of killing them.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Largest image (bytes).
+    #[arg(long, default_value_t = 64 << 30)]
+    pub capacity: u64,
+}
 
 /// Runs `seamless dump`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`seamless dump` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = DirStore::create(&args.images, args.capacity)?;
+    let mut writer = Writer::new(store, WriterInfo::current(env!("CARGO_PKG_VERSION")))?;
+    let summary = dump_trees(&args.tree, &mut writer, &DumpOptions::default())
+        .map_err(|e| anyhow::anyhow!("dump failed, processes resumed: {e}"))?;
+    let used = writer.used();
+    if let Err(e) = writer.finish() {
+        summary.frozen.resume();
+        anyhow::bail!("dump failed, processes resumed: writing the image: {e}");
+    }
+    let (procs, threads, pages, files, ft, tt) =
+        (summary.processes, summary.threads, summary.pages, summary.files, summary.freeze_time, summary.total_time);
+    if args.leave_running {
+        summary.frozen.resume();
+    } else {
+        summary.frozen.kill();
+    }
+    eprintln!(
+        "seamless: dumped {procs} processes, {threads} threads, {pages} pages ({} KiB), {files} open files into {} ({} KiB); freeze {:.1} ms, total {:.1} ms",
+        pages * 4,
+        args.images.display(),
+        used / 1024,
+        ft.as_secs_f64() * 1e3,
+        tt.as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
 }

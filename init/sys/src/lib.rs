@@ -12,5 +12,7 @@ pub mod fsfreeze;
 pub mod kexec;
 pub mod module;
 pub mod mount;
+pub mod proc;
+pub mod ptrace;
 
 pub use error::{SysError, SysResult};

@@ -8,15 +8,121 @@
 
 use crate::RecordKind;
 
+pub mod files;
+pub mod mm;
+pub mod process;
+pub mod thread;
+
+pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
+pub use mm::{FileId, MmRecord, Vma, VmaKind};
+pub use process::{Creds, ITimer, MmFields, ProcState, ProcessRecord, SigAction, TreeRecord};
+pub use thread::{SyscallState, ThreadRecord};
+
+/// [`ProcessRecord`], owner = pid.
+pub const PROCESS: RecordKind = RecordKind(16);
+/// [`ThreadRecord`], owner = pid, tag = tid.
+pub const THREAD: RecordKind = RecordKind(17);
+/// [`MmRecord`], owner = pid.
+pub const MM: RecordKind = RecordKind(18);
+/// [`FdTable`], owner = pid.
+pub const FDS: RecordKind = RecordKind(19);
+/// [`FileDesc`], owner 0, tag = description id.
+pub const FILE_DESC: RecordKind = RecordKind(20);
+/// [`PipeRecord`], owner 0, tag = inode.
+pub const PIPE: RecordKind = RecordKind(21);
+/// [`TreeRecord`], owner 0.
+pub const TREE: RecordKind = RecordKind(22);
+
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
-    let _ = kind;
-    None
+    Some(match kind {
+        PROCESS => "process",
+        THREAD => "thread",
+        MM => "mm",
+        FDS => "fds",
+        FILE_DESC => "file",
+        PIPE => "pipe",
+        TREE => "tree",
+        _ => return None,
+    })
+}
+
+fn prot_str(p: u32) -> String {
+    let f = |bit: u32, c: char| if p & bit != 0 { c } else { '-' };
+    [f(1, 'r'), f(2, 'w'), f(4, 'x')].iter().collect()
 }
 
 /// A one-line human summary of a record of a kind defined here; `None` for other kinds or
 /// bytes that do not decode.
 pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
-    let _ = (kind, bytes);
-    None
+    fn de<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Option<T> {
+        postcard::from_bytes(b).ok()
+    }
+    Some(match kind {
+        PROCESS => {
+            let p: ProcessRecord = de(bytes)?;
+            format!(
+                "process {} ({}) ppid {} pgid {} sid {} {:?} threads {:?} uid {} exe {} cwd {} sigactions {}",
+                p.pid,
+                p.comm,
+                p.ppid,
+                p.pgid,
+                p.sid,
+                p.state,
+                p.tids,
+                p.creds.uids[0],
+                p.exe,
+                p.cwd,
+                p.sigactions.len()
+            )
+        }
+        THREAD => {
+            let t: ThreadRecord = de(bytes)?;
+            let rip = t.regs.get(16).copied().unwrap_or(0);
+            let rsp = t.regs.get(19).copied().unwrap_or(0);
+            format!(
+                "thread {} ({}) rip {rip:#x} rsp {rsp:#x} xstate {} B sigmask {:#x} {:?} rseq {}",
+                t.tid,
+                t.comm,
+                t.xstate.len(),
+                t.sigmask,
+                t.syscall,
+                t.rseq.is_some()
+            )
+        }
+        MM => {
+            let m: MmRecord = de(bytes)?;
+            let mut s = format!("mm: {} areas, vdso {} B;", m.vmas.len(), m.vdso.len());
+            for v in m.vmas.iter().take(64) {
+                s.push_str(&format!(
+                    " [{:#x}-{:#x} {}{} {} {}p]",
+                    v.start,
+                    v.end,
+                    prot_str(v.prot),
+                    if v.shared { 's' } else { 'p' },
+                    if v.name.is_empty() { "anon" } else { &v.name },
+                    v.saved_pages
+                ));
+            }
+            s
+        }
+        FDS => {
+            let t: FdTable = de(bytes)?;
+            let list: Vec<String> = t.fds.iter().map(|f| format!("{}->#{}{}", f.fd, f.desc, if f.cloexec { "e" } else { "" })).collect();
+            format!("descriptors: {}", list.join(" "))
+        }
+        FILE_DESC => {
+            let d: FileDesc = de(bytes)?;
+            format!("file #{} flags {:#o} pos {} {:?}", d.id, d.flags, d.pos, d.kind)
+        }
+        PIPE => {
+            let p: PipeRecord = de(bytes)?;
+            format!("pipe ino {} capacity {} buffered {} B", p.ino, p.capacity, p.data.len())
+        }
+        TREE => {
+            let t: TreeRecord = de(bytes)?;
+            format!("tree: roots {:?}, processes {:?}, kernel {}", t.roots, t.pids, t.kernel_release)
+        }
+        _ => return None,
+    })
 }

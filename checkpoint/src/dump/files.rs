@@ -1,0 +1,207 @@
+//! Descriptors and open file descriptions. Classifies every descriptor of every process
+//! (this is also the up-front refusal of unsupported kinds), groups descriptors that share an
+//! open file description (`kcmp`), and captures pipe buffers and deleted files' contents.
+
+use super::{DumpError, DumpOptions, Frozen};
+use seamless_image::records::{self, Fd, FdTable, FileDesc, FileKind, PipeRecord};
+use seamless_image::{Store, Writer};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+
+/// Character devices that can simply be reopened by path.
+const REOPENABLE_CHARDEVS: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+
+/// Everything about files the dump writes.
+#[derive(Debug, Default)]
+pub struct FilePlan {
+    /// Open file descriptions.
+    pub descs: Vec<FileDesc>,
+    /// Per-process descriptor tables.
+    pub tables: BTreeMap<i32, FdTable>,
+    /// Pipe buffers.
+    pub pipes: BTreeMap<u64, PipeRecord>,
+    /// Contents of deleted files, by description id.
+    pub ghosts: BTreeMap<u32, Vec<u8>>,
+}
+
+impl FilePlan {
+    /// The table of one process (empty if none).
+    pub fn table_of(&self, pid: i32) -> FdTable {
+        self.tables.get(&pid).cloned().unwrap_or_default()
+    }
+}
+
+struct FdInfo {
+    pos: u64,
+    flags: u32,
+}
+
+fn fdinfo(pid: i32, fd: i32) -> Result<FdInfo, DumpError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).map_err(|e| DumpError::io(pid, format!("reading fdinfo of fd {fd}"), e))?;
+    let mut info = FdInfo { pos: 0, flags: 0 };
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("pos:") {
+            info.pos = v.trim().parse().unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("flags:") {
+            info.flags = u32::from_str_radix(v.trim(), 8).unwrap_or(0);
+        }
+    }
+    Ok(info)
+}
+
+fn unsupported(pid: i32, fd: i32, link: &str, reason: &str) -> DumpError {
+    DumpError::Unsupported { pid, resource: format!("fd {fd} ({link})"), reason: reason.into() }
+}
+
+fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| DumpError::io(pid, format!("opening pipe of fd {fd}"), e))?;
+    let raw = f.as_raw_fd();
+    let capacity = seamless_sys::proc::pipe_size(raw).map_err(|e| DumpError::sys(pid, format!("pipe fd {fd}"), e))?;
+    let n = seamless_sys::proc::fionread(raw).map_err(|e| DumpError::sys(pid, format!("pipe fd {fd}"), e))?;
+    let mut data = Vec::new();
+    if n > 0 {
+        let (r, w) = seamless_sys::proc::pipe().map_err(|e| DumpError::sys(pid, "temporary pipe", e))?;
+        seamless_sys::proc::set_pipe_size(w.as_raw_fd(), capacity.max(n)).map_err(|e| DumpError::sys(pid, "temporary pipe", e))?;
+        let got = seamless_sys::proc::tee(raw, w.as_raw_fd(), n).map_err(|e| DumpError::sys(pid, format!("copying pipe of fd {fd}"), e))?;
+        drop(w);
+        let mut rf = std::fs::File::from(r);
+        rf.read_to_end(&mut data).map_err(|e| DumpError::io(pid, "reading pipe copy", e))?;
+        if got != n || data.len() != n {
+            return Err(unsupported(pid, fd, &format!("pipe:[{ino}]"), &format!("copied {} of {n} buffered bytes", data.len())));
+        }
+    }
+    Ok(PipeRecord { ino, capacity: capacity as u64, data })
+}
+
+/// Classifies every descriptor of every (live) process.
+pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
+    let max_ghost = opts.max_ghost_size.unwrap_or(256 << 20);
+    let mut plan = FilePlan::default();
+    // Candidates for sharing, keyed by link text: (pid, fd, desc id).
+    let mut by_link: BTreeMap<String, Vec<(i32, i32, u32)>> = BTreeMap::new();
+    for p in frozen.procs() {
+        if p.zombie.is_some() {
+            continue;
+        }
+        let pid = p.pid;
+        let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map_err(|e| DumpError::io(pid, "listing /proc/PID/fd", e))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        fds.sort_unstable();
+        let mut table = FdTable::default();
+        for fd in fds {
+            let link_path = format!("/proc/{pid}/fd/{fd}");
+            let link = std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, format!("readlink fd {fd}"), e))?;
+            let link = link.to_string_lossy().into_owned();
+            let info = fdinfo(pid, fd)?;
+            let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+            let flags = info.flags & !(libc::O_CLOEXEC as u32);
+            // Shared description?
+            let mut desc = None;
+            if let Some(cands) = by_link.get(&link) {
+                for &(cp, cfd, id) in cands {
+                    if seamless_sys::proc::kcmp_file(pid, fd, cp, cfd).map_err(|e| DumpError::sys(pid, format!("comparing fd {fd}"), e))? {
+                        desc = Some(id);
+                        break;
+                    }
+                }
+            }
+            let id = match desc {
+                Some(id) => id,
+                None => {
+                    let id = plan.descs.len() as u32 + 1;
+                    let kind = classify(pid, fd, &link, &link_path, max_ghost, &mut plan, id)?;
+                    plan.descs.push(FileDesc { id, flags, pos: info.pos, kind });
+                    by_link.entry(link.clone()).or_default().push((pid, fd, id));
+                    id
+                }
+            };
+            table.fds.push(Fd { fd, cloexec, desc: id });
+        }
+        plan.tables.insert(pid, table);
+    }
+    Ok(plan)
+}
+
+fn classify(pid: i32, fd: i32, link: &str, link_path: &str, max_ghost: u64, plan: &mut FilePlan, id: u32) -> Result<FileKind, DumpError> {
+    if let Some(rest) = link.strip_prefix("pipe:[") {
+        let ino: u64 = rest.trim_end_matches(']').parse().unwrap_or(0);
+        if !plan.pipes.contains_key(&ino) {
+            let rec = read_pipe(pid, fd, ino)?;
+            plan.pipes.insert(ino, rec);
+        }
+        return Ok(FileKind::Pipe { pipe: ino });
+    }
+    if link.starts_with("socket:") {
+        return Err(unsupported(pid, fd, link, "sockets are not checkpointed yet"));
+    }
+    if link.starts_with("anon_inode:") {
+        return Err(unsupported(pid, fd, link, "eventfd/signalfd/epoll/timerfd/other anonymous-inode files are not checkpointed yet"));
+    }
+    if !link.starts_with('/') {
+        return Err(unsupported(pid, fd, link, "not a file reachable by path"));
+    }
+    let md = std::fs::metadata(link_path).map_err(|e| DumpError::io(pid, format!("stat fd {fd}"), e))?;
+    let ft = md.file_type();
+    let deleted = link.ends_with(" (deleted)") && md.nlink() == 0;
+    if ft.is_char_device() {
+        if REOPENABLE_CHARDEVS.contains(&link) {
+            return Ok(FileKind::CharDev { path: link.to_string(), rdev: md.rdev() });
+        }
+        return Err(unsupported(pid, fd, link, "character devices other than null/zero/full/random/urandom (ttys, ...) are not checkpointed"));
+    }
+    if ft.is_fifo() {
+        if deleted {
+            return Err(unsupported(pid, fd, link, "deleted FIFO"));
+        }
+        let ino = md.ino();
+        if !plan.pipes.contains_key(&ino) {
+            let rec = read_pipe(pid, fd, ino)?;
+            plan.pipes.insert(ino, rec);
+        }
+        return Ok(FileKind::Fifo { path: link.to_string(), pipe: ino });
+    }
+    if ft.is_file() || ft.is_dir() {
+        if deleted {
+            if !ft.is_file() {
+                return Err(unsupported(pid, fd, link, "deleted directory"));
+            }
+            if md.size() > max_ghost {
+                return Err(unsupported(pid, fd, link, &format!("deleted file of {} bytes exceeds the {max_ghost}-byte limit", md.size())));
+            }
+            let mut data = Vec::with_capacity(md.size() as usize);
+            std::fs::File::open(link_path)
+                .and_then(|mut f| f.read_to_end(&mut data))
+                .map_err(|e| DumpError::io(pid, format!("reading deleted file of fd {fd}"), e))?;
+            plan.ghosts.insert(id, data);
+            let path = link.trim_end_matches(" (deleted)").to_string();
+            return Ok(FileKind::Ghost { path, size: md.size(), mode: md.mode() });
+        }
+        return Ok(FileKind::Regular { path: link.to_string(), size: md.size(), mode: md.mode() });
+    }
+    Err(unsupported(pid, fd, link, "unsupported file type (block device or socket file)"))
+}
+
+/// Writes descriptions, pipe buffers and ghost contents.
+pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpError> {
+    for d in &plan.descs {
+        w.put_record(records::FILE_DESC, 0, u64::from(d.id), d)?;
+    }
+    for p in plan.pipes.values() {
+        w.put_record(records::PIPE, 0, p.ino, p)?;
+    }
+    for (id, data) in &plan.ghosts {
+        for chunk in data.chunks(16 << 20) {
+            w.put_blob(0, u64::from(*id), chunk)?;
+        }
+    }
+    Ok(())
+}

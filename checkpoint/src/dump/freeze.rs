@@ -1,0 +1,157 @@
+//! Freezing: walk the trees, `PTRACE_SEIZE` + `PTRACE_INTERRUPT` every thread, wait for the
+//! stops, and repeat until no new thread or child appears. [`Frozen`] detaches on drop.
+
+use super::DumpError;
+use seamless_init::restore::procfs;
+use seamless_sys::ptrace::{self, WaitStatus};
+use std::collections::BTreeSet;
+
+/// One frozen process.
+#[derive(Debug, Clone)]
+pub struct FrozenProc {
+    /// Pid.
+    pub pid: i32,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Threads, leader first (empty for zombies).
+    pub tids: Vec<i32>,
+    /// Raw wait status of a zombie.
+    pub zombie: Option<i32>,
+}
+
+/// Processes held in ptrace stops. Dropping it resumes them.
+#[derive(Debug)]
+pub struct Frozen {
+    procs: Vec<FrozenProc>,
+    seized: Vec<i32>,
+    done: bool,
+}
+
+impl Frozen {
+    /// The processes, parents before children.
+    pub fn procs(&self) -> &[FrozenProc] {
+        &self.procs
+    }
+
+    /// Detaches from every thread; the processes continue where they were.
+    pub fn resume(mut self) {
+        self.detach_all();
+    }
+
+    /// Kills every process with SIGKILL (then detaches).
+    pub fn kill(mut self) {
+        for p in &self.procs {
+            if p.zombie.is_none() {
+                let _ = seamless_sys::proc::kill(p.pid, libc::SIGKILL);
+            }
+        }
+        self.detach_all();
+    }
+
+    fn detach_all(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        for &t in &self.seized {
+            if let Err(e) = ptrace::detach(t, 0) {
+                log::debug!("detach tid {t}: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+fn seize_one(tid: i32) -> Result<(), seamless_sys::SysError> {
+    ptrace::seize(tid, 0)?;
+    ptrace::interrupt(tid)?;
+    loop {
+        let (_, st) = ptrace::wait(tid)?;
+        match st {
+            WaitStatus::Stopped { event: ptrace::EVENT_STOP, .. } => return Ok(()),
+            WaitStatus::Stopped { sig, event: 0 } => {
+                // A signal-delivery stop came first: leave the signal pending and wait for our stop.
+                log::debug!("tid {tid}: signal {sig} while freezing; re-queued");
+                ptrace::cont(tid, sig)?;
+            }
+            WaitStatus::Stopped { .. } => ptrace::cont(tid, 0)?,
+            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => {
+                return Err(seamless_sys::SysError::new(
+                    "waitpid",
+                    format!("tid {tid}"),
+                    std::io::Error::from_raw_os_error(libc::ESRCH),
+                ))
+            }
+        }
+    }
+}
+
+/// Freezes the trees rooted at `roots`.
+pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
+    let me = std::process::id() as i32;
+    let mut frozen = Frozen { procs: Vec::new(), seized: Vec::new(), done: false };
+    let mut seized: BTreeSet<i32> = BTreeSet::new();
+    for &r in roots {
+        if r == me || r <= 1 {
+            return Err(DumpError::BadTarget { pid: r, reason: "cannot dump init or seamless itself".into() });
+        }
+        procfs::read_stat(r).map_err(|e| DumpError::BadTarget { pid: r, reason: format!("no such process ({e})") })?;
+    }
+    // Repeat until a whole pass finds nothing new.
+    loop {
+        let mut changed = false;
+        let mut order: Vec<(i32, i32)> = Vec::new(); // (pid, ppid)
+        let mut queue: Vec<(i32, i32)> = roots.iter().map(|&r| (r, 0)).collect();
+        let mut seen = BTreeSet::new();
+        while let Some((pid, _)) = queue.first().copied() {
+            queue.remove(0);
+            if !seen.insert(pid) {
+                continue;
+            }
+            let stat = match procfs::read_stat(pid) {
+                Ok(s) => s,
+                Err(e) => return Err(DumpError::io(pid, "reading /proc/PID/stat", e)),
+            };
+            order.push((pid, stat.field(4) as i32));
+            if stat.state() == 'Z' || stat.state() == 'X' {
+                continue;
+            }
+            let tids = procfs::tids(pid).map_err(|e| DumpError::io(pid, "listing threads", e))?;
+            for t in tids {
+                if seized.contains(&t) {
+                    continue;
+                }
+                match seize_one(t) {
+                    Ok(()) => {
+                        seized.insert(t);
+                        frozen.seized.push(t);
+                        changed = true;
+                    }
+                    Err(e) if e.errno() == Some(libc::ESRCH) => changed = true,
+                    Err(e) => return Err(DumpError::sys(pid, format!("freezing thread {t}"), e)),
+                }
+            }
+            for c in procfs::children(pid).map_err(|e| DumpError::io(pid, "listing children", e))? {
+                queue.push((c, pid));
+            }
+        }
+        if !changed {
+            for (pid, ppid) in order {
+                let stat = procfs::read_stat(pid).map_err(|e| DumpError::io(pid, "reading /proc/PID/stat", e))?;
+                let zombie = if stat.state() == 'Z' { Some(stat.field(52) as i32) } else { None };
+                let tids = if zombie.is_some() {
+                    Vec::new()
+                } else {
+                    procfs::tids(pid).map_err(|e| DumpError::io(pid, "listing threads", e))?
+                };
+                frozen.procs.push(FrozenProc { pid, ppid, tids, zombie });
+            }
+            return Ok(frozen);
+        }
+    }
+}

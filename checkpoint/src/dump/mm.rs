@@ -1,0 +1,147 @@
+//! Address spaces: VMAs from `/proc/PID/maps` (+ `map_files` for the identity of mapped
+//! files), present pages from `/proc/PID/pagemap`, contents from `/proc/PID/mem`, written as
+//! page chunks of up to [`CHUNK`] bytes of contiguous pages.
+
+use super::DumpError;
+use seamless_image::records::{FileId, MmRecord, Vma, VmaKind};
+use seamless_image::{Store, Writer, PAGE_SIZE};
+use seamless_init::restore::memio::Mem;
+use seamless_init::restore::procfs::{self, MapLine};
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+/// Largest page chunk written (bytes).
+pub const CHUNK: usize = 4 << 20;
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
+    Ok(match m.name.as_str() {
+        "[vdso]" => VmaKind::Vdso,
+        "[vsyscall]" => VmaKind::Vsyscall,
+        n if n.starts_with("[vvar") => VmaKind::Vvar,
+        "" | "[heap]" | "[stack]" => VmaKind::Anon,
+        n if n.starts_with("[anon:") || n.starts_with("[stack:") => VmaKind::Anon,
+        n if n.starts_with('/') && m.ino != 0 => {
+            if n.ends_with(" (deleted)") {
+                return Err(DumpError::Unsupported {
+                    pid,
+                    resource: format!("mapping {:#x}-{:#x} ({n})", m.start, m.end),
+                    reason: "mapping of a deleted file".into(),
+                });
+            }
+            let mf = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let md = std::fs::metadata(&mf).map_err(|e| DumpError::io(pid, format!("stat {mf}"), e))?;
+            let mtime_ns = i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec());
+            VmaKind::File {
+                file: FileId { path: n.to_string(), dev: md.dev(), ino: md.ino(), size: md.size(), mtime_ns },
+                offset: m.offset,
+            }
+        }
+        n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
+        n => {
+            return Err(DumpError::Unsupported {
+                pid,
+                resource: format!("mapping {:#x}-{:#x} ({n})", m.start, m.end),
+                reason: "special mapping (SysV shm, memfd, device, ...) is not checkpointed yet".into(),
+            })
+        }
+    })
+}
+
+/// Refuses mappings that cannot be restored, before anything is written.
+pub fn precheck(pid: i32) -> Result<(), DumpError> {
+    let maps = procfs::read_maps(pid).map_err(|e| DumpError::io(pid, "reading maps", e))?;
+    for m in &maps {
+        kind_of(pid, m)?;
+    }
+    Ok(())
+}
+
+/// Whether page `entry` (a pagemap word) of area `v` must be saved.
+fn wanted(v: &Vma, entry: u64) -> bool {
+    let present = entry & PM_PRESENT != 0;
+    let swapped = entry & PM_SWAP != 0;
+    match v.kind {
+        VmaKind::Anon => present || swapped,
+        // Private file mapping: only pages that became anonymous (written, COW'd).
+        VmaKind::File { .. } if !v.shared => swapped || (present && entry & PM_FILE == 0),
+        _ => false,
+    }
+}
+
+/// Dumps the address space of `pid`; returns the record and the number of pages written.
+pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64), DumpError> {
+    let maps = procfs::read_maps(pid).map_err(|e| DumpError::io(pid, "reading maps", e))?;
+    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).map_err(|e| DumpError::io(pid, "opening pagemap", e))?;
+    let mem = Mem::open(pid, false).map_err(|e| DumpError::io(pid, "opening /proc/PID/mem", e))?;
+    let mut rec = MmRecord::default();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    for m in &maps {
+        let kind = kind_of(pid, m)?;
+        let mut v = Vma {
+            start: m.start,
+            end: m.end,
+            prot: m.prot,
+            shared: m.shared,
+            growsdown: m.name == "[stack]",
+            kind,
+            name: m.name.clone(),
+            saved_pages: 0,
+        };
+        if v.kind == VmaKind::Vdso {
+            let mut b = vec![0u8; m.len() as usize];
+            mem.read(m.start, &mut b).map_err(|e| DumpError::io(pid, format!("reading [vdso] at {:#x}", m.start), e))?;
+            rec.vdso = b;
+        }
+        let skip = matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall) || (v.prot == 0 && !v.shared);
+        if !skip {
+            let npages = (m.len() / PAGE_SIZE as u64) as usize;
+            let mut run_start: Option<u64> = None;
+            let mut run_len = 0usize;
+            let mut pm = vec![0u8; 8 * 512];
+            let mut i = 0usize;
+            while i < npages {
+                let n = (npages - i).min(512);
+                let off = (m.start / PAGE_SIZE as u64 + i as u64) * 8;
+                pagemap
+                    .read_exact_at(&mut pm[..n * 8], off)
+                    .map_err(|e| DumpError::io(pid, format!("reading pagemap at {:#x}", m.start), e))?;
+                for k in 0..n {
+                    let mut e = [0u8; 8];
+                    e.copy_from_slice(&pm[k * 8..k * 8 + 8]);
+                    let entry = u64::from_le_bytes(e);
+                    let addr = m.start + ((i + k) * PAGE_SIZE) as u64;
+                    if wanted(&v, entry) {
+                        if run_start.is_none() {
+                            run_start = Some(addr);
+                            run_len = 0;
+                        }
+                        run_len += 1;
+                        if run_len * PAGE_SIZE == CHUNK {
+                            v.saved_pages += flush(pid, &mem, w, &mut buf, run_start.take().unwrap_or(addr), run_len)?;
+                        }
+                    } else if let Some(s) = run_start.take() {
+                        v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len)?;
+                    }
+                }
+                i += n;
+            }
+            if let Some(s) = run_start.take() {
+                v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len)?;
+            }
+        }
+        total += v.saved_pages;
+        rec.vmas.push(v);
+    }
+    Ok((rec, total))
+}
+
+fn flush<S: Store>(pid: i32, mem: &Mem, w: &mut Writer<S>, buf: &mut [u8], start: u64, pages: usize) -> Result<u64, DumpError> {
+    let len = pages * PAGE_SIZE;
+    mem.read(start, &mut buf[..len]).map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;
+    w.put_pages(pid as u32, start, &buf[..len])?;
+    Ok(pages as u64)
+}

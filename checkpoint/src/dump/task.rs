@@ -1,0 +1,190 @@
+//! Per-process state: identity, credentials and layout from `/proc`, and what only the task
+//! itself can report, read by injecting syscalls into its stopped leader with a scratch
+//! mapping (sigactions, interval timers, brk, prctl values).
+
+use super::freeze::FrozenProc;
+use super::DumpError;
+use seamless_image::records::{Creds, ITimer, MmFields, ProcState, ProcessRecord, SigAction};
+use seamless_init::restore::inject::{self, Remote};
+use seamless_init::restore::memio::Mem;
+use seamless_init::restore::procfs::{self, status_get};
+
+/// Size of the scratch mapping used for injected calls.
+pub const SCRATCH: u64 = 4096;
+
+/// An injected anonymous scratch page in a stopped process, unmapped by [`Scratch::release`].
+#[derive(Debug)]
+pub struct Scratch {
+    /// The thread syscalls run in.
+    pub remote: Remote,
+    /// Address of the scratch page.
+    pub addr: u64,
+    /// Memory access.
+    pub mem: Mem,
+}
+
+impl Scratch {
+    /// Maps a scratch page in the process of `tid`, running syscalls in `tid`.
+    pub fn new(pid: i32, tid: i32) -> Result<Self, DumpError> {
+        let ip = inject::find_syscall_insn(pid).map_err(|e| DumpError::io(pid, "finding a syscall instruction", e))?;
+        let mut remote = Remote::new(tid, ip).map_err(|e| DumpError::Inject { pid, what: "taking over".into(), source: e })?;
+        let addr = remote
+            .syscall(
+                "mmap",
+                libc::SYS_mmap,
+                [0, SCRATCH, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+            )
+            .map_err(|e| DumpError::Inject { pid, what: "mapping a scratch page".into(), source: e })?;
+        let mem = Mem::open(pid, true).map_err(|e| DumpError::io(pid, "opening /proc/PID/mem", e))?;
+        Ok(Self { remote, addr, mem })
+    }
+
+    /// Uses another thread of the same process for the next calls.
+    pub fn switch_thread(&mut self, pid: i32, tid: i32) -> Result<(), DumpError> {
+        self.remote.restore_regs().map_err(|e| DumpError::Inject { pid, what: "restoring registers".into(), source: e })?;
+        let ip = self.remote.syscall_ip;
+        self.remote = Remote::new(tid, ip).map_err(|e| DumpError::Inject { pid, what: format!("taking over thread {tid}"), source: e })?;
+        Ok(())
+    }
+
+    /// Runs a syscall; errors name the process.
+    pub fn call(&mut self, pid: i32, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, DumpError> {
+        self.remote.syscall(name, nr, args).map_err(|e| DumpError::Inject { pid, what: name.into(), source: e })
+    }
+
+    /// Reads `n` u64 words from the scratch page at `off`.
+    pub fn words(&self, pid: i32, off: u64, n: usize) -> Result<Vec<u64>, DumpError> {
+        let mut b = vec![0u8; n * 8];
+        self.mem.read(self.addr + off, &mut b).map_err(|e| DumpError::io(pid, "reading scratch", e))?;
+        Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+    }
+
+    /// Unmaps the page and puts the registers back.
+    pub fn release(mut self, pid: i32) -> Result<(), DumpError> {
+        let addr = self.addr;
+        self.call(pid, "munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0])?;
+        self.remote.restore_regs().map_err(|e| DumpError::Inject { pid, what: "restoring registers".into(), source: e })
+    }
+}
+
+fn ids(v: Option<&str>) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for (i, x) in v.unwrap_or("").split_whitespace().take(4).enumerate() {
+        out[i] = x.parse().unwrap_or(0);
+    }
+    out
+}
+
+fn hex(v: Option<&str>) -> u64 {
+    u64::from_str_radix(v.unwrap_or("0"), 16).unwrap_or(0)
+}
+
+fn link(pid: i32, what: &str) -> Result<String, DumpError> {
+    std::fs::read_link(format!("/proc/{pid}/{what}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| DumpError::io(pid, format!("readlink /proc/PID/{what}"), e))
+}
+
+/// Builds the process record (injecting into live processes).
+pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
+    let pid = p.pid;
+    let stat = procfs::read_stat(pid).map_err(|e| DumpError::io(pid, "reading stat", e))?;
+    let mut rec = ProcessRecord {
+        pid,
+        ppid: stat.field(4) as i32,
+        pgid: stat.field(5) as i32,
+        sid: stat.field(6) as i32,
+        comm: stat.comm.clone(),
+        state: ProcState::Alive,
+        tids: p.tids.clone(),
+        creds: Creds::default(),
+        umask: 0o022,
+        cwd: String::new(),
+        root: String::new(),
+        exe: String::new(),
+        mm: MmFields::default(),
+        auxv: Vec::new(),
+        rlimits: Vec::new(),
+        personality: 0,
+        sigactions: Vec::new(),
+        shared_pending: Vec::new(),
+        itimers: Vec::new(),
+        dumpable: 1,
+        child_subreaper: false,
+        pdeath_signal: 0,
+        exit_signal: stat.field(38) as i32,
+    };
+    if let Some(status) = p.zombie {
+        rec.state = ProcState::Zombie { status };
+        return Ok(rec);
+    }
+    let st = procfs::read_status(pid).map_err(|e| DumpError::io(pid, "reading status", e))?;
+    rec.creds = Creds {
+        uids: ids(status_get(&st, "Uid")),
+        gids: ids(status_get(&st, "Gid")),
+        groups: status_get(&st, "Groups").unwrap_or("").split_whitespace().filter_map(|g| g.parse().ok()).collect(),
+        cap_eff: hex(status_get(&st, "CapEff")),
+        cap_prm: hex(status_get(&st, "CapPrm")),
+        cap_inh: hex(status_get(&st, "CapInh")),
+        cap_bnd: hex(status_get(&st, "CapBnd")),
+        cap_amb: hex(status_get(&st, "CapAmb")),
+        securebits: None,
+        no_new_privs: status_get(&st, "NoNewPrivs") == Some("1"),
+    };
+    rec.umask = u32::from_str_radix(status_get(&st, "Umask").unwrap_or("0022"), 8).unwrap_or(0o022);
+    rec.cwd = link(pid, "cwd")?;
+    rec.root = link(pid, "root")?;
+    rec.exe = link(pid, "exe")?;
+    rec.personality = u32::from_str_radix(std::fs::read_to_string(format!("/proc/{pid}/personality")).unwrap_or_default().trim(), 16).unwrap_or(0);
+    let auxv = std::fs::read(format!("/proc/{pid}/auxv")).map_err(|e| DumpError::io(pid, "reading auxv", e))?;
+    rec.auxv = auxv.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    rec.mm = MmFields {
+        start_code: stat.ufield(26),
+        end_code: stat.ufield(27),
+        start_stack: stat.ufield(28),
+        start_data: stat.ufield(45),
+        end_data: stat.ufield(46),
+        start_brk: stat.ufield(47),
+        brk: 0,
+        arg_start: stat.ufield(48),
+        arg_end: stat.ufield(49),
+        env_start: stat.ufield(50),
+        env_end: stat.ufield(51),
+    };
+    for r in 0..16u32 {
+        rec.rlimits.push(seamless_sys::proc::getrlimit_of(pid, r).map_err(|e| DumpError::sys(pid, "prlimit", e))?);
+    }
+    for info in seamless_sys::ptrace::peek_siginfo(pid, true).map_err(|e| DumpError::sys(pid, "peeking shared signals", e))? {
+        rec.shared_pending.push(info.to_vec());
+    }
+
+    let mut s = Scratch::new(pid, pid)?;
+    let a = s.addr;
+    rec.mm.brk = s.call(pid, "brk", libc::SYS_brk, [0; 6])?;
+    for sig in 1..=64u64 {
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        s.call(pid, "rt_sigaction", libc::SYS_rt_sigaction, [sig, 0, a, 8, 0, 0])?;
+        let w = s.words(pid, 0, 4)?;
+        if w[0] != 0 || w[1] != 0 || w[3] != 0 {
+            rec.sigactions.push(SigAction { sig: sig as u8, handler: w[0], flags: w[1], restorer: w[2], mask: w[3] });
+        }
+    }
+    for which in 0..3u64 {
+        s.call(pid, "getitimer", libc::SYS_getitimer, [which, a, 0, 0, 0, 0])?;
+        let w = s.words(pid, 0, 4)?;
+        let us = |sec: u64, usec: u64| sec * 1_000_000 + usec;
+        if w[2] != 0 || w[3] != 0 {
+            rec.itimers.push(ITimer { which: which as u8, interval_us: us(w[0], w[1]), value_us: us(w[2], w[3]) });
+        }
+    }
+    rec.dumpable = s.call(pid, "prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0])? as u32;
+    rec.creds.securebits = Some(s.call(pid, "prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0])? as u32);
+    s.call(pid, "prctl(PR_GET_CHILD_SUBREAPER)", libc::SYS_prctl, [libc::PR_GET_CHILD_SUBREAPER as u64, a, 0, 0, 0, 0])?;
+    rec.child_subreaper = s.words(pid, 0, 1)?[0] as u32 != 0;
+    s.call(pid, "prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, [libc::PR_GET_PDEATHSIG as u64, a, 0, 0, 0, 0])?;
+    rec.pdeath_signal = s.words(pid, 0, 1)?[0] as u32;
+    s.release(pid)?;
+    Ok(rec)
+}

@@ -1,0 +1,78 @@
+//! Threads: general registers, the XSAVE area, signal mask, pending signals, rseq, and the
+//! per-thread values read by injection (sigaltstack, clear_child_tid, robust list).
+
+use super::freeze::FrozenProc;
+use super::task::Scratch;
+use super::DumpError;
+use seamless_image::records::{SyscallState, ThreadRecord};
+use seamless_sys::ptrace::{self, REG_ORIG_RAX, REG_RAX};
+
+/// Kernel-internal restart codes a syscall interrupted by the freeze returns.
+pub const ERESTARTSYS: i64 = -512;
+/// See [`ERESTARTSYS`].
+pub const ERESTARTNOINTR: i64 = -513;
+/// See [`ERESTARTSYS`].
+pub const ERESTARTNOHAND: i64 = -514;
+/// See [`ERESTARTSYS`].
+pub const ERESTART_RESTARTBLOCK: i64 = -516;
+
+/// Dumps every thread of a live process.
+pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
+    let pid = p.pid;
+    let mut out = Vec::new();
+    for &tid in &p.tids {
+        let regs = ptrace::get_regs(tid).map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
+        let xstate = ptrace::get_xstate(tid).map_err(|e| DumpError::sys(pid, format!("xstate of thread {tid}"), e))?;
+        let sigmask = ptrace::get_sigmask(tid).map_err(|e| DumpError::sys(pid, format!("sigmask of thread {tid}"), e))?;
+        let pending = ptrace::peek_siginfo(tid, false)
+            .map_err(|e| DumpError::sys(pid, format!("pending signals of thread {tid}"), e))?
+            .iter()
+            .map(|i| i.to_vec())
+            .collect();
+        let rseq = ptrace::get_rseq(tid).map_err(|e| DumpError::sys(pid, format!("rseq of thread {tid}"), e))?;
+        let orig = regs[REG_ORIG_RAX] as i64;
+        let rax = regs[REG_RAX] as i64;
+        let syscall = if orig >= 0 && [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK].contains(&rax) {
+            SyscallState::Restart { nr: orig as u64, code: rax }
+        } else {
+            SyscallState::None
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
+        out.push(ThreadRecord {
+            tid,
+            regs: regs.to_vec(),
+            xstate,
+            sigmask,
+            pending,
+            syscall,
+            rseq: (rseq.pointer != 0).then_some((rseq.pointer, rseq.size, rseq.signature)),
+            robust_list: None,
+            clear_child_tid: 0,
+            altstack: (0, libc::SS_DISABLE, 0),
+            comm,
+        });
+    }
+    // Per-thread values only the thread can read.
+    let mut s = Scratch::new(pid, pid)?;
+    let a = s.addr;
+    for t in out.iter_mut() {
+        if t.tid != s.remote.tid {
+            s.switch_thread(pid, t.tid)?;
+        }
+        s.call(pid, "sigaltstack", libc::SYS_sigaltstack, [0, a, 0, 0, 0, 0])?;
+        let w = s.words(pid, 0, 3)?;
+        t.altstack = (w[0], w[1] as u32 as i32, w[2]);
+        s.call(pid, "prctl(PR_GET_TID_ADDRESS)", libc::SYS_prctl, [libc::PR_GET_TID_ADDRESS as u64, a, 0, 0, 0, 0])?;
+        t.clear_child_tid = s.words(pid, 0, 1)?[0];
+        s.call(pid, "get_robust_list", libc::SYS_get_robust_list, [0, a, a + 8, 0, 0, 0])?;
+        let w = s.words(pid, 0, 2)?;
+        if w[0] != 0 {
+            t.robust_list = Some((w[0], w[1]));
+        }
+    }
+    if s.remote.tid != pid {
+        s.switch_thread(pid, pid)?;
+    }
+    s.release(pid)?;
+    Ok(out)
+}

@@ -1,0 +1,169 @@
+//! Open files. The restorer opens every saved open file description once in its own
+//! descriptor table (regular files at their offset, deleted files recreated and unlinked,
+//! pipes refilled with their buffered bytes, FIFOs, character devices). Each child then
+//! pulls the descriptions it needs with an injected `pidfd_getfd` on the restorer, so a
+//! description shared between descriptors or processes stays shared (one offset, one pipe).
+
+use super::child::Child;
+use super::plan::Plan;
+use super::RestoreError;
+use seamless_image::records::FileKind;
+use seamless_image::{Reader, Store};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+/// Descriptions opened in the restorer, by description id.
+#[derive(Debug, Default)]
+pub struct OpenFiles {
+    /// Our descriptor of each description.
+    pub by_id: BTreeMap<u32, OwnedFd>,
+    /// Keeps pipes and FIFOs alive (and writable) until every child has its ends.
+    keep: Vec<OwnedFd>,
+}
+
+const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
+
+fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
+    let flags = (flags as i32 & !STRIP) | libc::O_CLOEXEC;
+    let acc = flags & libc::O_ACCMODE;
+    let f = std::fs::OpenOptions::new()
+        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .custom_flags(flags & !libc::O_ACCMODE)
+        .open(path)?;
+    Ok(f.into())
+}
+
+fn seek(fd: &OwnedFd, pos: u64) -> std::io::Result<()> {
+    use std::io::Seek;
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    f.seek(std::io::SeekFrom::Start(pos)).map(|_| ())
+}
+
+
+/// Opens every description of the plan in the restorer.
+pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFiles, RestoreError> {
+    let mut out = OpenFiles::default();
+    let mut pipe_ends: BTreeMap<u64, (Option<OwnedFd>, Option<OwnedFd>)> = BTreeMap::new();
+    let mut fifo_keep: BTreeMap<u64, OwnedFd> = BTreeMap::new();
+    let err = |id: u32, what: String, e: std::io::Error| RestoreError::File { id, what, source: e };
+    for d in plan.descs.values() {
+        let id = d.id;
+        let acc = d.flags as i32 & libc::O_ACCMODE;
+        let fd: OwnedFd = match &d.kind {
+            FileKind::Regular { path, .. } => {
+                let fd = open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?;
+                if d.flags as i32 & libc::O_APPEND == 0 || d.pos != 0 {
+                    let _ = seek(&fd, d.pos);
+                }
+                fd
+            }
+            FileKind::CharDev { path, .. } => open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?,
+            FileKind::Ghost { path, mode, .. } => {
+                let dir = std::path::Path::new(path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
+                let tmp = dir.join(format!(".seamless-ghost.{}.{id}", std::process::id()));
+                {
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(|e| err(id, format!("create ghost {}", tmp.display()), e))?;
+                    for &b in plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]) {
+                        let data = reader.blob(b).map_err(RestoreError::Image)?;
+                        f.write_all(&data).map_err(|e| err(id, "fill ghost".into(), e))?;
+                    }
+                    let _ = f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777));
+                }
+                let tmp_s = tmp.to_string_lossy().into_owned();
+                let r = open_path(&tmp_s, d.flags);
+                let _ = std::fs::remove_file(&tmp);
+                let fd = r.map_err(|e| err(id, format!("open ghost {tmp_s}"), e))?;
+                let _ = seek(&fd, d.pos);
+                fd
+            }
+            FileKind::Pipe { pipe } => {
+                let ends = pipe_ends.entry(*pipe).or_insert((None, None));
+                if ends.0.is_none() && ends.1.is_none() {
+                    let (r, w) = seamless_sys::proc::pipe().map_err(|e| RestoreError::sys(0, "pipe2", e))?;
+                    if let Some(rec) = plan.pipes.get(pipe) {
+                        let _ = seamless_sys::proc::set_pipe_size(w.as_raw_fd(), rec.capacity as usize);
+                        let mut wf = std::fs::File::from(w.try_clone().map_err(|e| err(id, "dup".into(), e))?);
+                        wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling pipe {pipe}"), e))?;
+                    }
+                    *ends = (Some(r), Some(w));
+                }
+                let slot = if acc == libc::O_WRONLY { &mut ends.1 } else { &mut ends.0 };
+                match slot.take() {
+                    Some(fd) => {
+                        out.keep.push(fd.try_clone().map_err(|e| err(id, "dup".into(), e))?);
+                        fd
+                    }
+                    None => {
+                        // A second description of the same end: reopen through /proc.
+                        let other = out.keep.iter().find(|k| {
+                            std::fs::read_link(format!("/proc/self/fd/{}", k.as_raw_fd()))
+                                .map(|l| l.to_string_lossy() == format!("pipe:[{pipe}]"))
+                                .unwrap_or(false)
+                        });
+                        let other = other.ok_or_else(|| err(id, format!("pipe {pipe}"), std::io::ErrorKind::NotFound.into()))?;
+                        open_path(&format!("/proc/self/fd/{}", other.as_raw_fd()), (d.flags & !(libc::O_ACCMODE as u32)) | acc as u32)
+                            .map_err(|e| err(id, format!("reopen pipe {pipe}"), e))?
+                    }
+                }
+            }
+            FileKind::Fifo { path, pipe } => {
+                if !fifo_keep.contains_key(pipe) {
+                    let k = open_path(path, (libc::O_RDWR | libc::O_NONBLOCK) as u32).map_err(|e| err(id, format!("open fifo {path}"), e))?;
+                    if let Some(rec) = plan.pipes.get(pipe) {
+                        let mut wf = std::fs::File::from(k.try_clone().map_err(|e| err(id, "dup".into(), e))?);
+                        wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling fifo {path}"), e))?;
+                    }
+                    fifo_keep.insert(*pipe, k);
+                }
+                open_path(path, d.flags | libc::O_NONBLOCK as u32).map_err(|e| err(id, format!("open fifo {path}"), e))?
+            }
+        };
+        set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
+        out.by_id.insert(id, fd);
+    }
+    out.keep.extend(fifo_keep.into_values());
+    Ok(out)
+}
+
+fn set_fl(fd: &OwnedFd, flags: u32) -> std::io::Result<()> {
+    seamless_sys::proc::set_status_flags(fd.as_raw_fd(), flags as i32).map_err(|e| e.source)
+}
+
+/// Installs the child's descriptors (ascending, so a temporary number never clobbers a
+/// descriptor already in place).
+pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &OpenFiles) -> Result<(), RestoreError> {
+    if fds.fds.is_empty() {
+        return Ok(());
+    }
+    let me = std::process::id() as u64;
+    let max = fds.fds.iter().map(|f| f.fd).max().unwrap_or(0) as u64;
+    let pfd = c.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
+    let hi = c.call("fcntl(F_DUPFD_CLOEXEC)", libc::SYS_fcntl, [pfd, libc::F_DUPFD_CLOEXEC as u64, max + 1, 0, 0, 0])?;
+    c.call("close", libc::SYS_close, [pfd, 0, 0, 0, 0, 0])?;
+    let mut sorted = fds.fds.clone();
+    sorted.sort_by_key(|f| f.fd);
+    for f in &sorted {
+        let ours = open.by_id.get(&f.desc).ok_or_else(|| RestoreError::Corrupt { pid: c.pid, what: format!("fd {} refers to unknown file #{}", f.fd, f.desc) })?;
+        let n = c
+            .call("pidfd_getfd", libc::SYS_pidfd_getfd, [hi, ours.as_raw_fd() as u64, 0, 0, 0, 0])
+            .map_err(|e| RestoreError::Failed { pid: c.pid, what: format!("fd {}: {e}", f.fd) })?;
+        let target = f.fd as u64;
+        if n != target {
+            let fl = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            c.call("dup3", libc::SYS_dup3, [n, target, fl, 0, 0, 0])?;
+            c.call("close", libc::SYS_close, [n, 0, 0, 0, 0, 0])?;
+        } else if !f.cloexec {
+            c.call("fcntl(F_SETFD)", libc::SYS_fcntl, [n, libc::F_SETFD as u64, 0, 0, 0, 0])?;
+        }
+    }
+    c.call("close", libc::SYS_close, [hi, 0, 0, 0, 0, 0])?;
+    Ok(())
+}

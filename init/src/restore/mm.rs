@@ -1,0 +1,142 @@
+//! Rebuilding an address space inside the seized child: drop everything but the trampoline,
+//! place the vDSO (see [`super::vdso`]), map every saved VMA at its address with its
+//! protection, write the saved pages through `/proc/PID/mem`, then install the mm fields
+//! (brk, argv/env areas, auxv, exe) with `PR_SET_MM_MAP`.
+
+use super::child::{Child, TRAMP_LEN};
+use super::plan::ProcPlan;
+use super::{procfs, vdso, RestoreError, RestoreOptions};
+use seamless_image::records::{FileId, VmaKind};
+use seamless_image::{Reader, Store};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+
+/// Checks that a mapped file is still the one that was dumped.
+pub fn verify_file(pid: i32, f: &FileId) -> Result<(), RestoreError> {
+    let md = std::fs::metadata(&f.path).map_err(|e| RestoreError::io(pid, format!("mapped file {}", f.path), e))?;
+    let mtime_ns = i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec());
+    if md.ino() != f.ino || md.size() != f.size || mtime_ns != f.mtime_ns {
+        return Err(RestoreError::FileChanged {
+            pid,
+            path: f.path.clone(),
+            detail: format!(
+                "dumped inode {} size {} mtime {}ns, now inode {} size {} mtime {}ns",
+                f.ino,
+                f.size,
+                f.mtime_ns,
+                md.ino(),
+                md.size(),
+                mtime_ns
+            ),
+        });
+    }
+    if md.dev() != f.dev {
+        log::warn!("pid {pid}: {} is on device {:#x}, was {:#x} (same inode, size and mtime; accepted)", f.path, md.dev(), f.dev);
+    }
+    Ok(())
+}
+
+/// Replaces the child's address space with the saved one.
+pub fn restore_mm<S: Store>(c: &mut Child, p: &ProcPlan, reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<(), RestoreError> {
+    let pid = c.pid;
+    // rseq inherited from the restorer points into memory about to vanish: unregister it.
+    let rs = seamless_sys::ptrace::get_rseq(pid).map_err(|e| RestoreError::sys(pid, "rseq configuration", e))?;
+    if rs.pointer != 0 {
+        c.call("rseq(unregister)", libc::SYS_rseq, [rs.pointer, u64::from(rs.size), 1, u64::from(rs.signature), 0, 0])?;
+    }
+    // 1. Drop every mapping but the trampoline and the kernel's special ones.
+    let current = procfs::read_maps(pid).map_err(|e| RestoreError::io(pid, "reading maps", e))?;
+    for m in &current {
+        if m.start == c.tramp || m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
+            continue;
+        }
+        c.call("munmap", libc::SYS_munmap, [m.start, m.len(), 0, 0, 0, 0])?;
+    }
+    // 2. The vDSO.
+    vdso::place(c, p, opts)?;
+    // 3. Every saved area.
+    let mut opened: BTreeMap<String, u64> = BTreeMap::new();
+    for v in &p.mm.vmas {
+        let len = v.end - v.start;
+        let (mut flags, fd, off) = match &v.kind {
+            VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall => continue,
+            VmaKind::Anon => (libc::MAP_ANONYMOUS, u64::MAX, 0),
+            VmaKind::File { file, offset } => {
+                let fd = match opened.get(&file.path) {
+                    Some(&fd) => fd,
+                    None => {
+                        verify_file(pid, file)?;
+                        let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
+                        let fd = c.open(&file.path, acc | libc::O_CLOEXEC, 0)?;
+                        opened.insert(file.path.clone(), fd);
+                        fd
+                    }
+                };
+                (0, fd, *offset)
+            }
+        };
+        flags |= if v.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        if v.growsdown {
+            flags |= libc::MAP_GROWSDOWN;
+        }
+        flags |= libc::MAP_FIXED_NOREPLACE;
+        // Shared anonymous memory is filled through a writable mapping, then protected.
+        let fill_prot = if v.shared && v.saved_pages > 0 && matches!(v.kind, VmaKind::Anon) { v.prot | 3 } else { v.prot };
+        let got = c
+            .call("mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off])
+            .map_err(|e| RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} ({}): {e}", v.start, v.end, v.name) })?;
+        if got != v.start {
+            return Err(RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} landed at {got:#x}", v.start, v.end) });
+        }
+        if fill_prot != v.prot {
+            // Protected again after the pages are in.
+            log::trace!("pid {pid}: area {:#x} filled writable", v.start);
+        }
+    }
+    for (_, fd) in opened {
+        c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    }
+    // 4. Pages.
+    let mut buf = Vec::new();
+    for ch in &p.chunks {
+        buf.resize(ch.len as usize, 0);
+        reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
+        c.mem.write(ch.vaddr, &buf).map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
+    }
+    for v in &p.mm.vmas {
+        if v.shared && v.saved_pages > 0 && matches!(v.kind, VmaKind::Anon) && v.prot != v.prot | 3 {
+            c.call("mprotect", libc::SYS_mprotect, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
+        }
+    }
+    // 5. mm fields, auxv, exe.
+    set_mm_map(c, p)?;
+    let _ = TRAMP_LEN;
+    Ok(())
+}
+
+fn set_mm_map(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
+    let m = &p.rec.mm;
+    let exe_fd = c.open(&p.rec.exe, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
+    let mut auxv = p.rec.auxv.clone();
+    auxv.truncate(2 * 46);
+    let auxv_addr = c.put_words(4096, &auxv)?;
+    let mut words = vec![
+        m.start_code,
+        m.end_code,
+        m.start_data,
+        m.end_data,
+        m.start_brk,
+        m.brk,
+        m.start_stack,
+        m.arg_start,
+        m.arg_end,
+        m.env_start,
+        m.env_end,
+        auxv_addr,
+    ];
+    words.push((auxv.len() as u64 * 8) | (exe_fd << 32));
+    let a = c.put_words(0, &words)?;
+    let r = c.call("prctl(PR_SET_MM_MAP)", libc::SYS_prctl, [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, a, 104, 0, 0]);
+    c.call("close", libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0])?;
+    r.map(|_| ())
+}

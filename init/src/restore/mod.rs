@@ -1,0 +1,312 @@
+//! Restore: recreate the saved process trees with their original pids, address spaces,
+//! threads, registers, files and signal state.
+//!
+//! # Design: syscall injection driven from outside
+//!
+//! The restorer (the `seamless restore` command, or `seamless-init` as PID 1 after a kexec)
+//! never runs code inside the restored address space except single system calls. It forks
+//! each process with `clone3(set_tid = [pid])` ([`tree`]); the forked helper only joins its
+//! session/group, forks its own children the same way and waits in `pause()`. The restorer
+//! then `PTRACE_SEIZE`s it and turns it into the saved process by *injecting* system calls:
+//! it maps a one-page trampoline holding `syscall; int3` at an address that is free in both
+//! the current and the saved layout ([`child`]), loads a call into the registers, points
+//! `rip` at the trampoline and single-steps ([`inject`]). With that it unmaps the helper's
+//! memory, maps every saved area at its address and writes the pages through
+//! `/proc/PID/mem` ([`mm`]), installs descriptors with `pidfd_getfd` on the restorer
+//! ([`files`]), sets dispositions, limits, cwd, timers ([`task`]), creates the other
+//! threads with `clone3(CLONE_THREAD, set_tid)` and gives each its rseq area, robust list,
+//! alternate stack and credentials ([`threads`]); last it unmaps the trampoline, loads every
+//! thread's registers, XSAVE area and signal mask, and detaches.
+//!
+//! Why not a position-independent restorer blob run inside the target (the other classic
+//! design): the blob must itself live somewhere in the target's address space while it
+//! replaces that address space, must be written in a freestanding subset of the language,
+//! and its failures surface as a dead process with no message. Injection keeps all logic in
+//! ordinary, testable Rust in the restorer, reports every failing step with the pid, call
+//! and address, works identically from `seamless-init` as PID 1, and costs one ptrace round
+//! trip per syscall (a few microseconds), which is negligible next to copying the pages.
+//! The only code placed in the target is the 2-byte `syscall` instruction.
+//!
+//! # vDSO across kernels
+//!
+//! See [`vdso`]: on the same kernel the helper's own vvar/vdso are `mremap`ed to the saved
+//! addresses; on a different kernel (detected by comparing the saved vDSO bytes with the
+//! running one) the new vDSO is placed near the old address and a copy of the old vDSO is
+//! mapped at the old address with every exported function patched into a jump to the new
+//! vDSO's function of the same name. Forced for tests with
+//! [`RestoreOptions::force_vdso_trampoline`] (`SEAMLESS_FORCE_VDSO_TRAMPOLINE=1`).
+//!
+//! # Interrupted system calls
+//!
+//! A thread frozen inside a syscall was left by the kernel with `rax = -ERESTART*`,
+//! `orig_rax = nr`; restore sets `rax = nr` and `rip -= 2`, so the syscall is issued again
+//! (a relative sleep restarts with its full interval; `restart_syscall` is never used since
+//! its kernel-side state does not survive).
+
+pub mod child;
+pub mod files;
+pub mod inject;
+pub mod memio;
+pub mod mm;
+pub mod plan;
+pub mod procfs;
+pub mod task;
+pub mod threads;
+pub mod tree;
+pub mod vdso;
+
+use inject::InjectError;
+use seamless_image::{ImageError, Reader, Store};
+use seamless_sys::SysError;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Why (part of) a restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The image could not be read.
+    #[error("reading the image: {0}")]
+    Image(ImageError),
+    /// The image is inconsistent.
+    #[error("pid {pid}: inconsistent image: {what}")]
+    Corrupt {
+        /// Process.
+        pid: i32,
+        /// What.
+        what: String,
+    },
+    /// A system call of the restorer failed.
+    #[error("pid {pid}: {what}: {source}")]
+    Sys {
+        /// Process.
+        pid: i32,
+        /// Step.
+        what: String,
+        /// Failure.
+        source: SysError,
+    },
+    /// File or /proc access failed.
+    #[error("pid {pid}: {what}: {source}")]
+    Io {
+        /// Process.
+        pid: i32,
+        /// Step.
+        what: String,
+        /// Failure.
+        source: std::io::Error,
+    },
+    /// An injected syscall failed.
+    #[error("pid {pid}: {what}: {source}")]
+    Inject {
+        /// Process.
+        pid: i32,
+        /// Step.
+        what: String,
+        /// Failure.
+        source: InjectError,
+    },
+    /// A step failed.
+    #[error("pid {pid}: {what}")]
+    Failed {
+        /// Process.
+        pid: i32,
+        /// What.
+        what: String,
+    },
+    /// A mapped file differs from the dumped one.
+    #[error("pid {pid}: mapped file {path} changed since the dump: {detail}")]
+    FileChanged {
+        /// Process.
+        pid: i32,
+        /// File.
+        path: String,
+        /// Differences.
+        detail: String,
+    },
+    /// An open file could not be reopened.
+    #[error("file #{id}: {what}: {source}")]
+    File {
+        /// Description id.
+        id: u32,
+        /// Step.
+        what: String,
+        /// Failure.
+        source: std::io::Error,
+    },
+}
+
+impl RestoreError {
+    pub(crate) fn sys(pid: i32, what: impl Into<String>, source: SysError) -> Self {
+        Self::Sys { pid, what: what.into(), source }
+    }
+    pub(crate) fn io(pid: i32, what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { pid, what: what.into(), source }
+    }
+    pub(crate) fn inject(pid: i32, what: &str, source: InjectError) -> Self {
+        Self::Inject { pid, what: what.into(), source }
+    }
+}
+
+/// Options of a restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Always use the cross-kernel vDSO trampoline, even on the same kernel (for tests).
+    pub force_vdso_trampoline: bool,
+}
+
+impl RestoreOptions {
+    /// Options from the environment (`SEAMLESS_FORCE_VDSO_TRAMPOLINE=1`).
+    pub fn from_env() -> Self {
+        Self { force_vdso_trampoline: std::env::var_os("SEAMLESS_FORCE_VDSO_TRAMPOLINE").is_some_and(|v| v == "1") }
+    }
+}
+
+/// Outcome of [`restore_all`].
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    /// Processes running again (incl. zombies recreated).
+    pub restored: Vec<i32>,
+    /// Processes that could not be restored, with the reason.
+    pub failed: Vec<(i32, String)>,
+    /// Threads restored.
+    pub threads: usize,
+    /// Pages written.
+    pub pages: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+struct Proc {
+    c: child::Child,
+    threads: Vec<inject::Remote>,
+}
+
+fn stage_a<S: Store>(
+    pid: i32,
+    p: &plan::ProcPlan,
+    reader: &mut Reader<S>,
+    open: &files::OpenFiles,
+    opts: &RestoreOptions,
+) -> Result<Proc, RestoreError> {
+    let mut c = child::Child::new(pid, &p.mm.vmas)?;
+    mm::restore_mm(&mut c, p, reader, opts)?;
+    files::install(&mut c, &p.fds, open)?;
+    task::restore_task(&mut c, p)?;
+    let mut threads = threads::create_threads(&mut c, p)?;
+    // Leader first, then each thread in itself.
+    let mut leader = c.take_remote();
+    let r = threads::thread_state(&c, &mut leader, &p.threads[0]);
+    c.remote = leader;
+    r?;
+    for (rt, t) in threads.iter_mut().zip(p.threads.iter().skip(1)) {
+        threads::thread_state(&c, rt, t)?;
+    }
+    Ok(Proc { c, threads })
+}
+
+fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
+    let pid = pr.c.pid;
+    // Pending signals, credentials, then drop the trampoline and load the registers.
+    let mut leader = pr.c.take_remote();
+    let res = (|| {
+        threads::queue_pending(&pr.c, &mut leader, &p.threads[0], &p.rec.shared_pending)?;
+        for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
+            threads::queue_pending(&pr.c, rt, t, &[])?;
+        }
+        for rt in pr.threads.iter_mut() {
+            threads::set_creds(&pr.c, rt, &p.rec.creds)?;
+        }
+        threads::set_creds(&pr.c, &mut leader, &p.rec.creds)?;
+        Ok::<(), RestoreError>(())
+    })();
+    pr.c.remote = leader;
+    res?;
+    task::finish_task(&mut pr.c, p)?;
+    let tramp = pr.c.tramp;
+    pr.c.call("munmap(trampoline)", libc::SYS_munmap, [tramp, child::TRAMP_LEN, 0, 0, 0, 0])?;
+    for t in &p.threads {
+        threads::load_thread(pid, t)?;
+    }
+    Ok(())
+}
+
+fn kill_proc(pid: i32) {
+    let _ = seamless_sys::proc::kill(pid, libc::SIGKILL);
+}
+
+/// Restores every process tree of the image. Processes that fail are killed and reported;
+/// the others are restored. Errors only when nothing could be attempted.
+pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
+    let t0 = Instant::now();
+    let plan = plan::load(reader)?;
+    let open = files::open_all(&plan, reader)?;
+    let (ready, mut failed) = tree::create_tree(&plan)?;
+    let mut report = RestoreReport::default();
+    let mut live: BTreeMap<i32, Proc> = BTreeMap::new();
+    let mut seized: Vec<i32> = Vec::new();
+    for &pid in &ready {
+        if let Err(e) = child::seize(pid).and_then(|_| {
+            seamless_sys::ptrace::set_sigmask(pid, !0).map_err(|e| RestoreError::sys(pid, "block signals", e))
+        }) {
+            failed.push((pid, e.to_string()));
+            kill_proc(pid);
+            continue;
+        }
+        seized.push(pid);
+    }
+    for &pid in &seized {
+        let p = &plan.procs[&pid];
+        match stage_a(pid, p, reader, &open, opts) {
+            Ok(pr) => {
+                live.insert(pid, pr);
+            }
+            Err(e) => {
+                log::error!("{e}");
+                failed.push((pid, e.to_string()));
+                kill_proc(pid);
+            }
+        }
+    }
+    // Process groups, now that every group leader exists.
+    let mut broken = Vec::new();
+    for (pid, pr) in live.iter_mut() {
+        let want = plan.procs[pid].rec.pgid;
+        let now = procfs::read_stat(*pid).map(|s| s.field(5) as i32).unwrap_or(want);
+        if now != want && plan.procs[pid].rec.sid != *pid {
+            if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, want as u64, 0, 0, 0, 0]) {
+                log::warn!("pid {pid}: cannot join process group {want}: {e}");
+            }
+        }
+    }
+    for (pid, pr) in live.iter_mut() {
+        if let Err(e) = stage_b(pr, &plan.procs[pid]) {
+            log::error!("{e}");
+            failed.push((*pid, e.to_string()));
+            broken.push(*pid);
+        }
+    }
+    for pid in broken {
+        kill_proc(pid);
+        live.remove(&pid);
+    }
+    drop(open);
+    for (pid, _) in live.iter() {
+        let p = &plan.procs[pid];
+        for t in &p.threads {
+            if let Err(e) = seamless_sys::ptrace::detach(t.tid, 0) {
+                log::warn!("pid {pid}: detaching thread {}: {e}", t.tid);
+            }
+        }
+        report.threads += p.threads.len();
+        report.pages += p.chunks.iter().map(|c| c.len / 4096).sum::<u64>();
+        report.restored.push(*pid);
+    }
+    for p in plan.procs.values() {
+        if p.is_zombie() && !failed.iter().any(|(f, _)| *f == p.rec.pid) {
+            report.restored.push(p.rec.pid);
+        }
+    }
+    report.failed = failed;
+    report.elapsed = t0.elapsed();
+    Ok(report)
+}

@@ -1,0 +1,204 @@
+//! Placing the vDSO of a restored process.
+//!
+//! Same kernel (the saved `[vdso]` bytes equal the running kernel's): the child's own
+//! `[vvar*]` and `[vdso]` mappings are moved with `mremap` to the saved addresses, keeping
+//! their relative layout, so code and saved return addresses inside the vDSO stay valid.
+//!
+//! Different kernel (or forced with [`RestoreOptions::force_vdso_trampoline`]): the new
+//! kernel's vvar+vdso block is moved next to the old address (within ±2 GiB) and, at the old
+//! `[vdso]` address, a private copy of the OLD vDSO bytes is mapped in which every exported
+//! function whose name the new vDSO also exports gets its first instruction replaced by a
+//! `jmp rel32` into the new vDSO's function. Pointers the program cached (glibc resolves the
+//! vDSO symbols once at start-up) therefore keep working and land in code that matches the
+//! running kernel's data pages.
+
+use super::child::{find_gap, Child};
+use super::plan::ProcPlan;
+use super::{procfs, RestoreError, RestoreOptions};
+use seamless_image::records::VmaKind;
+
+/// One dynamic function symbol of a vDSO: name, offset from the image start, size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sym {
+    /// Name.
+    pub name: String,
+    /// Offset from the start of the mapping.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+/// Lists the function symbols of the `.dynsym` of an in-memory vDSO image.
+pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
+    if img.get(0..4)? != b"\x7fELF" || img[4] != 2 {
+        return None;
+    }
+    let phoff = u64_at(img, 0x20)? as usize;
+    let shoff = u64_at(img, 0x28)? as usize;
+    let phnum = u16_at(img, 0x38)? as usize;
+    let shnum = u16_at(img, 0x3c)? as usize;
+    let mut base = None;
+    for i in 0..phnum {
+        let ph = phoff + i * 56;
+        if u32_at(img, ph)? == 1 {
+            base = Some(u64_at(img, ph + 16)?.wrapping_sub(u64_at(img, ph + 8)?));
+            break;
+        }
+    }
+    let base = base?;
+    let sh = |i: usize| shoff + i * 64;
+    for i in 0..shnum {
+        if u32_at(img, sh(i) + 4)? != 11 {
+            continue;
+        }
+        let off = u64_at(img, sh(i) + 24)? as usize;
+        let size = u64_at(img, sh(i) + 32)? as usize;
+        let link = u32_at(img, sh(i) + 40)? as usize;
+        let str_off = u64_at(img, sh(link) + 24)? as usize;
+        let mut out = Vec::new();
+        for s in (off..off + size).step_by(24) {
+            let name_off = u32_at(img, s)? as usize;
+            let info = *img.get(s + 4)?;
+            let value = u64_at(img, s + 8)?;
+            let sz = u64_at(img, s + 16)?;
+            if info & 0xf != 2 || value == 0 {
+                continue;
+            }
+            let start = str_off + name_off;
+            let end = start + img.get(start..)?.iter().position(|&c| c == 0)?;
+            let name = String::from_utf8_lossy(&img[start..end]).into_owned();
+            out.push(Sym { name, offset: value.wrapping_sub(base), size: sz });
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// Builds the patched copy of `old` whose exported functions jump to the same-named
+/// functions of `new` mapped at `new_base`, the copy itself being mapped at `old_base`.
+pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Vec<u8>, usize), String> {
+    let olds = symbols(old).ok_or("cannot parse the saved vDSO")?;
+    let news = symbols(new).ok_or("cannot parse the running vDSO")?;
+    let mut out = old.to_vec();
+    let mut patched = 0;
+    for s in &olds {
+        let Some(n) = news.iter().find(|n| n.name == s.name) else { continue };
+        if s.size != 0 && s.size < 5 {
+            return Err(format!("vDSO function {} is only {} bytes long", s.name, s.size));
+        }
+        let from = old_base + s.offset + 5;
+        let to = new_base + n.offset;
+        let rel = to as i64 - from as i64;
+        let rel: i32 = rel.try_into().map_err(|_| format!("{} is more than 2 GiB away from the new vDSO", s.name))?;
+        let at = s.offset as usize;
+        let slot = out.get_mut(at..at + 5).ok_or_else(|| format!("symbol {} outside the vDSO image", s.name))?;
+        slot[0] = 0xe9;
+        slot[1..5].copy_from_slice(&rel.to_le_bytes());
+        patched += 1;
+    }
+    Ok((out, patched))
+}
+
+fn special(name: &str) -> bool {
+    name == "[vdso]" || name.starts_with("[vvar")
+}
+
+/// Moves a block of mappings (in order) so that mapping `i` lands at `targets[i]`, going
+/// through a temporary free area so that old and new ranges never overlap.
+fn move_block(c: &mut Child, maps: &[(u64, u64)], targets: &[u64], avoid: &[(u64, u64)]) -> Result<(), RestoreError> {
+    let lo = maps.iter().map(|m| m.0).min().unwrap_or(0);
+    let hi = maps.iter().map(|m| m.1).max().unwrap_or(0);
+    let mut ranges = avoid.to_vec();
+    ranges.extend_from_slice(maps);
+    for (m, t) in maps.iter().zip(targets) {
+        ranges.push((*t, *t + (m.1 - m.0)));
+    }
+    let tmp = find_gap(&ranges, hi - lo, 0x2_0000_0000).ok_or_else(|| RestoreError::Failed { pid: c.pid, what: "no room to move the vDSO".into() })?;
+    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    for m in maps {
+        let len = m.1 - m.0;
+        c.call("mremap(vdso)", libc::SYS_mremap, [m.0, len, len, flags, tmp + (m.0 - lo), 0])?;
+    }
+    for (m, t) in maps.iter().zip(targets) {
+        let len = m.1 - m.0;
+        c.call("mremap(vdso)", libc::SYS_mremap, [tmp + (m.0 - lo), len, len, flags, *t, 0])?;
+    }
+    Ok(())
+}
+
+/// Puts a usable vDSO where the process expects it (see the module docs).
+pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), RestoreError> {
+    let pid = c.pid;
+    let maps = procfs::read_maps(pid).map_err(|e| RestoreError::io(pid, "reading maps", e))?;
+    let cur: Vec<_> = maps.iter().filter(|m| special(&m.name)).cloned().collect();
+    let saved: Vec<_> = p.mm.vmas.iter().filter(|v| matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar)).collect();
+    let Some(cur_vdso) = cur.iter().find(|m| m.name == "[vdso]") else {
+        return Err(RestoreError::Failed { pid, what: "the restorer has no [vdso]".into() });
+    };
+    let mut cur_bytes = vec![0u8; cur_vdso.len() as usize];
+    c.mem.read(cur_vdso.start, &mut cur_bytes).map_err(|e| RestoreError::io(pid, "reading the current vDSO", e))?;
+    let Some(old_vdso) = saved.iter().find(|v| v.kind == VmaKind::Vdso) else {
+        // The process had no vDSO: drop ours.
+        for m in &cur {
+            c.call("munmap(vdso)", libc::SYS_munmap, [m.start, m.len(), 0, 0, 0, 0])?;
+        }
+        return Ok(());
+    };
+    let same_layout = saved.len() == cur.len()
+        && saved.iter().all(|v| cur.iter().any(|m| m.name == v.name && m.len() == v.end - v.start));
+    let avoid: Vec<(u64, u64)> = p
+        .mm
+        .vmas
+        .iter()
+        .filter(|v| !matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar))
+        .map(|v| (v.start, v.end))
+        .chain(std::iter::once((c.tramp, c.tramp + super::child::TRAMP_LEN)))
+        .collect();
+    if !opts.force_vdso_trampoline && same_layout && cur_bytes == p.mm.vdso {
+        let block: Vec<(u64, u64)> = cur.iter().map(|m| (m.start, m.end)).collect();
+        let targets: Vec<u64> =
+            cur.iter().map(|m| saved.iter().find(|v| v.name == m.name).map(|v| v.start).unwrap_or(m.start)).collect();
+        log::debug!("pid {pid}: same vDSO, moving it to {:#x}", old_vdso.start);
+        return move_block(c, &block, &targets, &avoid);
+    }
+    // Different vDSO: new block near the old address, patched old copy at the old address.
+    let lo = cur.iter().map(|m| m.start).min().unwrap_or(0);
+    let hi = cur.iter().map(|m| m.end).max().unwrap_or(0);
+    let mut ranges = avoid.clone();
+    ranges.extend(saved.iter().map(|v| (v.start, v.end)));
+    let from = (old_vdso.start.saturating_sub(1 << 30)) & !((1 << 20) - 1);
+    let base = find_gap(&ranges, hi - lo, from.max(0x1_0000_0000))
+        .ok_or_else(|| RestoreError::Failed { pid, what: "no room near the old vDSO for the new one".into() })?;
+    let block: Vec<(u64, u64)> = cur.iter().map(|m| (m.start, m.end)).collect();
+    let targets: Vec<u64> = cur.iter().map(|m| base + (m.start - lo)).collect();
+    move_block(c, &block, &targets, &avoid)?;
+    let new_vdso = base + (cur_vdso.start - lo);
+    let (bytes, n) = patch(&p.mm.vdso, old_vdso.start, &cur_bytes, new_vdso)
+        .map_err(|e| RestoreError::Failed { pid, what: format!("vDSO trampoline: {e}") })?;
+    let len = old_vdso.end - old_vdso.start;
+    c.call(
+        "mmap(old vdso)",
+        libc::SYS_mmap,
+        [
+            old_vdso.start,
+            len,
+            (libc::PROT_READ | libc::PROT_EXEC) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    c.mem.write(old_vdso.start, &bytes[..bytes.len().min(len as usize)]).map_err(|e| RestoreError::io(pid, "writing the vDSO trampoline", e))?;
+    log::info!("pid {pid}: vDSO differs; {n} functions at {:#x} redirected to the new vDSO at {new_vdso:#x}", old_vdso.start);
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Process-level wrappers: `clone3` with `set_tid`, pidfds, `kcmp`, `tee`, process groups
+//! and sessions, signals, resource limits, capabilities.
+
+use crate::{SysError, SysResult};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn check(r: libc::c_long, call: &'static str, subject: impl FnOnce() -> String) -> SysResult<libc::c_long> {
+    if r < 0 {
+        Err(SysError::last(call, subject()))
+    } else {
+        Ok(r)
+    }
+}
+
+/// Result of a fork-like call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `clone3` without `CLONE_VM` (a fork) whose child gets exactly `pid` (via `set_tid`) in the
+/// caller's pid namespace, with `exit_signal` SIGCHLD.
+///
+/// The caller must be single-threaded (as after any fork, the child only has the calling
+/// thread); the child should only do simple work (system calls, no allocation-heavy code that
+/// could depend on locks held by vanished threads) and end with [`exit_now`].
+pub fn fork_with_pid(pid: i32) -> SysResult<Forked> {
+    let tids: [libc::pid_t; 1] = [pid];
+    // SAFETY: `clone_args` is plain old data; zero is a valid value for every field.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.set_tid = tids.as_ptr() as u64;
+    args.set_tid_size = 1;
+    // SAFETY: without CLONE_VM the child gets a copy of the address space, so continuing on the
+    // same stack is sound (this is what fork does); `args` and `tids` outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, std::mem::size_of::<libc::clone_args>()) };
+    match check(r, "clone3(set_tid)", || format!("pid {pid}"))? {
+        0 => Ok(Forked::Child),
+        p => Ok(Forked::Parent(p as i32)),
+    }
+}
+
+/// `_exit(code)`: ends the process at once, without running destructors or atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// `pidfd_open(pid, 0)`.
+pub fn pidfd_open(pid: i32) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = check(r, "pidfd_open", || format!("pid {pid}"))?;
+    // SAFETY: the kernel just returned this new descriptor; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_getfd(pidfd, fd, 0)`: a duplicate of another process's descriptor (close-on-exec set).
+pub fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd, pid: i32) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with scalar arguments; `pidfd` is a live descriptor.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let nfd = check(r, "pidfd_getfd", || format!("pid {pid} fd {fd}"))?;
+    // SAFETY: the kernel just returned this new descriptor; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(nfd as RawFd) })
+}
+
+/// `KCMP_FILE`: whether two descriptors of two processes refer to the same open file description.
+pub fn kcmp_file(pid1: i32, fd1: RawFd, pid2: i32, fd2: RawFd) -> SysResult<bool> {
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILE, fd1 as libc::c_ulong, fd2 as libc::c_ulong) };
+    Ok(check(r, "kcmp(KCMP_FILE)", || format!("pid {pid1} fd {fd1} / pid {pid2} fd {fd2}"))? == 0)
+}
+
+/// `tee(fd_in, fd_out, len, SPLICE_F_NONBLOCK)`: copies pipe contents without consuming them.
+pub fn tee(fd_in: RawFd, fd_out: RawFd, len: usize) -> SysResult<usize> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::tee(fd_in, fd_out, len, libc::SPLICE_F_NONBLOCK) };
+    Ok(check(r as libc::c_long, "tee", || format!("fd {fd_in} -> fd {fd_out}"))? as usize)
+}
+
+/// `ioctl(fd, FIONREAD)`: bytes waiting in a pipe.
+pub fn fionread(fd: RawFd) -> SysResult<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
+    check(r as libc::c_long, "ioctl(FIONREAD)", || format!("fd {fd}"))?;
+    Ok(n as usize)
+}
+
+/// `fcntl(fd, F_GETPIPE_SZ)`.
+pub fn pipe_size(fd: RawFd) -> SysResult<usize> {
+    // SAFETY: plain fcntl with scalar arguments.
+    let r = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    Ok(check(r as libc::c_long, "fcntl(F_GETPIPE_SZ)", || format!("fd {fd}"))? as usize)
+}
+
+/// `fcntl(fd, F_SETPIPE_SZ, size)`.
+pub fn set_pipe_size(fd: RawFd, size: usize) -> SysResult<()> {
+    // SAFETY: plain fcntl with scalar arguments.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int) };
+    check(r as libc::c_long, "fcntl(F_SETPIPE_SZ)", || format!("fd {fd}")).map(|_| ())
+}
+
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    check(r as libc::c_long, "pipe2", String::new)?;
+    // SAFETY: the kernel just returned these descriptors; we own them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER, 1)`.
+pub fn set_child_subreaper() -> SysResult<()> {
+    // SAFETY: plain prctl with scalar arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    check(r as libc::c_long, "prctl(PR_SET_CHILD_SUBREAPER)", String::new).map(|_| ())
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`.
+pub fn set_parent_death_signal(sig: i32) -> SysResult<()> {
+    // SAFETY: plain prctl with scalar arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    check(r as libc::c_long, "prctl(PR_SET_PDEATHSIG)", String::new).map(|_| ())
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::kill(pid, sig) };
+    check(r as libc::c_long, "kill", || format!("pid {pid} signal {sig}")).map(|_| ())
+}
+
+/// `setsid()`.
+pub fn setsid() -> SysResult<i32> {
+    // SAFETY: no arguments.
+    let r = unsafe { libc::setsid() };
+    Ok(check(r as libc::c_long, "setsid", String::new)? as i32)
+}
+
+/// `setpgid(pid, pgid)`.
+pub fn setpgid(pid: i32, pgid: i32) -> SysResult<()> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::setpgid(pid, pgid) };
+    check(r as libc::c_long, "setpgid", || format!("pid {pid} pgid {pgid}")).map(|_| ())
+}
+
+/// Resets signal `sig` to its default action (used by helpers before re-raising a fatal signal).
+pub fn default_signal(sig: i32) -> SysResult<()> {
+    // SAFETY: installing SIG_DFL involves no handler code.
+    let r = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if r == libc::SIG_ERR {
+        return Err(SysError::last("signal(SIG_DFL)", format!("signal {sig}")));
+    }
+    Ok(())
+}
+
+/// Blocks until a signal arrives (`pause()`).
+pub fn pause() {
+    // SAFETY: no arguments.
+    unsafe { libc::pause() };
+}
+
+/// `close_range(first, ~0, 0)`: closes every descriptor from `first` up.
+pub fn close_from(first: u32) -> SysResult<()> {
+    // SAFETY: plain syscall with scalar arguments; callers own the descriptors being closed.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    check(r, "close_range", || format!("from fd {first}")).map(|_| ())
+}
+
+/// `dup2(old, new)` without close-on-exec on the new descriptor.
+pub fn dup2(old: RawFd, new: RawFd) -> SysResult<()> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::dup2(old, new) };
+    check(r as libc::c_long, "dup2", || format!("fd {old} -> fd {new}")).map(|_| ())
+}
+
+/// One resource limit (soft, hard).
+pub fn getrlimit_of(pid: i32, resource: u32) -> SysResult<(u64, u64)> {
+    // SAFETY: rlimit is plain old data.
+    let mut old: libc::rlimit64 = unsafe { std::mem::zeroed() };
+    // SAFETY: `old` is valid and writable; new limit pointer is null (read only).
+    let r = unsafe { libc::prlimit64(pid, resource as _, std::ptr::null(), &mut old) };
+    check(r as libc::c_long, "prlimit64", || format!("pid {pid} resource {resource}"))?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
+/// Sets one resource limit of `pid`.
+pub fn setrlimit_of(pid: i32, resource: u32, soft: u64, hard: u64) -> SysResult<()> {
+    let new = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: `new` is valid for reading; the old-limit pointer is null.
+    let r = unsafe { libc::prlimit64(pid, resource as _, &new, std::ptr::null_mut()) };
+    check(r as libc::c_long, "prlimit64", || format!("pid {pid} resource {resource}")).map(|_| ())
+}
+
+/// Capability sets of a thread: (effective, permitted, inheritable), 64 bits each.
+pub fn capget(tid: i32) -> SysResult<(u64, u64, u64)> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header { version: 0x20080522, pid: tid };
+    let mut d = [Data::default(); 2];
+    // SAFETY: header and the two-element data array (version 3 layout) are valid and writable.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) };
+    check(r, "capget", || format!("tid {tid}"))?;
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok((
+        join(d[0].effective, d[1].effective),
+        join(d[0].permitted, d[1].permitted),
+        join(d[0].inheritable, d[1].inheritable),
+    ))
+}
+
+/// Raw errno of the last failure, for callers that probe.
+pub fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `fcntl(fd, F_SETFL, flags)` (only the flags the kernel lets F_SETFL change take effect).
+pub fn set_status_flags(fd: RawFd, flags: i32) -> SysResult<()> {
+    // SAFETY: plain fcntl with scalar arguments.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    check(r as libc::c_long, "fcntl(F_SETFL)", || format!("fd {fd}")).map(|_| ())
+}

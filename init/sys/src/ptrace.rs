@@ -1,0 +1,326 @@
+//! ptrace wrappers: seize/interrupt/detach, register sets (general registers and the x86
+//! XSAVE area), signal masks, pending-signal peeking, rseq configuration, and waiting for
+//! traced threads.
+//!
+//! The general registers travel as `[u64; USER_REGS_WORDS]` in the kernel's
+//! `user_regs_struct` order (see the `REG_*` indices), so callers need no `libc` types.
+
+use crate::{SysError, SysResult};
+use std::io;
+
+/// Number of 64-bit words of the x86-64 `user_regs_struct`.
+pub const USER_REGS_WORDS: usize = 27;
+/// General registers in `user_regs_struct` order.
+pub type Regs = [u64; USER_REGS_WORDS];
+
+/// Index of r15 in [`Regs`].
+pub const REG_R15: usize = 0;
+/// Index of r14.
+pub const REG_R14: usize = 1;
+/// Index of r13.
+pub const REG_R13: usize = 2;
+/// Index of r12.
+pub const REG_R12: usize = 3;
+/// Index of rbp.
+pub const REG_RBP: usize = 4;
+/// Index of rbx.
+pub const REG_RBX: usize = 5;
+/// Index of r11.
+pub const REG_R11: usize = 6;
+/// Index of r10.
+pub const REG_R10: usize = 7;
+/// Index of r9.
+pub const REG_R9: usize = 8;
+/// Index of r8.
+pub const REG_R8: usize = 9;
+/// Index of rax.
+pub const REG_RAX: usize = 10;
+/// Index of rcx.
+pub const REG_RCX: usize = 11;
+/// Index of rdx.
+pub const REG_RDX: usize = 12;
+/// Index of rsi.
+pub const REG_RSI: usize = 13;
+/// Index of rdi.
+pub const REG_RDI: usize = 14;
+/// Index of orig_rax (the syscall number while in a syscall, else -1).
+pub const REG_ORIG_RAX: usize = 15;
+/// Index of rip.
+pub const REG_RIP: usize = 16;
+/// Index of cs.
+pub const REG_CS: usize = 17;
+/// Index of eflags.
+pub const REG_EFLAGS: usize = 18;
+/// Index of rsp.
+pub const REG_RSP: usize = 19;
+/// Index of ss.
+pub const REG_SS: usize = 20;
+/// Index of fs_base.
+pub const REG_FS_BASE: usize = 21;
+/// Index of gs_base.
+pub const REG_GS_BASE: usize = 22;
+/// Index of ds.
+pub const REG_DS: usize = 23;
+/// Index of es.
+pub const REG_ES: usize = 24;
+/// Index of fs.
+pub const REG_FS: usize = 25;
+/// Index of gs.
+pub const REG_GS: usize = 26;
+
+/// `PTRACE_O_TRACECLONE`.
+pub const O_TRACECLONE: u32 = 0x8;
+/// `PTRACE_O_EXITKILL`.
+pub const O_EXITKILL: u32 = 0x100000;
+/// `PTRACE_EVENT_STOP`: the stop reported after `PTRACE_INTERRUPT` or for a group stop.
+pub const EVENT_STOP: i32 = 128;
+/// `PTRACE_EVENT_CLONE`.
+pub const EVENT_CLONE: i32 = 3;
+
+const NT_PRSTATUS: usize = 1;
+const NT_X86_XSTATE: usize = 0x202;
+const PTRACE_SEIZE: u32 = 0x4206;
+const PTRACE_INTERRUPT: u32 = 0x4207;
+const PTRACE_PEEKSIGINFO: u32 = 0x4209;
+const PTRACE_GETSIGMASK: u32 = 0x420a;
+const PTRACE_SETSIGMASK: u32 = 0x420b;
+const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
+const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+
+fn subject(tid: i32) -> String {
+    format!("tid {tid}")
+}
+
+fn raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, io::Error> {
+    // SAFETY: the requests issued through this helper either take scalar `addr`/`data`
+    // arguments or pointers that the callers derive from live, correctly sized buffers
+    // they own for the duration of the call.
+    let r = unsafe { libc::ptrace(req as libc::c_uint, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(0) {
+            return Err(e);
+        }
+    }
+    Ok(r)
+}
+
+/// `PTRACE_SEIZE` with the given `PTRACE_O_*` options: attaches without stopping the thread.
+pub fn seize(tid: i32, options: u32) -> SysResult<()> {
+    raw(PTRACE_SEIZE, tid, 0, options as usize).map(|_| ()).map_err(|e| SysError::new("ptrace(PTRACE_SEIZE)", subject(tid), e))
+}
+
+/// `PTRACE_INTERRUPT`: asks a seized thread to stop (reported as [`EVENT_STOP`]).
+pub fn interrupt(tid: i32) -> SysResult<()> {
+    raw(PTRACE_INTERRUPT, tid, 0, 0).map(|_| ()).map_err(|e| SysError::new("ptrace(PTRACE_INTERRUPT)", subject(tid), e))
+}
+
+/// `PTRACE_DETACH`, delivering `sig` (0 for none).
+pub fn detach(tid: i32, sig: i32) -> SysResult<()> {
+    raw(libc::PTRACE_DETACH, tid, 0, sig as usize)
+        .map(|_| ())
+        .map_err(|e| SysError::new("ptrace(PTRACE_DETACH)", subject(tid), e))
+}
+
+/// `PTRACE_CONT`, delivering `sig` (0 for none).
+pub fn cont(tid: i32, sig: i32) -> SysResult<()> {
+    raw(libc::PTRACE_CONT, tid, 0, sig as usize).map(|_| ()).map_err(|e| SysError::new("ptrace(PTRACE_CONT)", subject(tid), e))
+}
+
+/// `PTRACE_SINGLESTEP`.
+pub fn singlestep(tid: i32) -> SysResult<()> {
+    raw(libc::PTRACE_SINGLESTEP, tid, 0, 0)
+        .map(|_| ())
+        .map_err(|e| SysError::new("ptrace(PTRACE_SINGLESTEP)", subject(tid), e))
+}
+
+/// `PTRACE_GETEVENTMSG` (e.g. the new thread's id after [`EVENT_CLONE`]).
+pub fn event_msg(tid: i32) -> SysResult<u64> {
+    let mut v: libc::c_ulong = 0;
+    raw(libc::PTRACE_GETEVENTMSG, tid, 0, &mut v as *mut libc::c_ulong as usize)
+        .map_err(|e| SysError::new("ptrace(PTRACE_GETEVENTMSG)", subject(tid), e))?;
+    Ok(v as u64)
+}
+
+fn getregset(tid: i32, nt: usize, buf: &mut [u8], call: &'static str) -> SysResult<usize> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    raw(libc::PTRACE_GETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize).map_err(|e| SysError::new(call, subject(tid), e))?;
+    Ok(iov.iov_len)
+}
+
+fn setregset(tid: i32, nt: usize, buf: &[u8], call: &'static str) -> SysResult<()> {
+    // The kernel only reads through this iovec for SETREGSET.
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    raw(libc::PTRACE_SETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize).map_err(|e| SysError::new(call, subject(tid), e))?;
+    Ok(())
+}
+
+/// Reads the general registers (`NT_PRSTATUS`), including fs_base/gs_base.
+pub fn get_regs(tid: i32) -> SysResult<Regs> {
+    let mut b = [0u8; USER_REGS_WORDS * 8];
+    let n = getregset(tid, NT_PRSTATUS, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)")?;
+    if n != b.len() {
+        return Err(SysError::new(
+            "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)",
+            subject(tid),
+            io::Error::other(format!("kernel returned {n} bytes, expected {}", b.len())),
+        ));
+    }
+    let mut r = [0u64; USER_REGS_WORDS];
+    for (i, w) in r.iter_mut().enumerate() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        *w = u64::from_le_bytes(a);
+    }
+    Ok(r)
+}
+
+/// Writes the general registers (`NT_PRSTATUS`).
+pub fn set_regs(tid: i32, regs: &Regs) -> SysResult<()> {
+    let mut b = [0u8; USER_REGS_WORDS * 8];
+    for (i, w) in regs.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    setregset(tid, NT_PRSTATUS, &b, "ptrace(PTRACE_SETREGSET, NT_PRSTATUS)")
+}
+
+/// Reads the full XSAVE area (`NT_X86_XSTATE`); the length is what the kernel reports.
+pub fn get_xstate(tid: i32) -> SysResult<Vec<u8>> {
+    let mut b = vec![0u8; 64 * 1024];
+    let n = getregset(tid, NT_X86_XSTATE, &mut b, "ptrace(PTRACE_GETREGSET, NT_X86_XSTATE)")?;
+    b.truncate(n);
+    Ok(b)
+}
+
+/// Writes an XSAVE area (`NT_X86_XSTATE`).
+pub fn set_xstate(tid: i32, xstate: &[u8]) -> SysResult<()> {
+    setregset(tid, NT_X86_XSTATE, xstate, "ptrace(PTRACE_SETREGSET, NT_X86_XSTATE)")
+}
+
+/// Writes the legacy FXSAVE area (`NT_PRFPREG`, 512 bytes): x87/SSE state only, used when a
+/// saved XSAVE area does not fit the running kernel.
+pub fn set_fpregs(tid: i32, fxsave: &[u8]) -> SysResult<()> {
+    setregset(tid, 2, fxsave, "ptrace(PTRACE_SETREGSET, NT_PRFPREG)")
+}
+
+/// The thread's blocked-signal mask (`PTRACE_GETSIGMASK`), bit `n-1` for signal `n`.
+pub fn get_sigmask(tid: i32) -> SysResult<u64> {
+    let mut m: u64 = 0;
+    raw(PTRACE_GETSIGMASK, tid, 8, &mut m as *mut u64 as usize)
+        .map_err(|e| SysError::new("ptrace(PTRACE_GETSIGMASK)", subject(tid), e))?;
+    Ok(m)
+}
+
+/// Sets the thread's blocked-signal mask (`PTRACE_SETSIGMASK`).
+pub fn set_sigmask(tid: i32, mask: u64) -> SysResult<()> {
+    let m = mask;
+    raw(PTRACE_SETSIGMASK, tid, 8, &m as *const u64 as usize)
+        .map(|_| ())
+        .map_err(|e| SysError::new("ptrace(PTRACE_SETSIGMASK)", subject(tid), e))
+}
+
+/// A pending signal as the kernel's 128-byte `siginfo_t`.
+pub type RawSiginfo = [u8; 128];
+
+/// Reads queued signals without dequeuing them (`PTRACE_PEEKSIGINFO`): the thread's private
+/// queue, or the process-wide one when `shared`.
+pub fn peek_siginfo(tid: i32, shared: bool) -> SysResult<Vec<RawSiginfo>> {
+    #[repr(C)]
+    struct Args {
+        off: u64,
+        flags: u32,
+        nr: i32,
+    }
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [[0u8; 128]; 32];
+        let args = Args { off: out.len() as u64, flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 }, nr: 32 };
+        let n = raw(PTRACE_PEEKSIGINFO, tid, &args as *const Args as usize, buf.as_mut_ptr() as usize)
+            .map_err(|e| SysError::new("ptrace(PTRACE_PEEKSIGINFO)", subject(tid), e))?;
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+        if n < 32 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A thread's registered rseq area (`PTRACE_GET_RSEQ_CONFIGURATION`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RseqConfig {
+    /// Address of the `struct rseq` area, 0 when none is registered.
+    pub pointer: u64,
+    /// Its registered length.
+    pub size: u32,
+    /// The abort signature.
+    pub signature: u32,
+    /// Registration flags.
+    pub flags: u32,
+}
+
+/// Reads the thread's rseq registration.
+pub fn get_rseq(tid: i32) -> SysResult<RseqConfig> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Conf {
+        ptr: u64,
+        size: u32,
+        sig: u32,
+        flags: u32,
+        pad: u32,
+    }
+    let mut c = Conf::default();
+    raw(PTRACE_GET_RSEQ_CONFIGURATION, tid, std::mem::size_of::<Conf>(), &mut c as *mut Conf as usize)
+        .map_err(|e| SysError::new("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", subject(tid), e))?;
+    Ok(RseqConfig { pointer: c.ptr, size: c.size, signature: c.sig, flags: c.flags })
+}
+
+/// What `waitpid` reported for a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+    /// ptrace stop: the signal and the `PTRACE_EVENT_*` (0 for a plain signal stop).
+    Stopped { sig: i32, event: i32 },
+}
+
+/// `waitpid(tid, __WALL)`, retrying on EINTR.
+pub fn wait(tid: i32) -> SysResult<(i32, WaitStatus)> {
+    wait_flags(tid, 0).map(|o| o.expect("blocking wait returns a status"))
+}
+
+/// `waitpid(tid, __WALL | WNOHANG)`: `None` when nothing is ready.
+pub fn try_wait(tid: i32) -> SysResult<Option<(i32, WaitStatus)>> {
+    wait_flags(tid, libc::WNOHANG)
+}
+
+fn wait_flags(tid: i32, extra: i32) -> SysResult<Option<(i32, WaitStatus)>> {
+    loop {
+        let mut st: libc::c_int = 0;
+        // SAFETY: `st` is a valid, writable int for the duration of the call.
+        let r = unsafe { libc::waitpid(tid, &mut st, libc::__WALL | extra) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(SysError::new("waitpid", subject(tid), e));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let ws = if libc::WIFEXITED(st) {
+            WaitStatus::Exited(libc::WEXITSTATUS(st))
+        } else if libc::WIFSIGNALED(st) {
+            WaitStatus::Signaled(libc::WTERMSIG(st))
+        } else {
+            WaitStatus::Stopped { sig: libc::WSTOPSIG(st), event: (st >> 16) & 0xff }
+        };
+        return Ok(Some((r, ws)));
+    }
+}
