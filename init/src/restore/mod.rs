@@ -189,6 +189,8 @@ fn stage_a<S: Store>(
     opts: &RestoreOptions,
 ) -> Result<Proc, RestoreError> {
     let mut c = child::Child::new(pid, &p.mm.vmas)?;
+    // Whatever the helper inherited from the restorer goes (it may not have closed it yet).
+    c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
     mm::restore_mm(&mut c, p, reader, opts)?;
     files::install(&mut c, &p.fds, open)?;
     task::restore_task(&mut c, p)?;
