@@ -1,2 +1,4 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
 pub mod paths;
+pub mod host;
+pub mod workloads;

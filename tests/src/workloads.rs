@@ -1,0 +1,180 @@
+//! The zdtm-style C workloads of `tests/workloads/` and their build.
+//!
+//! Each workload is one C file compiled by gcc (`-O1`, warnings are errors) into an output
+//! directory; some are linked statically, some as static PIE, some dynamically against glibc, so
+//! the engine sees every kind of executable. The protocol they follow is described in
+//! `tests/workloads/README.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+
+/// How a workload binary is linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// `-static`: a fixed-address static executable.
+    Static,
+    /// `-static-pie`: a static executable loaded at a random address.
+    StaticPie,
+    /// Dynamically linked against glibc (ld.so, libc.so mappings).
+    Dynamic,
+}
+
+/// One C program of `tests/workloads/`.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Binary name, also the C file name without `.c`.
+    pub name: &'static str,
+    /// How it is linked.
+    pub link: Link,
+    /// What it exercises (one line).
+    pub summary: &'static str,
+}
+
+/// Every workload, in the order of the task list.
+pub const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "threads_fpu",
+        link: Link::StaticPie,
+        summary: "4 threads with live vector (AVX-512/AVX/SSE), x87, MXCSR and general registers",
+    },
+    Workload {
+        name: "memory",
+        link: Link::Static,
+        summary: "anonymous/shared/file private/file shared/stack/brk/PROT_NONE/read-only/sparse areas",
+    },
+    Workload {
+        name: "big_mem",
+        link: Link::Static,
+        summary: "one 1 GiB anonymous area with a pattern (size in MiB as second argument)",
+    },
+    Workload {
+        name: "brk",
+        link: Link::Dynamic,
+        summary: "program break grown and shrunk with sbrk, glibc malloc on it, growth after restore",
+    },
+    Workload {
+        name: "pipes",
+        link: Link::Static,
+        summary: "pipes with unread data, full and enlarged pipes, a pipe shared with a child, a FIFO",
+    },
+    Workload {
+        name: "files",
+        link: Link::Dynamic,
+        summary: "file offsets, O_APPEND, a deleted open file, dup'ed descriptors, /dev/null, cwd, umask",
+    },
+    Workload {
+        name: "signals",
+        link: Link::Static,
+        summary: "handlers with flags and masks, blocked pending signals with siginfo, sigaltstack",
+    },
+    Workload {
+        name: "timers",
+        link: Link::Dynamic,
+        summary: "ITIMER_REAL and a POSIX timer that fire after restore, an idle POSIX timer",
+    },
+    Workload {
+        name: "tree",
+        link: Link::Static,
+        summary: "three-level tree with a session leader, process groups and zombies",
+    },
+    Workload {
+        name: "blocking",
+        link: Link::Dynamic,
+        summary: "a child blocked in nanosleep/read/futex/poll/epoll_wait/accept (mode argument)",
+    },
+    Workload {
+        name: "vdso_glibc",
+        link: Link::Dynamic,
+        summary: "clock_gettime/gettimeofday/time through the vDSO in a loop, glibc rseq registration",
+    },
+    Workload {
+        name: "refuse_netlink",
+        link: Link::Dynamic,
+        summary: "holds a NETLINK_ROUTE socket: the dump must refuse and leave it running",
+    },
+    Workload {
+        name: "fanout",
+        link: Link::Static,
+        summary: "a root with N-1 small children (N as second argument, default 16)",
+    },
+];
+
+/// The benchmark's floor program (not a workload): populate + memcpy speed.
+pub const MEMFLOOR: Workload =
+    Workload { name: "memfloor", link: Link::Dynamic, summary: "mmap(MAP_POPULATE) + memcpy of N MiB, prints MiB/s" };
+
+/// `tests/workloads/`.
+pub fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads")
+}
+
+/// Looks a workload (or `memfloor`) up by name.
+pub fn find(name: &str) -> Result<Workload> {
+    WORKLOADS
+        .iter()
+        .chain(std::iter::once(&MEMFLOOR))
+        .find(|w| w.name == name)
+        .copied()
+        .with_context(|| format!("no workload named {name:?} in tests/workloads"))
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Compiles one workload into `out_dir` (created if missing) unless the binary there is newer
+/// than its source and `wl.h`. Returns the binary's path. Safe against concurrent builds of the
+/// same binary (each compiles to a private name and renames).
+pub fn build(workload: &Workload, out_dir: &Path) -> Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let src_dir = source_dir();
+    let source = src_dir.join(format!("{}.c", workload.name));
+    let header = src_dir.join("wl.h");
+    let binary = out_dir.join(workload.name);
+    let newest_input = [mtime(&source), mtime(&header)]
+        .into_iter()
+        .flatten()
+        .max()
+        .with_context(|| format!("workload source {} is missing", source.display()))?;
+    if mtime(&binary).is_some_and(|built| built > newest_input) {
+        return Ok(binary);
+    }
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("creating workload output directory {}", out_dir.display()))?;
+    let temp =
+        out_dir.join(format!(".{}.{}.{}", workload.name, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-O1", "-g", "-Wall", "-Wextra", "-Werror", "-Wno-format-truncation", "-pthread"]);
+    match workload.link {
+        Link::Static => {
+            cmd.arg("-static");
+        }
+        Link::StaticPie => {
+            cmd.arg("-static-pie");
+        }
+        Link::Dynamic => {}
+    }
+    cmd.arg("-I").arg(&src_dir).arg("-o").arg(&temp).arg(&source);
+    let out =
+        cmd.output().with_context(|| format!("running gcc for workload {} (is gcc installed?)", workload.name))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&temp);
+        bail!("gcc failed for workload {} ({}):\n{}", workload.name, out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::rename(&temp, &binary).with_context(|| format!("installing {}", binary.display()))?;
+    Ok(binary)
+}
+
+/// Builds a workload by name.
+pub fn build_named(name: &str, out_dir: &Path) -> Result<PathBuf> {
+    build(&find(name)?, out_dir)
+}
+
+/// Builds every workload and the floor program into `out_dir`.
+pub fn build_all(out_dir: &Path) -> Result<Vec<PathBuf>> {
+    WORKLOADS.iter().chain(std::iter::once(&MEMFLOOR)).map(|w| build(w, out_dir)).collect()
+}
