@@ -23,6 +23,7 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
         n if n.starts_with("[vvar") => VmaKind::Vvar,
         "" | "[heap]" | "[stack]" => VmaKind::Anon,
         n if n.starts_with("[anon:") || n.starts_with("[stack:") => VmaKind::Anon,
+        n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
         n if n.starts_with('/') && m.ino != 0 => {
             if n.ends_with(" (deleted)") {
                 return Err(DumpError::Unsupported {

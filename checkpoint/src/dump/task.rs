@@ -4,7 +4,7 @@
 
 use super::freeze::FrozenProc;
 use super::DumpError;
-use seamless_image::records::{Creds, ITimer, MmFields, ProcState, ProcessRecord, SigAction};
+use seamless_image::records::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction};
 use seamless_init::restore::inject::{self, Remote};
 use seamless_init::restore::memio::Mem;
 use seamless_init::restore::procfs::{self, status_get};
@@ -113,6 +113,7 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
         child_subreaper: false,
         pdeath_signal: 0,
         exit_signal: stat.field(38) as i32,
+        posix_timers: Vec::new(),
     };
     if let Some(status) = p.zombie {
         rec.state = ProcState::Zombie { status };
@@ -185,6 +186,47 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
     rec.child_subreaper = s.words(pid, 0, 1)?[0] as u32 != 0;
     s.call(pid, "prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, [libc::PR_GET_PDEATHSIG as u64, a, 0, 0, 0, 0])?;
     rec.pdeath_signal = s.words(pid, 0, 1)?[0] as u32;
+    rec.posix_timers = parse_timers(pid)?;
+    for t in rec.posix_timers.iter_mut() {
+        s.call(pid, "timer_gettime", libc::SYS_timer_gettime, [t.id as u64, a, 0, 0, 0, 0])?;
+        let w = s.words(pid, 0, 4)?;
+        t.interval_ns = w[0] * 1_000_000_000 + w[1];
+        t.next_ns = w[2] * 1_000_000_000 + w[3];
+    }
     s.release(pid)?;
     Ok(rec)
+}
+
+/// Parses `/proc/PID/timers`.
+fn parse_timers(pid: i32) -> Result<Vec<PosixTimer>, DumpError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/timers")).map_err(|e| DumpError::io(pid, "reading /proc/PID/timers", e))?;
+    let mut out: Vec<PosixTimer> = Vec::new();
+    for l in text.lines() {
+        let Some((k, v)) = l.split_once(':') else { continue };
+        let v = v.trim();
+        if k == "ID" {
+            out.push(PosixTimer { id: v.parse().unwrap_or(0), ..Default::default() });
+            continue;
+        }
+        let Some(t) = out.last_mut() else { continue };
+        match k {
+            "signal" => {
+                let (sig, val) = v.split_once('/').unwrap_or((v, "0"));
+                t.signo = sig.parse().unwrap_or(0);
+                t.value = u64::from_str_radix(val, 16).unwrap_or(0);
+            }
+            "notify" => {
+                let (how, who) = v.split_once('/').unwrap_or((v, ""));
+                t.notify = match how {
+                    "none" => libc::SIGEV_NONE,
+                    "thread" => libc::SIGEV_THREAD_ID,
+                    _ => libc::SIGEV_SIGNAL,
+                };
+                t.tid = who.rsplit('.').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            }
+            "ClockID" => t.clock = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok(out)
 }

@@ -35,6 +35,7 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
         let a = c.put_words(0, &w)?;
         c.call("setitimer", libc::SYS_setitimer, [u64::from(t.which), a, 0, 0, 0, 0])?;
     }
+    restore_timers(c, p)?;
     c.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0])?;
     if r.pdeath_signal != 0 {
         c.call("prctl(PR_SET_PDEATHSIG)", libc::SYS_prctl, [libc::PR_SET_PDEATHSIG as u64, u64::from(r.pdeath_signal), 0, 0, 0, 0])?;
@@ -53,6 +54,56 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
 pub fn finish_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     if p.rec.dumpable != 1 {
         c.call("prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, [libc::PR_SET_DUMPABLE as u64, u64::from(p.rec.dumpable), 0, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+
+/// POSIX timers with their original ids: via `PR_TIMER_CREATE_RESTORE_IDS` where the kernel
+/// has it (6.16+), else by creating in id order with placeholders filling the gaps (ids are
+/// handed out sequentially by older kernels).
+fn restore_timers(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
+    let mut timers = p.rec.posix_timers.clone();
+    if timers.is_empty() {
+        return Ok(());
+    }
+    timers.sort_by_key(|t| t.id);
+    let by_id = c
+        .call("prctl(PR_TIMER_CREATE_RESTORE_IDS)", libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0])
+        .is_ok();
+    let mut placeholders = Vec::new();
+    for t in &timers {
+        // struct sigevent: value, signo, notify, tid.
+        let mut ev = [0u8; 64];
+        ev[0..8].copy_from_slice(&t.value.to_le_bytes());
+        ev[8..12].copy_from_slice(&t.signo.to_le_bytes());
+        ev[12..16].copy_from_slice(&t.notify.to_le_bytes());
+        ev[16..20].copy_from_slice(&t.tid.to_le_bytes());
+        let eva = c.put(0, &ev)?;
+        loop {
+            let ida = c.put(128, &t.id.to_le_bytes())?;
+            c.call("timer_create", libc::SYS_timer_create, [t.clock as u64, eva, ida, 0, 0, 0])?;
+            let mut b = [0u8; 4];
+            c.mem.read(ida, &mut b).map_err(|e| RestoreError::io(c.pid, "reading timer id", e))?;
+            let got = i32::from_le_bytes(b);
+            if got == t.id {
+                break;
+            }
+            if by_id || got > t.id {
+                return Err(RestoreError::Failed { pid: c.pid, what: format!("POSIX timer {} recreated as {got}", t.id) });
+            }
+            placeholders.push(got);
+        }
+        let spec = [t.interval_ns / 1_000_000_000, t.interval_ns % 1_000_000_000, t.next_ns / 1_000_000_000, t.next_ns % 1_000_000_000];
+        let sa = c.put_words(256, &spec)?;
+        c.call("timer_settime", libc::SYS_timer_settime, [t.id as u64, 0, sa, 0, 0, 0])?;
+    }
+    for id in placeholders {
+        c.call("timer_delete", libc::SYS_timer_delete, [id as u64, 0, 0, 0, 0, 0])?;
+    }
+    if by_id {
+        c.call("prctl(PR_TIMER_CREATE_RESTORE_IDS)", libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0])?;
     }
     Ok(())
 }

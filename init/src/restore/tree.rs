@@ -22,7 +22,18 @@ pub fn create_tree(plan: &Plan) -> Result<(Vec<i32>, Vec<(i32, String)>), Restor
         }
     }
     for root in plan.roots() {
-        match proc::fork_with_pid(root) {
+        // A just-killed original may still be a zombie for a moment: retry briefly.
+        let mut forked = proc::fork_with_pid(root);
+        for _ in 0..40 {
+            match &forked {
+                Err(e) if e.errno() == Some(libc::EEXIST) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    forked = proc::fork_with_pid(root);
+                }
+                _ => break,
+            }
+        }
+        match forked {
             Ok(Forked::Child) => helper(plan, root, &wf),
             Ok(Forked::Parent(_)) => {}
             Err(e) => {

@@ -15,7 +15,7 @@ pub mod thread;
 
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
-pub use process::{Creds, ITimer, MmFields, ProcState, ProcessRecord, SigAction, TreeRecord};
+pub use process::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction, TreeRecord};
 pub use thread::{SyscallState, ThreadRecord};
 
 /// [`ProcessRecord`], owner = pid.

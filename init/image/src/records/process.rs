@@ -105,6 +105,27 @@ pub struct ITimer {
     pub value_us: u64,
 }
 
+/// A POSIX timer (`timer_create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PosixTimer {
+    /// Timer id as the process knows it.
+    pub id: i32,
+    /// Clock id.
+    pub clock: i32,
+    /// Signal sent on expiry.
+    pub signo: i32,
+    /// SIGEV_SIGNAL (0), SIGEV_NONE (1) or SIGEV_THREAD_ID (4).
+    pub notify: i32,
+    /// Thread for SIGEV_THREAD_ID.
+    pub tid: i32,
+    /// sigev_value.
+    pub value: u64,
+    /// Interval, nanoseconds.
+    pub interval_ns: u64,
+    /// Time to the next expiry, nanoseconds (0 = disarmed).
+    pub next_ns: u64,
+}
+
 /// One process: stored under [`super::PROCESS`], owner = pid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
@@ -154,4 +175,6 @@ pub struct ProcessRecord {
     pub pdeath_signal: u32,
     /// Signal sent to the parent at exit (field 38 of stat).
     pub exit_signal: i32,
+    /// POSIX timers.
+    pub posix_timers: Vec<PosixTimer>,
 }
