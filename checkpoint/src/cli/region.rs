@@ -25,8 +25,8 @@ enum Command {
         /// MiB of page data.
         #[arg(long, default_value_t = 16)]
         mib: u32,
-        /// Seed of the pattern.
-        #[arg(long, default_value_t = 0x5EA3_1E55)]
+        /// Seed of the pattern (decimal or 0x-prefixed hex).
+        #[arg(long, default_value = "0x5ea31e55", value_parser = parse_u64)]
         seed: u64,
     },
     /// Erase the image in a store: zero its used bytes (the superblock at least).
@@ -48,6 +48,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         at: u64,
     },
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?} is not a number: {e}"))
 }
 
 /// Base virtual address of the pattern's page chunks.

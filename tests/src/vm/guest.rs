@@ -1,0 +1,170 @@
+//! Building a guest: the staged root directory (busybox, init scripts, seamless binaries,
+//! both kernels, scenario files), the ext4 disk made from it, and the QEMU command line.
+
+use super::kernels::Which;
+use super::machine::Vm;
+use super::{env, host::run};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const INITTAB: &str = include_str!("../../vm-guest/inittab");
+const RCS: &str = include_str!("../../vm-guest/rcS");
+const CTL: &str = include_str!("../../vm-guest/seamless-ctl");
+
+/// The command line of both kernels, before scenario additions.
+pub const BASE_CMDLINE: &str =
+    "console=ttyS0 memmap=256M!1G root=/dev/vda rw rootfstype=ext4 printk.devkmsg=on panic=-1";
+
+enum Content {
+    Bytes(Vec<u8>),
+    Host(PathBuf),
+}
+
+/// Describes a guest; [`GuestBuilder::start`] boots it.
+pub struct GuestBuilder {
+    pub(crate) name: String,
+    pub(crate) boot: Which,
+    files: Vec<(String, Content, u32)>,
+    pub(crate) forwards: Vec<u16>,
+    pub(crate) cmdline: String,
+    disk_mib: u64,
+    pub(crate) memory: String,
+    pub(crate) smp: u32,
+}
+
+impl std::fmt::Debug for GuestBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestBuilder").field("name", &self.name).field("boot", &self.boot).finish_non_exhaustive()
+    }
+}
+
+impl GuestBuilder {
+    /// A guest named `name` (used for its work directory), cold-booting kernel A.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            boot: Which::A,
+            files: Vec::new(),
+            forwards: Vec::new(),
+            cmdline: BASE_CMDLINE.to_string(),
+            disk_mib: 512,
+            memory: "2G".into(),
+            smp: 2,
+        }
+    }
+
+    /// Cold-boots kernel `w` instead of A.
+    pub fn boot_kernel(mut self, w: Which) -> Self {
+        self.boot = w;
+        self
+    }
+
+    /// Adds a file to the root disk.
+    pub fn file(mut self, guest_path: &str, contents: impl Into<Vec<u8>>, mode: u32) -> Self {
+        self.files.push((guest_path.to_string(), Content::Bytes(contents.into()), mode));
+        self
+    }
+
+    /// Copies a host file onto the root disk.
+    pub fn host_file(mut self, guest_path: &str, host: &Path, mode: u32) -> Self {
+        self.files.push((guest_path.to_string(), Content::Host(host.to_path_buf()), mode));
+        self
+    }
+
+    /// Adds a boot hook: `/etc/seamless-rc.d/NAME.sh`, run by the guest's rcS on every boot.
+    pub fn rc_script(self, name: &str, body: &str) -> Self {
+        let path = format!("/etc/seamless-rc.d/{name}.sh");
+        self.file(&path, format!("#!/bin/sh\n{body}\n"), 0o755)
+    }
+
+    /// Forwards a free host port on 127.0.0.1 to `guest_port` (see [`Vm::host_port`]).
+    pub fn forward(mut self, guest_port: u16) -> Self {
+        self.forwards.push(guest_port);
+        self
+    }
+
+    /// Appends words to the kernel command line of the cold boot.
+    pub fn cmdline(mut self, extra: &str) -> Self {
+        self.cmdline.push(' ');
+        self.cmdline.push_str(extra);
+        self
+    }
+
+    /// Size of the root disk in MiB (512 by default).
+    pub fn disk_mib(mut self, mib: u64) -> Self {
+        self.disk_mib = mib;
+        self
+    }
+
+    /// Stages the root directory in `dir`.
+    fn stage(&self, dir: &Path) -> Result<()> {
+        let env = env()?;
+        let put = |rel: &str, data: &[u8], mode: u32| -> Result<()> {
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.join(rel.trim_start_matches('/'));
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&p, data).with_context(|| format!("staging {}", p.display()))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+            Ok(())
+        };
+        for d in ["proc", "sys", "dev", "run", "tmp", "root", "mnt", "etc/seamless-rc.d", "usr/local/bin"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        put("bin/busybox", &std::fs::read("/bin/busybox").context("reading /bin/busybox")?, 0o755)?;
+        let applets = run(Command::new("/bin/busybox").arg("--list-full"))?;
+        for a in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "bin/busybox") {
+            let link = dir.join(a);
+            if let Some(parent) = link.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            if !link.exists() {
+                std::os::unix::fs::symlink("/bin/busybox", &link)?;
+            }
+        }
+        put("etc/inittab", INITTAB.as_bytes(), 0o644)?;
+        put("etc/init.d/rcS", RCS.as_bytes(), 0o755)?;
+        put("etc/seamless-ctl", CTL.as_bytes(), 0o755)?;
+        put("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+        put("etc/group", b"root:x:0:\n", 0o644)?;
+        put("usr/local/bin/seamless", &std::fs::read(&env.seamless_bin)?, 0o755)?;
+        put("usr/local/bin/seamless-init", &std::fs::read(&env.init_bin)?, 0o755)?;
+        for w in [Which::A, Which::B] {
+            let k = env.kernel(w);
+            put(&format!("boot/vmlinuz-{}", k.release), &std::fs::read(k.vmlinuz())?, 0o644)?;
+            put(&format!("boot/initrd.img-{}", k.release), &std::fs::read(env.initrd(w))?, 0o644)?;
+        }
+        for (path, content, mode) in &self.files {
+            let data = match content {
+                Content::Bytes(b) => b.clone(),
+                Content::Host(h) => std::fs::read(h).with_context(|| format!("reading {}", h.display()))?,
+            };
+            put(path, &data, *mode)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the root disk in `work` and returns its path.
+    pub(crate) fn make_disk(&self, work: &Path) -> Result<PathBuf> {
+        let staged = work.join("root");
+        let _ = std::fs::remove_dir_all(&staged);
+        self.stage(&staged)?;
+        let disk = work.join("root.img");
+        let _ = std::fs::remove_file(&disk);
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "seamless-root", "-d"])
+            .arg(&staged)
+            .arg(&disk)
+            .arg(format!("{}M", self.disk_mib)))
+        .context("making the root disk")?;
+        let _ = std::fs::remove_dir_all(&staged);
+        Ok(disk)
+    }
+
+    /// Builds the disk and boots the guest; returns once its control loop answers.
+    pub fn start(self) -> Result<Vm> {
+        Vm::start(self)
+    }
+}

@@ -1,0 +1,125 @@
+//! Initramfs images for the scenario kernels: `seamless-init` as `/init`, the modules it needs
+//! (dependencies first, computed from `modules.dep`) and the list it loads them from.
+
+use super::cpio::Cpio;
+use super::kernels::Kernel;
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The modules the early stage needs: pmem (the region), virtio disk and network, ext4 and
+/// crc32c for its checksums; `virtio_pci` is a module on 6.1 only. Built-in ones are skipped.
+pub const WANTED_MODULES: &[&str] =
+    &["crc32c_generic", "libnvdimm", "nd_pmem", "nd_e820", "virtio_pci", "virtio_blk", "virtio_net", "ext4"];
+
+/// Where the list goes in the image (read by `seamless_init::boot::modules`).
+pub const LIST_PATH: &str = "etc/seamless/modules";
+
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let stem = file.split(".ko").next().unwrap_or(file);
+    stem.replace('-', "_")
+}
+
+/// The module files (relative to the modules directory) to load, in a valid order, for
+/// `wanted`, given the text of `modules.dep` and `modules.builtin`.
+pub fn load_order(dep: &str, builtin: &str, wanted: &[&str]) -> Result<Vec<String>> {
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for line in dep.lines() {
+        let Some((m, d)) = line.split_once(':') else { continue };
+        by_name.insert(module_name(m), m.to_string());
+        deps.insert(m.to_string(), d.split_whitespace().map(String::from).collect());
+    }
+    let builtin: BTreeSet<String> = builtin.lines().map(module_name).collect();
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(m: &str, deps: &BTreeMap<String, Vec<String>>, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        for d in deps.get(m).into_iter().flatten() {
+            visit(d, deps, seen, order);
+        }
+        order.push(m.to_string());
+    }
+    for w in wanted {
+        let name = w.replace('-', "_");
+        match by_name.get(&name) {
+            Some(path) => visit(path, &deps, &mut seen, &mut order),
+            None if builtin.contains(&name) => {}
+            None => bail!("module {w} is neither in modules.dep nor built in"),
+        }
+    }
+    Ok(order)
+}
+
+/// Options of an initramfs image.
+#[derive(Debug, Clone, Default)]
+pub struct InitramfsSpec {
+    /// Also pack busybox as `/bin/sh`, the rescue shell of `seamless-init`.
+    pub rescue_shell: bool,
+}
+
+/// Builds the initramfs of `kernel` with `init_bin` as `/init` into `out`. Returns the
+/// module list it carries.
+pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path) -> Result<Vec<String>> {
+    let mdir = kernel.modules_dir();
+    let read = |f: &str| std::fs::read_to_string(mdir.join(f)).with_context(|| format!("{}/{f}", mdir.display()));
+    let order = load_order(&read("modules.dep")?, &read("modules.builtin")?, WANTED_MODULES)?;
+    let mut c = Cpio::new();
+    for d in ["dev", "proc", "sys", "run", "newroot", "etc/seamless", "tmp"] {
+        c.dir(d);
+    }
+    c.char_dev("dev/console", 0o600, 5, 1);
+    c.char_dev("dev/kmsg", 0o644, 1, 11);
+    c.char_dev("dev/null", 0o666, 1, 3);
+    let init = std::fs::read(init_bin).with_context(|| format!("reading {}", init_bin.display()))?;
+    c.file("init", 0o755, &init);
+    let base = format!("lib/modules/{}", kernel.release);
+    for m in &order {
+        let data = std::fs::read(mdir.join(m)).with_context(|| format!("reading module {m}"))?;
+        c.file(&format!("{base}/{m}"), 0o644, &data);
+    }
+    let mut list = String::from("# Loaded in order by seamless-init (dependencies first).\n");
+    for m in &order {
+        list.push_str(m);
+        list.push('\n');
+    }
+    c.file(LIST_PATH, 0o644, list.as_bytes());
+    if spec.rescue_shell {
+        let bb = std::fs::read("/bin/busybox").context("reading /bin/busybox")?;
+        c.file("bin/busybox", 0o755, &bb);
+        c.symlink("bin/sh", "busybox");
+    }
+    std::fs::write(out, c.finish()).with_context(|| format!("writing {}", out.display()))?;
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_come_first_and_builtins_are_skipped() {
+        let dep = "kernel/fs/ext4/ext4.ko.xz: kernel/lib/crc16.ko.xz kernel/fs/jbd2/jbd2.ko.xz\n\
+                   kernel/lib/crc16.ko.xz:\nkernel/fs/jbd2/jbd2.ko.xz:\n\
+                   kernel/drivers/nvdimm/nd_pmem.ko.xz: kernel/drivers/nvdimm/nd_btt.ko.xz kernel/drivers/nvdimm/libnvdimm.ko.xz\n\
+                   kernel/drivers/nvdimm/nd_btt.ko.xz: kernel/drivers/nvdimm/libnvdimm.ko.xz\n\
+                   kernel/drivers/nvdimm/libnvdimm.ko.xz:\n";
+        let order =
+            load_order(dep, "kernel/drivers/virtio/virtio_pci.ko\n", &["nd_pmem", "virtio_pci", "ext4"]).unwrap();
+        assert_eq!(
+            order,
+            vec![
+                "kernel/drivers/nvdimm/nd_btt.ko.xz".to_string().replace("nd_btt", "libnvdimm"),
+                "kernel/drivers/nvdimm/nd_btt.ko.xz".into(),
+                "kernel/drivers/nvdimm/nd_pmem.ko.xz".into(),
+                "kernel/lib/crc16.ko.xz".into(),
+                "kernel/fs/jbd2/jbd2.ko.xz".into(),
+                "kernel/fs/ext4/ext4.ko.xz".into(),
+            ]
+        );
+        assert!(load_order(dep, "", &["nonexistent"]).is_err());
+    }
+}

@@ -1,0 +1,398 @@
+//! A running guest: the QEMU process, its console (ttyS0, captured with host timestamps) and
+//! its control channel (ttyS1, a unix socket), stage timings, and the kexec helper.
+
+use super::guest::GuestBuilder;
+use super::kernels::Which;
+use super::stream::{Line, Stream};
+use super::{env, host::cache_dir};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Deadline for a cold boot to reach `/init`.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// Deadline for the control loop after `/init`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// Default deadline of a guest command.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(180);
+/// Deadline from `kexec --exec` to the new kernel's `/init`.
+pub const KEXEC_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Marker logged by seamless-init when it starts.
+pub const INIT_STARTED: &str = "seamless-init: started on kernel";
+/// Marker logged by seamless-init right before it executes the real init.
+pub const INIT_HANDOVER: &str = "seamless-init: handing over to";
+const JUMP_LINE: &str = "jumping into the loaded kernel";
+
+/// The outcome of a guest command.
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// Exit status.
+    pub status: i32,
+    /// Standard output and error, interleaved.
+    pub output: String,
+}
+
+/// What a kexec did and how long it took.
+#[derive(Debug, Clone)]
+pub struct KexecReport {
+    /// The release now running.
+    pub release: String,
+    /// From the "jumping" line of `seamless kexec --exec` to the new kernel's `/init`.
+    pub jump_to_init: Duration,
+    /// seamless-init's own time on the new kernel, as it logged it.
+    pub init_ms: u64,
+    /// First console line of the new kernel's boot (for [`Vm::console_since`]).
+    pub console_from: usize,
+}
+
+/// A running guest. Dropping it kills QEMU and prints the stage timings.
+pub struct Vm {
+    name: String,
+    child: Child,
+    console: Stream,
+    ctl: Stream,
+    qemu_err: Stream,
+    ctl_writer: UnixStream,
+    epoch: Instant,
+    work: PathBuf,
+    ports: Vec<(u16, u16)>,
+    current: Which,
+    release: String,
+    next_id: u64,
+    stages: Vec<(String, Duration)>,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm").field("name", &self.name).field("release", &self.release).finish_non_exhaustive()
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The number after `after` in `text` (e.g. "after 123 ms").
+fn number_after(text: &str, after: &str) -> Option<u64> {
+    let rest = &text[text.find(after)? + after.len()..];
+    rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+impl Vm {
+    pub(crate) fn start(b: GuestBuilder) -> Result<Vm> {
+        let env = env()?;
+        let work = cache_dir().join("runs").join(format!("{}-{}", b.name, std::process::id()));
+        std::fs::create_dir_all(&work)?;
+        let t = Instant::now();
+        let disk = b.make_disk(&work)?;
+        let disk_time = t.elapsed();
+        let mut ports = Vec::new();
+        for g in &b.forwards {
+            ports.push((*g, free_port()?));
+        }
+        let sock = work.join("ctl.sock");
+        let _ = std::fs::remove_file(&sock);
+        let kernel = env.kernel(b.boot);
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", &env.accel]);
+        if env.accel == "kvm" {
+            cmd.args(["-cpu", "host"]);
+        }
+        cmd.args(["-m", &b.memory, "-smp", &b.smp.to_string()])
+            .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+            .args(["-serial", "stdio", "-chardev"])
+            .arg(format!("socket,id=ctl,path={},server=on,wait=off", sock.display()))
+            .args(["-serial", "chardev:ctl", "-kernel"])
+            .arg(kernel.vmlinuz())
+            .arg("-initrd")
+            .arg(env.initrd(b.boot))
+            .args(["-append", &b.cmdline, "-drive"])
+            .arg(format!("file={},format=raw,if=virtio,cache=writeback", disk.display()));
+        let mut netdev = String::from("user,id=n0");
+        for (g, h) in &ports {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+        }
+        cmd.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let epoch = Instant::now();
+        let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+        let echo = std::env::var_os("SEAMLESS_VM_ECHO").is_some();
+        let console = Stream::new(epoch, std::fs::File::create(work.join("console.log")).ok(), echo.then_some("ttyS0"));
+        let ctl = Stream::new(epoch, std::fs::File::create(work.join("control.log")).ok(), echo.then_some("ttyS1"));
+        let qemu_err = Stream::new(epoch, None, None);
+        if let Some(o) = child.stdout.take() {
+            console.pump(o);
+        }
+        if let Some(e) = child.stderr.take() {
+            qemu_err.pump(e);
+        }
+        let connect_deadline = Instant::now() + Duration::from_secs(20);
+        let ctl_writer = loop {
+            match UnixStream::connect(&sock) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > connect_deadline => {
+                    let _ = child.kill();
+                    bail!("connecting to QEMU's control socket {}: {e}; qemu: {}", sock.display(), qemu_err.tail(20));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        ctl.pump(ctl_writer.try_clone()?);
+        let mut vm = Vm {
+            name: b.name.clone(),
+            child,
+            console,
+            ctl,
+            qemu_err,
+            ctl_writer,
+            epoch,
+            work,
+            ports,
+            current: b.boot,
+            release: kernel.release.clone(),
+            next_id: 1,
+            stages: vec![("build root disk".into(), disk_time)],
+        };
+        eprintln!(
+            "vm {}: cold boot of {} ({}), accel {}, kernel A {}, kernel B {}",
+            vm.name,
+            kernel.release,
+            if b.boot == Which::A { "A" } else { "B" },
+            env.accel,
+            env.a.release,
+            env.b.release
+        );
+        let started = vm.wait_console(0, INIT_STARTED, BOOT_TIMEOUT).map_err(|e| vm.fail("cold boot to /init", e))?;
+        vm.stages.push(("cold boot to /init".into(), started.at));
+        let handover = vm.wait_console(0, INIT_HANDOVER, BOOT_TIMEOUT).map_err(|e| vm.fail("seamless-init", e))?;
+        let own = number_after(&handover.text, "after").unwrap_or(0);
+        vm.stages.push((format!("seamless-init on {}", vm.release), Duration::from_millis(own)));
+        let ready = vm.wait_ready(0).map_err(|e| vm.fail("boot to control shell", e))?;
+        vm.stages.push(("cold boot to control shell".into(), ready.1));
+        if ready.0 != vm.release {
+            return Err(vm.fail("boot", format!("guest runs {}, expected {}", ready.0, vm.release)));
+        }
+        Ok(vm)
+    }
+
+    /// Waits for the control loop's `@@READY` after byte `from` of the control stream;
+    /// returns the release it reports and when it arrived.
+    fn wait_ready(&self, from: usize) -> Result<(String, Duration)> {
+        let epoch = self.epoch;
+        let line = self
+            .ctl
+            .wait(READY_TIMEOUT, |d| {
+                let at = d.text.get(from..)?.find("@@READY ")? + from;
+                let rest = &d.text[at + 8..];
+                let end = rest.find('\n')?;
+                Some((rest[..end].to_string(), epoch.elapsed()))
+            })
+            .map_err(|e| anyhow!("control loop not ready: {e}"))?;
+        Ok((line.0.split(' ').next().unwrap_or_default().to_string(), line.1))
+    }
+
+    /// Builds an error naming the failed stage, with the last 50 console lines.
+    pub fn fail(&self, stage: &str, err: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!(
+            "VM {} ({}): stage `{stage}` failed after {:.1} s: {err}\n--- last 50 console lines (ttyS0) ---\n{}\n--- last 10 control lines (ttyS1) ---\n{}\n--- qemu stderr ---\n{}",
+            self.name,
+            self.release,
+            self.epoch.elapsed().as_secs_f64(),
+            self.console.tail(50),
+            self.ctl.tail(10),
+            self.qemu_err.tail(10)
+        )
+    }
+
+    /// The release running now.
+    pub fn release(&self) -> &str {
+        &self.release
+    }
+
+    /// The kernel family running now.
+    pub fn current(&self) -> Which {
+        self.current
+    }
+
+    /// The host port forwarded to `guest_port`.
+    pub fn host_port(&self, guest_port: u16) -> Option<u16> {
+        self.ports.iter().find(|(g, _)| *g == guest_port).map(|(_, h)| *h)
+    }
+
+    /// The work directory (console and control logs).
+    pub fn work_dir(&self) -> &PathBuf {
+        &self.work
+    }
+
+    fn send(&mut self, script: &str) -> Result<(u64, usize)> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mark = self.ctl.with(|d| d.text.len());
+        self.ctl_writer
+            .write_all(format!("{id} {}\n", base64(script.as_bytes())).as_bytes())
+            .context("writing to the control socket")?;
+        Ok((id, mark))
+    }
+
+    /// Runs a shell command in the guest (stdin is /dev/null) and returns its status and output.
+    pub fn run_timeout(&mut self, script: &str, timeout: Duration) -> Result<CmdOutput> {
+        let (id, mark) = self.send(script)?;
+        let end = format!("\n@@END:{id}:");
+        let r = self.ctl.wait(timeout, |d| {
+            let text = d.text.get(mark..)?;
+            if let Some(p) = text.find(&end) {
+                let rest = &text[p + end.len()..];
+                let nl = rest.find('\n')?;
+                let status = rest[..nl].trim().parse().unwrap_or(-1);
+                return Some(Ok(CmdOutput { status, output: text[..p].to_string() }));
+            }
+            text.contains("@@READY ")
+                .then(|| Err(anyhow!("the guest's control loop restarted while running the command")))
+        });
+        match r {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(self.fail(&format!("command `{script}`"), e)),
+            Err(e) => Err(self.fail(&format!("command `{script}`"), e)),
+        }
+    }
+
+    /// [`Vm::run_timeout`] with the default deadline.
+    pub fn run(&mut self, script: &str) -> Result<CmdOutput> {
+        self.run_timeout(script, CMD_TIMEOUT)
+    }
+
+    /// Runs a command that must succeed; returns its output.
+    pub fn sh(&mut self, script: &str) -> Result<String> {
+        let out = self.run(script)?;
+        if out.status != 0 {
+            return Err(
+                self.fail(&format!("command `{script}`"), format!("exit status {}: {}", out.status, out.output))
+            );
+        }
+        Ok(out.output)
+    }
+
+    /// Number of console lines so far: pass it to [`Vm::wait_console`] / [`Vm::console_since`]
+    /// to look only at what comes next.
+    pub fn console_mark(&self) -> usize {
+        self.console.with(|d| d.lines.len())
+    }
+
+    /// Waits for a console line containing `needle`, among lines from index `from` on.
+    pub fn wait_console(&self, from: usize, needle: &str, timeout: Duration) -> Result<Line> {
+        self.console
+            .wait(timeout, |d| d.lines.iter().skip(from).find(|l| l.text.contains(needle)).cloned())
+            .map_err(|e| anyhow!("no console line with {needle:?}: {e}"))
+    }
+
+    /// Console lines from index `from` on.
+    pub fn console_since(&self, from: usize) -> Vec<Line> {
+        self.console.with(|d| d.lines.iter().skip(from).cloned().collect())
+    }
+
+    /// Records a stage duration for the report.
+    pub fn record_stage(&mut self, name: &str, d: Duration) {
+        self.stages.push((name.to_string(), d));
+    }
+
+    /// Loads kernel `to` from the guest's /boot with `seamless kexec`, jumps with
+    /// `seamless kexec --exec`, and waits for the new kernel's seamless-init and control loop.
+    pub fn kexec(&mut self, to: Which) -> Result<KexecReport> {
+        let k = env()?.kernel(to).clone();
+        let from_release = self.release.clone();
+        self.sh(&format!(
+            "seamless kexec --kernel /boot/vmlinuz-{r} --initrd /boot/initrd.img-{r} --reuse-cmdline",
+            r = k.release
+        ))?;
+        let console_from = self.console_mark();
+        let (id, mark) = self.send("seamless kexec --exec")?;
+        let end = format!("\n@@END:{id}:");
+        let jumped = self.ctl.wait(Duration::from_secs(60), |d| {
+            let text = d.text.get(mark..)?;
+            if text.contains(JUMP_LINE) {
+                return Some(Ok(d.lines.iter().rev().find(|l| l.text.contains(JUMP_LINE)).map(|l| l.at)));
+            }
+            text.contains(&end).then(|| Err(text.to_string()))
+        });
+        let jump_at = match jumped {
+            Ok(Ok(Some(at))) => at,
+            Ok(Ok(None)) => self.epoch.elapsed(),
+            Ok(Err(out)) => return Err(self.fail("kexec --exec", format!("the jump did not happen: {out}"))),
+            Err(e) => return Err(self.fail("kexec --exec", e)),
+        };
+        let stage = format!("kexec {from_release} -> {}", k.release);
+        let started = self.wait_console(console_from, INIT_STARTED, KEXEC_TIMEOUT).map_err(|e| self.fail(&stage, e))?;
+        if !started.text.contains(&k.release) {
+            return Err(self.fail(&stage, format!("seamless-init started on the wrong kernel: {}", started.text)));
+        }
+        let handover =
+            self.wait_console(console_from, INIT_HANDOVER, KEXEC_TIMEOUT).map_err(|e| self.fail(&stage, e))?;
+        let init_ms = number_after(&handover.text, "after").unwrap_or(0);
+        let (release, ready_at) = self.wait_ready(mark).map_err(|e| self.fail(&stage, e))?;
+        if release != k.release {
+            return Err(self.fail(&stage, format!("guest runs {release} after the kexec, expected {}", k.release)));
+        }
+        self.release = release.clone();
+        self.current = to;
+        let jump_to_init = started.at.saturating_sub(jump_at);
+        self.stages.push((format!("kexec --exec to /init of {release}"), jump_to_init));
+        self.stages.push((format!("seamless-init on {release}"), Duration::from_millis(init_ms)));
+        self.stages.push((format!("kexec --exec to control shell of {release}"), ready_at.saturating_sub(jump_at)));
+        Ok(KexecReport { release, jump_to_init, init_ms, console_from })
+    }
+
+    /// The stage timings so far, one per line.
+    pub fn report(&self) -> String {
+        let mut s = String::new();
+        for (name, d) in &self.stages {
+            s.push_str(&format!("  {name:<48} {:>8.3} s\n", d.as_secs_f64()));
+        }
+        s.push_str(&format!("  {:<48} {:>8.3} s\n", "total VM time", self.epoch.elapsed().as_secs_f64()));
+        s
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("vm {}: stage timings\n{}", self.name, self.report());
+        let _ = std::fs::remove_file(self.work.join("root.img"));
+        let _ = std::fs::remove_file(self.work.join("ctl.sock"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(number_after("seamless-init: handing over to /sbin/init after 123 ms (x)", "after"), Some(123));
+    }
+}
