@@ -21,6 +21,10 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
         "[vdso]" => VmaKind::Vdso,
         "[vsyscall]" => VmaKind::Vsyscall,
         n if n.starts_with("[vvar") => VmaKind::Vvar,
+        "" if m.shared => VmaKind::SharedAnon { ino: m.ino, offset: m.offset },
+        n if m.shared && (n.starts_with("/dev/zero") || n.starts_with("/memfd:seamless-shm")) => {
+            VmaKind::SharedAnon { ino: m.ino, offset: m.offset }
+        }
         "" | "[heap]" | "[stack]" => VmaKind::Anon,
         n if n.starts_with("[anon:") || n.starts_with("[stack:") => VmaKind::Anon,
         n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
@@ -65,7 +69,7 @@ fn wanted(v: &Vma, entry: u64) -> bool {
     let present = entry & PM_PRESENT != 0;
     let swapped = entry & PM_SWAP != 0;
     match v.kind {
-        VmaKind::Anon => present || swapped,
+        VmaKind::Anon | VmaKind::SharedAnon { .. } => present || swapped,
         // Private file mapping: only pages that became anonymous (written, COW'd).
         VmaKind::File { .. } if !v.shared => swapped || (present && entry & PM_FILE == 0),
         _ => false,
@@ -97,7 +101,7 @@ pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64),
             mem.read(m.start, &mut b).map_err(|e| DumpError::io(pid, format!("reading [vdso] at {:#x}", m.start), e))?;
             rec.vdso = b;
         }
-        let skip = matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall) || (v.prot == 0 && !v.shared);
+        let skip = matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall);
         if !skip {
             let npages = (m.len() / PAGE_SIZE as u64) as usize;
             let mut run_start: Option<u64> = None;

@@ -111,6 +111,15 @@ impl Child {
         std::mem::replace(&mut self.remote, placeholder)
     }
 
+    /// Gives the child a duplicate of the restorer's descriptor `ours`; returns its number.
+    pub fn fd_from_restorer(&mut self, ours: i32) -> Result<u64, RestoreError> {
+        let me = std::process::id() as u64;
+        let pfd = self.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
+        let r = self.call("pidfd_getfd", libc::SYS_pidfd_getfd, [pfd, ours as u64, 0, 0, 0, 0]);
+        self.call("close", libc::SYS_close, [pfd, 0, 0, 0, 0, 0])?;
+        r
+    }
+
     /// Runs a syscall in the leader.
     pub fn call(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, RestoreError> {
         let pid = self.pid;

@@ -11,6 +11,54 @@ use seamless_image::{Reader, Store};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
+/// A shared anonymous object recreated in the restorer: address and length of our mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedObj {
+    /// Where the restorer mapped it.
+    pub addr: u64,
+    /// Its size.
+    pub len: u64,
+}
+
+/// Recreates each shared anonymous object of the image as a `MAP_SHARED|MAP_ANONYMOUS`
+/// mapping of the restorer, filled with the pages every process saved of it; children map
+/// the very same object through `/proc/<restorer>/map_files`, so they share it again (and it
+/// still shows as `/dev/zero (deleted)`).
+pub fn prepare_shared<S: Store>(plan: &super::plan::Plan, reader: &mut Reader<S>) -> Result<BTreeMap<u64, SharedObj>, RestoreError> {
+    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    for p in plan.procs.values() {
+        for v in &p.mm.vmas {
+            if let VmaKind::SharedAnon { ino, offset } = v.kind {
+                let e = sizes.entry(ino).or_insert(0);
+                *e = (*e).max(offset + (v.end - v.start));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (ino, len) in sizes {
+        let addr = seamless_sys::proc::map_shared_anon(len as usize).map_err(|e| RestoreError::sys(0, "shared memory", e))?;
+        out.insert(ino, SharedObj { addr, len });
+    }
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let me = super::memio::Mem::open(std::process::id() as i32, true).map_err(|e| RestoreError::io(0, "opening /proc/self/mem", e))?;
+    let mut buf = Vec::new();
+    for p in plan.procs.values() {
+        for v in &p.mm.vmas {
+            let VmaKind::SharedAnon { ino, offset } = v.kind else { continue };
+            let obj = out[&ino];
+            for ch in p.chunks.iter().filter(|ch| v.start <= ch.vaddr && ch.vaddr < v.end) {
+                buf.resize(ch.len as usize, 0);
+                reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
+                me.write(obj.addr + offset + (ch.vaddr - v.start), &buf)
+                    .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))?;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that a mapped file is still the one that was dumped.
 pub fn verify_file(pid: i32, f: &FileId) -> Result<(), RestoreError> {
     let md = std::fs::metadata(&f.path).map_err(|e| RestoreError::io(pid, format!("mapped file {}", f.path), e))?;
@@ -37,7 +85,13 @@ pub fn verify_file(pid: i32, f: &FileId) -> Result<(), RestoreError> {
 }
 
 /// Replaces the child's address space with the saved one.
-pub fn restore_mm<S: Store>(c: &mut Child, p: &ProcPlan, reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<(), RestoreError> {
+pub fn restore_mm<S: Store>(
+    c: &mut Child,
+    p: &ProcPlan,
+    reader: &mut Reader<S>,
+    opts: &RestoreOptions,
+    shm: &BTreeMap<u64, SharedObj>,
+) -> Result<(), RestoreError> {
     let pid = c.pid;
     // rseq inherited from the restorer points into memory about to vanish: unregister it.
     let rs = seamless_sys::ptrace::get_rseq(pid).map_err(|e| RestoreError::sys(pid, "rseq configuration", e))?;
@@ -56,11 +110,19 @@ pub fn restore_mm<S: Store>(c: &mut Child, p: &ProcPlan, reader: &mut Reader<S>,
     vdso::place(c, p, opts)?;
     // 3. Every saved area.
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
+    let mut shm_fds = Vec::new();
     for v in &p.mm.vmas {
         let len = v.end - v.start;
         let (mut flags, fd, off) = match &v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall => continue,
             VmaKind::Anon => (libc::MAP_ANONYMOUS, u64::MAX, 0),
+            VmaKind::SharedAnon { ino, offset } => {
+                let obj = shm.get(ino).ok_or_else(|| RestoreError::Corrupt { pid, what: format!("no shared memory object {ino}") })?;
+                let path = format!("/proc/{}/map_files/{:x}-{:x}", std::process::id(), obj.addr, obj.addr + obj.len);
+                let fd = c.open(&path, libc::O_RDWR | libc::O_CLOEXEC, 0)?;
+                shm_fds.push(fd);
+                (0, fd, *offset)
+            }
             VmaKind::File { file, offset } => {
                 let fd = match opened.get(&file.path) {
                     Some(&fd) => fd,
@@ -81,7 +143,8 @@ pub fn restore_mm<S: Store>(c: &mut Child, p: &ProcPlan, reader: &mut Reader<S>,
         }
         flags |= libc::MAP_FIXED_NOREPLACE;
         // Shared anonymous memory is filled through a writable mapping, then protected.
-        let fill_prot = if v.shared && v.saved_pages > 0 && matches!(v.kind, VmaKind::Anon) { v.prot | 3 } else { v.prot };
+        // Areas whose saved pages /proc/PID/mem cannot write (PROT_NONE) are filled writable first.
+        let fill_prot = if v.saved_pages > 0 && v.prot & 1 == 0 { v.prot | 3 } else { v.prot };
         let got = c
             .call("mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off])
             .map_err(|e| RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} ({}): {e}", v.start, v.end, v.name) })?;
@@ -93,20 +156,22 @@ pub fn restore_mm<S: Store>(c: &mut Child, p: &ProcPlan, reader: &mut Reader<S>,
             log::trace!("pid {pid}: area {:#x} filled writable", v.start);
         }
     }
+    for fd in shm_fds {
+        c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    }
     for (_, fd) in opened {
         c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
     }
     // 4. Pages.
     let mut buf = Vec::new();
-    for ch in &p.chunks {
+    let in_shm = |a: u64| p.mm.vmas.iter().any(|v| matches!(v.kind, VmaKind::SharedAnon { .. }) && v.start <= a && a < v.end);
+    for ch in p.chunks.iter().filter(|ch| !in_shm(ch.vaddr)) {
         buf.resize(ch.len as usize, 0);
         reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
         c.mem.write(ch.vaddr, &buf).map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
     }
-    for v in &p.mm.vmas {
-        if v.shared && v.saved_pages > 0 && matches!(v.kind, VmaKind::Anon) && v.prot != v.prot | 3 {
-            c.call("mprotect", libc::SYS_mprotect, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
-        }
+    for v in p.mm.vmas.iter().filter(|v| v.saved_pages > 0 && v.prot & 1 == 0) {
+        c.call("mprotect", libc::SYS_mprotect, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
     }
     // 5. mm fields, auxv, exe.
     set_mm_map(c, p)?;

@@ -187,11 +187,12 @@ fn stage_a<S: Store>(
     reader: &mut Reader<S>,
     open: &files::OpenFiles,
     opts: &RestoreOptions,
+    shm: &BTreeMap<u64, mm::SharedObj>,
 ) -> Result<Proc, RestoreError> {
     let mut c = child::Child::new(pid, &p.mm.vmas)?;
     // Whatever the helper inherited from the restorer goes (it may not have closed it yet).
     c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
-    mm::restore_mm(&mut c, p, reader, opts)?;
+    mm::restore_mm(&mut c, p, reader, opts, shm)?;
     files::install(&mut c, &p.fds, open)?;
     task::restore_task(&mut c, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
@@ -242,6 +243,7 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
     let t0 = Instant::now();
     let plan = plan::load(reader)?;
     let open = files::open_all(&plan, reader)?;
+    let shm = mm::prepare_shared(&plan, reader)?;
     let (ready, mut failed) = tree::create_tree(&plan)?;
     let mut report = RestoreReport::default();
     let mut live: BTreeMap<i32, Proc> = BTreeMap::new();
@@ -258,7 +260,7 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
     }
     for &pid in &seized {
         let p = &plan.procs[&pid];
-        match stage_a(pid, p, reader, &open, opts) {
+        match stage_a(pid, p, reader, &open, opts, &shm) {
             Ok(pr) => {
                 live.insert(pid, pr);
             }
@@ -292,6 +294,7 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         live.remove(&pid);
     }
     drop(open);
+    drop(shm);
     for (pid, _) in live.iter() {
         let p = &plan.procs[pid];
         for t in &p.threads {

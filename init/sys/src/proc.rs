@@ -237,3 +237,28 @@ pub fn set_status_flags(fd: RawFd, flags: i32) -> SysResult<()> {
     let r = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
     check(r as libc::c_long, "fcntl(F_SETFL)", || format!("fd {fd}")).map(|_| ())
 }
+
+/// `memfd_create(name, MFD_CLOEXEC)`.
+pub fn memfd_create(name: &str) -> SysResult<OwnedFd> {
+    let c = std::ffi::CString::new(name).map_err(|_| SysError::new("memfd_create", name, io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let r = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = check(r as libc::c_long, "memfd_create", || name.to_string())?;
+    // SAFETY: the kernel just returned this new descriptor; we own it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Maps `len` bytes of shared anonymous memory (`MAP_SHARED | MAP_ANONYMOUS`, read-write) in
+/// the calling process and returns its address. The mapping is never unmapped by this crate;
+/// it is only accessed through `/proc/self/mem` and `/proc/self/map_files`, so no Rust
+/// reference to it exists.
+pub fn map_shared_anon(len: usize) -> SysResult<u64> {
+    // SAFETY: a fresh anonymous mapping at a kernel-chosen address cannot alias existing memory.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if p == libc::MAP_FAILED {
+        return Err(SysError::last("mmap(MAP_SHARED|MAP_ANONYMOUS)", format!("{len} bytes")));
+    }
+    Ok(p as u64)
+}

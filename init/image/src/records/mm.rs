@@ -31,6 +31,14 @@ pub enum VmaKind {
         /// Offset of the mapping in the file.
         offset: u64,
     },
+    /// Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, also shared with other processes
+    /// of the image that map the same object).
+    SharedAnon {
+        /// Inode of the shmem object (its identity across processes).
+        ino: u64,
+        /// Offset of the mapping in the object.
+        offset: u64,
+    },
     /// `[vdso]`.
     Vdso,
     /// `[vvar]`, `[vvar_vclock]` and other kernel data pages of the vDSO.
