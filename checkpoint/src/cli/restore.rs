@@ -20,7 +20,8 @@ pub struct Args {
 /// Runs `seamless restore`. Exits 0 when every process runs again, 1 when some failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = DirStore::open(&args.images)?;
-    let mut reader = Reader::open(store).map_err(|e| anyhow::anyhow!("cannot open the image in {}: {e}", args.images.display()))?;
+    let mut reader =
+        Reader::open(store).map_err(|e| anyhow::anyhow!("cannot open the image in {}: {e}", args.images.display()))?;
     let mut opts = RestoreOptions::from_env();
     opts.force_vdso_trampoline |= args.force_vdso_trampoline;
     let report = restore_all(&mut reader, &opts).map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;

@@ -39,7 +39,8 @@ struct FdInfo {
 }
 
 fn fdinfo(pid: i32, fd: i32) -> Result<FdInfo, DumpError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).map_err(|e| DumpError::io(pid, format!("reading fdinfo of fd {fd}"), e))?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .map_err(|e| DumpError::io(pid, format!("reading fdinfo of fd {fd}"), e))?;
     let mut info = FdInfo { pos: 0, flags: 0 };
     for l in text.lines() {
         if let Some(v) = l.strip_prefix("pos:") {
@@ -68,13 +69,20 @@ fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
     let mut data = Vec::new();
     if n > 0 {
         let (r, w) = seamless_sys::proc::pipe().map_err(|e| DumpError::sys(pid, "temporary pipe", e))?;
-        seamless_sys::proc::set_pipe_size(w.as_raw_fd(), capacity.max(n)).map_err(|e| DumpError::sys(pid, "temporary pipe", e))?;
-        let got = seamless_sys::proc::tee(raw, w.as_raw_fd(), n).map_err(|e| DumpError::sys(pid, format!("copying pipe of fd {fd}"), e))?;
+        seamless_sys::proc::set_pipe_size(w.as_raw_fd(), capacity.max(n))
+            .map_err(|e| DumpError::sys(pid, "temporary pipe", e))?;
+        let got = seamless_sys::proc::tee(raw, w.as_raw_fd(), n)
+            .map_err(|e| DumpError::sys(pid, format!("copying pipe of fd {fd}"), e))?;
         drop(w);
         let mut rf = std::fs::File::from(r);
         rf.read_to_end(&mut data).map_err(|e| DumpError::io(pid, "reading pipe copy", e))?;
         if got != n || data.len() != n {
-            return Err(unsupported(pid, fd, &format!("pipe:[{ino}]"), &format!("copied {} of {n} buffered bytes", data.len())));
+            return Err(unsupported(
+                pid,
+                fd,
+                &format!("pipe:[{ino}]"),
+                &format!("copied {} of {n} buffered bytes", data.len()),
+            ));
         }
     }
     Ok(PipeRecord { ino, capacity: capacity as u64, data })
@@ -99,7 +107,8 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
         let mut table = FdTable::default();
         for fd in fds {
             let link_path = format!("/proc/{pid}/fd/{fd}");
-            let link = std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, format!("readlink fd {fd}"), e))?;
+            let link =
+                std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, format!("readlink fd {fd}"), e))?;
             let link = link.to_string_lossy().into_owned();
             let info = fdinfo(pid, fd)?;
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
@@ -108,7 +117,9 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
             let mut desc = None;
             if let Some(cands) = by_link.get(&link) {
                 for &(cp, cfd, id) in cands {
-                    if seamless_sys::proc::kcmp_file(pid, fd, cp, cfd).map_err(|e| DumpError::sys(pid, format!("comparing fd {fd}"), e))? {
+                    if seamless_sys::proc::kcmp_file(pid, fd, cp, cfd)
+                        .map_err(|e| DumpError::sys(pid, format!("comparing fd {fd}"), e))?
+                    {
                         desc = Some(id);
                         break;
                     }
@@ -131,12 +142,19 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     Ok(plan)
 }
 
-fn classify(pid: i32, fd: i32, link: &str, link_path: &str, max_ghost: u64, plan: &mut FilePlan, id: u32) -> Result<FileKind, DumpError> {
+fn classify(
+    pid: i32,
+    fd: i32,
+    link: &str,
+    link_path: &str,
+    max_ghost: u64,
+    plan: &mut FilePlan,
+    id: u32,
+) -> Result<FileKind, DumpError> {
     if let Some(rest) = link.strip_prefix("pipe:[") {
         let ino: u64 = rest.trim_end_matches(']').parse().unwrap_or(0);
-        if !plan.pipes.contains_key(&ino) {
-            let rec = read_pipe(pid, fd, ino)?;
-            plan.pipes.insert(ino, rec);
+        if let std::collections::btree_map::Entry::Vacant(e) = plan.pipes.entry(ino) {
+            e.insert(read_pipe(pid, fd, ino)?);
         }
         return Ok(FileKind::Pipe { pipe: ino });
     }
@@ -144,7 +162,12 @@ fn classify(pid: i32, fd: i32, link: &str, link_path: &str, max_ghost: u64, plan
         return Err(unsupported(pid, fd, link, "sockets are not checkpointed yet"));
     }
     if link.starts_with("anon_inode:") {
-        return Err(unsupported(pid, fd, link, "eventfd/signalfd/epoll/timerfd/other anonymous-inode files are not checkpointed yet"));
+        return Err(unsupported(
+            pid,
+            fd,
+            link,
+            "eventfd/signalfd/epoll/timerfd/other anonymous-inode files are not checkpointed yet",
+        ));
     }
     if !link.starts_with('/') {
         return Err(unsupported(pid, fd, link, "not a file reachable by path"));
@@ -156,16 +179,20 @@ fn classify(pid: i32, fd: i32, link: &str, link_path: &str, max_ghost: u64, plan
         if REOPENABLE_CHARDEVS.contains(&link) {
             return Ok(FileKind::CharDev { path: link.to_string(), rdev: md.rdev() });
         }
-        return Err(unsupported(pid, fd, link, "character devices other than null/zero/full/random/urandom (ttys, ...) are not checkpointed"));
+        return Err(unsupported(
+            pid,
+            fd,
+            link,
+            "character devices other than null/zero/full/random/urandom (ttys, ...) are not checkpointed",
+        ));
     }
     if ft.is_fifo() {
         if deleted {
             return Err(unsupported(pid, fd, link, "deleted FIFO"));
         }
         let ino = md.ino();
-        if !plan.pipes.contains_key(&ino) {
-            let rec = read_pipe(pid, fd, ino)?;
-            plan.pipes.insert(ino, rec);
+        if let std::collections::btree_map::Entry::Vacant(e) = plan.pipes.entry(ino) {
+            e.insert(read_pipe(pid, fd, ino)?);
         }
         return Ok(FileKind::Fifo { path: link.to_string(), pipe: ino });
     }
@@ -175,7 +202,12 @@ fn classify(pid: i32, fd: i32, link: &str, link_path: &str, max_ghost: u64, plan
                 return Err(unsupported(pid, fd, link, "deleted directory"));
             }
             if md.size() > max_ghost {
-                return Err(unsupported(pid, fd, link, &format!("deleted file of {} bytes exceeds the {max_ghost}-byte limit", md.size())));
+                return Err(unsupported(
+                    pid,
+                    fd,
+                    link,
+                    &format!("deleted file of {} bytes exceeds the {max_ghost}-byte limit", md.size()),
+                ));
             }
             let mut data = Vec::with_capacity(md.size() as usize);
             std::fs::File::open(link_path)

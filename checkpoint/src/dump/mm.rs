@@ -79,7 +79,8 @@ fn wanted(v: &Vma, entry: u64) -> bool {
 /// Dumps the address space of `pid`; returns the record and the number of pages written.
 pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64), DumpError> {
     let maps = procfs::read_maps(pid).map_err(|e| DumpError::io(pid, "reading maps", e))?;
-    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).map_err(|e| DumpError::io(pid, "opening pagemap", e))?;
+    let pagemap =
+        std::fs::File::open(format!("/proc/{pid}/pagemap")).map_err(|e| DumpError::io(pid, "opening pagemap", e))?;
     let mem = Mem::open(pid, false).map_err(|e| DumpError::io(pid, "opening /proc/PID/mem", e))?;
     let mut rec = MmRecord::default();
     let mut total = 0u64;
@@ -98,7 +99,8 @@ pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64),
         };
         if v.kind == VmaKind::Vdso {
             let mut b = vec![0u8; m.len() as usize];
-            mem.read(m.start, &mut b).map_err(|e| DumpError::io(pid, format!("reading [vdso] at {:#x}", m.start), e))?;
+            mem.read(m.start, &mut b)
+                .map_err(|e| DumpError::io(pid, format!("reading [vdso] at {:#x}", m.start), e))?;
             rec.vdso = b;
         }
         let skip = matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall);
@@ -144,9 +146,17 @@ pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64),
     Ok((rec, total))
 }
 
-fn flush<S: Store>(pid: i32, mem: &Mem, w: &mut Writer<S>, buf: &mut [u8], start: u64, pages: usize) -> Result<u64, DumpError> {
+fn flush<S: Store>(
+    pid: i32,
+    mem: &Mem,
+    w: &mut Writer<S>,
+    buf: &mut [u8],
+    start: u64,
+    pages: usize,
+) -> Result<u64, DumpError> {
     let len = pages * PAGE_SIZE;
-    mem.read(start, &mut buf[..len]).map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;
+    mem.read(start, &mut buf[..len])
+        .map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;
     w.put_pages(pid as u32, start, &buf[..len])?;
     Ok(pages as u64)
 }

@@ -112,7 +112,11 @@ pub struct DumpSummary {
 
 /// Dumps the process trees rooted at `pids` into `writer` (which the caller finishes).
 /// On error every process is resumed untouched.
-pub fn dump_trees<S: Store>(pids: &[i32], writer: &mut Writer<S>, opts: &DumpOptions) -> Result<DumpSummary, DumpError> {
+pub fn dump_trees<S: Store>(
+    pids: &[i32],
+    writer: &mut Writer<S>,
+    opts: &DumpOptions,
+) -> Result<DumpSummary, DumpError> {
     let t0 = Instant::now();
     let frozen = freeze::freeze_trees(pids)?;
     let freeze_time = t0.elapsed();

@@ -27,12 +27,20 @@ impl Scratch {
     /// Maps a scratch page in the process of `tid`, running syscalls in `tid`.
     pub fn new(pid: i32, tid: i32) -> Result<Self, DumpError> {
         let ip = inject::find_syscall_insn(pid).map_err(|e| DumpError::io(pid, "finding a syscall instruction", e))?;
-        let mut remote = Remote::new(tid, ip).map_err(|e| DumpError::Inject { pid, what: "taking over".into(), source: e })?;
+        let mut remote =
+            Remote::new(tid, ip).map_err(|e| DumpError::Inject { pid, what: "taking over".into(), source: e })?;
         let addr = remote
             .syscall(
                 "mmap",
                 libc::SYS_mmap,
-                [0, SCRATCH, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+                [
+                    0,
+                    SCRATCH,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
             )
             .map_err(|e| DumpError::Inject { pid, what: "mapping a scratch page".into(), source: e })?;
         let mem = Mem::open(pid, true).map_err(|e| DumpError::io(pid, "opening /proc/PID/mem", e))?;
@@ -41,9 +49,17 @@ impl Scratch {
 
     /// Uses another thread of the same process for the next calls.
     pub fn switch_thread(&mut self, pid: i32, tid: i32) -> Result<(), DumpError> {
-        self.remote.restore_regs().map_err(|e| DumpError::Inject { pid, what: "restoring registers".into(), source: e })?;
+        self.remote.restore_regs().map_err(|e| DumpError::Inject {
+            pid,
+            what: "restoring registers".into(),
+            source: e,
+        })?;
         let ip = self.remote.syscall_ip;
-        self.remote = Remote::new(tid, ip).map_err(|e| DumpError::Inject { pid, what: format!("taking over thread {tid}"), source: e })?;
+        self.remote = Remote::new(tid, ip).map_err(|e| DumpError::Inject {
+            pid,
+            what: format!("taking over thread {tid}"),
+            source: e,
+        })?;
         Ok(())
     }
 
@@ -136,7 +152,9 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
     rec.cwd = link(pid, "cwd")?;
     rec.root = link(pid, "root")?;
     rec.exe = link(pid, "exe")?;
-    rec.personality = u32::from_str_radix(std::fs::read_to_string(format!("/proc/{pid}/personality")).unwrap_or_default().trim(), 16).unwrap_or(0);
+    rec.personality =
+        u32::from_str_radix(std::fs::read_to_string(format!("/proc/{pid}/personality")).unwrap_or_default().trim(), 16)
+            .unwrap_or(0);
     let auxv = std::fs::read(format!("/proc/{pid}/auxv")).map_err(|e| DumpError::io(pid, "reading auxv", e))?;
     rec.auxv = auxv.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
     rec.mm = MmFields {
@@ -155,7 +173,9 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
     for r in 0..16u32 {
         rec.rlimits.push(seamless_sys::proc::getrlimit_of(pid, r).map_err(|e| DumpError::sys(pid, "prlimit", e))?);
     }
-    for info in seamless_sys::ptrace::peek_siginfo(pid, true).map_err(|e| DumpError::sys(pid, "peeking shared signals", e))? {
+    for info in
+        seamless_sys::ptrace::peek_siginfo(pid, true).map_err(|e| DumpError::sys(pid, "peeking shared signals", e))?
+    {
         rec.shared_pending.push(info.to_vec());
     }
 
@@ -180,9 +200,20 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
             rec.itimers.push(ITimer { which: which as u8, interval_us: us(w[0], w[1]), value_us: us(w[2], w[3]) });
         }
     }
-    rec.dumpable = s.call(pid, "prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0])? as u32;
-    rec.creds.securebits = Some(s.call(pid, "prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0])? as u32);
-    s.call(pid, "prctl(PR_GET_CHILD_SUBREAPER)", libc::SYS_prctl, [libc::PR_GET_CHILD_SUBREAPER as u64, a, 0, 0, 0, 0])?;
+    rec.dumpable =
+        s.call(pid, "prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0])? as u32;
+    rec.creds.securebits = Some(s.call(
+        pid,
+        "prctl(PR_GET_SECUREBITS)",
+        libc::SYS_prctl,
+        [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+    )? as u32);
+    s.call(
+        pid,
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+        libc::SYS_prctl,
+        [libc::PR_GET_CHILD_SUBREAPER as u64, a, 0, 0, 0, 0],
+    )?;
     rec.child_subreaper = s.words(pid, 0, 1)?[0] as u32 != 0;
     s.call(pid, "prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, [libc::PR_GET_PDEATHSIG as u64, a, 0, 0, 0, 0])?;
     rec.pdeath_signal = s.words(pid, 0, 1)?[0] as u32;
@@ -199,7 +230,8 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
 
 /// Parses `/proc/PID/timers`.
 fn parse_timers(pid: i32) -> Result<Vec<PosixTimer>, DumpError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/timers")).map_err(|e| DumpError::io(pid, "reading /proc/PID/timers", e))?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/timers"))
+        .map_err(|e| DumpError::io(pid, "reading /proc/PID/timers", e))?;
     let mut out: Vec<PosixTimer> = Vec::new();
     for l in text.lines() {
         let Some((k, v)) = l.split_once(':') else { continue };

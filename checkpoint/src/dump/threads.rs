@@ -23,7 +23,8 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
     for &tid in &p.tids {
         let regs = ptrace::get_regs(tid).map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
         let xstate = ptrace::get_xstate(tid).map_err(|e| DumpError::sys(pid, format!("xstate of thread {tid}"), e))?;
-        let sigmask = ptrace::get_sigmask(tid).map_err(|e| DumpError::sys(pid, format!("sigmask of thread {tid}"), e))?;
+        let sigmask =
+            ptrace::get_sigmask(tid).map_err(|e| DumpError::sys(pid, format!("sigmask of thread {tid}"), e))?;
         let pending = ptrace::peek_siginfo(tid, false)
             .map_err(|e| DumpError::sys(pid, format!("pending signals of thread {tid}"), e))?
             .iter()
@@ -32,12 +33,14 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
         let rseq = ptrace::get_rseq(tid).map_err(|e| DumpError::sys(pid, format!("rseq of thread {tid}"), e))?;
         let orig = regs[REG_ORIG_RAX] as i64;
         let rax = regs[REG_RAX] as i64;
-        let syscall = if orig >= 0 && [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK].contains(&rax) {
-            SyscallState::Restart { nr: orig as u64, code: rax }
-        } else {
-            SyscallState::None
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
+        let syscall =
+            if orig >= 0 && [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK].contains(&rax) {
+                SyscallState::Restart { nr: orig as u64, code: rax }
+            } else {
+                SyscallState::None
+            };
+        let comm =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
         out.push(ThreadRecord {
             tid,
             regs: regs.to_vec(),

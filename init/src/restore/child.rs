@@ -44,7 +44,12 @@ pub fn wait_event_stop(tid: i32) -> Result<(), RestoreError> {
                 log::debug!("tid {tid}: signal {sig} suppressed while stopping");
                 ptrace::cont(tid, 0).map_err(|x| RestoreError::sys(tid, "cont", x))?;
             }
-            other => return Err(RestoreError::Failed { pid: tid, what: format!("process ended while being stopped: {other:?}") }),
+            other => {
+                return Err(RestoreError::Failed {
+                    pid: tid,
+                    what: format!("process ended while being stopped: {other:?}"),
+                })
+            }
         }
     }
 }
@@ -70,7 +75,8 @@ impl Child {
     /// Takes over the seized process and maps the trampoline at an address that neither its
     /// current mappings nor `target` use.
     pub fn new(pid: i32, target: &[Vma]) -> Result<Self, RestoreError> {
-        let ip = inject::find_syscall_insn(pid).map_err(|e| RestoreError::io(pid, "finding a syscall instruction", e))?;
+        let ip =
+            inject::find_syscall_insn(pid).map_err(|e| RestoreError::io(pid, "finding a syscall instruction", e))?;
         let remote = Remote::new(pid, ip).map_err(|e| RestoreError::inject(pid, "take over", e))?;
         let mem = Mem::open(pid, true).map_err(|e| RestoreError::io(pid, "opening /proc/PID/mem", e))?;
         let mut c = Child { pid, remote, tramp: 0, mem };
@@ -134,7 +140,10 @@ impl Child {
     /// Writes bytes into scratch at `off`; returns their address.
     pub fn put(&self, off: u64, bytes: &[u8]) -> Result<u64, RestoreError> {
         if off + bytes.len() as u64 > TRAMP_LEN - SCRATCH_OFF {
-            return Err(RestoreError::Failed { pid: self.pid, what: format!("scratch overflow ({} bytes at {off})", bytes.len()) });
+            return Err(RestoreError::Failed {
+                pid: self.pid,
+                what: format!("scratch overflow ({} bytes at {off})", bytes.len()),
+            });
         }
         let a = self.scratch(off);
         self.mem.write(a, bytes).map_err(|e| RestoreError::io(self.pid, "writing scratch", e))?;

@@ -42,7 +42,6 @@ fn seek(fd: &OwnedFd, pos: u64) -> std::io::Result<()> {
     f.seek(std::io::SeekFrom::Start(pos)).map(|_| ())
 }
 
-
 /// Opens every description of the plan in the restorer.
 pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFiles, RestoreError> {
     let mut out = OpenFiles::default();
@@ -60,7 +59,9 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFil
                 }
                 fd
             }
-            FileKind::CharDev { path, .. } => open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?,
+            FileKind::CharDev { path, .. } => {
+                open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?
+            }
             FileKind::Ghost { path, mode, .. } => {
                 let dir = std::path::Path::new(path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
                 let tmp = dir.join(format!(".seamless-ghost.{}.{id}", std::process::id()));
@@ -108,22 +109,28 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFil
                                 .map(|l| l.to_string_lossy() == format!("pipe:[{pipe}]"))
                                 .unwrap_or(false)
                         });
-                        let other = other.ok_or_else(|| err(id, format!("pipe {pipe}"), std::io::ErrorKind::NotFound.into()))?;
-                        open_path(&format!("/proc/self/fd/{}", other.as_raw_fd()), (d.flags & !(libc::O_ACCMODE as u32)) | acc as u32)
-                            .map_err(|e| err(id, format!("reopen pipe {pipe}"), e))?
+                        let other = other
+                            .ok_or_else(|| err(id, format!("pipe {pipe}"), std::io::ErrorKind::NotFound.into()))?;
+                        open_path(
+                            &format!("/proc/self/fd/{}", other.as_raw_fd()),
+                            (d.flags & !(libc::O_ACCMODE as u32)) | acc as u32,
+                        )
+                        .map_err(|e| err(id, format!("reopen pipe {pipe}"), e))?
                     }
                 }
             }
             FileKind::Fifo { path, pipe } => {
                 if !fifo_keep.contains_key(pipe) {
-                    let k = open_path(path, (libc::O_RDWR | libc::O_NONBLOCK) as u32).map_err(|e| err(id, format!("open fifo {path}"), e))?;
+                    let k = open_path(path, (libc::O_RDWR | libc::O_NONBLOCK) as u32)
+                        .map_err(|e| err(id, format!("open fifo {path}"), e))?;
                     if let Some(rec) = plan.pipes.get(pipe) {
                         let mut wf = std::fs::File::from(k.try_clone().map_err(|e| err(id, "dup".into(), e))?);
                         wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling fifo {path}"), e))?;
                     }
                     fifo_keep.insert(*pipe, k);
                 }
-                open_path(path, d.flags | libc::O_NONBLOCK as u32).map_err(|e| err(id, format!("open fifo {path}"), e))?
+                open_path(path, d.flags | libc::O_NONBLOCK as u32)
+                    .map_err(|e| err(id, format!("open fifo {path}"), e))?
             }
         };
         set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
@@ -146,12 +153,16 @@ pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &Ope
     let me = std::process::id() as u64;
     let max = fds.fds.iter().map(|f| f.fd).max().unwrap_or(0) as u64;
     let pfd = c.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
-    let hi = c.call("fcntl(F_DUPFD_CLOEXEC)", libc::SYS_fcntl, [pfd, libc::F_DUPFD_CLOEXEC as u64, max + 1, 0, 0, 0])?;
+    let hi =
+        c.call("fcntl(F_DUPFD_CLOEXEC)", libc::SYS_fcntl, [pfd, libc::F_DUPFD_CLOEXEC as u64, max + 1, 0, 0, 0])?;
     c.call("close", libc::SYS_close, [pfd, 0, 0, 0, 0, 0])?;
     let mut sorted = fds.fds.clone();
     sorted.sort_by_key(|f| f.fd);
     for f in &sorted {
-        let ours = open.by_id.get(&f.desc).ok_or_else(|| RestoreError::Corrupt { pid: c.pid, what: format!("fd {} refers to unknown file #{}", f.fd, f.desc) })?;
+        let ours = open.by_id.get(&f.desc).ok_or_else(|| RestoreError::Corrupt {
+            pid: c.pid,
+            what: format!("fd {} refers to unknown file #{}", f.fd, f.desc),
+        })?;
         let n = c
             .call("pidfd_getfd", libc::SYS_pidfd_getfd, [hi, ours.as_raw_fd() as u64, 0, 0, 0, 0])
             .map_err(|e| RestoreError::Failed { pid: c.pid, what: format!("fd {}: {e}", f.fd) })?;

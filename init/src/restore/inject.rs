@@ -4,7 +4,9 @@
 //! itself can read) and by restore (to rebuild the task from the inside).
 
 use super::memio::Mem;
-use seamless_sys::ptrace::{self, Regs, WaitStatus, REG_ORIG_RAX, REG_R10, REG_R8, REG_R9, REG_RAX, REG_RDI, REG_RDX, REG_RIP, REG_RSI};
+use seamless_sys::ptrace::{
+    self, Regs, WaitStatus, REG_ORIG_RAX, REG_R10, REG_R8, REG_R9, REG_RAX, REG_RDI, REG_RDX, REG_RIP, REG_RSI,
+};
 use seamless_sys::SysError;
 
 /// Errors of an injected call.
@@ -53,7 +55,13 @@ pub struct Remote {
 impl Remote {
     /// Takes over a thread that is in a ptrace stop.
     pub fn new(tid: i32, syscall_ip: u64) -> Result<Self, InjectError> {
-        Ok(Self { tid, saved: ptrace::get_regs(tid)?, syscall_ip, deferred_signals: Vec::new(), new_threads: Vec::new() })
+        Ok(Self {
+            tid,
+            saved: ptrace::get_regs(tid)?,
+            syscall_ip,
+            deferred_signals: Vec::new(),
+            new_threads: Vec::new(),
+        })
     }
 
     /// Runs one syscall; returns the raw `rax` (negative errno on failure).
@@ -126,8 +134,7 @@ pub fn find_syscall_insn(pid: i32) -> std::io::Result<u64> {
     let mem = Mem::open(pid, false)?;
     let mut buf = vec![0u8; vdso.len() as usize];
     mem.read(vdso.start, &mut buf)?;
-    buf.windows(2)
-        .position(|w| w == [0x0f, 0x05])
-        .map(|i| vdso.start + i as u64)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no syscall instruction in the vdso of pid {pid}")))
+    buf.windows(2).position(|w| w == [0x0f, 0x05]).map(|i| vdso.start + i as u64).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("no syscall instruction in the vdso of pid {pid}"))
+    })
 }

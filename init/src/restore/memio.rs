@@ -30,7 +30,10 @@ impl Mem {
         while done < buf.len() {
             let n = self.file.read_at(&mut buf[done..], addr + done as u64)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("short read at {:#x}", addr + done as u64)));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("short read at {:#x}", addr + done as u64),
+                ));
             }
             done += n;
         }
@@ -43,7 +46,10 @@ impl Mem {
         while done < buf.len() {
             let n = self.file.write_at(&buf[done..], addr + done as u64)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write at {:#x}", addr + done as u64)));
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short write at {:#x}", addr + done as u64),
+                ));
             }
             done += n;
         }

@@ -24,7 +24,10 @@ pub struct SharedObj {
 /// mapping of the restorer, filled with the pages every process saved of it; children map
 /// the very same object through `/proc/<restorer>/map_files`, so they share it again (and it
 /// still shows as `/dev/zero (deleted)`).
-pub fn prepare_shared<S: Store>(plan: &super::plan::Plan, reader: &mut Reader<S>) -> Result<BTreeMap<u64, SharedObj>, RestoreError> {
+pub fn prepare_shared<S: Store>(
+    plan: &super::plan::Plan,
+    reader: &mut Reader<S>,
+) -> Result<BTreeMap<u64, SharedObj>, RestoreError> {
     let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
     for p in plan.procs.values() {
         for v in &p.mm.vmas {
@@ -36,13 +39,15 @@ pub fn prepare_shared<S: Store>(plan: &super::plan::Plan, reader: &mut Reader<S>
     }
     let mut out = BTreeMap::new();
     for (ino, len) in sizes {
-        let addr = seamless_sys::proc::map_shared_anon(len as usize).map_err(|e| RestoreError::sys(0, "shared memory", e))?;
+        let addr =
+            seamless_sys::proc::map_shared_anon(len as usize).map_err(|e| RestoreError::sys(0, "shared memory", e))?;
         out.insert(ino, SharedObj { addr, len });
     }
     if out.is_empty() {
         return Ok(out);
     }
-    let me = super::memio::Mem::open(std::process::id() as i32, true).map_err(|e| RestoreError::io(0, "opening /proc/self/mem", e))?;
+    let me = super::memio::Mem::open(std::process::id() as i32, true)
+        .map_err(|e| RestoreError::io(0, "opening /proc/self/mem", e))?;
     let mut buf = Vec::new();
     for p in plan.procs.values() {
         for v in &p.mm.vmas {
@@ -79,7 +84,12 @@ pub fn verify_file(pid: i32, f: &FileId) -> Result<(), RestoreError> {
         });
     }
     if md.dev() != f.dev {
-        log::warn!("pid {pid}: {} is on device {:#x}, was {:#x} (same inode, size and mtime; accepted)", f.path, md.dev(), f.dev);
+        log::warn!(
+            "pid {pid}: {} is on device {:#x}, was {:#x} (same inode, size and mtime; accepted)",
+            f.path,
+            md.dev(),
+            f.dev
+        );
     }
     Ok(())
 }
@@ -117,7 +127,9 @@ pub fn restore_mm<S: Store>(
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall => continue,
             VmaKind::Anon => (libc::MAP_ANONYMOUS, u64::MAX, 0),
             VmaKind::SharedAnon { ino, offset } => {
-                let obj = shm.get(ino).ok_or_else(|| RestoreError::Corrupt { pid, what: format!("no shared memory object {ino}") })?;
+                let obj = shm
+                    .get(ino)
+                    .ok_or_else(|| RestoreError::Corrupt { pid, what: format!("no shared memory object {ino}") })?;
                 let path = format!("/proc/{}/map_files/{:x}-{:x}", std::process::id(), obj.addr, obj.addr + obj.len);
                 let fd = c.open(&path, libc::O_RDWR | libc::O_CLOEXEC, 0)?;
                 shm_fds.push(fd);
@@ -145,11 +157,14 @@ pub fn restore_mm<S: Store>(
         // Shared anonymous memory is filled through a writable mapping, then protected.
         // Areas whose saved pages /proc/PID/mem cannot write (PROT_NONE) are filled writable first.
         let fill_prot = if v.saved_pages > 0 && v.prot & 1 == 0 { v.prot | 3 } else { v.prot };
-        let got = c
-            .call("mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off])
-            .map_err(|e| RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} ({}): {e}", v.start, v.end, v.name) })?;
+        let got = c.call("mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off]).map_err(
+            |e| RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} ({}): {e}", v.start, v.end, v.name) },
+        )?;
         if got != v.start {
-            return Err(RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} landed at {got:#x}", v.start, v.end) });
+            return Err(RestoreError::Failed {
+                pid,
+                what: format!("mapping {:#x}-{:#x} landed at {got:#x}", v.start, v.end),
+            });
         }
         if fill_prot != v.prot {
             // Protected again after the pages are in.
@@ -164,11 +179,14 @@ pub fn restore_mm<S: Store>(
     }
     // 4. Pages.
     let mut buf = Vec::new();
-    let in_shm = |a: u64| p.mm.vmas.iter().any(|v| matches!(v.kind, VmaKind::SharedAnon { .. }) && v.start <= a && a < v.end);
+    let in_shm =
+        |a: u64| p.mm.vmas.iter().any(|v| matches!(v.kind, VmaKind::SharedAnon { .. }) && v.start <= a && a < v.end);
     for ch in p.chunks.iter().filter(|ch| !in_shm(ch.vaddr)) {
         buf.resize(ch.len as usize, 0);
         reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
-        c.mem.write(ch.vaddr, &buf).map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
+        c.mem
+            .write(ch.vaddr, &buf)
+            .map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
     }
     for v in p.mm.vmas.iter().filter(|v| v.saved_pages > 0 && v.prot & 1 == 0) {
         c.call("mprotect", libc::SYS_mprotect, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
@@ -201,7 +219,11 @@ fn set_mm_map(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     ];
     words.push((auxv.len() as u64 * 8) | (exe_fd << 32));
     let a = c.put_words(0, &words)?;
-    let r = c.call("prctl(PR_SET_MM_MAP)", libc::SYS_prctl, [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, a, 104, 0, 0]);
+    let r = c.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, a, 104, 0, 0],
+    );
     c.call("close", libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0])?;
     r.map(|_| ())
 }

@@ -2,7 +2,9 @@
 //! chunks listed per process.
 
 use super::RestoreError;
-use seamless_image::records::{self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ThreadRecord, TreeRecord};
+use seamless_image::records::{
+    self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ThreadRecord, TreeRecord,
+};
 use seamless_image::{Reader, RecordKind, Store};
 use std::collections::BTreeMap;
 
@@ -84,7 +86,10 @@ pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
             ProcPlan { rec, threads: Vec::new(), mm: MmRecord::default(), fds: FdTable::default(), chunks: Vec::new() },
         );
     }
-    let missing = |pid: u32, what: &str| RestoreError::Corrupt { pid: pid as i32, what: format!("{what} record of an unknown process") };
+    let missing = |pid: u32, what: &str| RestoreError::Corrupt {
+        pid: pid as i32,
+        what: format!("{what} record of an unknown process"),
+    };
     for (i, owner, _) in entries(r, records::THREAD) {
         let t: ThreadRecord = r.record(i).map_err(img)?;
         plan.procs.get_mut(&(owner as i32)).ok_or_else(|| missing(owner, "thread"))?.threads.push(t);
@@ -108,9 +113,14 @@ pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
     for (i, _, tag) in entries(r, RecordKind::BLOB) {
         plan.blobs.entry(tag).or_default().push(i);
     }
-    let chunks: Vec<(u32, u32, u64, u64)> = r.find(RecordKind::PAGE_CHUNK).map(|(i, e)| (i, e.owner, e.tag, e.len)).collect();
+    let chunks: Vec<(u32, u32, u64, u64)> =
+        r.find(RecordKind::PAGE_CHUNK).map(|(i, e)| (i, e.owner, e.tag, e.len)).collect();
     for (index, owner, vaddr, len) in chunks {
-        plan.procs.get_mut(&(owner as i32)).ok_or_else(|| missing(owner, "page chunk"))?.chunks.push(Chunk { index, vaddr, len });
+        plan.procs.get_mut(&(owner as i32)).ok_or_else(|| missing(owner, "page chunk"))?.chunks.push(Chunk {
+            index,
+            vaddr,
+            len,
+        });
     }
     for p in plan.procs.values_mut() {
         // Leader first.

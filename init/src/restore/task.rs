@@ -38,7 +38,11 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     restore_timers(c, p)?;
     c.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0])?;
     if r.pdeath_signal != 0 {
-        c.call("prctl(PR_SET_PDEATHSIG)", libc::SYS_prctl, [libc::PR_SET_PDEATHSIG as u64, u64::from(r.pdeath_signal), 0, 0, 0, 0])?;
+        c.call(
+            "prctl(PR_SET_PDEATHSIG)",
+            libc::SYS_prctl,
+            [libc::PR_SET_PDEATHSIG as u64, u64::from(r.pdeath_signal), 0, 0, 0, 0],
+        )?;
     }
     if r.child_subreaper {
         c.call("prctl(PR_SET_CHILD_SUBREAPER)", libc::SYS_prctl, [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0])?;
@@ -53,7 +57,11 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
 /// Last per-process settings (after creds): dumpable.
 pub fn finish_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     if p.rec.dumpable != 1 {
-        c.call("prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, [libc::PR_SET_DUMPABLE as u64, u64::from(p.rec.dumpable), 0, 0, 0, 0])?;
+        c.call(
+            "prctl(PR_SET_DUMPABLE)",
+            libc::SYS_prctl,
+            [libc::PR_SET_DUMPABLE as u64, u64::from(p.rec.dumpable), 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }
@@ -91,11 +99,19 @@ fn restore_timers(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
                 break;
             }
             if by_id || got > t.id {
-                return Err(RestoreError::Failed { pid: c.pid, what: format!("POSIX timer {} recreated as {got}", t.id) });
+                return Err(RestoreError::Failed {
+                    pid: c.pid,
+                    what: format!("POSIX timer {} recreated as {got}", t.id),
+                });
             }
             placeholders.push(got);
         }
-        let spec = [t.interval_ns / 1_000_000_000, t.interval_ns % 1_000_000_000, t.next_ns / 1_000_000_000, t.next_ns % 1_000_000_000];
+        let spec = [
+            t.interval_ns / 1_000_000_000,
+            t.interval_ns % 1_000_000_000,
+            t.next_ns / 1_000_000_000,
+            t.next_ns % 1_000_000_000,
+        ];
         let sa = c.put_words(256, &spec)?;
         c.call("timer_settime", libc::SYS_timer_settime, [t.id as u64, 0, sa, 0, 0, 0])?;
     }

@@ -55,7 +55,7 @@ pub fn thread_state(c: &Child, r: &mut Remote, t: &ThreadRecord) -> Result<(), R
     }
     call(pid, r, "set_tid_address", libc::SYS_set_tid_address, [t.clear_child_tid, 0, 0, 0, 0, 0])?;
     let (sp, flags, size) = t.altstack;
-    let a = c.put_words(512 + 64 * 0, &[sp, flags as u32 as u64, size])?;
+    let a = c.put_words(512, &[sp, flags as u32 as u64, size])?;
     if flags & libc::SS_DISABLE == 0 {
         call(pid, r, "sigaltstack", libc::SYS_sigaltstack, [a, 0, 0, 0, 0, 0])?;
     } else {
@@ -74,7 +74,13 @@ pub fn queue_pending(c: &Child, r: &mut Remote, t: &ThreadRecord, shared: &[Vec<
     for info in &t.pending {
         let sig = i32::from_le_bytes(info[0..4].try_into().unwrap_or([0; 4]));
         let a = c.put(2048, info)?;
-        call(pid, r, "rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo, [pid as u64, t.tid as u64, sig as u64, a, 0, 0])?;
+        call(
+            pid,
+            r,
+            "rt_tgsigqueueinfo",
+            libc::SYS_rt_tgsigqueueinfo,
+            [pid as u64, t.tid as u64, sig as u64, a, 0, 0],
+        )?;
     }
     for info in shared {
         let sig = i32::from_le_bytes(info[0..4].try_into().unwrap_or([0; 4]));
@@ -90,7 +96,8 @@ pub fn set_creds(c: &Child, r: &mut Remote, cr: &Creds) -> Result<(), RestoreErr
     let pid = c.pid;
     for cap in 0..64u64 {
         if cr.cap_bnd & (1 << cap) == 0 {
-            let res = r.syscall("prctl(PR_CAPBSET_DROP)", libc::SYS_prctl, [libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0, 0]);
+            let res =
+                r.syscall("prctl(PR_CAPBSET_DROP)", libc::SYS_prctl, [libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0, 0]);
             if res.is_err() {
                 break; // past the last capability the kernel knows
             }
@@ -99,13 +106,25 @@ pub fn set_creds(c: &Child, r: &mut Remote, cr: &Creds) -> Result<(), RestoreErr
     let groups: Vec<u8> = cr.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let a = c.put(4096, &groups)?;
     call(pid, r, "setgroups", libc::SYS_setgroups, [cr.groups.len() as u64, a, 0, 0, 0, 0])?;
-    call(pid, r, "setresgid", libc::SYS_setresgid, [u64::from(cr.gids[0]), u64::from(cr.gids[1]), u64::from(cr.gids[2]), 0, 0, 0])?;
+    call(
+        pid,
+        r,
+        "setresgid",
+        libc::SYS_setresgid,
+        [u64::from(cr.gids[0]), u64::from(cr.gids[1]), u64::from(cr.gids[2]), 0, 0, 0],
+    )?;
     call(pid, r, "setfsgid", libc::SYS_setfsgid, [u64::from(cr.gids[3]), 0, 0, 0, 0, 0])?;
     let keep = cr.cap_prm != 0 && cr.uids[1] != 0;
     if keep {
         call(pid, r, "prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 1, 0, 0, 0, 0])?;
     }
-    call(pid, r, "setresuid", libc::SYS_setresuid, [u64::from(cr.uids[0]), u64::from(cr.uids[1]), u64::from(cr.uids[2]), 0, 0, 0])?;
+    call(
+        pid,
+        r,
+        "setresuid",
+        libc::SYS_setresuid,
+        [u64::from(cr.uids[0]), u64::from(cr.uids[1]), u64::from(cr.uids[2]), 0, 0, 0],
+    )?;
     call(pid, r, "setfsuid", libc::SYS_setfsuid, [u64::from(cr.uids[3]), 0, 0, 0, 0, 0])?;
     // capset: header {version 3, pid 0}, two data words {effective, permitted, inheritable}.
     let lo = |v: u64| v & 0xffff_ffff;
@@ -121,7 +140,11 @@ pub fn set_creds(c: &Child, r: &mut Remote, cr: &Creds) -> Result<(), RestoreErr
         call(pid, r, "prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0])?;
     }
     if let Some(bits) = cr.securebits {
-        let _ = r.syscall("prctl(PR_SET_SECUREBITS)", libc::SYS_prctl, [libc::PR_SET_SECUREBITS as u64, u64::from(bits), 0, 0, 0, 0]);
+        let _ = r.syscall(
+            "prctl(PR_SET_SECUREBITS)",
+            libc::SYS_prctl,
+            [libc::PR_SET_SECUREBITS as u64, u64::from(bits), 0, 0, 0, 0],
+        );
     }
     if cr.no_new_privs {
         call(pid, r, "prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0])?;
@@ -152,8 +175,10 @@ pub fn load_thread(pid: i32, t: &ThreadRecord) -> Result<(), RestoreError> {
     if let Err(e) = ptrace::set_xstate(t.tid, &t.xstate) {
         log::warn!("pid {pid} thread {}: full XSAVE area refused ({e}); restoring x87/SSE state only", t.tid);
         let n = t.xstate.len().min(512);
-        ptrace::set_fpregs(t.tid, &t.xstate[..n]).map_err(|e| RestoreError::sys(pid, format!("FP state of thread {}", t.tid), e))?;
+        ptrace::set_fpregs(t.tid, &t.xstate[..n])
+            .map_err(|e| RestoreError::sys(pid, format!("FP state of thread {}", t.tid), e))?;
     }
-    ptrace::set_sigmask(t.tid, t.sigmask).map_err(|e| RestoreError::sys(pid, format!("signal mask of thread {}", t.tid), e))?;
+    ptrace::set_sigmask(t.tid, t.sigmask)
+        .map_err(|e| RestoreError::sys(pid, format!("signal mask of thread {}", t.tid), e))?;
     Ok(())
 }

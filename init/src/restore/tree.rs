@@ -8,9 +8,12 @@ use super::RestoreError;
 use seamless_sys::proc::{self, Forked};
 use std::io::{Read, Write};
 
+/// Live pids that reported ready, and pids that could not be created with the reason.
+pub type Created = (Vec<i32>, Vec<(i32, String)>);
+
 /// Forks every process of the plan. Returns the live pids that reported ready and the pids
 /// that could not be created (with the reason).
-pub fn create_tree(plan: &Plan) -> Result<(Vec<i32>, Vec<(i32, String)>), RestoreError> {
+pub fn create_tree(plan: &Plan) -> Result<Created, RestoreError> {
     let (r, w) = proc::pipe().map_err(|e| RestoreError::sys(0, "ready pipe", e))?;
     let mut rf = std::fs::File::from(r);
     let wf = std::fs::File::from(w);

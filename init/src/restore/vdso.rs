@@ -123,7 +123,8 @@ fn move_block(c: &mut Child, maps: &[(u64, u64)], targets: &[u64], avoid: &[(u64
     for (m, t) in maps.iter().zip(targets) {
         ranges.push((*t, *t + (m.1 - m.0)));
     }
-    let tmp = find_gap(&ranges, hi - lo, 0x2_0000_0000).ok_or_else(|| RestoreError::Failed { pid: c.pid, what: "no room to move the vDSO".into() })?;
+    let tmp = find_gap(&ranges, hi - lo, 0x2_0000_0000)
+        .ok_or_else(|| RestoreError::Failed { pid: c.pid, what: "no room to move the vDSO".into() })?;
     let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
     for m in maps {
         let len = m.1 - m.0;
@@ -156,14 +157,13 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
     };
     let same_layout = saved.len() == cur.len()
         && saved.iter().all(|v| cur.iter().any(|m| m.name == v.name && m.len() == v.end - v.start));
-    let avoid: Vec<(u64, u64)> = p
-        .mm
-        .vmas
-        .iter()
-        .filter(|v| !matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar))
-        .map(|v| (v.start, v.end))
-        .chain(std::iter::once((c.tramp, c.tramp + super::child::TRAMP_LEN)))
-        .collect();
+    let avoid: Vec<(u64, u64)> =
+        p.mm.vmas
+            .iter()
+            .filter(|v| !matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar))
+            .map(|v| (v.start, v.end))
+            .chain(std::iter::once((c.tramp, c.tramp + super::child::TRAMP_LEN)))
+            .collect();
     if !opts.force_vdso_trampoline && same_layout && cur_bytes == p.mm.vdso {
         let block: Vec<(u64, u64)> = cur.iter().map(|m| (m.start, m.end)).collect();
         let targets: Vec<u64> =
@@ -198,7 +198,12 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
             0,
         ],
     )?;
-    c.mem.write(old_vdso.start, &bytes[..bytes.len().min(len as usize)]).map_err(|e| RestoreError::io(pid, "writing the vDSO trampoline", e))?;
-    log::info!("pid {pid}: vDSO differs; {n} functions at {:#x} redirected to the new vDSO at {new_vdso:#x}", old_vdso.start);
+    c.mem
+        .write(old_vdso.start, &bytes[..bytes.len().min(len as usize)])
+        .map_err(|e| RestoreError::io(pid, "writing the vDSO trampoline", e))?;
+    log::info!(
+        "pid {pid}: vDSO differs; {n} functions at {:#x} redirected to the new vDSO at {new_vdso:#x}",
+        old_vdso.start
+    );
     Ok(())
 }

@@ -37,7 +37,9 @@ pub fn fork_with_pid(pid: i32) -> SysResult<Forked> {
     args.set_tid_size = 1;
     // SAFETY: without CLONE_VM the child gets a copy of the address space, so continuing on the
     // same stack is sound (this is what fork does); `args` and `tids` outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, std::mem::size_of::<libc::clone_args>()) };
+    let r = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, std::mem::size_of::<libc::clone_args>())
+    };
     match check(r, "clone3(set_tid)", || format!("pid {pid}"))? {
         0 => Ok(Forked::Child),
         p => Ok(Forked::Parent(p as i32)),
@@ -240,7 +242,8 @@ pub fn set_status_flags(fd: RawFd, flags: i32) -> SysResult<()> {
 
 /// `memfd_create(name, MFD_CLOEXEC)`.
 pub fn memfd_create(name: &str) -> SysResult<OwnedFd> {
-    let c = std::ffi::CString::new(name).map_err(|_| SysError::new("memfd_create", name, io::ErrorKind::InvalidInput.into()))?;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| SysError::new("memfd_create", name, io::ErrorKind::InvalidInput.into()))?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let r = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
     let fd = check(r as libc::c_long, "memfd_create", || name.to_string())?;
@@ -255,7 +258,14 @@ pub fn memfd_create(name: &str) -> SysResult<OwnedFd> {
 pub fn map_shared_anon(len: usize) -> SysResult<u64> {
     // SAFETY: a fresh anonymous mapping at a kernel-chosen address cannot alias existing memory.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if p == libc::MAP_FAILED {
         return Err(SysError::last("mmap(MAP_SHARED|MAP_ANONYMOUS)", format!("{len} bytes")));

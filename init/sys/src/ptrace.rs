@@ -107,7 +107,9 @@ fn raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, io:
 
 /// `PTRACE_SEIZE` with the given `PTRACE_O_*` options: attaches without stopping the thread.
 pub fn seize(tid: i32, options: u32) -> SysResult<()> {
-    raw(PTRACE_SEIZE, tid, 0, options as usize).map(|_| ()).map_err(|e| SysError::new("ptrace(PTRACE_SEIZE)", subject(tid), e))
+    raw(PTRACE_SEIZE, tid, 0, options as usize)
+        .map(|_| ())
+        .map_err(|e| SysError::new("ptrace(PTRACE_SEIZE)", subject(tid), e))
 }
 
 /// `PTRACE_INTERRUPT`: asks a seized thread to stop (reported as [`EVENT_STOP`]).
@@ -124,7 +126,9 @@ pub fn detach(tid: i32, sig: i32) -> SysResult<()> {
 
 /// `PTRACE_CONT`, delivering `sig` (0 for none).
 pub fn cont(tid: i32, sig: i32) -> SysResult<()> {
-    raw(libc::PTRACE_CONT, tid, 0, sig as usize).map(|_| ()).map_err(|e| SysError::new("ptrace(PTRACE_CONT)", subject(tid), e))
+    raw(libc::PTRACE_CONT, tid, 0, sig as usize)
+        .map(|_| ())
+        .map_err(|e| SysError::new("ptrace(PTRACE_CONT)", subject(tid), e))
 }
 
 /// `PTRACE_SINGLESTEP`.
@@ -144,14 +148,16 @@ pub fn event_msg(tid: i32) -> SysResult<u64> {
 
 fn getregset(tid: i32, nt: usize, buf: &mut [u8], call: &'static str) -> SysResult<usize> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    raw(libc::PTRACE_GETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize).map_err(|e| SysError::new(call, subject(tid), e))?;
+    raw(libc::PTRACE_GETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize)
+        .map_err(|e| SysError::new(call, subject(tid), e))?;
     Ok(iov.iov_len)
 }
 
 fn setregset(tid: i32, nt: usize, buf: &[u8], call: &'static str) -> SysResult<()> {
     // The kernel only reads through this iovec for SETREGSET.
     let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
-    raw(libc::PTRACE_SETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize).map_err(|e| SysError::new(call, subject(tid), e))?;
+    raw(libc::PTRACE_SETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize)
+        .map_err(|e| SysError::new(call, subject(tid), e))?;
     Ok(())
 }
 

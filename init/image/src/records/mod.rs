@@ -108,7 +108,8 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         }
         FDS => {
             let t: FdTable = de(bytes)?;
-            let list: Vec<String> = t.fds.iter().map(|f| format!("{}->#{}{}", f.fd, f.desc, if f.cloexec { "e" } else { "" })).collect();
+            let list: Vec<String> =
+                t.fds.iter().map(|f| format!("{}->#{}{}", f.fd, f.desc, if f.cloexec { "e" } else { "" })).collect();
             format!("descriptors: {}", list.join(" "))
         }
         FILE_DESC => {
