@@ -417,13 +417,18 @@ impl Harness {
                 tail(&dump.stderr, 10)
             );
         }
+        // Everything below is checked even when an earlier check fails, so one run reports all
+        // problems of the refusal.
+        let mut problems = Vec::new();
         if !stderr.to_lowercase().contains(&needle.to_lowercase()) {
-            bail!("{}: dump refused but its message does not name {needle:?}: {}", run.label, dump.failure());
+            problems.push(format!("the refusal does not name {needle:?}: {}", dump.failure()));
         }
         if images.exists() && check_image(&images).is_ok() {
-            bail!("{}: refused dump left a complete image in {}", run.label, images.display());
+            problems.push(format!("the refused dump left a complete image in {}", images.display()));
         }
-        run.expect_running_untraced(&pids)?;
+        if let Err(e) = run.expect_running_untraced(&pids) {
+            problems.push(format!("{e:#}"));
+        }
         let progress = run.outfile.with_extension("progress");
         let read_beat = || -> Result<u64> {
             let mut buf = [0u8; 8];
@@ -432,19 +437,28 @@ impl Harness {
                 .with_context(|| format!("reading heartbeat {}", progress.display()))?;
             Ok(u64::from_ne_bytes(buf))
         };
-        let before = read_beat()?;
-        std::thread::sleep(Duration::from_millis(300));
-        let after = read_beat()?;
-        if after <= before {
-            bail!(
-                "{}: after the refused dump the workload makes no progress (heartbeat {before} -> {after}): {}",
-                run.label,
-                describe_process(run.pid)
-            );
+        match read_beat() {
+            Ok(before) => {
+                std::thread::sleep(Duration::from_millis(300));
+                match read_beat() {
+                    Ok(after) if after > before => {}
+                    Ok(after) => problems.push(format!(
+                        "after the refused dump the workload makes no progress (heartbeat {before} -> {after}): {}",
+                        describe_process(run.pid)
+                    )),
+                    Err(e) => problems.push(format!("{e:#}")),
+                }
+            }
+            Err(e) => problems.push(format!("{e:#}")),
         }
-        run.terminate()?;
-        run.wait_verdict(VERDICT_TIMEOUT).context("after a refused dump")?;
+        match run.terminate().and_then(|()| run.wait_verdict(VERDICT_TIMEOUT)) {
+            Ok(()) => {}
+            Err(e) => problems.push(format!("after the refused dump: {e:#}")),
+        }
         run.finish();
+        if !problems.is_empty() {
+            bail!("{}: refusal checks failed:\n- {}", run.label, problems.join("\n- "));
+        }
         Ok(stderr.trim().to_string())
     }
 }
@@ -490,7 +504,10 @@ pub struct Running {
 impl Running {
     /// Reaps every exited child without blocking, remembering exit statuses by pid.
     pub fn reap(&mut self) {
-        while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        // wait4(-1, ...) (waitpid(None) would be wait4(0): only our own process group); __WALL:
+        // also children whose exit signal is not SIGCHLD.
+        let options = WaitOptions::NOHANG | WaitOptions::from_bits_retain(0x4000_0000);
+        while let Ok(Some((pid, status))) = rustix::process::wait(options) {
             self.exits.insert(pid.as_raw_nonzero().get(), describe_wait(status));
         }
     }
@@ -589,6 +606,10 @@ impl Running {
             self.reap();
             let left: Vec<i32> = pids.iter().copied().filter(|p| proc_stat(*p).is_some()).collect();
             if left.is_empty() {
+                // The restored processes will have the same pids: forget the old exit statuses.
+                for p in pids {
+                    self.exits.remove(p);
+                }
                 return Ok(());
             }
             if start.elapsed() > timeout {
