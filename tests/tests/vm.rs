@@ -45,6 +45,17 @@ fn e_pattern_region_survives_downgrade_b_to_a() -> Result<()> {
 fn b_no_region_boots_normally() -> Result<()> {
     let mut vm = GuestBuilder::new("b-no-region").start()?;
     vm.wait_console(0, "seamless-init: no region found", T)?;
+    // Refusals are explained, and --unload really unloads.
+    let r = vm.run("seamless kexec --exec")?;
+    ensure!(r.status != 0 && r.output.contains("no kernel is loaded"), "{}", r.output);
+    let r = vm.run("seamless kexec --kernel /etc/passwd --initrd /etc/group --append x")?;
+    ensure!(r.status != 0 && r.output.contains("not a kernel image"), "{}", r.output);
+    let rel = vm.sh("ls /boot | sed -n 's/^vmlinuz-//p' | head -n1")?;
+    let rel = rel.trim();
+    vm.sh(&format!("seamless kexec --kernel /boot/vmlinuz-{rel} --initrd /boot/initrd.img-{rel} --append x"))?;
+    ensure!(vm.sh("cat /sys/kernel/kexec_loaded")?.trim() == "1");
+    vm.sh("seamless kexec --unload")?;
+    ensure!(vm.sh("cat /sys/kernel/kexec_loaded")?.trim() == "0");
     let k = vm.kexec(Which::B)?;
     let line = vm.wait_console(k.console_from, "seamless-init: no region found", T)?;
     ensure!(line.text.contains("/dev/pmem0 (no seamless magic)"), "{}", line.text);
@@ -90,5 +101,25 @@ fn d_frozen_root_needs_no_recovery_on_b() -> Result<()> {
     let check = vm.sh("cd /data && md5sum -c /root/sums | grep -c ': OK$'; cat /data/marker")?;
     ensure!(check.split_whitespace().collect::<Vec<_>>() == ["40", "done"], "{check}");
     println!("{ext4:?}");
+    Ok(())
+}
+
+/// (f) A region carried in a cpio archive appended to the new kernel's initramfs (no pmem):
+/// seamless-init finds /seamless/region.img and validates it.
+#[test]
+fn f_region_appended_to_initramfs() -> Result<()> {
+    let mut vm = GuestBuilder::new("f-cpio").start()?;
+    let b = seamless_tests::vm::env()?.b.release.clone();
+    vm.sh("seamless region write-pattern /tmp/region.cpio --mib 8 --seed 0xc910")?;
+    vm.sh(&format!("cat /boot/initrd.img-{b} /tmp/region.cpio > /tmp/initrd-region.img"))?;
+    let k = vm.kexec_with_initrd(Which::B, "/tmp/initrd-region.img")?;
+    let lines = region_lines(&vm, k.console_from);
+    ensure!(lines.len() == 1, "{lines:?}");
+    ensure!(
+        lines[0].contains("region /seamless/region.img valid") && lines[0].contains("seed 0xc910 verified"),
+        "{}",
+        lines[0]
+    );
+    println!("{}", lines[0]);
     Ok(())
 }

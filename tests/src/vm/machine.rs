@@ -319,12 +319,15 @@ impl Vm {
     /// Loads kernel `to` from the guest's /boot with `seamless kexec`, jumps with
     /// `seamless kexec --exec`, and waits for the new kernel's seamless-init and control loop.
     pub fn kexec(&mut self, to: Which) -> Result<KexecReport> {
+        let r = env()?.kernel(to).release.clone();
+        self.kexec_with_initrd(to, &format!("/boot/initrd.img-{r}"))
+    }
+
+    /// [`Vm::kexec`] with another initramfs (a guest path), e.g. one with a region appended.
+    pub fn kexec_with_initrd(&mut self, to: Which, initrd: &str) -> Result<KexecReport> {
         let k = env()?.kernel(to).clone();
         let from_release = self.release.clone();
-        self.sh(&format!(
-            "seamless kexec --kernel /boot/vmlinuz-{r} --initrd /boot/initrd.img-{r} --reuse-cmdline",
-            r = k.release
-        ))?;
+        self.sh(&format!("seamless kexec --kernel /boot/vmlinuz-{} --initrd {initrd} --reuse-cmdline", k.release))?;
         let console_from = self.console_mark();
         let (id, mark) = self.send("seamless kexec --exec")?;
         let end = format!("\n@@END:{id}:");
