@@ -24,6 +24,8 @@ pub struct BootParams {
     pub region: RegionChoice,
     /// `seamless.debug`: log debug messages too.
     pub debug: bool,
+    /// `seamless.init=`: the real init when seamless-init itself is `init=` on the real root.
+    pub real_init: Option<String>,
 }
 
 /// Where to look for a region.
@@ -54,6 +56,7 @@ impl Default for BootParams {
             pmem_wait_ms: DEFAULT_PMEM_WAIT_MS,
             region: RegionChoice::Auto,
             debug: false,
+            real_init: None,
         }
     }
 }
@@ -116,6 +119,7 @@ impl BootParams {
                 ("seamless.region", Some("off")) => p.region = RegionChoice::Off,
                 ("seamless.region", Some(v)) => p.region = RegionChoice::Path(v.to_string()),
                 ("seamless.debug", None) => p.debug = true,
+                ("seamless.init", Some(v)) => p.real_init = Some(v.to_string()),
                 _ => {}
             }
         }

@@ -3,8 +3,15 @@
 //! 1. mount /proc, /sys, /dev, /run and log to `/dev/kmsg`;
 //! 2. load the modules listed in the initramfs;
 //! 3. find the region and validate it ([`region::find_and_validate`]);
-//! 4. [`restore_hook`]: the restore stage, between "region validated" and "switch root";
-//! 5. mount the root filesystem, switch to it and execute the real init.
+//! 4. for an upgrade image: prove the root filesystem is exactly as frozen
+//!    ([`crate::handover::verify_root`]) before mounting it;
+//! 5. mount the root filesystem and switch to it;
+//! 6. restore the process trees there ([`crate::handover::restore`]), then execute the real init.
+//!
+//! The same binary also runs in two other roles (see [`crate::handover`] and the dracut
+//! module): `seamless-init verify-root --device DEV` in a distribution's initramfs before it
+//! mounts the root filesystem, and as `init=` PID 1 on the real root after that initramfs
+//! switched to it, where it restores and then executes `seamless.init=` (default /sbin/init).
 //!
 //! Nothing here panics or exits: every failure is logged and the boot goes on, down to a
 //! rescue shell when even the root filesystem cannot be mounted.
@@ -16,24 +23,11 @@ pub mod mounts;
 pub mod region;
 pub mod root;
 
+use crate::handover;
 use cmdline::BootParams;
 use region::{RegionStatus, ValidRegion};
+use seamless_image::upgrade::Upgrade;
 use std::time::{Duration, Instant};
-
-/// What the restore stage did with a valid region.
-#[derive(Debug)]
-pub enum RestoreOutcome {
-    /// Nothing was restored; the region is left as found.
-    NotWired,
-}
-
-/// The restore stage: called with a validated region after the modules are loaded and before
-/// the root switch. The restore of process trees is plugged in here; until then the region
-/// is left untouched (not marked consumed).
-pub fn restore_hook(region: &mut ValidRegion) -> RestoreOutcome {
-    log::info!("restore stage not wired yet: region {} left as found", region.path.display());
-    RestoreOutcome::NotWired
-}
 
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
@@ -43,8 +37,61 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-/// Runs the whole early boot. Never returns.
+fn us(d: Duration) -> u64 {
+    d.as_micros() as u64
+}
+
+/// Where `verify-root` leaves its verdict for the `init=` role.
+pub const ROOT_VERDICT: &str = "/run/seamless/root-verdict";
+
+/// What to do with a valid region once the root filesystem is mounted.
+struct Pending {
+    region: Box<ValidRegion>,
+    upgrade: Upgrade,
+}
+
+/// Looks at a valid region: a test image is only logged; an upgrade image is returned for
+/// restore if `root_ok` accepts the root filesystem, else refused (and consumed) with a report.
+fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result<(), String>) -> Option<Pending> {
+    log::info!("region {} valid: {}", valid.path.display(), valid.summary);
+    let upgrade = match handover::upgrade_record(&mut valid.reader) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            log::info!("region {} holds no upgrade record: nothing to restore", valid.path.display());
+            return None;
+        }
+        Err(e) => {
+            log::error!("region {}: upgrade record unreadable: {e}; booting without restore", valid.path.display());
+            return None;
+        }
+    };
+    match root_ok(&upgrade) {
+        Ok(()) => {
+            log::info!("root filesystem is exactly as frozen by kernel {}", valid.reader.superblock().kernel_release);
+            Some(Pending { region: valid, upgrade })
+        }
+        Err(why) => {
+            let report = handover::refused(&mut valid, &upgrade, format!("root filesystem check failed: {why}"));
+            report.log();
+            report.write();
+            None
+        }
+    }
+}
+
+/// Restores (already inside the real root) and logs/writes the report.
+fn restore_pending(mut p: Pending, stages: Vec<(String, u64)>) {
+    let report = handover::restore(&mut p.region, &p.upgrade, stages);
+    report.log();
+    report.write();
+}
+
+/// Runs `seamless-init` in the role its environment calls for. Never returns as PID 1.
 pub fn run() -> ! {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("verify-root") {
+        std::process::exit(verify_root_command(&args[2..]));
+    }
     let start = Instant::now();
     kmsg::init(false);
     let mount_failures = mounts::mount_api_filesystems();
@@ -64,40 +111,134 @@ pub fn run() -> ! {
     for w in warnings {
         log::warn!("{w}");
     }
+    if !root::root_is_initramfs() {
+        run_on_real_root(&params, start)
+    }
 
     let t = Instant::now();
     let report = modules::load_listed(&release);
-    let modules_ms = ms(t.elapsed());
-    log::info!("loaded {} modules ({} already present) in {modules_ms} ms", report.inserted, report.present);
+    let modules_t = t.elapsed();
+    log::info!("loaded {} modules ({} already present) in {} ms", report.inserted, report.present, ms(modules_t));
     for f in &report.failed {
         log::warn!("module not loaded: {f}");
     }
 
+    let t = Instant::now();
+    let root_dev = params.root.clone().unwrap_or_default();
+    let root_wait = Duration::from_millis(params.root_wait_ms);
+    let pending = match region::find_and_validate(&params.region, Duration::from_millis(params.pmem_wait_ms)) {
+        RegionStatus::Absent { looked } => {
+            log::info!("no region found (looked at {})", looked.join(", "));
+            None
+        }
+        RegionStatus::Invalid { path, check } => {
+            log::error!("region {} rejected: {check}; booting without restore", path.display());
+            None
+        }
+        RegionStatus::Valid(valid) => {
+            examine(valid, |u| handover::verify_root(u, std::path::Path::new(&root_dev), root_wait))
+        }
+    };
+    let region_t = t.elapsed();
+
+    let t = Instant::now();
+    if let Err(why) = root::mount_root(&params) {
+        root::rescue(&why);
+    }
+    let root_t = t.elapsed();
+    let init = params.init_path().to_string();
+    let init_args: Vec<String> = args.into_iter().skip(1).collect();
+    if let Some(p) = pending {
+        if let Err(why) = root::enter_new_root() {
+            root::rescue(&why);
+        }
+        let stages = vec![
+            ("modules".to_string(), us(modules_t)),
+            ("region+verify".to_string(), us(region_t)),
+            ("mount-root".to_string(), us(root_t)),
+        ];
+        restore_pending(p, stages);
+        log::info!("handing over to {init} after {} ms", ms(start.elapsed()));
+        let why = root::exec_init(&init, &init_args);
+        root::rescue(&why)
+    }
+    log::info!(
+        "handing over to {init} after {} ms (modules {} ms, region {} ms, root {} ms)",
+        ms(start.elapsed()),
+        ms(modules_t),
+        ms(region_t),
+        ms(root_t)
+    );
+    let why = root::switch_root(&init, &init_args);
+    root::rescue(&why)
+}
+
+/// The `init=` role on the real root, after a distribution's initramfs mounted it: restore
+/// if the initramfs hook verified the root filesystem, then execute `seamless.init=`.
+fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
+    let init = params.real_init.clone().unwrap_or_else(|| "/sbin/init".into());
+    let verdict = std::fs::read_to_string(ROOT_VERDICT).unwrap_or_default();
     let t = Instant::now();
     match region::find_and_validate(&params.region, Duration::from_millis(params.pmem_wait_ms)) {
         RegionStatus::Absent { looked } => log::info!("no region found (looked at {})", looked.join(", ")),
         RegionStatus::Invalid { path, check } => {
             log::error!("region {} rejected: {check}; booting without restore", path.display())
         }
-        RegionStatus::Valid(mut valid) => {
-            log::info!("region {} valid: {}", valid.path.display(), valid.summary);
-            let outcome = restore_hook(&mut valid);
-            log::debug!("restore stage: {outcome:?}");
+        RegionStatus::Valid(valid) => {
+            let pending = examine(valid, |_| {
+                if verdict.starts_with("ok") {
+                    Ok(())
+                } else if verdict.is_empty() {
+                    Err(format!("no verdict in {ROOT_VERDICT}: the initramfs did not check the root filesystem before mounting it (install the seamless dracut module or mkinitcpio hook)"))
+                } else {
+                    Err(verdict.trim().to_string())
+                }
+            });
+            if let Some(p) = pending {
+                restore_pending(p, vec![("region".to_string(), us(t.elapsed()))]);
+            }
         }
     }
-    let region_ms = ms(t.elapsed());
-
-    let t = Instant::now();
-    if let Err(why) = root::mount_root(&params) {
-        root::rescue(&why);
-    }
-    let root_ms = ms(t.elapsed());
-    let init = params.init_path().to_string();
+    log::info!("handing over to {init} after {} ms", ms(start.elapsed()));
     let args: Vec<String> = std::env::args().skip(1).collect();
-    log::info!(
-        "handing over to {init} after {} ms (modules {modules_ms} ms, region {region_ms} ms, root {root_ms} ms)",
-        ms(start.elapsed())
-    );
-    let why = root::switch_root(&init, &args);
+    let why = root::exec_init(&init, &args);
     root::rescue(&why)
+}
+
+/// `seamless-init verify-root --device DEV`: run by an initramfs hook before the root
+/// filesystem is mounted. Writes the verdict to [`ROOT_VERDICT`]; exit 0 when the root is
+/// fine or there is nothing to restore, 1 when a restore is refused.
+fn verify_root_command(args: &[String]) -> i32 {
+    kmsg::init(false);
+    let _ = kmsg::attach();
+    let Some(dev) = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1)) else {
+        eprintln!("usage: seamless-init verify-root --device DEV");
+        return 2;
+    };
+    let (params, _) = BootParams::parse(&read_trimmed("/proc/cmdline"));
+    let verdict = match region::find_and_validate(&params.region, Duration::from_millis(params.pmem_wait_ms)) {
+        RegionStatus::Absent { .. } => return 0,
+        RegionStatus::Invalid { path, check } => format!("refused: region {} rejected: {check}", path.display()),
+        RegionStatus::Valid(mut valid) => match handover::upgrade_record(&mut valid.reader) {
+            Ok(None) => return 0,
+            Err(e) => format!("refused: upgrade record unreadable: {e}"),
+            Ok(Some(u)) => {
+                match handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms)) {
+                    Ok(()) => format!("ok {}", valid.path.display()),
+                    Err(why) => format!("refused: root filesystem check failed: {why}"),
+                }
+            }
+        },
+    };
+    let _ = std::fs::create_dir_all("/run/seamless");
+    if let Err(e) = std::fs::write(ROOT_VERDICT, format!("{verdict}\n")) {
+        log::error!("cannot write {ROOT_VERDICT}: {e}");
+    }
+    if verdict.starts_with("ok") {
+        log::info!("verify-root {dev}: {verdict}");
+        0
+    } else {
+        log::error!("verify-root {dev}: {verdict}");
+        1
+    }
 }

@@ -66,7 +66,7 @@ pub fn mount_root(p: &BootParams) -> Result<(), String> {
 }
 
 /// Whether `/` is the initramfs (rootfs, ramfs or tmpfs), so deleting its files is right.
-fn root_is_initramfs() -> bool {
+pub fn root_is_initramfs() -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
         .ok()
         .and_then(|s| {
@@ -99,9 +99,9 @@ fn delete_tree(dir: &Path, dev: u64) {
     }
 }
 
-/// Moves the API filesystems into the new root (or detaches them), frees the initramfs,
-/// makes [`NEW_ROOT`] the root and executes `init`. Returns only on failure.
-pub fn switch_root(init: &str, args: &[String]) -> String {
+/// Moves the API filesystems into the new root (or detaches them), frees the initramfs and
+/// makes [`NEW_ROOT`] the root and working directory.
+pub fn enter_new_root() -> Result<(), String> {
     let new_root = Path::new(NEW_ROOT);
     for api in ["/dev", "/proc", "/sys", "/run"] {
         let target = new_root.join(&api[1..]);
@@ -117,14 +117,16 @@ pub fn switch_root(init: &str, args: &[String]) -> String {
         }
     }
     let step = |r: Result<(), SysError>| r.map_err(|e| e.to_string());
-    let switched = std::env::set_current_dir(new_root)
+    std::env::set_current_dir(new_root)
         .map_err(|e| format!("chdir {NEW_ROOT}: {e}"))
         .and_then(|()| step(move_mount(Path::new("."), Path::new("/"))))
         .and_then(|()| step(chroot(Path::new("."))))
-        .and_then(|()| std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}")));
-    if let Err(e) = switched {
-        return format!("switching root to {NEW_ROOT} failed: {e}");
-    }
+        .and_then(|()| std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}")))
+        .map_err(|e| format!("switching root to {NEW_ROOT} failed: {e}"))
+}
+
+/// Executes the real init (falling back to the usual places). Returns only on failure.
+pub fn exec_init(init: &str, args: &[String]) -> String {
     let mut tried = Vec::new();
     for candidate in [init, "/sbin/init", "/etc/init", "/bin/init", "/bin/sh"] {
         if tried.iter().any(|(c, _)| c == candidate) {
@@ -136,6 +138,14 @@ pub fn switch_root(init: &str, args: &[String]) -> String {
     }
     let list: Vec<String> = tried.iter().map(|(c, e)| format!("{c}: {e}")).collect();
     format!("no init could be executed ({})", list.join("; "))
+}
+
+/// [`enter_new_root`] then [`exec_init`]. Returns only on failure.
+pub fn switch_root(init: &str, args: &[String]) -> String {
+    match enter_new_root() {
+        Ok(()) => exec_init(init, args),
+        Err(e) => e,
+    }
 }
 
 /// Never returns: runs `/bin/sh` from the initramfs if there is one, else repeats `why`.

@@ -1,0 +1,185 @@
+//! The restore stage of an upgrade, between "region validated" and "real init": prove the
+//! root filesystem is exactly as frozen, mark the image consumed, restore the process trees
+//! under the new root, write the report, wipe the process memory from the region.
+//!
+//! A process that cannot be restored never blocks the boot: it is named in the report and
+//! the boot goes on.
+
+use crate::boot::region::ValidRegion;
+use crate::restore::{restore_all, RestoreOptions};
+use seamless_image::upgrade::{read_identity, Upgrade};
+use seamless_image::{Reader, RecordKind, Store};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Where the report for the new system goes.
+pub const REPORT_DIR: &str = "/run/seamless";
+
+/// The upgrade record of an image, if it is an upgrade image (test-pattern images have none).
+pub fn upgrade_record<S: Store>(reader: &mut Reader<S>) -> Result<Option<Upgrade>, String> {
+    let Some((idx, _)) = reader.find(RecordKind::UPGRADE).next() else { return Ok(None) };
+    reader.record_of(idx, RecordKind::UPGRADE).map(Some).map_err(|e| e.to_string())
+}
+
+/// Waits up to `wait` for `device` to appear, then compares its on-disk identity with the one
+/// recorded before the jump. `Err` says why the processes must not be restored.
+pub fn verify_root(upgrade: &Upgrade, device: &Path, wait: Duration) -> Result<(), String> {
+    let Some(recorded) = &upgrade.root else {
+        return Err("the image recorded no root filesystem identity".into());
+    };
+    let start = Instant::now();
+    while !device.exists() {
+        if start.elapsed() >= wait {
+            return Err(format!("root device {} did not appear within {} ms", device.display(), wait.as_millis()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let now = read_identity(device, &recorded.fstype, &recorded.options).map_err(|e| e.to_string())?;
+    recorded.verify(&now)
+}
+
+/// What the restore stage did, for the log and `/run/seamless/report.json`.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Kernel that wrote the image.
+    pub from_kernel: String,
+    /// Kernel running now.
+    pub to_kernel: String,
+    /// Checkpoint stages (name, µs) recorded by the old kernel.
+    pub checkpoint_stages: Vec<(String, u64)>,
+    /// Restore-side stages (name, µs).
+    pub restore_stages: Vec<(String, u64)>,
+    /// Restored pids.
+    pub restored: Vec<i32>,
+    /// Pids that could not be restored, with the reason.
+    pub failed: Vec<(i32, String)>,
+    /// Wall-clock time from the jump on the old kernel to the end of restore, if known.
+    pub blackout_ms: Option<u64>,
+    /// Why nothing was restored, if so.
+    pub refused: Option<String>,
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl Report {
+    /// The report as JSON (hand-written: the initramfs carries no JSON library).
+    pub fn to_json(&self) -> String {
+        let stages = |v: &[(String, u64)]| {
+            v.iter()
+                .map(|(n, us)| format!("{{\"name\":{},\"micros\":{us}}}", json_str(n)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let restored: Vec<String> = self.restored.iter().map(|p| p.to_string()).collect();
+        let failed: Vec<String> =
+            self.failed.iter().map(|(p, r)| format!("{{\"pid\":{p},\"reason\":{}}}", json_str(r))).collect();
+        format!(
+            "{{\"from_kernel\":{},\"to_kernel\":{},\"checkpoint_stages\":[{}],\"restore_stages\":[{}],\"restored\":[{}],\"failed\":[{}],\"blackout_ms\":{},\"refused\":{}}}\n",
+            json_str(&self.from_kernel),
+            json_str(&self.to_kernel),
+            stages(&self.checkpoint_stages),
+            stages(&self.restore_stages),
+            restored.join(","),
+            failed.join(","),
+            self.blackout_ms.map(|b| b.to_string()).unwrap_or_else(|| "null".into()),
+            self.refused.as_deref().map(json_str).unwrap_or_else(|| "null".into()),
+        )
+    }
+
+    /// Logs the whole breakdown, one line per stage.
+    pub fn log(&self) {
+        log::info!("upgrade {} -> {}", self.from_kernel, self.to_kernel);
+        for (n, us) in &self.checkpoint_stages {
+            log::info!("  old kernel  {n:<16} {:>9.1} ms", *us as f64 / 1000.0);
+        }
+        for (n, us) in &self.restore_stages {
+            log::info!("  new kernel  {n:<16} {:>9.1} ms", *us as f64 / 1000.0);
+        }
+        if let Some(b) = self.blackout_ms {
+            log::info!("  processes stopped for {b} ms (jump to end of restore, wall clock)");
+        }
+        log::info!("restored {} process(es): {:?}", self.restored.len(), self.restored);
+        for (pid, why) in &self.failed {
+            log::error!("pid {pid} was not restored: {why}");
+        }
+        if let Some(r) = &self.refused {
+            log::error!("nothing restored: {r}");
+        }
+    }
+
+    /// Writes `/run/seamless/report.json` (in whatever root is current).
+    pub fn write(&self) {
+        let dir = Path::new(REPORT_DIR);
+        let res = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join("report.json"), self.to_json()));
+        if let Err(e) = res {
+            log::warn!("cannot write {REPORT_DIR}/report.json: {e}");
+        }
+    }
+}
+
+/// A report for an image that was not restored.
+pub fn refused(region: &mut ValidRegion, upgrade: &Upgrade, why: String) -> Report {
+    // The image can never become valid again: consume it so no later boot tries.
+    if let Err(e) = region.reader.mark_consumed() {
+        log::warn!("cannot mark the region consumed: {e}");
+    }
+    Report {
+        from_kernel: region.reader.superblock().kernel_release.clone(),
+        to_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        checkpoint_stages: upgrade.stages.iter().map(|s| (s.name.clone(), s.micros)).collect(),
+        refused: Some(why),
+        ..Default::default()
+    }
+}
+
+/// Restores the trees of `region` in the current root (the caller has switched to the real
+/// root filesystem). Marks the image consumed first, wipes its data after.
+pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(String, u64)>) -> Report {
+    let mut report = Report {
+        from_kernel: region.reader.superblock().kernel_release.clone(),
+        to_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        checkpoint_stages: upgrade.stages.iter().map(|s| (s.name.clone(), s.micros)).collect(),
+        restore_stages: boot_stages,
+        ..Default::default()
+    };
+    if let Err(e) = region.reader.mark_consumed() {
+        report.refused =
+            Some(format!("cannot mark the image consumed ({e}); not restoring, so it is never restored twice"));
+        return report;
+    }
+    let t = Instant::now();
+    match restore_all(&mut region.reader, &RestoreOptions::from_env()) {
+        Ok(r) => {
+            report.restored = r.restored;
+            report.failed = r.failed;
+        }
+        Err(e) => report.refused = Some(e.to_string()),
+    }
+    report.restore_stages.push(("restore".into(), t.elapsed().as_micros() as u64));
+    let now_ns =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    if upgrade.jump_realtime_ns > 0 && now_ns > upgrade.jump_realtime_ns {
+        report.blackout_ms = Some((now_ns - upgrade.jump_realtime_ns) / 1_000_000);
+    }
+    let t = Instant::now();
+    if let Err(e) = region.reader.wipe_data() {
+        log::warn!("cannot wipe the process memory from the region: {e}");
+    }
+    report.restore_stages.push(("wipe".into(), t.elapsed().as_micros() as u64));
+    report
+}
