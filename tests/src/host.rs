@@ -317,9 +317,9 @@ impl Harness {
     }
 
     /// `seamless restore --images DIR`.
-    pub fn restore(&self, run: &Running, images: &Path) -> Result<CommandResult> {
+    pub fn restore(&self, run: &Running, images: &Path, extra: &[&str]) -> Result<CommandResult> {
         let mut cmd = Command::new(self.seamless()?);
-        cmd.arg("restore").arg("--images").arg(images);
+        cmd.arg("restore").arg("--images").arg(images).args(extra);
         run_logged(cmd, &run.dir, "restore", COMMAND_TIMEOUT)
     }
 
@@ -336,6 +336,12 @@ impl Harness {
     /// Dump (killing the tree), check it is gone, restore, check every process is back, then
     /// SIGTERM the restored root and expect PASS.
     pub fn round_trip(&self, name: &str, args: &[&str]) -> Result<RoundTrip> {
+        self.round_trip_with(name, args, &[])
+    }
+
+    /// [`Self::round_trip`] with extra `seamless restore` arguments (e.g.
+    /// `--force-vdso-trampoline`, the cross-kernel vDSO path simulated on one kernel).
+    pub fn round_trip_with(&self, name: &str, args: &[&str], restore_args: &[&str]) -> Result<RoundTrip> {
         let mut run = self.start(name, args)?;
         run.wait_ready(READY_TIMEOUT)?;
         let pids = run.snapshot_tree();
@@ -352,7 +358,7 @@ impl Harness {
             )
         })?;
         run.expect_gone(&pids, GONE_TIMEOUT)?;
-        let restore = self.restore(&run, &images)?;
+        let restore = self.restore(&run, &images, restore_args)?;
         if !restore.status.success() {
             bail!("{}: restore failed: {}", run.label, restore.failure());
         }

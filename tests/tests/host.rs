@@ -75,6 +75,25 @@ mod refuse_netlink {
     }
 }
 
+mod vdso_trampoline {
+    use super::*;
+
+    /// The cross-kernel vDSO path (old vDSO address patched to jump into the new vDSO),
+    /// forced on the same kernel.
+    #[test]
+    fn vdso_glibc_round_trip() -> Result<()> {
+        let rt = harness()?.round_trip_with("vdso_glibc", &[], &["--force-vdso-trampoline"])?;
+        eprintln!("vdso_glibc with trampoline: {rt:?}");
+        Ok(())
+    }
+
+    /// Threads sleeping in raw syscalls do not touch the vDSO, but glibc's startup pointers do.
+    #[test]
+    fn timers_round_trip() -> Result<()> {
+        harness()?.round_trip_with("timers", &[], &["--force-vdso-trampoline"]).map(|_| ())
+    }
+}
+
 /// Every workload compiles (gcc, warnings are errors).
 #[test]
 fn workloads_build() -> Result<()> {
