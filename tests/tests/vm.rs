@@ -92,6 +92,10 @@ fn d_frozen_root_needs_no_recovery_on_b() -> Result<()> {
         "mkdir -p /data && for i in $(seq 1 40); do dd if=/dev/urandom of=/data/f$i bs=64k count=1 2>/dev/null; done",
     )?;
     vm.sh("cd /data && md5sum f* > /root/sums && echo done > /data/marker")?;
+    // While mounted rw, ext4 flags its journal as needing recovery (incompat bit 0x4): without
+    // the freeze, B would replay the journal. The freeze must clear it.
+    let flags = vm.sh("dd if=/dev/vda bs=1 skip=$((1024+0x60)) count=1 2>/dev/null | od -An -tu1")?;
+    ensure!(flags.trim().parse::<u8>()? & 4 != 0, "needs_recovery not set on the mounted root: {flags}");
     let k = vm.kexec(Which::B)?;
     let ext4: Vec<String> =
         vm.console_since(k.console_from).into_iter().map(|l| l.text).filter(|t| t.contains("EXT4-fs (vda)")).collect();
