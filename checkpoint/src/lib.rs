@@ -1,8 +1,8 @@
 //! Checkpoint side of seamless: pre-flight checks, kexec loading, process dump and the upgrade
 //! orchestration.
-pub mod inspect;
-pub mod dump;
-pub mod kexec;
 pub mod check;
+pub mod dump;
+pub mod inspect;
+pub mod kexec;
 pub mod targets;
 pub mod upgrade;

@@ -124,7 +124,9 @@ impl Entry {
             return Err(bad(format!("length {} exceeds the limit {cap}", self.len)));
         }
         if self.kind == RecordKind::PAGE_CHUNK
-            && (!self.offset.is_multiple_of(crate::PAGE_SIZE as u64) || !self.len.is_multiple_of(crate::PAGE_SIZE as u64) || self.len == 0)
+            && (!self.offset.is_multiple_of(crate::PAGE_SIZE as u64)
+                || !self.len.is_multiple_of(crate::PAGE_SIZE as u64)
+                || self.len == 0)
         {
             return Err(bad(format!("page chunk at {:#x} of {} bytes is not page-aligned", self.offset, self.len)));
         }

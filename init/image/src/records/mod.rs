@@ -1,5 +1,5 @@
 //! Record types of the process image (postcard-encoded). Each module defines the records of
-//! one resource kind and the [`RecordKind`](crate::RecordKind) numbers (16 and up) they are
+//! one resource kind and the [`RecordKind`] numbers (16 and up) they are
 //! stored under.
 //!
 //! Contract with the rest of the crate: [`kind_name`] names every kind defined here, and
