@@ -106,7 +106,9 @@ fn find_lib(root: &Path, name: &str) -> Option<PathBuf> {
 pub fn install_into(staging: &Path) -> Result<Vec<String>> {
     let src = unpacked()?;
     let mut todo: Vec<String> = SERVICE_BINARIES.iter().map(|s| s.to_string()).collect();
-    todo.push("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into());
+    let loader = find_lib(&src, "ld-linux-x86-64.so.2").context("no dynamic loader in the unpacked libc6")?;
+    let loader_rel = loader.strip_prefix(&src)?.to_string_lossy().into_owned();
+    todo.push(loader_rel.clone());
     let mut done = BTreeSet::new();
     while let Some(rel) = todo.pop() {
         if !done.insert(rel.clone()) {
@@ -128,6 +130,26 @@ pub fn install_into(staging: &Path) -> Result<Vec<String>> {
     let lib64 = staging.join("lib64");
     std::fs::create_dir_all(&lib64)?;
     let _ = std::fs::remove_file(lib64.join("ld-linux-x86-64.so.2"));
-    std::os::unix::fs::symlink("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", lib64.join("ld-linux-x86-64.so.2"))?;
+    std::os::unix::fs::symlink(format!("/{loader_rel}"), lib64.join("ld-linux-x86-64.so.2"))?;
     Ok(done.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unpacked service runs on its own libraries: `redis-server --version` in a chroot
+    /// holding nothing but what [`install_into`] copied.
+    #[test]
+    fn redis_runs_from_its_own_libraries() -> Result<()> {
+        let stage = std::env::temp_dir().join(format!("seamless-service-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&stage);
+        std::fs::create_dir_all(&stage)?;
+        let copied = install_into(&stage)?;
+        assert!(copied.iter().any(|p| p.contains("libc.so.6")), "{copied:?}");
+        let out = run(Command::new("chroot").arg(&stage).args(["/usr/bin/redis-server", "--version"]))?;
+        assert!(out.contains("Redis server v="), "{out}");
+        let _ = std::fs::remove_dir_all(&stage);
+        Ok(())
+    }
 }
