@@ -79,13 +79,18 @@ fn prepare() -> Result<Env> {
     let seamless_bin = crate::paths::static_seamless();
     let dir = host::cache_dir().join("initramfs");
     std::fs::create_dir_all(&dir)?;
-    let pid = std::process::id();
     let spec = initramfs::InitramfsSpec::default();
-    let initrd_a = dir.join(format!("initrd-{}-{pid}.img", a.release));
-    let initrd_b = dir.join(format!("initrd-{}-{pid}.img", b.release));
-    let ma = initramfs::build(&a, &init_bin, &spec, &initrd_a)?;
-    let mb = initramfs::build(&b, &init_bin, &spec, &initrd_b)?;
-    eprintln!("vm: initramfs A with {} modules, B with {} modules", ma.len(), mb.len());
+    // Built under a private name, then renamed: a concurrent run keeps reading the old file.
+    let build = |k: &Kernel| -> Result<(PathBuf, usize)> {
+        let path = dir.join(format!("initrd-{}.img", k.release));
+        let tmp = dir.join(format!("initrd-{}.img.{}", k.release, std::process::id()));
+        let modules = initramfs::build(k, &init_bin, &spec, &tmp)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok((path, modules.len()))
+    };
+    let (initrd_a, ma) = build(&a)?;
+    let (initrd_b, mb) = build(&b)?;
+    eprintln!("vm: initramfs A with {ma} modules, B with {mb} modules");
     let (accel, accel_reason) = accel::choose(&a)?;
     eprintln!("vm: accelerator {accel} ({accel_reason})");
     Ok(Env { a, b, initrd_a, initrd_b, init_bin, seamless_bin, accel, accel_reason })
