@@ -97,6 +97,11 @@ pub const WORKLOADS: &[Workload] = &[
         summary: "holds a NETLINK_ROUTE socket: the dump must refuse and leave it running",
     },
     Workload {
+        name: "creds",
+        link: Link::Dynamic,
+        summary: "uids/gids/groups, capabilities, bounding set, no_new_privs, rlimits, nice, personality, comm",
+    },
+    Workload {
         name: "fanout",
         link: Link::Static,
         summary: "a root with N-1 small children (N as second argument, default 16)",
