@@ -3,6 +3,8 @@
  *  fd 11: O_APPEND file;  fd 12: deleted-but-open file (contents + offset 777)
  *  fd 13: read-only close-on-exec file at offset 4096
  *  fd 42: /dev/null (write), fd 43: /dev/zero (read)
+ *  fd 14: a file whose open file description is shared with a forked child (the child moves the
+ *         offset after restore, the parent must see it)
  * plus cwd and umask, and no descriptor beyond these (none leaked by a restorer). */
 #include "wl.h"
 #include <dirent.h>
@@ -72,6 +74,20 @@ int main(int argc, char **argv)
     place(open("/dev/zero", O_RDONLY), 43);
     char link3[4096];
     fd_link(12, link3, sizeof link3);
+    char p5[4096];
+    make(".f5", f1_data, sizeof f1_data, p5, sizeof p5);
+    place(open(p5, O_RDWR), 14);
+    WL_CHECK(lseek(14, 100, SEEK_SET) == 100, "lseek fd 14");
+    pid_t child = fork();
+    WL_CHECK(child >= 0, "fork");
+    if (child == 0) {
+        wl_is_child = 1;
+        wl_wait_term();
+        if (lseek(14, 0, SEEK_CUR) != 100)
+            wl_fail("child: shared fd 14 offset is %ld, expected 100", (long)lseek(14, 0, SEEK_CUR));
+        WL_CHECK(lseek(14, 31337, SEEK_SET) == 31337, "child lseek");
+        wl_pass();
+    }
 
     wl_ready();
     wl_wait_term();
@@ -79,7 +95,7 @@ int main(int argc, char **argv)
     /* No stray descriptors. */
     DIR *d = opendir("/proc/self/fd");
     WL_CHECK(d != NULL, "opendir /proc/self/fd");
-    const int expected[] = { 0, 1, 2, 10, 11, 12, 13, 20, 42, 43 };
+    const int expected[] = { 0, 1, 2, 10, 11, 12, 13, 14, 20, 42, 43 };
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
@@ -183,5 +199,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < 100; i++)
         if (buf[i])
             wl_fail("/dev/zero returned non-zero data");
+
+    /* Shared with the child: its lseek must move our offset. */
+    WL_CHECK(kill(child, SIGTERM) == 0, "signal child");
+    wl_expect_child_pass(child, "fd-sharing child");
+    if (lseek(14, 0, SEEK_CUR) != 31337)
+        wl_fail("fd 14 offset is %ld after the child moved it to 31337: parent and child no longer share the "
+                "open file description",
+                (long)lseek(14, 0, SEEK_CUR));
     wl_pass();
 }
