@@ -201,7 +201,7 @@ fn dump_and_jump(
         }
     };
     let err = injected(opts, "jump").err().map(Ok).unwrap_or_else(|| {
-        eprintln!("seamless: jumping into {}", opts.kernel.display());
+        eprintln!("seamless: jumping into the loaded kernel {}", opts.kernel.display());
         Err(seamless_sys::kexec::kexec_reboot())
     });
     // Still here: the jump did not happen. Make sure the image is never restored.

@@ -31,6 +31,8 @@ pub struct GuestBuilder {
     disk_mib: u64,
     pub(crate) memory: String,
     pub(crate) smp: u32,
+    service: bool,
+    workloads: Vec<String>,
 }
 
 impl std::fmt::Debug for GuestBuilder {
@@ -51,7 +53,23 @@ impl GuestBuilder {
             disk_mib: 512,
             memory: "2G".into(),
             smp: 2,
+            service: false,
+            workloads: Vec::new(),
         }
+    }
+
+    /// Adds the Debian service (redis-server, redis-cli) with its shared libraries, glibc
+    /// included, so dynamically linked programs run in the guest too.
+    pub fn with_service(mut self) -> Self {
+        self.service = true;
+        self
+    }
+
+    /// Adds the named test workloads (`tests/workloads/NAME.c`) as `/usr/local/bin/NAME`.
+    /// Dynamically linked ones need [`GuestBuilder::with_service`] for glibc.
+    pub fn with_workloads(mut self, names: &[&str]) -> Self {
+        self.workloads.extend(names.iter().map(|n| n.to_string()));
+        self
     }
 
     /// Cold-boots kernel `w` instead of A.
@@ -88,6 +106,13 @@ impl GuestBuilder {
     pub fn cmdline(mut self, extra: &str) -> Self {
         self.cmdline.push(' ');
         self.cmdline.push_str(extra);
+        self
+    }
+
+    /// Boots without `memmap=`: no /dev/pmem0, so an upgrade goes through the initramfs.
+    pub fn without_pmem(mut self) -> Self {
+        self.cmdline =
+            self.cmdline.split_whitespace().filter(|w| !w.starts_with("memmap=")).collect::<Vec<_>>().join(" ");
         self
     }
 
@@ -135,6 +160,14 @@ impl GuestBuilder {
             let k = env.kernel(w);
             put(&format!("boot/vmlinuz-{}", k.release), &std::fs::read(k.vmlinuz())?, 0o644)?;
             put(&format!("boot/initrd.img-{}", k.release), &std::fs::read(env.initrd(w))?, 0o644)?;
+        }
+        if self.service {
+            crate::service::install_into(dir)?;
+        }
+        let wl_dir = crate::vm::host::cache_dir().join("guest-workloads");
+        for w in &self.workloads {
+            let bin = crate::workloads::build_named(w, &wl_dir)?;
+            put(&format!("usr/local/bin/{w}"), &std::fs::read(&bin)?, 0o755)?;
         }
         for (path, content, mode) in &self.files {
             let data = match content {

@@ -326,12 +326,31 @@ impl Vm {
     /// [`Vm::kexec`] with another initramfs (a guest path), e.g. one with a region appended.
     pub fn kexec_with_initrd(&mut self, to: Which, initrd: &str) -> Result<KexecReport> {
         let k = env()?.kernel(to).clone();
-        let from_release = self.release.clone();
         self.sh(&format!("seamless kexec --kernel /boot/vmlinuz-{} --initrd {initrd} --reuse-cmdline", k.release))?;
+        self.jump(to, "seamless kexec --exec")
+    }
+
+    /// `seamless upgrade` to kernel `to` with its stock initramfs and the current command line;
+    /// `targets` are the selection arguments (`--pid P ...`). Returns once the new kernel's
+    /// control shell answers.
+    pub fn upgrade(&mut self, to: Which, targets: &str) -> Result<KexecReport> {
+        let r = env()?.kernel(to).release.clone();
+        self.jump(
+            to,
+            &format!(
+                "seamless upgrade --kernel /boot/vmlinuz-{r} --initrd /boot/initrd.img-{r} --reuse-cmdline {targets}"
+            ),
+        )
+    }
+
+    /// Runs `command`, which must end in a jump into kernel `to`, and follows the new boot.
+    pub fn jump(&mut self, to: Which, command: &str) -> Result<KexecReport> {
+        let k = env()?.kernel(to).clone();
+        let from_release = self.release.clone();
         let console_from = self.console_mark();
-        let (id, mark) = self.send("seamless kexec --exec")?;
+        let (id, mark) = self.send(command)?;
         let end = format!("\n@@END:{id}:");
-        let jumped = self.ctl.wait(Duration::from_secs(60), |d| {
+        let jumped = self.ctl.wait(Duration::from_secs(300), |d| {
             let text = d.text.get(mark..)?;
             if text.contains(JUMP_LINE) {
                 return Some(Ok(d.lines.iter().rev().find(|l| l.text.contains(JUMP_LINE)).map(|l| l.at)));
@@ -341,8 +360,8 @@ impl Vm {
         let jump_at = match jumped {
             Ok(Ok(Some(at))) => at,
             Ok(Ok(None)) => self.epoch.elapsed(),
-            Ok(Err(out)) => return Err(self.fail("kexec --exec", format!("the jump did not happen: {out}"))),
-            Err(e) => return Err(self.fail("kexec --exec", e)),
+            Ok(Err(out)) => return Err(self.fail(command, format!("the jump did not happen: {out}"))),
+            Err(e) => return Err(self.fail(command, e)),
         };
         let stage = format!("kexec {from_release} -> {}", k.release);
         let started = self.wait_console(console_from, INIT_STARTED, KEXEC_TIMEOUT).map_err(|e| self.fail(&stage, e))?;

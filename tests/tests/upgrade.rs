@@ -1,0 +1,145 @@
+//! End-to-end upgrades in a VM: process trees started on one Debian kernel keep running on
+//! the other after `seamless upgrade`, restored by seamless-init before the real init. Run with
+//! `cargo test -p seamless-tests --test upgrade -- --test-threads=1` (as root).
+
+use anyhow::{ensure, Context, Result};
+use seamless_tests::vm::{GuestBuilder, KexecReport, Vm, Which};
+use std::time::Duration;
+
+/// Workloads run across the jump, with their arguments (see tests/workloads/README.md).
+const WORKLOADS: &[(&str, &str)] = &[
+    ("threads_fpu", ""),
+    ("memory", ""),
+    ("brk", ""),
+    ("pipes", ""),
+    ("files", ""),
+    ("signals", ""),
+    ("timers", ""),
+    ("vdso_glibc", ""),
+];
+
+/// Starts each workload in its own session with its files on the ext4 root; returns the pids.
+fn start_workloads(vm: &mut Vm, list: &[(&str, &str)]) -> Result<Vec<(String, i32)>> {
+    // The new kernel's own threads take the low pids: keep the workloads' well above them.
+    vm.sh("mkdir -p /root/wl && echo 30000 > /proc/sys/kernel/ns_last_pid")?;
+    let mut pids = Vec::new();
+    for (w, args) in list {
+        let cmd =
+            format!("cd /root/wl && setsid {w} /root/wl/{w}.out {args} </dev/null >/root/wl/{w}.log 2>&1 & echo $!");
+        let pid = vm.sh(&cmd)?.trim().parse::<i32>().with_context(|| format!("pid of {w}"))?;
+        pids.push((w.to_string(), pid));
+    }
+    let n = list.len();
+    let wait = format!("for i in $(seq 600); do [ $(ls /root/wl/*.ready 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; ls /root/wl; exit 1");
+    let r = vm.run_timeout(&wait, Duration::from_secs(90))?;
+    ensure!(r.status == 0, "workloads not ready: {}", r.output);
+    Ok(pids)
+}
+
+/// SIGTERMs every workload and expects PASS from each.
+fn expect_pass(vm: &mut Vm, pids: &[(String, i32)]) -> Result<()> {
+    for (_, pid) in pids {
+        vm.sh(&format!("kill -TERM {pid}"))?;
+    }
+    let n = pids.len();
+    let wait = format!("for i in $(seq 300); do [ $(ls /root/wl/*.out 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; exit 1");
+    let _ = vm.run_timeout(&wait, Duration::from_secs(60))?;
+    let mut failures = Vec::new();
+    for (w, pid) in pids {
+        let verdict = vm.sh(&format!("cat /root/wl/{w}.out 2>/dev/null || echo 'no verdict'; true"))?;
+        println!("{w} (pid {pid}): {}", verdict.trim());
+        if verdict.trim() != "PASS" {
+            let log = vm.sh(&format!("tail -n 5 /root/wl/{w}.log; true"))?;
+            failures.push(format!("{w} (pid {pid}): {} {}", verdict.trim(), log.trim()));
+        }
+    }
+    ensure!(failures.is_empty(), "workloads failed after the upgrade:\n{}", failures.join("\n"));
+    Ok(())
+}
+
+/// The restore lines seamless-init logged since `k`'s boot; fails on any unrestored process.
+fn restored(vm: &Vm, k: &KexecReport) -> Result<String> {
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    let bad: Vec<&String> =
+        lines.iter().filter(|l| l.contains("was not restored") || l.contains("nothing restored")).collect();
+    ensure!(bad.is_empty(), "seamless-init did not restore everything: {bad:?}");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("seamless-init: restored"))
+        .context("no 'restored' line from seamless-init")?;
+    for l in lines.iter().filter(|l| l.contains("old kernel") || l.contains("new kernel") || l.contains("stopped for"))
+    {
+        println!("{l}");
+    }
+    Ok(line.clone())
+}
+
+fn upgrade_workloads(name: &str, from: Which, to: Which) -> Result<()> {
+    let names: Vec<&str> = WORKLOADS.iter().map(|(n, _)| *n).collect();
+    let mut vm = GuestBuilder::new(name).boot_kernel(from).with_service().with_workloads(&names).start()?;
+    let pids = start_workloads(&mut vm, WORKLOADS)?;
+    let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
+    let k = vm.upgrade(to, &targets.join(" "))?;
+    println!("{}", restored(&vm, &k)?);
+    expect_pass(&mut vm, &pids)
+}
+
+/// (a) The workloads keep passing across 6.1 -> 6.12.
+#[test]
+fn a_workloads_survive_upgrade_a_to_b() -> Result<()> {
+    upgrade_workloads("up-a-b", Which::A, Which::B)
+}
+
+/// (a) ... and across the downgrade 6.12 -> 6.1.
+#[test]
+fn a_workloads_survive_downgrade_b_to_a() -> Result<()> {
+    upgrade_workloads("up-b-a", Which::B, Which::A)
+}
+
+/// (c) No reserved memory: the image travels in the new initramfs.
+#[test]
+fn c_upgrade_without_pmem_goes_through_the_initramfs() -> Result<()> {
+    let list = &[("memory", ""), ("threads_fpu", "")];
+    let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
+    let mut vm = GuestBuilder::new("up-initramfs").without_pmem().with_service().with_workloads(&names).start()?;
+    ensure!(vm.sh("ls /dev/pmem0 2>/dev/null; true")?.trim().is_empty(), "/dev/pmem0 exists without memmap=");
+    let pids = start_workloads(&mut vm, list)?;
+    let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
+    let k = vm.upgrade(Which::B, &targets.join(" "))?;
+    vm.wait_console(k.console_from, "seamless-init: region /seamless/region.img valid", Duration::from_secs(5))?;
+    println!("{}", restored(&vm, &k)?);
+    expect_pass(&mut vm, &pids)
+}
+
+/// (d) A failure injected before the jump leaves everything running, thawed and unloaded.
+#[test]
+fn d_failure_before_jump_leaves_everything_running() -> Result<()> {
+    let list = &[("memory", ""), ("pipes", "")];
+    let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
+    let mut vm = GuestBuilder::new("up-fail").with_service().with_workloads(&names).start()?;
+    let pids = start_workloads(&mut vm, list)?;
+    let b = seamless_tests::vm::env()?.kernel(Which::B).release.clone();
+    let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
+    for stage in ["dump", "freeze", "jump"] {
+        let r = vm.run(&format!(
+            "seamless upgrade --kernel /boot/vmlinuz-{b} --initrd /boot/initrd.img-{b} --reuse-cmdline {} --inject-failure {stage}",
+            targets.join(" ")
+        ))?;
+        ensure!(r.status != 0, "upgrade with a failure at {stage} exited 0: {}", r.output);
+        ensure!(r.output.contains(&format!("failure injected at stage {stage}")), "{}", r.output);
+        // The root filesystem is writable again, nothing is loaded, no image is left to restore.
+        vm.sh("echo ok > /root/after-failure && sync")?;
+        ensure!(vm.sh("cat /sys/kernel/kexec_loaded")?.trim() == "0", "kernel left loaded after failure at {stage}");
+        let inspect = vm.run("seamless inspect /dev/pmem0")?;
+        ensure!(inspect.status != 0, "a restorable image was left after a failure at {stage}: {}", inspect.output);
+        for (w, pid) in &pids {
+            let state = vm.sh(&format!("grep -E '^(State|TracerPid)' /proc/{pid}/status | tr -s '\\t ' ' '"))?;
+            ensure!(
+                state.contains("TracerPid: 0") && !state.contains("(stopped)") && !state.contains("t (tracing"),
+                "{w} (pid {pid}) not running untraced after failure at {stage}: {state}"
+            );
+        }
+        println!("failure at {stage}: {}", r.output.lines().last().unwrap_or(""));
+    }
+    expect_pass(&mut vm, &pids)
+}
