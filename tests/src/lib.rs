@@ -1,5 +1,6 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
-pub mod paths;
-pub mod vm;
 pub mod host;
+pub mod paths;
+pub mod service;
+pub mod vm;
 pub mod workloads;
