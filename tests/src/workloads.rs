@@ -97,6 +97,11 @@ pub const WORKLOADS: &[Workload] = &[
         summary: "holds a NETLINK_ROUTE socket: the dump must refuse and leave it running",
     },
     Workload {
+        name: "anonfds",
+        link: Link::Dynamic,
+        summary: "eventfd (plain and semaphore), timerfd, signalfd with a pending signal, epoll over them",
+    },
+    Workload {
         name: "creds",
         link: Link::Dynamic,
         summary: "uids/gids/groups, capabilities, bounding set, no_new_privs, rlimits, nice, personality, comm",

@@ -55,6 +55,7 @@ workload_tests! {
     blocking_epoll => "blocking" ["epoll"];
     blocking_accept => "blocking" ["accept"];
     vdso_glibc => "vdso_glibc" [];
+    anonfds => "anonfds" [];
     creds => "creds" [];
     fanout => "fanout" ["16"];
 }
