@@ -22,7 +22,12 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
     let mut out = Vec::new();
     for &tid in &p.tids {
         let regs = ptrace::get_regs(tid).map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
-        let xstate = ptrace::get_xstate(tid).map_err(|e| DumpError::sys(pid, format!("xstate of thread {tid}"), e))?;
+        // Without XSAVE (some emulated CPUs) the kernel has only the FXSAVE area to offer.
+        let xstate = match ptrace::get_xstate(tid) {
+            Err(e) if e.errno() == Some(libc::ENODEV) => ptrace::get_fpregs(tid),
+            other => other,
+        }
+        .map_err(|e| DumpError::sys(pid, format!("FPU state of thread {tid}"), e))?;
         let sigmask =
             ptrace::get_sigmask(tid).map_err(|e| DumpError::sys(pid, format!("sigmask of thread {tid}"), e))?;
         let pending = ptrace::peek_siginfo(tid, false)

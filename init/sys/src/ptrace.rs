@@ -203,6 +203,15 @@ pub fn set_xstate(tid: i32, xstate: &[u8]) -> SysResult<()> {
     setregset(tid, NT_X86_XSTATE, xstate, "ptrace(PTRACE_SETREGSET, NT_X86_XSTATE)")
 }
 
+/// Reads the legacy FXSAVE area (`NT_PRFPREG`, 512 bytes): what a CPU without XSAVE has
+/// (the XSTATE regset then fails with `ENODEV`).
+pub fn get_fpregs(tid: i32) -> SysResult<Vec<u8>> {
+    let mut b = vec![0u8; 512];
+    let n = getregset(tid, 2, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRFPREG)")?;
+    b.truncate(n);
+    Ok(b)
+}
+
 /// Writes the legacy FXSAVE area (`NT_PRFPREG`, 512 bytes): x87/SSE state only, used when a
 /// saved XSAVE area does not fit the running kernel.
 pub fn set_fpregs(tid: i32, fxsave: &[u8]) -> SysResult<()> {

@@ -116,9 +116,8 @@ impl Vm {
         let kernel = env.kernel(b.boot);
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", &env.accel]);
-        if env.accel == "kvm" {
-            cmd.args(["-cpu", "host"]);
-        }
+        // Under TCG, "max" emulates XSAVE and AVX, so FPU/AVX state really crosses the jump.
+        cmd.args(["-cpu", if env.accel == "kvm" { "host" } else { "max" }]);
         cmd.args(["-m", &b.memory, "-smp", &b.smp.to_string()])
             .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
             .args(["-serial", "stdio", "-chardev"])
