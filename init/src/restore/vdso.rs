@@ -109,6 +109,27 @@ pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Ve
     Ok((out, patched))
 }
 
+/// Highest address a user mapping may end at on x86-64 with 4-level page tables.
+const USER_TOP: u64 = 0x7fff_ffff_f000;
+
+/// A free, 1 MiB-aligned range of `len` bytes as close as possible to `near` (below or
+/// above, alternating), within 1 GiB so that `jmp rel32` from the old vDSO reaches it.
+/// The old vDSO usually sits just under the stack at the very top of the address space,
+/// so searching only upwards is not enough.
+fn gap_near(ranges: &[(u64, u64)], len: u64, near: u64) -> Option<u64> {
+    const STEP: u64 = 1 << 20;
+    let free = |a: u64| {
+        a >= 0x1_0000_0000
+            && a.checked_add(len).is_some_and(|e| e + 4096 <= USER_TOP)
+            && !ranges.iter().any(|&(s, e)| a.saturating_sub(4096) < e && s < a + len + 4096)
+    };
+    let origin = near & !(STEP - 1);
+    (1..=1024u64).find_map(|i| {
+        let below = origin.checked_sub(i * STEP).filter(|a| free(*a));
+        below.or_else(|| origin.checked_add(i * STEP).filter(|a| free(*a)))
+    })
+}
+
 fn special(name: &str) -> bool {
     name == "[vdso]" || name.starts_with("[vvar")
 }
@@ -176,8 +197,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
     let hi = cur.iter().map(|m| m.end).max().unwrap_or(0);
     let mut ranges = avoid.clone();
     ranges.extend(saved.iter().map(|v| (v.start, v.end)));
-    let from = (old_vdso.start.saturating_sub(1 << 30)) & !((1 << 20) - 1);
-    let base = find_gap(&ranges, hi - lo, from.max(0x1_0000_0000))
+    let base = gap_near(&ranges, hi - lo, old_vdso.start)
         .ok_or_else(|| RestoreError::Failed { pid, what: "no room near the old vDSO for the new one".into() })?;
     let block: Vec<(u64, u64)> = cur.iter().map(|m| (m.start, m.end)).collect();
     let targets: Vec<u64> = cur.iter().map(|m| base + (m.start - lo)).collect();
@@ -206,4 +226,26 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
         old_vdso.start
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_near_the_top_of_the_address_space() {
+        // A vDSO right under the stack, as on a 6.1 kernel: the gap must be found below it.
+        let vdso = 0x7fff_f7fc_1000;
+        let ranges = [(0x7fff_f7fb_d000, 0x7fff_f7fc_3000), (0x7fff_fffd_e000, 0x7fff_ffff_f000)];
+        let at = gap_near(&ranges, 0x6000, vdso).expect("a gap");
+        assert!(at < vdso && vdso - at < (1 << 30), "{at:#x}");
+        assert!(ranges.iter().all(|&(s, e)| at + 0x6000 <= s || at >= e));
+    }
+
+    #[test]
+    fn gap_near_skips_occupied_space() {
+        let ranges = [(0x7000_0000_0000, 0x7000_2000_0000)];
+        let at = gap_near(&ranges, 0x6000, 0x7000_1000_0000).expect("a gap");
+        assert!(at + 0x6000 + 4096 <= 0x7000_0000_0000 || at >= 0x7000_2000_0000 + 4096, "{at:#x}");
+    }
 }
