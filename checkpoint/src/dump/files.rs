@@ -1,6 +1,7 @@
 //! Descriptors and open file descriptions. Classifies every descriptor of every process
 //! (this is also the up-front refusal of unsupported kinds), groups descriptors that share an
 //! open file description (`kcmp`), and captures pipe buffers and deleted files' contents.
+//! Sockets, epoll and eventfd/signalfd/timerfd are handed to their own modules.
 
 use super::{DumpError, DumpOptions, Frozen};
 use seamless_image::records::{self, Fd, FdTable, FileDesc, FileKind, PipeRecord};
@@ -94,6 +95,8 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     let mut plan = FilePlan::default();
     // Candidates for sharing, keyed by link text: (pid, fd, desc id).
     let mut by_link: BTreeMap<String, Vec<(i32, i32, u32)>> = BTreeMap::new();
+    let mut socks = super::sockets::Ctx::default();
+    let mut epolls = Vec::new();
     for p in frozen.procs() {
         if p.zombie.is_some() {
             continue;
@@ -129,7 +132,14 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                 Some(id) => id,
                 None => {
                     let id = plan.descs.len() as u32 + 1;
-                    let kind = classify(pid, fd, &link, &link_path, max_ghost, &mut plan, id)?;
+                    let kind = if link == "anon_inode:[eventpoll]" {
+                        epolls.push(super::epoll::Pending { pid, fd, id });
+                        super::epoll::placeholder(pid)
+                    } else if let Some(ino) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                        super::sockets::classify(&mut socks, pid, fd, ino.parse().unwrap_or(0))?
+                    } else {
+                        classify(pid, fd, &link, &link_path, max_ghost, &mut plan, id)?
+                    };
                     plan.descs.push(FileDesc { id, flags, pos: info.pos, kind });
                     by_link.entry(link.clone()).or_default().push((pid, fd, id));
                     id
@@ -139,6 +149,8 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
         }
         plan.tables.insert(pid, table);
     }
+    super::epoll::resolve(&epolls, &mut plan)?;
+    super::sockets::check_pairs(&plan)?;
     Ok(plan)
 }
 
@@ -158,15 +170,18 @@ fn classify(
         }
         return Ok(FileKind::Pipe { pipe: ino });
     }
-    if link.starts_with("socket:") {
-        return Err(unsupported(pid, fd, link, "sockets are not checkpointed yet"));
+    match link {
+        "anon_inode:[eventfd]" => return super::eventfd::eventfd(pid, fd),
+        "anon_inode:[signalfd]" => return super::eventfd::signalfd(pid, fd),
+        "anon_inode:[timerfd]" => return super::eventfd::timerfd(pid, fd),
+        _ => {}
     }
     if link.starts_with("anon_inode:") {
         return Err(unsupported(
             pid,
             fd,
             link,
-            "eventfd/signalfd/epoll/timerfd/other anonymous-inode files are not checkpointed yet",
+            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (inotify, fanotify, io_uring, pidfd, ...) are not checkpointed",
         ));
     }
     if !link.starts_with('/') {

@@ -35,6 +35,7 @@ impl Frozen {
 
     /// Detaches from every thread; the processes continue where they were.
     pub fn resume(mut self) {
+        super::sockets::leave_repair();
         self.detach_all();
     }
 
@@ -63,6 +64,9 @@ impl Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
+        if !self.done {
+            super::sockets::leave_repair();
+        }
         self.detach_all();
     }
 }

@@ -4,12 +4,16 @@
 //! Stages, one module each: [`freeze`] (seize + interrupt every thread, walk the tree),
 //! [`files`] (descriptor tables, open file descriptions, pipes; doubles as the pre-check of
 //! descriptors), [`mm`] (VMAs and present pages), [`threads`] (registers, XSAVE, signal masks,
-//! rseq), [`task`] (per-process state read by injecting syscalls: sigactions, timers, brk,
+//! rseq), [`sockets`], [`epoll`], [`eventfd`] (sockets incl. TCP repair, epoll watches,
+//! eventfd/signalfd/timerfd), [`task`] (per-process state read by injecting syscalls: sigactions, timers, brk,
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
+pub mod epoll;
+pub mod eventfd;
 pub mod files;
 pub mod freeze;
 pub mod mm;
+pub mod sockets;
 pub mod task;
 pub mod threads;
 

@@ -3,11 +3,13 @@
 //! pipes refilled with their buffered bytes, FIFOs, character devices). Each child then
 //! pulls the descriptions it needs with an injected `pidfd_getfd` on the restorer, so a
 //! description shared between descriptors or processes stays shared (one offset, one pipe).
+//! Sockets, eventfd/signalfd/timerfd and epoll are created by their own modules; epoll
+//! watches are added once the owner's descriptors are all in place.
 
 use super::child::Child;
 use super::plan::Plan;
 use super::RestoreError;
-use seamless_image::records::FileKind;
+use seamless_image::records::{EpollRecord, FileKind};
 use seamless_image::{Reader, Store};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +23,8 @@ pub struct OpenFiles {
     pub by_id: BTreeMap<u32, OwnedFd>,
     /// Keeps pipes and FIFOs alive (and writable) until every child has its ends.
     keep: Vec<OwnedFd>,
+    /// Epoll descriptions with their watches (added in the owner by [`install`]).
+    pub epolls: BTreeMap<u32, EpollRecord>,
 }
 
 const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
@@ -48,7 +52,10 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFil
     let mut pipe_ends: BTreeMap<u64, (Option<OwnedFd>, Option<OwnedFd>)> = BTreeMap::new();
     let mut fifo_keep: BTreeMap<u64, OwnedFd> = BTreeMap::new();
     let err = |id: u32, what: String, e: std::io::Error| RestoreError::File { id, what, source: e };
-    for d in plan.descs.values() {
+    let mut socks = super::sockets::Ctx::new(plan.descs.values().map(|d| &d.kind));
+    let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
+    order.sort_by_key(|d| super::sockets::open_order(&d.kind));
+    for d in order {
         let id = d.id;
         let acc = d.flags as i32 & libc::O_ACCMODE;
         let fd: OwnedFd = match &d.kind {
@@ -132,11 +139,20 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFil
                 open_path(path, d.flags | libc::O_NONBLOCK as u32)
                     .map_err(|e| err(id, format!("open fifo {path}"), e))?
             }
+            FileKind::Socket(s) => super::sockets::open(&mut socks, id, s)?,
+            FileKind::EventFd { count, semaphore } => super::eventfd::eventfd(id, *count, *semaphore)?,
+            FileKind::SignalFd { mask } => super::eventfd::signalfd(id, *mask)?,
+            FileKind::TimerFd(t) => super::eventfd::timerfd(id, t)?,
+            FileKind::Epoll(ep) => {
+                out.epolls.insert(id, ep.clone());
+                seamless_sys::net::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
+            }
         };
         set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
         out.by_id.insert(id, fd);
     }
     out.keep.extend(fifo_keep.into_values());
+    super::sockets::finish(&mut socks)?;
     Ok(out)
 }
 
@@ -176,5 +192,5 @@ pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &Ope
         }
     }
     c.call("close", libc::SYS_close, [hi, 0, 0, 0, 0, 0])?;
-    Ok(())
+    super::epoll::add_watches(c, fds, &open.epolls)
 }

@@ -44,12 +44,15 @@
 //! its kernel-side state does not survive).
 
 pub mod child;
+pub mod epoll;
+pub mod eventfd;
 pub mod files;
 pub mod inject;
 pub mod memio;
 pub mod mm;
 pub mod plan;
 pub mod procfs;
+pub mod sockets;
 pub mod task;
 pub mod threads;
 pub mod tree;

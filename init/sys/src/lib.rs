@@ -12,6 +12,7 @@ pub mod fsfreeze;
 pub mod kexec;
 pub mod module;
 pub mod mount;
+pub mod net;
 pub mod proc;
 pub mod ptrace;
 

@@ -44,6 +44,24 @@ pub enum FileKind {
         /// Device number.
         rdev: u64,
     },
+    /// A socket (see [`super::net`]).
+    Socket(super::net::SocketRecord),
+    /// An eventfd.
+    EventFd {
+        /// Counter value.
+        count: u64,
+        /// `EFD_SEMAPHORE`.
+        semaphore: bool,
+    },
+    /// A signalfd.
+    SignalFd {
+        /// Signal mask (bit n-1 = signal n).
+        mask: u64,
+    },
+    /// A timerfd.
+    TimerFd(super::net::TimerFdRecord),
+    /// An epoll instance with its watches.
+    Epoll(super::net::EpollRecord),
 }
 
 /// One open file description: stored under [`super::FILE_DESC`], owner 0, tag = id.

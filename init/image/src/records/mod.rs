@@ -10,10 +10,12 @@ use crate::RecordKind;
 
 pub mod files;
 pub mod mm;
+pub mod net;
 pub mod process;
 pub mod thread;
 
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
+pub use net::{Addr, EpollItem, EpollRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
 pub use process::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction, TreeRecord};
 pub use thread::{SyscallState, ThreadRecord};
@@ -114,7 +116,10 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         }
         FILE_DESC => {
             let d: FileDesc = de(bytes)?;
-            format!("file #{} flags {:#o} pos {} {:?}", d.id, d.flags, d.pos, d.kind)
+            match &d.kind {
+                FileKind::Socket(s) => format!("file #{} flags {:#o} {}", d.id, d.flags, net::describe_socket(s)),
+                k => format!("file #{} flags {:#o} pos {} {:?}", d.id, d.flags, d.pos, k),
+            }
         }
         PIPE => {
             let p: PipeRecord = de(bytes)?;

@@ -1,0 +1,409 @@
+//! Sockets: TCP and UDP over IPv4/IPv6 and unix sockets. The dumper takes a duplicate of each
+//! socket with `pidfd_getfd` and reads it from outside: family, type, addresses, integer
+//! options, listen backlog (`sock_diag`), unix peers and queues (`sock_diag`, `MSG_PEEK`).
+//!
+//! # Established TCP connections: `TCP_REPAIR`
+//!
+//! An established TCP socket is switched into repair mode, then its sequence numbers
+//! (`TCP_QUEUE_SEQ` of both queues), the bytes in both queues (`MSG_PEEK` with
+//! `TCP_REPAIR_QUEUE` selecting the queue), the negotiated options (MSS, window scale, SACK,
+//! timestamps from `TCP_INFO`), the timestamp clock and the window (`TCP_REPAIR_WINDOW`) are
+//! read. The restorer rebuilds the socket in repair mode, where `connect` sends nothing.
+//!
+//! Invariant: **a socket switched into repair mode stays in repair mode until its process is
+//! killed.** Closing a socket in repair mode sends neither FIN nor RST, so killing the dumped
+//! process does not end the connection at the peer. The duplicates are kept (in [`REPAIRED`])
+//! until the dumper exits. If the dump is abandoned or the processes are resumed
+//! (`--leave-running`), [`leave_repair`] switches repair off again before they run.
+//!
+//! Limits (documented, not checked): bytes that arrive between the dump and the kill are lost
+//! (the kernel acknowledged them; nothing blocks the network during the dump), and segments
+//! the peer sends while no socket exists (between kill and restore) are answered with RST by
+//! the kernel, ending the connection. The accept queue of a listener (connections not yet
+//! accepted) is not saved: those clients are reset. Datagrams queued on UDP sockets are lost.
+//! Netlink, packet and other families are refused.
+
+use super::files::FilePlan;
+use super::DumpError;
+use seamless_image::records::{Addr, FileKind, SockOpt, SockState, SocketRecord, TcpConn};
+use seamless_sys::net;
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+/// Duplicates of the sockets put into repair mode by this dumper.
+static REPAIRED: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// Switches every socket this dumper put into repair mode back to normal operation (before the
+/// processes are resumed). Sends a window probe on each, which is harmless.
+pub fn leave_repair() {
+    let mut g = REPAIRED.lock().unwrap_or_else(|p| p.into_inner());
+    for fd in g.drain(..) {
+        if let Err(e) = net::tcp_repair(fd.as_raw_fd(), false) {
+            log::warn!("leaving TCP repair mode: {e}");
+        }
+    }
+}
+
+/// Largest queue saved for one socket (the whole socket must fit one image record).
+const MAX_QUEUE: usize = 6 << 20;
+
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_LISTEN: u8 = 10;
+const TCP_CLOSE: u8 = 7;
+
+fn tcp_state_name(s: u8) -> &'static str {
+    match s {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        _ => "unknown",
+    }
+}
+
+fn family_name(f: i32) -> String {
+    match f {
+        libc::AF_NETLINK => "netlink".into(),
+        libc::AF_PACKET => "packet".into(),
+        libc::AF_VSOCK => "vsock".into(),
+        libc::AF_ALG => "alg".into(),
+        libc::AF_BLUETOOTH => "bluetooth".into(),
+        libc::AF_KEY => "pfkey".into(),
+        libc::AF_XDP => "xdp".into(),
+        other => format!("address family {other}"),
+    }
+}
+
+/// What `sock_diag` says about a unix socket.
+#[derive(Debug, Clone, Copy, Default)]
+struct UnixDiag {
+    peer: u64,
+    backlog: u32,
+    shutdown: u8,
+}
+
+/// Per-dump socket context: `sock_diag` answers, fetched once.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    unix: Option<BTreeMap<u64, UnixDiag>>,
+    listeners: BTreeMap<u8, BTreeMap<u64, u32>>,
+}
+
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut v = Vec::new();
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let ty = u16::from_ne_bytes([b[2], b[3]]);
+        if len < 4 || len > b.len() {
+            break;
+        }
+        v.push((ty, &b[4..len]));
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    v
+}
+
+impl Ctx {
+    fn unix(&mut self) -> Result<&BTreeMap<u64, UnixDiag>, seamless_sys::SysError> {
+        if self.unix.is_none() {
+            // struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2].
+            let mut req = vec![libc::AF_UNIX as u8, 0, 0, 0];
+            req.extend_from_slice(&u32::MAX.to_ne_bytes());
+            req.extend_from_slice(&0u32.to_ne_bytes());
+            const SHOW_PEER: u32 = 4;
+            const SHOW_RQLEN: u32 = 0x10;
+            req.extend_from_slice(&(SHOW_PEER | SHOW_RQLEN).to_ne_bytes());
+            req.extend_from_slice(&[0xff; 8]);
+            let mut map = BTreeMap::new();
+            for m in net::sock_diag(&req)? {
+                if m.len() < 16 {
+                    continue;
+                }
+                let ino = u64::from(u32::from_ne_bytes([m[4], m[5], m[6], m[7]]));
+                let mut d = UnixDiag::default();
+                for (ty, val) in attrs(&m[16..]) {
+                    match ty {
+                        2 if val.len() >= 4 => d.peer = u64::from(u32::from_ne_bytes([val[0], val[1], val[2], val[3]])),
+                        4 if val.len() >= 8 => d.backlog = u32::from_ne_bytes([val[4], val[5], val[6], val[7]]),
+                        6 if !val.is_empty() => d.shutdown = val[0],
+                        _ => {}
+                    }
+                }
+                map.insert(ino, d);
+            }
+            self.unix = Some(map);
+        }
+        Ok(self.unix.as_ref().expect("filled above"))
+    }
+
+    fn listen_backlog(&mut self, family: i32, ino: u64) -> Result<Option<u32>, seamless_sys::SysError> {
+        let fam = family as u8;
+        if let std::collections::btree_map::Entry::Vacant(e) = self.listeners.entry(fam) {
+            // struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 B).
+            let mut req = vec![fam, libc::IPPROTO_TCP as u8, 0, 0];
+            req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+            req.extend_from_slice(&[0; 40]);
+            req.extend_from_slice(&[0xff; 8]);
+            let mut map = BTreeMap::new();
+            for m in net::sock_diag(&req)? {
+                if m.len() < 72 {
+                    continue;
+                }
+                let w = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+                map.insert(u64::from(w(68)), w(60));
+            }
+            e.insert(map);
+        }
+        Ok(self.listeners[&fam].get(&ino).copied())
+    }
+}
+
+/// Reads `len` bytes from the head of a queue without consuming them; `peek_off` walks a unix
+/// stream queue past its first buffer.
+fn peek(fd: RawFd, len: usize, with_peek_off: bool) -> std::io::Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    if len == 0 {
+        return Ok(out);
+    }
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    if !with_peek_off {
+        let n = net::recv(fd, &mut out, flags).map_err(|e| e.source)?;
+        out.truncate(n);
+        return Ok(out);
+    }
+    let old = net::get_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF).map_err(|e| e.source)?;
+    net::set_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF, 0).map_err(|e| e.source)?;
+    let mut got = 0;
+    let r = loop {
+        if got == len {
+            break Ok(());
+        }
+        match net::recv(fd, &mut out[got..], flags) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got += n,
+            Err(e) if e.errno() == Some(libc::EAGAIN) => break Ok(()),
+            Err(e) => break Err(e.source),
+        }
+    };
+    let _ = net::set_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF, old);
+    r?;
+    out.truncate(got);
+    Ok(out)
+}
+
+/// Integer options worth carrying over, by family and type.
+fn option_list(family: i32, ty: i32) -> Vec<(i32, i32)> {
+    let mut v = vec![
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+        (libc::SOL_SOCKET, libc::SO_REUSEPORT),
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        (libc::SOL_SOCKET, libc::SO_BROADCAST),
+        (libc::SOL_SOCKET, libc::SO_OOBINLINE),
+        (libc::SOL_SOCKET, libc::SO_PASSCRED),
+        (libc::SOL_SOCKET, libc::SO_RCVLOWAT),
+        (libc::SOL_SOCKET, libc::SO_PRIORITY),
+    ];
+    if family == libc::AF_INET6 {
+        v.push((libc::IPPROTO_IPV6, libc::IPV6_V6ONLY));
+    }
+    if family != libc::AF_UNIX && ty == libc::SOCK_STREAM {
+        v.extend([
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+            (libc::IPPROTO_TCP, libc::TCP_CORK),
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+        ]);
+    }
+    v
+}
+
+/// Classifies the socket `fd` of `pid` (link `socket:[ino]`).
+pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, DumpError> {
+    let link = format!("socket:[{ino}]");
+    let refuse = |reason: String| DumpError::Unsupported { pid, resource: format!("fd {fd} ({link})"), reason };
+    let sys = |what: &str, e: seamless_sys::SysError| DumpError::sys(pid, format!("fd {fd} ({link}): {what}"), e);
+    let pfd = seamless_sys::proc::pidfd_open(pid).map_err(|e| sys("pidfd_open", e))?;
+    let s = seamless_sys::proc::pidfd_getfd(&pfd, fd, pid).map_err(|e| sys("pidfd_getfd", e))?;
+    let raw = s.as_raw_fd();
+    let family = net::get_int(raw, libc::SOL_SOCKET, libc::SO_DOMAIN).map_err(|e| sys("SO_DOMAIN", e))?;
+    if ![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6].contains(&family) {
+        return Err(refuse(format!("{} sockets are not checkpointed", family_name(family))));
+    }
+    let ty = net::get_int(raw, libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| sys("SO_TYPE", e))?;
+    let protocol = net::get_int(raw, libc::SOL_SOCKET, libc::SO_PROTOCOL).map_err(|e| sys("SO_PROTOCOL", e))?;
+    let raw_local = net::local_addr(raw).map_err(|e| sys("getsockname", e))?;
+    let local = Addr::from_raw(&raw_local).ok_or_else(|| refuse("unknown local address family".into()))?;
+    let peer = match net::peer_addr(raw) {
+        Ok(b) => Addr::from_raw(&b).unwrap_or_default(),
+        Err(_) => Addr::None,
+    };
+    let mut opts = Vec::new();
+    for (level, name) in option_list(family, ty) {
+        if let Ok(value) = net::get_int(raw, level, name) {
+            opts.push(SockOpt { level, name, value });
+        }
+    }
+    let mut rec =
+        SocketRecord { ino, family, ty, protocol, local, peer, state: SockState::Unconnected, opts, path_mode: 0 };
+    match (family, ty) {
+        (libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_SEQPACKET | libc::SOCK_DGRAM) => {
+            let diag = ctx.unix().map_err(|e| sys("sock_diag(unix)", e))?.get(&ino).copied().unwrap_or_default();
+            let listening = net::get_int(raw, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) == 1;
+            if let Addr::Unix { path } = &mut rec.local {
+                if !path.is_empty() && path[0] != 0 {
+                    // A relative name was bound relative to the process's cwd at the time.
+                    if path[0] != b'/' {
+                        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+                            .map_err(|e| DumpError::io(pid, "reading cwd", e))?;
+                        let mut abs = cwd.into_os_string().into_encoded_bytes();
+                        abs.push(b'/');
+                        abs.extend_from_slice(path);
+                        *path = abs;
+                    }
+                    let p = std::path::Path::new(std::str::from_utf8(path).unwrap_or(""));
+                    if let Ok(md) = std::fs::symlink_metadata(p) {
+                        use std::os::unix::fs::PermissionsExt;
+                        rec.path_mode = md.permissions().mode() & 0o7777;
+                    }
+                }
+            }
+            if listening {
+                rec.state = SockState::Listen { backlog: diag.backlog as i32 };
+            } else if diag.peer != 0 {
+                let inq = net::ioctl_int(raw, net::SIOCINQ).map_err(|e| sys("SIOCINQ", e))?.max(0) as usize;
+                if ty != libc::SOCK_STREAM && inq > 0 {
+                    return Err(refuse(format!("{inq} bytes of queued datagrams/packets on a connected unix socket")));
+                }
+                if inq > MAX_QUEUE {
+                    return Err(refuse(format!("{inq} queued bytes exceed the {MAX_QUEUE}-byte limit")));
+                }
+                let queue = peek(raw, inq, true).map_err(|e| DumpError::io(pid, format!("peeking fd {fd}"), e))?;
+                if queue.len() != inq {
+                    return Err(refuse(format!("peeked {} of {inq} queued bytes", queue.len())));
+                }
+                rec.state = SockState::UnixPair { peer: diag.peer, queue, shutdown: diag.shutdown };
+            } else if !rec.peer.is_none() {
+                return Err(refuse("connected to a unix socket that is gone".into()));
+            }
+        }
+        (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => {
+            let info = net::tcp_info(raw).map_err(|e| sys("TCP_INFO", e))?;
+            match info.state {
+                TCP_LISTEN => {
+                    let backlog = ctx
+                        .listen_backlog(family, ino)
+                        .map_err(|e| sys("sock_diag(inet)", e))?
+                        .ok_or_else(|| refuse("listener not found by sock_diag".into()))?;
+                    rec.state = SockState::Listen { backlog: backlog as i32 };
+                }
+                TCP_CLOSE => {}
+                TCP_ESTABLISHED => rec.state = SockState::Tcp(repair_dump(s, &refuse, &sys)?),
+                other => {
+                    return Err(refuse(format!(
+                        "TCP connection in state {}: only LISTEN, ESTABLISHED and unconnected sockets are checkpointed",
+                        tcp_state_name(other)
+                    )))
+                }
+            }
+        }
+        (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => {
+            if !rec.peer.is_none() {
+                rec.state = SockState::Connected;
+            }
+        }
+        _ => return Err(refuse(format!("socket type {ty} of family {family} is not checkpointed"))),
+    }
+    Ok(FileKind::Socket(rec))
+}
+
+/// Reads an established connection in repair mode; the socket stays in repair mode (see the
+/// module docs) and its duplicate is kept in [`REPAIRED`].
+fn repair_dump(
+    s: OwnedFd,
+    refuse: &dyn Fn(String) -> DumpError,
+    sys: &dyn Fn(&str, seamless_sys::SysError) -> DumpError,
+) -> Result<TcpConn, DumpError> {
+    let raw = s.as_raw_fd();
+    net::tcp_repair(raw, true).map_err(|e| sys("TCP_REPAIR on", e))?;
+    REPAIRED.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+    let tcp = libc::IPPROTO_TCP;
+    let mut c = TcpConn::default();
+    net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| sys("TCP_REPAIR_QUEUE send", e))?;
+    c.snd_seq = net::tcp_queue_seq(raw).map_err(|e| sys("TCP_QUEUE_SEQ send", e))?;
+    let outq = net::ioctl_int(raw, net::SIOCOUTQ).map_err(|e| sys("SIOCOUTQ", e))?.max(0) as usize;
+    let unsent = net::ioctl_int(raw, net::SIOCOUTQNSD).map_err(|e| sys("SIOCOUTQNSD", e))?.max(0) as usize;
+    if outq > MAX_QUEUE {
+        return Err(refuse(format!("{outq} bytes in the send queue exceed the {MAX_QUEUE}-byte limit")));
+    }
+    c.send_queue =
+        peek(raw, outq, false).map_err(|e| sys("peek send queue", seamless_sys::SysError::new("recv", "", e)))?;
+    if c.send_queue.len() != outq {
+        return Err(refuse(format!("peeked {} of {outq} bytes of the send queue", c.send_queue.len())));
+    }
+    c.unsent = unsent.min(outq) as u32;
+    net::tcp_repair_queue(raw, net::TCP_RECV_QUEUE).map_err(|e| sys("TCP_REPAIR_QUEUE recv", e))?;
+    c.rcv_seq = net::tcp_queue_seq(raw).map_err(|e| sys("TCP_QUEUE_SEQ recv", e))?;
+    let inq = net::ioctl_int(raw, net::SIOCINQ).map_err(|e| sys("SIOCINQ", e))?.max(0) as usize;
+    if inq > MAX_QUEUE {
+        return Err(refuse(format!("{inq} bytes in the receive queue exceed the {MAX_QUEUE}-byte limit")));
+    }
+    c.recv_queue =
+        peek(raw, inq, false).map_err(|e| sys("peek receive queue", seamless_sys::SysError::new("recv", "", e)))?;
+    if c.recv_queue.len() != inq {
+        return Err(refuse(format!("peeked {} of {inq} bytes of the receive queue", c.recv_queue.len())));
+    }
+    net::tcp_repair_queue(raw, 0).map_err(|e| sys("TCP_REPAIR_QUEUE none", e))?;
+    c.mss = net::get_int(raw, tcp, libc::TCP_MAXSEG).map_err(|e| sys("TCP_MAXSEG", e))? as u32;
+    let info = net::tcp_info(raw).map_err(|e| sys("TCP_INFO", e))?;
+    const OPT_TS: u8 = 1;
+    const OPT_SACK: u8 = 2;
+    const OPT_WSCALE: u8 = 4;
+    c.timestamps = info.options & OPT_TS != 0;
+    c.sack = info.options & OPT_SACK != 0;
+    c.wscale = (info.options & OPT_WSCALE != 0).then_some((info.snd_wscale, info.rcv_wscale));
+    c.tsval = net::get_int(raw, tcp, libc::TCP_TIMESTAMP).map_err(|e| sys("TCP_TIMESTAMP", e))? as u32;
+    c.window = net::tcp_repair_window(raw).map_err(|e| sys("TCP_REPAIR_WINDOW", e))?;
+    Ok(c)
+}
+
+/// Checks what can only be checked once every socket is known: both ends of every unix pair
+/// must be in the image.
+pub fn check_pairs(plan: &FilePlan) -> Result<(), DumpError> {
+    let inos: std::collections::BTreeSet<u64> = plan
+        .descs
+        .iter()
+        .filter_map(|d| match &d.kind {
+            FileKind::Socket(s) => Some(s.ino),
+            _ => None,
+        })
+        .collect();
+    for d in &plan.descs {
+        if let FileKind::Socket(SocketRecord { ino, state: SockState::UnixPair { peer, .. }, .. }) = &d.kind {
+            if !inos.contains(peer) {
+                let (pid, fd) = plan
+                    .tables
+                    .iter()
+                    .find_map(|(pid, t)| t.fds.iter().find(|f| f.desc == d.id).map(|f| (*pid, f.fd)))
+                    .unwrap_or((0, -1));
+                return Err(DumpError::Unsupported {
+                    pid,
+                    resource: format!("fd {fd} (socket:[{ino}])"),
+                    reason: format!(
+                        "unix socket connected to socket:[{peer}] outside the dumped processes (only pairs with both ends dumped are supported)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
