@@ -132,6 +132,48 @@ impl Report {
     }
 }
 
+/// Makes the processes created from now on see CLOCK_MONOTONIC and CLOCK_BOOTTIME continue
+/// from the old kernel's values (plus the wall-clock time the jump took) instead of jumping
+/// back to this kernel's boot, through a time namespace with offsets. Returns the caller's
+/// own time namespace, to go back to before the real init starts; `None` if the old clocks
+/// were not recorded or the kernel has no time namespaces (then the clocks do jump).
+fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
+    use seamless_sys::timens;
+    if upgrade.jump_monotonic_ns <= 0 {
+        return None;
+    }
+    let now_real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i64;
+    let gap = (now_real - upgrade.jump_realtime_ns as i64).max(0);
+    let (mono, boot) = match (timens::monotonic_ns(), timens::boottime_ns()) {
+        (Ok(m), Ok(b)) => (m, b),
+        _ => return None,
+    };
+    let own = match timens::current_time_ns() {
+        Ok(f) => f,
+        Err(e) => {
+            log::warn!("no time namespaces ({e}): restored processes will see CLOCK_MONOTONIC restart");
+            return None;
+        }
+    };
+    let mono_off = upgrade.jump_monotonic_ns + gap - mono;
+    let boot_off = upgrade.jump_boottime_ns + gap - boot;
+    match timens::unshare_with_offsets(mono_off, boot_off) {
+        Ok(()) => {
+            log::info!(
+                "restored processes' clocks continue the old kernel's: monotonic {:+} ms, boottime {:+} ms",
+                mono_off / 1_000_000,
+                boot_off / 1_000_000
+            );
+            Some(own)
+        }
+        Err(e) => {
+            log::warn!("cannot set up a time namespace ({e}): restored processes will see CLOCK_MONOTONIC restart");
+            let _ = timens::enter_time_ns(&own);
+            None
+        }
+    }
+}
+
 /// A report for an image that was not restored.
 pub fn refused(region: &mut ValidRegion, upgrade: &Upgrade, why: String) -> Report {
     // The image can never become valid again: consume it so no later boot tries.
@@ -163,12 +205,19 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         return report;
     }
     let t = Instant::now();
+    let own_clocks = continue_clocks(upgrade);
     match restore_all(&mut region.reader, &RestoreOptions::from_env()) {
         Ok(r) => {
             report.restored = r.restored;
             report.failed = r.failed;
         }
         Err(e) => report.refused = Some(e.to_string()),
+    }
+    if let Some(ns) = own_clocks {
+        // The real init and everything it starts live on the new kernel's clocks.
+        if let Err(e) = seamless_sys::timens::enter_time_ns(&ns) {
+            log::error!("cannot return to the initial time namespace: {e}");
+        }
     }
     report.restore_stages.push(("restore".into(), t.elapsed().as_micros() as u64));
     let now_ns =

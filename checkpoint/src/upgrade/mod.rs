@@ -240,6 +240,8 @@ fn complete_image(
         root,
         trees: opts.roots.iter().map(|p| *p as u32).collect(),
         jump_realtime_ns: stages::realtime_ns(),
+        jump_monotonic_ns: seamless_sys::timens::monotonic_ns().unwrap_or(0),
+        jump_boottime_ns: seamless_sys::timens::boottime_ns().unwrap_or(0),
         stages: clock.stages(),
     };
     writer.put_record(RecordKind::UPGRADE, 0, 0, &record)?;

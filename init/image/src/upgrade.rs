@@ -102,6 +102,11 @@ pub struct Upgrade {
     /// Wall-clock (CLOCK_REALTIME) nanoseconds just before the jump, so the new side can
     /// report how long the processes were stopped.
     pub jump_realtime_ns: u64,
+    /// CLOCK_MONOTONIC (ns) of the old kernel just before the jump: the restored processes'
+    /// monotonic clock continues from here (through a time namespace).
+    pub jump_monotonic_ns: i64,
+    /// CLOCK_BOOTTIME (ns) of the old kernel just before the jump.
+    pub jump_boottime_ns: i64,
     /// The checkpoint stages, in order.
     pub stages: Vec<Stage>,
 }

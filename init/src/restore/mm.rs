@@ -177,7 +177,11 @@ pub fn restore_mm<S: Store>(
     for (_, fd) in opened {
         c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
     }
-    // 4. Pages.
+    // 4. Pages. With transparent huge pages on, writing one page of a sparse anonymous area
+    // would fault in a whole 2 MiB page and turn holes into zero-filled memory; so THP is off
+    // for this mm while the pages go in, and back on after.
+    const PR_SET_THP_DISABLE: u64 = 41;
+    c.call("prctl(PR_SET_THP_DISABLE, 1)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 1, 0, 0, 0, 0])?;
     let mut buf = Vec::new();
     let in_shm =
         |a: u64| p.mm.vmas.iter().any(|v| matches!(v.kind, VmaKind::SharedAnon { .. }) && v.start <= a && a < v.end);
@@ -188,6 +192,7 @@ pub fn restore_mm<S: Store>(
             .write(ch.vaddr, &buf)
             .map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
     }
+    c.call("prctl(PR_SET_THP_DISABLE, 0)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 0, 0, 0, 0, 0])?;
     for v in p.mm.vmas.iter().filter(|v| v.saved_pages > 0 && v.prot & 1 == 0) {
         c.call("mprotect", libc::SYS_mprotect, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
     }

@@ -15,5 +15,6 @@ pub mod mount;
 pub mod net;
 pub mod proc;
 pub mod ptrace;
+pub mod timens;
 
 pub use error::{SysError, SysResult};
