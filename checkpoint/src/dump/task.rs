@@ -170,9 +170,7 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
         env_start: stat.ufield(50),
         env_end: stat.ufield(51),
     };
-    for r in 0..16u32 {
-        rec.rlimits.push(seamless_sys::proc::getrlimit_of(pid, r).map_err(|e| DumpError::sys(pid, "prlimit", e))?);
-    }
+    rec.rlimits = rlimits(pid)?;
     for info in
         seamless_sys::ptrace::peek_siginfo(pid, true).map_err(|e| DumpError::sys(pid, "peeking shared signals", e))?
     {
@@ -261,4 +259,47 @@ fn parse_timers(pid: i32) -> Result<Vec<PosixTimer>, DumpError> {
         }
     }
     Ok(out)
+}
+
+/// The 16 resource limits (soft, hard), in `RLIMIT_*` order. `prlimit` on another process
+/// needs matching ids or CAP_SYS_RESOURCE (which containers often drop); `/proc/PID/limits`
+/// needs neither and says the same.
+fn rlimits(pid: i32) -> Result<Vec<(u64, u64)>, DumpError> {
+    match (0..16u32).map(|r| seamless_sys::proc::getrlimit_of(pid, r)).collect::<Result<Vec<_>, _>>() {
+        Ok(v) => Ok(v),
+        Err(e) if e.errno() == Some(libc::EPERM) => {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+                .map_err(|e| DumpError::io(pid, "reading /proc/PID/limits", e))?;
+            parse_limits(&text)
+                .ok_or_else(|| DumpError::BadTarget { pid, reason: "cannot parse /proc/PID/limits".into() })
+        }
+        Err(e) => Err(DumpError::sys(pid, "prlimit", e)),
+    }
+}
+
+/// Parses `/proc/PID/limits`: a header, then one line per limit in `RLIMIT_*` order, the name
+/// in a 26-column field, then soft and hard values (`unlimited` or a number).
+fn parse_limits(text: &str) -> Option<Vec<(u64, u64)>> {
+    let value = |w: &str| if w == "unlimited" { Some(u64::MAX) } else { w.parse().ok() };
+    let v: Option<Vec<(u64, u64)>> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut w = l.get(26..)?.split_whitespace();
+            Some((value(w.next()?)?, value(w.next()?)?))
+        })
+        .collect();
+    v.filter(|v| v.len() == 16)
+}
+
+#[cfg(test)]
+mod limits_tests {
+    #[test]
+    fn parses_proc_limits() {
+        let text = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let v = super::parse_limits(&text).expect("16 limits");
+        let own = seamless_sys::proc::getrlimit_of(std::process::id() as i32, libc::RLIMIT_NOFILE as u32).unwrap();
+        assert_eq!(v[libc::RLIMIT_NOFILE as usize], own);
+        assert!(super::parse_limits("header only\n").is_none());
+    }
 }
