@@ -54,15 +54,14 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// Last per-process settings (after creds): dumpable.
+/// Last per-process settings (after creds): dumpable. Always set, since changing the
+/// credentials makes the kernel reset it (to 0 for a process that dropped root).
 pub fn finish_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
-    if p.rec.dumpable != 1 {
-        c.call(
-            "prctl(PR_SET_DUMPABLE)",
-            libc::SYS_prctl,
-            [libc::PR_SET_DUMPABLE as u64, u64::from(p.rec.dumpable), 0, 0, 0, 0],
-        )?;
-    }
+    c.call(
+        "prctl(PR_SET_DUMPABLE)",
+        libc::SYS_prctl,
+        [libc::PR_SET_DUMPABLE as u64, u64::from(p.rec.dumpable), 0, 0, 0, 0],
+    )?;
     Ok(())
 }
 
