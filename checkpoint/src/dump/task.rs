@@ -130,6 +130,7 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
         pdeath_signal: 0,
         exit_signal: stat.field(38) as i32,
         posix_timers: Vec::new(),
+        nice: stat.field(19) as i32,
     };
     if let Some(status) = p.zombie {
         rec.state = ProcState::Zombie { status };

@@ -37,6 +37,8 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     }
     restore_timers(c, p)?;
     c.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0])?;
+    // Before the credentials drop: a negative nice value needs CAP_SYS_NICE.
+    c.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, r.nice as i64 as u64, 0, 0, 0])?;
     if r.pdeath_signal != 0 {
         c.call(
             "prctl(PR_SET_PDEATHSIG)",

@@ -177,4 +177,6 @@ pub struct ProcessRecord {
     pub exit_signal: i32,
     /// POSIX timers.
     pub posix_timers: Vec<PosixTimer>,
+    /// Nice value (field 19 of stat).
+    pub nice: i32,
 }
