@@ -39,13 +39,6 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     c.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0])?;
     // Before the credentials drop: a negative nice value needs CAP_SYS_NICE.
     c.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, r.nice as i64 as u64, 0, 0, 0])?;
-    if r.pdeath_signal != 0 {
-        c.call(
-            "prctl(PR_SET_PDEATHSIG)",
-            libc::SYS_prctl,
-            [libc::PR_SET_PDEATHSIG as u64, u64::from(r.pdeath_signal), 0, 0, 0, 0],
-        )?;
-    }
     if r.child_subreaper {
         c.call("prctl(PR_SET_CHILD_SUBREAPER)", libc::SYS_prctl, [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0])?;
     }
@@ -56,9 +49,17 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// Last per-process settings (after creds): dumpable. Always set, since changing the
-/// credentials makes the kernel reset it (to 0 for a process that dropped root).
+/// Last per-process settings (after creds): dumpable and the parent-death signal. Both
+/// are set here because changing the credentials makes the kernel reset them (dumpable to 0
+/// for a process that dropped root, the parent-death signal to none).
 pub fn finish_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
+    if p.rec.pdeath_signal != 0 {
+        c.call(
+            "prctl(PR_SET_PDEATHSIG)",
+            libc::SYS_prctl,
+            [libc::PR_SET_PDEATHSIG as u64, u64::from(p.rec.pdeath_signal), 0, 0, 0, 0],
+        )?;
+    }
     c.call(
         "prctl(PR_SET_DUMPABLE)",
         libc::SYS_prctl,
