@@ -3,6 +3,7 @@
 
 use super::child::Child;
 use super::plan::ProcPlan;
+use super::procfs;
 use super::RestoreError;
 
 /// Restores the process-wide state of `p` into `c` (before threads are created, so they
@@ -53,7 +54,17 @@ pub fn restore_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
 /// are set here because changing the credentials makes the kernel reset them (dumpable to 0
 /// for a process that dropped root, the parent-death signal to none).
 pub fn finish_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
-    if p.rec.pdeath_signal != 0 {
+    // Only for a process that has its original parent again: a tree root restored under a
+    // stand-in parent would get the signal when that parent exits, a death that never happened.
+    let parent_now = procfs::read_stat(c.pid).map(|s| s.field(4) as i32).unwrap_or(0);
+    if p.rec.pdeath_signal != 0 && parent_now != p.rec.ppid {
+        log::warn!(
+            "pid {}: parent-death signal {} not restored: its parent is now {parent_now}, not {}",
+            c.pid,
+            p.rec.pdeath_signal,
+            p.rec.ppid
+        );
+    } else if p.rec.pdeath_signal != 0 {
         c.call(
             "prctl(PR_SET_PDEATHSIG)",
             libc::SYS_prctl,
