@@ -24,14 +24,18 @@ pub fn create_tree(plan: &Plan) -> Result<Created, RestoreError> {
             expected += 1;
         }
     }
+    // Tree roots become children of whoever runs the restore (a shell, a test runner), as
+    // they were of their original parent; as PID 1 (seamless-init) they are its own children
+    // and stay with the real init it executes.
+    let sibling = std::process::id() != 1;
     for root in plan.roots() {
         // A just-killed original may still be a zombie for a moment: retry briefly.
-        let mut forked = proc::fork_with_pid(root);
+        let mut forked = proc::fork_with_pid_as(root, sibling);
         for _ in 0..40 {
             match &forked {
                 Err(e) if e.errno() == Some(libc::EEXIST) => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
-                    forked = proc::fork_with_pid(root);
+                    forked = proc::fork_with_pid_as(root, sibling);
                 }
                 _ => break,
             }

@@ -29,10 +29,23 @@ pub enum Forked {
 /// thread); the child should only do simple work (system calls, no allocation-heavy code that
 /// could depend on locks held by vanished threads) and end with [`exit_now`].
 pub fn fork_with_pid(pid: i32) -> SysResult<Forked> {
+    fork_with_pid_as(pid, false)
+}
+
+/// [`fork_with_pid`], where `sibling` makes the new process a child of the caller's parent
+/// (`CLONE_PARENT`) instead of the caller's: a restored tree gets back the parent that ran
+/// the restore, and does not lose its parent when the restorer exits. Not possible for
+/// PID 1, which has no parent.
+pub fn fork_with_pid_as(pid: i32, sibling: bool) -> SysResult<Forked> {
     let tids: [libc::pid_t; 1] = [pid];
     // SAFETY: `clone_args` is plain old data; zero is a valid value for every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.exit_signal = libc::SIGCHLD as u64;
+    if sibling {
+        // The exit signal is then the caller's own; clone3 wants 0 here.
+        args.flags = libc::CLONE_PARENT as u64;
+    } else {
+        args.exit_signal = libc::SIGCHLD as u64;
+    }
     args.set_tid = tids.as_ptr() as u64;
     args.set_tid_size = 1;
     // SAFETY: without CLONE_VM the child gets a copy of the address space, so continuing on the
