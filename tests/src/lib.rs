@@ -1,6 +1,8 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
 pub mod host;
 pub mod paths;
+pub mod redis;
+pub mod scenarios;
 pub mod service;
 pub mod vm;
 pub mod workloads;

@@ -147,3 +147,15 @@ fn d_failure_before_jump_leaves_everything_running() -> Result<()> {
     }
     expect_pass(&mut vm, &pids)
 }
+
+/// (b) Debian's redis-server keeps its data across 6.1 -> 6.12, checked from the host; the
+/// same process (same pid) serves again and the guest's init does not start a second one.
+#[test]
+fn b_redis_keeps_its_data_across_the_upgrade() -> Result<()> {
+    let r = seamless_tests::scenarios::redis_upgrade("up-redis", Which::A, Which::B, 2000)?;
+    for l in &r.stage_lines {
+        println!("{l}");
+    }
+    println!("redis blackout seen from the host: {:.3} s", r.blackout.as_secs_f64());
+    Ok(())
+}
