@@ -9,8 +9,22 @@ use std::path::Path;
 
 /// The modules the early stage needs: pmem (the region), virtio disk and network, ext4 and
 /// crc32c for its checksums; `virtio_pci` is a module on 6.1 only. Built-in ones are skipped.
-pub const WANTED_MODULES: &[&str] =
-    &["crc32c_generic", "libnvdimm", "nd_pmem", "nd_e820", "virtio_pci", "virtio_blk", "virtio_net", "ext4"];
+/// The socket-diag modules are what `seamless dump` reads sockets through; a full system
+/// loads them on demand, but the test guest's root has no /lib/modules, so they come here.
+pub const WANTED_MODULES: &[&str] = &[
+    "crc32c_generic",
+    "libnvdimm",
+    "nd_pmem",
+    "nd_e820",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "ext4",
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
+    "unix_diag",
+];
 
 /// Where the list goes in the image (read by `seamless_init::boot::modules`).
 pub const LIST_PATH: &str = "etc/seamless/modules";
