@@ -205,6 +205,11 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         return report;
     }
     let t = Instant::now();
+    for problem in crate::network::configure(upgrade) {
+        log::warn!("network: {problem}");
+    }
+    report.restore_stages.push(("network".into(), t.elapsed().as_micros() as u64));
+    let t = Instant::now();
     let own_clocks = continue_clocks(upgrade);
     match restore_all(&mut region.reader, &RestoreOptions::from_env()) {
         Ok(r) => {

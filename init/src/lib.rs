@@ -3,3 +3,4 @@ pub mod restore;
 
 pub mod boot;
 pub mod handover;
+pub mod network;

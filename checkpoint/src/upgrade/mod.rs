@@ -15,6 +15,7 @@
 //! appended to the new initramfs, and the kernel is loaded again with the combined initramfs
 //! just before the jump.
 
+mod net;
 mod stages;
 
 pub use stages::StageClock;
@@ -243,6 +244,8 @@ fn complete_image(
         jump_monotonic_ns: seamless_sys::timens::monotonic_ns().unwrap_or(0),
         jump_boottime_ns: seamless_sys::timens::boottime_ns().unwrap_or(0),
         stages: clock.stages(),
+        interfaces: net::interfaces(),
+        routes: net::routes(),
     };
     writer.put_record(RecordKind::UPGRADE, 0, 0, &record)?;
     let store = writer.finish()?;

@@ -109,4 +109,33 @@ pub struct Upgrade {
     pub jump_boottime_ns: i64,
     /// The checkpoint stages, in order.
     pub stages: Vec<Stage>,
+    /// Network interfaces and their addresses, so the new kernel can bring them up before
+    /// restoring TCP connections (a repaired connection needs a route to its peer).
+    pub interfaces: Vec<NetInterface>,
+    /// IPv4 routes of the main table.
+    pub routes: Vec<Route4>,
+}
+
+/// One network interface as it was configured before the jump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetInterface {
+    /// Its name (e.g. `eth0`).
+    pub name: String,
+    /// Its hardware address, used to find it again on the new kernel; empty for `lo`.
+    pub mac: Vec<u8>,
+    /// Addresses: 4 or 16 bytes, with their prefix length.
+    pub addrs: Vec<(Vec<u8>, u8)>,
+}
+
+/// One IPv4 route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route4 {
+    /// Destination network.
+    pub dest: [u8; 4],
+    /// Prefix length.
+    pub prefix: u8,
+    /// Gateway (0.0.0.0 for a directly connected network).
+    pub gateway: [u8; 4],
+    /// Output interface name.
+    pub dev: String,
 }

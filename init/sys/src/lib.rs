@@ -15,6 +15,7 @@ pub mod mount;
 pub mod net;
 pub mod proc;
 pub mod ptrace;
+pub mod rtnl;
 pub mod timens;
 
 pub use error::{SysError, SysResult};
