@@ -210,6 +210,8 @@ fn option_list(family: i32, ty: i32) -> Vec<(i32, i32)> {
         (libc::SOL_SOCKET, libc::SO_PASSCRED),
         (libc::SOL_SOCKET, libc::SO_RCVLOWAT),
         (libc::SOL_SOCKET, libc::SO_PRIORITY),
+        (libc::SOL_SOCKET, libc::SO_SNDBUF),
+        (libc::SOL_SOCKET, libc::SO_RCVBUF),
     ];
     if family == libc::AF_INET6 {
         v.push((libc::IPPROTO_IPV6, libc::IPV6_V6ONLY));

@@ -60,9 +60,43 @@ fn fail(id: u32, what: &str, e: SysError) -> RestoreError {
     RestoreError::File { id, what: format!("socket {what} ({}({}))", e.call, e.subject), source: e.source }
 }
 
+/// Buffer sizes are not re-set as options: that would lock them and stop the kernel's
+/// autotuning (whether the process had set them itself is not visible). A connection whose
+/// saved queues would not fit the fresh socket's buffers gets them forced (see [`fit_buffers`]).
+fn is_buffer_opt(level: i32, name: i32) -> bool {
+    level == libc::SOL_SOCKET && (name == libc::SO_SNDBUF || name == libc::SO_RCVBUF)
+}
+
+fn saved_opt(s: &SocketRecord, level: i32, name: i32) -> Option<i32> {
+    s.opts.iter().find(|o| o.level == level && o.name == name).map(|o| o.value)
+}
+
+/// Forces the send/receive buffers to hold the saved queues (`SO_*BUFFORCE`, values as the
+/// kernel reported them, i.e. doubled) when the fresh socket's buffers are smaller.
+fn fit_buffers(id: u32, fd: RawFd, s: &SocketRecord, sendq: usize, recvq: usize) -> Result<(), RestoreError> {
+    for (opt, force, need) in
+        [(libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, sendq), (libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, recvq)]
+    {
+        if need == 0 {
+            continue;
+        }
+        let now = net::get_int(fd, libc::SOL_SOCKET, opt).map_err(|e| fail(id, "SO_*BUF", e))?.max(0) as usize;
+        // Queued bytes also cost their buffer overhead (about as much again).
+        let want = (2 * need + (64 << 10)).max(saved_opt(s, libc::SOL_SOCKET, opt).unwrap_or(0).max(0) as usize);
+        if now < want {
+            net::set_int(fd, libc::SOL_SOCKET, force, (want / 2).min(i32::MAX as usize) as i32)
+                .map_err(|e| fail(id, "SO_*BUFFORCE", e))?;
+        }
+    }
+    Ok(())
+}
+
 fn set_opts(id: u32, fd: RawFd, s: &SocketRecord, skip_v6only: bool) -> Result<(), RestoreError> {
     for o in &s.opts {
         if skip_v6only && o.level == libc::IPPROTO_IPV6 && o.name == libc::IPV6_V6ONLY {
+            continue;
+        }
+        if is_buffer_opt(o.level, o.name) {
             continue;
         }
         // Keepalive timing options refuse 0; a default value of the kernel is never 0 anyway.
@@ -208,6 +242,7 @@ fn bind_unix(id: u32, fd: &OwnedFd, s: &SocketRecord) -> Result<(), RestoreError
 fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, RestoreError> {
     let fd = net::socket(s.family, libc::SOCK_STREAM, s.protocol).map_err(|e| fail(id, "socket", e))?;
     let raw = fd.as_raw_fd();
+    fit_buffers(id, raw, s, c.send_queue.len(), c.recv_queue.len())?;
     net::tcp_repair(raw, true).map_err(|e| fail(id, "TCP_REPAIR on", e))?;
     let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
     net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE send", e))?;
@@ -276,10 +311,10 @@ fn send_rest(id: u32, raw: RawFd, unsent: &[u8]) -> Result<(), RestoreError> {
     let t0 = std::time::Instant::now();
     let mut done = 0;
     while done < unsent.len() {
-        match net::send(raw, &unsent[done..], 0) {
+        match net::send(raw, &unsent[done..], libc::MSG_DONTWAIT) {
             Ok(n) => done += n,
-            // The description may already be non-blocking: wait for room (the peer acks).
-            Err(e) if e.errno() == Some(libc::EAGAIN) && t0.elapsed().as_secs() < 30 => {
+            // The buffer was sized for the queue; wait a little for room if it still fills.
+            Err(e) if e.errno() == Some(libc::EAGAIN) && t0.elapsed().as_secs() < 5 => {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             Err(e) => return Err(fail(id, &format!("sending the unsent bytes ({done} of {})", unsent.len()), e)),
