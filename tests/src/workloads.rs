@@ -111,6 +111,31 @@ pub const WORKLOADS: &[Workload] = &[
         link: Link::Static,
         summary: "a root with N-1 small children (N as second argument, default 16)",
     },
+    Workload {
+        name: "epoll_eventfd",
+        link: Link::Dynamic,
+        summary: "epoll watches (LT/ET/ONESHOT, data, numbers) shared with a child, eventfds with counters",
+    },
+    Workload {
+        name: "timerfd_signalfd",
+        link: Link::Static,
+        summary: "armed/expired/disarmed timerfds on three clocks, a signalfd with a pending signal",
+    },
+    Workload {
+        name: "tcp_listen",
+        link: Link::Dynamic,
+        summary: "IPv4/IPv6 listeners with options, an in-process TCP connection (repair), UDP",
+    },
+    Workload {
+        name: "tcp_established",
+        link: Link::Dynamic,
+        summary: "a TCP connection to an echo server outside the tree, full queues, no reconnect (PORT arg)",
+    },
+    Workload {
+        name: "unix_pair",
+        link: Link::StaticPie,
+        summary: "unix socketpairs across processes with queued data, shutdown, path and abstract listeners",
+    },
 ];
 
 /// The benchmark's floor program (not a workload): populate + memcpy speed.

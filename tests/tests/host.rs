@@ -103,3 +103,262 @@ fn workloads_build() -> Result<()> {
     seamless_tests::workloads::build_all(&dir)?;
     Ok(())
 }
+
+// ---- Sockets, epoll, eventfd, signalfd, timerfd (helper "net") ----
+
+workload_tests! {
+    epoll_eventfd => "epoll_eventfd" [];
+    timerfd_signalfd => "timerfd_signalfd" [];
+    tcp_listen => "tcp_listen" [];
+    unix_pair => "unix_pair" [];
+}
+
+/// The peer of `tcp_established`, outside the dumped tree: echoes the first 65536 bytes of the
+/// first connection, then neither reads nor writes until another connection sends `RESUME`,
+/// then echoes everything up to EOF. Counts data connections (a reconnect would be a second).
+mod echo {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    const PAUSE_AT: u64 = 65536;
+
+    #[derive(Debug, Default)]
+    pub struct Stats {
+        pub data_connections: AtomicUsize,
+        pub echoed: AtomicU64,
+        pub resumed: AtomicBool,
+        pub end: Mutex<Option<String>>,
+    }
+
+    pub fn start() -> anyhow::Result<(u16, Arc<Stats>)> {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        let stats = Arc::new(Stats::default());
+        let st = stats.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                if st.data_connections.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let st = st.clone();
+                    std::thread::spawn(move || serve(&mut c, &st));
+                } else {
+                    st.data_connections.fetch_sub(1, Ordering::SeqCst);
+                    let mut line = [0u8; 7];
+                    if c.read_exact(&mut line).is_ok() && &line == b"RESUME\n" {
+                        st.resumed.store(true, Ordering::SeqCst);
+                    } else {
+                        st.data_connections.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+        Ok((port, stats))
+    }
+
+    fn serve(c: &mut TcpStream, st: &Stats) {
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 65536];
+        let end = loop {
+            while total >= PAUSE_AT && !st.resumed.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let want = if total >= PAUSE_AT { buf.len() } else { (PAUSE_AT - total) as usize };
+            match c.read(&mut buf[..want]) {
+                Ok(0) => break format!("EOF after {total} bytes"),
+                Ok(n) => {
+                    if let Err(e) = c.write_all(&buf[..n]) {
+                        break format!("write error after {total} bytes: {e}");
+                    }
+                    total += n as u64;
+                    st.echoed.store(total, Ordering::SeqCst);
+                }
+                Err(e) => break format!("read error after {total} bytes: {e}"),
+            }
+        };
+        *st.end.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
+    }
+
+    /// The connection ended with a clean EOF, was the only data connection, and carried
+    /// more than the pre-dump bytes.
+    pub fn check(stats: &Stats) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            if stats.end.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let end = stats.end.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let conns = stats.data_connections.load(Ordering::SeqCst);
+        let echoed = stats.echoed.load(Ordering::SeqCst);
+        anyhow::ensure!(conns == 1, "echo server saw {conns} data connections (reconnect?)");
+        anyhow::ensure!(
+            end.as_deref().is_some_and(|e| e.starts_with("EOF")),
+            "echo server connection ended with {end:?}"
+        );
+        anyhow::ensure!(echoed > 1 << 20, "echo server echoed only {echoed} bytes");
+        eprintln!("echo server: 1 connection, {echoed} bytes echoed, {}", end.unwrap_or_default());
+        Ok(())
+    }
+}
+
+mod tcp_established {
+    use super::*;
+
+    #[test]
+    fn self_test() -> Result<()> {
+        let (port, stats) = echo::start()?;
+        harness()?.self_test("tcp_established", &[&port.to_string()])?;
+        echo::check(&stats)
+    }
+
+    /// The connection to the echo server survives dump, kill and restore (TCP_REPAIR): same
+    /// connection, every byte echoed in order, 4 MiB queued in the send queue at the dump.
+    #[test]
+    fn round_trip() -> Result<()> {
+        let (port, stats) = echo::start()?;
+        let rt = harness()?.round_trip("tcp_established", &[&port.to_string()])?;
+        eprintln!("tcp_established: {rt:?}");
+        echo::check(&stats)
+    }
+
+    /// Repair mode is switched off again when the process is left running.
+    #[test]
+    fn leave_running() -> Result<()> {
+        let (port, stats) = echo::start()?;
+        harness()?.leave_running("tcp_established", &[&port.to_string()])?;
+        echo::check(&stats)
+    }
+}
+
+/// redis-server from Debian under dump -> kill -> restore: data SET before is there after, and a
+/// client connected before the dump keeps working on the same connection.
+mod redis {
+    use super::*;
+    use seamless_tests::host::run_logged;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const PORT: u16 = 6390;
+
+    fn ensure_installed() -> Result<()> {
+        if Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return Ok(());
+        }
+        let st = Command::new("apt-get")
+            .args(["install", "-y", "redis-server", "redis-tools"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?;
+        anyhow::ensure!(st.success(), "apt-get install redis-server failed: {st}");
+        // The package starts its own instance on 6379; this test runs its own.
+        let _ = Command::new("service").args(["redis-server", "stop"]).status();
+        let _ = Command::new("update-rc.d").args(["redis-server", "disable"]).status();
+        Ok(())
+    }
+
+    fn cmd(s: &mut TcpStream, args: &[&str]) -> Result<String> {
+        let mut m = format!("*{}\r\n", args.len());
+        for a in args {
+            m.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(m.as_bytes())?;
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf)?;
+        anyhow::ensure!(n > 0, "redis closed the connection");
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    fn cli(args: &[&str]) -> Result<String> {
+        let o = Command::new("redis-cli").arg("-p").arg(PORT.to_string()).args(args).output()?;
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    fn wait_exit(pid: i32, timeout: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            let p = rustix::process::Pid::from_raw(pid).expect("pid");
+            match rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG) {
+                Ok(Some(_)) | Err(_) => return true,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn round_trip_with_client() -> Result<()> {
+        let h = harness()?;
+        ensure_installed()?;
+        anyhow::ensure!(TcpStream::connect(("127.0.0.1", PORT)).is_err(), "something already listens on port {PORT}");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host").join(format!("redis-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Command::new("redis-server")
+            .args(["--port", &PORT.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("redis.log"))?)
+            .stderr(Stdio::null())
+            .spawn()?;
+        let pid = server.id() as i32;
+        let mut client = None;
+        for _ in 0..100 {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", PORT)) {
+                client = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let res = (|| -> Result<()> {
+            let mut client = client.ok_or_else(|| anyhow::anyhow!("redis-server did not come up on {PORT}"))?;
+            client.set_read_timeout(Some(Duration::from_secs(10)))?;
+            anyhow::ensure!(cmd(&mut client, &["SET", "held", "by-the-old-connection"])? == "+OK\r\n");
+            anyhow::ensure!(cli(&["SET", "k1", "hello"])? == "OK");
+            anyhow::ensure!(cli(&["RPUSH", "list", "a", "b", "c"])? == "3");
+            let images = dir.join("images");
+            let mut dump = Command::new(h.seamless()?);
+            dump.arg("dump").arg("--tree").arg(pid.to_string()).arg("--images").arg(&images);
+            let d = run_logged(dump, &dir, "dump", Duration::from_secs(120))?;
+            anyhow::ensure!(d.status.success(), "dump failed: {}", d.failure());
+            server.wait()?; // the original is gone (killed by the dump) and reaped
+            let mut restore = Command::new(h.seamless()?);
+            restore.arg("restore").arg("--images").arg(&images);
+            let r = run_logged(restore, &dir, "restore", Duration::from_secs(120))?;
+            anyhow::ensure!(r.status.success(), "restore failed: {}", r.failure());
+            eprintln!(
+                "redis: dump {:.1} ms, restore {:.1} ms",
+                d.elapsed.as_secs_f64() * 1e3,
+                r.elapsed.as_secs_f64() * 1e3
+            );
+            // The connection made before the dump.
+            let got = cmd(&mut client, &["GET", "held"])?;
+            anyhow::ensure!(got == "$21\r\nby-the-old-connection\r\n", "old connection GET returned {got:?}");
+            let got = cmd(&mut client, &["INCR", "counter"])?;
+            anyhow::ensure!(got == ":1\r\n", "old connection INCR returned {got:?}");
+            // New connections see the data.
+            anyhow::ensure!(cli(&["GET", "k1"])? == "hello", "k1 lost");
+            let l = cli(&["LRANGE", "list", "0", "-1"])?;
+            anyhow::ensure!(l == "a\nb\nc", "list is {l:?}");
+            anyhow::ensure!(cli(&["GET", "counter"])? == "1");
+            let _ = std::fs::remove_dir_all(&images);
+            Ok(())
+        })();
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).expect("pid"),
+            rustix::process::Signal::TERM,
+        );
+        if !wait_exit(pid, Duration::from_secs(10)) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).expect("pid"),
+                rustix::process::Signal::KILL,
+            );
+            wait_exit(pid, Duration::from_secs(5));
+        }
+        let _ = server.try_wait();
+        res
+    }
+}
