@@ -57,7 +57,7 @@ fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result
     let upgrade = match handover::upgrade_record(&mut valid.reader) {
         Ok(Some(u)) => u,
         Ok(None) => {
-            log::info!("region {} holds no upgrade record: nothing to restore", valid.path.display());
+            log::info!("no upgrade record in {}: nothing to restore", valid.path.display());
             return None;
         }
         Err(e) => {
