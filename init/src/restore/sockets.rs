@@ -5,7 +5,8 @@
 //!   unlinked first; its mode is restored), `listen(backlog)`. Listeners are created before
 //!   any connection bound to the same port (see [`open_order`]).
 //! - Established TCP connections (`TCP_REPAIR`, see `seamless::dump::sockets` for the dump
-//!   side and the invariants): `socket`, repair on, both queue sequence numbers set to where the
+//!   side and the invariants; a connection whose peer has no route in this system is replaced
+//!   by an unconnected socket the process sees as broken, with a warning): `socket`, repair on, both queue sequence numbers set to where the
 //!   saved queues start, `bind` to the original local address (falling back to `IP_FREEBIND`
 //!   when the address is not configured yet), `connect` (sends nothing in repair mode),
 //!   MSS/window scale/SACK/timestamp options, the timestamp clock, the receive queue and the
@@ -45,11 +46,23 @@ pub struct Ctx {
 
 impl Ctx {
     /// A context knowing every socket of the image.
+    ///
+    /// When the image has IP sockets, the loopback interface is brought up first: after a
+    /// kexec nothing has raised it yet, and a loopback connection cannot even be rebuilt (the
+    /// repair-mode `connect` needs a route). Other interfaces and their addresses are the new
+    /// system's business; a local address not configured yet is bound with `IP_FREEBIND`.
     pub fn new<'a>(kinds: impl Iterator<Item = &'a FileKind>) -> Self {
         let mut c = Ctx::default();
         for k in kinds {
             if let FileKind::Socket(s) = k {
                 c.by_ino.insert(s.ino, s.clone());
+            }
+        }
+        if c.by_ino.values().any(|s| s.family != libc::AF_UNIX) {
+            match net::link_up("lo") {
+                Ok(true) => log::info!("brought the loopback interface up for the restored sockets"),
+                Ok(false) => {}
+                Err(e) => log::warn!("cannot bring the loopback interface up: {e}"),
             }
         }
         c
@@ -142,7 +155,21 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
     let sock = || net::socket(s.family, s.ty, s.protocol).map_err(|e| fail(id, "socket", e));
     match &s.state {
         SockState::Tcp(c) => {
-            let fd = tcp_established(id, s, c)?;
+            let fd = match tcp_established(id, s, c) {
+                Ok(fd) => fd,
+                Err(RestoreError::File { source, what, .. }) if unreachable(&source) => {
+                    // No route to the peer in this system (yet): the process gets a socket
+                    // that reports the connection as broken (EPOLLHUP, ENOTCONN) instead of
+                    // failing as a whole.
+                    log::warn!(
+                        "file #{id}: connection {} -> {} cannot be rebuilt ({what}: {source}); the process                          sees it as broken",
+                        s.local,
+                        s.peer
+                    );
+                    return net::socket(s.family, libc::SOCK_STREAM, s.protocol).map_err(|e| fail(id, "socket", e));
+                }
+                Err(e) => return Err(e),
+            };
             let dup = fd.try_clone().map_err(|e| RestoreError::File { id, what: "dup".into(), source: e })?;
             ctx.repairing.push((id, dup, s.clone()));
             Ok(fd)
@@ -202,6 +229,10 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
             Ok(fd)
         }
     }
+}
+
+fn unreachable(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL))
 }
 
 fn apply_shutdown(id: u32, fd: &OwnedFd, how: u8) -> Result<(), RestoreError> {

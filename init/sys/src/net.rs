@@ -356,3 +356,27 @@ pub fn shutdown(fd: RawFd, how: i32) -> SysResult<()> {
     check(r.into(), "shutdown", || format!("fd {fd} how {how}"))?;
     Ok(())
 }
+
+/// Brings a network interface up (`SIOCSIFFLAGS` with `IFF_UP`) if it is down; returns whether
+/// it had to. Used for `lo`, which a freshly booted kernel leaves down until someone raises it.
+pub fn link_up(name: &str) -> SysResult<bool> {
+    const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+    const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
+    let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    // struct ifreq: 16-byte name, then a union whose first member here is `short ifr_flags`.
+    let mut req = [0u8; 40];
+    let n = name.len().min(15);
+    req[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: `req` is a 40-byte ifreq the kernel reads and writes within bounds.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), SIOCGIFFLAGS as _, req.as_mut_ptr()) };
+    check(r.into(), "ioctl(SIOCGIFFLAGS)", || name.to_string())?;
+    let flags = i16::from_ne_bytes([req[16], req[17]]);
+    if flags & libc::IFF_UP as i16 != 0 {
+        return Ok(false);
+    }
+    req[16..18].copy_from_slice(&(flags | libc::IFF_UP as i16).to_ne_bytes());
+    // SAFETY: as above.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), SIOCSIFFLAGS as _, req.as_mut_ptr()) };
+    check(r.into(), "ioctl(SIOCSIFFLAGS)", || name.to_string())?;
+    Ok(true)
+}
