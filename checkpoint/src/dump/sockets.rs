@@ -12,7 +12,7 @@
 //!
 //! Invariant: **a socket switched into repair mode stays in repair mode until its process is
 //! killed.** Closing a socket in repair mode sends neither FIN nor RST, so killing the dumped
-//! process does not end the connection at the peer. The duplicates are kept (in [`REPAIRED`])
+//! process does not end the connection at the peer. The duplicates are kept (in `REPAIRED`)
 //! until the dumper exits. If the dump is abandoned or the processes are resumed
 //! (`--leave-running`), [`leave_repair`] switches repair off again before they run.
 //!

@@ -15,8 +15,8 @@ pub mod process;
 pub mod thread;
 
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
-pub use net::{Addr, EpollItem, EpollRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
+pub use net::{Addr, EpollItem, EpollRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord};
 pub use process::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction, TreeRecord};
 pub use thread::{SyscallState, ThreadRecord};
 
