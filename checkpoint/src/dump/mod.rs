@@ -93,6 +93,8 @@ impl DumpError {
 pub struct DumpOptions {
     /// Largest deleted-but-open file whose contents are saved (bytes); default 256 MiB.
     pub max_ghost_size: Option<u64>,
+    /// Print a progress line on stderr as processes are written.
+    pub progress: bool,
 }
 
 /// What was dumped, with the processes still frozen in `frozen`.
@@ -150,10 +152,13 @@ pub fn dump_trees<S: Store>(
     };
     writer.put_record(records::TREE, 0, 0, &tree)?;
     files::write(&file_plan, writer)?;
+    let total = frozen.procs().len();
+    let mut done = 0usize;
     for p in frozen.procs() {
         let rec = task::process_record(p)?;
         writer.put_record(records::PROCESS, p.pid as u32, 0, &rec)?;
         if p.zombie.is_some() {
+            done += 1;
             continue;
         }
         threads += p.tids.len();
@@ -164,6 +169,17 @@ pub fn dump_trees<S: Store>(
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
         writer.put_record(records::FDS, p.pid as u32, 0, &file_plan.table_of(p.pid))?;
+        done += 1;
+        if opts.progress {
+            eprint!(
+                "\rseamless: dumped {done}/{total} processes, {} MiB of pages, {:.1} s",
+                (pages * 4096) >> 20,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if opts.progress {
+        eprintln!();
     }
     Ok(DumpSummary {
         processes: frozen.procs().len(),

@@ -179,7 +179,7 @@ fn dump_and_jump(
             Target::Initramfs { cpio, .. } => cpio.display().to_string(),
         }
     );
-    let summary = dump::dump_trees(&opts.roots, &mut writer, &DumpOptions::default())?;
+    let summary = dump::dump_trees(&opts.roots, &mut writer, &DumpOptions { progress: true, ..Default::default() })?;
     clock.stage("dump");
     eprintln!(
         "seamless: dumped {} process(es), {} thread(s), {} MiB of pages, {} open file(s)",
