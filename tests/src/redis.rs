@@ -116,6 +116,7 @@ pub fn check(port: u16, n: usize) -> Result<()> {
 pub struct Pinger {
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<(Instant, bool)>>>,
+    connects: Arc<std::sync::atomic::AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -124,13 +125,15 @@ impl Pinger {
     pub fn start(port: u16, period: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (s, l) = (stop.clone(), log.clone());
+        let connects = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, l, n) = (stop.clone(), log.clone(), connects.clone());
         let thread = std::thread::spawn(move || {
             let mut conn: Option<Client> = None;
             while !s.load(Ordering::Relaxed) {
                 let ok = (|| -> Result<bool> {
                     if conn.is_none() {
                         conn = Some(Client::connect(port, Duration::from_millis(500))?);
+                        n.fetch_add(1, Ordering::Relaxed);
                     }
                     let c = conn.as_mut().context("no connection")?;
                     Ok(c.cmd(&[b"PING"])? == Reply::Status("PONG".into()))
@@ -145,7 +148,12 @@ impl Pinger {
                 std::thread::sleep(period);
             }
         });
-        Self { stop, log, thread: Some(thread) }
+        Self { stop, log, connects, thread: Some(thread) }
+    }
+
+    /// How many connections the pinger has opened so far (1 means the first one never broke).
+    pub fn connections(&self) -> usize {
+        self.connects.load(Ordering::Relaxed)
     }
 
     /// Stops and returns the longest run without an answer between two answered pings:

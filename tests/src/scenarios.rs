@@ -53,6 +53,8 @@ pub struct RedisUpgrade {
     pub kexec: KexecReport,
     /// Longest time without an answer, seen from the host.
     pub blackout: Duration,
+    /// Connections the host's pinger opened (1: its connection survived the upgrade).
+    pub connections: usize,
     /// seamless-init's report lines (stage table) from the new kernel's log.
     pub stage_lines: Vec<String>,
     /// The VM, still running the new kernel.
@@ -78,6 +80,8 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         }
     };
     let answered = wait_redis(port, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(200));
+    let connections = pinger.connections();
     let blackout = pinger.finish();
     answered?;
     let lines: Vec<String> = vm.console_since(kexec.console_from).into_iter().map(|l| l.text).collect();
@@ -104,5 +108,5 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         })
         .cloned()
         .collect();
-    Ok(RedisUpgrade { kexec, blackout: blackout.unwrap_or_default(), stage_lines, vm })
+    Ok(RedisUpgrade { kexec, blackout: blackout.unwrap_or_default(), connections, stage_lines, vm })
 }
