@@ -53,8 +53,11 @@ pub struct RedisUpgrade {
     pub kexec: KexecReport,
     /// Longest time without an answer, seen from the host.
     pub blackout: Duration,
-    /// Connections the host's pinger opened (1: its connection survived the upgrade).
+    /// Connections the host's pinger opened (it re-opens after a 500 ms timeout).
     pub connections: usize,
+    /// Whether a client connection opened before the upgrade (with a long timeout) still
+    /// worked after it, or why not.
+    pub kept_connection: Result<(), String>,
     /// seamless-init's report lines (stage table) from the new kernel's log.
     pub stage_lines: Vec<String>,
     /// The VM, still running the new kernel.
@@ -70,6 +73,9 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
     wait_redis(port, Duration::from_secs(60))?;
     redis::load(port, keys)?;
     let pid: i32 = vm.sh("cat /root/redis.pid")?.trim().parse().context("redis pid")?;
+    // A client that stays connected across the upgrade, with a timeout longer than the jump.
+    let mut kept = redis::Client::connect(port, Duration::from_secs(90))?;
+    ensure!(kept.cmd(&[b"SET", b"kept", b"before"])? == redis::Reply::Status("OK".into()), "SET kept");
     let pinger = Pinger::start(port, Duration::from_millis(20));
     let kexec = vm.upgrade(to, &format!("--pid {pid}"));
     let kexec = match kexec {
@@ -99,6 +105,12 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         running.trim() == pid.to_string(),
         "redis-server processes after the upgrade: {running:?}, expected only {pid}"
     );
+    let kept_connection = match kept.cmd(&[b"GET", b"kept"]) {
+        Ok(redis::Reply::Bulk(Some(v))) if v == b"before" => Ok(()),
+        Ok(other) => Err(format!("answered {other:?}")),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    redis::Client::connect(port, Duration::from_secs(10))?.cmd(&[b"DEL", b"kept"])?;
     redis::check(port, keys)?;
     let stage_lines = lines
         .iter()
@@ -108,5 +120,5 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         })
         .cloned()
         .collect();
-    Ok(RedisUpgrade { kexec, blackout: blackout.unwrap_or_default(), connections, stage_lines, vm })
+    Ok(RedisUpgrade { kexec, blackout: blackout.unwrap_or_default(), connections, kept_connection, stage_lines, vm })
 }

@@ -28,8 +28,10 @@ fn main() -> ExitCode {
         }
         println!("\nredis: {KEYS} keys intact, same pid, not restarted by init");
         println!("redis blackout seen from the host: {:.3} s", r.blackout.as_secs_f64());
-        let kept = if r.connections == 1 { "kept open across the upgrade (TCP_REPAIR)" } else { "re-opened" };
-        println!("the host's client connection: {kept} ({} connection(s) opened)", r.connections);
+        match &r.kept_connection {
+            Ok(()) => println!("a client connection opened before the upgrade still works after it (TCP_REPAIR)"),
+            Err(why) => println!("a client connection opened before the upgrade broke: {why}"),
+        }
         println!("  (kexec --exec to the new kernel's /init alone: {:.3} s)", r.kexec.jump_to_init.as_secs_f64());
         Ok(())
     };
