@@ -160,3 +160,34 @@ fn b_redis_keeps_its_data_across_the_upgrade() -> Result<()> {
     println!("connection opened before the upgrade, used after it: {:?}", r.kept_connection);
     Ok(())
 }
+
+/// (e) A distribution-style initramfs with the seamless hook, as the dracut module and the
+/// mkinitcpio hook build it: the root filesystem is verified before that initramfs mounts it,
+/// and seamless-init, as `init=` on the real root after the switch, restores the processes and
+/// then executes the real init. `seamless upgrade` sets `init=`/`seamless.init=` itself.
+#[test]
+fn e_hook_initramfs_restores_after_switch_root() -> Result<()> {
+    let list = &[("memory", ""), ("pipes", ""), ("vdso_glibc", "")];
+    let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
+    let mut vm = GuestBuilder::new("up-hooks").with_service().with_workloads(&names).start()?;
+    let pids = start_workloads(&mut vm, list)?;
+    let b = seamless_tests::vm::env()?.kernel(Which::B).release.clone();
+    let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
+    let k = vm.jump(
+        Which::B,
+        &format!(
+            "seamless upgrade --kernel /boot/vmlinuz-{b} --initrd /boot/initrd-hooks.img-{b} --reuse-cmdline {}",
+            targets.join(" ")
+        ),
+    )?;
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    for needle in [
+        "seamless-init: verify-root /dev/vda: ok",
+        "hook-initramfs: switching root, init /usr/lib/seamless/seamless-init",
+    ] {
+        ensure!(lines.iter().any(|l| l.contains(needle)), "no {needle:?} in the new kernel's log");
+    }
+    println!("{}", restored(&vm, &k)?);
+    ensure!(vm.sh("cat /proc/1/comm")?.trim() == "init", "PID 1 is not the real init after the hand-over");
+    expect_pass(&mut vm, &pids)
+}

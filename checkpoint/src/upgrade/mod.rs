@@ -138,6 +138,12 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
     }
     clock.stage("check");
 
+    let names = check::initramfs::list(&opts.initrd).unwrap_or_default();
+    let hooks = names.iter().any(|n| n == check::initramfs::WRAPPER_PATH);
+    let opts = &UpgradeOptions { cmdline: handover_cmdline(&opts.cmdline, hooks), ..opts.clone() };
+    if hooks {
+        eprintln!("seamless: the new initramfs has the seamless hook; command line: {}", opts.cmdline);
+    }
     let was_loaded = kexec::is_loaded();
     kexec::load(&opts.kernel, Some(&opts.initrd), &opts.cmdline).map_err(UpgradeError::Load)?;
     clock.stage("load");
@@ -146,6 +152,32 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         let _ = kexec::unload();
     }
     result
+}
+
+/// The path of seamless-init on the real root in the `init=` role.
+pub const INIT_WRAPPER: &str = "/usr/lib/seamless/seamless-init";
+
+/// With an initramfs that has the seamless hook (dracut module, mkinitcpio hook), the
+/// processes are restored after the switch to the real root, by seamless-init as `init=`,
+/// which then executes the real init named by `seamless.init=`. Rewrites the command line
+/// accordingly (keeping a given `init=` as the real init); leaves it alone otherwise, or when
+/// it already names `seamless.init=`.
+pub fn handover_cmdline(cmdline: &str, hooks: bool) -> String {
+    if !hooks || cmdline.split_whitespace().any(|w| w.starts_with("seamless.init=")) {
+        return cmdline.to_string();
+    }
+    let mut real_init = "/sbin/init".to_string();
+    let mut words: Vec<String> = Vec::new();
+    for w in cmdline.split_whitespace() {
+        match w.strip_prefix("init=") {
+            Some(i) if i != INIT_WRAPPER => real_init = i.to_string(),
+            Some(_) => {}
+            None => words.push(w.to_string()),
+        }
+    }
+    words.push(format!("init={INIT_WRAPPER}"));
+    words.push(format!("seamless.init={real_init}"));
+    words.join(" ")
 }
 
 fn dump_and_jump(
@@ -257,4 +289,24 @@ fn complete_image(
     }
     eprint!("{}", clock.table());
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handover_cmdline;
+
+    #[test]
+    fn hook_initramfs_gets_the_init_wrapper() {
+        assert_eq!(handover_cmdline("root=/dev/vda rw", false), "root=/dev/vda rw");
+        assert_eq!(
+            handover_cmdline("root=/dev/vda rw", true),
+            "root=/dev/vda rw init=/usr/lib/seamless/seamless-init seamless.init=/sbin/init"
+        );
+        assert_eq!(
+            handover_cmdline("init=/lib/systemd/systemd quiet", true),
+            "quiet init=/usr/lib/seamless/seamless-init seamless.init=/lib/systemd/systemd"
+        );
+        let done = "init=/usr/lib/seamless/seamless-init seamless.init=/bin/x";
+        assert_eq!(handover_cmdline(done, true), done);
+    }
 }

@@ -156,10 +156,13 @@ impl GuestBuilder {
         put("etc/group", b"root:x:0:\n", 0o644)?;
         put("usr/local/bin/seamless", &std::fs::read(&env.seamless_bin)?, 0o755)?;
         put("usr/local/bin/seamless-init", &std::fs::read(&env.init_bin)?, 0o755)?;
+        // Where the dracut module and the mkinitcpio hook install it (the `init=` role).
+        put("usr/lib/seamless/seamless-init", &std::fs::read(&env.init_bin)?, 0o755)?;
         for w in [Which::A, Which::B] {
             let k = env.kernel(w);
             put(&format!("boot/vmlinuz-{}", k.release), &std::fs::read(k.vmlinuz())?, 0o644)?;
             put(&format!("boot/initrd.img-{}", k.release), &std::fs::read(env.initrd(w))?, 0o644)?;
+            put(&format!("boot/initrd-hooks.img-{}", k.release), &std::fs::read(env.hook_initrd(w))?, 0o644)?;
         }
         if self.service {
             crate::service::install_into(dir)?;

@@ -73,7 +73,41 @@ pub fn load_order(dep: &str, builtin: &str, wanted: &[&str]) -> Result<Vec<Strin
 pub struct InitramfsSpec {
     /// Also pack busybox as `/bin/sh`, the rescue shell of `seamless-init`.
     pub rescue_shell: bool,
+    /// Build it like a distribution's initramfs with the seamless hook (as the dracut module
+    /// and the mkinitcpio hook do): a shell `/init` that loads the modules, runs
+    /// `seamless-init verify-root` before mounting the root filesystem, mounts it, moves /run
+    /// along and switches to it, executing `init=` from the command line.
+    pub distro_hooks: bool,
 }
+
+/// The `/init` of a hook-style initramfs: what a classic dracut or mkinitcpio image does, in
+/// a few lines of busybox shell, with the seamless hook where those tools put it.
+pub const HOOK_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=0755 tmpfs /run
+echo "hook-initramfs: started on $(uname -r)" > /dev/kmsg
+while read -r m; do
+    case "$m" in ''|'#'*) continue ;; esac
+    insmod "/lib/modules/$(uname -r)/${m%.xz}" 2>/dev/null
+done < /etc/seamless/modules
+root=/dev/vda init=/sbin/init
+for w in $(cat /proc/cmdline); do
+    case "$w" in root=*) root=${w#root=} ;; init=*) init=${w#init=} ;; esac
+done
+while [ ! -b "$root" ]; do sleep 0.05; done
+# The seamless hook (dracut pre-mount / mkinitcpio run_hook).
+/usr/lib/seamless/seamless-init verify-root --device "$root" || echo "hook-initramfs: root not verified" > /dev/kmsg
+mount -t ext4 -o rw "$root" /newroot
+mount --move /run /newroot/run
+mount --move /dev /newroot/dev
+umount /sys /proc
+echo "hook-initramfs: switching root, init $init" > /dev/kmsg
+exec switch_root /newroot "$init"
+"#;
 
 /// Builds the initramfs of `kernel` with `init_bin` as `/init` into `out`. Returns the
 /// module list it carries.
@@ -89,11 +123,23 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
     c.char_dev("dev/kmsg", 0o644, 1, 11);
     c.char_dev("dev/null", 0o666, 1, 3);
     let init = std::fs::read(init_bin).with_context(|| format!("reading {}", init_bin.display()))?;
-    c.file("init", 0o755, &init);
+    if spec.distro_hooks {
+        c.file("init", 0o755, HOOK_INIT.as_bytes());
+        c.dir("usr/lib/seamless");
+        c.file("usr/lib/seamless/seamless-init", 0o755, &init);
+    } else {
+        c.file("init", 0o755, &init);
+    }
     let base = format!("lib/modules/{}", kernel.release);
     for m in &order {
-        let data = std::fs::read(mdir.join(m)).with_context(|| format!("reading module {m}"))?;
-        c.file(&format!("{base}/{m}"), 0o644, &data);
+        let mut data = std::fs::read(mdir.join(m)).with_context(|| format!("reading module {m}"))?;
+        let mut name = m.clone();
+        if spec.distro_hooks && m.ends_with(".xz") {
+            // busybox insmod takes plain modules.
+            data = decompress_xz(&mdir.join(m))?;
+            name.truncate(name.len() - 3);
+        }
+        c.file(&format!("{base}/{name}"), 0o644, &data);
     }
     let mut list = String::from("# Loaded in order by seamless-init (dependencies first).\n");
     for m in &order {
@@ -101,13 +147,21 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
         list.push('\n');
     }
     c.file(LIST_PATH, 0o644, list.as_bytes());
-    if spec.rescue_shell {
+    if spec.rescue_shell || spec.distro_hooks {
         let bb = std::fs::read("/bin/busybox").context("reading /bin/busybox")?;
         c.file("bin/busybox", 0o755, &bb);
         c.symlink("bin/sh", "busybox");
     }
     std::fs::write(out, c.finish()).with_context(|| format!("writing {}", out.display()))?;
     Ok(order)
+}
+
+fn decompress_xz(path: &Path) -> Result<Vec<u8>> {
+    let out = std::process::Command::new("xz").arg("-dc").arg(path).output().context("running xz")?;
+    if !out.status.success() {
+        bail!("xz -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout)
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub struct Env {
     pub initrd_a: PathBuf,
     /// Initramfs of kernel B.
     pub initrd_b: PathBuf,
+    /// Hook-style initramfs of kernel A.
+    pub hook_initrd_a: PathBuf,
+    /// Hook-style initramfs of kernel B.
+    pub hook_initrd_b: PathBuf,
     /// The static `seamless-init`.
     pub init_bin: PathBuf,
     /// The static `seamless`.
@@ -58,6 +62,15 @@ impl Env {
             Which::B => &self.b,
         }
     }
+    /// The hook-style (distribution-like) initramfs of kernel `w`, installed in the guest as
+    /// `/boot/initrd-hooks.img-RELEASE`.
+    pub fn hook_initrd(&self, w: Which) -> &PathBuf {
+        match w {
+            Which::A => &self.hook_initrd_a,
+            Which::B => &self.hook_initrd_b,
+        }
+    }
+
     /// The initramfs of kernel `w`.
     pub fn initrd(&self, w: Which) -> &PathBuf {
         match w {
@@ -79,21 +92,24 @@ fn prepare() -> Result<Env> {
     let seamless_bin = crate::paths::static_seamless();
     let dir = host::cache_dir().join("initramfs");
     std::fs::create_dir_all(&dir)?;
-    let spec = initramfs::InitramfsSpec::default();
     // Built under a private name, then renamed: a concurrent run keeps reading the old file.
-    let build = |k: &Kernel| -> Result<(PathBuf, usize)> {
-        let path = dir.join(format!("initrd-{}.img", k.release));
-        let tmp = dir.join(format!("initrd-{}.img.{}", k.release, std::process::id()));
-        let modules = initramfs::build(k, &init_bin, &spec, &tmp)?;
+    let build = |k: &Kernel, prefix: &str, spec: &initramfs::InitramfsSpec| -> Result<(PathBuf, usize)> {
+        let path = dir.join(format!("{prefix}-{}.img", k.release));
+        let tmp = dir.join(format!("{prefix}-{}.img.{}", k.release, std::process::id()));
+        let modules = initramfs::build(k, &init_bin, spec, &tmp)?;
         std::fs::rename(&tmp, &path)?;
         Ok((path, modules.len()))
     };
-    let (initrd_a, ma) = build(&a)?;
-    let (initrd_b, mb) = build(&b)?;
+    let plain = initramfs::InitramfsSpec::default();
+    let hooks = initramfs::InitramfsSpec { distro_hooks: true, ..Default::default() };
+    let (initrd_a, ma) = build(&a, "initrd", &plain)?;
+    let (initrd_b, mb) = build(&b, "initrd", &plain)?;
+    let (hook_initrd_a, _) = build(&a, "initrd-hooks", &hooks)?;
+    let (hook_initrd_b, _) = build(&b, "initrd-hooks", &hooks)?;
     eprintln!("vm: initramfs A with {ma} modules, B with {mb} modules");
     let (accel, accel_reason) = accel::choose(&a)?;
     eprintln!("vm: accelerator {accel} ({accel_reason})");
-    Ok(Env { a, b, initrd_a, initrd_b, init_bin, seamless_bin, accel, accel_reason })
+    Ok(Env { a, b, initrd_a, initrd_b, hook_initrd_a, hook_initrd_b, init_bin, seamless_bin, accel, accel_reason })
 }
 
 /// The shared environment, prepared on first use.
