@@ -115,7 +115,11 @@ impl Vm {
         let _ = std::fs::remove_file(&sock);
         let kernel = env.kernel(b.boot);
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", &env.accel]);
+        // One host thread for all vCPUs under TCG: with multi-threaded TCG, a vCPU can still
+        // run a stale translation of kernel code another vCPU just patched, which shows up as an
+        // "Oops: int3" in the kernel's own text patching during early boot (seen after a kexec).
+        let accel = if env.accel == "tcg" { "tcg,thread=single".to_string() } else { env.accel.clone() };
+        cmd.args(["-accel", &accel]);
         // Under TCG, "max" emulates XSAVE and AVX, so FPU/AVX state really crosses the jump.
         cmd.args(["-cpu", if env.accel == "kvm" { "host" } else { "max" }]);
         cmd.args(["-m", &b.memory, "-smp", &b.smp.to_string()])
