@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 /// Arguments of `seamless upgrade`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Stages: checks, kernel load, freeze + dump, sync + filesystem freeze, jump. Any failure \
+before the jump resumes every process and exits non-zero with the reason.\n\
+With an initramfs that carries the seamless hook (/usr/lib/seamless/seamless-init, from the dracut module or \
+the mkinitcpio hook), init=/usr/lib/seamless/seamless-init and seamless.init=<previous init> are added to the \
+new command line, so the processes are restored after the switch to the real root.\n\
+After the boot: dmesg | grep seamless-init, and /run/seamless/report.json.")]
 pub struct Args {
     /// The new kernel image.
     #[arg(long)]
