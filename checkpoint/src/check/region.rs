@@ -2,22 +2,9 @@
 //! command lines; or else the initramfs fallback.
 
 use super::{cmdline_param, current_cmdline, CheckOptions, Verdict};
+use seamless_image::pmem_devices;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-
-/// The `/dev/pmem*` devices, sorted.
-pub fn pmem_devices() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/dev")
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("pmem") && !n.contains('.')))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 /// Size of a block device or file in bytes.
 pub fn device_size(p: &Path) -> std::io::Result<u64> {

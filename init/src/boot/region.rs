@@ -7,7 +7,7 @@
 
 use super::cmdline::RegionChoice;
 use seamless_image::pattern::{self, Pattern};
-use seamless_image::{FileStore, Reader, RecordKind, Store};
+use seamless_image::{pmem_devices, FileStore, Reader, RecordKind, Store};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -53,19 +53,6 @@ pub enum RegionStatus {
 /// which case `/dev/pmem*` devices are worth waiting for.
 fn firmware_has_pmem() -> bool {
     std::fs::read_to_string("/proc/iomem").map(|s| s.contains("Persistent Memory")).unwrap_or(false)
-}
-
-fn pmem_devices() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/dev")
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("pmem")))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// Waits up to `wait` for at least one `/dev/pmem*` node when the firmware map has

@@ -84,29 +84,32 @@ pub fn open_any(path: &Path) -> Result<Box<dyn Store>> {
     Ok(Box::new(probe))
 }
 
-/// The `/dev/pmem*` devices whose first bytes carry the seamless magic, sorted by name.
-pub fn discover_pmem() -> Vec<PathBuf> {
-    discover_in(Path::new("/dev"))
+/// The `/dev/pmem*` device nodes (persistent memory, e.g. from `memmap=SIZE!OFFSET`), sorted.
+pub fn pmem_devices() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("pmem")))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
-fn discover_in(dev: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir(dev) else { return found };
-    for ent in dir.flatten() {
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.starts_with("pmem") {
-            continue;
-        }
-        let path = ent.path();
-        let mut head = [0u8; 8];
-        let ok = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok();
-        if ok && head == crate::MAGIC {
-            found.push(path);
-        } else {
-            log::debug!("{}: no seamless magic", path.display());
-        }
-    }
-    found.sort();
-    found
+/// The `/dev/pmem*` devices whose first bytes carry the seamless magic, sorted by name.
+pub fn discover_pmem() -> Vec<PathBuf> {
+    pmem_devices()
+        .into_iter()
+        .filter(|path| {
+            let mut head = [0u8; 8];
+            let ok = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok();
+            if !(ok && head == crate::MAGIC) {
+                log::debug!("{}: no seamless magic", path.display());
+                return false;
+            }
+            true
+        })
+        .collect()
 }
