@@ -219,7 +219,8 @@ pub fn current_freeze_targets() -> Result<Vec<FreezeTarget>> {
     Ok(freeze_targets(&text, is_block_device))
 }
 
-fn thaw_all(frozen: &[FreezeTarget]) -> Vec<String> {
+/// Thaws `frozen` in reverse order (root first); returns one message per failure.
+pub fn thaw_all(frozen: &[FreezeTarget]) -> Vec<String> {
     frozen
         .iter()
         .rev()

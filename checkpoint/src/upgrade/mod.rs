@@ -102,14 +102,8 @@ fn injected(opts: &UpgradeOptions, stage: &str) -> Result<(), UpgradeError> {
 }
 
 fn thaw(targets: &[FreezeTarget]) {
-    for t in targets.iter().rev() {
-        if let Err(e) = seamless_sys::fsfreeze::thaw(&t.mountpoint) {
-            log::error!(
-                "thawing {} failed: {e}; run `fsfreeze --unfreeze {}`",
-                t.mountpoint.display(),
-                t.mountpoint.display()
-            );
-        }
+    for msg in kexec::thaw_all(targets) {
+        log::error!("{msg}; run `fsfreeze --unfreeze` on that mount point");
     }
 }
 

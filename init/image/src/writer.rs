@@ -109,6 +109,19 @@ impl<S: Store> Writer<S> {
         Ok(index)
     }
 
+    /// Raw data (page chunks, blobs) is capped at [`MAX_CHUNK_LEN`] per entry.
+    fn check_raw_len(&self, len: usize, what: impl FnOnce() -> String) -> Result<()> {
+        if len as u64 > MAX_CHUNK_LEN {
+            return Err(ImageError::NoSpace {
+                store: self.store.describe(),
+                what: what(),
+                needed: len as u64,
+                limit: MAX_CHUNK_LEN,
+            });
+        }
+        Ok(())
+    }
+
     /// Stores a postcard-encoded record; returns its entry index.
     pub fn put_record<T: Serialize + ?Sized>(
         &mut self,
@@ -133,14 +146,7 @@ impl<S: Store> Writer<S> {
     /// Stores raw bytes (not postcard) under [`RecordKind::BLOB`], e.g. a deleted file's
     /// contents. At most [`MAX_CHUNK_LEN`] bytes per call.
     pub fn put_blob(&mut self, owner: u32, tag: u64, data: &[u8]) -> Result<u32> {
-        if data.len() as u64 > MAX_CHUNK_LEN {
-            return Err(ImageError::NoSpace {
-                store: self.store.describe(),
-                what: format!("blob {tag:#x} of owner {owner}"),
-                needed: data.len() as u64,
-                limit: MAX_CHUNK_LEN,
-            });
-        }
+        self.check_raw_len(data.len(), || format!("blob {tag:#x} of owner {owner}"))?;
         let at = align(self.pos, 8);
         self.push(RecordKind::BLOB, owner, tag, at, data)
     }
@@ -151,14 +157,7 @@ impl<S: Store> Writer<S> {
         if data.is_empty() || !data.len().is_multiple_of(PAGE_SIZE) {
             return Err(ImageError::UnalignedChunk { owner, vaddr, len: data.len() });
         }
-        if data.len() as u64 > MAX_CHUNK_LEN {
-            return Err(ImageError::NoSpace {
-                store: self.store.describe(),
-                what: format!("page chunk at {vaddr:#x} of owner {owner}"),
-                needed: data.len() as u64,
-                limit: MAX_CHUNK_LEN,
-            });
-        }
+        self.check_raw_len(data.len(), || format!("page chunk at {vaddr:#x} of owner {owner}"))?;
         let at = align(self.pos, PAGE_SIZE as u64);
         self.push(RecordKind::PAGE_CHUNK, owner, vaddr, at, data)
     }

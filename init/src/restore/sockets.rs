@@ -202,26 +202,12 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
             Ok(a)
         }
         SockState::Listen { backlog } => {
-            let fd = sock()?;
-            if s.family == libc::AF_UNIX {
-                bind_unix(id, &fd, s)?;
-                set_opts(id, fd.as_raw_fd(), s, false)?;
-            } else {
-                set_opts(id, fd.as_raw_fd(), s, true)?;
-                bind_ip(id, fd.as_raw_fd(), s)?;
-            }
+            let fd = bound(id, sock()?, s)?;
             net::listen(fd.as_raw_fd(), *backlog).map_err(|e| fail(id, "listen", e))?;
             Ok(fd)
         }
         SockState::Unconnected | SockState::Connected => {
-            let fd = sock()?;
-            if s.family == libc::AF_UNIX {
-                bind_unix(id, &fd, s)?;
-                set_opts(id, fd.as_raw_fd(), s, false)?;
-            } else {
-                set_opts(id, fd.as_raw_fd(), s, true)?;
-                bind_ip(id, fd.as_raw_fd(), s)?;
-            }
+            let fd = bound(id, sock()?, s)?;
             if matches!(s.state, SockState::Connected) {
                 net::connect(fd.as_raw_fd(), &s.peer.to_raw())
                     .map_err(|e| fail(id, &format!("connect {}", s.peer), e))?;
@@ -229,6 +215,19 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
             Ok(fd)
         }
     }
+}
+
+/// Gives a fresh socket its options and its saved local address (a unix path is bound
+/// first, IP options such as SO_REUSEADDR must come before the bind).
+fn bound(id: u32, fd: OwnedFd, s: &SocketRecord) -> Result<OwnedFd, RestoreError> {
+    if s.family == libc::AF_UNIX {
+        bind_unix(id, &fd, s)?;
+        set_opts(id, fd.as_raw_fd(), s, false)?;
+    } else {
+        set_opts(id, fd.as_raw_fd(), s, true)?;
+        bind_ip(id, fd.as_raw_fd(), s)?;
+    }
+    Ok(fd)
 }
 
 fn unreachable(e: &std::io::Error) -> bool {
