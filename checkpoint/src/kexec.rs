@@ -224,7 +224,13 @@ pub fn thaw_all(frozen: &[FreezeTarget]) -> Vec<String> {
     frozen
         .iter()
         .rev()
-        .filter_map(|t| seamless_sys::fsfreeze::thaw(&t.mountpoint).err().map(|e| e.to_string()))
+        .filter_map(|t| match seamless_sys::fsfreeze::thaw(&t.mountpoint) {
+            Ok(()) => {
+                crate::supervisor::note(&crate::supervisor::Undo::Thawed(t.mountpoint.clone()));
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        })
         .collect()
 }
 
@@ -238,6 +244,7 @@ pub fn freeze_all(targets: &[FreezeTarget]) -> Result<()> {
             }
             return Err(KexecError::Freeze { mountpoint: t.mountpoint.clone(), source_dev: t.source.clone(), source });
         }
+        crate::supervisor::note(&crate::supervisor::Undo::Frozen(t.mountpoint.clone()));
         log::debug!("froze {} ({}, {})", t.mountpoint.display(), t.source, t.fstype);
     }
     Ok(())

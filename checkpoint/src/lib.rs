@@ -3,6 +3,8 @@
 pub mod check;
 pub mod dump;
 pub mod inspect;
+pub mod interrupt;
 pub mod kexec;
+pub mod supervisor;
 pub mod targets;
 pub mod upgrade;

@@ -49,7 +49,7 @@ pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "big_mem",
         link: Link::Static,
-        summary: "one 1 GiB anonymous area with a pattern (size in MiB as second argument)",
+        summary: "one 1 GiB anonymous area with a pattern (size in MiB as second argument, busy threads as third)",
     },
     Workload {
         name: "brk",

@@ -29,6 +29,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = dump_trees(&args.tree, &mut writer, &DumpOptions::default())
         .map_err(|e| anyhow::anyhow!("dump failed, processes resumed: {e}"))?;
     let used = writer.used();
+    if let Err(e) = seamless::interrupt::check("the dump") {
+        summary.frozen.resume();
+        anyhow::bail!("dump stopped, every process resumed, the image left incomplete: {e}");
+    }
     if let Err(e) = writer.finish() {
         summary.frozen.resume();
         anyhow::bail!("dump failed, processes resumed: writing the image: {e}");

@@ -46,15 +46,23 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let result = match cli.command {
-        Command::Upgrade(a) => upgrade::run(a),
-        Command::Check(a) => check::run(a),
-        Command::Inspect(a) => inspect::run(a),
-        Command::Kexec(a) => kexec::run(a),
-        Command::Dump(a) => dump::run(a),
-        Command::Restore(a) => restore::run(a),
-        Command::Region(a) => region::run(a),
-    };
+    // Commands that hold processes or frozen filesystems run under a supervisor, so that an
+    // interruption or a kill of either process rolls back instead of losing anything.
+    use seamless::supervisor::run as supervised;
+    match cli.command {
+        Command::Upgrade(a) => supervised("upgrade", || outcome(upgrade::run(a))),
+        Command::Check(a) => outcome(check::run(a)),
+        Command::Inspect(a) => outcome(inspect::run(a)),
+        Command::Kexec(a) if a.exec => supervised("kexec", || outcome(kexec::run(a))),
+        Command::Kexec(a) => outcome(kexec::run(a)),
+        Command::Dump(a) => supervised("dump", || outcome(dump::run(a))),
+        Command::Restore(a) => outcome(restore::run(a)),
+        Command::Region(a) => outcome(region::run(a)),
+    }
+}
+
+/// Prints an error once and maps it to exit code 1.
+fn outcome(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -108,6 +108,7 @@ pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
     }
     // Repeat until a whole pass finds nothing new.
     loop {
+        crate::interrupt::check("freeze")?;
         let mut changed = false;
         let mut order: Vec<(i32, i32)> = Vec::new(); // (pid, ppid)
         let mut queue: Vec<(i32, i32)> = roots.iter().map(|&r| (r, 0)).collect();

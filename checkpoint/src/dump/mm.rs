@@ -154,6 +154,7 @@ fn flush<S: Store>(
     start: u64,
     pages: usize,
 ) -> Result<u64, DumpError> {
+    crate::interrupt::check("memory dump")?;
     let len = pages * PAGE_SIZE;
     mem.read(start, &mut buf[..len])
         .map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;

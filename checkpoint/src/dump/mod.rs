@@ -69,6 +69,9 @@ pub enum DumpError {
     /// Writing the image failed.
     #[error("writing the image: {0}")]
     Image(#[from] ImageError),
+    /// The operator (or a service manager) asked seamless to stop.
+    #[error("{0}")]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// The given pid does not exist or is not dumpable.
     #[error("pid {pid}: {reason}")]
     BadTarget {
@@ -138,6 +141,7 @@ pub fn dump_trees<S: Store>(
         mm::precheck(p.pid)?;
     }
     let file_plan = files::collect(&frozen, opts)?;
+    crate::interrupt::check("pre-check")?;
     for p in frozen.procs() {
         if p.zombie.is_some() {
             continue;
@@ -155,6 +159,7 @@ pub fn dump_trees<S: Store>(
     let total = frozen.procs().len();
     let mut done = 0usize;
     for p in frozen.procs() {
+        crate::interrupt::check("dump")?;
         let rec = task::process_record(p)?;
         writer.put_record(records::PROCESS, p.pid as u32, 0, &rec)?;
         if p.zombie.is_some() {

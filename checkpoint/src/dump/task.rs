@@ -13,6 +13,11 @@ use seamless_init::restore::procfs::{self, status_get};
 pub const SCRATCH: u64 = 4096;
 
 /// An injected anonymous scratch page in a stopped process, unmapped by [`Scratch::release`].
+///
+/// Every thread injected into is handed back through [`Remote::finish`]: registers as they
+/// were, single-stepping disarmed, signals that arrived meanwhile queued again. Dropping a
+/// `Scratch` on an error path does the same (best effort), so a failed dump never detaches
+/// from a thread whose registers point into injected code.
 #[derive(Debug)]
 pub struct Scratch {
     /// The thread syscalls run in.
@@ -21,6 +26,8 @@ pub struct Scratch {
     pub addr: u64,
     /// Memory access.
     pub mem: Mem,
+    pid: i32,
+    released: bool,
 }
 
 impl Scratch {
@@ -29,31 +36,38 @@ impl Scratch {
         let ip = inject::find_syscall_insn(pid).map_err(|e| DumpError::io(pid, "finding a syscall instruction", e))?;
         let mut remote =
             Remote::new(tid, ip).map_err(|e| DumpError::Inject { pid, what: "taking over".into(), source: e })?;
-        let addr = remote
-            .syscall(
-                "mmap",
-                libc::SYS_mmap,
-                [
-                    0,
-                    SCRATCH,
-                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                    u64::MAX,
-                    0,
-                ],
-            )
-            .map_err(|e| DumpError::Inject { pid, what: "mapping a scratch page".into(), source: e })?;
-        let mem = Mem::open(pid, true).map_err(|e| DumpError::io(pid, "opening /proc/PID/mem", e))?;
-        Ok(Self { remote, addr, mem })
+        let mapped = remote.syscall(
+            "mmap",
+            libc::SYS_mmap,
+            [
+                0,
+                SCRATCH,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        );
+        let addr = match mapped {
+            Ok(a) => a,
+            Err(e) => {
+                hand_back(pid, &mut remote);
+                return Err(DumpError::Inject { pid, what: "mapping a scratch page".into(), source: e });
+            }
+        };
+        match Mem::open(pid, true) {
+            Ok(mem) => Ok(Self { remote, addr, mem, pid, released: false }),
+            Err(e) => {
+                let _ = remote.syscall("munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]);
+                hand_back(pid, &mut remote);
+                Err(DumpError::io(pid, "opening /proc/PID/mem", e))
+            }
+        }
     }
 
     /// Uses another thread of the same process for the next calls.
     pub fn switch_thread(&mut self, pid: i32, tid: i32) -> Result<(), DumpError> {
-        self.remote.restore_regs().map_err(|e| DumpError::Inject {
-            pid,
-            what: "restoring registers".into(),
-            source: e,
-        })?;
+        finish(pid, &mut self.remote)?;
         let ip = self.remote.syscall_ip;
         self.remote = Remote::new(tid, ip).map_err(|e| DumpError::Inject {
             pid,
@@ -75,11 +89,42 @@ impl Scratch {
         Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
     }
 
-    /// Unmaps the page and puts the registers back.
+    /// Unmaps the page and hands the thread back (registers, single-step, signals).
     pub fn release(mut self, pid: i32) -> Result<(), DumpError> {
         let addr = self.addr;
-        self.call(pid, "munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0])?;
-        self.remote.restore_regs().map_err(|e| DumpError::Inject { pid, what: "restoring registers".into(), source: e })
+        self.released = true;
+        let unmapped = self.call(pid, "munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]);
+        let finished = finish(pid, &mut self.remote);
+        unmapped.and(finished).map(|_| ())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (pid, addr) = (self.pid, self.addr);
+        if let Err(e) = self.remote.syscall("munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]) {
+            log::warn!("pid {pid}: scratch page at {addr:#x} left mapped: {e}");
+        }
+        hand_back(pid, &mut self.remote);
+    }
+}
+
+/// [`Remote::finish`] plus re-queueing the signals that arrived while injecting.
+fn finish(pid: i32, remote: &mut Remote) -> Result<(), DumpError> {
+    remote.finish().map_err(|e| DumpError::Inject { pid, what: "handing the thread back".into(), source: e })?;
+    for sig in std::mem::take(&mut remote.deferred_signals) {
+        seamless_sys::proc::tgkill(pid, remote.tid, sig).map_err(|e| DumpError::sys(pid, "re-queueing a signal", e))?;
+    }
+    Ok(())
+}
+
+/// [`finish`] on an error path: failures are only logged.
+fn hand_back(pid: i32, remote: &mut Remote) {
+    if let Err(e) = finish(pid, remote) {
+        log::error!("pid {pid}: thread {} may not resume cleanly: {e}", remote.tid);
     }
 }
 

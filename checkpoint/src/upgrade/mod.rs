@@ -22,7 +22,9 @@ pub use stages::StageClock;
 
 use crate::check::{self, CheckOptions};
 use crate::dump::{self, DumpError, DumpOptions};
+use crate::interrupt;
 use crate::kexec::{self, FreezeTarget, KexecError};
+use crate::supervisor::{self, Undo};
 use seamless_image::upgrade::{read_identity, Upgrade};
 use seamless_image::{BlockStore, CpioStore, ImageError, RecordKind, Store, Writer, WriterInfo};
 use std::path::{Path, PathBuf};
@@ -48,6 +50,9 @@ pub enum UpgradeError {
     /// Freezing filesystems failed.
     #[error("{0}; the processes were resumed")]
     Freeze(KexecError),
+    /// The operator (or a service manager) asked seamless to stop.
+    #[error("{0}; the filesystems were thawed, the kernel unloaded and every process resumed")]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// A failure injected for testing.
     #[error("failure injected at stage {0}; everything was resumed")]
     Injected(String),
@@ -93,6 +98,15 @@ enum Target {
     Initramfs { cpio: PathBuf, combined: PathBuf },
 }
 
+/// Testing aid: `--inject-failure pause-after-freeze[=SECONDS]` holds the upgrade with the
+/// filesystems frozen (default 30 s) so that a test can kill or interrupt it there; an
+/// interrupting signal ends the pause and rolls back.
+fn testing_pause(opts: &UpgradeOptions) -> Option<std::time::Duration> {
+    let v = opts.inject_failure.as_deref()?.strip_prefix("pause-after-freeze")?;
+    let secs = v.strip_prefix('=').and_then(|s| s.parse().ok()).unwrap_or(30);
+    Some(std::time::Duration::from_secs(secs))
+}
+
 fn injected(opts: &UpgradeOptions, stage: &str) -> Result<(), UpgradeError> {
     if opts.inject_failure.as_deref() == Some(stage) {
         log::warn!("injecting a failure at stage {stage}, as asked");
@@ -131,6 +145,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         return Err(UpgradeError::Check(report));
     }
     clock.stage("check");
+    interrupt::check("the pre-flight checks")?;
 
     let names = check::initramfs::list(&opts.initrd).unwrap_or_default();
     let hooks = names.iter().any(|n| n == check::initramfs::WRAPPER_PATH);
@@ -140,10 +155,15 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
     }
     let was_loaded = kexec::is_loaded();
     kexec::load(&opts.kernel, Some(&opts.initrd), &opts.cmdline).map_err(UpgradeError::Load)?;
-    clock.stage("load");
-    let result = dump_and_jump(opts, region, &mut clock);
     if !was_loaded {
-        let _ = kexec::unload();
+        supervisor::note(&Undo::KernelLoaded);
+    }
+    clock.stage("load");
+    let result = interrupt::check("the kernel load")
+        .map_err(UpgradeError::from)
+        .and_then(|()| dump_and_jump(opts, region, &mut clock));
+    if !was_loaded && kexec::unload().is_ok() {
+        supervisor::note(&Undo::KernelUnloaded);
     }
     result
 }
@@ -215,25 +235,46 @@ fn dump_and_jump(
         summary.files
     );
     injected(opts, "dump")?;
+    interrupt::check("the dump")?;
 
     let targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
     kexec::freeze_all(&targets).map_err(UpgradeError::Freeze)?;
     clock.stage("sync+freeze");
+    if let Some(pause) = testing_pause(opts) {
+        eprintln!("seamless: testing: paused {} s after the freeze (pid {})", pause.as_secs(), std::process::id());
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until && interrupt::check("the pause after the freeze").is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     let completed = complete_image(opts, &target, writer, &targets, clock);
     let mut store = match completed {
         Ok(store) => store,
         Err(e) => {
+            if let Target::Initramfs { cpio, .. } = &target {
+                // The image may have been completed before the failure: it must never be restored.
+                if let Ok(mut s) = CpioStore::open(cpio) {
+                    if seamless_image::invalidate(&mut s).is_ok() {
+                        supervisor::note(&Undo::ImageInvalidated);
+                    }
+                }
+            }
             thaw(&targets);
             return Err(e);
         }
     };
-    let err = injected(opts, "jump").err().map(Ok).unwrap_or_else(|| {
-        eprintln!("seamless: jumping into the loaded kernel {}", opts.kernel.display());
-        Err(seamless_sys::kexec::kexec_reboot())
-    });
+    let err = injected(opts, "jump")
+        .and_then(|()| Ok(interrupt::check("the last step before the jump")?))
+        .err()
+        .map(Ok)
+        .unwrap_or_else(|| {
+            eprintln!("seamless: jumping into the loaded kernel {}", opts.kernel.display());
+            Err(seamless_sys::kexec::kexec_reboot())
+        });
     // Still here: the jump did not happen. Make sure the image is never restored.
-    if let Err(e) = seamless_image::invalidate(&mut store) {
-        log::error!("could not invalidate the image ({e}); wipe it with `seamless region wipe`");
+    match seamless_image::invalidate(&mut store) {
+        Ok(()) => supervisor::note(&Undo::ImageInvalidated),
+        Err(e) => log::error!("could not invalidate the image ({e}); wipe it with `seamless region wipe`"),
     }
     thaw(&targets);
     drop(summary); // resumes every process
@@ -275,6 +316,10 @@ fn complete_image(
     };
     writer.put_record(RecordKind::UPGRADE, 0, 0, &record)?;
     let store = writer.finish()?;
+    supervisor::note(&match target {
+        Target::Region(dev) => Undo::RegionImage(dev.clone()),
+        Target::Initramfs { cpio, .. } => Undo::CpioImage(cpio.clone()),
+    });
     clock.stage("complete");
     if let Target::Initramfs { cpio, combined } = target {
         seamless_image::append_to_initrd(&opts.initrd, cpio, combined)?;

@@ -122,6 +122,32 @@ impl Remote {
         ptrace::set_regs(self.tid, &self.saved)?;
         Ok(())
     }
+
+    /// Puts the saved registers back and leaves the thread in a plain `PTRACE_EVENT_STOP`
+    /// with single-stepping disarmed, so that it is safe to lose the tracer at any moment
+    /// from here on: the kernel keeps the trap flag (and the syscall-exit trap) of
+    /// `PTRACE_SINGLESTEP` armed until the next resume request, and a tracer that dies
+    /// without one (SIGKILL, crash) would leave the thread to die of SIGTRAP. A resume from
+    /// the single-step stop with a pending `PTRACE_INTERRUPT` disarms it and stops again
+    /// before any user code runs.
+    pub fn finish(&mut self) -> Result<(), InjectError> {
+        ptrace::set_regs(self.tid, &self.saved)?;
+        ptrace::interrupt(self.tid)?;
+        ptrace::cont(self.tid, 0)?;
+        loop {
+            let (_, st) = ptrace::wait(self.tid)?;
+            match st {
+                WaitStatus::Stopped { event: ptrace::EVENT_STOP, .. } => return Ok(()),
+                WaitStatus::Stopped { sig, event: 0 } => {
+                    // A real signal: keep it for later (re-queued by the caller) and go on.
+                    self.deferred_signals.push(sig);
+                    ptrace::cont(self.tid, 0)?;
+                }
+                WaitStatus::Stopped { .. } => ptrace::cont(self.tid, 0)?,
+                other => return Err(InjectError::Unexpected { tid: self.tid, nr: u64::MAX, status: other }),
+            }
+        }
+    }
 }
 
 /// Finds a `syscall` instruction (0f 05) inside the `[vdso]` of `pid`.

@@ -16,6 +16,7 @@ pub mod net;
 pub mod proc;
 pub mod ptrace;
 pub mod rtnl;
+pub mod signal;
 pub mod timens;
 
 pub use error::{SysError, SysResult};

@@ -152,6 +152,13 @@ pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
     check(r as libc::c_long, "kill", || format!("pid {pid} signal {sig}")).map(|_| ())
 }
 
+/// `tgkill(tgid, tid, sig)`: a signal to one thread.
+pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) };
+    check(r, "tgkill", || format!("pid {tgid} thread {tid} signal {sig}")).map(|_| ())
+}
+
 /// `setsid()`.
 pub fn setsid() -> SysResult<i32> {
     // SAFETY: no arguments.
