@@ -145,6 +145,50 @@ fn d_failure_before_jump_leaves_everything_running() -> Result<()> {
         }
         println!("failure at {stage}: {}", r.output.lines().last().unwrap_or(""));
     }
+    // Killed with the filesystems frozen, the image complete and the kernel loaded: SIGKILL of
+    // the process the operator started (its worker rolls back), then SIGKILL of the worker
+    // (the supervisor thaws, unloads and invalidates what the worker's journal left).
+    for victim in ["supervisor", "worker"] {
+        vm.sh(&format!(
+            "seamless upgrade --kernel /boot/vmlinuz-{b} --initrd /boot/initrd.img-{b} --reuse-cmdline {} \
+             --inject-failure pause-before-jump=300 >/run/up-{victim}.log 2>&1 & echo $! >/run/up-{victim}.pid",
+            targets.join(" ")
+        ))?;
+        let paused = vm.run_timeout(
+            &format!("for i in $(seq 1200); do grep -q 'testing: paused' /run/up-{victim}.log && exit 0; sleep 0.1; done; cat /run/up-{victim}.log; exit 1"),
+            Duration::from_secs(150),
+        )?;
+        ensure!(paused.status == 0, "the upgrade never reached the pause: {}", paused.output);
+        let pid = match victim {
+            "supervisor" => vm.sh(&format!("cat /run/up-{victim}.pid"))?,
+            _ => vm.sh(&format!("sed -n 's/.*testing: paused.*(pid \\([0-9]*\\)).*/\\1/p' /run/up-{victim}.log"))?,
+        };
+        let pid: i32 = pid.trim().parse().with_context(|| format!("pid of the {victim}: {pid:?}"))?;
+        vm.sh(&format!("kill -KILL {pid}"))?;
+        let gone = vm.run_timeout(
+            "for i in $(seq 600); do pidof seamless >/dev/null || exit 0; sleep 0.1; done; ps; exit 1",
+            Duration::from_secs(90),
+        )?;
+        ensure!(gone.status == 0, "seamless still running after SIGKILL of the {victim}: {}", gone.output);
+        let log = vm.sh(&format!("cat /run/up-{victim}.log"))?;
+        vm.run_timeout("echo ok > /root/after-kill && sync", Duration::from_secs(20))
+            .and_then(|r| if r.status == 0 { Ok(()) } else { anyhow::bail!("{}", r.output) })
+            .with_context(|| format!("root not writable after SIGKILL of the {victim}; upgrade log:\n{log}"))?;
+        ensure!(
+            vm.sh("cat /sys/kernel/kexec_loaded")?.trim() == "0",
+            "kernel left loaded after SIGKILL of the {victim}; upgrade log:\n{log}"
+        );
+        let inspect = vm.run("seamless inspect /dev/pmem0")?;
+        ensure!(inspect.status != 0, "a restorable image was left after SIGKILL of the {victim}:\n{log}");
+        for (w, pid) in &pids {
+            let state = vm.sh(&format!("grep -E '^(State|TracerPid)' /proc/{pid}/status | tr -s '\\t ' ' '"))?;
+            ensure!(
+                state.contains("TracerPid: 0") && !state.contains("(stopped)") && !state.contains("t (tracing"),
+                "{w} (pid {pid}) not running untraced after SIGKILL of the {victim}: {state}\n{log}"
+            );
+        }
+        println!("SIGKILL of the {victim} before the jump:\n{}", log.trim());
+    }
     expect_pass(&mut vm, &pids)
 }
 

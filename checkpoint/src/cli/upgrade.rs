@@ -34,7 +34,8 @@ pub struct Args {
     /// Go on even if pre-flight checks fail.
     #[arg(long)]
     pub force: bool,
-    /// Testing aid: fail on purpose at a stage (dump, freeze, jump) to exercise the roll-back.
+    /// Testing aid: fail on purpose at a stage (dump, freeze, jump) to exercise the roll-back,
+    /// or hold just before the jump (pause-before-jump[=SECONDS]) to be interrupted or killed.
     #[arg(long, value_name = "STAGE", hide = true)]
     pub inject_failure: Option<String>,
 }

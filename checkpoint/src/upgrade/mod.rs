@@ -98,17 +98,19 @@ enum Target {
     Initramfs { cpio: PathBuf, combined: PathBuf },
 }
 
-/// Testing aid: `--inject-failure pause-after-freeze[=SECONDS]` holds the upgrade with the
-/// filesystems frozen (default 30 s) so that a test can kill or interrupt it there; an
-/// interrupting signal ends the pause and rolls back.
+/// Testing aid: `--inject-failure pause-before-jump[=SECONDS]` holds the upgrade just before
+/// the jump, with the filesystems frozen, the image complete and the kernel loaded (default
+/// 30 s), so that a test can kill or interrupt it there; an interrupting signal ends the
+/// pause and rolls back, and when the pause ends the upgrade fails as at stage `jump`.
 fn testing_pause(opts: &UpgradeOptions) -> Option<std::time::Duration> {
-    let v = opts.inject_failure.as_deref()?.strip_prefix("pause-after-freeze")?;
+    let v = opts.inject_failure.as_deref()?.strip_prefix("pause-before-jump")?;
     let secs = v.strip_prefix('=').and_then(|s| s.parse().ok()).unwrap_or(30);
     Some(std::time::Duration::from_secs(secs))
 }
 
 fn injected(opts: &UpgradeOptions, stage: &str) -> Result<(), UpgradeError> {
-    if opts.inject_failure.as_deref() == Some(stage) {
+    let paused_before = stage == "jump" && testing_pause(opts).is_some();
+    if opts.inject_failure.as_deref() == Some(stage) || paused_before {
         log::warn!("injecting a failure at stage {stage}, as asked");
         return Err(UpgradeError::Injected(stage.into()));
     }
@@ -240,13 +242,6 @@ fn dump_and_jump(
     let targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
     kexec::freeze_all(&targets).map_err(UpgradeError::Freeze)?;
     clock.stage("sync+freeze");
-    if let Some(pause) = testing_pause(opts) {
-        eprintln!("seamless: testing: paused {} s after the freeze (pid {})", pause.as_secs(), std::process::id());
-        let until = std::time::Instant::now() + pause;
-        while std::time::Instant::now() < until && interrupt::check("the pause after the freeze").is_ok() {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
     let completed = complete_image(opts, &target, writer, &targets, clock);
     let mut store = match completed {
         Ok(store) => store,
@@ -263,8 +258,20 @@ fn dump_and_jump(
             return Err(e);
         }
     };
-    let err = injected(opts, "jump")
-        .and_then(|()| Ok(interrupt::check("the last step before the jump")?))
+    if let Some(pause) = testing_pause(opts) {
+        eprintln!(
+            "seamless: testing: paused {} s with the filesystems frozen and the image complete (pid {})",
+            pause.as_secs(),
+            std::process::id()
+        );
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until && interrupt::check("the pause before the jump").is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let err = interrupt::check("the last step before the jump")
+        .map_err(UpgradeError::from)
+        .and_then(|()| injected(opts, "jump"))
         .err()
         .map(Ok)
         .unwrap_or_else(|| {
