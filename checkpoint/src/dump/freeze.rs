@@ -1,6 +1,7 @@
 //! Freezing: walk the trees, `PTRACE_SEIZE` + `PTRACE_INTERRUPT` every thread, wait for the
 //! stops, and repeat until no new thread or child appears. [`Frozen`] detaches on drop.
 
+use super::threads::{ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use super::DumpError;
 use seamless_init::restore::procfs;
 use seamless_sys::ptrace::{self, WaitStatus};
@@ -95,6 +96,52 @@ fn seize_one(tid: i32) -> Result<(), seamless_sys::SysError> {
     }
 }
 
+/// Most instructions a thread is single-stepped to leave the vDSO.
+const VDSO_STEP_LIMIT: usize = 100_000;
+
+/// A thread stopped in the middle of a vDSO function (not in a system call made from it) is
+/// single-stepped until it has left the vDSO: on another kernel the old vDSO's code is only a
+/// trampoline at each function's first instruction (see `seamless_init::restore::vdso`), and
+/// the rest of the old code reads data pages that no longer exist. The thread only runs its
+/// own code a little further, as if the freeze had come a few instructions later.
+fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
+    let maps = procfs::read_maps(p.pid).map_err(|e| DumpError::io(p.pid, "reading maps", e))?;
+    let Some(vdso) = maps.iter().find(|m| m.name == "[vdso]").map(|m| m.start..m.end) else {
+        return Ok(());
+    };
+    for &tid in &p.tids {
+        let regs = ptrace::get_regs(tid).map_err(|e| DumpError::sys(p.pid, format!("registers of thread {tid}"), e))?;
+        let restart = [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK];
+        let in_syscall = regs[ptrace::REG_ORIG_RAX] as i64 >= 0 && restart.contains(&(regs[ptrace::REG_RAX] as i64));
+        if !vdso.contains(&regs[ptrace::REG_RIP]) || in_syscall {
+            continue;
+        }
+        let mut remote = seamless_init::restore::inject::Remote::new(tid, 0).map_err(|e| DumpError::Inject {
+            pid: p.pid,
+            what: format!("taking over thread {tid}"),
+            source: e,
+        })?;
+        let out = remote.step_out_of(vdso.clone(), VDSO_STEP_LIMIT);
+        super::task::finish(p.pid, &mut remote)?;
+        match out {
+            Ok(true) => log::debug!("pid {}: thread {tid} stepped out of the vDSO", p.pid),
+            Ok(false) => log::warn!(
+                "pid {}: thread {tid} is still inside the vDSO after {VDSO_STEP_LIMIT} instructions; a restore on \
+                 another kernel may fail for it",
+                p.pid
+            ),
+            Err(e) => {
+                return Err(DumpError::Inject {
+                    pid: p.pid,
+                    what: format!("stepping thread {tid} out of the vDSO"),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Freezes the trees rooted at `roots`.
 pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
     let me = std::process::id() as i32;
@@ -155,6 +202,9 @@ pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
                     procfs::tids(pid).map_err(|e| DumpError::io(pid, "listing threads", e))?
                 };
                 frozen.procs.push(FrozenProc { pid, ppid, tids, zombie });
+            }
+            for p in frozen.procs.iter().filter(|p| p.zombie.is_none()) {
+                settle_out_of_vdso(p)?;
             }
             return Ok(frozen);
         }

@@ -113,7 +113,7 @@ impl Drop for Scratch {
 }
 
 /// [`Remote::finish`] plus re-queueing the signals that arrived while injecting.
-fn finish(pid: i32, remote: &mut Remote) -> Result<(), DumpError> {
+pub(crate) fn finish(pid: i32, remote: &mut Remote) -> Result<(), DumpError> {
     remote.finish().map_err(|e| DumpError::Inject { pid, what: "handing the thread back".into(), source: e })?;
     for sig in std::mem::take(&mut remote.deferred_signals) {
         seamless_sys::proc::tgkill(pid, remote.tid, sig).map_err(|e| DumpError::sys(pid, "re-queueing a signal", e))?;

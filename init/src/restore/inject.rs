@@ -123,6 +123,32 @@ impl Remote {
         Ok(())
     }
 
+    /// Single-steps the thread's own code until its instruction pointer is outside `range`
+    /// (at most `max_steps` instructions); the registers reached become the saved ones.
+    /// Returns whether it got out. Call [`Remote::finish`] afterwards.
+    pub fn step_out_of(&mut self, range: std::ops::Range<u64>, max_steps: usize) -> Result<bool, InjectError> {
+        let mut rip = self.saved[REG_RIP];
+        let mut steps = 0;
+        while range.contains(&rip) && steps < max_steps {
+            ptrace::singlestep(self.tid)?;
+            let (_, st) = ptrace::wait(self.tid)?;
+            match st {
+                WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 }
+                | WaitStatus::Stopped { event: ptrace::EVENT_STOP, .. } => {}
+                WaitStatus::Stopped { event: 0, sig } => self.deferred_signals.push(sig),
+                WaitStatus::Stopped { event: ptrace::EVENT_CLONE, .. } => {
+                    self.new_threads.push(ptrace::event_msg(self.tid)? as i32)
+                }
+                WaitStatus::Stopped { .. } => {}
+                other => return Err(InjectError::Unexpected { tid: self.tid, nr: u64::MAX, status: other }),
+            }
+            self.saved = ptrace::get_regs(self.tid)?;
+            rip = self.saved[REG_RIP];
+            steps += 1;
+        }
+        Ok(!range.contains(&rip))
+    }
+
     /// Puts the saved registers back and leaves the thread in a plain `PTRACE_EVENT_STOP`
     /// with single-stepping disarmed, so that it is safe to lose the tracer at any moment
     /// from here on: the kernel keeps the trap flag (and the syscall-exit trap) of
