@@ -205,6 +205,13 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         return report;
     }
     let t = Instant::now();
+    let (changed, problems) = crate::sysctl::apply(&upgrade.sysctls);
+    log::info!("{changed} of {} recorded sysctls set to the old kernel's values", upgrade.sysctls.len());
+    for problem in problems {
+        log::warn!("{problem}");
+    }
+    report.restore_stages.push(("sysctls".into(), t.elapsed().as_micros() as u64));
+    let t = Instant::now();
     for problem in crate::network::configure(upgrade) {
         log::warn!("network: {problem}");
     }

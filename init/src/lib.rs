@@ -4,3 +4,4 @@ pub mod restore;
 pub mod boot;
 pub mod handover;
 pub mod network;
+pub mod sysctl;

@@ -17,6 +17,7 @@
 
 mod net;
 mod stages;
+pub mod sysctl;
 
 pub use stages::StageClock;
 
@@ -320,6 +321,7 @@ fn complete_image(
         stages: clock.stages(),
         interfaces: net::interfaces(),
         routes: net::routes(),
+        sysctls: sysctl::record(),
     };
     writer.put_record(RecordKind::UPGRADE, 0, 0, &record)?;
     let store = writer.finish()?;

@@ -114,6 +114,18 @@ pub struct Upgrade {
     pub interfaces: Vec<NetInterface>,
     /// IPv4 routes of the main table.
     pub routes: Vec<Route4>,
+    /// Run-time kernel settings (network and IPC sysctls) of the old kernel, applied on the
+    /// new one before anything is restored.
+    pub sysctls: Vec<Sysctl>,
+}
+
+/// One sysctl value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sysctl {
+    /// Path below `/proc/sys` (e.g. `net/ipv4/ping_group_range`).
+    pub name: String,
+    /// The value as read, without the trailing newline.
+    pub value: String,
 }
 
 /// One network interface as it was configured before the jump.
