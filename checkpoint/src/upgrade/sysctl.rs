@@ -51,11 +51,7 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<Sysctl>) {
     for e in entries {
         let path = e.path();
         match e.file_type() {
-            Ok(t) if t.is_dir() => {
-                if !SKIP_DIRS.iter().any(|s| e.file_name() == *s) {
-                    walk(base, &path, out);
-                }
-            }
+            Ok(t) if t.is_dir() && !SKIP_DIRS.iter().any(|s| e.file_name() == *s) => walk(base, &path, out),
             Ok(t) if t.is_file() => read_one(base, &path, out),
             _ => {}
         }
