@@ -92,6 +92,11 @@ pub const WORKLOADS: &[Workload] = &[
         summary: "clock_gettime/gettimeofday/time through the vDSO in a loop, glibc rseq registration",
     },
     Workload {
+        name: "sysctl_ping",
+        link: Link::Dynamic,
+        summary: "an ICMP datagram socket allowed by net.ipv4.ping_group_range set at run time; pings after restore",
+    },
+    Workload {
         name: "refuse_netlink",
         link: Link::Dynamic,
         summary: "holds a NETLINK_ROUTE socket: the dump must refuse and leave it running",

@@ -58,6 +58,7 @@ workload_tests! {
     anonfds => "anonfds" [];
     creds => "creds" [];
     fanout => "fanout" ["16"];
+    sysctl_ping => "sysctl_ping" [];
 }
 
 mod refuse_netlink {

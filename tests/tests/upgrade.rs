@@ -16,6 +16,7 @@ const WORKLOADS: &[(&str, &str)] = &[
     ("signals", ""),
     ("timers", ""),
     ("vdso_glibc", ""),
+    ("sysctl_ping", ""),
 ];
 
 /// Starts each workload in its own session with its files on the ext4 root; returns the pids.
