@@ -116,13 +116,9 @@ fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
         if !vdso.contains(&regs[ptrace::REG_RIP]) || in_syscall {
             continue;
         }
-        let mut remote = seamless_init::restore::inject::Remote::new(tid, 0).map_err(|e| DumpError::Inject {
-            pid: p.pid,
-            what: format!("taking over thread {tid}"),
-            source: e,
-        })?;
+        let (mut remote, mask) = super::task::take_over(p.pid, tid, 0)?;
         let out = remote.step_out_of(vdso.clone(), VDSO_STEP_LIMIT);
-        super::task::finish(p.pid, &mut remote)?;
+        super::task::finish(p.pid, &mut remote, mask)?;
         match out {
             Ok(true) => log::debug!("pid {}: thread {tid} stepped out of the vDSO", p.pid),
             Ok(false) => log::warn!(

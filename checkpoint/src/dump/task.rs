@@ -8,14 +8,16 @@ use seamless_image::records::{Creds, ITimer, MmFields, PosixTimer, ProcState, Pr
 use seamless_init::restore::inject::{self, Remote};
 use seamless_init::restore::memio::Mem;
 use seamless_init::restore::procfs::{self, status_get};
+use seamless_sys::ptrace;
 
 /// Size of the scratch mapping used for injected calls.
 pub const SCRATCH: u64 = 4096;
 
 /// An injected anonymous scratch page in a stopped process, unmapped by [`Scratch::release`].
 ///
-/// Every thread injected into is handed back through [`Remote::finish`]: registers as they
-/// were, single-stepping disarmed, signals that arrived meanwhile queued again. Dropping a
+/// While a thread runs injected calls every signal is blocked in it (so that none is dequeued
+/// and lost, or handled, in the middle); [`finish`] hands it back: registers and signal mask
+/// as they were, single-stepping disarmed ([`Remote::finish`]). Dropping a
 /// `Scratch` on an error path does the same (best effort), so a failed dump never detaches
 /// from a thread whose registers point into injected code.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub struct Scratch {
     /// Memory access.
     pub mem: Mem,
     pid: i32,
+    /// The signal mask of the thread taken over, put back when it is handed back.
+    mask: u64,
     released: bool,
 }
 
@@ -34,8 +38,7 @@ impl Scratch {
     /// Maps a scratch page in the process of `tid`, running syscalls in `tid`.
     pub fn new(pid: i32, tid: i32) -> Result<Self, DumpError> {
         let ip = inject::find_syscall_insn(pid).map_err(|e| DumpError::io(pid, "finding a syscall instruction", e))?;
-        let mut remote =
-            Remote::new(tid, ip).map_err(|e| DumpError::Inject { pid, what: "taking over".into(), source: e })?;
+        let (mut remote, mask) = take_over(pid, tid, ip)?;
         let mapped = remote.syscall(
             "mmap",
             libc::SYS_mmap,
@@ -51,15 +54,15 @@ impl Scratch {
         let addr = match mapped {
             Ok(a) => a,
             Err(e) => {
-                hand_back(pid, &mut remote);
+                hand_back(pid, &mut remote, mask);
                 return Err(DumpError::Inject { pid, what: "mapping a scratch page".into(), source: e });
             }
         };
         match Mem::open(pid, true) {
-            Ok(mem) => Ok(Self { remote, addr, mem, pid, released: false }),
+            Ok(mem) => Ok(Self { remote, addr, mem, pid, mask, released: false }),
             Err(e) => {
                 let _ = remote.syscall("munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]);
-                hand_back(pid, &mut remote);
+                hand_back(pid, &mut remote, mask);
                 Err(DumpError::io(pid, "opening /proc/PID/mem", e))
             }
         }
@@ -67,13 +70,9 @@ impl Scratch {
 
     /// Uses another thread of the same process for the next calls.
     pub fn switch_thread(&mut self, pid: i32, tid: i32) -> Result<(), DumpError> {
-        finish(pid, &mut self.remote)?;
+        finish(pid, &mut self.remote, self.mask)?;
         let ip = self.remote.syscall_ip;
-        self.remote = Remote::new(tid, ip).map_err(|e| DumpError::Inject {
-            pid,
-            what: format!("taking over thread {tid}"),
-            source: e,
-        })?;
+        (self.remote, self.mask) = take_over(pid, tid, ip)?;
         Ok(())
     }
 
@@ -94,7 +93,7 @@ impl Scratch {
         let addr = self.addr;
         self.released = true;
         let unmapped = self.call(pid, "munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]);
-        let finished = finish(pid, &mut self.remote);
+        let finished = finish(pid, &mut self.remote, self.mask);
         unmapped.and(finished).map(|_| ())
     }
 }
@@ -108,13 +107,29 @@ impl Drop for Scratch {
         if let Err(e) = self.remote.syscall("munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]) {
             log::warn!("pid {pid}: scratch page at {addr:#x} left mapped: {e}");
         }
-        hand_back(pid, &mut self.remote);
+        hand_back(pid, &mut self.remote, self.mask);
     }
 }
 
-/// [`Remote::finish`] plus re-queueing the signals that arrived while injecting.
-pub(crate) fn finish(pid: i32, remote: &mut Remote) -> Result<(), DumpError> {
+/// Takes over a stopped thread for injected calls: its registers are saved and every
+/// signal is blocked in it until [`finish`]; returns the thread's own signal mask.
+pub(crate) fn take_over(pid: i32, tid: i32, syscall_ip: u64) -> Result<(Remote, u64), DumpError> {
+    let remote = Remote::new(tid, syscall_ip).map_err(|e| DumpError::Inject {
+        pid,
+        what: format!("taking over thread {tid}"),
+        source: e,
+    })?;
+    let mask = ptrace::get_sigmask(tid).map_err(|e| DumpError::sys(pid, format!("sigmask of thread {tid}"), e))?;
+    ptrace::set_sigmask(tid, !0).map_err(|e| DumpError::sys(pid, format!("blocking signals in thread {tid}"), e))?;
+    Ok((remote, mask))
+}
+
+/// Hands a thread back: [`Remote::finish`] (registers, single-stepping disarmed), its signal
+/// mask, and the few signals that cannot be blocked and arrived meanwhile queued again.
+pub(crate) fn finish(pid: i32, remote: &mut Remote, mask: u64) -> Result<(), DumpError> {
     remote.finish().map_err(|e| DumpError::Inject { pid, what: "handing the thread back".into(), source: e })?;
+    ptrace::set_sigmask(remote.tid, mask)
+        .map_err(|e| DumpError::sys(pid, format!("signal mask of thread {}", remote.tid), e))?;
     for sig in std::mem::take(&mut remote.deferred_signals) {
         seamless_sys::proc::tgkill(pid, remote.tid, sig).map_err(|e| DumpError::sys(pid, "re-queueing a signal", e))?;
     }
@@ -122,8 +137,8 @@ pub(crate) fn finish(pid: i32, remote: &mut Remote) -> Result<(), DumpError> {
 }
 
 /// [`finish`] on an error path: failures are only logged.
-fn hand_back(pid: i32, remote: &mut Remote) {
-    if let Err(e) = finish(pid, remote) {
+fn hand_back(pid: i32, remote: &mut Remote, mask: u64) {
+    if let Err(e) = finish(pid, remote, mask) {
         log::error!("pid {pid}: thread {} may not resume cleanly: {e}", remote.tid);
     }
 }
