@@ -92,9 +92,17 @@ fn prepare() -> Result<Env> {
     let seamless_bin = crate::paths::static_seamless();
     let dir = host::cache_dir().join("initramfs");
     std::fs::create_dir_all(&dir)?;
-    // Built under a private name, then renamed: a concurrent run keeps reading the old file.
+    // Named after the seamless-init it carries, so that runs from other checkouts sharing the
+    // cache never boot each other's binaries; built under a private name, then renamed: a
+    // concurrent run keeps reading the old file.
+    let init_id = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&init_bin).with_context(|| format!("reading {}", init_bin.display()))?.hash(&mut h);
+        h.finish()
+    };
     let build = |k: &Kernel, prefix: &str, spec: &initramfs::InitramfsSpec| -> Result<(PathBuf, usize)> {
-        let path = dir.join(format!("{prefix}-{}.img", k.release));
+        let path = dir.join(format!("{prefix}-{}-{init_id:016x}.img", k.release));
         let tmp = dir.join(format!("{prefix}-{}.img.{}", k.release, std::process::id()));
         let modules = initramfs::build(k, &init_bin, spec, &tmp)?;
         std::fs::rename(&tmp, &path)?;
