@@ -362,3 +362,73 @@ mod redis {
         res
     }
 }
+
+/// The root filesystem identity recorded after `FIFREEZE` must match what a fresh kernel reads
+/// from the disk, on an ext4 large enough to have `BLOCK_UNINIT` groups whose bitmaps the
+/// running kernel builds in memory only (the false "metadata changed" refusal); a real write
+/// after the freeze must still be refused. Uses a loop device on an image file; the image
+/// file itself is "the disk" as the next kernel sees it.
+mod root_identity {
+    use anyhow::{ensure, Context, Result};
+    use seamless_image::upgrade::read_identity;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    fn run(cmd: &mut Command) -> Result<String> {
+        let o = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+        ensure!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    struct Loop {
+        dev: String,
+        mnt: PathBuf,
+    }
+
+    impl Drop for Loop {
+        fn drop(&mut self) {
+            let _ = Command::new("fsfreeze").arg("-u").arg(&self.mnt).output();
+            let _ = Command::new("umount").arg(&self.mnt).output();
+            let _ = Command::new("losetup").arg("-d").arg(&self.dev).output();
+        }
+    }
+
+    fn freeze(mnt: &Path) -> Result<()> {
+        run(&mut Command::new("sync")).map(|_| ())?;
+        run(Command::new("fsfreeze").arg("-f").arg(mnt)).map(|_| ())
+    }
+
+    #[test]
+    fn recorded_after_freeze_matches_the_disk() -> Result<()> {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("rootid-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("staged/etc"))?;
+        std::fs::write(dir.join("staged/etc/hostname"), "guest\n")?;
+        let img = dir.join("root.img");
+        run(Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(dir.join("staged")).arg(&img).arg("1024M"))?;
+        let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&img))?;
+        let lo = Loop { dev, mnt: dir.join("mnt") };
+        std::fs::create_dir_all(&lo.mnt)?;
+        run(Command::new("mount").arg(&lo.dev).arg(&lo.mnt))?;
+        std::fs::write(lo.mnt.join("written-before"), "x")?;
+        // Give the kernel's lazy-init thread time to prefetch (and build) the block bitmaps.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        for round in 0..3 {
+            freeze(&lo.mnt)?;
+            let recorded = read_identity(Path::new(&lo.dev), "ext4", "")?;
+            // What the next kernel reads: the medium, with no cache of this kernel.
+            let disk = read_identity(&img, "ext4", "")?;
+            ensure!(recorded.verify(&disk).is_ok(), "round {round}: {:?}", recorded.verify(&disk));
+            run(Command::new("fsfreeze").arg("-u").arg(&lo.mnt))?;
+            // A real write after the freeze changes the metadata on disk and is refused.
+            std::fs::write(lo.mnt.join(format!("written-after-{round}")), "y")?;
+            freeze(&lo.mnt)?;
+            let err = recorded.verify(&read_identity(&img, "ext4", "")?).unwrap_err();
+            ensure!(err.contains("metadata changed"), "round {round}: {err}");
+            run(Command::new("fsfreeze").arg("-u").arg(&lo.mnt))?;
+        }
+        drop(lo);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

@@ -79,8 +79,13 @@ fn restored(vm: &Vm, k: &KexecReport) -> Result<String> {
 }
 
 fn upgrade_workloads(name: &str, from: Which, to: Which) -> Result<()> {
+    upgrade_workloads_on(name, from, to, 512)
+}
+
+fn upgrade_workloads_on(name: &str, from: Which, to: Which, disk_mib: u64) -> Result<()> {
     let names: Vec<&str> = WORKLOADS.iter().map(|(n, _)| *n).collect();
-    let mut vm = GuestBuilder::new(name).boot_kernel(from).with_service().with_workloads(&names).start()?;
+    let mut vm =
+        GuestBuilder::new(name).boot_kernel(from).disk_mib(disk_mib).with_service().with_workloads(&names).start()?;
     let pids = start_workloads(&mut vm, WORKLOADS)?;
     let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
     let k = vm.upgrade(to, &targets.join(" "))?;
@@ -190,4 +195,17 @@ fn e_hook_initramfs_restores_after_switch_root() -> Result<()> {
     println!("{}", restored(&vm, &k)?);
     ensure!(vm.sh("cat /proc/1/comm")?.trim() == "init", "PID 1 is not the real init after the hand-over");
     expect_pass(&mut vm, &pids)
+}
+
+/// (f) A larger root filesystem (1 GiB: more block groups whose bitmaps the kernel builds in
+/// memory) passes the root identity check on the new kernel, 6.1 -> 6.12 ...
+#[test]
+fn f_large_root_upgrade_a_to_b() -> Result<()> {
+    upgrade_workloads_on("up-big-a-b", Which::A, Which::B, 1024)
+}
+
+/// (f) ... and 6.12 -> 6.1.
+#[test]
+fn f_large_root_downgrade_b_to_a() -> Result<()> {
+    upgrade_workloads_on("up-big-b-a", Which::B, Which::A, 1024)
 }
