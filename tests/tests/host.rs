@@ -442,7 +442,7 @@ mod root_identity {
 /// namespace so the host's sysctl is left alone.
 mod per_tree {
     use super::*;
-    use anyhow::ensure;
+    use anyhow::{ensure, Context};
     use seamless_tests::host::proc_stat;
     use std::io::Write;
     use std::process::Command;
@@ -542,5 +542,32 @@ mod per_tree {
         ensure!(missing.is_empty(), "pids {missing:?} of pipes were not restored: {err}");
         pipes.terminate()?;
         pipes.wait_verdict(Duration::from_secs(60))
+    }
+
+    /// `seamless check` predicts it: the ICMP datagram socket gets a warning naming the pid,
+    /// the descriptor and the sysctl (a warning: the dump itself accepts it).
+    #[test]
+    fn check_warns_about_ping_sockets() -> Result<()> {
+        let ns = Netns(format!("seamless-pingcheck-{}", std::process::id()));
+        ensure!(Command::new("ip").args(["netns", "add", &ns.0]).status()?.success(), "ip netns add {}", ns.0);
+        ns_sh(&ns.0, "ip link set lo up && echo '0 0' > /proc/sys/net/ipv4/ping_group_range")?;
+        let h = harness()?.in_netns(&ns.0);
+        let mut ping = h.start("ping_socket", &[])?;
+        ping.wait_ready(Duration::from_secs(30))?;
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .arg(h.seamless()?)
+            .args(["check", "--json", "--pid", &ping.pid.to_string()])
+            .output()?;
+        let json = String::from_utf8_lossy(&out.stdout);
+        let fd = std::fs::read_dir(format!("/proc/{}/fd", ping.pid))?
+            .filter_map(|e| e.ok())
+            .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .context("no socket descriptor in the ping workload")?;
+        let subject = format!("\"subject\": \"pid {} fd {fd}\",\n      \"status\": \"warn\"", ping.pid);
+        ensure!(json.contains(&subject) && json.contains("net.ipv4.ping_group_range"), "no ping warning:\n{json}");
+        ping.terminate()?;
+        ping.wait_verdict(Duration::from_secs(30))
     }
 }
