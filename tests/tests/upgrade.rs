@@ -209,3 +209,48 @@ fn f_large_root_upgrade_a_to_b() -> Result<()> {
 fn f_large_root_downgrade_b_to_a() -> Result<()> {
     upgrade_workloads_on("up-big-b-a", Which::B, Which::A, 1024)
 }
+
+/// (g) One tree the new kernel refuses does not sink the others: `ping_socket` holds an ICMP
+/// datagram socket, allowed on the old kernel by setting `net.ipv4.ping_group_range`, which the
+/// new kernel boots without. `seamless check` predicts it; seamless-init names that tree with
+/// the reason (log and report.json), leaves none of it running, and restores every other tree.
+#[test]
+fn g_refused_tree_does_not_sink_the_others() -> Result<()> {
+    let ordinary = &[("memory", ""), ("pipes", ""), ("files", ""), ("signals", "")];
+    let names: Vec<&str> = ordinary.iter().map(|(n, _)| *n).chain(["ping_socket"]).collect();
+    let mut vm = GuestBuilder::new("up-pertree").with_service().with_workloads(&names).start()?;
+    vm.sh("echo '0 0' > /proc/sys/net/ipv4/ping_group_range")?;
+    let all: Vec<(&str, &str)> = ordinary.iter().copied().chain([("ping_socket", "")]).collect();
+    let pids = start_workloads(&mut vm, &all)?;
+    let ping = pids.iter().find(|(w, _)| w == "ping_socket").map(|(_, p)| *p).context("ping pid")?;
+    let check = vm.run(&format!("seamless check --pid {ping}"))?;
+    ensure!(
+        check.output.contains(&format!("pid {ping} fd")) && check.output.contains("net.ipv4.ping_group_range"),
+        "seamless check did not warn about the ICMP socket: {}",
+        check.output
+    );
+    let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
+    let k = vm.upgrade(Which::B, &targets.join(" "))?;
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    ensure!(!lines.iter().any(|l| l.contains("nothing restored")), "nothing was restored: {lines:?}");
+    let named = lines
+        .iter()
+        .find(|l| l.contains(&format!("tree of pid [{ping}] was not restored")))
+        .with_context(|| format!("seamless-init did not name the refused tree of pid {ping}"))?;
+    println!("{named}");
+    ensure!(named.contains("Permission denied"), "no reason in {named:?}");
+    for (w, pid) in pids.iter().filter(|(_, p)| *p != ping) {
+        ensure!(
+            !lines.iter().any(|l| l.contains(&format!("tree of pid [{pid}]"))),
+            "{w} (pid {pid}) was not restored: {lines:?}"
+        );
+    }
+    let report = vm.sh("cat /run/seamless/report.json")?;
+    ensure!(
+        report.contains(&format!("\"failed_trees\":[{{\"roots\":[{ping}],\"pids\":[{ping}],\"reason\":")),
+        "report.json does not name the refused tree: {report}"
+    );
+    ensure!(vm.sh(&format!("cat /proc/{ping}/comm 2>/dev/null; true"))?.trim().is_empty(), "pid {ping} still exists");
+    let rest: Vec<(String, i32)> = pids.into_iter().filter(|(_, p)| *p != ping).collect();
+    expect_pass(&mut vm, &rest)
+}
