@@ -262,3 +262,25 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     report.restore_stages.push(("wipe".into(), t.elapsed().as_micros() as u64));
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{FailedTree, Report};
+
+    #[test]
+    fn report_names_failed_trees() {
+        let r = Report {
+            restored: vec![30010],
+            failed: vec![(30005, "its tree was not restored: \"socket\" refused".into())],
+            failed_trees: vec![FailedTree { roots: vec![30005], pids: vec![30005, 30006], reason: "a \"b\"".into() }],
+            ..Default::default()
+        };
+        let json = r.to_json();
+        assert!(json.contains("\"restored\":[30010]"), "{json}");
+        assert!(
+            json.contains("\"failed_trees\":[{\"roots\":[30005],\"pids\":[30005,30006],\"reason\":\"a \\\"b\\\"\"}]"),
+            "{json}"
+        );
+        assert!(json.ends_with("\"refused\":null}\n"), "{json}");
+    }
+}
