@@ -264,3 +264,118 @@ impl Units {
         units
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Plan, ProcPlan, Units};
+    use seamless_image::records::{
+        Addr, Creds, Fd, FdTable, FileDesc, FileKind, MmFields, MmRecord, ProcState, ProcessRecord, SockState,
+        SocketRecord, Vma, VmaKind,
+    };
+
+    fn proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> ProcPlan {
+        let rec = ProcessRecord {
+            pid,
+            ppid,
+            pgid,
+            sid: pgid,
+            comm: "t".into(),
+            state: ProcState::Alive,
+            tids: vec![pid],
+            creds: Creds::default(),
+            umask: 0o22,
+            cwd: "/".into(),
+            root: "/".into(),
+            exe: "/bin/t".into(),
+            mm: MmFields::default(),
+            auxv: Vec::new(),
+            rlimits: Vec::new(),
+            personality: 0,
+            sigactions: Vec::new(),
+            shared_pending: Vec::new(),
+            itimers: Vec::new(),
+            dumpable: 1,
+            child_subreaper: false,
+            pdeath_signal: 0,
+            exit_signal: 17,
+            posix_timers: Vec::new(),
+            nice: 0,
+        };
+        let fds = descs.iter().enumerate().map(|(i, &desc)| Fd { fd: i as i32 + 3, cloexec: false, desc }).collect();
+        ProcPlan { rec, threads: Vec::new(), mm: MmRecord::default(), fds: FdTable { fds }, chunks: Vec::new() }
+    }
+
+    fn desc(id: u32, kind: FileKind) -> FileDesc {
+        FileDesc { id, flags: 0, pos: 0, kind }
+    }
+
+    fn unix(ino: u64, peer: u64) -> FileKind {
+        FileKind::Socket(SocketRecord {
+            ino,
+            family: libc::AF_UNIX,
+            ty: libc::SOCK_STREAM,
+            protocol: 0,
+            local: Addr::None,
+            peer: Addr::None,
+            state: SockState::UnixPair { peer, queue: Vec::new(), shutdown: 0 },
+            opts: Vec::new(),
+            path_mode: 0,
+        })
+    }
+
+    /// Trees are joined exactly when they share restored state: the two ends of one pipe (as
+    /// different descriptions), a unix pair, one description, shared memory, a group leader.
+    #[test]
+    fn trees_sharing_state_are_one_unit() {
+        let mut plan = Plan::default();
+        let mut shm = proc(70, 1, 70, &[]);
+        let anon = |start| Vma {
+            start,
+            end: start + 4096,
+            prot: 3,
+            shared: true,
+            growsdown: false,
+            kind: VmaKind::SharedAnon { ino: 9, offset: 0 },
+            name: "/dev/zero (deleted)".into(),
+            saved_pages: 0,
+        };
+        shm.mm.vmas.push(anon(0x1000));
+        let mut shm2 = proc(80, 1, 80, &[]);
+        shm2.mm.vmas.push(anon(0x5000));
+        for p in [
+            proc(10, 1, 10, &[]),
+            proc(11, 10, 10, &[1]), // read end of pipe 7, in the tree of 10
+            proc(20, 1, 20, &[2]),  // write end of pipe 7
+            proc(30, 1, 30, &[3, 4]),
+            proc(40, 1, 40, &[]),
+            proc(50, 1, 40, &[5]), // in the process group of 40
+            proc(60, 1, 60, &[6]), // the other end of 30's unix pair
+            proc(65, 1, 65, &[3]), // the same regular-file description as 30
+            proc(90, 1, 90, &[7]), // alone
+            shm,
+            shm2,
+        ] {
+            plan.procs.insert(p.rec.pid, p);
+        }
+        let regular = FileKind::Regular { path: "/f".into(), size: 0, mode: 0o644 };
+        for d in [
+            desc(1, FileKind::Pipe { pipe: 7 }),
+            desc(2, FileKind::Pipe { pipe: 7 }),
+            desc(3, regular.clone()),
+            desc(4, unix(100, 101)),
+            desc(5, regular.clone()),
+            desc(6, unix(101, 100)),
+            desc(7, FileKind::Pipe { pipe: 8 }),
+        ] {
+            plan.descs.insert(d.id, d);
+        }
+        let u = Units::of(&plan);
+        let mut units: Vec<Vec<i32>> = u.pids.clone();
+        units.sort();
+        assert_eq!(units, vec![vec![10, 11, 20], vec![30, 60, 65], vec![40, 50], vec![70, 80], vec![90]]);
+        let of = |pid: i32| u.of_pid[&pid];
+        assert_eq!(u.roots[of(11)], vec![10, 20]);
+        assert_eq!(u.of_desc[&6], of(30));
+        assert_eq!(u.of_desc[&7], of(90));
+    }
+}
