@@ -6,7 +6,7 @@
 //! the boot goes on.
 
 use crate::boot::region::ValidRegion;
-use crate::restore::{restore_all, RestoreOptions};
+use crate::restore::{restore_all, FailedTree, RestoreOptions};
 use seamless_image::upgrade::{read_identity, Upgrade};
 use seamless_image::{Reader, RecordKind, Store};
 use std::fmt::Write as _;
@@ -54,6 +54,8 @@ pub struct Report {
     pub restored: Vec<i32>,
     /// Pids that could not be restored, with the reason.
     pub failed: Vec<(i32, String)>,
+    /// The trees that were not restored (their roots, all their pids, the reason).
+    pub failed_trees: Vec<FailedTree>,
     /// Wall-clock time from the jump on the old kernel to the end of restore, if known.
     pub blackout_ms: Option<u64>,
     /// Why nothing was restored, if so.
@@ -88,14 +90,28 @@ impl Report {
         let restored: Vec<String> = self.restored.iter().map(|p| p.to_string()).collect();
         let failed: Vec<String> =
             self.failed.iter().map(|(p, r)| format!("{{\"pid\":{p},\"reason\":{}}}", json_str(r))).collect();
+        let pids = |v: &[i32]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let trees: Vec<String> = self
+            .failed_trees
+            .iter()
+            .map(|t| {
+                format!(
+                    "{{\"roots\":[{}],\"pids\":[{}],\"reason\":{}}}",
+                    pids(&t.roots),
+                    pids(&t.pids),
+                    json_str(&t.reason)
+                )
+            })
+            .collect();
         format!(
-            "{{\"from_kernel\":{},\"to_kernel\":{},\"checkpoint_stages\":[{}],\"restore_stages\":[{}],\"restored\":[{}],\"failed\":[{}],\"blackout_ms\":{},\"refused\":{}}}\n",
+            "{{\"from_kernel\":{},\"to_kernel\":{},\"checkpoint_stages\":[{}],\"restore_stages\":[{}],\"restored\":[{}],\"failed\":[{}],\"failed_trees\":[{}],\"blackout_ms\":{},\"refused\":{}}}\n",
             json_str(&self.from_kernel),
             json_str(&self.to_kernel),
             stages(&self.checkpoint_stages),
             stages(&self.restore_stages),
             restored.join(","),
             failed.join(","),
+            trees.join(","),
             self.blackout_ms.map(|b| b.to_string()).unwrap_or_else(|| "null".into()),
             self.refused.as_deref().map(json_str).unwrap_or_else(|| "null".into()),
         )
@@ -114,6 +130,14 @@ impl Report {
             log::info!("  processes stopped for {b} ms (jump to end of restore, wall clock)");
         }
         log::info!("restored {} process(es): {:?}", self.restored.len(), self.restored);
+        for t in &self.failed_trees {
+            log::error!(
+                "tree of pid {:?} was not restored (none of its pids {:?} runs; the other trees go on): {}",
+                t.roots,
+                t.pids,
+                t.reason
+            );
+        }
         for (pid, why) in &self.failed {
             log::error!("pid {pid} was not restored: {why}");
         }
@@ -222,6 +246,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         Ok(r) => {
             report.restored = r.restored;
             report.failed = r.failed;
+            report.failed_trees = r.failed_trees;
         }
         Err(e) => report.refused = Some(e.to_string()),
     }
@@ -243,4 +268,26 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     }
     report.restore_stages.push(("wipe".into(), t.elapsed().as_micros() as u64));
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FailedTree, Report};
+
+    #[test]
+    fn report_names_failed_trees() {
+        let r = Report {
+            restored: vec![30010],
+            failed: vec![(30005, "its tree was not restored: \"socket\" refused".into())],
+            failed_trees: vec![FailedTree { roots: vec![30005], pids: vec![30005, 30006], reason: "a \"b\"".into() }],
+            ..Default::default()
+        };
+        let json = r.to_json();
+        assert!(json.contains("\"restored\":[30010]"), "{json}");
+        assert!(
+            json.contains("\"failed_trees\":[{\"roots\":[30005],\"pids\":[30005,30006],\"reason\":\"a \\\"b\\\"\"}]"),
+            "{json}"
+        );
+        assert!(json.ends_with("\"refused\":null}\n"), "{json}");
+    }
 }

@@ -253,6 +253,7 @@ pub fn run_logged(mut cmd: Command, dir: &Path, label: &str, timeout: Duration) 
 pub struct Harness {
     work_root: PathBuf,
     bin_dir: PathBuf,
+    netns: Option<String>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -263,7 +264,25 @@ impl Harness {
         let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         become_subreaper()?;
         std::fs::create_dir_all(work_root).with_context(|| format!("creating {}", work_root.display()))?;
-        Ok(Self { work_root: work_root.to_path_buf(), bin_dir: work_root.join("bin"), _serial: serial })
+        Ok(Self { work_root: work_root.to_path_buf(), bin_dir: work_root.join("bin"), netns: None, _serial: serial })
+    }
+
+    /// Runs workloads, dumps and restores inside the named network namespace (made with
+    /// `ip netns add`), through `ip netns exec`, which executes the program in place (same pid).
+    pub fn in_netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_string());
+        self
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     /// The `seamless` binary (built on first use).
@@ -291,7 +310,8 @@ impl Harness {
         let outfile = dir.join("out");
         let stdout = dir.join("workload.stdout");
         let stderr = dir.join("workload.stderr");
-        let child = Command::new(&binary)
+        let child = self
+            .command(&binary)
             .arg(&outfile)
             .args(args)
             .current_dir(&dir)
@@ -308,7 +328,7 @@ impl Harness {
 
     /// `seamless dump --tree PID --images DIR [--leave-running]`.
     pub fn dump(&self, run: &Running, images: &Path, leave_running: bool) -> Result<CommandResult> {
-        let mut cmd = Command::new(self.seamless()?);
+        let mut cmd = self.command(&self.seamless()?);
         cmd.arg("dump").arg("--tree").arg(run.pid.to_string()).arg("--images").arg(images);
         if leave_running {
             cmd.arg("--leave-running");
@@ -316,9 +336,21 @@ impl Harness {
         run_logged(cmd, &run.dir, if leave_running { "dump-leave-running" } else { "dump" }, COMMAND_TIMEOUT)
     }
 
+    /// `seamless dump --tree PID... --images DIR`: several trees into one image.
+    pub fn dump_trees(&self, runs: &[&Running], images: &Path) -> Result<CommandResult> {
+        let mut cmd = self.command(&self.seamless()?);
+        cmd.arg("dump");
+        for r in runs {
+            cmd.arg("--tree").arg(r.pid.to_string());
+        }
+        cmd.arg("--images").arg(images);
+        let dir = runs.first().map(|r| r.dir.clone()).unwrap_or_else(|| self.work_root.clone());
+        run_logged(cmd, &dir, "dump", COMMAND_TIMEOUT)
+    }
+
     /// `seamless restore --images DIR`.
     pub fn restore(&self, run: &Running, images: &Path, extra: &[&str]) -> Result<CommandResult> {
-        let mut cmd = Command::new(self.seamless()?);
+        let mut cmd = self.command(&self.seamless()?);
         cmd.arg("restore").arg("--images").arg(images).args(extra);
         run_logged(cmd, &run.dir, "restore", COMMAND_TIMEOUT)
     }

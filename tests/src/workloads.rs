@@ -137,6 +137,11 @@ pub const WORKLOADS: &[Workload] = &[
         summary: "a TCP connection to an echo server outside the tree, full queues, no reconnect (PORT arg)",
     },
     Workload {
+        name: "ping_socket",
+        link: Link::Dynamic,
+        summary: "an ICMP datagram socket: needs net.ipv4.ping_group_range where it is recreated",
+    },
+    Workload {
         name: "unix_pair",
         link: Link::StaticPie,
         summary: "unix socketpairs across processes with queued data, shutdown, path and abstract listeners",

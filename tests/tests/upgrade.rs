@@ -80,8 +80,13 @@ fn restored(vm: &Vm, k: &KexecReport) -> Result<String> {
 }
 
 fn upgrade_workloads(name: &str, from: Which, to: Which) -> Result<()> {
+    upgrade_workloads_on(name, from, to, 512)
+}
+
+fn upgrade_workloads_on(name: &str, from: Which, to: Which, disk_mib: u64) -> Result<()> {
     let names: Vec<&str> = WORKLOADS.iter().map(|(n, _)| *n).collect();
-    let mut vm = GuestBuilder::new(name).boot_kernel(from).with_service().with_workloads(&names).start()?;
+    let mut vm =
+        GuestBuilder::new(name).boot_kernel(from).disk_mib(disk_mib).with_service().with_workloads(&names).start()?;
     let pids = start_workloads(&mut vm, WORKLOADS)?;
     let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
     let k = vm.upgrade(to, &targets.join(" "))?;
@@ -235,4 +240,62 @@ fn e_hook_initramfs_restores_after_switch_root() -> Result<()> {
     println!("{}", restored(&vm, &k)?);
     ensure!(vm.sh("cat /proc/1/comm")?.trim() == "init", "PID 1 is not the real init after the hand-over");
     expect_pass(&mut vm, &pids)
+}
+
+/// (f) A larger root filesystem (1 GiB: more block groups whose bitmaps the kernel builds in
+/// memory) passes the root identity check on the new kernel, 6.1 -> 6.12 ...
+#[test]
+fn f_large_root_upgrade_a_to_b() -> Result<()> {
+    upgrade_workloads_on("up-big-a-b", Which::A, Which::B, 1024)
+}
+
+/// (f) ... and 6.12 -> 6.1.
+#[test]
+fn f_large_root_downgrade_b_to_a() -> Result<()> {
+    upgrade_workloads_on("up-big-b-a", Which::B, Which::A, 1024)
+}
+
+/// (g) One tree the new kernel refuses does not sink the others: `ping_socket` holds an ICMP
+/// datagram socket, allowed on the old kernel by setting `net.ipv4.ping_group_range`, which the
+/// new kernel boots without. `seamless check` predicts it; seamless-init names that tree with
+/// the reason (log and report.json), leaves none of it running, and restores every other tree.
+#[test]
+fn g_refused_tree_does_not_sink_the_others() -> Result<()> {
+    let ordinary = &[("memory", ""), ("pipes", ""), ("files", ""), ("signals", "")];
+    let names: Vec<&str> = ordinary.iter().map(|(n, _)| *n).chain(["ping_socket"]).collect();
+    let mut vm = GuestBuilder::new("up-pertree").with_service().with_workloads(&names).start()?;
+    vm.sh("echo '0 0' > /proc/sys/net/ipv4/ping_group_range")?;
+    let all: Vec<(&str, &str)> = ordinary.iter().copied().chain([("ping_socket", "")]).collect();
+    let pids = start_workloads(&mut vm, &all)?;
+    let ping = pids.iter().find(|(w, _)| w == "ping_socket").map(|(_, p)| *p).context("ping pid")?;
+    let check = vm.run(&format!("seamless check --pid {ping}"))?;
+    ensure!(
+        check.output.contains(&format!("pid {ping} fd")) && check.output.contains("net.ipv4.ping_group_range"),
+        "seamless check did not warn about the ICMP socket: {}",
+        check.output
+    );
+    let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
+    let k = vm.upgrade(Which::B, &targets.join(" "))?;
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    ensure!(!lines.iter().any(|l| l.contains("nothing restored")), "nothing was restored: {lines:?}");
+    let named = lines
+        .iter()
+        .find(|l| l.contains(&format!("tree of pid [{ping}] was not restored")))
+        .with_context(|| format!("seamless-init did not name the refused tree of pid {ping}"))?;
+    println!("{named}");
+    ensure!(named.contains("Permission denied"), "no reason in {named:?}");
+    for (w, pid) in pids.iter().filter(|(_, p)| *p != ping) {
+        ensure!(
+            !lines.iter().any(|l| l.contains(&format!("tree of pid [{pid}]"))),
+            "{w} (pid {pid}) was not restored: {lines:?}"
+        );
+    }
+    let report = vm.sh("cat /run/seamless/report.json")?;
+    ensure!(
+        report.contains(&format!("\"failed_trees\":[{{\"roots\":[{ping}],\"pids\":[{ping}],\"reason\":")),
+        "report.json does not name the refused tree: {report}"
+    );
+    ensure!(vm.sh(&format!("cat /proc/{ping}/comm 2>/dev/null; true"))?.trim().is_empty(), "pid {ping} still exists");
+    let rest: Vec<(String, i32)> = pids.into_iter().filter(|(_, p)| *p != ping).collect();
+    expect_pass(&mut vm, &rest)
 }

@@ -81,32 +81,87 @@ pub fn check(roots: &[i32]) -> Vec<Verdict> {
 }
 
 fn trees(roots: &[i32]) -> Vec<Verdict> {
-    roots
-        .iter()
-        .map(|&root| {
-            let subject = format!("pid {root}");
-            if std::fs::metadata(format!("/proc/{root}")).is_err() {
-                return Verdict::fail(subject, "no such process");
+    let mut out = Vec::new();
+    for &root in roots {
+        let subject = format!("pid {root}");
+        if std::fs::metadata(format!("/proc/{root}")).is_err() {
+            out.push(Verdict::fail(subject, "no such process"));
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{root}/comm")).unwrap_or_default().trim().to_string();
+        let n = tree_pids(root).len();
+        match precheck_tree(root) {
+            Ok(files) => {
+                out.push(Verdict::ok(subject, format!("{comm}: {n} process(es), every resource supported")));
+                out.extend(new_kernel_refusals(root, &files));
             }
-            let comm = std::fs::read_to_string(format!("/proc/{root}/comm")).unwrap_or_default().trim().to_string();
-            let n = tree_pids(root).len();
-            match precheck_tree(root) {
-                Ok(()) => Verdict::ok(subject, format!("{comm}: {n} process(es), every resource supported")),
-                Err(e) => Verdict::fail(subject, format!("{comm}: {e}")),
-            }
-        })
-        .collect()
+            Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {e}"))),
+        }
+    }
+    out
 }
 
-/// Freezes the tree, runs the dump pre-checks (memory map, descriptors), resumes it.
-pub fn precheck_tree(root: i32) -> Result<(), dump::DumpError> {
+/// The range of `net.ipv4.ping_group_range` a freshly booted kernel has: no group at all.
+const PING_RANGE_DEFAULT: (u32, u32) = (1, 0);
+
+fn ping_group_range() -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// Resources the dump accepts but the new kernel is likely to refuse to recreate (the tree
+/// holding one would not be restored there, the others would): ICMP datagram ("ping")
+/// sockets, which the kernel creates only for a group inside `net.ipv4.ping_group_range`.
+/// seamless-init (group 0) recreates them before the new system applies its sysctl
+/// settings, when the range is still the kernel's default that admits no group.
+pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verdict> {
+    use seamless_image::records::FileKind;
+    let ping = |d: &seamless_image::records::FileDesc| match &d.kind {
+        FileKind::Socket(s) => {
+            s.ty == libc::SOCK_DGRAM
+                && ((s.family == libc::AF_INET && s.protocol == libc::IPPROTO_ICMP)
+                    || (s.family == libc::AF_INET6 && s.protocol == libc::IPPROTO_ICMPV6))
+        }
+        _ => false,
+    };
+    let here = ping_group_range()
+        .map(
+            |(lo, hi)| {
+                if (lo, hi) == PING_RANGE_DEFAULT {
+                    "the default '1 0'".to_string()
+                } else {
+                    format!("'{lo} {hi}'")
+                }
+            },
+        )
+        .unwrap_or_else(|| "unknown".into());
+    let mut out = Vec::new();
+    for (pid, table) in &files.tables {
+        for f in &table.fds {
+            if files.descs.iter().any(|d| d.id == f.desc && ping(d)) {
+                out.push(Verdict::warn(
+                    format!("pid {pid} fd {}", f.fd),
+                    format!(
+                        "ICMP datagram (ping) socket in the tree of pid {root}: the new kernel recreates it only if net.ipv4.ping_group_range includes group 0, and it boots with the default '1 0' (no group; {here} here) that the new system's sysctl settings change only after seamless-init has restored: this tree would likely not be restored (the others would); use a raw socket or reopen it after the upgrade"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Freezes the tree, runs the dump pre-checks (memory map, descriptors), resumes it, and
+/// returns what the descriptors are.
+pub fn precheck_tree(root: i32) -> Result<dump::files::FilePlan, dump::DumpError> {
     let frozen = dump::freeze::freeze_trees(&[root])?;
     for p in frozen.procs() {
         if p.zombie.is_none() {
             dump::mm::precheck(p.pid)?;
         }
     }
-    dump::files::collect(&frozen, &DumpOptions::default())?;
+    let files = dump::files::collect(&frozen, &DumpOptions::default())?;
     frozen.resume();
-    Ok(())
+    Ok(files)
 }

@@ -17,7 +17,8 @@ pub struct Args {
     pub force_vdso_trampoline: bool,
 }
 
-/// Runs `seamless restore`. Exits 0 when every process runs again, 1 when some failed.
+/// Runs `seamless restore`. Exits 0 when every process runs again, 1 when some tree failed
+/// (the other trees are restored).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = DirStore::open(&args.images)?;
     let mut reader =
@@ -25,8 +26,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut opts = RestoreOptions::from_env();
     opts.force_vdso_trampoline |= args.force_vdso_trampoline;
     let report = restore_all(&mut reader, &opts).map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;
-    for (pid, why) in &report.failed {
-        eprintln!("seamless: pid {pid} not restored: {why}");
+    for t in &report.failed_trees {
+        eprintln!(
+            "seamless: tree of pid {:?} not restored (none of its pids {:?} runs): {}",
+            t.roots, t.pids, t.reason
+        );
     }
     eprintln!(
         "seamless: restored {} processes ({} threads, {} pages) in {:.1} ms{}",

@@ -31,13 +31,28 @@ pub struct RootIdentity {
     pub fingerprint: u32,
 }
 
-/// Reads the on-disk identity of the filesystem on `device`. Read with the page cache, which
-/// is coherent with the filesystem's own metadata buffers, so it sees what was just written.
+/// Reads the on-disk identity of the filesystem on `device`.
+///
+/// The first MiB is read with `O_DIRECT`, from the device itself and not from the page
+/// cache: the running kernel's cached copy of a block device can differ from the medium
+/// without anything being written. ext4 builds the block and inode bitmaps of groups
+/// flagged `BLOCK_UNINIT`/`INODE_UNINIT` in memory (bits for the backup superblock and
+/// descriptors) and never writes them until the group is used, and those bitmaps sit in
+/// the first MiB with `flex_bg`; the next kernel reads zeros there. A cached read recorded
+/// the in-memory bitmaps and made the new kernel refuse a root that nothing had touched.
+/// Where `O_DIRECT` is refused (tmpfs-backed image files), the read goes through the cache.
 pub fn read_identity(device: &Path, fstype: &str, options: &str) -> Result<RootIdentity> {
     let io = |source| ImageError::Io { op: "read", store: device.display().to_string(), source };
-    let mut f = std::fs::File::open(device).map_err(io)?;
-    let mut head = Vec::with_capacity(FINGERPRINT_LEN);
-    f.by_ref().take(FINGERPRINT_LEN as u64).read_to_end(&mut head).map_err(io)?;
+    let head = match read_head_direct(device) {
+        Ok(head) => head,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let mut f = std::fs::File::open(device).map_err(io)?;
+            let mut head = Vec::with_capacity(FINGERPRINT_LEN);
+            f.by_ref().take(FINGERPRINT_LEN as u64).read_to_end(&mut head).map_err(io)?;
+            head
+        }
+        Err(e) => return Err(io(e)),
+    };
     let (uuid, needs_recovery) = ext4_fields(&head).unwrap_or((None, false));
     Ok(RootIdentity {
         device: device.display().to_string(),
@@ -47,6 +62,34 @@ pub fn read_identity(device: &Path, fstype: &str, options: &str) -> Result<RootI
         needs_recovery,
         fingerprint: crc32c::crc32c(&head),
     })
+}
+
+/// Alignment of `O_DIRECT` buffers and offsets (a page covers every logical block size).
+const DIRECT_ALIGN: usize = 4096;
+
+/// The first [`FINGERPRINT_LEN`] bytes of `device` (fewer if it is smaller), read with
+/// `O_DIRECT` into a page-aligned part of an ordinary buffer.
+fn read_head_direct(device: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(device)?;
+    let mut buf = vec![0u8; FINGERPRINT_LEN + DIRECT_ALIGN];
+    let skew = buf.as_ptr() as usize % DIRECT_ALIGN;
+    let start = if skew == 0 { 0 } else { DIRECT_ALIGN - skew };
+    let area = &mut buf[start..start + FINGERPRINT_LEN];
+    let mut got = 0;
+    while got < FINGERPRINT_LEN {
+        // Every read but the last returns whole blocks, so `got` stays aligned.
+        match f.read(&mut area[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if got % DIRECT_ALIGN != 0 {
+            break;
+        }
+    }
+    Ok(buf[start..start + got].to_vec())
 }
 
 /// UUID and recovery flag of an ext2/3/4 superblock, if `head` holds one.

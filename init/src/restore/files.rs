@@ -8,7 +8,7 @@
 
 use super::child::Child;
 use super::plan::Plan;
-use super::RestoreError;
+use super::{Failures, RestoreError};
 use seamless_image::records::{EpollRecord, FileKind};
 use seamless_image::{Reader, Store};
 use std::collections::BTreeMap;
@@ -46,8 +46,10 @@ fn seek(fd: &OwnedFd, pos: u64) -> std::io::Result<()> {
     f.seek(std::io::SeekFrom::Start(pos)).map(|_| ())
 }
 
-/// Opens every description of the plan in the restorer.
-pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFiles, RestoreError> {
+/// Opens every description of the plan in the restorer. A description that cannot be
+/// recreated gives up the unit of trees holding it (see [`super::plan::Units`]); the
+/// descriptions of units already given up are not opened at all.
+pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failures) -> OpenFiles {
     let mut out = OpenFiles::default();
     let mut pipe_ends: BTreeMap<u64, (Option<OwnedFd>, Option<OwnedFd>)> = BTreeMap::new();
     let mut fifo_keep: BTreeMap<u64, OwnedFd> = BTreeMap::new();
@@ -57,103 +59,117 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>) -> Result<OpenFil
     order.sort_by_key(|d| super::sockets::open_order(&d.kind));
     for d in order {
         let id = d.id;
+        if fails.desc_failed(id) {
+            continue;
+        }
         let acc = d.flags as i32 & libc::O_ACCMODE;
-        let fd: OwnedFd = match &d.kind {
-            FileKind::Regular { path, .. } => {
-                let fd = open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?;
-                if d.flags as i32 & libc::O_APPEND == 0 || d.pos != 0 {
+        let opened = (|| -> Result<OwnedFd, RestoreError> {
+            let fd: OwnedFd = match &d.kind {
+                FileKind::Regular { path, .. } => {
+                    let fd = open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?;
+                    if d.flags as i32 & libc::O_APPEND == 0 || d.pos != 0 {
+                        let _ = seek(&fd, d.pos);
+                    }
+                    fd
+                }
+                FileKind::CharDev { path, .. } => {
+                    open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?
+                }
+                FileKind::Ghost { path, mode, .. } => {
+                    let dir =
+                        std::path::Path::new(path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
+                    let tmp = dir.join(format!(".seamless-ghost.{}.{id}", std::process::id()));
+                    {
+                        let mut f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&tmp)
+                            .map_err(|e| err(id, format!("create ghost {}", tmp.display()), e))?;
+                        for &b in plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]) {
+                            let data = reader.blob(b).map_err(RestoreError::Image)?;
+                            f.write_all(&data).map_err(|e| err(id, "fill ghost".into(), e))?;
+                        }
+                        let _ = f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777));
+                    }
+                    let tmp_s = tmp.to_string_lossy().into_owned();
+                    let r = open_path(&tmp_s, d.flags);
+                    let _ = std::fs::remove_file(&tmp);
+                    let fd = r.map_err(|e| err(id, format!("open ghost {tmp_s}"), e))?;
                     let _ = seek(&fd, d.pos);
+                    fd
                 }
-                fd
-            }
-            FileKind::CharDev { path, .. } => {
-                open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?
-            }
-            FileKind::Ghost { path, mode, .. } => {
-                let dir = std::path::Path::new(path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
-                let tmp = dir.join(format!(".seamless-ghost.{}.{id}", std::process::id()));
-                {
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)
-                        .map_err(|e| err(id, format!("create ghost {}", tmp.display()), e))?;
-                    for &b in plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]) {
-                        let data = reader.blob(b).map_err(RestoreError::Image)?;
-                        f.write_all(&data).map_err(|e| err(id, "fill ghost".into(), e))?;
+                FileKind::Pipe { pipe } => {
+                    let ends = pipe_ends.entry(*pipe).or_insert((None, None));
+                    if ends.0.is_none() && ends.1.is_none() {
+                        let (r, w) = seamless_sys::proc::pipe().map_err(|e| RestoreError::sys(0, "pipe2", e))?;
+                        if let Some(rec) = plan.pipes.get(pipe) {
+                            let _ = seamless_sys::proc::set_pipe_size(w.as_raw_fd(), rec.capacity as usize);
+                            let mut wf = std::fs::File::from(w.try_clone().map_err(|e| err(id, "dup".into(), e))?);
+                            wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling pipe {pipe}"), e))?;
+                        }
+                        *ends = (Some(r), Some(w));
                     }
-                    let _ = f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777));
-                }
-                let tmp_s = tmp.to_string_lossy().into_owned();
-                let r = open_path(&tmp_s, d.flags);
-                let _ = std::fs::remove_file(&tmp);
-                let fd = r.map_err(|e| err(id, format!("open ghost {tmp_s}"), e))?;
-                let _ = seek(&fd, d.pos);
-                fd
-            }
-            FileKind::Pipe { pipe } => {
-                let ends = pipe_ends.entry(*pipe).or_insert((None, None));
-                if ends.0.is_none() && ends.1.is_none() {
-                    let (r, w) = seamless_sys::proc::pipe().map_err(|e| RestoreError::sys(0, "pipe2", e))?;
-                    if let Some(rec) = plan.pipes.get(pipe) {
-                        let _ = seamless_sys::proc::set_pipe_size(w.as_raw_fd(), rec.capacity as usize);
-                        let mut wf = std::fs::File::from(w.try_clone().map_err(|e| err(id, "dup".into(), e))?);
-                        wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling pipe {pipe}"), e))?;
-                    }
-                    *ends = (Some(r), Some(w));
-                }
-                let slot = if acc == libc::O_WRONLY { &mut ends.1 } else { &mut ends.0 };
-                match slot.take() {
-                    Some(fd) => {
-                        out.keep.push(fd.try_clone().map_err(|e| err(id, "dup".into(), e))?);
-                        fd
-                    }
-                    None => {
-                        // A second description of the same end: reopen through /proc.
-                        let other = out.keep.iter().find(|k| {
-                            std::fs::read_link(format!("/proc/self/fd/{}", k.as_raw_fd()))
-                                .map(|l| l.to_string_lossy() == format!("pipe:[{pipe}]"))
-                                .unwrap_or(false)
-                        });
-                        let other = other
-                            .ok_or_else(|| err(id, format!("pipe {pipe}"), std::io::ErrorKind::NotFound.into()))?;
-                        open_path(
-                            &format!("/proc/self/fd/{}", other.as_raw_fd()),
-                            (d.flags & !(libc::O_ACCMODE as u32)) | acc as u32,
-                        )
-                        .map_err(|e| err(id, format!("reopen pipe {pipe}"), e))?
+                    let slot = if acc == libc::O_WRONLY { &mut ends.1 } else { &mut ends.0 };
+                    match slot.take() {
+                        Some(fd) => {
+                            out.keep.push(fd.try_clone().map_err(|e| err(id, "dup".into(), e))?);
+                            fd
+                        }
+                        None => {
+                            // A second description of the same end: reopen through /proc.
+                            let other = out.keep.iter().find(|k| {
+                                std::fs::read_link(format!("/proc/self/fd/{}", k.as_raw_fd()))
+                                    .map(|l| l.to_string_lossy() == format!("pipe:[{pipe}]"))
+                                    .unwrap_or(false)
+                            });
+                            let other = other
+                                .ok_or_else(|| err(id, format!("pipe {pipe}"), std::io::ErrorKind::NotFound.into()))?;
+                            open_path(
+                                &format!("/proc/self/fd/{}", other.as_raw_fd()),
+                                (d.flags & !(libc::O_ACCMODE as u32)) | acc as u32,
+                            )
+                            .map_err(|e| err(id, format!("reopen pipe {pipe}"), e))?
+                        }
                     }
                 }
-            }
-            FileKind::Fifo { path, pipe } => {
-                if !fifo_keep.contains_key(pipe) {
-                    let k = open_path(path, (libc::O_RDWR | libc::O_NONBLOCK) as u32)
-                        .map_err(|e| err(id, format!("open fifo {path}"), e))?;
-                    if let Some(rec) = plan.pipes.get(pipe) {
-                        let mut wf = std::fs::File::from(k.try_clone().map_err(|e| err(id, "dup".into(), e))?);
-                        wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling fifo {path}"), e))?;
+                FileKind::Fifo { path, pipe } => {
+                    if !fifo_keep.contains_key(pipe) {
+                        let k = open_path(path, (libc::O_RDWR | libc::O_NONBLOCK) as u32)
+                            .map_err(|e| err(id, format!("open fifo {path}"), e))?;
+                        if let Some(rec) = plan.pipes.get(pipe) {
+                            let mut wf = std::fs::File::from(k.try_clone().map_err(|e| err(id, "dup".into(), e))?);
+                            wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling fifo {path}"), e))?;
+                        }
+                        fifo_keep.insert(*pipe, k);
                     }
-                    fifo_keep.insert(*pipe, k);
+                    open_path(path, d.flags | libc::O_NONBLOCK as u32)
+                        .map_err(|e| err(id, format!("open fifo {path}"), e))?
                 }
-                open_path(path, d.flags | libc::O_NONBLOCK as u32)
-                    .map_err(|e| err(id, format!("open fifo {path}"), e))?
+                FileKind::Socket(s) => super::sockets::open(&mut socks, id, s)?,
+                FileKind::EventFd { count, semaphore } => super::eventfd::eventfd(id, *count, *semaphore)?,
+                FileKind::SignalFd { mask } => super::eventfd::signalfd(id, *mask)?,
+                FileKind::TimerFd(t) => super::eventfd::timerfd(id, t)?,
+                FileKind::Epoll(ep) => {
+                    out.epolls.insert(id, ep.clone());
+                    seamless_sys::net::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
+                }
+            };
+            set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
+            Ok(fd)
+        })();
+        match opened {
+            Ok(fd) => {
+                out.by_id.insert(id, fd);
             }
-            FileKind::Socket(s) => super::sockets::open(&mut socks, id, s)?,
-            FileKind::EventFd { count, semaphore } => super::eventfd::eventfd(id, *count, *semaphore)?,
-            FileKind::SignalFd { mask } => super::eventfd::signalfd(id, *mask)?,
-            FileKind::TimerFd(t) => super::eventfd::timerfd(id, t)?,
-            FileKind::Epoll(ep) => {
-                out.epolls.insert(id, ep.clone());
-                seamless_sys::net::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
-            }
-        };
-        set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
-        out.by_id.insert(id, fd);
+            Err(e) => fails.fail_desc(id, e.to_string()),
+        }
     }
     out.keep.extend(fifo_keep.into_values());
-    super::sockets::finish(&mut socks)?;
-    Ok(out)
+    for (id, e) in super::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
+        fails.fail_desc(id, e.to_string());
+    }
+    out
 }
 
 fn set_fl(fd: &OwnedFd, flags: u32) -> std::io::Result<()> {

@@ -23,45 +23,77 @@ pub struct SharedObj {
 /// Recreates each shared anonymous object of the image as a `MAP_SHARED|MAP_ANONYMOUS`
 /// mapping of the restorer, filled with the pages every process saved of it; children map
 /// the very same object through `/proc/<restorer>/map_files`, so they share it again (and it
-/// still shows as `/dev/zero (deleted)`).
+/// still shows as `/dev/zero (deleted)`). An object that cannot be recreated gives up the
+/// unit of its users.
 pub fn prepare_shared<S: Store>(
     plan: &super::plan::Plan,
     reader: &mut Reader<S>,
-) -> Result<BTreeMap<u64, SharedObj>, RestoreError> {
-    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    fails: &mut super::Failures,
+) -> BTreeMap<u64, SharedObj> {
+    // Size of each object, and one of its users (they are all in the same unit).
+    let mut sizes: BTreeMap<u64, (u64, i32)> = BTreeMap::new();
     for p in plan.procs.values() {
         for v in &p.mm.vmas {
             if let VmaKind::SharedAnon { ino, offset } = v.kind {
-                let e = sizes.entry(ino).or_insert(0);
-                *e = (*e).max(offset + (v.end - v.start));
+                let e = sizes.entry(ino).or_insert((0, p.rec.pid));
+                e.0 = e.0.max(offset + (v.end - v.start));
             }
         }
     }
     let mut out = BTreeMap::new();
-    for (ino, len) in sizes {
-        let addr =
-            seamless_sys::proc::map_shared_anon(len as usize).map_err(|e| RestoreError::sys(0, "shared memory", e))?;
-        out.insert(ino, SharedObj { addr, len });
+    for (ino, (len, user)) in sizes {
+        match seamless_sys::proc::map_shared_anon(len as usize) {
+            Ok(addr) => {
+                out.insert(ino, SharedObj { addr, len });
+            }
+            Err(e) => fails.fail_pid(user, RestoreError::sys(user, format!("shared memory {ino}"), e).to_string()),
+        }
     }
     if out.is_empty() {
-        return Ok(out);
+        return out;
     }
-    let me = super::memio::Mem::open(std::process::id() as i32, true)
-        .map_err(|e| RestoreError::io(0, "opening /proc/self/mem", e))?;
+    let me = match super::memio::Mem::open(std::process::id() as i32, true) {
+        Ok(me) => me,
+        Err(e) => {
+            let why = RestoreError::io(0, "opening /proc/self/mem", e).to_string();
+            for (_, user) in out.keys().filter_map(|ino| plan_user(plan, *ino)) {
+                fails.fail_pid(user, why.clone());
+            }
+            return out;
+        }
+    };
     let mut buf = Vec::new();
     for p in plan.procs.values() {
+        if fails.pid_failed(p.rec.pid) {
+            continue;
+        }
         for v in &p.mm.vmas {
             let VmaKind::SharedAnon { ino, offset } = v.kind else { continue };
-            let obj = out[&ino];
+            let Some(&obj) = out.get(&ino) else { continue };
             for ch in p.chunks.iter().filter(|ch| v.start <= ch.vaddr && ch.vaddr < v.end) {
                 buf.resize(ch.len as usize, 0);
-                reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
-                me.write(obj.addr + offset + (ch.vaddr - v.start), &buf)
-                    .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))?;
+                let r = reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image).and_then(|()| {
+                    me.write(obj.addr + offset + (ch.vaddr - v.start), &buf)
+                        .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))
+                });
+                if let Err(e) = r {
+                    fails.fail_pid(p.rec.pid, e.to_string());
+                    break;
+                }
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// One process mapping shared object `ino`, as (ino, pid).
+fn plan_user(plan: &super::plan::Plan, ino: u64) -> Option<(u64, i32)> {
+    plan.procs.values().find_map(|p| {
+        p.mm.vmas
+            .iter()
+            .any(|v| matches!(v.kind, VmaKind::SharedAnon { ino: i, .. } if i == ino))
+            .then_some((ino, p.rec.pid))
+    })
 }
 
 /// Checks that a mapped file is still the one that was dumped.

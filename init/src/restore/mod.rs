@@ -164,6 +164,17 @@ impl RestoreOptions {
     }
 }
 
+/// A unit of trees (see [`plan::Units`]) that was not restored, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedTree {
+    /// Roots of the trees in the unit.
+    pub roots: Vec<i32>,
+    /// Every process of the unit (all killed, none left running).
+    pub pids: Vec<i32>,
+    /// The first error met while recreating one of its processes or resources.
+    pub reason: String,
+}
+
 /// Outcome of [`restore_all`].
 #[derive(Debug, Default)]
 pub struct RestoreReport {
@@ -171,12 +182,61 @@ pub struct RestoreReport {
     pub restored: Vec<i32>,
     /// Processes that could not be restored, with the reason.
     pub failed: Vec<(i32, String)>,
+    /// The trees those processes belonged to, each with the error that sank it.
+    pub failed_trees: Vec<FailedTree>,
     /// Threads restored.
     pub threads: usize,
     /// Pages written.
     pub pages: u64,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+/// The units given up so far, with the first reason of each.
+#[derive(Debug)]
+pub struct Failures<'a> {
+    units: &'a plan::Units,
+    reason: BTreeMap<usize, String>,
+}
+
+impl<'a> Failures<'a> {
+    fn new(units: &'a plan::Units) -> Self {
+        Self { units, reason: BTreeMap::new() }
+    }
+
+    fn fail_unit(&mut self, unit: usize, why: String) {
+        if !self.reason.contains_key(&unit) {
+            let roots = &self.units.roots[unit];
+            log::error!("tree(s) of pid {roots:?} cannot be restored: {why}");
+            self.reason.insert(unit, why);
+        }
+    }
+
+    /// Gives up the unit of process `pid`.
+    pub fn fail_pid(&mut self, pid: i32, why: String) {
+        match self.units.of_pid.get(&pid) {
+            Some(&u) => self.fail_unit(u, why),
+            None => log::error!("pid {pid}: {why}"),
+        }
+    }
+
+    /// Gives up the unit holding description `id` (one no process holds is only logged).
+    pub fn fail_desc(&mut self, id: u32, why: String) {
+        match self.units.of_desc.get(&id) {
+            Some(&u) => self.fail_unit(u, why),
+            None => log::warn!("file #{id}, held by no process: {why}"),
+        }
+    }
+
+    /// Whether the unit holding description `id` was given up.
+    pub fn desc_failed(&self, id: u32) -> bool {
+        self.units.of_desc.get(&id).is_some_and(|u| self.reason.contains_key(u))
+    }
+
+    /// Whether the unit of `pid` was given up.
+    pub fn pid_failed(&self, pid: i32) -> bool {
+        self.units.of_pid.get(&pid).is_some_and(|u| self.reason.contains_key(u))
+    }
 }
 
 struct Proc {
@@ -236,47 +296,84 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     Ok(())
 }
 
-fn kill_proc(pid: i32) {
-    let _ = seamless_sys::proc::kill(pid, libc::SIGKILL);
+/// Kills every process of the failed units that was forked and collects what the kernel
+/// reports to us about them (their ptrace exits; the tree roots that are our own children),
+/// so no process of a failed tree is left running and no half-restored one ever runs its
+/// own code: they are still ptrace-stopped with every signal blocked, SIGKILL is the only
+/// thing they see.
+fn kill_failed(plan: &plan::Plan, fails: &Failures, forked: &[i32], seized: &[i32]) {
+    let doomed: Vec<i32> = forked.iter().copied().filter(|p| fails.pid_failed(*p)).collect();
+    for &pid in &doomed {
+        let _ = seamless_sys::proc::kill(pid, libc::SIGKILL);
+    }
+    for &pid in &doomed {
+        let ours = seized.contains(&pid) || std::process::id() == 1 && plan.roots().contains(&pid);
+        if !ours {
+            continue;
+        }
+        // Threads first: a thread-group leader is reported after the rest of its group.
+        let tids: Vec<i32> =
+            plan.procs.get(&pid).map(|p| p.threads.iter().map(|t| t.tid).collect()).unwrap_or_default();
+        for tid in tids.iter().copied().filter(|t| *t != pid).chain([pid]) {
+            // Until it is reported exited or killed (or is not, or no longer, ours to wait for).
+            while let Ok((_, seamless_sys::ptrace::WaitStatus::Stopped { .. })) = seamless_sys::ptrace::wait(tid) {
+                let _ = seamless_sys::ptrace::cont(tid, 0);
+            }
+        }
+    }
 }
 
-/// Restores every process tree of the image. Processes that fail are killed and reported;
-/// the others are restored. Errors only when nothing could be attempted.
+/// Restores every process tree of the image, tree by tree (more exactly unit by unit, see
+/// [`plan::Units`]): any error while recreating a process or a resource of a tree gives up
+/// that tree (and the trees sharing state with it), whose processes are killed and reported
+/// with the reason; every other tree is restored. Errors only when nothing could be
+/// attempted (the image cannot be decoded).
 pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
     let t0 = Instant::now();
     let plan = plan::load(reader)?;
-    let open = files::open_all(&plan, reader)?;
-    let shm = mm::prepare_shared(&plan, reader)?;
-    let (ready, mut failed) = tree::create_tree(&plan)?;
+    let units = plan::Units::of(&plan);
+    let mut fails = Failures::new(&units);
+    let open = files::open_all(&plan, reader, &mut fails);
+    let shm = mm::prepare_shared(&plan, reader, &mut fails);
+    let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
+    let (forked, not_created) = tree::create_tree(&plan, &skip)?;
+    for (pid, why) in not_created {
+        fails.fail_pid(pid, why);
+    }
     let mut report = RestoreReport::default();
     let mut live: BTreeMap<i32, Proc> = BTreeMap::new();
     let mut seized: Vec<i32> = Vec::new();
-    for &pid in &ready {
-        if let Err(e) = child::seize(pid).and_then(|_| {
-            seamless_sys::ptrace::set_sigmask(pid, !0).map_err(|e| RestoreError::sys(pid, "block signals", e))
-        }) {
-            failed.push((pid, e.to_string()));
-            kill_proc(pid);
+    for &pid in &forked {
+        if fails.pid_failed(pid) {
             continue;
         }
-        seized.push(pid);
+        match child::seize(pid) {
+            Ok(()) => {
+                seized.push(pid);
+                if let Err(e) = seamless_sys::ptrace::set_sigmask(pid, !0) {
+                    fails.fail_pid(pid, RestoreError::sys(pid, "block signals", e).to_string());
+                }
+            }
+            Err(e) => fails.fail_pid(pid, e.to_string()),
+        }
     }
     for &pid in &seized {
+        if fails.pid_failed(pid) {
+            continue;
+        }
         let p = &plan.procs[&pid];
         match stage_a(pid, p, reader, &open, opts, &shm) {
             Ok(pr) => {
                 live.insert(pid, pr);
             }
-            Err(e) => {
-                log::error!("{e}");
-                failed.push((pid, e.to_string()));
-                kill_proc(pid);
-            }
+            Err(e) => fails.fail_pid(pid, e.to_string()),
         }
     }
     // Process groups, now that every group leader exists.
-    let mut broken = Vec::new();
     for (pid, pr) in live.iter_mut() {
+        if fails.pid_failed(*pid) {
+            continue;
+        }
         let want = plan.procs[pid].rec.pgid;
         let now = procfs::read_stat(*pid).map(|s| s.field(5) as i32).unwrap_or(want);
         if now != want && plan.procs[pid].rec.sid != *pid {
@@ -286,16 +383,16 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         }
     }
     for (pid, pr) in live.iter_mut() {
+        if fails.pid_failed(*pid) {
+            continue;
+        }
         if let Err(e) = stage_b(pr, &plan.procs[pid]) {
-            log::error!("{e}");
-            failed.push((*pid, e.to_string()));
-            broken.push(*pid);
+            fails.fail_pid(*pid, e.to_string());
         }
     }
-    for pid in broken {
-        kill_proc(pid);
-        live.remove(&pid);
-    }
+    // Nothing of a failed unit is detached: kill it all before anything else runs.
+    live.retain(|pid, _| !fails.pid_failed(*pid));
+    kill_failed(&plan, &fails, &forked, &seized);
     drop(open);
     drop(shm);
     for (pid, _) in live.iter() {
@@ -310,11 +407,18 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         report.restored.push(*pid);
     }
     for p in plan.procs.values() {
-        if p.is_zombie() && !failed.iter().any(|(f, _)| *f == p.rec.pid) {
+        if p.is_zombie() && !fails.pid_failed(p.rec.pid) {
             report.restored.push(p.rec.pid);
         }
     }
-    report.failed = failed;
+    report.restored.sort_unstable();
+    for (&u, why) in &fails.reason {
+        let roots = units.roots[u].clone();
+        for &pid in &units.pids[u] {
+            report.failed.push((pid, format!("its tree (root {roots:?}) was not restored: {why}")));
+        }
+        report.failed_trees.push(FailedTree { roots, pids: units.pids[u].clone(), reason: why.clone() });
+    }
     report.elapsed = t0.elapsed();
     Ok(report)
 }

@@ -325,16 +325,27 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
 /// Takes every restored connection out of repair mode, once all of them exist: leaving repair
 /// mode sends a window probe, and a peer that is itself being restored must already be there
 /// (or its kernel would answer with RST). Then sends the never-sent bytes and sets the options.
-pub fn finish(ctx: &mut Ctx) -> Result<(), RestoreError> {
+/// Connections for which `skip` holds (their tree is given up) stay in repair mode, so
+/// closing them later sends nothing to the peer. Returns the connections that failed.
+pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreError)> {
+    let mut failed = Vec::new();
     for (id, fd, s) in ctx.repairing.drain(..) {
+        if skip(id) {
+            continue;
+        }
         let raw = fd.as_raw_fd();
-        net::tcp_repair(raw, false).map_err(|e| fail(id, "TCP_REPAIR off", e))?;
-        let SockState::Tcp(c) = &s.state else { continue };
-        let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
-        send_rest(id, raw, &c.send_queue[sent..])?;
-        set_opts(id, raw, &s, true)?;
+        let r = (|| {
+            net::tcp_repair(raw, false).map_err(|e| fail(id, "TCP_REPAIR off", e))?;
+            let SockState::Tcp(c) = &s.state else { return Ok(()) };
+            let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
+            send_rest(id, raw, &c.send_queue[sent..])?;
+            set_opts(id, raw, &s, true)
+        })();
+        if let Err(e) = r {
+            failed.push((id, e));
+        }
     }
-    Ok(())
+    failed
 }
 
 fn send_rest(id: u32, raw: RawFd, unsent: &[u8]) -> Result<(), RestoreError> {

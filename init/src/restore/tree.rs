@@ -11,24 +11,28 @@ use std::io::{Read, Write};
 /// Live pids that reported ready, and pids that could not be created with the reason.
 pub type Created = (Vec<i32>, Vec<(i32, String)>);
 
-/// Forks every process of the plan. Returns the live pids that reported ready and the pids
-/// that could not be created (with the reason).
-pub fn create_tree(plan: &Plan) -> Result<Created, RestoreError> {
+/// Forks every process of the plan but the trees rooted in `skip` (given up already).
+/// Returns the live pids that reported ready and the pids that could not be created (with
+/// the reason).
+pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
     let (r, w) = proc::pipe().map_err(|e| RestoreError::sys(0, "ready pipe", e))?;
     let mut rf = std::fs::File::from(r);
     let wf = std::fs::File::from(w);
     let mut failed = Vec::new();
+    let roots: Vec<i32> = plan.roots().into_iter().filter(|r| !skip.contains(r)).collect();
     let mut expected = 0usize;
-    for p in plan.procs.values() {
-        if !p.is_zombie() {
+    let mut stack = roots.clone();
+    while let Some(p) = stack.pop() {
+        if plan.procs.get(&p).is_some_and(|x| !x.is_zombie()) {
             expected += 1;
         }
+        stack.extend(plan.children_of(p));
     }
     // Tree roots become children of whoever runs the restore (a shell, a test runner), as
     // they were of their original parent; as PID 1 (seamless-init) they are its own children
     // and stay with the real init it executes.
     let sibling = std::process::id() != 1;
-    for root in plan.roots() {
+    for root in roots {
         // A just-killed original may still be a zombie for a moment: retry briefly.
         let mut forked = proc::fork_with_pid_as(root, sibling);
         for _ in 0..40 {
