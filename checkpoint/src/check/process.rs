@@ -113,8 +113,8 @@ fn ping_group_range() -> Option<(u32, u32)> {
 /// Resources the dump accepts but the new kernel is likely to refuse to recreate (the tree
 /// holding one would not be restored there, the others would): ICMP datagram ("ping")
 /// sockets, which the kernel creates only for a group inside `net.ipv4.ping_group_range`.
-/// seamless-init (group 0) recreates them before the new system applies its sysctl
-/// settings, when the range is still the kernel's default that admits no group.
+/// seamless-init recreates them as group 0, after it has set the old kernel's sysctls (see
+/// `upgrade::sysctl`): the range in force now must include group 0.
 pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verdict> {
     use seamless_image::records::FileKind;
     let ping = |d: &seamless_image::records::FileDesc| match &d.kind {
@@ -125,17 +125,15 @@ pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verd
         }
         _ => false,
     };
-    let here = ping_group_range()
-        .map(
-            |(lo, hi)| {
-                if (lo, hi) == PING_RANGE_DEFAULT {
-                    "the default '1 0'".to_string()
-                } else {
-                    format!("'{lo} {hi}'")
-                }
-            },
-        )
-        .unwrap_or_else(|| "unknown".into());
+    let range = ping_group_range();
+    if range.is_some_and(|(lo, hi)| lo == 0 && hi >= lo) {
+        return Vec::new();
+    }
+    let here = match range {
+        Some(r) if r == PING_RANGE_DEFAULT => "the default '1 0' (no group)".to_string(),
+        Some((lo, hi)) => format!("'{lo} {hi}'"),
+        None => "unknown".into(),
+    };
     let mut out = Vec::new();
     for (pid, table) in &files.tables {
         for f in &table.fds {
@@ -143,7 +141,7 @@ pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verd
                 out.push(Verdict::warn(
                     format!("pid {pid} fd {}", f.fd),
                     format!(
-                        "ICMP datagram (ping) socket in the tree of pid {root}: the new kernel recreates it only if net.ipv4.ping_group_range includes group 0, and it boots with the default '1 0' (no group; {here} here) that the new system's sysctl settings change only after seamless-init has restored: this tree would likely not be restored (the others would); use a raw socket or reopen it after the upgrade"
+                        "ICMP datagram (ping) socket in the tree of pid {root}: the new kernel recreates it as group 0 with the net.ipv4.ping_group_range carried from here, which is {here} and excludes group 0: this tree would not be restored (the others would); include group 0 in the range before the upgrade (e.g. sysctl net.ipv4.ping_group_range='0 2147483647')"
                     ),
                 ));
             }
