@@ -220,7 +220,7 @@ pub fn open_trusted(path: &Path, writable: bool) -> Result<File> {
     for dir in parent.ancestors() {
         let m = std::fs::symlink_metadata(dir).map_err(io("stat", dir))?;
         if let Some(why) = root_only(&m) {
-            return Err(untrusted(dir, format!("(a directory above the image {}) {why}", full.display())));
+            return Err(untrusted(dir, format!("this directory (above the image {}) {why}", full.display())));
         }
     }
     Ok(file)
