@@ -269,3 +269,16 @@ fn verify_root_command(args: &[String]) -> i32 {
         1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::target_matches;
+
+    #[test]
+    fn image_for_another_kernel_is_refused() {
+        assert!(target_matches("", "6.12.12-amd64").is_ok(), "same-kernel images name no target");
+        assert!(target_matches("6.12.12-amd64", "6.12.12-amd64").is_ok());
+        let why = target_matches("6.12.12-amd64", "6.1.0-31-amd64").unwrap_err();
+        assert!(why.contains("6.12.12-amd64") && why.contains("6.1.0-31-amd64"), "{why}");
+    }
+}
