@@ -43,7 +43,7 @@ fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
 /// Recreates a deleted-but-open file, so that no other user can reach it before its
 /// contents and mode are final: preferably nameless (`O_TMPFILE`, mode 0600) in the
 /// directory it was in; where the filesystem cannot, under a fresh name created 0600 with
-/// `O_EXCL|O_NOFOLLOW` and unlinked again at once. The contents are written first, the mode
+/// `O_EXCL|O_NOFOLLOW` and unlinked at once, before any content. The contents are written first, the mode
 /// (set-id bits included) is applied only after them; then the file is opened again with the
 /// description's flags.
 fn ghost<S: Store>(
@@ -62,8 +62,8 @@ fn ghost<S: Store>(
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
         .open(&dir);
-    let (mut f, named) = match tmpfile {
-        Ok(f) => (f, None),
+    let mut f = match tmpfile {
+        Ok(f) => f,
         Err(e)
             if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::ENOENT))
                 && dir.is_dir() =>
@@ -77,7 +77,9 @@ fn ghost<S: Store>(
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)
                 .map_err(|e| err(format!("create ghost {}", tmp.display()), e))?;
-            (f, Some(tmp))
+            // Nameless from here on, like an O_TMPFILE file.
+            std::fs::remove_file(&tmp).map_err(|e| err(format!("unlink ghost {}", tmp.display()), e))?;
+            f
         }
         Err(e) => return Err(err(format!("create a deleted file in {}", dir.display()), e)),
     };
@@ -96,9 +98,6 @@ fn ghost<S: Store>(
         let via = format!("/proc/self/fd/{}", f.as_raw_fd());
         open_path(&via, flags & !(libc::O_NOFOLLOW as u32)).map_err(|e| err(format!("reopen ghost {path}"), e))
     });
-    if let Some(tmp) = &named {
-        let _ = std::fs::remove_file(tmp);
-    }
     drop(f);
     reopened
 }
