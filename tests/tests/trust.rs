@@ -9,7 +9,9 @@
 //!   image under an other-writable directory and a symbolic link, then restores the image
 //!   once and refuses it the second time;
 //! - an image with a record of unknown kind is refused unless the entry is marked ignorable;
-//!   an image with a relative recorded path is refused, naming the pid, fd and path.
+//!   an image with a relative recorded path is refused, naming the pid, fd and path;
+//! - a deleted-but-open file recorded set-uid/set-gid comes back nameless with that mode and
+//!   its contents.
 
 use anyhow::{bail, ensure, Context, Result};
 use seamless_image::records::{self, FileDesc, FileKind, ProcessRecord};
@@ -355,6 +357,55 @@ fn relative_recorded_paths_are_refused() -> Result<()> {
     no_process_of(&pids, "a refused restore")?;
     // The untouched image still restores.
     restore_and_pass(&h, &mut run, &pids, &images, &[])?;
+    run.finish();
+    Ok(())
+}
+
+#[test]
+fn set_id_ghost_files_keep_their_mode_and_contents() -> Result<()> {
+    let h = harness()?;
+    let (mut run, pids, images) = dumped(&h)?;
+    // The workload's deleted file (fd 12), recorded as set-uid and set-gid.
+    let setuid = run.dir.join("setuid-ghost");
+    let mut ghost = None;
+    rewrite(
+        &images,
+        &setuid,
+        |r, i, e, w| {
+            if e.kind != records::FILE_DESC {
+                return Ok(false);
+            }
+            let mut d: FileDesc = r.record(i)?;
+            let FileKind::Ghost { mode, .. } = &mut d.kind else { return Ok(false) };
+            *mode = 0o106_750;
+            ghost = Some(d.id);
+            w.put_record(e.kind, e.owner, e.tag, &d)?;
+            Ok(true)
+        },
+        |_| Ok(()),
+    )?;
+    ensure!(ghost.is_some(), "the image of {WORKLOAD} holds no deleted file");
+    let r = h.restore(&run, &setuid, &[])?;
+    ensure!(r.status.success(), "restore failed: {}", r.failure());
+    let fd12 = format!("/proc/{}/fd/12", pids[0]);
+    let meta = std::fs::metadata(&fd12).with_context(|| format!("stat {fd12}"))?;
+    ensure!(
+        meta.mode() & 0o7777 == 0o6750,
+        "restored deleted file has mode {:04o}, expected 6750",
+        meta.mode() & 0o7777
+    );
+    ensure!(
+        meta.nlink() == 0 && meta.len() == 20000,
+        "restored deleted file: {} links, {} bytes",
+        meta.nlink(),
+        meta.len()
+    );
+    let link = std::fs::read_link(&fd12)?;
+    ensure!(link.to_string_lossy().ends_with(" (deleted)"), "fd 12 points to {}", link.display());
+    // The workload checks the contents and offset itself.
+    run.snapshot_tree();
+    run.terminate()?;
+    run.wait_verdict(VERDICT)?;
     run.finish();
     Ok(())
 }
