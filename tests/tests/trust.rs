@@ -103,21 +103,34 @@ fn dump_creates_private_directories_and_files() -> Result<()> {
     let h = harness()?;
     let mut run = h.start(WORKLOAD, &[])?;
     run.wait_ready(READY)?;
-    // A directory that does not exist yet (with a missing parent), and one that exists 0755.
+    // A directory that does not exist yet (with a missing parent): 0700; one that exists
+    // with mode 0755 keeps it (region.img is 0600 anyway).
     let fresh = run.dir.join("new").join("images");
     let existing = run.dir.join("existing");
     std::fs::create_dir(&existing)?;
     chmod(&existing, 0o755)?;
-    for dir in [&fresh, &existing] {
+    for (dir, want) in [(&fresh, 0o700), (&existing, 0o755)] {
         let d = h.dump(&run, dir, true)?;
         ensure!(d.status.success(), "dump into {} failed: {}", dir.display(), d.failure());
         let img = dir.join("region.img");
-        ensure!(mode(dir) == 0o700, "{} has mode {:04o}, expected 0700", dir.display(), mode(dir));
+        ensure!(mode(dir) == want, "{} has mode {:04o}, expected {want:04o}", dir.display(), mode(dir));
         ensure!(mode(&img) == 0o600, "{} has mode {:04o}, expected 0600", img.display(), mode(&img));
         let names: Vec<String> =
             std::fs::read_dir(dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         ensure!(names == ["region.img"], "{} holds {names:?}, expected only region.img", dir.display());
     }
+    // An existing directory others may write is refused, and left alone.
+    let shared = run.dir.join("shared");
+    std::fs::create_dir(&shared)?;
+    chmod(&shared, 0o1777)?;
+    let d = h.dump(&run, &shared, true)?;
+    let err = expect_failure(&d, &[&shared.display().to_string(), "writable by others"])?;
+    eprintln!("refused as expected: {err}");
+    ensure!(
+        mode(&shared) == 0o1777 && std::fs::read_dir(&shared)?.next().is_none(),
+        "the refused dump changed {}",
+        shared.display()
+    );
     let parent = run.dir.join("new");
     ensure!(mode(&parent) == 0o700, "created parent {} has mode {:04o}", parent.display(), mode(&parent));
     // The cpio store of `seamless region write-pattern` (the one seamless upgrade uses).

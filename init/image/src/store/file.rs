@@ -115,7 +115,7 @@ pub const DIR_REGION_FILE: &str = "region.img";
 
 impl DirStore {
     /// Creates `dir/region.img` for writing: `dir` is created with mode 0700 if missing
-    /// (an existing one must be a directory of this user and is tightened to 0700) and locked
+    /// (an existing one must be a directory of this user that only it can write) and locked
     /// for as long as the store lives, so a second dump into it is refused
     /// ([`ImageError::Locked`]); the file is created privately (mode 0600, under a temporary
     /// name, renamed over an earlier image). `capacity` bounds how large the image may grow;

@@ -34,8 +34,8 @@ fn euid() -> Option<u32> {
 }
 
 /// Creates `dir` (and missing parents) with mode 0700, or checks an existing one: it must be
-/// a real directory (not a symbolic link) owned by this user; its mode is then tightened to
-/// 0700. Returns the open directory.
+/// a real directory (not a symbolic link) owned by this user and not writable by group or
+/// others (its mode is left alone otherwise). Returns the open directory.
 pub fn private_dir(dir: &Path) -> Result<File> {
     match std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir) {
         Ok(()) => {}
@@ -66,8 +66,12 @@ pub fn private_dir(dir: &Path) -> Result<File> {
             ),
         });
     }
-    if meta.mode() & 0o7777 != PRIVATE_DIR_MODE {
-        f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_DIR_MODE)).map_err(io("chmod", dir))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(ImageError::Untrusted {
+            path: dir.display().to_string(),
+            why: format!("is writable by others than its owner (mode {mode:04o}); give a directory only you can write"),
+        });
     }
     Ok(f)
 }
