@@ -149,7 +149,12 @@ impl Report {
     /// Writes `/run/seamless/report.json` (in whatever root is current).
     pub fn write(&self) {
         let dir = Path::new(REPORT_DIR);
-        let res = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join("report.json"), self.to_json()));
+        // Mode 0700 / 0600, created under a temporary name and renamed: never written
+        // through a link someone planted.
+        let res = seamless_image::private_dir(dir)
+            .and_then(|_| seamless_image::create_private(&dir.join("report.json")))
+            .map_err(|e| e.to_string())
+            .and_then(|mut f| std::io::Write::write_all(&mut f, self.to_json().as_bytes()).map_err(|e| e.to_string()));
         if let Err(e) = res {
             log::warn!("cannot write {REPORT_DIR}/report.json: {e}");
         }

@@ -326,6 +326,13 @@ impl Harness {
         Ok(Running { label, pid, dir, outfile, stderr, exits: HashMap::new(), known: Vec::new() })
     }
 
+    /// The image directory of a run: `<work_root>/images/<run>`, outside the run directory,
+    /// which some workloads make world-writable (creds) and under which `seamless restore`
+    /// would rightly refuse an image.
+    pub fn images_for(&self, run: &Running) -> PathBuf {
+        self.work_root.join("images").join(run.dir.file_name().unwrap_or_default())
+    }
+
     /// `seamless dump --tree PID --images DIR [--leave-running]`.
     pub fn dump(&self, run: &Running, images: &Path, leave_running: bool) -> Result<CommandResult> {
         let mut cmd = self.command(&self.seamless()?);
@@ -377,7 +384,7 @@ impl Harness {
         let mut run = self.start(name, args)?;
         run.wait_ready(READY_TIMEOUT)?;
         let pids = run.snapshot_tree();
-        let images = run.dir.join("images");
+        let images = self.images_for(&run);
         let dump = self.dump(&run, &images, false)?;
         if !dump.status.success() {
             bail!("{}: dump of pid {} failed: {}", run.label, run.pid, dump.failure());
@@ -422,7 +429,7 @@ impl Harness {
         let mut run = self.start(name, args)?;
         run.wait_ready(READY_TIMEOUT)?;
         let pids = run.snapshot_tree();
-        let images = run.dir.join("images");
+        let images = self.images_for(&run);
         let dump = self.dump(&run, &images, true)?;
         if !dump.status.success() {
             bail!("{}: dump --leave-running of pid {} failed: {}", run.label, run.pid, dump.failure());
@@ -444,7 +451,7 @@ impl Harness {
         let mut run = self.start(name, args)?;
         run.wait_ready(READY_TIMEOUT)?;
         let pids = run.snapshot_tree();
-        let images = run.dir.join("images");
+        let images = self.images_for(&run);
         let dump = self.dump(&run, &images, false)?;
         let stderr = dump.stderr_text();
         if dump.status.success() {

@@ -7,11 +7,18 @@ use std::process::ExitCode;
 
 /// Arguments of `seamless dump`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "DIR is created with mode 0700 (an existing DIR must belong to you and be writable by nobody else) \
+and locked for the whole dump: a second dump into the same DIR is refused. DIR/region.img is created with mode \
+0600 under a temporary name and renamed into place (an earlier image or a link at that name is replaced, never \
+written through). `seamless restore` only accepts the image while it and every directory above it are owned by \
+root and not writable by group or others."
+)]
 pub struct Args {
     /// Root of a process tree to dump (repeatable).
     #[arg(long = "tree", required = true)]
     pub tree: Vec<i32>,
-    /// Image directory (created if missing; the image is DIR/region.img).
+    /// Image directory (created 0700 if missing; the image is DIR/region.img, mode 0600).
     #[arg(long)]
     pub images: PathBuf,
     /// Leave the processes running after the dump instead of killing them.

@@ -12,6 +12,9 @@ before the jump resumes every process and exits non-zero with the reason.\n\
 With an initramfs that carries the seamless hook (/usr/lib/seamless/seamless-init, from the dracut module or \
 the mkinitcpio hook), init=/usr/lib/seamless/seamless-init and seamless.init=<previous init> are added to the \
 new command line, so the processes are restored after the switch to the real root.\n\
+Without a region, the image goes into /run/seamless/region.cpio and the combined initramfs \
+/run/seamless/initrd.img (directory 0700, locked during the upgrade, files 0600 created privately). The image \
+records the new kernel's release (from its bzImage header); seamless-init restores nothing on another kernel.\n\
 After the boot: dmesg | grep seamless-init, and /run/seamless/report.json.")]
 pub struct Args {
     /// The new kernel image.

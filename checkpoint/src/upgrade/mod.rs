@@ -204,13 +204,16 @@ fn dump_and_jump(
 ) -> Result<std::convert::Infallible, UpgradeError> {
     let target = match region {
         Some(dev) => Target::Region(dev),
-        None => {
-            std::fs::create_dir_all(RUN_DIR).map_err(|source| UpgradeError::Io { path: RUN_DIR.into(), source })?;
-            Target::Initramfs {
-                cpio: Path::new(RUN_DIR).join("region.cpio"),
-                combined: Path::new(RUN_DIR).join("initrd.img"),
-            }
-        }
+        None => Target::Initramfs {
+            cpio: Path::new(RUN_DIR).join("region.cpio"),
+            combined: Path::new(RUN_DIR).join("initrd.img"),
+        },
+    };
+    // Without a region, the cpio image and the combined initramfs are made in RUN_DIR: mode
+    // 0700, locked for the whole upgrade, files created privately (never through a link).
+    let _run_lock = match &target {
+        Target::Region(_) => None,
+        Target::Initramfs { .. } => Some(seamless_image::DirLock::acquire(Path::new(RUN_DIR))?),
     };
     let store: Box<dyn Store> = match &target {
         Target::Region(dev) => Box::new(BlockStore::open(dev)?),
@@ -311,7 +314,7 @@ fn complete_image(
     };
     clock.stage("root-identity");
     let record = Upgrade {
-        target_release: String::new(),
+        target_release: kernel_release_of(&opts.kernel).unwrap_or_default(),
         cmdline: opts.cmdline.clone(),
         root,
         trees: opts.roots.iter().map(|p| *p as u32).collect(),
@@ -339,9 +342,43 @@ fn complete_image(
     Ok(store)
 }
 
+/// The release (`uname -r` on that kernel) of an x86 bzImage: the first word of the
+/// version string its setup header points to (boot protocol 2.00+: `HdrS` at 0x202, the
+/// string at 0x200 + the 16-bit pointer at 0x20e). `None` if the file is not such an image.
+pub fn kernel_release_of(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(0x8000 + 0x200).read_to_end(&mut head).ok()?;
+    release_from_header(&head)
+}
+
+fn release_from_header(head: &[u8]) -> Option<String> {
+    if head.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let ptr = u16::from_le_bytes([*head.get(0x20e)?, *head.get(0x20f)?]) as usize;
+    let text = head.get(0x200 + ptr..)?;
+    let end = text.iter().position(|&b| b == 0 || b == b' ').unwrap_or(text.len()).min(64);
+    let release = std::str::from_utf8(&text[..end]).ok()?;
+    (!release.is_empty()).then(|| release.to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::handover_cmdline;
+    use super::{handover_cmdline, release_from_header};
+
+    #[test]
+    fn bzimage_release() {
+        let mut h = vec![0u8; 0x1000];
+        assert_eq!(release_from_header(&h), None);
+        h[0x202..0x206].copy_from_slice(b"HdrS");
+        h[0x20e..0x210].copy_from_slice(&0x0400u16.to_le_bytes());
+        let v = b"6.12.12-amd64 (debian-kernel@lists.debian.org) #1 SMP\0";
+        h[0x600..0x600 + v.len()].copy_from_slice(v);
+        assert_eq!(release_from_header(&h).as_deref(), Some("6.12.12-amd64"));
+        h[0x20e..0x210].copy_from_slice(&0xff00u16.to_le_bytes());
+        assert_eq!(release_from_header(&h), None);
+    }
 
     #[test]
     fn hook_initramfs_gets_the_init_wrapper() {

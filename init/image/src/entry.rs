@@ -23,6 +23,13 @@ impl RecordKind {
     /// Opaque blob stored as raw bytes (files' contents and the like); tag chosen by the writer.
     pub const BLOB: Self = Self(5);
 
+    /// Whether this build knows what the kind means (the built-in kinds and the process
+    /// records of [`crate::records`]).
+    pub fn is_known(self) -> bool {
+        matches!(self, Self::PAGE_CHUNK | Self::PATTERN | Self::UPGRADE | Self::STAGES | Self::BLOB)
+            || crate::records::kind_name(self).is_some()
+    }
+
     /// Whether the entry's bytes are raw data rather than a postcard record.
     pub fn is_raw(self) -> bool {
         self == Self::PAGE_CHUNK || self == Self::BLOB
@@ -61,7 +68,7 @@ impl fmt::Debug for RecordKind {
 pub struct Entry {
     /// What the bytes are.
     pub kind: RecordKind,
-    /// Flags, zero in format version 1.
+    /// Flags: [`Entry::IGNORABLE`] or zero.
     pub flags: u16,
     /// Owner, normally a pid (0 for image-wide records).
     pub owner: u32,
@@ -76,6 +83,12 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Entry flag: a reader that does not know the entry's kind may skip it. Without it, an
+    /// entry of an unknown kind makes a restore refuse the image.
+    pub const IGNORABLE: u16 = 1;
+    /// Every entry flag this build knows.
+    pub const KNOWN_FLAGS: u16 = Self::IGNORABLE;
+
     /// Encodes into the fixed 40-byte layout.
     pub fn encode(&self, out: &mut [u8; ENTRY_SIZE]) {
         out[0..2].copy_from_slice(&self.kind.0.to_le_bytes());
@@ -130,8 +143,8 @@ impl Entry {
         {
             return Err(bad(format!("page chunk at {:#x} of {} bytes is not page-aligned", self.offset, self.len)));
         }
-        if self.flags != 0 {
-            return Err(bad(format!("unknown flags {:#x}", self.flags)));
+        if self.flags & !Self::KNOWN_FLAGS != 0 {
+            return Err(bad(format!("unknown flags {:#x}", self.flags & !Self::KNOWN_FLAGS)));
         }
         Ok(())
     }

@@ -187,6 +187,34 @@ pub enum ImageError {
         /// Length given.
         len: usize,
     },
+    /// An image (or a directory above it) could have been written by someone other than
+    /// root, or a path seamless writes to is not safe to use.
+    #[error("refusing {path}: {why}")]
+    Untrusted {
+        /// The file or directory.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Another process holds the lock of an image directory.
+    #[error("{dir} is locked by another seamless dump{}; wait for it to end or use another directory", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The directory.
+        dir: String,
+        /// The pid holding the lock, when `/proc/locks` tells.
+        holder: Option<i32>,
+    },
+    /// The index holds an entry of a kind this reader does not know and that is not marked
+    /// as ignorable: restoring without it would lose part of a process.
+    #[error("entry {index} (kind#{}, owner {owner}) is of a record kind this seamless does not know and is not marked ignorable; restore with the seamless version that wrote the image", kind.0)]
+    UnknownKind {
+        /// Position in the index.
+        index: u32,
+        /// Its kind.
+        kind: RecordKind,
+        /// Its owner (pid).
+        owner: u32,
+    },
     /// A cpio archive is malformed or lacks the region file.
     #[error("{path}: {detail}")]
     Cpio {

@@ -22,8 +22,8 @@ pub use entry::{Entry, RecordKind, ENTRY_SIZE};
 pub use error::{ImageError, Result};
 pub use reader::{invalidate, EntryCheck, Reader};
 pub use store::{
-    append_to_initrd, discover_pmem, open_any, pmem_devices, BlockStore, CpioStore, DirStore, FileStore, MemStore,
-    Store, CPIO_REGION_PATH,
+    append_to_initrd, create_private, discover_pmem, open_any, open_trusted, pmem_devices, private_dir, BlockStore,
+    CpioStore, DirLock, DirStore, FileStore, MemStore, Store, CPIO_REGION_PATH, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE,
 };
 pub use superblock::{format_boot_id, parse_boot_id, State, Superblock, FORMAT_VERSION, MAGIC, SUPERBLOCK_SIZE};
 pub use writer::{Writer, WriterInfo};

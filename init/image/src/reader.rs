@@ -29,9 +29,17 @@ pub struct EntryCheck {
 }
 
 impl<S: Store> Reader<S> {
-    /// Opens a complete image for restore.
+    /// Opens a complete image for restore. Besides the checks of FORMAT.md, refuses an
+    /// entry of a kind this build does not know unless it is marked [`Entry::IGNORABLE`]
+    /// ([`ImageError::UnknownKind`]): restoring without it would silently lose state.
     pub fn open(store: S) -> Result<Self> {
-        Self::open_in(store, &[State::Complete])
+        let r = Self::open_in(store, &[State::Complete])?;
+        if let Some((i, e)) =
+            r.entries.iter().enumerate().find(|(_, e)| !e.kind.is_known() && e.flags & Entry::IGNORABLE == 0)
+        {
+            return Err(ImageError::UnknownKind { index: i as u32, kind: e.kind, owner: e.owner });
+        }
+        Ok(r)
     }
 
     /// Opens a complete or consumed image, for inspection.

@@ -12,6 +12,11 @@ pub const SUPERBLOCK_SIZE: usize = 4096;
 const CRC_OFFSET: usize = SUPERBLOCK_SIZE - 4;
 const RELEASE_LEN: usize = 64;
 const WRITER_LEN: usize = 32;
+/// Superblock flags a reader must understand (the low 16 bits): a reader refuses an image
+/// with a required flag it does not know. None is defined in format version 1.
+pub const SB_REQUIRED_FLAGS_MASK: u32 = 0xffff;
+/// The required superblock flags this build understands.
+pub const SB_KNOWN_REQUIRED_FLAGS: u32 = 0;
 
 /// The life cycle of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +64,9 @@ pub struct Superblock {
     pub version: u32,
     /// Life-cycle state.
     pub state: State,
+    /// Flags: low 16 bits required (unknown ones make a reader refuse the image), high 16 bits
+    /// optional (a reader may ignore them). Zero when written by this build.
+    pub flags: u32,
     /// Bytes the store can hold.
     pub capacity: u64,
     /// Bytes in use (superblock, data and index).
@@ -109,7 +117,7 @@ impl Superblock {
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(SUPERBLOCK_SIZE as u32).to_le_bytes());
         b[16..20].copy_from_slice(&self.state.to_u32().to_le_bytes());
-        // 20..24: flags, zero in version 1.
+        b[20..24].copy_from_slice(&self.flags.to_le_bytes());
         b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
         b[32..40].copy_from_slice(&self.used.to_le_bytes());
         b[40..48].copy_from_slice(&self.index_offset.to_le_bytes());
@@ -150,11 +158,20 @@ impl Superblock {
         }
         let state_raw = le_u32(b, 16);
         let state = State::from_u32(state_raw).ok_or_else(|| bad("state", format!("unknown value {state_raw}")))?;
+        let flags = le_u32(b, 20);
+        let unknown = flags & SB_REQUIRED_FLAGS_MASK & !SB_KNOWN_REQUIRED_FLAGS;
+        if unknown != 0 {
+            return Err(bad(
+                "flags",
+                format!("unknown required flags {unknown:#06x}: the image needs a newer seamless to be read"),
+            ));
+        }
         let mut boot_id = [0u8; 16];
         boot_id.copy_from_slice(&b[56..72]);
         Ok(Superblock {
             version,
             state,
+            flags,
             capacity: le_u64(b, 24),
             used: le_u64(b, 32),
             index_offset: le_u64(b, 40),

@@ -62,6 +62,7 @@ impl<S: Store> Writer<S> {
         let sb = Superblock {
             version: FORMAT_VERSION,
             state: State::Writing,
+            flags: 0,
             capacity,
             used: SUPERBLOCK_SIZE as u64,
             index_offset: 0,
@@ -141,6 +142,38 @@ impl<S: Store> Writer<S> {
         }
         let at = align(self.pos, 8);
         self.push(kind, owner, tag, at, &bytes)
+    }
+
+    /// Stores a record whose bytes are already postcard-encoded (copying records from one
+    /// image into another); returns its entry index.
+    pub fn put_encoded_record(&mut self, kind: RecordKind, owner: u32, tag: u64, bytes: &[u8]) -> Result<u32> {
+        if kind.is_raw() || bytes.len() as u64 > MAX_RECORD_LEN {
+            return Err(ImageError::NoSpace {
+                store: self.store.describe(),
+                what: format!("{kind} record of owner {owner}"),
+                needed: bytes.len() as u64,
+                limit: if kind.is_raw() { 0 } else { MAX_RECORD_LEN },
+            });
+        }
+        let at = align(self.pos, 8);
+        self.push(kind, owner, tag, at, bytes)
+    }
+
+    /// Stores a postcard-encoded record whose index entry carries [`Entry::IGNORABLE`]: a
+    /// reader that does not know `kind` may skip it (for additions an older seamless can do
+    /// without). Returns its entry index.
+    pub fn put_ignorable_record<T: Serialize + ?Sized>(
+        &mut self,
+        kind: RecordKind,
+        owner: u32,
+        tag: u64,
+        value: &T,
+    ) -> Result<u32> {
+        let index = self.put_record(kind, owner, tag, value)?;
+        if let Some(e) = self.entries.last_mut() {
+            e.flags |= Entry::IGNORABLE;
+        }
+        Ok(index)
     }
 
     /// Stores raw bytes (not postcard) under [`RecordKind::BLOB`], e.g. a deleted file's

@@ -65,6 +65,14 @@ fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result
             return None;
         }
     };
+    let running = read_trimmed("/proc/sys/kernel/osrelease");
+    if let Err(why) = target_matches(&upgrade.target_release, &running) {
+        log::error!("region {}: {why}; nothing is restored, the boot goes on", valid.path.display());
+        let report = handover::refused(&mut valid, &upgrade, why);
+        report.log();
+        report.write();
+        return None;
+    }
     match root_ok(&upgrade) {
         Ok(()) => {
             log::info!("root filesystem is exactly as frozen by kernel {}", valid.reader.superblock().kernel_release);
@@ -77,6 +85,16 @@ fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result
             None
         }
     }
+}
+
+/// An image made for another kernel is not restored: `target` is the release the upgrade
+/// recorded for the kernel it jumped to (empty when unknown, e.g. a same-kernel image),
+/// `running` this kernel's.
+fn target_matches(target: &str, running: &str) -> Result<(), String> {
+    if target.is_empty() || target == running {
+        return Ok(());
+    }
+    Err(format!("the image was made for kernel {target} but kernel {running} is running"))
 }
 
 /// Restores (already inside the real root) and logs/writes the report.
@@ -222,6 +240,10 @@ fn verify_root_command(args: &[String]) -> i32 {
         RegionStatus::Valid(mut valid) => match handover::upgrade_record(&mut valid.reader) {
             Ok(None) => return 0,
             Err(e) => format!("refused: upgrade record unreadable: {e}"),
+            Ok(Some(u)) if target_matches(&u.target_release, &read_trimmed("/proc/sys/kernel/osrelease")).is_err() => {
+                let why = target_matches(&u.target_release, &read_trimmed("/proc/sys/kernel/osrelease")).err();
+                format!("refused: {}", why.unwrap_or_default())
+            }
             Ok(Some(u)) => {
                 match handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms)) {
                     Ok(()) => format!("ok {}", valid.path.display()),
@@ -230,8 +252,13 @@ fn verify_root_command(args: &[String]) -> i32 {
             }
         },
     };
-    let _ = std::fs::create_dir_all("/run/seamless");
-    if let Err(e) = std::fs::write(ROOT_VERDICT, format!("{verdict}\n")) {
+    let written = seamless_image::private_dir(std::path::Path::new("/run/seamless"))
+        .and_then(|_| seamless_image::create_private(std::path::Path::new(ROOT_VERDICT)))
+        .map_err(|e| e.to_string())
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, format!("{verdict}\n").as_bytes()).map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
         log::error!("cannot write {ROOT_VERDICT}: {e}");
     }
     if verdict.starts_with("ok") {
@@ -240,5 +267,18 @@ fn verify_root_command(args: &[String]) -> i32 {
     } else {
         log::error!("verify-root {dev}: {verdict}");
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_matches;
+
+    #[test]
+    fn image_for_another_kernel_is_refused() {
+        assert!(target_matches("", "6.12.12-amd64").is_ok(), "same-kernel images name no target");
+        assert!(target_matches("6.12.12-amd64", "6.12.12-amd64").is_ok());
+        let why = target_matches("6.12.12-amd64", "6.1.0-31-amd64").unwrap_err();
+        assert!(why.contains("6.12.12-amd64") && why.contains("6.1.0-31-amd64"), "{why}");
     }
 }

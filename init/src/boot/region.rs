@@ -123,7 +123,12 @@ pub fn validate(store: Box<dyn Store>, path: &Path) -> Result<ValidRegion, Strin
 }
 
 fn open_and_validate(path: &Path) -> RegionStatus {
-    let store: Box<dyn Store> = match FileStore::open_file(path, true) {
+    use std::os::unix::fs::FileTypeExt;
+    // A block device must be root's and not writable by others; the initramfs file was
+    // unpacked by the kernel itself.
+    let is_block = std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false);
+    let opened = if is_block { FileStore::open_trusted(path, true) } else { FileStore::open_file(path, true) };
+    let store: Box<dyn Store> = match opened {
         Ok(s) => Box::new(s),
         Err(e) => return RegionStatus::Invalid { path: path.to_path_buf(), check: e.to_string() },
     };

@@ -40,6 +40,68 @@ fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
     Ok(f.into())
 }
 
+/// Recreates a deleted-but-open file, so that no other user can reach it before its
+/// contents and mode are final: preferably nameless (`O_TMPFILE`, mode 0600) in the
+/// directory it was in; where the filesystem cannot, under a fresh name created 0600 with
+/// `O_EXCL|O_NOFOLLOW` and unlinked at once, before any content. The contents are written first, the mode
+/// (set-id bits included) is applied only after them; then the file is opened again with the
+/// description's flags.
+fn ghost<S: Store>(
+    id: u32,
+    path: &str,
+    mode: u32,
+    flags: u32,
+    blobs: &[u32],
+    reader: &mut Reader<S>,
+) -> Result<OwnedFd, RestoreError> {
+    let err = |what: String, e: std::io::Error| RestoreError::File { id, what, source: e };
+    let dir = std::path::Path::new(path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
+    let tmpfile = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(&dir);
+    let mut f = match tmpfile {
+        Ok(f) => f,
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::ENOENT))
+                && dir.is_dir() =>
+        {
+            let tmp = dir.join(format!(".seamless-ghost.{}.{id}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+                .map_err(|e| err(format!("create ghost {}", tmp.display()), e))?;
+            // Nameless from here on, like an O_TMPFILE file.
+            std::fs::remove_file(&tmp).map_err(|e| err(format!("unlink ghost {}", tmp.display()), e))?;
+            f
+        }
+        Err(e) => return Err(err(format!("create a deleted file in {}", dir.display()), e)),
+    };
+    let filled = (|| -> Result<(), RestoreError> {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| err("fchmod ghost 0600".into(), e))?;
+        for &b in blobs {
+            let data = reader.blob(b).map_err(RestoreError::Image)?;
+            f.write_all(&data).map_err(|e| err("fill ghost".into(), e))?;
+        }
+        f.flush().map_err(|e| err("fill ghost".into(), e))?;
+        // Set-id bits only now that the contents are final.
+        f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| err(format!("fchmod ghost {:04o}", mode & 0o7777), e))
+    })();
+    let reopened = filled.and_then(|()| {
+        let via = format!("/proc/self/fd/{}", f.as_raw_fd());
+        open_path(&via, flags & !(libc::O_NOFOLLOW as u32)).map_err(|e| err(format!("reopen ghost {path}"), e))
+    });
+    drop(f);
+    reopened
+}
+
 fn seek(fd: &OwnedFd, pos: u64) -> std::io::Result<()> {
     use std::io::Seek;
     let mut f = std::fs::File::from(fd.try_clone()?);
@@ -76,26 +138,8 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?
                 }
                 FileKind::Ghost { path, mode, .. } => {
-                    let dir =
-                        std::path::Path::new(path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
-                    let tmp = dir.join(format!(".seamless-ghost.{}.{id}", std::process::id()));
-                    {
-                        let mut f = std::fs::OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .mode(0o600)
-                            .open(&tmp)
-                            .map_err(|e| err(id, format!("create ghost {}", tmp.display()), e))?;
-                        for &b in plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]) {
-                            let data = reader.blob(b).map_err(RestoreError::Image)?;
-                            f.write_all(&data).map_err(|e| err(id, "fill ghost".into(), e))?;
-                        }
-                        let _ = f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777));
-                    }
-                    let tmp_s = tmp.to_string_lossy().into_owned();
-                    let r = open_path(&tmp_s, d.flags);
-                    let _ = std::fs::remove_file(&tmp);
-                    let fd = r.map_err(|e| err(id, format!("open ghost {tmp_s}"), e))?;
+                    let blobs = plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]);
+                    let fd = ghost(id, path, *mode, d.flags, blobs, reader)?;
                     let _ = seek(&fd, d.pos);
                     fd
                 }

@@ -50,6 +50,7 @@ pub mod files;
 pub mod inject;
 pub mod memio;
 pub mod mm;
+pub mod paths;
 pub mod plan;
 pub mod procfs;
 pub mod sockets;
@@ -125,6 +126,18 @@ pub enum RestoreError {
         path: String,
         /// Differences.
         detail: String,
+    },
+    /// A recorded path is relative: it would resolve against the restorer's directory.
+    #[error("pid {pid}{}: recorded {what} path {path:?} is not absolute; refusing the image (a relative path would resolve against the restorer's working directory)", fd.map(|f| format!(" fd {f}")).unwrap_or_default())]
+    RelativePath {
+        /// Process (0 when no process refers to the file).
+        pid: i32,
+        /// Descriptor, for open files.
+        fd: Option<i32>,
+        /// What the path is.
+        what: String,
+        /// The path.
+        path: String,
     },
     /// An open file could not be reopened.
     #[error("file #{id}: {what}: {source}")]
@@ -331,6 +344,7 @@ fn kill_failed(plan: &plan::Plan, fails: &Failures, forked: &[i32], seized: &[i3
 pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
     let t0 = Instant::now();
     let plan = plan::load(reader)?;
+    paths::check(&plan)?;
     let units = plan::Units::of(&plan);
     let mut fails = Failures::new(&units);
     let open = files::open_all(&plan, reader, &mut fails);

@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 mod error;
+pub mod flock;
 pub mod fsfreeze;
 pub mod kexec;
 pub mod module;

@@ -51,17 +51,12 @@ impl CpioStore {
         header(2, 0o100_600, 1, size, CPIO_REGION_PATH)
     }
 
-    /// Creates an archive at `path` whose region may grow to `capacity` bytes (at most 4 GiB,
+    /// Creates an archive at `path` (privately: mode 0600, under a temporary name renamed over
+    /// `path`) whose region may grow to `capacity` bytes (at most 4 GiB,
     /// the limit of the newc size field). The archive is valid only after the image is sealed.
     pub fn create(path: &Path, capacity: u64) -> Result<Self> {
         let capacity = capacity.min(u64::from(u32::MAX));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| ImageError::Io { op: "create", store: path.display().to_string(), source: e })?;
+        let mut file = super::private::create_private(path)?;
         let dir = Self::dir_header();
         let fh = Self::file_header(0);
         let mut head = dir.clone();
@@ -160,13 +155,14 @@ impl Store for CpioStore {
 }
 
 /// Writes `out` = the initramfs `base` padded to a 4-byte boundary, followed by the sealed
-/// cpio archive `region`. The kernel unpacks concatenated archives in order.
+/// cpio archive `region`. The kernel unpacks concatenated archives in order. `out` is
+/// created privately (mode 0600, renamed over an earlier file, never written through a link).
 pub fn append_to_initrd(base: &Path, region: &Path, out: &Path) -> Result<()> {
     let ioerr = |op, p: &Path| {
         let store = p.display().to_string();
         move |e| ImageError::Io { op, store, source: e }
     };
-    let mut o = File::create(out).map_err(ioerr("create", out))?;
+    let mut o = super::private::create_private(out)?;
     let mut b = File::open(base).map_err(ioerr("open", base))?;
     let n = std::io::copy(&mut b, &mut o).map_err(ioerr("copy", base))?;
     o.write_all(&vec![0u8; pad4(n as usize)]).map_err(ioerr("write", out))?;

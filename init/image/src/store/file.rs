@@ -16,6 +16,8 @@ pub struct FileStore {
     path: PathBuf,
     base: u64,
     capacity: u64,
+    /// Held while the store lives (the lock of a directory store being written).
+    _lock: Option<super::private::DirLock>,
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
@@ -37,12 +39,12 @@ impl FileStore {
         };
         // Seeking to the end gives the size of block devices too, where metadata says 0.
         let capacity = file.seek(SeekFrom::End(0)).map_err(io("seek", path))?;
-        Ok(Self { file, path: path.to_path_buf(), base: 0, capacity })
+        Ok(Self { file, path: path.to_path_buf(), base: 0, capacity, _lock: None })
     }
 
     /// A window `[base, base + capacity)` of an open file.
     pub(crate) fn window(file: File, path: &Path, base: u64, capacity: u64) -> Self {
-        Self { file, path: path.to_path_buf(), base, capacity }
+        Self { file, path: path.to_path_buf(), base, capacity, _lock: None }
     }
 
     /// The path of the file or device.
@@ -112,26 +114,42 @@ pub struct DirStore;
 pub const DIR_REGION_FILE: &str = "region.img";
 
 impl DirStore {
-    /// Creates (or truncates) `dir/region.img`, creating `dir` if needed. `capacity` bounds how
-    /// large the image may grow; the file only takes the space actually written.
+    /// Creates `dir/region.img` for writing: `dir` is created with mode 0700 if missing
+    /// (an existing one must be a directory of this user that only it can write) and locked
+    /// for as long as the store lives, so a second dump into it is refused
+    /// ([`ImageError::Locked`]); the file is created privately (mode 0600, under a temporary
+    /// name, renamed over an earlier image). `capacity` bounds how large the image may grow;
+    /// the file only takes the space actually written.
     #[allow(clippy::new_ret_no_self)]
     pub fn create(dir: &Path, capacity: u64) -> Result<FileStore> {
-        std::fs::create_dir_all(dir).map_err(io("mkdir", dir))?;
+        let lock = super::private::DirLock::acquire(dir)?;
         let path = dir.join(DIR_REGION_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(io("create", &path))?;
-        Ok(FileStore::window(file, &path, 0, capacity))
+        let file = super::private::create_private(&path)?;
+        Ok(FileStore { file, path, base: 0, capacity, _lock: Some(lock) })
     }
 
-    /// Opens `dir/region.img` for reading and state updates.
+    /// Opens `dir/region.img` for reading and state updates (inspection, tests: no ownership
+    /// checks; restore uses [`DirStore::open_trusted`]).
     #[allow(clippy::new_ret_no_self)]
     pub fn open(dir: &Path) -> Result<FileStore> {
         FileStore::open_file(&dir.join(DIR_REGION_FILE), true)
+    }
+
+    /// Opens `dir/region.img` for restore, only if root alone can have written it (see
+    /// [`super::open_trusted`]). `writable`: read-write, to mark it consumed.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn open_trusted(dir: &Path, writable: bool) -> Result<FileStore> {
+        FileStore::open_trusted(&dir.join(DIR_REGION_FILE), writable)
+    }
+}
+
+impl FileStore {
+    /// Opens a region file or block device for restore through [`super::open_trusted`]; its
+    /// size is the capacity.
+    pub fn open_trusted(path: &Path, writable: bool) -> Result<Self> {
+        let mut file = super::private::open_trusted(path, writable)?;
+        let capacity = file.seek(SeekFrom::End(0)).map_err(io("seek", path))?;
+        Ok(Self { file, path: path.to_path_buf(), base: 0, capacity, _lock: None })
     }
 }
 

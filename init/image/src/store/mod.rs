@@ -9,10 +9,12 @@
 mod cpio;
 mod file;
 mod mem;
+mod private;
 
 pub use cpio::{append_to_initrd, CpioStore, CPIO_REGION_PATH};
 pub use file::{BlockStore, DirStore, FileStore};
 pub use mem::MemStore;
+pub use private::{create_private, open_trusted, private_dir, DirLock, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 
 use crate::error::{ImageError, Result};
 use std::path::{Path, PathBuf};
