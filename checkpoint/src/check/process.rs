@@ -98,15 +98,11 @@ fn trees(roots: &[i32]) -> Vec<Verdict> {
         .collect()
 }
 
-/// Freezes the tree, runs the dump pre-checks (memory map, descriptors), resumes it.
+/// Freezes the tree, runs the dump's pre-check (the same refusals as `seamless dump`, see
+/// [`dump::precheck`]), resumes it. Reads only: nothing in the processes changes.
 pub fn precheck_tree(root: i32) -> Result<(), dump::DumpError> {
     let frozen = dump::freeze::freeze_trees(&[root])?;
-    for p in frozen.procs() {
-        if p.zombie.is_none() {
-            dump::mm::precheck(p.pid)?;
-        }
-    }
-    dump::files::collect(&frozen, &DumpOptions::default())?;
+    dump::precheck::run(&frozen, &DumpOptions::default())?;
     frozen.resume();
     Ok(())
 }

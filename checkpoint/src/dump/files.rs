@@ -25,6 +25,9 @@ pub struct FilePlan {
     pub pipes: BTreeMap<u64, PipeRecord>,
     /// Contents of deleted files, by description id.
     pub ghosts: BTreeMap<u32, Vec<u8>>,
+    /// Established TCP connections still to be read in repair mode
+    /// ([`super::sockets::repair_pending`]).
+    pub tcp_pending: Vec<super::sockets::PendingTcp>,
 }
 
 impl FilePlan {
@@ -151,6 +154,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     }
     super::epoll::resolve(&epolls, &mut plan)?;
     super::sockets::check_pairs(&plan)?;
+    plan.tcp_pending = std::mem::take(&mut socks.pending);
     Ok(plan)
 }
 
@@ -184,6 +188,14 @@ fn classify(
             "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (inotify, fanotify, io_uring, pidfd, ...) are not checkpointed",
         ));
     }
+    if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
+        return Err(unsupported(
+            pid,
+            fd,
+            link,
+            "memfd (memfd_create) descriptors are not checkpointed: restoring its name, contents and seals is not supported",
+        ));
+    }
     if !link.starts_with('/') {
         return Err(unsupported(pid, fd, link, "not a file reachable by path"));
     }
@@ -203,8 +215,9 @@ fn classify(
     }
     if ft.is_fifo() {
         if deleted {
-            return Err(unsupported(pid, fd, link, "deleted FIFO"));
+            return Err(unsupported(pid, fd, link, "deleted FIFO: restore reopens FIFOs by path"));
         }
+        same_file(pid, fd, link, &md)?;
         let ino = md.ino();
         if let std::collections::btree_map::Entry::Vacant(e) = plan.pipes.entry(ino) {
             e.insert(read_pipe(pid, fd, ino)?);
@@ -214,7 +227,7 @@ fn classify(
     if ft.is_file() || ft.is_dir() {
         if deleted {
             if !ft.is_file() {
-                return Err(unsupported(pid, fd, link, "deleted directory"));
+                return Err(unsupported(pid, fd, link, "deleted directory: restore reopens directories by path"));
             }
             if md.size() > max_ghost {
                 return Err(unsupported(
@@ -232,9 +245,30 @@ fn classify(
             let path = link.trim_end_matches(" (deleted)").to_string();
             return Ok(FileKind::Ghost { path, size: md.size(), mode: md.mode() });
         }
+        same_file(pid, fd, link, &md)?;
         return Ok(FileKind::Regular { path: link.to_string(), size: md.size(), mode: md.mode() });
     }
     Err(unsupported(pid, fd, link, "unsupported file type (block device or socket file)"))
+}
+
+/// Refuses a descriptor whose path (reopened by restore) now names another file than the open
+/// one (renamed, replaced, or on a mount the dumper does not see).
+fn same_file(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata) -> Result<(), DumpError> {
+    match std::fs::metadata(link) {
+        Ok(now) if now.dev() == md.dev() && now.ino() == md.ino() => Ok(()),
+        Ok(_) => Err(unsupported(
+            pid,
+            fd,
+            link,
+            "the path now names another file than the open one (renamed or replaced): restore reopens it by path and would get the wrong file",
+        )),
+        Err(e) => Err(unsupported(
+            pid,
+            fd,
+            link,
+            &format!("the path of the open file cannot be opened ({e}): restore reopens it by path"),
+        )),
+    }
 }
 
 /// Writes descriptions, pipe buffers and ghost contents.
