@@ -405,6 +405,9 @@ mod refuse {
         relinked => "cannot be opened";
         udp_queued => "datagrams queued on a UDP socket";
         accept_queue => "not yet accepted";
+        clone_vm => "shares its memory";
+        compat32 => "32-bit code";
+        sud => "syscall user dispatch";
     }
 }
 

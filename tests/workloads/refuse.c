@@ -18,6 +18,10 @@
  *   relinked       an open file whose name was removed while another hard link keeps it
  *   udp_queued     a bound UDP socket with a datagram not yet read
  *   accept_queue   a TCP listener with a connection not yet accepted
+ *   clone_vm       a child made with clone(CLONE_VM) shares the root's memory
+ *   compat32       a thread runs 32-bit code (far jump to the compat code segment, int 0x80
+ *                  nanosleep loop)
+ *   sud            syscall user dispatch is on (selector: allow); still traps after the dump
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -143,6 +147,70 @@ static void mode_seccomp_filter(void)
     WL_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) == 0, "seccomp filter");
 }
 
+/* ---- clone_vm: the child sleeps until the root sets `stop`, then acknowledges. ---- */
+static volatile int vm_stop, vm_ack, vm_started;
+
+static int vm_child(void *arg)
+{
+    (void)arg;
+    vm_started = 1;
+    while (!vm_stop)
+        wl_sleep_ms(10);
+    vm_ack = 1;
+    return 0;
+}
+
+/* ---- compat32: 32-bit code in a page below 4 GiB: nanosleep(&ts, 0) by int 0x80 in a loop. */
+static volatile uint8_t *c32_page;
+
+static void *compat32_thread(void *arg)
+{
+    (void)arg;
+    struct __attribute__((packed)) {
+        uint32_t off;
+        uint16_t sel;
+    } far = { (uint32_t)(uintptr_t)c32_page, 0x23 };
+    __asm__ volatile("ljmpl *%0" : : "m"(far) : "memory");
+    return NULL;
+}
+
+static void compat32_setup(void)
+{
+    c32_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    WL_CHECK(c32_page != MAP_FAILED, "mmap MAP_32BIT");
+    uint32_t ts = (uint32_t)(uintptr_t)c32_page + 64;
+    /* struct timespec (32-bit): 0 s, 20 ms */
+    uint32_t tv[2] = { 0, 20000000 };
+    memcpy((void *)(c32_page + 64), tv, sizeof tv);
+    uint8_t code[16] = { 0xb8, 162, 0, 0, 0,     /* mov $162 (nanosleep), %eax */
+                         0xbb, 0, 0, 0, 0,       /* mov $ts, %ebx */
+                         0x31, 0xc9,             /* xor %ecx, %ecx */
+                         0xcd, 0x80,             /* int $0x80 */
+                         0xeb, 0xf0 };           /* jmp to the start */
+    memcpy(code + 6, &ts, 4);
+    memcpy((void *)c32_page, code, sizeof code);
+    pthread_t t;
+    WL_CHECK(pthread_create(&t, NULL, compat32_thread, NULL) == 0, "pthread_create");
+    wl_sleep_ms(100);
+}
+
+/* ---- sud: syscall user dispatch with an allowing selector. ---- */
+#ifndef PR_SET_SYSCALL_USER_DISPATCH
+#define PR_SET_SYSCALL_USER_DISPATCH 59
+#define PR_SYS_DISPATCH_ON 1
+#endif
+static volatile char sud_selector; /* 0: SYSCALL_DISPATCH_FILTER_ALLOW, 1: BLOCK */
+static volatile sig_atomic_t sud_traps;
+
+static void on_sigsys(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    (void)uc;
+    sud_selector = 0; /* allow again, or the handler's own rt_sigreturn would trap */
+    sud_traps++;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 2 ? argv[2] : "";
@@ -263,6 +331,23 @@ int main(int argc, char **argv)
         WL_CHECK(connect(fd2, (struct sockaddr *)&a, sizeof a) == 0, "connect");
         WL_CHECK(write(fd2, "hello", 5) == 5, "write client");
         wl_sleep_ms(50); /* the handshake completes in the kernel */
+    } else if (strcmp(mode, "clone_vm") == 0) {
+        static char stack[256 * 1024] __attribute__((aligned(16)));
+        pid_t c = clone(vm_child, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL);
+        WL_CHECK(c > 0, "clone(CLONE_VM)");
+        fd = c;
+        while (!vm_started)
+            wl_sleep_ms(5);
+    } else if (strcmp(mode, "compat32") == 0) {
+        compat32_setup();
+    } else if (strcmp(mode, "sud") == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigsys;
+        sa.sa_flags = SA_SIGINFO;
+        WL_CHECK(sigaction(SIGSYS, &sa, NULL) == 0, "sigaction SIGSYS");
+        WL_CHECK(prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &sud_selector) == 0,
+                 "PR_SET_SYSCALL_USER_DISPATCH");
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -365,6 +450,22 @@ int main(int argc, char **argv)
         n = recv(fd2, buf, sizeof buf, MSG_DONTWAIT);
         if (n != 4)
             wl_fail("client got %zd bytes back (errno %d)", n, errno);
+    } else if (strcmp(mode, "clone_vm") == 0) {
+        vm_stop = 1;
+        int st = wl_wait_child(fd);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            wl_fail("the CLONE_VM child ended with status %#x", st);
+        if (!vm_ack)
+            wl_fail("the CLONE_VM child did not see the shared flag");
+    } else if (strcmp(mode, "compat32") == 0) {
+        char v[32];
+        if (wl_status_field(0, "Threads", v, sizeof v) != 0 || strcmp(v, "2") != 0)
+            wl_fail("%s threads, expected 2 (the 32-bit one still running)", v);
+    } else if (strcmp(mode, "sud") == 0) {
+        sud_selector = 1;
+        syscall(SYS_getppid);
+        if (sud_traps != 1)
+            wl_fail("syscall user dispatch: %d SIGSYS traps for a blocked getppid, expected 1", (int)sud_traps);
     }
     wl_pass();
 }

@@ -4,8 +4,10 @@
 //! process of every tree. What it checks:
 //!
 //! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
-//!   strict or filter mode), and the working directory, root directory and executable must be
-//!   reachable again by their paths (not deleted, not replaced by another file);
+//!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
+//!   directory, root directory and executable must be reachable again by their paths (not
+//!   deleted, not replaced by another file);
+//! - no two processes share an address space without being threads of one process;
 //! - the memory map ([`super::mm::precheck`]);
 //! - every descriptor ([`super::files::collect`], which also gathers what the dump writes).
 
@@ -48,6 +50,70 @@ fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
                         "seccomp filter mode ({mode}): a filter may kill the process or fail the system calls the dump injects (mmap, rt_sigaction, prctl, ...), and seamless does not evaluate filters, so it refuses; run the service without a seccomp filter (e.g. no SystemCallFilter=) to checkpoint it"
                     ),
                 ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses threads the injection would run wrong code in: a thread executing 32-bit code
+/// (the injected `syscall` instruction and 64-bit system call numbers are wrong there), and
+/// syscall user dispatch (injected calls may be turned into SIGSYS, and restore does not set
+/// it up again). Reads the stopped threads' registers only.
+fn native(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    for &tid in tids {
+        let is_64 = seamless_sys::ptrace::in_64bit_mode(tid)
+            .map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
+        if !is_64 {
+            return Err(refuse(
+                pid,
+                format!("thread {tid}"),
+                "runs 32-bit code: the dump injects 64-bit system calls, which would crash it; 32-bit code is not checkpointed",
+            ));
+        }
+        match seamless_sys::ptrace::get_syscall_user_dispatch(tid) {
+            Ok(c) if c.mode != 0 => {
+                return Err(refuse(
+                    pid,
+                    format!("thread {tid}"),
+                    format!(
+                        "syscall user dispatch is on (mode {}, allowed code {:#x}+{:#x}): injected system calls may raise SIGSYS, and restore does not set it up again",
+                        c.mode, c.offset, c.len
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            // Before Linux 6.4 the setting cannot be read.
+            Err(e) => log::debug!("pid {pid} thread {tid}: syscall user dispatch unknown: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Refuses processes of the trees that share one address space without being threads of one
+/// process (`clone(CLONE_VM)`, a `vfork` child before its `exec`): each would be restored
+/// with its own copy, and the dump's injections into one would change the other. Only
+/// processes with the same virtual size (`/proc/PID/stat` field 23) are compared (`kcmp`).
+fn separate_mms(frozen: &Frozen) -> Result<(), DumpError> {
+    let mut by_size: std::collections::BTreeMap<u64, Vec<i32>> = std::collections::BTreeMap::new();
+    for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .map_err(|e| DumpError::io(p.pid, "reading /proc/PID/stat", e))?;
+        let vsize = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(20)?.parse().ok()).unwrap_or(0);
+        by_size.entry(vsize).or_default().push(p.pid);
+    }
+    for pids in by_size.values().filter(|v| v.len() > 1) {
+        for (i, &a) in pids.iter().enumerate() {
+            for &b in &pids[i + 1..] {
+                if seamless_sys::proc::kcmp_vm(a, b)
+                    .map_err(|e| DumpError::sys(a, format!("comparing with pid {b}"), e))?
+                {
+                    return Err(refuse(
+                        a,
+                        format!("address space (shared with pid {b})"),
+                        "shares its memory with another process (clone with CLONE_VM, or vfork before exec): restore would give each its own copy",
+                    ));
+                }
             }
         }
     }
@@ -100,6 +166,7 @@ fn describe(what: &str) -> &'static str {
 /// The per-process refusals (see the module docs); reads only.
 pub fn process(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     injectable(pid, tids)?;
+    native(pid, tids)?;
     for what in ["cwd", "root", "exe"] {
         reachable(pid, what)?;
     }
@@ -117,5 +184,6 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         process(p.pid, &p.tids)?;
         mm::precheck(p.pid)?;
     }
+    separate_mms(frozen)?;
     files::collect(frozen, opts)
 }
