@@ -408,6 +408,8 @@ mod refuse {
         clone_vm => "shares its memory";
         compat32 => "32-bit code";
         sud => "syscall user dispatch";
+        netns => "namespace net";
+        flock => "file lock";
     }
 }
 

@@ -22,6 +22,8 @@
  *   compat32       a thread runs 32-bit code (far jump to the compat code segment, int 0x80
  *                  nanosleep loop)
  *   sud            syscall user dispatch is on (selector: allow); still traps after the dump
+ *   netns          the process unshared its network namespace (it has only a loopback device)
+ *   flock          an exclusive flock on OUTFILE.lock (a child's LOCK_NB attempt still fails)
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -33,6 +35,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 static int prog = -1;
@@ -348,6 +353,12 @@ int main(int argc, char **argv)
         WL_CHECK(sigaction(SIGSYS, &sa, NULL) == 0, "sigaction SIGSYS");
         WL_CHECK(prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &sud_selector) == 0,
                  "PR_SET_SYSCALL_USER_DISPATCH");
+    } else if (strcmp(mode, "netns") == 0) {
+        WL_CHECK(unshare(CLONE_NEWNET) == 0, "unshare(CLONE_NEWNET)");
+    } else if (strcmp(mode, "flock") == 0) {
+        wl_path(path, sizeof path, ".lock");
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        WL_CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0, "flock %s", path);
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -461,6 +472,33 @@ int main(int argc, char **argv)
         char v[32];
         if (wl_status_field(0, "Threads", v, sizeof v) != 0 || strcmp(v, "2") != 0)
             wl_fail("%s threads, expected 2 (the 32-bit one still running)", v);
+    } else if (strcmp(mode, "netns") == 0) {
+        /* A fresh network namespace has only lo (index 1), and it is down. */
+        if (if_nametoindex("lo") != 1 || if_nametoindex("eth0") != 0)
+            wl_fail("not in the unshared network namespace any more");
+        struct if_nameindex *ifs = if_nameindex();
+        int count = 0;
+        for (struct if_nameindex *i = ifs; i && i->if_index; i++)
+            count++;
+        if_freenameindex(ifs);
+        if (count != 1)
+            wl_fail("%d network devices, expected only lo (the unshared namespace)", count);
+    } else if (strcmp(mode, "flock") == 0) {
+        pid_t c = fork();
+        WL_CHECK(c >= 0, "fork");
+        if (c == 0) {
+            wl_is_child = 1;
+            wl_path(path, sizeof path, ".lock");
+            int f = open(path, O_RDWR | O_CLOEXEC);
+            if (f < 0)
+                wl_fail("open %s", path);
+            if (flock(f, LOCK_EX | LOCK_NB) == 0)
+                wl_fail("took the lock: the root does not hold it any more");
+            if (errno != EWOULDBLOCK)
+                wl_fail("flock LOCK_NB: errno %d", errno);
+            _exit(0);
+        }
+        wl_expect_child_pass(c, "lock probe");
     } else if (strcmp(mode, "sud") == 0) {
         sud_selector = 1;
         syscall(SYS_getppid);

@@ -40,17 +40,21 @@ impl FilePlan {
 struct FdInfo {
     pos: u64,
     flags: u32,
+    /// `lock:` lines: file locks (flock, POSIX, OFD, leases) held through this descriptor.
+    locks: Vec<String>,
 }
 
 fn fdinfo(pid: i32, fd: i32) -> Result<FdInfo, DumpError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
         .map_err(|e| DumpError::io(pid, format!("reading fdinfo of fd {fd}"), e))?;
-    let mut info = FdInfo { pos: 0, flags: 0 };
+    let mut info = FdInfo { pos: 0, flags: 0, locks: Vec::new() };
     for l in text.lines() {
         if let Some(v) = l.strip_prefix("pos:") {
             info.pos = v.trim().parse().unwrap_or(0);
         } else if let Some(v) = l.strip_prefix("flags:") {
             info.flags = u32::from_str_radix(v.trim(), 8).unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("lock:") {
+            info.locks.push(v.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
     Ok(info)
@@ -117,6 +121,17 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                 std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, format!("readlink fd {fd}"), e))?;
             let link = link.to_string_lossy().into_owned();
             let info = fdinfo(pid, fd)?;
+            if !info.locks.is_empty() {
+                return Err(unsupported(
+                    pid,
+                    fd,
+                    &link,
+                    &format!(
+                        "holds file lock(s) [{}]: locks are not checkpointed, the restored process would run without them",
+                        info.locks.join("; ")
+                    ),
+                ));
+            }
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
             let flags = info.flags & !(libc::O_CLOEXEC as u32);
             // Shared description?

@@ -6,10 +6,11 @@
 //! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
 //!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
-//!   deleted, not replaced by another file);
+//!   deleted, not replaced by another file); the namespaces must be the dumper's;
 //! - no two processes share an address space without being threads of one process;
 //! - the memory map ([`super::mm::precheck`]);
-//! - every descriptor ([`super::files::collect`], which also gathers what the dump writes).
+//! - every descriptor ([`super::files::collect`], which also gathers what the dump writes;
+//!   it refuses among others descriptors holding file locks).
 
 use super::files::{self, FilePlan};
 use super::{mm, DumpError, DumpOptions, Frozen};
@@ -47,7 +48,7 @@ fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
                     pid,
                     format!("thread {tid}"),
                     format!(
-                        "seccomp filter mode ({mode}): a filter may kill the process or fail the system calls the dump injects (mmap, rt_sigaction, prctl, ...), and seamless does not evaluate filters, so it refuses; run the service without a seccomp filter (e.g. no SystemCallFilter=) to checkpoint it"
+                        "seccomp filter mode ({mode}): a filter may kill the process or fail the system calls the dump injects (mmap, rt_sigaction, prctl, ...), seamless does not evaluate filters and restore does not install them again, so it refuses; run the service without a seccomp filter (e.g. no SystemCallFilter=) to checkpoint it"
                     ),
                 ))
             }
@@ -163,10 +164,36 @@ fn describe(what: &str) -> &'static str {
     }
 }
 
+/// Refuses a process in other namespaces than the dumper's (`/proc/PID/ns/*`, including
+/// `pid_for_children` and `time_for_children`): restore creates processes in its own.
+fn namespaces(pid: i32) -> Result<(), DumpError> {
+    let dir = format!("/proc/{pid}/ns");
+    let entries = std::fs::read_dir(&dir).map_err(|e| DumpError::io(pid, format!("listing {dir}"), e))?;
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let theirs = std::fs::read_link(format!("{dir}/{name}"))
+            .map_err(|e| DumpError::io(pid, format!("readlink {dir}/{name}"), e))?;
+        let Ok(ours) = std::fs::read_link(format!("/proc/self/ns/{name}")) else { continue };
+        if theirs != ours {
+            return Err(refuse(
+                pid,
+                format!("namespace {name} ({})", theirs.display()),
+                format!(
+                    "differs from the dumper's ({}): processes are restored in the restorer's namespaces, so containers and unshared processes are not checkpointed",
+                    ours.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The per-process refusals (see the module docs); reads only.
 pub fn process(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     injectable(pid, tids)?;
     native(pid, tids)?;
+    namespaces(pid)?;
     for what in ["cwd", "root", "exe"] {
         reachable(pid, what)?;
     }
