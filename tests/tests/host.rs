@@ -410,6 +410,13 @@ mod refuse {
         sud => "syscall user dispatch";
         netns => "namespace net";
         flock => "file lock";
+        sched_batch => "scheduling policy 3";
+        affinity => "CPU affinity";
+        oom => "oom_score_adj 500";
+        thp => "THP_enabled";
+        async_io => "O_ASYNC";
+        unix_unlinked => "was deleted";
+        unix_rebound => "now names another file";
     }
 }
 

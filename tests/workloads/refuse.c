@@ -24,6 +24,13 @@
  *   sud            syscall user dispatch is on (selector: allow); still traps after the dump
  *   netns          the process unshared its network namespace (it has only a loopback device)
  *   flock          an exclusive flock on OUTFILE.lock (a child's LOCK_NB attempt still fails)
+ *   sched_batch    the process runs under SCHED_BATCH
+ *   affinity       the process is pinned to CPU 0
+ *   oom            oom_score_adj 500
+ *   thp            PR_SET_THP_DISABLE
+ *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
+ *   unix_unlinked  a unix listener whose socket file was removed
+ *   unix_rebound   a unix listener whose path now belongs to another listener
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -38,6 +45,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 
 static int prog = -1;
@@ -216,6 +224,35 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     sud_traps++;
 }
 
+static volatile sig_atomic_t sigio_count;
+static void on_sigio(int sig)
+{
+    (void)sig;
+    sigio_count++;
+}
+
+static int unix_listener(const char *path)
+{
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    WL_CHECK(l >= 0 && bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0, "unix listener %s", path);
+    return l;
+}
+
+static int unix_connect(const char *path)
+{
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (c >= 0)
+            close(c);
+        return -1;
+    }
+    return c;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 2 ? argv[2] : "";
@@ -359,6 +396,35 @@ int main(int argc, char **argv)
         wl_path(path, sizeof path, ".lock");
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         WL_CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0, "flock %s", path);
+    } else if (strcmp(mode, "sched_batch") == 0) {
+        struct sched_param sp = { 0 };
+        WL_CHECK(sched_setscheduler(0, SCHED_BATCH, &sp) == 0, "SCHED_BATCH");
+    } else if (strcmp(mode, "affinity") == 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(0, &set);
+        WL_CHECK(sched_setaffinity(0, sizeof set, &set) == 0, "sched_setaffinity");
+    } else if (strcmp(mode, "oom") == 0) {
+        WL_CHECK(wl_write_file("/proc/self/oom_score_adj", "500\n") == 0, "oom_score_adj");
+    } else if (strcmp(mode, "thp") == 0) {
+        WL_CHECK(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0, "PR_SET_THP_DISABLE");
+    } else if (strcmp(mode, "async_io") == 0) {
+        int p[2];
+        WL_CHECK(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0, "pipe");
+        signal(SIGIO, on_sigio);
+        WL_CHECK(fcntl(p[0], F_SETOWN, getpid()) == 0, "F_SETOWN");
+        WL_CHECK(fcntl(p[0], F_SETFL, O_ASYNC | O_NONBLOCK) == 0, "F_SETFL O_ASYNC");
+        fd = p[0];
+        fd2 = p[1];
+    } else if (strcmp(mode, "unix_unlinked") == 0) {
+        wl_path(path, sizeof path, ".sock");
+        fd = unix_listener(path);
+        WL_CHECK(unlink(path) == 0, "unlink %s", path);
+    } else if (strcmp(mode, "unix_rebound") == 0) {
+        wl_path(path, sizeof path, ".sock");
+        fd = unix_listener(path);
+        WL_CHECK(unlink(path) == 0, "unlink %s", path);
+        fd2 = unix_listener(path);
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -499,6 +565,48 @@ int main(int argc, char **argv)
             _exit(0);
         }
         wl_expect_child_pass(c, "lock probe");
+    } else if (strcmp(mode, "sched_batch") == 0) {
+        if (sched_getscheduler(0) != SCHED_BATCH)
+            wl_fail("policy %d, expected SCHED_BATCH", sched_getscheduler(0));
+    } else if (strcmp(mode, "affinity") == 0) {
+        cpu_set_t set;
+        WL_CHECK(sched_getaffinity(0, sizeof set, &set) == 0, "sched_getaffinity");
+        if (CPU_COUNT(&set) != 1 || !CPU_ISSET(0, &set))
+            wl_fail("affinity has %d CPUs, expected only CPU 0", CPU_COUNT(&set));
+    } else if (strcmp(mode, "oom") == 0) {
+        char v[32] = { 0 };
+        int f = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+        WL_CHECK(f >= 0 && read(f, v, sizeof v - 1) > 0, "read oom_score_adj");
+        close(f);
+        if (atoi(v) != 500)
+            wl_fail("oom_score_adj %s, expected 500", v);
+    } else if (strcmp(mode, "thp") == 0) {
+        if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 1)
+            wl_fail("THP no longer disabled");
+    } else if (strcmp(mode, "async_io") == 0) {
+        int before = sigio_count;
+        WL_CHECK(write(fd2, "x", 1) == 1, "write the pipe");
+        for (int i = 0; i < 100 && sigio_count == before; i++)
+            wl_sleep_ms(10);
+        if (sigio_count == before)
+            wl_fail("no SIGIO for data on the O_ASYNC pipe");
+    } else if (strcmp(mode, "unix_unlinked") == 0) {
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &(int){ 0 }, &(socklen_t){ sizeof(int) }) != 0)
+            wl_fail("the listener is gone");
+        wl_path(path, sizeof path, ".sock");
+        if (access(path, F_OK) == 0)
+            wl_fail("%s exists again", path);
+    } else if (strcmp(mode, "unix_rebound") == 0) {
+        wl_path(path, sizeof path, ".sock");
+        int c = unix_connect(path);
+        WL_CHECK(c >= 0, "connect %s", path);
+        int a = accept4(fd2, NULL, NULL, SOCK_NONBLOCK);
+        if (a < 0)
+            wl_fail("the client did not reach the second listener (errno %d)", errno);
+        WL_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK on the first listener");
+        int b = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
+        if (b >= 0 || errno != EAGAIN)
+            wl_fail("the first listener got a connection");
     } else if (strcmp(mode, "sud") == 0) {
         sud_selector = 1;
         syscall(SYS_getppid);

@@ -132,6 +132,14 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                     ),
                 ));
             }
+            if info.flags & libc::O_ASYNC as u32 != 0 {
+                return Err(unsupported(
+                    pid,
+                    fd,
+                    &link,
+                    "signal-driven I/O (O_ASYNC): the owner and signal (F_SETOWN, F_SETSIG) are not checkpointed",
+                ));
+            }
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
             let flags = info.flags & !(libc::O_CLOEXEC as u32);
             // Shared description?

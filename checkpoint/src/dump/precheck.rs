@@ -6,7 +6,8 @@
 //! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
 //!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
-//!   deleted, not replaced by another file); the namespaces must be the dumper's;
+//!   deleted, not replaced by another file); the namespaces must be the dumper's; no
+//!   scheduling policy, affinity, `oom_score_adj` or THP setting the image does not carry;
 //! - no two processes share an address space without being threads of one process;
 //! - the memory map ([`super::mm::precheck`]);
 //! - every descriptor ([`super::files::collect`], which also gathers what the dump writes;
@@ -189,11 +190,76 @@ fn namespaces(pid: i32) -> Result<(), DumpError> {
     Ok(())
 }
 
+fn status_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(|v| v.trim().to_string())
+}
+
+/// Refuses scheduling and memory-management settings the image does not carry (restore would
+/// silently reset them): a scheduling policy other than `SCHED_OTHER` or a real-time priority
+/// (`/proc/PID/task/TID/stat` fields 40-41), a CPU affinity narrower than the dumper's
+/// (`Cpus_allowed_list`), a non-zero `oom_score_adj`, transparent huge pages disabled with
+/// `PR_SET_THP_DISABLE` (`THP_enabled: 0`).
+fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    let own = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let own_cpus = status_value(&own, "Cpus_allowed_list");
+    for &tid in tids {
+        let path = format!("/proc/{pid}/task/{tid}/stat");
+        let stat = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        // Fields after the command start at field 3: rt_priority is field 40, policy 41.
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let (rt_priority, policy) = (field(40), field(41));
+        if policy != 0 || rt_priority != 0 {
+            return Err(refuse(
+                pid,
+                format!("thread {tid}"),
+                format!(
+                    "scheduling policy {policy} with real-time priority {rt_priority}: only SCHED_OTHER is checkpointed (restore would reset it); switch the service to SCHED_OTHER (chrt -o -p 0 PID) first"
+                ),
+            ));
+        }
+        let path = format!("/proc/{pid}/task/{tid}/status");
+        let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+        let cpus = status_value(&status, "Cpus_allowed_list");
+        if cpus.is_some() && own_cpus.is_some() && cpus != own_cpus {
+            return Err(refuse(
+                pid,
+                format!("thread {tid}"),
+                format!(
+                    "CPU affinity {} differs from the dumper's {}: affinity is not checkpointed (restore would reset it)",
+                    cpus.unwrap_or_default(),
+                    own_cpus.clone().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    let path = format!("/proc/{pid}/oom_score_adj");
+    let adj = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+    if adj.trim() != "0" {
+        return Err(refuse(
+            pid,
+            format!("oom_score_adj {}", adj.trim()),
+            "a non-zero oom_score_adj is not checkpointed (restore would reset it to 0)",
+        ));
+    }
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+    if status_value(&status, "THP_enabled").as_deref() == Some("0") {
+        return Err(refuse(
+            pid,
+            "THP_enabled 0",
+            "transparent huge pages disabled with PR_SET_THP_DISABLE: not checkpointed (restore would enable them again)",
+        ));
+    }
+    Ok(())
+}
+
 /// The per-process refusals (see the module docs); reads only.
 pub fn process(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     injectable(pid, tids)?;
     native(pid, tids)?;
     namespaces(pid)?;
+    settings(pid, tids)?;
     for what in ["cwd", "root", "exe"] {
         reachable(pid, what)?;
     }

@@ -111,6 +111,8 @@ fn family_name(f: i32) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 struct UnixDiag {
     peer: u64,
+    /// The socket file a path-bound socket was bound to: inode and kernel-encoded device.
+    vfs: Option<(u64, u32)>,
     /// For a listener: connections waiting in its accept queue.
     rqueue: u32,
     backlog: u32,
@@ -147,9 +149,10 @@ impl Ctx {
             let mut req = vec![libc::AF_UNIX as u8, 0, 0, 0];
             req.extend_from_slice(&u32::MAX.to_ne_bytes());
             req.extend_from_slice(&0u32.to_ne_bytes());
+            const SHOW_VFS: u32 = 2;
             const SHOW_PEER: u32 = 4;
             const SHOW_RQLEN: u32 = 0x10;
-            req.extend_from_slice(&(SHOW_PEER | SHOW_RQLEN).to_ne_bytes());
+            req.extend_from_slice(&(SHOW_VFS | SHOW_PEER | SHOW_RQLEN).to_ne_bytes());
             req.extend_from_slice(&[0xff; 8]);
             let mut map = BTreeMap::new();
             for m in net::sock_diag(&req)? {
@@ -160,6 +163,11 @@ impl Ctx {
                 let mut d = UnixDiag::default();
                 for (ty, val) in attrs(&m[16..]) {
                     match ty {
+                        1 if val.len() >= 8 => {
+                            let ino = u32::from_ne_bytes([val[0], val[1], val[2], val[3]]);
+                            let dev = u32::from_ne_bytes([val[4], val[5], val[6], val[7]]);
+                            d.vfs = Some((u64::from(ino), dev));
+                        }
                         2 if val.len() >= 4 => d.peer = u64::from(u32::from_ne_bytes([val[0], val[1], val[2], val[3]])),
                         4 if val.len() >= 8 => {
                             d.rqueue = u32::from_ne_bytes([val[0], val[1], val[2], val[3]]);
@@ -311,9 +319,29 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                         *path = abs;
                     }
                     let p = std::path::Path::new(std::str::from_utf8(path).unwrap_or(""));
-                    if let Ok(md) = std::fs::symlink_metadata(p) {
+                    let md = std::fs::symlink_metadata(p);
+                    if let Ok(md) = &md {
                         use std::os::unix::fs::PermissionsExt;
                         rec.path_mode = md.permissions().mode() & 0o7777;
+                    }
+                    // Restore binds the path again (replacing a socket file there): it must still
+                    // be this socket's own file.
+                    if let Some((vino, vdev)) = diag.vfs {
+                        use std::os::unix::fs::MetadataExt;
+                        // Kernel dev_t: major in the top 12 bits, minor in the low 20.
+                        let (vmaj, vmin) = (u64::from(vdev >> 20), u64::from(vdev & 0xf_ffff));
+                        let same = md.as_ref().is_ok_and(|m| {
+                            m.ino() == vino
+                                && libc::major(m.dev()) as u64 == vmaj
+                                && libc::minor(m.dev()) as u64 == vmin
+                        });
+                        if !same {
+                            let what = if md.is_err() { "was deleted" } else { "now names another file" };
+                            return Err(refuse(format!(
+                                "the socket file {} {what} (or the name was bound relative to an earlier working directory): restore would bind the path again",
+                                p.display()
+                            )));
+                        }
                     }
                 }
             }
