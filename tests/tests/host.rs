@@ -414,6 +414,7 @@ mod refuse {
         affinity => "CPU affinity";
         oom => "oom_score_adj 500";
         thp => "THP_enabled";
+        mlock => "VmLck 4 kB";
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";

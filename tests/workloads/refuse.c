@@ -28,6 +28,7 @@
  *   affinity       the process is pinned to CPU 0
  *   oom            oom_score_adj 500
  *   thp            PR_SET_THP_DISABLE
+ *   mlock          one locked page (mlock)
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
  *   unix_rebound   a unix listener whose path now belongs to another listener
@@ -406,6 +407,10 @@ int main(int argc, char **argv)
         WL_CHECK(sched_setaffinity(0, sizeof set, &set) == 0, "sched_setaffinity");
     } else if (strcmp(mode, "oom") == 0) {
         WL_CHECK(wl_write_file("/proc/self/oom_score_adj", "500\n") == 0, "oom_score_adj");
+    } else if (strcmp(mode, "mlock") == 0) {
+        map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        WL_CHECK(map != MAP_FAILED && mlock((void *)map, 4096) == 0, "mlock");
+        map[0] = 42;
     } else if (strcmp(mode, "thp") == 0) {
         WL_CHECK(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0, "PR_SET_THP_DISABLE");
     } else if (strcmp(mode, "async_io") == 0) {
@@ -580,6 +585,10 @@ int main(int argc, char **argv)
         close(f);
         if (atoi(v) != 500)
             wl_fail("oom_score_adj %s, expected 500", v);
+    } else if (strcmp(mode, "mlock") == 0) {
+        char v[32];
+        if (wl_status_field(0, "VmLck", v, sizeof v) != 0 || strcmp(v, "4 kB") != 0 || map[0] != 42)
+            wl_fail("VmLck %s, expected 4 kB (the locked page)", v);
     } else if (strcmp(mode, "thp") == 0) {
         if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 1)
             wl_fail("THP no longer disabled");

@@ -197,8 +197,8 @@ fn status_value(text: &str, key: &str) -> Option<String> {
 /// Refuses scheduling and memory-management settings the image does not carry (restore would
 /// silently reset them): a scheduling policy other than `SCHED_OTHER` or a real-time priority
 /// (`/proc/PID/task/TID/stat` fields 40-41), a CPU affinity narrower than the dumper's
-/// (`Cpus_allowed_list`), a non-zero `oom_score_adj`, transparent huge pages disabled with
-/// `PR_SET_THP_DISABLE` (`THP_enabled: 0`).
+/// (`Cpus_allowed_list`), a non-zero `oom_score_adj`, locked or pinned memory (`VmLck`,
+/// `VmPin`), transparent huge pages disabled with `PR_SET_THP_DISABLE` (`THP_enabled: 0`).
 fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     let own = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
     let own_cpus = status_value(&own, "Cpus_allowed_list");
@@ -244,6 +244,15 @@ fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     }
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+    for (key, what) in [("VmLck", "locked (mlock)"), ("VmPin", "pinned")] {
+        if let Some(v) = status_value(&status, key).filter(|v| v.trim_end_matches("kB").trim() != "0") {
+            return Err(refuse(
+                pid,
+                format!("{key} {v}"),
+                format!("{v} of {what} memory: memory locks and pins are not checkpointed (restore would leave the memory unlocked)"),
+            ));
+        }
+    }
     if status_value(&status, "THP_enabled").as_deref() == Some("0") {
         return Err(refuse(
             pid,
