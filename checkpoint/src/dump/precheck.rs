@@ -7,7 +7,8 @@
 //!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
 //!   deleted, not replaced by another file); the namespaces must be the dumper's; no
-//!   scheduling policy, affinity, `oom_score_adj` or THP setting the image does not carry;
+//!   scheduling policy, affinity, `oom_score_adj`, memory lock or THP setting the image does
+//!   not carry;
 //! - no two processes share an address space without being threads of one process;
 //! - the memory map ([`super::mm::precheck`]);
 //! - every descriptor ([`super::files::collect`], which also gathers what the dump writes;
@@ -29,10 +30,11 @@ fn seccomp_mode(pid: i32, tid: i32) -> Result<u32, DumpError> {
 }
 
 /// Refuses a process whose threads cannot take injected system calls safely. The dump injects
-/// `mmap`, `munmap`, `brk`, `rt_sigaction`, `getitimer`, `prctl`, `timer_gettime`,
-/// `sigaltstack` and `get_robust_list`: in seccomp strict mode any of them kills the process;
-/// in filter mode a filter may kill it, make a call fail or trap it (seamless does not
-/// evaluate filters, so it refuses rather than risk the process).
+/// among others `mmap`, `munmap`, `brk`, `rt_sigaction`, `getitimer`, `prctl`,
+/// `timer_gettime`, `sigaltstack` and `get_robust_list`: in seccomp strict mode any of them
+/// kills the process; in filter mode a filter may kill it, make a call fail or trap it
+/// (seamless does not evaluate filters, and restore would not install them again, so it
+/// refuses rather than risk the process or drop its filter).
 fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     for &tid in tids {
         match seccomp_mode(pid, tid)? {
