@@ -291,3 +291,26 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
     separate_mms(frozen)?;
     files::collect(frozen, opts)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_status_fields() {
+        let text = "Name:\tx\nSeccomp:\t2\nVmLck:\t       0 kB\nCpus_allowed_list:\t0-3\n";
+        assert_eq!(super::status_value(text, "Seccomp").as_deref(), Some("2"));
+        assert_eq!(super::status_value(text, "VmLck").as_deref(), Some("0 kB"));
+        assert_eq!(super::status_value(text, "Cpus_allowed_list").as_deref(), Some("0-3"));
+        assert_eq!(super::status_value(text, "Cpus"), None);
+        assert_eq!(super::status_value(text, "THP_enabled"), None);
+    }
+
+    #[test]
+    fn own_process_passes_the_path_and_namespace_checks() {
+        let pid = std::process::id() as i32;
+        assert_eq!(super::seccomp_mode(pid, pid).unwrap(), 0);
+        for what in ["cwd", "root", "exe"] {
+            super::reachable(pid, what).unwrap();
+        }
+        super::namespaces(pid).unwrap();
+    }
+}
