@@ -444,13 +444,46 @@ impl Harness {
         Ok(())
     }
 
-    /// A dump that must be refused: non-zero exit, stderr naming `needle` (case-insensitive), no
-    /// complete image, and the tree left running, untraced and making progress (its heartbeat
-    /// file `out.progress` keeps changing). Then the workload must still PASS.
+    /// `seamless check --pid PID` must fail the tree with a verdict naming the root pid and
+    /// `needle` (case-insensitive), and leave the tree running untraced.
+    pub fn expect_check_refused(&self, run: &mut Running, pids: &[i32], needle: &str) -> Result<String> {
+        let mut cmd = Command::new(self.seamless()?);
+        cmd.arg("check").arg("--pid").arg(run.pid.to_string());
+        let check = run_logged(cmd, &run.dir, "check", COMMAND_TIMEOUT)?;
+        let out = std::fs::read_to_string(&check.stdout).unwrap_or_default();
+        let subject = format!("pid {}:", run.pid);
+        let line = out
+            .lines()
+            .find(|l| {
+                l.starts_with("FAIL") && l.contains(&subject) && l.to_lowercase().contains(&needle.to_lowercase())
+            })
+            .map(str::to_string);
+        let mut problems = Vec::new();
+        if check.status.success() {
+            problems.push(format!("`{}` exited 0", check.command));
+        }
+        if line.is_none() {
+            problems.push(format!("no FAIL verdict naming {subject:?} and {needle:?} in:\n{out}"));
+        }
+        if let Err(e) = run.expect_running_untraced(pids) {
+            problems.push(format!("after `seamless check`: {e:#}"));
+        }
+        if !problems.is_empty() {
+            bail!("{}: check refusal:\n- {}", run.label, problems.join("\n- "));
+        }
+        Ok(line.unwrap_or_default())
+    }
+
+    /// A dump that must be refused: `seamless check` fails the tree first
+    /// ([`Self::expect_check_refused`]); then the dump exits non-zero with stderr naming the
+    /// root's pid and `needle` (case-insensitive), leaves no complete image, and the tree runs
+    /// on untraced and making progress (its heartbeat file `out.progress` keeps changing). Then
+    /// the workload must still PASS.
     pub fn expect_refused(&self, name: &str, args: &[&str], needle: &str) -> Result<String> {
         let mut run = self.start(name, args)?;
         run.wait_ready(READY_TIMEOUT)?;
         let pids = run.snapshot_tree();
+        self.expect_check_refused(&mut run, &pids, needle)?;
         let images = self.images_for(&run);
         let dump = self.dump(&run, &images, false)?;
         let stderr = dump.stderr_text();
@@ -467,6 +500,9 @@ impl Harness {
         let mut problems = Vec::new();
         if !stderr.to_lowercase().contains(&needle.to_lowercase()) {
             problems.push(format!("the refusal does not name {needle:?}: {}", dump.failure()));
+        }
+        if !stderr.contains(&format!("pid {}:", run.pid)) {
+            problems.push(format!("the refusal does not name pid {}: {}", run.pid, dump.failure()));
         }
         if images.exists() && check_image(&images).is_ok() {
             problems.push(format!("the refused dump left a complete image in {}", images.display()));

@@ -146,6 +146,16 @@ pub const WORKLOADS: &[Workload] = &[
         link: Link::StaticPie,
         summary: "unix socketpairs across processes with queued data, shutdown, path and abstract listeners",
     },
+    Workload {
+        name: "refuse",
+        link: Link::Dynamic,
+        summary: "one resource seamless cannot restore exactly (MODE argument): dump and check must refuse",
+    },
+    Workload {
+        name: "reuseaddr",
+        link: Link::Dynamic,
+        summary: "TCP sockets with and without SO_REUSEADDR, an established connection: options unchanged",
+    },
 ];
 
 /// The benchmark's floor program (not a workload): populate + memcpy speed.

@@ -572,3 +572,67 @@ mod per_tree {
         ping.wait_verdict(Duration::from_secs(30))
     }
 }
+
+// ---- Exact or refused (helper "refuse") ----
+
+/// Resources seamless cannot restore exactly: `seamless check --pid` and `seamless dump` must
+/// refuse them before touching the process (naming the pid and the resource), and the workload
+/// (`refuse MODE`) must run on unharmed and PASS its own check of the resource afterwards.
+mod refuse {
+    use super::*;
+
+    macro_rules! refusals {
+        ($($mode:ident => $needle:literal;)*) => {$(
+            mod $mode {
+                use super::*;
+
+                #[test]
+                fn self_test() -> Result<()> {
+                    harness()?.self_test("refuse", &[stringify!($mode)])
+                }
+
+                #[test]
+                fn refused() -> Result<()> {
+                    let message = harness()?.expect_refused("refuse", &[stringify!($mode)], $needle)?;
+                    eprintln!("{}: refusal message: {message}", stringify!($mode));
+                    Ok(())
+                }
+            }
+        )*};
+    }
+
+    refusals! {
+        cwd => "cwd (";
+        exe => "exe (";
+        memfd => "/memfd:wl-memfd";
+        memfd_map => "mapping of a memfd";
+        unix_closed => "peer end is closed";
+        seccomp_strict => "seccomp strict mode";
+        seccomp_filter => "seccomp filter mode";
+        fifo_deleted => "deleted FIFO";
+        dir_deleted => "deleted directory";
+        map_deleted => "mapping of a deleted file";
+        relinked => "cannot be opened";
+        udp_queued => "datagrams queued on a UDP socket";
+        accept_queue => "not yet accepted";
+        clone_vm => "shares its memory";
+        compat32 => "32-bit code";
+        sud => "syscall user dispatch";
+        netns => "namespace net";
+        flock => "file lock";
+        sched_batch => "scheduling policy 3";
+        affinity => "CPU affinity";
+        oom => "oom_score_adj 500";
+        thp => "THP_enabled";
+        mlock => "VmLck 4 kB";
+        async_io => "O_ASYNC";
+        unix_unlinked => "was deleted";
+        unix_rebound => "now names another file";
+    }
+}
+
+// SO_REUSEADDR and the other options of TCP sockets survive a dump (TCP repair mode resets
+// SO_REUSEADDR in the kernel), both with --leave-running and through a restore.
+workload_tests! {
+    reuseaddr => "reuseaddr" [];
+}

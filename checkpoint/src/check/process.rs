@@ -150,16 +150,12 @@ pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verd
     out
 }
 
-/// Freezes the tree, runs the dump pre-checks (memory map, descriptors), resumes it, and
-/// returns what the descriptors are.
+/// Freezes the tree, runs the dump's pre-check (the same refusals as `seamless dump`, see
+/// [`dump::precheck`]), resumes it and returns what the descriptors are. Reads only: nothing
+/// in the processes changes.
 pub fn precheck_tree(root: i32) -> Result<dump::files::FilePlan, dump::DumpError> {
     let frozen = dump::freeze::freeze_trees(&[root])?;
-    for p in frozen.procs() {
-        if p.zombie.is_none() {
-            dump::mm::precheck(p.pid)?;
-        }
-    }
-    let files = dump::files::collect(&frozen, &DumpOptions::default())?;
+    let files = dump::precheck::run(&frozen, &DumpOptions::default())?;
     frozen.resume();
     Ok(files)
 }

@@ -25,6 +25,9 @@ pub struct FilePlan {
     pub pipes: BTreeMap<u64, PipeRecord>,
     /// Contents of deleted files, by description id.
     pub ghosts: BTreeMap<u32, Vec<u8>>,
+    /// Established TCP connections still to be read in repair mode
+    /// ([`super::sockets::repair_pending`]).
+    pub tcp_pending: Vec<super::sockets::PendingTcp>,
 }
 
 impl FilePlan {
@@ -37,17 +40,21 @@ impl FilePlan {
 struct FdInfo {
     pos: u64,
     flags: u32,
+    /// `lock:` lines: file locks (flock, POSIX, OFD, leases) held through this descriptor.
+    locks: Vec<String>,
 }
 
 fn fdinfo(pid: i32, fd: i32) -> Result<FdInfo, DumpError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
         .map_err(|e| DumpError::io(pid, format!("reading fdinfo of fd {fd}"), e))?;
-    let mut info = FdInfo { pos: 0, flags: 0 };
+    let mut info = FdInfo { pos: 0, flags: 0, locks: Vec::new() };
     for l in text.lines() {
         if let Some(v) = l.strip_prefix("pos:") {
             info.pos = v.trim().parse().unwrap_or(0);
         } else if let Some(v) = l.strip_prefix("flags:") {
             info.flags = u32::from_str_radix(v.trim(), 8).unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("lock:") {
+            info.locks.push(v.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
     Ok(info)
@@ -114,6 +121,25 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                 std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, format!("readlink fd {fd}"), e))?;
             let link = link.to_string_lossy().into_owned();
             let info = fdinfo(pid, fd)?;
+            if !info.locks.is_empty() {
+                return Err(unsupported(
+                    pid,
+                    fd,
+                    &link,
+                    &format!(
+                        "holds file lock(s) [{}]: locks are not checkpointed, the restored process would run without them",
+                        info.locks.join("; ")
+                    ),
+                ));
+            }
+            if info.flags & libc::O_ASYNC as u32 != 0 {
+                return Err(unsupported(
+                    pid,
+                    fd,
+                    &link,
+                    "signal-driven I/O (O_ASYNC): the owner and signal (F_SETOWN, F_SETSIG) are not checkpointed",
+                ));
+            }
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
             let flags = info.flags & !(libc::O_CLOEXEC as u32);
             // Shared description?
@@ -151,6 +177,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     }
     super::epoll::resolve(&epolls, &mut plan)?;
     super::sockets::check_pairs(&plan)?;
+    plan.tcp_pending = std::mem::take(&mut socks.pending);
     Ok(plan)
 }
 
@@ -184,6 +211,14 @@ fn classify(
             "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (inotify, fanotify, io_uring, pidfd, ...) are not checkpointed",
         ));
     }
+    if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
+        return Err(unsupported(
+            pid,
+            fd,
+            link,
+            "memfd (memfd_create) descriptors are not checkpointed: restoring its name, contents and seals is not supported",
+        ));
+    }
     if !link.starts_with('/') {
         return Err(unsupported(pid, fd, link, "not a file reachable by path"));
     }
@@ -203,8 +238,9 @@ fn classify(
     }
     if ft.is_fifo() {
         if deleted {
-            return Err(unsupported(pid, fd, link, "deleted FIFO"));
+            return Err(unsupported(pid, fd, link, "deleted FIFO: restore reopens FIFOs by path"));
         }
+        same_file(pid, fd, link, &md)?;
         let ino = md.ino();
         if let std::collections::btree_map::Entry::Vacant(e) = plan.pipes.entry(ino) {
             e.insert(read_pipe(pid, fd, ino)?);
@@ -214,7 +250,7 @@ fn classify(
     if ft.is_file() || ft.is_dir() {
         if deleted {
             if !ft.is_file() {
-                return Err(unsupported(pid, fd, link, "deleted directory"));
+                return Err(unsupported(pid, fd, link, "deleted directory: restore reopens directories by path"));
             }
             if md.size() > max_ghost {
                 return Err(unsupported(
@@ -232,9 +268,30 @@ fn classify(
             let path = link.trim_end_matches(" (deleted)").to_string();
             return Ok(FileKind::Ghost { path, size: md.size(), mode: md.mode() });
         }
+        same_file(pid, fd, link, &md)?;
         return Ok(FileKind::Regular { path: link.to_string(), size: md.size(), mode: md.mode() });
     }
     Err(unsupported(pid, fd, link, "unsupported file type (block device or socket file)"))
+}
+
+/// Refuses a descriptor whose path (reopened by restore) now names another file than the open
+/// one (renamed, replaced, or on a mount the dumper does not see).
+fn same_file(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata) -> Result<(), DumpError> {
+    match std::fs::metadata(link) {
+        Ok(now) if now.dev() == md.dev() && now.ino() == md.ino() => Ok(()),
+        Ok(_) => Err(unsupported(
+            pid,
+            fd,
+            link,
+            "the path now names another file than the open one (renamed or replaced): restore reopens it by path and would get the wrong file",
+        )),
+        Err(e) => Err(unsupported(
+            pid,
+            fd,
+            link,
+            &format!("the path of the open file cannot be opened ({e}): restore reopens it by path"),
+        )),
+    }
 }
 
 /// Writes descriptions, pipe buffers and ghost contents.

@@ -104,7 +104,7 @@ const VDSO_STEP_LIMIT: usize = 100_000;
 /// trampoline at each function's first instruction (see `seamless_init::restore::vdso`), and
 /// the rest of the old code reads data pages that no longer exist. The thread only runs its
 /// own code a little further, as if the freeze had come a few instructions later.
-fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
+pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
     let maps = procfs::read_maps(p.pid).map_err(|e| DumpError::io(p.pid, "reading maps", e))?;
     let Some(vdso) = maps.iter().find(|m| m.name == "[vdso]").map(|m| m.start..m.end) else {
         return Ok(());
@@ -198,9 +198,6 @@ pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
                     procfs::tids(pid).map_err(|e| DumpError::io(pid, "listing threads", e))?
                 };
                 frozen.procs.push(FrozenProc { pid, ppid, tids, zombie });
-            }
-            for p in frozen.procs.iter().filter(|p| p.zombie.is_none()) {
-                settle_out_of_vdso(p)?;
             }
             return Ok(frozen);
         }

@@ -30,10 +30,15 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
         n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
         n if n.starts_with('/') && m.ino != 0 => {
             if n.ends_with(" (deleted)") {
+                let reason = if n.starts_with("/memfd:") {
+                    "mapping of a memfd (memfd_create) is not checkpointed"
+                } else {
+                    "mapping of a deleted file: restore maps files by path, and the contents of deleted mapped files are not saved"
+                };
                 return Err(DumpError::Unsupported {
                     pid,
                     resource: format!("mapping {:#x}-{:#x} ({n})", m.start, m.end),
-                    reason: "mapping of a deleted file".into(),
+                    reason: reason.into(),
                 });
             }
             let mf = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);

@@ -2,6 +2,7 @@
 //! restored, then write the processes, threads, address spaces and files into an image.
 //!
 //! Stages, one module each: [`freeze`] (seize + interrupt every thread, walk the tree),
+//! [`precheck`] (every refusal, shared with `seamless check`; reads only),
 //! [`files`] (descriptor tables, open file descriptions, pipes; doubles as the pre-check of
 //! descriptors), [`mm`] (VMAs and present pages), [`threads`] (registers, XSAVE, signal masks,
 //! rseq), [`sockets`], [`epoll`], [`eventfd`] (sockets incl. TCP repair, epoll watches,
@@ -13,6 +14,7 @@ pub mod eventfd;
 pub mod files;
 pub mod freeze;
 pub mod mm;
+pub mod precheck;
 pub mod sockets;
 pub mod task;
 pub mod threads;
@@ -132,21 +134,15 @@ pub fn dump_trees<S: Store>(
     // On error `frozen` is dropped, which detaches (resumes) everything.
     let mut pages = 0;
     let mut threads = 0;
-    // 1. Pre-check (reads only): descriptors and mappings of every process.
-    let mut plans = Vec::new();
-    for p in frozen.procs() {
-        if p.zombie.is_some() {
-            continue;
-        }
-        mm::precheck(p.pid)?;
-    }
-    let file_plan = files::collect(&frozen, opts)?;
+    // 1. Pre-check (reads only): every refusal, before anything in any process changes.
+    let mut file_plan = precheck::run(&frozen, opts)?;
+    // Established TCP connections are read in repair mode (a change, undone by `Frozen`'s
+    // resume) only now that nothing can be refused any more except for repair errors.
+    sockets::repair_pending(&mut file_plan)?;
     crate::interrupt::check("pre-check")?;
-    for p in frozen.procs() {
-        if p.zombie.is_some() {
-            continue;
-        }
-        plans.push(p.pid);
+    // Only now, with every refusal behind us, may threads run (a few instructions of their own).
+    for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {
+        freeze::settle_out_of_vdso(p)?;
     }
     // 2. Write.
     let tree = TreeRecord {

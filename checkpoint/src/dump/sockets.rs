@@ -19,9 +19,12 @@
 //! Limits (documented, not checked): bytes that arrive between the dump and the kill are lost
 //! (the kernel acknowledged them; nothing blocks the network during the dump), and segments
 //! the peer sends while no socket exists (between kill and restore) are answered with RST by
-//! the kernel, ending the connection. The accept queue of a listener (connections not yet
-//! accepted) is not saved: those clients are reset. Datagrams queued on UDP sockets are lost.
-//! Netlink, packet and other families are refused.
+//! the kernel, ending the connection.
+//!
+//! Refused (checked before anything changes, see [`super::precheck`]): a listener with
+//! connections not yet accepted (the accept queue is not saved), queued datagrams on UDP and
+//! unconnected unix sockets, a unix socket whose peer end was closed, unix pairs with only one
+//! end dumped, netlink, packet and other families.
 
 use super::files::FilePlan;
 use super::DumpError;
@@ -31,18 +34,40 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
-/// Duplicates of the sockets put into repair mode by this dumper.
-static REPAIRED: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+/// Duplicates of the sockets put into repair mode by this dumper, with the `SO_REUSEADDR`
+/// value each had before (switching repair mode on or off overwrites it in the kernel).
+static REPAIRED: Mutex<Vec<(OwnedFd, i32)>> = Mutex::new(Vec::new());
+
+/// `TCP_REPAIR` value that leaves repair mode without sending a window probe.
+const TCP_REPAIR_OFF_NO_WP: i32 = -1;
 
 /// Switches every socket this dumper put into repair mode back to normal operation (before the
-/// processes are resumed). Sends a window probe on each, which is harmless.
+/// processes are resumed), without a window probe where the kernel allows, and puts back
+/// `SO_REUSEADDR`, which the kernel resets when repair mode ends: the live process finds its
+/// sockets exactly as they were.
 pub fn leave_repair() {
     let mut g = REPAIRED.lock().unwrap_or_else(|p| p.into_inner());
-    for fd in g.drain(..) {
-        if let Err(e) = net::tcp_repair(fd.as_raw_fd(), false) {
+    for (fd, reuse) in g.drain(..) {
+        let raw = fd.as_raw_fd();
+        let off = net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_REPAIR, TCP_REPAIR_OFF_NO_WP)
+            .or_else(|_| net::tcp_repair(raw, false));
+        if let Err(e) = off {
             log::warn!("leaving TCP repair mode: {e}");
         }
+        if let Err(e) = net::set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse) {
+            log::warn!("putting back SO_REUSEADDR={reuse} after TCP repair: {e}");
+        }
     }
+}
+
+/// An established TCP connection found by the pre-check, read in repair mode by
+/// [`repair_pending`] once nothing can be refused any more.
+#[derive(Debug)]
+pub struct PendingTcp {
+    pid: i32,
+    fd: i32,
+    ino: u64,
+    sock: OwnedFd,
 }
 
 /// Largest queue saved for one socket (the whole socket must fit one image record).
@@ -86,6 +111,10 @@ fn family_name(f: i32) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 struct UnixDiag {
     peer: u64,
+    /// The socket file a path-bound socket was bound to: inode and kernel-encoded device.
+    vfs: Option<(u64, u32)>,
+    /// For a listener: connections waiting in its accept queue.
+    rqueue: u32,
     backlog: u32,
     shutdown: u8,
 }
@@ -94,7 +123,9 @@ struct UnixDiag {
 #[derive(Debug, Default)]
 pub struct Ctx {
     unix: Option<BTreeMap<u64, UnixDiag>>,
-    listeners: BTreeMap<u8, BTreeMap<u64, u32>>,
+    listeners: BTreeMap<u8, BTreeMap<u64, (u32, u32)>>,
+    /// Established connections, read later by [`repair_pending`].
+    pub pending: Vec<PendingTcp>,
 }
 
 fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
@@ -118,9 +149,10 @@ impl Ctx {
             let mut req = vec![libc::AF_UNIX as u8, 0, 0, 0];
             req.extend_from_slice(&u32::MAX.to_ne_bytes());
             req.extend_from_slice(&0u32.to_ne_bytes());
+            const SHOW_VFS: u32 = 2;
             const SHOW_PEER: u32 = 4;
             const SHOW_RQLEN: u32 = 0x10;
-            req.extend_from_slice(&(SHOW_PEER | SHOW_RQLEN).to_ne_bytes());
+            req.extend_from_slice(&(SHOW_VFS | SHOW_PEER | SHOW_RQLEN).to_ne_bytes());
             req.extend_from_slice(&[0xff; 8]);
             let mut map = BTreeMap::new();
             for m in net::sock_diag(&req)? {
@@ -131,8 +163,16 @@ impl Ctx {
                 let mut d = UnixDiag::default();
                 for (ty, val) in attrs(&m[16..]) {
                     match ty {
+                        1 if val.len() >= 8 => {
+                            let ino = u32::from_ne_bytes([val[0], val[1], val[2], val[3]]);
+                            let dev = u32::from_ne_bytes([val[4], val[5], val[6], val[7]]);
+                            d.vfs = Some((u64::from(ino), dev));
+                        }
                         2 if val.len() >= 4 => d.peer = u64::from(u32::from_ne_bytes([val[0], val[1], val[2], val[3]])),
-                        4 if val.len() >= 8 => d.backlog = u32::from_ne_bytes([val[4], val[5], val[6], val[7]]),
+                        4 if val.len() >= 8 => {
+                            d.rqueue = u32::from_ne_bytes([val[0], val[1], val[2], val[3]]);
+                            d.backlog = u32::from_ne_bytes([val[4], val[5], val[6], val[7]]);
+                        }
                         6 if !val.is_empty() => d.shutdown = val[0],
                         _ => {}
                     }
@@ -144,7 +184,7 @@ impl Ctx {
         Ok(self.unix.as_ref().expect("filled above"))
     }
 
-    fn listen_backlog(&mut self, family: i32, ino: u64) -> Result<Option<u32>, seamless_sys::SysError> {
+    fn listen_backlog(&mut self, family: i32, ino: u64) -> Result<Option<(u32, u32)>, seamless_sys::SysError> {
         let fam = family as u8;
         if let std::collections::btree_map::Entry::Vacant(e) = self.listeners.entry(fam) {
             // struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 B).
@@ -158,7 +198,8 @@ impl Ctx {
                     continue;
                 }
                 let w = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
-                map.insert(u64::from(w(68)), w(60));
+                // idiag_rqueue (accept queue length), idiag_wqueue (backlog), idiag_inode.
+                map.insert(u64::from(w(68)), (w(60), w(56)));
             }
             e.insert(map);
         }
@@ -197,6 +238,11 @@ fn peek(fd: RawFd, len: usize, with_peek_off: bool) -> std::io::Result<Vec<u8>> 
     r?;
     out.truncate(got);
     Ok(out)
+}
+
+/// Whether a datagram (possibly empty) waits in the receive queue; reads nothing.
+fn has_datagram(fd: RawFd) -> bool {
+    net::recv(fd, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT).is_ok()
 }
 
 /// Integer options worth carrying over, by family and type.
@@ -273,13 +319,39 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                         *path = abs;
                     }
                     let p = std::path::Path::new(std::str::from_utf8(path).unwrap_or(""));
-                    if let Ok(md) = std::fs::symlink_metadata(p) {
+                    let md = std::fs::symlink_metadata(p);
+                    if let Ok(md) = &md {
                         use std::os::unix::fs::PermissionsExt;
                         rec.path_mode = md.permissions().mode() & 0o7777;
+                    }
+                    // Restore binds the path again (replacing a socket file there): it must still
+                    // be this socket's own file.
+                    if let Some((vino, vdev)) = diag.vfs {
+                        use std::os::unix::fs::MetadataExt;
+                        // Kernel dev_t: major in the top 12 bits, minor in the low 20.
+                        let (vmaj, vmin) = (u64::from(vdev >> 20), u64::from(vdev & 0xf_ffff));
+                        let same = md.as_ref().is_ok_and(|m| {
+                            m.ino() == vino
+                                && libc::major(m.dev()) as u64 == vmaj
+                                && libc::minor(m.dev()) as u64 == vmin
+                        });
+                        if !same {
+                            let what = if md.is_err() { "was deleted" } else { "now names another file" };
+                            return Err(refuse(format!(
+                                "the socket file {} {what} (or the name was bound relative to an earlier working directory): restore would bind the path again",
+                                p.display()
+                            )));
+                        }
                     }
                 }
             }
             if listening {
+                if diag.rqueue > 0 {
+                    return Err(refuse(format!(
+                        "unix listener with {} connection(s) not yet accepted: the accept queue is not saved, those clients would lose their connection",
+                        diag.rqueue
+                    )));
+                }
                 rec.state = SockState::Listen { backlog: diag.backlog as i32 };
             } else if diag.peer != 0 {
                 let inq = net::ioctl_int(raw, net::SIOCINQ).map_err(|e| sys("SIOCINQ", e))?.max(0) as usize;
@@ -296,20 +368,53 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                 rec.state = SockState::UnixPair { peer: diag.peer, queue, shutdown: diag.shutdown };
             } else if !rec.peer.is_none() {
                 return Err(refuse("connected to a unix socket that is gone".into()));
+            } else if net::peer_addr(raw).is_ok() {
+                // getpeername works only on a socket that was connected: its peer has been closed.
+                let inq = net::ioctl_int(raw, net::SIOCINQ).unwrap_or(0).max(0);
+                return Err(refuse(format!(
+                    "unix socket whose peer end is closed ({inq} bytes still queued, shutdown state {}): that state is not checkpointed",
+                    diag.shutdown
+                )));
+            } else if has_datagram(raw) {
+                let inq = net::ioctl_int(raw, net::SIOCINQ).unwrap_or(0).max(0);
+                return Err(refuse(format!(
+                    "datagrams queued on an unconnected unix socket (next one {inq} bytes) are not saved"
+                )));
             }
         }
         (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => {
             let info = net::tcp_info(raw).map_err(|e| sys("TCP_INFO", e))?;
             match info.state {
                 TCP_LISTEN => {
-                    let backlog = ctx
+                    let (backlog, waiting) = ctx
                         .listen_backlog(family, ino)
                         .map_err(|e| sys("sock_diag(inet)", e))?
                         .ok_or_else(|| refuse("listener not found by sock_diag".into()))?;
+                    if waiting > 0 {
+                        return Err(refuse(format!(
+                            "TCP listener with {waiting} connection(s) not yet accepted: the accept queue is not saved, those clients would be reset"
+                        )));
+                    }
                     rec.state = SockState::Listen { backlog: backlog as i32 };
                 }
                 TCP_CLOSE => {}
-                TCP_ESTABLISHED => rec.state = SockState::Tcp(repair_dump(s, &refuse, &sys)?),
+                TCP_ESTABLISHED => {
+                    // The queue limits are checked here, without repair mode; the connection
+                    // itself is read later (repair mode is a change to the live socket).
+                    let outq = net::ioctl_int(raw, net::SIOCOUTQ).map_err(|e| sys("SIOCOUTQ", e))?.max(0) as usize;
+                    let inq = net::ioctl_int(raw, net::SIOCINQ).map_err(|e| sys("SIOCINQ", e))?.max(0) as usize;
+                    if outq > MAX_QUEUE {
+                        return Err(refuse(format!(
+                            "{outq} bytes in the send queue exceed the {MAX_QUEUE}-byte limit"
+                        )));
+                    }
+                    if inq > MAX_QUEUE {
+                        return Err(refuse(format!(
+                            "{inq} bytes in the receive queue exceed the {MAX_QUEUE}-byte limit"
+                        )));
+                    }
+                    ctx.pending.push(PendingTcp { pid, fd, ino, sock: s });
+                }
                 other => {
                     return Err(refuse(format!(
                         "TCP connection in state {}: only LISTEN, ESTABLISHED and unconnected sockets are checkpointed",
@@ -319,6 +424,10 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
             }
         }
         (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => {
+            if has_datagram(raw) {
+                let inq = net::ioctl_int(raw, net::SIOCINQ).unwrap_or(0).max(0);
+                return Err(refuse(format!("datagrams queued on a UDP socket (next one {inq} bytes) are not saved")));
+            }
             if !rec.peer.is_none() {
                 rec.state = SockState::Connected;
             }
@@ -326,6 +435,26 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
         _ => return Err(refuse(format!("socket type {ty} of family {family} is not checkpointed"))),
     }
     Ok(FileKind::Socket(rec))
+}
+
+/// Reads every established connection of the plan in repair mode and fills in its record.
+/// Called by the dump after the pre-check has passed (never by `seamless check`).
+pub fn repair_pending(plan: &mut FilePlan) -> Result<(), DumpError> {
+    for p in std::mem::take(&mut plan.tcp_pending) {
+        let (pid, fd, ino) = (p.pid, p.fd, p.ino);
+        let link = format!("socket:[{ino}]");
+        let refuse = |reason: String| DumpError::Unsupported { pid, resource: format!("fd {fd} ({link})"), reason };
+        let sys = |what: &str, e: seamless_sys::SysError| DumpError::sys(pid, format!("fd {fd} ({link}): {what}"), e);
+        let conn = repair_dump(p.sock, &refuse, &sys)?;
+        for d in plan.descs.iter_mut() {
+            if let FileKind::Socket(rec) = &mut d.kind {
+                if rec.ino == ino {
+                    rec.state = SockState::Tcp(conn.clone());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads an established connection in repair mode; the socket stays in repair mode (see the
@@ -336,8 +465,9 @@ fn repair_dump(
     sys: &dyn Fn(&str, seamless_sys::SysError) -> DumpError,
 ) -> Result<TcpConn, DumpError> {
     let raw = s.as_raw_fd();
+    let reuse = net::get_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|e| sys("SO_REUSEADDR", e))?;
     net::tcp_repair(raw, true).map_err(|e| sys("TCP_REPAIR on", e))?;
-    REPAIRED.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+    REPAIRED.lock().unwrap_or_else(|p| p.into_inner()).push((s, reuse));
     let tcp = libc::IPPROTO_TCP;
     let mut c = TcpConn::default();
     net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| sys("TCP_REPAIR_QUEUE send", e))?;

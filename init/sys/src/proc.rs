@@ -91,6 +91,15 @@ pub fn kcmp_file(pid1: i32, fd1: RawFd, pid2: i32, fd2: RawFd) -> SysResult<bool
     Ok(check(r, "kcmp(KCMP_FILE)", || format!("pid {pid1} fd {fd1} / pid {pid2} fd {fd2}"))? == 0)
 }
 
+/// `KCMP_VM`: whether two processes share one address space (`CLONE_VM` without
+/// `CLONE_THREAD`, e.g. a `vfork` child before its `exec`).
+pub fn kcmp_vm(pid1: i32, pid2: i32) -> SysResult<bool> {
+    const KCMP_VM: libc::c_int = 1;
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_VM, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    Ok(check(r, "kcmp(KCMP_VM)", || format!("pid {pid1} / pid {pid2}"))? == 0)
+}
+
 /// `tee(fd_in, fd_out, len, SPLICE_F_NONBLOCK)`: copies pipe contents without consuming them.
 pub fn tee(fd_in: RawFd, fd_out: RawFd, len: usize) -> SysResult<usize> {
     // SAFETY: plain syscall with scalar arguments.

@@ -181,6 +181,14 @@ pub fn get_regs(tid: i32) -> SysResult<Regs> {
     Ok(r)
 }
 
+/// Whether the stopped thread runs 64-bit code: the kernel presents the general registers of
+/// a thread in a 32-bit code segment in the i386 layout (68 bytes instead of 216).
+pub fn in_64bit_mode(tid: i32) -> SysResult<bool> {
+    let mut b = [0u8; USER_REGS_WORDS * 8];
+    let n = getregset(tid, NT_PRSTATUS, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)")?;
+    Ok(n == b.len())
+}
+
 /// Writes the general registers (`NT_PRSTATUS`).
 pub fn set_regs(tid: i32, regs: &Regs) -> SysResult<()> {
     let mut b = [0u8; USER_REGS_WORDS * 8];
@@ -291,6 +299,30 @@ pub fn get_rseq(tid: i32) -> SysResult<RseqConfig> {
     raw(PTRACE_GET_RSEQ_CONFIGURATION, tid, std::mem::size_of::<Conf>(), &mut c as *mut Conf as usize)
         .map_err(|e| SysError::new("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", subject(tid), e))?;
     Ok(RseqConfig { pointer: c.ptr, size: c.size, signature: c.sig, flags: c.flags })
+}
+
+/// A thread's syscall user dispatch setting (`PR_SET_SYSCALL_USER_DISPATCH`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SudConfig {
+    /// `PR_SYS_DISPATCH_*` mode (0: off).
+    pub mode: u64,
+    /// Address of the selector byte.
+    pub selector: u64,
+    /// Start of the always-allowed code range.
+    pub offset: u64,
+    /// Length of that range.
+    pub len: u64,
+}
+
+/// Reads the thread's syscall user dispatch setting (`PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG`,
+/// Linux 6.4 and later; older kernels fail with `EIO`).
+pub fn get_syscall_user_dispatch(tid: i32) -> SysResult<SudConfig> {
+    const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG: u32 = 0x4211;
+    // struct ptrace_sud_config: mode, selector, offset, len (four u64); `addr` is its size.
+    let mut words = [0u64; 4];
+    raw(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, tid, std::mem::size_of_val(&words), words.as_mut_ptr() as usize)
+        .map_err(|e| SysError::new("ptrace(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG)", subject(tid), e))?;
+    Ok(SudConfig { mode: words[0], selector: words[1], offset: words[2], len: words[3] })
 }
 
 /// What `waitpid` reported for a thread.

@@ -1,0 +1,316 @@
+//! The pre-check: every refusal of the dump, shared by `seamless dump` and `seamless check`.
+//! It runs on frozen trees and only reads (`/proc`, duplicated descriptors inspected from
+//! outside); nothing in any process is injected into or changed before it has passed for every
+//! process of every tree. What it checks:
+//!
+//! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
+//!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
+//!   directory, root directory and executable must be reachable again by their paths (not
+//!   deleted, not replaced by another file); the namespaces must be the dumper's; no
+//!   scheduling policy, affinity, `oom_score_adj`, memory lock or THP setting the image does
+//!   not carry;
+//! - no two processes share an address space without being threads of one process;
+//! - the memory map ([`super::mm::precheck`]);
+//! - every descriptor ([`super::files::collect`], which also gathers what the dump writes;
+//!   it refuses among others descriptors holding file locks).
+
+use super::files::{self, FilePlan};
+use super::{mm, DumpError, DumpOptions, Frozen};
+use std::os::unix::fs::MetadataExt;
+
+fn refuse(pid: i32, resource: impl Into<String>, reason: impl Into<String>) -> DumpError {
+    DumpError::Unsupported { pid, resource: resource.into(), reason: reason.into() }
+}
+
+/// The `Seccomp:` field of a thread's status (0 disabled, 1 strict, 2 filter).
+fn seccomp_mode(pid: i32, tid: i32) -> Result<u32, DumpError> {
+    let path = format!("/proc/{pid}/task/{tid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+    Ok(text.lines().find_map(|l| l.strip_prefix("Seccomp:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
+}
+
+/// Refuses a process whose threads cannot take injected system calls safely. The dump injects
+/// among others `mmap`, `munmap`, `brk`, `rt_sigaction`, `getitimer`, `prctl`,
+/// `timer_gettime`, `sigaltstack` and `get_robust_list`: in seccomp strict mode any of them
+/// kills the process; in filter mode a filter may kill it, make a call fail or trap it
+/// (seamless does not evaluate filters, and restore would not install them again, so it
+/// refuses rather than risk the process or drop its filter).
+fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    for &tid in tids {
+        match seccomp_mode(pid, tid)? {
+            0 => {}
+            1 => {
+                return Err(refuse(
+                    pid,
+                    format!("thread {tid}"),
+                    "seccomp strict mode: any system call the dump would inject (mmap, prctl, ...) kills the process; it cannot be checkpointed",
+                ))
+            }
+            mode => {
+                return Err(refuse(
+                    pid,
+                    format!("thread {tid}"),
+                    format!(
+                        "seccomp filter mode ({mode}): a filter may kill the process or fail the system calls the dump injects (mmap, rt_sigaction, prctl, ...), seamless does not evaluate filters and restore does not install them again, so it refuses; run the service without a seccomp filter (e.g. no SystemCallFilter=) to checkpoint it"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses threads the injection would run wrong code in: a thread executing 32-bit code
+/// (the injected `syscall` instruction and 64-bit system call numbers are wrong there), and
+/// syscall user dispatch (injected calls may be turned into SIGSYS, and restore does not set
+/// it up again). Reads the stopped threads' registers only.
+fn native(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    for &tid in tids {
+        let is_64 = seamless_sys::ptrace::in_64bit_mode(tid)
+            .map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
+        if !is_64 {
+            return Err(refuse(
+                pid,
+                format!("thread {tid}"),
+                "runs 32-bit code: the dump injects 64-bit system calls, which would crash it; 32-bit code is not checkpointed",
+            ));
+        }
+        match seamless_sys::ptrace::get_syscall_user_dispatch(tid) {
+            Ok(c) if c.mode != 0 => {
+                return Err(refuse(
+                    pid,
+                    format!("thread {tid}"),
+                    format!(
+                        "syscall user dispatch is on (mode {}, allowed code {:#x}+{:#x}): injected system calls may raise SIGSYS, and restore does not set it up again",
+                        c.mode, c.offset, c.len
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            // Before Linux 6.4 the setting cannot be read.
+            Err(e) => log::debug!("pid {pid} thread {tid}: syscall user dispatch unknown: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Refuses processes of the trees that share one address space without being threads of one
+/// process (`clone(CLONE_VM)`, a `vfork` child before its `exec`): each would be restored
+/// with its own copy, and the dump's injections into one would change the other. Only
+/// processes with the same virtual size (`/proc/PID/stat` field 23) are compared (`kcmp`).
+fn separate_mms(frozen: &Frozen) -> Result<(), DumpError> {
+    let mut by_size: std::collections::BTreeMap<u64, Vec<i32>> = std::collections::BTreeMap::new();
+    for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .map_err(|e| DumpError::io(p.pid, "reading /proc/PID/stat", e))?;
+        let vsize = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(20)?.parse().ok()).unwrap_or(0);
+        by_size.entry(vsize).or_default().push(p.pid);
+    }
+    for pids in by_size.values().filter(|v| v.len() > 1) {
+        for (i, &a) in pids.iter().enumerate() {
+            for &b in &pids[i + 1..] {
+                if seamless_sys::proc::kcmp_vm(a, b)
+                    .map_err(|e| DumpError::sys(a, format!("comparing with pid {b}"), e))?
+                {
+                    return Err(refuse(
+                        a,
+                        format!("address space (shared with pid {b})"),
+                        "shares its memory with another process (clone with CLONE_VM, or vfork before exec): restore would give each its own copy",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a cwd, root or exe (`what`, a `/proc/PID/` link) that restore could not open again
+/// by its path: deleted (link count 0), or the path now names another file.
+fn reachable(pid: i32, what: &str) -> Result<(), DumpError> {
+    let link_path = format!("/proc/{pid}/{what}");
+    let link = std::fs::read_link(&link_path)
+        .map_err(|e| DumpError::io(pid, format!("readlink {link_path}"), e))?
+        .to_string_lossy()
+        .into_owned();
+    let md = std::fs::metadata(&link_path).map_err(|e| DumpError::io(pid, format!("stat {link_path}"), e))?;
+    let resource = format!("{what} ({link})");
+    if md.nlink() == 0 {
+        return Err(refuse(
+            pid,
+            resource,
+            format!("the {} was deleted: restore reopens it by path, so it cannot be restored", describe(what)),
+        ));
+    }
+    match std::fs::metadata(&link) {
+        Ok(now) if now.dev() == md.dev() && now.ino() == md.ino() => Ok(()),
+        Ok(_) => Err(refuse(
+            pid,
+            resource,
+            format!(
+                "the path now names another file than the process's {} (replaced or renamed): restore reopens it by path, so it would get the wrong one",
+                describe(what)
+            ),
+        )),
+        Err(e) => Err(refuse(
+            pid,
+            resource,
+            format!("the path of the process's {} cannot be opened ({e}): restore reopens it by path", describe(what)),
+        )),
+    }
+}
+
+fn describe(what: &str) -> &'static str {
+    match what {
+        "cwd" => "working directory",
+        "root" => "root directory",
+        _ => "executable",
+    }
+}
+
+/// Refuses a process in other namespaces than the dumper's (`/proc/PID/ns/*`, including
+/// `pid_for_children` and `time_for_children`): restore creates processes in its own.
+fn namespaces(pid: i32) -> Result<(), DumpError> {
+    let dir = format!("/proc/{pid}/ns");
+    let entries = std::fs::read_dir(&dir).map_err(|e| DumpError::io(pid, format!("listing {dir}"), e))?;
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let theirs = std::fs::read_link(format!("{dir}/{name}"))
+            .map_err(|e| DumpError::io(pid, format!("readlink {dir}/{name}"), e))?;
+        let Ok(ours) = std::fs::read_link(format!("/proc/self/ns/{name}")) else { continue };
+        if theirs != ours {
+            return Err(refuse(
+                pid,
+                format!("namespace {name} ({})", theirs.display()),
+                format!(
+                    "differs from the dumper's ({}): processes are restored in the restorer's namespaces, so containers and unshared processes are not checkpointed",
+                    ours.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn status_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(|v| v.trim().to_string())
+}
+
+/// Refuses scheduling and memory-management settings the image does not carry (restore would
+/// silently reset them): a scheduling policy other than `SCHED_OTHER` or a real-time priority
+/// (`/proc/PID/task/TID/stat` fields 40-41), a CPU affinity narrower than the dumper's
+/// (`Cpus_allowed_list`), a non-zero `oom_score_adj`, locked or pinned memory (`VmLck`,
+/// `VmPin`), transparent huge pages disabled with `PR_SET_THP_DISABLE` (`THP_enabled: 0`).
+fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    let own = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let own_cpus = status_value(&own, "Cpus_allowed_list");
+    for &tid in tids {
+        let path = format!("/proc/{pid}/task/{tid}/stat");
+        let stat = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        // Fields after the command start at field 3: rt_priority is field 40, policy 41.
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let (rt_priority, policy) = (field(40), field(41));
+        if policy != 0 || rt_priority != 0 {
+            return Err(refuse(
+                pid,
+                format!("thread {tid}"),
+                format!(
+                    "scheduling policy {policy} with real-time priority {rt_priority}: only SCHED_OTHER is checkpointed (restore would reset it); switch the service to SCHED_OTHER (chrt -o -p 0 PID) first"
+                ),
+            ));
+        }
+        let path = format!("/proc/{pid}/task/{tid}/status");
+        let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+        let cpus = status_value(&status, "Cpus_allowed_list");
+        if cpus.is_some() && own_cpus.is_some() && cpus != own_cpus {
+            return Err(refuse(
+                pid,
+                format!("thread {tid}"),
+                format!(
+                    "CPU affinity {} differs from the dumper's {}: affinity is not checkpointed (restore would reset it)",
+                    cpus.unwrap_or_default(),
+                    own_cpus.clone().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    let path = format!("/proc/{pid}/oom_score_adj");
+    let adj = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+    if adj.trim() != "0" {
+        return Err(refuse(
+            pid,
+            format!("oom_score_adj {}", adj.trim()),
+            "a non-zero oom_score_adj is not checkpointed (restore would reset it to 0)",
+        ));
+    }
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
+    for (key, what) in [("VmLck", "locked (mlock)"), ("VmPin", "pinned")] {
+        if let Some(v) = status_value(&status, key).filter(|v| v.trim_end_matches("kB").trim() != "0") {
+            return Err(refuse(
+                pid,
+                format!("{key} {v}"),
+                format!("{v} of {what} memory: memory locks and pins are not checkpointed (restore would leave the memory unlocked)"),
+            ));
+        }
+    }
+    if status_value(&status, "THP_enabled").as_deref() == Some("0") {
+        return Err(refuse(
+            pid,
+            "THP_enabled 0",
+            "transparent huge pages disabled with PR_SET_THP_DISABLE: not checkpointed (restore would enable them again)",
+        ));
+    }
+    Ok(())
+}
+
+/// The per-process refusals (see the module docs); reads only.
+pub fn process(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    injectable(pid, tids)?;
+    native(pid, tids)?;
+    namespaces(pid)?;
+    settings(pid, tids)?;
+    for what in ["cwd", "root", "exe"] {
+        reachable(pid, what)?;
+    }
+    Ok(())
+}
+
+/// Runs every refusal over the frozen trees and gathers the descriptor plan. Changes nothing
+/// in any process: established TCP connections are only listed in the plan; the dump reads
+/// them (in repair mode) with [`super::sockets::repair_pending`] after this has passed.
+pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
+    for p in frozen.procs() {
+        if p.zombie.is_some() {
+            continue;
+        }
+        process(p.pid, &p.tids)?;
+        mm::precheck(p.pid)?;
+    }
+    separate_mms(frozen)?;
+    files::collect(frozen, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_status_fields() {
+        let text = "Name:\tx\nSeccomp:\t2\nVmLck:\t       0 kB\nCpus_allowed_list:\t0-3\n";
+        assert_eq!(super::status_value(text, "Seccomp").as_deref(), Some("2"));
+        assert_eq!(super::status_value(text, "VmLck").as_deref(), Some("0 kB"));
+        assert_eq!(super::status_value(text, "Cpus_allowed_list").as_deref(), Some("0-3"));
+        assert_eq!(super::status_value(text, "Cpus"), None);
+        assert_eq!(super::status_value(text, "THP_enabled"), None);
+    }
+
+    #[test]
+    fn own_process_passes_the_path_and_namespace_checks() {
+        let pid = std::process::id() as i32;
+        assert_eq!(super::seccomp_mode(pid, pid).unwrap(), 0);
+        for what in ["cwd", "root", "exe"] {
+            super::reachable(pid, what).unwrap();
+        }
+        super::namespaces(pid).unwrap();
+    }
+}

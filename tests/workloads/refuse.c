@@ -1,0 +1,626 @@
+/* refuse MODE: holds one resource seamless cannot restore exactly, so `seamless dump` and
+ * `seamless check` must refuse it up front, naming the pid and the resource, and leave the
+ * process unharmed. Like refuse_netlink it keeps a heartbeat (8 bytes at offset 0 of
+ * OUTFILE.progress, rewritten every 10 ms); after SIGTERM it checks the resource is exactly as
+ * it was set up.
+ *
+ * Modes:
+ *   cwd            the working directory is a deleted directory (OUTFILE.d, removed)
+ *   exe            the executable was deleted (the workload re-executes a copy, then unlinks it)
+ *   memfd          a sealed memfd "wl-memfd" with 5000 bytes of data
+ *   memfd_map      a shared mapping of a memfd whose descriptor is closed
+ *   unix_closed    a stream socketpair end with 1000 unread bytes whose peer end is closed
+ *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
+ *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
+ *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
+ *   dir_deleted    a descriptor of a directory that was removed
+ *   map_deleted    a private mapping of a file that was deleted (descriptor closed)
+ *   relinked       an open file whose name was removed while another hard link keeps it
+ *   udp_queued     a bound UDP socket with a datagram not yet read
+ *   accept_queue   a TCP listener with a connection not yet accepted
+ *   clone_vm       a child made with clone(CLONE_VM) shares the root's memory
+ *   compat32       a thread runs 32-bit code (far jump to the compat code segment, int 0x80
+ *                  nanosleep loop)
+ *   sud            syscall user dispatch is on (selector: allow); still traps after the dump
+ *   netns          the process unshared its network namespace (it has only a loopback device)
+ *   flock          an exclusive flock on OUTFILE.lock (a child's LOCK_NB attempt still fails)
+ *   sched_batch    the process runs under SCHED_BATCH
+ *   affinity       the process is pinned to CPU 0
+ *   oom            oom_score_adj 500
+ *   thp            PR_SET_THP_DISABLE
+ *   mlock          one locked page (mlock)
+ *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
+ *   unix_unlinked  a unix listener whose socket file was removed
+ *   unix_rebound   a unix listener whose path now belongs to another listener
+ */
+#include "wl.h"
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/file.h>
+#include <sys/un.h>
+#include <sys/stat.h>
+
+static int prog = -1;
+static uint64_t beat;
+
+static void heartbeat(void)
+{
+    beat++;
+    WL_CHECK(pwrite(prog, &beat, sizeof beat, 0) == sizeof beat, "heartbeat");
+}
+
+static void open_progress(void)
+{
+    char path[4096];
+    wl_path(path, sizeof path, ".progress");
+    prog = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    WL_CHECK(prog >= 0, "open %s", path);
+    beat = 0;
+    heartbeat();
+}
+
+static void beat_until_term(void)
+{
+    while (!wl_term) {
+        heartbeat();
+        wl_sleep_ms(10);
+    }
+}
+
+static void fd_link(int fd, char *out, size_t size)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(p, out, size - 1);
+    WL_CHECK(n > 0, "readlink %s", p);
+    out[n] = 0;
+}
+
+/* ---- seccomp strict: the leader blocks in read() on a pipe and echoes every byte back;
+ * the heartbeat thread pings it and does the verdict. ---- */
+static int ping[2], pong[2];
+static pid_t leader_tid;
+
+static void *strict_helper(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    char c = 'x';
+    while (!wl_term) {
+        heartbeat();
+        WL_CHECK(write(ping[1], &c, 1) == 1, "ping the strict leader");
+        char r;
+        ssize_t n;
+        while ((n = read(pong[0], &r, 1)) < 0 && errno == EINTR)
+            ;
+        WL_CHECK(n == 1 && r == c, "pong from the strict leader");
+        c = c == 'x' ? 'y' : 'x';
+        wl_sleep_ms(10);
+    }
+    char mode[32];
+    char key[64];
+    snprintf(key, sizeof key, "%d", (int)leader_tid);
+    char path[128], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)leader_tid);
+    FILE *f = fopen(path, "re");
+    WL_CHECK(f != NULL, "open %s", path);
+    mode[0] = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Seccomp: %31s", mode) == 1)
+            break;
+    fclose(f);
+    if (strcmp(mode, "1") != 0)
+        wl_fail("leader %s Seccomp is %s, expected 1 (strict)", key, mode);
+    /* exit_group from this (unrestricted) thread ends the strict leader too. */
+    wl_pass();
+    return NULL;
+}
+
+static void mode_seccomp_strict(void)
+{
+    WL_CHECK(pipe(ping) == 0 && pipe(pong) == 0, "pipes");
+    leader_tid = getpid();
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    WL_CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0, "block SIGTERM in the leader");
+    pthread_t t;
+    WL_CHECK(pthread_create(&t, NULL, strict_helper, NULL) == 0, "pthread_create");
+    WL_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) == 0, "PR_SET_SECCOMP strict");
+    /* From here on only read, write, exit and rt_sigreturn are allowed in this thread. */
+    for (;;) {
+        char c;
+        if (syscall(SYS_read, ping[0], &c, 1) == 1)
+            syscall(SYS_write, pong[1], &c, 1);
+    }
+}
+
+/* ---- seccomp filter: kill the process on getitimer. ---- */
+static void mode_seccomp_filter(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getitimer, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fp = { .len = sizeof f / sizeof f[0], .filter = f };
+    WL_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+    WL_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) == 0, "seccomp filter");
+}
+
+/* ---- clone_vm: the child sleeps until the root sets `stop`, then acknowledges. ---- */
+static volatile int vm_stop, vm_ack, vm_started;
+
+static int vm_child(void *arg)
+{
+    (void)arg;
+    vm_started = 1;
+    while (!vm_stop)
+        wl_sleep_ms(10);
+    vm_ack = 1;
+    return 0;
+}
+
+/* ---- compat32: 32-bit code in a page below 4 GiB: nanosleep(&ts, 0) by int 0x80 in a loop. */
+static volatile uint8_t *c32_page;
+
+static void *compat32_thread(void *arg)
+{
+    (void)arg;
+    struct __attribute__((packed)) {
+        uint32_t off;
+        uint16_t sel;
+    } far = { (uint32_t)(uintptr_t)c32_page, 0x23 };
+    __asm__ volatile("ljmpl *%0" : : "m"(far) : "memory");
+    return NULL;
+}
+
+static void compat32_setup(void)
+{
+    c32_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    WL_CHECK(c32_page != MAP_FAILED, "mmap MAP_32BIT");
+    uint32_t ts = (uint32_t)(uintptr_t)c32_page + 64;
+    /* struct timespec (32-bit): 0 s, 20 ms */
+    uint32_t tv[2] = { 0, 20000000 };
+    memcpy((void *)(c32_page + 64), tv, sizeof tv);
+    uint8_t code[16] = { 0xb8, 162, 0, 0, 0,     /* mov $162 (nanosleep), %eax */
+                         0xbb, 0, 0, 0, 0,       /* mov $ts, %ebx */
+                         0x31, 0xc9,             /* xor %ecx, %ecx */
+                         0xcd, 0x80,             /* int $0x80 */
+                         0xeb, 0xf0 };           /* jmp to the start */
+    memcpy(code + 6, &ts, 4);
+    memcpy((void *)c32_page, code, sizeof code);
+    pthread_t t;
+    WL_CHECK(pthread_create(&t, NULL, compat32_thread, NULL) == 0, "pthread_create");
+    wl_sleep_ms(100);
+}
+
+/* ---- sud: syscall user dispatch with an allowing selector. ---- */
+#ifndef PR_SET_SYSCALL_USER_DISPATCH
+#define PR_SET_SYSCALL_USER_DISPATCH 59
+#define PR_SYS_DISPATCH_ON 1
+#endif
+static volatile char sud_selector; /* 0: SYSCALL_DISPATCH_FILTER_ALLOW, 1: BLOCK */
+static volatile sig_atomic_t sud_traps;
+
+static void on_sigsys(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    (void)uc;
+    sud_selector = 0; /* allow again, or the handler's own rt_sigreturn would trap */
+    sud_traps++;
+}
+
+static volatile sig_atomic_t sigio_count;
+static void on_sigio(int sig)
+{
+    (void)sig;
+    sigio_count++;
+}
+
+static int unix_listener(const char *path)
+{
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    WL_CHECK(l >= 0 && bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0, "unix listener %s", path);
+    return l;
+}
+
+static int unix_connect(const char *path)
+{
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (c >= 0)
+            close(c);
+        return -1;
+    }
+    return c;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 2 ? argv[2] : "";
+    if (strcmp(mode, "exe") == 0 && argc > 3) {
+        /* The re-executed copy: OUTFILE exe COPY. Unlink the copy we run from. */
+        wl_init(argc, argv);
+        WL_CHECK(unlink(argv[3]) == 0, "unlink %s", argv[3]);
+    } else if (strcmp(mode, "exe") == 0) {
+        wl_init(argc, argv);
+        char copy[4096];
+        wl_path(copy, sizeof copy, ".exe");
+        int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+        int out = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+        WL_CHECK(in >= 0 && out >= 0, "copying the executable to %s", copy);
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(in, buf, sizeof buf)) > 0)
+            WL_CHECK(write(out, buf, (size_t)n) == n, "write %s", copy);
+        close(in);
+        close(out);
+        char *args[] = { copy, argv[1], "exe", copy, NULL };
+        execv(copy, args);
+        wl_fail("execv %s: %s", copy, strerror(errno));
+    } else {
+        wl_init(argc, argv);
+    }
+    open_progress();
+    char path[4096], lnk[4096];
+    static const char memfd_data[51] = "memfd contents that must survive unchanged 1234567";
+    int fd = -1, fd2 = -1;
+    volatile char *map = NULL;
+
+    if (strcmp(mode, "cwd") == 0) {
+        wl_path(path, sizeof path, ".d");
+        WL_CHECK(mkdir(path, 0755) == 0, "mkdir %s", path);
+        WL_CHECK(chdir(path) == 0, "chdir %s", path);
+        WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
+    } else if (strcmp(mode, "exe") == 0) {
+        /* set up above */
+    } else if (strcmp(mode, "memfd") == 0) {
+        fd = memfd_create("wl-memfd", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+        WL_CHECK(fd >= 0, "memfd_create");
+        for (int i = 0; i < 100; i++)
+            WL_CHECK(write(fd, memfd_data, 50) == 50, "write memfd");
+        WL_CHECK(lseek(fd, 1234, SEEK_SET) == 1234, "lseek memfd");
+        WL_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0, "F_ADD_SEALS");
+    } else if (strcmp(mode, "memfd_map") == 0) {
+        int m = memfd_create("wl-memfd-map", MFD_CLOEXEC);
+        WL_CHECK(m >= 0 && ftruncate(m, 8192) == 0, "memfd_create + ftruncate");
+        map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
+        WL_CHECK(map != MAP_FAILED, "mmap memfd");
+        close(m);
+        wl_fill((void *)map, 8192, 77);
+    } else if (strcmp(mode, "unix_closed") == 0) {
+        int sv[2];
+        WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        char buf[1000];
+        for (int i = 0; i < 1000; i++)
+            buf[i] = (char)(i * 7);
+        WL_CHECK(write(sv[1], buf, sizeof buf) == sizeof buf, "write to the pair");
+        close(sv[1]);
+        fd = sv[0];
+    } else if (strcmp(mode, "seccomp_strict") == 0) {
+        wl_ready();
+        mode_seccomp_strict();
+    } else if (strcmp(mode, "seccomp_filter") == 0) {
+        mode_seccomp_filter();
+    } else if (strcmp(mode, "fifo_deleted") == 0) {
+        wl_path(path, sizeof path, ".fifo");
+        WL_CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+        fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        WL_CHECK(fd >= 0, "open %s", path);
+        char buf[300];
+        memset(buf, 'f', sizeof buf);
+        WL_CHECK(write(fd, buf, sizeof buf) == sizeof buf, "write fifo");
+        WL_CHECK(unlink(path) == 0, "unlink %s", path);
+    } else if (strcmp(mode, "dir_deleted") == 0) {
+        wl_path(path, sizeof path, ".dir");
+        WL_CHECK(mkdir(path, 0755) == 0, "mkdir %s", path);
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        WL_CHECK(fd >= 0, "open %s", path);
+        WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
+    } else if (strcmp(mode, "map_deleted") == 0) {
+        wl_path(path, sizeof path, ".mapped");
+        int f = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        WL_CHECK(f >= 0 && ftruncate(f, 8192) == 0, "create %s", path);
+        uint64_t w = wl_pattern(5, 0);
+        WL_CHECK(pwrite(f, &w, sizeof w, 4096) == sizeof w, "pwrite %s", path);
+        map = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, f, 0);
+        WL_CHECK(map != MAP_FAILED, "mmap %s", path);
+        close(f);
+        WL_CHECK(unlink(path) == 0, "unlink %s", path);
+    } else if (strcmp(mode, "relinked") == 0) {
+        wl_path(path, sizeof path, ".orig");
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        WL_CHECK(fd >= 0 && write(fd, "original", 8) == 8, "create %s", path);
+        char other[4096];
+        wl_path(other, sizeof other, ".other");
+        WL_CHECK(link(path, other) == 0, "link %s %s", path, other);
+        WL_CHECK(unlink(path) == 0, "unlink %s", path);
+    } else if (strcmp(mode, "udp_queued") == 0) {
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        fd2 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof a;
+        WL_CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "bind udp");
+        WL_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
+        WL_CHECK(sendto(fd2, "queued", 6, 0, (struct sockaddr *)&a, sizeof a) == 6, "sendto");
+        close(fd2);
+        fd2 = -1;
+    } else if (strcmp(mode, "accept_queue") == 0) {
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof a;
+        WL_CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 4) == 0, "listen");
+        WL_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
+        fd2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        WL_CHECK(connect(fd2, (struct sockaddr *)&a, sizeof a) == 0, "connect");
+        WL_CHECK(write(fd2, "hello", 5) == 5, "write client");
+        wl_sleep_ms(50); /* the handshake completes in the kernel */
+    } else if (strcmp(mode, "clone_vm") == 0) {
+        static char stack[256 * 1024] __attribute__((aligned(16)));
+        pid_t c = clone(vm_child, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL);
+        WL_CHECK(c > 0, "clone(CLONE_VM)");
+        fd = c;
+        while (!vm_started)
+            wl_sleep_ms(5);
+    } else if (strcmp(mode, "compat32") == 0) {
+        compat32_setup();
+    } else if (strcmp(mode, "sud") == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigsys;
+        sa.sa_flags = SA_SIGINFO;
+        WL_CHECK(sigaction(SIGSYS, &sa, NULL) == 0, "sigaction SIGSYS");
+        WL_CHECK(prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &sud_selector) == 0,
+                 "PR_SET_SYSCALL_USER_DISPATCH");
+    } else if (strcmp(mode, "netns") == 0) {
+        WL_CHECK(unshare(CLONE_NEWNET) == 0, "unshare(CLONE_NEWNET)");
+    } else if (strcmp(mode, "flock") == 0) {
+        wl_path(path, sizeof path, ".lock");
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        WL_CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0, "flock %s", path);
+    } else if (strcmp(mode, "sched_batch") == 0) {
+        struct sched_param sp = { 0 };
+        WL_CHECK(sched_setscheduler(0, SCHED_BATCH, &sp) == 0, "SCHED_BATCH");
+    } else if (strcmp(mode, "affinity") == 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(0, &set);
+        WL_CHECK(sched_setaffinity(0, sizeof set, &set) == 0, "sched_setaffinity");
+    } else if (strcmp(mode, "oom") == 0) {
+        WL_CHECK(wl_write_file("/proc/self/oom_score_adj", "500\n") == 0, "oom_score_adj");
+    } else if (strcmp(mode, "mlock") == 0) {
+        map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        WL_CHECK(map != MAP_FAILED && mlock((void *)map, 4096) == 0, "mlock");
+        map[0] = 42;
+    } else if (strcmp(mode, "thp") == 0) {
+        WL_CHECK(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0, "PR_SET_THP_DISABLE");
+    } else if (strcmp(mode, "async_io") == 0) {
+        int p[2];
+        WL_CHECK(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0, "pipe");
+        signal(SIGIO, on_sigio);
+        WL_CHECK(fcntl(p[0], F_SETOWN, getpid()) == 0, "F_SETOWN");
+        WL_CHECK(fcntl(p[0], F_SETFL, O_ASYNC | O_NONBLOCK) == 0, "F_SETFL O_ASYNC");
+        fd = p[0];
+        fd2 = p[1];
+    } else if (strcmp(mode, "unix_unlinked") == 0) {
+        wl_path(path, sizeof path, ".sock");
+        fd = unix_listener(path);
+        WL_CHECK(unlink(path) == 0, "unlink %s", path);
+    } else if (strcmp(mode, "unix_rebound") == 0) {
+        wl_path(path, sizeof path, ".sock");
+        fd = unix_listener(path);
+        WL_CHECK(unlink(path) == 0, "unlink %s", path);
+        fd2 = unix_listener(path);
+    } else {
+        wl_fail("unknown mode %s", mode);
+    }
+
+    wl_ready();
+    beat_until_term();
+
+    /* ---- Verify: the resource is exactly as it was. ---- */
+    if (strcmp(mode, "cwd") == 0) {
+        struct stat st;
+        WL_CHECK(stat(".", &st) == 0, "stat .");
+        if (st.st_nlink != 0)
+            wl_fail("cwd link count %lu, expected 0 (the deleted directory)", (unsigned long)st.st_nlink);
+        WL_CHECK(readlink("/proc/self/cwd", lnk, sizeof lnk - 1) > 0, "readlink cwd");
+    } else if (strcmp(mode, "exe") == 0) {
+        ssize_t n = readlink("/proc/self/exe", lnk, sizeof lnk - 1);
+        WL_CHECK(n > 0, "readlink exe");
+        lnk[n] = 0;
+        if (!strstr(lnk, "(deleted)"))
+            wl_fail("exe is %s, expected the deleted copy", lnk);
+    } else if (strcmp(mode, "memfd") == 0) {
+        fd_link(fd, lnk, sizeof lnk);
+        if (strcmp(lnk, "/memfd:wl-memfd (deleted)") != 0)
+            wl_fail("fd %d is %s, expected the memfd", fd, lnk);
+        int seals = fcntl(fd, F_GET_SEALS);
+        if (seals != (F_SEAL_SHRINK | F_SEAL_GROW))
+            wl_fail("memfd seals %#x, expected %#x", seals, F_SEAL_SHRINK | F_SEAL_GROW);
+        if (lseek(fd, 0, SEEK_CUR) != 1234)
+            wl_fail("memfd offset moved");
+        char buf[5001];
+        ssize_t n = pread(fd, buf, sizeof buf, 0);
+        if (n != 5000)
+            wl_fail("memfd holds %zd bytes, expected 5000", n);
+        for (int i = 0; i < 100; i++)
+            if (memcmp(buf + i * 50, memfd_data, 50) != 0)
+                wl_fail("memfd contents differ at %d", i * 50);
+        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            wl_fail("memfd lost FD_CLOEXEC");
+    } else if (strcmp(mode, "memfd_map") == 0) {
+        long off = wl_verify((void *)map, 8192, 77);
+        if (off >= 0)
+            wl_fail("memfd mapping differs at byte %ld", off);
+        if (wl_maps_describe((void *)map, 8192, lnk, sizeof lnk) != 0 || !strstr(lnk, "/memfd:wl-memfd-map"))
+            wl_fail("mapping is %s, expected the memfd", lnk);
+    } else if (strcmp(mode, "unix_closed") == 0) {
+        char buf[1001];
+        size_t got = 0;
+        while (got < 1000) {
+            ssize_t n = read(fd, buf + got, sizeof buf - got);
+            WL_CHECK(n > 0, "read the pair after %zu bytes", got);
+            got += (size_t)n;
+        }
+        for (int i = 0; i < 1000; i++)
+            if (buf[i] != (char)(i * 7))
+                wl_fail("unix queue byte %d is %d", i, buf[i]);
+        ssize_t n = read(fd, buf, 1);
+        if (n != 0)
+            wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "seccomp_filter") == 0) {
+        char v[32];
+        if (wl_status_field(0, "Seccomp", v, sizeof v) != 0 || strcmp(v, "2") != 0)
+            wl_fail("Seccomp is %s, expected 2 (filter)", v);
+    } else if (strcmp(mode, "fifo_deleted") == 0) {
+        char buf[301];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n != 300)
+            wl_fail("deleted FIFO holds %zd bytes, expected 300", n);
+    } else if (strcmp(mode, "dir_deleted") == 0) {
+        struct stat st;
+        WL_CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode), "fstat the directory");
+        if (st.st_nlink != 0)
+            wl_fail("directory link count %lu, expected 0", (unsigned long)st.st_nlink);
+    } else if (strcmp(mode, "map_deleted") == 0) {
+        uint64_t w;
+        memcpy(&w, (const void *)(map + 4096), sizeof w);
+        if (w != wl_pattern(5, 0))
+            wl_fail("mapped deleted file differs at 4096");
+    } else if (strcmp(mode, "relinked") == 0) {
+        struct stat st;
+        WL_CHECK(fstat(fd, &st) == 0, "fstat");
+        if (st.st_nlink != 1)
+            wl_fail("the open file has %lu links, expected 1 (its other name)", (unsigned long)st.st_nlink);
+        char buf[16] = { 0 };
+        WL_CHECK(pread(fd, buf, sizeof buf - 1, 0) == 8, "pread the original file");
+        if (strcmp(buf, "original") != 0)
+            wl_fail("the open file reads %s, expected original", buf);
+    } else if (strcmp(mode, "udp_queued") == 0) {
+        char buf[16] = { 0 };
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n != 6 || memcmp(buf, "queued", 6) != 0)
+            wl_fail("queued datagram: got %zd bytes (errno %d)", n, errno);
+    } else if (strcmp(mode, "accept_queue") == 0) {
+        int c = accept(fd, NULL, NULL);
+        WL_CHECK(c >= 0, "accept the waiting connection");
+        char buf[8] = { 0 };
+        ssize_t n = recv(c, buf, sizeof buf, MSG_DONTWAIT);
+        if (n != 5 || memcmp(buf, "hello", 5) != 0)
+            wl_fail("accepted connection: got %zd bytes (errno %d)", n, errno);
+        WL_CHECK(write(c, "back", 4) == 4, "answer");
+        n = recv(fd2, buf, sizeof buf, MSG_DONTWAIT);
+        if (n != 4)
+            wl_fail("client got %zd bytes back (errno %d)", n, errno);
+    } else if (strcmp(mode, "clone_vm") == 0) {
+        vm_stop = 1;
+        int st = wl_wait_child(fd);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            wl_fail("the CLONE_VM child ended with status %#x", st);
+        if (!vm_ack)
+            wl_fail("the CLONE_VM child did not see the shared flag");
+    } else if (strcmp(mode, "compat32") == 0) {
+        char v[32];
+        if (wl_status_field(0, "Threads", v, sizeof v) != 0 || strcmp(v, "2") != 0)
+            wl_fail("%s threads, expected 2 (the 32-bit one still running)", v);
+    } else if (strcmp(mode, "netns") == 0) {
+        /* A fresh network namespace has only lo (index 1), and it is down. */
+        if (if_nametoindex("lo") != 1 || if_nametoindex("eth0") != 0)
+            wl_fail("not in the unshared network namespace any more");
+        struct if_nameindex *ifs = if_nameindex();
+        int count = 0;
+        for (struct if_nameindex *i = ifs; i && i->if_index; i++)
+            count++;
+        if_freenameindex(ifs);
+        if (count != 1)
+            wl_fail("%d network devices, expected only lo (the unshared namespace)", count);
+    } else if (strcmp(mode, "flock") == 0) {
+        pid_t c = fork();
+        WL_CHECK(c >= 0, "fork");
+        if (c == 0) {
+            wl_is_child = 1;
+            wl_path(path, sizeof path, ".lock");
+            int f = open(path, O_RDWR | O_CLOEXEC);
+            if (f < 0)
+                wl_fail("open %s", path);
+            if (flock(f, LOCK_EX | LOCK_NB) == 0)
+                wl_fail("took the lock: the root does not hold it any more");
+            if (errno != EWOULDBLOCK)
+                wl_fail("flock LOCK_NB: errno %d", errno);
+            _exit(0);
+        }
+        wl_expect_child_pass(c, "lock probe");
+    } else if (strcmp(mode, "sched_batch") == 0) {
+        if (sched_getscheduler(0) != SCHED_BATCH)
+            wl_fail("policy %d, expected SCHED_BATCH", sched_getscheduler(0));
+    } else if (strcmp(mode, "affinity") == 0) {
+        cpu_set_t set;
+        WL_CHECK(sched_getaffinity(0, sizeof set, &set) == 0, "sched_getaffinity");
+        if (CPU_COUNT(&set) != 1 || !CPU_ISSET(0, &set))
+            wl_fail("affinity has %d CPUs, expected only CPU 0", CPU_COUNT(&set));
+    } else if (strcmp(mode, "oom") == 0) {
+        char v[32] = { 0 };
+        int f = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+        WL_CHECK(f >= 0 && read(f, v, sizeof v - 1) > 0, "read oom_score_adj");
+        close(f);
+        if (atoi(v) != 500)
+            wl_fail("oom_score_adj %s, expected 500", v);
+    } else if (strcmp(mode, "mlock") == 0) {
+        char v[32];
+        if (wl_status_field(0, "VmLck", v, sizeof v) != 0 || strcmp(v, "4 kB") != 0 || map[0] != 42)
+            wl_fail("VmLck %s, expected 4 kB (the locked page)", v);
+    } else if (strcmp(mode, "thp") == 0) {
+        if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 1)
+            wl_fail("THP no longer disabled");
+    } else if (strcmp(mode, "async_io") == 0) {
+        int before = sigio_count;
+        WL_CHECK(write(fd2, "x", 1) == 1, "write the pipe");
+        for (int i = 0; i < 100 && sigio_count == before; i++)
+            wl_sleep_ms(10);
+        if (sigio_count == before)
+            wl_fail("no SIGIO for data on the O_ASYNC pipe");
+    } else if (strcmp(mode, "unix_unlinked") == 0) {
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &(int){ 0 }, &(socklen_t){ sizeof(int) }) != 0)
+            wl_fail("the listener is gone");
+        wl_path(path, sizeof path, ".sock");
+        if (access(path, F_OK) == 0)
+            wl_fail("%s exists again", path);
+    } else if (strcmp(mode, "unix_rebound") == 0) {
+        wl_path(path, sizeof path, ".sock");
+        int c = unix_connect(path);
+        WL_CHECK(c >= 0, "connect %s", path);
+        int a = accept4(fd2, NULL, NULL, SOCK_NONBLOCK);
+        if (a < 0)
+            wl_fail("the client did not reach the second listener (errno %d)", errno);
+        WL_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK on the first listener");
+        int b = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
+        if (b >= 0 || errno != EAGAIN)
+            wl_fail("the first listener got a connection");
+    } else if (strcmp(mode, "sud") == 0) {
+        sud_selector = 1;
+        syscall(SYS_getppid);
+        if (sud_traps != 1)
+            wl_fail("syscall user dispatch: %d SIGSYS traps for a blocked getppid, expected 1", (int)sud_traps);
+    }
+    wl_pass();
+}
