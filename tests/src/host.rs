@@ -268,7 +268,9 @@ impl Harness {
     }
 
     /// Runs workloads, dumps and restores inside the named network namespace (made with
-    /// `ip netns add`), through `ip netns exec`, which executes the program in place (same pid).
+    /// `ip netns add`), through `nsenter --net`, which executes the program in place (same pid)
+    /// and, unlike `ip netns exec`, keeps the mount namespace: the dump refuses processes whose
+    /// namespaces differ from its own.
     pub fn in_netns(mut self, name: &str) -> Self {
         self.netns = Some(name.to_string());
         self
@@ -277,8 +279,8 @@ impl Harness {
     fn command(&self, program: &Path) -> Command {
         match &self.netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(program);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(program);
                 c
             }
             None => Command::new(program),

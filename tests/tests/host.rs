@@ -545,8 +545,9 @@ mod per_tree {
         pipes.wait_verdict(Duration::from_secs(60))
     }
 
-    /// `seamless check` predicts it: the ICMP datagram socket gets a warning naming the pid,
-    /// the descriptor and the sysctl (a warning: the dump itself accepts it).
+    /// `seamless check` predicts it: an ICMP datagram socket whose group the range carried to
+    /// the new kernel no longer admits gets a warning naming the pid, the descriptor and the
+    /// sysctl (a warning: the dump itself accepts it).
     #[test]
     fn check_warns_about_ping_sockets() -> Result<()> {
         let ns = Netns(format!("seamless-pingcheck-{}", std::process::id()));
@@ -555,8 +556,10 @@ mod per_tree {
         let h = harness()?.in_netns(&ns.0);
         let mut ping = h.start("ping_socket", &[])?;
         ping.wait_ready(Duration::from_secs(30))?;
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns.0])
+        // The range carried to the new kernel is the one in force now: closed again.
+        ns_sh(&ns.0, "echo '1 0' > /proc/sys/net/ipv4/ping_group_range")?;
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.0))
             .arg(h.seamless()?)
             .args(["check", "--json", "--pid", &ping.pid.to_string()])
             .output()?;
