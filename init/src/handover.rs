@@ -6,7 +6,7 @@
 //! the boot goes on.
 
 use crate::boot::region::ValidRegion;
-use crate::restore::{restore_all, RestoreOptions};
+use crate::restore::{plan, restore_plan, RestoreOptions};
 use seamless_image::upgrade::{read_identity, Upgrade};
 use seamless_image::{Reader, RecordKind, Store};
 use std::fmt::Write as _;
@@ -204,6 +204,16 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
             Some(format!("cannot mark the image consumed ({e}); not restoring, so it is never restored twice"));
         return report;
     }
+    // Every record is validated before anything changes (network, clocks, processes).
+    let t = Instant::now();
+    let plan = match plan::load(&mut region.reader) {
+        Ok(p) => p,
+        Err(e) => {
+            report.refused = Some(e.to_string());
+            return report;
+        }
+    };
+    report.restore_stages.push(("validate".into(), t.elapsed().as_micros() as u64));
     let t = Instant::now();
     for problem in crate::network::configure(upgrade) {
         log::warn!("network: {problem}");
@@ -211,7 +221,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     report.restore_stages.push(("network".into(), t.elapsed().as_micros() as u64));
     let t = Instant::now();
     let own_clocks = continue_clocks(upgrade);
-    match restore_all(&mut region.reader, &RestoreOptions::from_env()) {
+    match restore_plan(&plan, &mut region.reader, &RestoreOptions::from_env()) {
         Ok(r) => {
             report.restored = r.restored;
             report.failed = r.failed;

@@ -32,8 +32,14 @@ pub fn prepare_shared<S: Store>(
     for p in plan.procs.values() {
         for v in &p.mm.vmas {
             if let VmaKind::SharedAnon { ino, offset } = v.kind {
+                let end = v.end.checked_sub(v.start).and_then(|len| offset.checked_add(len)).ok_or_else(|| {
+                    RestoreError::Corrupt {
+                        pid: p.rec.pid,
+                        what: format!("shared memory area {:#x}-{:#x} at offset {offset:#x}", v.start, v.end),
+                    }
+                })?;
                 let e = sizes.entry(ino).or_insert(0);
-                *e = (*e).max(offset + (v.end - v.start));
+                *e = (*e).max(end);
             }
         }
     }
@@ -52,11 +58,24 @@ pub fn prepare_shared<S: Store>(
     for p in plan.procs.values() {
         for v in &p.mm.vmas {
             let VmaKind::SharedAnon { ino, offset } = v.kind else { continue };
-            let obj = out[&ino];
+            let Some(&obj) = out.get(&ino) else { continue };
             for ch in p.chunks.iter().filter(|ch| v.start <= ch.vaddr && ch.vaddr < v.end) {
+                // Only ever inside our mapping of the object (validation refuses such chunks).
+                let at = offset.checked_add(ch.vaddr - v.start);
+                if ch.vaddr.checked_add(ch.len).is_none_or(|e| e > v.end)
+                    || at.and_then(|a| a.checked_add(ch.len)).is_none_or(|e| e > obj.len)
+                {
+                    return Err(RestoreError::Corrupt {
+                        pid: p.rec.pid,
+                        what: format!(
+                            "page chunk {:#x}+{:#x} runs past its shared memory area {:#x}-{:#x}",
+                            ch.vaddr, ch.len, v.start, v.end
+                        ),
+                    });
+                }
                 buf.resize(ch.len as usize, 0);
                 reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
-                me.write(obj.addr + offset + (ch.vaddr - v.start), &buf)
+                me.write(obj.addr + at.unwrap_or(0), &buf)
                     .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))?;
             }
         }
@@ -122,7 +141,7 @@ pub fn restore_mm<S: Store>(
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
     let mut shm_fds = Vec::new();
     for v in &p.mm.vmas {
-        let len = v.end - v.start;
+        let len = v.end.saturating_sub(v.start);
         let (mut flags, fd, off) = match &v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall => continue,
             VmaKind::Anon => (libc::MAP_ANONYMOUS, u64::MAX, 0),
@@ -194,7 +213,7 @@ pub fn restore_mm<S: Store>(
     }
     c.call("prctl(PR_SET_THP_DISABLE, 0)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 0, 0, 0, 0, 0])?;
     for v in p.mm.vmas.iter().filter(|v| v.saved_pages > 0 && v.prot & 1 == 0) {
-        c.call("mprotect", libc::SYS_mprotect, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
+        c.call("mprotect", libc::SYS_mprotect, [v.start, v.end.saturating_sub(v.start), u64::from(v.prot), 0, 0, 0])?;
     }
     // 5. mm fields, auxv, exe.
     set_mm_map(c, p)?;

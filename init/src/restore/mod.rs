@@ -70,6 +70,9 @@ pub enum RestoreError {
     /// The image could not be read.
     #[error("reading the image: {0}")]
     Image(ImageError),
+    /// A record failed validation: nothing was changed.
+    #[error("image refused before anything was changed: {0}; nothing is restored (the image is damaged or was written by an incompatible seamless: start the services again, and keep the image for a bug report)")]
+    Invalid(#[source] seamless_image::validate::Invalid),
     /// The image is inconsistent.
     #[error("pid {pid}: inconsistent image: {what}")]
     Corrupt {
@@ -243,11 +246,20 @@ fn kill_proc(pid: i32) {
 /// Restores every process tree of the image. Processes that fail are killed and reported;
 /// the others are restored. Errors only when nothing could be attempted.
 pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
-    let t0 = Instant::now();
     let plan = plan::load(reader)?;
-    let open = files::open_all(&plan, reader)?;
-    let shm = mm::prepare_shared(&plan, reader)?;
-    let (ready, mut failed) = tree::create_tree(&plan)?;
+    restore_plan(&plan, reader, opts)
+}
+
+/// Restores the trees of a plan loaded (and so validated) by [`plan::load`] from `reader`.
+pub fn restore_plan<S: Store>(
+    plan: &plan::Plan,
+    reader: &mut Reader<S>,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
+    let t0 = Instant::now();
+    let open = files::open_all(plan, reader)?;
+    let shm = mm::prepare_shared(plan, reader)?;
+    let (ready, mut failed) = tree::create_tree(plan)?;
     let mut report = RestoreReport::default();
     let mut live: BTreeMap<i32, Proc> = BTreeMap::new();
     let mut seized: Vec<i32> = Vec::new();
@@ -262,7 +274,7 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         seized.push(pid);
     }
     for &pid in &seized {
-        let p = &plan.procs[&pid];
+        let Some(p) = plan.procs.get(&pid) else { continue };
         match stage_a(pid, p, reader, &open, opts, &shm) {
             Ok(pr) => {
                 live.insert(pid, pr);
@@ -277,16 +289,18 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
     // Process groups, now that every group leader exists.
     let mut broken = Vec::new();
     for (pid, pr) in live.iter_mut() {
-        let want = plan.procs[pid].rec.pgid;
+        let Some(p) = plan.procs.get(pid) else { continue };
+        let want = p.rec.pgid;
         let now = procfs::read_stat(*pid).map(|s| s.field(5) as i32).unwrap_or(want);
-        if now != want && plan.procs[pid].rec.sid != *pid {
+        if now != want && p.rec.sid != *pid {
             if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, want as u64, 0, 0, 0, 0]) {
                 log::warn!("pid {pid}: cannot join process group {want}: {e}");
             }
         }
     }
     for (pid, pr) in live.iter_mut() {
-        if let Err(e) = stage_b(pr, &plan.procs[pid]) {
+        let Some(p) = plan.procs.get(pid) else { continue };
+        if let Err(e) = stage_b(pr, p) {
             log::error!("{e}");
             failed.push((*pid, e.to_string()));
             broken.push(*pid);
@@ -299,7 +313,7 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
     drop(open);
     drop(shm);
     for (pid, _) in live.iter() {
-        let p = &plan.procs[pid];
+        let Some(p) = plan.procs.get(pid) else { continue };
         for t in &p.threads {
             if let Err(e) = seamless_sys::ptrace::detach(t.tid, 0) {
                 log::warn!("pid {pid}: detaching thread {}: {e}", t.tid);
