@@ -143,7 +143,7 @@ fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
         return None;
     }
     let now_real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i64;
-    let gap = (now_real - upgrade.jump_realtime_ns as i64).max(0);
+    let gap = now_real.saturating_sub(upgrade.jump_realtime_ns as i64).max(0);
     let (mono, boot) = match (timens::monotonic_ns(), timens::boottime_ns()) {
         (Ok(m), Ok(b)) => (m, b),
         _ => return None,
@@ -155,8 +155,9 @@ fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
             return None;
         }
     };
-    let mono_off = upgrade.jump_monotonic_ns + gap - mono;
-    let boot_off = upgrade.jump_boottime_ns + gap - boot;
+    // Saturating: the recorded clocks come from the image.
+    let mono_off = upgrade.jump_monotonic_ns.saturating_add(gap).saturating_sub(mono);
+    let boot_off = upgrade.jump_boottime_ns.saturating_add(gap).saturating_sub(boot);
     match timens::unshare_with_offsets(mono_off, boot_off) {
         Ok(()) => {
             log::info!(
