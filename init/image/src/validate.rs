@@ -884,7 +884,9 @@ fn check_mms(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
             });
         }
         let mm = mms.get(&pid).ok_or(Invalid::Missing { pid, what: "mm" })?;
-        let vma = mm.vmas.iter().find(|v| v.start <= ch.vaddr && ch.vaddr < v.end);
+        // The areas are sorted and disjoint (check_mm): the last one starting at or below.
+        let at = mm.vmas.partition_point(|v| v.start <= ch.vaddr);
+        let vma = at.checked_sub(1).and_then(|i| mm.vmas.get(i)).filter(|v| ch.vaddr < v.end);
         let chunk = |why| Invalid::Range { pid, field: "page chunk", start: ch.vaddr, end, why };
         match vma {
             None => return Err(chunk("not inside any area of the process")),
@@ -911,11 +913,11 @@ fn check_mms(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
             }
         }
         for v in &mm.vmas {
-            let pages: u64 = ranges
-                .iter()
-                .filter(|&&(s, _)| v.start <= s && s < v.end)
-                .map(|&(s, e)| (e - s) / PAGE_SIZE as u64)
-                .sum();
+            // Sorted chunks: those starting inside this area are one run.
+            let first = ranges.partition_point(|&(s, _)| s < v.start);
+            let last = ranges.partition_point(|&(s, _)| s < v.end);
+            let pages: u64 =
+                ranges.get(first..last).unwrap_or_default().iter().map(|&(s, e)| (e - s) / PAGE_SIZE as u64).sum();
             if pages != v.saved_pages {
                 return Err(Invalid::Range {
                     pid,
