@@ -503,7 +503,9 @@ fn check_tree(d: &Decoded) -> Result<BTreeMap<i32, &ProcessRecord>, Invalid> {
             return Err(Invalid::Tree { pid: root, why: "root of the tree record but not one of its processes" });
         }
     }
-    // Every parent chain must leave the image (at a root) without coming back.
+    // Every parent chain must leave the image (at a root) without coming back; a chain that
+    // reaches a process already known to lead out is not walked again.
+    let mut leads_out: BTreeSet<i32> = BTreeSet::new();
     for (&pid, p) in &procs {
         if p.ppid < 0 {
             return Err(Invalid::Parent { pid, ppid: p.ppid, why: "is not a valid pid" });
@@ -511,11 +513,15 @@ fn check_tree(d: &Decoded) -> Result<BTreeMap<i32, &ProcessRecord>, Invalid> {
         let mut seen = BTreeSet::from([pid]);
         let mut cur = p.ppid;
         while let Some(parent) = procs.get(&cur) {
+            if leads_out.contains(&cur) {
+                break;
+            }
             if !seen.insert(cur) {
                 return Err(Invalid::Parent { pid, ppid: p.ppid, why: "leads into a cycle of parent links" });
             }
             cur = parent.ppid;
         }
+        leads_out.extend(seen);
     }
     Ok(procs)
 }

@@ -239,7 +239,11 @@ pub fn run() -> ! {
         ms(region_t),
         ms(root_t)
     );
-    let why = root::switch_root(&init, &init_args);
+    if let Err(why) = root::enter_new_root() {
+        root::rescue(&why);
+    }
+    fallback::set(fallback::Fallback::Exec { init: init.clone(), args: init_args.clone() });
+    let why = root::exec_init(&init, &init_args);
     root::rescue(&why)
 }
 
