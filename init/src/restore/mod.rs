@@ -187,6 +187,11 @@ struct Proc {
     threads: Vec<inject::Remote>,
 }
 
+/// The thread record of the leader (first in the plan; validation proved it is there).
+fn leader_record(pid: i32, p: &plan::ProcPlan) -> Result<&seamless_image::records::ThreadRecord, RestoreError> {
+    p.threads.first().ok_or_else(|| RestoreError::Corrupt { pid, what: "no record of the thread-group leader".into() })
+}
+
 fn stage_a<S: Store>(
     pid: i32,
     p: &plan::ProcPlan,
@@ -201,10 +206,11 @@ fn stage_a<S: Store>(
     mm::restore_mm(&mut c, p, reader, opts, shm)?;
     files::install(&mut c, &p.fds, open)?;
     task::restore_task(&mut c, p)?;
+    let leader_rec = leader_record(pid, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
     // Leader first, then each thread in itself.
     let mut leader = c.take_remote();
-    let r = threads::thread_state(&c, &mut leader, &p.threads[0]);
+    let r = threads::thread_state(&c, &mut leader, leader_rec);
     c.remote = leader;
     r?;
     for (rt, t) in threads.iter_mut().zip(p.threads.iter().skip(1)) {
@@ -216,9 +222,10 @@ fn stage_a<S: Store>(
 fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     let pid = pr.c.pid;
     // Pending signals, credentials, then drop the trampoline and load the registers.
+    let leader_rec = leader_record(pid, p)?;
     let mut leader = pr.c.take_remote();
     let res = (|| {
-        threads::queue_pending(&pr.c, &mut leader, &p.threads[0], &p.rec.shared_pending)?;
+        threads::queue_pending(&pr.c, &mut leader, leader_rec, &p.rec.shared_pending)?;
         for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
             threads::queue_pending(&pr.c, rt, t, &[])?;
         }
