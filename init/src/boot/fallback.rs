@@ -1,7 +1,8 @@
 //! The panic hook of PID 1. `seamless-init` is built with `panic = "abort"`, and PID 1
 //! exiting is a kernel panic; so a panic (a bug: the code is written not to panic) is logged
 //! to `/dev/kmsg` with its message and location, and PID 1 then goes on with the boot the
-//! way the normal path would from where it was, without restoring anything: mount the root
+//! way the normal path would from where it was, without restoring anything (the processes
+//! of a restore in progress are killed, not left stopped under ptrace): mount the root
 //! and switch to it, or switch to the already mounted root, or execute the real init. The
 //! hook runs before the abort, and `exec` (or the rescue shell, or a halt loop) never returns
 //! to it.
@@ -87,7 +88,7 @@ fn panic_line(info: &dyn std::fmt::Display, pid1: bool) -> Line {
     use std::fmt::Write as _;
     let mut l = Line { buf: [0; 768], len: 0 };
     let then = if pid1 {
-        "nothing more is restored; going on with the boot to the real init"
+        "the processes being restored are killed; going on with the boot to the real init"
     } else {
         "this helper process ends"
     };
@@ -109,6 +110,7 @@ fn hook(info: &dyn std::fmt::Display) {
     if !pid1 || PANICKED.swap(true, Ordering::SeqCst) {
         return;
     }
+    crate::restore::kill_in_progress();
     let next = match NEXT.try_lock() {
         Ok(mut g) => g.take(),
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),

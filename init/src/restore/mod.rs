@@ -250,6 +250,31 @@ fn kill_proc(pid: i32) {
     let _ = seamless_sys::proc::kill(pid, libc::SIGKILL);
 }
 
+/// The processes of the restore in progress (empty when none): what the panic hook of PID 1
+/// kills, so that no half-restored process is left stopped under ptrace (holding its pid,
+/// ports and files) when the real init starts.
+static IN_PROGRESS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn set_in_progress(pids: Vec<i32>) {
+    match IN_PROGRESS.lock() {
+        Ok(mut g) => *g = pids,
+        Err(poisoned) => *poisoned.into_inner() = pids,
+    }
+}
+
+/// Kills (SIGKILL) every process of the restore in progress. Never blocks: for the panic
+/// hook, which may run while the list is being changed (then nothing is killed).
+pub fn kill_in_progress() {
+    let guard = match IN_PROGRESS.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    for &pid in guard.iter() {
+        kill_proc(pid);
+    }
+}
+
 /// Restores every process tree of the image. Processes that fail are killed and reported;
 /// the others are restored. Errors only when nothing could be attempted.
 pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
@@ -267,6 +292,7 @@ pub fn restore_plan<S: Store>(
     let open = files::open_all(plan, reader)?;
     let shm = mm::prepare_shared(plan, reader)?;
     let (ready, mut failed) = tree::create_tree(plan)?;
+    set_in_progress(ready.clone());
     let mut report = RestoreReport::default();
     let mut live: BTreeMap<i32, Proc> = BTreeMap::new();
     let mut seized: Vec<i32> = Vec::new();
@@ -337,5 +363,6 @@ pub fn restore_plan<S: Store>(
     }
     report.failed = failed;
     report.elapsed = t0.elapsed();
+    set_in_progress(Vec::new());
     Ok(report)
 }
