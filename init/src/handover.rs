@@ -6,7 +6,7 @@
 //! the boot goes on.
 
 use crate::boot::region::ValidRegion;
-use crate::restore::{restore_all, FailedTree, RestoreOptions};
+use crate::restore::{plan, restore_plan, FailedTree, RestoreOptions};
 use seamless_image::upgrade::{read_identity, Upgrade};
 use seamless_image::{Reader, RecordKind, Store};
 use std::fmt::Write as _;
@@ -172,7 +172,7 @@ fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
         return None;
     }
     let now_real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i64;
-    let gap = (now_real - upgrade.jump_realtime_ns as i64).max(0);
+    let gap = now_real.saturating_sub(upgrade.jump_realtime_ns as i64).max(0);
     let (mono, boot) = match (timens::monotonic_ns(), timens::boottime_ns()) {
         (Ok(m), Ok(b)) => (m, b),
         _ => return None,
@@ -184,8 +184,9 @@ fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
             return None;
         }
     };
-    let mono_off = upgrade.jump_monotonic_ns + gap - mono;
-    let boot_off = upgrade.jump_boottime_ns + gap - boot;
+    // Saturating: the recorded clocks come from the image.
+    let mono_off = upgrade.jump_monotonic_ns.saturating_add(gap).saturating_sub(mono);
+    let boot_off = upgrade.jump_boottime_ns.saturating_add(gap).saturating_sub(boot);
     match timens::unshare_with_offsets(mono_off, boot_off) {
         Ok(()) => {
             log::info!(
@@ -233,6 +234,16 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
             Some(format!("cannot mark the image consumed ({e}); not restoring, so it is never restored twice"));
         return report;
     }
+    // Every record is validated before anything changes (network, clocks, processes).
+    let t = Instant::now();
+    let plan = match plan::load(&mut region.reader) {
+        Ok(p) => p,
+        Err(e) => {
+            report.refused = Some(e.to_string());
+            return report;
+        }
+    };
+    report.restore_stages.push(("validate".into(), t.elapsed().as_micros() as u64));
     let t = Instant::now();
     let (changed, problems) = crate::sysctl::apply(&upgrade.sysctls);
     log::info!("{changed} of {} recorded sysctls set to the old kernel's values", upgrade.sysctls.len());
@@ -247,7 +258,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     report.restore_stages.push(("network".into(), t.elapsed().as_micros() as u64));
     let t = Instant::now();
     let own_clocks = continue_clocks(upgrade);
-    match restore_all(&mut region.reader, &RestoreOptions::from_env()) {
+    match restore_plan(&plan, &mut region.reader, &RestoreOptions::from_env()) {
         Ok(r) => {
             report.restored = r.restored;
             report.failed = r.failed;

@@ -16,7 +16,7 @@ pub const SCRATCH: u64 = 4096;
 /// An injected anonymous scratch page in a stopped process, unmapped by [`Scratch::release`].
 ///
 /// While a thread runs injected calls every signal is blocked in it (so that none is dequeued
-/// and lost, or handled, in the middle); [`finish`] hands it back: registers and signal mask
+/// and lost, or handled, in the middle); the crate-private `finish` hands it back: registers and signal mask
 /// as they were, single-stepping disarmed ([`Remote::finish`]). Dropping a
 /// `Scratch` on an error path does the same (best effort), so a failed dump never detaches
 /// from a thread whose registers point into injected code.

@@ -1,5 +1,6 @@
 //! Writes small valid images into the directory given as argument, as a seed corpus for the
 //! decoder fuzzer (`tests/run fuzz`): random bytes almost never pass the magic and checksums.
+//! One of them holds a small valid process, for the record validation behind the decoder.
 
 use seamless_image::{pattern, MemStore, RecordKind, Writer, WriterInfo, PAGE_SIZE};
 
@@ -20,5 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let store = w.finish()?;
         std::fs::write(format!("{dir}/seed-{n}"), &store.bytes)?;
     }
+    // A valid process image, so that mutations reach record validation.
+    let mut w = Writer::new(MemStore::new(1 << 20), info)?;
+    seamless_image::validate::Decoded::sample(4242).write_to(&mut w)?;
+    std::fs::write(format!("{dir}/seed-process"), &w.finish()?.bytes)?;
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod records;
 mod store;
 mod superblock;
 pub mod upgrade;
+pub mod validate;
 mod writer;
 
 pub use entry::{Entry, RecordKind, ENTRY_SIZE};

@@ -14,9 +14,15 @@
 //! switched to it, where it restores and then executes `seamless.init=` (default /sbin/init).
 //!
 //! Nothing here panics or exits: every failure is logged and the boot goes on, down to a
-//! rescue shell when even the root filesystem cannot be mounted.
+//! rescue shell when even the root filesystem cannot be mounted; should a bug panic anyway,
+//! [`fallback`] logs it and goes on with the boot without restoring.
+//!
+//! The role is decided by [`role`], strictly: only PID 1 (of the initial pid namespace) boots,
+//! only a process that is not PID 1 runs `verify-root`, and anything else prints the usage
+//! and exits 2 without mounting or changing anything.
 
 pub mod cmdline;
+pub mod fallback;
 pub mod kmsg;
 pub mod modules;
 pub mod mounts;
@@ -104,11 +110,68 @@ fn restore_pending(mut p: Pending, stages: Vec<(String, u64)>) {
     report.write();
 }
 
+/// What `seamless-init --help` prints.
+pub const USAGE: &str = "\
+usage: seamless-init                             as PID 1 only (see below)
+       seamless-init verify-root --device DEV    from an initramfs hook, before the root is mounted
+       seamless-init --help                      this text
+
+seamless-init restores the processes of a `seamless upgrade` on the new kernel, then executes
+the real init. It runs as PID 1 in two ways: as /init of the initramfs `seamless upgrade`
+prepares, or as init=/usr/lib/seamless/seamless-init on the real root after a distribution
+initramfs (with the seamless dracut module or mkinitcpio hook) switched to it; the real init
+is then seamless.init= (default /sbin/init). It logs to the kernel log and writes
+/run/seamless/report.json.
+
+Started any other way it prints this text, exits with status 2 and changes nothing.
+";
+
+/// The roles of `seamless-init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// PID 1: the initramfs `/init`, or the `init=` hand-over on the real root (told apart
+    /// by what `/` is, once /proc is mounted).
+    Boot,
+    /// `verify-root`, run by an initramfs hook (never PID 1).
+    VerifyRoot,
+    /// Anything else, `--help` included: print the usage, exit 2.
+    Usage,
+}
+
+/// The pid namespace inode of the initial namespace (`PROC_PID_INIT_INO`).
+const INIT_PID_NS: &str = "pid:[4026531836]";
+
+/// The role for a process with pid `pid`, arguments `args` (argv\[0\] first) and pid
+/// namespace link `pid_ns` (`None` when /proc is not mounted, as early in an initramfs).
+/// PID 1 of another pid namespace (a container) is not the machine's init.
+pub fn role(pid: u32, args: &[String], pid_ns: Option<&str>) -> Role {
+    if pid == 1 && pid_ns.is_none_or(|ns| ns == INIT_PID_NS) {
+        return Role::Boot;
+    }
+    match args.get(1).map(String::as_str) {
+        Some("verify-root") if pid != 1 => Role::VerifyRoot,
+        _ => Role::Usage,
+    }
+}
+
 /// Runs `seamless-init` in the role its environment calls for. Never returns as PID 1.
 pub fn run() -> ! {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("verify-root") {
-        std::process::exit(verify_root_command(&args[2..]));
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid").ok().map(|l| l.to_string_lossy().into_owned());
+    match role(std::process::id(), &args, pid_ns.as_deref()) {
+        Role::Boot => {}
+        Role::VerifyRoot => std::process::exit(verify_root_command(args.get(2..).unwrap_or_default())),
+        Role::Usage => {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(USAGE.as_bytes());
+            std::process::exit(2)
+        }
+    }
+    fallback::install();
+    fallback::set(fallback::Fallback::Exec { init: "/sbin/init".into(), args: args.iter().skip(1).cloned().collect() });
+    if args.iter().skip(1).any(|a| a == "--help" || a == "-h") {
+        // PID 1 must not exit: the usage goes to the console and the boot goes on.
+        eprint!("{USAGE}");
     }
     let start = Instant::now();
     kmsg::init(false);
@@ -132,6 +195,13 @@ pub fn run() -> ! {
     if !root::root_is_initramfs() {
         run_on_real_root(&params, start)
     }
+    let init = params.init_path().to_string();
+    let init_args: Vec<String> = args.into_iter().skip(1).collect();
+    fallback::set(fallback::Fallback::MountRoot {
+        params: Box::new(params.clone()),
+        init: init.clone(),
+        args: init_args.clone(),
+    });
 
     let t = Instant::now();
     let report = modules::load_listed(&release);
@@ -163,13 +233,13 @@ pub fn run() -> ! {
     if let Err(why) = root::mount_root(&params) {
         root::rescue(&why);
     }
+    fallback::set(fallback::Fallback::SwitchRoot { init: init.clone(), args: init_args.clone() });
     let root_t = t.elapsed();
-    let init = params.init_path().to_string();
-    let init_args: Vec<String> = args.into_iter().skip(1).collect();
     if let Some(p) = pending {
         if let Err(why) = root::enter_new_root() {
             root::rescue(&why);
         }
+        fallback::set(fallback::Fallback::Exec { init: init.clone(), args: init_args.clone() });
         let stages = vec![
             ("modules".to_string(), us(modules_t)),
             ("region+verify".to_string(), us(region_t)),
@@ -187,7 +257,11 @@ pub fn run() -> ! {
         ms(region_t),
         ms(root_t)
     );
-    let why = root::switch_root(&init, &init_args);
+    if let Err(why) = root::enter_new_root() {
+        root::rescue(&why);
+    }
+    fallback::set(fallback::Fallback::Exec { init: init.clone(), args: init_args.clone() });
+    let why = root::exec_init(&init, &init_args);
     root::rescue(&why)
 }
 
@@ -195,6 +269,8 @@ pub fn run() -> ! {
 /// if the initramfs hook verified the root filesystem, then execute `seamless.init=`.
 fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
     let init = params.real_init.clone().unwrap_or_else(|| "/sbin/init".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    fallback::set(fallback::Fallback::Exec { init: init.clone(), args: args.clone() });
     let verdict = std::fs::read_to_string(ROOT_VERDICT).unwrap_or_default();
     let t = Instant::now();
     match region::find_and_validate(&params.region, Duration::from_millis(params.pmem_wait_ms)) {
@@ -218,7 +294,6 @@ fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
         }
     }
     log::info!("handing over to {init} after {} ms", ms(start.elapsed()));
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let why = root::exec_init(&init, &args);
     root::rescue(&why)
 }
@@ -272,7 +347,27 @@ fn verify_root_command(args: &[String]) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::target_matches;
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        std::iter::once("seamless-init").chain(a.iter().copied()).map(String::from).collect()
+    }
+
+    #[test]
+    fn only_pid_1_of_the_initial_namespace_boots() {
+        let init_ns = Some(INIT_PID_NS);
+        assert_eq!(role(1, &args(&[]), None), Role::Boot);
+        assert_eq!(role(1, &args(&["ro", "quiet"]), init_ns), Role::Boot);
+        // The kernel passes unknown command-line words to init: PID 1 never leaves its role.
+        assert_eq!(role(1, &args(&["verify-root"]), init_ns), Role::Boot);
+        assert_eq!(role(1, &args(&["--help"]), None), Role::Boot);
+        assert_eq!(role(1, &args(&[]), Some("pid:[4026532301]")), Role::Usage);
+        assert_eq!(role(4321, &args(&[]), init_ns), Role::Usage);
+        assert_eq!(role(4321, &args(&["--help"]), init_ns), Role::Usage);
+        assert_eq!(role(4321, &args(&["-h"]), init_ns), Role::Usage);
+        assert_eq!(role(4321, &args(&["/sbin/init"]), init_ns), Role::Usage);
+        assert_eq!(role(4321, &args(&["verify-root", "--device", "/dev/vda"]), init_ns), Role::VerifyRoot);
+    }
 
     #[test]
     fn image_for_another_kernel_is_refused() {

@@ -149,6 +149,18 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                         let (r, w) = seamless_sys::proc::pipe().map_err(|e| RestoreError::sys(0, "pipe2", e))?;
                         if let Some(rec) = plan.pipes.get(pipe) {
                             let _ = seamless_sys::proc::set_pipe_size(w.as_raw_fd(), rec.capacity as usize);
+                            // The write end blocks: never write more than the pipe now holds.
+                            let room = seamless_sys::proc::pipe_size(w.as_raw_fd()).unwrap_or(0);
+                            if rec.data.len() > room {
+                                return Err(err(
+                                    id,
+                                    format!(
+                                        "refilling pipe {pipe}: {} buffered bytes, room for {room}",
+                                        rec.data.len()
+                                    ),
+                                    std::io::ErrorKind::StorageFull.into(),
+                                ));
+                            }
                             let mut wf = std::fs::File::from(w.try_clone().map_err(|e| err(id, "dup".into(), e))?);
                             wf.write_all(&rec.data).map_err(|e| err(id, format!("refilling pipe {pipe}"), e))?;
                         }

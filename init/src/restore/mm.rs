@@ -35,8 +35,16 @@ pub fn prepare_shared<S: Store>(
     for p in plan.procs.values() {
         for v in &p.mm.vmas {
             if let VmaKind::SharedAnon { ino, offset } = v.kind {
+                let Some(end) = v.end.checked_sub(v.start).and_then(|len| offset.checked_add(len)) else {
+                    let e = RestoreError::Corrupt {
+                        pid: p.rec.pid,
+                        what: format!("shared memory area {:#x}-{:#x} at offset {offset:#x}", v.start, v.end),
+                    };
+                    fails.fail_pid(p.rec.pid, e.to_string());
+                    continue;
+                };
                 let e = sizes.entry(ino).or_insert((0, p.rec.pid));
-                e.0 = e.0.max(offset + (v.end - v.start));
+                e.0 = e.0.max(end);
             }
         }
     }
@@ -71,9 +79,24 @@ pub fn prepare_shared<S: Store>(
             let VmaKind::SharedAnon { ino, offset } = v.kind else { continue };
             let Some(&obj) = out.get(&ino) else { continue };
             for ch in p.chunks.iter().filter(|ch| v.start <= ch.vaddr && ch.vaddr < v.end) {
+                // Only ever inside our mapping of the object (validation refuses such chunks).
+                let at = offset.checked_add(ch.vaddr - v.start);
+                if ch.vaddr.checked_add(ch.len).is_none_or(|e| e > v.end)
+                    || at.and_then(|a| a.checked_add(ch.len)).is_none_or(|e| e > obj.len)
+                {
+                    let e = RestoreError::Corrupt {
+                        pid: p.rec.pid,
+                        what: format!(
+                            "page chunk {:#x}+{:#x} runs past its shared memory area {:#x}-{:#x}",
+                            ch.vaddr, ch.len, v.start, v.end
+                        ),
+                    };
+                    fails.fail_pid(p.rec.pid, e.to_string());
+                    break;
+                }
                 buf.resize(ch.len as usize, 0);
                 let r = reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image).and_then(|()| {
-                    me.write(obj.addr + offset + (ch.vaddr - v.start), &buf)
+                    me.write(obj.addr + at.unwrap_or(0), &buf)
                         .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))
                 });
                 if let Err(e) = r {
@@ -154,7 +177,7 @@ pub fn restore_mm<S: Store>(
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
     let mut shm_fds = Vec::new();
     for v in &p.mm.vmas {
-        let len = v.end - v.start;
+        let len = v.end.saturating_sub(v.start);
         let (mut flags, fd, off) = match &v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall => continue,
             VmaKind::Anon => (libc::MAP_ANONYMOUS, u64::MAX, 0),
@@ -226,7 +249,7 @@ pub fn restore_mm<S: Store>(
     }
     c.call("prctl(PR_SET_THP_DISABLE, 0)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 0, 0, 0, 0, 0])?;
     for v in p.mm.vmas.iter().filter(|v| v.saved_pages > 0 && v.prot & 1 == 0) {
-        c.call("mprotect", libc::SYS_mprotect, [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0])?;
+        c.call("mprotect", libc::SYS_mprotect, [v.start, v.end.saturating_sub(v.start), u64::from(v.prot), 0, 0, 0])?;
     }
     // 5. mm fields, auxv, exe.
     set_mm_map(c, p)?;

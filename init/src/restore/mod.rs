@@ -71,6 +71,9 @@ pub enum RestoreError {
     /// The image could not be read.
     #[error("reading the image: {0}")]
     Image(ImageError),
+    /// A record failed validation: nothing was changed.
+    #[error("image refused before anything was changed: {0}; nothing is restored (the image is damaged or was written by an incompatible seamless: start the services again, and keep the image for a bug report)")]
+    Invalid(#[source] seamless_image::validate::Invalid),
     /// The image is inconsistent.
     #[error("pid {pid}: inconsistent image: {what}")]
     Corrupt {
@@ -257,6 +260,11 @@ struct Proc {
     threads: Vec<inject::Remote>,
 }
 
+/// The thread record of the leader (first in the plan; validation proved it is there).
+fn leader_record(pid: i32, p: &plan::ProcPlan) -> Result<&seamless_image::records::ThreadRecord, RestoreError> {
+    p.threads.first().ok_or_else(|| RestoreError::Corrupt { pid, what: "no record of the thread-group leader".into() })
+}
+
 fn stage_a<S: Store>(
     pid: i32,
     p: &plan::ProcPlan,
@@ -271,10 +279,11 @@ fn stage_a<S: Store>(
     mm::restore_mm(&mut c, p, reader, opts, shm)?;
     files::install(&mut c, &p.fds, open)?;
     task::restore_task(&mut c, p)?;
+    let leader_rec = leader_record(pid, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
     // Leader first, then each thread in itself.
     let mut leader = c.take_remote();
-    let r = threads::thread_state(&c, &mut leader, &p.threads[0]);
+    let r = threads::thread_state(&c, &mut leader, leader_rec);
     c.remote = leader;
     r?;
     for (rt, t) in threads.iter_mut().zip(p.threads.iter().skip(1)) {
@@ -286,9 +295,10 @@ fn stage_a<S: Store>(
 fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     let pid = pr.c.pid;
     // Pending signals, credentials, then drop the trampoline and load the registers.
+    let leader_rec = leader_record(pid, p)?;
     let mut leader = pr.c.take_remote();
     let res = (|| {
-        threads::queue_pending(&pr.c, &mut leader, &p.threads[0], &p.rec.shared_pending)?;
+        threads::queue_pending(&pr.c, &mut leader, leader_rec, &p.rec.shared_pending)?;
         for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
             threads::queue_pending(&pr.c, rt, t, &[])?;
         }
@@ -336,21 +346,57 @@ fn kill_failed(plan: &plan::Plan, fails: &Failures, forked: &[i32], seized: &[i3
     }
 }
 
+/// The processes of the restore in progress (empty when none): what the panic hook of PID 1
+/// kills, so that no half-restored process is left stopped under ptrace (holding its pid,
+/// ports and files) when the real init starts.
+static IN_PROGRESS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn set_in_progress(pids: Vec<i32>) {
+    match IN_PROGRESS.lock() {
+        Ok(mut g) => *g = pids,
+        Err(poisoned) => *poisoned.into_inner() = pids,
+    }
+}
+
+/// Kills (SIGKILL) every process of the restore in progress. Never blocks: for the panic
+/// hook, which may run while the list is being changed (then nothing is killed).
+pub fn kill_in_progress() {
+    let guard = match IN_PROGRESS.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    for &pid in guard.iter() {
+        let _ = seamless_sys::proc::kill(pid, libc::SIGKILL);
+    }
+}
+
 /// Restores every process tree of the image, tree by tree (more exactly unit by unit, see
 /// [`plan::Units`]): any error while recreating a process or a resource of a tree gives up
 /// that tree (and the trees sharing state with it), whose processes are killed and reported
 /// with the reason; every other tree is restored. Errors only when nothing could be
-/// attempted (the image cannot be decoded).
+/// attempted (the image cannot be decoded or fails validation).
 pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
-    let t0 = Instant::now();
     let plan = plan::load(reader)?;
-    paths::check(&plan)?;
-    let units = plan::Units::of(&plan);
+    restore_plan(&plan, reader, opts)
+}
+
+/// Restores the trees of a plan loaded (and so validated) by [`plan::load`] from `reader`,
+/// tree by tree as [`restore_all`] says.
+pub fn restore_plan<S: Store>(
+    plan: &plan::Plan,
+    reader: &mut Reader<S>,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
+    let t0 = Instant::now();
+    paths::check(plan)?;
+    let units = plan::Units::of(plan);
     let mut fails = Failures::new(&units);
-    let open = files::open_all(&plan, reader, &mut fails);
-    let shm = mm::prepare_shared(&plan, reader, &mut fails);
+    let open = files::open_all(plan, reader, &mut fails);
+    let shm = mm::prepare_shared(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
-    let (forked, not_created) = tree::create_tree(&plan, &skip)?;
+    let (forked, not_created) = tree::create_tree(plan, &skip)?;
+    set_in_progress(forked.clone());
     for (pid, why) in not_created {
         fails.fail_pid(pid, why);
     }
@@ -375,7 +421,7 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         if fails.pid_failed(pid) {
             continue;
         }
-        let p = &plan.procs[&pid];
+        let Some(p) = plan.procs.get(&pid) else { continue };
         match stage_a(pid, p, reader, &open, opts, &shm) {
             Ok(pr) => {
                 live.insert(pid, pr);
@@ -388,9 +434,10 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         if fails.pid_failed(*pid) {
             continue;
         }
-        let want = plan.procs[pid].rec.pgid;
+        let Some(p) = plan.procs.get(pid) else { continue };
+        let want = p.rec.pgid;
         let now = procfs::read_stat(*pid).map(|s| s.field(5) as i32).unwrap_or(want);
-        if now != want && plan.procs[pid].rec.sid != *pid {
+        if now != want && p.rec.sid != *pid {
             if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, want as u64, 0, 0, 0, 0]) {
                 log::warn!("pid {pid}: cannot join process group {want}: {e}");
             }
@@ -400,17 +447,18 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         if fails.pid_failed(*pid) {
             continue;
         }
-        if let Err(e) = stage_b(pr, &plan.procs[pid]) {
+        let Some(p) = plan.procs.get(pid) else { continue };
+        if let Err(e) = stage_b(pr, p) {
             fails.fail_pid(*pid, e.to_string());
         }
     }
     // Nothing of a failed unit is detached: kill it all before anything else runs.
     live.retain(|pid, _| !fails.pid_failed(*pid));
-    kill_failed(&plan, &fails, &forked, &seized);
+    kill_failed(plan, &fails, &forked, &seized);
     drop(open);
     drop(shm);
     for (pid, _) in live.iter() {
-        let p = &plan.procs[pid];
+        let Some(p) = plan.procs.get(pid) else { continue };
         for t in &p.threads {
             if let Err(e) = seamless_sys::ptrace::detach(t.tid, 0) {
                 log::warn!("pid {pid}: detaching thread {}: {e}", t.tid);
@@ -434,5 +482,6 @@ pub fn restore_all<S: Store>(reader: &mut Reader<S>, opts: &RestoreOptions) -> R
         report.failed_trees.push(FailedTree { roots, pids: units.pids[u].clone(), reason: why.clone() });
     }
     report.elapsed = t0.elapsed();
+    set_in_progress(Vec::new());
     Ok(report)
 }

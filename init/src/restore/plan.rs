@@ -1,11 +1,12 @@
-//! Loading an image into a restore plan: every record decoded and indexed by pid, page
-//! chunks listed per process.
+//! Loading an image into a restore plan: every record decoded, validated, and indexed by
+//! pid, page chunks listed per process.
 
 use super::RestoreError;
 use seamless_image::records::{
     self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ThreadRecord, TreeRecord,
 };
-use seamless_image::{Reader, RecordKind, Store};
+use seamless_image::validate::{validate, Decoded};
+use seamless_image::{Reader, Store};
 use std::collections::BTreeMap;
 
 /// A page chunk: entry index, virtual address, length.
@@ -68,69 +69,61 @@ impl Plan {
     }
 }
 
-fn entries<S: Store>(r: &Reader<S>, kind: RecordKind) -> Vec<(u32, u32, u64)> {
-    r.find(kind).map(|(i, e)| (i, e.owner, e.tag)).collect()
+/// Decodes every process record of the image and validates them all
+/// ([`seamless_image::validate`]) before anything is built from them: a bad image is refused
+/// as a whole, with an error naming the record and the field, before any process is forked.
+pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
+    let d = Decoded::read(r).map_err(RestoreError::Image)?;
+    validate(&d).map_err(RestoreError::Invalid)?;
+    Ok(build(d))
 }
 
-/// Decodes every process record of the image.
-pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
-    let mut plan = Plan::default();
-    let img = |e| RestoreError::Image(e);
-    if let Some((i, _, _)) = entries(r, records::TREE).first().copied() {
-        plan.tree = r.record(i).map_err(img)?;
-    }
-    for (i, _, _) in entries(r, records::PROCESS) {
-        let rec: ProcessRecord = r.record(i).map_err(img)?;
+/// Builds the plan from validated records.
+fn build(d: Decoded) -> Plan {
+    let mut plan = Plan { tree: d.trees.into_iter().next().unwrap_or_default(), ..Plan::default() };
+    for (_, rec) in d.procs {
         plan.procs.insert(
             rec.pid,
             ProcPlan { rec, threads: Vec::new(), mm: MmRecord::default(), fds: FdTable::default(), chunks: Vec::new() },
         );
     }
-    let missing = |pid: u32, what: &str| RestoreError::Corrupt {
-        pid: pid as i32,
-        what: format!("{what} record of an unknown process"),
-    };
-    for (i, owner, _) in entries(r, records::THREAD) {
-        let t: ThreadRecord = r.record(i).map_err(img)?;
-        plan.procs.get_mut(&(owner as i32)).ok_or_else(|| missing(owner, "thread"))?.threads.push(t);
-    }
-    for (i, owner, _) in entries(r, records::MM) {
-        let m: MmRecord = r.record(i).map_err(img)?;
-        plan.procs.get_mut(&(owner as i32)).ok_or_else(|| missing(owner, "mm"))?.mm = m;
-    }
-    for (i, owner, _) in entries(r, records::FDS) {
-        let f: FdTable = r.record(i).map_err(img)?;
-        plan.procs.get_mut(&(owner as i32)).ok_or_else(|| missing(owner, "fds"))?.fds = f;
-    }
-    for (i, _, _) in entries(r, records::FILE_DESC) {
-        let d: FileDesc = r.record(i).map_err(img)?;
-        plan.descs.insert(d.id, d);
-    }
-    for (i, _, _) in entries(r, records::PIPE) {
-        let p: PipeRecord = r.record(i).map_err(img)?;
-        plan.pipes.insert(p.ino, p);
-    }
-    for (i, _, tag) in entries(r, RecordKind::BLOB) {
-        plan.blobs.entry(tag).or_default().push(i);
-    }
-    let chunks: Vec<(u32, u32, u64, u64)> =
-        r.find(RecordKind::PAGE_CHUNK).map(|(i, e)| (i, e.owner, e.tag, e.len)).collect();
-    for (index, owner, vaddr, len) in chunks {
-        plan.procs.get_mut(&(owner as i32)).ok_or_else(|| missing(owner, "page chunk"))?.chunks.push(Chunk {
-            index,
-            vaddr,
-            len,
-        });
-    }
-    for p in plan.procs.values_mut() {
-        // Leader first.
-        let pid = p.rec.pid;
-        p.threads.sort_by_key(|t| (t.tid != pid, t.tid));
-        if !p.is_zombie() && p.threads.first().map(|t| t.tid) != Some(pid) {
-            return Err(RestoreError::Corrupt { pid, what: "no record of the thread-group leader".into() });
+    // Validation proved every owner below is a process of the plan.
+    let owner = |o: u32| o as i32;
+    for (o, _, t) in d.threads {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.threads.push(t);
         }
     }
-    Ok(plan)
+    for (o, m) in d.mms {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.mm = m;
+        }
+    }
+    for (o, f) in d.fd_tables {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.fds = f;
+        }
+    }
+    for (_, desc) in d.descs {
+        plan.descs.insert(desc.id, desc);
+    }
+    for (_, pipe) in d.pipes {
+        plan.pipes.insert(pipe.ino, pipe);
+    }
+    for b in d.blobs {
+        plan.blobs.entry(b.tag).or_default().push(b.index);
+    }
+    for c in d.chunks {
+        if let Some(p) = plan.procs.get_mut(&owner(c.owner)) {
+            p.chunks.push(Chunk { index: c.index, vaddr: c.vaddr, len: c.len });
+        }
+    }
+    for p in plan.procs.values_mut() {
+        // Leader first (validation proved a live process has a record of its leader).
+        let pid = p.rec.pid;
+        p.threads.sort_by_key(|t| (t.tid != pid, t.tid));
+    }
+    plan
 }
 
 /// The units a restore succeeds or fails by: each tree of the image (a root and its

@@ -67,12 +67,23 @@ pub fn thread_state(c: &Child, r: &mut Remote, t: &ThreadRecord) -> Result<(), R
     Ok(())
 }
 
+/// The signal number of a raw siginfo (its first four bytes).
+fn signo(pid: i32, tid: i32, info: &[u8]) -> Result<i32, RestoreError> {
+    match info.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+        Some(b) if info.len() == seamless_image::validate::SIGINFO_SIZE => Ok(i32::from_le_bytes(b)),
+        _ => Err(RestoreError::Corrupt {
+            pid,
+            what: format!("thread {tid}: pending signal info of {} bytes, expected 128", info.len()),
+        }),
+    }
+}
+
 /// Re-queues the thread's (and, for the leader, the process's) pending signals; they stay
 /// pending because every signal is blocked until the final mask is set.
 pub fn queue_pending(c: &Child, r: &mut Remote, t: &ThreadRecord, shared: &[Vec<u8>]) -> Result<(), RestoreError> {
     let pid = c.pid;
     for info in &t.pending {
-        let sig = i32::from_le_bytes(info[0..4].try_into().unwrap_or([0; 4]));
+        let sig = signo(pid, t.tid, info)?;
         let a = c.put(2048, info)?;
         call(
             pid,
@@ -83,7 +94,7 @@ pub fn queue_pending(c: &Child, r: &mut Remote, t: &ThreadRecord, shared: &[Vec<
         )?;
     }
     for info in shared {
-        let sig = i32::from_le_bytes(info[0..4].try_into().unwrap_or([0; 4]));
+        let sig = signo(pid, t.tid, info)?;
         let a = c.put(2048, info)?;
         call(pid, r, "rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [pid as u64, sig as u64, a, 0, 0, 0])?;
     }
@@ -162,7 +173,9 @@ pub fn final_regs(t: &ThreadRecord) -> Result<Regs, String> {
     r.copy_from_slice(&t.regs);
     if let SyscallState::Restart { nr, .. } = t.syscall {
         r[REG_RAX] = nr;
-        r[REG_RIP] -= 2;
+        r[REG_RIP] = r[REG_RIP].checked_sub(2).ok_or_else(|| {
+            format!("thread {}: rip {:#x} cannot be moved back to restart a syscall", t.tid, r[REG_RIP])
+        })?;
     }
     r[REG_ORIG_RAX] = u64::MAX;
     Ok(r)

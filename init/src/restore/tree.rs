@@ -52,7 +52,7 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
                 let mut stack = vec![root];
                 while let Some(p) = stack.pop() {
                     if plan.procs.get(&p).is_some_and(|x| !x.is_zombie()) {
-                        expected -= 1;
+                        expected = expected.saturating_sub(1);
                     }
                     failed.push((p, format!("cannot create pid {root} (root of its subtree): {e}")));
                     stack.extend(plan.children_of(p));
@@ -75,7 +75,7 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
             let mut stack = vec![pid];
             while let Some(p) = stack.pop() {
                 if plan.procs.get(&p).is_some_and(|x| !x.is_zombie()) {
-                    expected -= 1;
+                    expected = expected.saturating_sub(1);
                 }
                 failed.push((p, format!("cannot create pid {pid}: pid in use or clone3 refused")));
                 stack.extend(plan.children_of(p));

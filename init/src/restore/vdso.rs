@@ -29,18 +29,23 @@ pub struct Sym {
 }
 
 fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(b.get(o..o.checked_add(2)?)?.try_into().ok()?))
 }
 fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(b.get(o..o.checked_add(4)?)?.try_into().ok()?))
 }
 fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(o..o.checked_add(8)?)?.try_into().ok()?))
+}
+/// `base + i * size`, `None` on overflow.
+fn table(base: usize, i: usize, size: usize) -> Option<usize> {
+    base.checked_add(i.checked_mul(size)?)
 }
 
-/// Lists the function symbols of the `.dynsym` of an in-memory vDSO image.
+/// Lists the function symbols of the `.dynsym` of an in-memory vDSO image. Any image (the
+/// saved one comes from the region): `None` when it is not a well-formed ELF64 vDSO.
 pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
-    if img.get(0..4)? != b"\x7fELF" || img[4] != 2 {
+    if img.get(0..4)? != b"\x7fELF" || *img.get(4)? != 2 {
         return None;
     }
     let phoff = u64_at(img, 0x20)? as usize;
@@ -49,32 +54,38 @@ pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
     let shnum = u16_at(img, 0x3c)? as usize;
     let mut base = None;
     for i in 0..phnum {
-        let ph = phoff + i * 56;
+        let ph = table(phoff, i, 56)?;
         if u32_at(img, ph)? == 1 {
-            base = Some(u64_at(img, ph + 16)?.wrapping_sub(u64_at(img, ph + 8)?));
+            base = Some(u64_at(img, ph.checked_add(16)?)?.wrapping_sub(u64_at(img, ph.checked_add(8)?)?));
             break;
         }
     }
     let base = base?;
-    let sh = |i: usize| shoff + i * 64;
+    // Offset `field` of section header `i`.
+    let sh = |i: usize, field: usize| table(shoff, i, 64)?.checked_add(field);
     for i in 0..shnum {
-        if u32_at(img, sh(i) + 4)? != 11 {
+        if u32_at(img, sh(i, 4)?)? != 11 {
             continue;
         }
-        let off = u64_at(img, sh(i) + 24)? as usize;
-        let size = u64_at(img, sh(i) + 32)? as usize;
-        let link = u32_at(img, sh(i) + 40)? as usize;
-        let str_off = u64_at(img, sh(link) + 24)? as usize;
+        let off = u64_at(img, sh(i, 24)?)? as usize;
+        let size = u64_at(img, sh(i, 32)?)? as usize;
+        let link = u32_at(img, sh(i, 40)?)? as usize;
+        let str_off = u64_at(img, sh(link, 24)?)? as usize;
+        // A symbol table can never be larger than the image that holds it.
+        let end_of_table = off.checked_add(size)?;
+        if end_of_table > img.len() {
+            return None;
+        }
         let mut out = Vec::new();
-        for s in (off..off + size).step_by(24) {
+        for s in (off..end_of_table).step_by(24) {
             let name_off = u32_at(img, s)? as usize;
-            let info = *img.get(s + 4)?;
-            let value = u64_at(img, s + 8)?;
-            let sz = u64_at(img, s + 16)?;
+            let info = *img.get(s.checked_add(4)?)?;
+            let value = u64_at(img, s.checked_add(8)?)?;
+            let sz = u64_at(img, s.checked_add(16)?)?;
             if info & 0xf != 2 || value == 0 {
                 continue;
             }
-            let start = str_off + name_off;
+            let start = str_off.checked_add(name_off)?;
             let end = start + img.get(start..)?.iter().position(|&c| c == 0)?;
             let name = String::from_utf8_lossy(&img[start..end]).into_owned();
             out.push(Sym { name, offset: value.wrapping_sub(base), size: sz });
@@ -96,12 +107,13 @@ pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Ve
         if s.size != 0 && s.size < 5 {
             return Err(format!("vDSO function {} is only {} bytes long", s.name, s.size));
         }
-        let from = old_base + s.offset + 5;
-        let to = new_base + n.offset;
-        let rel = to as i64 - from as i64;
+        let outside = || format!("symbol {} outside the vDSO image", s.name);
+        let at = usize::try_from(s.offset).map_err(|_| outside())?;
+        let slot = out.get_mut(at..at.checked_add(5).ok_or_else(outside)?).ok_or_else(outside)?;
+        let from = old_base.wrapping_add(s.offset).wrapping_add(5);
+        let to = new_base.wrapping_add(n.offset);
+        let rel = (to as i64).wrapping_sub(from as i64);
         let rel: i32 = rel.try_into().map_err(|_| format!("{} is more than 2 GiB away from the new vDSO", s.name))?;
-        let at = s.offset as usize;
-        let slot = out.get_mut(at..at + 5).ok_or_else(|| format!("symbol {} outside the vDSO image", s.name))?;
         slot[0] = 0xe9;
         slot[1..5].copy_from_slice(&rel.to_le_bytes());
         patched += 1;
@@ -177,7 +189,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
         return Ok(());
     };
     let same_layout = saved.len() == cur.len()
-        && saved.iter().all(|v| cur.iter().any(|m| m.name == v.name && m.len() == v.end - v.start));
+        && saved.iter().all(|v| cur.iter().any(|m| m.name == v.name && m.len() == v.end.saturating_sub(v.start)));
     let avoid: Vec<(u64, u64)> =
         p.mm.vmas
             .iter()
@@ -205,7 +217,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
     let new_vdso = base + (cur_vdso.start - lo);
     let (bytes, n) = patch(&p.mm.vdso, old_vdso.start, &cur_bytes, new_vdso)
         .map_err(|e| RestoreError::Failed { pid, what: format!("vDSO trampoline: {e}") })?;
-    let len = old_vdso.end - old_vdso.start;
+    let len = old_vdso.end.saturating_sub(old_vdso.start);
     c.call(
         "mmap(old vdso)",
         libc::SYS_mmap,
@@ -231,6 +243,24 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symbols_of_a_bad_saved_vdso_is_none_not_a_panic() {
+        assert_eq!(symbols(b"\x7fELF"), None);
+        assert_eq!(symbols(b""), None);
+        let mut img = vec![0u8; 128];
+        img[..5].copy_from_slice(b"\x7fELF\x02");
+        // Program and section header tables at the end of the address space.
+        img[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        img[0x28..0x30].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        img[0x38..0x3a].copy_from_slice(&3u16.to_le_bytes());
+        img[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(symbols(&img), None);
+        for len in 0..img.len() {
+            let _ = symbols(&img[..len]);
+        }
+        assert!(patch(b"\x7fELF", 0x7000_0000, &img, 0x7000_1000).is_err());
+    }
 
     #[test]
     fn gap_near_the_top_of_the_address_space() {

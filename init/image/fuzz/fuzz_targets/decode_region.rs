@@ -1,5 +1,9 @@
 //! Feeds arbitrary bytes to the region reader: opening, verifying and decoding every record
-//! must return errors, never panic, hang or allocate without bound.
+//! must return errors, never panic, hang or allocate without bound. Then the restore side's
+//! loading: every process record decoded and validated (`seamless_image::validate`), and, for
+//! an image that passes, the record-driven computations restore does before any syscall
+//! (vDSO symbol parsing and patching, final registers, area and chunk arithmetic), which must
+//! not panic or overflow on anything validation accepts.
 //!
 //! When the first byte is odd, the target first repairs the superblock, index and entry
 //! checksums of the input, so that mutations reach the structural checks and the record
@@ -7,7 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use seamless_image::records::VmaKind;
 use seamless_image::{MemStore, Reader, ENTRY_SIZE, SUPERBLOCK_SIZE};
+use seamless_init::restore::{plan, threads, vdso};
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default())).unwrap_or(0)
@@ -52,6 +58,33 @@ fuzz_target!(|data: &[u8]| {
             let _ = reader.record::<seamless_image::pattern::Pattern>(i);
             if let Ok(bytes) = reader.record_bytes(i) {
                 let _ = seamless_image::records::describe(e.kind, &bytes);
+            }
+        }
+    }
+    let Ok(plan) = plan::load(&mut reader) else { return };
+    for p in plan.procs.values() {
+        for t in &p.threads {
+            let _ = threads::final_regs(t);
+        }
+        let vdso_area = p.mm.vmas.iter().find(|v| v.kind == VmaKind::Vdso);
+        if let (Some(v), Some(_)) = (vdso_area, vdso::symbols(&p.mm.vdso)) {
+            let _ = vdso::patch(&p.mm.vdso, v.start, &p.mm.vdso, v.start.wrapping_add(1 << 20));
+        }
+        // What restore computes from validated areas and chunks, with overflow checks on.
+        let mut shm_len = std::collections::BTreeMap::new();
+        for v in &p.mm.vmas {
+            let len = v.end - v.start;
+            if let VmaKind::SharedAnon { ino, offset } = v.kind {
+                let e = shm_len.entry(ino).or_insert(0u64);
+                *e = (*e).max(offset + len);
+            }
+        }
+        for ch in &p.chunks {
+            let v = p.mm.vmas.iter().find(|v| v.start <= ch.vaddr && ch.vaddr < v.end);
+            let v = v.expect("validation accepted a chunk outside every area");
+            assert!(ch.vaddr + ch.len <= v.end, "validation accepted a chunk past its area");
+            if let VmaKind::SharedAnon { ino, offset } = v.kind {
+                assert!(offset + (ch.vaddr - v.start) + ch.len <= shm_len[&ino], "chunk past its shared object");
             }
         }
     }

@@ -1,0 +1,1223 @@
+//! Validation of the process records of an image, in one place, before any of them is used.
+//!
+//! A checksum only proves that the bytes are the ones the writer wrote; it says nothing about
+//! whether they make sense. [`Decoded::read`] decodes every process record of an image (and
+//! lists its page chunks and blobs) and [`validate`] checks what the restore side relies on:
+//! lengths (register arrays, XSAVE area, 128-byte siginfos, the saved vDSO), alignment
+//! (page-aligned areas, chunks and file offsets), ranges (areas inside the user address
+//! space, not overlapping, chunks inside their area, descriptor and signal numbers),
+//! ownership (every record's owner is a process of the tree record, tags match the ids
+//! inside the records) and structure (unique pids, tids, descriptors, description ids;
+//! parent links that end at a root). The restore side calls it before it changes anything,
+//! so a bad image is refused as a whole with an error that names the process, thread,
+//! descriptor or address and the field, instead of failing (or worse) half-way.
+
+use crate::records::{
+    self, FdTable, FileDesc, FileKind, MmRecord, PipeRecord, ProcState, ProcessRecord, SockState, ThreadRecord,
+    TreeRecord, VmaKind,
+};
+use crate::{ImageError, Reader, RecordKind, Store, Writer, PAGE_SIZE};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// End of the largest x86-64 user address space (5-level page tables); a kernel with 4-level
+/// page tables refuses mappings above 128 TiB itself.
+pub const USER_SPACE_END: u64 = (1 << 56) - PAGE_SIZE as u64;
+/// Words in `user_regs_struct` on x86-64.
+pub const REGS_WORDS: usize = 27;
+/// Size of the legacy FXSAVE area, the smallest FPU state a thread record may hold.
+pub const MIN_XSTATE: usize = 512;
+/// Largest XSAVE area accepted (today's largest, with AMX tiles, is about 11 KiB).
+pub const MAX_XSTATE: usize = 64 << 10;
+/// Size of a raw `siginfo_t`.
+pub const SIGINFO_SIZE: usize = 128;
+/// Highest signal number on Linux.
+pub const MAX_SIGNAL: i64 = 64;
+/// Number of resource limits (`RLIM_NLIMITS`).
+pub const RLIMITS: usize = 16;
+/// Highest descriptor number + 1 the kernel can ever hand out (`sysctl_nr_open_max` on 64-bit).
+pub const FD_LIMIT: i32 = 0x7fff_ffc0;
+/// Most supplementary groups (`NGROUPS_MAX`).
+pub const MAX_GROUPS: usize = 65536;
+/// x86-64 `rip` of the `[vsyscall]` page.
+const VSYSCALL_START: u64 = 0xffff_ffff_ff60_0000;
+
+/// A page chunk of the image: entry index, owner, virtual address, length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// Index entry.
+    pub index: u32,
+    /// Owner pid.
+    pub owner: u32,
+    /// Virtual address of the first page.
+    pub vaddr: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// A blob of the image (a deleted file's contents): entry index, owner, tag, length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Index entry.
+    pub index: u32,
+    /// Owner (0).
+    pub owner: u32,
+    /// Tag (the description id of the deleted file).
+    pub tag: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// Every process record of an image, decoded, with the owner (and tag) of its entry.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// Tree records (exactly one in a valid image with processes).
+    pub trees: Vec<TreeRecord>,
+    /// Process records by entry owner.
+    pub procs: Vec<(u32, ProcessRecord)>,
+    /// Thread records: entry owner, entry tag, record.
+    pub threads: Vec<(u32, u64, ThreadRecord)>,
+    /// Address spaces by entry owner.
+    pub mms: Vec<(u32, MmRecord)>,
+    /// Descriptor tables by entry owner.
+    pub fd_tables: Vec<(u32, FdTable)>,
+    /// Open file descriptions by entry tag.
+    pub descs: Vec<(u64, FileDesc)>,
+    /// Pipe buffers by entry tag.
+    pub pipes: Vec<(u64, PipeRecord)>,
+    /// Page chunks.
+    pub chunks: Vec<ChunkRef>,
+    /// Blobs.
+    pub blobs: Vec<BlobRef>,
+}
+
+impl Decoded {
+    /// Decodes every process record of the image (checksums verified on the way).
+    pub fn read<S: Store>(r: &mut Reader<S>) -> Result<Self, ImageError> {
+        let list = |r: &Reader<S>, kind: RecordKind| -> Vec<(u32, u32, u64, u64)> {
+            r.find(kind).map(|(i, e)| (i, e.owner, e.tag, e.len)).collect()
+        };
+        let mut d = Decoded::default();
+        for (i, _, _, _) in list(r, records::TREE) {
+            d.trees.push(r.record(i)?);
+        }
+        for (i, owner, _, _) in list(r, records::PROCESS) {
+            d.procs.push((owner, r.record(i)?));
+        }
+        for (i, owner, tag, _) in list(r, records::THREAD) {
+            d.threads.push((owner, tag, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::MM) {
+            d.mms.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::FDS) {
+            d.fd_tables.push((owner, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::FILE_DESC) {
+            d.descs.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::PIPE) {
+            d.pipes.push((tag, r.record(i)?));
+        }
+        for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
+            d.chunks.push(ChunkRef { index, owner, vaddr, len });
+        }
+        for (index, owner, tag, len) in list(r, RecordKind::BLOB) {
+            d.blobs.push(BlobRef { index, owner, tag, len });
+        }
+        Ok(d)
+    }
+
+    /// Writes these records into `w` under the entry owners and tags they carry (page chunks
+    /// and blobs as `len` bytes of filler), e.g. to build test images or fuzz seeds, valid or
+    /// deliberately not.
+    pub fn write_to<S: Store>(&self, w: &mut Writer<S>) -> Result<(), ImageError> {
+        for t in &self.trees {
+            w.put_record(records::TREE, 0, 0, t)?;
+        }
+        for (o, p) in &self.procs {
+            w.put_record(records::PROCESS, *o, 0, p)?;
+        }
+        for (o, tag, t) in &self.threads {
+            w.put_record(records::THREAD, *o, *tag, t)?;
+        }
+        for (o, m) in &self.mms {
+            w.put_record(records::MM, *o, 0, m)?;
+        }
+        for (o, f) in &self.fd_tables {
+            w.put_record(records::FDS, *o, 0, f)?;
+        }
+        for (tag, f) in &self.descs {
+            w.put_record(records::FILE_DESC, 0, *tag, f)?;
+        }
+        for (tag, p) in &self.pipes {
+            w.put_record(records::PIPE, 0, *tag, p)?;
+        }
+        for c in &self.chunks {
+            w.put_pages(c.owner, c.vaddr, &vec![0x5a; c.len as usize])?;
+        }
+        for b in &self.blobs {
+            w.put_blob(b.owner, b.tag, &vec![0; b.len as usize])?;
+        }
+        Ok(())
+    }
+
+    /// The records of a small valid image: one live process `pid` with one thread, an
+    /// anonymous area with one saved page, a `[vdso]`, a pipe on fds 0 and 1 with two buffered
+    /// bytes, one ignored signal. [`validate`] accepts it; tests break one field at a time.
+    pub fn sample(pid: i32) -> Decoded {
+        use records::{Creds, Fd, MmFields, SigAction, SyscallState, Vma};
+        let vma = |start: u64, end: u64, kind: VmaKind, name: &str, saved_pages: u64| Vma {
+            start,
+            end,
+            prot: 3,
+            shared: false,
+            growsdown: false,
+            kind,
+            name: name.into(),
+            saved_pages,
+        };
+        let mut regs = vec![0u64; REGS_WORDS];
+        regs[16] = 0x10_0000; // rip
+        regs[19] = 0x11_0000; // rsp
+        let process = ProcessRecord {
+            pid,
+            ppid: 1,
+            pgid: pid,
+            sid: pid,
+            comm: "sample".into(),
+            state: ProcState::Alive,
+            tids: vec![pid],
+            creds: Creds::default(),
+            umask: 0o22,
+            cwd: "/".into(),
+            root: "/".into(),
+            exe: "/bin/true".into(),
+            mm: MmFields::default(),
+            auxv: vec![0, 0],
+            rlimits: vec![(1024, 4096)],
+            personality: 0,
+            sigactions: vec![SigAction { sig: 10, handler: 1, ..SigAction::default() }],
+            shared_pending: Vec::new(),
+            itimers: Vec::new(),
+            dumpable: 1,
+            child_subreaper: false,
+            pdeath_signal: 0,
+            exit_signal: 17,
+            posix_timers: Vec::new(),
+            nice: 0,
+        };
+        let thread = ThreadRecord {
+            tid: pid,
+            regs,
+            xstate: vec![0; 832],
+            sigmask: 0,
+            pending: Vec::new(),
+            syscall: SyscallState::None,
+            rseq: None,
+            robust_list: None,
+            clear_child_tid: 0,
+            altstack: (0, 2, 0),
+            comm: "sample".into(),
+        };
+        let mm = MmRecord {
+            vmas: vec![
+                vma(0x10_0000, 0x12_0000, VmaKind::Anon, "", 1),
+                vma(0x7fff_f7fc_1000, 0x7fff_f7fc_3000, VmaKind::Vdso, "[vdso]", 0),
+            ],
+            vdso: vec![0; 2 * PAGE_SIZE],
+        };
+        let pipe = |id: u32, flags: u32| FileDesc { id, flags, pos: 0, kind: FileKind::Pipe { pipe: 77 } };
+        let pid_u = pid as u32;
+        Decoded {
+            trees: vec![TreeRecord { roots: vec![pid], pids: vec![pid], kernel_release: "6.1.0-sample".into() }],
+            procs: vec![(pid_u, process)],
+            threads: vec![(pid_u, pid as u64, thread)],
+            mms: vec![(pid_u, mm)],
+            fd_tables: vec![(
+                pid_u,
+                FdTable { fds: vec![Fd { fd: 0, cloexec: false, desc: 1 }, Fd { fd: 1, cloexec: false, desc: 2 }] },
+            )],
+            descs: vec![(1, pipe(1, 0)), (2, pipe(2, 1))],
+            pipes: vec![(77, PipeRecord { ino: 77, capacity: 65536, data: b"hi".to_vec() })],
+            chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
+            blobs: Vec::new(),
+        }
+    }
+}
+
+/// A record that makes no sense, found by [`validate`]. Every variant names the record and
+/// the field; `pid` is the process (0 for image-wide records).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// Process records without the tree record that lists them.
+    #[error("{processes} process record(s) but no tree record")]
+    NoTree {
+        /// Process records found.
+        processes: usize,
+    },
+    /// Two records for the same process, thread, descriptor, description, ...
+    #[error("two {what} records for {id}")]
+    Duplicate {
+        /// Which record kind or field.
+        what: &'static str,
+        /// The repeated id.
+        id: i64,
+    },
+    /// A record whose owner is not a (live) process of the tree record.
+    #[error("{what} record of pid {owner}, which is not a {need} of the tree record")]
+    Owner {
+        /// Which record kind.
+        what: &'static str,
+        /// Entry owner.
+        owner: u32,
+        /// What the owner had to be ("process", "live process").
+        need: &'static str,
+    },
+    /// A record whose entry owner or tag disagrees with the id inside it.
+    #[error("pid {pid}: {what} record stored under {stored} holds {inside}")]
+    Mislabelled {
+        /// Process (entry owner).
+        pid: i32,
+        /// Which record kind.
+        what: &'static str,
+        /// Owner or tag of the entry.
+        stored: i64,
+        /// Id inside the record.
+        inside: i64,
+    },
+    /// The tree record and the process records disagree.
+    #[error("pid {pid}: {why}")]
+    Tree {
+        /// Process.
+        pid: i32,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A record is missing.
+    #[error("pid {pid}: no {what} record")]
+    Missing {
+        /// Process.
+        pid: i32,
+        /// Which record.
+        what: &'static str,
+    },
+    /// A parent link that does not end at a root of the tree.
+    #[error("pid {pid}: parent {ppid} {why}")]
+    Parent {
+        /// Process.
+        pid: i32,
+        /// Its recorded parent.
+        ppid: i32,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// Thread records that do not match the process's thread list.
+    #[error("pid {pid} thread {tid}: {why}")]
+    Thread {
+        /// Process.
+        pid: i32,
+        /// Thread.
+        tid: i32,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A field with the wrong length.
+    #[error("pid {pid} thread {tid}: {field} is {len} long, expected {expected}")]
+    Length {
+        /// Process.
+        pid: i32,
+        /// Thread (the pid for process-wide fields).
+        tid: i32,
+        /// Field.
+        field: &'static str,
+        /// Its length (bytes or words).
+        len: u64,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// An address, length or offset that must be page-aligned and is not.
+    #[error("pid {pid}: {field} {value:#x} is not page-aligned")]
+    Unaligned {
+        /// Process.
+        pid: i32,
+        /// Field.
+        field: &'static str,
+        /// The value.
+        value: u64,
+    },
+    /// An address range that is empty, reversed, outside user space or overlapping.
+    #[error("pid {pid}: {field} {start:#x}-{end:#x}: {why}")]
+    Range {
+        /// Process.
+        pid: i32,
+        /// Field.
+        field: &'static str,
+        /// Start address.
+        start: u64,
+        /// End address (exclusive).
+        end: u64,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A signal number outside 1..=64.
+    #[error("pid {pid} thread {tid}: {field}: signal {signo} is not in 1..=64")]
+    Signal {
+        /// Process.
+        pid: i32,
+        /// Thread (the pid for process-wide fields).
+        tid: i32,
+        /// Field.
+        field: &'static str,
+        /// The number.
+        signo: i64,
+    },
+    /// A bad descriptor number or a descriptor of an unknown description.
+    #[error("pid {pid} fd {fd}: {why}")]
+    Fd {
+        /// Process.
+        pid: i32,
+        /// Descriptor.
+        fd: i64,
+        /// What is wrong.
+        why: String,
+    },
+    /// A bad open file description.
+    #[error("file #{id}: {field}: {why}")]
+    File {
+        /// Description id.
+        id: u32,
+        /// Field.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// Any other field with a value the restore cannot use.
+    #[error("pid {pid}: {field} = {value}: {why}")]
+    Value {
+        /// Process.
+        pid: i32,
+        /// Field.
+        field: &'static str,
+        /// The value.
+        value: i64,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+type Res = Result<(), Invalid>;
+
+fn aligned(v: u64) -> bool {
+    v.is_multiple_of(PAGE_SIZE as u64)
+}
+
+fn page_aligned(pid: i32, field: &'static str, value: u64) -> Res {
+    if aligned(value) {
+        Ok(())
+    } else {
+        Err(Invalid::Unaligned { pid, field, value })
+    }
+}
+
+fn signal(pid: i32, tid: i32, field: &'static str, signo: i64) -> Res {
+    if (1..=MAX_SIGNAL).contains(&signo) {
+        Ok(())
+    } else {
+        Err(Invalid::Signal { pid, tid, field, signo })
+    }
+}
+
+fn siginfos(pid: i32, tid: i32, field: &'static str, infos: &[Vec<u8>]) -> Res {
+    for info in infos {
+        if info.len() != SIGINFO_SIZE {
+            return Err(Invalid::Length { pid, tid, field, len: info.len() as u64, expected: "128 bytes" });
+        }
+        let signo = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+        signal(pid, tid, field, i64::from(signo))?;
+    }
+    Ok(())
+}
+
+fn path(pid: i32, field: &'static str, p: &str) -> Res {
+    if p.contains('\0') {
+        return Err(Invalid::Value { pid, field, value: p.len() as i64, why: "path contains a NUL byte" });
+    }
+    Ok(())
+}
+
+/// Checks every record of `d` (see the module docs). `Ok` means the restore side can use
+/// every field without further checks of its own.
+pub fn validate(d: &Decoded) -> Result<(), Invalid> {
+    let procs = check_tree(d)?;
+    let tids = check_threads(d, &procs)?;
+    let descs = check_descs(d, &procs)?;
+    check_fd_tables(d, &procs, &descs)?;
+    check_mms(d, &procs)?;
+    for (_, p) in d.procs.iter() {
+        check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
+    }
+    Ok(())
+}
+
+/// Tree record vs process records; returns the processes by pid.
+fn check_tree(d: &Decoded) -> Result<BTreeMap<i32, &ProcessRecord>, Invalid> {
+    if d.trees.len() > 1 {
+        return Err(Invalid::Duplicate { what: "tree", id: 0 });
+    }
+    let mut procs: BTreeMap<i32, &ProcessRecord> = BTreeMap::new();
+    for (owner, p) in &d.procs {
+        if *owner as i64 != i64::from(p.pid) {
+            return Err(Invalid::Mislabelled {
+                pid: *owner as i32,
+                what: "process",
+                stored: *owner as i64,
+                inside: p.pid.into(),
+            });
+        }
+        if p.pid <= 0 {
+            return Err(Invalid::Value { pid: p.pid, field: "pid", value: p.pid.into(), why: "not a valid pid" });
+        }
+        if procs.insert(p.pid, p).is_some() {
+            return Err(Invalid::Duplicate { what: "process", id: p.pid.into() });
+        }
+    }
+    let Some(tree) = d.trees.first() else {
+        return if procs.is_empty() { Ok(procs) } else { Err(Invalid::NoTree { processes: procs.len() }) };
+    };
+    let mut listed = BTreeSet::new();
+    for &pid in &tree.pids {
+        if !listed.insert(pid) {
+            return Err(Invalid::Duplicate { what: "tree entry", id: pid.into() });
+        }
+        if !procs.contains_key(&pid) {
+            return Err(Invalid::Tree { pid, why: "listed in the tree record but has no process record" });
+        }
+    }
+    for &pid in procs.keys() {
+        if !listed.contains(&pid) {
+            return Err(Invalid::Owner { what: "process", owner: pid as u32, need: "process" });
+        }
+    }
+    for &root in &tree.roots {
+        if !listed.contains(&root) {
+            return Err(Invalid::Tree { pid: root, why: "root of the tree record but not one of its processes" });
+        }
+    }
+    // Every parent chain must leave the image (at a root) without coming back; a chain that
+    // reaches a process already known to lead out is not walked again.
+    let mut leads_out: BTreeSet<i32> = BTreeSet::new();
+    for (&pid, p) in &procs {
+        if p.ppid < 0 {
+            return Err(Invalid::Parent { pid, ppid: p.ppid, why: "is not a valid pid" });
+        }
+        let mut seen = BTreeSet::from([pid]);
+        let mut cur = p.ppid;
+        while let Some(parent) = procs.get(&cur) {
+            if leads_out.contains(&cur) {
+                break;
+            }
+            if !seen.insert(cur) {
+                return Err(Invalid::Parent { pid, ppid: p.ppid, why: "leads into a cycle of parent links" });
+            }
+            cur = parent.ppid;
+        }
+        leads_out.extend(seen);
+    }
+    Ok(procs)
+}
+
+fn alive(p: &ProcessRecord) -> bool {
+    matches!(p.state, ProcState::Alive)
+}
+
+/// A record owner that must be a live process of the tree.
+fn live_owner<'a>(
+    procs: &BTreeMap<i32, &'a ProcessRecord>,
+    what: &'static str,
+    owner: u32,
+) -> Result<&'a ProcessRecord, Invalid> {
+    match i32::try_from(owner).ok().and_then(|o| procs.get(&o)) {
+        Some(p) if alive(p) => Ok(p),
+        Some(_) => Err(Invalid::Owner { what, owner, need: "live process" }),
+        None => Err(Invalid::Owner { what, owner, need: "process" }),
+    }
+}
+
+/// Thread records; returns the tids of each process as the records have them.
+fn check_threads(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Result<BTreeMap<i32, Vec<i32>>, Invalid> {
+    let mut all = BTreeSet::new();
+    let mut by_pid: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for (owner, tag, t) in &d.threads {
+        let p = live_owner(procs, "thread", *owner)?;
+        let pid = p.pid;
+        if *tag != t.tid as u64 || t.tid <= 0 {
+            return Err(Invalid::Mislabelled { pid, what: "thread", stored: *tag as i64, inside: t.tid.into() });
+        }
+        if !all.insert(t.tid) {
+            return Err(Invalid::Duplicate { what: "thread", id: t.tid.into() });
+        }
+        by_pid.entry(pid).or_default().push(t.tid);
+        check_thread(pid, t)?;
+    }
+    for p in procs.values().filter(|p| alive(p)) {
+        let have: BTreeSet<i32> = by_pid.get(&p.pid).map(|v| v.iter().copied().collect()).unwrap_or_default();
+        if p.tids.first() != Some(&p.pid) {
+            return Err(Invalid::Thread {
+                pid: p.pid,
+                tid: p.pid,
+                why: "the thread list does not start with the leader",
+            });
+        }
+        let listed: BTreeSet<i32> = p.tids.iter().copied().collect();
+        if listed.len() != p.tids.len() {
+            return Err(Invalid::Thread { pid: p.pid, tid: p.pid, why: "the thread list repeats a tid" });
+        }
+        if let Some(&tid) = listed.difference(&have).next() {
+            return Err(Invalid::Thread { pid: p.pid, tid, why: "listed by the process but has no thread record" });
+        }
+        if let Some(&tid) = have.difference(&listed).next() {
+            return Err(Invalid::Thread {
+                pid: p.pid,
+                tid,
+                why: "has a thread record but is not listed by the process",
+            });
+        }
+        // A thread id is a pid too: no other process may use it.
+        if let Some(&tid) = listed.iter().find(|&&t| t != p.pid && procs.contains_key(&t)) {
+            return Err(Invalid::Thread { pid: p.pid, tid, why: "is also the pid of another process" });
+        }
+    }
+    Ok(by_pid)
+}
+
+fn check_thread(pid: i32, t: &ThreadRecord) -> Res {
+    let tid = t.tid;
+    if t.regs.len() != REGS_WORDS {
+        return Err(Invalid::Length { pid, tid, field: "regs", len: t.regs.len() as u64, expected: "27 words" });
+    }
+    if !(MIN_XSTATE..=MAX_XSTATE).contains(&t.xstate.len()) {
+        return Err(Invalid::Length {
+            pid,
+            tid,
+            field: "xstate",
+            len: t.xstate.len() as u64,
+            expected: "512 to 65536 bytes",
+        });
+    }
+    siginfos(pid, tid, "pending", &t.pending)?;
+    if let records::SyscallState::Restart { .. } = t.syscall {
+        // The syscall is restarted by moving rip back over the 2-byte syscall instruction.
+        let rip = t.regs[16];
+        if rip < 2 {
+            return Err(Invalid::Value {
+                pid,
+                field: "rip",
+                value: rip as i64,
+                why: "a syscall to restart needs rip >= 2",
+            });
+        }
+    }
+    if let Some((area, len, _)) = t.rseq {
+        if area == 0 || area % 32 != 0 || area >= USER_SPACE_END || len < 32 {
+            return Err(Invalid::Value {
+                pid,
+                field: "rseq area",
+                value: area as i64,
+                why: "not a 32-byte aligned user address of an area of at least 32 bytes",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_process(p: &ProcessRecord, tids: &[i32]) -> Res {
+    let pid = p.pid;
+    if p.pgid < 0 || p.sid < 0 {
+        return Err(Invalid::Value { pid, field: "pgid/sid", value: p.pgid.min(p.sid).into(), why: "negative" });
+    }
+    path(pid, "cwd", &p.cwd)?;
+    path(pid, "root", &p.root)?;
+    path(pid, "exe", &p.exe)?;
+    let mut sigs = BTreeSet::new();
+    for s in &p.sigactions {
+        signal(pid, pid, "sigaction", s.sig.into())?;
+        if !sigs.insert(s.sig) {
+            return Err(Invalid::Duplicate { what: "sigaction", id: s.sig.into() });
+        }
+    }
+    siginfos(pid, pid, "shared_pending", &p.shared_pending)?;
+    let mut which = BTreeSet::new();
+    for t in &p.itimers {
+        if t.which > 2 || !which.insert(t.which) {
+            return Err(Invalid::Value {
+                pid,
+                field: "itimer",
+                value: t.which.into(),
+                why: "not ITIMER_REAL/VIRTUAL/PROF once each",
+            });
+        }
+    }
+    let mut ids = BTreeSet::new();
+    for t in &p.posix_timers {
+        if t.id < 0 || !ids.insert(t.id) {
+            return Err(Invalid::Value {
+                pid,
+                field: "posix timer id",
+                value: t.id.into(),
+                why: "negative or repeated",
+            });
+        }
+        match t.notify {
+            1 => {}
+            0 | 4 => signal(pid, pid, "posix timer signal", t.signo.into())?,
+            n => {
+                return Err(Invalid::Value {
+                    pid,
+                    field: "posix timer notify",
+                    value: n.into(),
+                    why: "not SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD_ID",
+                })
+            }
+        }
+        if t.notify == 4 && !tids.contains(&t.tid) {
+            return Err(Invalid::Value {
+                pid,
+                field: "posix timer thread",
+                value: t.tid.into(),
+                why: "not a thread of the process",
+            });
+        }
+    }
+    if p.rlimits.len() > RLIMITS {
+        return Err(Invalid::Length {
+            pid,
+            tid: pid,
+            field: "rlimits",
+            len: p.rlimits.len() as u64,
+            expected: "at most 16",
+        });
+    }
+    for (res, &(soft, hard)) in p.rlimits.iter().enumerate() {
+        if soft > hard {
+            return Err(Invalid::Value {
+                pid,
+                field: "rlimit (soft above hard)",
+                value: res as i64,
+                why: "soft limit above the hard limit",
+            });
+        }
+    }
+    if !p.auxv.len().is_multiple_of(2) {
+        return Err(Invalid::Length {
+            pid,
+            tid: pid,
+            field: "auxv",
+            len: p.auxv.len() as u64,
+            expected: "pairs of words",
+        });
+    }
+    if p.creds.groups.len() > MAX_GROUPS {
+        return Err(Invalid::Length {
+            pid,
+            tid: pid,
+            field: "groups",
+            len: p.creds.groups.len() as u64,
+            expected: "at most 65536",
+        });
+    }
+    if p.umask > 0o777 {
+        return Err(Invalid::Value { pid, field: "umask", value: p.umask.into(), why: "more than 0777" });
+    }
+    if !(-20..=19).contains(&p.nice) {
+        return Err(Invalid::Value { pid, field: "nice", value: p.nice.into(), why: "not in -20..=19" });
+    }
+    if p.pdeath_signal != 0 {
+        signal(pid, pid, "pdeath_signal", p.pdeath_signal.into())?;
+    }
+    if p.exit_signal != 0 {
+        signal(pid, pid, "exit_signal", p.exit_signal.into())?;
+    }
+    Ok(())
+}
+
+/// Open file descriptions and pipes; returns the descriptions by id.
+fn check_descs<'a>(
+    d: &'a Decoded,
+    procs: &BTreeMap<i32, &ProcessRecord>,
+) -> Result<BTreeMap<u32, &'a FileDesc>, Invalid> {
+    let mut descs = BTreeMap::new();
+    for (tag, f) in &d.descs {
+        if *tag != u64::from(f.id) {
+            return Err(Invalid::Mislabelled { pid: 0, what: "file", stored: *tag as i64, inside: f.id.into() });
+        }
+        if descs.insert(f.id, f).is_some() {
+            return Err(Invalid::Duplicate { what: "file", id: f.id.into() });
+        }
+    }
+    let mut sockets = BTreeMap::new();
+    for f in descs.values() {
+        if let FileKind::Socket(s) = &f.kind {
+            if sockets.insert(s.ino, s).is_some() {
+                return Err(Invalid::Duplicate { what: "socket", id: s.ino as i64 });
+            }
+        }
+    }
+    let bad = |id: u32, field: &'static str, why: String| Invalid::File { id, field, why };
+    for f in descs.values() {
+        let id = f.id;
+        match &f.kind {
+            FileKind::Regular { path, .. } | FileKind::Ghost { path, .. } | FileKind::CharDev { path, .. } => {
+                if path.contains('\0') {
+                    return Err(bad(id, "path", "contains a NUL byte".into()));
+                }
+            }
+            FileKind::Fifo { path, .. } => {
+                if path.contains('\0') {
+                    return Err(bad(id, "path", "contains a NUL byte".into()));
+                }
+            }
+            FileKind::Pipe { .. } | FileKind::SignalFd { .. } | FileKind::TimerFd(_) => {}
+            FileKind::EventFd { count, .. } => {
+                if *count == u64::MAX {
+                    return Err(bad(id, "eventfd count", "0xffffffffffffffff is not a counter value".into()));
+                }
+            }
+            FileKind::Socket(s) => match &s.state {
+                SockState::UnixPair { peer, .. } => match sockets.get(peer) {
+                    Some(o) if matches!(o.state, SockState::UnixPair { peer: back, .. } if back == s.ino) => {}
+                    _ => {
+                        return Err(bad(
+                            id,
+                            "peer",
+                            format!("unix socket {} is paired with {peer}, which does not pair back", s.ino),
+                        ))
+                    }
+                },
+                SockState::Tcp(c) if c.unsent as usize > c.send_queue.len() => {
+                    return Err(bad(
+                        id,
+                        "unsent",
+                        format!("{} unsent bytes of a {}-byte send queue", c.unsent, c.send_queue.len()),
+                    ));
+                }
+                _ => {}
+            },
+            FileKind::Epoll(ep) => {
+                if live_owner(procs, "epoll", ep.owner as u32).is_err() {
+                    return Err(bad(id, "owner", format!("pid {} is not a live process of the image", ep.owner)));
+                }
+                for it in &ep.items {
+                    if !(0..FD_LIMIT).contains(&it.tfd) {
+                        return Err(bad(id, "watch", format!("fd {} is not a descriptor number", it.tfd)));
+                    }
+                    if !descs.contains_key(&it.target) {
+                        return Err(bad(id, "watch", format!("fd {} watches unknown file #{}", it.tfd, it.target)));
+                    }
+                }
+            }
+        }
+    }
+    let mut inos = BTreeSet::new();
+    for (tag, p) in &d.pipes {
+        if *tag != p.ino {
+            return Err(Invalid::Mislabelled { pid: 0, what: "pipe", stored: *tag as i64, inside: p.ino as i64 });
+        }
+        if !inos.insert(p.ino) {
+            return Err(Invalid::Duplicate { what: "pipe", id: p.ino as i64 });
+        }
+        if p.data.len() as u64 > p.capacity || p.capacity > i32::MAX as u64 {
+            return Err(Invalid::Value {
+                pid: 0,
+                field: "pipe buffer",
+                value: p.data.len() as i64,
+                why: "more bytes buffered than the pipe holds, or an impossible capacity",
+            });
+        }
+    }
+    Ok(descs)
+}
+
+fn check_fd_tables(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    let mut owners = BTreeSet::new();
+    for (owner, table) in &d.fd_tables {
+        let pid = live_owner(procs, "fds", *owner)?.pid;
+        if !owners.insert(pid) {
+            return Err(Invalid::Duplicate { what: "fds", id: pid.into() });
+        }
+        let mut seen = BTreeSet::new();
+        for f in &table.fds {
+            if !(0..FD_LIMIT).contains(&f.fd) {
+                return Err(Invalid::Fd { pid, fd: f.fd.into(), why: "not a descriptor number".into() });
+            }
+            if !seen.insert(f.fd) {
+                return Err(Invalid::Fd { pid, fd: f.fd.into(), why: "listed twice".into() });
+            }
+            if !descs.contains_key(&f.desc) {
+                return Err(Invalid::Fd { pid, fd: f.fd.into(), why: format!("refers to unknown file #{}", f.desc) });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_mms(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut mms: BTreeMap<i32, &MmRecord> = BTreeMap::new();
+    for (owner, mm) in &d.mms {
+        let pid = live_owner(procs, "mm", *owner)?.pid;
+        if mms.insert(pid, mm).is_some() {
+            return Err(Invalid::Duplicate { what: "mm", id: pid.into() });
+        }
+        check_mm(pid, mm)?;
+    }
+    for p in procs.values().filter(|p| alive(p)) {
+        if !mms.contains_key(&p.pid) {
+            return Err(Invalid::Missing { pid: p.pid, what: "mm" });
+        }
+    }
+    // Page chunks: whole pages inside one restorable area of their process, not overlapping.
+    let mut by_pid: BTreeMap<i32, Vec<(u64, u64)>> = BTreeMap::new();
+    for ch in &d.chunks {
+        let pid = live_owner(procs, "page chunk", ch.owner)?.pid;
+        let end = ch.vaddr.saturating_add(ch.len);
+        page_aligned(pid, "page chunk address", ch.vaddr)?;
+        if ch.len == 0 || !aligned(ch.len) {
+            return Err(Invalid::Range {
+                pid,
+                field: "page chunk",
+                start: ch.vaddr,
+                end,
+                why: "not a whole number of pages",
+            });
+        }
+        let mm = mms.get(&pid).ok_or(Invalid::Missing { pid, what: "mm" })?;
+        // The areas are sorted and disjoint (check_mm): the last one starting at or below.
+        let at = mm.vmas.partition_point(|v| v.start <= ch.vaddr);
+        let vma = at.checked_sub(1).and_then(|i| mm.vmas.get(i)).filter(|v| ch.vaddr < v.end);
+        let chunk = |why| Invalid::Range { pid, field: "page chunk", start: ch.vaddr, end, why };
+        match vma {
+            None => return Err(chunk("not inside any area of the process")),
+            Some(v) if end > v.end => return Err(chunk("runs past the end of its area")),
+            Some(v) if matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall) => {
+                return Err(chunk("lies in a kernel-provided area (vdso, vvar, vsyscall)"))
+            }
+            Some(_) => {}
+        }
+        by_pid.entry(pid).or_default().push((ch.vaddr, end));
+    }
+    for (&pid, mm) in &mms {
+        let mut ranges = by_pid.remove(&pid).unwrap_or_default();
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            if w[1].0 < w[0].1 {
+                return Err(Invalid::Range {
+                    pid,
+                    field: "page chunk",
+                    start: w[1].0,
+                    end: w[1].1,
+                    why: "overlaps another chunk",
+                });
+            }
+        }
+        for v in &mm.vmas {
+            // Sorted chunks: those starting inside this area are one run.
+            let first = ranges.partition_point(|&(s, _)| s < v.start);
+            let last = ranges.partition_point(|&(s, _)| s < v.end);
+            let pages: u64 =
+                ranges.get(first..last).unwrap_or_default().iter().map(|&(s, e)| (e - s) / PAGE_SIZE as u64).sum();
+            if pages != v.saved_pages {
+                return Err(Invalid::Range {
+                    pid,
+                    field: "area",
+                    start: v.start,
+                    end: v.end,
+                    why: "its saved_pages differs from the pages of its chunks",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_mm(pid: i32, mm: &MmRecord) -> Res {
+    let mut prev_end = 0u64;
+    let mut vdso = None;
+    for v in &mm.vmas {
+        let range = |why| Invalid::Range { pid, field: "area", start: v.start, end: v.end, why };
+        page_aligned(pid, "area start", v.start)?;
+        page_aligned(pid, "area end", v.end)?;
+        if v.end <= v.start {
+            return Err(range("empty or reversed"));
+        }
+        if v.start < prev_end {
+            return Err(range("overlaps the previous area or is out of order"));
+        }
+        prev_end = v.end;
+        let len = v.end - v.start;
+        if v.kind == VmaKind::Vsyscall {
+            if v.start != VSYSCALL_START {
+                return Err(range("a [vsyscall] area anywhere but its fixed address"));
+            }
+        } else if v.end > USER_SPACE_END {
+            return Err(range("outside the user address space"));
+        }
+        if v.saved_pages > len / PAGE_SIZE as u64 {
+            return Err(range("more saved pages than the area has"));
+        }
+        match &v.kind {
+            VmaKind::File { file, offset } => {
+                path(pid, "mapped file", &file.path)?;
+                page_aligned(pid, "file mapping offset", *offset)?;
+                if offset.checked_add(len).is_none() {
+                    return Err(range("file offset plus length overflows"));
+                }
+            }
+            VmaKind::SharedAnon { offset, .. } => {
+                page_aligned(pid, "shared memory offset", *offset)?;
+                if offset.checked_add(len).is_none_or(|e| e > USER_SPACE_END) {
+                    return Err(range("shared memory offset plus length is beyond any object size"));
+                }
+            }
+            VmaKind::Vdso => {
+                if vdso.replace(len).is_some() {
+                    return Err(range("a second [vdso] area"));
+                }
+            }
+            VmaKind::Anon | VmaKind::Vvar | VmaKind::Vsyscall => {}
+        }
+        if matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall) && v.saved_pages != 0 {
+            return Err(range("saved pages of a kernel-provided area"));
+        }
+    }
+    let saved = mm.vdso.len() as u64;
+    match vdso {
+        Some(len) if saved != len => Err(Invalid::Length {
+            pid,
+            tid: pid,
+            field: "saved vdso",
+            len: saved,
+            expected: "the length of the [vdso] area (a positive multiple of 4096)",
+        }),
+        None if saved != 0 => {
+            Err(Invalid::Length { pid, tid: pid, field: "saved vdso", len: saved, expected: "0 (no [vdso] area)" })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Fd, SyscallState, Vma};
+    use crate::{MemStore, WriterInfo};
+
+    const PID: i32 = 4242;
+
+    fn check(f: impl FnOnce(&mut Decoded)) -> Invalid {
+        let mut d = Decoded::sample(PID);
+        f(&mut d);
+        validate(&d).expect_err("the broken image was accepted")
+    }
+
+    fn thread(d: &mut Decoded) -> &mut ThreadRecord {
+        &mut d.threads[0].2
+    }
+    fn process(d: &mut Decoded) -> &mut ProcessRecord {
+        &mut d.procs[0].1
+    }
+    fn mm(d: &mut Decoded) -> &mut MmRecord {
+        &mut d.mms[0].1
+    }
+
+    #[test]
+    fn the_sample_is_valid_and_survives_the_writer_and_reader() {
+        let d = Decoded::sample(PID);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let store = w.finish().unwrap();
+        let mut r = Reader::open(store).unwrap();
+        let back = Decoded::read(&mut r).unwrap();
+        validate(&back).unwrap();
+        assert_eq!(back.procs, d.procs);
+        assert_eq!(back.mms, d.mms);
+        assert_eq!(back.chunks.len(), 1);
+        // An image without processes (a test-pattern image) is valid too.
+        validate(&Decoded::default()).unwrap();
+    }
+
+    #[test]
+    fn lengths() {
+        let e = check(|d| thread(d).pending.push(vec![10, 0]));
+        assert_eq!(e, Invalid::Length { pid: PID, tid: PID, field: "pending", len: 2, expected: "128 bytes" });
+        let e = check(|d| process(d).shared_pending.push(vec![0; 4]));
+        assert!(matches!(e, Invalid::Length { field: "shared_pending", len: 4, .. }), "{e}");
+        let e = check(|d| thread(d).regs.truncate(26));
+        assert!(matches!(e, Invalid::Length { field: "regs", len: 26, .. }), "{e}");
+        let e = check(|d| thread(d).xstate.truncate(100));
+        assert!(matches!(e, Invalid::Length { field: "xstate", len: 100, .. }), "{e}");
+        let e = check(|d| thread(d).xstate.resize(MAX_XSTATE + 1, 0));
+        assert!(matches!(e, Invalid::Length { field: "xstate", .. }), "{e}");
+        let e = check(|d| mm(d).vdso.truncate(4));
+        assert!(matches!(e, Invalid::Length { pid: PID, field: "saved vdso", len: 4, .. }), "{e}");
+        assert!(e.to_string().contains("saved vdso is 4 long"), "{e}");
+        let e = check(|d| {
+            mm(d).vmas.pop();
+        });
+        assert!(matches!(e, Invalid::Length { field: "saved vdso", len: 8192, .. }), "{e}");
+        let e = check(|d| process(d).rlimits = vec![(0, 0); 17]);
+        assert!(matches!(e, Invalid::Length { field: "rlimits", .. }), "{e}");
+        let e = check(|d| process(d).auxv.push(1));
+        assert!(matches!(e, Invalid::Length { field: "auxv", .. }), "{e}");
+    }
+
+    #[test]
+    fn signals() {
+        let mut info = vec![0u8; 128];
+        info[0] = 65;
+        let e = check(|d| thread(d).pending.push(info.clone()));
+        assert_eq!(e, Invalid::Signal { pid: PID, tid: PID, field: "pending", signo: 65 });
+        let e = check(|d| process(d).sigactions[0].sig = 0);
+        assert!(matches!(e, Invalid::Signal { field: "sigaction", signo: 0, .. }), "{e}");
+        let e = check(|d| {
+            let a = process(d).sigactions[0];
+            process(d).sigactions.push(a);
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "sigaction", id: 10 }), "{e}");
+        let e = check(|d| process(d).exit_signal = 99);
+        assert!(matches!(e, Invalid::Signal { field: "exit_signal", signo: 99, .. }), "{e}");
+    }
+
+    #[test]
+    fn alignment_and_ranges() {
+        let e = check(|d| mm(d).vmas[0].start = 0x10_0010);
+        assert_eq!(e, Invalid::Unaligned { pid: PID, field: "area start", value: 0x10_0010 });
+        let e = check(|d| mm(d).vmas[0].end = 0x10_0000);
+        assert!(matches!(e, Invalid::Range { field: "area", why: "empty or reversed", .. }), "{e}");
+        let e = check(|d| {
+            let v = mm(d).vmas[1].clone();
+            mm(d).vmas[1] = Vma { start: USER_SPACE_END, end: USER_SPACE_END + 0x2000, ..v };
+        });
+        assert!(matches!(e, Invalid::Range { why: "outside the user address space", .. }), "{e}");
+        let e = check(|d| {
+            let v = Vma { start: 0x11_0000, end: 0x13_0000, saved_pages: 0, ..mm(d).vmas[0].clone() };
+            mm(d).vmas.insert(1, v);
+        });
+        assert!(
+            matches!(e, Invalid::Range { start: 0x11_0000, why: "overlaps the previous area or is out of order", .. }),
+            "{e}"
+        );
+        let e = check(|d| d.chunks[0].vaddr = 0x10_0800);
+        assert!(matches!(e, Invalid::Unaligned { field: "page chunk address", .. }), "{e}");
+        let e = check(|d| d.chunks[0].vaddr = 0x50_0000);
+        assert!(
+            matches!(
+                e,
+                Invalid::Range { field: "page chunk", start: 0x50_0000, why: "not inside any area of the process", .. }
+            ),
+            "{e}"
+        );
+        // A chunk that starts inside its area and runs past its end.
+        let e = check(|d| {
+            d.chunks[0].vaddr = 0x11_f000;
+            d.chunks[0].len = 2 * PAGE_SIZE as u64;
+        });
+        assert!(matches!(e, Invalid::Range { field: "page chunk", start: 0x11_f000, end: 0x12_1000, .. }), "{e}");
+        let e = check(|d| mm(d).vmas[0].saved_pages = 2);
+        assert!(
+            matches!(
+                e,
+                Invalid::Range { field: "area", why: "its saved_pages differs from the pages of its chunks", .. }
+            ),
+            "{e}"
+        );
+        let mut d = Decoded::sample(PID);
+        d.threads[0].2.syscall = SyscallState::Restart { nr: 0, code: -4 };
+        validate(&d).unwrap();
+        let e = check(|d| {
+            thread(d).syscall = SyscallState::Restart { nr: 0, code: -4 };
+            thread(d).regs[16] = 1;
+        });
+        assert!(matches!(e, Invalid::Value { field: "rip", value: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn shared_memory_chunk_longer_than_its_area() {
+        let e = check(|d| {
+            mm(d).vmas[0].kind = VmaKind::SharedAnon { ino: 9, offset: 0 };
+            mm(d).vmas[0].shared = true;
+            d.chunks[0].vaddr = 0x11_f000;
+            d.chunks[0].len = 0x10_0000;
+        });
+        assert!(matches!(e, Invalid::Range { pid: PID, field: "page chunk", start: 0x11_f000, .. }), "{e}");
+        let e = check(|d| mm(d).vmas[0].kind = VmaKind::SharedAnon { ino: 9, offset: 0x800 });
+        assert!(matches!(e, Invalid::Unaligned { field: "shared memory offset", .. }), "{e}");
+        let e = check(|d| mm(d).vmas[0].kind = VmaKind::SharedAnon { ino: 9, offset: u64::MAX - 0xfff });
+        assert!(matches!(e, Invalid::Range { field: "area", .. }), "{e}");
+    }
+
+    #[test]
+    fn descriptors() {
+        let e = check(|d| d.fd_tables[0].1.fds[1].fd = -1);
+        assert!(matches!(e, Invalid::Fd { pid: PID, fd: -1, .. }), "{e}");
+        let e = check(|d| d.fd_tables[0].1.fds[1].fd = 0);
+        assert!(matches!(e, Invalid::Fd { pid: PID, fd: 0, .. }), "{e}");
+        let e = check(|d| d.fd_tables[0].1.fds.push(Fd { fd: 5, cloexec: true, desc: 99 }));
+        assert!(matches!(&e, Invalid::Fd { fd: 5, why, .. } if why.contains("#99")), "{e}");
+        let e = check(|d| d.descs[1].0 = 7);
+        assert!(matches!(e, Invalid::Mislabelled { what: "file", stored: 7, inside: 2, .. }), "{e}");
+        let e = check(|d| d.pipes[0].1.data = vec![0; 65537]);
+        assert!(matches!(e, Invalid::Value { field: "pipe buffer", .. }), "{e}");
+    }
+
+    #[test]
+    fn ownership_and_structure() {
+        let e = check(|d| d.trees.clear());
+        assert_eq!(e, Invalid::NoTree { processes: 1 });
+        let e = check(|d| d.mms[0].0 = 7);
+        assert_eq!(e, Invalid::Owner { what: "mm", owner: 7, need: "process" });
+        let e = check(|d| d.chunks[0].owner = 7);
+        assert!(matches!(e, Invalid::Owner { what: "page chunk", owner: 7, .. }), "{e}");
+        let e = check(|d| d.procs[0].0 = 7);
+        assert!(matches!(e, Invalid::Mislabelled { what: "process", stored: 7, .. }), "{e}");
+        let e = check(|d| d.trees[0].pids.push(77));
+        assert!(matches!(e, Invalid::Tree { pid: 77, .. }), "{e}");
+        let e = check(|d| d.trees[0].pids.clear());
+        assert!(matches!(e, Invalid::Owner { what: "process", owner: 4242, .. }), "{e}");
+        let e = check(|d| {
+            let p = d.procs[0].clone();
+            d.procs.push(p);
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "process", id: 4242 }), "{e}");
+        let e = check(|d| {
+            let t = d.threads[0].clone();
+            d.threads.push(t);
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "thread", id: 4242 }), "{e}");
+        let e = check(|d| d.threads[0].1 = 5);
+        assert!(matches!(e, Invalid::Mislabelled { what: "thread", .. }), "{e}");
+        let e = check(|d| process(d).tids.push(4243));
+        assert!(matches!(e, Invalid::Thread { pid: PID, tid: 4243, .. }), "{e}");
+        let e = check(|d| d.mms.clear());
+        assert_eq!(e, Invalid::Missing { pid: PID, what: "mm" });
+        // Parent links: a process that is its own parent, and a cycle of two.
+        let e = check(|d| process(d).ppid = PID);
+        assert!(matches!(e, Invalid::Parent { pid: PID, ppid: PID, .. }), "{e}");
+        let e = check(|d| {
+            let mut other = Decoded::sample(PID + 1);
+            other.procs[0].1.ppid = PID;
+            process(d).ppid = PID + 1;
+            d.trees[0].pids.push(PID + 1);
+            d.procs.append(&mut other.procs);
+            d.threads.append(&mut other.threads);
+            d.mms.append(&mut other.mms);
+        });
+        assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    #[test]
+    fn messages_name_the_process_and_the_field() {
+        let e = check(|d| thread(d).pending.push(vec![1, 2, 3]));
+        assert_eq!(e.to_string(), "pid 4242 thread 4242: pending is 3 long, expected 128 bytes");
+    }
+}
