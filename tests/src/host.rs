@@ -248,6 +248,12 @@ pub fn run_logged(mut cmd: Command, dir: &Path, label: &str, timeout: Duration) 
     }
 }
 
+/// Whether every directory from `/` down to `dir` is root's and not writable by others.
+fn trusted_ancestors(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors().all(|d| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0))
+}
+
 /// The runner: where binaries and run directories live.
 #[derive(Debug)]
 pub struct Harness {
@@ -331,8 +337,22 @@ impl Harness {
     /// The image directory of a run: `<work_root>/images/<run>`, outside the run directory,
     /// which some workloads make world-writable (creds) and under which `seamless restore`
     /// would rightly refuse an image.
+    ///
+    /// `seamless restore` trusts an image only when no directory above it is writable by
+    /// others: when the checkout itself lies below such a directory (a clone in `/tmp`), the
+    /// images go to `/var/lib/seamless-tests/<work root>` instead.
     pub fn images_for(&self, run: &Running) -> PathBuf {
-        self.work_root.join("images").join(run.dir.file_name().unwrap_or_default())
+        let name = run.dir.file_name().unwrap_or_default();
+        if trusted_ancestors(&self.work_root) {
+            return self.work_root.join("images").join(name);
+        }
+        let flat: String = self.work_root.to_string_lossy().chars().map(|c| if c == '/' { '_' } else { c }).collect();
+        let root = PathBuf::from("/var/lib/seamless-tests").join(flat);
+        if std::fs::create_dir_all(&root).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions("/var/lib/seamless-tests", std::fs::Permissions::from_mode(0o700));
+        }
+        root.join(name)
     }
 
     /// `seamless dump --tree PID --images DIR [--leave-running]`.

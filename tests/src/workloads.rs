@@ -92,6 +92,11 @@ pub const WORKLOADS: &[Workload] = &[
         summary: "clock_gettime/gettimeofday/time through the vDSO in a loop, glibc rseq registration",
     },
     Workload {
+        name: "tcp_loopback",
+        link: Link::Dynamic,
+        summary: "loopback TCP connections with both ends in the tree (IPv4, IPv6, v4-mapped), data queued both ways",
+    },
+    Workload {
         name: "sysctl_ping",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket allowed by net.ipv4.ping_group_range set at run time; pings after restore",

@@ -59,6 +59,7 @@ workload_tests! {
     creds => "creds" [];
     fanout => "fanout" ["16"];
     sysctl_ping => "sysctl_ping" [];
+    tcp_loopback => "tcp_loopback" [];
 }
 
 mod refuse_netlink {

@@ -17,6 +17,8 @@ const WORKLOADS: &[(&str, &str)] = &[
     ("timers", ""),
     ("vdso_glibc", ""),
     ("sysctl_ping", ""),
+    ("reuseaddr", ""),
+    ("tcp_loopback", ""),
 ];
 
 /// Starts each workload in its own session with its files on the ext4 root; returns the pids.
