@@ -265,11 +265,40 @@ fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     Ok(())
 }
 
+/// Refuses membership in a cgroup v1 hierarchy (a `/proc/PID/cgroup` line whose hierarchy id
+/// is not 0) other than the dumper's own: restore puts processes into the restorer's cgroups
+/// and recreates no v1 hierarchy (the new kernel may not even have the v1 controller; 6.12
+/// has no v1 memory controller).
+fn cgroup_v1(pid: i32) -> Result<(), DumpError> {
+    let read = |p: &str| {
+        std::fs::read_to_string(format!("/proc/{p}/cgroup"))
+            .map_err(|e| DumpError::io(pid, "reading /proc/PID/cgroup", e))
+    };
+    let (theirs, ours) = (read(&pid.to_string())?, read("self")?);
+    if let Some(line) = foreign_cgroup_v1(&theirs, &ours) {
+        return Err(refuse(
+            pid,
+            format!("cgroup v1 membership ({line})"),
+            "differs from the dumper's: cgroup v1 hierarchies are not recreated (only the unified cgroup v2 hierarchy is carried): move the process to cgroup v2 or to the dumper's v1 cgroups, or leave it out",
+        ));
+    }
+    Ok(())
+}
+
+/// The first v1 line of `theirs` (a `/proc/PID/cgroup` text) that `ours` does not have.
+fn foreign_cgroup_v1<'a>(theirs: &'a str, ours: &str) -> Option<&'a str> {
+    theirs
+        .lines()
+        .filter(|l| l.split(':').next().is_some_and(|id| !id.is_empty() && id != "0"))
+        .find(|l| !ours.lines().any(|o| o == *l))
+}
+
 /// The per-process refusals (see the module docs); reads only.
 pub fn process(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     injectable(pid, tids)?;
     native(pid, tids)?;
     namespaces(pid)?;
+    cgroup_v1(pid)?;
     settings(pid, tids)?;
     for what in ["cwd", "root", "exe"] {
         reachable(pid, what)?;
@@ -294,6 +323,16 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn foreign_cgroup_v1_lines_are_found() {
+        let unified = "0::/system.slice/redis-server.service\n";
+        assert_eq!(super::foreign_cgroup_v1(unified, "0::/user.slice\n"), None);
+        let hybrid = "12:memory:/app\n1:name=systemd:/user.slice\n0::/user.slice\n";
+        let ours = "12:memory:/\n1:name=systemd:/user.slice\n0::/user.slice\n";
+        assert_eq!(super::foreign_cgroup_v1(hybrid, ours), Some("12:memory:/app"));
+        assert_eq!(super::foreign_cgroup_v1(ours, ours), None);
+    }
+
     #[test]
     fn reads_status_fields() {
         let text = "Name:\tx\nSeccomp:\t2\nVmLck:\t       0 kB\nCpus_allowed_list:\t0-3\n";
