@@ -3,8 +3,8 @@
 
 use super::threads::{ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use super::DumpError;
-use seamless_init::restore::procfs;
 use seamless_sys::ptrace::{self, WaitStatus};
+use seamless_trace::procfs;
 use std::collections::BTreeSet;
 
 /// One frozen process.

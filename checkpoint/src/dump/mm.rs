@@ -5,8 +5,8 @@
 use super::DumpError;
 use seamless_image::records::{FileId, MmRecord, Vma, VmaKind};
 use seamless_image::{Store, Writer, PAGE_SIZE};
-use seamless_init::restore::memio::Mem;
-use seamless_init::restore::procfs::{self, MapLine};
+use seamless_trace::memio::Mem;
+use seamless_trace::procfs::{self, MapLine};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 /// Largest page chunk written (bytes).

@@ -66,7 +66,7 @@ pub enum DumpError {
         /// What was being read.
         what: String,
         /// The failure.
-        source: seamless_init::restore::inject::InjectError,
+        source: seamless_trace::inject::InjectError,
     },
     /// Writing the image failed.
     #[error("writing the image: {0}")]

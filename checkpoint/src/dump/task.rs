@@ -5,10 +5,10 @@
 use super::freeze::FrozenProc;
 use super::DumpError;
 use seamless_image::records::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction};
-use seamless_init::restore::inject::{self, Remote};
-use seamless_init::restore::memio::Mem;
-use seamless_init::restore::procfs::{self, status_get};
 use seamless_sys::ptrace;
+use seamless_trace::inject::{self, Remote};
+use seamless_trace::memio::Mem;
+use seamless_trace::procfs::{self, status_get};
 
 /// Size of the scratch mapping used for injected calls.
 pub const SCRATCH: u64 = 4096;

@@ -47,17 +47,17 @@ pub mod child;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
-pub mod inject;
-pub mod memio;
 pub mod mm;
 pub mod paths;
 pub mod plan;
-pub mod procfs;
 pub mod sockets;
 pub mod task;
 pub mod threads;
 pub mod tree;
 pub mod vdso;
+
+// The tracing machinery lives in its own crate, shared with the dump side.
+pub use seamless_trace::{inject, memio, procfs};
 
 use inject::InjectError;
 use seamless_image::{ImageError, Reader, Store};

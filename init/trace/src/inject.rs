@@ -3,7 +3,7 @@
 //! put the original registers back afterwards. Used by dump (to read state only the task
 //! itself can read) and by restore (to rebuild the task from the inside).
 
-use super::memio::Mem;
+use crate::memio::Mem;
 use seamless_sys::ptrace::{
     self, Regs, WaitStatus, REG_ORIG_RAX, REG_R10, REG_R8, REG_R9, REG_RAX, REG_RDI, REG_RDX, REG_RIP, REG_RSI,
 };
@@ -178,7 +178,7 @@ impl Remote {
 
 /// Finds a `syscall` instruction (0f 05) inside the `[vdso]` of `pid`.
 pub fn find_syscall_insn(pid: i32) -> std::io::Result<u64> {
-    let maps = super::procfs::read_maps(pid)?;
+    let maps = crate::procfs::read_maps(pid)?;
     let vdso = maps
         .iter()
         .find(|m| m.name == "[vdso]")
