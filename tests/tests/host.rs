@@ -60,6 +60,9 @@ workload_tests! {
     fanout => "fanout" ["16"];
     sysctl_ping => "sysctl_ping" [];
     tcp_loopback => "tcp_loopback" [];
+    // Carried by the settings record (restored exactly, no longer refused).
+    settings_oom => "refuse" ["oom"];
+    settings_thp => "refuse" ["thp"];
 }
 
 mod refuse_netlink {
@@ -626,8 +629,6 @@ mod refuse {
         flock => "file lock";
         sched_batch => "scheduling policy 3";
         affinity => "CPU affinity";
-        oom => "oom_score_adj 500";
-        thp => "THP_enabled";
         mlock => "VmLck 4 kB";
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";

@@ -169,6 +169,10 @@ pub fn dump_trees<S: Store>(
         let (mm_rec, n) = mm::dump_mm(p.pid, writer)?;
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
+        let settings = precheck::process_settings(p.pid)?;
+        if settings != Default::default() {
+            writer.put_record(records::SETTINGS, p.pid as u32, 0, &settings)?;
+        }
         writer.put_record(records::FDS, p.pid as u32, 0, &file_plan.table_of(p.pid))?;
         done += 1;
         if opts.progress {

@@ -7,8 +7,8 @@
 //!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
 //!   deleted, not replaced by another file); the namespaces must be the dumper's; no
-//!   scheduling policy, affinity, `oom_score_adj`, memory lock or THP setting the image does
-//!   not carry;
+//!   scheduling policy, affinity or memory lock (the image does not carry them; it does carry
+//!   `oom_score_adj` and the THP setting);
 //! - no two processes share an address space without being threads of one process;
 //! - the memory map ([`super::mm::precheck`]);
 //! - every descriptor ([`super::files::collect`], which also gathers what the dump writes;
@@ -199,8 +199,8 @@ fn status_value(text: &str, key: &str) -> Option<String> {
 /// Refuses scheduling and memory-management settings the image does not carry (restore would
 /// silently reset them): a scheduling policy other than `SCHED_OTHER` or a real-time priority
 /// (`/proc/PID/task/TID/stat` fields 40-41), a CPU affinity narrower than the dumper's
-/// (`Cpus_allowed_list`), a non-zero `oom_score_adj`, locked or pinned memory (`VmLck`,
-/// `VmPin`), transparent huge pages disabled with `PR_SET_THP_DISABLE` (`THP_enabled: 0`).
+/// (`Cpus_allowed_list`), locked or pinned memory (`VmLck`, `VmPin`). (`oom_score_adj` and
+/// `PR_SET_THP_DISABLE` are carried: [`process_settings`].)
 fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     let own = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
     let own_cpus = status_value(&own, "Cpus_allowed_list");
@@ -235,15 +235,6 @@ fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
             ));
         }
     }
-    let path = format!("/proc/{pid}/oom_score_adj");
-    let adj = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
-    if adj.trim() != "0" {
-        return Err(refuse(
-            pid,
-            format!("oom_score_adj {}", adj.trim()),
-            "a non-zero oom_score_adj is not checkpointed (restore would reset it to 0)",
-        ));
-    }
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
     for (key, what) in [("VmLck", "locked (mlock)"), ("VmPin", "pinned")] {
@@ -255,14 +246,21 @@ fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
             ));
         }
     }
-    if status_value(&status, "THP_enabled").as_deref() == Some("0") {
-        return Err(refuse(
-            pid,
-            "THP_enabled 0",
-            "transparent huge pages disabled with PR_SET_THP_DISABLE: not checkpointed (restore would enable them again)",
-        ));
-    }
     Ok(())
+}
+
+/// The memory-management settings the image carries in its settings record (restored
+/// exactly): `oom_score_adj` and `PR_SET_THP_DISABLE`.
+pub fn process_settings(pid: i32) -> Result<seamless_image::records::ProcessSettings, DumpError> {
+    let read = |what: &str| {
+        let path = format!("/proc/{pid}/{what}");
+        std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))
+    };
+    let adj = read("oom_score_adj")?;
+    let oom_score_adj =
+        adj.trim().parse().map_err(|_| refuse(pid, "oom_score_adj", format!("unreadable value {adj:?}")))?;
+    let thp_disabled = status_value(&read("status")?, "THP_enabled").as_deref() == Some("0");
+    Ok(seamless_image::records::ProcessSettings { oom_score_adj, thp_disabled })
 }
 
 /// Refuses membership in a cgroup v1 hierarchy (a `/proc/PID/cgroup` line whose hierarchy id

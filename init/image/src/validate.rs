@@ -84,6 +84,8 @@ pub struct Decoded {
     pub descs: Vec<(u64, FileDesc)>,
     /// Pipe buffers by entry tag.
     pub pipes: Vec<(u64, PipeRecord)>,
+    /// Memory-management settings by entry owner.
+    pub settings: Vec<(u32, records::ProcessSettings)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -118,6 +120,9 @@ impl Decoded {
         for (i, _, tag, _) in list(r, records::PIPE) {
             d.pipes.push((tag, r.record(i)?));
         }
+        for (i, owner, _, _) in list(r, records::SETTINGS) {
+            d.settings.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -151,6 +156,9 @@ impl Decoded {
         }
         for (tag, p) in &self.pipes {
             w.put_record(records::PIPE, 0, *tag, p)?;
+        }
+        for (o, s) in &self.settings {
+            w.put_record(records::SETTINGS, *o, 0, s)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; c.len as usize])?;
@@ -239,6 +247,7 @@ impl Decoded {
             )],
             descs: vec![(1, pipe(1, 0)), (2, pipe(2, 1))],
             pipes: vec![(77, PipeRecord { ino: 77, capacity: 65536, data: b"hi".to_vec() })],
+            settings: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -453,6 +462,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     let descs = check_descs(d, &procs)?;
     check_fd_tables(d, &procs, &descs)?;
     check_mms(d, &procs)?;
+    check_settings(d, &procs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -855,6 +865,26 @@ fn check_fd_tables(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &B
             if !descs.contains_key(&f.desc) {
                 return Err(Invalid::Fd { pid, fd: f.fd.into(), why: format!("refers to unknown file #{}", f.desc) });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Settings records: one per live process at most, values the kernel accepts.
+fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, s) in &d.settings {
+        let pid = live_owner(procs, "settings", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "settings", id: pid.into() });
+        }
+        if !(-1000..=1000).contains(&s.oom_score_adj) {
+            return Err(Invalid::Value {
+                pid,
+                field: "oom_score_adj",
+                value: s.oom_score_adj.into(),
+                why: "outside -1000..=1000",
+            });
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use super::RestoreError;
 use seamless_image::records::{
-    self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ThreadRecord, TreeRecord,
+    self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ProcessSettings, ThreadRecord, TreeRecord,
 };
 use seamless_image::validate::{validate, Decoded};
 use seamless_image::{Reader, Store};
@@ -33,6 +33,8 @@ pub struct ProcPlan {
     pub fds: FdTable,
     /// Its page chunks.
     pub chunks: Vec<Chunk>,
+    /// Its memory-management settings (defaults when the image has none).
+    pub settings: ProcessSettings,
 }
 
 impl ProcPlan {
@@ -84,7 +86,14 @@ fn build(d: Decoded) -> Plan {
     for (_, rec) in d.procs {
         plan.procs.insert(
             rec.pid,
-            ProcPlan { rec, threads: Vec::new(), mm: MmRecord::default(), fds: FdTable::default(), chunks: Vec::new() },
+            ProcPlan {
+                rec,
+                threads: Vec::new(),
+                mm: MmRecord::default(),
+                fds: FdTable::default(),
+                chunks: Vec::new(),
+                settings: ProcessSettings::default(),
+            },
         );
     }
     // Validation proved every owner below is a process of the plan.
@@ -102,6 +111,11 @@ fn build(d: Decoded) -> Plan {
     for (o, f) in d.fd_tables {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.fds = f;
+        }
+    }
+    for (o, s) in d.settings {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.settings = s;
         }
     }
     for (_, desc) in d.descs {
@@ -295,7 +309,14 @@ mod tests {
             nice: 0,
         };
         let fds = descs.iter().enumerate().map(|(i, &desc)| Fd { fd: i as i32 + 3, cloexec: false, desc }).collect();
-        ProcPlan { rec, threads: Vec::new(), mm: MmRecord::default(), fds: FdTable { fds }, chunks: Vec::new() }
+        ProcPlan {
+            rec,
+            threads: Vec::new(),
+            mm: MmRecord::default(),
+            fds: FdTable { fds },
+            chunks: Vec::new(),
+            settings: Default::default(),
+        }
     }
 
     fn desc(id: u32, kind: FileKind) -> FileDesc {

@@ -76,6 +76,21 @@ pub fn finish_task(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
         libc::SYS_prctl,
         [libc::PR_SET_DUMPABLE as u64, u64::from(p.rec.dumpable), 0, 0, 0, 0],
     )?;
+    restore_settings(c, p)
+}
+
+/// The memory-management settings of the settings record: `PR_SET_THP_DISABLE` (only the
+/// process itself can set it) and `oom_score_adj` (written from outside; a value below the
+/// restorer's own needs `CAP_SYS_RESOURCE`).
+fn restore_settings(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
+    if p.settings.thp_disabled {
+        c.call("prctl(PR_SET_THP_DISABLE)", libc::SYS_prctl, [libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0, 0])?;
+    }
+    if p.settings.oom_score_adj != 0 {
+        let path = format!("/proc/{}/oom_score_adj", c.pid);
+        std::fs::write(&path, p.settings.oom_score_adj.to_string())
+            .map_err(|e| RestoreError::io(c.pid, format!("setting oom_score_adj {}", p.settings.oom_score_adj), e))?;
+    }
     Ok(())
 }
 

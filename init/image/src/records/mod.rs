@@ -17,7 +17,9 @@ pub mod thread;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
 pub use net::{Addr, EpollItem, EpollRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord};
-pub use process::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction, TreeRecord};
+pub use process::{
+    Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
+};
 pub use thread::{SyscallState, ThreadRecord};
 
 /// [`ProcessRecord`], owner = pid.
@@ -34,6 +36,8 @@ pub const FILE_DESC: RecordKind = RecordKind(20);
 pub const PIPE: RecordKind = RecordKind(21);
 /// [`TreeRecord`], owner 0.
 pub const TREE: RecordKind = RecordKind(22);
+/// [`ProcessSettings`], owner = pid (at most one per process; none means all defaults).
+pub const SETTINGS: RecordKind = RecordKind(23);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -45,6 +49,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         FILE_DESC => "file",
         PIPE => "pipe",
         TREE => "tree",
+        SETTINGS => "settings",
         _ => return None,
     })
 }

@@ -180,3 +180,14 @@ pub struct ProcessRecord {
     /// Nice value (field 19 of stat).
     pub nice: i32,
 }
+
+/// Per-process memory-management settings ([`super::SETTINGS`], owner = pid): kept in a
+/// record kind of their own (added after format 1's first release), so that an older reader
+/// refuses an image that has them instead of silently dropping them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessSettings {
+    /// `/proc/PID/oom_score_adj` (-1000..=1000).
+    pub oom_score_adj: i32,
+    /// Transparent huge pages disabled with `PR_SET_THP_DISABLE` (`THP_enabled: 0`).
+    pub thp_disabled: bool,
+}
