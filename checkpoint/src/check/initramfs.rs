@@ -310,17 +310,17 @@ pub fn check(opts: &CheckOptions) -> Vec<Verdict> {
         let pmem = super::region::chosen(opts).is_some();
         if pmem {
             v.push(Verdict::ok(
-                "image after switch_root",
+                "image past switch_root",
                 "the image is in the pmem region, which the init= role reads",
             ));
         } else if layout.carries_image {
             v.push(Verdict::ok(
-                "image after switch_root",
+                "image past switch_root",
                 "no region: the image is appended to the initramfs; verify-root copies it to /run/seamless/region.img (RAM: /run needs room for it) before the switch",
             ));
         } else {
             v.push(Verdict::fail(
-                "image after switch_root",
+                "image past switch_root",
                 format!("no memmap= region and the seamless-init inside {} predates carrying the image past switch_root: the image appended to the initramfs would be deleted before seamless-init (init=) could read it; install the current seamless-init and rebuild the initramfs, or add memmap= to both kernels", initrd.display()),
             ));
         }
