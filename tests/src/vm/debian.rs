@@ -14,7 +14,8 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// How the image is made.
+/// How the image is made. Every image is gzip-compressed (the distributions' default is zstd,
+/// which `seamless check` reads as well) so that the test guest's busybox can read it too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generator {
     /// `mkinitramfs` with `/etc/initramfs-tools/hooks/seamless` and
@@ -35,9 +36,19 @@ impl Generator {
     /// The Debian packages the generator needs beyond what the host has.
     fn packages(self) -> &'static [&'static str] {
         match self {
-            Generator::InitramfsTools => &["initramfs-tools-core", "initramfs-tools", "klibc-utils", "libklibc"],
-            // udev and systemd of one version (the host has systemd but no udev, which dracut
-            // needs in the image).
+            // With udev and systemd of one version: the host has systemd but no udev, which
+            // both generators put into the image to load the disk's modules.
+            Generator::InitramfsTools => &[
+                "initramfs-tools-core",
+                "initramfs-tools",
+                "klibc-utils",
+                "libklibc",
+                "udev",
+                "systemd",
+                "libsystemd-shared",
+                "libsystemd0",
+                "libudev1",
+            ],
             _ => &["dracut-core", "dracut", "udev", "systemd", "libsystemd-shared", "libsystemd0", "libudev1"],
         }
     }
@@ -49,24 +60,24 @@ impl Generator {
             Generator::InitramfsTools => {
                 r#"install -D -m 0755 "$REPO/initramfs-tools/hooks/seamless" "$R/etc/initramfs-tools/hooks/seamless"
 install -D -m 0755 "$REPO/initramfs-tools/scripts/local-premount/seamless" "$R/etc/initramfs-tools/scripts/local-premount/seamless"
-chroot "$R" mkinitramfs -o /tmp/out.img "$K""#
+chroot "$R" mkinitramfs -c gzip -o /tmp/out.img "$K""#
             }
             Generator::DracutPlain => {
                 r#"cp -r "$REPO/dracut/90seamless" "$R/usr/lib/dracut/modules.d/"
-chroot "$R" dracut --no-hostonly --force --kver "$K" /tmp/out.img"#
+chroot "$R" dracut --no-hostonly --force --compress gzip --kver "$K" /tmp/out.img"#
             }
             Generator::DracutConf => {
                 r#"cp -r "$REPO/dracut/90seamless" "$R/usr/lib/dracut/modules.d/"
 install -D -m 0644 "$REPO/dracut/seamless.conf" "$R/etc/dracut.conf.d/90-seamless.conf"
-chroot "$R" dracut --no-hostonly --force --kver "$K" /tmp/out.img"#
+chroot "$R" dracut --no-hostonly --force --compress gzip --kver "$K" /tmp/out.img"#
             }
             Generator::DracutClassic => {
                 r#"cp -r "$REPO/dracut/90seamless" "$R/usr/lib/dracut/modules.d/"
-chroot "$R" dracut --no-hostonly --force --add seamless --omit systemd --kver "$K" /tmp/out.img"#
+chroot "$R" dracut --no-hostonly --force --compress gzip --add seamless --omit systemd --kver "$K" /tmp/out.img"#
             }
             Generator::DracutSystemd => {
                 r#"cp -r "$REPO/dracut/90seamless" "$R/usr/lib/dracut/modules.d/"
-chroot "$R" dracut --no-hostonly --force --add seamless --kver "$K" /tmp/out.img"#
+chroot "$R" dracut --no-hostonly --force --compress gzip --add seamless --kver "$K" /tmp/out.img"#
             }
         }
     }
