@@ -161,3 +161,50 @@ pub fn build_initramfs(kernel: &Kernel, generator: Generator, seamless_init: &Pa
     }
     Ok(log)
 }
+
+/// Version of the Debian root below; bump it when its package list changes.
+const ROOT_VERSION: &str = "v1";
+
+/// A Debian 12 root made by `mmdebstrap` (installed on the host with apt-get when missing):
+/// systemd as init, udev, initramfs-tools, redis-server and memcached (both enabled), and the
+/// two scenario kernels' own packages installed with dpkg, so their postinst made
+/// `/boot/initrd.img-*` with initramfs-tools. Cached as `<cache>/hosts-debian/root-VERSION`.
+pub fn systemd_root() -> Result<PathBuf> {
+    let _guard = lock("hosts-debian")?;
+    let dir = cache_dir().join("hosts-debian");
+    let root = dir.join(format!("root-{ROOT_VERSION}"));
+    let marker = dir.join(format!("root-{ROOT_VERSION}.complete"));
+    if marker.exists() && root.join("sbin/init").exists() {
+        return Ok(root);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !Path::new("/usr/bin/mmdebstrap").exists() {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends", "mmdebstrap"]))?;
+    }
+    let debs_dir = cache_dir().join("debs");
+    let mut kernel_debs = Vec::new();
+    for w in [super::Which::A, super::Which::B] {
+        let k = super::kernels::fetch(w)?;
+        kernel_debs.push(
+            find_deb(&debs_dir, &k.package).with_context(|| format!("no {} .deb in {}", k.package, debs_dir.display()))?,
+        );
+    }
+    let tmp = dir.join(format!("root-{ROOT_VERSION}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args(["--mode=root", "--variant=minbase"])
+        .arg("--include=systemd-sysv,udev,kmod,initramfs-tools,linux-base,e2fsprogs,iproute2,procps,redis-server,redis-tools,memcached,zstd")
+        .arg("--customize-hook=mkdir -p \"$1/tmp/k\"");
+    for d in &kernel_debs {
+        cmd.arg(format!("--customize-hook=copy-in {} /tmp/k", d.display()));
+    }
+    cmd.arg("--customize-hook=chroot \"$1\" sh -c 'dpkg -i /tmp/k/*.deb && rm -rf /tmp/k'").arg("bookworm").arg(&tmp);
+    eprintln!("debian: building the Debian 12 systemd root with mmdebstrap");
+    run(&mut cmd).context("mmdebstrap")?;
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(&tmp, &root)?;
+    std::fs::write(&marker, "done\n")?;
+    Ok(root)
+}
