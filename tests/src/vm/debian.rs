@@ -179,16 +179,20 @@ pub fn systemd_root() -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     if !Path::new("/usr/bin/mmdebstrap").exists() {
-        run(Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "--no-install-recommends", "mmdebstrap"]))?;
+        run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "mmdebstrap",
+        ]))?;
     }
     let debs_dir = cache_dir().join("debs");
     let mut kernel_debs = Vec::new();
     for w in [super::Which::A, super::Which::B] {
         let k = super::kernels::fetch(w)?;
         kernel_debs.push(
-            find_deb(&debs_dir, &k.package).with_context(|| format!("no {} .deb in {}", k.package, debs_dir.display()))?,
+            find_deb(&debs_dir, &k.package)
+                .with_context(|| format!("no {} .deb in {}", k.package, debs_dir.display()))?,
         );
     }
     let tmp = dir.join(format!("root-{ROOT_VERSION}.tmp"));
