@@ -21,6 +21,14 @@ pub enum TargetError {
         /// Why.
         source: std::io::Error,
     },
+    /// systemd could not tell where the unit runs.
+    #[error("unit {unit}: {reason}")]
+    Unit {
+        /// The unit, as resolved (`redis-server.service`).
+        unit: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
     /// Nothing runs in the selection.
     #[error("{what}: no process to preserve")]
     Empty {
@@ -87,7 +95,7 @@ impl Selection {
             roots.extend(roots_of(&set));
         }
         for unit in &self.units {
-            let set = cgroup_procs(&Path::new("system.slice").join(unit))?;
+            let set = cgroup_procs(&unit_cgroup(unit)?)?;
             if set.is_empty() {
                 return Err(TargetError::Empty { what: format!("unit {unit}") });
             }
@@ -96,5 +104,133 @@ impl Selection {
         let mut seen = BTreeSet::new();
         roots.retain(|p| seen.insert(*p));
         Ok(roots)
+    }
+}
+
+/// Unit types systemd knows; a name without one of these suffixes is a service.
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".scope",
+    ".slice",
+    ".socket",
+    ".target",
+    ".mount",
+    ".timer",
+    ".path",
+    ".swap",
+    ".device",
+    ".automount",
+];
+
+/// `redis-server` -> `redis-server.service`; names with a unit suffix stay as they are.
+pub fn unit_name(unit: &str) -> String {
+    if UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s)) {
+        unit.to_string()
+    } else {
+        format!("{unit}.service")
+    }
+}
+
+/// What `systemctl show` says about a unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitInfo {
+    /// `Id=`: the unit's full name.
+    pub id: String,
+    /// `LoadState=` (`loaded`, `not-found`, ...).
+    pub load_state: String,
+    /// `ActiveState=` (`active`, `inactive`, ...).
+    pub active_state: String,
+    /// `ControlGroup=`: its cgroup, relative to the cgroup2 root (empty when not running).
+    pub control_group: String,
+    /// `MainPID=` (0 when none).
+    pub main_pid: i32,
+}
+
+/// Parses `systemctl show -p Id -p LoadState -p ActiveState -p ControlGroup -p MainPID` output.
+pub fn parse_unit_show(text: &str) -> UnitInfo {
+    let mut info = UnitInfo::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        match k {
+            "Id" => info.id = v.to_string(),
+            "LoadState" => info.load_state = v.to_string(),
+            "ActiveState" => info.active_state = v.to_string(),
+            "ControlGroup" => info.control_group = v.to_string(),
+            "MainPID" => info.main_pid = v.trim().parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    info
+}
+
+/// Asks systemd about `unit` (any unit name, templated ones too; `.service` is implied).
+pub fn unit_info(unit: &str) -> Result<UnitInfo, TargetError> {
+    let name = unit_name(unit);
+    let err = |reason: String| TargetError::Unit { unit: name.clone(), reason };
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "-p", "Id", "-p", "LoadState", "-p", "ActiveState", "-p", "ControlGroup", "-p", "MainPID"])
+        .arg(&name)
+        .output()
+        .map_err(|e| err(format!("cannot run systemctl: {e}; --unit needs systemd (use --cgroup or --pid)")))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "systemctl show failed: {}; --unit needs a running systemd (use --cgroup or --pid)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let info = parse_unit_show(&String::from_utf8_lossy(&out.stdout));
+    if info.load_state != "loaded" {
+        return Err(err(format!(
+            "systemd does not know it (LoadState={}); check the name with systemctl list-units",
+            info.load_state
+        )));
+    }
+    Ok(info)
+}
+
+/// The cgroup directory of a running unit, as systemd reports it.
+fn unit_cgroup(unit: &str) -> Result<PathBuf, TargetError> {
+    let info = unit_info(unit)?;
+    if info.control_group.is_empty() {
+        return Err(TargetError::Unit {
+            unit: info.id,
+            reason: format!("it has no cgroup (ActiveState={}): nothing runs in it", info.active_state),
+        });
+    }
+    Ok(cgroup2_root().join(info.control_group.trim_start_matches('/')))
+}
+
+/// Where the cgroup2 hierarchy is mounted: `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
+/// hybrid-hierarchy system.
+fn cgroup2_root() -> PathBuf {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !Path::new("/sys/fs/cgroup/cgroup.procs").exists() && unified.join("cgroup.procs").exists() {
+        unified.to_path_buf()
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_default_to_services() {
+        assert_eq!(unit_name("redis-server"), "redis-server.service");
+        assert_eq!(unit_name("postgresql@15-main"), "postgresql@15-main.service");
+        assert_eq!(unit_name("memcached.service"), "memcached.service");
+        assert_eq!(unit_name("session-3.scope"), "session-3.scope");
+    }
+
+    #[test]
+    fn systemctl_show_output_is_parsed() {
+        let info = parse_unit_show(
+            "Id=postgresql@15-main.service\nLoadState=loaded\nActiveState=active\nControlGroup=/system.slice/system-postgresql.slice/postgresql@15-main.service\nMainPID=812\n",
+        );
+        assert_eq!(info.id, "postgresql@15-main.service");
+        assert_eq!(info.control_group, "/system.slice/system-postgresql.slice/postgresql@15-main.service");
+        assert_eq!(info.main_pid, 812);
+        assert_eq!(parse_unit_show("garbage\nMainPID=x\n").main_pid, 0);
     }
 }

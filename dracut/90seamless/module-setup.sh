@@ -10,9 +10,12 @@
 # switch, restores the processes there and then executes the real init (seamless.init=, or
 # /sbin/init). This works the same with dracut's systemd and classic (shell) initramfs.
 
+# Only when asked for (`dracut --add seamless`, or add_dracutmodules+=" seamless " in a file
+# of /etc/dracut.conf.d/ such as dracut/seamless.conf): a plain `dracut --force`, as run by a
+# distribution's kernel package, must not pull it in.
 check() {
     require_binaries /usr/lib/seamless/seamless-init || return 1
-    return 0
+    return 255
 }
 
 depends() {

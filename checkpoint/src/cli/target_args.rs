@@ -12,7 +12,9 @@ pub struct TargetArgs {
     /// Preserve every process of this cgroup v2 (path under /sys/fs/cgroup; repeatable).
     #[arg(long = "cgroup")]
     pub cgroups: Vec<PathBuf>,
-    /// Preserve every process of this systemd unit (repeatable).
+    /// Preserve every process of this systemd unit (repeatable): any unit systemd knows,
+    /// templated ones included (`postgresql@15-main`); a name without a suffix is a
+    /// `.service`. Its cgroup is asked from systemd (`systemctl show`).
     #[arg(long = "unit")]
     pub units: Vec<String>,
 }

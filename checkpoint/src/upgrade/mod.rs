@@ -150,9 +150,9 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
     clock.stage("check");
     interrupt::check("the pre-flight checks")?;
 
-    let names = check::initramfs::list(&opts.initrd).unwrap_or_default();
-    let hooks = names.iter().any(|n| n == check::initramfs::WRAPPER_PATH);
-    let opts = &UpgradeOptions { cmdline: handover_cmdline(&opts.cmdline, hooks), ..opts.clone() };
+    let hooks = check::initramfs::hands_over(&opts.initrd);
+    let cmdline = check::initramfs::with_fsck_off(&handover_cmdline(&opts.cmdline, hooks), hooks);
+    let opts = &UpgradeOptions { cmdline, ..opts.clone() };
     if hooks {
         eprintln!("seamless: the new initramfs has the seamless hook; command line: {}", opts.cmdline);
     }

@@ -130,11 +130,51 @@ impl BootParams {
     pub fn init_path(&self) -> &str {
         self.init.as_deref().unwrap_or("/sbin/init")
     }
+
+    /// The root device as a path, for a caller that runs after udev made the `/dev/disk/by-*`
+    /// links (a distribution initramfs): `root=UUID=...`, `LABEL=`, `PARTUUID=`, `PARTLABEL=`
+    /// map to those links, `block:/dev/...` and `/dev/...` are taken as they are. `None` for
+    /// no `root=` or one that names no local block device (`root=nfs...`, `root=zfs:...`).
+    pub fn root_device_path(&self) -> Option<String> {
+        let spec = self.root.as_deref()?;
+        let spec = spec.strip_prefix("block:").unwrap_or(spec);
+        if spec.starts_with('/') {
+            return Some(spec.to_string());
+        }
+        let (tag, value) = spec.split_once('=')?;
+        let dir = match tag {
+            "UUID" => "by-uuid",
+            "LABEL" => "by-label",
+            "PARTUUID" => "by-partuuid",
+            "PARTLABEL" => "by-partlabel",
+            _ => return None,
+        };
+        if value.is_empty() || value.contains('/') {
+            return None;
+        }
+        let value = if tag == "PARTUUID" { value.to_ascii_lowercase() } else { value.to_string() };
+        Some(format!("/dev/disk/{dir}/{value}"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_device_path_maps_tags_to_udev_links() {
+        let path = |c: &str| BootParams::parse(c).0.root_device_path();
+        assert_eq!(path("root=/dev/vda1 ro").as_deref(), Some("/dev/vda1"));
+        assert_eq!(path("root=block:/dev/sda2").as_deref(), Some("/dev/sda2"));
+        assert_eq!(path("root=UUID=1234-ab").as_deref(), Some("/dev/disk/by-uuid/1234-ab"));
+        assert_eq!(path("root=LABEL=rootfs").as_deref(), Some("/dev/disk/by-label/rootfs"));
+        assert_eq!(path("root=PARTUUID=ABCD-01").as_deref(), Some("/dev/disk/by-partuuid/abcd-01"));
+        assert_eq!(path("root=PARTLABEL=root").as_deref(), Some("/dev/disk/by-partlabel/root"));
+        assert_eq!(path("root=zfs:rpool/ROOT"), None);
+        assert_eq!(path("root=LABEL=../../x"), None);
+        assert_eq!(path("root=UUID="), None);
+        assert_eq!(path("quiet"), None);
+    }
 
     #[test]
     fn parses_root_options() {

@@ -279,6 +279,7 @@ fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
             log::error!("region {} rejected: {check}; booting without restore", path.display())
         }
         RegionStatus::Valid(valid) => {
+            let carried = valid.path == std::path::Path::new(region::CARRIED_REGION);
             let pending = examine(valid, |_| {
                 if verdict.starts_with("ok") {
                     Ok(())
@@ -291,6 +292,12 @@ fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
             if let Some(p) = pending {
                 restore_pending(p, vec![("region".to_string(), us(t.elapsed()))]);
             }
+            if carried {
+                // The copy lives in RAM (tmpfs /run); it is consumed now and only costs memory.
+                if let Err(e) = std::fs::remove_file(region::CARRIED_REGION) {
+                    log::warn!("cannot remove {}: {e}; delete it to free its memory", region::CARRIED_REGION);
+                }
+            }
         }
     }
     log::info!("handing over to {init} after {} ms", ms(start.elapsed()));
@@ -298,17 +305,34 @@ fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
     root::rescue(&why)
 }
 
-/// `seamless-init verify-root --device DEV`: run by an initramfs hook before the root
-/// filesystem is mounted. Writes the verdict to [`ROOT_VERDICT`]; exit 0 when the root is
-/// fine or there is nothing to restore, 1 when a restore is refused.
+/// `seamless-init verify-root --device DEV | --device-from-cmdline`: run by an initramfs hook
+/// (or, in a systemd initramfs, a unit) before the root filesystem is mounted. Writes the
+/// verdict to [`ROOT_VERDICT`]; an image appended to the initramfs is copied to
+/// [`region::CARRIED_REGION`] so that the `init=` role finds it after the switch. Exit 0 when
+/// the root is fine or there is nothing to restore, 1 when a restore is refused.
 fn verify_root_command(args: &[String]) -> i32 {
     kmsg::init(false);
     let _ = kmsg::attach();
-    let Some(dev) = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1)) else {
-        eprintln!("usage: seamless-init verify-root --device DEV");
-        return 2;
-    };
     let (params, _) = BootParams::parse(&read_trimmed("/proc/cmdline"));
+    let given = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1)).cloned();
+    let dev = match given {
+        Some(d) => d,
+        None if args.iter().any(|a| a == "--device-from-cmdline") => match params.root_device_path() {
+            Some(d) => d,
+            None => {
+                log::info!(
+                    "verify-root: root={} names no local block device; nothing to verify",
+                    params.root.as_deref().unwrap_or("(none)")
+                );
+                return 0;
+            }
+        },
+        None => {
+            eprintln!("usage: seamless-init verify-root --device DEV | --device-from-cmdline");
+            return 2;
+        }
+    };
+    let dev = &dev;
     let verdict = match region::find_and_validate(&params.region, Duration::from_millis(params.pmem_wait_ms)) {
         RegionStatus::Absent { .. } => return 0,
         RegionStatus::Invalid { path, check } => format!("refused: region {} rejected: {check}", path.display()),
@@ -321,7 +345,7 @@ fn verify_root_command(args: &[String]) -> i32 {
             }
             Ok(Some(u)) => {
                 match handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms)) {
-                    Ok(()) => format!("ok {}", valid.path.display()),
+                    Ok(()) => carry(&valid.path),
                     Err(why) => format!("refused: root filesystem check failed: {why}"),
                 }
             }
@@ -342,6 +366,38 @@ fn verify_root_command(args: &[String]) -> i32 {
     } else {
         log::error!("verify-root {dev}: {verdict}");
         1
+    }
+}
+
+/// After a positive verdict: an image appended to the initramfs would be deleted with it at
+/// the switch to the real root, so it is copied into `/run/seamless/`, which the
+/// distribution's initramfs moves into the real root. Returns the verdict line.
+fn carry(path: &std::path::Path) -> String {
+    if path != std::path::Path::new(region::INITRAMFS_REGION) {
+        return format!("ok {}", path.display());
+    }
+    // It holds process memory: a private directory and file, never written through a link.
+    let copied = seamless_image::private_dir(std::path::Path::new("/run/seamless"))
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|_| {
+            let mut to = seamless_image::create_private(std::path::Path::new(region::CARRIED_REGION))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            std::io::copy(&mut std::fs::File::open(path)?, &mut to)
+        });
+    match copied {
+        Ok(bytes) => {
+            log::info!("carried {} ({bytes} bytes) to {} for the switch", path.display(), region::CARRIED_REGION);
+            format!("ok {}", region::CARRIED_REGION)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(region::CARRIED_REGION);
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            format!(
+                "refused: cannot copy the image {} ({size} bytes) to {}: {e}; /run must have room for it (or use a memmap= region)",
+                path.display(),
+                region::CARRIED_REGION
+            )
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Finding and validating the preserved region.
 //!
 //! Candidates, in order: the file `/seamless/region.img` (a cpio store appended to this
-//! initramfs) and every `/dev/pmem*` device carrying the seamless magic. A candidate is valid
+//! initramfs), the file `/run/seamless/region.img` (the same image, carried past a
+//! distribution initramfs's switch_root by `seamless-init verify-root`) and every `/dev/pmem*`
+//! device carrying the seamless magic. A candidate is valid
 //! when its superblock and index check out ([`Reader::open`]), every entry matches its checksum,
 //! and, for a test-pattern image, every page chunk matches the pattern.
 
@@ -13,6 +15,10 @@ use std::time::{Duration, Instant};
 
 /// Where a region appended to the initramfs lands.
 pub const INITRAMFS_REGION: &str = "/seamless/region.img";
+
+/// Where `verify-root` copies [`INITRAMFS_REGION`] so that it survives the switch to the real
+/// root (a distribution initramfs deletes its own files but moves `/run` into the real root).
+pub const CARRIED_REGION: &str = "/run/seamless/region.img";
 
 /// A region that passed every check, ready for the restore stage.
 pub struct ValidRegion {
@@ -159,6 +165,11 @@ pub fn find_and_validate(choice: &RegionChoice, pmem_wait: Duration) -> RegionSt
                 return open_and_validate(initramfs);
             }
             looked.push(format!("{INITRAMFS_REGION} (absent)"));
+            let carried = Path::new(CARRIED_REGION);
+            if carried.exists() {
+                return open_and_validate(carried);
+            }
+            looked.push(format!("{CARRIED_REGION} (absent)"));
             let devices = wait_for_pmem(pmem_wait);
             if devices.is_empty() {
                 looked.push("/dev/pmem* (none)".into());

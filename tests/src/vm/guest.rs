@@ -11,6 +11,7 @@ use std::process::Command;
 const INITTAB: &str = include_str!("../../vm-guest/inittab");
 const RCS: &str = include_str!("../../vm-guest/rcS");
 const CTL: &str = include_str!("../../vm-guest/seamless-ctl");
+const CTL_UNIT: &str = include_str!("../../vm-guest/seamless-ctl.service");
 
 /// The command line of both kernels, before scenario additions.
 pub const BASE_CMDLINE: &str =
@@ -33,6 +34,7 @@ pub struct GuestBuilder {
     pub(crate) smp: u32,
     service: bool,
     workloads: Vec<String>,
+    base_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for GuestBuilder {
@@ -55,7 +57,20 @@ impl GuestBuilder {
             smp: 2,
             service: false,
             workloads: Vec::new(),
+            base_root: None,
         }
+    }
+
+    /// Starts the root disk from a copy of `dir`, a distribution root such as
+    /// [`super::debian::systemd_root`] (its own `/sbin/init`, kernels and initramfs images under
+    /// `/boot`), instead of busybox; the control loop runs there as the systemd unit
+    /// `seamless-ctl.service` on ttyS1. The cold boot still goes through the harness's
+    /// seamless-init `/init`, which hands over to the distribution's init.
+    pub fn base_root(mut self, dir: &Path) -> Self {
+        self.base_root = Some(dir.to_path_buf());
+        self.disk_mib = self.disk_mib.max(2048);
+        self.cmdline.push_str(" net.ifnames=0");
+        self
     }
 
     /// Adds the Debian service (redis-server, redis-cli) with its shared libraries, glibc
@@ -135,6 +150,20 @@ impl GuestBuilder {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
             Ok(())
         };
+        if let Some(base) = &self.base_root {
+            std::fs::create_dir_all(dir)?;
+            run(Command::new("cp").arg("-a").arg(base.join(".")).arg(dir)).context("copying the base root")?;
+            put("etc/seamless-ctl", CTL.as_bytes(), 0o755)?;
+            put("etc/systemd/system/seamless-ctl.service", CTL_UNIT.as_bytes(), 0o644)?;
+            let wants = dir.join("etc/systemd/system/multi-user.target.wants");
+            std::fs::create_dir_all(&wants)?;
+            let _ = std::fs::remove_file(wants.join("seamless-ctl.service"));
+            std::os::unix::fs::symlink("/etc/systemd/system/seamless-ctl.service", wants.join("seamless-ctl.service"))?;
+            put("usr/local/bin/seamless", &std::fs::read(&env.seamless_bin)?, 0o755)?;
+            put("usr/local/bin/seamless-init", &std::fs::read(&env.init_bin)?, 0o755)?;
+            put("usr/lib/seamless/seamless-init", &std::fs::read(&env.init_bin)?, 0o755)?;
+            return self.stage_extras(&put);
+        }
         for d in ["proc", "sys", "dev", "run", "tmp", "root", "mnt", "etc/seamless-rc.d", "usr/local/bin"] {
             std::fs::create_dir_all(dir.join(d))?;
         }
@@ -167,6 +196,11 @@ impl GuestBuilder {
         if self.service {
             crate::service::install_into(dir)?;
         }
+        self.stage_extras(&put)
+    }
+
+    /// The scenario's workloads and files.
+    fn stage_extras(&self, put: &dyn Fn(&str, &[u8], u32) -> Result<()>) -> Result<()> {
         let wl_dir = crate::vm::host::cache_dir().join("guest-workloads");
         for w in &self.workloads {
             let bin = crate::workloads::build_named(w, &wl_dir)?;

@@ -13,6 +13,7 @@
 
 mod accel;
 pub mod cpio;
+pub mod debian;
 mod guest;
 pub mod host;
 pub mod initramfs;

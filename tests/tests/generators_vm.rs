@@ -1,0 +1,131 @@
+//! Upgrades whose new initramfs was made by Debian's own generators (dracut 059 in both
+//! flavours, initramfs-tools 0.142; built in a throw-away chroot by
+//! `seamless_tests::vm::debian`) with the hooks of this repository: the image really boots,
+//! the hook verifies the root before the generator checks and mounts it, and seamless-init, as
+//! `init=` on the real root, restores the process trees. Without `memmap=` the image travels
+//! appended to that initramfs and is carried past its switch_root through `/run/seamless/`.
+//! Run with `cargo test -p seamless-tests --test generators_vm -- --test-threads=1` (as root).
+
+use anyhow::{ensure, Context, Result};
+use seamless_tests::vm::debian::{build_initramfs, Generator};
+use seamless_tests::vm::{GuestBuilder, Vm, Which};
+use std::time::{Duration, Instant};
+
+const WORKLOADS: &[&str] = &["memory", "pipes", "vdso_glibc"];
+
+/// Starts each workload in its own session above the new kernel's low pids; returns the pids.
+fn start_workloads(vm: &mut Vm) -> Result<Vec<(String, i32)>> {
+    vm.sh("mkdir -p /root/wl && echo 30000 > /proc/sys/kernel/ns_last_pid")?;
+    let mut pids = Vec::new();
+    for w in WORKLOADS {
+        let cmd = format!("cd /root/wl && setsid {w} /root/wl/{w}.out </dev/null >/root/wl/{w}.log 2>&1 & echo $!");
+        pids.push((w.to_string(), vm.sh(&cmd)?.trim().parse::<i32>().with_context(|| format!("pid of {w}"))?));
+    }
+    let n = WORKLOADS.len();
+    let wait = format!("for i in $(seq 600); do [ $(ls /root/wl/*.ready 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; exit 1");
+    ensure!(vm.run_timeout(&wait, Duration::from_secs(90))?.status == 0, "workloads not ready");
+    Ok(pids)
+}
+
+/// SIGTERMs every workload and expects PASS from each (same pid as before the jump).
+fn expect_pass(vm: &mut Vm, pids: &[(String, i32)]) -> Result<()> {
+    for (_, pid) in pids {
+        vm.sh(&format!("kill -TERM {pid} 2>/dev/null; true"))?;
+    }
+    let n = pids.len();
+    let wait = format!("for i in $(seq 300); do [ $(ls /root/wl/*.out 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; exit 1");
+    let _ = vm.run_timeout(&wait, Duration::from_secs(60))?;
+    let mut failures = Vec::new();
+    for (w, pid) in pids {
+        let verdict = vm.sh(&format!("cat /root/wl/{w}.out 2>/dev/null || echo 'no verdict'; true"))?;
+        println!("{w} (pid {pid}): {}", verdict.trim());
+        if verdict.trim() != "PASS" {
+            failures.push(format!("{w} (pid {pid}): {}", verdict.trim()));
+        }
+    }
+    ensure!(failures.is_empty(), "workloads failed after the upgrade: {}", failures.join("; "));
+    Ok(())
+}
+
+/// Builds the image for kernel B, boots a guest (with or without pmem) that has it as
+/// `/boot/initrd-gen.img-B`, upgrades A -> B with it and checks the boot and the restore.
+fn upgrade_with(generator: Generator, name: &str, pmem: bool, expect: &[&str]) -> Result<()> {
+    let env = seamless_tests::vm::env()?;
+    let b = env.kernel(Which::B).clone();
+    let img = std::env::temp_dir().join(format!("seamless-{name}-{}.img", std::process::id()));
+    let t = Instant::now();
+    build_initramfs(&b, generator, &env.init_bin, &img)?;
+    println!("{generator:?} image for {} in {:.1} s", b.release, t.elapsed().as_secs_f64());
+    let mut builder = GuestBuilder::new(name).with_service().with_workloads(WORKLOADS).host_file(
+        &format!("/boot/initrd-gen.img-{}", b.release),
+        &img,
+        0o644,
+    );
+    if !pmem {
+        builder = builder.without_pmem();
+    }
+    let mut vm = builder.start()?;
+    let _ = std::fs::remove_file(&img);
+    let check = vm.sh(&format!("seamless check --initrd /boot/initrd-gen.img-{} 2>&1; true", b.release))?;
+    println!("{check}");
+    ensure!(check.lines().any(|l| l.starts_with("ok    initramfs")), "seamless check refuses the image:\n{check}");
+    let pids = start_workloads(&mut vm)?;
+    let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
+    let k = vm.jump(
+        Which::B,
+        &format!(
+            "seamless upgrade --kernel /boot/vmlinuz-{r} --initrd /boot/initrd-gen.img-{r} --reuse-cmdline {}",
+            targets.join(" "),
+            r = b.release
+        ),
+    )?;
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    for needle in expect.iter().copied().chain(["seamless-init: verify-root", "seamless-init: restored"]) {
+        ensure!(
+            lines.iter().any(|l| l.contains(needle)),
+            "no {needle:?} in the new kernel's log:\n{}",
+            lines.join("\n")
+        );
+    }
+    let bad: Vec<&String> = lines.iter().filter(|l| l.contains("was not restored") || l.contains("refused")).collect();
+    ensure!(bad.is_empty(), "not everything was restored: {bad:?}");
+    for l in lines.iter().filter(|l| l.contains("seamless-init:")) {
+        println!("{l}");
+    }
+    let cmdline = vm.sh("cat /proc/cmdline")?;
+    for w in ["fsck.mode=skip", "fastboot", "rd.skipfsck", "init=/usr/lib/seamless/seamless-init"] {
+        ensure!(cmdline.split_whitespace().any(|x| x == w), "{w} missing from the new command line: {cmdline}");
+    }
+    ensure!(vm.sh("cat /proc/1/comm")?.trim() == "init", "PID 1 is not the real init after the hand-over");
+    expect_pass(&mut vm, &pids)
+}
+
+/// dracut's classic shell `/init` sources the pre-mount hook (which returns, so `/init` goes
+/// on), mounts the root, and switches to seamless-init; the image is in the pmem region.
+#[test]
+fn dracut_classic_image_restores_after_switch_root() -> Result<()> {
+    upgrade_with(Generator::DracutClassic, "gen-dracut-classic", true, &["verify-root /dev/vda: ok /dev/pmem0"])
+}
+
+/// initramfs-tools runs scripts/local-premount/seamless; without pmem the image is appended to
+/// the initramfs and verify-root carries it to /run/seamless/region.img for the init= role.
+#[test]
+fn initramfs_tools_image_without_pmem_carries_the_image() -> Result<()> {
+    upgrade_with(
+        Generator::InitramfsTools,
+        "gen-itools-nopmem",
+        false,
+        &["carried /seamless/region.img", "region /run/seamless/region.img valid"],
+    )
+}
+
+/// dracut's systemd flavour runs the hook in dracut-pre-mount.service; without pmem.
+#[test]
+fn dracut_systemd_image_without_pmem_restores() -> Result<()> {
+    upgrade_with(
+        Generator::DracutSystemd,
+        "gen-dracut-systemd",
+        false,
+        &["carried /seamless/region.img", "region /run/seamless/region.img valid"],
+    )
+}
