@@ -350,7 +350,7 @@ impl Harness {
         let root = PathBuf::from("/var/lib/seamless-tests").join(flat);
         if std::fs::create_dir_all(&root).is_ok() {
             use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions("/var/lib/seamless-tests", std::fs::Permissions::from_mode(0o700));
+            let _ = std::fs::set_permissions("/var/lib/seamless-tests", std::fs::Permissions::from_mode(0o755));
         }
         root.join(name)
     }
