@@ -17,6 +17,9 @@ const CTL_UNIT: &str = include_str!("../../vm-guest/seamless-ctl.service");
 pub const BASE_CMDLINE: &str =
     "console=ttyS0 memmap=256M!1G root=/dev/vda rw rootfstype=ext4 printk.devkmsg=on panic=-1";
 
+/// Writes one file of the staged root: path, contents, mode.
+type Put<'a> = &'a dyn Fn(&str, &[u8], u32) -> Result<()>;
+
 enum Content {
     Bytes(Vec<u8>),
     Host(PathBuf),
@@ -35,6 +38,7 @@ pub struct GuestBuilder {
     service: bool,
     workloads: Vec<String>,
     base_root: Option<PathBuf>,
+    chroot_setup: Vec<String>,
 }
 
 impl std::fmt::Debug for GuestBuilder {
@@ -58,7 +62,16 @@ impl GuestBuilder {
             service: false,
             workloads: Vec::new(),
             base_root: None,
+            chroot_setup: Vec::new(),
         }
+    }
+
+    /// Runs `command` with `sh -c` chrooted into the staged root (with /proc, /sys and /dev
+    /// mounted, in a private mount namespace) after every file is in place: e.g.
+    /// `update-initramfs -u -k RELEASE` the normal way, natively instead of under TCG.
+    pub fn chroot_setup(mut self, command: &str) -> Self {
+        self.chroot_setup.push(command.to_string());
+        self
     }
 
     /// Starts the root disk from a copy of `dir`, a distribution root such as
@@ -200,7 +213,7 @@ impl GuestBuilder {
     }
 
     /// The scenario's workloads and files.
-    fn stage_extras(&self, put: &dyn Fn(&str, &[u8], u32) -> Result<()>) -> Result<()> {
+    fn stage_extras(&self, put: Put<'_>) -> Result<()> {
         let wl_dir = crate::vm::host::cache_dir().join("guest-workloads");
         for w in &self.workloads {
             let bin = crate::workloads::build_named(w, &wl_dir)?;
@@ -221,6 +234,14 @@ impl GuestBuilder {
         let staged = work.join("root");
         let _ = std::fs::remove_dir_all(&staged);
         self.stage(&staged)?;
+        for c in &self.chroot_setup {
+            let script = r#"set -e; R=$1; mount -t proc proc "$R/proc"; mount -t sysfs sysfs "$R/sys"; mount --bind /dev "$R/dev"; chroot "$R" /bin/sh -c "$2""#;
+            run(Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "sh", "-c", script, "chroot-setup"])
+                .arg(&staged)
+                .arg(c))
+            .with_context(|| format!("running {c:?} in the staged root"))?;
+        }
         let disk = work.join("root.img");
         let _ = std::fs::remove_file(&disk);
         run(Command::new("mkfs.ext4")
