@@ -79,11 +79,13 @@ fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result
     }
 }
 
-/// Restores (already inside the real root) and logs/writes the report.
+/// Restores (already inside the real root), logs/writes the report, and puts restored
+/// services back into their systemd units ([`crate::units`]).
 fn restore_pending(mut p: Pending, stages: Vec<(String, u64)>) {
     let report = handover::restore(&mut p.region, &p.upgrade, stages);
     report.log();
     report.write();
+    crate::units::adopt(&report.restored);
 }
 
 /// Runs `seamless-init` in the role its environment calls for. Never returns as PID 1.
