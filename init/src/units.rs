@@ -156,16 +156,33 @@ fn cgroup2_mounted() -> bool {
         .unwrap_or(false)
 }
 
+/// Directories 0755 and files 0644 whatever the umask (PID 1 starts with umask 0, and
+/// systemd warns about world-writable unit files).
+fn mkdir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        mkdir(dir)?;
     }
-    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+    let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(path).map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(err)
 }
 
 fn adopt_one(unit: &RecordedUnit, restored: &[i32]) -> Result<usize, String> {
     let dir = Path::new("/sys/fs/cgroup").join(unit.cgroup.trim_start_matches('/'));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating cgroup {}: {e}", dir.display()))?;
+    mkdir(&dir)?;
     let pids = subtree(unit.main_pid, restored);
     for pid in &pids {
         std::fs::write(dir.join("cgroup.procs"), pid.to_string())
@@ -201,7 +218,7 @@ pub fn adopt(restored: &[i32]) {
         return;
     }
     if !cgroup2_mounted() {
-        let _ = std::fs::create_dir_all("/sys/fs/cgroup");
+        let _ = mkdir(Path::new("/sys/fs/cgroup"));
         if let Err(e) =
             mount("cgroup2", Path::new("/sys/fs/cgroup"), Some("cgroup2"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         {
@@ -230,7 +247,7 @@ pub fn adopt(restored: &[i32]) {
     let unit_path = Path::new("/run/systemd/system/seamless-adopted.service");
     let wants = Path::new("/run/systemd/system/multi-user.target.wants/seamless-adopted.service");
     let linked = write(unit_path, &cleanup_unit(&adopted)).and_then(|()| {
-        let _ = std::fs::create_dir_all("/run/systemd/system/multi-user.target.wants");
+        mkdir(Path::new("/run/systemd/system/multi-user.target.wants"))?;
         let _ = std::fs::remove_file(wants);
         std::os::unix::fs::symlink(unit_path, wants).map_err(|e| format!("linking {}: {e}", wants.display()))
     });

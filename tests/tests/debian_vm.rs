@@ -17,26 +17,19 @@ fn repo_file(rel: &str) -> std::path::PathBuf {
     paths::repo_root().join(rel)
 }
 
-#[test]
-fn systemd_guest_upgrade_with_units_through_initramfs_tools() -> Result<()> {
+/// Boots the Debian guest with `setup` applied, then upgrades with `--unit redis-server --unit
+/// memcached` through `/boot/initrd.img-B`, which `seamless check` must see as `generator`.
+fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &str) -> GuestBuilder) -> Result<()> {
     let root = debian::systemd_root()?;
     let env = seamless_tests::vm::env()?;
     let b = env.kernel(Which::B).release.clone();
-    let mut vm = GuestBuilder::new("debian-units")
+    let builder = GuestBuilder::new(name)
         .base_root(&root)
-        .host_file("/etc/initramfs-tools/hooks/seamless", &repo_file("initramfs-tools/hooks/seamless"), 0o755)
-        .host_file(
-            "/etc/initramfs-tools/scripts/local-premount/seamless",
-            &repo_file("initramfs-tools/scripts/local-premount/seamless"),
-            0o755,
-        )
         // The journal's stream sockets do not cross the jump (README): the preserved units log
         // to files (redis: /var/log/redis) or nowhere.
         .file("/etc/systemd/system/redis-server.service.d/50-seamless-test.conf", NO_JOURNAL, 0o644)
-        .file("/etc/systemd/system/memcached.service.d/50-seamless-test.conf", NO_JOURNAL, 0o644)
-        // The hook installed before the image is made: what a kernel package's postinst does.
-        .chroot_setup(&format!("update-initramfs -u -k {b} >/dev/null"))
-        .start()?;
+        .file("/etc/systemd/system/memcached.service.d/50-seamless-test.conf", NO_JOURNAL, 0o644);
+    let mut vm = setup(builder, &b).start()?;
     let state = vm.run_timeout(
         "for i in $(seq 600); do systemctl is-active -q redis-server && systemctl is-active -q memcached && break; sleep 0.2; done; systemctl is-active redis-server memcached; systemctl --version | head -1",
         Duration::from_secs(180),
@@ -63,7 +56,10 @@ fn systemd_guest_upgrade_with_units_through_initramfs_tools() -> Result<()> {
     let check = vm
         .sh(&format!("seamless check --initrd /boot/initrd.img-{b} --unit redis-server --unit memcached 2>&1; true"))?;
     println!("{check}");
-    ensure!(check.contains("ok    initramfs"), "check refuses the rebuilt image:\n{check}");
+    ensure!(
+        check.contains("ok    initramfs") && check.contains(generator),
+        "check refuses the rebuilt image:\n{check}"
+    );
 
     let k = vm.jump(
         Which::B,
@@ -107,4 +103,48 @@ fn systemd_guest_upgrade_with_units_through_initramfs_tools() -> Result<()> {
         restart.output
     );
     Ok(())
+}
+
+#[test]
+fn systemd_guest_upgrade_with_units_through_initramfs_tools() -> Result<()> {
+    units_upgrade("debian-units", "initramfs-tools (shell /init)", |g, b| {
+        g.host_file("/etc/initramfs-tools/hooks/seamless", &repo_file("initramfs-tools/hooks/seamless"), 0o755)
+            .host_file(
+                "/etc/initramfs-tools/scripts/local-premount/seamless",
+                &repo_file("initramfs-tools/scripts/local-premount/seamless"),
+                0o755,
+            )
+            // The hook installed before the image is made: what a kernel package's postinst does.
+            .chroot_setup(&format!("update-initramfs -u -k {b} >/dev/null"))
+    })
+}
+
+/// dracut-core installed in the guest root (without its kpartx dependency, which only its
+/// device-mapper modules use), the module installed, the image made with
+/// `dracut --force --add seamless` (`omit` adds `--omit systemd` for the classic flavour).
+fn with_dracut(g: GuestBuilder, b: &str, omit: &str) -> GuestBuilder {
+    let debs = debian::debs(debian::Generator::DracutSystemd).expect("dracut packages");
+    let core =
+        debs.iter().find(|d| d.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("dracut-core_")));
+    let core = core.expect("dracut-core .deb").clone();
+    g.host_file("/tmp/dracut-core.deb", &core, 0o644)
+        .host_file("/usr/lib/dracut/modules.d/90seamless/module-setup.sh", &repo_file("dracut/90seamless/module-setup.sh"), 0o755)
+        .host_file(
+            "/usr/lib/dracut/modules.d/90seamless/seamless-verify-root.sh",
+            &repo_file("dracut/90seamless/seamless-verify-root.sh"),
+            0o755,
+        )
+        .chroot_setup(&format!(
+            "dpkg -i --force-depends /tmp/dracut-core.deb >/dev/null 2>&1 && rm /tmp/dracut-core.deb && dracut --force --no-hostonly --add seamless {omit} --kver {b} /boot/initrd.img-{b} 2>/dev/null"
+        ))
+}
+
+#[test]
+fn systemd_guest_upgrade_with_units_through_dracut_systemd() -> Result<()> {
+    units_upgrade("debian-units-dracut-sd", "dracut (systemd)", |g, b| with_dracut(g, b, ""))
+}
+
+#[test]
+fn systemd_guest_upgrade_with_units_through_dracut_classic() -> Result<()> {
+    units_upgrade("debian-units-dracut-classic", "dracut (shell /init)", |g, b| with_dracut(g, b, "--omit systemd"))
 }
