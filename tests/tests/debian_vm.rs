@@ -119,6 +119,22 @@ fn systemd_guest_upgrade_with_units_through_initramfs_tools() -> Result<()> {
     })
 }
 
+/// The same without `memmap=`: the image is appended to the initramfs-tools image and
+/// carried past its switch_root in /run/seamless/.
+#[test]
+fn systemd_guest_upgrade_with_units_without_pmem() -> Result<()> {
+    units_upgrade("debian-units-nopmem", "initramfs-tools (shell /init)", |g, b| {
+        g.without_pmem()
+            .host_file("/etc/initramfs-tools/hooks/seamless", &repo_file("initramfs-tools/hooks/seamless"), 0o755)
+            .host_file(
+                "/etc/initramfs-tools/scripts/local-premount/seamless",
+                &repo_file("initramfs-tools/scripts/local-premount/seamless"),
+                0o755,
+            )
+            .chroot_setup(&format!("update-initramfs -u -k {b} >/dev/null"))
+    })
+}
+
 /// dracut-core installed in the guest root (without its kpartx dependency, which only its
 /// device-mapper modules use), the module installed, the image made with
 /// `dracut --force --add seamless` (`omit` adds `--omit systemd` for the classic flavour).
