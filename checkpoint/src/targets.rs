@@ -21,6 +21,14 @@ pub enum TargetError {
         /// Why.
         source: std::io::Error,
     },
+    /// The unit record for the new kernel cannot be written.
+    #[error("{path}: cannot record the preserved units for the new kernel: {source}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// systemd could not tell where the unit runs.
     #[error("unit {unit}: {reason}")]
     Unit {
@@ -105,6 +113,31 @@ impl Selection {
         roots.retain(|p| seen.insert(*p));
         Ok(roots)
     }
+}
+
+/// Where `seamless upgrade` records the preserved systemd units (one line per unit: name,
+/// main pid and cgroup, tab-separated) on the root filesystem, before it is frozen, for
+/// seamless-init on the new kernel (`init/src/units.rs`), which puts the restored processes
+/// back into their units.
+pub const UNITS_FILE: &str = "/var/lib/seamless/units";
+
+/// Writes [`UNITS_FILE`] for `units` (removes it when there are none).
+pub fn record_units(units: &[String]) -> Result<(), TargetError> {
+    let path = Path::new(UNITS_FILE);
+    if units.is_empty() {
+        let _ = std::fs::remove_file(path);
+        return Ok(());
+    }
+    let mut text = String::new();
+    for unit in units {
+        let info = unit_info(unit)?;
+        text.push_str(&format!("{}\t{}\t{}\n", info.id, info.main_pid, info.control_group));
+    }
+    let io = |source| TargetError::Record { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, text).map_err(io)
 }
 
 /// Unit types systemd knows; a name without one of these suffixes is a service.

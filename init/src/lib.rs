@@ -5,3 +5,4 @@ pub mod boot;
 pub mod handover;
 pub mod network;
 pub mod sysctl;
+pub mod units;

@@ -53,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .cmdline
         .resolve()?
         .ok_or_else(|| anyhow::anyhow!("give the new command line with --append CMDLINE or --reuse-cmdline"))?;
+    seamless::targets::record_units(&args.targets.units)?;
     let opts = UpgradeOptions {
         kernel: args.kernel,
         initrd: args.initrd,

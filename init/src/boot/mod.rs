@@ -103,11 +103,13 @@ fn target_matches(target: &str, running: &str) -> Result<(), String> {
     Err(format!("the image was made for kernel {target} but kernel {running} is running"))
 }
 
-/// Restores (already inside the real root) and logs/writes the report.
+/// Restores (already inside the real root), logs/writes the report, and puts restored
+/// services back into their systemd units ([`crate::units`]).
 fn restore_pending(mut p: Pending, stages: Vec<(String, u64)>) {
     let report = handover::restore(&mut p.region, &p.upgrade, stages);
     report.log();
     report.write();
+    crate::units::adopt(&report.restored);
 }
 
 /// What `seamless-init --help` prints.

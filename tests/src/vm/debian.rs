@@ -113,7 +113,7 @@ fn find_deb(dir: &Path, pkg: &str) -> Option<PathBuf> {
 }
 
 /// The generator's packages, downloaded once into `<cache>/generator-debs/`.
-fn debs(generator: Generator) -> Result<Vec<PathBuf>> {
+pub fn debs(generator: Generator) -> Result<Vec<PathBuf>> {
     let _guard = lock("generator-debs")?;
     let dir = cache_dir().join("generator-debs");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
