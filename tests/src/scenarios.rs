@@ -122,3 +122,47 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         .collect();
     Ok(RedisUpgrade { kexec, blackout: blackout.unwrap_or_default(), connections, kept_connection, stage_lines, vm })
 }
+
+/// Starts each workload (name, arguments) of `list` in the guest, in its own session with its
+/// files on the root filesystem, above the pids a new kernel's own threads take; returns the pids.
+pub fn start_workloads(vm: &mut Vm, list: &[(&str, &str)]) -> Result<Vec<(String, i32)>> {
+    // The new kernel's own threads take the low pids: keep the workloads' well above them.
+    vm.sh("mkdir -p /root/wl && echo 30000 > /proc/sys/kernel/ns_last_pid")?;
+    let mut pids = Vec::new();
+    for (w, args) in list {
+        let cmd =
+            format!("cd /root/wl && setsid {w} /root/wl/{w}.out {args} </dev/null >/root/wl/{w}.log 2>&1 & echo $!");
+        let pid = vm.sh(&cmd)?.trim().parse::<i32>().with_context(|| format!("pid of {w}"))?;
+        pids.push((w.to_string(), pid));
+    }
+    let n = list.len();
+    let wait = format!("for i in $(seq 600); do [ $(ls /root/wl/*.ready 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; ls /root/wl; exit 1");
+    let r = vm.run_timeout(&wait, Duration::from_secs(90))?;
+    ensure!(r.status == 0, "workloads not ready: {}", r.output);
+    Ok(pids)
+}
+
+/// SIGTERMs every workload and expects PASS from each (with the kernel's fault lines if not).
+pub fn expect_pass(vm: &mut Vm, pids: &[(String, i32)]) -> Result<()> {
+    for (_, pid) in pids {
+        // A process that died after the restore is reported below with its log.
+        vm.sh(&format!("kill -TERM {pid} 2>/dev/null; true"))?;
+    }
+    let n = pids.len();
+    let wait = format!("for i in $(seq 300); do [ $(ls /root/wl/*.out 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; exit 1");
+    let _ = vm.run_timeout(&wait, Duration::from_secs(60))?;
+    let mut failures = Vec::new();
+    for (w, pid) in pids {
+        let verdict = vm.sh(&format!("cat /root/wl/{w}.out 2>/dev/null || echo 'no verdict'; true"))?;
+        println!("{w} (pid {pid}): {}", verdict.trim());
+        if verdict.trim() != "PASS" {
+            let log = vm.sh(&format!("tail -n 5 /root/wl/{w}.log; true"))?;
+            failures.push(format!("{w} (pid {pid}): {} {}", verdict.trim(), log.trim()));
+        }
+    }
+    if !failures.is_empty() {
+        let faults = vm.sh("dmesg | grep -iE 'segfault|traps:|general protection|killed' | tail -n 20; true")?;
+        anyhow::bail!("workloads failed after the upgrade:\n{}\nkernel log:\n{faults}", failures.join("\n"));
+    }
+    Ok(())
+}

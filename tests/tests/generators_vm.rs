@@ -6,46 +6,13 @@
 //! appended to that initramfs and is carried past its switch_root through `/run/seamless/`.
 //! Run with `cargo test -p seamless-tests --test generators_vm -- --test-threads=1` (as root).
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
+use seamless_tests::scenarios::{expect_pass, start_workloads};
 use seamless_tests::vm::debian::{build_initramfs, Generator};
-use seamless_tests::vm::{GuestBuilder, Vm, Which};
-use std::time::{Duration, Instant};
+use seamless_tests::vm::{GuestBuilder, Which};
+use std::time::Instant;
 
 const WORKLOADS: &[&str] = &["memory", "pipes", "vdso_glibc"];
-
-/// Starts each workload in its own session above the new kernel's low pids; returns the pids.
-fn start_workloads(vm: &mut Vm) -> Result<Vec<(String, i32)>> {
-    vm.sh("mkdir -p /root/wl && echo 30000 > /proc/sys/kernel/ns_last_pid")?;
-    let mut pids = Vec::new();
-    for w in WORKLOADS {
-        let cmd = format!("cd /root/wl && setsid {w} /root/wl/{w}.out </dev/null >/root/wl/{w}.log 2>&1 & echo $!");
-        pids.push((w.to_string(), vm.sh(&cmd)?.trim().parse::<i32>().with_context(|| format!("pid of {w}"))?));
-    }
-    let n = WORKLOADS.len();
-    let wait = format!("for i in $(seq 600); do [ $(ls /root/wl/*.ready 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; exit 1");
-    ensure!(vm.run_timeout(&wait, Duration::from_secs(90))?.status == 0, "workloads not ready");
-    Ok(pids)
-}
-
-/// SIGTERMs every workload and expects PASS from each (same pid as before the jump).
-fn expect_pass(vm: &mut Vm, pids: &[(String, i32)]) -> Result<()> {
-    for (_, pid) in pids {
-        vm.sh(&format!("kill -TERM {pid} 2>/dev/null; true"))?;
-    }
-    let n = pids.len();
-    let wait = format!("for i in $(seq 300); do [ $(ls /root/wl/*.out 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; exit 1");
-    let _ = vm.run_timeout(&wait, Duration::from_secs(60))?;
-    let mut failures = Vec::new();
-    for (w, pid) in pids {
-        let verdict = vm.sh(&format!("cat /root/wl/{w}.out 2>/dev/null || echo 'no verdict'; true"))?;
-        println!("{w} (pid {pid}): {}", verdict.trim());
-        if verdict.trim() != "PASS" {
-            failures.push(format!("{w} (pid {pid}): {}", verdict.trim()));
-        }
-    }
-    ensure!(failures.is_empty(), "workloads failed after the upgrade: {}", failures.join("; "));
-    Ok(())
-}
 
 /// Builds the image for kernel B, boots a guest (with or without pmem) that has it as
 /// `/boot/initrd-gen.img-B`, upgrades A -> B with it and checks the boot and the restore.
@@ -69,7 +36,8 @@ fn upgrade_with(generator: Generator, name: &str, pmem: bool, expect: &[&str]) -
     let check = vm.sh(&format!("seamless check --initrd /boot/initrd-gen.img-{} 2>&1; true", b.release))?;
     println!("{check}");
     ensure!(check.lines().any(|l| l.starts_with("ok    initramfs")), "seamless check refuses the image:\n{check}");
-    let pids = start_workloads(&mut vm)?;
+    let list: Vec<(&str, &str)> = WORKLOADS.iter().map(|w| (*w, "")).collect();
+    let pids = start_workloads(&mut vm, &list)?;
     let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
     let k = vm.jump(
         Which::B,

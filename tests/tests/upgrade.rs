@@ -3,6 +3,7 @@
 //! `cargo test -p seamless-tests --test upgrade -- --test-threads=1` (as root).
 
 use anyhow::{ensure, Context, Result};
+use seamless_tests::scenarios::{expect_pass, start_workloads};
 use seamless_tests::vm::{GuestBuilder, KexecReport, Vm, Which};
 use std::time::Duration;
 
@@ -20,49 +21,6 @@ const WORKLOADS: &[(&str, &str)] = &[
     ("reuseaddr", ""),
     ("tcp_loopback", ""),
 ];
-
-/// Starts each workload in its own session with its files on the ext4 root; returns the pids.
-fn start_workloads(vm: &mut Vm, list: &[(&str, &str)]) -> Result<Vec<(String, i32)>> {
-    // The new kernel's own threads take the low pids: keep the workloads' well above them.
-    vm.sh("mkdir -p /root/wl && echo 30000 > /proc/sys/kernel/ns_last_pid")?;
-    let mut pids = Vec::new();
-    for (w, args) in list {
-        let cmd =
-            format!("cd /root/wl && setsid {w} /root/wl/{w}.out {args} </dev/null >/root/wl/{w}.log 2>&1 & echo $!");
-        let pid = vm.sh(&cmd)?.trim().parse::<i32>().with_context(|| format!("pid of {w}"))?;
-        pids.push((w.to_string(), pid));
-    }
-    let n = list.len();
-    let wait = format!("for i in $(seq 600); do [ $(ls /root/wl/*.ready 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; ls /root/wl; exit 1");
-    let r = vm.run_timeout(&wait, Duration::from_secs(90))?;
-    ensure!(r.status == 0, "workloads not ready: {}", r.output);
-    Ok(pids)
-}
-
-/// SIGTERMs every workload and expects PASS from each.
-fn expect_pass(vm: &mut Vm, pids: &[(String, i32)]) -> Result<()> {
-    for (_, pid) in pids {
-        // A process that died after the restore is reported below with its log.
-        vm.sh(&format!("kill -TERM {pid} 2>/dev/null; true"))?;
-    }
-    let n = pids.len();
-    let wait = format!("for i in $(seq 300); do [ $(ls /root/wl/*.out 2>/dev/null | wc -l) -ge {n} ] && exit 0; sleep 0.1; done; exit 1");
-    let _ = vm.run_timeout(&wait, Duration::from_secs(60))?;
-    let mut failures = Vec::new();
-    for (w, pid) in pids {
-        let verdict = vm.sh(&format!("cat /root/wl/{w}.out 2>/dev/null || echo 'no verdict'; true"))?;
-        println!("{w} (pid {pid}): {}", verdict.trim());
-        if verdict.trim() != "PASS" {
-            let log = vm.sh(&format!("tail -n 5 /root/wl/{w}.log; true"))?;
-            failures.push(format!("{w} (pid {pid}): {} {}", verdict.trim(), log.trim()));
-        }
-    }
-    if !failures.is_empty() {
-        let faults = vm.sh("dmesg | grep -iE 'segfault|traps:|general protection|killed' | tail -n 20; true")?;
-        anyhow::bail!("workloads failed after the upgrade:\n{}\nkernel log:\n{faults}", failures.join("\n"));
-    }
-    Ok(())
-}
 
 /// The restore lines seamless-init logged since `k`'s boot; fails on any unrestored process.
 fn restored(vm: &Vm, k: &KexecReport) -> Result<String> {
