@@ -98,6 +98,7 @@ static void *strict_helper(void *arg)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     char c = 'x';
+    int ready_sent = 0;
     while (!wl_term) {
         heartbeat();
         WL_CHECK(write(ping[1], &c, 1) == 1, "ping the strict leader");
@@ -106,6 +107,11 @@ static void *strict_helper(void *arg)
         while ((n = read(pong[0], &r, 1)) < 0 && errno == EINTR)
             ;
         WL_CHECK(n == 1 && r == c, "pong from the strict leader");
+        /* The leader only echoes once it is in strict mode: only now is everything in place. */
+        if (!ready_sent) {
+            ready_sent = 1;
+            wl_ready();
+        }
         c = c == 'x' ? 'y' : 'x';
         wl_sleep_ms(10);
     }
@@ -317,8 +323,7 @@ int main(int argc, char **argv)
         close(sv[1]);
         fd = sv[0];
     } else if (strcmp(mode, "seccomp_strict") == 0) {
-        wl_ready();
-        mode_seccomp_strict();
+        mode_seccomp_strict(); /* READY comes from its helper thread */
     } else if (strcmp(mode, "seccomp_filter") == 0) {
         mode_seccomp_filter();
     } else if (strcmp(mode, "fifo_deleted") == 0) {
