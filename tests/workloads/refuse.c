@@ -202,16 +202,24 @@ static void compat32_setup(void)
     /* struct timespec (32-bit): 0 s, 20 ms */
     uint32_t tv[2] = { 0, 20000000 };
     memcpy((void *)(c32_page + 64), tv, sizeof tv);
-    uint8_t code[16] = { 0xb8, 162, 0, 0, 0,     /* mov $162 (nanosleep), %eax */
-                         0xbb, 0, 0, 0, 0,       /* mov $ts, %ebx */
-                         0x31, 0xc9,             /* xor %ecx, %ecx */
-                         0xcd, 0x80,             /* int $0x80 */
-                         0xeb, 0xf0 };           /* jmp to the start */
-    memcpy(code + 6, &ts, 4);
+    uint32_t flag = (uint32_t)(uintptr_t)c32_page + 128;
+    uint8_t code[30] = { 0xb8, 0x2b, 0, 0, 0,       /* mov $__USER_DS, %eax */
+                         0x8e, 0xd8,                /* mov %eax, %ds (null in 64-bit mode) */
+                         0xc6, 0x05, 0, 0, 0, 0, 1, /* movb $1, flag: "in 32-bit code now" */
+                         0xb8, 162, 0, 0, 0,        /* loop: mov $162 (nanosleep), %eax */
+                         0xbb, 0, 0, 0, 0,          /* mov $ts, %ebx */
+                         0x31, 0xc9,                /* xor %ecx, %ecx */
+                         0xcd, 0x80,                /* int $0x80 */
+                         0xeb, 0xf0 };              /* jmp loop */
+    memcpy(code + 9, &flag, 4);
+    memcpy(code + 20, &ts, 4);
     memcpy((void *)c32_page, code, sizeof code);
     pthread_t t;
     WL_CHECK(pthread_create(&t, NULL, compat32_thread, NULL) == 0, "pthread_create");
-    wl_sleep_ms(100);
+    /* READY only once the thread runs 32-bit code. */
+    for (int i = 0; i < 3000 && !c32_page[128]; i++)
+        wl_sleep_ms(10);
+    WL_CHECK(c32_page[128] == 1, "the 32-bit thread never started");
 }
 
 /* ---- sud: syscall user dispatch with an allowing selector. ---- */
