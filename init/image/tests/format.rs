@@ -149,7 +149,7 @@ fn unknown_version() {
     b[8..12].copy_from_slice(&99u32.to_le_bytes());
     std::fs::write(&p, b).unwrap();
     match Reader::open(DirStore::open(&d).unwrap()) {
-        Err(ImageError::UnsupportedVersion { found: 99, supported: 1, .. }) => {}
+        Err(ImageError::UnsupportedVersion { found: 99, oldest: 1, newest: 2, .. }) => {}
         other => panic!("{other:?}"),
     }
 }
