@@ -4,5 +4,6 @@ pub mod restore;
 pub mod boot;
 pub mod handover;
 pub mod network;
+pub mod rewarm;
 pub mod sysctl;
 pub mod units;

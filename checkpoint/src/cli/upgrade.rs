@@ -38,6 +38,14 @@ pub struct Args {
     /// `seamless-init --image-formats` says which it reads).
     #[arg(long, value_name = "VERSION")]
     pub image_format: Option<u32>,
+    /// Also read back on the new kernel what the page cache holds of this file or directory
+    /// (repeatable); the files the preserved processes have mapped or open always are.
+    #[arg(long, value_name = "PATH")]
+    pub warm: Vec<PathBuf>,
+    /// Seconds the new kernel may spend reading the page cache's hot set back from disk before
+    /// it starts the real init (0: not recorded, not read back).
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    pub rewarm_budget: f64,
     /// Go on even if pre-flight checks fail.
     #[arg(long)]
     pub force: bool,
@@ -68,6 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         inject_failure: args.inject_failure,
         force: args.force,
         image_format: args.image_format,
+        warm: args.warm,
+        rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
+            .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {e}", args.rewarm_budget))?,
     };
     match upgrade(&opts) {
         Ok(never) => match never {},

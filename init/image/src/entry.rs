@@ -22,11 +22,14 @@ impl RecordKind {
     pub const STAGES: Self = Self(4);
     /// Opaque blob stored as raw bytes (files' contents and the like); tag chosen by the writer.
     pub const BLOB: Self = Self(5);
+    /// The page cache's hot set before the jump ([`crate::upgrade::PageCache`]), re-read on the
+    /// new kernel. Written `IGNORABLE`: a reader without it restores the same processes.
+    pub const PAGE_CACHE: Self = Self(6);
 
     /// Whether this build knows what the kind means (the built-in kinds and the process
     /// records of [`crate::records`]).
     pub fn is_known(self) -> bool {
-        matches!(self, Self::PAGE_CHUNK | Self::PATTERN | Self::UPGRADE | Self::STAGES | Self::BLOB)
+        matches!(self, Self::PAGE_CHUNK | Self::PATTERN | Self::UPGRADE | Self::STAGES | Self::BLOB | Self::PAGE_CACHE)
             || crate::records::kind_name(self).is_some()
     }
 
@@ -43,6 +46,7 @@ impl RecordKind {
             Self::UPGRADE => "upgrade",
             Self::STAGES => "stages",
             Self::BLOB => "blob",
+            Self::PAGE_CACHE => "page-cache",
             other => crate::records::kind_name(other).unwrap_or("unknown"),
         }
     }

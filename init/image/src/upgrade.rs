@@ -194,3 +194,69 @@ pub struct Route4 {
     /// Output interface name.
     pub dev: String,
 }
+
+/// The page cache's hot set before the jump ([`crate::RecordKind::PAGE_CACHE`]): the resident
+/// ranges of the files the preserved processes had mapped or open (and of the paths the
+/// operator named), read back on the new kernel before the hand-over so the services do not
+/// start on a cold cache. Linux cannot keep page-cache pages across kexec; this makes them
+/// hot again from the disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PageCache {
+    /// How long the new kernel may spend re-reading (milliseconds).
+    pub budget_ms: u64,
+    /// The files, with their resident ranges.
+    pub files: Vec<CachedFile>,
+}
+
+/// One file of the hot set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedFile {
+    /// Absolute path.
+    pub path: String,
+    /// Inode number, size and modification time (ns since the epoch): a file that differs on
+    /// the new kernel is skipped.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Resident `(offset, length)` byte ranges, page-aligned, ascending, not overlapping.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Most files in a hot set.
+pub const MAX_CACHED_FILES: usize = 1 << 20;
+
+impl PageCache {
+    /// Checks the record before anything uses it: absolute paths, sane ranges.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.files.len() > MAX_CACHED_FILES {
+            return Err(format!("{} files, at most {MAX_CACHED_FILES}", self.files.len()));
+        }
+        for f in &self.files {
+            if !f.path.starts_with('/') || f.path.contains('\0') {
+                return Err(format!("path {:?} is not absolute", f.path));
+            }
+            let mut end = 0u64;
+            for &(off, len) in &f.ranges {
+                let bad = off % 4096 != 0
+                    || len == 0
+                    || off < end
+                    || off.checked_add(len).is_none_or(|e| e > f.size.next_multiple_of(4096));
+                if bad {
+                    return Err(format!(
+                        "{}: range {off}+{len} is not page-aligned, ordered and inside {} bytes",
+                        f.path, f.size
+                    ));
+                }
+                end = off + len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of all ranges.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().flat_map(|f| f.ranges.iter()).map(|r| r.1).sum()
+    }
+}

@@ -12,7 +12,7 @@ use seamless_image::records::{
     self, Addr, EpollItem, EpollRecord, FileDesc, FileKind, ProcessSettings, SockOpt, SockState, SocketRecord, TcpConn,
     TimerFdRecord,
 };
-use seamless_image::upgrade::{NetInterface, RootIdentity, Route4, Stage, Sysctl, Upgrade};
+use seamless_image::upgrade::{CachedFile, NetInterface, PageCache, RootIdentity, Route4, Stage, Sysctl, Upgrade};
 use seamless_image::validate::Decoded;
 use seamless_image::RecordKind;
 use serde::de::DeserializeOwned;
@@ -107,6 +107,20 @@ fn samples() -> Vec<Sample> {
             },
         ),
     ];
+    s.push(sample(
+        "page-cache",
+        RecordKind::PAGE_CACHE,
+        PageCache {
+            budget_ms: 15_000,
+            files: vec![CachedFile {
+                path: "/var/lib/redis/dump.rdb".into(),
+                ino: 1234,
+                size: 3 << 20,
+                mtime_ns: 1_700_000_000_123_456_789,
+                ranges: vec![(0, 1 << 20), (2 << 20, 4096)],
+            }],
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));
