@@ -190,6 +190,12 @@ pub const WORKLOADS: &[Workload] = &[
         summary: "TCP sockets with and without SO_REUSEADDR, an established connection: options unchanged",
         crosses_kernels: true,
     },
+    Workload {
+        name: "cached_file",
+        link: Link::Dynamic,
+        summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",
+        crosses_kernels: false,
+    },
 ];
 
 /// The benchmark's floor program (not a workload): populate + memcpy speed.

@@ -120,9 +120,13 @@ mod tests {
     fn the_semaphore_probe_tells_the_modes_apart_and_keeps_the_counter() {
         use std::os::fd::AsRawFd;
         let me = std::process::id() as i32;
-        for (count, flags, semaphore) in
-            [(5, libc::EFD_SEMAPHORE, true), (5, 0, false), (0, 0, false), (0, libc::EFD_SEMAPHORE, true), (1, 0, false)]
-        {
+        for (count, flags, semaphore) in [
+            (5, libc::EFD_SEMAPHORE, true),
+            (5, 0, false),
+            (0, 0, false),
+            (0, libc::EFD_SEMAPHORE, true),
+            (1, 0, false),
+        ] {
             let e = seamless_sys::net::eventfd(count, flags).unwrap();
             assert_eq!(probe_semaphore(me, e.as_raw_fd(), u64::from(count)).unwrap(), semaphore, "count {count}");
             let left = field(&fdinfo(me, e.as_raw_fd()).unwrap(), "eventfd-count:").map(|v| v.to_string());
