@@ -290,6 +290,11 @@ fn option_list(family: i32, ty: i32) -> Vec<(i32, i32)> {
         (libc::SOL_SOCKET, libc::SO_SNDBUF),
         (libc::SOL_SOCKET, libc::SO_RCVBUF),
     ];
+    if family == libc::AF_INET || family == libc::AF_INET6 {
+        // The packet mark policy routing and netfilter see (setting it again needs
+        // CAP_NET_ADMIN, which the restorer has).
+        v.push((libc::SOL_SOCKET, libc::SO_MARK));
+    }
     if family == libc::AF_INET6 {
         v.push((libc::IPPROTO_IPV6, libc::IPV6_V6ONLY));
     }
