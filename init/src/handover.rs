@@ -276,6 +276,15 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         log::warn!("{problem}");
     }
     report.restore_stages.push(("sysctls".into(), t.elapsed().as_micros() as u64));
+    // The lock goes on before any link comes up: until the restore has repaired them, no
+    // segment of a preserved connection is answered (a reset) or accepted.
+    let t = Instant::now();
+    if let Some(lock) = &plan.net_lock {
+        if let Err(e) = crate::netlock::install(lock) {
+            log::warn!("network lock: {e}; the preserved connections are repaired without it");
+        }
+    }
+    report.restore_stages.push(("netlock".into(), t.elapsed().as_micros() as u64));
     let t = Instant::now();
     for problem in crate::network::configure(upgrade) {
         log::warn!("network: {problem}");
@@ -290,6 +299,10 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
             report.failed_trees = r.failed_trees;
         }
         Err(e) => report.refused = Some(e.to_string()),
+    }
+    if let Some(lock) = &plan.net_lock {
+        // restore_plan lifted it after the repair; this covers any way it did not get there.
+        crate::netlock::lift_logged(&lock.table, "after the restore");
     }
     let restored_at = Instant::now();
     let restored_wall = std::time::SystemTime::now();

@@ -3,6 +3,7 @@ pub mod restore;
 
 pub mod boot;
 pub mod handover;
+pub mod netlock;
 pub mod network;
 pub mod rewarm;
 pub mod sysctl;

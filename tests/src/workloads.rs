@@ -167,6 +167,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: false,
     },
     Workload {
+        name: "tcp_echo",
+        link: Link::Dynamic,
+        summary: "an echo server (PORT arg, v6 for [::1]) whose client outside the tree streams through the dump",
+        crosses_kernels: false,
+    },
+    Workload {
         name: "ping_socket",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket: needs net.ipv4.ping_group_range where it is recreated",

@@ -622,6 +622,7 @@ mod refuse {
         relinked => "cannot be opened";
         udp_queued => "datagrams queued on a UDP socket";
         accept_queue => "not yet accepted";
+        tcp_half_closed => "TCP connection in state FIN_WAIT2";
         clone_vm => "shares its memory";
         compat32 => "32-bit code";
         sud => "syscall user dispatch";

@@ -72,6 +72,23 @@ fn samples() -> Vec<Sample> {
         sample("fds", records::FDS, d.fd_tables[0].1.clone()),
         sample("pipe", records::PIPE, d.pipes[0].1.clone()),
         sample("settings", records::SETTINGS, ProcessSettings { oom_score_adj: -500, thp_disabled: true }),
+        sample(
+            "netlock",
+            records::NET_LOCK,
+            records::NetLockRecord {
+                table: "seamless-lock-4242".into(),
+                conns: vec![
+                    records::LockedConn {
+                        local: Addr::V4 { ip: [10, 0, 2, 15], port: 6379 },
+                        peer: Addr::V4 { ip: [10, 0, 2, 2], port: 40000 },
+                    },
+                    records::LockedConn {
+                        local: Addr::V6 { ip: [0xfd; 16], port: 80, flowinfo: 0, scope_id: 0 },
+                        peer: Addr::V6 { ip: [0xfe; 16], port: 50000, flowinfo: 1, scope_id: 2 },
+                    },
+                ],
+            },
+        ),
         sample("stages", RecordKind::STAGES, vec![10u32, 20]),
         sample(
             "pattern",

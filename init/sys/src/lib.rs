@@ -14,6 +14,7 @@ pub mod kexec;
 pub mod module;
 pub mod mount;
 pub mod net;
+pub mod nft;
 pub mod pagecache;
 pub mod proc;
 pub mod ptrace;

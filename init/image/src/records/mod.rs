@@ -16,7 +16,10 @@ pub mod thread;
 
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
-pub use net::{Addr, EpollItem, EpollRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord};
+pub use net::{
+    Addr, EpollItem, EpollRecord, LockedConn, NetLockRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord,
+    NET_LOCK_PREFIX,
+};
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
@@ -38,6 +41,8 @@ pub const PIPE: RecordKind = RecordKind(21);
 pub const TREE: RecordKind = RecordKind(22);
 /// [`ProcessSettings`], owner = pid (at most one per process; none means all defaults).
 pub const SETTINGS: RecordKind = RecordKind(23);
+/// [`NetLockRecord`], owner 0, tag 0 (at most one; written `IGNORABLE`).
+pub const NET_LOCK: RecordKind = RecordKind(24);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -50,6 +55,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         PIPE => "pipe",
         TREE => "tree",
         SETTINGS => "settings",
+        NET_LOCK => "netlock",
         _ => return None,
     })
 }
@@ -133,6 +139,11 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         TREE => {
             let t: TreeRecord = de(bytes)?;
             format!("tree: roots {:?}, processes {:?}, kernel {}", t.roots, t.pids, t.kernel_release)
+        }
+        NET_LOCK => {
+            let l: NetLockRecord = de(bytes)?;
+            let conns: Vec<String> = l.conns.iter().map(|c| format!("{}<->{}", c.local, c.peer)).collect();
+            format!("network lock: table inet {}, {} connection(s): {}", l.table, l.conns.len(), conns.join(" "))
         }
         _ => return None,
     })
