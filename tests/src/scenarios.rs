@@ -60,6 +60,8 @@ pub struct RedisUpgrade {
     pub kept_connection: Result<(), String>,
     /// seamless-init's report lines (stage table) from the new kernel's log.
     pub stage_lines: Vec<String>,
+    /// The workloads upgraded with redis (name, pid), for [`expect_pass`].
+    pub workloads: Vec<(String, i32)>,
     /// The VM, still running the new kernel.
     pub vm: Vm,
 }
@@ -68,11 +70,30 @@ pub struct RedisUpgrade {
 /// while the host pings redis, and checks that the same redis process (same pid) kept every
 /// key and was not started again by the real init.
 pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<RedisUpgrade> {
-    let mut vm = redis_guest(name, from).start()?;
+    redis_upgrade_with(name, from, to, keys, &[])
+}
+
+/// [`redis_upgrade`] with the test workloads `list` (name, arguments) preserved by the same
+/// `seamless upgrade`; their pids are in [`RedisUpgrade::workloads`] (check them with
+/// [`expect_pass`]).
+pub fn redis_upgrade_with(
+    name: &str,
+    from: Which,
+    to: Which,
+    keys: usize,
+    list: &[(&str, &str)],
+) -> Result<RedisUpgrade> {
+    let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
+    let mut vm = redis_guest(name, from).with_kernel(to).with_workloads(&names).start()?;
     let port = vm.host_port(REDIS_PORT).context("no host port for redis")?;
     wait_redis(port, Duration::from_secs(60))?;
     redis::load(port, keys)?;
     let pid: i32 = vm.sh("cat /root/redis.pid")?.trim().parse().context("redis pid")?;
+    let workloads = if list.is_empty() { Vec::new() } else { start_workloads(&mut vm, list)? };
+    let mut targets = format!("--pid {pid}");
+    for (_, p) in &workloads {
+        targets.push_str(&format!(" --pid {p}"));
+    }
     // A client that stays connected across the upgrade, with a timeout longer than the jump.
     let mut kept = redis::Client::connect(port, Duration::from_secs(90))?;
     ensure!(kept.cmd(&[b"SET", b"kept", b"before"])? == redis::Reply::Status("OK".into()), "SET kept");
@@ -83,7 +104,7 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         other => bail!("CLIENT ID answered {other:?}"),
     };
     let pinger = Pinger::start(port, Duration::from_millis(20));
-    let kexec = vm.upgrade(to, &format!("--pid {pid}"));
+    let kexec = vm.upgrade(to, &targets);
     let kexec = match kexec {
         Ok(k) => k,
         Err(e) => {
@@ -126,7 +147,15 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         })
         .cloned()
         .collect();
-    Ok(RedisUpgrade { kexec, blackout: blackout.unwrap_or_default(), connections, kept_connection, stage_lines, vm })
+    Ok(RedisUpgrade {
+        kexec,
+        blackout: blackout.unwrap_or_default(),
+        connections,
+        kept_connection,
+        stage_lines,
+        workloads,
+        vm,
+    })
 }
 
 /// Starts each workload (name, arguments) of `list` in the guest, in its own session with its

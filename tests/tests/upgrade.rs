@@ -54,6 +54,44 @@ fn a_workloads_survive_downgrade_b_to_a() -> Result<()> {
     upgrade_workloads("up-b-a", Which::B, Which::A)
 }
 
+/// Every workload that crosses kernels and Debian's redis-server, in one `seamless upgrade`
+/// from `from` to `to`: redis keeps its keys, pid and a client connection, every workload
+/// passes. Prints the kernels, the times and the redis blackout.
+fn upgrade_everything(name: &str, from: Which, to: Which) -> Result<()> {
+    let env = seamless_tests::vm::env()?;
+    println!("{name}: {} -> {}", env.kernel(from).release, env.kernel(to).release);
+    let list = crossing_kernels();
+    let mut r = seamless_tests::scenarios::redis_upgrade_with(name, from, to, 2000, &list)?;
+    for l in &r.stage_lines {
+        println!("{l}");
+    }
+    println!("redis blackout seen from the host: {:.3} s", r.blackout.as_secs_f64());
+    r.kept_connection
+        .map_err(|e| anyhow::anyhow!("the connection opened before the upgrade did not survive it: {e}"))?;
+    let pids = std::mem::take(&mut r.workloads);
+    expect_pass(&mut r.vm, &pids)
+}
+
+/// (i) The point release of the same series, the upgrade operators do most often (a security
+/// update such as 6.12.115 -> 6.12.117): workloads and redis.
+#[test]
+fn i_point_release_p_to_b() -> Result<()> {
+    upgrade_everything("up-p-b", Which::P, Which::B)
+}
+
+/// (j) Debian 12's 6.1 to Debian 13's newest 7.x kernel (split packages, other module
+/// names): workloads and redis.
+#[test]
+fn j_upgrade_a_to_c() -> Result<()> {
+    upgrade_everything("up-a-c", Which::A, Which::C)
+}
+
+/// (k) The way back: 7.x down to 6.12.
+#[test]
+fn k_downgrade_c_to_b() -> Result<()> {
+    upgrade_everything("up-c-b", Which::C, Which::B)
+}
+
 /// (c) No reserved memory: the image travels in the new initramfs.
 #[test]
 fn c_upgrade_without_pmem_goes_through_the_initramfs() -> Result<()> {

@@ -9,11 +9,14 @@ use std::path::Path;
 
 /// The modules the early stage needs: pmem (the region), virtio disk and network, ext4 and
 /// crc32c for its checksums; `virtio_pci` is a module on 6.1 only. Built-in ones are skipped.
+/// `a|b` names alternatives, the first that the kernel has is taken: the crc32c algorithm's
+/// module is `crc32c_generic` up to 6.x and `crc32c_cryptoapi` on 7.x (whose ext4 no longer
+/// needs it, it calls the crc library).
 /// The socket-diag modules are what `seamless dump` reads sockets through, and nf_tables (with
 /// nfnetlink and libcrc32c) is what the network lock is built with; a full system loads them
 /// on demand, but the test guest's root has no /lib/modules, so they come here.
 pub const WANTED_MODULES: &[&str] = &[
-    "crc32c_generic",
+    "crc32c_generic|crc32c_cryptoapi",
     "libnvdimm",
     "nd_pmem",
     "nd_e820",
@@ -60,10 +63,12 @@ pub fn load_order(dep: &str, builtin: &str, wanted: &[&str]) -> Result<Vec<Strin
         order.push(m.to_string());
     }
     for w in wanted {
-        let name = w.replace('-', "_");
-        match by_name.get(&name) {
+        let names: Vec<String> = w.split('|').map(|n| n.replace('-', "_")).collect();
+        if names.iter().any(|n| builtin.contains(n)) {
+            continue;
+        }
+        match names.iter().find_map(|n| by_name.get(n)) {
             Some(path) => visit(path, &deps, &mut seen, &mut order),
-            None if builtin.contains(&name) => {}
             None => bail!("module {w} is neither in modules.dep nor built in"),
         }
     }
@@ -191,5 +196,15 @@ mod tests {
             ]
         );
         assert!(load_order(dep, "", &["nonexistent"]).is_err());
+        // Alternatives: the first the kernel has.
+        let dep7 = "kernel/crypto/crc32c-cryptoapi.ko.xz:\n";
+        assert_eq!(
+            load_order(dep7, "", &["crc32c_generic|crc32c_cryptoapi"]).unwrap(),
+            vec!["kernel/crypto/crc32c-cryptoapi.ko.xz".to_string()]
+        );
+        assert!(load_order(dep7, "kernel/crypto/crc32c_generic.ko\n", &["crc32c_generic|crc32c_cryptoapi"])
+            .unwrap()
+            .is_empty());
+        assert!(load_order(dep7, "", &["crc32c_generic|crc32c_intel"]).is_err());
     }
 }
