@@ -151,6 +151,11 @@ impl Pinger {
         Self { stop, log, connects, thread: Some(thread) }
     }
 
+    /// Whether some ping was answered yet (its connection is accepted).
+    pub fn answered(&self) -> bool {
+        self.log.lock().is_ok_and(|g| g.iter().any(|(_, ok)| *ok))
+    }
+
     /// How many connections the pinger has opened so far (1 means the first one never broke).
     pub fn connections(&self) -> usize {
         self.connects.load(Ordering::Relaxed)

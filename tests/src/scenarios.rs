@@ -104,6 +104,12 @@ pub fn redis_upgrade_with(
         other => bail!("CLIENT ID answered {other:?}"),
     };
     let pinger = Pinger::start(port, Duration::from_millis(20));
+    // Its connection must be accepted before the pre-check freezes redis: one still in the
+    // accept queue then is refused (its client would be reset).
+    let waiting = Instant::now();
+    while !pinger.answered() && waiting.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let kexec = vm.upgrade(to, &targets);
     let kexec = match kexec {
         Ok(k) => k,

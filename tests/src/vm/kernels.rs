@@ -250,7 +250,8 @@ fn choose(which: Which, apt: &Apt) -> Result<(String, String)> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     if let Ok(pin) = std::env::var(which.pin_var()) {
         let pinned: Vec<&str> = refs.iter().copied().filter(|n| release_of(n) == Some(pin.as_str())).collect();
-        return pick_newest(&pinned).with_context(|| format!("{}={pin}: no such package in apt-cache", which.pin_var()));
+        return pick_newest(&pinned)
+            .with_context(|| format!("{}={pin}: no such package in apt-cache", which.pin_var()));
     }
     let below = match which {
         // The point release before B (B's own pin included).
@@ -268,7 +269,9 @@ fn choose(which: Which, apt: &Apt) -> Result<(String, String)> {
 
 fn find_deb(debs: &Path, package: &str) -> Option<PathBuf> {
     std::fs::read_dir(debs).ok()?.flatten().map(|e| e.path()).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
     })
 }
 
@@ -318,7 +321,8 @@ pub fn fetch(which: Which) -> Result<Kernel> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     for p in &packages {
-        let deb = find_deb(&debs, p).with_context(|| format!("apt-get download {p} left no .deb in {}", debs.display()))?;
+        let deb =
+            find_deb(&debs, p).with_context(|| format!("apt-get download {p} left no .deb in {}", debs.display()))?;
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
     }
     normalize_layout(&tmp, &release)?;

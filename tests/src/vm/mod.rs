@@ -119,7 +119,8 @@ fn prepare() -> Result<Env> {
     let hooks = initramfs::InitramfsSpec { distro_hooks: true, ..Default::default() };
     let mut kernels = Vec::new();
     for (which, kernel) in fetched {
-        let (initrd, n) = build(&kernel, "initrd", &plain).with_context(|| format!("initramfs of {}", kernel.release))?;
+        let (initrd, n) =
+            build(&kernel, "initrd", &plain).with_context(|| format!("initramfs of {}", kernel.release))?;
         let (hook_initrd, _) = build(&kernel, "initrd-hooks", &hooks)?;
         eprintln!("vm: initramfs {} with {n} modules", which.label());
         kernels.push(Prepared { which, kernel, initrd, hook_initrd });
