@@ -207,3 +207,52 @@ pub fn expect_pass(vm: &mut Vm, pids: &[(String, i32)]) -> Result<()> {
     }
     Ok(())
 }
+
+/// What [`upgrade_everything`] measured.
+#[derive(Debug, Clone)]
+pub struct Crossing {
+    /// Release booted first.
+    pub from: String,
+    /// Release upgraded to.
+    pub to: String,
+    /// Longest time redis did not answer, seen from the host.
+    pub blackout: Duration,
+    /// From the jump to the new kernel's `/init`.
+    pub jump_to_init: Duration,
+    /// seamless-init's own time on the new kernel (restore included).
+    pub init: Duration,
+    /// How many workloads passed after the upgrade (all of them, on success).
+    pub workloads: usize,
+    /// The whole scenario: disk, cold boot, workloads, upgrade, checks.
+    pub total: Duration,
+}
+
+/// Every workload that crosses kernels (`crosses_kernels`) and Debian's redis-server, in one
+/// `seamless upgrade` from `from` to `to`: redis keeps its keys, its pid and a client
+/// connection opened before the upgrade, and every workload passes its own checks after it.
+pub fn upgrade_everything(name: &str, from: Which, to: Which) -> Result<Crossing> {
+    let started = Instant::now();
+    let env = crate::vm::env()?;
+    let (a, b) = (env.kernel(from).release.clone(), env.kernel(to).release.clone());
+    println!("{name}: {a} -> {b}");
+    let list = crate::workloads::crossing_kernels();
+    let mut r = redis_upgrade_with(name, from, to, 2000, &list)?;
+    for l in &r.stage_lines {
+        println!("{l}");
+    }
+    println!("redis blackout seen from the host: {:.3} s", r.blackout.as_secs_f64());
+    r.kept_connection
+        .clone()
+        .map_err(|e| anyhow::anyhow!("the connection opened before the upgrade did not survive it: {e}"))?;
+    let pids = std::mem::take(&mut r.workloads);
+    expect_pass(&mut r.vm, &pids)?;
+    Ok(Crossing {
+        from: a,
+        to: b,
+        blackout: r.blackout,
+        jump_to_init: r.kexec.jump_to_init,
+        init: Duration::from_millis(r.kexec.init_ms),
+        workloads: pids.len(),
+        total: started.elapsed(),
+    })
+}

@@ -54,22 +54,10 @@ fn a_workloads_survive_downgrade_b_to_a() -> Result<()> {
     upgrade_workloads("up-b-a", Which::B, Which::A)
 }
 
-/// Every workload that crosses kernels and Debian's redis-server, in one `seamless upgrade`
-/// from `from` to `to`: redis keeps its keys, pid and a client connection, every workload
-/// passes. Prints the kernels, the times and the redis blackout.
 fn upgrade_everything(name: &str, from: Which, to: Which) -> Result<()> {
-    let env = seamless_tests::vm::env()?;
-    println!("{name}: {} -> {}", env.kernel(from).release, env.kernel(to).release);
-    let list = crossing_kernels();
-    let mut r = seamless_tests::scenarios::redis_upgrade_with(name, from, to, 2000, &list)?;
-    for l in &r.stage_lines {
-        println!("{l}");
-    }
-    println!("redis blackout seen from the host: {:.3} s", r.blackout.as_secs_f64());
-    r.kept_connection
-        .map_err(|e| anyhow::anyhow!("the connection opened before the upgrade did not survive it: {e}"))?;
-    let pids = std::mem::take(&mut r.workloads);
-    expect_pass(&mut r.vm, &pids)
+    let c = seamless_tests::scenarios::upgrade_everything(name, from, to)?;
+    println!("{name}: {c:?}");
+    Ok(())
 }
 
 /// (i) The point release of the same series, the upgrade operators do most often (a security
