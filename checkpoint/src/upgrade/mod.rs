@@ -16,6 +16,7 @@
 //! just before the jump.
 
 mod net;
+pub mod newest;
 pub mod page_cache;
 mod stages;
 pub mod sysctl;
