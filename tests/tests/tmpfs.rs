@@ -40,7 +40,7 @@ fn carried_tmpfs_files_come_back_on_an_empty_tmpfs() {
 
     let info = WriterInfo { kernel_release: "test".into(), boot_id: [1; 16], release: "0".into() };
     let mut w = Writer::new(MemStore::new(64 << 20), info).unwrap();
-    let rec = seamless::upgrade::tmpfs::record(&[], &[d.clone()], &mut w).unwrap();
+    let rec = seamless::upgrade::tmpfs::record(&[], std::slice::from_ref(&d), &mut w).unwrap();
     rec.check().expect("valid record");
     assert_eq!(rec.mounts.len(), 1, "{rec:?}");
     assert_eq!(rec.entries.len(), 4, "{:?}", rec.entries.iter().map(|e| &e.path).collect::<Vec<_>>());
