@@ -132,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force: args.force,
         image_format: args.image_format,
         warm: args.warm,
-        keep: args.keep,
+        keep: args.keep.into_iter().chain(seamless::targets::runtime_directories(&args.targets.units)?).collect(),
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
             .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {e}", args.rewarm_budget))?,
     };
