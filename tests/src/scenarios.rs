@@ -94,6 +94,24 @@ pub fn redis_upgrade_with(
     for (_, p) in &workloads {
         targets.push_str(&format!(" --pid {p}"));
     }
+    if !workloads.is_empty() {
+        // The pre-check reads the target kernel's config beside its image and finds every
+        // feature the trees need there.
+        let r = crate::vm::env()?.kernel(to).release.clone();
+        let check = vm.run_timeout(
+            &format!("seamless check --kernel /boot/vmlinuz-{r} --initrd /boot/initrd.img-{r} --reuse-cmdline {targets}"),
+            Duration::from_secs(300),
+        )?;
+        let config = check
+            .output
+            .lines()
+            .find(|l| l.starts_with("ok") && l.contains("new kernel config") && l.contains(&format!("/boot/config-{r}")))
+            .with_context(|| format!("seamless check did not find /boot/config-{r}: {}", check.output))?;
+        println!("{config}");
+        let lacking: Vec<&str> = check.output.lines().filter(|l| l.contains("new kernel CONFIG_")).collect();
+        ensure!(lacking.is_empty(), "seamless check finds the target kernel lacking: {lacking:?}");
+        ensure!(check.status == 0, "seamless check refused the upgrade: {}", check.output);
+    }
     // A client that stays connected across the upgrade, with a timeout longer than the jump.
     let mut kept = redis::Client::connect(port, Duration::from_secs(90))?;
     ensure!(kept.cmd(&[b"SET", b"kept", b"before"])? == redis::Reply::Status("OK".into()), "SET kept");
@@ -103,7 +121,14 @@ pub fn redis_upgrade_with(
         redis::Reply::Int(id) => id,
         other => bail!("CLIENT ID answered {other:?}"),
     };
-    let pinger = Pinger::start(port, Duration::from_millis(20));
+    // With many trees the freeze before the jump lasts seconds under emulation: then the
+    // pinger keeps its one connection (carried across like the kept one) rather than leaving
+    // new ones in redis' accept queue, which the dump refuses.
+    let pinger = if list.is_empty() {
+        Pinger::start(port, Duration::from_millis(20))
+    } else {
+        Pinger::start_with_timeout(port, Duration::from_millis(20), Duration::from_secs(120))
+    };
     // Its connection must be accepted before the pre-check freezes redis: one still in the
     // accept queue then is refused (its client would be reset).
     let waiting = Instant::now();

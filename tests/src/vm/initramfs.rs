@@ -99,7 +99,8 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 echo "hook-initramfs: started on $(uname -r)" > /dev/kmsg
 while read -r m; do
     case "$m" in ''|'#'*) continue ;; esac
-    insmod "/lib/modules/$(uname -r)/${m%.xz}" 2>/dev/null
+    m=${m%.xz}; m=${m%.zst}; m=${m%.gz}
+    insmod "/lib/modules/$(uname -r)/$m" 2>/dev/null
 done < /etc/seamless/modules
 root=/dev/vda init=/sbin/init
 for w in $(cat /proc/cmdline); do
@@ -141,10 +142,16 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
     for m in &order {
         let mut data = std::fs::read(mdir.join(m)).with_context(|| format!("reading module {m}"))?;
         let mut name = m.clone();
-        if spec.distro_hooks && m.ends_with(".xz") {
-            // busybox insmod takes plain modules.
-            data = decompress_xz(&mdir.join(m))?;
-            name.truncate(name.len() - 3);
+        if spec.distro_hooks {
+            // busybox insmod takes plain modules: Debian's are xz-compressed, other
+            // kernels' may be zstd or gzip.
+            if let Some((ext, tool)) = [(".xz", "xz"), (".zst", "zstd"), (".gz", "gzip")]
+                .into_iter()
+                .find(|(ext, _)| m.ends_with(ext))
+            {
+                data = decompress(tool, &mdir.join(m))?;
+                name.truncate(name.len() - ext.len());
+            }
         }
         c.file(&format!("{base}/{name}"), 0o644, &data);
     }
@@ -163,10 +170,10 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
     Ok(order)
 }
 
-fn decompress_xz(path: &Path) -> Result<Vec<u8>> {
-    let out = std::process::Command::new("xz").arg("-dc").arg(path).output().context("running xz")?;
+fn decompress(tool: &str, path: &Path) -> Result<Vec<u8>> {
+    let out = std::process::Command::new(tool).arg("-dc").arg(path).output().with_context(|| format!("running {tool}"))?;
     if !out.status.success() {
-        bail!("xz -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        bail!("{tool} -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     }
     Ok(out.stdout)
 }
