@@ -50,7 +50,10 @@ fn seamless_round(i: usize) -> Result<[f64; 5]> {
 /// A plain kexec (no processes kept, no re-warm): the first read of the same file afterwards.
 fn kexec_round(i: usize) -> Result<f64> {
     let mut vm = GuestBuilder::new(&format!("bench-cache-kexec-{i}")).disk_mib(1024).start()?;
-    vm.run_timeout("dd if=/dev/urandom of=/root/hot.bin bs=1M count=256 2>/dev/null && sync", Duration::from_secs(300))?;
+    vm.run_timeout(
+        "dd if=/dev/urandom of=/root/hot.bin bs=1M count=256 2>/dev/null && sync",
+        Duration::from_secs(300),
+    )?;
     vm.sh("cat /root/hot.bin > /dev/null")?;
     vm.kexec(Which::B)?;
     let t = vm.sh(
