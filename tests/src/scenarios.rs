@@ -99,13 +99,17 @@ pub fn redis_upgrade_with(
         // feature the trees need there.
         let r = crate::vm::env()?.kernel(to).release.clone();
         let check = vm.run_timeout(
-            &format!("seamless check --kernel /boot/vmlinuz-{r} --initrd /boot/initrd.img-{r} --reuse-cmdline {targets}"),
+            &format!(
+                "seamless check --kernel /boot/vmlinuz-{r} --initrd /boot/initrd.img-{r} --reuse-cmdline {targets}"
+            ),
             Duration::from_secs(300),
         )?;
         let config = check
             .output
             .lines()
-            .find(|l| l.starts_with("ok") && l.contains("new kernel config") && l.contains(&format!("/boot/config-{r}")))
+            .find(|l| {
+                l.starts_with("ok") && l.contains("new kernel config") && l.contains(&format!("/boot/config-{r}"))
+            })
             .with_context(|| format!("seamless check did not find /boot/config-{r}: {}", check.output))?;
         println!("{config}");
         let lacking: Vec<&str> = check.output.lines().filter(|l| l.contains("new kernel CONFIG_")).collect();

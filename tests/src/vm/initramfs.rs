@@ -145,9 +145,8 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
         if spec.distro_hooks {
             // busybox insmod takes plain modules: Debian's are xz-compressed, other
             // kernels' may be zstd or gzip.
-            if let Some((ext, tool)) = [(".xz", "xz"), (".zst", "zstd"), (".gz", "gzip")]
-                .into_iter()
-                .find(|(ext, _)| m.ends_with(ext))
+            if let Some((ext, tool)) =
+                [(".xz", "xz"), (".zst", "zstd"), (".gz", "gzip")].into_iter().find(|(ext, _)| m.ends_with(ext))
             {
                 data = decompress(tool, &mdir.join(m))?;
                 name.truncate(name.len() - ext.len());
@@ -171,7 +170,8 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
 }
 
 fn decompress(tool: &str, path: &Path) -> Result<Vec<u8>> {
-    let out = std::process::Command::new(tool).arg("-dc").arg(path).output().with_context(|| format!("running {tool}"))?;
+    let out =
+        std::process::Command::new(tool).arg("-dc").arg(path).output().with_context(|| format!("running {tool}"))?;
     if !out.status.success() {
         bail!("{tool} -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     }
