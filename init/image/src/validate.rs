@@ -88,6 +88,8 @@ pub struct Decoded {
     pub settings: Vec<(u32, records::ProcessSettings)>,
     /// Network lock records (at most one in a valid image).
     pub net_locks: Vec<records::NetLockRecord>,
+    /// Areas' `madvise` state by entry owner.
+    pub advice: Vec<(u32, records::VmaAdvice)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -128,6 +130,9 @@ impl Decoded {
         for (i, _, _, _) in list(r, records::NET_LOCK) {
             d.net_locks.push(r.record(i)?);
         }
+        for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
+            d.advice.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -167,6 +172,9 @@ impl Decoded {
         }
         for l in &self.net_locks {
             w.put_ignorable_record(records::NET_LOCK, 0, 0, l)?;
+        }
+        for (o, a) in &self.advice {
+            w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; c.len as usize])?;
@@ -257,6 +265,7 @@ impl Decoded {
             pipes: vec![(77, PipeRecord { ino: 77, capacity: 65536, data: b"hi".to_vec() })],
             settings: Vec::new(),
             net_locks: Vec::new(),
+            advice: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -478,6 +487,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_fd_tables(d, &procs, &descs)?;
     check_mms(d, &procs)?;
     check_settings(d, &procs)?;
+    check_advice(d, &procs)?;
     check_net_lock(d)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
@@ -906,6 +916,43 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     Ok(())
 }
 
+/// Advice records: one per live process, known bits, whole pages inside the process's areas,
+/// ascending and disjoint, not both huge-page bits.
+fn check_advice(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, a) in &d.advice {
+        let pid = live_owner(procs, "vma advice", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "vma advice", id: pid.into() });
+        }
+        let mm =
+            d.mms.iter().find(|(o, _)| *o == *owner).map(|(_, m)| m).ok_or(Invalid::Missing { pid, what: "mm" })?;
+        let mut prev_end = 0u64;
+        for x in &a.areas {
+            let range = |why| Invalid::Range { pid, field: "advised area", start: x.start, end: x.end, why };
+            page_aligned(pid, "advised area start", x.start)?;
+            page_aligned(pid, "advised area end", x.end)?;
+            if x.end <= x.start || x.start < prev_end {
+                return Err(range("empty, reversed, overlapping or out of order"));
+            }
+            prev_end = x.end;
+            if !mm.vmas.iter().any(|v| v.start <= x.start && x.end <= v.end) {
+                return Err(range("not inside one area of the process"));
+            }
+            let both = records::VmaAdvice::NOHUGEPAGE | records::VmaAdvice::HUGEPAGE;
+            if x.flags & !records::VmaAdvice::KNOWN != 0 || x.flags & both == both || x.flags == 0 {
+                return Err(Invalid::Value {
+                    pid,
+                    field: "advice flags",
+                    value: x.flags.into(),
+                    why: "unknown bits, none, or both huge-page bits",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_net_lock(d: &Decoded) -> Res {
     if d.net_locks.len() > 1 {
         return Err(Invalid::Duplicate { what: "network lock", id: 0 });
@@ -1302,6 +1349,32 @@ mod tests {
             d.mms.append(&mut other.mms);
         });
         assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    #[test]
+    fn advice_must_lie_in_the_areas_with_known_bits() {
+        use crate::records::{AdvisedArea, VmaAdvice};
+        let ok = |start: u64, end: u64, flags: u32| VmaAdvice { areas: vec![AdvisedArea { start, end, flags }] };
+        let mut d = Decoded::sample(PID);
+        d.advice.push((PID as u32, ok(0x10_0000, 0x12_0000, VmaAdvice::NOHUGEPAGE | VmaAdvice::DONTDUMP)));
+        validate(&d).unwrap();
+        let e = check(|d| d.advice.push((PID as u32, ok(0x10_0000, 0x13_0000, VmaAdvice::NOHUGEPAGE))));
+        assert!(matches!(e, Invalid::Range { why: "not inside one area of the process", .. }), "{e}");
+        let e = check(|d| {
+            d.advice.push((PID as u32, ok(0x10_0000, 0x11_0000, VmaAdvice::NOHUGEPAGE | VmaAdvice::HUGEPAGE)))
+        });
+        assert!(matches!(e, Invalid::Value { field: "advice flags", .. }), "{e}");
+        let e = check(|d| d.advice.push((PID as u32, ok(0x10_0000, 0x11_0000, 64))));
+        assert!(matches!(e, Invalid::Value { field: "advice flags", .. }), "{e}");
+        let e = check(|d| d.advice.push((PID as u32, ok(0x10_0001, 0x11_0000, 1))));
+        assert!(matches!(e, Invalid::Unaligned { field: "advised area start", .. }), "{e}");
+        let e = check(|d| {
+            d.advice.push((PID as u32, ok(0x10_0000, 0x11_0000, 1)));
+            d.advice.push((PID as u32, ok(0x11_0000, 0x12_0000, 1)));
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "vma advice", .. }), "{e}");
+        let e = check(|d| d.advice.push((PID as u32 + 7, ok(0x10_0000, 0x11_0000, 1))));
+        assert!(matches!(e, Invalid::Owner { what: "vma advice", .. }), "{e}");
     }
 
     #[test]

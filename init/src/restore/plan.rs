@@ -35,6 +35,8 @@ pub struct ProcPlan {
     pub chunks: Vec<Chunk>,
     /// Its memory-management settings (defaults when the image has none).
     pub settings: ProcessSettings,
+    /// Its areas' `madvise` state (none when the image has no advice record for it).
+    pub advice: Vec<records::AdvisedArea>,
 }
 
 impl ProcPlan {
@@ -99,6 +101,7 @@ fn build(d: Decoded) -> Plan {
                 fds: FdTable::default(),
                 chunks: Vec::new(),
                 settings: ProcessSettings::default(),
+                advice: Vec::new(),
             },
         );
     }
@@ -122,6 +125,11 @@ fn build(d: Decoded) -> Plan {
     for (o, s) in d.settings {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.settings = s;
+        }
+    }
+    for (o, a) in d.advice {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.advice = a.areas;
         }
     }
     for (_, desc) in d.descs {
@@ -322,6 +330,7 @@ mod tests {
             fds: FdTable { fds },
             chunks: Vec::new(),
             settings: Default::default(),
+            advice: Vec::new(),
         }
     }
 

@@ -15,7 +15,7 @@ pub mod process;
 pub mod thread;
 
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
-pub use mm::{FileId, MmRecord, Vma, VmaKind};
+pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use net::{
     Addr, EpollItem, EpollRecord, LockedConn, NetLockRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord,
     NET_LOCK_PREFIX,
@@ -43,6 +43,8 @@ pub const TREE: RecordKind = RecordKind(22);
 pub const SETTINGS: RecordKind = RecordKind(23);
 /// [`NetLockRecord`], owner 0, tag 0 (at most one; written `IGNORABLE`).
 pub const NET_LOCK: RecordKind = RecordKind(24);
+/// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
+pub const VMA_ADVICE: RecordKind = RecordKind(27);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -56,6 +58,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         TREE => "tree",
         SETTINGS => "settings",
         NET_LOCK => "netlock",
+        VMA_ADVICE => "vma-advice",
         _ => return None,
     })
 }
