@@ -104,8 +104,13 @@ fn parse_advice(smaps: &str, mm: &MmRecord) -> VmaAdvice {
             current = Some(r);
         } else if let (Some(flags), Some((start, end))) = (line.strip_prefix("VmFlags:"), current) {
             let flags = VmaAdvice::from_vmflags(flags);
-            // Only areas the image restores (not [vsyscall]).
-            let restored = mm.vmas.iter().any(|v| v.start <= start && end <= v.end && v.kind != VmaKind::Vsyscall);
+            // Only areas the restore maps itself: not the kernel's [vdso], [vvar] (which the
+            // kernel marks "dd") and [vsyscall], which the new kernel places.
+            let restored = mm.vmas.iter().any(|v| {
+                v.start <= start
+                    && end <= v.end
+                    && matches!(v.kind, VmaKind::Anon | VmaKind::File { .. } | VmaKind::SharedAnon { .. })
+            });
             if flags != 0 && restored {
                 areas.push(AdvisedArea { start, end, flags });
             }
@@ -208,7 +213,8 @@ mod tests {
     fn advice_comes_from_the_vmflags_of_each_area() {
         let smaps = "00400000-00401000 r-xp 00000000 fe:01 12 /usr/bin/x\nSize:                  4 kB\nVmFlags: rd ex mr mw me\n\
                      7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \nSize:               4096 kB\nTHPeligible:    0\nVmFlags: rd wr mr mw me ac nh\n\
-                     7f0000400000-7f0000401000 rw-p 00000000 00:00 0 \nVmFlags: rd wr mr mw me ac dd wf\n";
+                     7f0000400000-7f0000401000 rw-p 00000000 00:00 0 \nVmFlags: rd wr mr mw me ac dd wf\n\
+                     7ffff7fc1000-7ffff7fc5000 r--p 00000000 00:00 0    [vvar]\nVmFlags: rd mr pf io de dd sd\n";
         let vma = |start, end| Vma {
             start,
             end,
@@ -220,7 +226,11 @@ mod tests {
             saved_pages: 0,
         };
         let mm = MmRecord {
-            vmas: vec![vma(0x40_0000, 0x40_1000), vma(0x7f00_0000_0000, 0x7f00_0040_1000)],
+            vmas: vec![
+                vma(0x40_0000, 0x40_1000),
+                vma(0x7f00_0000_0000, 0x7f00_0040_1000),
+                Vma { kind: VmaKind::Vvar, ..vma(0x7fff_f7fc_1000, 0x7fff_f7fc_5000) },
+            ],
             vdso: Vec::new(),
         };
         assert_eq!(

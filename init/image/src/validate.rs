@@ -936,8 +936,10 @@ fn check_advice(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
                 return Err(range("empty, reversed, overlapping or out of order"));
             }
             prev_end = x.end;
-            if !mm.vmas.iter().any(|v| v.start <= x.start && x.end <= v.end) {
-                return Err(range("not inside one area of the process"));
+            let mapped =
+                |v: &&records::Vma| matches!(v.kind, VmaKind::Anon | VmaKind::File { .. } | VmaKind::SharedAnon { .. });
+            if !mm.vmas.iter().filter(mapped).any(|v| v.start <= x.start && x.end <= v.end) {
+                return Err(range("not inside one area of the process that the restore maps"));
             }
             let both = records::VmaAdvice::NOHUGEPAGE | records::VmaAdvice::HUGEPAGE;
             if x.flags & !records::VmaAdvice::KNOWN != 0 || x.flags & both == both || x.flags == 0 {
@@ -1359,7 +1361,13 @@ mod tests {
         d.advice.push((PID as u32, ok(0x10_0000, 0x12_0000, VmaAdvice::NOHUGEPAGE | VmaAdvice::DONTDUMP)));
         validate(&d).unwrap();
         let e = check(|d| d.advice.push((PID as u32, ok(0x10_0000, 0x13_0000, VmaAdvice::NOHUGEPAGE))));
-        assert!(matches!(e, Invalid::Range { why: "not inside one area of the process", .. }), "{e}");
+        assert!(
+            matches!(e, Invalid::Range { why: "not inside one area of the process that the restore maps", .. }),
+            "{e}"
+        );
+        // Not in the [vdso] either: the new kernel places its own.
+        let e = check(|d| d.advice.push((PID as u32, ok(0x7fff_f7fc_1000, 0x7fff_f7fc_2000, VmaAdvice::DONTDUMP))));
+        assert!(matches!(e, Invalid::Range { .. }), "{e}");
         let e = check(|d| {
             d.advice.push((PID as u32, ok(0x10_0000, 0x11_0000, VmaAdvice::NOHUGEPAGE | VmaAdvice::HUGEPAGE)))
         });
