@@ -6,9 +6,9 @@
 //! the boot goes on.
 
 use crate::boot::region::ValidRegion;
-use crate::restore::{plan, restore_plan, FailedTree, RestoreOptions};
 use seamless_image::upgrade::{read_identity, Upgrade};
 use seamless_image::{Reader, RecordKind, Store};
+use seamless_restore::{plan, restore_plan, FailedTree, RestoreOptions};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};

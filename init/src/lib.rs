@@ -1,6 +1,4 @@
 //! Restore side of seamless, run as an early init stage on the new kernel.
-pub mod restore;
-
 pub mod boot;
 pub mod handover;
 pub mod network;

@@ -1,7 +1,7 @@
 //! `seamless restore`.
 
 use seamless_image::{DirStore, ImageError, Reader, State};
-use seamless_init::restore::{restore_all, RestoreOptions};
+use seamless_restore::{restore_all, RestoreOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

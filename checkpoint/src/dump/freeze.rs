@@ -101,7 +101,7 @@ const VDSO_STEP_LIMIT: usize = 100_000;
 
 /// A thread stopped in the middle of a vDSO function (not in a system call made from it) is
 /// single-stepped until it has left the vDSO: on another kernel the old vDSO's code is only a
-/// trampoline at each function's first instruction (see `seamless_init::restore::vdso`), and
+/// trampoline at each function's first instruction (see `seamless_restore::vdso`), and
 /// the rest of the old code reads data pages that no longer exist. The thread only runs its
 /// own code a little further, as if the freeze had come a few instructions later.
 pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {

@@ -110,7 +110,7 @@ fn hook(info: &dyn std::fmt::Display) {
     if !pid1 || PANICKED.swap(true, Ordering::SeqCst) {
         return;
     }
-    crate::restore::kill_in_progress();
+    seamless_restore::kill_in_progress();
     let next = match NEXT.try_lock() {
         Ok(mut g) => g.take(),
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),

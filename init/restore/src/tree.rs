@@ -3,8 +3,8 @@
 //! same way (zombies exit at once with their saved status), reports ready on a pipe and
 //! waits in `pause()` until the restorer seizes it and rebuilds it by syscall injection.
 
-use super::plan::Plan;
-use super::RestoreError;
+use crate::plan::Plan;
+use crate::RestoreError;
 use seamless_sys::proc::{self, Forked};
 use std::io::{Read, Write};
 

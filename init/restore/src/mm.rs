@@ -1,11 +1,11 @@
 //! Rebuilding an address space inside the seized child: drop everything but the trampoline,
-//! place the vDSO (see [`super::vdso`]), map every saved VMA at its address with its
+//! place the vDSO (see [`crate::vdso`]), map every saved VMA at its address with its
 //! protection, write the saved pages through `/proc/PID/mem`, then install the mm fields
 //! (brk, argv/env areas, auxv, exe) with `PR_SET_MM_MAP`.
 
-use super::child::{Child, TRAMP_LEN};
-use super::plan::ProcPlan;
-use super::{procfs, vdso, RestoreError, RestoreOptions};
+use crate::child::{Child, TRAMP_LEN};
+use crate::plan::ProcPlan;
+use crate::{procfs, vdso, RestoreError, RestoreOptions};
 use seamless_image::records::{FileId, VmaKind};
 use seamless_image::{Reader, Store};
 use std::collections::BTreeMap;
@@ -26,9 +26,9 @@ pub struct SharedObj {
 /// still shows as `/dev/zero (deleted)`). An object that cannot be recreated gives up the
 /// unit of its users.
 pub fn prepare_shared<S: Store>(
-    plan: &super::plan::Plan,
+    plan: &crate::plan::Plan,
     reader: &mut Reader<S>,
-    fails: &mut super::Failures,
+    fails: &mut crate::Failures,
 ) -> BTreeMap<u64, SharedObj> {
     // Size of each object, and one of its users (they are all in the same unit).
     let mut sizes: BTreeMap<u64, (u64, i32)> = BTreeMap::new();
@@ -60,7 +60,7 @@ pub fn prepare_shared<S: Store>(
     if out.is_empty() {
         return out;
     }
-    let me = match super::memio::Mem::open(std::process::id() as i32, true) {
+    let me = match crate::memio::Mem::open(std::process::id() as i32, true) {
         Ok(me) => me,
         Err(e) => {
             let why = RestoreError::io(0, "opening /proc/self/mem", e).to_string();
@@ -110,7 +110,7 @@ pub fn prepare_shared<S: Store>(
 }
 
 /// One process mapping shared object `ino`, as (ino, pid).
-fn plan_user(plan: &super::plan::Plan, ino: u64) -> Option<(u64, i32)> {
+fn plan_user(plan: &crate::plan::Plan, ino: u64) -> Option<(u64, i32)> {
     plan.procs.values().find_map(|p| {
         p.mm.vmas
             .iter()

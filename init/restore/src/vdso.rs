@@ -12,9 +12,9 @@
 //! vDSO symbols once at start-up) therefore keep working and land in code that matches the
 //! running kernel's data pages.
 
-use super::child::{find_gap, Child};
-use super::plan::ProcPlan;
-use super::{procfs, RestoreError, RestoreOptions};
+use crate::child::{find_gap, Child};
+use crate::plan::ProcPlan;
+use crate::{procfs, RestoreError, RestoreOptions};
 use seamless_image::records::VmaKind;
 
 /// One dynamic function symbol of a vDSO: name, offset from the image start, size.
@@ -195,7 +195,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
             .iter()
             .filter(|v| !matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar))
             .map(|v| (v.start, v.end))
-            .chain(std::iter::once((c.tramp, c.tramp + super::child::TRAMP_LEN)))
+            .chain(std::iter::once((c.tramp, c.tramp + crate::child::TRAMP_LEN)))
             .collect();
     if !opts.force_vdso_trampoline && same_layout && cur_bytes == p.mm.vdso {
         let block: Vec<(u64, u64)> = cur.iter().map(|m| (m.start, m.end)).collect();

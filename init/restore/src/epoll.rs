@@ -4,8 +4,8 @@
 //! with (the kernel keys watches by file *and* descriptor number, so a later `EPOLL_CTL_MOD` or
 //! `DEL` by the process must find the same number).
 
-use super::child::Child;
-use super::RestoreError;
+use crate::child::Child;
+use crate::RestoreError;
 use seamless_image::records::{EpollRecord, FdTable};
 use std::collections::BTreeMap;
 

@@ -6,9 +6,9 @@
 //! Sockets, eventfd/signalfd/timerfd and epoll are created by their own modules; epoll
 //! watches are added once the owner's descriptors are all in place.
 
-use super::child::Child;
-use super::plan::Plan;
-use super::{Failures, RestoreError};
+use crate::child::Child;
+use crate::plan::Plan;
+use crate::{Failures, RestoreError};
 use seamless_image::records::{EpollRecord, FileKind};
 use seamless_image::{Reader, Store};
 use std::collections::BTreeMap;
@@ -109,16 +109,16 @@ fn seek(fd: &OwnedFd, pos: u64) -> std::io::Result<()> {
 }
 
 /// Opens every description of the plan in the restorer. A description that cannot be
-/// recreated gives up the unit of trees holding it (see [`super::plan::Units`]); the
+/// recreated gives up the unit of trees holding it (see [`crate::plan::Units`]); the
 /// descriptions of units already given up are not opened at all.
 pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failures) -> OpenFiles {
     let mut out = OpenFiles::default();
     let mut pipe_ends: BTreeMap<u64, (Option<OwnedFd>, Option<OwnedFd>)> = BTreeMap::new();
     let mut fifo_keep: BTreeMap<u64, OwnedFd> = BTreeMap::new();
     let err = |id: u32, what: String, e: std::io::Error| RestoreError::File { id, what, source: e };
-    let mut socks = super::sockets::Ctx::new(plan.descs.values().map(|d| &d.kind));
+    let mut socks = crate::sockets::Ctx::new(plan.descs.values().map(|d| &d.kind));
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
-    order.sort_by_key(|d| super::sockets::open_order(&d.kind));
+    order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
     for d in order {
         let id = d.id;
         if fails.desc_failed(id) {
@@ -202,10 +202,10 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     open_path(path, d.flags | libc::O_NONBLOCK as u32)
                         .map_err(|e| err(id, format!("open fifo {path}"), e))?
                 }
-                FileKind::Socket(s) => super::sockets::open(&mut socks, id, s)?,
-                FileKind::EventFd { count, semaphore } => super::eventfd::eventfd(id, *count, *semaphore)?,
-                FileKind::SignalFd { mask } => super::eventfd::signalfd(id, *mask)?,
-                FileKind::TimerFd(t) => super::eventfd::timerfd(id, t)?,
+                FileKind::Socket(s) => crate::sockets::open(&mut socks, id, s)?,
+                FileKind::EventFd { count, semaphore } => crate::eventfd::eventfd(id, *count, *semaphore)?,
+                FileKind::SignalFd { mask } => crate::eventfd::signalfd(id, *mask)?,
+                FileKind::TimerFd(t) => crate::eventfd::timerfd(id, t)?,
                 FileKind::Epoll(ep) => {
                     out.epolls.insert(id, ep.clone());
                     seamless_sys::net::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
@@ -222,7 +222,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         }
     }
     out.keep.extend(fifo_keep.into_values());
-    for (id, e) in super::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
+    for (id, e) in crate::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
         fails.fail_desc(id, e.to_string());
     }
     out
@@ -264,5 +264,5 @@ pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &Ope
         }
     }
     c.call("close", libc::SYS_close, [hi, 0, 0, 0, 0, 0])?;
-    super::epoll::add_watches(c, fds, &open.epolls)
+    crate::epoll::add_watches(c, fds, &open.epolls)
 }

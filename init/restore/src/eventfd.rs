@@ -5,7 +5,7 @@
 //! wall clock jumped meanwhile fires at the remaining interval, not at the absolute time), and
 //! its unread expirations are put back with `TFD_IOC_SET_TICKS`.
 
-use super::RestoreError;
+use crate::RestoreError;
 use seamless_image::records::TimerFdRecord;
 use seamless_sys::{net, SysError};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -1,5 +1,5 @@
 //! Sockets, recreated in the restorer and passed into the processes like every other open
-//! file (see [`super::files`]).
+//! file (see [`crate::files`]).
 //!
 //! - Listening TCP/unix sockets: `socket`, options, `bind` (a stale unix socket file is
 //!   unlinked first; its mode is restored), `listen(backlog)`. Listeners are created before
@@ -18,7 +18,7 @@
 //!   accepted connection comes back unnamed).
 //! - UDP: `bind`, and `connect` when it was connected. Queued datagrams are not restored.
 
-use super::RestoreError;
+use crate::RestoreError;
 use seamless_image::records::{Addr, FileKind, SockState, SocketRecord, TcpConn};
 use seamless_sys::{net, SysError};
 use std::collections::BTreeMap;

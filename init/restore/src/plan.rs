@@ -1,7 +1,7 @@
 //! Loading an image into a restore plan: every record decoded, validated, and indexed by
 //! pid, page chunks listed per process.
 
-use super::RestoreError;
+use crate::RestoreError;
 use seamless_image::records::{
     self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ProcessSettings, ThreadRecord, TreeRecord,
 };

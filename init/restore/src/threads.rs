@@ -3,10 +3,10 @@
 //! by injection in itself, and finally its saved registers, XSAVE area and signal mask.
 //! Syscalls interrupted by the freeze are restarted (`rax = orig_rax`, `rip -= 2`).
 
-use super::child::{wait_event_stop, Child};
-use super::inject::Remote;
-use super::plan::ProcPlan;
-use super::RestoreError;
+use crate::child::{wait_event_stop, Child};
+use crate::inject::Remote;
+use crate::plan::ProcPlan;
+use crate::RestoreError;
 use seamless_image::records::{Creds, SyscallState, ThreadRecord};
 use seamless_sys::ptrace::{self, Regs, REG_ORIG_RAX, REG_RAX, REG_RIP, USER_REGS_WORDS};
 

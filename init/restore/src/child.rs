@@ -1,10 +1,10 @@
 //! A process under reconstruction: seized, with a trampoline (`syscall; int3`) and scratch
 //! pages mapped at an address free in both the current and the target layout.
 
-use super::inject::{self, Remote};
-use super::memio::Mem;
-use super::procfs;
-use super::RestoreError;
+use crate::inject::{self, Remote};
+use crate::memio::Mem;
+use crate::procfs;
+use crate::RestoreError;
 use seamless_image::records::Vma;
 use seamless_sys::ptrace::{self, WaitStatus};
 

@@ -1,10 +1,10 @@
 //! Per-process state restored by injection: working directory and root, umask, signal
 //! dispositions, interval timers, personality, prctl values, resource limits.
 
-use super::child::Child;
-use super::plan::ProcPlan;
-use super::procfs;
-use super::RestoreError;
+use crate::child::Child;
+use crate::plan::ProcPlan;
+use crate::procfs;
+use crate::RestoreError;
 
 /// Restores the process-wide state of `p` into `c` (before threads are created, so they
 /// inherit what is inherited).
