@@ -6,8 +6,8 @@
 //! Sockets, eventfd/signalfd/timerfd and epoll are created by their own modules; epoll
 //! watches are added once the owner's descriptors are all in place.
 
-use crate::child::Child;
 use crate::plan::Plan;
+use crate::tracee::Tracee;
 use crate::{Failures, RestoreError};
 use seamless_image::records::{EpollRecord, FileKind};
 use seamless_image::{Reader, Store};
@@ -234,11 +234,16 @@ fn set_fl(fd: &OwnedFd, flags: u32) -> std::io::Result<()> {
 
 /// Installs the child's descriptors (ascending, so a temporary number never clobbers a
 /// descriptor already in place).
-pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &OpenFiles) -> Result<(), RestoreError> {
+pub fn install<T: Tracee + ?Sized>(
+    c: &mut T,
+    fds: &seamless_image::records::FdTable,
+    open: &OpenFiles,
+) -> Result<(), RestoreError> {
     if fds.fds.is_empty() {
         return Ok(());
     }
-    let me = std::process::id() as u64;
+    let pid = c.pid();
+    let me = u64::from(std::process::id());
     let max = fds.fds.iter().map(|f| f.fd).max().unwrap_or(0) as u64;
     let pfd = c.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
     let hi =
@@ -248,12 +253,12 @@ pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &Ope
     sorted.sort_by_key(|f| f.fd);
     for f in &sorted {
         let ours = open.by_id.get(&f.desc).ok_or_else(|| RestoreError::Corrupt {
-            pid: c.pid,
+            pid,
             what: format!("fd {} refers to unknown file #{}", f.fd, f.desc),
         })?;
         let n = c
             .call("pidfd_getfd", libc::SYS_pidfd_getfd, [hi, ours.as_raw_fd() as u64, 0, 0, 0, 0])
-            .map_err(|e| RestoreError::Failed { pid: c.pid, what: format!("fd {}: {e}", f.fd) })?;
+            .map_err(|e| RestoreError::Failed { pid, what: format!("fd {}: {e}", f.fd) })?;
         let target = f.fd as u64;
         if n != target {
             let fl = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
@@ -265,4 +270,85 @@ pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &Ope
     }
     c.call("close", libc::SYS_close, [hi, 0, 0, 0, 0, 0])?;
     crate::epoll::add_watches(c, fds, &open.epolls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracee::fake::Recorder;
+    use seamless_image::records::{EpollItem, Fd, FdTable};
+
+    fn fd(fd: i32, desc: u32, cloexec: bool) -> Fd {
+        Fd { fd, cloexec, desc }
+    }
+
+    fn opened(ids: &[u32]) -> OpenFiles {
+        let mut o = OpenFiles::default();
+        for &id in ids {
+            o.by_id.insert(id, std::fs::File::open("/dev/null").unwrap().into());
+        }
+        o
+    }
+
+    /// Descriptors go in ascending order through a pidfd parked above the highest number, so no
+    /// temporary number lands on a descriptor already in place; each is moved to its number with
+    /// its close-on-exec flag.
+    #[test]
+    fn file_table_is_installed_in_ascending_order_above_the_highest_number() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(200, 2, true), fd(0, 1, false), fd(5, 1, false)] };
+        let open = opened(&[1, 2]);
+        install(&mut t, &table, &open).unwrap();
+        let calls = t.calls();
+        let names: Vec<_> = calls.iter().map(|c| c.name).collect();
+        assert_eq!(&names[..3], ["pidfd_open", "fcntl(F_DUPFD_CLOEXEC)", "close"]);
+        assert_eq!(calls[0].args[0], u64::from(std::process::id()));
+        assert_eq!(calls[1].args[2], 201, "the pidfd is parked above fd 200");
+        let hi = 201;
+        let dups: Vec<(u64, u64)> = calls.iter().filter(|c| c.name == "dup3").map(|c| (c.args[1], c.args[2])).collect();
+        assert_eq!(dups, [(0, 0), (5, 0), (200, libc::O_CLOEXEC as u64)]);
+        let gets: Vec<u64> = calls.iter().filter(|c| c.name == "pidfd_getfd").map(|c| c.args[1]).collect();
+        let ours = |id: u32| open.by_id[&id].as_raw_fd() as u64;
+        assert_eq!(gets, [ours(1), ours(1), ours(2)]);
+        assert!(calls.iter().filter(|c| c.name == "pidfd_getfd").all(|c| c.args[0] == hi));
+        assert_eq!(calls.last().map(|c| (c.name, c.args[0])), Some(("close", hi)));
+    }
+
+    #[test]
+    fn a_descriptor_of_an_unknown_description_is_refused() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 9, false)] };
+        let e = install(&mut t, &table, &opened(&[1])).unwrap_err();
+        assert!(e.to_string().contains("fd 3 refers to unknown file #9"), "{e}");
+    }
+
+    /// Watches are added in the owner with the descriptor numbers they were registered with,
+    /// once per description even where it sits at two numbers, with the packed event layout.
+    #[test]
+    fn epoll_watches_are_added_once_with_their_registered_numbers() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 1, false), fd(4, 2, false), fd(9, 1, false), fd(6, 3, false)] };
+        let item = |tfd, target, events, data| EpollItem { tfd, target, events, data };
+        let mut epolls = BTreeMap::new();
+        epolls.insert(1, EpollRecord { owner: 42, items: vec![item(4, 2, 0x1, 0xabcd), item(6, 3, 0x8000_0004, 7)] });
+        epolls.insert(3, EpollRecord { owner: 77, items: vec![item(4, 2, 1, 1)] }); // another owner's
+        crate::epoll::add_watches(&mut t, &table, &epolls).unwrap();
+        let adds = t.named("epoll_ctl(EPOLL_CTL_ADD)");
+        assert_eq!(adds.len(), 2);
+        for (c, (tfd, events, data)) in adds.iter().zip([(4, 0x1, 0xabcd), (6, 0x8000_0004u32, 7u64)]) {
+            assert_eq!(c.args[..3], [3, libc::EPOLL_CTL_ADD as u64, tfd]);
+            assert_eq!(c.mem(c.args[3], 12), crate::abi::epoll_event(events, data));
+        }
+    }
+
+    #[test]
+    fn an_epoll_watch_of_a_number_holding_another_file_is_refused() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 1, false), fd(4, 2, false)] };
+        let mut epolls = BTreeMap::new();
+        epolls.insert(1, EpollRecord { owner: 42, items: vec![EpollItem { tfd: 4, target: 5, events: 1, data: 0 }] });
+        let e = crate::epoll::add_watches(&mut t, &table, &epolls).unwrap_err();
+        assert!(e.to_string().contains("watches fd 4 which is not file #5"), "{e}");
+        assert!(t.calls().is_empty());
+    }
 }

@@ -43,6 +43,7 @@
 //! (a relative sleep restarts with its full interval; `restart_syscall` is never used since
 //! its kernel-side state does not survive).
 
+pub mod abi;
 pub mod child;
 pub mod epoll;
 pub mod eventfd;
@@ -53,6 +54,7 @@ pub mod plan;
 pub mod sockets;
 pub mod task;
 pub mod threads;
+pub mod tracee;
 pub mod tree;
 pub mod vdso;
 
@@ -64,6 +66,7 @@ use seamless_image::{ImageError, Reader, Store};
 use seamless_sys::SysError;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use tracee::Tracee;
 
 /// Why (part of) a restore failed.
 #[derive(Debug, thiserror::Error)]
@@ -279,15 +282,13 @@ fn stage_a<S: Store>(
     mm::restore_mm(&mut c, p, reader, opts, shm)?;
     files::install(&mut c, &p.fds, open)?;
     task::restore_task(&mut c, p)?;
+    task::restore_rlimits(pid, p)?;
     let leader_rec = leader_record(pid, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
     // Leader first, then each thread in itself.
-    let mut leader = c.take_remote();
-    let r = threads::thread_state(&c, &mut leader, leader_rec);
-    c.remote = leader;
-    r?;
+    threads::thread_state(&mut c, leader_rec)?;
     for (rt, t) in threads.iter_mut().zip(p.threads.iter().skip(1)) {
-        threads::thread_state(&c, rt, t)?;
+        threads::thread_state(&mut c.thread(rt), t)?;
     }
     Ok(Proc { c, threads })
 }
@@ -296,25 +297,19 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     let pid = pr.c.pid;
     // Pending signals, credentials, then drop the trampoline and load the registers.
     let leader_rec = leader_record(pid, p)?;
-    let mut leader = pr.c.take_remote();
-    let res = (|| {
-        threads::queue_pending(&pr.c, &mut leader, leader_rec, &p.rec.shared_pending)?;
-        for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
-            threads::queue_pending(&pr.c, rt, t, &[])?;
-        }
-        for rt in pr.threads.iter_mut() {
-            threads::set_creds(&pr.c, rt, &p.rec.creds)?;
-        }
-        threads::set_creds(&pr.c, &mut leader, &p.rec.creds)?;
-        Ok::<(), RestoreError>(())
-    })();
-    pr.c.remote = leader;
-    res?;
+    threads::queue_pending(&mut pr.c, leader_rec, &p.rec.shared_pending)?;
+    for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
+        threads::queue_pending(&mut pr.c.thread(rt), t, &[])?;
+    }
+    for rt in pr.threads.iter_mut() {
+        threads::set_creds(&mut pr.c.thread(rt), &p.rec.creds)?;
+    }
+    threads::set_creds(&mut pr.c, &p.rec.creds)?;
     task::finish_task(&mut pr.c, p)?;
     let tramp = pr.c.tramp;
     pr.c.call("munmap(trampoline)", libc::SYS_munmap, [tramp, child::TRAMP_LEN, 0, 0, 0, 0])?;
     for t in &p.threads {
-        threads::load_thread(pid, t)?;
+        threads::load_thread(&mut pr.c, t)?;
     }
     Ok(())
 }

@@ -272,52 +272,53 @@ impl Units {
     }
 }
 
+/// A live process `pid` with no threads, memory or limits, holding descriptions `descs` at
+/// fds 3, 4, ... (for unit tests).
+#[cfg(test)]
+pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> ProcPlan {
+    use seamless_image::records::{Creds, Fd, MmFields, ProcState};
+    let rec = ProcessRecord {
+        pid,
+        ppid,
+        pgid,
+        sid: pgid,
+        comm: "t".into(),
+        state: ProcState::Alive,
+        tids: vec![pid],
+        creds: Creds::default(),
+        umask: 0o22,
+        cwd: "/".into(),
+        root: "/".into(),
+        exe: "/bin/t".into(),
+        mm: MmFields::default(),
+        auxv: Vec::new(),
+        rlimits: Vec::new(),
+        personality: 0,
+        sigactions: Vec::new(),
+        shared_pending: Vec::new(),
+        itimers: Vec::new(),
+        dumpable: 1,
+        child_subreaper: false,
+        pdeath_signal: 0,
+        exit_signal: 17,
+        posix_timers: Vec::new(),
+        nice: 0,
+    };
+    let fds = descs.iter().enumerate().map(|(i, &desc)| Fd { fd: i as i32 + 3, cloexec: false, desc }).collect();
+    ProcPlan {
+        rec,
+        threads: Vec::new(),
+        mm: MmRecord::default(),
+        fds: FdTable { fds },
+        chunks: Vec::new(),
+        settings: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Plan, ProcPlan, Units};
-    use seamless_image::records::{
-        Addr, Creds, Fd, FdTable, FileDesc, FileKind, MmFields, MmRecord, ProcState, ProcessRecord, SockState,
-        SocketRecord, Vma, VmaKind,
-    };
-
-    fn proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> ProcPlan {
-        let rec = ProcessRecord {
-            pid,
-            ppid,
-            pgid,
-            sid: pgid,
-            comm: "t".into(),
-            state: ProcState::Alive,
-            tids: vec![pid],
-            creds: Creds::default(),
-            umask: 0o22,
-            cwd: "/".into(),
-            root: "/".into(),
-            exe: "/bin/t".into(),
-            mm: MmFields::default(),
-            auxv: Vec::new(),
-            rlimits: Vec::new(),
-            personality: 0,
-            sigactions: Vec::new(),
-            shared_pending: Vec::new(),
-            itimers: Vec::new(),
-            dumpable: 1,
-            child_subreaper: false,
-            pdeath_signal: 0,
-            exit_signal: 17,
-            posix_timers: Vec::new(),
-            nice: 0,
-        };
-        let fds = descs.iter().enumerate().map(|(i, &desc)| Fd { fd: i as i32 + 3, cloexec: false, desc }).collect();
-        ProcPlan {
-            rec,
-            threads: Vec::new(),
-            mm: MmRecord::default(),
-            fds: FdTable { fds },
-            chunks: Vec::new(),
-            settings: Default::default(),
-        }
-    }
+    use super::{sample_proc as proc, Plan, Units};
+    use seamless_image::records::{Addr, FileDesc, FileKind, SockState, SocketRecord, Vma, VmaKind};
 
     fn desc(id: u32, kind: FileKind) -> FileDesc {
         FileDesc { id, flags: 0, pos: 0, kind }

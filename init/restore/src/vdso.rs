@@ -14,6 +14,7 @@
 
 use crate::child::{find_gap, Child};
 use crate::plan::ProcPlan;
+use crate::tracee::Tracee;
 use crate::{procfs, RestoreError, RestoreOptions};
 use seamless_image::records::VmaKind;
 
