@@ -19,6 +19,7 @@
 //! Outside a supervised run (library use, tests) [`note`] does nothing.
 
 use crate::interrupt;
+use seamless_sys::chain;
 use seamless_sys::ptrace::{self, WaitStatus};
 use seamless_sys::signal::{self, Fork, SigSet};
 use std::io::{Read, Write};
@@ -111,19 +112,21 @@ impl Outstanding {
         if let Some(img) = &self.image {
             out.push(match invalidate(img) {
                 Ok(what) => format!("invalidated the image in {what}"),
-                Err(e) => format!("could not invalidate the image ({e}): run `seamless region wipe`"),
+                Err(e) => format!("could not invalidate the image ({}): run `seamless region wipe`", chain(&e)),
             });
         }
         for m in self.frozen.iter().rev() {
             out.push(match seamless_sys::fsfreeze::thaw(m) {
                 Ok(()) => format!("thawed {}", m.display()),
-                Err(e) => format!("could not thaw {} ({e}): run `fsfreeze --unfreeze {}`", m.display(), m.display()),
+                Err(e) => {
+                    format!("could not thaw {} ({}): run `fsfreeze --unfreeze {}`", m.display(), chain(&e), m.display())
+                }
             });
         }
         if self.loaded {
             out.push(match seamless_sys::kexec::kexec_file_unload() {
                 Ok(()) => "unloaded the new kernel".into(),
-                Err(e) => format!("could not unload the new kernel ({e}): run `kexec -u`"),
+                Err(e) => format!("could not unload the new kernel ({}): run `kexec -u`", chain(&e)),
             });
         }
         out
@@ -161,12 +164,12 @@ pub fn note(u: &Undo) {
 /// made, `work` runs in this process, with the interrupting signals still collected.
 pub fn run(what: &str, work: impl FnOnce() -> ExitCode) -> ExitCode {
     if let Err(e) = interrupt::block() {
-        log::warn!("cannot block the interrupting signals ({e}): Ctrl-C will not roll back cleanly");
+        log::warn!("cannot block the interrupting signals ({}): Ctrl-C will not roll back cleanly", chain(&e));
     }
     let (rd, wr) = match seamless_sys::proc::pipe() {
         Ok(p) => p,
         Err(e) => {
-            log::warn!("no supervisor for {what} ({e}); running unsupervised");
+            log::warn!("no supervisor for {what} ({}); running unsupervised", chain(&e));
             return work();
         }
     };
@@ -175,7 +178,7 @@ pub fn run(what: &str, work: impl FnOnce() -> ExitCode) -> ExitCode {
         Ok(Fork::Child) => {
             drop(rd);
             if let Err(e) = seamless_sys::proc::set_parent_death_signal(libc::SIGHUP) {
-                log::warn!("no parent-death signal ({e}): killing the supervisor will not roll back");
+                log::warn!("no parent-death signal ({}): killing the supervisor will not roll back", chain(&e));
             }
             if signal::parent_pid() != me {
                 // The supervisor is already gone: behave as if it had been killed.
@@ -189,7 +192,7 @@ pub fn run(what: &str, work: impl FnOnce() -> ExitCode) -> ExitCode {
             supervise(what, pid, rd)
         }
         Err(e) => {
-            log::warn!("no supervisor for {what} ({e}); running unsupervised");
+            log::warn!("no supervisor for {what} ({}); running unsupervised", chain(&e));
             work()
         }
     }
@@ -219,7 +222,7 @@ fn supervise(what: &str, worker: i32, journal: OwnedFd) -> ExitCode {
             Ok(_) => {}
             Err(e) => {
                 // Not our child any more (cannot happen): nothing left to wait for.
-                log::error!("waiting for the {what} (pid {worker}): {e}");
+                log::error!("waiting for the {what} (pid {worker}): {}", chain(&e));
                 break WaitStatus::Exited(1);
             }
         }

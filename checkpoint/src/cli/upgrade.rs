@@ -66,6 +66,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match upgrade(&opts) {
         Ok(never) => match never {},
-        Err(e) => Err(anyhow::anyhow!("upgrade stopped: {e}")),
+        Err(e) => Err(anyhow::Error::new(e).context("upgrade stopped")),
     }
 }

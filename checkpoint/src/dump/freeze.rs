@@ -3,6 +3,7 @@
 
 use super::threads::{ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use super::DumpError;
+use seamless_sys::chain;
 use seamless_sys::ptrace::{self, WaitStatus};
 use seamless_trace::procfs;
 use std::collections::BTreeSet;
@@ -57,7 +58,7 @@ impl Frozen {
         self.done = true;
         for &t in &self.seized {
             if let Err(e) = ptrace::detach(t, 0) {
-                log::debug!("detach tid {t}: {e}");
+                log::debug!("detach tid {t}: {}", chain(&e));
             }
         }
     }
@@ -126,13 +127,7 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
                  another kernel may fail for it",
                 p.pid
             ),
-            Err(e) => {
-                return Err(DumpError::Inject {
-                    pid: p.pid,
-                    what: format!("stepping thread {tid} out of the vDSO"),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(DumpError::inject(p.pid, format!("stepping thread {tid} out of the vDSO"), e)),
         }
     }
     Ok(())
@@ -147,7 +142,8 @@ pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
         if r == me || r <= 1 {
             return Err(DumpError::BadTarget { pid: r, reason: "cannot dump init or seamless itself".into() });
         }
-        procfs::read_stat(r).map_err(|e| DumpError::BadTarget { pid: r, reason: format!("no such process ({e})") })?;
+        procfs::read_stat(r)
+            .map_err(|e| DumpError::BadTarget { pid: r, reason: format!("no such process ({})", chain(&e)) })?;
     }
     // Repeat until a whole pass finds nothing new.
     loop {

@@ -23,6 +23,7 @@ pub use freeze::Frozen;
 
 use seamless_image::records::{self, TreeRecord};
 use seamless_image::{ImageError, Store, Writer};
+use seamless_trace::error::ProcError;
 use std::time::{Duration, Instant};
 
 /// Why a dump failed. Every variant names the process and resource concerned.
@@ -38,42 +39,16 @@ pub enum DumpError {
         /// Why.
         reason: String,
     },
-    /// A system call failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Sys {
-        /// Process.
-        pid: i32,
-        /// What was being done.
-        what: String,
-        /// The failure.
-        source: seamless_sys::SysError,
-    },
-    /// Reading `/proc` or memory failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Io {
-        /// Process.
-        pid: i32,
-        /// What was being read.
-        what: String,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// An injected syscall failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Inject {
-        /// Process.
-        pid: i32,
-        /// What was being read.
-        what: String,
-        /// The failure.
-        source: seamless_trace::inject::InjectError,
-    },
+    /// A step of the dump failed in one process (a system call, `/proc` or memory, an
+    /// injected call).
+    #[error(transparent)]
+    Proc(#[from] ProcError),
     /// Writing the image failed.
-    #[error("writing the image: {0}")]
+    #[error("writing the image failed")]
     Image(#[from] ImageError),
     /// The operator (or a service manager) asked seamless to stop.
     #[error("{0}")]
-    Interrupted(#[from] crate::interrupt::Interrupted),
+    Interrupted(crate::interrupt::Interrupted),
     /// The given pid does not exist or is not dumpable.
     #[error("pid {pid}: {reason}")]
     BadTarget {
@@ -86,10 +61,19 @@ pub enum DumpError {
 
 impl DumpError {
     pub(crate) fn io(pid: i32, what: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { pid, what: what.into(), source }
+        ProcError::io(pid, what, source).into()
     }
     pub(crate) fn sys(pid: i32, what: impl Into<String>, source: seamless_sys::SysError) -> Self {
-        Self::Sys { pid, what: what.into(), source }
+        ProcError::sys(pid, what, source).into()
+    }
+    pub(crate) fn inject(pid: i32, what: impl Into<String>, source: seamless_trace::inject::InjectError) -> Self {
+        ProcError::inject(pid, what, source).into()
+    }
+}
+
+impl From<crate::interrupt::Interrupted> for DumpError {
+    fn from(i: crate::interrupt::Interrupted) -> Self {
+        Self::Interrupted(i)
     }
 }
 

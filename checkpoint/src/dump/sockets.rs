@@ -29,6 +29,7 @@
 use super::files::FilePlan;
 use super::DumpError;
 use seamless_image::records::{Addr, FileKind, SockOpt, SockState, SocketRecord, TcpConn};
+use seamless_sys::chain;
 use seamless_sys::net;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -52,10 +53,10 @@ pub fn leave_repair() {
         let off = net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_REPAIR, TCP_REPAIR_OFF_NO_WP)
             .or_else(|_| net::tcp_repair(raw, false));
         if let Err(e) = off {
-            log::warn!("leaving TCP repair mode: {e}");
+            log::warn!("leaving TCP repair mode: {}", chain(&e));
         }
         if let Err(e) = net::set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse) {
-            log::warn!("putting back SO_REUSEADDR={reuse} after TCP repair: {e}");
+            log::warn!("putting back SO_REUSEADDR={reuse} after TCP repair: {}", chain(&e));
         }
     }
 }

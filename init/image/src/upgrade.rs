@@ -103,20 +103,45 @@ fn ext4_fields(head: &[u8]) -> Option<(Option<[u8; 16]>, bool)> {
     Some((Some(uuid), incompat & EXT4_INCOMPAT_RECOVER != 0))
 }
 
+/// How the root filesystem on disk differs from the one frozen before the jump.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityMismatch {
+    /// Another filesystem.
+    #[error("{device}: filesystem UUID changed: this is not the filesystem that was frozen")]
+    Uuid {
+        /// The device.
+        device: String,
+    },
+    /// Its journal must be replayed.
+    #[error("{device}: the journal needs recovery: the filesystem was not frozen cleanly")]
+    NeedsRecovery {
+        /// The device.
+        device: String,
+    },
+    /// Its metadata changed.
+    #[error("{device}: on-disk metadata changed since the freeze (fingerprint {frozen:#010x}, now {now:#010x}): it was mounted or written in between")]
+    Fingerprint {
+        /// The device.
+        device: String,
+        /// Fingerprint at the freeze.
+        frozen: u32,
+        /// Fingerprint now.
+        now: u32,
+    },
+}
+
 impl RootIdentity {
     /// Compares with what is on disk now; `Err` says what differs.
-    pub fn verify(&self, now: &RootIdentity) -> std::result::Result<(), String> {
+    pub fn verify(&self, now: &RootIdentity) -> std::result::Result<(), IdentityMismatch> {
+        let device = now.device.clone();
         if self.uuid != now.uuid {
-            return Err(format!("{}: filesystem UUID changed: this is not the filesystem that was frozen", now.device));
+            return Err(IdentityMismatch::Uuid { device });
         }
         if now.needs_recovery {
-            return Err(format!("{}: the journal needs recovery: the filesystem was not frozen cleanly", now.device));
+            return Err(IdentityMismatch::NeedsRecovery { device });
         }
         if self.fingerprint != now.fingerprint {
-            return Err(format!(
-                "{}: on-disk metadata changed since the freeze (fingerprint {:#010x}, now {:#010x}): it was mounted or written in between",
-                now.device, self.fingerprint, now.fingerprint
-            ));
+            return Err(IdentityMismatch::Fingerprint { device, frozen: self.fingerprint, now: now.fingerprint });
         }
         Ok(())
     }

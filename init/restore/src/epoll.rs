@@ -34,15 +34,12 @@ pub fn add_watches<T: Tracee + ?Sized>(
                 });
             }
             let a = c.scratch().put(c, &abi::epoll_event(it.events, it.data))?;
-            c.call(
+            c.call_for(
+                format!("epoll fd {}: watching fd {} (events {:#x})", f.fd, it.tfd, it.events),
                 "epoll_ctl(EPOLL_CTL_ADD)",
                 libc::SYS_epoll_ctl,
                 [f.fd as u64, libc::EPOLL_CTL_ADD as u64, it.tfd as u64, a, 0, 0],
-            )
-            .map_err(|e| RestoreError::Failed {
-                pid,
-                what: format!("epoll fd {}: watching fd {} (events {:#x}): {e}", f.fd, it.tfd, it.events),
-            })?;
+            )?;
         }
     }
     Ok(())

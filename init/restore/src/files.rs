@@ -11,6 +11,7 @@ use crate::tracee::Tracee;
 use crate::{Failures, RestoreError};
 use seamless_image::records::{EpollRecord, FileKind};
 use seamless_image::{Reader, Store};
+use seamless_sys::chain;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -218,12 +219,12 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
             Ok(fd) => {
                 out.by_id.insert(id, fd);
             }
-            Err(e) => fails.fail_desc(id, e.to_string()),
+            Err(e) => fails.fail_desc(id, chain(&e).to_string()),
         }
     }
     out.keep.extend(fifo_keep.into_values());
     for (id, e) in crate::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
-        fails.fail_desc(id, e.to_string());
+        fails.fail_desc(id, chain(&e).to_string());
     }
     out
 }
@@ -256,9 +257,12 @@ pub fn install<T: Tracee + ?Sized>(
             pid,
             what: format!("fd {} refers to unknown file #{}", f.fd, f.desc),
         })?;
-        let n = c
-            .call("pidfd_getfd", libc::SYS_pidfd_getfd, [hi, ours.as_raw_fd() as u64, 0, 0, 0, 0])
-            .map_err(|e| RestoreError::Failed { pid, what: format!("fd {}: {e}", f.fd) })?;
+        let n = c.call_for(
+            format!("fd {}: pidfd_getfd", f.fd),
+            "pidfd_getfd",
+            libc::SYS_pidfd_getfd,
+            [hi, ours.as_raw_fd() as u64, 0, 0, 0, 0],
+        )?;
         let target = f.fd as u64;
         if n != target {
             let fl = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };

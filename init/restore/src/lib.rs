@@ -63,7 +63,9 @@ pub use seamless_trace::{inject, memio, procfs};
 
 use inject::InjectError;
 use seamless_image::{ImageError, Reader, Store};
+use seamless_sys::chain;
 use seamless_sys::SysError;
+use seamless_trace::error::ProcError;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tracee::Tracee;
@@ -72,10 +74,10 @@ use tracee::Tracee;
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     /// The image could not be read.
-    #[error("reading the image: {0}")]
-    Image(ImageError),
+    #[error("reading the image failed")]
+    Image(#[source] ImageError),
     /// A record failed validation: nothing was changed.
-    #[error("image refused before anything was changed: {0}; nothing is restored (the image is damaged or was written by an incompatible seamless: start the services again, and keep the image for a bug report)")]
+    #[error("image refused before anything was changed, nothing is restored (the image is damaged or was written by an incompatible seamless: start the services again, and keep the image for a bug report)")]
     Invalid(#[source] seamless_image::validate::Invalid),
     /// The image is inconsistent.
     #[error("pid {pid}: inconsistent image: {what}")]
@@ -85,37 +87,11 @@ pub enum RestoreError {
         /// What.
         what: String,
     },
-    /// A system call of the restorer failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Sys {
-        /// Process.
-        pid: i32,
-        /// Step.
-        what: String,
-        /// Failure.
-        source: SysError,
-    },
-    /// File or /proc access failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Io {
-        /// Process.
-        pid: i32,
-        /// Step.
-        what: String,
-        /// Failure.
-        source: std::io::Error,
-    },
-    /// An injected syscall failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Inject {
-        /// Process.
-        pid: i32,
-        /// Step.
-        what: String,
-        /// Failure.
-        source: InjectError,
-    },
-    /// A step failed.
+    /// A step failed in one process (a system call of the restorer, `/proc` or memory, an
+    /// injected call).
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    /// A step failed for a reason of its own (no underlying error).
     #[error("pid {pid}: {what}")]
     Failed {
         /// Process.
@@ -146,26 +122,27 @@ pub enum RestoreError {
         path: String,
     },
     /// An open file could not be reopened.
-    #[error("file #{id}: {what}: {source}")]
+    #[error("file #{id}: {what}")]
     File {
         /// Description id.
         id: u32,
         /// Step.
         what: String,
         /// Failure.
+        #[source]
         source: std::io::Error,
     },
 }
 
 impl RestoreError {
     pub(crate) fn sys(pid: i32, what: impl Into<String>, source: SysError) -> Self {
-        Self::Sys { pid, what: what.into(), source }
+        ProcError::sys(pid, what, source).into()
     }
     pub(crate) fn io(pid: i32, what: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { pid, what: what.into(), source }
+        ProcError::io(pid, what, source).into()
     }
-    pub(crate) fn inject(pid: i32, what: &str, source: InjectError) -> Self {
-        Self::Inject { pid, what: what.into(), source }
+    pub(crate) fn inject(pid: i32, what: impl Into<String>, source: InjectError) -> Self {
+        ProcError::inject(pid, what, source).into()
     }
 }
 
@@ -409,7 +386,7 @@ pub fn restore_plan<S: Store>(
                     fails.fail_pid(pid, RestoreError::sys(pid, "block signals", e).to_string());
                 }
             }
-            Err(e) => fails.fail_pid(pid, e.to_string()),
+            Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
     for &pid in &seized {
@@ -421,7 +398,7 @@ pub fn restore_plan<S: Store>(
             Ok(pr) => {
                 live.insert(pid, pr);
             }
-            Err(e) => fails.fail_pid(pid, e.to_string()),
+            Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
     // Process groups, now that every group leader exists.
@@ -434,7 +411,7 @@ pub fn restore_plan<S: Store>(
         let now = procfs::read_stat(*pid).map(|s| s.field(5) as i32).unwrap_or(want);
         if now != want && p.rec.sid != *pid {
             if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, want as u64, 0, 0, 0, 0]) {
-                log::warn!("pid {pid}: cannot join process group {want}: {e}");
+                log::warn!("pid {pid}: cannot join process group {want}: {}", chain(&e));
             }
         }
     }
@@ -444,7 +421,7 @@ pub fn restore_plan<S: Store>(
         }
         let Some(p) = plan.procs.get(pid) else { continue };
         if let Err(e) = stage_b(pr, p) {
-            fails.fail_pid(*pid, e.to_string());
+            fails.fail_pid(*pid, chain(&e).to_string());
         }
     }
     // Nothing of a failed unit is detached: kill it all before anything else runs.
@@ -456,7 +433,7 @@ pub fn restore_plan<S: Store>(
         let Some(p) = plan.procs.get(pid) else { continue };
         for t in &p.threads {
             if let Err(e) = seamless_sys::ptrace::detach(t.tid, 0) {
-                log::warn!("pid {pid}: detaching thread {}: {e}", t.tid);
+                log::warn!("pid {pid}: detaching thread {}: {}", t.tid, chain(&e));
             }
         }
         report.threads += p.threads.len();

@@ -10,6 +10,7 @@ use crate::tracee::Tracee;
 use crate::{procfs, vdso, RestoreError, RestoreOptions};
 use seamless_image::records::{FileId, Vma, VmaKind};
 use seamless_image::{Reader, Store};
+use seamless_sys::chain;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
@@ -42,7 +43,7 @@ pub fn prepare_shared<S: Store>(
                         pid: p.rec.pid,
                         what: format!("shared memory area {:#x}-{:#x} at offset {offset:#x}", v.start, v.end),
                     };
-                    fails.fail_pid(p.rec.pid, e.to_string());
+                    fails.fail_pid(p.rec.pid, chain(&e).to_string());
                     continue;
                 };
                 let e = sizes.entry(ino).or_insert((0, p.rec.pid));
@@ -93,7 +94,7 @@ pub fn prepare_shared<S: Store>(
                             ch.vaddr, ch.len, v.start, v.end
                         ),
                     };
-                    fails.fail_pid(p.rec.pid, e.to_string());
+                    fails.fail_pid(p.rec.pid, chain(&e).to_string());
                     break;
                 }
                 buf.resize(ch.len as usize, 0);
@@ -102,7 +103,7 @@ pub fn prepare_shared<S: Store>(
                         .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))
                 });
                 if let Err(e) = r {
-                    fails.fail_pid(p.rec.pid, e.to_string());
+                    fails.fail_pid(p.rec.pid, chain(&e).to_string());
                     break;
                 }
             }
@@ -256,9 +257,9 @@ pub fn map_areas<T: Tracee + ?Sized>(
         // Shared anonymous memory is filled through a writable mapping, then protected.
         // Areas whose saved pages /proc/PID/mem cannot write (PROT_NONE) are filled writable first.
         let fill_prot = if fill_writable(v) { v.prot | FILL_PROT } else { v.prot };
-        let got = c.call("mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off]).map_err(
-            |e| RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} ({}): {e}", v.start, v.end, v.name) },
-        )?;
+        let what = format!("mapping {:#x}-{:#x} ({})", v.start, v.end, v.name);
+        let got =
+            c.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off])?;
         if got != v.start {
             return Err(RestoreError::Failed {
                 pid,

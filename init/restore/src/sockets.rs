@@ -20,6 +20,7 @@
 
 use crate::RestoreError;
 use seamless_image::records::{Addr, FileKind, SockState, SocketRecord, TcpConn};
+use seamless_sys::chain;
 use seamless_sys::{net, SysError};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -62,7 +63,7 @@ impl Ctx {
             match net::link_up("lo") {
                 Ok(true) => log::info!("brought the loopback interface up for the restored sockets"),
                 Ok(false) => {}
-                Err(e) => log::warn!("cannot bring the loopback interface up: {e}"),
+                Err(e) => log::warn!("cannot bring the loopback interface up: {}", chain(&e)),
             }
         }
         c

@@ -11,14 +11,12 @@ use crate::RestoreError;
 /// inherit what is inherited).
 pub fn restore_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
     let r = &p.rec;
-    let pid = c.pid();
     if r.root != "/" && !r.root.is_empty() {
         let a = c.scratch().put_str(c, &r.root)?;
         c.call("chroot", libc::SYS_chroot, [a, 0, 0, 0, 0, 0])?;
     }
     let a = c.scratch().put_str(c, &r.cwd)?;
-    c.call("chdir", libc::SYS_chdir, [a, 0, 0, 0, 0, 0])
-        .map_err(|e| RestoreError::Failed { pid, what: format!("chdir {}: {e}", r.cwd) })?;
+    c.call_for(format!("chdir {}", r.cwd), "chdir", libc::SYS_chdir, [a, 0, 0, 0, 0, 0])?;
     c.call("umask", libc::SYS_umask, [u64::from(r.umask), 0, 0, 0, 0, 0])?;
     for sig in 1..=64u64 {
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
@@ -30,8 +28,8 @@ pub fn restore_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), R
             None => abi::kernel_sigaction(0, 0, 0, 0),
         };
         let a = c.scratch().put_words(c, &w)?;
-        c.call("rt_sigaction", libc::SYS_rt_sigaction, [sig, a, 0, abi::KERNEL_SIGSET_SIZE, 0, 0])
-            .map_err(|e| RestoreError::Failed { pid, what: format!("signal {sig} disposition: {e}") })?;
+        let args = [sig, a, 0, abi::KERNEL_SIGSET_SIZE, 0, 0];
+        c.call_for(format!("signal {sig} disposition"), "rt_sigaction", libc::SYS_rt_sigaction, args)?;
     }
     for t in &r.itimers {
         let w = abi::interval_value(t.interval_us, t.value_us, 1_000_000);

@@ -10,6 +10,7 @@ use crate::plan::ProcPlan;
 use crate::tracee::Tracee;
 use crate::RestoreError;
 use seamless_image::records::{Creds, SyscallState, ThreadRecord};
+use seamless_sys::chain;
 use seamless_sys::ptrace::{Regs, REG_ORIG_RAX, REG_RAX, REG_RIP, USER_REGS_WORDS};
 
 /// The legacy x87/SSE part of an XSAVE area (`struct user_fpregs_struct`), what
@@ -43,9 +44,12 @@ pub fn clone_thread<T: Tracee + ?Sized>(c: &mut T, tid: i32) -> Result<(), Resto
     let tid_addr = s.put(c, &tid.to_le_bytes())?;
     let args = abi::CloneArgs { flags: THREAD_FLAGS, set_tid: tid_addr, set_tid_size: 1, ..Default::default() };
     let a = s.put_words(c, &args.words())?;
-    let got = c
-        .call("clone3(thread)", libc::SYS_clone3, [a, abi::CLONE_ARGS_SIZE, 0, 0, 0, 0])
-        .map_err(|e| RestoreError::Failed { pid, what: format!("creating thread {tid}: {e}") })?;
+    let got = c.call_for(
+        format!("creating thread {tid}"),
+        "clone3(thread)",
+        libc::SYS_clone3,
+        [a, abi::CLONE_ARGS_SIZE, 0, 0, 0, 0],
+    )?;
     if got != tid as u64 {
         return Err(RestoreError::Failed { pid, what: format!("thread {tid} created as {got}") });
     }
@@ -159,19 +163,38 @@ pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), Restor
     Ok(())
 }
 
+/// Why a thread's saved registers cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegsError {
+    /// Not a `user_regs_struct`.
+    #[error("thread {tid}: {words} register words saved, expected {USER_REGS_WORDS}")]
+    Words {
+        /// Thread.
+        tid: i32,
+        /// Words saved.
+        words: usize,
+    },
+    /// `rip` too low to step back over a `syscall` instruction.
+    #[error("thread {tid}: rip {rip:#x} cannot be moved back to restart a syscall")]
+    Restart {
+        /// Thread.
+        tid: i32,
+        /// The saved instruction pointer.
+        rip: u64,
+    },
+}
+
 /// The registers a thread resumes with: the saved ones, with an interrupted syscall set up
 /// to run again.
-pub fn final_regs(t: &ThreadRecord) -> Result<Regs, String> {
+pub fn final_regs(t: &ThreadRecord) -> Result<Regs, RegsError> {
     if t.regs.len() != USER_REGS_WORDS {
-        return Err(format!("thread {}: {} register words saved, expected {USER_REGS_WORDS}", t.tid, t.regs.len()));
+        return Err(RegsError::Words { tid: t.tid, words: t.regs.len() });
     }
     let mut r = [0u64; USER_REGS_WORDS];
     r.copy_from_slice(&t.regs);
     if let SyscallState::Restart { nr, .. } = t.syscall {
         r[REG_RAX] = nr;
-        r[REG_RIP] = r[REG_RIP].checked_sub(2).ok_or_else(|| {
-            format!("thread {}: rip {:#x} cannot be moved back to restart a syscall", t.tid, r[REG_RIP])
-        })?;
+        r[REG_RIP] = r[REG_RIP].checked_sub(2).ok_or(RegsError::Restart { tid: t.tid, rip: r[REG_RIP] })?;
     }
     r[REG_ORIG_RAX] = u64::MAX;
     Ok(r)
@@ -180,10 +203,10 @@ pub fn final_regs(t: &ThreadRecord) -> Result<Regs, String> {
 /// Loads the final registers, extended state and signal mask into a stopped thread.
 pub fn load_thread<T: Tracee + ?Sized>(c: &mut T, t: &ThreadRecord) -> Result<(), RestoreError> {
     let pid = c.pid();
-    let regs = final_regs(t).map_err(|what| RestoreError::Corrupt { pid, what })?;
+    let regs = final_regs(t).map_err(|e| RestoreError::Corrupt { pid, what: e.to_string() })?;
     c.set_regs(t.tid, &regs).map_err(|e| RestoreError::sys(pid, format!("registers of thread {}", t.tid), e))?;
     if let Err(e) = c.set_xstate(t.tid, &t.xstate) {
-        log::warn!("pid {pid} thread {}: full XSAVE area refused ({e}); restoring x87/SSE state only", t.tid);
+        log::warn!("pid {pid} thread {}: full XSAVE area refused ({}); restoring x87/SSE state only", t.tid, chain(&e));
         let n = t.xstate.len().min(FXSAVE_SIZE);
         c.set_fpregs(t.tid, &t.xstate[..n])
             .map_err(|e| RestoreError::sys(pid, format!("FP state of thread {}", t.tid), e))?;

@@ -42,6 +42,13 @@ pub trait Tracee {
         self.syscall(name, nr, args).map_err(|e| RestoreError::inject(pid, name, e))
     }
 
+    /// Runs a system call for step `what` (which names the resource: fd, address, signal);
+    /// a failure names the process and the step.
+    fn call_for(&mut self, what: String, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, RestoreError> {
+        let pid = self.pid();
+        self.syscall(name, nr, args).map_err(|e| RestoreError::inject(pid, what, e))
+    }
+
     /// A fresh allocator over the whole scratch area: the pieces of one step. Whatever an
     /// earlier `Scratch` put there may be overwritten from now on.
     fn scratch(&self) -> Scratch {
@@ -56,7 +63,7 @@ pub trait Tracee {
         let a = s.put_str(self, path)?;
         let pid = self.pid();
         self.syscall("openat", libc::SYS_openat, [libc::AT_FDCWD as u64, a, flags as u64, u64::from(mode), 0, 0])
-            .map_err(|e| RestoreError::inject(pid, &format!("open {path}"), e))
+            .map_err(|e| RestoreError::inject(pid, format!("open {path}"), e))
     }
 
     /// Gives the process a duplicate of the restorer's descriptor `ours` (`pidfd_open(2)` on

@@ -96,25 +96,56 @@ pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
     None
 }
 
+/// Why the saved vDSO cannot be patched to jump into the running one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The saved (`saved`) or the running vDSO is not an ELF image with a `.dynsym`.
+    #[error("cannot parse the {} vDSO", if *saved { "saved" } else { "running" })]
+    Unparsable {
+        /// Whether it is the saved one.
+        saved: bool,
+    },
+    /// A function is too short for a 5-byte `jmp rel32`.
+    #[error("vDSO function {name} is only {size} bytes long")]
+    TooShort {
+        /// The function.
+        name: String,
+        /// Its size.
+        size: u64,
+    },
+    /// A symbol points outside the image.
+    #[error("symbol {name} outside the vDSO image")]
+    Outside {
+        /// The symbol.
+        name: String,
+    },
+    /// The new function is out of `jmp rel32` reach.
+    #[error("{name} is more than 2 GiB away from the new vDSO")]
+    TooFar {
+        /// The function.
+        name: String,
+    },
+}
+
 /// Builds the patched copy of `old` whose exported functions jump to the same-named
 /// functions of `new` mapped at `new_base`, the copy itself being mapped at `old_base`.
-pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Vec<u8>, usize), String> {
-    let olds = symbols(old).ok_or("cannot parse the saved vDSO")?;
-    let news = symbols(new).ok_or("cannot parse the running vDSO")?;
+pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Vec<u8>, usize), PatchError> {
+    let olds = symbols(old).ok_or(PatchError::Unparsable { saved: true })?;
+    let news = symbols(new).ok_or(PatchError::Unparsable { saved: false })?;
     let mut out = old.to_vec();
     let mut patched = 0;
     for s in &olds {
         let Some(n) = news.iter().find(|n| n.name == s.name) else { continue };
         if s.size != 0 && s.size < 5 {
-            return Err(format!("vDSO function {} is only {} bytes long", s.name, s.size));
+            return Err(PatchError::TooShort { name: s.name.clone(), size: s.size });
         }
-        let outside = || format!("symbol {} outside the vDSO image", s.name);
+        let outside = || PatchError::Outside { name: s.name.clone() };
         let at = usize::try_from(s.offset).map_err(|_| outside())?;
         let slot = out.get_mut(at..at.checked_add(5).ok_or_else(outside)?).ok_or_else(outside)?;
         let from = old_base.wrapping_add(s.offset).wrapping_add(5);
         let to = new_base.wrapping_add(n.offset);
         let rel = (to as i64).wrapping_sub(from as i64);
-        let rel: i32 = rel.try_into().map_err(|_| format!("{} is more than 2 GiB away from the new vDSO", s.name))?;
+        let rel: i32 = rel.try_into().map_err(|_| PatchError::TooFar { name: s.name.clone() })?;
         slot[0] = 0xe9;
         slot[1..5].copy_from_slice(&rel.to_le_bytes());
         patched += 1;

@@ -119,7 +119,7 @@ fn hook(info: &dyn std::fmt::Display) {
     let why = match next {
         Some(Fallback::MountRoot { params, init, args }) => match root::mount_root(&params) {
             Ok(()) => root::switch_root(&init, &args),
-            Err(e) => e,
+            Err(e) => seamless_sys::chain(&e).to_string(),
         },
         Some(Fallback::SwitchRoot { init, args }) => root::switch_root(&init, &args),
         Some(Fallback::Exec { init, args }) => root::exec_init(&init, &args),

@@ -29,10 +29,12 @@ pub mod mounts;
 pub mod region;
 pub mod root;
 
+use crate::error::BootError;
 use crate::handover;
 use cmdline::BootParams;
 use region::{RegionStatus, ValidRegion};
 use seamless_image::upgrade::Upgrade;
+use seamless_sys::chain;
 use std::time::{Duration, Instant};
 
 fn read_trimmed(path: &str) -> String {
@@ -58,7 +60,7 @@ struct Pending {
 
 /// Looks at a valid region: a test image is only logged; an upgrade image is returned for
 /// restore if `root_ok` accepts the root filesystem, else refused (and consumed) with a report.
-fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result<(), String>) -> Option<Pending> {
+fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result<(), BootError>) -> Option<Pending> {
     log::info!("region {} valid: {}", valid.path.display(), valid.summary);
     let upgrade = match handover::upgrade_record(&mut valid.reader) {
         Ok(Some(u)) => u,
@@ -67,14 +69,18 @@ fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result
             return None;
         }
         Err(e) => {
-            log::error!("region {}: upgrade record unreadable: {e}; booting without restore", valid.path.display());
+            log::error!(
+                "region {}: upgrade record unreadable: {}; booting without restore",
+                valid.path.display(),
+                chain(&e)
+            );
             return None;
         }
     };
     let running = read_trimmed("/proc/sys/kernel/osrelease");
-    if let Err(why) = target_matches(&upgrade.target_release, &running) {
-        log::error!("region {}: {why}; nothing is restored, the boot goes on", valid.path.display());
-        let report = handover::refused(&mut valid, &upgrade, why);
+    if let Err(e) = target_matches(&upgrade.target_release, &running) {
+        log::error!("region {}: {e}; nothing is restored, the boot goes on", valid.path.display());
+        let report = handover::refused(&mut valid, &upgrade, e.to_string());
         report.log();
         report.write();
         return None;
@@ -84,8 +90,8 @@ fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result
             log::info!("root filesystem is exactly as frozen by kernel {}", valid.reader.superblock().kernel_release);
             Some(Pending { region: valid, upgrade })
         }
-        Err(why) => {
-            let report = handover::refused(&mut valid, &upgrade, format!("root filesystem check failed: {why}"));
+        Err(e) => {
+            let report = handover::refused(&mut valid, &upgrade, chain(&e).to_string());
             report.log();
             report.write();
             None
@@ -96,11 +102,11 @@ fn examine(mut valid: Box<ValidRegion>, root_ok: impl FnOnce(&Upgrade) -> Result
 /// An image made for another kernel is not restored: `target` is the release the upgrade
 /// recorded for the kernel it jumped to (empty when unknown, e.g. a same-kernel image),
 /// `running` this kernel's.
-fn target_matches(target: &str, running: &str) -> Result<(), String> {
+fn target_matches(target: &str, running: &str) -> Result<(), BootError> {
     if target.is_empty() || target == running {
         return Ok(());
     }
-    Err(format!("the image was made for kernel {target} but kernel {running} is running"))
+    Err(BootError::OtherKernel { target: target.into(), running: running.into() })
 }
 
 /// Restores (already inside the real root), logs/writes the report, and puts restored
@@ -186,7 +192,7 @@ pub fn run() -> ! {
     kmsg::set_debug(params.debug);
     log::info!("started on kernel {release}, {uptime} s after kernel start");
     if let Some(e) = kmsg_error {
-        log::warn!("/dev/kmsg unavailable ({e}); logging to the console");
+        log::warn!("/dev/kmsg unavailable ({}); logging to the console", chain(&e));
     }
     for f in mount_failures {
         log::error!("early mount failed: {f}");
@@ -232,14 +238,14 @@ pub fn run() -> ! {
     let region_t = t.elapsed();
 
     let t = Instant::now();
-    if let Err(why) = root::mount_root(&params) {
-        root::rescue(&why);
+    if let Err(e) = root::mount_root(&params) {
+        root::rescue(&chain(&e).to_string());
     }
     fallback::set(fallback::Fallback::SwitchRoot { init: init.clone(), args: init_args.clone() });
     let root_t = t.elapsed();
     if let Some(p) = pending {
-        if let Err(why) = root::enter_new_root() {
-            root::rescue(&why);
+        if let Err(e) = root::enter_new_root() {
+            root::rescue(&chain(&e).to_string());
         }
         fallback::set(fallback::Fallback::Exec { init: init.clone(), args: init_args.clone() });
         let stages = vec![
@@ -259,8 +265,8 @@ pub fn run() -> ! {
         ms(region_t),
         ms(root_t)
     );
-    if let Err(why) = root::enter_new_root() {
-        root::rescue(&why);
+    if let Err(e) = root::enter_new_root() {
+        root::rescue(&chain(&e).to_string());
     }
     fallback::set(fallback::Fallback::Exec { init: init.clone(), args: init_args.clone() });
     let why = root::exec_init(&init, &init_args);
@@ -286,9 +292,9 @@ fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
                 if verdict.starts_with("ok") {
                     Ok(())
                 } else if verdict.is_empty() {
-                    Err(format!("no verdict in {ROOT_VERDICT}: the initramfs did not check the root filesystem before mounting it (install the seamless dracut module or mkinitcpio hook)"))
+                    Err(BootError::Verdict(format!("no verdict in {ROOT_VERDICT}: the initramfs did not check the root filesystem before mounting it (install the seamless dracut module or mkinitcpio hook)")))
                 } else {
-                    Err(verdict.trim().to_string())
+                    Err(BootError::Verdict(verdict.trim().to_string()))
                 }
             });
             if let Some(p) = pending {
@@ -297,7 +303,7 @@ fn run_on_real_root(params: &BootParams, start: Instant) -> ! {
             if carried {
                 // The copy lives in RAM (tmpfs /run); it is consumed now and only costs memory.
                 if let Err(e) = std::fs::remove_file(region::CARRIED_REGION) {
-                    log::warn!("cannot remove {}: {e}; delete it to free its memory", region::CARRIED_REGION);
+                    log::warn!("cannot remove {}: {}; delete it to free its memory", region::CARRIED_REGION, chain(&e));
                 }
             }
         }
@@ -340,27 +346,25 @@ fn verify_root_command(args: &[String]) -> i32 {
         RegionStatus::Invalid { path, check } => format!("refused: region {} rejected: {check}", path.display()),
         RegionStatus::Valid(mut valid) => match handover::upgrade_record(&mut valid.reader) {
             Ok(None) => return 0,
-            Err(e) => format!("refused: upgrade record unreadable: {e}"),
-            Ok(Some(u)) if target_matches(&u.target_release, &read_trimmed("/proc/sys/kernel/osrelease")).is_err() => {
-                let why = target_matches(&u.target_release, &read_trimmed("/proc/sys/kernel/osrelease")).err();
-                format!("refused: {}", why.unwrap_or_default())
-            }
-            Ok(Some(u)) => {
-                match handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms)) {
-                    Ok(()) => carry(&valid.path),
-                    Err(why) => format!("refused: root filesystem check failed: {why}"),
-                }
-            }
+            Err(e) => format!("refused: upgrade record unreadable: {}", chain(&e)),
+            Ok(Some(u)) => match target_matches(&u.target_release, &read_trimmed("/proc/sys/kernel/osrelease"))
+                .and_then(|()| {
+                    handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms))
+                }) {
+                Ok(()) => carry(&valid.path),
+                Err(e) => format!("refused: {}", chain(&e)),
+            },
         },
     };
     let written = seamless_image::private_dir(std::path::Path::new("/run/seamless"))
         .and_then(|_| seamless_image::create_private(std::path::Path::new(ROOT_VERDICT)))
-        .map_err(|e| e.to_string())
+        .map_err(BootError::from)
         .and_then(|mut f| {
-            std::io::Write::write_all(&mut f, format!("{verdict}\n").as_bytes()).map_err(|e| e.to_string())
+            std::io::Write::write_all(&mut f, format!("{verdict}\n").as_bytes())
+                .map_err(|e| BootError::path("writing", ROOT_VERDICT, e))
         });
     if let Err(e) = written {
-        log::error!("cannot write {ROOT_VERDICT}: {e}");
+        log::error!("cannot write {ROOT_VERDICT}: {}", chain(&e));
     }
     if verdict.starts_with("ok") {
         log::info!("verify-root {dev}: {verdict}");
@@ -380,10 +384,10 @@ fn carry(path: &std::path::Path) -> String {
     }
     // It holds process memory: a private directory and file, never written through a link.
     let copied = seamless_image::private_dir(std::path::Path::new("/run/seamless"))
-        .map_err(|e| std::io::Error::other(e.to_string()))
+        .map_err(|e| std::io::Error::other(chain(&e).to_string()))
         .and_then(|_| {
             let mut to = seamless_image::create_private(std::path::Path::new(region::CARRIED_REGION))
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                .map_err(|e| std::io::Error::other(chain(&e).to_string()))?;
             std::io::copy(&mut std::fs::File::open(path)?, &mut to)
         });
     match copied {
@@ -431,7 +435,7 @@ mod tests {
     fn image_for_another_kernel_is_refused() {
         assert!(target_matches("", "6.12.12-amd64").is_ok(), "same-kernel images name no target");
         assert!(target_matches("6.12.12-amd64", "6.12.12-amd64").is_ok());
-        let why = target_matches("6.12.12-amd64", "6.1.0-31-amd64").unwrap_err();
+        let why = target_matches("6.12.12-amd64", "6.1.0-31-amd64").unwrap_err().to_string();
         assert!(why.contains("6.12.12-amd64") && why.contains("6.1.0-31-amd64"), "{why}");
     }
 }

@@ -4,6 +4,7 @@
 //! `/lib/modules/$(uname -r)/` unless absolute; blank lines and `#` comments are skipped. The
 //! image builder orders it so that every module comes after its dependencies.
 
+use seamless_sys::chain;
 use seamless_sys::module::{load_module_file, Loaded};
 use std::path::{Path, PathBuf};
 
@@ -41,7 +42,7 @@ pub fn load_listed(release: &str) -> ModulesReport {
             return report;
         }
         Err(e) => {
-            report.failed.push(format!("{MODULE_LIST}: {e}"));
+            report.failed.push(format!("{MODULE_LIST}: {}", chain(&e)));
             return report;
         }
     };
@@ -53,7 +54,7 @@ pub fn load_listed(release: &str) -> ModulesReport {
                 report.inserted += 1;
             }
             Ok(Loaded::AlreadyLoaded) => report.present += 1,
-            Err(e) => report.failed.push(e.to_string()),
+            Err(e) => report.failed.push(chain(&e).to_string()),
         }
     }
     report

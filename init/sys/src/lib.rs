@@ -20,4 +20,4 @@ pub mod rtnl;
 pub mod signal;
 pub mod timens;
 
-pub use error::{SysError, SysResult};
+pub use error::{chain, Chain, SysError, SysResult};

@@ -3,6 +3,7 @@
 //! another process's memory ([`memio`]), laying out scratch memory for the calls' arguments
 //! ([`scratch`]), and parsing what `/proc` says about a process ([`procfs`]). No `unsafe` here: the system calls themselves are `seamless-sys`'s.
 
+pub mod error;
 pub mod inject;
 pub mod memio;
 pub mod procfs;
