@@ -39,7 +39,8 @@ fn clean_and_corrupted_images() {
 
     let (code, json) = inspect(&[d, "--json"]);
     assert_eq!(code, 0, "{json}");
-    assert!(json.contains("\"failed\": 0"), "{json}");
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(parsed["failed"], 0, "{json}");
 
     let chunk = {
         let r = Reader::open(DirStore::open(&dir).unwrap()).unwrap();

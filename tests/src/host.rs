@@ -58,14 +58,25 @@ fn profile_dir() -> Result<PathBuf> {
 /// Finds (building it if needed) the `seamless` binary; see the module documentation.
 pub fn seamless_bin() -> Result<PathBuf> {
     static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| locate_seamless().map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
+    BIN.get_or_init(|| locate_bin("seamless", "SEAMLESS_BIN").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
 }
 
-fn locate_seamless() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("SEAMLESS_BIN") {
+/// Finds (building it if needed) this checkout's `seamless-init`, as a normal (not static)
+/// binary of the test profile; `SEAMLESS_INIT_BIN` overrides it.
+pub fn seamless_init_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| locate_bin("seamless-init", "SEAMLESS_INIT_BIN").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn locate_bin(name: &str, env: &str) -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(env) {
         let bin = PathBuf::from(bin);
         if !bin.is_file() {
-            bail!("SEAMLESS_BIN={} is not a file", bin.display());
+            bail!("{env}={} is not a file", bin.display());
         }
         return Ok(bin);
     }
@@ -75,9 +86,7 @@ fn locate_seamless() -> Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .env("CARGO_TARGET_DIR", target)
-        .args(["build", "--quiet", "-p", "seamless", "--bin", "seamless"]);
+    cmd.current_dir(workspace).env("CARGO_TARGET_DIR", target).args(["build", "--quiet", "-p", name, "--bin", name]);
     match profile_name {
         "debug" => {}
         "release" => {
@@ -87,17 +96,17 @@ fn locate_seamless() -> Result<PathBuf> {
             cmd.args(["--profile", other]);
         }
     }
-    let out = cmd.output().context("running cargo build -p seamless")?;
+    let out = cmd.output().with_context(|| format!("running cargo build -p {name}"))?;
     if !out.status.success() {
         bail!(
-            "cargo build -p seamless failed ({}); set SEAMLESS_BIN to use a prebuilt binary:\n{}",
+            "cargo build -p {name} failed ({}); set {env} to use a prebuilt binary:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let bin = profile.join("seamless");
+    let bin = profile.join(name);
     if !bin.is_file() {
-        bail!("cargo build -p seamless succeeded but {} does not exist", bin.display());
+        bail!("cargo build -p {name} succeeded but {} does not exist", bin.display());
     }
     Ok(bin)
 }

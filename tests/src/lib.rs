@@ -3,6 +3,7 @@ pub mod conventions;
 pub mod host;
 pub mod paths;
 pub mod redis;
+pub mod releases;
 pub mod scenarios;
 pub mod service;
 pub mod vm;

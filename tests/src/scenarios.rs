@@ -76,6 +76,12 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
     // A client that stays connected across the upgrade, with a timeout longer than the jump.
     let mut kept = redis::Client::connect(port, Duration::from_secs(90))?;
     ensure!(kept.cmd(&[b"SET", b"kept", b"before"])? == redis::Reply::Status("OK".into()), "SET kept");
+    // redis numbers its connections: the same id afterwards means the same connection, not a
+    // new one the client library made behind the test's back.
+    let kept_id = match kept.cmd(&[b"CLIENT", b"ID"])? {
+        redis::Reply::Int(id) => id,
+        other => bail!("CLIENT ID answered {other:?}"),
+    };
     let pinger = Pinger::start(port, Duration::from_millis(20));
     let kexec = vm.upgrade(to, &format!("--pid {pid}"));
     let kexec = match kexec {
@@ -105,10 +111,10 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         running.trim() == pid.to_string(),
         "redis-server processes after the upgrade: {running:?}, expected only {pid}"
     );
-    let kept_connection = match kept.cmd(&[b"GET", b"kept"]) {
-        Ok(redis::Reply::Bulk(Some(v))) if v == b"before" => Ok(()),
-        Ok(other) => Err(format!("answered {other:?}")),
-        Err(e) => Err(format!("{e:#}")),
+    let kept_connection = match (kept.cmd(&[b"GET", b"kept"]), kept.cmd(&[b"CLIENT", b"ID"])) {
+        (Ok(redis::Reply::Bulk(Some(v))), Ok(redis::Reply::Int(id))) if v == b"before" && id == kept_id => Ok(()),
+        (Ok(get), Ok(id)) => Err(format!("GET answered {get:?}, CLIENT ID {id:?} (was {kept_id})")),
+        (Err(e), _) | (_, Err(e)) => Err(format!("{e:#}")),
     };
     redis::Client::connect(port, Duration::from_secs(10))?.cmd(&[b"DEL", b"kept"])?;
     redis::check(port, keys)?;

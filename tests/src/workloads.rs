@@ -32,6 +32,10 @@ pub struct Workload {
     pub link: Link,
     /// What it exercises (one line).
     pub summary: &'static str,
+    /// Whether the VM upgrade scenarios run it across kernels (A→B and B→A): every workload
+    /// whose resources the README says survive an upgrade. The others need a peer outside the
+    /// guest, are refusal or benchmark programs, or take one mode per run.
+    pub crosses_kernels: bool,
 }
 
 /// Every workload, in the order of the task list.
@@ -40,132 +44,166 @@ pub const WORKLOADS: &[Workload] = &[
         name: "threads_fpu",
         link: Link::StaticPie,
         summary: "4 threads with live vector (AVX-512/AVX/SSE), x87, MXCSR and general registers",
+        crosses_kernels: true,
     },
     Workload {
         name: "memory",
         link: Link::Static,
         summary: "anonymous/shared/file private/file shared/stack/brk/PROT_NONE/read-only/sparse areas",
+        crosses_kernels: true,
     },
     Workload {
         name: "big_mem",
         link: Link::Static,
         summary: "one 1 GiB anonymous area with a pattern (size in MiB as second argument, busy threads as third)",
+        crosses_kernels: false,
     },
     Workload {
         name: "brk",
         link: Link::Dynamic,
         summary: "program break grown and shrunk with sbrk, glibc malloc on it, growth after restore",
+        crosses_kernels: true,
     },
     Workload {
         name: "pipes",
         link: Link::Static,
         summary: "pipes with unread data, full and enlarged pipes, a pipe shared with a child, a FIFO",
+        crosses_kernels: true,
     },
     Workload {
         name: "files",
         link: Link::Dynamic,
         summary: "file offsets, O_APPEND, a deleted open file, dup'ed descriptors, /dev/null, cwd, umask",
+        crosses_kernels: true,
     },
     Workload {
         name: "signals",
         link: Link::Static,
         summary: "handlers with flags and masks, blocked pending signals with siginfo, sigaltstack",
+        crosses_kernels: true,
     },
     Workload {
         name: "timers",
         link: Link::Dynamic,
         summary: "ITIMER_REAL and a POSIX timer that fire after restore, an idle POSIX timer",
+        crosses_kernels: true,
     },
     Workload {
         name: "tree",
         link: Link::Static,
         summary: "three-level tree with a session leader, process groups and zombies",
+        crosses_kernels: true,
     },
     Workload {
         name: "blocking",
         link: Link::Dynamic,
         summary: "a child blocked in nanosleep/read/futex/poll/epoll_wait/accept (mode argument)",
+        crosses_kernels: false,
     },
     Workload {
         name: "vdso_glibc",
         link: Link::Dynamic,
         summary: "clock_gettime/gettimeofday/time through the vDSO in a loop, glibc rseq registration",
+        crosses_kernels: true,
     },
     Workload {
         name: "tcp_loopback",
         link: Link::Dynamic,
         summary: "loopback TCP connections with both ends in the tree (IPv4, IPv6, v4-mapped), data queued both ways",
+        crosses_kernels: true,
     },
     Workload {
         name: "sysctl_ping",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket allowed by net.ipv4.ping_group_range set at run time; pings after restore",
+        crosses_kernels: true,
     },
     Workload {
         name: "refuse_netlink",
         link: Link::Dynamic,
         summary: "holds a NETLINK_ROUTE socket: the dump must refuse and leave it running",
+        crosses_kernels: false,
     },
     Workload {
         name: "anonfds",
         link: Link::Dynamic,
         summary: "eventfd (plain and semaphore), timerfd, signalfd with a pending signal, epoll over them",
+        crosses_kernels: true,
     },
     Workload {
         name: "creds",
         link: Link::Dynamic,
         summary: "uids/gids/groups, capabilities, bounding set, no_new_privs, rlimits, nice, personality, comm",
+        crosses_kernels: true,
     },
     Workload {
         name: "fanout",
         link: Link::Static,
         summary: "a root with N-1 small children (N as second argument, default 16)",
+        crosses_kernels: true,
     },
     Workload {
         name: "epoll_eventfd",
         link: Link::Dynamic,
         summary: "epoll watches (LT/ET/ONESHOT, data, numbers) shared with a child, eventfds with counters",
+        crosses_kernels: true,
     },
     Workload {
         name: "timerfd_signalfd",
         link: Link::Static,
         summary: "armed/expired/disarmed timerfds on three clocks, a signalfd with a pending signal",
+        crosses_kernels: true,
     },
     Workload {
         name: "tcp_listen",
         link: Link::Dynamic,
         summary: "IPv4/IPv6 listeners with options, an in-process TCP connection (repair), UDP",
+        crosses_kernels: true,
     },
     Workload {
         name: "tcp_established",
         link: Link::Dynamic,
         summary: "a TCP connection to an echo server outside the tree, full queues, no reconnect (PORT arg)",
+        crosses_kernels: false,
     },
     Workload {
         name: "ping_socket",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket: needs net.ipv4.ping_group_range where it is recreated",
+        crosses_kernels: false,
     },
     Workload {
         name: "unix_pair",
         link: Link::StaticPie,
         summary: "unix socketpairs across processes with queued data, shutdown, path and abstract listeners",
+        crosses_kernels: true,
     },
     Workload {
         name: "refuse",
         link: Link::Dynamic,
         summary: "one resource seamless cannot restore exactly (MODE argument): dump and check must refuse",
+        crosses_kernels: false,
     },
     Workload {
         name: "reuseaddr",
         link: Link::Dynamic,
         summary: "TCP sockets with and without SO_REUSEADDR, an established connection: options unchanged",
+        crosses_kernels: true,
     },
 ];
 
 /// The benchmark's floor program (not a workload): populate + memcpy speed.
-pub const MEMFLOOR: Workload =
-    Workload { name: "memfloor", link: Link::Dynamic, summary: "mmap(MAP_POPULATE) + memcpy of N MiB, prints MiB/s" };
+pub const MEMFLOOR: Workload = Workload {
+    name: "memfloor",
+    link: Link::Dynamic,
+    summary: "mmap(MAP_POPULATE) + memcpy of N MiB, prints MiB/s",
+    crosses_kernels: false,
+};
+
+/// The workloads the VM upgrade scenarios run across kernels, with their arguments (none).
+pub fn crossing_kernels() -> Vec<(&'static str, &'static str)> {
+    WORKLOADS.iter().filter(|w| w.crosses_kernels).map(|w| (w.name, "")).collect()
+}
 
 /// `tests/workloads/`.
 pub fn source_dir() -> PathBuf {

@@ -5,22 +5,8 @@
 use anyhow::{ensure, Context, Result};
 use seamless_tests::scenarios::{expect_pass, start_workloads};
 use seamless_tests::vm::{GuestBuilder, KexecReport, Vm, Which};
+use seamless_tests::workloads::crossing_kernels;
 use std::time::Duration;
-
-/// Workloads run across the jump, with their arguments (see tests/workloads/README.md).
-const WORKLOADS: &[(&str, &str)] = &[
-    ("threads_fpu", ""),
-    ("memory", ""),
-    ("brk", ""),
-    ("pipes", ""),
-    ("files", ""),
-    ("signals", ""),
-    ("timers", ""),
-    ("vdso_glibc", ""),
-    ("sysctl_ping", ""),
-    ("reuseaddr", ""),
-    ("tcp_loopback", ""),
-];
 
 /// The restore lines seamless-init logged since `k`'s boot; fails on any unrestored process.
 fn restored(vm: &Vm, k: &KexecReport) -> Result<String> {
@@ -44,10 +30,12 @@ fn upgrade_workloads(name: &str, from: Which, to: Which) -> Result<()> {
 }
 
 fn upgrade_workloads_on(name: &str, from: Which, to: Which, disk_mib: u64) -> Result<()> {
-    let names: Vec<&str> = WORKLOADS.iter().map(|(n, _)| *n).collect();
+    // Every workload marked `crosses_kernels` (tests/src/workloads.rs, tests/workloads/README.md).
+    let list = crossing_kernels();
+    let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
     let mut vm =
         GuestBuilder::new(name).boot_kernel(from).disk_mib(disk_mib).with_service().with_workloads(&names).start()?;
-    let pids = start_workloads(&mut vm, WORKLOADS)?;
+    let pids = start_workloads(&mut vm, &list)?;
     let targets: Vec<String> = pids.iter().map(|(_, p)| format!("--pid {p}")).collect();
     let k = vm.upgrade(to, &targets.join(" "))?;
     println!("{}", restored(&vm, &k)?);
@@ -167,7 +155,9 @@ fn b_redis_keeps_its_data_across_the_upgrade() -> Result<()> {
         println!("{l}");
     }
     println!("redis blackout seen from the host: {:.3} s", r.blackout.as_secs_f64());
-    println!("connection opened before the upgrade, used after it: {:?}", r.kept_connection);
+    r.kept_connection
+        .map_err(|e| anyhow::anyhow!("the connection opened before the upgrade did not survive it: {e}"))?;
+    println!("connection opened before the upgrade: same connection (CLIENT ID) answers after it");
     Ok(())
 }
 

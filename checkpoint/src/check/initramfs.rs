@@ -50,10 +50,10 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn is_symlink(&self) -> bool {
+    pub(crate) fn is_symlink(&self) -> bool {
         self.mode & 0o170000 == 0o120000
     }
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.data).into_owned()
     }
 }
@@ -102,7 +102,7 @@ pub struct Layout {
     pub entries: usize,
 }
 
-fn find<'a>(entries: &'a [Entry], name: &str) -> Option<&'a Entry> {
+pub(crate) fn find<'a>(entries: &'a [Entry], name: &str) -> Option<&'a Entry> {
     entries.iter().find(|e| e.name == name)
 }
 

@@ -3,6 +3,7 @@
 //! Nothing here changes the system, except the optional trial load of the new kernel
 //! (loaded and unloaded again, only when no kernel is loaded yet).
 
+pub mod formats;
 pub mod fs;
 pub mod initramfs;
 pub mod kexec;
@@ -65,6 +66,8 @@ pub struct CheckOptions {
     pub region: Option<PathBuf>,
     /// Load the kernel for real (then unload it) to prove the kernel accepts the image.
     pub trial_load: bool,
+    /// The image format version asked for (`None`: the newest the target reads).
+    pub image_format: Option<u32>,
 }
 
 /// The whole report.
@@ -72,6 +75,9 @@ pub struct CheckOptions {
 pub struct Report {
     /// Every verdict, in order.
     pub verdicts: Vec<Verdict>,
+    /// The image format version to write (`None` when none fits the target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_format: Option<u32>,
 }
 
 impl Report {
@@ -107,9 +113,11 @@ pub fn run(opts: &CheckOptions) -> Report {
     let need = process::estimate_image_bytes(&opts.pids);
     verdicts.extend(region::check(opts, need));
     verdicts.extend(initramfs::check(opts));
+    let (format, image_format) = formats::check(opts);
+    verdicts.extend(format);
     verdicts.extend(fs::check());
     verdicts.extend(process::check(&opts.pids));
-    Report { verdicts }
+    Report { verdicts, image_format }
 }
 
 /// The current kernel command line.

@@ -24,6 +24,10 @@ pub struct Args {
     /// Load the kernel for real and unload it, to prove it is accepted (signature, format).
     #[arg(long)]
     pub trial_load: bool,
+    /// Image format version to write (default: the newest the target's seamless-init reads;
+    /// `seamless-init --image-formats` says which it reads).
+    #[arg(long, value_name = "VERSION")]
+    pub image_format: Option<u32>,
     /// Print the verdicts as JSON.
     #[arg(long)]
     pub json: bool,
@@ -39,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         pids,
         region: args.region,
         trial_load: args.trial_load,
+        image_format: args.image_format,
     };
     let report = check::run(&opts);
     if args.json {

@@ -25,6 +25,10 @@ pub struct Args {
     /// Leave the processes running after the dump instead of killing them.
     #[arg(long)]
     pub leave_running: bool,
+    /// Image format version to write (default: the newest; an older one for the `seamless
+    /// restore` of an older release).
+    #[arg(long, value_name = "VERSION", default_value_t = seamless_image::FORMAT_VERSION)]
+    pub image_format: u32,
     /// Largest image (bytes).
     #[arg(long, default_value_t = 64 << 30)]
     pub capacity: u64,
@@ -33,7 +37,7 @@ pub struct Args {
 /// Runs `seamless dump`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = DirStore::create(&args.images, args.capacity)?;
-    let mut writer = Writer::new(store, WriterInfo::current(env!("CARGO_PKG_VERSION")))?;
+    let mut writer = Writer::with_format(store, WriterInfo::current(env!("CARGO_PKG_VERSION")), args.image_format)?;
     let summary =
         dump_trees(&args.tree, &mut writer, &DumpOptions::default()).context("dump failed, processes resumed")?;
     let used = writer.used();

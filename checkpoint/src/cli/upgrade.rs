@@ -34,6 +34,10 @@ pub struct Args {
     /// Put the image into the initramfs even when a region exists.
     #[arg(long)]
     pub initramfs_image: bool,
+    /// Image format version to write (default: the newest the target's seamless-init reads;
+    /// `seamless-init --image-formats` says which it reads).
+    #[arg(long, value_name = "VERSION")]
+    pub image_format: Option<u32>,
     /// Go on even if pre-flight checks fail.
     #[arg(long)]
     pub force: bool,
@@ -63,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force_initramfs: args.initramfs_image,
         inject_failure: args.inject_failure,
         force: args.force,
+        image_format: args.image_format,
     };
     match upgrade(&opts) {
         Ok(never) => match never {},

@@ -91,6 +91,9 @@ pub struct UpgradeOptions {
     pub inject_failure: Option<String>,
     /// Skip the pre-flight checks (their verdicts are still logged).
     pub force: bool,
+    /// The image format version asked for (`None`: the newest the target's seamless-init
+    /// reads, as the pre-flight check found).
+    pub image_format: Option<u32>,
 }
 
 enum Target {
@@ -139,6 +142,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         pids: opts.roots.clone(),
         region: region.clone(),
         trial_load: false,
+        image_format: opts.image_format,
     });
     for v in &report.verdicts {
         log::debug!("check {}: {:?}: {}", v.subject, v.status, v.detail);
@@ -151,7 +155,10 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
 
     let hooks = check::initramfs::hands_over(&opts.initrd);
     let cmdline = check::initramfs::with_fsck_off(&handover_cmdline(&opts.cmdline, hooks), hooks);
-    let opts = &UpgradeOptions { cmdline, ..opts.clone() };
+    // The format the check chose for the target's seamless-init (with --force and no fit: the
+    // one asked for, or the newest).
+    let image_format = Some(report.image_format.or(opts.image_format).unwrap_or(seamless_image::FORMAT_VERSION));
+    let opts = &UpgradeOptions { cmdline, image_format, ..opts.clone() };
     if hooks {
         eprintln!("seamless: the new initramfs has the seamless hook; command line: {}", opts.cmdline);
     }
@@ -221,7 +228,8 @@ fn dump_and_jump(
             Box::new(CpioStore::create(cpio, cap)?)
         }
     };
-    let mut writer = Writer::new(store, WriterInfo::current(env!("CARGO_PKG_VERSION")))?;
+    let format = opts.image_format.unwrap_or(seamless_image::FORMAT_VERSION);
+    let mut writer = Writer::with_format(store, WriterInfo::current(env!("CARGO_PKG_VERSION")), format)?;
     eprintln!(
         "seamless: freezing and dumping {} tree(s) into {}",
         opts.roots.len(),

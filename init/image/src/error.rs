@@ -26,14 +26,24 @@ pub enum ImageError {
         store: String,
     },
     /// The image was written with a format version this build does not read.
-    #[error("{store}: image format version {found} is not supported (this build reads version {supported}); restore with a matching seamless-init")]
+    #[error("{store}: image format version {found} is not supported (this build reads versions {oldest} to {newest}); restore with a seamless-init that reads it")]
     UnsupportedVersion {
         /// The store.
         store: String,
         /// Version found in the superblock.
         found: u32,
-        /// Version this build reads.
-        supported: u32,
+        /// Oldest version this build reads.
+        oldest: u32,
+        /// Newest version this build reads.
+        newest: u32,
+    },
+    /// The writer was asked for a format version that cannot hold the image.
+    #[error("cannot write image format version {version}: {detail}")]
+    CannotWrite {
+        /// The version asked for.
+        version: u32,
+        /// Why not.
+        detail: String,
     },
     /// The superblock checksum does not match its contents.
     #[error("{store}: superblock checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]

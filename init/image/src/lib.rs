@@ -8,6 +8,7 @@
 //! Write with [`Writer`] into any [`Store`]; read with [`Reader`], which validates the
 //! superblock and index before anything else and checks every record against its checksum.
 
+pub mod compat;
 mod entry;
 mod error;
 pub mod pattern;
@@ -26,7 +27,10 @@ pub use store::{
     append_to_initrd, create_private, discover_pmem, open_any, open_trusted, pmem_devices, private_dir, BlockStore,
     CpioStore, DirLock, DirStore, FileStore, MemStore, Store, CPIO_REGION_PATH, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE,
 };
-pub use superblock::{format_boot_id, parse_boot_id, State, Superblock, FORMAT_VERSION, MAGIC, SUPERBLOCK_SIZE};
+pub use superblock::{
+    format_boot_id, parse_boot_id, State, Superblock, FORMAT_VERSION, KNOWN_COMPAT_FEATURES, KNOWN_INCOMPAT_FEATURES,
+    MAGIC, OLDEST_FORMAT_VERSION, SUPERBLOCK_SIZE,
+};
 pub use writer::{Writer, WriterInfo};
 
 /// Page size of the images (x86-64).

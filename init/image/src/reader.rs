@@ -213,7 +213,7 @@ impl<S: Store> Reader<S> {
     /// restored process runs.
     pub fn mark_consumed(&mut self) -> Result<()> {
         self.sb.state = State::Consumed;
-        self.store.write_at(0, &self.sb.encode())?;
+        self.store.write_at(0, &self.sb.encode()?)?;
         self.store.sync()
     }
 

@@ -5,18 +5,29 @@ use std::fmt;
 
 /// The eight bytes every region starts with.
 pub const MAGIC: [u8; 8] = *b"SEAMLESS";
-/// The format version this build writes and reads. Independent of the release version.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version: what this build writes unless asked for an older one.
+/// Independent of the release version.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build still reads and can write (release N reads and
+/// writes the formats of N and N−1; see FORMAT.md, "Compatibility").
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the superblock, and the alignment of page chunks.
 pub const SUPERBLOCK_SIZE: usize = 4096;
 const CRC_OFFSET: usize = SUPERBLOCK_SIZE - 4;
 const RELEASE_LEN: usize = 64;
 const WRITER_LEN: usize = 32;
-/// Superblock flags a reader must understand (the low 16 bits): a reader refuses an image
-/// with a required flag it does not know. None is defined in format version 1.
-pub const SB_REQUIRED_FLAGS_MASK: u32 = 0xffff;
-/// The required superblock flags this build understands.
-pub const SB_KNOWN_REQUIRED_FLAGS: u32 = 0;
+/// Format 2: where the incompatible and compatible feature words live.
+const V2_INCOMPAT: usize = 176;
+const V2_COMPAT: usize = 184;
+/// Incompatible features this build understands: a reader refuses an image with an
+/// incompatible feature bit it does not know. None is defined yet.
+pub const KNOWN_INCOMPAT_FEATURES: u64 = 0;
+/// Compatible features this build understands (a reader may ignore unknown ones). None is
+/// defined yet.
+pub const KNOWN_COMPAT_FEATURES: u64 = 0;
+/// In format 1 the features share one 32-bit `flags` word: incompatible ones in the low 16
+/// bits, compatible ones in the high 16 bits.
+const V1_INCOMPAT_MASK: u32 = 0xffff;
 
 /// The life cycle of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +75,11 @@ pub struct Superblock {
     pub version: u32,
     /// Life-cycle state.
     pub state: State,
-    /// Flags: low 16 bits required (unknown ones make a reader refuse the image), high 16 bits
-    /// optional (a reader may ignore them). Zero when written by this build.
-    pub flags: u32,
+    /// Incompatible features: a reader that does not know one of these bits must refuse the
+    /// image.
+    pub incompat: u64,
+    /// Compatible features: a reader may ignore the bits it does not know.
+    pub compat: u64,
     /// Bytes the store can hold.
     pub capacity: u64,
     /// Bytes in use (superblock, data and index).
@@ -110,14 +123,37 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 }
 
 impl Superblock {
-    /// Encodes into the fixed 4096-byte layout, checksum included.
-    pub fn encode(&self) -> [u8; SUPERBLOCK_SIZE] {
+    /// Encodes into the fixed 4096-byte layout of `self.version`, checksum included. Fails
+    /// when that version cannot express the superblock: a version this build does not write,
+    /// or (format 1) a feature bit above bit 15.
+    pub fn encode(&self) -> Result<[u8; SUPERBLOCK_SIZE]> {
         let mut b = [0u8; SUPERBLOCK_SIZE];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(SUPERBLOCK_SIZE as u32).to_le_bytes());
         b[16..20].copy_from_slice(&self.state.to_u32().to_le_bytes());
-        b[20..24].copy_from_slice(&self.flags.to_le_bytes());
+        let cannot = |detail: String| ImageError::CannotWrite { version: self.version, detail };
+        match self.version {
+            1 => {
+                let fits = |f: u64| u32::try_from(f).ok().filter(|f| f & !V1_INCOMPAT_MASK == 0);
+                let (Some(incompat), Some(compat)) = (fits(self.incompat), fits(self.compat)) else {
+                    return Err(cannot(format!(
+                        "features incompat {:#x} / compat {:#x} do not fit format 1's 16-bit fields",
+                        self.incompat, self.compat
+                    )));
+                };
+                b[20..24].copy_from_slice(&(incompat | compat << 16).to_le_bytes());
+            }
+            2 => {
+                b[V2_INCOMPAT..V2_INCOMPAT + 8].copy_from_slice(&self.incompat.to_le_bytes());
+                b[V2_COMPAT..V2_COMPAT + 8].copy_from_slice(&self.compat.to_le_bytes());
+            }
+            v => {
+                return Err(cannot(format!(
+                    "this build writes formats {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}, not {v}"
+                )))
+            }
+        }
         b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
         b[32..40].copy_from_slice(&self.used.to_le_bytes());
         b[40..48].copy_from_slice(&self.index_offset.to_le_bytes());
@@ -129,7 +165,7 @@ impl Superblock {
         put_str(&mut b[144..144 + WRITER_LEN], &self.writer);
         let crc = crc32c::crc32c(&b[..CRC_OFFSET]);
         b[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
-        b
+        Ok(b)
     }
 
     /// Decodes and checks magic, version, checksum and the state field. `store` names the
@@ -139,11 +175,12 @@ impl Superblock {
             return Err(ImageError::BadMagic { store: store.into() });
         }
         let version = le_u32(b, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(ImageError::UnsupportedVersion {
                 store: store.into(),
                 found: version,
-                supported: FORMAT_VERSION,
+                oldest: OLDEST_FORMAT_VERSION,
+                newest: FORMAT_VERSION,
             });
         }
         let stored = le_u32(b, CRC_OFFSET);
@@ -158,12 +195,25 @@ impl Superblock {
         }
         let state_raw = le_u32(b, 16);
         let state = State::from_u32(state_raw).ok_or_else(|| bad("state", format!("unknown value {state_raw}")))?;
-        let flags = le_u32(b, 20);
-        let unknown = flags & SB_REQUIRED_FLAGS_MASK & !SB_KNOWN_REQUIRED_FLAGS;
+        let (incompat, compat) = match version {
+            1 => {
+                let flags = le_u32(b, 20);
+                (u64::from(flags & V1_INCOMPAT_MASK), u64::from(flags >> 16))
+            }
+            _ => {
+                if le_u32(b, 20) != 0 {
+                    return Err(bad("flags", format!("{:#x}: reserved in format {version}, must be 0", le_u32(b, 20))));
+                }
+                (le_u64(b, V2_INCOMPAT), le_u64(b, V2_COMPAT))
+            }
+        };
+        let unknown = incompat & !KNOWN_INCOMPAT_FEATURES;
         if unknown != 0 {
             return Err(bad(
-                "flags",
-                format!("unknown required flags {unknown:#06x}: the image needs a newer seamless to be read"),
+                "incompat",
+                format!(
+                    "unknown incompatible features {unknown:#x} (format {version}): the image needs a newer seamless to be read"
+                ),
             ));
         }
         let mut boot_id = [0u8; 16];
@@ -171,7 +221,8 @@ impl Superblock {
         Ok(Superblock {
             version,
             state,
-            flags,
+            incompat,
+            compat,
             capacity: le_u64(b, 24),
             used: le_u64(b, 32),
             index_offset: le_u64(b, 40),

@@ -47,7 +47,13 @@ fn align(v: u64, to: u64) -> u64 {
 impl<S: Store> Writer<S> {
     /// Starts an image: writes a "writing" superblock, so a crash leaves a region that is
     /// never restored.
-    pub fn new(mut store: S, info: WriterInfo) -> Result<Self> {
+    pub fn new(store: S, info: WriterInfo) -> Result<Self> {
+        Self::with_format(store, info, FORMAT_VERSION)
+    }
+
+    /// Like [`Writer::new`], in format `version` (this build writes
+    /// [`crate::OLDEST_FORMAT_VERSION`] to [`FORMAT_VERSION`]), for a reader of an older release.
+    pub fn with_format(mut store: S, info: WriterInfo, version: u32) -> Result<Self> {
         let capacity = store.capacity();
         if capacity < 2 * SUPERBLOCK_SIZE as u64 {
             return Err(ImageError::NoSpace {
@@ -60,9 +66,10 @@ impl<S: Store> Writer<S> {
         let created =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let sb = Superblock {
-            version: FORMAT_VERSION,
+            version,
             state: State::Writing,
-            flags: 0,
+            incompat: 0,
+            compat: 0,
             capacity,
             used: SUPERBLOCK_SIZE as u64,
             index_offset: 0,
@@ -73,7 +80,7 @@ impl<S: Store> Writer<S> {
             kernel_release: info.kernel_release,
             writer: info.release,
         };
-        store.write_at(0, &sb.encode())?;
+        store.write_at(0, &sb.encode()?)?;
         store.sync()?;
         Ok(Self { store, sb, entries: Vec::new(), pos: SUPERBLOCK_SIZE as u64 })
     }
@@ -212,7 +219,7 @@ impl<S: Store> Writer<S> {
         self.sb.index_crc = crc32c::crc32c(&index);
         self.sb.used = at + index.len() as u64;
         self.sb.state = State::Complete;
-        self.store.write_at(0, &self.sb.encode())?;
+        self.store.write_at(0, &self.sb.encode()?)?;
         self.store.seal(self.sb.used)?;
         Ok(self.store)
     }

@@ -3,7 +3,7 @@
 
 use seamless_image::{
     append_to_initrd, open_trusted, CpioStore, DirLock, DirStore, Entry, ImageError, MemStore, Reader, RecordKind,
-    Superblock, Writer, WriterInfo, ENTRY_SIZE, SUPERBLOCK_SIZE,
+    Superblock, Writer, WriterInfo, ENTRY_SIZE, FORMAT_VERSION, SUPERBLOCK_SIZE,
 };
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -179,7 +179,7 @@ fn set_entry_flags(s: &mut MemStore, i: usize, flags: u16) {
     s.bytes[at + 2..at + 4].copy_from_slice(&flags.to_le_bytes());
     let end = sb.index_offset as usize + sb.entry_count as usize * ENTRY_SIZE;
     sb.index_crc = crc32c(&s.bytes[sb.index_offset as usize..end]);
-    s.bytes[..SUPERBLOCK_SIZE].copy_from_slice(&sb.encode());
+    s.bytes[..SUPERBLOCK_SIZE].copy_from_slice(&sb.encode().unwrap());
 }
 
 /// CRC-32C, bitwise (the test does not depend on the crate's implementation).
@@ -207,22 +207,35 @@ fn unknown_entry_flags_are_refused() {
 }
 
 #[test]
-fn required_superblock_flags_are_enforced() {
+fn incompatible_features_are_enforced() {
     let s = image_with(|_| {});
     let mut raw = [0u8; SUPERBLOCK_SIZE];
     raw.copy_from_slice(&s.bytes[..SUPERBLOCK_SIZE]);
     let mut sb = Superblock::decode(&raw, "memory").unwrap();
-    assert_eq!(sb.flags, 0);
-    // An optional flag (high half) is ignored.
-    sb.flags = 0x0001_0000;
-    let ok = Superblock::decode(&sb.encode(), "memory").unwrap();
-    assert_eq!(ok.flags, 0x0001_0000);
-    // A required flag this build does not know is refused, by every reader.
-    sb.flags = 0x0000_0004;
+    assert_eq!((sb.version, sb.incompat, sb.compat), (FORMAT_VERSION, 0, 0));
+    // A compatible feature this build does not know is ignored.
+    sb.compat = 1 << 33;
+    let ok = Superblock::decode(&sb.encode().unwrap(), "memory").unwrap();
+    assert_eq!(ok.compat, 1 << 33);
+    // An incompatible feature this build does not know is refused, by every reader.
+    sb.incompat = 1 << 40;
     let mut bytes = s.bytes.clone();
-    bytes[..SUPERBLOCK_SIZE].copy_from_slice(&sb.encode());
+    bytes[..SUPERBLOCK_SIZE].copy_from_slice(&sb.encode().unwrap());
     match Reader::open_for_inspect(MemStore::from_bytes(bytes)) {
-        Err(ImageError::BadSuperblock { field: "flags", detail, .. }) => assert!(detail.contains("0x0004"), "{detail}"),
-        other => panic!("unknown required flags must be refused, got {other:?}"),
+        Err(ImageError::BadSuperblock { field: "incompat", detail, .. }) => {
+            assert!(detail.contains("0x10000000000"), "{detail}")
+        }
+        other => panic!("unknown incompatible features must be refused, got {other:?}"),
+    }
+    // Format 1 keeps them in the 16-bit halves of `flags`; wider bits cannot be written there.
+    sb.version = 1;
+    assert!(matches!(sb.encode(), Err(ImageError::CannotWrite { version: 1, .. })));
+    sb.incompat = 0x4;
+    sb.compat = 0x2;
+    let v1 = sb.encode().unwrap();
+    assert_eq!(v1[20..24], 0x0002_0004u32.to_le_bytes());
+    match Superblock::decode(&v1, "memory") {
+        Err(ImageError::BadSuperblock { field: "incompat", .. }) => {}
+        other => panic!("an unknown format-1 required flag must be refused, got {other:?}"),
     }
 }

@@ -122,6 +122,7 @@ fn restore_pending(mut p: Pending, stages: Vec<(String, u64)>) {
 pub const USAGE: &str = "\
 usage: seamless-init                             as PID 1 only (see below)
        seamless-init verify-root --device DEV    from an initramfs hook, before the root is mounted
+       seamless-init --image-formats             the image formats this build reads, and exit
        seamless-init --help                      this text
 
 seamless-init restores the processes of a `seamless upgrade` on the new kernel, then executes
@@ -142,6 +143,10 @@ pub enum Role {
     Boot,
     /// `verify-root`, run by an initramfs hook (never PID 1).
     VerifyRoot,
+    /// `--image-formats` (never PID 1): print what this build reads
+    /// ([`seamless_image::compat::Formats::to_text`]), exit 0. `seamless check` runs the
+    /// target initramfs's seamless-init this way.
+    ImageFormats,
     /// Anything else, `--help` included: print the usage, exit 2.
     Usage,
 }
@@ -158,6 +163,7 @@ pub fn role(pid: u32, args: &[String], pid_ns: Option<&str>) -> Role {
     }
     match args.get(1).map(String::as_str) {
         Some("verify-root") if pid != 1 => Role::VerifyRoot,
+        Some("--image-formats") if pid != 1 && args.len() == 2 => Role::ImageFormats,
         _ => Role::Usage,
     }
 }
@@ -169,6 +175,12 @@ pub fn run() -> ! {
     match role(std::process::id(), &args, pid_ns.as_deref()) {
         Role::Boot => {}
         Role::VerifyRoot => std::process::exit(verify_root_command(args.get(2..).unwrap_or_default())),
+        Role::ImageFormats => {
+            use std::io::Write;
+            let text = seamless_image::compat::Formats::this_build(env!("CARGO_PKG_VERSION")).to_text();
+            let written = std::io::stdout().write_all(text.as_bytes()).and_then(|()| std::io::stdout().flush());
+            std::process::exit(if written.is_ok() { 0 } else { 1 })
+        }
         Role::Usage => {
             use std::io::Write;
             let _ = std::io::stderr().write_all(USAGE.as_bytes());
@@ -429,6 +441,9 @@ mod tests {
         assert_eq!(role(4321, &args(&["-h"]), init_ns), Role::Usage);
         assert_eq!(role(4321, &args(&["/sbin/init"]), init_ns), Role::Usage);
         assert_eq!(role(4321, &args(&["verify-root", "--device", "/dev/vda"]), init_ns), Role::VerifyRoot);
+        assert_eq!(role(4321, &args(&["--image-formats"]), init_ns), Role::ImageFormats);
+        assert_eq!(role(4321, &args(&["--image-formats", "x"]), init_ns), Role::Usage);
+        assert_eq!(role(1, &args(&["--image-formats"]), init_ns), Role::Boot);
     }
 
     #[test]

@@ -1,0 +1,171 @@
+//! Whether the new kernel's `seamless-init` can read the image this `seamless` is about to
+//! write: the binary is taken out of the target initramfs, run with `--image-formats`, and the
+//! newest format both sides know is chosen ([`seamless_image::compat::choose`]). A
+//! `seamless-init` older than that option prints its usage and exits 2: it reads format 1.
+//! The upgrade writes the chosen format, so a mismatch is found before anything is frozen and
+//! not at boot, when the old kernel and the processes' only copy are gone.
+
+use super::initramfs::{self, Entry};
+use super::{CheckOptions, Verdict};
+use seamless_image::compat::{choose, Formats, Needs};
+use seamless_image::RecordKind;
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the target's `seamless-init --image-formats` may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The verdict subject.
+pub const SUBJECT: &str = "image format";
+
+/// What a dump or upgrade of this build may write that a reader must know: every record kind
+/// this build knows except the test pattern.
+fn needs(asked: Option<u32>) -> Needs {
+    let kinds = Formats::this_build(env!("CARGO_PKG_VERSION"))
+        .kinds
+        .into_iter()
+        .filter(|&k| RecordKind(k) != RecordKind::PATTERN)
+        .collect();
+    Needs { version: asked, incompat: 0, kinds }
+}
+
+/// The `seamless-init` binary inside an initramfs: the hook's copy at
+/// `usr/lib/seamless/seamless-init`, or `/init` when seamless-init is the init itself.
+fn binary(entries: &[Entry]) -> Option<&Entry> {
+    fn resolve<'a>(entries: &'a [Entry], e: &'a Entry) -> Option<&'a Entry> {
+        if e.is_symlink() {
+            initramfs::find(entries, e.text().trim_start_matches('/'))
+        } else {
+            Some(e)
+        }
+    }
+    let is_ours = |e: &&Entry| e.data.starts_with(b"\x7fELF") && e.data.windows(13).any(|w| w == b"seamless-init");
+    initramfs::find(entries, initramfs::WRAPPER_PATH)
+        .and_then(|e| resolve(entries, e))
+        .or_else(|| initramfs::find(entries, "init").and_then(|e| resolve(entries, e)))
+        .filter(is_ours)
+}
+
+/// A private directory for the extracted binary, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Self> {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("seamless-check-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `bin --image-formats` and reads what it prints.
+pub fn run_binary(bin: &Path) -> Result<Formats, String> {
+    let mut child = Command::new(bin)
+        .arg("--image-formats")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if start.elapsed() < RUN_TIMEOUT => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{} --image-formats did not finish within {RUN_TIMEOUT:?}", bin.display()));
+            }
+            Err(e) => return Err(format!("waiting for {}: {e}", bin.display())),
+        }
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    match status.code() {
+        Some(0) => {
+            Formats::parse(&out).map_err(|e| format!("{} --image-formats printed something else: {e}", bin.display()))
+        }
+        Some(2) if err.starts_with("usage: seamless-init") => Ok(Formats::predating()),
+        _ => Err(format!("{} --image-formats failed ({status}): {}", bin.display(), err.trim())),
+    }
+}
+
+/// What the `seamless-init` inside `initrd` reads. The binary runs from a memfd (nothing
+/// written to a filesystem that may be missing or `noexec` on the old system), or, where
+/// memfds may not be executed (`vm.memfd_noexec`), from a private temporary directory.
+pub fn target_formats(initrd: &Path) -> Result<Formats, String> {
+    let entries = initramfs::read(initrd)?;
+    let Some(bin) = binary(&entries) else {
+        return Err(format!("no seamless-init binary in {}", initrd.display()));
+    };
+    let context = |e: String| format!("the seamless-init of {} ({}): {e}", initrd.display(), bin.name);
+    match run_from_memfd(&bin.data) {
+        Ok(f) => return Ok(f),
+        Err(e) => log::debug!("running the target's seamless-init from a memfd: {e}; trying a file"),
+    }
+    let scratch = Scratch::new().map_err(|e| context(format!("private directory: {e}")))?;
+    let path = scratch.0.join("seamless-init");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o700).open(&path)?;
+        f.write_all(&bin.data)
+    };
+    write().map_err(|e| context(format!("{}: {e}", path.display())))?;
+    run_binary(&path).map_err(context)
+}
+
+fn run_from_memfd(data: &[u8]) -> Result<Formats, String> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let fd = seamless_sys::proc::memfd_create("seamless-init").map_err(|e| seamless_sys::chain(&e).to_string())?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data).map_err(|e| format!("writing the memfd: {e}"))?;
+    let formats = run_binary(&path);
+    drop(file);
+    formats
+}
+
+/// The `image format` verdict, and the format to write (`None` when none fits). Without an
+/// initramfs (a same-kernel dump) the reader is this build.
+pub fn check(opts: &CheckOptions) -> (Vec<Verdict>, Option<u32>) {
+    let me = Formats::this_build(env!("CARGO_PKG_VERSION"));
+    let Some(initrd) = &opts.initrd else {
+        return match choose(&me, &me, &needs(opts.image_format)) {
+            Ok(v) => (Vec::new(), Some(v)),
+            Err(m) => (vec![Verdict::fail(SUBJECT, m.to_string())], None),
+        };
+    };
+    let target = match target_formats(initrd) {
+        Ok(t) => t,
+        Err(e) => {
+            return (vec![Verdict::fail(SUBJECT, format!("{e}: cannot tell which image formats it reads"))], None)
+        }
+    };
+    match choose(&me, &target, &needs(opts.image_format)) {
+        Ok(v) => {
+            let detail = format!(
+                "writes format {v}: the target's seamless-init ({}) reads formats {}..{}, this seamless ({}) writes {}..{}",
+                target.release, target.oldest, target.newest, me.release, me.oldest, me.newest
+            );
+            (vec![Verdict::ok(SUBJECT, detail)], Some(v))
+        }
+        Err(m) => (vec![Verdict::fail(SUBJECT, m.to_string())], None),
+    }
+}

@@ -1,0 +1,222 @@
+//! Golden bytes of every postcard record kind, and of every variant of the open-file record
+//! (`FileKind`, `SockState`): postcard carries no field names, so adding, removing or
+//! reordering a field silently changes what every older or newer reader decodes. Each sample's
+//! encoding is stored in `tests/fixtures/records.golden`; a sample whose bytes differ from the
+//! stored ones is a format change (see FORMAT.md, "Compatibility"): put new state into a new
+//! record kind instead, or bump the format version. A new kind or variant gets a new line:
+//! `SEAMLESS_WRITE_FIXTURE=1 cargo test -p seamless-image --test golden` appends the missing
+//! lines and never rewrites existing ones.
+
+use seamless_image::compat::Formats;
+use seamless_image::records::{
+    self, Addr, EpollItem, EpollRecord, FileDesc, FileKind, ProcessSettings, SockOpt, SockState, SocketRecord, TcpConn,
+    TimerFdRecord,
+};
+use seamless_image::upgrade::{NetInterface, RootIdentity, Route4, Stage, Sysctl, Upgrade};
+use seamless_image::validate::Decoded;
+use seamless_image::RecordKind;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/records.golden");
+
+/// Checks that stored bytes decode back to a sample.
+type Decodes = Box<dyn Fn(&[u8]) -> Result<(), String>>;
+
+/// One sample: its name, the record kind it is stored under, its bytes, and a check that the
+/// stored bytes decode back to the sample.
+struct Sample {
+    name: String,
+    kind: RecordKind,
+    bytes: Vec<u8>,
+    decodes: Decodes,
+}
+
+fn sample<T: Serialize + DeserializeOwned + Debug + PartialEq + 'static>(name: &str, kind: RecordKind, v: T) -> Sample {
+    let bytes = postcard::to_allocvec(&v).expect("encode");
+    let decodes = Box::new(move |b: &[u8]| match postcard::from_bytes::<T>(b) {
+        Ok(d) if d == v => Ok(()),
+        Ok(d) => Err(format!("decodes to {d:?}")),
+        Err(e) => Err(format!("does not decode: {e}")),
+    });
+    Sample { name: name.into(), kind, bytes, decodes }
+}
+
+fn desc(id: u32, kind: FileKind) -> FileDesc {
+    FileDesc { id, flags: 0o2, pos: 77, kind }
+}
+
+fn socket(state: SockState) -> FileKind {
+    FileKind::Socket(SocketRecord {
+        ino: 9001,
+        family: 2,
+        ty: 1,
+        protocol: 6,
+        local: Addr::V4 { ip: [10, 0, 2, 15], port: 6379 },
+        peer: Addr::V6 { ip: [0xfe; 16], port: 40000, flowinfo: 3, scope_id: 2 },
+        state,
+        opts: vec![SockOpt { level: 1, name: 2, value: 1 }],
+        path_mode: 0o755,
+    })
+}
+
+fn samples() -> Vec<Sample> {
+    let d = Decoded::sample(4242);
+    let mut s = vec![
+        sample("tree", records::TREE, d.trees[0].clone()),
+        sample("process", records::PROCESS, d.procs[0].1.clone()),
+        sample("thread", records::THREAD, d.threads[0].2.clone()),
+        sample("mm", records::MM, d.mms[0].1.clone()),
+        sample("fds", records::FDS, d.fd_tables[0].1.clone()),
+        sample("pipe", records::PIPE, d.pipes[0].1.clone()),
+        sample("settings", records::SETTINGS, ProcessSettings { oom_score_adj: -500, thp_disabled: true }),
+        sample("stages", RecordKind::STAGES, vec![10u32, 20]),
+        sample(
+            "pattern",
+            RecordKind::PATTERN,
+            seamless_image::pattern::Pattern { seed: 0x5eed, chunks: 3, bytes: 3 << 16 },
+        ),
+        sample(
+            "upgrade",
+            RecordKind::UPGRADE,
+            Upgrade {
+                target_release: "6.12.0-fixture-amd64".into(),
+                cmdline: "console=ttyS0 memmap=256M!1G".into(),
+                root: Some(RootIdentity {
+                    device: "/dev/vda".into(),
+                    fstype: "ext4".into(),
+                    options: "rw,relatime".into(),
+                    uuid: Some([0xab; 16]),
+                    needs_recovery: false,
+                    fingerprint: 0xdead_beef,
+                }),
+                trees: vec![4242],
+                jump_realtime_ns: 1_700_000_000_000_000_000,
+                jump_monotonic_ns: 123_456_789,
+                jump_boottime_ns: 223_456_789,
+                stages: vec![Stage { name: "dump".into(), micros: 1500 }],
+                interfaces: vec![NetInterface {
+                    name: "eth0".into(),
+                    mac: vec![0x52, 0x54, 0, 0x12, 0x34, 0x56],
+                    addrs: vec![(vec![10, 0, 2, 15], 24)],
+                }],
+                routes: vec![Route4 { dest: [0; 4], prefix: 0, gateway: [10, 0, 2, 2], dev: "eth0".into() }],
+                sysctls: vec![Sysctl { name: "net/ipv4/ping_group_range".into(), value: "0\t0".into() }],
+            },
+        ),
+    ];
+    let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
+    s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
+    s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));
+    s.push(file("pipe", FileKind::Pipe { pipe: 31337 }));
+    s.push(file("fifo", FileKind::Fifo { path: "/run/fifo".into(), pipe: 31338 }));
+    s.push(file("chardev", FileKind::CharDev { path: "/dev/null".into(), rdev: 0x103 }));
+    s.push(file("eventfd", FileKind::EventFd { count: 5, semaphore: true }));
+    s.push(file("signalfd", FileKind::SignalFd { mask: 1 << 9 }));
+    s.push(file(
+        "timerfd",
+        FileKind::TimerFd(TimerFdRecord { clock: 1, value_ns: 5_000, interval_ns: 1_000, ticks: 2, settime_flags: 1 }),
+    ));
+    s.push(file(
+        "epoll",
+        FileKind::Epoll(EpollRecord {
+            owner: 4242,
+            items: vec![EpollItem { tfd: 5, target: 8, events: 0x19, data: 0xfeed }],
+        }),
+    ));
+    s.push(file("socket/unconnected", socket(SockState::Unconnected)));
+    s.push(file("socket/listen", socket(SockState::Listen { backlog: 511 })));
+    s.push(file("socket/connected", socket(SockState::Connected)));
+    s.push(file(
+        "socket/unix-pair",
+        socket(SockState::UnixPair { peer: 9002, queue: b"queued".to_vec(), shutdown: 1 }),
+    ));
+    s.push(file(
+        "socket/tcp",
+        socket(SockState::Tcp(TcpConn {
+            snd_seq: 1000,
+            rcv_seq: 2000,
+            send_queue: b"unacked".to_vec(),
+            unsent: 3,
+            recv_queue: b"unread".to_vec(),
+            mss: 1448,
+            wscale: Some((7, 7)),
+            sack: true,
+            timestamps: true,
+            tsval: 99,
+            window: [1, 2, 3, 4, 5],
+        })),
+    ));
+    s
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn stored() -> BTreeMap<String, Vec<u8>> {
+    let text = std::fs::read_to_string(GOLDEN).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, bytes) = l.split_once(' ').expect("'name hex' lines");
+            (name.to_string(), unhex(bytes))
+        })
+        .collect()
+}
+
+#[test]
+fn every_record_kind_and_variant_keeps_its_bytes() {
+    let samples = samples();
+    let mut golden = stored();
+    if std::env::var_os("SEAMLESS_WRITE_FIXTURE").is_some() {
+        let mut text = std::fs::read_to_string(GOLDEN).unwrap_or_else(|_| {
+            "# name, then the postcard bytes of tests/golden.rs's sample (never rewrite a line)\n".into()
+        });
+        for s in samples.iter().filter(|s| !golden.contains_key(&s.name)) {
+            text.push_str(&format!("{} {}\n", s.name, hex(&s.bytes)));
+        }
+        std::fs::write(GOLDEN, text).expect("writing the golden file");
+        golden = stored();
+    }
+    let mut failures = Vec::new();
+    for s in &samples {
+        match golden.get(&s.name) {
+            None => {
+                failures.push(format!("{}: no stored bytes (a new kind or variant: add them, see the header)", s.name))
+            }
+            Some(b) if *b != s.bytes => failures.push(format!(
+                "{}: encodes to {} but format {} stored {}: a format change",
+                s.name,
+                hex(&s.bytes),
+                seamless_image::FORMAT_VERSION,
+                hex(b)
+            )),
+            Some(b) => {
+                if let Err(e) = (s.decodes)(b) {
+                    failures.push(format!("{}: the stored bytes {e}", s.name));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_postcard_kind_has_a_sample() {
+    let covered: Vec<RecordKind> = samples().iter().map(|s| s.kind).collect();
+    let missing: Vec<String> = Formats::this_build("test")
+        .kinds
+        .into_iter()
+        .map(RecordKind)
+        .filter(|k| !k.is_raw() && !covered.contains(k))
+        .map(|k| k.to_string())
+        .collect();
+    assert!(missing.is_empty(), "record kinds without golden bytes: {}", missing.join(", "));
+}
