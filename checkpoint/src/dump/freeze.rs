@@ -117,9 +117,9 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
         if !vdso.contains(&regs[ptrace::REG_RIP]) || in_syscall {
             continue;
         }
-        let (mut remote, mask) = super::task::take_over(p.pid, tid, 0)?;
+        let (mut remote, mask) = super::process::take_over(p.pid, tid, 0)?;
         let out = remote.step_out_of(vdso.clone(), VDSO_STEP_LIMIT);
-        super::task::finish(p.pid, &mut remote, mask)?;
+        super::process::finish(p.pid, &mut remote, mask)?;
         match out {
             Ok(true) => log::debug!("pid {}: thread {tid} stepped out of the vDSO", p.pid),
             Ok(false) => log::warn!(

@@ -6,7 +6,7 @@
 //! [`files`] (descriptor tables, open file descriptions, pipes; doubles as the pre-check of
 //! descriptors), [`mm`] (VMAs and present pages), [`threads`] (registers, XSAVE, signal masks,
 //! rseq), [`sockets`], [`epoll`], [`eventfd`] (sockets incl. TCP repair, epoll watches,
-//! eventfd/signalfd/timerfd), [`task`] (per-process state read by injecting syscalls: sigactions, timers, brk,
+//! eventfd/signalfd/timerfd), [`process`] (per-process state read by injecting syscalls: sigactions, timers, brk,
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
 pub mod epoll;
@@ -15,8 +15,8 @@ pub mod files;
 pub mod freeze;
 pub mod mm;
 pub mod precheck;
+pub mod process;
 pub mod sockets;
-pub mod task;
 pub mod threads;
 
 pub use freeze::Frozen;
@@ -140,7 +140,7 @@ pub fn dump_trees<S: Store>(
     let mut done = 0usize;
     for p in frozen.procs() {
         crate::interrupt::check("dump")?;
-        let rec = task::process_record(p)?;
+        let rec = process::process_record(p)?;
         writer.put_record(records::PROCESS, p.pid as u32, 0, &rec)?;
         if p.zombie.is_some() {
             done += 1;

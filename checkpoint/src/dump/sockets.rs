@@ -30,7 +30,7 @@ use super::files::FilePlan;
 use super::DumpError;
 use seamless_image::records::{Addr, FileKind, SockOpt, SockState, SocketRecord, TcpConn};
 use seamless_sys::chain;
-use seamless_sys::net;
+use seamless_sys::sockets as net;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;

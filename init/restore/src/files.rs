@@ -209,7 +209,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                 FileKind::TimerFd(t) => crate::eventfd::timerfd(id, t)?,
                 FileKind::Epoll(ep) => {
                     out.epolls.insert(id, ep.clone());
-                    seamless_sys::net::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
+                    seamless_sys::epoll::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
                 }
             };
             set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;

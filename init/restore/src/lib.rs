@@ -13,7 +13,7 @@
 //! `rip` at the trampoline and single-steps ([`inject`]). With that it unmaps the helper's
 //! memory, maps every saved area at its address and writes the pages through
 //! `/proc/PID/mem` ([`mm`]), installs descriptors with `pidfd_getfd` on the restorer
-//! ([`files`]), sets dispositions, limits, cwd, timers ([`task`]), creates the other
+//! ([`files`]), sets dispositions, limits, cwd, timers ([`process`]), creates the other
 //! threads with `clone3(CLONE_THREAD, set_tid)` and gives each its rseq area, robust list,
 //! alternate stack and credentials ([`threads`]); last it unmaps the trampoline, loads every
 //! thread's registers, XSAVE area and signal mask, and detaches.
@@ -51,8 +51,8 @@ pub mod files;
 pub mod mm;
 pub mod paths;
 pub mod plan;
+pub mod process;
 pub mod sockets;
-pub mod task;
 pub mod threads;
 pub mod tracee;
 pub mod tree;
@@ -258,8 +258,8 @@ fn stage_a<S: Store>(
     c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
     mm::restore_mm(&mut c, p, reader, opts, shm)?;
     files::install(&mut c, &p.fds, open)?;
-    task::restore_task(&mut c, p)?;
-    task::restore_rlimits(pid, p)?;
+    process::restore_task(&mut c, p)?;
+    process::restore_rlimits(pid, p)?;
     let leader_rec = leader_record(pid, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
     // Leader first, then each thread in itself.
@@ -282,7 +282,7 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
         threads::set_creds(&mut pr.c.thread(rt), &p.rec.creds)?;
     }
     threads::set_creds(&mut pr.c, &p.rec.creds)?;
-    task::finish_task(&mut pr.c, p)?;
+    process::finish_task(&mut pr.c, p)?;
     let tramp = pr.c.tramp;
     pr.c.call("munmap(trampoline)", libc::SYS_munmap, [tramp, child::TRAMP_LEN, 0, 0, 0, 0])?;
     for t in &p.threads {

@@ -21,7 +21,8 @@
 use crate::RestoreError;
 use seamless_image::records::{Addr, FileKind, SockState, SocketRecord, TcpConn};
 use seamless_sys::chain;
-use seamless_sys::{net, SysError};
+use seamless_sys::sockets as net;
+use seamless_sys::SysError;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 

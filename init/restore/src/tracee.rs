@@ -4,7 +4,7 @@
 //! [`crate::child::Child`] (the thread-group leader) and [`InThread`] (another thread of the
 //! same process) implement it over ptrace; the logic that decides *which* calls to make, in
 //! which order and with which structures ([`crate::threads`], [`crate::epoll`],
-//! [`crate::files::install`], [`crate::mm`], [`crate::task`]) is written against the trait,
+//! [`crate::files::install`], [`crate::mm`], [`crate::process`]) is written against the trait,
 //! so unit tests drive it with the recording fake of `fake` (test builds only) without root or
 //! a live tracee.
 

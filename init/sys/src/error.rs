@@ -58,5 +58,25 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+/// A raw system call return: `r` when not negative, else the `errno` left by `call` on
+/// `subject` (computed only on failure).
+pub(crate) fn check(r: libc::c_long, call: &'static str, subject: impl FnOnce() -> String) -> SysResult<libc::c_long> {
+    if r < 0 {
+        Err(SysError::last(call, subject()))
+    } else {
+        Ok(r)
+    }
+}
+
+/// Takes ownership of descriptor `fd` that the kernel has just returned.
+///
+/// # Safety
+/// `fd` must be an open descriptor that nothing else owns or will close.
+pub(crate) unsafe fn own(fd: libc::c_long) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the caller guarantees `fd` is open and owned by nobody else.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) }
+}
+
 /// Result alias for this crate.
 pub type SysResult<T> = Result<T, SysError>;

@@ -7,17 +7,19 @@
 //! safe to call and reports failures as [`SysError`], naming the call and its subject.
 #![allow(unsafe_code)]
 
+pub mod epoll;
 mod error;
+pub mod eventfd;
 pub mod flock;
 pub mod fsfreeze;
 pub mod kexec;
 pub mod module;
 pub mod mount;
-pub mod net;
 pub mod proc;
 pub mod ptrace;
 pub mod rtnl;
 pub mod signal;
+pub mod sockets;
 pub mod timens;
 
 pub use error::{chain, Chain, SysError, SysResult};

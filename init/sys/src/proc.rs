@@ -1,17 +1,10 @@
 //! Process-level wrappers: `clone3` with `set_tid`, pidfds, `kcmp`, `tee`, process groups
 //! and sessions, signals, resource limits, capabilities.
 
+use crate::error::check;
 use crate::{SysError, SysResult};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-fn check(r: libc::c_long, call: &'static str, subject: impl FnOnce() -> String) -> SysResult<libc::c_long> {
-    if r < 0 {
-        Err(SysError::last(call, subject()))
-    } else {
-        Ok(r)
-    }
-}
 
 /// Result of a fork-like call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,7 +44,7 @@ fn attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
 }
 
 fn request(ty: u16, flags: u16, body: &[u8], what: String) -> SysResult<Applied> {
-    let sock = crate::net::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)?;
+    let sock = crate::sockets::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)?;
     let mut msg = Vec::with_capacity(16 + body.len());
     msg.extend_from_slice(&((16 + body.len()) as u32).to_le_bytes());
     msg.extend_from_slice(&ty.to_le_bytes());
@@ -52,9 +52,9 @@ fn request(ty: u16, flags: u16, body: &[u8], what: String) -> SysResult<Applied>
     msg.extend_from_slice(&1u32.to_le_bytes());
     msg.extend_from_slice(&0u32.to_le_bytes());
     msg.extend_from_slice(body);
-    crate::net::send(sock.as_raw_fd(), &msg, 0)?;
+    crate::sockets::send(sock.as_raw_fd(), &msg, 0)?;
     let mut reply = [0u8; 1024];
-    let n = crate::net::recv(sock.as_raw_fd(), &mut reply, 0)?;
+    let n = crate::sockets::recv(sock.as_raw_fd(), &mut reply, 0)?;
     if n < 20 || u16::from_le_bytes([reply[4], reply[5]]) != NLMSG_ERROR {
         return Err(SysError::new("rtnetlink", what, std::io::Error::other("unexpected reply")));
     }

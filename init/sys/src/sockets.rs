@@ -1,12 +1,13 @@
 //! Sockets for checkpoint/restore: creation, socket options as integers or raw bytes, raw
-//! socket addresses, queue sizes, `TCP_REPAIR` and its companions, `sock_diag` queries, plus
-//! `eventfd`, `signalfd`, `timerfd` and `epoll` creation for the restorer.
+//! socket addresses, queue sizes, `TCP_REPAIR` and its companions, `sock_diag` queries, and
+//! bringing an interface up.
 //!
 //! Addresses are passed as the raw bytes of a `struct sockaddr_*` (decoded by the image
 //! crate); this module only moves them between the kernel and the caller.
 
+use crate::error::{check, own};
 use crate::{SysError, SysResult};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// `SIOCINQ` (= `FIONREAD`): bytes in the receive queue.
 pub const SIOCINQ: libc::c_ulong = 0x541B;
@@ -35,24 +36,13 @@ pub const TCPOPT_SACK_PERM: u32 = 4;
 /// Timestamps.
 pub const TCPOPT_TIMESTAMP: u32 = 8;
 
-fn check(r: libc::c_long, call: &'static str, subject: impl FnOnce() -> String) -> SysResult<libc::c_long> {
-    if r < 0 {
-        Err(SysError::last(call, subject()))
-    } else {
-        Ok(r)
-    }
-}
-
-fn own(fd: libc::c_long) -> OwnedFd {
-    // SAFETY: callers pass a descriptor the kernel just returned; nobody else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-}
-
 /// `socket(domain, ty | SOCK_CLOEXEC, proto)`.
 pub fn socket(domain: i32, ty: i32, proto: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
-    Ok(own(check(r.into(), "socket", || format!("domain {domain} type {ty} protocol {proto}"))?))
+    let fd = check(r.into(), "socket", || format!("domain {domain} type {ty} protocol {proto}"))?;
+    // SAFETY: the kernel has just returned `fd`; nothing else owns it.
+    Ok(unsafe { own(fd) })
 }
 
 /// `socketpair(domain, ty | SOCK_CLOEXEC, 0)`.
@@ -61,7 +51,8 @@ pub fn socketpair(domain: i32, ty: i32) -> SysResult<(OwnedFd, OwnedFd)> {
     // SAFETY: `sv` is a valid array of two ints the kernel fills in.
     let r = unsafe { libc::socketpair(domain, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
     check(r.into(), "socketpair", || format!("domain {domain} type {ty}"))?;
-    Ok((own(sv[0].into()), own(sv[1].into())))
+    // SAFETY: the kernel has just returned both descriptors; nothing else owns them.
+    Ok(unsafe { (own(sv[0].into()), own(sv[1].into())) })
 }
 
 /// `getsockopt` of an `int` option.
@@ -291,62 +282,6 @@ pub fn sock_diag(req: &[u8]) -> SysResult<Vec<Vec<u8>>> {
             off += (mlen + 3) & !3;
         }
     }
-}
-
-/// `eventfd(count, flags | EFD_CLOEXEC)`.
-pub fn eventfd(count: u32, flags: i32) -> SysResult<OwnedFd> {
-    // SAFETY: plain syscall with scalar arguments.
-    let r = unsafe { libc::eventfd(count, flags | libc::EFD_CLOEXEC) };
-    Ok(own(check(r.into(), "eventfd", || format!("count {count}"))?))
-}
-
-/// Writes a 64-bit counter increment to an eventfd.
-pub fn eventfd_add(fd: RawFd, v: u64) -> SysResult<()> {
-    let b = v.to_ne_bytes();
-    // SAFETY: `b` is valid for reads of 8 bytes.
-    let r = unsafe { libc::write(fd, b.as_ptr().cast(), 8) };
-    check(r as libc::c_long, "write(eventfd)", || format!("fd {fd}"))?;
-    Ok(())
-}
-
-/// `signalfd(-1, mask, flags | SFD_CLOEXEC)` with a 64-bit kernel sigset.
-pub fn signalfd(mask: u64, flags: i32) -> SysResult<OwnedFd> {
-    // SAFETY: the kernel reads 8 bytes of mask; scalar arguments otherwise.
-    let r = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags | libc::SFD_CLOEXEC) };
-    Ok(own(check(r, "signalfd4", || format!("mask {mask:#x}"))?))
-}
-
-/// `timerfd_create(clock, flags | TFD_CLOEXEC)`.
-pub fn timerfd_create(clock: i32, flags: i32) -> SysResult<OwnedFd> {
-    // SAFETY: plain syscall with scalar arguments.
-    let r = unsafe { libc::timerfd_create(clock, flags | libc::TFD_CLOEXEC) };
-    Ok(own(check(r.into(), "timerfd_create", || format!("clock {clock}"))?))
-}
-
-/// `timerfd_settime(fd, flags, {interval, value})`, times in nanoseconds.
-pub fn timerfd_settime(fd: RawFd, flags: i32, value_ns: u64, interval_ns: u64) -> SysResult<()> {
-    let ts = |ns: u64| libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
-    let its = libc::itimerspec { it_interval: ts(interval_ns), it_value: ts(value_ns) };
-    // SAFETY: `its` is a valid itimerspec; the old value is not requested.
-    let r = unsafe { libc::timerfd_settime(fd, flags, &its, std::ptr::null_mut()) };
-    check(r.into(), "timerfd_settime", || format!("fd {fd}"))?;
-    Ok(())
-}
-
-/// `epoll_create1(flags | EPOLL_CLOEXEC)`.
-pub fn epoll_create() -> SysResult<OwnedFd> {
-    // SAFETY: plain syscall with scalar arguments.
-    let r = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    Ok(own(check(r.into(), "epoll_create1", String::new)?))
-}
-
-/// `TFD_IOC_SET_TICKS`: sets the number of unread expirations of a timerfd.
-pub fn timerfd_set_ticks(fd: RawFd, ticks: u64) -> SysResult<()> {
-    const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
-    // SAFETY: the request reads one u64 through the pointer, which is valid for the call.
-    let r = unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS as _, &ticks as *const u64) };
-    check(r.into(), "ioctl(TFD_IOC_SET_TICKS)", || format!("fd {fd}"))?;
-    Ok(())
 }
 
 /// `shutdown(fd, how)`.

@@ -1,6 +1,6 @@
-//! Sockets and anonymous-inode files (eventfd, signalfd, timerfd, epoll). These are variants
-//! of [`FileKind`](super::FileKind), stored inside the [`FileDesc`](super::FileDesc) record of
-//! their open file description (no record kinds of their own).
+//! Sockets: addresses, options, TCP connections in repair form, unix pairs. A socket is the
+//! [`FileKind::Socket`](super::FileKind::Socket) variant of its open file description, stored
+//! inside its [`FileDesc`](super::FileDesc) record (no record kind of its own).
 
 use serde::{Deserialize, Serialize};
 
@@ -229,43 +229,6 @@ pub struct SocketRecord {
     pub opts: Vec<SockOpt>,
     /// Mode bits of the socket file of a unix socket bound to a path.
     pub path_mode: u32,
-}
-
-/// One watched descriptor of an epoll instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpollItem {
-    /// Descriptor number in [`EpollRecord::owner`] the watch was registered with.
-    pub tfd: i32,
-    /// Description id the watch refers to.
-    pub target: u32,
-    /// Event mask (`EPOLLIN`, `EPOLLET`, ...).
-    pub events: u32,
-    /// User data.
-    pub data: u64,
-}
-
-/// An epoll instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpollRecord {
-    /// Process whose descriptor numbers the `tfd`s are (the watches are added there).
-    pub owner: i32,
-    /// Watches.
-    pub items: Vec<EpollItem>,
-}
-
-/// A timerfd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimerFdRecord {
-    /// Clock id.
-    pub clock: i32,
-    /// Remaining time to the next expiry (ns; 0 = disarmed), restored as a relative time.
-    pub value_ns: u64,
-    /// Interval (ns).
-    pub interval_ns: u64,
-    /// Expirations not read yet.
-    pub ticks: u64,
-    /// `settime` flags the timer was armed with (`TFD_TIMER_ABSTIME`, ...).
-    pub settime_flags: u32,
 }
 
 /// One-line summary of a socket for `seamless inspect` (queues as sizes, not bytes).

@@ -1,0 +1,61 @@
+//! eventfd, signalfd and timerfd, created for the restorer: `eventfd(2)`, `signalfd(2)`,
+//! `timerfd_create(2)` and the `TFD_IOC_SET_TICKS` ioctl (`timerfd_create(2)`).
+
+use crate::error::{check, own};
+use crate::SysResult;
+use std::os::fd::{OwnedFd, RawFd};
+
+/// `eventfd(count, flags | EFD_CLOEXEC)`.
+pub fn eventfd(count: u32, flags: i32) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::eventfd(count, flags | libc::EFD_CLOEXEC) };
+    let fd = check(r.into(), "eventfd", || format!("count {count}"))?;
+    // SAFETY: the kernel has just returned `fd`; nothing else owns it.
+    Ok(unsafe { own(fd) })
+}
+
+/// Writes a 64-bit counter increment to an eventfd.
+pub fn eventfd_add(fd: RawFd, v: u64) -> SysResult<()> {
+    let b = v.to_ne_bytes();
+    // SAFETY: `b` is valid for reads of 8 bytes.
+    let r = unsafe { libc::write(fd, b.as_ptr().cast(), 8) };
+    check(r as libc::c_long, "write(eventfd)", || format!("fd {fd}"))?;
+    Ok(())
+}
+
+/// `signalfd(-1, mask, flags | SFD_CLOEXEC)` with a 64-bit kernel sigset.
+pub fn signalfd(mask: u64, flags: i32) -> SysResult<OwnedFd> {
+    // SAFETY: the kernel reads 8 bytes of mask; scalar arguments otherwise.
+    let r = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags | libc::SFD_CLOEXEC) };
+    let fd = check(r, "signalfd4", || format!("mask {mask:#x}"))?;
+    // SAFETY: the kernel has just returned `fd`; nothing else owns it.
+    Ok(unsafe { own(fd) })
+}
+
+/// `timerfd_create(clock, flags | TFD_CLOEXEC)`.
+pub fn timerfd_create(clock: i32, flags: i32) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::timerfd_create(clock, flags | libc::TFD_CLOEXEC) };
+    let fd = check(r.into(), "timerfd_create", || format!("clock {clock}"))?;
+    // SAFETY: the kernel has just returned `fd`; nothing else owns it.
+    Ok(unsafe { own(fd) })
+}
+
+/// `timerfd_settime(fd, flags, {interval, value})`, times in nanoseconds.
+pub fn timerfd_settime(fd: RawFd, flags: i32, value_ns: u64, interval_ns: u64) -> SysResult<()> {
+    let ts = |ns: u64| libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
+    let its = libc::itimerspec { it_interval: ts(interval_ns), it_value: ts(value_ns) };
+    // SAFETY: `its` is a valid itimerspec; the old value is not requested.
+    let r = unsafe { libc::timerfd_settime(fd, flags, &its, std::ptr::null_mut()) };
+    check(r.into(), "timerfd_settime", || format!("fd {fd}"))?;
+    Ok(())
+}
+
+/// `TFD_IOC_SET_TICKS`: sets the number of unread expirations of a timerfd.
+pub fn timerfd_set_ticks(fd: RawFd, ticks: u64) -> SysResult<()> {
+    const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
+    // SAFETY: the request reads one u64 through the pointer, which is valid for the call.
+    let r = unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS as _, &ticks as *const u64) };
+    check(r.into(), "ioctl(TFD_IOC_SET_TICKS)", || format!("fd {fd}"))?;
+    Ok(())
+}
