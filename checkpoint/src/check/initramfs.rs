@@ -39,24 +39,7 @@ pub fn with_fsck_off(cmdline: &str, hooks: bool) -> String {
 }
 
 /// One entry of an initramfs archive.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Its path, without a leading `/` or `./`.
-    pub name: String,
-    /// The `st_mode` bits (type and permissions).
-    pub mode: u32,
-    /// The contents (the target for a symlink).
-    pub data: Vec<u8>,
-}
-
-impl Entry {
-    pub(crate) fn is_symlink(&self) -> bool {
-        self.mode & 0o170000 == 0o120000
-    }
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.data).into_owned()
-    }
-}
+pub use seamless_image::newc::Entry;
 
 /// The program that built the initramfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,70 +381,21 @@ fn decompress(tool: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Parses one newc archive starting at `pos`, up to and including its trailer.
-fn parse_newc(d: &[u8], mut pos: usize, entries: &mut Vec<Entry>) -> Result<usize, String> {
-    let pad = |n: usize| (n + 3) & !3;
-    loop {
-        let h = d.get(pos..pos + 110).ok_or("truncated cpio header")?;
-        if !(h.starts_with(b"070701") || h.starts_with(b"070702")) {
-            return Err(format!("bad cpio magic at {pos}"));
-        }
-        let field = |i: usize| -> Result<usize, String> {
-            let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).map_err(|_| "bad header")?;
-            usize::from_str_radix(s, 16).map_err(|_| format!("bad hex {s:?}"))
-        };
-        let (mode, size, namesize) = (field(1)?, field(6)?, field(11)?);
-        let name = d.get(pos + 110..pos + 110 + namesize.saturating_sub(1)).ok_or("truncated name")?;
-        let name = String::from_utf8_lossy(name).trim_start_matches("./").trim_start_matches('/').to_string();
-        let start = pad(pos + 110 + namesize);
-        let end = start.checked_add(size).ok_or("size overflow")?;
-        pos = pad(end);
-        if name == "TRAILER!!!" {
-            return Ok(pos);
-        }
-        let data = d.get(start..end).ok_or("truncated cpio data")?.to_vec();
-        entries.push(Entry { name, mode: mode as u32, data });
-    }
+fn parse_newc(d: &[u8], pos: usize, entries: &mut Vec<Entry>) -> Result<usize, String> {
+    seamless_image::newc::parse(d, pos, entries).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A minimal newc writer: (name, mode, data) entries and the trailer.
+    /// An archive of (name, mode, data) entries.
     fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let pad = |out: &mut Vec<u8>| {
-            while !out.len().is_multiple_of(4) {
-                out.push(0);
-            }
-        };
-        let trailer: (&str, u32, &[u8]) = ("TRAILER!!!", 0, b"");
-        for (i, (name, mode, data)) in entries.iter().chain(std::iter::once(&trailer)).enumerate() {
-            out.extend_from_slice(
-                format!(
-                    "070701{:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-                    i + 1,
-                    0,
-                    0,
-                    1,
-                    0,
-                    data.len(),
-                    0,
-                    0,
-                    0,
-                    0,
-                    name.len() + 1,
-                    0
-                )
-                .as_bytes(),
-            );
-            out.extend_from_slice(name.as_bytes());
-            out.push(0);
-            pad(&mut out);
-            out.extend_from_slice(data);
-            pad(&mut out);
+        let mut b = seamless_image::newc::Builder::new();
+        for (name, mode, data) in entries {
+            b.raw(name, *mode, data);
         }
-        out
+        b.finish()
     }
 
     const FILE: u32 = 0o100755;

@@ -11,6 +11,7 @@
 pub mod compat;
 mod entry;
 mod error;
+pub mod newc;
 pub mod pattern;
 mod reader;
 pub mod records;
