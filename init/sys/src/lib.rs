@@ -13,6 +13,7 @@ pub mod eventfd;
 pub mod flock;
 pub mod fsfreeze;
 pub mod kexec;
+pub mod logger;
 pub mod module;
 pub mod mount;
 pub mod proc;
