@@ -223,7 +223,7 @@ pub fn refused(region: &mut ValidRegion, upgrade: &Upgrade, why: String) -> Repo
     }
     Report {
         from_kernel: region.reader.superblock().kernel_release.clone(),
-        to_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        to_kernel: seamless_sys::kernel_release(),
         checkpoint_stages: upgrade.stages.iter().map(|s| (s.name.clone(), s.micros)).collect(),
         refused: Some(why),
         ..Default::default()
@@ -235,7 +235,7 @@ pub fn refused(region: &mut ValidRegion, upgrade: &Upgrade, why: String) -> Repo
 pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(String, u64)>) -> Report {
     let mut report = Report {
         from_kernel: region.reader.superblock().kernel_release.clone(),
-        to_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        to_kernel: seamless_sys::kernel_release(),
         checkpoint_stages: upgrade.stages.iter().map(|s| (s.name.clone(), s.micros)).collect(),
         restore_stages: boot_stages,
         ..Default::default()

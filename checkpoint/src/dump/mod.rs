@@ -132,7 +132,7 @@ pub fn dump_trees<S: Store>(
     let tree = TreeRecord {
         roots: pids.to_vec(),
         pids: frozen.procs().iter().map(|p| p.pid).collect(),
-        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        kernel_release: seamless_sys::kernel_release(),
     };
     writer.put_record(records::TREE, 0, 0, &tree)?;
     files::write(&file_plan, writer)?;

@@ -23,7 +23,7 @@ impl WriterInfo {
     pub fn current(release: &str) -> Self {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
         WriterInfo {
-            kernel_release: read("/proc/sys/kernel/osrelease"),
+            kernel_release: seamless_sys::kernel_release(),
             boot_id: crate::superblock::parse_boot_id(&read("/proc/sys/kernel/random/boot_id")).unwrap_or_default(),
             release: release.to_string(),
         }

@@ -82,7 +82,7 @@ pub(crate) fn examine(
             return None;
         }
     };
-    let running = read_trimmed("/proc/sys/kernel/osrelease");
+    let running = seamless_sys::kernel_release();
     if let Err(e) = target_matches(&upgrade.target_release, &running) {
         log::error!("region {}: {e}; nothing is restored, the boot goes on", valid.path.display());
         let report = handover::refused(&mut valid, &upgrade, e.to_string());
@@ -204,7 +204,7 @@ pub fn run() -> ! {
     let kmsg_error = kmsg::attach().err();
     let uptime = read_trimmed("/proc/uptime");
     let uptime = uptime.split(' ').next().unwrap_or("?");
-    let release = read_trimmed("/proc/sys/kernel/osrelease");
+    let release = seamless_sys::kernel_release();
     let (params, warnings) = BootParams::parse(&read_trimmed("/proc/cmdline"));
     kmsg::set_debug(params.debug);
     log::info!("started on kernel {release}, {uptime} s after kernel start");

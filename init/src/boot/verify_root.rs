@@ -44,10 +44,9 @@ pub fn run(args: &[String]) -> i32 {
         RegionStatus::Valid(mut valid) => match handover::upgrade_record(&mut valid.reader) {
             Ok(None) => return 0,
             Err(e) => format!("refused: upgrade record unreadable: {}", chain(&e)),
-            Ok(Some(u)) => match target_matches(&u.target_release, &read_trimmed("/proc/sys/kernel/osrelease"))
-                .and_then(|()| {
-                    handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms))
-                }) {
+            Ok(Some(u)) => match target_matches(&u.target_release, &seamless_sys::kernel_release()).and_then(|()| {
+                handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms))
+            }) {
                 Ok(()) => carry(&valid.path),
                 Err(e) => format!("refused: {}", chain(&e)),
             },

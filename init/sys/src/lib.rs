@@ -18,9 +18,11 @@ pub mod module;
 pub mod mount;
 pub mod proc;
 pub mod ptrace;
+mod release;
 pub mod rtnl;
 pub mod signal;
 pub mod sockets;
 pub mod timens;
 
 pub use error::{chain, Chain, SysError, SysResult};
+pub use release::kernel_release;
