@@ -164,12 +164,12 @@ pub fn parse(d: &[u8], mut pos: usize, entries: &mut Vec<Entry>) -> Result<usize
     loop {
         let at = pos as u64;
         let h = Header::parse(d.get(pos..).unwrap_or_default(), at)?;
-        let name_end = pos + HEADER_LEN + h.namesize as usize - 1;
+        let name_end = pos + HEADER_LEN + crate::usize_of(h.namesize) - 1;
         let name = d.get(pos + HEADER_LEN..name_end).ok_or(NewcError::Truncated { what: "a name", at })?;
         let name = String::from_utf8_lossy(name).trim_start_matches("./").trim_start_matches('/').to_string();
-        let start = h.data_at(at) as usize;
-        let end = start + h.filesize as usize;
-        pos = h.next_at(at) as usize;
+        let start = crate::usize_of(h.data_at(at));
+        let end = start + crate::usize_of(h.filesize);
+        pos = crate::usize_of(h.next_at(at));
         if name == TRAILER {
             return Ok(pos);
         }
@@ -278,9 +278,9 @@ mod tests {
     fn entries_offset(bytes: &[u8], n: usize) -> usize {
         let mut at = 0u64;
         for _ in 0..n {
-            at = Header::parse(&bytes[at as usize..], at).unwrap().next_at(at);
+            at = Header::parse(&bytes[crate::usize_of(at)..], at).unwrap().next_at(at);
         }
-        at as usize
+        crate::usize_of(at)
     }
 
     #[test]

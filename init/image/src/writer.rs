@@ -101,17 +101,16 @@ impl<S: Store> Writer<S> {
     }
 
     fn push(&mut self, kind: RecordKind, owner: u32, tag: u64, at: u64, bytes: &[u8]) -> Result<u32> {
-        if self.entries.len() >= MAX_ENTRIES as usize {
+        let Some(index) = u32::try_from(self.entries.len()).ok().filter(|&i| i < MAX_ENTRIES) else {
             return Err(ImageError::NoSpace {
                 store: self.store.describe(),
                 what: "index".into(),
                 needed: self.entries.len() as u64 + 1,
                 limit: u64::from(MAX_ENTRIES),
             });
-        }
+        };
         self.store.write_at(at, bytes)?;
         self.pos = at + bytes.len() as u64;
-        let index = self.entries.len() as u32;
         let crc = crc32c::crc32c(bytes);
         self.entries.push(Entry { kind, flags: 0, owner, tag, offset: at, len: bytes.len() as u64, crc });
         Ok(index)
@@ -215,7 +214,8 @@ impl<S: Store> Writer<S> {
         self.store.write_at(at, &index)?;
         self.store.sync()?;
         self.sb.index_offset = at;
-        self.sb.entry_count = self.entries.len() as u32;
+        // At most MAX_ENTRIES, each pushed with its u32 index.
+        self.sb.entry_count = u32::try_from(self.entries.len()).unwrap_or(MAX_ENTRIES);
         self.sb.index_crc = crc32c::crc32c(&index);
         self.sb.used = at + index.len() as u64;
         self.sb.state = State::Complete;

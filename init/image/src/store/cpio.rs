@@ -66,7 +66,7 @@ impl CpioStore {
             file.read_exact_at(&mut raw, pos).map_err(|_| bad(format!("archive ends inside a header at {pos}")))?;
             let h = Header::parse(&raw, pos).map_err(|e| bad(e.to_string()))?;
             let filesize = h.filesize;
-            let mut name = vec![0u8; h.namesize as usize];
+            let mut name = vec![0u8; crate::usize_of(h.namesize)];
             file.read_exact_at(&mut name, pos + HEADER_LEN as u64)
                 .map_err(|_| bad("archive ends inside a name".into()))?;
             let name = String::from_utf8_lossy(&name[..name.len() - 1]).into_owned();
@@ -113,7 +113,7 @@ impl Store for CpioStore {
             std::mem::replace(&mut self.inner, FileStore::window(File::open("/dev/null").map_err(ioerr)?, &path, 0, 0))
                 .into_file();
         file.write_all_at(&fh, self.header_at).map_err(ioerr)?;
-        let mut tail = vec![0u8; pad4(used as usize)];
+        let mut tail = vec![0u8; pad4(crate::usize_of(used))];
         tail.extend_from_slice(&header(0, 0, 1, 0, TRAILER));
         tail.resize(tail.len() + pad4(tail.len()), 0);
         let end = data_at + used;
@@ -139,7 +139,7 @@ pub fn append_to_initrd(base: &Path, region: &Path, out: &Path) -> Result<()> {
     let mut o = super::private::create_private(out)?;
     let mut b = File::open(base).map_err(ioerr("open", base))?;
     let n = std::io::copy(&mut b, &mut o).map_err(ioerr("copy", base))?;
-    o.write_all(&vec![0u8; pad4(n as usize)]).map_err(ioerr("write", out))?;
+    o.write_all(&vec![0u8; pad4(crate::usize_of(n))]).map_err(ioerr("write", out))?;
     let mut r = File::open(region).map_err(ioerr("open", region))?;
     std::io::copy(&mut r, &mut o).map_err(ioerr("copy", region))?;
     o.sync_all().map_err(ioerr("sync", out))
