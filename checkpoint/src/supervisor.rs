@@ -173,7 +173,7 @@ pub fn run(what: &str, work: impl FnOnce() -> ExitCode) -> ExitCode {
             return work();
         }
     };
-    let me = std::process::id() as i32;
+    let me = seamless_sys::proc::own_pid();
     match signal::fork() {
         Ok(Fork::Child) => {
             drop(rd);
@@ -182,7 +182,7 @@ pub fn run(what: &str, work: impl FnOnce() -> ExitCode) -> ExitCode {
             }
             if signal::parent_pid() != me {
                 // The supervisor is already gone: behave as if it had been killed.
-                let _ = seamless_sys::proc::kill(std::process::id() as i32, libc::SIGHUP);
+                let _ = seamless_sys::proc::kill(seamless_sys::proc::own_pid(), libc::SIGHUP);
             }
             let _ = JOURNAL.set(std::fs::File::from(wr));
             work()

@@ -135,7 +135,7 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
 
 /// Freezes the trees rooted at `roots`.
 pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
-    let me = std::process::id() as i32;
+    let me = seamless_sys::proc::own_pid();
     let mut frozen = Frozen { procs: Vec::new(), seized: Vec::new(), done: false };
     let mut seized: BTreeSet<i32> = BTreeSet::new();
     for &r in roots {

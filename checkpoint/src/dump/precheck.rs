@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn own_process_passes_the_path_and_namespace_checks() {
-        let pid = std::process::id() as i32;
+        let pid = seamless_sys::proc::own_pid();
         assert_eq!(super::seccomp_mode(pid, pid).unwrap(), 0);
         for what in ["cwd", "root", "exe"] {
             super::reachable(pid, what).unwrap();

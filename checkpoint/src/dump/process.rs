@@ -357,7 +357,7 @@ mod limits_tests {
     fn parses_proc_limits() {
         let text = std::fs::read_to_string("/proc/self/limits").unwrap();
         let v = super::parse_limits(&text).expect("16 limits");
-        let own = seamless_sys::proc::getrlimit_of(std::process::id() as i32, libc::RLIMIT_NOFILE).unwrap();
+        let own = seamless_sys::proc::getrlimit_of(seamless_sys::proc::own_pid(), libc::RLIMIT_NOFILE).unwrap();
         assert_eq!(v[libc::RLIMIT_NOFILE as usize], own);
         assert!(super::parse_limits("header only\n").is_none());
     }

@@ -50,8 +50,8 @@ pub const MAX_ENTRIES: u32 = 1 << 20;
 const _: () = assert!(usize::BITS == 64, "seamless assumes a 64-bit usize");
 
 /// A 64-bit length, offset or position of the image as `usize`: lossless, since `usize` is
-/// 64 bits (asserted at build time above).
+/// 64 bits (asserted at build time above). For the record consumers too.
 #[allow(clippy::cast_possible_truncation)]
-pub(crate) const fn usize_of(v: u64) -> usize {
+pub const fn usize_of(v: u64) -> usize {
     v as usize
 }

@@ -2,6 +2,24 @@
 //! tracee (x86-64 layout, little endian). Each builder names the C structure and the man page
 //! that documents it, so no call site spells out a layout by hand.
 
+/// A C `int` (a descriptor, pid, signal, flag word, clock) in a system call's argument
+/// register: sign-extended to 64 bits as the C calling convention does; the kernel reads the
+/// low 32 bits.
+#[allow(clippy::cast_sign_loss)]
+pub const fn int(v: i32) -> u64 {
+    v as i64 as u64
+}
+
+/// The bits of a C `int` as unsigned (how the image stores flag words).
+pub const fn bits(v: i32) -> u32 {
+    u32::from_ne_bytes(v.to_ne_bytes())
+}
+
+/// A flag word of the image (stored unsigned) as the C `int` the kernel takes.
+pub const fn signed(v: u32) -> i32 {
+    i32::from_ne_bytes(v.to_ne_bytes())
+}
+
 /// `_LINUX_CAPABILITY_VERSION_3` (`<linux/capability.h>`): 64-bit capability sets as two
 /// 32-bit data words each.
 pub const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -20,7 +38,8 @@ pub fn cap_data(effective: u64, permitted: u64, inheritable: u64) -> [u8; 24] {
     let mut d = [0u8; 24];
     let words = [effective, permitted, inheritable, effective >> 32, permitted >> 32, inheritable >> 32];
     for (slot, w) in d.chunks_exact_mut(4).zip(words) {
-        slot.copy_from_slice(&(w as u32).to_le_bytes());
+        // The low 32 bits, little endian.
+        slot.copy_from_slice(&w.to_le_bytes()[..4]);
     }
     d
 }
@@ -115,7 +134,7 @@ pub fn kernel_sigaction(handler: u64, flags: u64, restorer: u64, mask: u64) -> [
 /// `stack_t { void *ss_sp; int ss_flags; size_t ss_size; }` for `sigaltstack(2)` (the flags
 /// word padded to 64 bits).
 pub fn stack_t(sp: u64, flags: i32, size: u64) -> [u64; 3] {
-    [sp, u64::from(flags as u32), size]
+    [sp, u64::from(bits(flags)), size]
 }
 
 /// `struct itimerval` (`setitimer(2)`) or `struct itimerspec` (`timer_settime(2)`): interval

@@ -38,7 +38,7 @@ pub fn add_watches<T: Tracee + ?Sized>(
                 format!("epoll fd {}: watching fd {} (events {:#x})", f.fd, it.tfd, it.events),
                 "epoll_ctl(EPOLL_CTL_ADD)",
                 libc::SYS_epoll_ctl,
-                [f.fd as u64, libc::EPOLL_CTL_ADD as u64, it.tfd as u64, a, 0, 0],
+                [abi::int(f.fd), abi::int(libc::EPOLL_CTL_ADD), abi::int(it.tfd), a, 0, 0],
             )?;
         }
     }

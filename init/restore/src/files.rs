@@ -6,6 +6,7 @@
 //! Sockets, eventfd/signalfd/timerfd and epoll are created by their own modules; epoll
 //! watches are added once the owner's descriptors are all in place.
 
+use crate::abi;
 use crate::plan::Plan;
 use crate::tracee::Tracee;
 use crate::{Failures, RestoreError};
@@ -31,7 +32,7 @@ pub struct OpenFiles {
 const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
 
 fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
-    let flags = (flags as i32 & !STRIP) | libc::O_CLOEXEC;
+    let flags = (abi::signed(flags) & !STRIP) | libc::O_CLOEXEC;
     let acc = flags & libc::O_ACCMODE;
     let f = std::fs::OpenOptions::new()
         .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
@@ -125,12 +126,12 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         if fails.desc_failed(id) {
             continue;
         }
-        let acc = d.flags as i32 & libc::O_ACCMODE;
+        let acc = abi::signed(d.flags) & libc::O_ACCMODE;
         let opened = (|| -> Result<OwnedFd, RestoreError> {
             let fd: OwnedFd = match &d.kind {
                 FileKind::Regular { path, .. } => {
                     let fd = open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?;
-                    if d.flags as i32 & libc::O_APPEND == 0 || d.pos != 0 {
+                    if abi::signed(d.flags) & libc::O_APPEND == 0 || d.pos != 0 {
                         let _ = seek(&fd, d.pos);
                     }
                     fd
@@ -149,7 +150,10 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     if ends.0.is_none() && ends.1.is_none() {
                         let (r, w) = seamless_sys::proc::pipe().map_err(|e| RestoreError::sys(0, "pipe2", e))?;
                         if let Some(rec) = plan.pipes.get(pipe) {
-                            let _ = seamless_sys::proc::set_pipe_size(w.as_raw_fd(), rec.capacity as usize);
+                            let _ = seamless_sys::proc::set_pipe_size(
+                                w.as_raw_fd(),
+                                seamless_image::usize_of(rec.capacity),
+                            );
                             // The write end blocks: never write more than the pipe now holds.
                             let room = seamless_sys::proc::pipe_size(w.as_raw_fd()).unwrap_or(0);
                             if rec.data.len() > room {
@@ -184,7 +188,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                                 .ok_or_else(|| err(id, format!("pipe {pipe}"), std::io::ErrorKind::NotFound.into()))?;
                             open_path(
                                 &format!("/proc/self/fd/{}", other.as_raw_fd()),
-                                (d.flags & !(libc::O_ACCMODE as u32)) | acc as u32,
+                                (d.flags & !abi::bits(libc::O_ACCMODE)) | abi::bits(acc),
                             )
                             .map_err(|e| err(id, format!("reopen pipe {pipe}"), e))?
                         }
@@ -230,7 +234,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
 }
 
 fn set_fl(fd: &OwnedFd, flags: u32) -> std::io::Result<()> {
-    seamless_sys::proc::set_status_flags(fd.as_raw_fd(), flags as i32).map_err(|e| e.source)
+    seamless_sys::proc::set_status_flags(fd.as_raw_fd(), abi::signed(flags)).map_err(|e| e.source)
 }
 
 /// Installs the child's descriptors (ascending, so a temporary number never clobbers a
@@ -245,7 +249,7 @@ pub fn install<T: Tracee + ?Sized>(
     }
     let pid = c.pid();
     let me = u64::from(std::process::id());
-    let max = fds.fds.iter().map(|f| f.fd).max().unwrap_or(0) as u64;
+    let max = abi::int(fds.fds.iter().map(|f| f.fd).max().unwrap_or(0));
     let pfd = c.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
     let hi =
         c.call("fcntl(F_DUPFD_CLOEXEC)", libc::SYS_fcntl, [pfd, libc::F_DUPFD_CLOEXEC as u64, max + 1, 0, 0, 0])?;
@@ -261,9 +265,9 @@ pub fn install<T: Tracee + ?Sized>(
             format!("fd {}: pidfd_getfd", f.fd),
             "pidfd_getfd",
             libc::SYS_pidfd_getfd,
-            [hi, ours.as_raw_fd() as u64, 0, 0, 0, 0],
+            [hi, abi::int(ours.as_raw_fd()), 0, 0, 0, 0],
         )?;
-        let target = f.fd as u64;
+        let target = abi::int(f.fd);
         if n != target {
             let fl = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
             c.call("dup3", libc::SYS_dup3, [n, target, fl, 0, 0, 0])?;
@@ -312,7 +316,7 @@ mod tests {
         let dups: Vec<(u64, u64)> = calls.iter().filter(|c| c.name == "dup3").map(|c| (c.args[1], c.args[2])).collect();
         assert_eq!(dups, [(0, 0), (5, 0), (200, libc::O_CLOEXEC as u64)]);
         let gets: Vec<u64> = calls.iter().filter(|c| c.name == "pidfd_getfd").map(|c| c.args[1]).collect();
-        let ours = |id: u32| open.by_id[&id].as_raw_fd() as u64;
+        let ours = |id: u32| abi::int(open.by_id[&id].as_raw_fd());
         assert_eq!(gets, [ours(1), ours(1), ours(2)]);
         assert!(calls.iter().filter(|c| c.name == "pidfd_getfd").all(|c| c.args[0] == hi));
         assert_eq!(calls.last().map(|c| (c.name, c.args[0])), Some(("close", hi)));

@@ -43,6 +43,9 @@
 //! (a relative sleep restarts with its full interval; `restart_syscall` is never used since
 //! its kernel-side state does not survive).
 
+// Record fields become syscall arguments and buffer sizes: no conversion may drop bits unseen.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 pub mod abi;
 pub mod child;
 pub mod epoll;
@@ -52,6 +55,8 @@ pub mod mm;
 pub mod paths;
 pub mod plan;
 pub mod process;
+// Not yet converted: the network-lock work (issue 11) is rewriting this module.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 pub mod sockets;
 pub mod threads;
 pub mod tracee;
@@ -408,9 +413,9 @@ pub fn restore_plan<S: Store>(
         }
         let Some(p) = plan.procs.get(pid) else { continue };
         let want = p.rec.pgid;
-        let now = procfs::read_stat(*pid).map(|s| s.field(5) as i32).unwrap_or(want);
+        let now = procfs::read_stat(*pid).ok().and_then(|s| i32::try_from(s.field(5)).ok()).unwrap_or(want);
         if now != want && p.rec.sid != *pid {
-            if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, want as u64, 0, 0, 0, 0]) {
+            if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, abi::int(want), 0, 0, 0, 0]) {
                 log::warn!("pid {pid}: cannot join process group {want}: {}", chain(&e));
             }
         }

@@ -53,7 +53,7 @@ pub fn prepare_shared<S: Store>(
     }
     let mut out = BTreeMap::new();
     for (ino, (len, user)) in sizes {
-        match seamless_sys::proc::map_shared_anon(len as usize) {
+        match seamless_sys::proc::map_shared_anon(seamless_image::usize_of(len)) {
             Ok(addr) => {
                 out.insert(ino, SharedObj { addr, len });
             }
@@ -63,7 +63,7 @@ pub fn prepare_shared<S: Store>(
     if out.is_empty() {
         return out;
     }
-    let me = match crate::memio::Mem::open(std::process::id() as i32, true) {
+    let me = match crate::memio::Mem::open(seamless_sys::proc::own_pid(), true) {
         Ok(me) => me,
         Err(e) => {
             let why = RestoreError::io(0, "opening /proc/self/mem", e).to_string();
@@ -97,7 +97,7 @@ pub fn prepare_shared<S: Store>(
                     fails.fail_pid(p.rec.pid, chain(&e).to_string());
                     break;
                 }
-                buf.resize(ch.len as usize, 0);
+                buf.resize(seamless_image::usize_of(ch.len), 0);
                 let r = reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image).and_then(|()| {
                     me.write(obj.addr + at.unwrap_or(0), &buf)
                         .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))
@@ -195,7 +195,7 @@ pub fn restore_mm<S: Store>(
     let in_shm =
         |a: u64| p.mm.vmas.iter().any(|v| matches!(v.kind, VmaKind::SharedAnon { .. }) && v.start <= a && a < v.end);
     for ch in p.chunks.iter().filter(|ch| !in_shm(ch.vaddr)) {
-        buf.resize(ch.len as usize, 0);
+        buf.resize(seamless_image::usize_of(ch.len), 0);
         reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
         c.write_mem(ch.vaddr, &buf)
             .map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
@@ -259,7 +259,7 @@ pub fn map_areas<T: Tracee + ?Sized>(
         let fill_prot = if fill_writable(v) { v.prot | FILL_PROT } else { v.prot };
         let what = format!("mapping {:#x}-{:#x} ({})", v.start, v.end, v.name);
         let got =
-            c.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off])?;
+            c.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), abi::int(flags), fd, off])?;
         if got != v.start {
             return Err(RestoreError::Failed {
                 pid,
@@ -301,7 +301,9 @@ fn set_mm_map<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), Restore
         m.env_end,
     ];
     // Both fit in 32 bits: the vector is truncated above, a descriptor number is an int.
-    let map = abi::prctl_mm_map(fields, auxv_addr, (auxv.len() * 8) as u32, exe_fd as u32);
+    let auxv_size = u32::try_from(auxv.len() * 8).unwrap_or(u32::MAX);
+    let exe = u32::try_from(exe_fd).unwrap_or(u32::MAX);
+    let map = abi::prctl_mm_map(fields, auxv_addr, auxv_size, exe);
     let a = s.put_words(c, &map)?;
     let r = c.call(
         "prctl(PR_SET_MM_MAP)",

@@ -96,8 +96,8 @@ fn build(d: Decoded) -> Plan {
             },
         );
     }
-    // Validation proved every owner below is a process of the plan.
-    let owner = |o: u32| o as i32;
+    // Validation proved every owner below is a process of the plan (a pid, so below 2^31).
+    let owner = |o: u32| i32::try_from(o).unwrap_or(-1);
     for (o, _, t) in d.threads {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.threads.push(t);
@@ -304,7 +304,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         posix_timers: Vec::new(),
         nice: 0,
     };
-    let fds = descs.iter().enumerate().map(|(i, &desc)| Fd { fd: i as i32 + 3, cloexec: false, desc }).collect();
+    let fds = (3..).zip(descs).map(|(fd, &desc)| Fd { fd, cloexec: false, desc }).collect();
     ProcPlan {
         rec,
         threads: Vec::new(),

@@ -39,7 +39,7 @@ pub fn restore_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), R
     restore_timers(c, p)?;
     c.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0])?;
     // Before the credentials drop: a negative nice value needs CAP_SYS_NICE.
-    c.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, r.nice as i64 as u64, 0, 0, 0])?;
+    c.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, abi::int(r.nice), 0, 0, 0])?;
     if r.child_subreaper {
         c.call("prctl(PR_SET_CHILD_SUBREAPER)", libc::SYS_prctl, [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0])?;
     }
@@ -62,7 +62,7 @@ pub fn finish_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), Re
     let pid = c.pid();
     // Only for a process that has its original parent again: a tree root restored under a
     // stand-in parent would get the signal when that parent exits, a death that never happened.
-    let parent_now = procfs::read_stat(pid).map(|s| s.field(4) as i32).unwrap_or(0);
+    let parent_now = procfs::read_stat(pid).ok().and_then(|s| i32::try_from(s.field(4)).ok()).unwrap_or(0);
     if p.rec.pdeath_signal != 0 && parent_now != p.rec.ppid {
         log::warn!(
             "pid {pid}: parent-death signal {} not restored: its parent is now {parent_now}, not {}",
@@ -123,7 +123,7 @@ fn restore_timers<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), Res
         loop {
             // The wanted id, for PR_TIMER_CREATE_RESTORE_IDS; the kernel writes the id it gave.
             c.write_mem(ida, &t.id.to_le_bytes()).map_err(|e| RestoreError::io(pid, "writing the timer id", e))?;
-            c.call("timer_create", libc::SYS_timer_create, [t.clock as u64, eva, ida, 0, 0, 0])?;
+            c.call("timer_create", libc::SYS_timer_create, [abi::int(t.clock), eva, ida, 0, 0, 0])?;
             let mut b = [0u8; 4];
             c.read_mem(ida, &mut b).map_err(|e| RestoreError::io(pid, "reading timer id", e))?;
             let got = i32::from_le_bytes(b);
@@ -136,10 +136,10 @@ fn restore_timers<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), Res
             placeholders.push(got);
         }
         let sa = s.put_words(c, &abi::interval_value(t.interval_ns, t.next_ns, 1_000_000_000))?;
-        c.call("timer_settime", libc::SYS_timer_settime, [t.id as u64, 0, sa, 0, 0, 0])?;
+        c.call("timer_settime", libc::SYS_timer_settime, [abi::int(t.id), 0, sa, 0, 0, 0])?;
     }
     for id in placeholders {
-        c.call("timer_delete", libc::SYS_timer_delete, [id as u64, 0, 0, 0, 0, 0])?;
+        c.call("timer_delete", libc::SYS_timer_delete, [abi::int(id), 0, 0, 0, 0, 0])?;
     }
     if by_id {
         c.call("prctl(PR_TIMER_CREATE_RESTORE_IDS)", libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0])?;

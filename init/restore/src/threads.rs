@@ -50,7 +50,7 @@ pub fn clone_thread<T: Tracee + ?Sized>(c: &mut T, tid: i32) -> Result<(), Resto
         libc::SYS_clone3,
         [a, abi::CLONE_ARGS_SIZE, 0, 0, 0, 0],
     )?;
-    if got != tid as u64 {
+    if got != abi::int(tid) {
         return Err(RestoreError::Failed { pid, what: format!("thread {tid} created as {got}") });
     }
     Ok(())
@@ -101,13 +101,13 @@ pub fn queue_pending<T: Tracee + ?Sized>(r: &mut T, t: &ThreadRecord, shared: &[
     for info in &t.pending {
         let sig = signo(pid, t.tid, info)?;
         let a = r.scratch().put(r, info)?;
-        let args = [pid as u64, t.tid as u64, sig as u64, a, 0, 0];
+        let args = [abi::int(pid), abi::int(t.tid), abi::int(sig), a, 0, 0];
         r.call("rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo, args)?;
     }
     for info in shared {
         let sig = signo(pid, t.tid, info)?;
         let a = r.scratch().put(r, info)?;
-        r.call("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [pid as u64, sig as u64, a, 0, 0, 0])?;
+        r.call("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [abi::int(pid), abi::int(sig), a, 0, 0, 0])?;
     }
     Ok(())
 }
@@ -342,7 +342,7 @@ mod tests {
         t.refuse_xstate = true;
         let mut rec = thread(43);
         rec.regs[REG_RIP] = 0x40_1002;
-        rec.regs[REG_RAX] = (-libc::EINTR) as u64;
+        rec.regs[REG_RAX] = crate::abi::int(-libc::EINTR);
         rec.syscall = SyscallState::Restart { nr: 35, code: -512 };
         load_thread(&mut t, &rec).unwrap();
         let Event::Regs(43, regs) = t.events[0] else { panic!("{:?}", t.events) };

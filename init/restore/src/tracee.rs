@@ -62,8 +62,12 @@ pub trait Tracee {
         let mut s = self.scratch();
         let a = s.put_str(self, path)?;
         let pid = self.pid();
-        self.syscall("openat", libc::SYS_openat, [libc::AT_FDCWD as u64, a, flags as u64, u64::from(mode), 0, 0])
-            .map_err(|e| RestoreError::inject(pid, format!("open {path}"), e))
+        self.syscall(
+            "openat",
+            libc::SYS_openat,
+            [crate::abi::int(libc::AT_FDCWD), a, crate::abi::int(flags), u64::from(mode), 0, 0],
+        )
+        .map_err(|e| RestoreError::inject(pid, format!("open {path}"), e))
     }
 
     /// Gives the process a duplicate of the restorer's descriptor `ours` (`pidfd_open(2)` on
@@ -71,7 +75,7 @@ pub trait Tracee {
     fn fd_from_restorer(&mut self, ours: i32) -> Result<u64, RestoreError> {
         let me = u64::from(std::process::id());
         let pfd = self.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
-        let r = self.call("pidfd_getfd", libc::SYS_pidfd_getfd, [pfd, ours as u64, 0, 0, 0, 0]);
+        let r = self.call("pidfd_getfd", libc::SYS_pidfd_getfd, [pfd, crate::abi::int(ours), 0, 0, 0, 0]);
         self.call("close", libc::SYS_close, [pfd, 0, 0, 0, 0, 0])?;
         r
     }

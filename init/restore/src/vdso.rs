@@ -49,8 +49,8 @@ pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
     if img.get(0..4)? != b"\x7fELF" || *img.get(4)? != 2 {
         return None;
     }
-    let phoff = u64_at(img, 0x20)? as usize;
-    let shoff = u64_at(img, 0x28)? as usize;
+    let phoff = usize::try_from(u64_at(img, 0x20)?).ok()?;
+    let shoff = usize::try_from(u64_at(img, 0x28)?).ok()?;
     let phnum = u16_at(img, 0x38)? as usize;
     let shnum = u16_at(img, 0x3c)? as usize;
     let mut base = None;
@@ -68,10 +68,10 @@ pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
         if u32_at(img, sh(i, 4)?)? != 11 {
             continue;
         }
-        let off = u64_at(img, sh(i, 24)?)? as usize;
-        let size = u64_at(img, sh(i, 32)?)? as usize;
+        let off = usize::try_from(u64_at(img, sh(i, 24)?)?).ok()?;
+        let size = usize::try_from(u64_at(img, sh(i, 32)?)?).ok()?;
         let link = u32_at(img, sh(i, 40)?)? as usize;
-        let str_off = u64_at(img, sh(link, 24)?)? as usize;
+        let str_off = usize::try_from(u64_at(img, sh(link, 24)?)?).ok()?;
         // A symbol table can never be larger than the image that holds it.
         let end_of_table = off.checked_add(size)?;
         if end_of_table > img.len() {
@@ -144,7 +144,8 @@ pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Ve
         let slot = out.get_mut(at..at.checked_add(5).ok_or_else(outside)?).ok_or_else(outside)?;
         let from = old_base.wrapping_add(s.offset).wrapping_add(5);
         let to = new_base.wrapping_add(n.offset);
-        let rel = (to as i64).wrapping_sub(from as i64);
+        // The displacement of `jmp rel32`: the difference modulo 2^64, read as signed.
+        let rel = i64::from_ne_bytes(to.wrapping_sub(from).to_ne_bytes());
         let rel: i32 = rel.try_into().map_err(|_| PatchError::TooFar { name: s.name.clone() })?;
         slot[0] = 0xe9;
         slot[1..5].copy_from_slice(&rel.to_le_bytes());
@@ -211,7 +212,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
     let Some(cur_vdso) = cur.iter().find(|m| m.name == "[vdso]") else {
         return Err(RestoreError::Failed { pid, what: "the restorer has no [vdso]".into() });
     };
-    let mut cur_bytes = vec![0u8; cur_vdso.len() as usize];
+    let mut cur_bytes = vec![0u8; seamless_image::usize_of(cur_vdso.len())];
     c.mem.read(cur_vdso.start, &mut cur_bytes).map_err(|e| RestoreError::io(pid, "reading the current vDSO", e))?;
     let Some(old_vdso) = saved.iter().find(|v| v.kind == VmaKind::Vdso) else {
         // The process had no vDSO: drop ours.
@@ -263,7 +264,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
         ],
     )?;
     c.mem
-        .write(old_vdso.start, &bytes[..bytes.len().min(len as usize)])
+        .write(old_vdso.start, &bytes[..bytes.len().min(seamless_image::usize_of(len))])
         .map_err(|e| RestoreError::io(pid, "writing the vDSO trampoline", e))?;
     log::info!(
         "pid {pid}: vDSO differs; {n} functions at {:#x} redirected to the new vDSO at {new_vdso:#x}",

@@ -6,6 +6,12 @@ use crate::{SysError, SysResult};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// This process's pid as the kernel's `pid_t` (`getpid(2)`).
+pub fn own_pid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
 /// Result of a fork-like call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {
