@@ -6,6 +6,8 @@ use crate::SysResult;
 use std::os::fd::OwnedFd;
 
 /// `epoll_create1(flags | EPOLL_CLOEXEC)`.
+///
+/// Man page: `epoll_create1(2)`.
 pub fn epoll_create() -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };

@@ -6,6 +6,8 @@ use crate::SysResult;
 use std::os::fd::{OwnedFd, RawFd};
 
 /// `eventfd(count, flags | EFD_CLOEXEC)`.
+///
+/// Man page: `eventfd(2)`.
 pub fn eventfd(count: u32, flags: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::eventfd(count, flags | libc::EFD_CLOEXEC) };
@@ -15,6 +17,8 @@ pub fn eventfd(count: u32, flags: i32) -> SysResult<OwnedFd> {
 }
 
 /// Writes a 64-bit counter increment to an eventfd.
+///
+/// Man page: `write(2)` on an eventfd, `eventfd(2)`.
 pub fn eventfd_add(fd: RawFd, v: u64) -> SysResult<()> {
     let b = v.to_ne_bytes();
     // SAFETY: `b` is valid for reads of 8 bytes.
@@ -24,6 +28,8 @@ pub fn eventfd_add(fd: RawFd, v: u64) -> SysResult<()> {
 }
 
 /// `signalfd(-1, mask, flags | SFD_CLOEXEC)` with a 64-bit kernel sigset.
+///
+/// Man page: `signalfd(2)` (the `signalfd4` system call).
 pub fn signalfd(mask: u64, flags: i32) -> SysResult<OwnedFd> {
     // SAFETY: the kernel reads 8 bytes of mask; scalar arguments otherwise.
     let r = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags | libc::SFD_CLOEXEC) };
@@ -33,6 +39,8 @@ pub fn signalfd(mask: u64, flags: i32) -> SysResult<OwnedFd> {
 }
 
 /// `timerfd_create(clock, flags | TFD_CLOEXEC)`.
+///
+/// Man page: `timerfd_create(2)`.
 pub fn timerfd_create(clock: i32, flags: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::timerfd_create(clock, flags | libc::TFD_CLOEXEC) };
@@ -42,6 +50,8 @@ pub fn timerfd_create(clock: i32, flags: i32) -> SysResult<OwnedFd> {
 }
 
 /// `timerfd_settime(fd, flags, {interval, value})`, times in nanoseconds.
+///
+/// Man page: `timerfd_settime(2)`.
 pub fn timerfd_settime(fd: RawFd, flags: i32, value_ns: u64, interval_ns: u64) -> SysResult<()> {
     let ts = |ns: u64| libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
     let its = libc::itimerspec { it_interval: ts(interval_ns), it_value: ts(value_ns) };
@@ -52,6 +62,8 @@ pub fn timerfd_settime(fd: RawFd, flags: i32, value_ns: u64, interval_ns: u64) -
 }
 
 /// `TFD_IOC_SET_TICKS`: sets the number of unread expirations of a timerfd.
+///
+/// Man page: `ioctl(2)` `TFD_IOC_SET_TICKS`, in `timerfd_create(2)`.
 pub fn timerfd_set_ticks(fd: RawFd, ticks: u64) -> SysResult<()> {
     const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
     // SAFETY: the request reads one u64 through the pointer, which is valid for the call.

@@ -22,6 +22,8 @@ pub enum Loaded {
 /// Loads the module in `path` with parameters `params` (e.g. `""`). Compressed files
 /// (`.ko.xz`, `.ko.zst`, `.ko.gz`) are handed to the kernel with
 /// [`MODULE_INIT_COMPRESSED_FILE`].
+///
+/// Man page: `finit_module(2)`.
 pub fn load_module_file(path: &Path, params: &str) -> SysResult<Loaded> {
     const CALL: &str = "finit_module";
     let subject = path.display().to_string();

@@ -4,6 +4,8 @@
 
 /// The running kernel's release, e.g. `6.12.12-amd64` (empty if `uname` fails, which it
 /// does not on Linux).
+///
+/// Man page: `uname(2)`.
 pub fn kernel_release() -> String {
     // SAFETY: `utsname` is plain data of arrays of `c_char`, for which all zeros is valid.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };

@@ -67,6 +67,8 @@ fn request(ty: u16, flags: u16, body: &[u8], what: String) -> SysResult<Applied>
 }
 
 /// Sets the link with index `ifindex` up.
+///
+/// Man page: `rtnetlink(7)` `RTM_NEWLINK`.
 pub fn link_up(ifindex: u32) -> SysResult<Applied> {
     let mut b = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
     b.extend_from_slice(&(ifindex as i32).to_le_bytes());
@@ -76,6 +78,8 @@ pub fn link_up(ifindex: u32) -> SysResult<Applied> {
 }
 
 /// Adds address `addr` (4 or 16 bytes) with `prefix` to the link `ifindex`.
+///
+/// Man page: `rtnetlink(7)` `RTM_NEWADDR`.
 pub fn add_addr(ifindex: u32, addr: &[u8], prefix: u8) -> SysResult<Applied> {
     let family = if addr.len() == 16 { libc::AF_INET6 } else { libc::AF_INET } as u8;
     // IPv6: no duplicate address detection, the address was in use a moment ago.
@@ -89,6 +93,8 @@ pub fn add_addr(ifindex: u32, addr: &[u8], prefix: u8) -> SysResult<Applied> {
 
 /// Adds the IPv4 route `dest/prefix` via `gateway` (0.0.0.0: directly connected) out of
 /// link `ifindex`, in the main table.
+///
+/// Man page: `rtnetlink(7)` `RTM_NEWROUTE`.
 pub fn add_route4(dest: [u8; 4], prefix: u8, gateway: [u8; 4], ifindex: u32) -> SysResult<Applied> {
     let scope = if gateway == [0; 4] { RT_SCOPE_LINK } else { RT_SCOPE_UNIVERSE };
     let mut b = vec![libc::AF_INET as u8, prefix, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST];

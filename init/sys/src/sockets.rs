@@ -37,6 +37,8 @@ pub const TCPOPT_SACK_PERM: u32 = 4;
 pub const TCPOPT_TIMESTAMP: u32 = 8;
 
 /// `socket(domain, ty | SOCK_CLOEXEC, proto)`.
+///
+/// Man page: `socket(2)`.
 pub fn socket(domain: i32, ty: i32, proto: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
@@ -46,6 +48,8 @@ pub fn socket(domain: i32, ty: i32, proto: i32) -> SysResult<OwnedFd> {
 }
 
 /// `socketpair(domain, ty | SOCK_CLOEXEC, 0)`.
+///
+/// Man page: `socketpair(2)`.
 pub fn socketpair(domain: i32, ty: i32) -> SysResult<(OwnedFd, OwnedFd)> {
     let mut sv = [-1 as libc::c_int; 2];
     // SAFETY: `sv` is a valid array of two ints the kernel fills in.
@@ -56,6 +60,8 @@ pub fn socketpair(domain: i32, ty: i32) -> SysResult<(OwnedFd, OwnedFd)> {
 }
 
 /// `getsockopt` of an `int` option.
+///
+/// Man page: `getsockopt(2)`.
 pub fn get_int(fd: RawFd, level: i32, opt: i32) -> SysResult<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -66,11 +72,15 @@ pub fn get_int(fd: RawFd, level: i32, opt: i32) -> SysResult<i32> {
 }
 
 /// `setsockopt` of an `int` option.
+///
+/// Man page: `setsockopt(2)`.
 pub fn set_int(fd: RawFd, level: i32, opt: i32, val: i32) -> SysResult<()> {
     set_bytes(fd, level, opt, &val.to_ne_bytes())
 }
 
 /// `getsockopt` into a buffer; returns the length the kernel wrote.
+///
+/// Man page: `getsockopt(2)`.
 pub fn get_bytes(fd: RawFd, level: i32, opt: i32, buf: &mut [u8]) -> SysResult<usize> {
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: `buf` is valid for writes of `len` bytes; `len` is valid for writes.
@@ -80,6 +90,8 @@ pub fn get_bytes(fd: RawFd, level: i32, opt: i32, buf: &mut [u8]) -> SysResult<u
 }
 
 /// `setsockopt` from a buffer.
+///
+/// Man page: `setsockopt(2)`.
 pub fn set_bytes(fd: RawFd, level: i32, opt: i32, val: &[u8]) -> SysResult<()> {
     // SAFETY: `val` is valid for reads of its length.
     let r = unsafe { libc::setsockopt(fd, level, opt, val.as_ptr().cast(), val.len() as libc::socklen_t) };
@@ -108,11 +120,15 @@ fn name_call(fd: RawFd, peer: bool) -> SysResult<Vec<u8>> {
 }
 
 /// `getsockname`: the raw local address.
+///
+/// Man page: `getsockname(2)`.
 pub fn local_addr(fd: RawFd) -> SysResult<Vec<u8>> {
     name_call(fd, false)
 }
 
 /// `getpeername`: the raw peer address (`ENOTCONN` when unconnected).
+///
+/// Man page: `getpeername(2)`.
 pub fn peer_addr(fd: RawFd) -> SysResult<Vec<u8>> {
     name_call(fd, true)
 }
@@ -137,16 +153,22 @@ fn addr_call(fd: RawFd, addr: &[u8], connect: bool) -> SysResult<()> {
 }
 
 /// `bind` to a raw address.
+///
+/// Man page: `bind(2)`.
 pub fn bind(fd: RawFd, addr: &[u8]) -> SysResult<()> {
     addr_call(fd, addr, false)
 }
 
 /// `connect` to a raw address.
+///
+/// Man page: `connect(2)`.
 pub fn connect(fd: RawFd, addr: &[u8]) -> SysResult<()> {
     addr_call(fd, addr, true)
 }
 
 /// `listen`.
+///
+/// Man page: `listen(2)`.
 pub fn listen(fd: RawFd, backlog: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::listen(fd, backlog) };
@@ -155,6 +177,8 @@ pub fn listen(fd: RawFd, backlog: i32) -> SysResult<()> {
 }
 
 /// `recv(fd, buf, flags)`; returns the byte count.
+///
+/// Man page: `recv(2)`.
 pub fn recv(fd: RawFd, buf: &mut [u8], flags: i32) -> SysResult<usize> {
     // SAFETY: `buf` is valid for writes of its length.
     let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
@@ -162,6 +186,8 @@ pub fn recv(fd: RawFd, buf: &mut [u8], flags: i32) -> SysResult<usize> {
 }
 
 /// `send(fd, buf, flags)`; returns the byte count.
+///
+/// Man page: `send(2)`.
 pub fn send(fd: RawFd, buf: &[u8], flags: i32) -> SysResult<usize> {
     // SAFETY: `buf` is valid for reads of its length.
     let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags | libc::MSG_NOSIGNAL) };
@@ -169,6 +195,8 @@ pub fn send(fd: RawFd, buf: &[u8], flags: i32) -> SysResult<usize> {
 }
 
 /// An `ioctl` returning an `int` through its pointer argument (`SIOCINQ`, `SIOCOUTQ`, ...).
+///
+/// Man page: `ioctl(2)`, the requests of `tcp(7)` and `unix(7)`.
 pub fn ioctl_int(fd: RawFd, req: libc::c_ulong) -> SysResult<i32> {
     let mut v: libc::c_int = 0;
     // SAFETY: the requests used with this helper write one int through the pointer.
@@ -178,32 +206,44 @@ pub fn ioctl_int(fd: RawFd, req: libc::c_ulong) -> SysResult<i32> {
 }
 
 /// `TCP_REPAIR` on (1) or off (0).
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR`, in `tcp(7)`.
 pub fn tcp_repair(fd: RawFd, on: bool) -> SysResult<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, i32::from(on))
 }
 
 /// Selects the queue (`TCP_RECV_QUEUE` / `TCP_SEND_QUEUE`) later repair calls apply to.
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR_QUEUE`, in `tcp(7)`.
 pub fn tcp_repair_queue(fd: RawFd, queue: i32) -> SysResult<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, queue)
 }
 
 /// `TCP_QUEUE_SEQ` of the selected queue (`write_seq` for send, `rcv_nxt` for receive).
+///
+/// Man page: `getsockopt(2)` `TCP_QUEUE_SEQ`, in `tcp(7)`.
 pub fn tcp_queue_seq(fd: RawFd) -> SysResult<u32> {
     Ok(get_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ)? as u32)
 }
 
 /// Sets `TCP_QUEUE_SEQ` of the selected queue (only on a closed socket in repair mode).
+///
+/// Man page: `setsockopt(2)` `TCP_QUEUE_SEQ`, in `tcp(7)`.
 pub fn set_tcp_queue_seq(fd: RawFd, seq: u32) -> SysResult<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, seq as i32)
 }
 
 /// `TCP_REPAIR_OPTIONS` with `(code, value)` pairs.
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR_OPTIONS`, in `tcp(7)`.
 pub fn tcp_repair_options(fd: RawFd, opts: &[(u32, u32)]) -> SysResult<()> {
     let bytes: Vec<u8> = opts.iter().flat_map(|(c, v)| c.to_ne_bytes().into_iter().chain(v.to_ne_bytes())).collect();
     set_bytes(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_OPTIONS, &bytes)
 }
 
 /// `struct tcp_repair_window`: `snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup`.
+///
+/// Man page: `getsockopt(2)` `TCP_REPAIR_WINDOW`, in `tcp(7)`.
 pub fn tcp_repair_window(fd: RawFd) -> SysResult<[u32; 5]> {
     let mut b = [0u8; 20];
     let n = get_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, &mut b)?;
@@ -219,6 +259,8 @@ pub fn tcp_repair_window(fd: RawFd) -> SysResult<[u32; 5]> {
 }
 
 /// Sets `TCP_REPAIR_WINDOW`.
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR_WINDOW`, in `tcp(7)`.
 pub fn set_tcp_repair_window(fd: RawFd, w: [u32; 5]) -> SysResult<()> {
     let b: Vec<u8> = w.iter().flat_map(|x| x.to_ne_bytes()).collect();
     set_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, &b)
@@ -238,6 +280,8 @@ pub struct TcpInfo {
 }
 
 /// `TCP_INFO` (the leading fields).
+///
+/// Man page: `getsockopt(2)` `TCP_INFO`, in `tcp(7)`.
 pub fn tcp_info(fd: RawFd) -> SysResult<TcpInfo> {
     let mut b = [0u8; 256];
     let n = get_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut b)?;
@@ -249,6 +293,8 @@ pub fn tcp_info(fd: RawFd) -> SysResult<TcpInfo> {
 
 /// Sends one `SOCK_DIAG_BY_FAMILY` dump request (`req` = the family-specific request struct,
 /// without the netlink header) and returns the payload of every answer message.
+///
+/// Man page: `sock_diag(7)` over `netlink(7)`.
 pub fn sock_diag(req: &[u8]) -> SysResult<Vec<Vec<u8>>> {
     let nl = socket(libc::AF_NETLINK, libc::SOCK_DGRAM, NETLINK_SOCK_DIAG)?;
     let len = 16 + req.len();
@@ -285,6 +331,8 @@ pub fn sock_diag(req: &[u8]) -> SysResult<Vec<Vec<u8>>> {
 }
 
 /// `shutdown(fd, how)`.
+///
+/// Man page: `shutdown(2)`.
 pub fn shutdown(fd: RawFd, how: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::shutdown(fd, how) };
@@ -294,6 +342,8 @@ pub fn shutdown(fd: RawFd, how: i32) -> SysResult<()> {
 
 /// Brings a network interface up (`SIOCSIFFLAGS` with `IFF_UP`) if it is down; returns whether
 /// it had to. Used for `lo`, which a freshly booted kernel leaves down until someone raises it.
+///
+/// Man page: `ioctl(2)` `SIOCGIFFLAGS`/`SIOCSIFFLAGS`, in `netdevice(7)`.
 pub fn link_up(name: &str) -> SysResult<bool> {
     const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
     const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
