@@ -169,26 +169,12 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
         pgid: stat.field(5) as i32,
         sid: stat.field(6) as i32,
         comm: stat.comm.clone(),
-        state: ProcState::Alive,
         tids: p.tids.clone(),
-        creds: Creds::default(),
         umask: 0o022,
-        cwd: String::new(),
-        root: String::new(),
-        exe: String::new(),
-        mm: MmFields::default(),
-        auxv: Vec::new(),
-        rlimits: Vec::new(),
-        personality: 0,
-        sigactions: Vec::new(),
-        shared_pending: Vec::new(),
-        itimers: Vec::new(),
         dumpable: 1,
-        child_subreaper: false,
-        pdeath_signal: 0,
         exit_signal: stat.field(38) as i32,
-        posix_timers: Vec::new(),
         nice: stat.field(19) as i32,
+        ..ProcessRecord::default()
     };
     if let Some(status) = p.zombie {
         rec.state = ProcState::Zombie { status };

@@ -173,7 +173,7 @@ impl Decoded {
     /// anonymous area with one saved page, a `[vdso]`, a pipe on fds 0 and 1 with two buffered
     /// bytes, one ignored signal. [`validate`] accepts it; tests break one field at a time.
     pub fn sample(pid: i32) -> Decoded {
-        use records::{Creds, Fd, MmFields, SigAction, SyscallState, Vma};
+        use records::{Fd, SigAction, SyscallState, Vma};
         let vma = |start: u64, end: u64, kind: VmaKind, name: &str, saved_pages: u64| Vma {
             start,
             end,
@@ -193,26 +193,17 @@ impl Decoded {
             pgid: pid,
             sid: pid,
             comm: "sample".into(),
-            state: ProcState::Alive,
             tids: vec![pid],
-            creds: Creds::default(),
             umask: 0o22,
             cwd: "/".into(),
             root: "/".into(),
             exe: "/bin/true".into(),
-            mm: MmFields::default(),
             auxv: vec![0, 0],
             rlimits: vec![(1024, 4096)],
-            personality: 0,
             sigactions: vec![SigAction { sig: 10, handler: 1, ..SigAction::default() }],
-            shared_pending: Vec::new(),
-            itimers: Vec::new(),
             dumpable: 1,
-            child_subreaper: false,
-            pdeath_signal: 0,
             exit_signal: 17,
-            posix_timers: Vec::new(),
-            nice: 0,
+            ..ProcessRecord::default()
         };
         let thread = ThreadRecord {
             tid: pid,

@@ -1,14 +1,13 @@
 //! A process under reconstruction: seized, with a trampoline (`syscall; int3`) and scratch
 //! pages mapped at an address free in both the current and the target layout.
 
-use crate::inject::{self, InjectError, Remote};
+use crate::inject::{self, Remote};
 use crate::memio::Mem;
 use crate::procfs;
-use crate::tracee::{InThread, Tracee};
+use crate::tracee::{InThread, Ptraced, Tracee};
 use crate::RestoreError;
 use seamless_image::records::Vma;
-use seamless_sys::ptrace::{self, Regs, WaitStatus};
-use seamless_sys::SysError;
+use seamless_sys::ptrace::{self, WaitStatus};
 
 /// Trampoline + scratch size (bytes): page 0 holds the code, the rest is scratch
 /// ([`Tracee::scratch`]).
@@ -116,32 +115,17 @@ impl Child {
     }
 }
 
-impl Tracee for Child {
-    fn pid(&self) -> i32 {
+impl Ptraced for Child {
+    fn traced_pid(&self) -> i32 {
         self.pid
     }
-    fn syscall(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, InjectError> {
-        self.remote.syscall(name, nr, args)
+    fn remote(&mut self) -> &mut Remote {
+        &mut self.remote
     }
-    fn write_mem(&mut self, addr: u64, bytes: &[u8]) -> std::io::Result<()> {
-        self.mem.write(addr, bytes)
+    fn mem(&self) -> &Mem {
+        &self.mem
     }
-    fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.mem.read(addr, buf)
-    }
-    fn scratch_area(&self) -> (u64, u64) {
+    fn area(&self) -> (u64, u64) {
         (self.tramp + SCRATCH_OFF, TRAMP_LEN - SCRATCH_OFF)
-    }
-    fn set_regs(&mut self, tid: i32, regs: &Regs) -> Result<(), SysError> {
-        ptrace::set_regs(tid, regs)
-    }
-    fn set_xstate(&mut self, tid: i32, xstate: &[u8]) -> Result<(), SysError> {
-        ptrace::set_xstate(tid, xstate)
-    }
-    fn set_fpregs(&mut self, tid: i32, fxsave: &[u8]) -> Result<(), SysError> {
-        ptrace::set_fpregs(tid, fxsave)
-    }
-    fn set_sigmask(&mut self, tid: i32, mask: u64) -> Result<(), SysError> {
-        ptrace::set_sigmask(tid, mask)
     }
 }

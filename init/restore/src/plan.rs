@@ -276,33 +276,21 @@ impl Units {
 /// fds 3, 4, ... (for unit tests).
 #[cfg(test)]
 pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> ProcPlan {
-    use seamless_image::records::{Creds, Fd, MmFields, ProcState};
+    use seamless_image::records::Fd;
     let rec = ProcessRecord {
         pid,
         ppid,
         pgid,
         sid: pgid,
         comm: "t".into(),
-        state: ProcState::Alive,
         tids: vec![pid],
-        creds: Creds::default(),
         umask: 0o22,
         cwd: "/".into(),
         root: "/".into(),
         exe: "/bin/t".into(),
-        mm: MmFields::default(),
-        auxv: Vec::new(),
-        rlimits: Vec::new(),
-        personality: 0,
-        sigactions: Vec::new(),
-        shared_pending: Vec::new(),
-        itimers: Vec::new(),
         dumpable: 1,
-        child_subreaper: false,
-        pdeath_signal: 0,
         exit_signal: 17,
-        posix_timers: Vec::new(),
-        nice: 0,
+        ..ProcessRecord::default()
     };
     let fds = (3..).zip(descs).map(|(fd, &desc)| Fd { fd, cloexec: false, desc }).collect();
     ProcPlan {

@@ -27,14 +27,22 @@ pub trait Tracee {
     fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> std::io::Result<()>;
     /// The scratch area mapped in the process: start and length.
     fn scratch_area(&self) -> (u64, u64);
-    /// Loads the user registers of stopped thread `tid`.
-    fn set_regs(&mut self, tid: i32, regs: &Regs) -> Result<(), SysError>;
+    /// Loads the user registers of stopped thread `tid` (ptrace unless overridden).
+    fn set_regs(&mut self, tid: i32, regs: &Regs) -> Result<(), SysError> {
+        ptrace::set_regs(tid, regs)
+    }
     /// Loads the XSAVE area of stopped thread `tid`.
-    fn set_xstate(&mut self, tid: i32, xstate: &[u8]) -> Result<(), SysError>;
+    fn set_xstate(&mut self, tid: i32, xstate: &[u8]) -> Result<(), SysError> {
+        ptrace::set_xstate(tid, xstate)
+    }
     /// Loads the x87/SSE state (the legacy 512-byte FXSAVE area) of stopped thread `tid`.
-    fn set_fpregs(&mut self, tid: i32, fxsave: &[u8]) -> Result<(), SysError>;
+    fn set_fpregs(&mut self, tid: i32, fxsave: &[u8]) -> Result<(), SysError> {
+        ptrace::set_fpregs(tid, fxsave)
+    }
     /// Sets the signal mask of stopped thread `tid`.
-    fn set_sigmask(&mut self, tid: i32, mask: u64) -> Result<(), SysError>;
+    fn set_sigmask(&mut self, tid: i32, mask: u64) -> Result<(), SysError> {
+        ptrace::set_sigmask(tid, mask)
+    }
 
     /// Runs a system call; a failure names the process and the call.
     fn call(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, RestoreError> {
@@ -129,33 +137,49 @@ pub struct InThread<'a> {
     pub(crate) area: (u64, u64),
 }
 
-impl Tracee for InThread<'_> {
+/// A process under ptrace as its parts: the thread its calls run in, the process's memory
+/// and its scratch area. Every such process is a [`Tracee`].
+pub trait Ptraced {
+    /// The process.
+    fn traced_pid(&self) -> i32;
+    /// The thread the injected calls run in.
+    fn remote(&mut self) -> &mut Remote;
+    /// The process's memory.
+    fn mem(&self) -> &Mem;
+    /// Its scratch area: start and length.
+    fn area(&self) -> (u64, u64);
+}
+
+impl<P: Ptraced> Tracee for P {
     fn pid(&self) -> i32 {
-        self.pid
+        self.traced_pid()
     }
     fn syscall(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, InjectError> {
-        self.remote.syscall(name, nr, args)
+        self.remote().syscall(name, nr, args)
     }
     fn write_mem(&mut self, addr: u64, bytes: &[u8]) -> std::io::Result<()> {
-        self.mem.write(addr, bytes)
+        self.mem().write(addr, bytes)
     }
     fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.mem.read(addr, buf)
+        self.mem().read(addr, buf)
     }
     fn scratch_area(&self) -> (u64, u64) {
+        self.area()
+    }
+}
+
+impl Ptraced for InThread<'_> {
+    fn traced_pid(&self) -> i32 {
+        self.pid
+    }
+    fn remote(&mut self) -> &mut Remote {
+        self.remote
+    }
+    fn mem(&self) -> &Mem {
+        self.mem
+    }
+    fn area(&self) -> (u64, u64) {
         self.area
-    }
-    fn set_regs(&mut self, tid: i32, regs: &Regs) -> Result<(), SysError> {
-        ptrace::set_regs(tid, regs)
-    }
-    fn set_xstate(&mut self, tid: i32, xstate: &[u8]) -> Result<(), SysError> {
-        ptrace::set_xstate(tid, xstate)
-    }
-    fn set_fpregs(&mut self, tid: i32, fxsave: &[u8]) -> Result<(), SysError> {
-        ptrace::set_fpregs(tid, fxsave)
-    }
-    fn set_sigmask(&mut self, tid: i32, mask: u64) -> Result<(), SysError> {
-        ptrace::set_sigmask(tid, mask)
     }
 }
 
