@@ -138,16 +138,7 @@ impl<S: Store> Writer<S> {
         value: &T,
     ) -> Result<u32> {
         let bytes = postcard::to_allocvec(value).map_err(|source| ImageError::Encode { kind, owner, source })?;
-        if bytes.len() as u64 > MAX_RECORD_LEN {
-            return Err(ImageError::NoSpace {
-                store: self.store.describe(),
-                what: format!("{kind} record of owner {owner}"),
-                needed: bytes.len() as u64,
-                limit: MAX_RECORD_LEN,
-            });
-        }
-        let at = align(self.pos, 8);
-        self.push(kind, owner, tag, at, &bytes)
+        self.put_encoded_record(kind, owner, tag, &bytes)
     }
 
     /// Stores a record whose bytes are already postcard-encoded (copying records from one
