@@ -12,8 +12,9 @@
 //! - SIGKILL or a crash of the worker: the kernel detaches the traced threads (which the
 //!   worker keeps, between injected calls, with their own registers and single-stepping
 //!   disarmed); the supervisor undoes what the worker's journal says is still outstanding:
-//!   it thaws the filesystems the worker froze, unloads the kernel it loaded, and
-//!   invalidates an image it completed.
+//!   it takes the sockets the worker put into TCP repair mode out of it again, lifts the
+//!   network lock the worker installed, thaws the filesystems the worker froze, unloads the
+//!   kernel it loaded, and invalidates an image it completed.
 //!
 //! The journal is a pipe from the worker to the supervisor, one line per [`Undo`] event.
 //! Outside a supervised run (library use, tests) [`note`] does nothing.
@@ -46,6 +47,24 @@ pub enum Undo {
     CpioImage(PathBuf),
     /// The completed image was invalidated again.
     ImageInvalidated,
+    /// The network lock table of this name was installed.
+    NetLocked(String),
+    /// ... and lifted again, or handed over to the restore (the dumped processes were killed).
+    NetReleased(String),
+    /// The TCP socket `ino` at descriptor `fd` of `pid` was put into repair mode; `reuse` is
+    /// the `SO_REUSEADDR` value to put back when it leaves it.
+    TcpRepair {
+        /// Process.
+        pid: i32,
+        /// Its descriptor.
+        fd: i32,
+        /// Socket inode (the descriptor must still name it).
+        ino: u64,
+        /// `SO_REUSEADDR` before.
+        reuse: i32,
+    },
+    /// Every socket left repair mode again (or its process was killed).
+    TcpRepairLeft,
 }
 
 impl Undo {
@@ -59,6 +78,10 @@ impl Undo {
             Undo::RegionImage(d) => p("region-image", d),
             Undo::CpioImage(f) => p("cpio-image", f),
             Undo::ImageInvalidated => "invalidated\n".into(),
+            Undo::NetLocked(t) => format!("net-locked {t}\n"),
+            Undo::NetReleased(t) => format!("net-released {t}\n"),
+            Undo::TcpRepair { pid, fd, ino, reuse } => format!("tcp-repair {pid} {fd} {ino} {reuse}\n"),
+            Undo::TcpRepairLeft => "tcp-repair-left\n".into(),
         }
     }
 
@@ -72,6 +95,15 @@ impl Undo {
             "region-image" => Undo::RegionImage(rest.into()),
             "cpio-image" => Undo::CpioImage(rest.into()),
             "invalidated" => Undo::ImageInvalidated,
+            "net-locked" => Undo::NetLocked(rest.into()),
+            "net-released" => Undo::NetReleased(rest.into()),
+            "tcp-repair" => {
+                let mut it = rest.split(' ');
+                let mut next = || it.next()?.parse::<i64>().ok();
+                let (pid, fd, ino, reuse) = (next()?, next()?, next()?, next()?);
+                Undo::TcpRepair { pid: pid as i32, fd: fd as i32, ino: ino as u64, reuse: reuse as i32 }
+            }
+            "tcp-repair-left" => Undo::TcpRepairLeft,
             _ => return None,
         })
     }
@@ -86,6 +118,10 @@ pub struct Outstanding {
     pub loaded: bool,
     /// A completed image that is still valid.
     pub image: Option<Undo>,
+    /// Network lock tables installed and neither lifted nor handed over.
+    pub net_locks: Vec<String>,
+    /// Sockets still in repair mode: (pid, fd, inode, SO_REUSEADDR before).
+    pub repairing: Vec<(i32, i32, u64, i32)>,
 }
 
 impl Outstanding {
@@ -98,12 +134,20 @@ impl Outstanding {
             Undo::KernelUnloaded => self.loaded = false,
             Undo::RegionImage(_) | Undo::CpioImage(_) => self.image = Some(u),
             Undo::ImageInvalidated => self.image = None,
+            Undo::NetLocked(t) => self.net_locks.push(t),
+            Undo::NetReleased(t) => self.net_locks.retain(|x| *x != t),
+            Undo::TcpRepair { pid, fd, ino, reuse } => self.repairing.push((pid, fd, ino, reuse)),
+            Undo::TcpRepairLeft => self.repairing.clear(),
         }
     }
 
     /// Whether anything needs undoing.
     pub fn is_empty(&self) -> bool {
-        self.frozen.is_empty() && !self.loaded && self.image.is_none()
+        self.frozen.is_empty()
+            && !self.loaded
+            && self.image.is_none()
+            && self.net_locks.is_empty()
+            && self.repairing.is_empty()
     }
 
     /// Undoes everything outstanding; returns one line per action taken or failed.
@@ -123,6 +167,22 @@ impl Outstanding {
                 }
             });
         }
+        for &(pid, fd, ino, reuse) in &self.repairing {
+            out.push(match leave_repair_of(pid, fd, ino, reuse) {
+                Ok(true) => format!("took the TCP connection at pid {pid} fd {fd} out of repair mode"),
+                Ok(false) => continue,
+                Err(e) => {
+                    format!("pid {pid} fd {fd}: could not leave TCP repair mode ({}): restart the process", chain(&e))
+                }
+            });
+        }
+        for t in &self.net_locks {
+            out.push(match seamless_restore::netlock::lift(t) {
+                Ok(true) => format!("lifted the network lock (table inet {t})"),
+                Ok(false) => format!("the network lock (table inet {t}) was already gone"),
+                Err(e) => format!("could not lift the network lock ({}): run `nft delete table inet {t}`", chain(&e)),
+            });
+        }
         if self.loaded {
             out.push(match seamless_sys::kexec::kexec_file_unload() {
                 Ok(()) => "unloaded the new kernel".into(),
@@ -131,6 +191,19 @@ impl Outstanding {
         }
         out
     }
+}
+
+/// Switches repair mode off on a live process's socket (the worker died holding it); `false`
+/// when the process or that socket is gone (then nothing is left to do).
+fn leave_repair_of(pid: i32, fd: i32, ino: u64, reuse: i32) -> Result<bool, seamless_sys::SysError> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+    if link.to_string_lossy() != format!("socket:[{ino}]") {
+        return Ok(false);
+    }
+    let pfd = seamless_sys::proc::pidfd_open(pid)?;
+    let sock = seamless_sys::proc::pidfd_getfd(&pfd, fd, pid)?;
+    crate::dump::sockets::leave_repair_fd(std::os::fd::AsRawFd::as_raw_fd(&sock), reuse);
+    Ok(true)
 }
 
 fn invalidate(img: &Undo) -> Result<String, seamless_image::ImageError> {
@@ -292,6 +365,8 @@ mod tests {
             Undo::RegionImage("/dev/pmem0".into()),
             Undo::CpioImage("/run/seamless/region.cpio".into()),
             Undo::Thawed("/boot".into()),
+            Undo::NetLocked("seamless-lock-7".into()),
+            Undo::TcpRepair { pid: 40, fd: 3, ino: 99, reuse: 1 },
         ];
         let mut s = Outstanding::default();
         for e in &events {
@@ -301,7 +376,15 @@ mod tests {
         assert_eq!(s.frozen, vec![PathBuf::from("/")]);
         assert!(s.loaded);
         assert_eq!(s.image, Some(Undo::CpioImage("/run/seamless/region.cpio".into())));
-        for e in [Undo::Thawed("/".into()), Undo::KernelUnloaded, Undo::ImageInvalidated] {
+        assert_eq!(s.net_locks, vec!["seamless-lock-7".to_string()]);
+        assert_eq!(s.repairing, vec![(40, 3, 99, 1)]);
+        for e in [
+            Undo::Thawed("/".into()),
+            Undo::KernelUnloaded,
+            Undo::ImageInvalidated,
+            Undo::NetReleased("seamless-lock-7".into()),
+            Undo::TcpRepairLeft,
+        ] {
             s.apply(e);
         }
         assert!(s.is_empty());

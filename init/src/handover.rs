@@ -63,6 +63,9 @@ pub struct Report {
     pub blackout_ms: Option<u64>,
     /// Why nothing was restored, if so.
     pub refused: Option<String>,
+    /// The page cache re-warm, if the image recorded a hot set, and for how long (µs) it ran
+    /// while the processes were being restored.
+    pub rewarm: Option<(crate::rewarm::Summary, u64)>,
 }
 
 fn json_str(s: &str) -> String {
@@ -106,8 +109,15 @@ impl Report {
                 )
             })
             .collect();
+        let rewarm = match &self.rewarm {
+            Some((w, overlap)) => format!(
+                "{{\"files_recorded\":{},\"bytes_recorded\":{},\"files\":{},\"bytes\":{},\"skipped\":{},\"out_of_time\":{},\"micros\":{},\"overlap_micros\":{overlap},\"budget_ms\":{}}}",
+                w.files_recorded, w.bytes_recorded, w.files, w.bytes, w.skipped, w.out_of_time, w.micros, w.budget_ms
+            ),
+            None => "null".into(),
+        };
         format!(
-            "{{\"from_kernel\":{},\"to_kernel\":{},\"checkpoint_stages\":[{}],\"restore_stages\":[{}],\"restored\":[{}],\"failed\":[{}],\"failed_trees\":[{}],\"blackout_ms\":{},\"refused\":{}}}\n",
+            "{{\"from_kernel\":{},\"to_kernel\":{},\"checkpoint_stages\":[{}],\"restore_stages\":[{}],\"restored\":[{}],\"failed\":[{}],\"failed_trees\":[{}],\"blackout_ms\":{},\"rewarm\":{rewarm},\"refused\":{}}}\n",
             json_str(&self.from_kernel),
             json_str(&self.to_kernel),
             stages(&self.checkpoint_stages),
@@ -131,6 +141,19 @@ impl Report {
         }
         if let Some(b) = self.blackout_ms {
             log::info!("  processes stopped for {b} ms (jump to end of restore, wall clock)");
+        }
+        if let Some((w, overlap)) = &self.rewarm {
+            log::info!(
+                "  page cache re-warmed: {} of {} file(s), {} of {} MiB in {:.1} ms ({:.1} ms of it during restore){}{}",
+                w.files,
+                w.files_recorded,
+                w.bytes >> 20,
+                w.bytes_recorded >> 20,
+                w.micros as f64 / 1000.0,
+                *overlap as f64 / 1000.0,
+                if w.skipped > 0 { format!(", {} changed or missing file(s) skipped", w.skipped) } else { String::new() },
+                if w.out_of_time { format!(", stopped at the {} ms budget", w.budget_ms) } else { String::new() },
+            );
         }
         log::info!("restored {} process(es): {:?}", self.restored.len(), self.restored);
         for t in &self.failed_trees {
@@ -258,12 +281,36 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     };
     report.restore_stages.push(("validate".into(), t.elapsed().as_micros() as u64));
     let t = Instant::now();
+    if let Some(rec) = crate::tmpfs::recorded(&mut region.reader) {
+        let s = crate::tmpfs::recreate(&rec, &mut region.reader);
+        log::info!(
+            "tmpfs: {} entr(ies) recreated ({} KiB), {} mount(s) made, {} already there, {} failed",
+            s.created,
+            s.bytes >> 10,
+            s.mounted,
+            s.existing,
+            s.failed
+        );
+    }
+    report.restore_stages.push(("tmpfs".into(), t.elapsed().as_micros() as u64));
+    // The page cache is read back while the processes are restored.
+    let rewarm = crate::rewarm::recorded(&mut region.reader).map(crate::rewarm::start);
+    let t = Instant::now();
     let (changed, problems) = crate::sysctl::apply(&upgrade.sysctls);
     log::info!("{changed} of {} recorded sysctls set to the old kernel's values", upgrade.sysctls.len());
     for problem in problems {
         log::warn!("{problem}");
     }
     report.restore_stages.push(("sysctls".into(), t.elapsed().as_micros() as u64));
+    // The lock goes on before any link comes up: until the restore has repaired them, no
+    // segment of a preserved connection is answered (a reset) or accepted.
+    let t = Instant::now();
+    if let Some(lock) = &plan.net_lock {
+        if let Err(e) = seamless_restore::netlock::install(lock) {
+            log::warn!("network lock: {}; the preserved connections are repaired without it", chain(&e));
+        }
+    }
+    report.restore_stages.push(("netlock".into(), t.elapsed().as_micros() as u64));
     let t = Instant::now();
     for problem in crate::network::configure(upgrade) {
         log::warn!("network: {problem}");
@@ -279,15 +326,28 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         }
         Err(e) => report.refused = Some(chain(&e).to_string()),
     }
+    if let Some(lock) = &plan.net_lock {
+        // restore_plan lifted it after the repair; this covers any way it did not get there.
+        seamless_restore::netlock::lift_logged(&lock.table, "after the restore");
+    }
+    let restored_at = Instant::now();
+    let restored_wall = std::time::SystemTime::now();
+    report.restore_stages.push(("restore".into(), t.elapsed().as_micros() as u64));
+    if let Some(w) = rewarm {
+        // Joined before going back to the initial time namespace: setns(CLONE_NEWTIME) needs a
+        // single-threaded caller.
+        let summary = w.finish();
+        let after = restored_at.elapsed().as_micros() as u64;
+        report.restore_stages.push(("rewarm-wait".into(), after));
+        report.rewarm = Some((summary.clone(), summary.micros.saturating_sub(after)));
+    }
     if let Some(ns) = own_clocks {
         // The real init and everything it starts live on the new kernel's clocks.
         if let Err(e) = seamless_sys::timens::enter_time_ns(&ns) {
             log::error!("cannot return to the initial time namespace: {}", chain(&e));
         }
     }
-    report.restore_stages.push(("restore".into(), t.elapsed().as_micros() as u64));
-    let now_ns =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let now_ns = restored_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     if upgrade.jump_realtime_ns > 0 && now_ns > upgrade.jump_realtime_ns {
         report.blackout_ms = Some((now_ns - upgrade.jump_realtime_ns) / 1_000_000);
     }

@@ -3,5 +3,7 @@ pub mod boot;
 pub mod error;
 pub mod handover;
 pub mod network;
+pub mod rewarm;
 pub mod sysctl;
+pub mod tmpfs;
 pub mod units;

@@ -6,5 +6,6 @@ pub mod redis;
 pub mod releases;
 pub mod scenarios;
 pub mod service;
+pub mod stream;
 pub mod vm;
 pub mod workloads;

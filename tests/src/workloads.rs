@@ -167,6 +167,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: false,
     },
     Workload {
+        name: "tcp_echo",
+        link: Link::Dynamic,
+        summary: "an echo server (PORT arg, v6 for [::1]) whose client outside the tree streams through the dump",
+        crosses_kernels: false,
+    },
+    Workload {
         name: "ping_socket",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket: needs net.ipv4.ping_group_range where it is recreated",
@@ -189,6 +195,18 @@ pub const WORKLOADS: &[Workload] = &[
         link: Link::Dynamic,
         summary: "TCP sockets with and without SO_REUSEADDR, an established connection: options unchanged",
         crosses_kernels: true,
+    },
+    Workload {
+        name: "tmpfs_service",
+        link: Link::Dynamic,
+        summary: "runtime files on tmpfs: a /run directory with a pid file and a unix listener, POSIX shm, a /tmp file",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "cached_file",
+        link: Link::Dynamic,
+        summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",
+        crosses_kernels: false,
     },
 ];
 

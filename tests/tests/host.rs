@@ -116,6 +116,8 @@ workload_tests! {
     timerfd_signalfd => "timerfd_signalfd" [];
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
+    tmpfs_service => "tmpfs_service" [];
+    cached_file => "cached_file" ["16"];
 }
 
 /// The peer of `tcp_established`, outside the dumped tree: echoes the first 65536 bytes of the
@@ -622,6 +624,7 @@ mod refuse {
         relinked => "cannot be opened";
         udp_queued => "datagrams queued on a UDP socket";
         accept_queue => "not yet accepted";
+        tcp_half_closed => "TCP connection in state FIN_WAIT2";
         clone_vm => "shares its memory";
         compat32 => "32-bit code";
         sud => "syscall user dispatch";

@@ -253,3 +253,39 @@ fn g_refused_tree_does_not_sink_the_others() -> Result<()> {
     let rest: Vec<(String, i32)> = pids.into_iter().filter(|(_, p)| *p != ping).collect();
     expect_pass(&mut vm, &rest)
 }
+
+/// (h) The page cache is hot again after the upgrade: a process that keeps a 256 MiB data file
+/// cached finds it resident (mincore) on the new kernel and reads it about as fast as before
+/// (at most 1.2 x its slowest warm read), while a cold read of it is many times slower; the
+/// new kernel's stage table shows the re-warm and how much of it overlapped the restore.
+#[test]
+fn h_page_cache_is_warm_after_the_upgrade() -> Result<()> {
+    let list = &[("cached_file", "256")];
+    let mut vm =
+        GuestBuilder::new("up-cache").disk_mib(1024).with_service().with_workloads(&["cached_file"]).start()?;
+    let pids = start_workloads(&mut vm, list)?;
+    let k = vm.upgrade(Which::B, &format!("--pid {} --rewarm-budget 300", pids[0].1))?;
+    println!("{}", restored(&vm, &k)?);
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    let rewarm =
+        lines.iter().find(|l| l.contains("page cache re-warmed")).context("no re-warm line in the stage table")?;
+    println!("{rewarm}");
+    ensure!(rewarm.contains("MiB in") && rewarm.contains("during restore"), "{rewarm}");
+    let report = vm.sh("cat /run/seamless/report.json")?;
+    let report: serde_json::Value = serde_json::from_str(report.trim()).context("report.json")?;
+    let bytes = report["rewarm"]["bytes"].as_u64().context("report.json has no rewarm.bytes")?;
+    ensure!(bytes >= 256 << 20, "only {bytes} bytes re-warmed: {}", report["rewarm"]);
+    ensure!(report["rewarm"]["out_of_time"] == false, "the re-warm ran out of time: {}", report["rewarm"]);
+    let (w, pid) = &pids[0];
+    vm.sh(&format!("kill -TERM {pid}"))?;
+    let done = vm.run_timeout(
+        &format!("for i in $(seq 1200); do [ -f /root/wl/{w}.out ] && exit 0; sleep 0.1; done; exit 1"),
+        Duration::from_secs(180),
+    )?;
+    ensure!(done.status == 0, "{w} gave no verdict after SIGTERM");
+    let verdict = vm.sh(&format!("cat /root/wl/{w}.out"))?;
+    let log = vm.sh(&format!("grep 'cached_file:' /root/wl/{w}.log; true"))?;
+    println!("{}", log.trim());
+    ensure!(verdict.trim() == "PASS", "{w} (pid {pid}): {} {}", verdict.trim(), log.trim());
+    Ok(())
+}

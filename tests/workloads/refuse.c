@@ -18,6 +18,9 @@
  *   relinked       an open file whose name was removed while another hard link keeps it
  *   udp_queued     a bound UDP socket with a datagram not yet read
  *   accept_queue   a TCP listener with a connection not yet accepted
+ *   tcp_half_closed a loopback TCP connection whose client end shut its sending side down:
+ *                  client in FIN_WAIT2, server end in CLOSE_WAIT (states that are not
+ *                  checkpointed); afterwards the server end reads EOF and can still send
  *   clone_vm       a child made with clone(CLONE_VM) shares the root's memory
  *   compat32       a thread runs 32-bit code (far jump to the compat code segment, int 0x80
  *                  nanosleep loop)
@@ -387,6 +390,19 @@ int main(int argc, char **argv)
         WL_CHECK(connect(fd2, (struct sockaddr *)&a, sizeof a) == 0, "connect");
         WL_CHECK(write(fd2, "hello", 5) == 5, "write client");
         wl_sleep_ms(50); /* the handshake completes in the kernel */
+    } else if (strcmp(mode, "tcp_half_closed") == 0) {
+        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof a;
+        WL_CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0, "listen");
+        WL_CHECK(getsockname(l, (struct sockaddr *)&a, &len) == 0, "getsockname");
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        WL_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect");
+        fd2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        WL_CHECK(fd2 >= 0, "accept");
+        close(l);
+        WL_CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown client");
+        wl_sleep_ms(50); /* the FIN is acknowledged in the kernel */
     } else if (strcmp(mode, "clone_vm") == 0) {
         static char stack[256 * 1024] __attribute__((aligned(16)));
         pid_t c = clone(vm_child, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL);
@@ -529,6 +545,16 @@ int main(int argc, char **argv)
         WL_CHECK(pread(fd, buf, sizeof buf - 1, 0) == 8, "pread the original file");
         if (strcmp(buf, "original") != 0)
             wl_fail("the open file reads %s, expected original", buf);
+    } else if (strcmp(mode, "tcp_half_closed") == 0) {
+        char buf[16] = { 0 };
+        ssize_t n = recv(fd2, buf, sizeof buf, MSG_DONTWAIT);
+        if (n != 0)
+            wl_fail("half-closed connection: the server end read %zd (errno %d), expected EOF", n, errno);
+        WL_CHECK(send(fd2, "bye", 3, MSG_NOSIGNAL) == 3, "send on the half-closed connection");
+        for (int i = 0; i < 200 && (n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno == EAGAIN; i++)
+            wl_sleep_ms(10);
+        if (n != 3 || memcmp(buf, "bye", 3) != 0)
+            wl_fail("half-closed connection: the client end read %zd bytes (errno %d), expected \"bye\"", n, errno);
     } else if (strcmp(mode, "udp_queued") == 0) {
         char buf[16] = { 0 };
         ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);

@@ -3,7 +3,8 @@
  *  l4: 127.0.0.1:<ephemeral>, SO_REUSEADDR, backlog 7, TCP_NODELAY+SO_KEEPALIVE set on it.
  *  l6: [::1]:<ephemeral>, IPV6_V6ONLY, O_NONBLOCK.
  *  c -> l4, accepted as s: 3000 bytes c->s and 5000 bytes s->c unread at the dump (TCP_REPAIR
- *  on both ends), TCP_NODELAY on c.
+ *  on both ends), TCP_NODELAY on c; on c also SO_MARK 0x5ea, SO_KEEPALIVE with TCP_KEEPIDLE 77,
+ *  TCP_KEEPINTVL 11, TCP_KEEPCNT 5 (on l4 SO_MARK 0x1234).
  *  u1: UDP bound to 127.0.0.1:<ephemeral>; u2: UDP connected to u1.
  * After restore: same addresses and options; the queued bytes arrive in order, then more data
  * both ways; new clients connect to l4 and l6 and exchange data; u2 -> u1 datagram arrives from
@@ -88,6 +89,17 @@ static void exchange(int lfd, const struct sockaddr *a, socklen_t alen, int fami
     close(s);
 }
 
+static const struct {
+    int level, name, value;
+    const char *what;
+} c_opts[] = {
+    { SOL_SOCKET, SO_MARK, 0x5ea, "SO_MARK" },
+    { SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE" },
+    { IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE" },
+    { IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL" },
+    { IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT" },
+};
+
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -115,6 +127,11 @@ int main(int argc, char **argv)
     int c = socket(AF_INET, SOCK_STREAM, 0);
     WL_CHECK(c >= 0, "socket c");
     WL_CHECK(setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0, "TCP_NODELAY c");
+    for (size_t i = 0; i < sizeof c_opts / sizeof c_opts[0]; i++)
+        WL_CHECK(setsockopt(c, c_opts[i].level, c_opts[i].name, &c_opts[i].value, sizeof(int)) == 0, "set %s on c",
+                 c_opts[i].what);
+    int mark4 = 0x1234;
+    WL_CHECK(setsockopt(l4, SOL_SOCKET, SO_MARK, &mark4, sizeof mark4) == 0, "SO_MARK l4");
     WL_CHECK(connect(c, (struct sockaddr *)&a4, sizeof a4) == 0, "connect c");
     int s = accept(l4, NULL, NULL);
     WL_CHECK(s >= 0, "accept s");
@@ -164,6 +181,12 @@ int main(int argc, char **argv)
         wl_fail("listener O_NONBLOCK flags changed");
     if (!getopt_int(c, IPPROTO_TCP, TCP_NODELAY))
         wl_fail("c lost TCP_NODELAY");
+    for (size_t i = 0; i < sizeof c_opts / sizeof c_opts[0]; i++)
+        if (getopt_int(c, c_opts[i].level, c_opts[i].name) != c_opts[i].value)
+            wl_fail("c: %s is %d, expected %d", c_opts[i].what, getopt_int(c, c_opts[i].level, c_opts[i].name),
+                    c_opts[i].value);
+    if (getopt_int(l4, SOL_SOCKET, SO_MARK) != 0x1234)
+        wl_fail("l4: SO_MARK is %#x, expected 0x1234", getopt_int(l4, SOL_SOCKET, SO_MARK));
     len = sizeof sname;
     WL_CHECK(getsockname(c, (struct sockaddr *)&sname, &len) == 0, "getsockname c after");
     len = sizeof cpeer;

@@ -27,6 +27,8 @@ pub struct Frozen {
     procs: Vec<FrozenProc>,
     seized: Vec<i32>,
     done: bool,
+    /// The network lock table installed for these processes' connections, if any.
+    net_lock: Option<String>,
 }
 
 impl Frozen {
@@ -35,13 +37,23 @@ impl Frozen {
         &self.procs
     }
 
-    /// Detaches from every thread; the processes continue where they were.
+    /// Takes charge of the network lock table `table`: lifted when the processes are resumed
+    /// (or the dump is abandoned), left in place for the restore when they are killed.
+    pub fn hold_net_lock(&mut self, table: String) {
+        crate::supervisor::note(&crate::supervisor::Undo::NetLocked(table.clone()));
+        self.net_lock = Some(table);
+    }
+
+    /// Detaches from every thread; the processes continue where they were. The network lock,
+    /// if any, is lifted once their sockets are out of repair mode.
     pub fn resume(mut self) {
         super::sockets::leave_repair();
         self.detach_all();
+        self.lift_net_lock();
     }
 
-    /// Kills every process with SIGKILL (then detaches).
+    /// Kills every process with SIGKILL (then detaches). The network lock stays: the killed
+    /// processes' connections are silent until `seamless restore` has repaired them.
     pub fn kill(mut self) {
         for p in &self.procs {
             if p.zombie.is_none() {
@@ -49,6 +61,21 @@ impl Frozen {
             }
         }
         self.detach_all();
+        super::sockets::repair_for_kill();
+        if let Some(table) = self.net_lock.take() {
+            log::info!(
+                "network lock: table inet {table} stays until `seamless restore` has repaired the connections \
+                 (or `nft delete table inet {table}` gives them up)"
+            );
+            crate::supervisor::note(&crate::supervisor::Undo::NetReleased(table));
+        }
+    }
+
+    fn lift_net_lock(&mut self) {
+        if let Some(table) = self.net_lock.take() {
+            seamless_restore::netlock::lift_logged(&table, "resuming the dumped processes");
+            crate::supervisor::note(&crate::supervisor::Undo::NetReleased(table));
+        }
     }
 
     fn detach_all(&mut self) {
@@ -70,6 +97,7 @@ impl Drop for Frozen {
             super::sockets::leave_repair();
         }
         self.detach_all();
+        self.lift_net_lock();
     }
 }
 
@@ -136,7 +164,7 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
 /// Freezes the trees rooted at `roots`.
 pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
     let me = seamless_sys::proc::own_pid();
-    let mut frozen = Frozen { procs: Vec::new(), seized: Vec::new(), done: false };
+    let mut frozen = Frozen { procs: Vec::new(), seized: Vec::new(), done: false, net_lock: None };
     let mut seized: BTreeSet<i32> = BTreeSet::new();
     for &r in roots {
         if r == me || r <= 1 {

@@ -49,6 +49,15 @@ pub enum DumpError {
     /// The operator (or a service manager) asked seamless to stop.
     #[error("{0}")]
     Interrupted(crate::interrupt::Interrupted),
+    /// The network lock for the preserved TCP connections could not be installed.
+    #[error("cannot hold the network still for {conns} TCP connection(s), without which their peers would see resets: make nf_tables available (CONFIG_NF_TABLES, `modprobe nf_tables`) or close the connections first")]
+    NetLock {
+        /// How many connections.
+        conns: usize,
+        /// Why.
+        #[source]
+        source: seamless_restore::netlock::NetLockError,
+    },
     /// The given pid does not exist or is not dumpable.
     #[error("pid {pid}: {reason}")]
     BadTarget {
@@ -113,13 +122,26 @@ pub fn dump_trees<S: Store>(
     opts: &DumpOptions,
 ) -> Result<DumpSummary, DumpError> {
     let t0 = Instant::now();
-    let frozen = freeze::freeze_trees(pids)?;
+    let mut frozen = freeze::freeze_trees(pids)?;
     let freeze_time = t0.elapsed();
     // On error `frozen` is dropped, which detaches (resumes) everything.
     let mut pages = 0;
     let mut threads = 0;
     // 1. Pre-check (reads only): every refusal, before anything in any process changes.
     let mut file_plan = precheck::run(&frozen, opts)?;
+    // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
+    // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
+    // killed, for the restore to lift after repair.
+    let conns = sockets::lock_targets(&file_plan);
+    let net_lock = if conns.is_empty() {
+        None
+    } else {
+        let lock = records::NetLockRecord { table: seamless_restore::netlock::table_name(std::process::id()), conns };
+        seamless_restore::netlock::install(&lock)
+            .map_err(|source| DumpError::NetLock { conns: lock.conns.len(), source })?;
+        frozen.hold_net_lock(lock.table.clone());
+        Some(lock)
+    };
     // Established TCP connections are read in repair mode (a change, undone by `Frozen`'s
     // resume) only now that nothing can be refused any more except for repair errors.
     sockets::repair_pending(&mut file_plan)?;
@@ -135,6 +157,10 @@ pub fn dump_trees<S: Store>(
         kernel_release: seamless_sys::kernel_release(),
     };
     writer.put_record(records::TREE, 0, 0, &tree)?;
+    if let Some(lock) = &net_lock {
+        // Ignorable: a restorer that predates the lock restores as it always did.
+        writer.put_ignorable_record(records::NET_LOCK, 0, 0, lock)?;
+    }
     files::write(&file_plan, writer)?;
     let total = frozen.procs().len();
     let mut done = 0usize;

@@ -10,16 +10,19 @@
 //! timestamps from `TCP_INFO`), the timestamp clock and the window (`TCP_REPAIR_WINDOW`) are
 //! read. The restorer rebuilds the socket in repair mode, where `connect` sends nothing.
 //!
-//! Invariant: **a socket switched into repair mode stays in repair mode until its process is
-//! killed.** Closing a socket in repair mode sends neither FIN nor RST, so killing the dumped
-//! process does not end the connection at the peer. The duplicates are kept (in `REPAIRED`)
-//! until the dumper exits. If the dump is abandoned or the processes are resumed
-//! (`--leave-running`), [`leave_repair`] switches repair off again before they run.
-//!
-//! Limits (documented, not checked): bytes that arrive between the dump and the kill are lost
-//! (the kernel acknowledged them; nothing blocks the network during the dump), and segments
-//! the peer sends while no socket exists (between kill and restore) are answered with RST by
-//! the kernel, ending the connection.
+//! Repair mode lasts only while a connection is read: the network lock
+//! (`seamless_restore::netlock`) is installed before the first one, so from then on nothing the
+//! kernel does for the socket reaches the wire (retransmissions, window probes) or changes it
+//! (no segment of the peer is delivered), and the socket leaves repair mode again right after
+//! its read, its `SO_REUSEADDR` put back: the live process never finds a socket in repair mode,
+//! even if the dumper is killed (the kernel then releases the processes at once, before the
+//! supervisor could act; a dumper killed during one socket's read leaves that socket to the
+//! supervisor's undo journal). The duplicates are kept (in `REPAIRED`) until the dumper exits.
+//! When the dumped processes are killed, [`repair_for_kill`] switches the duplicates into
+//! repair mode again: closing a socket in repair mode sends neither FIN nor RST and leaves no
+//! orphan holding the 4-tuple the restore will bind, and the lock keeps the peer's
+//! retransmissions from being answered with RST until the restore has repaired the connection
+//! and lifted it.
 //!
 //! Refused (checked before anything changes, see [`super::precheck`]): a listener with
 //! connections not yet accepted (the accept queue is not saved), queued datagrams on UDP and
@@ -35,28 +38,56 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
-/// Duplicates of the sockets put into repair mode by this dumper, with the `SO_REUSEADDR`
-/// value each had before (switching repair mode on or off overwrites it in the kernel).
-static REPAIRED: Mutex<Vec<(OwnedFd, i32)>> = Mutex::new(Vec::new());
+/// Duplicates of the sockets this dumper read in repair mode, with the `SO_REUSEADDR` value
+/// each had before (switching repair mode on or off overwrites it in the kernel) and whether
+/// the socket is in repair mode now.
+static REPAIRED: Mutex<Vec<(OwnedFd, i32, bool)>> = Mutex::new(Vec::new());
 
 /// `TCP_REPAIR` value that leaves repair mode without sending a window probe.
 const TCP_REPAIR_OFF_NO_WP: i32 = -1;
 
-/// Switches every socket this dumper put into repair mode back to normal operation (before the
-/// processes are resumed), without a window probe where the kernel allows, and puts back
-/// `SO_REUSEADDR`, which the kernel resets when repair mode ends: the live process finds its
-/// sockets exactly as they were.
+/// Switches every socket this dumper left in repair mode back to normal operation (before the
+/// processes are resumed); see [`leave_repair_fd`]. The live process finds its sockets exactly
+/// as they were.
 pub fn leave_repair() {
     let mut g = REPAIRED.lock().unwrap_or_else(|p| p.into_inner());
-    for (fd, reuse) in g.drain(..) {
-        let raw = fd.as_raw_fd();
-        let off = net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_REPAIR, TCP_REPAIR_OFF_NO_WP)
-            .or_else(|_| net::tcp_repair(raw, false));
-        if let Err(e) = off {
-            log::warn!("leaving TCP repair mode: {}", chain(&e));
+    let mut any = false;
+    for (fd, reuse, repairing) in g.iter_mut() {
+        if *repairing {
+            leave_repair_fd(fd.as_raw_fd(), *reuse);
+            *repairing = false;
+            any = true;
         }
-        if let Err(e) = net::set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse) {
-            log::warn!("putting back SO_REUSEADDR={reuse} after TCP repair: {}", chain(&e));
+    }
+    if any {
+        crate::supervisor::note(&crate::supervisor::Undo::TcpRepairLeft);
+    }
+}
+
+/// Switches one socket out of repair mode (no window probe where the kernel allows) and puts
+/// back its `SO_REUSEADDR`, which the kernel resets when repair mode ends.
+pub fn leave_repair_fd(raw: RawFd, reuse: i32) {
+    let off = net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_REPAIR, TCP_REPAIR_OFF_NO_WP)
+        .or_else(|_| net::tcp_repair(raw, false));
+    if let Err(e) = off {
+        log::warn!("leaving TCP repair mode: {}", chain(&e));
+    }
+    if let Err(e) = net::set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse) {
+        log::warn!("putting back SO_REUSEADDR={reuse} after TCP repair: {}", chain(&e));
+    }
+}
+
+/// The dumped processes were killed: their connections must end without a FIN or RST and
+/// without an orphan socket, so the duplicates (the last references, closed when the dumper
+/// exits) go into repair mode.
+pub fn repair_for_kill() {
+    let mut g = REPAIRED.lock().unwrap_or_else(|p| p.into_inner());
+    for (fd, _, repairing) in g.iter_mut() {
+        if !*repairing {
+            if let Err(e) = net::tcp_repair(fd.as_raw_fd(), true) {
+                log::warn!("repair mode for closing a killed process's connection silently: {}", chain(&e));
+            }
+            *repairing = true;
         }
     }
 }
@@ -260,6 +291,11 @@ fn option_list(family: i32, ty: i32) -> Vec<(i32, i32)> {
         (libc::SOL_SOCKET, libc::SO_SNDBUF),
         (libc::SOL_SOCKET, libc::SO_RCVBUF),
     ];
+    if family == libc::AF_INET || family == libc::AF_INET6 {
+        // The packet mark policy routing and netfilter see (setting it again needs
+        // CAP_NET_ADMIN, which the restorer has).
+        v.push((libc::SOL_SOCKET, libc::SO_MARK));
+    }
     if family == libc::AF_INET6 {
         v.push((libc::IPPROTO_IPV6, libc::IPV6_V6ONLY));
     }
@@ -438,6 +474,21 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
     Ok(FileKind::Socket(rec))
 }
 
+/// The connections the network lock must hold: every established TCP connection of the plan,
+/// by its local and peer address as the pre-check recorded them.
+pub fn lock_targets(plan: &FilePlan) -> Vec<seamless_image::records::LockedConn> {
+    let inos: std::collections::BTreeSet<u64> = plan.tcp_pending.iter().map(|p| p.ino).collect();
+    plan.descs
+        .iter()
+        .filter_map(|d| match &d.kind {
+            FileKind::Socket(rec) if inos.contains(&rec.ino) => {
+                Some(seamless_image::records::LockedConn { local: rec.local.clone(), peer: rec.peer.clone() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Reads every established connection of the plan in repair mode and fills in its record.
 /// Called by the dump after the pre-check has passed (never by `seamless check`).
 pub fn repair_pending(plan: &mut FilePlan) -> Result<(), DumpError> {
@@ -446,7 +497,7 @@ pub fn repair_pending(plan: &mut FilePlan) -> Result<(), DumpError> {
         let link = format!("socket:[{ino}]");
         let refuse = |reason: String| DumpError::Unsupported { pid, resource: format!("fd {fd} ({link})"), reason };
         let sys = |what: &str, e: seamless_sys::SysError| DumpError::sys(pid, format!("fd {fd} ({link}): {what}"), e);
-        let conn = repair_dump(p.sock, &refuse, &sys)?;
+        let conn = repair_dump(p.sock, (pid, fd, ino), &refuse, &sys)?;
         for d in plan.descs.iter_mut() {
             if let FileKind::Socket(rec) = &mut d.kind {
                 if rec.ino == ino {
@@ -462,13 +513,26 @@ pub fn repair_pending(plan: &mut FilePlan) -> Result<(), DumpError> {
 /// module docs) and its duplicate is kept in [`REPAIRED`].
 fn repair_dump(
     s: OwnedFd,
+    (pid, fd, ino): (i32, i32, u64),
     refuse: &dyn Fn(String) -> DumpError,
     sys: &dyn Fn(&str, seamless_sys::SysError) -> DumpError,
 ) -> Result<TcpConn, DumpError> {
     let raw = s.as_raw_fd();
     let reuse = net::get_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|e| sys("SO_REUSEADDR", e))?;
+    crate::supervisor::note(&crate::supervisor::Undo::TcpRepair { pid, fd, ino, reuse });
     net::tcp_repair(raw, true).map_err(|e| sys("TCP_REPAIR on", e))?;
-    REPAIRED.lock().unwrap_or_else(|p| p.into_inner()).push((s, reuse));
+    REPAIRED.lock().unwrap_or_else(|p| p.into_inner()).push((s, reuse, true));
+    let c = read_repaired(raw, refuse, sys);
+    leave_repair();
+    c
+}
+
+/// The reads of [`repair_dump`], on a socket in repair mode.
+fn read_repaired(
+    raw: RawFd,
+    refuse: &dyn Fn(String) -> DumpError,
+    sys: &dyn Fn(&str, seamless_sys::SysError) -> DumpError,
+) -> Result<TcpConn, DumpError> {
     let tcp = libc::IPPROTO_TCP;
     let mut c = TcpConn::default();
     net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| sys("TCP_REPAIR_QUEUE send", e))?;

@@ -16,8 +16,11 @@
 //! just before the jump.
 
 mod net;
+pub mod newest;
+pub mod page_cache;
 mod stages;
 pub mod sysctl;
+pub mod tmpfs;
 
 pub use stages::StageClock;
 
@@ -94,6 +97,15 @@ pub struct UpgradeOptions {
     /// The image format version asked for (`None`: the newest the target's seamless-init
     /// reads, as the pre-flight check found).
     pub image_format: Option<u32>,
+    /// Paths whose cached contents the new kernel reads back too (files, or directories
+    /// walked), besides the files the preserved processes have mapped or open.
+    pub warm: Vec<PathBuf>,
+    /// How long the new kernel may spend re-reading the page cache's hot set before it hands
+    /// over to the real init (zero: the hot set is not recorded).
+    pub rewarm_budget: std::time::Duration,
+    /// Paths on tmpfs carried to the new kernel too (files, or directories walked), besides the
+    /// tmpfs files the preserved processes hold open, map or bind sockets in.
+    pub keep: Vec<PathBuf>,
 }
 
 enum Target {
@@ -238,8 +250,33 @@ fn dump_and_jump(
             Target::Initramfs { cpio, .. } => cpio.display().to_string(),
         }
     );
+    if !opts.rewarm_budget.is_zero() {
+        let hot = page_cache::record(&opts.roots, &opts.warm, opts.rewarm_budget);
+        eprintln!(
+            "seamless: page cache: {} MiB of {} file(s) to read back on the new kernel (budget {} s)",
+            hot.bytes() >> 20,
+            hot.files.len(),
+            opts.rewarm_budget.as_secs_f64()
+        );
+        writer.put_ignorable_record(RecordKind::PAGE_CACHE, 0, 0, &hot)?;
+        clock.stage("page-cache");
+        interrupt::check("recording the page cache")?;
+    }
     let summary = dump::dump_trees(&opts.roots, &mut writer, &DumpOptions { progress: true, ..Default::default() })?;
     clock.stage("dump");
+    // With the trees frozen: the tmpfs files they use, which the new kernel starts without.
+    let tmp = tmpfs::record(&opts.roots, &opts.keep, &mut writer)?;
+    if !tmp.entries.is_empty() {
+        let bytes: u64 = tmp.entries.iter().map(|e| e.size).sum();
+        eprintln!(
+            "seamless: tmpfs: {} entr(ies), {} KiB carried ({})",
+            tmp.entries.len(),
+            bytes >> 10,
+            tmp.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        writer.put_ignorable_record(RecordKind::TMPFS, 0, 0, &tmp)?;
+    }
+    clock.stage("tmpfs");
     eprintln!(
         "seamless: dumped {} process(es), {} thread(s), {} MiB of pages, {} open file(s)",
         summary.processes,

@@ -32,6 +32,7 @@ pub struct Formats {
 }
 
 /// The record kinds of the last format-1 release, which predates `--image-formats`.
+/// (It does not know [`RecordKind::PAGE_CACHE`], which writers mark `IGNORABLE`.)
 const PREDATING_KINDS: &[u16] = &[1, 2, 3, 4, 5, 16, 17, 18, 19, 20, 21, 22, 23];
 
 impl Formats {

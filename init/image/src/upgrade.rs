@@ -219,3 +219,152 @@ pub struct Route4 {
     /// Output interface name.
     pub dev: String,
 }
+
+/// The page cache's hot set before the jump ([`crate::RecordKind::PAGE_CACHE`]): the resident
+/// ranges of the files the preserved processes had mapped or open (and of the paths the
+/// operator named), read back on the new kernel before the hand-over so the services do not
+/// start on a cold cache. Linux cannot keep page-cache pages across kexec; this makes them
+/// hot again from the disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PageCache {
+    /// How long the new kernel may spend re-reading (milliseconds).
+    pub budget_ms: u64,
+    /// The files, with their resident ranges.
+    pub files: Vec<CachedFile>,
+}
+
+/// One file of the hot set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedFile {
+    /// Absolute path.
+    pub path: String,
+    /// Inode number, size and modification time (ns since the epoch): a file that differs on
+    /// the new kernel is skipped.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Resident `(offset, length)` byte ranges, page-aligned, ascending, not overlapping.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Most files in a hot set.
+pub const MAX_CACHED_FILES: usize = 1 << 20;
+
+impl PageCache {
+    /// Checks the record before anything uses it: absolute paths, sane ranges.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.files.len() > MAX_CACHED_FILES {
+            return Err(format!("{} files, at most {MAX_CACHED_FILES}", self.files.len()));
+        }
+        for f in &self.files {
+            if !f.path.starts_with('/') || f.path.contains('\0') {
+                return Err(format!("path {:?} is not absolute", f.path));
+            }
+            let mut end = 0u64;
+            for &(off, len) in &f.ranges {
+                let bad = off % 4096 != 0
+                    || len == 0
+                    || off < end
+                    || off.checked_add(len).is_none_or(|e| e > f.size.next_multiple_of(4096));
+                if bad {
+                    return Err(format!(
+                        "{}: range {off}+{len} is not page-aligned, ordered and inside {} bytes",
+                        f.path, f.size
+                    ));
+                }
+                end = off + len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of all ranges.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().flat_map(|f| f.ranges.iter()).map(|r| r.1).sum()
+    }
+}
+
+/// Files on tmpfs that the preserved processes hold open, map or are bound to (a unix socket's
+/// directory), and the operator's `--keep` paths ([`crate::RecordKind::TMPFS`]): tmpfs lives
+/// in RAM, so the new kernel starts with it empty. seamless-init recreates the mounts (where
+/// nothing is mounted yet) and the entries, with their contents, mode, owner and times, before
+/// the processes are restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TmpfsRecord {
+    /// The tmpfs mounts the entries are on.
+    pub mounts: Vec<TmpfsMount>,
+    /// The entries, every directory before what it contains.
+    pub entries: Vec<TmpfsEntry>,
+}
+
+/// One tmpfs mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    /// Mount point.
+    pub path: String,
+    /// Its options as `/proc/self/mountinfo` shows them (e.g. `rw,nosuid,nodev,size=...,mode=755`).
+    pub options: String,
+}
+
+/// One file, directory or symbolic link on a tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsEntry {
+    /// Absolute path.
+    pub path: String,
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// A symbolic link's target (empty otherwise).
+    pub target: String,
+    /// A regular file's size.
+    pub size: u64,
+    /// A regular file's contents: index entries of blobs (owner 0), in order.
+    pub blobs: Vec<u32>,
+}
+
+/// Blobs holding tmpfs contents have this bit in their tag (owner 0), next to the entry's
+/// number: the tags of deleted files' blobs are open-file ids, far below it.
+pub const TMPFS_BLOB_TAG: u64 = 1 << 63;
+
+/// Most entries in a tmpfs record.
+pub const MAX_TMPFS_ENTRIES: usize = 1 << 16;
+
+impl TmpfsRecord {
+    /// Checks the record before anything uses it: absolute, normal paths, known types.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.entries.len() > MAX_TMPFS_ENTRIES {
+            return Err(format!("{} tmpfs entries, at most {MAX_TMPFS_ENTRIES}", self.entries.len()));
+        }
+        let normal = |p: &str| {
+            p.starts_with('/')
+                && !p.contains('\0')
+                && p.split('/').skip(1).all(|c| !c.is_empty() && c != "." && c != "..")
+        };
+        for m in &self.mounts {
+            if !normal(&m.path) {
+                return Err(format!("tmpfs mount point {:?} is not a normal absolute path", m.path));
+            }
+        }
+        for e in &self.entries {
+            if !normal(&e.path) {
+                return Err(format!("tmpfs entry {:?} is not a normal absolute path", e.path));
+            }
+            if !self.mounts.iter().any(|m| e.path.starts_with(&format!("{}/", m.path.trim_end_matches('/')))) {
+                return Err(format!("tmpfs entry {} is on none of the recorded mounts", e.path));
+            }
+            match e.mode & 0o170000 {
+                0o040000 | 0o120000 => {}
+                0o100000 => {}
+                t => return Err(format!("tmpfs entry {}: file type {t:o} is not carried", e.path)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -86,6 +86,8 @@ pub struct Decoded {
     pub pipes: Vec<(u64, PipeRecord)>,
     /// Memory-management settings by entry owner.
     pub settings: Vec<(u32, records::ProcessSettings)>,
+    /// Network lock records (at most one in a valid image).
+    pub net_locks: Vec<records::NetLockRecord>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -123,6 +125,9 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::SETTINGS) {
             d.settings.push((owner, r.record(i)?));
         }
+        for (i, _, _, _) in list(r, records::NET_LOCK) {
+            d.net_locks.push(r.record(i)?);
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -159,6 +164,9 @@ impl Decoded {
         }
         for (o, s) in &self.settings {
             w.put_record(records::SETTINGS, *o, 0, s)?;
+        }
+        for l in &self.net_locks {
+            w.put_ignorable_record(records::NET_LOCK, 0, 0, l)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -239,6 +247,7 @@ impl Decoded {
             descs: vec![(1, pipe(1, 0)), (2, pipe(2, 1))],
             pipes: vec![(77, PipeRecord { ino: 77, capacity: 65536, data: b"hi".to_vec() })],
             settings: Vec::new(),
+            net_locks: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -292,6 +301,12 @@ pub enum Invalid {
         pid: i32,
         /// What is wrong.
         why: &'static str,
+    },
+    /// A network lock record that names something other than a lock table or IP connections.
+    #[error("network lock: {why}")]
+    NetLock {
+        /// What is wrong.
+        why: String,
     },
     /// A record is missing.
     #[error("pid {pid}: no {what} record")]
@@ -454,6 +469,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_fd_tables(d, &procs, &descs)?;
     check_mms(d, &procs)?;
     check_settings(d, &procs)?;
+    check_net_lock(d)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -886,6 +902,18 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     Ok(())
 }
 
+fn check_net_lock(d: &Decoded) -> Res {
+    if d.net_locks.len() > 1 {
+        return Err(Invalid::Duplicate { what: "network lock", id: 0 });
+    }
+    for l in &d.net_locks {
+        if let Some(why) = l.problem() {
+            return Err(Invalid::NetLock { why });
+        }
+    }
+    Ok(())
+}
+
 fn check_mms(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     let mut mms: BTreeMap<i32, &MmRecord> = BTreeMap::new();
     for (owner, mm) in &d.mms {
@@ -1070,6 +1098,37 @@ mod tests {
         assert_eq!(back.chunks.len(), 1);
         // An image without processes (a test-pattern image) is valid too.
         validate(&Decoded::default()).unwrap();
+    }
+
+    #[test]
+    fn network_lock_is_read_back_and_checked() {
+        use crate::records::{Addr, LockedConn, NetLockRecord};
+        let lock = NetLockRecord {
+            table: "seamless-lock-42".into(),
+            conns: vec![LockedConn {
+                local: Addr::V4 { ip: [127, 0, 0, 1], port: 80 },
+                peer: Addr::V4 { ip: [127, 0, 0, 1], port: 4000 },
+            }],
+        };
+        let mut d = Decoded::sample(PID);
+        d.net_locks.push(lock.clone());
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().net_locks, vec![lock.clone()]);
+        // Only lock tables may be named, only IP connections with ports held.
+        let e = check(|d| d.net_locks.push(NetLockRecord { table: "filter".into(), ..lock.clone() }));
+        assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
+        let e = check(|d| {
+            let mut l = lock.clone();
+            l.conns[0].peer = Addr::Unix { path: b"/x".to_vec() };
+            d.net_locks.push(l);
+        });
+        assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
+        let e = check(|d| d.net_locks.extend([lock.clone(), lock.clone()]));
+        assert_eq!(e, Invalid::Duplicate { what: "network lock", id: 0 });
     }
 
     #[test]

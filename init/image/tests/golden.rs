@@ -12,7 +12,10 @@ use seamless_image::records::{
     self, Addr, EpollItem, EpollRecord, FileDesc, FileKind, ProcessSettings, SockOpt, SockState, SocketRecord, TcpConn,
     TimerFdRecord,
 };
-use seamless_image::upgrade::{NetInterface, RootIdentity, Route4, Stage, Sysctl, Upgrade};
+use seamless_image::upgrade::{
+    CachedFile, NetInterface, PageCache, RootIdentity, Route4, Stage, Sysctl, TmpfsEntry, TmpfsMount, TmpfsRecord,
+    Upgrade,
+};
 use seamless_image::validate::Decoded;
 use seamless_image::RecordKind;
 use serde::de::DeserializeOwned;
@@ -72,6 +75,23 @@ fn samples() -> Vec<Sample> {
         sample("fds", records::FDS, d.fd_tables[0].1.clone()),
         sample("pipe", records::PIPE, d.pipes[0].1.clone()),
         sample("settings", records::SETTINGS, ProcessSettings { oom_score_adj: -500, thp_disabled: true }),
+        sample(
+            "netlock",
+            records::NET_LOCK,
+            records::NetLockRecord {
+                table: "seamless-lock-4242".into(),
+                conns: vec![
+                    records::LockedConn {
+                        local: Addr::V4 { ip: [10, 0, 2, 15], port: 6379 },
+                        peer: Addr::V4 { ip: [10, 0, 2, 2], port: 40000 },
+                    },
+                    records::LockedConn {
+                        local: Addr::V6 { ip: [0xfd; 16], port: 80, flowinfo: 0, scope_id: 0 },
+                        peer: Addr::V6 { ip: [0xfe; 16], port: 50000, flowinfo: 1, scope_id: 2 },
+                    },
+                ],
+            },
+        ),
         sample("stages", RecordKind::STAGES, vec![10u32, 20]),
         sample(
             "pattern",
@@ -107,6 +127,49 @@ fn samples() -> Vec<Sample> {
             },
         ),
     ];
+    s.push(sample(
+        "page-cache",
+        RecordKind::PAGE_CACHE,
+        PageCache {
+            budget_ms: 15_000,
+            files: vec![CachedFile {
+                path: "/var/lib/redis/dump.rdb".into(),
+                ino: 1234,
+                size: 3 << 20,
+                mtime_ns: 1_700_000_000_123_456_789,
+                ranges: vec![(0, 1 << 20), (2 << 20, 4096)],
+            }],
+        },
+    ));
+    s.push(sample(
+        "tmpfs",
+        RecordKind::TMPFS,
+        TmpfsRecord {
+            mounts: vec![TmpfsMount { path: "/run".into(), options: "rw,nosuid,nodev,mode=755".into() }],
+            entries: vec![
+                TmpfsEntry {
+                    path: "/run/redis".into(),
+                    mode: 0o40750,
+                    uid: 101,
+                    gid: 102,
+                    mtime_ns: 1_700_000_000_000_000_001,
+                    target: String::new(),
+                    size: 0,
+                    blobs: vec![],
+                },
+                TmpfsEntry {
+                    path: "/run/redis/redis.pid".into(),
+                    mode: 0o100644,
+                    uid: 101,
+                    gid: 102,
+                    mtime_ns: 1_700_000_000_000_000_002,
+                    target: String::new(),
+                    size: 5,
+                    blobs: vec![3],
+                },
+            ],
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

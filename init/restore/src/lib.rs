@@ -52,6 +52,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod mm;
+pub mod netlock;
 pub mod paths;
 pub mod plan;
 pub mod process;
@@ -348,6 +349,29 @@ pub fn kill_in_progress() {
     }
 }
 
+/// Holds the network lock of an image while its connections are rebuilt (see
+/// [`crate::netlock`]); dropping it lifts the lock.
+struct NetLockGuard(String);
+
+impl NetLockGuard {
+    fn install(lock: &seamless_image::records::NetLockRecord) -> Self {
+        if let Err(e) = crate::netlock::install(lock) {
+            log::warn!(
+                "network lock: {e}; the {} connection(s) are repaired without it, and segments that arrive \
+                 before their repair can reset them",
+                lock.conns.len()
+            );
+        }
+        NetLockGuard(lock.table.clone())
+    }
+}
+
+impl Drop for NetLockGuard {
+    fn drop(&mut self) {
+        crate::netlock::lift_logged(&self.0, "after repairing the TCP connections");
+    }
+}
+
 /// Restores every process tree of the image, tree by tree (more exactly unit by unit, see
 /// [`plan::Units`]): any error while recreating a process or a resource of a tree gives up
 /// that tree (and the trees sharing state with it), whose processes are killed and reported
@@ -366,10 +390,14 @@ pub fn restore_plan<S: Store>(
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
     let t0 = Instant::now();
+    // The connections stay held (or are held again) until every one of them is repaired; the
+    // guard lifts the lock on every way out of here, the explicit drop right after the repair.
+    let net_lock = plan.net_lock.as_ref().map(NetLockGuard::install);
     paths::check(plan)?;
     let units = plan::Units::of(plan);
     let mut fails = Failures::new(&units);
     let open = files::open_all(plan, reader, &mut fails);
+    drop(net_lock);
     let shm = mm::prepare_shared(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
     let (forked, not_created) = tree::create_tree(plan, &skip)?;

@@ -57,6 +57,8 @@ pub struct Plan {
     pub pipes: BTreeMap<u64, PipeRecord>,
     /// Blob entry indices by tag (deleted files' contents), in order.
     pub blobs: BTreeMap<u64, Vec<u32>>,
+    /// The network lock holding the image's TCP connections still, if the dump installed one.
+    pub net_lock: Option<records::NetLockRecord>,
 }
 
 impl Plan {
@@ -82,7 +84,11 @@ pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
 
 /// Builds the plan from validated records.
 fn build(d: Decoded) -> Plan {
-    let mut plan = Plan { tree: d.trees.into_iter().next().unwrap_or_default(), ..Plan::default() };
+    let mut plan = Plan {
+        tree: d.trees.into_iter().next().unwrap_or_default(),
+        net_lock: d.net_locks.into_iter().next(),
+        ..Plan::default()
+    };
     for (_, rec) in d.procs {
         plan.procs.insert(
             rec.pid,

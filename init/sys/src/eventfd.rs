@@ -27,6 +27,18 @@ pub fn eventfd_add(fd: RawFd, v: u64) -> SysResult<()> {
     Ok(())
 }
 
+/// `read(fd, &u64, 8)` on an eventfd (eventfd(2)): the whole counter, or 1 in semaphore mode.
+/// Blocks when the counter is zero and the description is blocking.
+///
+/// Man page: `eventfd(2)`.
+pub fn eventfd_read(fd: RawFd) -> SysResult<u64> {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is valid for writes of 8 bytes.
+    let r = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 8) };
+    check(r as libc::c_long, "read(eventfd)", || format!("fd {fd}"))?;
+    Ok(u64::from_ne_bytes(b))
+}
+
 /// `signalfd(-1, mask, flags | SFD_CLOEXEC)` with a 64-bit kernel sigset.
 ///
 /// Man page: `signalfd(2)` (the `signalfd4` system call).
@@ -59,6 +71,21 @@ pub fn timerfd_settime(fd: RawFd, flags: i32, value_ns: u64, interval_ns: u64) -
     let r = unsafe { libc::timerfd_settime(fd, flags, &its, std::ptr::null_mut()) };
     check(r.into(), "timerfd_settime", || format!("fd {fd}"))?;
     Ok(())
+}
+
+/// `timerfd_gettime(fd)` (timerfd_create(2)): the time left and the interval, in nanoseconds.
+/// On a periodic timer that expired unread the kernel moves it to its next expiry here, adding
+/// the expirations missed meanwhile to the count a read returns.
+///
+/// Man page: `timerfd_gettime(2)`.
+pub fn timerfd_gettime(fd: RawFd) -> SysResult<(u64, u64)> {
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut its = libc::itimerspec { it_interval: zero, it_value: zero };
+    // SAFETY: `its` is a valid itimerspec for the kernel to write.
+    let r = unsafe { libc::timerfd_gettime(fd, &mut its) };
+    check(r.into(), "timerfd_gettime", || format!("fd {fd}"))?;
+    let ns = |t: libc::timespec| (t.tv_sec.max(0) as u64) * 1_000_000_000 + t.tv_nsec.max(0) as u64;
+    Ok((ns(its.it_value), ns(its.it_interval)))
 }
 
 /// `TFD_IOC_SET_TICKS`: sets the number of unread expirations of a timerfd.

@@ -16,6 +16,8 @@ pub mod kexec;
 pub mod logger;
 pub mod module;
 pub mod mount;
+pub mod nft;
+pub mod pagecache;
 pub mod proc;
 pub mod ptrace;
 mod release;

@@ -9,8 +9,9 @@ use std::path::Path;
 
 /// The modules the early stage needs: pmem (the region), virtio disk and network, ext4 and
 /// crc32c for its checksums; `virtio_pci` is a module on 6.1 only. Built-in ones are skipped.
-/// The socket-diag modules are what `seamless dump` reads sockets through; a full system
-/// loads them on demand, but the test guest's root has no /lib/modules, so they come here.
+/// The socket-diag modules are what `seamless dump` reads sockets through, and nf_tables (with
+/// nfnetlink and libcrc32c) is what the network lock is built with; a full system loads them
+/// on demand, but the test guest's root has no /lib/modules, so they come here.
 pub const WANTED_MODULES: &[&str] = &[
     "crc32c_generic",
     "libnvdimm",
@@ -24,6 +25,7 @@ pub const WANTED_MODULES: &[&str] = &[
     "tcp_diag",
     "udp_diag",
     "unix_diag",
+    "nf_tables",
 ];
 
 /// Where the list goes in the image (read by `seamless_init::boot::modules`).

@@ -12,6 +12,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod mm;
+pub mod netlock;
 pub mod process;
 pub mod sockets;
 pub mod threads;
@@ -20,6 +21,7 @@ pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
+pub use netlock::{LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
@@ -42,6 +44,8 @@ pub const PIPE: RecordKind = RecordKind(21);
 pub const TREE: RecordKind = RecordKind(22);
 /// [`ProcessSettings`], owner = pid (at most one per process; none means all defaults).
 pub const SETTINGS: RecordKind = RecordKind(23);
+/// [`NetLockRecord`], owner 0, tag 0 (at most one; written `IGNORABLE`).
+pub const NET_LOCK: RecordKind = RecordKind(24);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -54,6 +58,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         PIPE => "pipe",
         TREE => "tree",
         SETTINGS => "settings",
+        NET_LOCK => "netlock",
         _ => return None,
     })
 }
@@ -137,6 +142,11 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         TREE => {
             let t: TreeRecord = de(bytes)?;
             format!("tree: roots {:?}, processes {:?}, kernel {}", t.roots, t.pids, t.kernel_release)
+        }
+        NET_LOCK => {
+            let l: NetLockRecord = de(bytes)?;
+            let conns: Vec<String> = l.conns.iter().map(|c| format!("{}<->{}", c.local, c.peer)).collect();
+            format!("network lock: table inet {}, {} connection(s): {}", l.table, l.conns.len(), conns.join(" "))
         }
         _ => return None,
     })
