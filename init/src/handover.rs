@@ -65,7 +65,7 @@ pub struct Report {
     pub refused: Option<String>,
     /// The page cache re-warm, if the image recorded a hot set, and for how long (µs) it ran
     /// while the processes were being restored.
-    pub rewarm: Option<(crate::rewarm::Summary, u64)>,
+    pub rewarm: Option<(crate::page_cache::Summary, u64)>,
 }
 
 fn json_str(s: &str) -> String {
@@ -294,7 +294,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     }
     report.restore_stages.push(("tmpfs".into(), t.elapsed().as_micros() as u64));
     // The page cache is read back while the processes are restored.
-    let rewarm = crate::rewarm::recorded(&mut region.reader).map(crate::rewarm::start);
+    let rewarm = crate::page_cache::recorded(&mut region.reader).map(crate::page_cache::start);
     let t = Instant::now();
     let (changed, problems) = crate::sysctl::apply(&upgrade.sysctls);
     log::info!("{changed} of {} recorded sysctls set to the old kernel's values", upgrade.sysctls.len());

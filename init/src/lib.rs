@@ -3,7 +3,7 @@ pub mod boot;
 pub mod error;
 pub mod handover;
 pub mod network;
-pub mod rewarm;
+pub mod page_cache;
 pub mod sysctl;
 pub mod tmpfs;
 pub mod units;
