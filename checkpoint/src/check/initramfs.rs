@@ -278,7 +278,7 @@ pub fn check(opts: &CheckOptions) -> Vec<Verdict> {
     };
     let entries = match read(initrd) {
         Ok(e) => e,
-        Err(e) => return vec![Verdict::fail("initramfs", format!("{}: {e}", initrd.display()))],
+        Err(e) => return vec![Verdict::fail("initramfs", seamless_sys::chain(&e).to_string())],
     };
     let layout = classify(&entries);
     let mut v = Vec::new();
@@ -321,15 +321,47 @@ pub fn hands_over(path: &Path) -> bool {
     read(path).map(|e| classify(&e).hands_over()).unwrap_or(false)
 }
 
+/// Why an initramfs cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InitramfsError {
+    /// The file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The initramfs.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither a newc archive nor a compressed one starts there.
+    #[error("unknown data at offset {at}")]
+    Unknown {
+        /// Offset in the file.
+        at: usize,
+    },
+    /// The decompressor could not be run.
+    #[error("cannot run {tool} to decompress")]
+    Decompressor {
+        /// The tool.
+        tool: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An archive is malformed.
+    #[error(transparent)]
+    Newc(#[from] seamless_image::newc::NewcError),
+}
+
 /// Names of all entries of an initramfs.
-pub fn list(path: &Path) -> Result<Vec<String>, String> {
+pub fn list(path: &Path) -> Result<Vec<String>, InitramfsError> {
     Ok(read(path)?.into_iter().map(|e| e.name).collect())
 }
 
 /// Every entry of an initramfs: concatenated newc archives, possibly followed by one
 /// compressed archive (gzip, zstd, xz, lz4: decompressed by the system's tool).
-pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+pub fn read(path: &Path) -> Result<Vec<Entry>, InitramfsError> {
+    let data = std::fs::read(path).map_err(|source| InitramfsError::Read { path: path.into(), source })?;
     let mut entries = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
@@ -346,7 +378,7 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
             [0x28, 0xb5, 0x2f, 0xfd] => &["zstd", "-dcq"],
             [0xfd, b'7', b'z', b'X'] => &["xz", "-dc"],
             [0x02, 0x21, 0x4c, 0x18] | [0x04, 0x22, 0x4d, 0x18] => &["lz4", "-dc"],
-            _ => return Err(format!("unknown data at offset {pos}")),
+            _ => return Err(InitramfsError::Unknown { at: pos }),
         };
         let out = decompress(tool, &data[pos..])?;
         let mut p = 0;
@@ -362,27 +394,28 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
     Ok(entries)
 }
 
-fn decompress(tool: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress(tool: &[&'static str], input: &[u8]) -> Result<Vec<u8>, InitramfsError> {
+    let err = |source| InitramfsError::Decompressor { tool: tool[0], source };
     let mut child = Command::new(tool[0])
         .args(&tool[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run {} to decompress: {e}", tool[0]))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        .map_err(err)?;
+    let mut stdin = child.stdin.take().ok_or_else(|| err(std::io::ErrorKind::BrokenPipe.into()))?;
     let input = input.to_vec();
     let feeder = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(err)?;
     let _ = feeder.join();
     Ok(out.stdout)
 }
 
 /// Parses one newc archive starting at `pos`, up to and including its trailer.
-fn parse_newc(d: &[u8], pos: usize, entries: &mut Vec<Entry>) -> Result<usize, String> {
-    seamless_image::newc::parse(d, pos, entries).map_err(|e| e.to_string())
+fn parse_newc(d: &[u8], pos: usize, entries: &mut Vec<Entry>) -> Result<usize, InitramfsError> {
+    Ok(seamless_image::newc::parse(d, pos, entries)?)
 }
 
 #[cfg(test)]
