@@ -143,7 +143,7 @@ fn read_files(files: &[CachedFile], next: &AtomicUsize, deadline: Instant) -> Ta
                 }
             }
             Err(why) => {
-                log::debug!("re-warm: {} skipped: {why}", f.path);
+                log::debug!("re-warm: {} skipped: {}", f.path, chain(&why));
                 tally.skipped += 1;
             }
         }
@@ -151,14 +151,34 @@ fn read_files(files: &[CachedFile], next: &AtomicUsize, deadline: Instant) -> Ta
     tally
 }
 
+/// Why a cached file is not re-read.
+#[derive(Debug, thiserror::Error)]
+enum SkipReason {
+    /// It cannot be opened or looked at.
+    #[error("cannot open it")]
+    Open(#[source] std::io::Error),
+    /// It is not the file the old kernel had cached.
+    #[error("changed since the old kernel recorded it")]
+    Changed,
+    /// A read failed.
+    #[error("read at {at}")]
+    Read {
+        /// Offset.
+        at: u64,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Reads the recorded ranges of `f`; returns the bytes read and whether all were.
-fn read_file(f: &CachedFile, buf: &mut [u8], deadline: Instant) -> Result<(u64, bool), String> {
+fn read_file(f: &CachedFile, buf: &mut [u8], deadline: Instant) -> Result<(u64, bool), SkipReason> {
     let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&f.path);
-    let file = open(libc::O_NOATIME).or_else(|_| open(0)).map_err(|e| chain(&e).to_string())?;
-    let m = file.metadata().map_err(|e| chain(&e).to_string())?;
+    let file = open(libc::O_NOATIME).or_else(|_| open(0)).map_err(SkipReason::Open)?;
+    let m = file.metadata().map_err(SkipReason::Open)?;
     let mtime_ns = m.mtime() * 1_000_000_000 + m.mtime_nsec();
     if !m.is_file() || m.ino() != f.ino || m.len() != f.size || mtime_ns != f.mtime_ns {
-        return Err("changed since the old kernel recorded it".into());
+        return Err(SkipReason::Changed);
     }
     let mut bytes = 0u64;
     for &(off, len) in &f.ranges {
@@ -176,7 +196,7 @@ fn read_file(f: &CachedFile, buf: &mut [u8], deadline: Instant) -> Result<(u64, 
                     bytes += n as u64;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read at {at}: {}", chain(&e))),
+                Err(source) => return Err(SkipReason::Read { at, source }),
             }
         }
     }

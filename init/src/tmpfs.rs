@@ -79,15 +79,15 @@ fn ensure_mounted(m: &TmpfsMount, s: &mut Summary) {
         return;
     }
     let (flags, data) = mount_options(&m.options);
-    let made = std::fs::create_dir_all(path).map_err(|e| chain(&e).to_string()).and_then(|()| {
-        seamless_sys::mount::mount("tmpfs", path, Some("tmpfs"), flags, Some(&data)).map_err(|e| chain(&e).to_string())
-    });
+    let made = std::fs::create_dir_all(path)
+        .map_err(|e| crate::error::BootError::path("creating", path, e))
+        .and_then(|()| Ok(seamless_sys::mount::mount("tmpfs", path, Some("tmpfs"), flags, Some(&data))?));
     match made {
         Ok(()) => {
             s.mounted += 1;
             log::info!("tmpfs mounted on {} ({data}) for the carried files", m.path);
         }
-        Err(e) => log::warn!("cannot mount a tmpfs on {}: {e}; its files go to whatever is there", m.path),
+        Err(e) => log::warn!("cannot mount a tmpfs on {}: {}; its files go to whatever is there", m.path, chain(&e)),
     }
 }
 

@@ -65,8 +65,8 @@ pub enum UpgradeError {
     #[error("the jump into the new kernel failed; filesystems were thawed and the processes resumed")]
     Jump(#[source] seamless_sys::SysError),
     /// Reading the root filesystem's identity failed.
-    #[error("cannot record the root filesystem's identity: {0}; the processes were resumed")]
-    RootIdentity(String),
+    #[error("cannot record the root filesystem's identity; the processes were resumed")]
+    RootIdentity(#[source] ImageError),
 }
 
 impl From<crate::interrupt::Interrupted> for UpgradeError {
@@ -350,10 +350,7 @@ fn complete_image(
 ) -> Result<Box<dyn Store>, UpgradeError> {
     injected(opts, "freeze")?;
     let root = match frozen.iter().find(|t| t.mountpoint == Path::new("/")) {
-        Some(t) => Some(
-            read_identity(Path::new(&t.source), &t.fstype, "")
-                .map_err(|e| UpgradeError::RootIdentity(chain(&e).to_string()))?,
-        ),
+        Some(t) => Some(read_identity(Path::new(&t.source), &t.fstype, "").map_err(UpgradeError::RootIdentity)?),
         None => None,
     };
     clock.stage("root-identity");

@@ -79,12 +79,11 @@ fn carry(path: &std::path::Path) -> String {
         return format!("ok {}", path.display());
     }
     // It holds process memory: a private directory and file, never written through a link.
-    let copied = seamless_image::private_dir(std::path::Path::new("/run/seamless"))
-        .map_err(|e| std::io::Error::other(chain(&e).to_string()))
-        .and_then(|_| {
-            let mut to = seamless_image::create_private(std::path::Path::new(region::CARRIED_REGION))
-                .map_err(|e| std::io::Error::other(chain(&e).to_string()))?;
-            std::io::copy(&mut std::fs::File::open(path)?, &mut to)
+    let copied =
+        seamless_image::private_dir(std::path::Path::new("/run/seamless")).map_err(BootError::from).and_then(|_| {
+            let mut to = seamless_image::create_private(std::path::Path::new(region::CARRIED_REGION))?;
+            let mut from = std::fs::File::open(path).map_err(|e| BootError::path("opening", path, e))?;
+            std::io::copy(&mut from, &mut to).map_err(|e| BootError::path("copying to", region::CARRIED_REGION, e))
         });
     match copied {
         Ok(bytes) => {
@@ -95,9 +94,10 @@ fn carry(path: &std::path::Path) -> String {
             let _ = std::fs::remove_file(region::CARRIED_REGION);
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             format!(
-                "refused: cannot copy the image {} ({size} bytes) to {}: {e}; /run must have room for it (or use a memmap= region)",
+                "refused: cannot copy the image {} ({size} bytes) to {}: {}; /run must have room for it (or use a memmap= region)",
                 path.display(),
-                region::CARRIED_REGION
+                region::CARRIED_REGION,
+                chain(&e)
             )
         }
     }
