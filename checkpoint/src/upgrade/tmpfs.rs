@@ -85,9 +85,9 @@ fn unix_paths() -> BTreeMap<u64, String> {
 
 /// What the trees use on any filesystem: open or mapped files, and the directories of their
 /// bound unix sockets.
-fn used_paths(roots: &[i32]) -> (Vec<PathBuf>, Vec<PathBuf>) {
+fn used_paths(roots: &[i32]) -> (Vec<PathBuf>, Vec<PathBuf>, HashSet<String>) {
     let sockets = unix_paths();
-    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    let (mut files, mut dirs, mut bound) = (Vec::new(), Vec::new(), HashSet::new());
     for pid in roots.iter().flat_map(|&r| tree_pids(r)) {
         if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
             files.extend(
@@ -103,31 +103,53 @@ fn used_paths(roots: &[i32]) -> (Vec<PathBuf>, Vec<PathBuf>) {
             if let Some(ino) = text.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
                 if let Some(p) = ino.parse().ok().and_then(|i: u64| sockets.get(&i)) {
                     dirs.extend(Path::new(p).parent().map(Path::to_path_buf));
+                    bound.insert(p.clone());
                 }
             } else if link.is_absolute() && !text.ends_with(" (deleted)") {
                 files.push(link);
             }
         }
     }
-    (files, dirs)
+    (files, dirs, bound)
 }
 
 /// What is to be carried, before the contents are read.
 #[derive(Debug, Default)]
-struct Plan {
+pub struct Plan {
     mounts: BTreeMap<String, String>,
     entries: BTreeMap<String, std::fs::Metadata>,
+    /// What the processes use in RAM that is not carried, and why.
+    pub not_carried: Vec<(String, String)>,
+    /// Paths of the trees' bound unix sockets (recreated by the restore's bind).
+    bound: HashSet<String>,
 }
 
 impl Plan {
     /// Adds `path` (if on a tmpfs and of a carried type) with its directories up to the mount.
     fn add(&mut self, mounts: &[Mount], path: &Path) {
         let Some(p) = path.to_str() else { return };
-        let Some(m) = mount_of(mounts, p).filter(|m| is_tmpfs(m)) else { return };
+        let Some(m) = mount_of(mounts, p) else { return };
+        if m.fstype == "ramfs" {
+            self.not_carried.push((p.to_string(), "on ramfs, which is not carried (only tmpfs is)".into()));
+        }
+        if !is_tmpfs(m) || p == m.point {
+            return;
+        }
         let Ok(meta) = std::fs::symlink_metadata(path) else { return };
         let ft = meta.file_type();
-        if !(ft.is_file() || ft.is_dir() || ft.is_symlink()) || p == m.point || self.entries.len() >= MAX_TMPFS_ENTRIES
-        {
+        use std::os::unix::fs::FileTypeExt;
+        if m.fstype == "devtmpfs" && (ft.is_char_device() || ft.is_block_device()) {
+            return; // the new kernel's devtmpfs has its own device nodes
+        }
+        if ft.is_socket() && self.bound.contains(p) {
+            return; // the restore binds it again
+        }
+        if !(ft.is_file() || ft.is_dir() || ft.is_symlink()) {
+            self.not_carried.push((p.to_string(), "a FIFO, device or socket file on tmpfs is not carried".into()));
+            return;
+        }
+        if self.entries.len() >= MAX_TMPFS_ENTRIES {
+            self.not_carried.push((p.to_string(), format!("more than {MAX_TMPFS_ENTRIES} tmpfs entries")));
             return;
         }
         self.mounts.insert(m.point.clone(), m.options.clone());
@@ -155,18 +177,42 @@ impl Plan {
     }
 }
 
-/// Records the tmpfs files of the trees rooted at `roots` and the `keep` paths, and writes
-/// their contents as blobs into `writer`. Returns the record, to be written after them.
-pub fn record<S: Store>(roots: &[i32], keep: &[PathBuf], writer: &mut Writer<S>) -> Result<TmpfsRecord, ImageError> {
+/// What would be carried for the trees rooted at `roots` and the `keep` paths.
+pub fn plan(roots: &[i32], keep: &[PathBuf]) -> Plan {
     let mounts = mounts();
-    let (files, dirs) = used_paths(roots);
-    let mut plan = Plan::default();
+    let (files, dirs, bound) = used_paths(roots);
+    let mut plan = Plan { bound, ..Plan::default() };
     let mut seen = HashSet::new();
-    for p in files.iter().chain(&dirs).filter(|p| seen.insert((*p).clone())) {
+    for p in files.iter().filter(|p| seen.insert((*p).clone())) {
         plan.add(&mounts, p);
+    }
+    // The directory of a bound unix socket is the service's runtime directory (its pid file,
+    // lock files, other sockets): carried whole, unless it is the mount's root itself.
+    for d in dirs.iter().filter(|p| seen.insert((*p).clone())) {
+        let is_root = d.to_str().and_then(|p| mount_of(&mounts, p)).is_some_and(|m| Path::new(&m.point) == d);
+        if !is_root {
+            plan.add_tree(&mounts, d);
+        }
     }
     for p in keep {
         plan.add_tree(&mounts, p);
+    }
+    plan
+}
+
+impl Plan {
+    /// Entries and bytes (regular files' sizes now) to carry.
+    pub fn size(&self) -> (usize, u64) {
+        (self.entries.len(), self.entries.values().filter(|m| m.is_file()).map(|m| m.len()).sum())
+    }
+}
+
+/// Records the tmpfs files of the trees rooted at `roots` and the `keep` paths, and writes
+/// their contents as blobs into `writer`. Returns the record, to be written after them.
+pub fn record<S: Store>(roots: &[i32], keep: &[PathBuf], writer: &mut Writer<S>) -> Result<TmpfsRecord, ImageError> {
+    let plan = plan(roots, keep);
+    for (p, why) in &plan.not_carried {
+        log::warn!("tmpfs: {p} is not carried to the new kernel: {why}");
     }
     let mut entries = Vec::new();
     for (path, meta) in &plan.entries {

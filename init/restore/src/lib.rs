@@ -280,9 +280,10 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     let pid = pr.c.pid;
     // Pending signals, credentials, then drop the trampoline and load the registers.
     let leader_rec = leader_record(pid, p)?;
-    threads::queue_pending(&mut pr.c, leader_rec, &p.rec.shared_pending)?;
+    let timers: Vec<i32> = p.rec.posix_timers.iter().map(|t| t.id).collect();
+    threads::queue_pending(&mut pr.c, leader_rec, &p.rec.shared_pending, &timers)?;
     for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
-        threads::queue_pending(&mut pr.c.thread(rt), t, &[])?;
+        threads::queue_pending(&mut pr.c.thread(rt), t, &[], &timers)?;
     }
     for rt in pr.threads.iter_mut() {
         threads::set_creds(&mut pr.c.thread(rt), &p.rec.creds)?;

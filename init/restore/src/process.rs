@@ -135,7 +135,14 @@ fn restore_timers<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), Res
             }
             placeholders.push(got);
         }
-        let sa = s.put_words(c, &abi::interval_value(t.interval_ns, t.next_ns, 1_000_000_000))?;
+        // A timer whose signal was pending at the dump expires at once: the kernel then queues
+        // its own signal (see threads::queue_pending, which does not queue the recorded copy).
+        let pending = p.threads.iter().flat_map(|th| th.pending.iter()).chain(p.rec.shared_pending.iter());
+        let next_ns = match pending.filter_map(|i| crate::threads::timer_of_signal(i)).any(|id| id == t.id) {
+            true => 1,
+            false => t.next_ns,
+        };
+        let sa = s.put_words(c, &abi::interval_value(t.interval_ns, next_ns, 1_000_000_000))?;
         c.call("timer_settime", libc::SYS_timer_settime, [abi::int(t.id), 0, sa, 0, 0, 0])?;
     }
     for id in placeholders {

@@ -94,17 +94,33 @@ fn signo(pid: i32, tid: i32, info: &[u8]) -> Result<i32, RestoreError> {
     }
 }
 
+/// The POSIX timer a pending signal comes from (`si_code == SI_TIMER`, `si_timerid`).
+pub fn timer_of_signal(info: &[u8]) -> Option<i32> {
+    let word = |at: usize| info.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(i32::from_le_bytes);
+    // si_code at 8; the union of fields starts at 16 on 64-bit, with the timer id first.
+    (word(8)? == libc::SI_TIMER).then(|| word(16)).flatten()
+}
+
 /// Re-queues the thread's (and, for the leader, the process's) pending signals; they stay
-/// pending because every signal is blocked until the final mask is set.
-pub fn queue_pending<T: Tracee + ?Sized>(r: &mut T, t: &ThreadRecord, shared: &[Vec<u8>]) -> Result<(), RestoreError> {
+/// pending because every signal is blocked until the final mask is set. A pending signal of one
+/// of the process's POSIX timers (`timers`) is not queued here: that timer is armed to expire at
+/// once instead ([`crate::process`]), so the kernel queues the timer's own signal, which later
+/// expiries add to as overruns rather than as a second signal.
+pub fn queue_pending<T: Tracee + ?Sized>(
+    r: &mut T,
+    t: &ThreadRecord,
+    shared: &[Vec<u8>],
+    timers: &[i32],
+) -> Result<(), RestoreError> {
     let pid = r.pid();
-    for info in &t.pending {
+    let own_timer = |info: &[u8]| timer_of_signal(info).is_some_and(|id| timers.contains(&id));
+    for info in t.pending.iter().filter(|i| !own_timer(i)) {
         let sig = signo(pid, t.tid, info)?;
         let a = r.scratch().put(r, info)?;
         let args = [abi::int(pid), abi::int(t.tid), abi::int(sig), a, 0, 0];
         r.call("rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo, args)?;
     }
-    for info in shared {
+    for info in shared.iter().filter(|i| !own_timer(i)) {
         let sig = signo(pid, t.tid, info)?;
         let a = r.scratch().put(r, info)?;
         r.call("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [abi::int(pid), abi::int(sig), a, 0, 0, 0])?;
@@ -349,5 +365,35 @@ mod tests {
         assert_eq!((regs[REG_RIP], regs[REG_RAX], regs[REG_ORIG_RAX]), (0x40_1000, 35, u64::MAX));
         assert!(matches!(t.events[1], Event::Fpregs(43, FXSAVE_SIZE)));
         assert!(matches!(t.events[2], Event::Sigmask(43, 0x5)));
+    }
+
+    #[test]
+    fn a_timer_signal_names_its_timer() {
+        let mut info = vec![0u8; 128];
+        info[0..4].copy_from_slice(&10i32.to_le_bytes());
+        info[8..12].copy_from_slice(&libc::SI_TIMER.to_le_bytes());
+        info[16..20].copy_from_slice(&7i32.to_le_bytes());
+        assert_eq!(timer_of_signal(&info), Some(7));
+        info[8..12].copy_from_slice(&libc::SI_QUEUE.to_le_bytes());
+        assert_eq!(timer_of_signal(&info), None);
+        assert_eq!(timer_of_signal(&info[..10]), None);
+    }
+
+    /// The recorded signal of a timer of the process is not queued (the timer expires at once
+    /// and the kernel queues its own); other pending signals are.
+    #[test]
+    fn a_pending_timer_signal_is_left_to_the_timer() {
+        let mut t = Recorder::new(42);
+        let mut rec = thread(42);
+        let mut timer_sig = vec![0u8; 128];
+        timer_sig[0..4].copy_from_slice(&14i32.to_le_bytes());
+        timer_sig[8..12].copy_from_slice(&libc::SI_TIMER.to_le_bytes());
+        timer_sig[16..20].copy_from_slice(&3i32.to_le_bytes());
+        let mut user_sig = vec![0u8; 128];
+        user_sig[0..4].copy_from_slice(&10i32.to_le_bytes());
+        rec.pending = vec![timer_sig.clone(), user_sig.clone()];
+        queue_pending(&mut t, &rec, &[timer_sig], &[3]).unwrap();
+        let sent: Vec<(&str, u64)> = t.calls().iter().map(|c| (c.name, c.args[2])).collect();
+        assert_eq!(sent, [("rt_tgsigqueueinfo", 10)]);
     }
 }
