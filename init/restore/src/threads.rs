@@ -104,8 +104,8 @@ pub fn timer_of_signal(info: &[u8]) -> Option<i32> {
 /// Re-queues the thread's (and, for the leader, the process's) pending signals; they stay
 /// pending because every signal is blocked until the final mask is set. A pending signal of one
 /// of the process's POSIX timers (`timers`) is not queued here: that timer is armed to expire at
-/// once instead (`process::restore_timers`), so the kernel queues the timer's own signal, which
-/// later expiries add to as overruns rather than as a second signal.
+/// once instead ([`crate::process`]), so the kernel queues the timer's own signal, which later
+/// expiries add to as overruns rather than as a second signal.
 pub fn queue_pending<T: Tracee + ?Sized>(
     r: &mut T,
     t: &ThreadRecord,
@@ -366,11 +366,6 @@ mod tests {
         assert!(matches!(t.events[1], Event::Fpregs(43, FXSAVE_SIZE)));
         assert!(matches!(t.events[2], Event::Sigmask(43, 0x5)));
     }
-}
-
-#[cfg(test)]
-mod timer_signal_tests {
-    use super::timer_of_signal;
 
     #[test]
     fn a_timer_signal_names_its_timer() {
@@ -382,5 +377,23 @@ mod timer_signal_tests {
         info[8..12].copy_from_slice(&libc::SI_QUEUE.to_le_bytes());
         assert_eq!(timer_of_signal(&info), None);
         assert_eq!(timer_of_signal(&info[..10]), None);
+    }
+
+    /// The recorded signal of a timer of the process is not queued (the timer expires at once
+    /// and the kernel queues its own); other pending signals are.
+    #[test]
+    fn a_pending_timer_signal_is_left_to_the_timer() {
+        let mut t = Recorder::new(42);
+        let mut rec = thread(42);
+        let mut timer_sig = vec![0u8; 128];
+        timer_sig[0..4].copy_from_slice(&14i32.to_le_bytes());
+        timer_sig[8..12].copy_from_slice(&libc::SI_TIMER.to_le_bytes());
+        timer_sig[16..20].copy_from_slice(&3i32.to_le_bytes());
+        let mut user_sig = vec![0u8; 128];
+        user_sig[0..4].copy_from_slice(&10i32.to_le_bytes());
+        rec.pending = vec![timer_sig.clone(), user_sig.clone()];
+        queue_pending(&mut t, &rec, &[timer_sig], &[3]).unwrap();
+        let sent: Vec<(&str, u64)> = t.calls().iter().map(|c| (c.name, c.args[2])).collect();
+        assert_eq!(sent, [("rt_tgsigqueueinfo", 10)]);
     }
 }
