@@ -60,6 +60,11 @@ pub struct Args {
     /// it starts the real init (0: not recorded, not read back).
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
     pub rewarm_budget: f64,
+    /// Carry this file or directory on tmpfs (/run, /dev/shm, /tmp) to the new kernel too
+    /// (repeatable); the tmpfs files the preserved processes hold open, map or bind unix
+    /// sockets in always are.
+    #[arg(long, value_name = "PATH")]
+    pub keep: Vec<PathBuf>,
     /// Go on even if pre-flight checks fail.
     #[arg(long)]
     pub force: bool,
@@ -125,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force: args.force,
         image_format: args.image_format,
         warm: args.warm,
+        keep: args.keep.into_iter().chain(seamless::targets::runtime_directories(&args.targets.units)?).collect(),
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
             .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {e}", args.rewarm_budget))?,
     };
