@@ -105,7 +105,7 @@ fn guest(name: &str, public_key: &str, refused: bool) -> Result<GuestBuilder> {
 /// (README, known limits), fills redis, and proves the key login works once.
 fn prepare(vm: &mut Vm, name: &str, key: &std::path::Path) -> Result<()> {
     let up = vm.run_timeout(
-        "for i in $(seq 1500); do systemctl is-active -q redis-server memcached ssh && break; sleep 0.2; done; systemctl is-active redis-server memcached ssh",
+        "for i in $(seq 1500); do [ -z \"$(systemctl is-active redis-server memcached ssh | grep -vx active)\" ] && break; sleep 0.2; done; systemctl is-active redis-server memcached ssh",
         Duration::from_secs(400),
     )?;
     if !up.output.lines().take(3).all(|l| l.trim() == "active") {
@@ -259,7 +259,7 @@ fn ansible_rolls_out_serially_and_stops_at_the_refused_host() -> Result<()> {
         "guest1 not on {b} with a new boot: {after1:?}"
     );
     units_kept(&before[0], &after1)?;
-    let keys = g1.sh("redis-cli dbsize")?;
+    let keys = g1.sh("redis-cli --raw dbsize")?;
     ensure!(keys.trim() == "200", "guest1's redis lost keys: {keys}");
     let after2 = state(&mut g2)?;
     ensure!(after2 == before[1], "guest2 changed: before {:?}, after {after2:?}", before[1]);
@@ -281,6 +281,17 @@ fn ansible_rolls_out_serially_and_stops_at_the_refused_host() -> Result<()> {
         doc.contains(&command) && doc.contains(&fallback),
         "fleet/kured/README.md does not show the tested commands"
     );
+    // The sentinel: 0 (reboot required) where seamless can upgrade, 1 where it refuses, 3
+    // where the newest kernel runs already.
+    let sentinel =
+        std::fs::read_to_string(fleet::fleet_dir().join("kured/reboot-sentinel-command"))?.trim().to_string();
+    ensure!(doc.contains(&sentinel), "fleet/kured/README.md does not show the tested sentinel command");
+    for (vm, name, want) in [(&mut g3, "guest3", 0), (&mut g2, "guest2", 1), (&mut g1, "guest1", 3)] {
+        let out = vm.run_timeout(&as_kured(&sentinel), Duration::from_secs(600))?;
+        println!("kured sentinel on {name}: exit {}", out.status);
+        ensure!(out.status == want, "sentinel on {name} exited {}, expected {want}:\n{}", out.status, out.output);
+    }
+
     let refused = g2.run_timeout(&as_kured(&command), Duration::from_secs(600))?;
     println!("kured on guest2 (exit {}):\n{}", refused.status, refused.output.trim());
     ensure!(refused.status == 1, "kured's command on guest2 exited {}, expected 1", refused.status);
