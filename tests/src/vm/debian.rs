@@ -249,11 +249,12 @@ SystemCallFilter=
 ";
 
 /// Version of the fleet root below; bump it when its packages or set-up change.
-const FLEET_ROOT_VERSION: &str = "v1";
+const FLEET_ROOT_VERSION: &str = "v2";
 
 /// What [`fleet_root`] adds to [`systemd_root`], run with the copy as `$1`: openssh-server
 /// (its postinst makes the host keys; policy-rc.d keeps it from starting anything in the
-/// chroot) and python3 for Ansible's modules, installed by the root's own apt-get from
+/// chroot), python3 for Ansible's modules and dbus (`systemd-run --wait --pipe`, kured's
+/// reboot command, talks to systemd over the system bus), installed by the root's own apt-get from
 /// Debian's archive, and eth0 configured by systemd-networkd with QEMU's user-network address
 /// and no route beyond that subnet.
 const FLEET_SETUP: &str = r#"set -euo pipefail
@@ -266,7 +267,7 @@ cp /etc/resolv.conf "$R/etc/resolv.conf"
 printf '#!/bin/sh\nexit 101\n' > "$R/usr/sbin/policy-rc.d"
 chmod 0755 "$R/usr/sbin/policy-rc.d"
 chroot "$R" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive chroot "$R" apt-get install -y -qq --no-install-recommends openssh-server python3
+DEBIAN_FRONTEND=noninteractive chroot "$R" apt-get install -y -qq --no-install-recommends openssh-server python3 dbus
 chroot "$R" apt-get clean
 rm -f "$R/etc/resolv.conf"
 mv "$R/etc/resolv.conf.orig" "$R/etc/resolv.conf" 2>/dev/null || true
@@ -278,7 +279,7 @@ chroot "$R" systemctl enable systemd-networkd.service ssh.service
 
 /// [`systemd_root`] made into a fleet host (Ansible's view of a machine): `sshd` enabled on
 /// port 22 with root's key login (`/root/.ssh/authorized_keys` is the guest's to add), python3,
-/// eth0 up as 10.0.2.15/24 for QEMU's host forwarding. Cached as
+/// dbus, eth0 up as 10.0.2.15/24 for QEMU's host forwarding. Cached as
 /// `<cache>/hosts-debian/fleet-VERSION`.
 pub fn fleet_root() -> Result<PathBuf> {
     let base = systemd_root()?;
@@ -292,13 +293,13 @@ pub fn fleet_root() -> Result<PathBuf> {
     let tmp = dir.join(format!("fleet-{FLEET_ROOT_VERSION}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     run(Command::new("cp").arg("-a").arg(&base).arg(&tmp)).context("copying the Debian root")?;
-    eprintln!("debian: adding openssh-server and python3 to a copy of the Debian root");
+    eprintln!("debian: adding openssh-server, python3 and dbus to a copy of the Debian root");
     let result = run(Command::new("unshare")
         .args(["--mount", "--propagation", "private", "bash", "-c", FLEET_SETUP, "fleet-root"])
         .arg(&tmp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.context("installing openssh-server and python3 into the fleet root"));
+        return Err(e.context("installing openssh-server, python3 and dbus into the fleet root"));
     }
     let _ = std::fs::remove_dir_all(&root);
     std::fs::rename(&tmp, &root)?;

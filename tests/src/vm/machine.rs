@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Deadline for a cold boot to reach `/init`.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-/// Deadline for the control loop after `/init`.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// Deadline for the control loop after `/init` (a systemd guest on a loaded machine took 175 s).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default deadline of a guest command.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(180);
 /// Deadline from `kexec --exec` to the new kernel's `/init`.
