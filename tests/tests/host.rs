@@ -326,6 +326,21 @@ mod redis {
             anyhow::ensure!(cmd(&mut client, &["SET", "held", "by-the-old-connection"])? == "+OK\r\n");
             anyhow::ensure!(cli(&["SET", "k1", "hello"])? == "OK");
             anyhow::ensure!(cli(&["RPUSH", "list", "a", "b", "c"])? == "3");
+            // redis-cli's connections are closed, but redis may not have closed its ends yet:
+            // a half-closed connection (CLOSE_WAIT) is refused by the dump, so wait for them.
+            let close_wait = || {
+                let t = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+                t.lines().skip(1).any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.get(1).is_some_and(|a| a.ends_with(&format!(":{PORT:04X}"))) && f.get(3) == Some(&"08")
+                })
+            };
+            for _ in 0..200 {
+                if !close_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let images = dir.join("images");
             let mut dump = Command::new(h.seamless()?);
             dump.arg("dump").arg("--tree").arg(pid.to_string()).arg("--images").arg(&images);
