@@ -361,8 +361,8 @@ pub fn map_shared_anon(len: usize) -> SysResult<u64> {
     Ok(p as u64)
 }
 
-/// `tcdrain(fd)` (tcdrain(3)) when `fd` is a terminal: waits until its output has been sent
-/// (a serial console's last lines before a kexec). Not a terminal: nothing to do.
+/// `tcdrain(fd)` when `fd` is a terminal: waits until its output has been sent (a serial
+/// console's last lines before a kexec). Not a terminal: nothing to do.
 ///
 /// Man page: `tcdrain(3)`, `isatty(3)`.
 pub fn drain_tty(fd: RawFd) {
