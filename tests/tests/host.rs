@@ -590,8 +590,14 @@ mod per_tree {
             .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .context("no socket descriptor in the ping workload")?;
-        let subject = format!("\"subject\": \"pid {} fd {fd}\",\n      \"status\": \"warn\"", ping.pid);
-        ensure!(json.contains(&subject) && json.contains("net.ipv4.ping_group_range"), "no ping warning:\n{json}");
+        let report: serde_json::Value = serde_json::from_str(&json).with_context(|| format!("check printed: {json}"))?;
+        let subject = format!("pid {} fd {fd}", ping.pid);
+        let warned = report["verdicts"].as_array().into_iter().flatten().any(|v| {
+            v["subject"] == subject.as_str()
+                && v["status"] == "warn"
+                && v["detail"].as_str().is_some_and(|d| d.contains("net.ipv4.ping_group_range"))
+        });
+        ensure!(warned, "no ping warning:\n{json}");
         ping.terminate()?;
         ping.wait_verdict(Duration::from_secs(30))
     }
