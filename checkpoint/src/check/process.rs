@@ -4,6 +4,7 @@
 use super::config::{tree_needs, Need, TreeFacts};
 use super::Verdict;
 use crate::dump::{self, DumpOptions};
+use seamless_sys::chain;
 
 /// Every pid of the tree rooted at `root` (root first), from `/proc/PID/task/*/children`.
 pub fn tree_pids(root: i32) -> Vec<i32> {
@@ -104,7 +105,7 @@ fn trees(roots: &[i32]) -> (Vec<Verdict>, Vec<Need>) {
                 out.extend(new_kernel_refusals(root, &files));
                 needs.extend(tree_needs(&facts, &files.descs, !files.tcp_pending.is_empty()));
             }
-            Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {e}"))),
+            Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {}", chain(&e)))),
         }
     }
     (out, needs)

@@ -12,7 +12,6 @@
 //! ```
 
 mod accel;
-pub mod cpio;
 pub mod debian;
 mod guest;
 pub mod host;
@@ -23,7 +22,7 @@ pub mod stream;
 
 pub use guest::GuestBuilder;
 pub use kernels::{Kernel, Which};
-pub use machine::{CmdOutput, KexecReport, Vm};
+pub use machine::{CmdOutput, JumpMark, KexecReport, Vm};
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;

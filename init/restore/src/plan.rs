@@ -1,0 +1,399 @@
+//! Loading an image into a restore plan: every record decoded, validated, and indexed by
+//! pid, page chunks listed per process.
+
+use crate::RestoreError;
+use seamless_image::records::{
+    self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ProcessSettings, ThreadRecord, TreeRecord,
+};
+use seamless_image::validate::{validate, Decoded};
+use seamless_image::{Reader, Store};
+use std::collections::BTreeMap;
+
+/// A page chunk: entry index, virtual address, length.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    /// Index entry.
+    pub index: u32,
+    /// Virtual address of the first page.
+    pub vaddr: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// Everything one process needs.
+#[derive(Debug, Clone)]
+pub struct ProcPlan {
+    /// The process record.
+    pub rec: ProcessRecord,
+    /// Its threads, leader first.
+    pub threads: Vec<ThreadRecord>,
+    /// Its address space.
+    pub mm: MmRecord,
+    /// Its descriptors.
+    pub fds: FdTable,
+    /// Its page chunks.
+    pub chunks: Vec<Chunk>,
+    /// Its memory-management settings (defaults when the image has none).
+    pub settings: ProcessSettings,
+    /// Its areas' `madvise` state (none when the image has no advice record for it).
+    pub advice: Vec<records::AdvisedArea>,
+}
+
+impl ProcPlan {
+    /// Whether the process was a zombie.
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.rec.state, ProcState::Zombie { .. })
+    }
+}
+
+/// The decoded image.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Tree record.
+    pub tree: TreeRecord,
+    /// Processes by pid.
+    pub procs: BTreeMap<i32, ProcPlan>,
+    /// Open file descriptions by id.
+    pub descs: BTreeMap<u32, FileDesc>,
+    /// Pipes by inode.
+    pub pipes: BTreeMap<u64, PipeRecord>,
+    /// Blob entry indices by tag (deleted files' contents), in order.
+    pub blobs: BTreeMap<u64, Vec<u32>>,
+    /// The network lock holding the image's TCP connections still, if the dump installed one.
+    pub net_lock: Option<records::NetLockRecord>,
+}
+
+impl Plan {
+    /// Children of `pid` in the image (those whose ppid is `pid`).
+    pub fn children_of(&self, pid: i32) -> Vec<i32> {
+        self.procs.values().filter(|p| p.rec.ppid == pid && p.rec.pid != pid).map(|p| p.rec.pid).collect()
+    }
+
+    /// Roots: processes whose parent is not in the image.
+    pub fn roots(&self) -> Vec<i32> {
+        self.procs.values().filter(|p| !self.procs.contains_key(&p.rec.ppid)).map(|p| p.rec.pid).collect()
+    }
+}
+
+/// Decodes every process record of the image and validates them all
+/// ([`seamless_image::validate`]) before anything is built from them: a bad image is refused
+/// as a whole, with an error naming the record and the field, before any process is forked.
+pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
+    let d = Decoded::read(r).map_err(RestoreError::Image)?;
+    validate(&d).map_err(RestoreError::Invalid)?;
+    Ok(build(d))
+}
+
+/// Builds the plan from validated records.
+fn build(d: Decoded) -> Plan {
+    let mut plan = Plan {
+        tree: d.trees.into_iter().next().unwrap_or_default(),
+        net_lock: d.net_locks.into_iter().next(),
+        ..Plan::default()
+    };
+    for (_, rec) in d.procs {
+        plan.procs.insert(
+            rec.pid,
+            ProcPlan {
+                rec,
+                threads: Vec::new(),
+                mm: MmRecord::default(),
+                fds: FdTable::default(),
+                chunks: Vec::new(),
+                settings: ProcessSettings::default(),
+                advice: Vec::new(),
+            },
+        );
+    }
+    // Validation proved every owner below is a process of the plan (a pid, so below 2^31).
+    let owner = |o: u32| i32::try_from(o).unwrap_or(-1);
+    for (o, _, t) in d.threads {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.threads.push(t);
+        }
+    }
+    for (o, m) in d.mms {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.mm = m;
+        }
+    }
+    for (o, f) in d.fd_tables {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.fds = f;
+        }
+    }
+    for (o, s) in d.settings {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.settings = s;
+        }
+    }
+    for (o, a) in d.advice {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.advice = a.areas;
+        }
+    }
+    for (_, desc) in d.descs {
+        plan.descs.insert(desc.id, desc);
+    }
+    for (_, pipe) in d.pipes {
+        plan.pipes.insert(pipe.ino, pipe);
+    }
+    for b in d.blobs {
+        plan.blobs.entry(b.tag).or_default().push(b.index);
+    }
+    for c in d.chunks {
+        if let Some(p) = plan.procs.get_mut(&owner(c.owner)) {
+            p.chunks.push(Chunk { index: c.index, vaddr: c.vaddr, len: c.len });
+        }
+    }
+    for p in plan.procs.values_mut() {
+        // Leader first (validation proved a live process has a record of its leader).
+        let pid = p.rec.pid;
+        p.threads.sort_by_key(|t| (t.tid != pid, t.tid));
+    }
+    plan
+}
+
+/// The units a restore succeeds or fails by: each tree of the image (a root and its
+/// descendants), joined with every other tree it shares restored kernel state with, since
+/// that state is recreated once and handed to all of its users: an open file description
+/// (one offset, one pipe end), a pipe or FIFO by inode (its ends may be different
+/// descriptions), the two ends of a unix socket pair, a shared anonymous mapping, or a
+/// process group or session whose leader is in the other tree (joining it needs the leader).
+/// A TCP connection between two restored trees does not join them: each end is rebuilt on
+/// its own, and a peer tree that fails looks like a peer that went away (connection reset).
+#[derive(Debug, Default)]
+pub struct Units {
+    /// Unit of each process.
+    pub of_pid: BTreeMap<i32, usize>,
+    /// Processes of each unit, ascending.
+    pub pids: Vec<Vec<i32>>,
+    /// Tree roots of each unit, ascending.
+    pub roots: Vec<Vec<i32>>,
+    /// Unit of each open file description some process of the image holds.
+    pub of_desc: BTreeMap<u32, usize>,
+}
+
+/// Union-find over pids.
+struct Join(BTreeMap<i32, i32>);
+
+impl Join {
+    fn find(&mut self, mut p: i32) -> i32 {
+        let mut path = Vec::new();
+        while let Some(&up) = self.0.get(&p) {
+            if up == p {
+                break;
+            }
+            path.push(p);
+            p = up;
+        }
+        for q in path {
+            self.0.insert(q, p);
+        }
+        p
+    }
+    fn join(&mut self, a: i32, b: i32) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.0.insert(ra.max(rb), ra.min(rb));
+        }
+    }
+}
+
+impl Units {
+    /// Groups the trees of `plan` into units.
+    pub fn of(plan: &Plan) -> Self {
+        use seamless_image::records::SockState;
+        let mut j = Join(plan.procs.keys().map(|&p| (p, p)).collect());
+        // What each shared object's first user is, to join the later ones with it.
+        let mut first_desc: BTreeMap<u32, i32> = BTreeMap::new();
+        let mut first_shm: BTreeMap<u64, i32> = BTreeMap::new();
+        for (&pid, p) in &plan.procs {
+            if plan.procs.contains_key(&p.rec.ppid) {
+                j.join(pid, p.rec.ppid);
+            }
+            for leader in [p.rec.pgid, p.rec.sid] {
+                if leader != pid && plan.procs.contains_key(&leader) {
+                    j.join(pid, leader);
+                }
+            }
+            for f in &p.fds.fds {
+                let first = *first_desc.entry(f.desc).or_insert(pid);
+                j.join(pid, first);
+            }
+            for v in &p.mm.vmas {
+                if let records::VmaKind::SharedAnon { ino, .. } = v.kind {
+                    let first = *first_shm.entry(ino).or_insert(pid);
+                    j.join(pid, first);
+                }
+            }
+        }
+        // Descriptions tied to each other: pipe/FIFO ends by inode, unix pairs by peer.
+        let mut by_object: BTreeMap<(u8, u64), u32> = BTreeMap::new();
+        let mut peers: Vec<(u32, u64)> = Vec::new();
+        for d in plan.descs.values() {
+            let key = match &d.kind {
+                records::FileKind::Pipe { pipe } | records::FileKind::Fifo { pipe, .. } => Some((0, *pipe)),
+                records::FileKind::Socket(s) => {
+                    if let SockState::UnixPair { peer, .. } = &s.state {
+                        peers.push((d.id, *peer));
+                    }
+                    Some((1, s.ino))
+                }
+                _ => None,
+            };
+            let Some(key) = key else { continue };
+            match by_object.get(&key) {
+                Some(&other) if key.0 == 0 => {
+                    if let (Some(&a), Some(&b)) = (first_desc.get(&d.id), first_desc.get(&other)) {
+                        j.join(a, b);
+                    }
+                }
+                _ => {
+                    by_object.insert(key, d.id);
+                }
+            }
+        }
+        for (id, peer) in peers {
+            if let (Some(&a), Some(other)) = (first_desc.get(&id), by_object.get(&(1, peer))) {
+                if let Some(&b) = first_desc.get(other) {
+                    j.join(a, b);
+                }
+            }
+        }
+        let mut units = Units::default();
+        let mut index: BTreeMap<i32, usize> = BTreeMap::new();
+        for &pid in plan.procs.keys() {
+            let rep = j.find(pid);
+            let n = index.len();
+            let u = *index.entry(rep).or_insert(n);
+            if u == units.pids.len() {
+                units.pids.push(Vec::new());
+                units.roots.push(Vec::new());
+            }
+            units.of_pid.insert(pid, u);
+            units.pids[u].push(pid);
+        }
+        for root in plan.roots() {
+            if let Some(&u) = units.of_pid.get(&root) {
+                units.roots[u].push(root);
+            }
+        }
+        for (id, pid) in first_desc {
+            units.of_desc.insert(id, units.of_pid[&pid]);
+        }
+        units
+    }
+}
+
+/// A live process `pid` with no threads, memory or limits, holding descriptions `descs` at
+/// fds 3, 4, ... (for unit tests).
+#[cfg(test)]
+pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> ProcPlan {
+    use seamless_image::records::Fd;
+    let rec = ProcessRecord {
+        pid,
+        ppid,
+        pgid,
+        sid: pgid,
+        comm: "t".into(),
+        tids: vec![pid],
+        umask: 0o22,
+        cwd: "/".into(),
+        root: "/".into(),
+        exe: "/bin/t".into(),
+        dumpable: 1,
+        exit_signal: 17,
+        ..ProcessRecord::default()
+    };
+    let fds = (3..).zip(descs).map(|(fd, &desc)| Fd { fd, cloexec: false, desc }).collect();
+    ProcPlan {
+        rec,
+        threads: Vec::new(),
+        mm: MmRecord::default(),
+        fds: FdTable { fds },
+        chunks: Vec::new(),
+        settings: Default::default(),
+        advice: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sample_proc as proc, Plan, Units};
+    use seamless_image::records::{Addr, FileDesc, FileKind, SockState, SocketRecord, Vma, VmaKind};
+
+    fn desc(id: u32, kind: FileKind) -> FileDesc {
+        FileDesc { id, flags: 0, pos: 0, kind }
+    }
+
+    fn unix(ino: u64, peer: u64) -> FileKind {
+        FileKind::Socket(SocketRecord {
+            ino,
+            family: libc::AF_UNIX,
+            ty: libc::SOCK_STREAM,
+            protocol: 0,
+            local: Addr::None,
+            peer: Addr::None,
+            state: SockState::UnixPair { peer, queue: Vec::new(), shutdown: 0 },
+            opts: Vec::new(),
+            path_mode: 0,
+        })
+    }
+
+    /// Trees are joined exactly when they share restored state: the two ends of one pipe (as
+    /// different descriptions), a unix pair, one description, shared memory, a group leader.
+    #[test]
+    fn trees_sharing_state_are_one_unit() {
+        let mut plan = Plan::default();
+        let mut shm = proc(70, 1, 70, &[]);
+        let anon = |start| Vma {
+            start,
+            end: start + 4096,
+            prot: 3,
+            shared: true,
+            growsdown: false,
+            kind: VmaKind::SharedAnon { ino: 9, offset: 0 },
+            name: "/dev/zero (deleted)".into(),
+            saved_pages: 0,
+        };
+        shm.mm.vmas.push(anon(0x1000));
+        let mut shm2 = proc(80, 1, 80, &[]);
+        shm2.mm.vmas.push(anon(0x5000));
+        for p in [
+            proc(10, 1, 10, &[]),
+            proc(11, 10, 10, &[1]), // read end of pipe 7, in the tree of 10
+            proc(20, 1, 20, &[2]),  // write end of pipe 7
+            proc(30, 1, 30, &[3, 4]),
+            proc(40, 1, 40, &[]),
+            proc(50, 1, 40, &[5]), // in the process group of 40
+            proc(60, 1, 60, &[6]), // the other end of 30's unix pair
+            proc(65, 1, 65, &[3]), // the same regular-file description as 30
+            proc(90, 1, 90, &[7]), // alone
+            shm,
+            shm2,
+        ] {
+            plan.procs.insert(p.rec.pid, p);
+        }
+        let regular = FileKind::Regular { path: "/f".into(), size: 0, mode: 0o644 };
+        for d in [
+            desc(1, FileKind::Pipe { pipe: 7 }),
+            desc(2, FileKind::Pipe { pipe: 7 }),
+            desc(3, regular.clone()),
+            desc(4, unix(100, 101)),
+            desc(5, regular.clone()),
+            desc(6, unix(101, 100)),
+            desc(7, FileKind::Pipe { pipe: 8 }),
+        ] {
+            plan.descs.insert(d.id, d);
+        }
+        let u = Units::of(&plan);
+        let mut units: Vec<Vec<i32>> = u.pids.clone();
+        units.sort();
+        assert_eq!(units, vec![vec![10, 11, 20], vec![30, 60, 65], vec![40, 50], vec![70, 80], vec![90]]);
+        let of = |pid: i32| u.of_pid[&pid];
+        assert_eq!(u.roots[of(11)], vec![10, 20]);
+        assert_eq!(u.of_desc[&6], of(30));
+        assert_eq!(u.of_desc[&7], of(90));
+    }
+}

@@ -1,0 +1,367 @@
+//! Sockets, recreated in the restorer and passed into the processes like every other open
+//! file (see [`crate::files`]).
+//!
+//! - Listening TCP/unix sockets: `socket`, options, `bind` (a stale unix socket file is
+//!   unlinked first; its mode is restored), `listen(backlog)`. Listeners are created before
+//!   any connection bound to the same port (see [`open_order`]).
+//! - Established TCP connections (`TCP_REPAIR`, see `seamless::dump::sockets` for the dump
+//!   side and the invariants; a connection whose peer has no route in this system is replaced
+//!   by an unconnected socket the process sees as broken, with a warning): `socket`, repair on, both queue sequence numbers set to where the
+//!   saved queues start, `bind` to the original local address (falling back to `IP_FREEBIND`
+//!   when the address is not configured yet), `connect` (sends nothing in repair mode),
+//!   MSS/window scale/SACK/timestamp options, the timestamp clock, the receive queue and the
+//!   already-sent part of the send queue refilled in repair mode, the window, repair off
+//!   (the kernel sends one window probe), then the never-sent bytes through an ordinary send,
+//!   then the saved options.
+//! - Unix socket pairs with both ends in the image: one `socketpair`, each end's receive queue
+//!   refilled through the other end, shutdown state re-applied. Names are not restored (an
+//!   accepted connection comes back unnamed).
+//! - UDP: `bind`, and `connect` when it was connected. Queued datagrams are not restored.
+
+use crate::RestoreError;
+use seamless_image::records::{Addr, FileKind, SockState, SocketRecord, TcpConn};
+use seamless_sys::chain;
+use seamless_sys::sockets as net;
+use seamless_sys::SysError;
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Order in which descriptions are opened: listeners first, established TCP connections last.
+pub fn open_order(kind: &FileKind) -> u8 {
+    match kind {
+        FileKind::Socket(SocketRecord { state: SockState::Listen { .. }, .. }) => 0,
+        FileKind::Socket(SocketRecord { state: SockState::Tcp(_), .. }) => 2,
+        _ => 1,
+    }
+}
+
+/// State shared while opening the sockets of one image.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    /// Unix sockets by inode (to find the other end of a pair).
+    by_ino: BTreeMap<u64, SocketRecord>,
+    /// Second ends of pairs already created, by inode.
+    pending: BTreeMap<u64, OwnedFd>,
+    /// TCP connections still in repair mode: (description id, duplicate, record).
+    repairing: Vec<(u32, OwnedFd, SocketRecord)>,
+}
+
+impl Ctx {
+    /// A context knowing every socket of the image.
+    ///
+    /// When the image has IP sockets, the loopback interface is brought up first: after a
+    /// kexec nothing has raised it yet, and a loopback connection cannot even be rebuilt (the
+    /// repair-mode `connect` needs a route). Other interfaces and their addresses are the new
+    /// system's business; a local address not configured yet is bound with `IP_FREEBIND`.
+    pub fn new<'a>(kinds: impl Iterator<Item = &'a FileKind>) -> Self {
+        let mut c = Ctx::default();
+        for k in kinds {
+            if let FileKind::Socket(s) = k {
+                c.by_ino.insert(s.ino, s.clone());
+            }
+        }
+        if c.by_ino.values().any(|s| s.family != libc::AF_UNIX) {
+            match net::link_up("lo") {
+                Ok(true) => log::info!("brought the loopback interface up for the restored sockets"),
+                Ok(false) => {}
+                Err(e) => log::warn!("cannot bring the loopback interface up: {}", chain(&e)),
+            }
+        }
+        c
+    }
+}
+
+fn fail(id: u32, what: &str, e: SysError) -> RestoreError {
+    RestoreError::File { id, what: format!("socket {what} ({}({}))", e.call, e.subject), source: e.source }
+}
+
+/// Buffer sizes are not re-set as options: that would lock them and stop the kernel's
+/// autotuning (whether the process had set them itself is not visible). A connection whose
+/// saved queues would not fit the fresh socket's buffers gets them forced (see [`fit_buffers`]).
+fn is_buffer_opt(level: i32, name: i32) -> bool {
+    level == libc::SOL_SOCKET && (name == libc::SO_SNDBUF || name == libc::SO_RCVBUF)
+}
+
+fn saved_opt(s: &SocketRecord, level: i32, name: i32) -> Option<i32> {
+    s.opts.iter().find(|o| o.level == level && o.name == name).map(|o| o.value)
+}
+
+/// Forces the send/receive buffers to hold the saved queues (`SO_*BUFFORCE`, values as the
+/// kernel reported them, i.e. doubled) when the fresh socket's buffers are smaller.
+fn fit_buffers(id: u32, fd: RawFd, s: &SocketRecord, sendq: usize, recvq: usize) -> Result<(), RestoreError> {
+    for (opt, force, need) in
+        [(libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, sendq), (libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, recvq)]
+    {
+        if need == 0 {
+            continue;
+        }
+        let now = net::get_int(fd, libc::SOL_SOCKET, opt).map_err(|e| fail(id, "SO_*BUF", e))?.max(0) as usize;
+        // Queued bytes also cost their buffer overhead (about as much again).
+        let want = (2 * need + (64 << 10)).max(saved_opt(s, libc::SOL_SOCKET, opt).unwrap_or(0).max(0) as usize);
+        if now < want {
+            net::set_int(fd, libc::SOL_SOCKET, force, (want / 2).min(i32::MAX as usize) as i32)
+                .map_err(|e| fail(id, "SO_*BUFFORCE", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn set_opts(id: u32, fd: RawFd, s: &SocketRecord, skip_v6only: bool) -> Result<(), RestoreError> {
+    for o in &s.opts {
+        if skip_v6only && o.level == libc::IPPROTO_IPV6 && o.name == libc::IPV6_V6ONLY {
+            continue;
+        }
+        if is_buffer_opt(o.level, o.name) {
+            continue;
+        }
+        // Keepalive timing options refuse 0; a default value of the kernel is never 0 anyway.
+        if let Err(e) = net::set_int(fd, o.level, o.name, o.value) {
+            if o.value != 0 {
+                return Err(fail(id, &format!("setsockopt({}, {}) = {}", o.level, o.name, o.value), e));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn v6only(s: &SocketRecord) -> Option<i32> {
+    s.opts.iter().find(|o| o.level == libc::IPPROTO_IPV6 && o.name == libc::IPV6_V6ONLY).map(|o| o.value)
+}
+
+fn bind_ip(id: u32, fd: RawFd, s: &SocketRecord) -> Result<(), RestoreError> {
+    if let Some(v) = v6only(s) {
+        net::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v).map_err(|e| fail(id, "IPV6_V6ONLY", e))?;
+    }
+    if s.local.is_none() {
+        return Ok(());
+    }
+    let raw = s.local.to_raw();
+    match net::bind(fd, &raw) {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {
+            // The address may not be configured yet (early after a kexec).
+            let level = if s.family == libc::AF_INET6 { libc::IPPROTO_IPV6 } else { libc::IPPROTO_IP };
+            let opt = if s.family == libc::AF_INET6 { libc::IPV6_FREEBIND } else { libc::IP_FREEBIND };
+            net::set_int(fd, level, opt, 1).map_err(|e| fail(id, "IP_FREEBIND", e))?;
+            net::bind(fd, &raw).map_err(|e| fail(id, &format!("bind {}", s.local), e))
+        }
+        Err(e) => Err(fail(id, &format!("bind {}", s.local), e)),
+    }
+}
+
+/// Creates the socket of description `id` in the restorer.
+pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, RestoreError> {
+    if let Some(fd) = ctx.pending.remove(&s.ino) {
+        return Ok(fd);
+    }
+    let sock = || net::socket(s.family, s.ty, s.protocol).map_err(|e| fail(id, "socket", e));
+    match &s.state {
+        SockState::Tcp(c) => {
+            let fd = match tcp_established(id, s, c) {
+                Ok(fd) => fd,
+                Err(RestoreError::File { source, what, .. }) if unreachable(&source) => {
+                    // No route to the peer in this system (yet): the process gets a socket
+                    // that reports the connection as broken (EPOLLHUP, ENOTCONN) instead of
+                    // failing as a whole.
+                    log::warn!(
+                        "file #{id}: connection {} -> {} cannot be rebuilt ({what}: {source}); the process                          sees it as broken",
+                        s.local,
+                        s.peer
+                    );
+                    return net::socket(s.family, libc::SOCK_STREAM, s.protocol).map_err(|e| fail(id, "socket", e));
+                }
+                Err(e) => return Err(e),
+            };
+            let dup = fd.try_clone().map_err(|e| RestoreError::File { id, what: "dup".into(), source: e })?;
+            ctx.repairing.push((id, dup, s.clone()));
+            Ok(fd)
+        }
+        SockState::UnixPair { peer, queue, shutdown } => {
+            let other = ctx.by_ino.get(peer).cloned().ok_or_else(|| RestoreError::Corrupt {
+                pid: 0,
+                what: format!("unix socket {} paired with unknown socket {peer}", s.ino),
+            })?;
+            let (a, b) = net::socketpair(libc::AF_UNIX, s.ty).map_err(|e| fail(id, "socketpair", e))?;
+            set_opts(id, a.as_raw_fd(), s, false)?;
+            set_opts(id, b.as_raw_fd(), &other, false)?;
+            let fill = |to: &OwnedFd, data: &[u8]| -> Result<(), RestoreError> {
+                let mut done = 0;
+                while done < data.len() {
+                    done += net::send(to.as_raw_fd(), &data[done..], libc::MSG_DONTWAIT).map_err(|e| {
+                        fail(id, &format!("refilling unix queue ({} of {} bytes)", done, data.len()), e)
+                    })?;
+                }
+                Ok(())
+            };
+            // Bytes waiting for `a` are written by `b`, and the other way round.
+            fill(&b, queue)?;
+            if let SockState::UnixPair { queue: q2, shutdown: sh2, .. } = &other.state {
+                fill(&a, q2)?;
+                apply_shutdown(id, &b, *sh2)?;
+            }
+            apply_shutdown(id, &a, *shutdown)?;
+            ctx.pending.insert(*peer, b);
+            Ok(a)
+        }
+        SockState::Listen { backlog } => {
+            let fd = bound(id, sock()?, s)?;
+            net::listen(fd.as_raw_fd(), *backlog).map_err(|e| fail(id, "listen", e))?;
+            Ok(fd)
+        }
+        SockState::Unconnected | SockState::Connected => {
+            let fd = bound(id, sock()?, s)?;
+            if matches!(s.state, SockState::Connected) {
+                net::connect(fd.as_raw_fd(), &s.peer.to_raw())
+                    .map_err(|e| fail(id, &format!("connect {}", s.peer), e))?;
+            }
+            Ok(fd)
+        }
+    }
+}
+
+/// Gives a fresh socket its options and its saved local address (a unix path is bound
+/// first, IP options such as SO_REUSEADDR must come before the bind).
+fn bound(id: u32, fd: OwnedFd, s: &SocketRecord) -> Result<OwnedFd, RestoreError> {
+    if s.family == libc::AF_UNIX {
+        bind_unix(id, &fd, s)?;
+        set_opts(id, fd.as_raw_fd(), s, false)?;
+    } else {
+        set_opts(id, fd.as_raw_fd(), s, true)?;
+        bind_ip(id, fd.as_raw_fd(), s)?;
+    }
+    Ok(fd)
+}
+
+fn unreachable(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL))
+}
+
+fn apply_shutdown(id: u32, fd: &OwnedFd, how: u8) -> Result<(), RestoreError> {
+    // sk_shutdown bits: 1 = RCV_SHUTDOWN, 2 = SEND_SHUTDOWN.
+    let r = match how & 3 {
+        0 => return Ok(()),
+        1 => libc::SHUT_RD,
+        2 => libc::SHUT_WR,
+        _ => libc::SHUT_RDWR,
+    };
+    net::shutdown(fd.as_raw_fd(), r).map_err(|e| fail(id, "shutdown", e))
+}
+
+fn bind_unix(id: u32, fd: &OwnedFd, s: &SocketRecord) -> Result<(), RestoreError> {
+    let Addr::Unix { path } = &s.local else { return Ok(()) };
+    if path.is_empty() {
+        return Ok(());
+    }
+    if path[0] != 0 {
+        let p = std::path::Path::new(std::str::from_utf8(path).unwrap_or(""));
+        // A socket file left by the dead original would make bind fail with EADDRINUSE.
+        if std::fs::symlink_metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_socket()
+        }) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    net::bind(fd.as_raw_fd(), &s.local.to_raw()).map_err(|e| fail(id, &format!("bind {}", s.local), e))?;
+    if path[0] != 0 && s.path_mode != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let p = std::path::Path::new(std::str::from_utf8(path).unwrap_or(""));
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(s.path_mode));
+    }
+    Ok(())
+}
+
+fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, RestoreError> {
+    let fd = net::socket(s.family, libc::SOCK_STREAM, s.protocol).map_err(|e| fail(id, "socket", e))?;
+    let raw = fd.as_raw_fd();
+    fit_buffers(id, raw, s, c.send_queue.len(), c.recv_queue.len())?;
+    net::tcp_repair(raw, true).map_err(|e| fail(id, "TCP_REPAIR on", e))?;
+    let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
+    net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE send", e))?;
+    net::set_tcp_queue_seq(raw, c.snd_seq.wrapping_sub(c.send_queue.len() as u32))
+        .map_err(|e| fail(id, "TCP_QUEUE_SEQ send", e))?;
+    net::tcp_repair_queue(raw, net::TCP_RECV_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE recv", e))?;
+    net::set_tcp_queue_seq(raw, c.rcv_seq.wrapping_sub(c.recv_queue.len() as u32))
+        .map_err(|e| fail(id, "TCP_QUEUE_SEQ recv", e))?;
+    bind_ip(id, raw, s)?;
+    net::connect(raw, &s.peer.to_raw()).map_err(|e| fail(id, &format!("connect {} (repair)", s.peer), e))?;
+    let mut opts = vec![(net::TCPOPT_MSS, c.mss)];
+    if let Some((snd, rcv)) = c.wscale {
+        opts.push((net::TCPOPT_WINDOW, u32::from(snd) | (u32::from(rcv) << 16)));
+    }
+    if c.sack {
+        opts.push((net::TCPOPT_SACK_PERM, 0));
+    }
+    if c.timestamps {
+        opts.push((net::TCPOPT_TIMESTAMP, 0));
+    }
+    net::tcp_repair_options(raw, &opts).map_err(|e| fail(id, "TCP_REPAIR_OPTIONS", e))?;
+    if c.timestamps {
+        net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, c.tsval as i32)
+            .map_err(|e| fail(id, "TCP_TIMESTAMP", e))?;
+    }
+    let refill = |queue: i32, data: &[u8], what: &str| -> Result<(), RestoreError> {
+        net::tcp_repair_queue(raw, queue).map_err(|e| fail(id, "TCP_REPAIR_QUEUE", e))?;
+        let mut done = 0;
+        while done < data.len() {
+            let n = net::send(raw, &data[done..], 0)
+                .map_err(|e| fail(id, &format!("refilling the {what} queue ({done} of {} bytes)", data.len()), e))?;
+            if n == 0 {
+                return Err(RestoreError::File {
+                    id,
+                    what: format!("refilling the {what} queue"),
+                    source: std::io::ErrorKind::WriteZero.into(),
+                });
+            }
+            done += n;
+        }
+        Ok(())
+    };
+    refill(net::TCP_RECV_QUEUE, &c.recv_queue, "receive")?;
+    refill(net::TCP_SEND_QUEUE, &c.send_queue[..sent], "send")?;
+    net::tcp_repair_queue(raw, 0).map_err(|e| fail(id, "TCP_REPAIR_QUEUE none", e))?;
+    net::set_tcp_repair_window(raw, c.window).map_err(|e| fail(id, "TCP_REPAIR_WINDOW", e))?;
+    Ok(fd)
+}
+
+/// Takes every restored connection out of repair mode, once all of them exist: leaving repair
+/// mode sends a window probe, and a peer that is itself being restored must already be there
+/// (or its kernel would answer with RST). Then sends the never-sent bytes and sets the options.
+/// Connections for which `skip` holds (their tree is given up) stay in repair mode, so
+/// closing them later sends nothing to the peer. Returns the connections that failed.
+pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreError)> {
+    let mut failed = Vec::new();
+    for (id, fd, s) in ctx.repairing.drain(..) {
+        if skip(id) {
+            continue;
+        }
+        let raw = fd.as_raw_fd();
+        let r = (|| {
+            net::tcp_repair(raw, false).map_err(|e| fail(id, "TCP_REPAIR off", e))?;
+            let SockState::Tcp(c) = &s.state else { return Ok(()) };
+            let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
+            send_rest(id, raw, &c.send_queue[sent..])?;
+            set_opts(id, raw, &s, true)
+        })();
+        if let Err(e) = r {
+            failed.push((id, e));
+        }
+    }
+    failed
+}
+
+fn send_rest(id: u32, raw: RawFd, unsent: &[u8]) -> Result<(), RestoreError> {
+    let t0 = std::time::Instant::now();
+    let mut done = 0;
+    while done < unsent.len() {
+        match net::send(raw, &unsent[done..], libc::MSG_DONTWAIT) {
+            Ok(n) => done += n,
+            // The buffer was sized for the queue; wait a little for room if it still fills.
+            Err(e) if e.errno() == Some(libc::EAGAIN) && t0.elapsed().as_secs() < 5 => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(fail(id, &format!("sending the unsent bytes ({done} of {})", unsent.len()), e)),
+        }
+    }
+    Ok(())
+}
