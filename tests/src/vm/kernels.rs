@@ -9,7 +9,8 @@
 //! `linux-binary-RELEASE` (`/usr/lib/modules/RELEASE/vmlinuz`), `linux-modules-RELEASE` and
 //! `linux-base-RELEASE` (`config`, `modules.builtin`); both are unpacked into the first
 //! layout. Kernels of suites the host does not list (trixie-backports, sid) come through a
-//! private apt configuration under the cache (`<cache>/apt/`), never the host's own sources.
+//! private apt configuration under the cache (`<cache>/apt/`), never the host's own sources;
+//! it points at the Debian archive the host's sources use (or `SEAMLESS_DEBIAN_MIRROR`).
 
 use super::host::{cache_dir, lock, run};
 use anyhow::{bail, Context, Result};
@@ -172,6 +173,59 @@ pub fn split_packages(depends: &str, release: &str) -> Vec<String> {
     out
 }
 
+/// The Debian archive the host's own apt sources use (the URI of a source for a Debian
+/// suite, not the security archive), for the extra suites; `SEAMLESS_DEBIAN_MIRROR` overrides.
+fn debian_mirror() -> Result<String> {
+    if let Ok(m) = std::env::var("SEAMLESS_DEBIAN_MIRROR") {
+        return Ok(m);
+    }
+    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut files: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "sources" || e == "list")) {
+            texts.push(std::fs::read_to_string(f).unwrap_or_default());
+        }
+    }
+    texts
+        .iter()
+        .find_map(|t| mirror_in(t))
+        .context("no Debian archive in the host's apt sources to fetch other suites from (set SEAMLESS_DEBIAN_MIRROR)")
+}
+
+/// The archive URI in one apt sources file (one-line `deb` or deb822 format) whose suites
+/// include a Debian release's main suite.
+fn mirror_in(text: &str) -> Option<String> {
+    const SUITES: &[&str] = &["bookworm", "trixie", "forky", "sid", "stable", "testing", "unstable"];
+    let is_main =
+        |suite: &str| SUITES.contains(&suite) || suite.strip_suffix("-updates").is_some_and(|s| SUITES.contains(&s));
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with("deb ")) {
+        let rest = line["deb ".len()..].trim_start();
+        // `deb [options] URI suite components...`
+        let rest = match rest.strip_prefix('[') {
+            Some(r) => r.split_once(']').map(|(_, after)| after).unwrap_or(""),
+            None => rest,
+        };
+        if let [uri, suite, ..] = rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+            if is_main(suite) {
+                return Some(uri.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()));
+        let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) else { continue };
+        let enabled = field("Enabled:").is_none_or(|e| e != "no");
+        if enabled
+            && field("Types:").is_none_or(|t| t.split_whitespace().any(|t| t == "deb"))
+            && suites.split_whitespace().any(is_main)
+        {
+            return uris.split_whitespace().next().map(|u| u.trim_end_matches('/').to_string());
+        }
+    }
+    None
+}
+
 /// apt with the host's sources, or with a private configuration of extra suites.
 struct Apt {
     opts: Vec<String>,
@@ -185,10 +239,11 @@ impl Apt {
         for d in ["lists/partial", "cache/archives/partial"] {
             std::fs::create_dir_all(dir.join(d)).with_context(|| format!("creating {}", dir.join(d).display()))?;
         }
+        let mirror = debian_mirror()?;
         let mut list = String::new();
         for s in suites {
             list.push_str(&format!(
-                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {s} main\n"
+                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {s} main\n"
             ));
         }
         let sources = dir.join("sources.list");
@@ -380,6 +435,20 @@ mod tests {
             .is_empty());
         // Another release's parts are not taken.
         assert!(split_packages("linux-binary-7.3.40+deb13-amd64", r).is_empty());
+    }
+
+    #[test]
+    fn the_mirror_comes_from_the_host_sources() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
+                      Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
+        assert_eq!(mirror_in(deb822).as_deref(), Some("http://mirror.example/debian"));
+        let security_first = "Types: deb\nURIs: http://s.example/debian-security\nSuites: bookworm-security\n\n\
+                              Types: deb\nURIs: http://m.example/debian/\nSuites: bookworm\n";
+        assert_eq!(mirror_in(security_first).as_deref(), Some("http://m.example/debian"));
+        let one_line = "# comment\ndeb [signed-by=/k.gpg] http://m.example/debian bookworm main\n";
+        assert_eq!(mirror_in(one_line).as_deref(), Some("http://m.example/debian"));
+        assert_eq!(mirror_in("deb http://m.example/debian bookworm main").as_deref(), Some("http://m.example/debian"));
+        assert_eq!(mirror_in("deb https://packages.example/apt cloud-sdk main\n"), None);
     }
 
     #[test]
