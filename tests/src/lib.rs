@@ -1,5 +1,7 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
+pub mod flows;
 pub mod host;
+pub mod netns;
 pub mod paths;
 pub mod redis;
 pub mod releases;

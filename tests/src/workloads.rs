@@ -173,6 +173,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: false,
     },
     Workload {
+        name: "tcp_service",
+        link: Link::Static,
+        summary: "a service for clients outside the tree (PORT arg): uploads checked, paced downloads, idle keep-alive connections",
+        crosses_kernels: false,
+    },
+    Workload {
         name: "ping_socket",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket: needs net.ipv4.ping_group_range where it is recreated",

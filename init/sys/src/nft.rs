@@ -291,22 +291,42 @@ pub fn replace_table_batch(family: u8, table: &str, chains: &[BaseChain]) -> (Ve
     b.finish()
 }
 
-fn open() -> SysResult<OwnedFd> {
+/// Receive-buffer room one acknowledgement takes (a 36-byte message in its own socket buffer,
+/// whose true size is far larger), with a margin.
+const ACK_ROOM: usize = 2048;
+
+/// Opens the netlink socket for a transaction of `batch` bytes asking for `acks`
+/// acknowledgements. The kernel processes the whole batch inside the one `send` and queues
+/// every acknowledgement before the first can be read: the receive buffer must hold all of
+/// them (or the kernel drops the rest and reports `ENOBUFS`), and the send buffer the whole
+/// batch (or `EMSGSIZE`). Both are forced (`SO_*BUFFORCE`, which the `CAP_NET_ADMIN` that
+/// nf_tables needs anyway allows) past the system's `rmem_max`/`wmem_max`, as `nft` does.
+fn open(batch: usize, acks: usize) -> SysResult<OwnedFd> {
     let sock = crate::net::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER)?;
+    let fd = sock.as_raw_fd();
     // A reply that never comes must not hang PID 1: at most 10 s per receive.
     let mut tv = Vec::with_capacity(16);
     tv.extend_from_slice(&10i64.to_ne_bytes());
     tv.extend_from_slice(&0i64.to_ne_bytes());
-    crate::net::set_bytes(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
-    // Large transactions (hundreds of rules) need room in the kernel's receive buffer.
-    let _ = crate::net::set_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    crate::net::set_bytes(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
+    let clamp = |n: usize| n.min(i32::MAX as usize / 2) as i32;
+    let rcv = clamp((acks + 16) * ACK_ROOM);
+    let snd = clamp(batch + (64 << 10));
+    for (force, plain, value) in
+        [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd)]
+    {
+        if crate::net::set_int(fd, libc::SOL_SOCKET, force, value).is_err() {
+            // Without CAP_NET_ADMIN nf_tables refuses the batch anyway, with a clearer error.
+            let _ = crate::net::set_int(fd, libc::SOL_SOCKET, plain, value);
+        }
+    }
     Ok(sock)
 }
 
 /// Sends a transaction and waits for the kernel's acknowledgement of every message; the first
 /// refusal is returned as the error, naming the message (the whole transaction is then void).
 fn commit(batch: &[u8], acks: &[(u32, String)]) -> SysResult<()> {
-    let sock = open()?;
+    let sock = open(batch.len(), acks.len())?;
     let fd = sock.as_raw_fd();
     let n = crate::net::send(fd, batch, 0)?;
     if n != batch.len() {
