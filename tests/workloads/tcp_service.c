@@ -11,7 +11,8 @@
  *      as far as the socket takes them (no catching up after a stall), until the client sends
  *      'S'; then it shuts its sending side down and logs "download #N: sent B bytes fnv H".
  *  'I' idle: SO_KEEPALIVE (idle 10 s, interval 5 s, 12 probes); every byte is echoed back.
- * A connection ends when its client closes it (EOF). Any error on any connection (reset,
+ * A connection ends when its client closes it (EOF; at SIGTERM it waits up to 3 s for the EOFs
+ * of clients that just closed). Any error on any connection (reset,
  * timeout, a wrong byte) is remembered. On SIGTERM: PASS when there was none, every connection
  * ended with a clean EOF, and (EXPECTED > 0) exactly EXPECTED connections were accepted, i.e.
  * none was made again; FAIL naming the first problem otherwise. */
@@ -268,6 +269,17 @@ int main(int argc, char **argv)
                     send_chunk(&conns[k], chunk);
             next_tick = now + (double)interval / 1000.0;
         }
+    }
+    /* Clients that just closed: their EOF may still be on its way. */
+    double drain_until = wl_now(CLOCK_MONOTONIC) + 3.0;
+    while (nconns > 0 && wl_now(CLOCK_MONOTONIC) < drain_until) {
+        for (int k = 0; k < nconns; k++)
+            p[k] = (struct pollfd){ .fd = conns[k].fd, .events = POLLIN };
+        if (poll(p, (nfds_t)nconns, 100) <= 0)
+            continue;
+        for (int k = nconns - 1; k >= 0; k--)
+            if (p[k].revents & (POLLIN | POLLHUP | POLLERR))
+                on_readable(k);
     }
     fprintf(stderr, "tcp_service: %d connections accepted, %d ended, %d still open, %d uploads, %d downloads\n",
             accepted, ended, nconns, uploads, downloads);

@@ -108,6 +108,12 @@ pub struct DumpOptions {
     pub max_ghost_size: Option<u64>,
     /// Print a progress line on stderr as processes are written.
     pub progress: bool,
+    /// The dump is for an upgrade, which carries the processes' clocks to the new kernel: a
+    /// time namespace of their own (one seamless-init made when it restored them on this
+    /// kernel, with offsets that continue the previous kernel's clocks) is accepted, and its
+    /// offsets are reported in [`DumpSummary::clock_offsets`]. A plain dump refuses it (the
+    /// same-kernel restore puts the processes in the restorer's time namespace).
+    pub carry_clocks: bool,
 }
 
 /// What was dumped, with the processes still frozen in `frozen`.
@@ -127,6 +133,10 @@ pub struct DumpSummary {
     pub freeze_time: Duration,
     /// Total time (freeze to last record written).
     pub total_time: Duration,
+    /// How far the dumped processes' `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` are ahead of the
+    /// dumper's (their time namespace's offsets minus its own), in nanoseconds; zero when they
+    /// share its time namespace.
+    pub clock_offsets: (i64, i64),
 }
 
 /// Dumps the process trees rooted at `pids` into `writer` (which the caller finishes).
@@ -144,6 +154,7 @@ pub fn dump_trees<S: Store>(
     let mut threads = 0;
     // 1. Pre-check (reads only): every refusal, before anything in any process changes.
     let mut file_plan = precheck::run(&frozen, opts)?;
+    let clock_offsets = precheck::clock_offsets(&frozen)?;
     // The network lock goes on before any TCP queue is read (see `seamless_init::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
     // killed, for the restore to lift after repair.
@@ -219,5 +230,6 @@ pub fn dump_trees<S: Store>(
         frozen,
         freeze_time,
         total_time: t0.elapsed(),
+        clock_offsets,
     })
 }

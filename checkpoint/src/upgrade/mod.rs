@@ -258,7 +258,11 @@ fn dump_and_jump(
         clock.stage("page-cache");
         interrupt::check("recording the page cache")?;
     }
-    let summary = dump::dump_trees(&opts.roots, &mut writer, &DumpOptions { progress: true, ..Default::default() })?;
+    let summary = dump::dump_trees(
+        &opts.roots,
+        &mut writer,
+        &DumpOptions { progress: true, carry_clocks: true, ..Default::default() },
+    )?;
     clock.stage("dump");
     eprintln!(
         "seamless: dumped {} process(es), {} thread(s), {} MiB of pages, {} open file(s)",
@@ -273,7 +277,7 @@ fn dump_and_jump(
     let targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
     kexec::freeze_all(&targets).map_err(UpgradeError::Freeze)?;
     clock.stage("sync+freeze");
-    let completed = complete_image(opts, &target, writer, &targets, clock);
+    let completed = complete_image(opts, &target, writer, &targets, clock, summary.clock_offsets);
     let mut store = match completed {
         Ok(store) => store,
         Err(e) => {
@@ -324,12 +328,15 @@ fn dump_and_jump(
 
 /// With filesystems frozen: records the root filesystem, the stage timings, completes the
 /// image and, without a region, rebuilds the initramfs and reloads the kernel with it.
+/// `clock_offsets` say how far the dumped processes' clocks run ahead of this process's (a
+/// time namespace from an earlier upgrade): the clocks recorded for the jump are theirs.
 fn complete_image(
     opts: &UpgradeOptions,
     target: &Target,
     mut writer: Writer<Box<dyn Store>>,
     frozen: &[FreezeTarget],
     clock: &mut StageClock,
+    clock_offsets: (i64, i64),
 ) -> Result<Box<dyn Store>, UpgradeError> {
     injected(opts, "freeze")?;
     let root = match frozen.iter().find(|t| t.mountpoint == Path::new("/")) {
@@ -346,8 +353,8 @@ fn complete_image(
         root,
         trees: opts.roots.iter().map(|p| *p as u32).collect(),
         jump_realtime_ns: stages::realtime_ns(),
-        jump_monotonic_ns: seamless_sys::timens::monotonic_ns().unwrap_or(0),
-        jump_boottime_ns: seamless_sys::timens::boottime_ns().unwrap_or(0),
+        jump_monotonic_ns: seamless_sys::timens::monotonic_ns().map_or(0, |t| t.saturating_add(clock_offsets.0)),
+        jump_boottime_ns: seamless_sys::timens::boottime_ns().map_or(0, |t| t.saturating_add(clock_offsets.1)),
         stages: clock.stages(),
         interfaces: net::interfaces(),
         routes: net::routes(),
