@@ -177,6 +177,9 @@ pub struct UnitInfo {
     pub control_group: String,
     /// `MainPID=` (0 when none).
     pub main_pid: i32,
+    /// `RuntimeDirectory=`: directories below `/run` systemd made for it (tmpfs: carried to the
+    /// new kernel by `seamless upgrade --unit`).
+    pub runtime_directories: Vec<String>,
 }
 
 /// Parses `systemctl show -p Id -p LoadState -p ActiveState -p ControlGroup -p MainPID` output.
@@ -190,6 +193,7 @@ pub fn parse_unit_show(text: &str) -> UnitInfo {
             "ActiveState" => info.active_state = v.to_string(),
             "ControlGroup" => info.control_group = v.to_string(),
             "MainPID" => info.main_pid = v.trim().parse().unwrap_or(0),
+            "RuntimeDirectory" => info.runtime_directories = v.split_whitespace().map(str::to_string).collect(),
             _ => {}
         }
     }
@@ -202,6 +206,7 @@ pub fn unit_info(unit: &str) -> Result<UnitInfo, TargetError> {
     let err = |reason: String| TargetError::Unit { unit: name.clone(), reason };
     let out = std::process::Command::new("systemctl")
         .args(["show", "-p", "Id", "-p", "LoadState", "-p", "ActiveState", "-p", "ControlGroup", "-p", "MainPID"])
+        .args(["-p", "RuntimeDirectory"])
         .arg(&name)
         .output()
         .map_err(|e| err(format!("cannot run systemctl: {e}; --unit needs systemd (use --cgroup or --pid)")))?;
@@ -219,6 +224,16 @@ pub fn unit_info(unit: &str) -> Result<UnitInfo, TargetError> {
         )));
     }
     Ok(info)
+}
+
+/// The `RuntimeDirectory=` paths of `units` (`/run/NAME`), carried across the jump with the
+/// unit's processes.
+pub fn runtime_directories(units: &[String]) -> Result<Vec<PathBuf>, TargetError> {
+    let mut out = Vec::new();
+    for u in units {
+        out.extend(unit_info(u)?.runtime_directories.iter().map(|d| Path::new("/run").join(d)));
+    }
+    Ok(out)
 }
 
 /// The cgroup directory of a running unit, as systemd reports it.
@@ -265,5 +280,7 @@ mod tests {
         assert_eq!(info.control_group, "/system.slice/system-postgresql.slice/postgresql@15-main.service");
         assert_eq!(info.main_pid, 812);
         assert_eq!(parse_unit_show("garbage\nMainPID=x\n").main_pid, 0);
+        let redis = parse_unit_show("Id=redis-server.service\nRuntimeDirectory=redis redis-extra\n");
+        assert_eq!(redis.runtime_directories, ["redis", "redis-extra"]);
     }
 }

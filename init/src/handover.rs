@@ -267,6 +267,19 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         }
     };
     report.restore_stages.push(("validate".into(), t.elapsed().as_micros() as u64));
+    let t = Instant::now();
+    if let Some(rec) = crate::tmpfs::recorded(&mut region.reader) {
+        let s = crate::tmpfs::recreate(&rec, &mut region.reader);
+        log::info!(
+            "tmpfs: {} entr(ies) recreated ({} KiB), {} mount(s) made, {} already there, {} failed",
+            s.created,
+            s.bytes >> 10,
+            s.mounted,
+            s.existing,
+            s.failed
+        );
+    }
+    report.restore_stages.push(("tmpfs".into(), t.elapsed().as_micros() as u64));
     // The page cache is read back while the processes are restored.
     let rewarm = crate::rewarm::recorded(&mut region.reader).map(crate::rewarm::start);
     let t = Instant::now();

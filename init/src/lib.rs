@@ -7,4 +7,5 @@ pub mod netlock;
 pub mod network;
 pub mod rewarm;
 pub mod sysctl;
+pub mod tmpfs;
 pub mod units;

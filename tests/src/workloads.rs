@@ -203,6 +203,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "tmpfs_service",
+        link: Link::Dynamic,
+        summary: "runtime files on tmpfs: a /run directory with a pid file and a unix listener, POSIX shm, a /tmp file",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

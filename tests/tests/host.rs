@@ -116,6 +116,8 @@ workload_tests! {
     timerfd_signalfd => "timerfd_signalfd" [];
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
+    tmpfs_service => "tmpfs_service" [];
+    cached_file => "cached_file" ["16"];
 }
 
 /// The peer of `tcp_established`, outside the dumped tree: echoes the first 65536 bytes of the

@@ -23,13 +23,14 @@ pub const SUBJECT: &str = "image format";
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
 /// this build knows except the test pattern and the kinds it writes `IGNORABLE` (the page
-/// cache's hot set, the network lock).
+/// cache's hot set, tmpfs files, the network lock).
 fn needs(asked: Option<u32>) -> Needs {
     let kinds = Formats::this_build(env!("CARGO_PKG_VERSION"))
         .kinds
         .into_iter()
         .filter(|&k| {
-            ![RecordKind::PATTERN, RecordKind::PAGE_CACHE, seamless_image::records::NET_LOCK].contains(&RecordKind(k))
+            ![RecordKind::PATTERN, RecordKind::PAGE_CACHE, RecordKind::TMPFS, seamless_image::records::NET_LOCK]
+                .contains(&RecordKind(k))
         })
         .collect();
     Needs { version: asked, incompat: 0, kinds }

@@ -117,7 +117,28 @@ pub fn run(opts: &CheckOptions) -> Report {
     verdicts.extend(format);
     verdicts.extend(fs::check());
     verdicts.extend(process::check(&opts.pids));
+    verdicts.extend(tmpfs_verdict(&opts.pids));
     Report { verdicts, image_format }
+}
+
+/// What of tmpfs (RAM) the preserved trees use: carried, or named with why not.
+fn tmpfs_verdict(pids: &[i32]) -> Vec<Verdict> {
+    if pids.is_empty() {
+        return Vec::new();
+    }
+    let plan = crate::upgrade::tmpfs::plan(pids, &[]);
+    let (entries, bytes) = plan.size();
+    let carried = format!("{entries} entr(ies), {} KiB carried to the new kernel", bytes >> 10);
+    if plan.not_carried.is_empty() {
+        return vec![Verdict::ok(
+            "tmpfs",
+            format!(
+                "{carried}; the rest of tmpfs is gone after the jump, as after a reboot (--keep PATH carries more)"
+            ),
+        )];
+    }
+    let list: Vec<String> = plan.not_carried.iter().map(|(p, why)| format!("{p} ({why})")).collect();
+    vec![Verdict::warn("tmpfs", format!("{carried}; not carried: {}", list.join(", ")))]
 }
 
 /// The current kernel command line.

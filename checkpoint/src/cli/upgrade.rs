@@ -15,14 +15,28 @@ new command line, so the processes are restored after the switch to the real roo
 Without a region, the image goes into /run/seamless/region.cpio and the combined initramfs \
 /run/seamless/initrd.img (directory 0700, locked during the upgrade, files 0600 created privately). The image \
 records the new kernel's release (from its bzImage header); seamless-init restores nothing on another kernel.\n\
-After the boot: dmesg | grep seamless-init, and /run/seamless/report.json.")]
+After the boot: dmesg | grep seamless-init, and /run/seamless/report.json.\n\
+Exit status (the command returns only when there was no jump): 1 refused before anything changed (pre-flight \
+check, kernel load, arguments), 3 --newest found the newest installed kernel running (nothing to do), 4 stopped \
+after it started, everything put back. With --json: one JSON line on stdout, \
+{\"outcome\": \"refused\"|\"up-to-date\"|\"rolled-back\", \"kernel\", \"error\", \"verdicts\"}.")]
 pub struct Args {
     /// The new kernel image.
-    #[arg(long)]
-    pub kernel: PathBuf,
+    #[arg(long, required_unless_present = "newest", conflicts_with = "newest")]
+    pub kernel: Option<PathBuf>,
     /// The new kernel's initramfs (with seamless-init inside).
+    #[arg(long, required_unless_present = "newest", conflicts_with = "newest")]
+    pub initrd: Option<PathBuf>,
+    /// Upgrade to the newest kernel installed in --boot (`vmlinuz-RELEASE` with
+    /// `initrd.img-RELEASE` or `initramfs-RELEASE.img`); exit 3 when it is the running one.
     #[arg(long)]
-    pub initrd: PathBuf,
+    pub newest: bool,
+    /// Where --newest looks.
+    #[arg(long, value_name = "DIR", default_value = "/boot")]
+    pub boot: PathBuf,
+    /// On failure, print a JSON summary on stdout (outcome, kernel, error, pre-flight verdicts).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub cmdline: CmdlineArgs,
     #[command(flatten)]
@@ -46,6 +60,11 @@ pub struct Args {
     /// it starts the real init (0: not recorded, not read back).
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
     pub rewarm_budget: f64,
+    /// Carry this file or directory on tmpfs (/run, /dev/shm, /tmp) to the new kernel too
+    /// (repeatable); the tmpfs files the preserved processes hold open, map or bind unix
+    /// sockets in always are.
+    #[arg(long, value_name = "PATH")]
+    pub keep: Vec<PathBuf>,
     /// Go on even if pre-flight checks fail.
     #[arg(long)]
     pub force: bool,
@@ -55,8 +74,44 @@ pub struct Args {
     pub inject_failure: Option<String>,
 }
 
-/// Runs `seamless upgrade`; returns only on failure.
+/// Exit code: refused before anything changed (pre-flight check, kernel load, arguments).
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code: `--newest` found the running kernel newest; nothing to do.
+pub const EXIT_UP_TO_DATE: u8 = 3;
+/// Exit code: stopped after it started (dump, freeze, jump); everything was put back.
+pub const EXIT_ROLLED_BACK: u8 = 4;
+
+fn summary(outcome: &str, release: &str, error: &str, report: Option<&seamless::check::Report>) -> String {
+    let mut v = serde_json::json!({ "outcome": outcome, "kernel": release, "error": error });
+    if let Some(r) = report {
+        v["verdicts"] = serde_json::to_value(&r.verdicts).unwrap_or_default();
+    }
+    v.to_string()
+}
+
+/// Runs `seamless upgrade`; returns only on failure, with [`EXIT_REFUSED`],
+/// [`EXIT_UP_TO_DATE`] or [`EXIT_ROLLED_BACK`].
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (kernel, initrd, release) = match (&args.kernel, &args.initrd) {
+        (Some(k), Some(i)) => (k.clone(), i.clone(), String::new()),
+        _ => {
+            let newest = seamless::upgrade::newest::installed(&args.boot);
+            let Some(n) = newest.into_iter().next() else {
+                anyhow::bail!("--newest: no kernel with an initramfs in {}", args.boot.display());
+            };
+            let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            if n.release == running.trim() {
+                let msg = format!("the newest installed kernel, {}, is already running: nothing to do", n.release);
+                if args.json {
+                    println!("{}", summary("up-to-date", &n.release, "", None));
+                }
+                eprintln!("seamless: {msg}");
+                return Ok(ExitCode::from(EXIT_UP_TO_DATE));
+            }
+            eprintln!("seamless: newest installed kernel: {} ({})", n.release, n.kernel.display());
+            (n.kernel, n.initrd, n.release)
+        }
+    };
     let roots = args.targets.selection().resolve()?;
     if roots.is_empty() {
         anyhow::bail!("nothing to preserve: give --pid, --cgroup or --unit (use `seamless kexec` for a plain kexec)");
@@ -67,8 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| anyhow::anyhow!("give the new command line with --append CMDLINE or --reuse-cmdline"))?;
     seamless::targets::record_units(&args.targets.units)?;
     let opts = UpgradeOptions {
-        kernel: args.kernel,
-        initrd: args.initrd,
+        kernel,
+        initrd,
         cmdline,
         roots,
         region: args.region,
@@ -77,11 +132,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force: args.force,
         image_format: args.image_format,
         warm: args.warm,
+        keep: args.keep.into_iter().chain(seamless::targets::runtime_directories(&args.targets.units)?).collect(),
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
             .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {e}", args.rewarm_budget))?,
     };
-    match upgrade(&opts) {
+    let e = match upgrade(&opts) {
         Ok(never) => match never {},
-        Err(e) => Err(anyhow::anyhow!("upgrade stopped: {e}")),
+        Err(e) => e,
+    };
+    use seamless::upgrade::UpgradeError;
+    let (outcome, code, report) = match &e {
+        UpgradeError::Check(r) => ("refused", EXIT_REFUSED, Some(r)),
+        UpgradeError::Load(_) => ("refused", EXIT_REFUSED, None),
+        _ => ("rolled-back", EXIT_ROLLED_BACK, None),
+    };
+    let release = if release.is_empty() { opts.kernel.display().to_string() } else { release };
+    if args.json {
+        println!("{}", summary(outcome, &release, &e.to_string(), report));
     }
+    eprintln!("seamless: error: upgrade stopped: {e}");
+    Ok(ExitCode::from(code))
 }

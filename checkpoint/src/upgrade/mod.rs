@@ -16,9 +16,11 @@
 //! just before the jump.
 
 mod net;
+pub mod newest;
 pub mod page_cache;
 mod stages;
 pub mod sysctl;
+pub mod tmpfs;
 
 pub use stages::StageClock;
 
@@ -102,6 +104,9 @@ pub struct UpgradeOptions {
     /// How long the new kernel may spend re-reading the page cache's hot set before it hands
     /// over to the real init (zero: the hot set is not recorded).
     pub rewarm_budget: std::time::Duration,
+    /// Paths on tmpfs carried to the new kernel too (files, or directories walked), besides the
+    /// tmpfs files the preserved processes hold open, map or bind sockets in.
+    pub keep: Vec<PathBuf>,
 }
 
 enum Target {
@@ -264,6 +269,19 @@ fn dump_and_jump(
         &DumpOptions { progress: true, carry_clocks: true, ..Default::default() },
     )?;
     clock.stage("dump");
+    // With the trees frozen: the tmpfs files they use, which the new kernel starts without.
+    let tmp = tmpfs::record(&opts.roots, &opts.keep, &mut writer)?;
+    if !tmp.entries.is_empty() {
+        let bytes: u64 = tmp.entries.iter().map(|e| e.size).sum();
+        eprintln!(
+            "seamless: tmpfs: {} entr(ies), {} KiB carried ({})",
+            tmp.entries.len(),
+            bytes >> 10,
+            tmp.mounts.iter().map(|m| m.path.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        writer.put_ignorable_record(RecordKind::TMPFS, 0, 0, &tmp)?;
+    }
+    clock.stage("tmpfs");
     eprintln!(
         "seamless: dumped {} process(es), {} thread(s), {} MiB of pages, {} open file(s)",
         summary.processes,

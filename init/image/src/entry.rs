@@ -25,12 +25,24 @@ impl RecordKind {
     /// The page cache's hot set before the jump ([`crate::upgrade::PageCache`]), re-read on the
     /// new kernel. Written `IGNORABLE`: a reader without it restores the same processes.
     pub const PAGE_CACHE: Self = Self(6);
+    /// Files on tmpfs the preserved processes need ([`crate::upgrade::TmpfsRecord`]),
+    /// recreated on the new kernel before the restore. Written `IGNORABLE`: a reader without it
+    /// fails the trees that need those files, cleanly, as before.
+    pub const TMPFS: Self = Self(7);
 
     /// Whether this build knows what the kind means (the built-in kinds and the process
     /// records of [`crate::records`]).
     pub fn is_known(self) -> bool {
-        matches!(self, Self::PAGE_CHUNK | Self::PATTERN | Self::UPGRADE | Self::STAGES | Self::BLOB | Self::PAGE_CACHE)
-            || crate::records::kind_name(self).is_some()
+        matches!(
+            self,
+            Self::PAGE_CHUNK
+                | Self::PATTERN
+                | Self::UPGRADE
+                | Self::STAGES
+                | Self::BLOB
+                | Self::PAGE_CACHE
+                | Self::TMPFS
+        ) || crate::records::kind_name(self).is_some()
     }
 
     /// Whether the entry's bytes are raw data rather than a postcard record.
@@ -47,6 +59,7 @@ impl RecordKind {
             Self::STAGES => "stages",
             Self::BLOB => "blob",
             Self::PAGE_CACHE => "page-cache",
+            Self::TMPFS => "tmpfs",
             other => crate::records::kind_name(other).unwrap_or("unknown"),
         }
     }

@@ -260,3 +260,86 @@ impl PageCache {
         self.files.iter().flat_map(|f| f.ranges.iter()).map(|r| r.1).sum()
     }
 }
+
+/// Files on tmpfs that the preserved processes hold open, map or are bound to (a unix socket's
+/// directory), and the operator's `--keep` paths ([`crate::RecordKind::TMPFS`]): tmpfs lives
+/// in RAM, so the new kernel starts with it empty. seamless-init recreates the mounts (where
+/// nothing is mounted yet) and the entries, with their contents, mode, owner and times, before
+/// the processes are restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TmpfsRecord {
+    /// The tmpfs mounts the entries are on.
+    pub mounts: Vec<TmpfsMount>,
+    /// The entries, every directory before what it contains.
+    pub entries: Vec<TmpfsEntry>,
+}
+
+/// One tmpfs mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    /// Mount point.
+    pub path: String,
+    /// Its options as `/proc/self/mountinfo` shows them (e.g. `rw,nosuid,nodev,size=...,mode=755`).
+    pub options: String,
+}
+
+/// One file, directory or symbolic link on a tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsEntry {
+    /// Absolute path.
+    pub path: String,
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// A symbolic link's target (empty otherwise).
+    pub target: String,
+    /// A regular file's size.
+    pub size: u64,
+    /// A regular file's contents: index entries of blobs (owner 0), in order.
+    pub blobs: Vec<u32>,
+}
+
+/// Blobs holding tmpfs contents have this bit in their tag (owner 0), next to the entry's
+/// number: the tags of deleted files' blobs are open-file ids, far below it.
+pub const TMPFS_BLOB_TAG: u64 = 1 << 63;
+
+/// Most entries in a tmpfs record.
+pub const MAX_TMPFS_ENTRIES: usize = 1 << 16;
+
+impl TmpfsRecord {
+    /// Checks the record before anything uses it: absolute, normal paths, known types.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.entries.len() > MAX_TMPFS_ENTRIES {
+            return Err(format!("{} tmpfs entries, at most {MAX_TMPFS_ENTRIES}", self.entries.len()));
+        }
+        let normal = |p: &str| {
+            p.starts_with('/')
+                && !p.contains('\0')
+                && p.split('/').skip(1).all(|c| !c.is_empty() && c != "." && c != "..")
+        };
+        for m in &self.mounts {
+            if !normal(&m.path) {
+                return Err(format!("tmpfs mount point {:?} is not a normal absolute path", m.path));
+            }
+        }
+        for e in &self.entries {
+            if !normal(&e.path) {
+                return Err(format!("tmpfs entry {:?} is not a normal absolute path", e.path));
+            }
+            if !self.mounts.iter().any(|m| e.path.starts_with(&format!("{}/", m.path.trim_end_matches('/')))) {
+                return Err(format!("tmpfs entry {} is on none of the recorded mounts", e.path));
+            }
+            match e.mode & 0o170000 {
+                0o040000 | 0o120000 => {}
+                0o100000 => {}
+                t => return Err(format!("tmpfs entry {}: file type {t:o} is not carried", e.path)),
+            }
+        }
+        Ok(())
+    }
+}

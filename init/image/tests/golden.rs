@@ -12,7 +12,10 @@ use seamless_image::records::{
     self, Addr, EpollItem, EpollRecord, FileDesc, FileKind, ProcessSettings, SockOpt, SockState, SocketRecord, TcpConn,
     TimerFdRecord,
 };
-use seamless_image::upgrade::{CachedFile, NetInterface, PageCache, RootIdentity, Route4, Stage, Sysctl, Upgrade};
+use seamless_image::upgrade::{
+    CachedFile, NetInterface, PageCache, RootIdentity, Route4, Stage, Sysctl, TmpfsEntry, TmpfsMount, TmpfsRecord,
+    Upgrade,
+};
 use seamless_image::validate::Decoded;
 use seamless_image::RecordKind;
 use serde::de::DeserializeOwned;
@@ -136,6 +139,35 @@ fn samples() -> Vec<Sample> {
                 mtime_ns: 1_700_000_000_123_456_789,
                 ranges: vec![(0, 1 << 20), (2 << 20, 4096)],
             }],
+        },
+    ));
+    s.push(sample(
+        "tmpfs",
+        RecordKind::TMPFS,
+        TmpfsRecord {
+            mounts: vec![TmpfsMount { path: "/run".into(), options: "rw,nosuid,nodev,mode=755".into() }],
+            entries: vec![
+                TmpfsEntry {
+                    path: "/run/redis".into(),
+                    mode: 0o40750,
+                    uid: 101,
+                    gid: 102,
+                    mtime_ns: 1_700_000_000_000_000_001,
+                    target: String::new(),
+                    size: 0,
+                    blobs: vec![],
+                },
+                TmpfsEntry {
+                    path: "/run/redis/redis.pid".into(),
+                    mode: 0o100644,
+                    uid: 101,
+                    gid: 102,
+                    mtime_ns: 1_700_000_000_000_000_002,
+                    target: String::new(),
+                    size: 5,
+                    blobs: vec![3],
+                },
+            ],
         },
     ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));

@@ -123,7 +123,15 @@ fn plan_user(plan: &super::plan::Plan, ino: u64) -> Option<(u64, i32)> {
 pub fn verify_file(pid: i32, f: &FileId) -> Result<(), RestoreError> {
     let md = std::fs::metadata(&f.path).map_err(|e| RestoreError::io(pid, format!("mapped file {}", f.path), e))?;
     let mtime_ns = i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec());
-    if md.ino() != f.ino || md.size() != f.size || mtime_ns != f.mtime_ns {
+    // A file on tmpfs that the old kernel carried over (`init/src/tmpfs.rs`) is a new inode
+    // with the recorded size and modification time (to the nanosecond).
+    let recreated = md.ino() != f.ino
+        && md.size() == f.size
+        && mtime_ns == f.mtime_ns
+        && std::fs::File::open(&f.path).is_ok_and(|file| seamless_sys::pagecache::on_disk(&file).is_ok_and(|d| !d));
+    if recreated {
+        log::info!("pid {pid}: {} is on tmpfs, recreated (inode {}, was {}): accepted", f.path, md.ino(), f.ino);
+    } else if md.ino() != f.ino || md.size() != f.size || mtime_ns != f.mtime_ns {
         return Err(RestoreError::FileChanged {
             pid,
             path: f.path.clone(),
