@@ -209,6 +209,18 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "sockopts",
+        link: Link::Dynamic,
+        summary: "SO_LINGER, buffer sizes and their locks, classic BPF filters (locked too), SO_REUSEPORT groups",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "udp_queue",
+        link: Link::Dynamic,
+        summary: "UDP servers (IPv4, IPv6, wildcard, dual stack, connected) with unread datagrams from their senders",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

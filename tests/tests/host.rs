@@ -60,6 +60,8 @@ workload_tests! {
     fanout => "fanout" ["16"];
     sysctl_ping => "sysctl_ping" [];
     tcp_loopback => "tcp_loopback" [];
+    sockopts => "sockopts" [];
+    udp_queue => "udp_queue" [];
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
@@ -622,7 +624,7 @@ mod refuse {
         dir_deleted => "deleted directory";
         map_deleted => "mapping of a deleted file";
         relinked => "cannot be opened";
-        udp_queued => "datagrams queued on a UDP socket";
+        ebpf_filter => "eBPF socket filter";
         accept_queue => "not yet accepted";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
         clone_vm => "shares its memory";

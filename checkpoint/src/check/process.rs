@@ -156,7 +156,8 @@ pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verd
 pub fn precheck_tree(root: i32) -> Result<dump::files::FilePlan, dump::DumpError> {
     let frozen = dump::freeze::freeze_trees(&[root])?;
     // `check` is the upgrade's pre-flight: the upgrade carries a time namespace's clocks.
-    let files = dump::precheck::run(&frozen, &DumpOptions { carry_clocks: true, ..Default::default() })?;
+    let files =
+        dump::precheck::run(&frozen, &DumpOptions { carry_clocks: true, pre_flight: true, ..Default::default() })?;
     frozen.resume();
     Ok(files)
 }

@@ -28,6 +28,10 @@ pub struct FilePlan {
     /// Established TCP connections still to be read in repair mode
     /// ([`super::sockets::repair_pending`]).
     pub tcp_pending: Vec<super::sockets::PendingTcp>,
+    /// Socket state beyond the socket records.
+    pub socket_extras: Vec<records::SocketExtra>,
+    /// Datagrams queued on UDP sockets.
+    pub datagrams: Vec<records::DatagramQueue>,
 }
 
 impl FilePlan {
@@ -103,6 +107,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     // Candidates for sharing, keyed by link text: (pid, fd, desc id).
     let mut by_link: BTreeMap<String, Vec<(i32, i32, u32)>> = BTreeMap::new();
     let mut socks = super::sockets::Ctx::default();
+    socks.pre_flight = opts.pre_flight;
     let mut epolls = Vec::new();
     for p in frozen.procs() {
         if p.zombie.is_some() {
@@ -178,6 +183,18 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     super::epoll::resolve(&epolls, &mut plan)?;
     super::sockets::check_pairs(&plan)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
+    // The socket records carry inodes; the extra records are filed under description ids.
+    for d in &plan.descs {
+        if let FileKind::Socket(s) = &d.kind {
+            if let Some(mut x) = socks.extras.remove(&s.ino) {
+                x.desc = d.id;
+                plan.socket_extras.push(x);
+            }
+            if let Some(datagrams) = socks.datagrams.remove(&s.ino) {
+                plan.datagrams.push(records::DatagramQueue { desc: d.id, datagrams });
+            }
+        }
+    }
     Ok(plan)
 }
 
@@ -301,6 +318,12 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for p in plan.pipes.values() {
         w.put_record(records::PIPE, 0, p.ino, p)?;
+    }
+    for x in &plan.socket_extras {
+        w.put_record(records::SOCKET_EXTRA, 0, u64::from(x.desc), x)?;
+    }
+    for q in &plan.datagrams {
+        w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
     }
     for (id, data) in &plan.ghosts {
         for chunk in data.chunks(16 << 20) {

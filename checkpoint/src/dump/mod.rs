@@ -114,6 +114,10 @@ pub struct DumpOptions {
     /// offsets are reported in [`DumpSummary::clock_offsets`]. A plain dump refuses it (the
     /// same-kernel restore puts the processes in the restorer's time namespace).
     pub carry_clocks: bool,
+    /// Only the pre-flight of `seamless check` (or of an upgrade): what a later dump must see
+    /// as it is is left alone. Queued datagrams are not peeked at: peeking marks an empty
+    /// datagram as seen, which hides it from the next walk of the queue (the dump's).
+    pub pre_flight: bool,
 }
 
 /// What was dumped, with the processes still frozen in `frozen`.

@@ -59,6 +59,10 @@ pub struct Plan {
     pub blobs: BTreeMap<u64, Vec<u32>>,
     /// The network lock holding the image's TCP connections still, if the dump installed one.
     pub net_lock: Option<records::NetLockRecord>,
+    /// Socket state beyond the socket records, by description id.
+    pub socket_extras: BTreeMap<u32, records::SocketExtra>,
+    /// Datagrams queued on UDP sockets, by description id.
+    pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
 }
 
 impl Plan {
@@ -129,6 +133,12 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, pipe) in d.pipes {
         plan.pipes.insert(pipe.ino, pipe);
+    }
+    for (_, x) in d.socket_extras {
+        plan.socket_extras.insert(x.desc, x);
+    }
+    for (_, q) in d.datagrams {
+        plan.datagrams.insert(q.desc, q.datagrams);
     }
     for b in d.blobs {
         plan.blobs.entry(b.tag).or_default().push(b.index);

@@ -17,8 +17,8 @@ pub mod thread;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
 pub use net::{
-    Addr, EpollItem, EpollRecord, LockedConn, NetLockRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord,
-    NET_LOCK_PREFIX,
+    Addr, Datagram, DatagramQueue, EpollItem, EpollRecord, LockedConn, NetLockRecord, SockOpt, SockState, SocketExtra,
+    SocketRecord, TcpConn, TimerFdRecord, NET_LOCK_PREFIX,
 };
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
@@ -43,6 +43,11 @@ pub const TREE: RecordKind = RecordKind(22);
 pub const SETTINGS: RecordKind = RecordKind(23);
 /// [`NetLockRecord`], owner 0, tag 0 (at most one; written `IGNORABLE`).
 pub const NET_LOCK: RecordKind = RecordKind(24);
+/// [`SocketExtra`], owner 0, tag = description id (at most one per socket; only when not all
+/// defaults).
+pub const SOCKET_EXTRA: RecordKind = RecordKind(25);
+/// [`DatagramQueue`], owner 0, tag = description id (at most one per UDP socket).
+pub const DATAGRAMS: RecordKind = RecordKind(26);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -56,6 +61,8 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         TREE => "tree",
         SETTINGS => "settings",
         NET_LOCK => "netlock",
+        SOCKET_EXTRA => "socket-extra",
+        DATAGRAMS => "datagrams",
         _ => return None,
     })
 }
@@ -144,6 +151,22 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let l: NetLockRecord = de(bytes)?;
             let conns: Vec<String> = l.conns.iter().map(|c| format!("{}<->{}", c.local, c.peer)).collect();
             format!("network lock: table inet {}, {} connection(s): {}", l.table, l.conns.len(), conns.join(" "))
+        }
+        SOCKET_EXTRA => {
+            let x: SocketExtra = de(bytes)?;
+            format!(
+                "socket extras of file #{}: linger {:?}, buffer lock {:#x}, filter of {} instruction(s){}",
+                x.desc,
+                x.linger,
+                x.buf_lock,
+                x.filter.len(),
+                if x.filter_locked { " (locked)" } else { "" }
+            )
+        }
+        DATAGRAMS => {
+            let q: DatagramQueue = de(bytes)?;
+            let bytes: usize = q.datagrams.iter().map(|d| d.data.len()).sum();
+            format!("datagrams queued on file #{}: {} datagram(s), {bytes} bytes", q.desc, q.datagrams.len())
         }
         _ => return None,
     })
