@@ -312,6 +312,34 @@ fn same_file(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata) -> Result<()
 }
 
 /// Writes descriptions, pipe buffers and ghost contents.
+/// Refuses the first socket whose extra records the reader (knowing record kinds `kinds`)
+/// would not know.
+pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
+    let needs = plan
+        .socket_extras
+        .iter()
+        .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
+        .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")));
+    for (desc, kind, what) in needs {
+        if kinds.contains(&kind.0) {
+            continue;
+        }
+        let (pid, fd) = plan
+            .tables
+            .iter()
+            .find_map(|(pid, t)| t.fds.iter().find(|f| f.desc == desc).map(|f| (*pid, f.fd)))
+            .unwrap_or((0, -1));
+        return Err(DumpError::Unsupported {
+            pid,
+            resource: format!("fd {fd} (a socket)"),
+            reason: format!(
+                "{what} need record kind {kind}, which the target's seamless-init does not read: update it, or reset the option first"
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpError> {
     for d in &plan.descs {
         w.put_record(records::FILE_DESC, 0, u64::from(d.id), d)?;
@@ -331,4 +359,27 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_needing_a_kind_the_reader_lacks_is_refused_by_pid_and_fd() {
+        let mut plan = FilePlan::default();
+        plan.tables.insert(10, FdTable { fds: vec![Fd { fd: 5, cloexec: false, desc: 3 }] });
+        plan.socket_extras.push(records::SocketExtra { desc: 3, linger: Some(1), ..Default::default() });
+        readable_by(&plan, &[records::SOCKET_EXTRA.0]).unwrap();
+        match readable_by(&plan, &[records::DATAGRAMS.0]) {
+            Err(DumpError::Unsupported { pid: 10, resource, reason }) => {
+                assert_eq!(resource, "fd 5 (a socket)");
+                assert!(reason.contains("socket-extra"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        plan.datagrams.push(records::DatagramQueue { desc: 3, datagrams: Vec::new() });
+        assert!(readable_by(&plan, &[records::SOCKET_EXTRA.0]).is_err());
+        readable_by(&plan, &[records::SOCKET_EXTRA.0, records::DATAGRAMS.0]).unwrap();
+    }
 }

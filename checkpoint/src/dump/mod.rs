@@ -118,6 +118,10 @@ pub struct DumpOptions {
     /// as it is is left alone. Queued datagrams are not peeked at: peeking marks an empty
     /// datagram as seen, which hides it from the next walk of the queue (the dump's).
     pub pre_flight: bool,
+    /// The record kinds the restorer reads (the target's seamless-init for an upgrade), when
+    /// known: a socket that needs a kind it does not know (see
+    /// `check::formats::CONDITIONAL_KINDS`) is refused before anything is written.
+    pub reader_kinds: Option<Vec<u16>>,
 }
 
 /// What was dumped, with the processes still frozen in `frozen`.
@@ -159,6 +163,9 @@ pub fn dump_trees<S: Store>(
     // 1. Pre-check (reads only): every refusal, before anything in any process changes.
     let mut file_plan = precheck::run(&frozen, opts)?;
     let clock_offsets = precheck::clock_offsets(&frozen)?;
+    if let Some(kinds) = &opts.reader_kinds {
+        files::readable_by(&file_plan, kinds)?;
+    }
     // The network lock goes on before any TCP queue is read (see `seamless_init::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
     // killed, for the restore to lift after repair.

@@ -107,6 +107,9 @@ pub struct UpgradeOptions {
     /// Paths on tmpfs carried to the new kernel too (files, or directories walked), besides the
     /// tmpfs files the preserved processes hold open, map or bind sockets in.
     pub keep: Vec<PathBuf>,
+    /// The record kinds the target's seamless-init reads, as the pre-flight check found them
+    /// (set by the upgrade itself; `None`: not known).
+    pub reader_kinds: Option<Vec<u16>>,
 }
 
 enum Target {
@@ -171,7 +174,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
     // The format the check chose for the target's seamless-init (with --force and no fit: the
     // one asked for, or the newest).
     let image_format = Some(report.image_format.or(opts.image_format).unwrap_or(seamless_image::FORMAT_VERSION));
-    let opts = &UpgradeOptions { cmdline, image_format, ..opts.clone() };
+    let opts = &UpgradeOptions { cmdline, image_format, reader_kinds: report.target_kinds.clone(), ..opts.clone() };
     if hooks {
         eprintln!("seamless: the new initramfs has the seamless hook; command line: {}", opts.cmdline);
     }
@@ -266,7 +269,12 @@ fn dump_and_jump(
     let summary = dump::dump_trees(
         &opts.roots,
         &mut writer,
-        &DumpOptions { progress: true, carry_clocks: true, ..Default::default() },
+        &DumpOptions {
+            progress: true,
+            carry_clocks: true,
+            reader_kinds: opts.reader_kinds.clone(),
+            ..Default::default()
+        },
     )?;
     clock.stage("dump");
     // With the trees frozen: the tmpfs files they use, which the new kernel starts without.
