@@ -292,8 +292,9 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     // The lock goes on before any link comes up: until the restore has repaired them, no
     // segment of a preserved connection is answered (a reset) or accepted.
     let t = Instant::now();
-    if let Some(lock) = &plan.net_lock {
-        if let Err(e) = crate::netlock::install(lock) {
+    let lock = plan.lock();
+    if let Some((lock, listeners)) = &lock {
+        if let Err(e) = crate::netlock::install_with(lock, listeners) {
             log::warn!("network lock: {e}; the preserved connections are repaired without it");
         }
     }
@@ -313,7 +314,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         }
         Err(e) => report.refused = Some(e.to_string()),
     }
-    if let Some(lock) = &plan.net_lock {
+    if let Some((lock, _)) = &lock {
         // restore_plan lifted it after the repair; this covers any way it did not get there.
         crate::netlock::lift_logged(&lock.table, "after the restore");
     }

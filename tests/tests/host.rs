@@ -612,6 +612,24 @@ mod refuse {
         )*};
     }
 
+    /// A listener whose service never accepts: `seamless check` only looks (the dump holds new
+    /// connections and waits for the service to accept), the dump refuses after the wait.
+    mod accept_queue {
+        use super::*;
+
+        #[test]
+        fn self_test() -> Result<()> {
+            harness()?.self_test("refuse", &["accept_queue"])
+        }
+
+        #[test]
+        fn refused() -> Result<()> {
+            let message = harness()?.expect_refused_by("refuse", &["accept_queue"], "not yet accepted", false)?;
+            eprintln!("accept_queue: refusal message: {message}");
+            Ok(())
+        }
+    }
+
     refusals! {
         cwd => "cwd (";
         exe => "exe (";
@@ -625,7 +643,6 @@ mod refuse {
         map_deleted => "mapping of a deleted file";
         relinked => "cannot be opened";
         ebpf_filter => "eBPF socket filter";
-        accept_queue => "not yet accepted";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
         clone_vm => "shares its memory";
         compat32 => "32-bit code";

@@ -277,3 +277,138 @@ fn lock_with_thousands_of_connections_installs_and_lifts() -> Result<()> {
         Ok(())
     })
 }
+
+/// The lock holds new connections to a listener: a connect during the lock times out (its SYN
+/// is dropped, nothing answers with a reset) while an established connection to the same
+/// listener still flows; after the lift the same connect attempt, retransmitting its SYN,
+/// completes. With the unspecified address the port is held on every local address.
+#[test]
+fn lock_holds_new_connections_to_a_listener() -> Result<()> {
+    use seamless_image::records::{Addr, NetLockRecord};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let ns = Netns::new("lockhold")?;
+    in_netns(ns.name(), || {
+        for wildcard in [false, true] {
+            let l = TcpListener::bind(if wildcard { "0.0.0.0:0" } else { "127.0.0.1:0" })?;
+            let port = l.local_addr()?.port();
+            let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            let mut old = TcpStream::connect(to)?;
+            let (mut old_srv, _) = l.accept()?;
+            let ip = if wildcard { [0; 4] } else { [127, 0, 0, 1] };
+            let lock =
+                NetLockRecord { table: seamless_init::netlock::table_name(std::process::id()), conns: Vec::new() };
+            seamless_init::netlock::install_with(&lock, &[Addr::V4 { ip, port }])?;
+            let e = TcpStream::connect_timeout(&to, Duration::from_millis(1500))
+                .err()
+                .context("a new connection got through the held listener")?;
+            ensure!(e.kind() == std::io::ErrorKind::TimedOut, "the held connect failed with {e}, not a timeout");
+            old.write_all(b"ping")?;
+            let mut buf = [0u8; 4];
+            old_srv.set_read_timeout(Some(Duration::from_secs(10)))?;
+            old_srv.read_exact(&mut buf)?;
+            ensure!(&buf == b"ping", "the established connection carried {buf:?}");
+            // A connect that starts held and completes once the lock is lifted.
+            let waiting = std::thread::spawn(move || TcpStream::connect_timeout(&to, Duration::from_secs(30)));
+            std::thread::sleep(Duration::from_millis(500));
+            ensure!(seamless_init::netlock::lift(&lock.table)?, "the lock table was not there to lift");
+            let c = waiting.join().map_err(|_| anyhow::anyhow!("connect thread panicked"))?;
+            c.context("the held connect after the lift")?;
+            l.set_nonblocking(false)?;
+            l.accept().context("accepting the held connection")?;
+        }
+        Ok(())
+    })
+}
+
+/// Connections waiting in a listener's accept queue when the dump starts (the service accepts
+/// only every 300 ms) are accepted before the freeze, and connections opened while the
+/// service is dumped, absent for 3 s and restored wait instead of being refused: every one
+/// connects, is served and closes cleanly, and the service accepted exactly those.
+#[test]
+fn new_and_waiting_connections_survive_dump_pause_restore() -> Result<()> {
+    use seamless_tests::flows::IdlePool;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let ns = Netns::new("svcnew")?;
+    let h = harness()?.in_netns(ns.name());
+    let mut server = h.start("tcp_service", &["7413", "0", "4096", "4", "300"])?;
+    server.wait_ready(Duration::from_secs(60))?;
+    let pids = server.snapshot_tree();
+    let addr: std::net::SocketAddr = "127.0.0.1:7413".parse()?;
+    // Five connections the service has not accepted yet when the dump starts.
+    let waiting = in_netns(ns.name(), move || {
+        (0..5)
+            .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(anyhow::Error::from))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    // New connections all along the dump, the pause and the restore: a new client every 50 ms,
+    // each on its own thread (a held one waits for its SYN's retransmission after the lift).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ns_name, stop2) = (ns.name().to_string(), stop.clone());
+    let storm = std::thread::spawn(move || -> Result<(Vec<IdlePool>, Duration)> {
+        let mut clients = Vec::new();
+        while !stop2.load(Ordering::SeqCst) {
+            let ns_name = ns_name.clone();
+            clients.push(std::thread::spawn(move || -> Result<(IdlePool, Duration)> {
+                let t0 = std::time::Instant::now();
+                let pool = in_netns(&ns_name, move || IdlePool::connect(addr, 1))?;
+                Ok((pool, t0.elapsed()))
+            }));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut pools = Vec::new();
+        let mut slowest = Duration::ZERO;
+        for c in clients {
+            let (pool, took) = c.join().map_err(|_| anyhow::anyhow!("a connecting thread panicked"))??;
+            pools.push(pool);
+            slowest = slowest.max(took);
+        }
+        Ok((pools, slowest))
+    });
+    let images = h.images_for(&server);
+    let dump = h.dump(&server, &images, false)?;
+    ensure!(dump.status.success(), "dump of the service failed: {}", dump.failure());
+    server.expect_gone(&pids, Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_secs(3));
+    let r = h.restore(&server, &images, &[])?;
+    ensure!(r.status.success(), "restore of the service failed: {}", r.failure());
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::SeqCst);
+    let (pools, slowest) = storm.join().map_err(|_| anyhow::anyhow!("the connecting thread panicked"))??;
+    ensure!(pools.len() > 10, "only {} connections were made during the dump", pools.len());
+    // The waiting ones: served now (they were accepted before the freeze, restored with it).
+    let waiting = {
+        use std::io::{Read, Write};
+        for (k, mut s) in waiting.iter().enumerate() {
+            s.write_all(b"Ip").with_context(|| format!("waiting connection {k}"))?;
+            let mut b = [0u8; 1];
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.read_exact(&mut b).with_context(|| format!("waiting connection {k}: echo"))?;
+            ensure!(&b == b"p", "waiting connection {k} echoed {b:?}");
+        }
+        waiting
+    };
+    let made = pools.len() + waiting.len();
+    for p in pools {
+        p.ping_all()?;
+        p.close()?;
+    }
+    for s in &waiting {
+        s.shutdown(std::net::Shutdown::Both)?;
+    }
+    drop(waiting);
+    eprintln!(
+        "svcnew: {made} connections (5 waiting at the dump), slowest connect {:.3} s; dump {:.0} ms, restore {:.0} ms",
+        slowest.as_secs_f64(),
+        dump.elapsed.as_secs_f64() * 1e3,
+        r.elapsed.as_secs_f64() * 1e3
+    );
+    ensure!(slowest > Duration::from_secs(2), "no connect waited through the pause ({slowest:?}): was anything held?");
+    server.terminate()?;
+    server.wait_verdict(Duration::from_secs(60))?;
+    let log = std::fs::read_to_string(server.dir.join("workload.stderr"))?;
+    ensure!(log.contains(&format!("{made} connections accepted")), "the service did not accept exactly {made}:\n{log}");
+    let _ = std::fs::remove_dir_all(&images);
+    Ok(())
+}

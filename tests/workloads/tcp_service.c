@@ -1,8 +1,9 @@
 /* tcp_service: a TCP service whose clients are OUTSIDE the dumped tree (the VM scenario's
  * host-side clients in a network namespace behind a tap device, or a host test's clients on
- * loopback): `tcp_service OUTFILE PORT [EXPECTED [CHUNK [INTERVAL_MS]]]` listens on
- * 0.0.0.0:PORT (backlog 512), writes READY, and serves every connection, in one poll loop, by
- * the first byte its client sends:
+ * loopback): `tcp_service OUTFILE PORT [EXPECTED [CHUNK [INTERVAL_MS [ACCEPT_MS]]]]` listens
+ * on 0.0.0.0:PORT (backlog 512), writes READY, and serves every connection, in one poll loop,
+ * by the first byte its client sends (with ACCEPT_MS, it accepts waiting connections only every
+ * ACCEPT_MS ms, so they sit in the accept queue meanwhile):
  *  'U' upload: every following byte must be pattern(i) (i counted from 0; the same function as
  *      seamless_tests::stream::pattern); every 16 KiB verified, and at the client's EOF, it
  *      answers a 16-byte record (bytes verified so far, FNV-1a 64 of them, little-endian), then
@@ -218,6 +219,8 @@ int main(int argc, char **argv)
     int expected = argc > 3 ? atoi(argv[3]) : 0;
     size_t chunk = argc > 4 ? (size_t)atol(argv[4]) : 4096;
     long interval = argc > 5 ? atol(argv[5]) : 4;
+    long accept_ms = argc > 6 ? atol(argv[6]) : 0;
+    double next_accept = 0;
     int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     WL_CHECK(l >= 0, "socket");
     int one = 1;
@@ -229,11 +232,16 @@ int main(int argc, char **argv)
     static struct pollfd p[MAX_CONNS + 1];
     double next_tick = wl_now(CLOCK_MONOTONIC);
     while (!wl_term) {
-        p[0] = (struct pollfd){ .fd = l, .events = POLLIN };
+        double now = wl_now(CLOCK_MONOTONIC);
+        int accepting = now >= next_accept;
+        /* A listener left out of the set stays unpolled (negative fd) until the next accept. */
+        p[0] = (struct pollfd){ .fd = accepting ? l : -1, .events = POLLIN };
         for (int k = 0; k < nconns; k++)
             p[k + 1] = (struct pollfd){ .fd = conns[k].fd, .events = POLLIN };
-        double now = wl_now(CLOCK_MONOTONIC);
-        int wait_ms = (int)((next_tick - now) * 1000.0);
+        double until = next_tick;
+        if (!accepting && next_accept < until)
+            until = next_accept;
+        int wait_ms = (int)((until - now) * 1000.0);
         if (wait_ms < 0)
             wait_ms = 0;
         int n = poll(p, (nfds_t)nconns + 1, wait_ms);
@@ -244,7 +252,9 @@ int main(int argc, char **argv)
             for (int k = nconns - 1; k >= 0; k--)
                 if (p[k + 1].revents & (POLLIN | POLLHUP | POLLERR))
                     on_readable(k);
-            if (p[0].revents & POLLIN) {
+            if (accepting && (p[0].revents & POLLIN)) {
+                if (accept_ms > 0)
+                    next_accept = wl_now(CLOCK_MONOTONIC) + (double)accept_ms / 1000.0;
                 for (;;) {
                     int c = accept4(l, NULL, NULL, SOCK_NONBLOCK);
                     if (c < 0) {

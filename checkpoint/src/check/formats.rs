@@ -30,14 +30,21 @@ pub const CONDITIONAL_KINDS: [RecordKind; 2] =
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
 /// this build knows except the test pattern, the kinds it writes `IGNORABLE` (the page
-/// cache's hot set, tmpfs files, the network lock) and the [`CONDITIONAL_KINDS`].
+/// cache's hot set, tmpfs files, the network lock and its held listeners) and the
+/// [`CONDITIONAL_KINDS`].
 fn needs(asked: Option<u32>) -> Needs {
     let kinds = Formats::this_build(env!("CARGO_PKG_VERSION"))
         .kinds
         .into_iter()
         .filter(|&k| {
-            ![RecordKind::PATTERN, RecordKind::PAGE_CACHE, RecordKind::TMPFS, seamless_image::records::NET_LOCK]
-                .contains(&RecordKind(k))
+            ![
+                RecordKind::PATTERN,
+                RecordKind::PAGE_CACHE,
+                RecordKind::TMPFS,
+                seamless_image::records::NET_LOCK,
+                seamless_image::records::HELD_LISTENERS,
+            ]
+            .contains(&RecordKind(k))
                 && !CONDITIONAL_KINDS.contains(&RecordKind(k))
         })
         .collect();

@@ -13,6 +13,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod freeze;
+pub mod listeners;
 pub mod mm;
 pub mod precheck;
 pub mod sockets;
@@ -155,7 +156,10 @@ pub fn dump_trees<S: Store>(
     opts: &DumpOptions,
 ) -> Result<DumpSummary, DumpError> {
     let t0 = Instant::now();
+    // New connections to the trees' listeners wait from now on (dropped if the freeze fails).
+    let hold = listeners::hold(pids);
     let mut frozen = freeze::freeze_trees(pids)?;
+    let held = hold.map(|h| h.hand_to(&mut frozen)).unwrap_or_default();
     let freeze_time = t0.elapsed();
     // On error `frozen` is dropped, which detaches (resumes) everything.
     let mut pages = 0;
@@ -170,15 +174,19 @@ pub fn dump_trees<S: Store>(
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
     // killed, for the restore to lift after repair.
     let conns = sockets::lock_targets(&file_plan);
+    let table = seamless_init::netlock::table_name(std::process::id());
+    // The listeners the image holds (the hold before the freeze found them running).
+    let listeners = if held.is_empty() { Vec::new() } else { sockets::held_listeners(&file_plan) };
     let net_lock = if conns.is_empty() {
         None
     } else {
-        let lock = records::NetLockRecord { table: seamless_init::netlock::table_name(std::process::id()), conns };
-        seamless_init::netlock::install(&lock)
+        let lock = records::NetLockRecord { table: table.clone(), conns };
+        seamless_init::netlock::install_with(&lock, &listeners)
             .map_err(|source| DumpError::NetLock { conns: lock.conns.len(), source })?;
         frozen.hold_net_lock(lock.table.clone());
         Some(lock)
     };
+    let held_listeners = (!listeners.is_empty()).then(|| records::HeldListeners { table: table.clone(), listeners });
     // Established TCP connections are read in repair mode (a change, undone by `Frozen`'s
     // resume) only now that nothing can be refused any more except for repair errors.
     sockets::repair_pending(&mut file_plan)?;
@@ -197,6 +205,10 @@ pub fn dump_trees<S: Store>(
     if let Some(lock) = &net_lock {
         // Ignorable: a restorer that predates the lock restores as it always did.
         writer.put_ignorable_record(records::NET_LOCK, 0, 0, lock)?;
+    }
+    if let Some(h) = &held_listeners {
+        // Ignorable: a restorer that predates it refuses new connections until the restore.
+        writer.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
     }
     files::write(&file_plan, writer)?;
     let total = frozen.procs().len();

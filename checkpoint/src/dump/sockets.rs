@@ -250,6 +250,47 @@ impl Ctx {
     }
 }
 
+/// A TCP listener as `sock_diag` reports it.
+#[derive(Debug, Clone)]
+pub struct InetListener {
+    /// Socket inode.
+    pub ino: u64,
+    /// Local address and port.
+    pub local: Addr,
+    /// Connections waiting in its accept queue.
+    pub waiting: u32,
+}
+
+/// Every TCP listener of this network namespace, IPv4 and IPv6.
+pub fn inet_listeners() -> Result<Vec<InetListener>, seamless_sys::SysError> {
+    let mut out = Vec::new();
+    for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        // struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 B).
+        let mut req = vec![fam, libc::IPPROTO_TCP as u8, 0, 0];
+        req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        req.extend_from_slice(&[0; 40]);
+        req.extend_from_slice(&[0xff; 8]);
+        for m in net::sock_diag(&req)? {
+            if m.len() < 72 {
+                continue;
+            }
+            let w = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+            // inet_diag_msg: family, state, timer, retrans; id { sport, dport (big-endian),
+            // src[16], dst[16], if, cookie }; expires, rqueue, wqueue, uid, inode.
+            let port = u16::from_be_bytes([m[4], m[5]]);
+            let local = if m[0] == libc::AF_INET as u8 {
+                Addr::V4 { ip: [m[8], m[9], m[10], m[11]], port }
+            } else {
+                let mut ip = [0u8; 16];
+                ip.copy_from_slice(&m[8..24]);
+                Addr::V6 { ip, port, flowinfo: 0, scope_id: 0 }
+            };
+            out.push(InetListener { ino: u64::from(w(68)), local, waiting: w(56) });
+        }
+    }
+    Ok(out)
+}
+
 /// Reads `len` bytes from the head of a queue without consuming them; `peek_off` walks a unix
 /// stream queue past its first buffer.
 fn peek(fd: RawFd, len: usize, with_peek_off: bool) -> std::io::Result<Vec<u8>> {
@@ -527,9 +568,12 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                         .listen_backlog(family, ino)
                         .map_err(|e| sys("sock_diag(inet)", e))?
                         .ok_or_else(|| refuse("listener not found by sock_diag".into()))?;
-                    if waiting > 0 {
+                    // `seamless check` only looks: the dump first holds new connections and gives
+                    // the service time to accept those waiting (`super::listeners`).
+                    if waiting > 0 && !ctx.pre_flight {
                         return Err(refuse(format!(
-                            "TCP listener with {waiting} connection(s) not yet accepted: the accept queue is not saved, those clients would be reset"
+                            "TCP listener with {waiting} connection(s) not yet accepted although new connections were held for {} s before the freeze: the accept queue is not saved, those clients would be reset",
+                            super::listeners::ACCEPT_WAIT.as_secs()
                         )));
                     }
                     rec.state = SockState::Listen { backlog: backlog as i32 };
@@ -589,6 +633,23 @@ pub fn lock_targets(plan: &FilePlan) -> Vec<seamless_image::records::LockedConn>
         .filter_map(|d| match &d.kind {
             FileKind::Socket(rec) if inos.contains(&rec.ino) => {
                 Some(seamless_image::records::LockedConn { local: rec.local.clone(), peer: rec.peer.clone() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The local addresses of the plan's TCP listeners (whose new connections the lock holds).
+pub fn held_listeners(plan: &FilePlan) -> Vec<Addr> {
+    plan.descs
+        .iter()
+        .filter_map(|d| match &d.kind {
+            FileKind::Socket(rec)
+                if matches!(rec.state, SockState::Listen { .. })
+                    && rec.ty == libc::SOCK_STREAM
+                    && matches!(rec.local, Addr::V4 { .. } | Addr::V6 { .. }) =>
+            {
+                Some(rec.local.clone())
             }
             _ => None,
         })

@@ -92,6 +92,8 @@ pub struct Decoded {
     pub socket_extras: Vec<(u64, records::SocketExtra)>,
     /// Queued datagrams by entry tag.
     pub datagrams: Vec<(u64, records::DatagramQueue)>,
+    /// Held listeners (at most one in a valid image).
+    pub held_listeners: Vec<records::HeldListeners>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -138,6 +140,9 @@ impl Decoded {
         for (i, _, tag, _) in list(r, records::DATAGRAMS) {
             d.datagrams.push((tag, r.record(i)?));
         }
+        for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
+            d.held_listeners.push(r.record(i)?);
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -183,6 +188,9 @@ impl Decoded {
         }
         for (tag, q) in &self.datagrams {
             w.put_record(records::DATAGRAMS, 0, *tag, q)?;
+        }
+        for h in &self.held_listeners {
+            w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; c.len as usize])?;
@@ -275,6 +283,7 @@ impl Decoded {
             net_locks: Vec::new(),
             socket_extras: Vec::new(),
             datagrams: Vec::new(),
+            held_listeners: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -944,6 +953,19 @@ fn check_net_lock(d: &Decoded) -> Res {
             return Err(Invalid::NetLock { why });
         }
     }
+    if d.held_listeners.len() > 1 {
+        return Err(Invalid::Duplicate { what: "held listeners", id: 0 });
+    }
+    for h in &d.held_listeners {
+        if let Some(why) = h.problem() {
+            return Err(Invalid::NetLock { why });
+        }
+        if d.net_locks.iter().any(|l| l.table != h.table) {
+            return Err(Invalid::NetLock {
+                why: format!("held listeners in table {}, connections in another", h.table),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -1202,6 +1224,27 @@ mod tests {
         assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
         let e = check(|d| d.net_locks.extend([lock.clone(), lock.clone()]));
         assert_eq!(e, Invalid::Duplicate { what: "network lock", id: 0 });
+        // Held listeners: in the same table, IP addresses with ports.
+        use crate::records::HeldListeners;
+        let held = HeldListeners { table: lock.table.clone(), listeners: vec![Addr::V4 { ip: [0; 4], port: 80 }] };
+        let mut d = Decoded::sample(PID);
+        d.net_locks.push(lock.clone());
+        d.held_listeners.push(held.clone());
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().held_listeners, vec![held.clone()]);
+        let e = check(|d| {
+            d.net_locks.push(lock.clone());
+            d.held_listeners.push(HeldListeners { table: "seamless-lock-43".into(), ..held.clone() });
+        });
+        assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
+        let e = check(|d| {
+            d.held_listeners.push(HeldListeners { listeners: vec![Addr::V4 { ip: [0; 4], port: 0 }], ..held.clone() })
+        });
+        assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
     }
 
     #[test]

@@ -192,6 +192,17 @@ fn samples() -> Vec<Sample> {
             ],
         },
     ));
+    s.push(sample(
+        "held-listeners",
+        records::HELD_LISTENERS,
+        records::HeldListeners {
+            table: "seamless-lock-4242".into(),
+            listeners: vec![
+                Addr::V4 { ip: [0; 4], port: 6379 },
+                Addr::V6 { ip: [0xfd; 16], port: 443, flowinfo: 0, scope_id: 0 },
+            ],
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

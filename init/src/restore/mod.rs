@@ -376,8 +376,10 @@ pub fn kill_in_progress() {
 struct NetLockGuard(String);
 
 impl NetLockGuard {
-    fn install(lock: &seamless_image::records::NetLockRecord) -> Self {
-        if let Err(e) = crate::netlock::install(lock) {
+    fn install(
+        (lock, listeners): &(seamless_image::records::NetLockRecord, Vec<seamless_image::records::Addr>),
+    ) -> Self {
+        if let Err(e) = crate::netlock::install_with(lock, listeners) {
             log::warn!(
                 "network lock: {e}; the {} connection(s) are repaired without it, and segments that arrive \
                  before their repair can reset them",
@@ -414,7 +416,7 @@ pub fn restore_plan<S: Store>(
     let t0 = Instant::now();
     // The connections stay held (or are held again) until every one of them is repaired; the
     // guard lifts the lock on every way out of here, the explicit drop right after the repair.
-    let net_lock = plan.net_lock.as_ref().map(NetLockGuard::install);
+    let net_lock = plan.lock().as_ref().map(NetLockGuard::install);
     paths::check(plan)?;
     let units = plan::Units::of(plan);
     let mut fails = Failures::new(&units);

@@ -59,6 +59,11 @@ const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFT_REG_VERDICT: u32 = 0;
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
 /// The first 16-byte data register.
 pub const NFT_REG_1: u32 = 1;
 const NF_DROP: u32 = 0;
@@ -111,6 +116,17 @@ pub enum Expr {
         /// The value, as it appears in the packet (network order).
         data: Vec<u8>,
     },
+    /// `dreg = (sreg & mask) ^ xor` over `mask.len()` bytes (`mask` and `xor` equally long).
+    Bitwise {
+        /// Source register.
+        sreg: u32,
+        /// Destination register.
+        dreg: u32,
+        /// AND mask.
+        mask: Vec<u8>,
+        /// XOR value.
+        xor: Vec<u8>,
+    },
     /// Drop the packet.
     Drop,
 }
@@ -158,6 +174,7 @@ fn encode_expr(buf: &mut Vec<u8>, e: &Expr) {
             Expr::Meta { .. } => "meta",
             Expr::Payload { .. } => "payload",
             Expr::CmpEq { .. } => "cmp",
+            Expr::Bitwise { .. } => "bitwise",
             Expr::Drop => "immediate",
         };
         attr_str(b, NFTA_EXPR_NAME, name);
@@ -176,6 +193,13 @@ fn encode_expr(buf: &mut Vec<u8>, e: &Expr) {
                 attr_be32(d, NFTA_CMP_SREG, *sreg);
                 attr_be32(d, NFTA_CMP_OP, NFT_CMP_EQ);
                 nested(d, NFTA_CMP_DATA, |v| attr(v, NFTA_DATA_VALUE, data));
+            }
+            Expr::Bitwise { sreg, dreg, mask, xor } => {
+                attr_be32(d, NFTA_BITWISE_SREG, *sreg);
+                attr_be32(d, NFTA_BITWISE_DREG, *dreg);
+                attr_be32(d, NFTA_BITWISE_LEN, mask.len() as u32);
+                nested(d, NFTA_BITWISE_MASK, |v| attr(v, NFTA_DATA_VALUE, mask));
+                nested(d, NFTA_BITWISE_XOR, |v| attr(v, NFTA_DATA_VALUE, xor));
             }
             Expr::Drop => {
                 attr_be32(d, NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);

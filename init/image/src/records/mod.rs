@@ -17,8 +17,8 @@ pub mod thread;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
 pub use net::{
-    Addr, Datagram, DatagramQueue, EpollItem, EpollRecord, LockedConn, NetLockRecord, SockOpt, SockState, SocketExtra,
-    SocketRecord, TcpConn, TimerFdRecord, NET_LOCK_PREFIX,
+    Addr, Datagram, DatagramQueue, EpollItem, EpollRecord, HeldListeners, LockedConn, NetLockRecord, SockOpt,
+    SockState, SocketExtra, SocketRecord, TcpConn, TimerFdRecord, NET_LOCK_PREFIX,
 };
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
@@ -48,6 +48,8 @@ pub const NET_LOCK: RecordKind = RecordKind(24);
 pub const SOCKET_EXTRA: RecordKind = RecordKind(25);
 /// [`DatagramQueue`], owner 0, tag = description id (at most one per UDP socket).
 pub const DATAGRAMS: RecordKind = RecordKind(26);
+/// [`HeldListeners`], owner 0, tag 0 (at most one; written `IGNORABLE`).
+pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -63,6 +65,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         NET_LOCK => "netlock",
         SOCKET_EXTRA => "socket-extra",
         DATAGRAMS => "datagrams",
+        HELD_LISTENERS => "held-listeners",
         _ => return None,
     })
 }
@@ -167,6 +170,11 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let q: DatagramQueue = de(bytes)?;
             let bytes: usize = q.datagrams.iter().map(|d| d.data.len()).sum();
             format!("datagrams queued on file #{}: {} datagram(s), {bytes} bytes", q.desc, q.datagrams.len())
+        }
+        HELD_LISTENERS => {
+            let h: HeldListeners = de(bytes)?;
+            let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
+            format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
         }
         _ => return None,
     })
