@@ -362,7 +362,8 @@ impl IdlePool {
     pub fn connect(addr: std::net::SocketAddr, n: usize) -> Result<IdlePool> {
         let mut socks = Vec::with_capacity(n);
         for k in 0..n {
-            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(30))
+            // Long enough for a SYN held through a jump (retransmitted after 1, 3, 7, 15, 31, 63 s).
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(130))
                 .with_context(|| format!("idle connection {k} to {addr}"))?;
             prepare(&s)?;
             rustix::net::sockopt::set_socket_keepalive(&s, true)?;
@@ -545,4 +546,56 @@ pub fn check_download(down: &FlowReport, service_log: &str) -> Result<()> {
         bytes.saturating_sub(down.bytes)
     );
     Ok(())
+}
+
+/// New clients while a service is dumped, jumps and is restored: one more idle connection
+/// every `interval`, each connecting on its own thread (a held one waits for its SYN's
+/// retransmission after the lock is lifted).
+#[derive(Debug)]
+pub struct Storm {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(Vec<IdlePool>, Duration)>>>,
+}
+
+impl Storm {
+    /// Starts connecting to `addr` from inside `netns`.
+    pub fn start(netns: &str, addr: std::net::SocketAddr, interval: Duration) -> Storm {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ns, stop2) = (netns.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || -> Result<(Vec<IdlePool>, Duration)> {
+            let mut clients = Vec::new();
+            while !stop2.load(Ordering::SeqCst) {
+                let ns = ns.clone();
+                clients.push(std::thread::spawn(move || -> Result<(IdlePool, Duration)> {
+                    let t0 = Instant::now();
+                    let pool = crate::stream::in_netns(&ns, move || IdlePool::connect(addr, 1))?;
+                    Ok((pool, t0.elapsed()))
+                }));
+                std::thread::sleep(interval);
+            }
+            let mut pools = Vec::new();
+            let mut slowest = Duration::ZERO;
+            for (k, c) in clients.into_iter().enumerate() {
+                let (pool, took) = c
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("connecting thread {k} panicked"))?
+                    .with_context(|| format!("new client {k}"))?;
+                pools.push(pool);
+                slowest = slowest.max(took);
+            }
+            Ok((pools, slowest))
+        });
+        Storm { stop, thread: Some(thread) }
+    }
+
+    /// Stops making clients and waits for every one to connect (or fail): the connections and
+    /// the slowest connect.
+    pub fn finish(mut self) -> Result<(Vec<IdlePool>, Duration)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .context("finished twice")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the connecting thread panicked"))?
+    }
 }

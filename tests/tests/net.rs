@@ -327,9 +327,6 @@ fn lock_holds_new_connections_to_a_listener() -> Result<()> {
 /// connects, is served and closes cleanly, and the service accepted exactly those.
 #[test]
 fn new_and_waiting_connections_survive_dump_pause_restore() -> Result<()> {
-    use seamless_tests::flows::IdlePool;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let ns = Netns::new("svcnew")?;
     let h = harness()?.in_netns(ns.name());
     let mut server = h.start("tcp_service", &["7413", "0", "4096", "4", "300"])?;
@@ -342,30 +339,8 @@ fn new_and_waiting_connections_survive_dump_pause_restore() -> Result<()> {
             .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(anyhow::Error::from))
             .collect::<Result<Vec<_>>>()
     })?;
-    // New connections all along the dump, the pause and the restore: a new client every 50 ms,
-    // each on its own thread (a held one waits for its SYN's retransmission after the lift).
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ns_name, stop2) = (ns.name().to_string(), stop.clone());
-    let storm = std::thread::spawn(move || -> Result<(Vec<IdlePool>, Duration)> {
-        let mut clients = Vec::new();
-        while !stop2.load(Ordering::SeqCst) {
-            let ns_name = ns_name.clone();
-            clients.push(std::thread::spawn(move || -> Result<(IdlePool, Duration)> {
-                let t0 = std::time::Instant::now();
-                let pool = in_netns(&ns_name, move || IdlePool::connect(addr, 1))?;
-                Ok((pool, t0.elapsed()))
-            }));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut pools = Vec::new();
-        let mut slowest = Duration::ZERO;
-        for c in clients {
-            let (pool, took) = c.join().map_err(|_| anyhow::anyhow!("a connecting thread panicked"))??;
-            pools.push(pool);
-            slowest = slowest.max(took);
-        }
-        Ok((pools, slowest))
-    });
+    // New connections all along the dump, the pause and the restore: a new client every 50 ms.
+    let storm = seamless_tests::flows::Storm::start(ns.name(), addr, Duration::from_millis(50));
     let images = h.images_for(&server);
     let dump = h.dump(&server, &images, false)?;
     ensure!(dump.status.success(), "dump of the service failed: {}", dump.failure());
@@ -374,8 +349,7 @@ fn new_and_waiting_connections_survive_dump_pause_restore() -> Result<()> {
     let r = h.restore(&server, &images, &[])?;
     ensure!(r.status.success(), "restore of the service failed: {}", r.failure());
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::SeqCst);
-    let (pools, slowest) = storm.join().map_err(|_| anyhow::anyhow!("the connecting thread panicked"))??;
+    let (pools, slowest) = storm.finish()?;
     ensure!(pools.len() > 10, "only {} connections were made during the dump", pools.len());
     // The waiting ones: served now (they were accepted before the freeze, restored with it).
     let waiting = {
