@@ -337,6 +337,9 @@ fn dump_and_jump(
         .map(Ok)
         .unwrap_or_else(|| {
             eprintln!("seamless: jumping into the loaded kernel {}", opts.kernel.display());
+            // A serial console would lose what is still in its UART at the jump.
+            seamless_sys::proc::drain_tty(1);
+            seamless_sys::proc::drain_tty(2);
             Err(seamless_sys::kexec::kexec_reboot())
         });
     // Still here: the jump did not happen. Make sure the image is never restored.

@@ -298,9 +298,10 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     let leader_rec = leader_record(pid, p)?;
     let mut leader = pr.c.take_remote();
     let res = (|| {
-        threads::queue_pending(&pr.c, &mut leader, leader_rec, &p.rec.shared_pending)?;
+        let timers: Vec<i32> = p.rec.posix_timers.iter().map(|t| t.id).collect();
+        threads::queue_pending(&pr.c, &mut leader, leader_rec, &p.rec.shared_pending, &timers)?;
         for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
-            threads::queue_pending(&pr.c, rt, t, &[])?;
+            threads::queue_pending(&pr.c, rt, t, &[], &timers)?;
         }
         for rt in pr.threads.iter_mut() {
             threads::set_creds(&pr.c, rt, &p.rec.creds)?;

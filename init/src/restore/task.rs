@@ -134,11 +134,18 @@ fn restore_timers(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
             }
             placeholders.push(got);
         }
+        // A timer whose signal was pending at the dump expires at once: the kernel then queues
+        // its own signal (see threads::queue_pending, which does not queue the recorded copy).
+        let pending = p.threads.iter().flat_map(|th| th.pending.iter()).chain(p.rec.shared_pending.iter());
+        let next_ns = match pending.filter_map(|i| super::threads::timer_of_signal(i)).any(|id| id == t.id) {
+            true => 1,
+            false => t.next_ns,
+        };
         let spec = [
             t.interval_ns / 1_000_000_000,
             t.interval_ns % 1_000_000_000,
-            t.next_ns / 1_000_000_000,
-            t.next_ns % 1_000_000_000,
+            next_ns / 1_000_000_000,
+            next_ns % 1_000_000_000,
         ];
         let sa = c.put_words(256, &spec)?;
         c.call("timer_settime", libc::SYS_timer_settime, [t.id as u64, 0, sa, 0, 0, 0])?;

@@ -78,11 +78,28 @@ fn signo(pid: i32, tid: i32, info: &[u8]) -> Result<i32, RestoreError> {
     }
 }
 
+/// The POSIX timer a pending signal comes from (`si_code == SI_TIMER`, `si_timerid`).
+pub fn timer_of_signal(info: &[u8]) -> Option<i32> {
+    let word = |at: usize| info.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(i32::from_le_bytes);
+    // si_code at 8; the union of fields starts at 16 on 64-bit, with the timer id first.
+    (word(8)? == libc::SI_TIMER).then(|| word(16)).flatten()
+}
+
 /// Re-queues the thread's (and, for the leader, the process's) pending signals; they stay
-/// pending because every signal is blocked until the final mask is set.
-pub fn queue_pending(c: &Child, r: &mut Remote, t: &ThreadRecord, shared: &[Vec<u8>]) -> Result<(), RestoreError> {
+/// pending because every signal is blocked until the final mask is set. A pending signal of one
+/// of the process's POSIX timers (`timers`) is not queued here: that timer is armed to expire at
+/// once instead ([`super::task`]), so the kernel queues the timer's own signal, which later
+/// expiries add to as overruns rather than as a second signal.
+pub fn queue_pending(
+    c: &Child,
+    r: &mut Remote,
+    t: &ThreadRecord,
+    shared: &[Vec<u8>],
+    timers: &[i32],
+) -> Result<(), RestoreError> {
     let pid = c.pid;
-    for info in &t.pending {
+    let own_timer = |info: &[u8]| timer_of_signal(info).is_some_and(|id| timers.contains(&id));
+    for info in t.pending.iter().filter(|i| !own_timer(i)) {
         let sig = signo(pid, t.tid, info)?;
         let a = c.put(2048, info)?;
         call(
@@ -93,7 +110,7 @@ pub fn queue_pending(c: &Child, r: &mut Remote, t: &ThreadRecord, shared: &[Vec<
             [pid as u64, t.tid as u64, sig as u64, a, 0, 0],
         )?;
     }
-    for info in shared {
+    for info in shared.iter().filter(|i| !own_timer(i)) {
         let sig = signo(pid, t.tid, info)?;
         let a = c.put(2048, info)?;
         call(pid, r, "rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [pid as u64, sig as u64, a, 0, 0, 0])?;
@@ -194,4 +211,21 @@ pub fn load_thread(pid: i32, t: &ThreadRecord) -> Result<(), RestoreError> {
     ptrace::set_sigmask(t.tid, t.sigmask)
         .map_err(|e| RestoreError::sys(pid, format!("signal mask of thread {}", t.tid), e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod timer_signal_tests {
+    use super::timer_of_signal;
+
+    #[test]
+    fn a_timer_signal_names_its_timer() {
+        let mut info = vec![0u8; 128];
+        info[0..4].copy_from_slice(&10i32.to_le_bytes());
+        info[8..12].copy_from_slice(&libc::SI_TIMER.to_le_bytes());
+        info[16..20].copy_from_slice(&7i32.to_le_bytes());
+        assert_eq!(timer_of_signal(&info), Some(7));
+        info[8..12].copy_from_slice(&libc::SI_QUEUE.to_le_bytes());
+        assert_eq!(timer_of_signal(&info), None);
+        assert_eq!(timer_of_signal(&info[..10]), None);
+    }
 }

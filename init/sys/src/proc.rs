@@ -301,3 +301,14 @@ pub fn map_shared_anon(len: usize) -> SysResult<u64> {
     }
     Ok(p as u64)
 }
+
+/// `tcdrain(fd)` (tcdrain(3)) when `fd` is a terminal: waits until its output has been sent
+/// (a serial console's last lines before a kexec). Not a terminal: nothing to do.
+pub fn drain_tty(fd: RawFd) {
+    // SAFETY: isatty and tcdrain take a descriptor number and no pointers.
+    unsafe {
+        if libc::isatty(fd) == 1 {
+            libc::tcdrain(fd);
+        }
+    }
+}
