@@ -548,13 +548,16 @@ pub fn check_download(down: &FlowReport, service_log: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a [`Storm`] made: its connections and the slowest connect.
+pub type StormResult = Result<(Vec<IdlePool>, Duration)>;
+
 /// New clients while a service is dumped, jumps and is restored: one more idle connection
 /// every `interval`, each connecting on its own thread (a held one waits for its SYN's
 /// retransmission after the lock is lifted).
 #[derive(Debug)]
 pub struct Storm {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(Vec<IdlePool>, Duration)>>>,
+    thread: Option<JoinHandle<StormResult>>,
 }
 
 impl Storm {
@@ -562,7 +565,7 @@ impl Storm {
     pub fn start(netns: &str, addr: std::net::SocketAddr, interval: Duration) -> Storm {
         let stop = Arc::new(AtomicBool::new(false));
         let (ns, stop2) = (netns.to_string(), stop.clone());
-        let thread = std::thread::spawn(move || -> Result<(Vec<IdlePool>, Duration)> {
+        let thread = std::thread::spawn(move || -> StormResult {
             let mut clients = Vec::new();
             while !stop2.load(Ordering::SeqCst) {
                 let ns = ns.clone();
@@ -590,7 +593,7 @@ impl Storm {
 
     /// Stops making clients and waits for every one to connect (or fail): the connections and
     /// the slowest connect.
-    pub fn finish(mut self) -> Result<(Vec<IdlePool>, Duration)> {
+    pub fn finish(mut self) -> StormResult {
         self.stop.store(true, Ordering::SeqCst);
         self.thread
             .take()
