@@ -1,4 +1,5 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
+pub mod conventions;
 pub mod flows;
 pub mod host;
 pub mod netns;

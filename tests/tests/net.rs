@@ -102,11 +102,11 @@ fn lock_holds_exactly_the_locked_connection() -> Result<()> {
             std::net::SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
         };
         let lock = NetLockRecord {
-            table: seamless_init::netlock::table_name(std::process::id()),
+            table: seamless_restore::netlock::table_name(std::process::id()),
             conns: vec![LockedConn { local: v4(a.local_addr()?), peer: v4(a.peer_addr()?) }],
         };
-        seamless_init::netlock::install(&lock)?;
-        seamless_init::netlock::install(&lock).context("installing the same lock again")?;
+        seamless_restore::netlock::install(&lock)?;
+        seamless_restore::netlock::install(&lock).context("installing the same lock again")?;
         let (mut a, mut b) = (a, b);
         a.write_all(b"held")?;
         b.write_all(b"free")?;
@@ -119,8 +119,8 @@ fn lock_holds_exactly_the_locked_connection() -> Result<()> {
         a.set_read_timeout(Some(Duration::from_millis(100)))?;
         ensure!(a_srv.read(&mut buf).is_err(), "a segment of the locked connection got through to the server");
         ensure!(a.read(&mut buf).is_err(), "a segment of the locked connection got through to the client");
-        ensure!(seamless_init::netlock::lift(&lock.table)?, "the lock table was not there to lift");
-        ensure!(!seamless_init::netlock::lift(&lock.table)?, "lifting twice found a table");
+        ensure!(seamless_restore::netlock::lift(&lock.table)?, "the lock table was not there to lift");
+        ensure!(!seamless_restore::netlock::lift(&lock.table)?, "lifting twice found a table");
         a_srv.set_read_timeout(Some(Duration::from_secs(30)))?;
         a_srv.read_exact(&mut buf)?;
         ensure!(&buf == b"held", "after the lift the server read {buf:?}");
@@ -271,9 +271,9 @@ fn lock_with_thousands_of_connections_installs_and_lifts() -> Result<()> {
                 peer: Addr::V4 { ip: [127, 1, (k >> 8) as u8, k as u8], port: 10000 + k },
             })
             .collect();
-        let lock = NetLockRecord { table: seamless_init::netlock::table_name(std::process::id()), conns };
-        seamless_init::netlock::install(&lock).context("installing a lock of 6000 rules")?;
-        ensure!(seamless_init::netlock::lift(&lock.table)?, "the lock table was not there to lift");
+        let lock = NetLockRecord { table: seamless_restore::netlock::table_name(std::process::id()), conns };
+        seamless_restore::netlock::install(&lock).context("installing a lock of 6000 rules")?;
+        ensure!(seamless_restore::netlock::lift(&lock.table)?, "the lock table was not there to lift");
         Ok(())
     })
 }
@@ -297,8 +297,8 @@ fn lock_holds_new_connections_to_a_listener() -> Result<()> {
             let (mut old_srv, _) = l.accept()?;
             let ip = if wildcard { [0; 4] } else { [127, 0, 0, 1] };
             let lock =
-                NetLockRecord { table: seamless_init::netlock::table_name(std::process::id()), conns: Vec::new() };
-            seamless_init::netlock::install_with(&lock, &[Addr::V4 { ip, port }])?;
+                NetLockRecord { table: seamless_restore::netlock::table_name(std::process::id()), conns: Vec::new() };
+            seamless_restore::netlock::install_with(&lock, &[Addr::V4 { ip, port }])?;
             let e = TcpStream::connect_timeout(&to, Duration::from_millis(1500))
                 .err()
                 .context("a new connection got through the held listener")?;
@@ -311,7 +311,7 @@ fn lock_holds_new_connections_to_a_listener() -> Result<()> {
             // A connect that starts held and completes once the lock is lifted.
             let waiting = std::thread::spawn(move || TcpStream::connect_timeout(&to, Duration::from_secs(30)));
             std::thread::sleep(Duration::from_millis(500));
-            ensure!(seamless_init::netlock::lift(&lock.table)?, "the lock table was not there to lift");
+            ensure!(seamless_restore::netlock::lift(&lock.table)?, "the lock table was not there to lift");
             let c = waiting.join().map_err(|_| anyhow::anyhow!("connect thread panicked"))?;
             c.context("the held connect after the lift")?;
             l.set_nonblocking(false)?;

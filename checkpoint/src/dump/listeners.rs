@@ -1,6 +1,6 @@
 //! New connections to the preserved TCP listeners are held, not refused: just before the
 //! trees are frozen, the network lock table gets a rule per listener that drops SYNs to it
-//! (`seamless_init::netlock`), and the dump waits (at most [`ACCEPT_WAIT`]) until the
+//! (`seamless_restore::netlock`), and the dump waits (at most [`ACCEPT_WAIT`]) until the
 //! service has accepted the connections already waiting in its accept queues, which the image
 //! cannot hold. From then on no new connection can complete its handshake; clients retransmit
 //! their SYN (after 1, 3, 7 s...) and connect to the restored listener once the restore lifts
@@ -42,7 +42,7 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         if self.armed {
-            seamless_init::netlock::lift_logged(&self.table, "abandoning the dump");
+            seamless_restore::netlock::lift_logged(&self.table, "abandoning the dump");
             crate::supervisor::note(&crate::supervisor::Undo::NetReleased(self.table.clone()));
         }
     }
@@ -90,12 +90,12 @@ pub fn hold(roots: &[i32]) -> Option<Hold> {
     if listeners.is_empty() {
         return None;
     }
-    let table = seamless_init::netlock::table_name(std::process::id());
+    let table = seamless_restore::netlock::table_name(std::process::id());
     let addrs: Vec<Addr> = listeners.iter().map(|l| l.local.clone()).collect();
     let lock = NetLockRecord { table: table.clone(), conns: Vec::new() };
     crate::supervisor::note(&crate::supervisor::Undo::NetLocked(table.clone()));
     let hold = Hold { table, listeners: addrs, armed: true };
-    if let Err(e) = seamless_init::netlock::install_with(&lock, &hold.listeners) {
+    if let Err(e) = seamless_restore::netlock::install_with(&lock, &hold.listeners) {
         log::warn!("{e}: new connections to the {} listener(s) are refused until the restore", listeners.len());
         return None;
     }

@@ -326,22 +326,22 @@ const ACK_ROOM: usize = 2048;
 /// batch (or `EMSGSIZE`). Both are forced (`SO_*BUFFORCE`, which the `CAP_NET_ADMIN` that
 /// nf_tables needs anyway allows) past the system's `rmem_max`/`wmem_max`, as `nft` does.
 fn open(batch: usize, acks: usize) -> SysResult<OwnedFd> {
-    let sock = crate::net::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER)?;
+    let sock = crate::sockets::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER)?;
     let fd = sock.as_raw_fd();
     // A reply that never comes must not hang PID 1: at most 10 s per receive.
     let mut tv = Vec::with_capacity(16);
     tv.extend_from_slice(&10i64.to_ne_bytes());
     tv.extend_from_slice(&0i64.to_ne_bytes());
-    crate::net::set_bytes(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
+    crate::sockets::set_bytes(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
     let clamp = |n: usize| n.min(i32::MAX as usize / 2) as i32;
     let rcv = clamp((acks + 16) * ACK_ROOM);
     let snd = clamp(batch + (64 << 10));
     for (force, plain, value) in
         [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd)]
     {
-        if crate::net::set_int(fd, libc::SOL_SOCKET, force, value).is_err() {
+        if crate::sockets::set_int(fd, libc::SOL_SOCKET, force, value).is_err() {
             // Without CAP_NET_ADMIN nf_tables refuses the batch anyway, with a clearer error.
-            let _ = crate::net::set_int(fd, libc::SOL_SOCKET, plain, value);
+            let _ = crate::sockets::set_int(fd, libc::SOL_SOCKET, plain, value);
         }
     }
     Ok(sock)
@@ -352,14 +352,14 @@ fn open(batch: usize, acks: usize) -> SysResult<OwnedFd> {
 fn commit(batch: &[u8], acks: &[(u32, String)]) -> SysResult<()> {
     let sock = open(batch.len(), acks.len())?;
     let fd = sock.as_raw_fd();
-    let n = crate::net::send(fd, batch, 0)?;
+    let n = crate::sockets::send(fd, batch, 0)?;
     if n != batch.len() {
         return Err(SysError::new("nf_tables", "transaction", std::io::Error::other("short send")));
     }
     let mut pending: Vec<u32> = acks.iter().map(|(s, _)| *s).collect();
     let mut buf = vec![0u8; 64 << 10];
     while !pending.is_empty() {
-        let n = crate::net::recv(fd, &mut buf, 0).map_err(|e| {
+        let n = crate::sockets::recv(fd, &mut buf, 0).map_err(|e| {
             SysError::new("nf_tables", format!("waiting for {} acknowledgements", pending.len()), e.source)
         })?;
         let mut msg = &buf[..n];

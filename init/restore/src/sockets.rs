@@ -1,5 +1,5 @@
 //! Sockets, recreated in the restorer and passed into the processes like every other open
-//! file (see [`super::files`]).
+//! file (see [`crate::files`]).
 //!
 //! - Listening TCP/unix sockets: `socket`, options, `bind` (a stale unix socket file is
 //!   unlinked first; its mode is restored), `listen(backlog)`. Listeners are created before
@@ -16,11 +16,16 @@
 //! - Unix socket pairs with both ends in the image: one `socketpair`, each end's receive queue
 //!   refilled through the other end, shutdown state re-applied. Names are not restored (an
 //!   accepted connection comes back unnamed).
-//! - UDP: `bind`, and `connect` when it was connected. Queued datagrams are not restored.
+//! - UDP: `bind`, the queued datagrams queued again from their source addresses (raw IP
+//!   packets over loopback, see `requeue_datagrams`), and `connect` when it was connected.
+//! - Beyond the socket record: `SO_LINGER`, the buffer sizes the process set, a classic BPF
+//!   filter and its lock ([`SocketExtra`], applied after the options).
 
-use super::RestoreError;
+use crate::RestoreError;
 use seamless_image::records::{Addr, Datagram, FileKind, SockState, SocketExtra, SocketRecord, TcpConn};
-use seamless_sys::{net, SysError};
+use seamless_sys::chain;
+use seamless_sys::sockets as net;
+use seamless_sys::SysError;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -70,7 +75,7 @@ impl Ctx {
             match net::link_up("lo") {
                 Ok(true) => log::info!("brought the loopback interface up for the restored sockets"),
                 Ok(false) => {}
-                Err(e) => log::warn!("cannot bring the loopback interface up: {e}"),
+                Err(e) => log::warn!("cannot bring the loopback interface up: {}", chain(&e)),
             }
         }
         c
@@ -101,11 +106,13 @@ fn fit_buffers(id: u32, fd: RawFd, s: &SocketRecord, sendq: usize, recvq: usize)
         if need == 0 {
             continue;
         }
-        let now = net::get_int(fd, libc::SOL_SOCKET, opt).map_err(|e| fail(id, "SO_*BUF", e))?.max(0) as usize;
+        let now =
+            usize::try_from(net::get_int(fd, libc::SOL_SOCKET, opt).map_err(|e| fail(id, "SO_*BUF", e))?).unwrap_or(0);
         // Queued bytes also cost their buffer overhead (about as much again).
-        let want = (2 * need + (64 << 10)).max(saved_opt(s, libc::SOL_SOCKET, opt).unwrap_or(0).max(0) as usize);
+        let saved = saved_opt(s, libc::SOL_SOCKET, opt).and_then(|v| usize::try_from(v).ok()).unwrap_or(0);
+        let want = (2 * need + (64 << 10)).max(saved);
         if now < want {
-            net::set_int(fd, libc::SOL_SOCKET, force, (want / 2).min(i32::MAX as usize) as i32)
+            net::set_int(fd, libc::SOL_SOCKET, force, i32::try_from(want / 2).unwrap_or(i32::MAX))
                 .map_err(|e| fail(id, "SO_*BUFFORCE", e))?;
         }
     }
@@ -293,10 +300,10 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
     net::tcp_repair(raw, true).map_err(|e| fail(id, "TCP_REPAIR on", e))?;
     let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
     net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE send", e))?;
-    net::set_tcp_queue_seq(raw, c.snd_seq.wrapping_sub(c.send_queue.len() as u32))
+    net::set_tcp_queue_seq(raw, c.snd_seq.wrapping_sub(seq_len(c.send_queue.len())))
         .map_err(|e| fail(id, "TCP_QUEUE_SEQ send", e))?;
     net::tcp_repair_queue(raw, net::TCP_RECV_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE recv", e))?;
-    net::set_tcp_queue_seq(raw, c.rcv_seq.wrapping_sub(c.recv_queue.len() as u32))
+    net::set_tcp_queue_seq(raw, c.rcv_seq.wrapping_sub(seq_len(c.recv_queue.len())))
         .map_err(|e| fail(id, "TCP_QUEUE_SEQ recv", e))?;
     bind_ip(id, raw, s)?;
     net::connect(raw, &s.peer.to_raw()).map_err(|e| fail(id, &format!("connect {} (repair)", s.peer), e))?;
@@ -312,7 +319,8 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
     }
     net::tcp_repair_options(raw, &opts).map_err(|e| fail(id, "TCP_REPAIR_OPTIONS", e))?;
     if c.timestamps {
-        net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, c.tsval as i32)
+        // The kernel reads the option as the u32 clock value.
+        net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, i32::from_ne_bytes(c.tsval.to_ne_bytes()))
             .map_err(|e| fail(id, "TCP_TIMESTAMP", e))?;
     }
     let refill = |queue: i32, data: &[u8], what: &str| -> Result<(), RestoreError> {
@@ -410,6 +418,14 @@ fn apply_extra(id: u32, fd: RawFd, s: &SocketRecord, x: Option<&SocketExtra>) ->
     Ok(())
 }
 
+/// `IPPROTO_UDP` as the byte of an IP header.
+const IPPROTO_UDP: u8 = 17;
+
+/// A queue length as a sequence-number distance (records are at most 16 MiB).
+fn seq_len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// The Internet checksum (RFC 1071) of `parts`, concatenated.
 fn inet_checksum(parts: &[&[u8]]) -> u16 {
     let mut sum = 0u32;
@@ -426,7 +442,7 @@ fn inet_checksum(parts: &[&[u8]]) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    !u16::try_from(sum).unwrap_or(u16::MAX)
 }
 
 /// An IPv4-mapped IPv6 address as IPv4.
@@ -438,44 +454,46 @@ fn unmapped(ip: &[u8; 16]) -> Option<[u8; 4]> {
 /// length left to the kernel, no UDP checksum, which IPv4 allows; IPv6: UDP checksum
 /// computed, as IPv6 requires).
 fn udp_packet(from: &Addr, to: &Addr, data: &[u8]) -> Option<Vec<u8>> {
-    let udp_len = 8 + data.len();
-    let v4 = |f: [u8; 4], fport: u16, t: [u8; 4], tport: u16| {
-        let mut p = Vec::with_capacity(20 + udp_len);
+    // Lengths that do not fit their header fields (a datagram too long for IPv4) give `None`.
+    let udp_len = u16::try_from(8 + data.len()).ok()?;
+    let v4 = |f: [u8; 4], fport: u16, t: [u8; 4], tport: u16| -> Option<Vec<u8>> {
+        let total = udp_len.checked_add(20)?;
+        let mut p = Vec::with_capacity(usize::from(total));
         p.extend_from_slice(&[0x45, 0]);
-        p.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0x40, 0, 64, libc::IPPROTO_UDP as u8, 0, 0]);
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, IPPROTO_UDP, 0, 0]);
         p.extend_from_slice(&f);
         p.extend_from_slice(&t);
         p.extend_from_slice(&fport.to_be_bytes());
         p.extend_from_slice(&tport.to_be_bytes());
-        p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        p.extend_from_slice(&udp_len.to_be_bytes());
         p.extend_from_slice(&[0, 0]);
         p.extend_from_slice(data);
-        p
+        Some(p)
     };
     match (from, to) {
-        (Addr::V4 { ip: f, port: fp }, Addr::V4 { ip: t, port: tp }) => Some(v4(*f, *fp, *t, *tp)),
+        (Addr::V4 { ip: f, port: fp }, Addr::V4 { ip: t, port: tp }) => v4(*f, *fp, *t, *tp),
         (Addr::V6 { ip: f, port: fp, .. }, Addr::V6 { ip: t, port: tp, .. }) => {
             if let (Some(f4), Some(t4)) = (unmapped(f), unmapped(t)) {
-                return Some(v4(f4, *fp, t4, *tp));
+                return v4(f4, *fp, t4, *tp);
             }
-            let mut udp = Vec::with_capacity(udp_len);
+            let mut udp = Vec::with_capacity(usize::from(udp_len));
             udp.extend_from_slice(&fp.to_be_bytes());
             udp.extend_from_slice(&tp.to_be_bytes());
-            udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
+            udp.extend_from_slice(&udp_len.to_be_bytes());
             udp.extend_from_slice(&[0, 0]);
             udp.extend_from_slice(data);
-            let pseudo_len = (udp_len as u32).to_be_bytes();
-            let pseudo_next = [0, 0, 0, libc::IPPROTO_UDP as u8];
+            let pseudo_len = u32::from(udp_len).to_be_bytes();
+            let pseudo_next = [0, 0, 0, IPPROTO_UDP];
             let sum = match inet_checksum(&[f, t, &pseudo_len, &pseudo_next, &udp]) {
                 0 => 0xffff,
                 x => x,
             };
             udp[6..8].copy_from_slice(&sum.to_be_bytes());
-            let mut p = Vec::with_capacity(40 + udp_len);
+            let mut p = Vec::with_capacity(40 + usize::from(udp_len));
             p.extend_from_slice(&[0x60, 0, 0, 0]);
-            p.extend_from_slice(&(udp_len as u16).to_be_bytes());
-            p.extend_from_slice(&[libc::IPPROTO_UDP as u8, 64]);
+            p.extend_from_slice(&udp_len.to_be_bytes());
+            p.extend_from_slice(&[IPPROTO_UDP, 64]);
             p.extend_from_slice(f);
             p.extend_from_slice(t);
             p.extend_from_slice(&udp);
