@@ -590,7 +590,8 @@ mod per_tree {
             .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .context("no socket descriptor in the ping workload")?;
-        let report: serde_json::Value = serde_json::from_str(&json).with_context(|| format!("check printed: {json}"))?;
+        let report: serde_json::Value =
+            serde_json::from_str(&json).with_context(|| format!("check printed: {json}"))?;
         let subject = format!("pid {} fd {fd}", ping.pid);
         let warned = report["verdicts"].as_array().into_iter().flatten().any(|v| {
             v["subject"] == subject.as_str()
