@@ -2,6 +2,7 @@
 //! block-backed filesystem consistent on disk (sync, then `FIFREEZE`, innermost first, the
 //! root last). If the jump fails, every frozen filesystem is thawed again.
 
+use seamless_sys::chain;
 use seamless_sys::kexec::{kexec_file_load, kexec_file_unload, kexec_reboot};
 use seamless_sys::SysError;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum KexecError {
     /// A file needed for the load cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -30,7 +31,7 @@ pub enum KexecError {
         source: SysError,
     },
     /// Unloading failed.
-    #[error("unloading the kexec image failed: {source}")]
+    #[error("unloading the kexec image failed")]
     Unload {
         /// The system call error.
         #[source]
@@ -40,7 +41,7 @@ pub enum KexecError {
     #[error("no kernel is loaded for kexec (/sys/kernel/kexec_loaded is 0); load one first with `seamless kexec --kernel K --initrd I --reuse-cmdline`")]
     NotLoaded,
     /// A filesystem could not be frozen; the ones frozen before it were thawed.
-    #[error("freezing {mountpoint} ({source_dev}) failed, nothing left frozen: {source}")]
+    #[error("freezing {mountpoint} ({source_dev}) failed, nothing left frozen")]
     Freeze {
         /// The mount point.
         mountpoint: PathBuf,
@@ -51,7 +52,7 @@ pub enum KexecError {
         source: SysError,
     },
     /// The jump did not happen; everything was thawed.
-    #[error("the jump into the loaded kernel failed ({thawed} filesystems thawed{thaw_failures}): {source}")]
+    #[error("the jump into the loaded kernel failed ({thawed} filesystems thawed{thaw_failures})")]
     Jump {
         /// How many filesystems were thawed again.
         thawed: usize,
@@ -229,7 +230,7 @@ pub fn thaw_all(frozen: &[FreezeTarget]) -> Vec<String> {
                 crate::supervisor::note(&crate::supervisor::Undo::Thawed(t.mountpoint.clone()));
                 None
             }
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(chain(&e).to_string()),
         })
         .collect()
 }

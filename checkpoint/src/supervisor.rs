@@ -20,6 +20,7 @@
 //! Outside a supervised run (library use, tests) [`note`] does nothing.
 
 use crate::interrupt;
+use seamless_sys::chain;
 use seamless_sys::ptrace::{self, WaitStatus};
 use seamless_sys::signal::{self, Fork, SigSet};
 use std::io::{Read, Write};
@@ -155,33 +156,37 @@ impl Outstanding {
         if let Some(img) = &self.image {
             out.push(match invalidate(img) {
                 Ok(what) => format!("invalidated the image in {what}"),
-                Err(e) => format!("could not invalidate the image ({e}): run `seamless region wipe`"),
+                Err(e) => format!("could not invalidate the image ({}): run `seamless region wipe`", chain(&e)),
             });
         }
         for m in self.frozen.iter().rev() {
             out.push(match seamless_sys::fsfreeze::thaw(m) {
                 Ok(()) => format!("thawed {}", m.display()),
-                Err(e) => format!("could not thaw {} ({e}): run `fsfreeze --unfreeze {}`", m.display(), m.display()),
+                Err(e) => {
+                    format!("could not thaw {} ({}): run `fsfreeze --unfreeze {}`", m.display(), chain(&e), m.display())
+                }
             });
         }
         for &(pid, fd, ino, reuse) in &self.repairing {
             out.push(match leave_repair_of(pid, fd, ino, reuse) {
                 Ok(true) => format!("took the TCP connection at pid {pid} fd {fd} out of repair mode"),
                 Ok(false) => continue,
-                Err(e) => format!("pid {pid} fd {fd}: could not leave TCP repair mode ({e}): restart the process"),
+                Err(e) => {
+                    format!("pid {pid} fd {fd}: could not leave TCP repair mode ({}): restart the process", chain(&e))
+                }
             });
         }
         for t in &self.net_locks {
-            out.push(match seamless_init::netlock::lift(t) {
+            out.push(match seamless_restore::netlock::lift(t) {
                 Ok(true) => format!("lifted the network lock (table inet {t})"),
                 Ok(false) => format!("the network lock (table inet {t}) was already gone"),
-                Err(e) => format!("could not lift the network lock ({e}): run `nft delete table inet {t}`"),
+                Err(e) => format!("could not lift the network lock ({}): run `nft delete table inet {t}`", chain(&e)),
             });
         }
         if self.loaded {
             out.push(match seamless_sys::kexec::kexec_file_unload() {
                 Ok(()) => "unloaded the new kernel".into(),
-                Err(e) => format!("could not unload the new kernel ({e}): run `kexec -u`"),
+                Err(e) => format!("could not unload the new kernel ({}): run `kexec -u`", chain(&e)),
             });
         }
         out
@@ -232,25 +237,25 @@ pub fn note(u: &Undo) {
 /// made, `work` runs in this process, with the interrupting signals still collected.
 pub fn run(what: &str, work: impl FnOnce() -> ExitCode) -> ExitCode {
     if let Err(e) = interrupt::block() {
-        log::warn!("cannot block the interrupting signals ({e}): Ctrl-C will not roll back cleanly");
+        log::warn!("cannot block the interrupting signals ({}): Ctrl-C will not roll back cleanly", chain(&e));
     }
     let (rd, wr) = match seamless_sys::proc::pipe() {
         Ok(p) => p,
         Err(e) => {
-            log::warn!("no supervisor for {what} ({e}); running unsupervised");
+            log::warn!("no supervisor for {what} ({}); running unsupervised", chain(&e));
             return work();
         }
     };
-    let me = std::process::id() as i32;
+    let me = seamless_sys::proc::own_pid();
     match signal::fork() {
         Ok(Fork::Child) => {
             drop(rd);
             if let Err(e) = seamless_sys::proc::set_parent_death_signal(libc::SIGHUP) {
-                log::warn!("no parent-death signal ({e}): killing the supervisor will not roll back");
+                log::warn!("no parent-death signal ({}): killing the supervisor will not roll back", chain(&e));
             }
             if signal::parent_pid() != me {
                 // The supervisor is already gone: behave as if it had been killed.
-                let _ = seamless_sys::proc::kill(std::process::id() as i32, libc::SIGHUP);
+                let _ = seamless_sys::proc::kill(seamless_sys::proc::own_pid(), libc::SIGHUP);
             }
             let _ = JOURNAL.set(std::fs::File::from(wr));
             work()
@@ -260,7 +265,7 @@ pub fn run(what: &str, work: impl FnOnce() -> ExitCode) -> ExitCode {
             supervise(what, pid, rd)
         }
         Err(e) => {
-            log::warn!("no supervisor for {what} ({e}); running unsupervised");
+            log::warn!("no supervisor for {what} ({}); running unsupervised", chain(&e));
             work()
         }
     }
@@ -290,7 +295,7 @@ fn supervise(what: &str, worker: i32, journal: OwnedFd) -> ExitCode {
             Ok(_) => {}
             Err(e) => {
                 // Not our child any more (cannot happen): nothing left to wait for.
-                log::error!("waiting for the {what} (pid {worker}): {e}");
+                log::error!("waiting for the {what} (pid {worker}): {}", chain(&e));
                 break WaitStatus::Exited(1);
             }
         }

@@ -1,6 +1,7 @@
 //! Which processes to preserve: `--pid`, `--cgroup` and `--unit` selections resolved to the
 //! root pids of process trees.
 
+use seamless_sys::chain;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ pub enum TargetError {
         pid: i32,
     },
     /// The cgroup cannot be read.
-    #[error("cgroup {path}: cannot read cgroup.procs: {source}")]
+    #[error("cgroup {path}: cannot read cgroup.procs")]
     Cgroup {
         /// Its path.
         path: PathBuf,
@@ -22,7 +23,7 @@ pub enum TargetError {
         source: std::io::Error,
     },
     /// The unit record for the new kernel cannot be written.
-    #[error("{path}: cannot record the preserved units for the new kernel: {source}")]
+    #[error("{path}: cannot record the preserved units for the new kernel")]
     Record {
         /// The file.
         path: PathBuf,
@@ -209,7 +210,9 @@ pub fn unit_info(unit: &str) -> Result<UnitInfo, TargetError> {
         .args(["-p", "RuntimeDirectory"])
         .arg(&name)
         .output()
-        .map_err(|e| err(format!("cannot run systemctl: {e}; --unit needs systemd (use --cgroup or --pid)")))?;
+        .map_err(|e| {
+            err(format!("cannot run systemctl: {}; --unit needs systemd (use --cgroup or --pid)", chain(&e)))
+        })?;
     if !out.status.success() {
         return Err(err(format!(
             "systemctl show failed: {}; --unit needs a running systemd (use --cgroup or --pid)",

@@ -6,9 +6,12 @@
 //! the boot goes on.
 
 use crate::boot::region::ValidRegion;
-use crate::restore::{plan, restore_plan, FailedTree, RestoreOptions};
+use crate::error::BootError;
 use seamless_image::upgrade::{read_identity, Upgrade};
+use seamless_image::ImageError;
 use seamless_image::{Reader, RecordKind, Store};
+use seamless_restore::{plan, restore_plan, FailedTree, RestoreOptions};
+use seamless_sys::chain;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,26 +20,26 @@ use std::time::{Duration, Instant};
 pub const REPORT_DIR: &str = "/run/seamless";
 
 /// The upgrade record of an image, if it is an upgrade image (test-pattern images have none).
-pub fn upgrade_record<S: Store>(reader: &mut Reader<S>) -> Result<Option<Upgrade>, String> {
+pub fn upgrade_record<S: Store>(reader: &mut Reader<S>) -> Result<Option<Upgrade>, BootError> {
     let Some((idx, _)) = reader.find(RecordKind::UPGRADE).next() else { return Ok(None) };
-    reader.record_of(idx, RecordKind::UPGRADE).map(Some).map_err(|e| e.to_string())
+    Ok(reader.record_of(idx, RecordKind::UPGRADE).map(Some)?)
 }
 
 /// Waits up to `wait` for `device` to appear, then compares its on-disk identity with the one
 /// recorded before the jump. `Err` says why the processes must not be restored.
-pub fn verify_root(upgrade: &Upgrade, device: &Path, wait: Duration) -> Result<(), String> {
+pub fn verify_root(upgrade: &Upgrade, device: &Path, wait: Duration) -> Result<(), BootError> {
     let Some(recorded) = &upgrade.root else {
-        return Err("the image recorded no root filesystem identity".into());
+        return Err(BootError::NoRootIdentity);
     };
     let start = Instant::now();
     while !device.exists() {
         if start.elapsed() >= wait {
-            return Err(format!("root device {} did not appear within {} ms", device.display(), wait.as_millis()));
+            return Err(BootError::DeviceTimeout { device: device.into(), ms: wait.as_millis() as u64 });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let now = read_identity(device, &recorded.fstype, &recorded.options).map_err(|e| e.to_string())?;
-    recorded.verify(&now)
+    let now = read_identity(device, &recorded.fstype, &recorded.options)?;
+    recorded.verify(&now).map_err(BootError::RootChanged)
 }
 
 /// What the restore stage did, for the log and `/run/seamless/report.json`.
@@ -62,7 +65,7 @@ pub struct Report {
     pub refused: Option<String>,
     /// The page cache re-warm, if the image recorded a hot set, and for how long (µs) it ran
     /// while the processes were being restored.
-    pub rewarm: Option<(crate::rewarm::Summary, u64)>,
+    pub rewarm: Option<(crate::page_cache::Summary, u64)>,
 }
 
 fn json_str(s: &str) -> String {
@@ -176,10 +179,15 @@ impl Report {
         // through a link someone planted.
         let res = seamless_image::private_dir(dir)
             .and_then(|_| seamless_image::create_private(&dir.join("report.json")))
-            .map_err(|e| e.to_string())
-            .and_then(|mut f| std::io::Write::write_all(&mut f, self.to_json().as_bytes()).map_err(|e| e.to_string()));
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, self.to_json().as_bytes()).map_err(|e| ImageError::Io {
+                    op: "write",
+                    store: format!("{REPORT_DIR}/report.json"),
+                    source: e,
+                })
+            });
         if let Err(e) = res {
-            log::warn!("cannot write {REPORT_DIR}/report.json: {e}");
+            log::warn!("cannot write {REPORT_DIR}/report.json: {}", chain(&e));
         }
     }
 }
@@ -203,7 +211,7 @@ fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
     let own = match timens::current_time_ns() {
         Ok(f) => f,
         Err(e) => {
-            log::warn!("no time namespaces ({e}): restored processes will see CLOCK_MONOTONIC restart");
+            log::warn!("no time namespaces ({}): restored processes will see CLOCK_MONOTONIC restart", chain(&e));
             return None;
         }
     };
@@ -220,7 +228,10 @@ fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
             Some(own)
         }
         Err(e) => {
-            log::warn!("cannot set up a time namespace ({e}): restored processes will see CLOCK_MONOTONIC restart");
+            log::warn!(
+                "cannot set up a time namespace ({}): restored processes will see CLOCK_MONOTONIC restart",
+                chain(&e)
+            );
             let _ = timens::enter_time_ns(&own);
             None
         }
@@ -231,11 +242,11 @@ fn continue_clocks(upgrade: &Upgrade) -> Option<std::fs::File> {
 pub fn refused(region: &mut ValidRegion, upgrade: &Upgrade, why: String) -> Report {
     // The image can never become valid again: consume it so no later boot tries.
     if let Err(e) = region.reader.mark_consumed() {
-        log::warn!("cannot mark the region consumed: {e}");
+        log::warn!("cannot mark the region consumed: {}", chain(&e));
     }
     Report {
         from_kernel: region.reader.superblock().kernel_release.clone(),
-        to_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        to_kernel: seamless_sys::kernel_release(),
         checkpoint_stages: upgrade.stages.iter().map(|s| (s.name.clone(), s.micros)).collect(),
         refused: Some(why),
         ..Default::default()
@@ -247,14 +258,16 @@ pub fn refused(region: &mut ValidRegion, upgrade: &Upgrade, why: String) -> Repo
 pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(String, u64)>) -> Report {
     let mut report = Report {
         from_kernel: region.reader.superblock().kernel_release.clone(),
-        to_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        to_kernel: seamless_sys::kernel_release(),
         checkpoint_stages: upgrade.stages.iter().map(|s| (s.name.clone(), s.micros)).collect(),
         restore_stages: boot_stages,
         ..Default::default()
     };
     if let Err(e) = region.reader.mark_consumed() {
-        report.refused =
-            Some(format!("cannot mark the image consumed ({e}); not restoring, so it is never restored twice"));
+        report.refused = Some(format!(
+            "cannot mark the image consumed ({}); not restoring, so it is never restored twice",
+            chain(&e)
+        ));
         return report;
     }
     // Every record is validated before anything changes (network, clocks, processes).
@@ -262,7 +275,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     let plan = match plan::load(&mut region.reader) {
         Ok(p) => p,
         Err(e) => {
-            report.refused = Some(e.to_string());
+            report.refused = Some(chain(&e).to_string());
             return report;
         }
     };
@@ -281,7 +294,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     }
     report.restore_stages.push(("tmpfs".into(), t.elapsed().as_micros() as u64));
     // The page cache is read back while the processes are restored.
-    let rewarm = crate::rewarm::recorded(&mut region.reader).map(crate::rewarm::start);
+    let rewarm = crate::page_cache::recorded(&mut region.reader).map(crate::page_cache::start);
     let t = Instant::now();
     let (changed, problems) = crate::sysctl::apply(&upgrade.sysctls);
     log::info!("{changed} of {} recorded sysctls set to the old kernel's values", upgrade.sysctls.len());
@@ -293,8 +306,8 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     // segment of a preserved connection is answered (a reset) or accepted.
     let t = Instant::now();
     if let Some(lock) = &plan.net_lock {
-        if let Err(e) = crate::netlock::install(lock) {
-            log::warn!("network lock: {e}; the preserved connections are repaired without it");
+        if let Err(e) = seamless_restore::netlock::install(lock) {
+            log::warn!("network lock: {}; the preserved connections are repaired without it", chain(&e));
         }
     }
     report.restore_stages.push(("netlock".into(), t.elapsed().as_micros() as u64));
@@ -311,11 +324,11 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
             report.failed = r.failed;
             report.failed_trees = r.failed_trees;
         }
-        Err(e) => report.refused = Some(e.to_string()),
+        Err(e) => report.refused = Some(chain(&e).to_string()),
     }
     if let Some(lock) = &plan.net_lock {
         // restore_plan lifted it after the repair; this covers any way it did not get there.
-        crate::netlock::lift_logged(&lock.table, "after the restore");
+        seamless_restore::netlock::lift_logged(&lock.table, "after the restore");
     }
     let restored_at = Instant::now();
     let restored_wall = std::time::SystemTime::now();
@@ -331,7 +344,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     if let Some(ns) = own_clocks {
         // The real init and everything it starts live on the new kernel's clocks.
         if let Err(e) = seamless_sys::timens::enter_time_ns(&ns) {
-            log::error!("cannot return to the initial time namespace: {e}");
+            log::error!("cannot return to the initial time namespace: {}", chain(&e));
         }
     }
     let now_ns = restored_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
@@ -340,7 +353,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     }
     let t = Instant::now();
     if let Err(e) = region.reader.wipe_data() {
-        log::warn!("cannot wipe the process memory from the region: {e}");
+        log::warn!("cannot wipe the process memory from the region: {}", chain(&e));
     }
     report.restore_stages.push(("wipe".into(), t.elapsed().as_micros() as u64));
     report

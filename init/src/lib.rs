@@ -1,11 +1,9 @@
 //! Restore side of seamless, run as an early init stage on the new kernel.
-pub mod restore;
-
 pub mod boot;
+pub mod error;
 pub mod handover;
-pub mod netlock;
 pub mod network;
-pub mod rewarm;
+pub mod page_cache;
 pub mod sysctl;
 pub mod tmpfs;
 pub mod units;

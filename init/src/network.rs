@@ -5,6 +5,7 @@
 //! distribution's network manager takes over later as usual.
 
 use seamless_image::upgrade::Upgrade;
+use seamless_sys::chain;
 use seamless_sys::rtnl::{self, Applied};
 
 fn ifindex_by_name(name: &str) -> Option<u32> {
@@ -33,21 +34,21 @@ pub fn configure(upgrade: &Upgrade) -> Vec<String> {
         };
         names.push((i.name.clone(), index));
         if let Err(e) = rtnl::link_up(index) {
-            problems.push(format!("{now}: {e}"));
+            problems.push(format!("{now}: {}", chain(&e)));
             continue;
         }
         for (addr, prefix) in &i.addrs {
             match rtnl::add_addr(index, addr, *prefix) {
                 Ok(Applied::Done) => log::info!("{now}: address {} added", show(addr, *prefix)),
                 Ok(Applied::AlreadyThere) => {}
-                Err(e) => problems.push(format!("{now}: address {}: {e}", show(addr, *prefix))),
+                Err(e) => problems.push(format!("{now}: address {}: {}", show(addr, *prefix), chain(&e))),
             }
         }
     }
     for r in &upgrade.routes {
         let Some(&(_, index)) = names.iter().find(|(n, _)| *n == r.dev) else { continue };
         if let Err(e) = rtnl::add_route4(r.dest, r.prefix, r.gateway, index) {
-            problems.push(format!("route {}: {e}", show(&r.dest, r.prefix)));
+            problems.push(format!("route {}: {}", show(&r.dest, r.prefix), chain(&e)));
         }
     }
     problems

@@ -4,6 +4,7 @@
 //! does not have or refuses is named in the report; the restore goes on.
 
 use seamless_image::upgrade::Sysctl;
+use seamless_sys::chain;
 use std::path::Path;
 
 fn same(a: &str, b: &str) -> bool {
@@ -30,7 +31,11 @@ pub fn apply_under(base: &Path, sysctls: &[Sysctl]) -> (usize, Vec<String>) {
             Ok(now) if same(&now, &s.value) => continue,
             Ok(_) => {}
             Err(e) => {
-                problems.push(format!("sysctl {dotted}: not available on this kernel ({e}); was {:?}", s.value));
+                problems.push(format!(
+                    "sysctl {dotted}: not available on this kernel ({}); was {:?}",
+                    chain(&e),
+                    s.value
+                ));
                 continue;
             }
         }
@@ -39,7 +44,7 @@ pub fn apply_under(base: &Path, sysctls: &[Sysctl]) -> (usize, Vec<String>) {
                 log::info!("sysctl {dotted} = {:?} (as on the old kernel)", s.value);
                 changed += 1;
             }
-            Err(e) => problems.push(format!("sysctl {dotted}: cannot set {:?} on this kernel: {e}", s.value)),
+            Err(e) => problems.push(format!("sysctl {dotted}: cannot set {:?} on this kernel: {}", s.value, chain(&e))),
         }
     }
     (changed, problems)

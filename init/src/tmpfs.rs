@@ -8,6 +8,7 @@
 
 use seamless_image::upgrade::{TmpfsEntry, TmpfsMount, TmpfsRecord, TMPFS_BLOB_TAG};
 use seamless_image::{Reader, RecordKind, Store};
+use seamless_sys::chain;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -34,7 +35,7 @@ pub fn recorded<S: Store>(reader: &mut Reader<S>) -> Option<TmpfsRecord> {
     let rec: TmpfsRecord = match reader.record_of(idx, RecordKind::TMPFS) {
         Ok(r) => r,
         Err(e) => {
-            log::warn!("tmpfs record unreadable ({e}): its files are not recreated");
+            log::warn!("tmpfs record unreadable ({}): its files are not recreated", chain(&e));
             return None;
         }
     };
@@ -78,15 +79,15 @@ fn ensure_mounted(m: &TmpfsMount, s: &mut Summary) {
         return;
     }
     let (flags, data) = mount_options(&m.options);
-    let made = std::fs::create_dir_all(path).map_err(|e| e.to_string()).and_then(|()| {
-        seamless_sys::mount::mount("tmpfs", path, Some("tmpfs"), flags, Some(&data)).map_err(|e| e.to_string())
-    });
+    let made = std::fs::create_dir_all(path)
+        .map_err(|e| crate::error::BootError::path("creating", path, e))
+        .and_then(|()| Ok(seamless_sys::mount::mount("tmpfs", path, Some("tmpfs"), flags, Some(&data))?));
     match made {
         Ok(()) => {
             s.mounted += 1;
             log::info!("tmpfs mounted on {} ({data}) for the carried files", m.path);
         }
-        Err(e) => log::warn!("cannot mount a tmpfs on {}: {e}; its files go to whatever is there", m.path),
+        Err(e) => log::warn!("cannot mount a tmpfs on {}: {}; its files go to whatever is there", m.path, chain(&e)),
     }
 }
 
@@ -150,7 +151,7 @@ pub fn recreate<S: Store>(rec: &TmpfsRecord, reader: &mut Reader<S>) -> Summary 
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => s.existing += 1,
             Err(err) => {
                 s.failed += 1;
-                log::warn!("tmpfs: cannot recreate {}: {err}", e.path);
+                log::warn!("tmpfs: cannot recreate {}: {}", e.path, chain(&err));
             }
         }
     }
@@ -158,7 +159,7 @@ pub fn recreate<S: Store>(rec: &TmpfsRecord, reader: &mut Reader<S>) -> Summary 
     for e in rec.entries.iter().rev().filter(|e| e.mode & 0o170000 == 0o040000) {
         let mtime = UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
         if let Err(err) = std::fs::File::open(&e.path).and_then(|d| d.set_modified(mtime)) {
-            log::debug!("tmpfs: times of {}: {err}", e.path);
+            log::debug!("tmpfs: times of {}: {}", e.path, chain(&err));
         }
     }
     s

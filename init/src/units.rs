@@ -19,6 +19,8 @@
 //! Units whose main pid was not restored are left alone (systemd starts them as usual). Every
 //! failure is logged and leaves the unit to systemd.
 
+use crate::error::BootError;
+use seamless_sys::chain;
 use seamless_sys::mount::{mount, MS_NODEV, MS_NOEXEC, MS_NOSUID};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -158,35 +160,31 @@ fn cgroup2_mounted() -> bool {
 
 /// Directories 0755 and files 0644 whatever the umask (PID 1 starts with umask 0, and
 /// systemd warns about world-writable unit files).
-fn mkdir(dir: &Path) -> Result<(), String> {
+fn mkdir(dir: &Path) -> Result<(), BootError> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| format!("creating {}: {e}", dir.display()))
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| BootError::path("creating", dir, e))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+fn write(path: &Path, text: &str) -> Result<(), BootError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent() {
         mkdir(dir)?;
     }
-    let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    let err = |e: std::io::Error| BootError::path("writing", path, e);
     let mut f =
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(path).map_err(err)?;
     f.write_all(text.as_bytes()).map_err(err)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(err)
 }
 
-fn adopt_one(unit: &RecordedUnit, restored: &[i32]) -> Result<usize, String> {
+fn adopt_one(unit: &RecordedUnit, restored: &[i32]) -> Result<usize, BootError> {
     let dir = Path::new("/sys/fs/cgroup").join(unit.cgroup.trim_start_matches('/'));
     mkdir(&dir)?;
     let pids = subtree(unit.main_pid, restored);
     for pid in &pids {
         std::fs::write(dir.join("cgroup.procs"), pid.to_string())
-            .map_err(|e| format!("moving pid {pid} into {}: {e}", dir.display()))?;
+            .map_err(|e| BootError::path(format!("moving pid {pid} into"), &dir, e))?;
     }
     write(&Path::new(PID_DIR).join(format!("{}.pid", unit.name)), &format!("{}\n", unit.main_pid))?;
     write(&Path::new("/run/systemd/system").join(format!("{}.d", unit.name)).join(DROP_IN), &drop_in(unit))?;
@@ -222,7 +220,7 @@ pub fn adopt(restored: &[i32]) {
         if let Err(e) =
             mount("cgroup2", Path::new("/sys/fs/cgroup"), Some("cgroup2"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         {
-            log::error!("cannot mount cgroup2 on /sys/fs/cgroup ({e}); restored units stay outside their cgroups and systemd starts them again");
+            log::error!("cannot mount cgroup2 on /sys/fs/cgroup ({}); restored units stay outside their cgroups and systemd starts them again", chain(&e));
             return;
         }
     }
@@ -238,7 +236,7 @@ pub fn adopt(restored: &[i32]) {
                 );
                 adopted.push(u.clone());
             }
-            Err(e) => log::error!("unit {}: {e}; systemd will start it again", u.name),
+            Err(e) => log::error!("unit {}: {}; systemd will start it again", u.name, chain(&e)),
         }
     }
     if adopted.is_empty() {
@@ -249,13 +247,13 @@ pub fn adopt(restored: &[i32]) {
     let linked = write(unit_path, &cleanup_unit(&adopted)).and_then(|()| {
         mkdir(Path::new("/run/systemd/system/multi-user.target.wants"))?;
         let _ = std::fs::remove_file(wants);
-        std::os::unix::fs::symlink(unit_path, wants).map_err(|e| format!("linking {}: {e}", wants.display()))
+        std::os::unix::fs::symlink(unit_path, wants).map_err(|e| BootError::path("linking", wants, e))
     });
     if let Err(e) = linked {
-        log::error!("{e}: the adoption drop-ins stay until the next boot; run `rm /run/systemd/system/*.d/{DROP_IN}; systemctl daemon-reload`");
+        log::error!("{}: the adoption drop-ins stay until the next boot; run `rm /run/systemd/system/*.d/{DROP_IN}; systemctl daemon-reload`", chain(&e));
     }
     if let Err(e) = std::fs::remove_file(UNITS_FILE) {
-        log::warn!("cannot remove {UNITS_FILE}: {e}");
+        log::warn!("cannot remove {UNITS_FILE}: {}", chain(&e));
     }
 }
 

@@ -1,4 +1,5 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
+pub mod conventions;
 pub mod fleet;
 pub mod host;
 pub mod paths;

@@ -6,9 +6,9 @@
 //! `cargo test -p seamless-tests --test formats -- --test-threads=1`
 
 use anyhow::{bail, ensure, Context, Result};
+use seamless_image::newc;
 use seamless_tests::host::{run_logged, tail, Harness, Running};
 use seamless_tests::releases::{self, Release, FORMAT_1_RELEASE};
-use seamless_tests::vm::cpio::Cpio;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -30,7 +30,7 @@ fn previous() -> Result<Release> {
 
 /// An initramfs whose `/init` is `init` (the layout `seamless upgrade` prepares).
 fn initramfs_with(init: &Path, name: &str) -> Result<PathBuf> {
-    let mut c = Cpio::new();
+    let mut c = newc::Builder::new();
     c.file("init", 0o755, &std::fs::read(init).with_context(|| format!("reading {}", init.display()))?);
     let path = work().join(name);
     std::fs::create_dir_all(work())?;

@@ -431,7 +431,7 @@ mod root_identity {
             std::fs::write(lo.mnt.join(format!("written-after-{round}")), "y")?;
             freeze(&lo.mnt)?;
             let err = recorded.verify(&read_identity(&img, "ext4", "")?).unwrap_err();
-            ensure!(err.contains("metadata changed"), "round {round}: {err}");
+            ensure!(err.to_string().contains("metadata changed"), "round {round}: {err}");
             run(Command::new("fsfreeze").arg("-u").arg(&lo.mnt))?;
         }
         drop(lo);

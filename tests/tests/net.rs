@@ -121,11 +121,11 @@ fn lock_holds_exactly_the_locked_connection() -> Result<()> {
             std::net::SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
         };
         let lock = NetLockRecord {
-            table: seamless_init::netlock::table_name(std::process::id()),
+            table: seamless_restore::netlock::table_name(std::process::id()),
             conns: vec![LockedConn { local: v4(a.local_addr()?), peer: v4(a.peer_addr()?) }],
         };
-        seamless_init::netlock::install(&lock)?;
-        seamless_init::netlock::install(&lock).context("installing the same lock again")?;
+        seamless_restore::netlock::install(&lock)?;
+        seamless_restore::netlock::install(&lock).context("installing the same lock again")?;
         let (mut a, mut b) = (a, b);
         a.write_all(b"held")?;
         b.write_all(b"free")?;
@@ -138,8 +138,8 @@ fn lock_holds_exactly_the_locked_connection() -> Result<()> {
         a.set_read_timeout(Some(Duration::from_millis(100)))?;
         ensure!(a_srv.read(&mut buf).is_err(), "a segment of the locked connection got through to the server");
         ensure!(a.read(&mut buf).is_err(), "a segment of the locked connection got through to the client");
-        ensure!(seamless_init::netlock::lift(&lock.table)?, "the lock table was not there to lift");
-        ensure!(!seamless_init::netlock::lift(&lock.table)?, "lifting twice found a table");
+        ensure!(seamless_restore::netlock::lift(&lock.table)?, "the lock table was not there to lift");
+        ensure!(!seamless_restore::netlock::lift(&lock.table)?, "lifting twice found a table");
         a_srv.set_read_timeout(Some(Duration::from_secs(30)))?;
         a_srv.read_exact(&mut buf)?;
         ensure!(&buf == b"held", "after the lift the server read {buf:?}");

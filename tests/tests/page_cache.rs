@@ -1,11 +1,10 @@
 //! The page cache's hot set on the running kernel (needs root, for `drop_caches`): what
 //! `seamless upgrade` records (`checkpoint/src/upgrade/page_cache.rs`) names the cached ranges of
 //! a file a process has open and of a `--warm` path, skips a changed file, and seamless-init's
-//! re-warm (`init/src/rewarm.rs`) makes exactly those ranges resident again after the cache
+//! re-warm (`init/src/page_cache.rs`) makes exactly those ranges resident again after the cache
 //! was dropped. The upgrade itself is in the VM scenario `h_page_cache_is_warm_after_the_upgrade`.
 
 use seamless::upgrade::page_cache;
-use seamless_init::rewarm;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -64,7 +63,7 @@ fn the_hot_set_is_recorded_and_read_back() {
     std::fs::OpenOptions::new().append(true).open(&changed).unwrap().write_all(b"more").unwrap();
     drop_caches();
     assert!(resident(&held) + resident(&named) < MIB, "the cache was not dropped");
-    let summary = rewarm::start(set.clone()).finish();
+    let summary = seamless_init::page_cache::start(set.clone()).finish();
     assert_eq!((summary.files, summary.skipped, summary.out_of_time), (2, 1, false), "{summary:?}");
     assert_eq!(summary.bytes, 10 * MIB, "{summary:?}");
     assert_eq!(resident(&held), 2 * MIB, "the held file's ranges are resident again");
@@ -77,7 +76,7 @@ fn the_hot_set_is_recorded_and_read_back() {
     );
     // A zero budget reads nothing and says so.
     drop_caches();
-    let none = rewarm::start(seamless_image::upgrade::PageCache { budget_ms: 0, ..set }).finish();
+    let none = seamless_init::page_cache::start(seamless_image::upgrade::PageCache { budget_ms: 0, ..set }).finish();
     assert!(none.out_of_time && none.bytes == 0, "{none:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

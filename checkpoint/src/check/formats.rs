@@ -72,15 +72,87 @@ impl Drop for Scratch {
     }
 }
 
+/// Why the formats a `seamless-init` reads cannot be learnt.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatsCheckError {
+    /// The binary could not be started or waited for.
+    #[error("cannot run {} --image-formats", bin.display())]
+    Run {
+        /// The binary.
+        bin: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It did not finish in time.
+    #[error("{} --image-formats did not finish within {RUN_TIMEOUT:?}", bin.display())]
+    Timeout {
+        /// The binary.
+        bin: PathBuf,
+    },
+    /// It printed something that is not a format list.
+    #[error("{} --image-formats printed something else", bin.display())]
+    Parse {
+        /// The binary.
+        bin: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: seamless_image::compat::FormatsError,
+    },
+    /// It failed.
+    #[error("{} --image-formats failed ({status}): {stderr}", bin.display())]
+    Failed {
+        /// The binary.
+        bin: PathBuf,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on standard error.
+        stderr: String,
+    },
+    /// The initramfs cannot be read.
+    #[error(transparent)]
+    Initramfs(#[from] initramfs::InitramfsError),
+    /// The initramfs holds no seamless-init.
+    #[error("no seamless-init binary in {}", initrd.display())]
+    NoBinary {
+        /// The initramfs.
+        initrd: PathBuf,
+    },
+    /// Running the binary of an initramfs failed.
+    #[error("the seamless-init of {} ({name})", initrd.display())]
+    Of {
+        /// The initramfs.
+        initrd: PathBuf,
+        /// The binary's name in it.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<FormatsCheckError>,
+    },
+    /// The binary could not be written out to run it.
+    #[error("cannot write {} to run it", path.display())]
+    Copy {
+        /// Where.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The memfd to run it from could not be made.
+    #[error(transparent)]
+    Memfd(#[from] seamless_sys::SysError),
+}
+
 /// Runs `bin --image-formats` and reads what it prints.
-pub fn run_binary(bin: &Path) -> Result<Formats, String> {
+pub fn run_binary(bin: &Path) -> Result<Formats, FormatsCheckError> {
+    let run = |source| FormatsCheckError::Run { bin: bin.into(), source };
     let mut child = Command::new(bin)
         .arg("--image-formats")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        .map_err(run)?;
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -89,9 +161,9 @@ pub fn run_binary(bin: &Path) -> Result<Formats, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{} --image-formats did not finish within {RUN_TIMEOUT:?}", bin.display()));
+                return Err(FormatsCheckError::Timeout { bin: bin.into() });
             }
-            Err(e) => return Err(format!("waiting for {}: {e}", bin.display())),
+            Err(e) => return Err(run(e)),
         }
     };
     let (mut out, mut err) = (String::new(), String::new());
@@ -102,45 +174,46 @@ pub fn run_binary(bin: &Path) -> Result<Formats, String> {
         let _ = e.read_to_string(&mut err);
     }
     match status.code() {
-        Some(0) => {
-            Formats::parse(&out).map_err(|e| format!("{} --image-formats printed something else: {e}", bin.display()))
-        }
+        Some(0) => Formats::parse(&out).map_err(|source| FormatsCheckError::Parse { bin: bin.into(), source }),
         Some(2) if err.starts_with("usage: seamless-init") => Ok(Formats::predating()),
-        _ => Err(format!("{} --image-formats failed ({status}): {}", bin.display(), err.trim())),
+        _ => Err(FormatsCheckError::Failed { bin: bin.into(), status, stderr: err.trim().to_string() }),
     }
 }
 
 /// What the `seamless-init` inside `initrd` reads. The binary runs from a memfd (nothing
 /// written to a filesystem that may be missing or `noexec` on the old system), or, where
 /// memfds may not be executed (`vm.memfd_noexec`), from a private temporary directory.
-pub fn target_formats(initrd: &Path) -> Result<Formats, String> {
+pub fn target_formats(initrd: &Path) -> Result<Formats, FormatsCheckError> {
     let entries = initramfs::read(initrd)?;
     let Some(bin) = binary(&entries) else {
-        return Err(format!("no seamless-init binary in {}", initrd.display()));
+        return Err(FormatsCheckError::NoBinary { initrd: initrd.into() });
     };
-    let context = |e: String| format!("the seamless-init of {} ({}): {e}", initrd.display(), bin.name);
+    let context = |e| FormatsCheckError::Of { initrd: initrd.into(), name: bin.name.clone(), source: Box::new(e) };
     match run_from_memfd(&bin.data) {
         Ok(f) => return Ok(f),
-        Err(e) => log::debug!("running the target's seamless-init from a memfd: {e}; trying a file"),
+        Err(e) => {
+            log::debug!("running the target's seamless-init from a memfd: {}; trying a file", seamless_sys::chain(&e))
+        }
     }
-    let scratch = Scratch::new().map_err(|e| context(format!("private directory: {e}")))?;
+    let scratch =
+        Scratch::new().map_err(|source| context(FormatsCheckError::Copy { path: std::env::temp_dir(), source }))?;
     let path = scratch.0.join("seamless-init");
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o700).open(&path)?;
         f.write_all(&bin.data)
     };
-    write().map_err(|e| context(format!("{}: {e}", path.display())))?;
+    write().map_err(|source| context(FormatsCheckError::Copy { path: path.clone(), source }))?;
     run_binary(&path).map_err(context)
 }
 
-fn run_from_memfd(data: &[u8]) -> Result<Formats, String> {
+fn run_from_memfd(data: &[u8]) -> Result<Formats, FormatsCheckError> {
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    let fd = seamless_sys::proc::memfd_create("seamless-init").map_err(|e| e.to_string())?;
+    let fd = seamless_sys::proc::memfd_create("seamless-init")?;
     let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     let mut file = std::fs::File::from(fd);
-    file.write_all(data).map_err(|e| format!("writing the memfd: {e}"))?;
+    file.write_all(data).map_err(|source| FormatsCheckError::Copy { path: path.clone(), source })?;
     let formats = run_binary(&path);
     drop(file);
     formats
@@ -159,7 +232,8 @@ pub fn check(opts: &CheckOptions) -> (Vec<Verdict>, Option<u32>) {
     let target = match target_formats(initrd) {
         Ok(t) => t,
         Err(e) => {
-            return (vec![Verdict::fail(SUBJECT, format!("{e}: cannot tell which image formats it reads"))], None)
+            let why = format!("{}: cannot tell which image formats it reads", seamless_sys::chain(&e));
+            return (vec![Verdict::fail(SUBJECT, why)], None);
         }
     };
     match choose(&me, &target, &needs(opts.image_format)) {

@@ -2,6 +2,7 @@
 //! replay? The filesystems are the ones `seamless kexec --exec` and `seamless upgrade` freeze.
 
 use super::Verdict;
+use seamless_sys::chain;
 
 /// Filesystems whose kernel driver implements freezing.
 const FREEZABLE: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "nilfs2", "gfs2", "reiserfs"];
@@ -10,7 +11,7 @@ const FREEZABLE: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jf
 pub fn check() -> Vec<Verdict> {
     let targets = match crate::kexec::current_freeze_targets() {
         Ok(t) => t,
-        Err(e) => return vec![Verdict::fail("filesystems", e.to_string())],
+        Err(e) => return vec![Verdict::fail("filesystems", chain(&e).to_string())],
     };
     if targets.is_empty() {
         return vec![Verdict::ok("filesystems", "no writable block-backed filesystem")];

@@ -39,24 +39,7 @@ pub fn with_fsck_off(cmdline: &str, hooks: bool) -> String {
 }
 
 /// One entry of an initramfs archive.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Its path, without a leading `/` or `./`.
-    pub name: String,
-    /// The `st_mode` bits (type and permissions).
-    pub mode: u32,
-    /// The contents (the target for a symlink).
-    pub data: Vec<u8>,
-}
-
-impl Entry {
-    pub(crate) fn is_symlink(&self) -> bool {
-        self.mode & 0o170000 == 0o120000
-    }
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.data).into_owned()
-    }
-}
+pub use seamless_image::newc::Entry;
 
 /// The program that built the initramfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +278,7 @@ pub fn check(opts: &CheckOptions) -> Vec<Verdict> {
     };
     let entries = match read(initrd) {
         Ok(e) => e,
-        Err(e) => return vec![Verdict::fail("initramfs", format!("{}: {e}", initrd.display()))],
+        Err(e) => return vec![Verdict::fail("initramfs", seamless_sys::chain(&e).to_string())],
     };
     let layout = classify(&entries);
     let mut v = Vec::new();
@@ -338,15 +321,47 @@ pub fn hands_over(path: &Path) -> bool {
     read(path).map(|e| classify(&e).hands_over()).unwrap_or(false)
 }
 
+/// Why an initramfs cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InitramfsError {
+    /// The file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The initramfs.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither a newc archive nor a compressed one starts there.
+    #[error("unknown data at offset {at}")]
+    Unknown {
+        /// Offset in the file.
+        at: usize,
+    },
+    /// The decompressor could not be run.
+    #[error("cannot run {tool} to decompress")]
+    Decompressor {
+        /// The tool.
+        tool: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An archive is malformed.
+    #[error(transparent)]
+    Newc(#[from] seamless_image::newc::NewcError),
+}
+
 /// Names of all entries of an initramfs.
-pub fn list(path: &Path) -> Result<Vec<String>, String> {
+pub fn list(path: &Path) -> Result<Vec<String>, InitramfsError> {
     Ok(read(path)?.into_iter().map(|e| e.name).collect())
 }
 
 /// Every entry of an initramfs: concatenated newc archives, possibly followed by one
 /// compressed archive (gzip, zstd, xz, lz4: decompressed by the system's tool).
-pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+pub fn read(path: &Path) -> Result<Vec<Entry>, InitramfsError> {
+    let data = std::fs::read(path).map_err(|source| InitramfsError::Read { path: path.into(), source })?;
     let mut entries = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
@@ -363,7 +378,7 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
             [0x28, 0xb5, 0x2f, 0xfd] => &["zstd", "-dcq"],
             [0xfd, b'7', b'z', b'X'] => &["xz", "-dc"],
             [0x02, 0x21, 0x4c, 0x18] | [0x04, 0x22, 0x4d, 0x18] => &["lz4", "-dc"],
-            _ => return Err(format!("unknown data at offset {pos}")),
+            _ => return Err(InitramfsError::Unknown { at: pos }),
         };
         let out = decompress(tool, &data[pos..])?;
         let mut p = 0;
@@ -379,89 +394,41 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
     Ok(entries)
 }
 
-fn decompress(tool: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress(tool: &[&'static str], input: &[u8]) -> Result<Vec<u8>, InitramfsError> {
+    let err = |source| InitramfsError::Decompressor { tool: tool[0], source };
     let mut child = Command::new(tool[0])
         .args(&tool[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run {} to decompress: {e}", tool[0]))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        .map_err(err)?;
+    let mut stdin = child.stdin.take().ok_or_else(|| err(std::io::ErrorKind::BrokenPipe.into()))?;
     let input = input.to_vec();
     let feeder = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(err)?;
     let _ = feeder.join();
     Ok(out.stdout)
 }
 
 /// Parses one newc archive starting at `pos`, up to and including its trailer.
-fn parse_newc(d: &[u8], mut pos: usize, entries: &mut Vec<Entry>) -> Result<usize, String> {
-    let pad = |n: usize| (n + 3) & !3;
-    loop {
-        let h = d.get(pos..pos + 110).ok_or("truncated cpio header")?;
-        if !(h.starts_with(b"070701") || h.starts_with(b"070702")) {
-            return Err(format!("bad cpio magic at {pos}"));
-        }
-        let field = |i: usize| -> Result<usize, String> {
-            let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).map_err(|_| "bad header")?;
-            usize::from_str_radix(s, 16).map_err(|_| format!("bad hex {s:?}"))
-        };
-        let (mode, size, namesize) = (field(1)?, field(6)?, field(11)?);
-        let name = d.get(pos + 110..pos + 110 + namesize.saturating_sub(1)).ok_or("truncated name")?;
-        let name = String::from_utf8_lossy(name).trim_start_matches("./").trim_start_matches('/').to_string();
-        let start = pad(pos + 110 + namesize);
-        let end = start.checked_add(size).ok_or("size overflow")?;
-        pos = pad(end);
-        if name == "TRAILER!!!" {
-            return Ok(pos);
-        }
-        let data = d.get(start..end).ok_or("truncated cpio data")?.to_vec();
-        entries.push(Entry { name, mode: mode as u32, data });
-    }
+fn parse_newc(d: &[u8], pos: usize, entries: &mut Vec<Entry>) -> Result<usize, InitramfsError> {
+    Ok(seamless_image::newc::parse(d, pos, entries)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A minimal newc writer: (name, mode, data) entries and the trailer.
+    /// An archive of (name, mode, data) entries.
     fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let pad = |out: &mut Vec<u8>| {
-            while !out.len().is_multiple_of(4) {
-                out.push(0);
-            }
-        };
-        let trailer: (&str, u32, &[u8]) = ("TRAILER!!!", 0, b"");
-        for (i, (name, mode, data)) in entries.iter().chain(std::iter::once(&trailer)).enumerate() {
-            out.extend_from_slice(
-                format!(
-                    "070701{:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-                    i + 1,
-                    0,
-                    0,
-                    1,
-                    0,
-                    data.len(),
-                    0,
-                    0,
-                    0,
-                    0,
-                    name.len() + 1,
-                    0
-                )
-                .as_bytes(),
-            );
-            out.extend_from_slice(name.as_bytes());
-            out.push(0);
-            pad(&mut out);
-            out.extend_from_slice(data);
-            pad(&mut out);
+        let mut b = seamless_image::newc::Builder::new();
+        for (name, mode, data) in entries {
+            b.raw(name, *mode, data);
         }
-        out
+        b.finish()
     }
 
     const FILE: u32 = 0o100755;

@@ -1,6 +1,7 @@
 //! Can this kernel kexec into the new one? Sysctl, lockdown, and optionally a trial load.
 
 use super::{CheckOptions, Verdict};
+use seamless_sys::chain;
 
 /// Verdicts on kexec_file_load permissions and on the kernel image.
 pub fn check(opts: &CheckOptions) -> Vec<Verdict> {
@@ -13,7 +14,7 @@ pub fn check(opts: &CheckOptions) -> Vec<Verdict> {
         )),
         Err(e) => v.push(Verdict::fail(
             "kexec allowed",
-            format!("cannot read /proc/sys/kernel/kexec_load_disabled ({e}): is CONFIG_KEXEC_FILE enabled?"),
+            format!("cannot read /proc/sys/kernel/kexec_load_disabled ({}): is CONFIG_KEXEC_FILE enabled?", chain(&e)),
         )),
     }
     if let Ok(l) = std::fs::read_to_string("/sys/kernel/security/lockdown") {
@@ -48,6 +49,6 @@ fn trial_load(opts: &CheckOptions) -> Verdict {
             let _ = crate::kexec::unload();
             Verdict::ok("kernel accepted", "trial kexec_file_load succeeded (and was unloaded)")
         }
-        Err(e) => Verdict::fail("kernel accepted", e.to_string()),
+        Err(e) => Verdict::fail("kernel accepted", chain(&e).to_string()),
     }
 }

@@ -3,6 +3,7 @@
 
 use super::Verdict;
 use crate::dump::{self, DumpOptions};
+use seamless_sys::chain;
 
 /// Every pid of the tree rooted at `root` (root first), from `/proc/PID/task/*/children`.
 pub fn tree_pids(root: i32) -> Vec<i32> {
@@ -95,7 +96,7 @@ fn trees(roots: &[i32]) -> Vec<Verdict> {
                 out.push(Verdict::ok(subject, format!("{comm}: {n} process(es), every resource supported")));
                 out.extend(new_kernel_refusals(root, &files));
             }
-            Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {e}"))),
+            Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {}", chain(&e)))),
         }
     }
     out

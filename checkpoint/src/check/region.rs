@@ -3,6 +3,7 @@
 
 use super::{cmdline_param, current_cmdline, CheckOptions, Verdict};
 use seamless_image::pmem_devices;
+use seamless_sys::chain;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,7 @@ pub fn check(opts: &CheckOptions, need: u64) -> Vec<Verdict> {
                 need >> 20
             ),
         )),
-        Err(e) => v.push(Verdict::fail("region", format!("{}: {e}", dev.display()))),
+        Err(e) => v.push(Verdict::fail("region", format!("{}: {}", dev.display(), chain(&e)))),
     }
     match (cmdline_param(&cur, "memmap"), cmdline_param(&new, "memmap")) {
         (Some(a), Some(b)) if a == b => v.push(Verdict::ok("memmap on new cmdline", format!("memmap={a} on both"))),

@@ -1,5 +1,6 @@
 //! `seamless dump`.
 
+use anyhow::Context;
 use seamless::dump::{dump_trees, DumpOptions};
 use seamless_image::{DirStore, Writer, WriterInfo};
 use std::path::PathBuf;
@@ -37,8 +38,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = DirStore::create(&args.images, args.capacity)?;
     let mut writer = Writer::with_format(store, WriterInfo::current(env!("CARGO_PKG_VERSION")), args.image_format)?;
-    let summary = dump_trees(&args.tree, &mut writer, &DumpOptions::default())
-        .map_err(|e| anyhow::anyhow!("dump failed, processes resumed: {e}"))?;
+    let summary =
+        dump_trees(&args.tree, &mut writer, &DumpOptions::default()).context("dump failed, processes resumed")?;
     let used = writer.used();
     if let Err(e) = seamless::interrupt::check("the dump") {
         summary.frozen.resume();
@@ -46,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Err(e) = writer.finish() {
         summary.frozen.resume();
-        anyhow::bail!("dump failed, processes resumed: writing the image: {e}");
+        return Err(anyhow::Error::new(e).context("dump failed, processes resumed: writing the image"));
     }
     let (procs, threads, pages, files, ft, tt) =
         (summary.processes, summary.threads, summary.pages, summary.files, summary.freeze_time, summary.total_time);

@@ -1,5 +1,6 @@
 //! `seamless inspect`.
 
+use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,7 +21,7 @@ pub struct Args {
 /// Runs `seamless inspect`. Exits 0 when every checksum matches, 2 when some fail.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = seamless::inspect::inspect(&args.image, args.details || args.json)
-        .map_err(|e| anyhow::anyhow!("cannot read the image at {}: {e}", args.image.display()))?;
+        .with_context(|| format!("cannot read the image at {}", args.image.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,7 +1,8 @@
 //! `seamless restore`.
 
+use anyhow::Context;
 use seamless_image::{DirStore, ImageError, Reader, State};
-use seamless_init::restore::{restore_all, RestoreOptions};
+use seamless_restore::{restore_all, RestoreOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,22 +33,20 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = args.images.display().to_string();
     let store = DirStore::open_trusted(&args.images, !args.keep_image)
-        .map_err(|e| anyhow::anyhow!("not restoring the image in {dir}: {e}"))?;
+        .with_context(|| format!("not restoring the image in {dir}"))?;
     let mut reader = Reader::open(store).map_err(|e| match e {
         ImageError::WrongState { found: State::Consumed, .. } => anyhow::anyhow!(
             "not restoring the image in {dir}: it was already restored (its state is consumed), and an image is \
              restored at most once; dump again (or restore with --keep-image for same-kernel tests)"
         ),
-        e => anyhow::anyhow!("cannot open the image in {dir}: {e}"),
+        e => anyhow::Error::new(e).context(format!("cannot open the image in {dir}")),
     })?;
     if !args.keep_image {
-        reader
-            .mark_consumed()
-            .map_err(|e| anyhow::anyhow!("cannot mark the image in {dir} consumed, not restoring it: {e}"))?;
+        reader.mark_consumed().with_context(|| format!("cannot mark the image in {dir} consumed, not restoring it"))?;
     }
     let mut opts = RestoreOptions::from_env();
     opts.force_vdso_trampoline |= args.force_vdso_trampoline;
-    let report = restore_all(&mut reader, &opts).map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;
+    let report = restore_all(&mut reader, &opts).context("restore failed")?;
     for t in &report.failed_trees {
         eprintln!(
             "seamless: tree of pid {:?} not restored (none of its pids {:?} runs): {}",

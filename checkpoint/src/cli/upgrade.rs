@@ -2,6 +2,7 @@
 
 use super::target_args::{CmdlineArgs, TargetArgs};
 use seamless::upgrade::{upgrade, UpgradeOptions};
+use seamless_sys::chain;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -132,7 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         warm: args.warm,
         keep: args.keep.into_iter().chain(seamless::targets::runtime_directories(&args.targets.units)?).collect(),
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
-            .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {e}", args.rewarm_budget))?,
+            .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {}", args.rewarm_budget, chain(&e)))?,
     };
     let e = match upgrade(&opts) {
         Ok(never) => match never {},
@@ -146,8 +147,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let release = if release.is_empty() { opts.kernel.display().to_string() } else { release };
     if args.json {
-        println!("{}", summary(outcome, &release, &e.to_string(), report));
+        println!("{}", summary(outcome, &release, &chain(&e).to_string(), report));
     }
-    eprintln!("seamless: error: upgrade stopped: {e}");
+    eprintln!("seamless: error: upgrade stopped: {}", chain(&e));
     Ok(ExitCode::from(code))
 }

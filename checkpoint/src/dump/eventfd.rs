@@ -50,7 +50,7 @@ pub fn eventfd(pid: i32, fd: i32) -> Result<FileKind, DumpError> {
 }
 
 fn probe_semaphore(pid: i32, fd: i32, count: u64) -> Result<bool, DumpError> {
-    use seamless_sys::net::{eventfd_add, eventfd_read};
+    use seamless_sys::eventfd::{eventfd_add, eventfd_read};
     use std::os::fd::AsRawFd;
     let dup = duplicate(pid, fd, "eventfd")?;
     let d = dup.as_raw_fd();
@@ -97,7 +97,7 @@ fn pair_ns(v: &str) -> Option<u64> {
 pub fn timerfd(pid: i32, fd: i32) -> Result<FileKind, DumpError> {
     use std::os::fd::AsRawFd;
     let dup = duplicate(pid, fd, "timerfd")?;
-    seamless_sys::net::timerfd_gettime(dup.as_raw_fd())
+    seamless_sys::eventfd::timerfd_gettime(dup.as_raw_fd())
         .map_err(|e| DumpError::sys(pid, format!("fd {fd} (timerfd): timerfd_gettime"), e))?;
     let t = fdinfo(pid, fd)?;
     let p = || -> Option<TimerFdRecord> {
@@ -127,7 +127,7 @@ mod tests {
             (0, libc::EFD_SEMAPHORE, true),
             (1, 0, false),
         ] {
-            let e = seamless_sys::net::eventfd(count, flags).unwrap();
+            let e = seamless_sys::eventfd::eventfd(count, flags).unwrap();
             assert_eq!(probe_semaphore(me, e.as_raw_fd(), u64::from(count)).unwrap(), semaphore, "count {count}");
             let left = field(&fdinfo(me, e.as_raw_fd()).unwrap(), "eventfd-count:").map(|v| v.to_string());
             assert_eq!(left, Some(format!("{count:x}")), "the counter after probing");

@@ -6,6 +6,7 @@
 use super::{DumpError, DumpOptions, Frozen};
 use seamless_image::records::{self, Fd, FdTable, FileDesc, FileKind, PipeRecord};
 use seamless_image::{Store, Writer};
+use seamless_sys::chain;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -289,7 +290,7 @@ fn same_file(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata) -> Result<()
             pid,
             fd,
             link,
-            &format!("the path of the open file cannot be opened ({e}): restore reopens it by path"),
+            &format!("the path of the open file cannot be opened ({}): restore reopens it by path", chain(&e)),
         )),
     }
 }

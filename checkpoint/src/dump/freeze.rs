@@ -3,6 +3,7 @@
 
 use super::threads::{ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use super::DumpError;
+use seamless_sys::chain;
 use seamless_sys::ptrace::{self, WaitStatus};
 use seamless_trace::procfs;
 use std::collections::BTreeSet;
@@ -72,7 +73,7 @@ impl Frozen {
 
     fn lift_net_lock(&mut self) {
         if let Some(table) = self.net_lock.take() {
-            seamless_init::netlock::lift_logged(&table, "resuming the dumped processes");
+            seamless_restore::netlock::lift_logged(&table, "resuming the dumped processes");
             crate::supervisor::note(&crate::supervisor::Undo::NetReleased(table));
         }
     }
@@ -84,7 +85,7 @@ impl Frozen {
         self.done = true;
         for &t in &self.seized {
             if let Err(e) = ptrace::detach(t, 0) {
-                log::debug!("detach tid {t}: {e}");
+                log::debug!("detach tid {t}: {}", chain(&e));
             }
         }
     }
@@ -129,7 +130,7 @@ const VDSO_STEP_LIMIT: usize = 100_000;
 
 /// A thread stopped in the middle of a vDSO function (not in a system call made from it) is
 /// single-stepped until it has left the vDSO: on another kernel the old vDSO's code is only a
-/// trampoline at each function's first instruction (see `seamless_init::restore::vdso`), and
+/// trampoline at each function's first instruction (see `seamless_restore::vdso`), and
 /// the rest of the old code reads data pages that no longer exist. The thread only runs its
 /// own code a little further, as if the freeze had come a few instructions later.
 pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
@@ -144,9 +145,9 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
         if !vdso.contains(&regs[ptrace::REG_RIP]) || in_syscall {
             continue;
         }
-        let (mut remote, mask) = super::task::take_over(p.pid, tid, 0)?;
+        let (mut remote, mask) = super::process::take_over(p.pid, tid, 0)?;
         let out = remote.step_out_of(vdso.clone(), VDSO_STEP_LIMIT);
-        super::task::finish(p.pid, &mut remote, mask)?;
+        super::process::finish(p.pid, &mut remote, mask)?;
         match out {
             Ok(true) => log::debug!("pid {}: thread {tid} stepped out of the vDSO", p.pid),
             Ok(false) => log::warn!(
@@ -154,13 +155,7 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
                  another kernel may fail for it",
                 p.pid
             ),
-            Err(e) => {
-                return Err(DumpError::Inject {
-                    pid: p.pid,
-                    what: format!("stepping thread {tid} out of the vDSO"),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(DumpError::inject(p.pid, format!("stepping thread {tid} out of the vDSO"), e)),
         }
     }
     Ok(())
@@ -168,14 +163,15 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
 
 /// Freezes the trees rooted at `roots`.
 pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
-    let me = std::process::id() as i32;
+    let me = seamless_sys::proc::own_pid();
     let mut frozen = Frozen { procs: Vec::new(), seized: Vec::new(), done: false, net_lock: None };
     let mut seized: BTreeSet<i32> = BTreeSet::new();
     for &r in roots {
         if r == me || r <= 1 {
             return Err(DumpError::BadTarget { pid: r, reason: "cannot dump init or seamless itself".into() });
         }
-        procfs::read_stat(r).map_err(|e| DumpError::BadTarget { pid: r, reason: format!("no such process ({e})") })?;
+        procfs::read_stat(r)
+            .map_err(|e| DumpError::BadTarget { pid: r, reason: format!("no such process ({})", chain(&e)) })?;
     }
     // Repeat until a whole pass finds nothing new.
     loop {

@@ -6,7 +6,7 @@
 //! [`files`] (descriptor tables, open file descriptions, pipes; doubles as the pre-check of
 //! descriptors), [`mm`] (VMAs and present pages), [`threads`] (registers, XSAVE, signal masks,
 //! rseq), [`sockets`], [`epoll`], [`eventfd`] (sockets incl. TCP repair, epoll watches,
-//! eventfd/signalfd/timerfd), [`task`] (per-process state read by injecting syscalls: sigactions, timers, brk,
+//! eventfd/signalfd/timerfd), [`process`] (per-process state read by injecting syscalls: sigactions, timers, brk,
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
 pub mod epoll;
@@ -15,14 +15,15 @@ pub mod files;
 pub mod freeze;
 pub mod mm;
 pub mod precheck;
+pub mod process;
 pub mod sockets;
-pub mod task;
 pub mod threads;
 
 pub use freeze::Frozen;
 
 use seamless_image::records::{self, TreeRecord};
 use seamless_image::{ImageError, Store, Writer};
+use seamless_trace::error::ProcError;
 use std::time::{Duration, Instant};
 
 /// Why a dump failed. Every variant names the process and resource concerned.
@@ -38,49 +39,24 @@ pub enum DumpError {
         /// Why.
         reason: String,
     },
-    /// A system call failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Sys {
-        /// Process.
-        pid: i32,
-        /// What was being done.
-        what: String,
-        /// The failure.
-        source: seamless_sys::SysError,
-    },
-    /// Reading `/proc` or memory failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Io {
-        /// Process.
-        pid: i32,
-        /// What was being read.
-        what: String,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// An injected syscall failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Inject {
-        /// Process.
-        pid: i32,
-        /// What was being read.
-        what: String,
-        /// The failure.
-        source: seamless_trace::inject::InjectError,
-    },
+    /// A step of the dump failed in one process (a system call, `/proc` or memory, an
+    /// injected call).
+    #[error(transparent)]
+    Proc(#[from] ProcError),
     /// Writing the image failed.
-    #[error("writing the image: {0}")]
+    #[error("writing the image failed")]
     Image(#[from] ImageError),
     /// The operator (or a service manager) asked seamless to stop.
     #[error("{0}")]
-    Interrupted(#[from] crate::interrupt::Interrupted),
+    Interrupted(crate::interrupt::Interrupted),
     /// The network lock for the preserved TCP connections could not be installed.
-    #[error("cannot hold the network still for {conns} TCP connection(s) ({source}); without it their peers would see resets. Make nf_tables available (CONFIG_NF_TABLES, `modprobe nf_tables`) or close the connections first")]
+    #[error("cannot hold the network still for {conns} TCP connection(s), without which their peers would see resets: make nf_tables available (CONFIG_NF_TABLES, `modprobe nf_tables`) or close the connections first")]
     NetLock {
         /// How many connections.
         conns: usize,
         /// Why.
-        source: seamless_init::netlock::NetLockError,
+        #[source]
+        source: seamless_restore::netlock::NetLockError,
     },
     /// The given pid does not exist or is not dumpable.
     #[error("pid {pid}: {reason}")]
@@ -94,10 +70,19 @@ pub enum DumpError {
 
 impl DumpError {
     pub(crate) fn io(pid: i32, what: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { pid, what: what.into(), source }
+        ProcError::io(pid, what, source).into()
     }
     pub(crate) fn sys(pid: i32, what: impl Into<String>, source: seamless_sys::SysError) -> Self {
-        Self::Sys { pid, what: what.into(), source }
+        ProcError::sys(pid, what, source).into()
+    }
+    pub(crate) fn inject(pid: i32, what: impl Into<String>, source: seamless_trace::inject::InjectError) -> Self {
+        ProcError::inject(pid, what, source).into()
+    }
+}
+
+impl From<crate::interrupt::Interrupted> for DumpError {
+    fn from(i: crate::interrupt::Interrupted) -> Self {
+        Self::Interrupted(i)
     }
 }
 
@@ -144,15 +129,15 @@ pub fn dump_trees<S: Store>(
     let mut threads = 0;
     // 1. Pre-check (reads only): every refusal, before anything in any process changes.
     let mut file_plan = precheck::run(&frozen, opts)?;
-    // The network lock goes on before any TCP queue is read (see `seamless_init::netlock`);
+    // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
     // killed, for the restore to lift after repair.
     let conns = sockets::lock_targets(&file_plan);
     let net_lock = if conns.is_empty() {
         None
     } else {
-        let lock = records::NetLockRecord { table: seamless_init::netlock::table_name(std::process::id()), conns };
-        seamless_init::netlock::install(&lock)
+        let lock = records::NetLockRecord { table: seamless_restore::netlock::table_name(std::process::id()), conns };
+        seamless_restore::netlock::install(&lock)
             .map_err(|source| DumpError::NetLock { conns: lock.conns.len(), source })?;
         frozen.hold_net_lock(lock.table.clone());
         Some(lock)
@@ -169,7 +154,7 @@ pub fn dump_trees<S: Store>(
     let tree = TreeRecord {
         roots: pids.to_vec(),
         pids: frozen.procs().iter().map(|p| p.pid).collect(),
-        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        kernel_release: seamless_sys::kernel_release(),
     };
     writer.put_record(records::TREE, 0, 0, &tree)?;
     if let Some(lock) = &net_lock {
@@ -181,7 +166,7 @@ pub fn dump_trees<S: Store>(
     let mut done = 0usize;
     for p in frozen.procs() {
         crate::interrupt::check("dump")?;
-        let rec = task::process_record(p)?;
+        let rec = process::process_record(p)?;
         writer.put_record(records::PROCESS, p.pid as u32, 0, &rec)?;
         if p.zombie.is_some() {
             done += 1;

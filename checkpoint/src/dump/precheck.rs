@@ -16,6 +16,7 @@
 
 use super::files::{self, FilePlan};
 use super::{mm, DumpError, DumpOptions, Frozen};
+use seamless_sys::chain;
 use std::os::unix::fs::MetadataExt;
 
 fn refuse(pid: i32, resource: impl Into<String>, reason: impl Into<String>) -> DumpError {
@@ -88,7 +89,7 @@ fn native(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
             }
             Ok(_) => {}
             // Before Linux 6.4 the setting cannot be read.
-            Err(e) => log::debug!("pid {pid} thread {tid}: syscall user dispatch unknown: {e}"),
+            Err(e) => log::debug!("pid {pid} thread {tid}: syscall user dispatch unknown: {}", chain(&e)),
         }
     }
     Ok(())
@@ -154,7 +155,7 @@ fn reachable(pid: i32, what: &str) -> Result<(), DumpError> {
         Err(e) => Err(refuse(
             pid,
             resource,
-            format!("the path of the process's {} cannot be opened ({e}): restore reopens it by path", describe(what)),
+            format!("the path of the process's {} cannot be opened ({}): restore reopens it by path", describe(what), chain(&e)),
         )),
     }
 }
@@ -343,7 +344,7 @@ mod tests {
 
     #[test]
     fn own_process_passes_the_path_and_namespace_checks() {
-        let pid = std::process::id() as i32;
+        let pid = seamless_sys::proc::own_pid();
         assert_eq!(super::seccomp_mode(pid, pid).unwrap(), 0);
         for what in ["cwd", "root", "exe"] {
             super::reachable(pid, what).unwrap();

@@ -11,7 +11,7 @@
 //! read. The restorer rebuilds the socket in repair mode, where `connect` sends nothing.
 //!
 //! Repair mode lasts only while a connection is read: the network lock
-//! (`seamless_init::netlock`) is installed before the first one, so from then on nothing the
+//! (`seamless_restore::netlock`) is installed before the first one, so from then on nothing the
 //! kernel does for the socket reaches the wire (retransmissions, window probes) or changes it
 //! (no segment of the peer is delivered), and the socket leaves repair mode again right after
 //! its read, its `SO_REUSEADDR` put back: the live process never finds a socket in repair mode,
@@ -32,7 +32,8 @@
 use super::files::FilePlan;
 use super::DumpError;
 use seamless_image::records::{Addr, FileKind, SockOpt, SockState, SocketRecord, TcpConn};
-use seamless_sys::net;
+use seamless_sys::chain;
+use seamless_sys::sockets as net;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
@@ -69,10 +70,10 @@ pub fn leave_repair_fd(raw: RawFd, reuse: i32) {
     let off = net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_REPAIR, TCP_REPAIR_OFF_NO_WP)
         .or_else(|_| net::tcp_repair(raw, false));
     if let Err(e) = off {
-        log::warn!("leaving TCP repair mode: {e}");
+        log::warn!("leaving TCP repair mode: {}", chain(&e));
     }
     if let Err(e) = net::set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse) {
-        log::warn!("putting back SO_REUSEADDR={reuse} after TCP repair: {e}");
+        log::warn!("putting back SO_REUSEADDR={reuse} after TCP repair: {}", chain(&e));
     }
 }
 
@@ -84,7 +85,7 @@ pub fn repair_for_kill() {
     for (fd, _, repairing) in g.iter_mut() {
         if !*repairing {
             if let Err(e) = net::tcp_repair(fd.as_raw_fd(), true) {
-                log::warn!("repair mode for closing a killed process's connection silently: {e}");
+                log::warn!("repair mode for closing a killed process's connection silently: {}", chain(&e));
             }
             *repairing = true;
         }

@@ -2,7 +2,7 @@
 //! per-thread values read by injection (sigaltstack, clear_child_tid, robust list).
 
 use super::freeze::FrozenProc;
-use super::task::Scratch;
+use super::process::Scratch;
 use super::DumpError;
 use seamless_image::records::{SyscallState, ThreadRecord};
 use seamless_sys::ptrace::{self, REG_ORIG_RAX, REG_RAX};

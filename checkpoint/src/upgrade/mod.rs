@@ -31,6 +31,7 @@ use crate::kexec::{self, FreezeTarget, KexecError};
 use crate::supervisor::{self, Undo};
 use seamless_image::upgrade::{read_identity, Upgrade};
 use seamless_image::{BlockStore, CpioStore, ImageError, RecordKind, Store, Writer, WriterInfo};
+use seamless_sys::chain;
 use std::path::{Path, PathBuf};
 
 /// Where the cpio image and the combined initramfs go when there is no region.
@@ -43,37 +44,35 @@ pub enum UpgradeError {
     #[error("pre-flight checks failed, nothing was changed:\n{0}")]
     Check(check::Report),
     /// Loading the kernel failed.
-    #[error("nothing was changed: {0}")]
-    Load(KexecError),
+    #[error("loading the new kernel failed; nothing was changed")]
+    Load(#[source] KexecError),
     /// The region could not be opened or written.
-    #[error("image: {0}; the processes were resumed")]
+    #[error("writing the image failed; the processes were resumed")]
     Image(#[from] ImageError),
     /// Dumping failed.
-    #[error("dump failed, every process was resumed: {0}")]
+    #[error("dump failed, every process was resumed")]
     Dump(#[from] DumpError),
     /// Freezing filesystems failed.
-    #[error("{0}; the processes were resumed")]
-    Freeze(KexecError),
+    #[error("freezing the filesystems failed; the processes were resumed")]
+    Freeze(#[source] KexecError),
     /// The operator (or a service manager) asked seamless to stop.
     #[error("{0}; the filesystems were thawed, the kernel unloaded and every process resumed")]
-    Interrupted(#[from] crate::interrupt::Interrupted),
+    Interrupted(crate::interrupt::Interrupted),
     /// A failure injected for testing.
     #[error("failure injected at stage {0}; everything was resumed")]
     Injected(String),
     /// The jump itself failed.
-    #[error("the jump into the new kernel failed ({0}); filesystems were thawed and the processes resumed")]
-    Jump(seamless_sys::SysError),
+    #[error("the jump into the new kernel failed; filesystems were thawed and the processes resumed")]
+    Jump(#[source] seamless_sys::SysError),
     /// Reading the root filesystem's identity failed.
-    #[error("cannot record the root filesystem's identity: {0}; the processes were resumed")]
-    RootIdentity(String),
-    /// Creating the fallback files failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error("cannot record the root filesystem's identity; the processes were resumed")]
+    RootIdentity(#[source] ImageError),
+}
+
+impl From<crate::interrupt::Interrupted> for UpgradeError {
+    fn from(i: crate::interrupt::Interrupted) -> Self {
+        Self::Interrupted(i)
+    }
 }
 
 /// What to upgrade to, and what to keep.
@@ -325,12 +324,15 @@ fn dump_and_jump(
         .map(Ok)
         .unwrap_or_else(|| {
             eprintln!("seamless: jumping into the loaded kernel {}", opts.kernel.display());
+            // A serial console would lose what is still in its UART at the jump.
+            seamless_sys::proc::drain_tty(1);
+            seamless_sys::proc::drain_tty(2);
             Err(seamless_sys::kexec::kexec_reboot())
         });
     // Still here: the jump did not happen. Make sure the image is never restored.
     match seamless_image::invalidate(&mut store) {
         Ok(()) => supervisor::note(&Undo::ImageInvalidated),
-        Err(e) => log::error!("could not invalidate the image ({e}); wipe it with `seamless region wipe`"),
+        Err(e) => log::error!("could not invalidate the image ({}); wipe it with `seamless region wipe`", chain(&e)),
     }
     thaw(&targets);
     drop(summary); // resumes every process
@@ -351,10 +353,7 @@ fn complete_image(
 ) -> Result<Box<dyn Store>, UpgradeError> {
     injected(opts, "freeze")?;
     let root = match frozen.iter().find(|t| t.mountpoint == Path::new("/")) {
-        Some(t) => Some(
-            read_identity(Path::new(&t.source), &t.fstype, "")
-                .map_err(|e| UpgradeError::RootIdentity(e.to_string()))?,
-        ),
+        Some(t) => Some(read_identity(Path::new(&t.source), &t.fstype, "").map_err(UpgradeError::RootIdentity)?),
         None => None,
     };
     clock.stage("root-identity");

@@ -2,7 +2,7 @@
 //! processes have mapped or open, and every regular file under the paths the operator named
 //! (`--warm`), the ranges resident in the page cache (`mincore` on a mapping of the file), with
 //! the file's identity. seamless-init reads them back on the new kernel
-//! (`init/src/rewarm.rs`). Files whose contents do not come from a disk (tmpfs, proc, ...) are
+//! (`init/src/page_cache.rs`). Files whose contents do not come from a disk (tmpfs, proc, ...) are
 //! left out: there is nothing to read them back from.
 
 use crate::check::process::tree_pids;

@@ -9,7 +9,7 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// An I/O call on the store failed.
-    #[error("{op} on {store} failed: {source}")]
+    #[error("{op} on {store} failed")]
     Io {
         /// What was being done (`"read"`, `"write"`, `"sync"`, `"open"` ...).
         op: &'static str,
@@ -124,7 +124,7 @@ pub enum ImageError {
         computed: u32,
     },
     /// A record's bytes do not decode as the expected type.
-    #[error("entry {index} ({kind}, owner {owner}) does not decode: {source}")]
+    #[error("entry {index} ({kind}, owner {owner}) does not decode")]
     Decode {
         /// Position in the index.
         index: u32,
@@ -137,7 +137,7 @@ pub enum ImageError {
         source: postcard::Error,
     },
     /// A value could not be encoded.
-    #[error("encoding a {kind} record for owner {owner} failed: {source}")]
+    #[error("encoding a {kind} record for owner {owner} failed")]
     Encode {
         /// Kind being written.
         kind: RecordKind,

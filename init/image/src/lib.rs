@@ -8,9 +8,13 @@
 //! Write with [`Writer`] into any [`Store`]; read with [`Reader`], which validates the
 //! superblock and index before anything else and checks every record against its checksum.
 
+// The image is read from bytes anyone may have damaged: no conversion may drop bits unseen.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 pub mod compat;
 mod entry;
 mod error;
+pub mod newc;
 pub mod pattern;
 mod reader;
 pub mod records;
@@ -41,3 +45,13 @@ pub const MAX_RECORD_LEN: u64 = 16 << 20;
 pub const MAX_CHUNK_LEN: u64 = 64 << 20;
 /// Most index entries accepted (2^20).
 pub const MAX_ENTRIES: u32 = 1 << 20;
+
+// seamless runs on x86-64 only, where `usize` is 64 bits: `usize_of` relies on it.
+const _: () = assert!(usize::BITS == 64, "seamless assumes a 64-bit usize");
+
+/// A 64-bit length, offset or position of the image as `usize`: lossless, since `usize` is
+/// 64 bits (asserted at build time above). For the record consumers too.
+#[allow(clippy::cast_possible_truncation)]
+pub const fn usize_of(v: u64) -> usize {
+    v as usize
+}

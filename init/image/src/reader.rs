@@ -35,9 +35,9 @@ impl<S: Store> Reader<S> {
     pub fn open(store: S) -> Result<Self> {
         let r = Self::open_in(store, &[State::Complete])?;
         if let Some((i, e)) =
-            r.entries.iter().enumerate().find(|(_, e)| !e.kind.is_known() && e.flags & Entry::IGNORABLE == 0)
+            (0u32..).zip(r.entries.iter()).find(|(_, e)| !e.kind.is_known() && e.flags & Entry::IGNORABLE == 0)
         {
-            return Err(ImageError::UnknownKind { index: i as u32, kind: e.kind, owner: e.owner });
+            return Err(ImageError::UnknownKind { index: i, kind: e.kind, owner: e.owner });
         }
         Ok(r)
     }
@@ -76,18 +76,18 @@ impl<S: Store> Reader<S> {
                 ),
             ));
         }
-        let mut index = vec![0u8; index_len as usize];
+        let mut index = vec![0u8; crate::usize_of(index_len)];
         store.read_at(sb.index_offset, &mut index)?;
         let computed = crc32c::crc32c(&index);
         if computed != sb.index_crc {
             return Err(ImageError::IndexChecksum { store: name, stored: sb.index_crc, computed });
         }
         let mut entries = Vec::with_capacity(sb.entry_count as usize);
-        for (i, chunk) in index.chunks_exact(ENTRY_SIZE).enumerate() {
+        for (i, chunk) in (0u32..).zip(index.chunks_exact(ENTRY_SIZE)) {
             let mut b = [0u8; ENTRY_SIZE];
             b.copy_from_slice(chunk);
             let e = Entry::decode(&b);
-            e.check(i as u32, sb.index_offset)?;
+            e.check(i, sb.index_offset)?;
             entries.push(e);
         }
         Ok(Self { store, sb, entries })
@@ -105,12 +105,12 @@ impl<S: Store> Reader<S> {
 
     /// The entries of one kind, with their indices.
     pub fn find(&self, kind: RecordKind) -> impl Iterator<Item = (u32, &Entry)> + '_ {
-        self.entries.iter().enumerate().filter(move |(_, e)| e.kind == kind).map(|(i, e)| (i as u32, e))
+        (0u32..).zip(self.entries.iter()).filter(move |(_, e)| e.kind == kind)
     }
 
     /// The entry at `index`.
     pub fn entry(&self, index: u32) -> Result<Entry> {
-        self.entries.get(index as usize).copied().ok_or(ImageError::NoEntry { index, count: self.entries.len() as u32 })
+        self.entries.get(index as usize).copied().ok_or(ImageError::NoEntry { index, count: self.sb.entry_count })
     }
 
     fn read_checked(&mut self, index: u32, e: &Entry, buf: &mut [u8]) -> Result<()> {
@@ -140,7 +140,7 @@ impl<S: Store> Reader<S> {
                 detail: "not a postcard record".into(),
             });
         }
-        let mut buf = vec![0u8; e.len as usize];
+        let mut buf = vec![0u8; crate::usize_of(e.len)];
         self.read_checked(index, &e, &mut buf)?;
         Ok(buf)
     }
@@ -181,7 +181,7 @@ impl<S: Store> Reader<S> {
     /// Reads a blob into a new buffer (its length was capped when the index was checked).
     pub fn blob(&mut self, index: u32) -> Result<Vec<u8>> {
         let e = self.entry(index)?;
-        let mut buf = vec![0u8; e.len as usize];
+        let mut buf = vec![0u8; crate::usize_of(e.len)];
         self.read_pages(index, &mut buf)?;
         Ok(buf)
     }
@@ -190,13 +190,12 @@ impl<S: Store> Reader<S> {
     pub fn verify(&mut self) -> Vec<EntryCheck> {
         let mut buf = Vec::new();
         let entries = self.entries.clone();
-        entries
-            .into_iter()
-            .enumerate()
+        (0u32..)
+            .zip(entries)
             .map(|(i, e)| {
-                buf.resize(e.len as usize, 0);
-                let result = self.read_checked(i as u32, &e, &mut buf);
-                EntryCheck { index: i as u32, entry: e, result }
+                buf.resize(crate::usize_of(e.len), 0);
+                let result = self.read_checked(i, &e, &mut buf);
+                EntryCheck { index: i, entry: e, result }
             })
             .collect()
     }
@@ -224,7 +223,7 @@ impl<S: Store> Reader<S> {
         let zeros = vec![0u8; 1 << 20];
         let mut at = SUPERBLOCK_SIZE as u64;
         while at < self.sb.index_offset {
-            let n = (self.sb.index_offset - at).min(zeros.len() as u64) as usize;
+            let n = crate::usize_of((self.sb.index_offset - at).min(zeros.len() as u64));
             self.store.write_at(at, &zeros[..n])?;
             at += n as u64;
         }

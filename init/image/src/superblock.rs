@@ -13,6 +13,9 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the superblock, and the alignment of page chunks.
 pub const SUPERBLOCK_SIZE: usize = 4096;
+/// [`SUPERBLOCK_SIZE`] as the superblock's own 32-bit size field.
+#[allow(clippy::cast_possible_truncation)] // 4096
+const SUPERBLOCK_SIZE_FIELD: u32 = SUPERBLOCK_SIZE as u32;
 const CRC_OFFSET: usize = SUPERBLOCK_SIZE - 4;
 const RELEASE_LEN: usize = 64;
 const WRITER_LEN: usize = 32;
@@ -130,7 +133,7 @@ impl Superblock {
         let mut b = [0u8; SUPERBLOCK_SIZE];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
-        b[12..16].copy_from_slice(&(SUPERBLOCK_SIZE as u32).to_le_bytes());
+        b[12..16].copy_from_slice(&SUPERBLOCK_SIZE_FIELD.to_le_bytes());
         b[16..20].copy_from_slice(&self.state.to_u32().to_le_bytes());
         let cannot = |detail: String| ImageError::CannotWrite { version: self.version, detail };
         match self.version {

@@ -103,20 +103,45 @@ fn ext4_fields(head: &[u8]) -> Option<(Option<[u8; 16]>, bool)> {
     Some((Some(uuid), incompat & EXT4_INCOMPAT_RECOVER != 0))
 }
 
+/// How the root filesystem on disk differs from the one frozen before the jump.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityMismatch {
+    /// Another filesystem.
+    #[error("{device}: filesystem UUID changed: this is not the filesystem that was frozen")]
+    Uuid {
+        /// The device.
+        device: String,
+    },
+    /// Its journal must be replayed.
+    #[error("{device}: the journal needs recovery: the filesystem was not frozen cleanly")]
+    NeedsRecovery {
+        /// The device.
+        device: String,
+    },
+    /// Its metadata changed.
+    #[error("{device}: on-disk metadata changed since the freeze (fingerprint {frozen:#010x}, now {now:#010x}): it was mounted or written in between")]
+    Fingerprint {
+        /// The device.
+        device: String,
+        /// Fingerprint at the freeze.
+        frozen: u32,
+        /// Fingerprint now.
+        now: u32,
+    },
+}
+
 impl RootIdentity {
     /// Compares with what is on disk now; `Err` says what differs.
-    pub fn verify(&self, now: &RootIdentity) -> std::result::Result<(), String> {
+    pub fn verify(&self, now: &RootIdentity) -> std::result::Result<(), IdentityMismatch> {
+        let device = now.device.clone();
         if self.uuid != now.uuid {
-            return Err(format!("{}: filesystem UUID changed: this is not the filesystem that was frozen", now.device));
+            return Err(IdentityMismatch::Uuid { device });
         }
         if now.needs_recovery {
-            return Err(format!("{}: the journal needs recovery: the filesystem was not frozen cleanly", now.device));
+            return Err(IdentityMismatch::NeedsRecovery { device });
         }
         if self.fingerprint != now.fingerprint {
-            return Err(format!(
-                "{}: on-disk metadata changed since the freeze (fingerprint {:#010x}, now {:#010x}): it was mounted or written in between",
-                now.device, self.fingerprint, now.fingerprint
-            ));
+            return Err(IdentityMismatch::Fingerprint { device, frozen: self.fingerprint, now: now.fingerprint });
         }
         Ok(())
     }
@@ -227,15 +252,64 @@ pub struct CachedFile {
 /// Most files in a hot set.
 pub const MAX_CACHED_FILES: usize = 1 << 20;
 
+/// Why a page-cache or tmpfs record is refused before anything uses it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordProblem {
+    /// More entries than any real system has.
+    #[error("{count} {what}, at most {max}")]
+    TooMany {
+        /// What is counted.
+        what: &'static str,
+        /// How many.
+        count: usize,
+        /// The most accepted.
+        max: usize,
+    },
+    /// A path that is not a normal absolute one.
+    #[error("{what} {path:?} is not a normal absolute path")]
+    Path {
+        /// Whose path.
+        what: &'static str,
+        /// The path.
+        path: String,
+    },
+    /// A cached range outside its file or out of order.
+    #[error("{path}: range {off}+{len} is not page-aligned, ordered and inside {size} bytes")]
+    Range {
+        /// The file.
+        path: String,
+        /// Offset.
+        off: u64,
+        /// Length.
+        len: u64,
+        /// The file's size.
+        size: u64,
+    },
+    /// A tmpfs entry on none of the recorded mounts.
+    #[error("tmpfs entry {path} is on none of the recorded mounts")]
+    NoMount {
+        /// The entry.
+        path: String,
+    },
+    /// A tmpfs entry of a type that is not carried.
+    #[error("tmpfs entry {path}: file type {kind:o} is not carried")]
+    FileType {
+        /// The entry.
+        path: String,
+        /// Its `S_IFMT` bits.
+        kind: u32,
+    },
+}
+
 impl PageCache {
     /// Checks the record before anything uses it: absolute paths, sane ranges.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub fn check(&self) -> std::result::Result<(), RecordProblem> {
         if self.files.len() > MAX_CACHED_FILES {
-            return Err(format!("{} files, at most {MAX_CACHED_FILES}", self.files.len()));
+            return Err(RecordProblem::TooMany { what: "files", count: self.files.len(), max: MAX_CACHED_FILES });
         }
         for f in &self.files {
             if !f.path.starts_with('/') || f.path.contains('\0') {
-                return Err(format!("path {:?} is not absolute", f.path));
+                return Err(RecordProblem::Path { what: "cached file", path: f.path.clone() });
             }
             let mut end = 0u64;
             for &(off, len) in &f.ranges {
@@ -244,10 +318,7 @@ impl PageCache {
                     || off < end
                     || off.checked_add(len).is_none_or(|e| e > f.size.next_multiple_of(4096));
                 if bad {
-                    return Err(format!(
-                        "{}: range {off}+{len} is not page-aligned, ordered and inside {} bytes",
-                        f.path, f.size
-                    ));
+                    return Err(RecordProblem::Range { path: f.path.clone(), off, len, size: f.size });
                 }
                 end = off + len;
             }
@@ -313,9 +384,10 @@ pub const MAX_TMPFS_ENTRIES: usize = 1 << 16;
 
 impl TmpfsRecord {
     /// Checks the record before anything uses it: absolute, normal paths, known types.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub fn check(&self) -> std::result::Result<(), RecordProblem> {
         if self.entries.len() > MAX_TMPFS_ENTRIES {
-            return Err(format!("{} tmpfs entries, at most {MAX_TMPFS_ENTRIES}", self.entries.len()));
+            let count = self.entries.len();
+            return Err(RecordProblem::TooMany { what: "tmpfs entries", count, max: MAX_TMPFS_ENTRIES });
         }
         let normal = |p: &str| {
             p.starts_with('/')
@@ -324,20 +396,20 @@ impl TmpfsRecord {
         };
         for m in &self.mounts {
             if !normal(&m.path) {
-                return Err(format!("tmpfs mount point {:?} is not a normal absolute path", m.path));
+                return Err(RecordProblem::Path { what: "tmpfs mount point", path: m.path.clone() });
             }
         }
         for e in &self.entries {
             if !normal(&e.path) {
-                return Err(format!("tmpfs entry {:?} is not a normal absolute path", e.path));
+                return Err(RecordProblem::Path { what: "tmpfs entry", path: e.path.clone() });
             }
             if !self.mounts.iter().any(|m| e.path.starts_with(&format!("{}/", m.path.trim_end_matches('/')))) {
-                return Err(format!("tmpfs entry {} is on none of the recorded mounts", e.path));
+                return Err(RecordProblem::NoMount { path: e.path.clone() });
             }
             match e.mode & 0o170000 {
                 0o040000 | 0o120000 => {}
                 0o100000 => {}
-                t => return Err(format!("tmpfs entry {}: file type {t:o} is not carried", e.path)),
+                t => return Err(RecordProblem::FileType { path: e.path.clone(), kind: t }),
             }
         }
         Ok(())

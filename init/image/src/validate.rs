@@ -169,10 +169,10 @@ impl Decoded {
             w.put_ignorable_record(records::NET_LOCK, 0, 0, l)?;
         }
         for c in &self.chunks {
-            w.put_pages(c.owner, c.vaddr, &vec![0x5a; c.len as usize])?;
+            w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
         }
         for b in &self.blobs {
-            w.put_blob(b.owner, b.tag, &vec![0; b.len as usize])?;
+            w.put_blob(b.owner, b.tag, &vec![0; crate::usize_of(b.len)])?;
         }
         Ok(())
     }
@@ -181,7 +181,7 @@ impl Decoded {
     /// anonymous area with one saved page, a `[vdso]`, a pipe on fds 0 and 1 with two buffered
     /// bytes, one ignored signal. [`validate`] accepts it; tests break one field at a time.
     pub fn sample(pid: i32) -> Decoded {
-        use records::{Creds, Fd, MmFields, SigAction, SyscallState, Vma};
+        use records::{Fd, SigAction, SyscallState, Vma};
         let vma = |start: u64, end: u64, kind: VmaKind, name: &str, saved_pages: u64| Vma {
             start,
             end,
@@ -201,26 +201,17 @@ impl Decoded {
             pgid: pid,
             sid: pid,
             comm: "sample".into(),
-            state: ProcState::Alive,
             tids: vec![pid],
-            creds: Creds::default(),
             umask: 0o22,
             cwd: "/".into(),
             root: "/".into(),
             exe: "/bin/true".into(),
-            mm: MmFields::default(),
             auxv: vec![0, 0],
             rlimits: vec![(1024, 4096)],
-            personality: 0,
             sigactions: vec![SigAction { sig: 10, handler: 1, ..SigAction::default() }],
-            shared_pending: Vec::new(),
-            itimers: Vec::new(),
             dumpable: 1,
-            child_subreaper: false,
-            pdeath_signal: 0,
             exit_signal: 17,
-            posix_timers: Vec::new(),
-            nice: 0,
+            ..ProcessRecord::default()
         };
         let thread = ThreadRecord {
             tid: pid,
@@ -243,11 +234,11 @@ impl Decoded {
             vdso: vec![0; 2 * PAGE_SIZE],
         };
         let pipe = |id: u32, flags: u32| FileDesc { id, flags, pos: 0, kind: FileKind::Pipe { pipe: 77 } };
-        let pid_u = pid as u32;
+        let pid_u = pid.unsigned_abs();
         Decoded {
             trees: vec![TreeRecord { roots: vec![pid], pids: vec![pid], kernel_release: "6.1.0-sample".into() }],
             procs: vec![(pid_u, process)],
-            threads: vec![(pid_u, pid as u64, thread)],
+            threads: vec![(pid_u, u64::from(pid_u), thread)],
             mms: vec![(pid_u, mm)],
             fd_tables: vec![(
                 pid_u,
@@ -279,7 +270,7 @@ pub enum Invalid {
         /// Which record kind or field.
         what: &'static str,
         /// The repeated id.
-        id: i64,
+        id: i128,
     },
     /// A record whose owner is not a (live) process of the tree record.
     #[error("{what} record of pid {owner}, which is not a {need} of the tree record")]
@@ -299,9 +290,9 @@ pub enum Invalid {
         /// Which record kind.
         what: &'static str,
         /// Owner or tag of the entry.
-        stored: i64,
+        stored: i128,
         /// Id inside the record.
-        inside: i64,
+        inside: i128,
     },
     /// The tree record and the process records disagree.
     #[error("pid {pid}: {why}")]
@@ -423,7 +414,7 @@ pub enum Invalid {
         /// Field.
         field: &'static str,
         /// The value.
-        value: i64,
+        value: i128,
         /// What is wrong.
         why: &'static str,
     },
@@ -464,7 +455,7 @@ fn siginfos(pid: i32, tid: i32, field: &'static str, infos: &[Vec<u8>]) -> Res {
 
 fn path(pid: i32, field: &'static str, p: &str) -> Res {
     if p.contains('\0') {
-        return Err(Invalid::Value { pid, field, value: p.len() as i64, why: "path contains a NUL byte" });
+        return Err(Invalid::Value { pid, field, value: i128::from(p.len() as u64), why: "path contains a NUL byte" });
     }
     Ok(())
 }
@@ -492,11 +483,11 @@ fn check_tree(d: &Decoded) -> Result<BTreeMap<i32, &ProcessRecord>, Invalid> {
     }
     let mut procs: BTreeMap<i32, &ProcessRecord> = BTreeMap::new();
     for (owner, p) in &d.procs {
-        if *owner as i64 != i64::from(p.pid) {
+        if i64::from(*owner) != i64::from(p.pid) {
             return Err(Invalid::Mislabelled {
-                pid: *owner as i32,
+                pid: p.pid,
                 what: "process",
-                stored: *owner as i64,
+                stored: i128::from(*owner),
                 inside: p.pid.into(),
             });
         }
@@ -521,7 +512,7 @@ fn check_tree(d: &Decoded) -> Result<BTreeMap<i32, &ProcessRecord>, Invalid> {
     }
     for &pid in procs.keys() {
         if !listed.contains(&pid) {
-            return Err(Invalid::Owner { what: "process", owner: pid as u32, need: "process" });
+            return Err(Invalid::Owner { what: "process", owner: pid.unsigned_abs(), need: "process" });
         }
     }
     for &root in &tree.roots {
@@ -576,8 +567,8 @@ fn check_threads(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Result<B
     for (owner, tag, t) in &d.threads {
         let p = live_owner(procs, "thread", *owner)?;
         let pid = p.pid;
-        if *tag != t.tid as u64 || t.tid <= 0 {
-            return Err(Invalid::Mislabelled { pid, what: "thread", stored: *tag as i64, inside: t.tid.into() });
+        if u64::try_from(t.tid).ok() != Some(*tag) || t.tid <= 0 {
+            return Err(Invalid::Mislabelled { pid, what: "thread", stored: i128::from(*tag), inside: t.tid.into() });
         }
         if !all.insert(t.tid) {
             return Err(Invalid::Duplicate { what: "thread", id: t.tid.into() });
@@ -638,7 +629,7 @@ fn check_thread(pid: i32, t: &ThreadRecord) -> Res {
             return Err(Invalid::Value {
                 pid,
                 field: "rip",
-                value: rip as i64,
+                value: i128::from(rip),
                 why: "a syscall to restart needs rip >= 2",
             });
         }
@@ -648,7 +639,7 @@ fn check_thread(pid: i32, t: &ThreadRecord) -> Res {
             return Err(Invalid::Value {
                 pid,
                 field: "rseq area",
-                value: area as i64,
+                value: i128::from(area),
                 why: "not a 32-byte aligned user address of an area of at least 32 bytes",
             });
         }
@@ -723,12 +714,12 @@ fn check_process(p: &ProcessRecord, tids: &[i32]) -> Res {
             expected: "at most 16",
         });
     }
-    for (res, &(soft, hard)) in p.rlimits.iter().enumerate() {
+    for (res, &(soft, hard)) in (0u32..).zip(p.rlimits.iter()) {
         if soft > hard {
             return Err(Invalid::Value {
                 pid,
                 field: "rlimit (soft above hard)",
-                value: res as i64,
+                value: i128::from(res),
                 why: "soft limit above the hard limit",
             });
         }
@@ -774,7 +765,7 @@ fn check_descs<'a>(
     let mut descs = BTreeMap::new();
     for (tag, f) in &d.descs {
         if *tag != u64::from(f.id) {
-            return Err(Invalid::Mislabelled { pid: 0, what: "file", stored: *tag as i64, inside: f.id.into() });
+            return Err(Invalid::Mislabelled { pid: 0, what: "file", stored: i128::from(*tag), inside: f.id.into() });
         }
         if descs.insert(f.id, f).is_some() {
             return Err(Invalid::Duplicate { what: "file", id: f.id.into() });
@@ -784,7 +775,7 @@ fn check_descs<'a>(
     for f in descs.values() {
         if let FileKind::Socket(s) = &f.kind {
             if sockets.insert(s.ino, s).is_some() {
-                return Err(Invalid::Duplicate { what: "socket", id: s.ino as i64 });
+                return Err(Invalid::Duplicate { what: "socket", id: i128::from(s.ino) });
             }
         }
     }
@@ -829,7 +820,7 @@ fn check_descs<'a>(
                 _ => {}
             },
             FileKind::Epoll(ep) => {
-                if live_owner(procs, "epoll", ep.owner as u32).is_err() {
+                if u32::try_from(ep.owner).map_or(true, |o| live_owner(procs, "epoll", o).is_err()) {
                     return Err(bad(id, "owner", format!("pid {} is not a live process of the image", ep.owner)));
                 }
                 for it in &ep.items {
@@ -846,16 +837,21 @@ fn check_descs<'a>(
     let mut inos = BTreeSet::new();
     for (tag, p) in &d.pipes {
         if *tag != p.ino {
-            return Err(Invalid::Mislabelled { pid: 0, what: "pipe", stored: *tag as i64, inside: p.ino as i64 });
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "pipe",
+                stored: i128::from(*tag),
+                inside: i128::from(p.ino),
+            });
         }
         if !inos.insert(p.ino) {
-            return Err(Invalid::Duplicate { what: "pipe", id: p.ino as i64 });
+            return Err(Invalid::Duplicate { what: "pipe", id: i128::from(p.ino) });
         }
         if p.data.len() as u64 > p.capacity || p.capacity > i32::MAX as u64 {
             return Err(Invalid::Value {
                 pid: 0,
                 field: "pipe buffer",
-                value: p.data.len() as i64,
+                value: i128::from(p.data.len() as u64),
                 why: "more bytes buffered than the pipe holds, or an impossible capacity",
             });
         }

@@ -23,7 +23,7 @@ impl WriterInfo {
     pub fn current(release: &str) -> Self {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
         WriterInfo {
-            kernel_release: read("/proc/sys/kernel/osrelease"),
+            kernel_release: seamless_sys::kernel_release(),
             boot_id: crate::superblock::parse_boot_id(&read("/proc/sys/kernel/random/boot_id")).unwrap_or_default(),
             release: release.to_string(),
         }
@@ -101,17 +101,16 @@ impl<S: Store> Writer<S> {
     }
 
     fn push(&mut self, kind: RecordKind, owner: u32, tag: u64, at: u64, bytes: &[u8]) -> Result<u32> {
-        if self.entries.len() >= MAX_ENTRIES as usize {
+        let Some(index) = u32::try_from(self.entries.len()).ok().filter(|&i| i < MAX_ENTRIES) else {
             return Err(ImageError::NoSpace {
                 store: self.store.describe(),
                 what: "index".into(),
                 needed: self.entries.len() as u64 + 1,
                 limit: u64::from(MAX_ENTRIES),
             });
-        }
+        };
         self.store.write_at(at, bytes)?;
         self.pos = at + bytes.len() as u64;
-        let index = self.entries.len() as u32;
         let crc = crc32c::crc32c(bytes);
         self.entries.push(Entry { kind, flags: 0, owner, tag, offset: at, len: bytes.len() as u64, crc });
         Ok(index)
@@ -139,16 +138,7 @@ impl<S: Store> Writer<S> {
         value: &T,
     ) -> Result<u32> {
         let bytes = postcard::to_allocvec(value).map_err(|source| ImageError::Encode { kind, owner, source })?;
-        if bytes.len() as u64 > MAX_RECORD_LEN {
-            return Err(ImageError::NoSpace {
-                store: self.store.describe(),
-                what: format!("{kind} record of owner {owner}"),
-                needed: bytes.len() as u64,
-                limit: MAX_RECORD_LEN,
-            });
-        }
-        let at = align(self.pos, 8);
-        self.push(kind, owner, tag, at, &bytes)
+        self.put_encoded_record(kind, owner, tag, &bytes)
     }
 
     /// Stores a record whose bytes are already postcard-encoded (copying records from one
@@ -215,7 +205,8 @@ impl<S: Store> Writer<S> {
         self.store.write_at(at, &index)?;
         self.store.sync()?;
         self.sb.index_offset = at;
-        self.sb.entry_count = self.entries.len() as u32;
+        // At most MAX_ENTRIES, each pushed with its u32 index.
+        self.sb.entry_count = u32::try_from(self.entries.len()).unwrap_or(MAX_ENTRIES);
         self.sb.index_crc = crc32c::crc32c(&index);
         self.sb.used = at + index.len() as u64;
         self.sb.state = State::Complete;

@@ -110,7 +110,7 @@ fn hook(info: &dyn std::fmt::Display) {
     if !pid1 || PANICKED.swap(true, Ordering::SeqCst) {
         return;
     }
-    crate::restore::kill_in_progress();
+    seamless_restore::kill_in_progress();
     let next = match NEXT.try_lock() {
         Ok(mut g) => g.take(),
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
@@ -119,7 +119,7 @@ fn hook(info: &dyn std::fmt::Display) {
     let why = match next {
         Some(Fallback::MountRoot { params, init, args }) => match root::mount_root(&params) {
             Ok(()) => root::switch_root(&init, &args),
-            Err(e) => e,
+            Err(e) => seamless_sys::chain(&e).to_string(),
         },
         Some(Fallback::SwitchRoot { init, args }) => root::switch_root(&init, &args),
         Some(Fallback::Exec { init, args }) => root::exec_init(&init, &args),

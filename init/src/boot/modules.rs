@@ -4,6 +4,7 @@
 //! `/lib/modules/$(uname -r)/` unless absolute; blank lines and `#` comments are skipped. The
 //! image builder orders it so that every module comes after its dependencies.
 
+use seamless_sys::chain;
 use seamless_sys::module::{load_module_file, Loaded};
 use std::path::{Path, PathBuf};
 
@@ -41,7 +42,7 @@ pub fn load_listed(release: &str) -> ModulesReport {
             return report;
         }
         Err(e) => {
-            report.failed.push(format!("{MODULE_LIST}: {e}"));
+            report.failed.push(format!("{MODULE_LIST}: {}", chain(&e)));
             return report;
         }
     };
@@ -53,62 +54,10 @@ pub fn load_listed(release: &str) -> ModulesReport {
                 report.inserted += 1;
             }
             Ok(Loaded::AlreadyLoaded) => report.present += 1,
-            Err(e) => report.failed.push(e.to_string()),
+            Err(e) => report.failed.push(chain(&e).to_string()),
         }
     }
     report
-}
-
-/// The name a module file gives its module (`nf_tables.ko.xz` -> `nf_tables`; `-` and `_`
-/// are the same in module names).
-fn module_name(path: &str) -> String {
-    let file = path.rsplit('/').next().unwrap_or(path);
-    file.split(".ko").next().unwrap_or(file).replace('-', "_")
-}
-
-/// The files to load, dependencies first, for module `name` according to the text of
-/// `modules.dep` (a line `path: deps...`, whose dependencies modprobe loads from the last to
-/// the first); `None` when the module is not listed.
-pub fn dep_order(modules_dep: &str, name: &str) -> Option<Vec<String>> {
-    let want = name.replace('-', "_");
-    modules_dep.lines().find_map(|l| {
-        let (path, deps) = l.split_once(':')?;
-        if module_name(path.trim()) != want {
-            return None;
-        }
-        let mut order: Vec<String> = deps.split_whitespace().rev().map(str::to_string).collect();
-        order.push(path.trim().to_string());
-        Some(order)
-    })
-}
-
-/// Loads module `name` and its dependencies from `/lib/modules/RELEASE` (for modules a
-/// subsystem needs later, e.g. nf_tables for the network lock, where no `modprobe` can load
-/// them on demand). Returns how many were inserted; a module built into the kernel (listed in
-/// `modules.builtin`) needs nothing.
-pub fn load_with_deps(release: &str, name: &str) -> Result<usize, String> {
-    let dir = Path::new("/lib/modules").join(release);
-    let dep_file = dir.join("modules.dep");
-    let deps = std::fs::read_to_string(&dep_file).map_err(|e| format!("{}: {e}", dep_file.display()))?;
-    let Some(order) = dep_order(&deps, name) else {
-        let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
-        if builtin.lines().any(|l| module_name(l) == name.replace('-', "_")) {
-            return Ok(0);
-        }
-        return Err(format!("module {name} is not in {}", dep_file.display()));
-    };
-    let mut inserted = 0;
-    for rel in order {
-        match load_module_file(&dir.join(&rel), "") {
-            Ok(Loaded::Inserted) => {
-                log::info!("loaded module {rel}");
-                inserted += 1;
-            }
-            Ok(Loaded::AlreadyLoaded) => {}
-            Err(e) => return Err(format!("loading {rel} (for {name}): {e}")),
-        }
-    }
-    Ok(inserted)
 }
 
 #[cfg(test)]
@@ -119,21 +68,5 @@ mod tests {
     fn list_resolves_relative_paths() {
         let l = parse_list("# deps first\nkernel/a.ko\n\n /x/b.ko.xz \n", Path::new("/lib/modules/6.1"));
         assert_eq!(l, vec![PathBuf::from("/lib/modules/6.1/kernel/a.ko"), PathBuf::from("/x/b.ko.xz")]);
-    }
-
-    #[test]
-    fn dependencies_come_first() {
-        let dep = "kernel/net/netfilter/nfnetlink.ko.xz:\n\
-                   kernel/net/netfilter/nf_tables.ko.xz: kernel/net/netfilter/nfnetlink.ko.xz kernel/lib/libcrc32c.ko.xz\n";
-        assert_eq!(
-            dep_order(dep, "nf_tables").unwrap(),
-            vec![
-                "kernel/lib/libcrc32c.ko.xz",
-                "kernel/net/netfilter/nfnetlink.ko.xz",
-                "kernel/net/netfilter/nf_tables.ko.xz"
-            ]
-        );
-        assert_eq!(dep_order(dep, "nf-tables").unwrap().len(), 3);
-        assert!(dep_order(dep, "nft").is_none());
     }
 }

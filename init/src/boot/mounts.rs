@@ -1,5 +1,6 @@
 //! The API filesystems the early stage needs: /proc, /sys, /dev (devtmpfs) and /run.
 
+use seamless_sys::chain;
 use seamless_sys::mount::{mount, MS_NODEV, MS_NOEXEC, MS_NOSUID};
 use std::path::Path;
 
@@ -34,7 +35,7 @@ pub fn mount_api_filesystems() -> Vec<String> {
         if let Err(e) = mount(src, Path::new(target), Some(fstype), flags, data) {
             // devtmpfs may already be mounted by the kernel (CONFIG_DEVTMPFS_MOUNT).
             if e.errno() != Some(EBUSY) {
-                failures.push(e.to_string());
+                failures.push(chain(&e).to_string());
             }
         }
     }

@@ -8,8 +8,10 @@
 //! and, for a test-pattern image, every page chunk matches the pattern.
 
 use super::cmdline::RegionChoice;
+use crate::error::BootError;
 use seamless_image::pattern::{self, Pattern};
 use seamless_image::{pmem_devices, FileStore, Reader, RecordKind, Store};
+use seamless_sys::chain;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -85,9 +87,9 @@ pub fn wait_for_pmem(wait: Duration) -> Vec<PathBuf> {
 
 /// Validates the region in `store`: superblock and index, every entry's checksum, and the
 /// pattern of a test image. Returns the open reader and a summary, or the failed check.
-pub fn validate(store: Box<dyn Store>, path: &Path) -> Result<ValidRegion, String> {
-    let mut reader = Reader::open(store).map_err(|e| e.to_string())?;
-    reader.verify_all().map_err(|e| e.to_string())?;
+pub fn validate(store: Box<dyn Store>, path: &Path) -> Result<ValidRegion, BootError> {
+    let mut reader = Reader::open(store)?;
+    reader.verify_all()?;
     let sb = reader.superblock().clone();
     let mut summary = format!(
         "{} entries, {} bytes, written by kernel {} (seamless {})",
@@ -95,7 +97,7 @@ pub fn validate(store: Box<dyn Store>, path: &Path) -> Result<ValidRegion, Strin
     );
     let patterns: Vec<u32> = reader.find(RecordKind::PATTERN).map(|(i, _)| i).collect();
     for idx in patterns {
-        let p: Pattern = reader.record(idx).map_err(|e| e.to_string())?;
+        let p: Pattern = reader.record(idx)?;
         let chunks: Vec<(u32, u64, u64)> =
             reader.find(RecordKind::PAGE_CHUNK).map(|(i, e)| (i, e.tag, e.len)).collect();
         let mut buf = Vec::new();
@@ -104,23 +106,23 @@ pub fn validate(store: Box<dyn Store>, path: &Path) -> Result<ValidRegion, Strin
         for &(i, tag, len) in &chunks {
             buf.resize(len as usize, 0);
             want.resize(len as usize, 0);
-            reader.read_pages(i, &mut buf).map_err(|e| e.to_string())?;
+            reader.read_pages(i, &mut buf)?;
             pattern::fill(p.seed, tag, &mut want);
             if buf != want {
-                return Err(format!(
+                return Err(BootError::Pattern(format!(
                     "entry {i} (page-chunk, tag {tag:#x}) does not match test pattern seed {:#x}",
                     p.seed
-                ));
+                )));
             }
             bytes += len;
         }
         if chunks.len() as u64 != u64::from(p.chunks) || bytes != p.bytes {
-            return Err(format!(
+            return Err(BootError::Pattern(format!(
                 "test pattern record announces {} chunks / {} bytes, the image holds {} / {bytes}",
                 p.chunks,
                 p.bytes,
                 chunks.len()
-            ));
+            )));
         }
         summary
             .push_str(&format!(", test pattern seed {:#x} verified over {} chunks ({bytes} bytes)", p.seed, p.chunks));
@@ -136,11 +138,11 @@ fn open_and_validate(path: &Path) -> RegionStatus {
     let opened = if is_block { FileStore::open_trusted(path, true) } else { FileStore::open_file(path, true) };
     let store: Box<dyn Store> = match opened {
         Ok(s) => Box::new(s),
-        Err(e) => return RegionStatus::Invalid { path: path.to_path_buf(), check: e.to_string() },
+        Err(e) => return RegionStatus::Invalid { path: path.to_path_buf(), check: chain(&e).to_string() },
     };
     match validate(store, path) {
         Ok(v) => RegionStatus::Valid(Box::new(v)),
-        Err(check) => RegionStatus::Invalid { path: path.to_path_buf(), check },
+        Err(e) => RegionStatus::Invalid { path: path.to_path_buf(), check: chain(&e).to_string() },
     }
 }
 

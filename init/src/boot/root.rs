@@ -3,8 +3,9 @@
 //! forever (PID 1 must not exit).
 
 use super::cmdline::BootParams;
+use crate::error::BootError;
+use seamless_sys::chain;
 use seamless_sys::mount::{chroot, device_of, mount, move_mount, umount, MNT_DETACH, MS_RDONLY};
-use seamless_sys::SysError;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,15 +27,15 @@ fn block_filesystems() -> Vec<String> {
 }
 
 /// Waits for the root device and mounts it on [`NEW_ROOT`].
-pub fn mount_root(p: &BootParams) -> Result<(), String> {
-    let dev = p.root.as_deref().ok_or("no root= on the kernel command line")?;
+pub fn mount_root(p: &BootParams) -> Result<(), BootError> {
+    let dev = p.root.as_deref().ok_or(BootError::NoRoot)?;
     if !dev.starts_with('/') {
-        return Err(format!("root={dev} is not supported (only /dev/... paths; no udev in the initramfs)"));
+        return Err(BootError::RootSpec(dev.to_string()));
     }
     let start = Instant::now();
     while !Path::new(dev).exists() {
         if start.elapsed() >= Duration::from_millis(p.root_wait_ms) {
-            return Err(format!("root device {dev} did not appear within {} ms", p.root_wait_ms));
+            return Err(BootError::DeviceTimeout { device: dev.into(), ms: p.root_wait_ms });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -56,13 +57,10 @@ pub fn mount_root(p: &BootParams) -> Result<(), String> {
                 );
                 return Ok(());
             }
-            Err(e) => errors.push(format!("{t}: {}", e.source)),
+            Err(e) => errors.push((t.clone(), e.source)),
         }
     }
-    if types.is_empty() {
-        return Err(format!("cannot mount {dev}: no block filesystem type is known to the kernel"));
-    }
-    Err(format!("cannot mount {dev}: {}", errors.join("; ")))
+    Err(BootError::Mount { device: dev.to_string(), tried: errors })
 }
 
 /// Whether `/` is the initramfs (rootfs, ramfs or tmpfs), so deleting its files is right.
@@ -101,7 +99,7 @@ fn delete_tree(dir: &Path, dev: u64) {
 
 /// Moves the API filesystems into the new root (or detaches them), frees the initramfs and
 /// makes [`NEW_ROOT`] the root and working directory.
-pub fn enter_new_root() -> Result<(), String> {
+pub fn enter_new_root() -> Result<(), BootError> {
     let new_root = Path::new(NEW_ROOT);
     for api in ["/dev", "/proc", "/sys", "/run"] {
         let target = new_root.join(&api[1..]);
@@ -113,16 +111,16 @@ pub fn enter_new_root() -> Result<(), String> {
     if root_is_initramfs() {
         match device_of(Path::new("/")) {
             Ok(dev) => delete_tree(Path::new("/"), dev),
-            Err(e) => log::warn!("not freeing the initramfs: {e}"),
+            Err(e) => log::warn!("not freeing the initramfs: {}", chain(&e)),
         }
     }
-    let step = |r: Result<(), SysError>| r.map_err(|e| e.to_string());
-    std::env::set_current_dir(new_root)
-        .map_err(|e| format!("chdir {NEW_ROOT}: {e}"))
-        .and_then(|()| step(move_mount(Path::new("."), Path::new("/"))))
-        .and_then(|()| step(chroot(Path::new("."))))
-        .and_then(|()| std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}")))
-        .map_err(|e| format!("switching root to {NEW_ROOT} failed: {e}"))
+    let switched = (|| -> Result<(), BootError> {
+        std::env::set_current_dir(new_root).map_err(|e| BootError::path("chdir", NEW_ROOT, e))?;
+        move_mount(Path::new("."), Path::new("/"))?;
+        chroot(Path::new("."))?;
+        std::env::set_current_dir("/").map_err(|e| BootError::path("chdir", "/", e))
+    })();
+    switched.map_err(|e| BootError::SwitchRoot(NEW_ROOT, Box::new(e)))
 }
 
 /// Executes the real init (falling back to the usual places). Returns only on failure.
@@ -133,8 +131,8 @@ pub fn exec_init(init: &str, args: &[String]) -> String {
             continue;
         }
         let err = std::process::Command::new(candidate).arg0(candidate).args(args).exec();
-        log::error!("executing {candidate} failed: {err}");
-        tried.push((candidate.to_string(), err.to_string()));
+        log::error!("executing {candidate} failed: {}", chain(&err));
+        tried.push((candidate.to_string(), chain(&err).to_string()));
     }
     let list: Vec<String> = tried.iter().map(|(c, e)| format!("{c}: {e}")).collect();
     format!("no init could be executed ({})", list.join("; "))
@@ -144,7 +142,7 @@ pub fn exec_init(init: &str, args: &[String]) -> String {
 pub fn switch_root(init: &str, args: &[String]) -> String {
     match enter_new_root() {
         Ok(()) => exec_init(init, args),
-        Err(e) => e,
+        Err(e) => chain(&e).to_string(),
     }
 }
 
@@ -154,7 +152,7 @@ pub fn rescue(why: &str) -> ! {
     if Path::new("/bin/sh").exists() {
         log::error!("starting the rescue shell /bin/sh of the initramfs");
         let err = std::process::Command::new("/bin/sh").arg0("sh").exec();
-        log::error!("rescue shell failed: {err}");
+        log::error!("rescue shell failed: {}", chain(&err));
     }
     loop {
         log::error!("no root filesystem and no rescue shell (/bin/sh) in the initramfs; the system is halted: {why}");

@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// Tries to take an exclusive `flock` on `fd` without waiting. `Ok(true)`: taken (released
 /// when every descriptor of that open file description is closed); `Ok(false)`: another open
 /// file description holds a lock on the same file.
+///
+/// Man page: `flock(2)` with `LOCK_EX | LOCK_NB`.
 pub fn try_lock_exclusive(fd: BorrowedFd<'_>, subject: &str) -> SysResult<bool> {
     // SAFETY: flock takes a descriptor (kept open by the borrow) and scalar flags; it touches
     // no memory of ours.

@@ -23,16 +23,22 @@ fn ioctl_on(path: &Path, call: &'static str, request: libc::c_ulong) -> SysResul
 
 /// Freezes the filesystem mounted at `mountpoint`: flushes it, makes it consistent on disk
 /// (journal emptied) and blocks every new write until [`thaw`].
+///
+/// Man page: `ioctl(2)` `FIFREEZE`, in `ioctl_fs(2)` / `fsfreeze(8)`.
 pub fn freeze(mountpoint: &Path) -> SysResult<()> {
     ioctl_on(mountpoint, "ioctl(FIFREEZE)", FIFREEZE)
 }
 
 /// Thaws a filesystem frozen with [`freeze`].
+///
+/// Man page: `ioctl(2)` `FITHAW`, in `ioctl_fs(2)` / `fsfreeze(8)`.
 pub fn thaw(mountpoint: &Path) -> SysResult<()> {
     ioctl_on(mountpoint, "ioctl(FITHAW)", FITHAW)
 }
 
 /// `sync(2)`: schedules every dirty buffer of every filesystem for writing and waits.
+///
+/// Man page: `sync(2)`.
 pub fn sync_all() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };

@@ -15,6 +15,8 @@ pub const KEXEC_FILE_NO_INITRAMFS: libc::c_ulong = 0x4;
 
 /// Loads `kernel` (and `initrd`, if any) with command line `cmdline` for a later
 /// [`kexec_reboot`]. The kernel checks the image format and, when required, its signature.
+///
+/// Man page: `kexec_file_load(2)`.
 pub fn kexec_file_load(kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> SysResult<()> {
     const CALL: &str = "kexec_file_load";
     let subject = kernel.display().to_string();
@@ -39,6 +41,8 @@ pub fn kexec_file_load(kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> S
 }
 
 /// Unloads the loaded kexec image, if any.
+///
+/// Man page: `kexec_file_load(2)` with `KEXEC_FILE_UNLOAD`.
 pub fn kexec_file_unload() -> SysResult<()> {
     // SAFETY: with KEXEC_FILE_UNLOAD the kernel ignores the descriptors and the command line;
     // a null pointer with length 0 is what it expects.
@@ -60,6 +64,8 @@ pub fn kexec_file_unload() -> SysResult<()> {
 
 /// Jumps into the loaded kernel. Returns only on failure (no image loaded, no permission).
 /// Filesystems are NOT synced here: the caller syncs and freezes them first.
+///
+/// Man page: `reboot(2)` with `LINUX_REBOOT_CMD_KEXEC`.
 pub fn kexec_reboot() -> SysError {
     // SAFETY: reboot(2) takes an integer command; on success it does not return.
     unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_KEXEC) };

@@ -7,19 +7,24 @@
 //! safe to call and reports failures as [`SysError`], naming the call and its subject.
 #![allow(unsafe_code)]
 
+pub mod epoll;
 mod error;
+pub mod eventfd;
 pub mod flock;
 pub mod fsfreeze;
 pub mod kexec;
+pub mod logger;
 pub mod module;
 pub mod mount;
-pub mod net;
 pub mod nft;
 pub mod pagecache;
 pub mod proc;
 pub mod ptrace;
+mod release;
 pub mod rtnl;
 pub mod signal;
+pub mod sockets;
 pub mod timens;
 
-pub use error::{SysError, SysResult};
+pub use error::{chain, Chain, SysError, SysResult};
+pub use release::kernel_release;

@@ -21,6 +21,8 @@ fn path_cstr(call: &'static str, p: &Path) -> SysResult<CString> {
 }
 
 /// `mount(source, target, fstype, flags, data)`. `fstype` and `data` may be `None`.
+///
+/// Man page: `mount(2)`.
 pub fn mount(
     source: &str,
     target: &Path,
@@ -52,12 +54,16 @@ pub fn mount(
 }
 
 /// Moves the mount at `from` to `to` (`mount --move`).
+///
+/// Man page: `mount(2)` with `MS_MOVE`.
 pub fn move_mount(from: &Path, to: &Path) -> SysResult<()> {
     use std::os::unix::ffi::OsStrExt;
     mount(&String::from_utf8_lossy(from.as_os_str().as_bytes()), to, None, MS_MOVE, None)
 }
 
 /// `umount2(target, flags)`.
+///
+/// Man page: `umount2(2)`.
 pub fn umount(target: &Path, flags: i32) -> SysResult<()> {
     let tgt = path_cstr("umount2", target)?;
     // SAFETY: `tgt` is a valid NUL-terminated string alive for the call.
@@ -69,6 +75,8 @@ pub fn umount(target: &Path, flags: i32) -> SysResult<()> {
 }
 
 /// `chroot(path)`. The caller changes directory afterwards.
+///
+/// Man page: `chroot(2)`.
 pub fn chroot(path: &Path) -> SysResult<()> {
     let p = path_cstr("chroot", path)?;
     // SAFETY: `p` is a valid NUL-terminated string alive for the call.
@@ -81,6 +89,8 @@ pub fn chroot(path: &Path) -> SysResult<()> {
 
 /// The device number (`st_dev`) of the filesystem holding `path`, without following a final
 /// symlink. Used to stay on one filesystem while deleting the initramfs.
+///
+/// Man page: `lstat(2)` (`st_dev`).
 pub fn device_of(path: &Path) -> SysResult<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path).map(|m| m.dev()).map_err(|e| SysError::new("lstat", path.display().to_string(), e))

@@ -292,14 +292,14 @@ pub fn replace_table_batch(family: u8, table: &str, chains: &[BaseChain]) -> (Ve
 }
 
 fn open() -> SysResult<OwnedFd> {
-    let sock = crate::net::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER)?;
+    let sock = crate::sockets::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER)?;
     // A reply that never comes must not hang PID 1: at most 10 s per receive.
     let mut tv = Vec::with_capacity(16);
     tv.extend_from_slice(&10i64.to_ne_bytes());
     tv.extend_from_slice(&0i64.to_ne_bytes());
-    crate::net::set_bytes(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
+    crate::sockets::set_bytes(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
     // Large transactions (hundreds of rules) need room in the kernel's receive buffer.
-    let _ = crate::net::set_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    let _ = crate::sockets::set_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
     Ok(sock)
 }
 
@@ -308,14 +308,14 @@ fn open() -> SysResult<OwnedFd> {
 fn commit(batch: &[u8], acks: &[(u32, String)]) -> SysResult<()> {
     let sock = open()?;
     let fd = sock.as_raw_fd();
-    let n = crate::net::send(fd, batch, 0)?;
+    let n = crate::sockets::send(fd, batch, 0)?;
     if n != batch.len() {
         return Err(SysError::new("nf_tables", "transaction", std::io::Error::other("short send")));
     }
     let mut pending: Vec<u32> = acks.iter().map(|(s, _)| *s).collect();
     let mut buf = vec![0u8; 64 << 10];
     while !pending.is_empty() {
-        let n = crate::net::recv(fd, &mut buf, 0).map_err(|e| {
+        let n = crate::sockets::recv(fd, &mut buf, 0).map_err(|e| {
             SysError::new("nf_tables", format!("waiting for {} acknowledgements", pending.len()), e.source)
         })?;
         let mut msg = &buf[..n];

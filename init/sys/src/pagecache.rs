@@ -13,6 +13,8 @@ const WINDOW: u64 = 1 << 30;
 
 /// The resident byte ranges `(offset, length)` of the first `size` bytes of `file`, page
 /// aligned, adjacent pages merged.
+///
+/// Man page: `mincore(2)` (over `mmap(2)` windows).
 pub fn resident_ranges(file: &File, size: u64) -> SysResult<Vec<(u64, u64)>> {
     let fd = file.as_raw_fd();
     let mut ranges: Vec<(u64, u64)> = Vec::new();
@@ -65,6 +67,8 @@ const NOT_ON_DISK: &[i64] = &[
 ];
 
 /// Whether `file` lives on a filesystem read from a disk (not tmpfs, ramfs, proc, sysfs, ...).
+///
+/// Man page: `fstatfs(2)`.
 pub fn on_disk(file: &File) -> SysResult<bool> {
     // SAFETY: `statfs` is plain old data; zeroed is a valid initial value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };

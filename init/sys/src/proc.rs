@@ -1,16 +1,17 @@
 //! Process-level wrappers: `clone3` with `set_tid`, pidfds, `kcmp`, `tee`, process groups
 //! and sessions, signals, resource limits, capabilities.
 
+use crate::error::check;
 use crate::{SysError, SysResult};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-fn check(r: libc::c_long, call: &'static str, subject: impl FnOnce() -> String) -> SysResult<libc::c_long> {
-    if r < 0 {
-        Err(SysError::last(call, subject()))
-    } else {
-        Ok(r)
-    }
+/// This process's pid as the kernel's `pid_t` (`getpid(2)`).
+///
+/// Man page: `getpid(2)`.
+pub fn own_pid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
 }
 
 /// Result of a fork-like call.
@@ -28,6 +29,8 @@ pub enum Forked {
 /// The caller must be single-threaded (as after any fork, the child only has the calling
 /// thread); the child should only do simple work (system calls, no allocation-heavy code that
 /// could depend on locks held by vanished threads) and end with [`exit_now`].
+///
+/// Man page: `clone3(2)` with `set_tid`.
 pub fn fork_with_pid(pid: i32) -> SysResult<Forked> {
     fork_with_pid_as(pid, false)
 }
@@ -36,6 +39,8 @@ pub fn fork_with_pid(pid: i32) -> SysResult<Forked> {
 /// (`CLONE_PARENT`) instead of the caller's: a restored tree gets back the parent that ran
 /// the restore, and does not lose its parent when the restorer exits. Not possible for
 /// PID 1, which has no parent.
+///
+/// Man page: `clone3(2)` with `set_tid` (and `CLONE_PARENT`).
 pub fn fork_with_pid_as(pid: i32, sibling: bool) -> SysResult<Forked> {
     let tids: [libc::pid_t; 1] = [pid];
     // SAFETY: `clone_args` is plain old data; zero is a valid value for every field.
@@ -60,12 +65,16 @@ pub fn fork_with_pid_as(pid: i32, sibling: bool) -> SysResult<Forked> {
 }
 
 /// `_exit(code)`: ends the process at once, without running destructors or atexit handlers.
+///
+/// Man page: `_exit(2)`.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.
     unsafe { libc::_exit(code) }
 }
 
 /// `pidfd_open(pid, 0)`.
+///
+/// Man page: `pidfd_open(2)`.
 pub fn pidfd_open(pid: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -75,6 +84,8 @@ pub fn pidfd_open(pid: i32) -> SysResult<OwnedFd> {
 }
 
 /// `pidfd_getfd(pidfd, fd, 0)`: a duplicate of another process's descriptor (close-on-exec set).
+///
+/// Man page: `pidfd_getfd(2)`.
 pub fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd, pid: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments; `pidfd` is a live descriptor.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
@@ -84,6 +95,8 @@ pub fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd, pid: i32) -> SysResult<OwnedFd> {
 }
 
 /// `KCMP_FILE`: whether two descriptors of two processes refer to the same open file description.
+///
+/// Man page: `kcmp(2)` with `KCMP_FILE`.
 pub fn kcmp_file(pid1: i32, fd1: RawFd, pid2: i32, fd2: RawFd) -> SysResult<bool> {
     const KCMP_FILE: libc::c_int = 0;
     // SAFETY: plain syscall with scalar arguments.
@@ -93,6 +106,8 @@ pub fn kcmp_file(pid1: i32, fd1: RawFd, pid2: i32, fd2: RawFd) -> SysResult<bool
 
 /// `KCMP_VM`: whether two processes share one address space (`CLONE_VM` without
 /// `CLONE_THREAD`, e.g. a `vfork` child before its `exec`).
+///
+/// Man page: `kcmp(2)` with `KCMP_VM`.
 pub fn kcmp_vm(pid1: i32, pid2: i32) -> SysResult<bool> {
     const KCMP_VM: libc::c_int = 1;
     // SAFETY: plain syscall with scalar arguments.
@@ -101,6 +116,8 @@ pub fn kcmp_vm(pid1: i32, pid2: i32) -> SysResult<bool> {
 }
 
 /// `tee(fd_in, fd_out, len, SPLICE_F_NONBLOCK)`: copies pipe contents without consuming them.
+///
+/// Man page: `tee(2)`.
 pub fn tee(fd_in: RawFd, fd_out: RawFd, len: usize) -> SysResult<usize> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::tee(fd_in, fd_out, len, libc::SPLICE_F_NONBLOCK) };
@@ -108,6 +125,8 @@ pub fn tee(fd_in: RawFd, fd_out: RawFd, len: usize) -> SysResult<usize> {
 }
 
 /// `ioctl(fd, FIONREAD)`: bytes waiting in a pipe.
+///
+/// Man page: `ioctl(2)` `FIONREAD`, in `pipe(7)`.
 pub fn fionread(fd: RawFd) -> SysResult<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer, which is valid.
@@ -117,6 +136,8 @@ pub fn fionread(fd: RawFd) -> SysResult<usize> {
 }
 
 /// `fcntl(fd, F_GETPIPE_SZ)`.
+///
+/// Man page: `fcntl(2)` `F_GETPIPE_SZ`.
 pub fn pipe_size(fd: RawFd) -> SysResult<usize> {
     // SAFETY: plain fcntl with scalar arguments.
     let r = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
@@ -124,6 +145,8 @@ pub fn pipe_size(fd: RawFd) -> SysResult<usize> {
 }
 
 /// `fcntl(fd, F_SETPIPE_SZ, size)`.
+///
+/// Man page: `fcntl(2)` `F_SETPIPE_SZ`.
 pub fn set_pipe_size(fd: RawFd, size: usize) -> SysResult<()> {
     // SAFETY: plain fcntl with scalar arguments.
     let r = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int) };
@@ -131,6 +154,8 @@ pub fn set_pipe_size(fd: RawFd, size: usize) -> SysResult<()> {
 }
 
 /// `pipe2(O_CLOEXEC)`: (read end, write end).
+///
+/// Man page: `pipe2(2)`.
 pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors.
@@ -141,6 +166,8 @@ pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
 }
 
 /// `prctl(PR_SET_CHILD_SUBREAPER, 1)`.
+///
+/// Man page: `prctl(2)` `PR_SET_CHILD_SUBREAPER`.
 pub fn set_child_subreaper() -> SysResult<()> {
     // SAFETY: plain prctl with scalar arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
@@ -148,6 +175,8 @@ pub fn set_child_subreaper() -> SysResult<()> {
 }
 
 /// `prctl(PR_SET_PDEATHSIG, sig)`.
+///
+/// Man page: `prctl(2)` `PR_SET_PDEATHSIG`.
 pub fn set_parent_death_signal(sig: i32) -> SysResult<()> {
     // SAFETY: plain prctl with scalar arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
@@ -155,6 +184,8 @@ pub fn set_parent_death_signal(sig: i32) -> SysResult<()> {
 }
 
 /// `kill(pid, sig)`.
+///
+/// Man page: `kill(2)`.
 pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::kill(pid, sig) };
@@ -162,6 +193,8 @@ pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
 }
 
 /// `tgkill(tgid, tid, sig)`: a signal to one thread.
+///
+/// Man page: `tgkill(2)`.
 pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) };
@@ -169,6 +202,8 @@ pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> SysResult<()> {
 }
 
 /// `setsid()`.
+///
+/// Man page: `setsid(2)`.
 pub fn setsid() -> SysResult<i32> {
     // SAFETY: no arguments.
     let r = unsafe { libc::setsid() };
@@ -176,6 +211,8 @@ pub fn setsid() -> SysResult<i32> {
 }
 
 /// `setpgid(pid, pgid)`.
+///
+/// Man page: `setpgid(2)`.
 pub fn setpgid(pid: i32, pgid: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::setpgid(pid, pgid) };
@@ -183,6 +220,8 @@ pub fn setpgid(pid: i32, pgid: i32) -> SysResult<()> {
 }
 
 /// Resets signal `sig` to its default action (used by helpers before re-raising a fatal signal).
+///
+/// Man page: `signal(2)` with `SIG_DFL`.
 pub fn default_signal(sig: i32) -> SysResult<()> {
     // SAFETY: installing SIG_DFL involves no handler code.
     let r = unsafe { libc::signal(sig, libc::SIG_DFL) };
@@ -193,12 +232,16 @@ pub fn default_signal(sig: i32) -> SysResult<()> {
 }
 
 /// Blocks until a signal arrives (`pause()`).
+///
+/// Man page: `pause(2)`.
 pub fn pause() {
     // SAFETY: no arguments.
     unsafe { libc::pause() };
 }
 
 /// `close_range(first, ~0, 0)`: closes every descriptor from `first` up.
+///
+/// Man page: `close_range(2)`.
 pub fn close_from(first: u32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments; callers own the descriptors being closed.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
@@ -206,6 +249,8 @@ pub fn close_from(first: u32) -> SysResult<()> {
 }
 
 /// `dup2(old, new)` without close-on-exec on the new descriptor.
+///
+/// Man page: `dup2(2)`.
 pub fn dup2(old: RawFd, new: RawFd) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::dup2(old, new) };
@@ -213,6 +258,8 @@ pub fn dup2(old: RawFd, new: RawFd) -> SysResult<()> {
 }
 
 /// One resource limit (soft, hard).
+///
+/// Man page: `prlimit(2)` (`prlimit64`).
 pub fn getrlimit_of(pid: i32, resource: u32) -> SysResult<(u64, u64)> {
     // SAFETY: rlimit is plain old data.
     let mut old: libc::rlimit64 = unsafe { std::mem::zeroed() };
@@ -223,6 +270,8 @@ pub fn getrlimit_of(pid: i32, resource: u32) -> SysResult<(u64, u64)> {
 }
 
 /// Sets one resource limit of `pid`.
+///
+/// Man page: `prlimit(2)` (`prlimit64`).
 pub fn setrlimit_of(pid: i32, resource: u32, soft: u64, hard: u64) -> SysResult<()> {
     let new = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
     // SAFETY: `new` is valid for reading; the old-limit pointer is null.
@@ -231,6 +280,8 @@ pub fn setrlimit_of(pid: i32, resource: u32, soft: u64, hard: u64) -> SysResult<
 }
 
 /// Capability sets of a thread: (effective, permitted, inheritable), 64 bits each.
+///
+/// Man page: `capget(2)`.
 pub fn capget(tid: i32) -> SysResult<(u64, u64, u64)> {
     #[repr(C)]
     struct Header {
@@ -258,11 +309,15 @@ pub fn capget(tid: i32) -> SysResult<(u64, u64, u64)> {
 }
 
 /// Raw errno of the last failure, for callers that probe.
+///
+/// Man page: `errno(3)`.
 pub fn last_errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// `fcntl(fd, F_SETFL, flags)` (only the flags the kernel lets F_SETFL change take effect).
+///
+/// Man page: `fcntl(2)` `F_SETFL`.
 pub fn set_status_flags(fd: RawFd, flags: i32) -> SysResult<()> {
     // SAFETY: plain fcntl with scalar arguments.
     let r = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
@@ -270,6 +325,8 @@ pub fn set_status_flags(fd: RawFd, flags: i32) -> SysResult<()> {
 }
 
 /// `memfd_create(name, MFD_CLOEXEC)`.
+///
+/// Man page: `memfd_create(2)`.
 pub fn memfd_create(name: &str) -> SysResult<OwnedFd> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| SysError::new("memfd_create", name, io::ErrorKind::InvalidInput.into()))?;
@@ -284,6 +341,8 @@ pub fn memfd_create(name: &str) -> SysResult<OwnedFd> {
 /// the calling process and returns its address. The mapping is never unmapped by this crate;
 /// it is only accessed through `/proc/self/mem` and `/proc/self/map_files`, so no Rust
 /// reference to it exists.
+///
+/// Man page: `mmap(2)` with `MAP_SHARED | MAP_ANONYMOUS`.
 pub fn map_shared_anon(len: usize) -> SysResult<u64> {
     // SAFETY: a fresh anonymous mapping at a kernel-chosen address cannot alias existing memory.
     let p = unsafe {
@@ -300,4 +359,17 @@ pub fn map_shared_anon(len: usize) -> SysResult<u64> {
         return Err(SysError::last("mmap(MAP_SHARED|MAP_ANONYMOUS)", format!("{len} bytes")));
     }
     Ok(p as u64)
+}
+
+/// `tcdrain(fd)` when `fd` is a terminal: waits until its output has been sent (a serial
+/// console's last lines before a kexec). Not a terminal: nothing to do.
+///
+/// Man page: `tcdrain(3)`, `isatty(3)`.
+pub fn drain_tty(fd: RawFd) {
+    // SAFETY: isatty and tcdrain take a descriptor number and no pointers.
+    unsafe {
+        if libc::isatty(fd) == 1 {
+            libc::tcdrain(fd);
+        }
+    }
 }

@@ -91,10 +91,14 @@ fn subject(tid: i32) -> String {
     format!("tid {tid}")
 }
 
-fn raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, io::Error> {
-    // SAFETY: the requests issued through this helper either take scalar `addr`/`data`
-    // arguments or pointers that the callers derive from live, correctly sized buffers
-    // they own for the duration of the call.
+/// `ptrace(req, tid, addr, data)` with `addr` and `data` passed as the kernel takes them.
+///
+/// # Safety
+/// Where request `req` reads or writes memory through `addr` or `data`, that integer must be
+/// the address of a live buffer of the size the request uses, valid for the whole call.
+unsafe fn raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, io::Error> {
+    // SAFETY: the caller guarantees that whatever `addr`/`data` point to for this request is
+    // live and large enough; scalar arguments are read as integers.
     let r = unsafe { libc::ptrace(req as libc::c_uint, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
     if r == -1 {
         let e = io::Error::last_os_error();
@@ -106,49 +110,70 @@ fn raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, io:
 }
 
 /// `PTRACE_SEIZE` with the given `PTRACE_O_*` options: attaches without stopping the thread.
+///
+/// Man page: `ptrace(2)`.
 pub fn seize(tid: i32, options: u32) -> SysResult<()> {
-    raw(PTRACE_SEIZE, tid, 0, options as usize)
+    // SAFETY: this request takes only scalar arguments.
+    unsafe { raw(PTRACE_SEIZE, tid, 0, options as usize) }
         .map(|_| ())
         .map_err(|e| SysError::new("ptrace(PTRACE_SEIZE)", subject(tid), e))
 }
 
 /// `PTRACE_INTERRUPT`: asks a seized thread to stop (reported as [`EVENT_STOP`]).
+///
+/// Man page: `ptrace(2)`.
 pub fn interrupt(tid: i32) -> SysResult<()> {
-    raw(PTRACE_INTERRUPT, tid, 0, 0).map(|_| ()).map_err(|e| SysError::new("ptrace(PTRACE_INTERRUPT)", subject(tid), e))
+    // SAFETY: this request takes only scalar arguments.
+    unsafe { raw(PTRACE_INTERRUPT, tid, 0, 0) }
+        .map(|_| ())
+        .map_err(|e| SysError::new("ptrace(PTRACE_INTERRUPT)", subject(tid), e))
 }
 
 /// `PTRACE_DETACH`, delivering `sig` (0 for none).
+///
+/// Man page: `ptrace(2)`.
 pub fn detach(tid: i32, sig: i32) -> SysResult<()> {
-    raw(libc::PTRACE_DETACH, tid, 0, sig as usize)
+    // SAFETY: this request takes only scalar arguments.
+    unsafe { raw(libc::PTRACE_DETACH, tid, 0, sig as usize) }
         .map(|_| ())
         .map_err(|e| SysError::new("ptrace(PTRACE_DETACH)", subject(tid), e))
 }
 
 /// `PTRACE_CONT`, delivering `sig` (0 for none).
+///
+/// Man page: `ptrace(2)`.
 pub fn cont(tid: i32, sig: i32) -> SysResult<()> {
-    raw(libc::PTRACE_CONT, tid, 0, sig as usize)
+    // SAFETY: this request takes only scalar arguments.
+    unsafe { raw(libc::PTRACE_CONT, tid, 0, sig as usize) }
         .map(|_| ())
         .map_err(|e| SysError::new("ptrace(PTRACE_CONT)", subject(tid), e))
 }
 
 /// `PTRACE_SINGLESTEP`.
+///
+/// Man page: `ptrace(2)`.
 pub fn singlestep(tid: i32) -> SysResult<()> {
-    raw(libc::PTRACE_SINGLESTEP, tid, 0, 0)
+    // SAFETY: this request takes only scalar arguments.
+    unsafe { raw(libc::PTRACE_SINGLESTEP, tid, 0, 0) }
         .map(|_| ())
         .map_err(|e| SysError::new("ptrace(PTRACE_SINGLESTEP)", subject(tid), e))
 }
 
 /// `PTRACE_GETEVENTMSG` (e.g. the new thread's id after [`EVENT_CLONE`]).
+///
+/// Man page: `ptrace(2)`.
 pub fn event_msg(tid: i32) -> SysResult<u64> {
     let mut v: libc::c_ulong = 0;
-    raw(libc::PTRACE_GETEVENTMSG, tid, 0, &mut v as *mut libc::c_ulong as usize)
+    // SAFETY: the pointers point into buffers of this frame, sized for the request.
+    unsafe { raw(libc::PTRACE_GETEVENTMSG, tid, 0, &mut v as *mut libc::c_ulong as usize) }
         .map_err(|e| SysError::new("ptrace(PTRACE_GETEVENTMSG)", subject(tid), e))?;
     Ok(v as u64)
 }
 
 fn getregset(tid: i32, nt: usize, buf: &mut [u8], call: &'static str) -> SysResult<usize> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    raw(libc::PTRACE_GETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize)
+    // SAFETY: the pointers point into buffers of this frame, sized for the request.
+    unsafe { raw(libc::PTRACE_GETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize) }
         .map_err(|e| SysError::new(call, subject(tid), e))?;
     Ok(iov.iov_len)
 }
@@ -156,12 +181,15 @@ fn getregset(tid: i32, nt: usize, buf: &mut [u8], call: &'static str) -> SysResu
 fn setregset(tid: i32, nt: usize, buf: &[u8], call: &'static str) -> SysResult<()> {
     // The kernel only reads through this iovec for SETREGSET.
     let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
-    raw(libc::PTRACE_SETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize)
+    // SAFETY: the pointers point into buffers of this frame, sized for the request.
+    unsafe { raw(libc::PTRACE_SETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize) }
         .map_err(|e| SysError::new(call, subject(tid), e))?;
     Ok(())
 }
 
 /// Reads the general registers (`NT_PRSTATUS`), including fs_base/gs_base.
+///
+/// Man page: `ptrace(2)`.
 pub fn get_regs(tid: i32) -> SysResult<Regs> {
     let mut b = [0u8; USER_REGS_WORDS * 8];
     let n = getregset(tid, NT_PRSTATUS, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)")?;
@@ -183,6 +211,8 @@ pub fn get_regs(tid: i32) -> SysResult<Regs> {
 
 /// Whether the stopped thread runs 64-bit code: the kernel presents the general registers of
 /// a thread in a 32-bit code segment in the i386 layout (68 bytes instead of 216).
+///
+/// Man page: `ptrace(2)`.
 pub fn in_64bit_mode(tid: i32) -> SysResult<bool> {
     let mut b = [0u8; USER_REGS_WORDS * 8];
     let n = getregset(tid, NT_PRSTATUS, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)")?;
@@ -190,6 +220,8 @@ pub fn in_64bit_mode(tid: i32) -> SysResult<bool> {
 }
 
 /// Writes the general registers (`NT_PRSTATUS`).
+///
+/// Man page: `ptrace(2)`.
 pub fn set_regs(tid: i32, regs: &Regs) -> SysResult<()> {
     let mut b = [0u8; USER_REGS_WORDS * 8];
     for (i, w) in regs.iter().enumerate() {
@@ -199,6 +231,8 @@ pub fn set_regs(tid: i32, regs: &Regs) -> SysResult<()> {
 }
 
 /// Reads the full XSAVE area (`NT_X86_XSTATE`); the length is what the kernel reports.
+///
+/// Man page: `ptrace(2)`.
 pub fn get_xstate(tid: i32) -> SysResult<Vec<u8>> {
     let mut b = vec![0u8; 64 * 1024];
     let n = getregset(tid, NT_X86_XSTATE, &mut b, "ptrace(PTRACE_GETREGSET, NT_X86_XSTATE)")?;
@@ -207,12 +241,16 @@ pub fn get_xstate(tid: i32) -> SysResult<Vec<u8>> {
 }
 
 /// Writes an XSAVE area (`NT_X86_XSTATE`).
+///
+/// Man page: `ptrace(2)`.
 pub fn set_xstate(tid: i32, xstate: &[u8]) -> SysResult<()> {
     setregset(tid, NT_X86_XSTATE, xstate, "ptrace(PTRACE_SETREGSET, NT_X86_XSTATE)")
 }
 
 /// Reads the legacy FXSAVE area (`NT_PRFPREG`, 512 bytes): what a CPU without XSAVE has
 /// (the XSTATE regset then fails with `ENODEV`).
+///
+/// Man page: `ptrace(2)`.
 pub fn get_fpregs(tid: i32) -> SysResult<Vec<u8>> {
     let mut b = vec![0u8; 512];
     let n = getregset(tid, 2, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRFPREG)")?;
@@ -222,22 +260,30 @@ pub fn get_fpregs(tid: i32) -> SysResult<Vec<u8>> {
 
 /// Writes the legacy FXSAVE area (`NT_PRFPREG`, 512 bytes): x87/SSE state only, used when a
 /// saved XSAVE area does not fit the running kernel.
+///
+/// Man page: `ptrace(2)`.
 pub fn set_fpregs(tid: i32, fxsave: &[u8]) -> SysResult<()> {
     setregset(tid, 2, fxsave, "ptrace(PTRACE_SETREGSET, NT_PRFPREG)")
 }
 
 /// The thread's blocked-signal mask (`PTRACE_GETSIGMASK`), bit `n-1` for signal `n`.
+///
+/// Man page: `ptrace(2)`.
 pub fn get_sigmask(tid: i32) -> SysResult<u64> {
     let mut m: u64 = 0;
-    raw(PTRACE_GETSIGMASK, tid, 8, &mut m as *mut u64 as usize)
+    // SAFETY: the pointers point into buffers of this frame, sized for the request.
+    unsafe { raw(PTRACE_GETSIGMASK, tid, 8, &mut m as *mut u64 as usize) }
         .map_err(|e| SysError::new("ptrace(PTRACE_GETSIGMASK)", subject(tid), e))?;
     Ok(m)
 }
 
 /// Sets the thread's blocked-signal mask (`PTRACE_SETSIGMASK`).
+///
+/// Man page: `ptrace(2)`.
 pub fn set_sigmask(tid: i32, mask: u64) -> SysResult<()> {
     let m = mask;
-    raw(PTRACE_SETSIGMASK, tid, 8, &m as *const u64 as usize)
+    // SAFETY: the pointers point into buffers of this frame, sized for the request.
+    unsafe { raw(PTRACE_SETSIGMASK, tid, 8, &m as *const u64 as usize) }
         .map(|_| ())
         .map_err(|e| SysError::new("ptrace(PTRACE_SETSIGMASK)", subject(tid), e))
 }
@@ -247,6 +293,8 @@ pub type RawSiginfo = [u8; 128];
 
 /// Reads queued signals without dequeuing them (`PTRACE_PEEKSIGINFO`): the thread's private
 /// queue, or the process-wide one when `shared`.
+///
+/// Man page: `ptrace(2)`.
 pub fn peek_siginfo(tid: i32, shared: bool) -> SysResult<Vec<RawSiginfo>> {
     #[repr(C)]
     struct Args {
@@ -258,7 +306,8 @@ pub fn peek_siginfo(tid: i32, shared: bool) -> SysResult<Vec<RawSiginfo>> {
     loop {
         let mut buf = [[0u8; 128]; 32];
         let args = Args { off: out.len() as u64, flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 }, nr: 32 };
-        let n = raw(PTRACE_PEEKSIGINFO, tid, &args as *const Args as usize, buf.as_mut_ptr() as usize)
+        // SAFETY: the pointers point into buffers of this frame, sized for the request.
+        let n = unsafe { raw(PTRACE_PEEKSIGINFO, tid, &args as *const Args as usize, buf.as_mut_ptr() as usize) }
             .map_err(|e| SysError::new("ptrace(PTRACE_PEEKSIGINFO)", subject(tid), e))?;
         if n <= 0 {
             break;
@@ -285,6 +334,8 @@ pub struct RseqConfig {
 }
 
 /// Reads the thread's rseq registration.
+///
+/// Man page: `ptrace(2)`.
 pub fn get_rseq(tid: i32) -> SysResult<RseqConfig> {
     #[repr(C)]
     #[derive(Default)]
@@ -296,7 +347,8 @@ pub fn get_rseq(tid: i32) -> SysResult<RseqConfig> {
         pad: u32,
     }
     let mut c = Conf::default();
-    raw(PTRACE_GET_RSEQ_CONFIGURATION, tid, std::mem::size_of::<Conf>(), &mut c as *mut Conf as usize)
+    // SAFETY: the pointers point into buffers of this frame, sized for the request.
+    unsafe { raw(PTRACE_GET_RSEQ_CONFIGURATION, tid, std::mem::size_of::<Conf>(), &mut c as *mut Conf as usize) }
         .map_err(|e| SysError::new("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", subject(tid), e))?;
     Ok(RseqConfig { pointer: c.ptr, size: c.size, signature: c.sig, flags: c.flags })
 }
@@ -316,12 +368,17 @@ pub struct SudConfig {
 
 /// Reads the thread's syscall user dispatch setting (`PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG`,
 /// Linux 6.4 and later; older kernels fail with `EIO`).
+///
+/// Man page: `ptrace(2)`.
 pub fn get_syscall_user_dispatch(tid: i32) -> SysResult<SudConfig> {
     const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG: u32 = 0x4211;
     // struct ptrace_sud_config: mode, selector, offset, len (four u64); `addr` is its size.
     let mut words = [0u64; 4];
-    raw(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, tid, std::mem::size_of_val(&words), words.as_mut_ptr() as usize)
-        .map_err(|e| SysError::new("ptrace(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG)", subject(tid), e))?;
+    // SAFETY: the pointers point into buffers of this frame, sized for the request.
+    unsafe {
+        raw(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, tid, std::mem::size_of_val(&words), words.as_mut_ptr() as usize)
+    }
+    .map_err(|e| SysError::new("ptrace(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG)", subject(tid), e))?;
     Ok(SudConfig { mode: words[0], selector: words[1], offset: words[2], len: words[3] })
 }
 
@@ -337,11 +394,15 @@ pub enum WaitStatus {
 }
 
 /// `waitpid(tid, __WALL)`, retrying on EINTR.
+///
+/// Man page: `waitpid(2)`.
 pub fn wait(tid: i32) -> SysResult<(i32, WaitStatus)> {
     wait_flags(tid, 0).map(|o| o.expect("blocking wait returns a status"))
 }
 
 /// `waitpid(tid, __WALL | WNOHANG)`: `None` when nothing is ready.
+///
+/// Man page: `waitpid(2)`.
 pub fn try_wait(tid: i32) -> SysResult<Option<(i32, WaitStatus)>> {
     wait_flags(tid, libc::WNOHANG)
 }

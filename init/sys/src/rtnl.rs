@@ -44,7 +44,7 @@ fn attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
 }
 
 fn request(ty: u16, flags: u16, body: &[u8], what: String) -> SysResult<Applied> {
-    let sock = crate::net::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)?;
+    let sock = crate::sockets::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)?;
     let mut msg = Vec::with_capacity(16 + body.len());
     msg.extend_from_slice(&((16 + body.len()) as u32).to_le_bytes());
     msg.extend_from_slice(&ty.to_le_bytes());
@@ -52,9 +52,9 @@ fn request(ty: u16, flags: u16, body: &[u8], what: String) -> SysResult<Applied>
     msg.extend_from_slice(&1u32.to_le_bytes());
     msg.extend_from_slice(&0u32.to_le_bytes());
     msg.extend_from_slice(body);
-    crate::net::send(sock.as_raw_fd(), &msg, 0)?;
+    crate::sockets::send(sock.as_raw_fd(), &msg, 0)?;
     let mut reply = [0u8; 1024];
-    let n = crate::net::recv(sock.as_raw_fd(), &mut reply, 0)?;
+    let n = crate::sockets::recv(sock.as_raw_fd(), &mut reply, 0)?;
     if n < 20 || u16::from_le_bytes([reply[4], reply[5]]) != NLMSG_ERROR {
         return Err(SysError::new("rtnetlink", what, std::io::Error::other("unexpected reply")));
     }
@@ -67,6 +67,8 @@ fn request(ty: u16, flags: u16, body: &[u8], what: String) -> SysResult<Applied>
 }
 
 /// Sets the link with index `ifindex` up.
+///
+/// Man page: `rtnetlink(7)` `RTM_NEWLINK`.
 pub fn link_up(ifindex: u32) -> SysResult<Applied> {
     let mut b = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
     b.extend_from_slice(&(ifindex as i32).to_le_bytes());
@@ -76,6 +78,8 @@ pub fn link_up(ifindex: u32) -> SysResult<Applied> {
 }
 
 /// Adds address `addr` (4 or 16 bytes) with `prefix` to the link `ifindex`.
+///
+/// Man page: `rtnetlink(7)` `RTM_NEWADDR`.
 pub fn add_addr(ifindex: u32, addr: &[u8], prefix: u8) -> SysResult<Applied> {
     let family = if addr.len() == 16 { libc::AF_INET6 } else { libc::AF_INET } as u8;
     // IPv6: no duplicate address detection, the address was in use a moment ago.
@@ -89,6 +93,8 @@ pub fn add_addr(ifindex: u32, addr: &[u8], prefix: u8) -> SysResult<Applied> {
 
 /// Adds the IPv4 route `dest/prefix` via `gateway` (0.0.0.0: directly connected) out of
 /// link `ifindex`, in the main table.
+///
+/// Man page: `rtnetlink(7)` `RTM_NEWROUTE`.
 pub fn add_route4(dest: [u8; 4], prefix: u8, gateway: [u8; 4], ifindex: u32) -> SysResult<Applied> {
     let scope = if gateway == [0; 4] { RT_SCOPE_LINK } else { RT_SCOPE_UNIVERSE };
     let mut b = vec![libc::AF_INET as u8, prefix, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST];

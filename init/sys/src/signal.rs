@@ -27,6 +27,8 @@ impl SigSet {
 /// Adds `set` to the calling thread's blocked signals (`sigprocmask(SIG_BLOCK)`). Blocked
 /// signals stay pending until [`take`] or [`wait`] collects them; the mask is inherited
 /// across fork.
+///
+/// Man page: `pthread_sigmask(3)` with `SIG_BLOCK`.
 pub fn block(set: &SigSet) -> SysResult<()> {
     // SAFETY: both pointers are valid for the call; a null old-set pointer is allowed.
     let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.0, std::ptr::null_mut()) };
@@ -37,6 +39,8 @@ pub fn block(set: &SigSet) -> SysResult<()> {
 }
 
 /// Removes `set` from the calling thread's blocked signals.
+///
+/// Man page: `pthread_sigmask(3)` with `SIG_UNBLOCK`.
 pub fn unblock(set: &SigSet) -> SysResult<()> {
     // SAFETY: as in [`block`].
     let r = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set.0, std::ptr::null_mut()) };
@@ -48,6 +52,8 @@ pub fn unblock(set: &SigSet) -> SysResult<()> {
 
 /// Waits up to `timeout` for one signal of `set` (which must be blocked) and returns its
 /// number and the sending pid, or `None` when the time ran out.
+///
+/// Man page: `sigtimedwait(2)`.
 pub fn wait(set: &SigSet, timeout: Duration) -> SysResult<Option<(i32, i32)>> {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -74,6 +80,8 @@ pub fn wait(set: &SigSet, timeout: Duration) -> SysResult<Option<(i32, i32)>> {
 }
 
 /// Collects one pending signal of `set` without waiting.
+///
+/// Man page: `sigtimedwait(2)` with a zero timeout.
 pub fn take(set: &SigSet) -> Option<i32> {
     wait(set, Duration::ZERO).ok().flatten().map(|(s, _)| s)
 }
@@ -88,6 +96,8 @@ pub enum Fork {
 }
 
 /// `fork(2)`. The caller must be single-threaded: the child has only the calling thread.
+///
+/// Man page: `fork(2)`.
 pub fn fork() -> SysResult<Fork> {
     // SAFETY: the caller is single-threaded (documented precondition), so no lock can be held
     // by a thread that vanishes in the child; the child continues on its own copy of memory.
@@ -100,6 +110,8 @@ pub fn fork() -> SysResult<Fork> {
 }
 
 /// The parent's pid (`getppid(2)`).
+///
+/// Man page: `getppid(2)`.
 pub fn parent_pid() -> i32 {
     // SAFETY: no arguments, cannot fail.
     unsafe { libc::getppid() }

@@ -26,13 +26,14 @@ pub enum InjectError {
         status: WaitStatus,
     },
     /// The injected syscall returned an error.
-    #[error("tid {tid}: injected syscall {name} failed: {err}")]
+    #[error("tid {tid}: injected syscall {name} failed")]
     Failed {
         /// Thread.
         tid: i32,
         /// Name of the syscall.
         name: &'static str,
         /// The errno.
+        #[source]
         err: std::io::Error,
     },
 }

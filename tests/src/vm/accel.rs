@@ -2,11 +2,11 @@
 //! really boots with it (on PVM hosts `/dev/kvm` exists but stock kernels do not boot); the
 //! verdict is cached per host kernel and guest kernel. `SEAMLESS_ACCEL=tcg|kvm` overrides.
 
-use super::cpio::Cpio;
 use super::host::cache_dir;
 use super::kernels::Kernel;
 use super::stream::Stream;
 use anyhow::Result;
+use seamless_image::newc;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ pub fn choose(kernel: &Kernel) -> Result<(String, String)> {
 fn probe(kernel: &Kernel) -> Result<bool> {
     let dir = cache_dir().join("kvm-probe");
     std::fs::create_dir_all(&dir)?;
-    let mut c = Cpio::new();
+    let mut c = newc::Builder::new();
     c.char_dev("dev/console", 0o600, 5, 1);
     c.file("bin/busybox", 0o755, &std::fs::read("/bin/busybox")?);
     c.file("init", 0o755, format!("#!/bin/busybox sh\necho {MARKER}\n/bin/busybox poweroff -f\n").as_bytes());

@@ -1,9 +1,9 @@
 //! Initramfs images for the scenario kernels: `seamless-init` as `/init`, the modules it needs
 //! (dependencies first, computed from `modules.dep`) and the list it loads them from.
 
-use super::cpio::Cpio;
 use super::kernels::Kernel;
 use anyhow::{bail, Context, Result};
+use seamless_image::newc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -117,7 +117,7 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
     let mdir = kernel.modules_dir();
     let read = |f: &str| std::fs::read_to_string(mdir.join(f)).with_context(|| format!("{}/{f}", mdir.display()));
     let order = load_order(&read("modules.dep")?, &read("modules.builtin")?, WANTED_MODULES)?;
-    let mut c = Cpio::new();
+    let mut c = newc::Builder::new();
     for d in ["dev", "proc", "sys", "run", "newroot", "etc/seamless", "tmp"] {
         c.dir(d);
     }

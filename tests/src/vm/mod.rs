@@ -12,7 +12,6 @@
 //! ```
 
 mod accel;
-pub mod cpio;
 pub mod debian;
 mod guest;
 pub mod host;

@@ -13,7 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 use seamless_image::records::VmaKind;
 use seamless_image::{MemStore, Reader, ENTRY_SIZE, SUPERBLOCK_SIZE};
-use seamless_init::restore::{plan, threads, vdso};
+use seamless_restore::{plan, threads, vdso};
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default())).unwrap_or(0)

@@ -44,8 +44,8 @@ pub enum FileKind {
         /// Device number.
         rdev: u64,
     },
-    /// A socket (see [`super::net`]).
-    Socket(super::net::SocketRecord),
+    /// A socket (see [`super::sockets`]).
+    Socket(super::sockets::SocketRecord),
     /// An eventfd.
     EventFd {
         /// Counter value.
@@ -59,9 +59,9 @@ pub enum FileKind {
         mask: u64,
     },
     /// A timerfd.
-    TimerFd(super::net::TimerFdRecord),
+    TimerFd(super::eventfd::TimerFdRecord),
     /// An epoll instance with its watches.
-    Epoll(super::net::EpollRecord),
+    Epoll(super::epoll::EpollRecord),
 }
 
 /// One open file description: stored under [`super::FILE_DESC`], owner 0, tag = id.

@@ -8,22 +8,25 @@
 
 use crate::RecordKind;
 
+pub mod epoll;
+pub mod eventfd;
 pub mod files;
 pub mod mm;
-pub mod net;
+pub mod netlock;
 pub mod process;
-pub mod thread;
+pub mod sockets;
+pub mod threads;
 
+pub use epoll::{EpollItem, EpollRecord};
+pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{FileId, MmRecord, Vma, VmaKind};
-pub use net::{
-    Addr, EpollItem, EpollRecord, LockedConn, NetLockRecord, SockOpt, SockState, SocketRecord, TcpConn, TimerFdRecord,
-    NET_LOCK_PREFIX,
-};
+pub use netlock::{LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
-pub use thread::{SyscallState, ThreadRecord};
+pub use sockets::{Addr, SockOpt, SockState, SocketRecord, TcpConn};
+pub use threads::{SyscallState, ThreadRecord};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -128,7 +131,7 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         FILE_DESC => {
             let d: FileDesc = de(bytes)?;
             match &d.kind {
-                FileKind::Socket(s) => format!("file #{} flags {:#o} {}", d.id, d.flags, net::describe_socket(s)),
+                FileKind::Socket(s) => format!("file #{} flags {:#o} {}", d.id, d.flags, sockets::describe_socket(s)),
                 k => format!("file #{} flags {:#o} pos {} {:?}", d.id, d.flags, d.pos, k),
             }
         }

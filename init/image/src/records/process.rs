@@ -15,9 +15,10 @@ pub struct TreeRecord {
 }
 
 /// Whether the process was alive or a zombie waiting for its parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum ProcState {
     /// Running or sleeping; fully dumped.
+    #[default]
     Alive,
     /// A zombie with this raw wait status (as `waitpid` would report it).
     Zombie {
@@ -126,8 +127,9 @@ pub struct PosixTimer {
     pub next_ns: u64,
 }
 
-/// One process: stored under [`super::PROCESS`], owner = pid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One process: stored under [`super::PROCESS`], owner = pid. The default is a live process
+/// with every field empty or zero, for building records field by field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ProcessRecord {
     /// Process id.
     pub pid: i32,

@@ -5,6 +5,7 @@
 use super::file::FileStore;
 use super::Store;
 use crate::error::{ImageError, Result};
+use crate::newc::{entry_head, pad4, Header, HEADER_LEN, TRAILER};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -13,27 +14,10 @@ use std::path::{Path, PathBuf};
 /// Where the region file lands in the unpacked initramfs.
 pub const CPIO_REGION_PATH: &str = "seamless/region.img";
 const DIR_NAME: &str = "seamless";
-const HEADER_LEN: usize = 110;
-const TRAILER: &str = "TRAILER!!!";
-/// Longest name accepted while parsing an archive.
-const MAX_NAME: usize = 4096;
-
-fn pad4(n: usize) -> usize {
-    (4 - n % 4) % 4
-}
 
 /// One newc header plus its name, padded.
 fn header(ino: u32, mode: u32, nlink: u32, size: u64, name: &str) -> Vec<u8> {
-    let namesize = name.len() + 1;
-    let mut h = format!(
-        "070701{ino:08x}{mode:08x}{:08x}{:08x}{nlink:08x}{:08x}{size:08x}{:08x}{:08x}{:08x}{:08x}{namesize:08x}{:08x}",
-        0, 0, 0, 0, 0, 0, 0, 0
-    )
-    .into_bytes();
-    h.extend_from_slice(name.as_bytes());
-    h.push(0);
-    h.resize(h.len() + pad4(h.len()), 0);
-    h
+    entry_head(&Header { ino, mode, nlink, filesize: size, ..Default::default() }, name)
 }
 
 /// Creates and opens cpio stores.
@@ -78,25 +62,15 @@ impl CpioStore {
         let total = file.metadata().map_err(ioerr)?.len();
         let mut pos = 0u64;
         loop {
-            let mut h = [0u8; HEADER_LEN];
-            file.read_exact_at(&mut h, pos).map_err(|_| bad(format!("archive ends inside a header at {pos}")))?;
-            if &h[0..6] != b"070701" {
-                return Err(bad(format!("no newc header at offset {pos}")));
-            }
-            let field = |i: usize| -> Result<u64> {
-                let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).map_err(|_| bad("non-ASCII header".into()))?;
-                u64::from_str_radix(s, 16).map_err(|_| bad(format!("bad hex field {s:?} at {pos}")))
-            };
-            let filesize = field(6)?;
-            let namesize = field(11)? as usize;
-            if namesize == 0 || namesize > MAX_NAME {
-                return Err(bad(format!("name size {namesize} out of range at {pos}")));
-            }
-            let mut name = vec![0u8; namesize];
+            let mut raw = [0u8; HEADER_LEN];
+            file.read_exact_at(&mut raw, pos).map_err(|_| bad(format!("archive ends inside a header at {pos}")))?;
+            let h = Header::parse(&raw, pos).map_err(|e| bad(e.to_string()))?;
+            let filesize = h.filesize;
+            let mut name = vec![0u8; crate::usize_of(h.namesize)];
             file.read_exact_at(&mut name, pos + HEADER_LEN as u64)
                 .map_err(|_| bad("archive ends inside a name".into()))?;
-            let name = String::from_utf8_lossy(&name[..namesize - 1]).into_owned();
-            let data_at = pos + (HEADER_LEN + namesize + pad4(HEADER_LEN + namesize)) as u64;
+            let name = String::from_utf8_lossy(&name[..name.len() - 1]).into_owned();
+            let data_at = h.data_at(pos);
             if data_at.checked_add(filesize).is_none_or(|end| end > total) {
                 return Err(bad(format!("{name}: {filesize} bytes run past the archive end")));
             }
@@ -106,7 +80,7 @@ impl CpioStore {
             if name.trim_start_matches("./").trim_start_matches('/') == CPIO_REGION_PATH {
                 return Ok(Self { inner: FileStore::window(file, path, data_at, filesize), header_at: pos });
             }
-            pos = data_at + filesize + pad4(filesize as usize) as u64;
+            pos = h.next_at(pos);
         }
     }
 
@@ -139,7 +113,7 @@ impl Store for CpioStore {
             std::mem::replace(&mut self.inner, FileStore::window(File::open("/dev/null").map_err(ioerr)?, &path, 0, 0))
                 .into_file();
         file.write_all_at(&fh, self.header_at).map_err(ioerr)?;
-        let mut tail = vec![0u8; pad4(used as usize)];
+        let mut tail = vec![0u8; pad4(crate::usize_of(used))];
         tail.extend_from_slice(&header(0, 0, 1, 0, TRAILER));
         tail.resize(tail.len() + pad4(tail.len()), 0);
         let end = data_at + used;
@@ -165,7 +139,7 @@ pub fn append_to_initrd(base: &Path, region: &Path, out: &Path) -> Result<()> {
     let mut o = super::private::create_private(out)?;
     let mut b = File::open(base).map_err(ioerr("open", base))?;
     let n = std::io::copy(&mut b, &mut o).map_err(ioerr("copy", base))?;
-    o.write_all(&vec![0u8; pad4(n as usize)]).map_err(ioerr("write", out))?;
+    o.write_all(&vec![0u8; pad4(crate::usize_of(n))]).map_err(ioerr("write", out))?;
     let mut r = File::open(region).map_err(ioerr("open", region))?;
     std::io::copy(&mut r, &mut o).map_err(ioerr("copy", region))?;
     o.sync_all().map_err(ioerr("sync", out))

@@ -32,7 +32,7 @@ impl Store for MemStore {
         let end = off.checked_add(buf.len() as u64).filter(|e| *e <= self.bytes.len() as u64);
         match end {
             Some(end) => {
-                buf.copy_from_slice(&self.bytes[off as usize..end as usize]);
+                buf.copy_from_slice(&self.bytes[crate::usize_of(off)..crate::usize_of(end)]);
                 Ok(())
             }
             None => Err(ImageError::Truncated {
@@ -50,17 +50,17 @@ impl Store for MemStore {
                 needed: off.saturating_add(buf.len() as u64),
                 limit: self.capacity,
             })?;
-        if self.bytes.len() < end as usize {
-            self.bytes.resize(end as usize, 0);
+        if self.bytes.len() < crate::usize_of(end) {
+            self.bytes.resize(crate::usize_of(end), 0);
         }
-        self.bytes[off as usize..end as usize].copy_from_slice(buf);
+        self.bytes[crate::usize_of(off)..crate::usize_of(end)].copy_from_slice(buf);
         Ok(())
     }
     fn sync(&mut self) -> Result<()> {
         Ok(())
     }
     fn seal(&mut self, used: u64) -> Result<()> {
-        self.bytes.truncate(used as usize);
+        self.bytes.truncate(crate::usize_of(used));
         self.capacity = used;
         Ok(())
     }

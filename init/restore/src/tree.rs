@@ -3,8 +3,9 @@
 //! same way (zombies exit at once with their saved status), reports ready on a pipe and
 //! waits in `pause()` until the restorer seizes it and rebuilds it by syscall injection.
 
-use super::plan::Plan;
-use super::RestoreError;
+use crate::plan::Plan;
+use crate::RestoreError;
+use seamless_sys::chain;
 use seamless_sys::proc::{self, Forked};
 use std::io::{Read, Write};
 
@@ -54,7 +55,7 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
                     if plan.procs.get(&p).is_some_and(|x| !x.is_zombie()) {
                         expected = expected.saturating_sub(1);
                     }
-                    failed.push((p, format!("cannot create pid {root} (root of its subtree): {e}")));
+                    failed.push((p, format!("cannot create pid {root} (root of its subtree): {}", chain(&e))));
                     stack.extend(plan.children_of(p));
                 }
             }

@@ -1,7 +1,7 @@
 //! Loading an image into a restore plan: every record decoded, validated, and indexed by
 //! pid, page chunks listed per process.
 
-use super::RestoreError;
+use crate::RestoreError;
 use seamless_image::records::{
     self, FdTable, FileDesc, MmRecord, PipeRecord, ProcState, ProcessRecord, ProcessSettings, ThreadRecord, TreeRecord,
 };
@@ -102,8 +102,8 @@ fn build(d: Decoded) -> Plan {
             },
         );
     }
-    // Validation proved every owner below is a process of the plan.
-    let owner = |o: u32| o as i32;
+    // Validation proved every owner below is a process of the plan (a pid, so below 2^31).
+    let owner = |o: u32| i32::try_from(o).unwrap_or(-1);
     for (o, _, t) in d.threads {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.threads.push(t);
@@ -278,52 +278,41 @@ impl Units {
     }
 }
 
+/// A live process `pid` with no threads, memory or limits, holding descriptions `descs` at
+/// fds 3, 4, ... (for unit tests).
+#[cfg(test)]
+pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> ProcPlan {
+    use seamless_image::records::Fd;
+    let rec = ProcessRecord {
+        pid,
+        ppid,
+        pgid,
+        sid: pgid,
+        comm: "t".into(),
+        tids: vec![pid],
+        umask: 0o22,
+        cwd: "/".into(),
+        root: "/".into(),
+        exe: "/bin/t".into(),
+        dumpable: 1,
+        exit_signal: 17,
+        ..ProcessRecord::default()
+    };
+    let fds = (3..).zip(descs).map(|(fd, &desc)| Fd { fd, cloexec: false, desc }).collect();
+    ProcPlan {
+        rec,
+        threads: Vec::new(),
+        mm: MmRecord::default(),
+        fds: FdTable { fds },
+        chunks: Vec::new(),
+        settings: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Plan, ProcPlan, Units};
-    use seamless_image::records::{
-        Addr, Creds, Fd, FdTable, FileDesc, FileKind, MmFields, MmRecord, ProcState, ProcessRecord, SockState,
-        SocketRecord, Vma, VmaKind,
-    };
-
-    fn proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> ProcPlan {
-        let rec = ProcessRecord {
-            pid,
-            ppid,
-            pgid,
-            sid: pgid,
-            comm: "t".into(),
-            state: ProcState::Alive,
-            tids: vec![pid],
-            creds: Creds::default(),
-            umask: 0o22,
-            cwd: "/".into(),
-            root: "/".into(),
-            exe: "/bin/t".into(),
-            mm: MmFields::default(),
-            auxv: Vec::new(),
-            rlimits: Vec::new(),
-            personality: 0,
-            sigactions: Vec::new(),
-            shared_pending: Vec::new(),
-            itimers: Vec::new(),
-            dumpable: 1,
-            child_subreaper: false,
-            pdeath_signal: 0,
-            exit_signal: 17,
-            posix_timers: Vec::new(),
-            nice: 0,
-        };
-        let fds = descs.iter().enumerate().map(|(i, &desc)| Fd { fd: i as i32 + 3, cloexec: false, desc }).collect();
-        ProcPlan {
-            rec,
-            threads: Vec::new(),
-            mm: MmRecord::default(),
-            fds: FdTable { fds },
-            chunks: Vec::new(),
-            settings: Default::default(),
-        }
-    }
+    use super::{sample_proc as proc, Plan, Units};
+    use seamless_image::records::{Addr, FileDesc, FileKind, SockState, SocketRecord, Vma, VmaKind};
 
     fn desc(id: u32, kind: FileKind) -> FileDesc {
         FileDesc { id, flags: 0, pos: 0, kind }

@@ -1,5 +1,5 @@
 //! Sockets, recreated in the restorer and passed into the processes like every other open
-//! file (see [`super::files`]).
+//! file (see [`crate::files`]).
 //!
 //! - Listening TCP/unix sockets: `socket`, options, `bind` (a stale unix socket file is
 //!   unlinked first; its mode is restored), `listen(backlog)`. Listeners are created before
@@ -18,9 +18,11 @@
 //!   accepted connection comes back unnamed).
 //! - UDP: `bind`, and `connect` when it was connected. Queued datagrams are not restored.
 
-use super::RestoreError;
+use crate::RestoreError;
 use seamless_image::records::{Addr, FileKind, SockState, SocketRecord, TcpConn};
-use seamless_sys::{net, SysError};
+use seamless_sys::chain;
+use seamless_sys::sockets as net;
+use seamless_sys::SysError;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -62,7 +64,7 @@ impl Ctx {
             match net::link_up("lo") {
                 Ok(true) => log::info!("brought the loopback interface up for the restored sockets"),
                 Ok(false) => {}
-                Err(e) => log::warn!("cannot bring the loopback interface up: {e}"),
+                Err(e) => log::warn!("cannot bring the loopback interface up: {}", chain(&e)),
             }
         }
         c

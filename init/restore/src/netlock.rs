@@ -18,7 +18,7 @@
 //! no library, so it also works in an initramfs. When the kernel has nf_tables as a module that
 //! is not loaded yet and cannot be loaded on demand (no `modprobe`, as in an initramfs), the
 //! modules are loaded from `/lib/modules/$(uname -r)` with their dependencies
-//! ([`crate::boot::modules::load_with_deps`]) and the install is tried once more.
+//! ([`seamless_sys::module::load_with_deps`]) and the install is tried once more.
 
 use seamless_image::records::{Addr, LockedConn, NetLockRecord};
 use seamless_sys::nft::{self, BaseChain, Expr, NFT_REG_1};
@@ -27,24 +27,33 @@ use seamless_sys::nft::{self, BaseChain, Expr, NFT_REG_1};
 #[derive(Debug, thiserror::Error)]
 pub enum NetLockError {
     /// The kernel refused the transaction.
-    #[error("nf_tables table inet {table}: {source}")]
+    #[error("nf_tables table inet {table}")]
     Kernel {
         /// Table.
         table: String,
         /// The refusal.
+        #[source]
         source: seamless_sys::SysError,
     },
     /// The kernel has no nf_tables and the modules could not be loaded.
-    #[error("nf_tables table inet {table}: {source}; loading the nf_tables modules failed too: {modules}")]
+    #[error(
+        "nf_tables table inet {table}: the kernel has no nf_tables ({}) and loading its modules failed",
+        seamless_sys::chain(first)
+    )]
     NoNfTables {
         /// Table.
         table: String,
         /// The first refusal.
-        source: seamless_sys::SysError,
-        /// What the module loader said.
-        modules: String,
+        first: seamless_sys::SysError,
+        /// Why the modules did not load.
+        #[source]
+        modules: Box<seamless_sys::module::ModuleError>,
     },
 }
+
+/// `IPPROTO_TCP` as the byte nf_tables compares the layer-4 protocol with.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 6
+const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
 
 /// Priority of the lock's chains: `NF_IP_PRI_RAW`, ahead of connection tracking (-200).
 pub const PRIORITY: i32 = -300;
@@ -73,7 +82,7 @@ fn rule(src: &(Vec<u8>, u16), dst: &(Vec<u8>, u16)) -> Vec<Expr> {
         Expr::Meta { key: nft::NFT_META_NFPROTO, dreg: NFT_REG_1 },
         Expr::CmpEq { sreg: NFT_REG_1, data: vec![if v4 { nft::NFPROTO_IPV4 } else { nft::NFPROTO_IPV6 }] },
         Expr::Meta { key: nft::NFT_META_L4PROTO, dreg: NFT_REG_1 },
-        Expr::CmpEq { sreg: NFT_REG_1, data: vec![libc::IPPROTO_TCP as u8] },
+        Expr::CmpEq { sreg: NFT_REG_1, data: vec![IPPROTO_TCP] },
     ];
     let net = nft::NFT_PAYLOAD_NETWORK_HEADER;
     if v4 {
@@ -122,12 +131,12 @@ fn no_nf_tables(e: &seamless_sys::SysError) -> bool {
     matches!(e.errno(), Some(libc::EPROTONOSUPPORT | libc::EOPNOTSUPP | libc::ENOENT | libc::EAFNOSUPPORT))
 }
 
-fn load_modules() -> Result<(), String> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+fn load_modules() -> Result<(), seamless_sys::module::ModuleError> {
+    let release = seamless_sys::kernel_release();
     // libcrc32c (a dependency of nf_tables) needs a crc32c implementation, which the kernel
     // would ask modprobe for; not every system has it loaded already.
-    let _ = crate::boot::modules::load_with_deps(&release, "crc32c_generic");
-    crate::boot::modules::load_with_deps(&release, "nf_tables").map(|_| ())
+    let _ = seamless_sys::module::load_with_deps(&release, "crc32c_generic");
+    seamless_sys::module::load_with_deps(&release, "nf_tables").map(|_| ())
 }
 
 /// Installs (or replaces, atomically) the lock described by `lock`.
@@ -139,7 +148,7 @@ pub fn install(lock: &NetLockRecord) -> Result<(), NetLockError> {
         Err(e) if no_nf_tables(&e) => match load_modules() {
             Ok(()) => nft::replace_table(nft::NFPROTO_INET, &table, &chains)
                 .map_err(|source| NetLockError::Kernel { table: table.clone(), source })?,
-            Err(modules) => return Err(NetLockError::NoNfTables { table, source: e, modules }),
+            Err(modules) => return Err(NetLockError::NoNfTables { table, first: e, modules: Box::new(modules) }),
         },
         Err(source) => return Err(NetLockError::Kernel { table, source }),
     }
@@ -167,8 +176,9 @@ pub fn lift(table: &str) -> Result<bool, NetLockError> {
 pub fn lift_logged(table: &str, when: &str) {
     if let Err(e) = lift(table) {
         log::error!(
-            "{when}: cannot lift the network lock ({e}): the preserved connections stay blocked; \
-             remove it by hand with `nft delete table inet {table}`"
+            "{when}: cannot lift the network lock ({}): the preserved connections stay blocked; \
+             remove it by hand with `nft delete table inet {table}`",
+            seamless_sys::chain(&e)
         );
     }
 }

@@ -4,8 +4,8 @@
 //! dumped process's, and could name any file. Such an image is refused before anything is
 //! created.
 
-use super::plan::Plan;
-use super::RestoreError;
+use crate::plan::Plan;
+use crate::RestoreError;
 use seamless_image::records::{Addr, FileKind, VmaKind};
 use std::collections::BTreeMap;
 

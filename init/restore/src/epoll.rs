@@ -4,16 +4,22 @@
 //! with (the kernel keys watches by file *and* descriptor number, so a later `EPOLL_CTL_MOD` or
 //! `DEL` by the process must find the same number).
 
-use super::child::Child;
-use super::RestoreError;
+use crate::abi;
+use crate::tracee::Tracee;
+use crate::RestoreError;
 use seamless_image::records::{EpollRecord, FdTable};
 use std::collections::BTreeMap;
 
 /// Adds the watches of every epoll description owned by `c` that `fds` installs.
-pub fn add_watches(c: &mut Child, fds: &FdTable, epolls: &BTreeMap<u32, EpollRecord>) -> Result<(), RestoreError> {
+pub fn add_watches<T: Tracee + ?Sized>(
+    c: &mut T,
+    fds: &FdTable,
+    epolls: &BTreeMap<u32, EpollRecord>,
+) -> Result<(), RestoreError> {
+    let pid = c.pid();
     for f in &fds.fds {
         let Some(ep) = epolls.get(&f.desc) else { continue };
-        if ep.owner != c.pid {
+        if ep.owner != pid {
             continue;
         }
         // Only once per description (it may sit at several numbers of the owner).
@@ -23,23 +29,17 @@ pub fn add_watches(c: &mut Child, fds: &FdTable, epolls: &BTreeMap<u32, EpollRec
         for it in &ep.items {
             if !fds.fds.iter().any(|g| g.fd == it.tfd && g.desc == it.target) {
                 return Err(RestoreError::Corrupt {
-                    pid: c.pid,
+                    pid,
                     what: format!("epoll fd {} watches fd {} which is not file #{} here", f.fd, it.tfd, it.target),
                 });
             }
-            // struct epoll_event is packed on x86-64: u32 events, u64 data.
-            let mut ev = it.events.to_le_bytes().to_vec();
-            ev.extend_from_slice(&it.data.to_le_bytes());
-            let a = c.put(0, &ev)?;
-            c.call(
+            let a = c.scratch().put(c, &abi::epoll_event(it.events, it.data))?;
+            c.call_for(
+                format!("epoll fd {}: watching fd {} (events {:#x})", f.fd, it.tfd, it.events),
                 "epoll_ctl(EPOLL_CTL_ADD)",
                 libc::SYS_epoll_ctl,
-                [f.fd as u64, libc::EPOLL_CTL_ADD as u64, it.tfd as u64, a, 0, 0],
-            )
-            .map_err(|e| RestoreError::Failed {
-                pid: c.pid,
-                what: format!("epoll fd {}: watching fd {} (events {:#x}): {e}", f.fd, it.tfd, it.events),
-            })?;
+                [abi::int(f.fd), abi::int(libc::EPOLL_CTL_ADD), abi::int(it.tfd), a, 0, 0],
+            )?;
         }
     }
     Ok(())

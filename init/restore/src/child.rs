@@ -1,15 +1,19 @@
 //! A process under reconstruction: seized, with a trampoline (`syscall; int3`) and scratch
 //! pages mapped at an address free in both the current and the target layout.
 
-use super::inject::{self, Remote};
-use super::memio::Mem;
-use super::procfs;
-use super::RestoreError;
+use crate::inject::{self, Remote};
+use crate::memio::Mem;
+use crate::procfs;
+use crate::tracee::{InThread, Ptraced, Tracee};
+use crate::RestoreError;
 use seamless_image::records::Vma;
 use seamless_sys::ptrace::{self, WaitStatus};
 
-/// Trampoline + scratch size (bytes): page 0 holds the code, the rest is scratch.
+/// Trampoline + scratch size (bytes): page 0 holds the code, the rest is scratch
+/// ([`Tracee::scratch`]).
 pub const TRAMP_LEN: u64 = 16 * 4096;
+/// The trampoline's code: `syscall; int3; int3` (an injected call stops on the trap after it).
+pub const TRAMPOLINE: [u8; 4] = [0x0f, 0x05, 0xcc, 0xcc];
 /// Offset of the scratch area from the trampoline start.
 pub const SCRATCH_OFF: u64 = 4096;
 
@@ -98,77 +102,30 @@ impl Child {
                 0,
             ],
         )?;
-        // syscall; int3; int3
-        c.mem.write(got, &[0x0f, 0x05, 0xcc, 0xcc]).map_err(|e| RestoreError::io(pid, "writing the trampoline", e))?;
+        c.mem.write(got, &TRAMPOLINE).map_err(|e| RestoreError::io(pid, "writing the trampoline", e))?;
         c.tramp = got;
         c.remote.syscall_ip = got;
         Ok(c)
     }
 
-    /// Moves the leader's [`Remote`] out (to use it alongside `&self`); put it back in `remote`.
-    pub fn take_remote(&mut self) -> Remote {
-        let placeholder = Remote {
-            tid: self.pid,
-            saved: self.remote.saved,
-            syscall_ip: self.tramp,
-            deferred_signals: Vec::new(),
-            new_threads: Vec::new(),
-        };
-        std::mem::replace(&mut self.remote, placeholder)
+    /// The thread `r` of this process as a [`Tracee`]: calls run in it, memory and scratch are
+    /// the process's.
+    pub fn thread<'a>(&'a self, r: &'a mut Remote) -> InThread<'a> {
+        InThread { pid: self.pid, remote: r, mem: &self.mem, area: self.scratch_area() }
     }
+}
 
-    /// Gives the child a duplicate of the restorer's descriptor `ours`; returns its number.
-    pub fn fd_from_restorer(&mut self, ours: i32) -> Result<u64, RestoreError> {
-        let me = std::process::id() as u64;
-        let pfd = self.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
-        let r = self.call("pidfd_getfd", libc::SYS_pidfd_getfd, [pfd, ours as u64, 0, 0, 0, 0]);
-        self.call("close", libc::SYS_close, [pfd, 0, 0, 0, 0, 0])?;
-        r
+impl Ptraced for Child {
+    fn traced_pid(&self) -> i32 {
+        self.pid
     }
-
-    /// Runs a syscall in the leader.
-    pub fn call(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, RestoreError> {
-        let pid = self.pid;
-        self.remote.syscall(name, nr, args).map_err(|e| RestoreError::inject(pid, name, e))
+    fn remote(&mut self) -> &mut Remote {
+        &mut self.remote
     }
-
-    /// Address of scratch byte `off`.
-    pub fn scratch(&self, off: u64) -> u64 {
-        self.tramp + SCRATCH_OFF + off
+    fn mem(&self) -> &Mem {
+        &self.mem
     }
-
-    /// Writes bytes into scratch at `off`; returns their address.
-    pub fn put(&self, off: u64, bytes: &[u8]) -> Result<u64, RestoreError> {
-        if off + bytes.len() as u64 > TRAMP_LEN - SCRATCH_OFF {
-            return Err(RestoreError::Failed {
-                pid: self.pid,
-                what: format!("scratch overflow ({} bytes at {off})", bytes.len()),
-            });
-        }
-        let a = self.scratch(off);
-        self.mem.write(a, bytes).map_err(|e| RestoreError::io(self.pid, "writing scratch", e))?;
-        Ok(a)
-    }
-
-    /// Writes a NUL-terminated string into scratch at `off`.
-    pub fn put_str(&self, off: u64, s: &str) -> Result<u64, RestoreError> {
-        let mut b = s.as_bytes().to_vec();
-        b.push(0);
-        self.put(off, &b)
-    }
-
-    /// Writes u64 words into scratch at `off`.
-    pub fn put_words(&self, off: u64, words: &[u64]) -> Result<u64, RestoreError> {
-        let b: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.put(off, &b)
-    }
-
-    /// Opens `path` inside the child; returns the child's descriptor.
-    pub fn open(&mut self, path: &str, flags: i32, mode: u32) -> Result<u64, RestoreError> {
-        let a = self.put_str(0, path)?;
-        let pid = self.pid;
-        self.remote
-            .syscall("openat", libc::SYS_openat, [libc::AT_FDCWD as u64, a, flags as u64, u64::from(mode), 0, 0])
-            .map_err(|e| RestoreError::inject(pid, &format!("open {path}"), e))
+    fn area(&self) -> (u64, u64) {
+        (self.tramp + SCRATCH_OFF, TRAMP_LEN - SCRATCH_OFF)
     }
 }

@@ -1,12 +1,13 @@
 //! Sockets for checkpoint/restore: creation, socket options as integers or raw bytes, raw
-//! socket addresses, queue sizes, `TCP_REPAIR` and its companions, `sock_diag` queries, plus
-//! `eventfd`, `signalfd`, `timerfd` and `epoll` creation for the restorer.
+//! socket addresses, queue sizes, `TCP_REPAIR` and its companions, `sock_diag` queries, and
+//! bringing an interface up.
 //!
 //! Addresses are passed as the raw bytes of a `struct sockaddr_*` (decoded by the image
 //! crate); this module only moves them between the kernel and the caller.
 
+use crate::error::{check, own};
 use crate::{SysError, SysResult};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// `SIOCINQ` (= `FIONREAD`): bytes in the receive queue.
 pub const SIOCINQ: libc::c_ulong = 0x541B;
@@ -35,36 +36,32 @@ pub const TCPOPT_SACK_PERM: u32 = 4;
 /// Timestamps.
 pub const TCPOPT_TIMESTAMP: u32 = 8;
 
-fn check(r: libc::c_long, call: &'static str, subject: impl FnOnce() -> String) -> SysResult<libc::c_long> {
-    if r < 0 {
-        Err(SysError::last(call, subject()))
-    } else {
-        Ok(r)
-    }
-}
-
-fn own(fd: libc::c_long) -> OwnedFd {
-    // SAFETY: callers pass a descriptor the kernel just returned; nobody else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-}
-
 /// `socket(domain, ty | SOCK_CLOEXEC, proto)`.
+///
+/// Man page: `socket(2)`.
 pub fn socket(domain: i32, ty: i32, proto: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
-    Ok(own(check(r.into(), "socket", || format!("domain {domain} type {ty} protocol {proto}"))?))
+    let fd = check(r.into(), "socket", || format!("domain {domain} type {ty} protocol {proto}"))?;
+    // SAFETY: the kernel has just returned `fd`; nothing else owns it.
+    Ok(unsafe { own(fd) })
 }
 
 /// `socketpair(domain, ty | SOCK_CLOEXEC, 0)`.
+///
+/// Man page: `socketpair(2)`.
 pub fn socketpair(domain: i32, ty: i32) -> SysResult<(OwnedFd, OwnedFd)> {
     let mut sv = [-1 as libc::c_int; 2];
     // SAFETY: `sv` is a valid array of two ints the kernel fills in.
     let r = unsafe { libc::socketpair(domain, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
     check(r.into(), "socketpair", || format!("domain {domain} type {ty}"))?;
-    Ok((own(sv[0].into()), own(sv[1].into())))
+    // SAFETY: the kernel has just returned both descriptors; nothing else owns them.
+    Ok(unsafe { (own(sv[0].into()), own(sv[1].into())) })
 }
 
 /// `getsockopt` of an `int` option.
+///
+/// Man page: `getsockopt(2)`.
 pub fn get_int(fd: RawFd, level: i32, opt: i32) -> SysResult<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -75,11 +72,15 @@ pub fn get_int(fd: RawFd, level: i32, opt: i32) -> SysResult<i32> {
 }
 
 /// `setsockopt` of an `int` option.
+///
+/// Man page: `setsockopt(2)`.
 pub fn set_int(fd: RawFd, level: i32, opt: i32, val: i32) -> SysResult<()> {
     set_bytes(fd, level, opt, &val.to_ne_bytes())
 }
 
 /// `getsockopt` into a buffer; returns the length the kernel wrote.
+///
+/// Man page: `getsockopt(2)`.
 pub fn get_bytes(fd: RawFd, level: i32, opt: i32, buf: &mut [u8]) -> SysResult<usize> {
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: `buf` is valid for writes of `len` bytes; `len` is valid for writes.
@@ -89,6 +90,8 @@ pub fn get_bytes(fd: RawFd, level: i32, opt: i32, buf: &mut [u8]) -> SysResult<u
 }
 
 /// `setsockopt` from a buffer.
+///
+/// Man page: `setsockopt(2)`.
 pub fn set_bytes(fd: RawFd, level: i32, opt: i32, val: &[u8]) -> SysResult<()> {
     // SAFETY: `val` is valid for reads of its length.
     let r = unsafe { libc::setsockopt(fd, level, opt, val.as_ptr().cast(), val.len() as libc::socklen_t) };
@@ -117,11 +120,15 @@ fn name_call(fd: RawFd, peer: bool) -> SysResult<Vec<u8>> {
 }
 
 /// `getsockname`: the raw local address.
+///
+/// Man page: `getsockname(2)`.
 pub fn local_addr(fd: RawFd) -> SysResult<Vec<u8>> {
     name_call(fd, false)
 }
 
 /// `getpeername`: the raw peer address (`ENOTCONN` when unconnected).
+///
+/// Man page: `getpeername(2)`.
 pub fn peer_addr(fd: RawFd) -> SysResult<Vec<u8>> {
     name_call(fd, true)
 }
@@ -146,16 +153,22 @@ fn addr_call(fd: RawFd, addr: &[u8], connect: bool) -> SysResult<()> {
 }
 
 /// `bind` to a raw address.
+///
+/// Man page: `bind(2)`.
 pub fn bind(fd: RawFd, addr: &[u8]) -> SysResult<()> {
     addr_call(fd, addr, false)
 }
 
 /// `connect` to a raw address.
+///
+/// Man page: `connect(2)`.
 pub fn connect(fd: RawFd, addr: &[u8]) -> SysResult<()> {
     addr_call(fd, addr, true)
 }
 
 /// `listen`.
+///
+/// Man page: `listen(2)`.
 pub fn listen(fd: RawFd, backlog: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::listen(fd, backlog) };
@@ -164,6 +177,8 @@ pub fn listen(fd: RawFd, backlog: i32) -> SysResult<()> {
 }
 
 /// `recv(fd, buf, flags)`; returns the byte count.
+///
+/// Man page: `recv(2)`.
 pub fn recv(fd: RawFd, buf: &mut [u8], flags: i32) -> SysResult<usize> {
     // SAFETY: `buf` is valid for writes of its length.
     let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
@@ -171,6 +186,8 @@ pub fn recv(fd: RawFd, buf: &mut [u8], flags: i32) -> SysResult<usize> {
 }
 
 /// `send(fd, buf, flags)`; returns the byte count.
+///
+/// Man page: `send(2)`.
 pub fn send(fd: RawFd, buf: &[u8], flags: i32) -> SysResult<usize> {
     // SAFETY: `buf` is valid for reads of its length.
     let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags | libc::MSG_NOSIGNAL) };
@@ -178,6 +195,8 @@ pub fn send(fd: RawFd, buf: &[u8], flags: i32) -> SysResult<usize> {
 }
 
 /// An `ioctl` returning an `int` through its pointer argument (`SIOCINQ`, `SIOCOUTQ`, ...).
+///
+/// Man page: `ioctl(2)`, the requests of `tcp(7)` and `unix(7)`.
 pub fn ioctl_int(fd: RawFd, req: libc::c_ulong) -> SysResult<i32> {
     let mut v: libc::c_int = 0;
     // SAFETY: the requests used with this helper write one int through the pointer.
@@ -187,32 +206,44 @@ pub fn ioctl_int(fd: RawFd, req: libc::c_ulong) -> SysResult<i32> {
 }
 
 /// `TCP_REPAIR` on (1) or off (0).
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR`, in `tcp(7)`.
 pub fn tcp_repair(fd: RawFd, on: bool) -> SysResult<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, i32::from(on))
 }
 
 /// Selects the queue (`TCP_RECV_QUEUE` / `TCP_SEND_QUEUE`) later repair calls apply to.
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR_QUEUE`, in `tcp(7)`.
 pub fn tcp_repair_queue(fd: RawFd, queue: i32) -> SysResult<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, queue)
 }
 
 /// `TCP_QUEUE_SEQ` of the selected queue (`write_seq` for send, `rcv_nxt` for receive).
+///
+/// Man page: `getsockopt(2)` `TCP_QUEUE_SEQ`, in `tcp(7)`.
 pub fn tcp_queue_seq(fd: RawFd) -> SysResult<u32> {
     Ok(get_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ)? as u32)
 }
 
 /// Sets `TCP_QUEUE_SEQ` of the selected queue (only on a closed socket in repair mode).
+///
+/// Man page: `setsockopt(2)` `TCP_QUEUE_SEQ`, in `tcp(7)`.
 pub fn set_tcp_queue_seq(fd: RawFd, seq: u32) -> SysResult<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, seq as i32)
 }
 
 /// `TCP_REPAIR_OPTIONS` with `(code, value)` pairs.
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR_OPTIONS`, in `tcp(7)`.
 pub fn tcp_repair_options(fd: RawFd, opts: &[(u32, u32)]) -> SysResult<()> {
     let bytes: Vec<u8> = opts.iter().flat_map(|(c, v)| c.to_ne_bytes().into_iter().chain(v.to_ne_bytes())).collect();
     set_bytes(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_OPTIONS, &bytes)
 }
 
 /// `struct tcp_repair_window`: `snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup`.
+///
+/// Man page: `getsockopt(2)` `TCP_REPAIR_WINDOW`, in `tcp(7)`.
 pub fn tcp_repair_window(fd: RawFd) -> SysResult<[u32; 5]> {
     let mut b = [0u8; 20];
     let n = get_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, &mut b)?;
@@ -228,6 +259,8 @@ pub fn tcp_repair_window(fd: RawFd) -> SysResult<[u32; 5]> {
 }
 
 /// Sets `TCP_REPAIR_WINDOW`.
+///
+/// Man page: `setsockopt(2)` `TCP_REPAIR_WINDOW`, in `tcp(7)`.
 pub fn set_tcp_repair_window(fd: RawFd, w: [u32; 5]) -> SysResult<()> {
     let b: Vec<u8> = w.iter().flat_map(|x| x.to_ne_bytes()).collect();
     set_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, &b)
@@ -247,6 +280,8 @@ pub struct TcpInfo {
 }
 
 /// `TCP_INFO` (the leading fields).
+///
+/// Man page: `getsockopt(2)` `TCP_INFO`, in `tcp(7)`.
 pub fn tcp_info(fd: RawFd) -> SysResult<TcpInfo> {
     let mut b = [0u8; 256];
     let n = get_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut b)?;
@@ -258,6 +293,8 @@ pub fn tcp_info(fd: RawFd) -> SysResult<TcpInfo> {
 
 /// Sends one `SOCK_DIAG_BY_FAMILY` dump request (`req` = the family-specific request struct,
 /// without the netlink header) and returns the payload of every answer message.
+///
+/// Man page: `sock_diag(7)` over `netlink(7)`.
 pub fn sock_diag(req: &[u8]) -> SysResult<Vec<Vec<u8>>> {
     let nl = socket(libc::AF_NETLINK, libc::SOCK_DGRAM, NETLINK_SOCK_DIAG)?;
     let len = 16 + req.len();
@@ -293,86 +330,9 @@ pub fn sock_diag(req: &[u8]) -> SysResult<Vec<Vec<u8>>> {
     }
 }
 
-/// `eventfd(count, flags | EFD_CLOEXEC)`.
-pub fn eventfd(count: u32, flags: i32) -> SysResult<OwnedFd> {
-    // SAFETY: plain syscall with scalar arguments.
-    let r = unsafe { libc::eventfd(count, flags | libc::EFD_CLOEXEC) };
-    Ok(own(check(r.into(), "eventfd", || format!("count {count}"))?))
-}
-
-/// Writes a 64-bit counter increment to an eventfd.
-pub fn eventfd_add(fd: RawFd, v: u64) -> SysResult<()> {
-    let b = v.to_ne_bytes();
-    // SAFETY: `b` is valid for reads of 8 bytes.
-    let r = unsafe { libc::write(fd, b.as_ptr().cast(), 8) };
-    check(r as libc::c_long, "write(eventfd)", || format!("fd {fd}"))?;
-    Ok(())
-}
-
-/// `read(fd, &u64, 8)` on an eventfd (eventfd(2)): the whole counter, or 1 in semaphore mode.
-/// Blocks when the counter is zero and the description is blocking.
-pub fn eventfd_read(fd: RawFd) -> SysResult<u64> {
-    let mut b = [0u8; 8];
-    // SAFETY: `b` is valid for writes of 8 bytes.
-    let r = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 8) };
-    check(r as libc::c_long, "read(eventfd)", || format!("fd {fd}"))?;
-    Ok(u64::from_ne_bytes(b))
-}
-
-/// `signalfd(-1, mask, flags | SFD_CLOEXEC)` with a 64-bit kernel sigset.
-pub fn signalfd(mask: u64, flags: i32) -> SysResult<OwnedFd> {
-    // SAFETY: the kernel reads 8 bytes of mask; scalar arguments otherwise.
-    let r = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags | libc::SFD_CLOEXEC) };
-    Ok(own(check(r, "signalfd4", || format!("mask {mask:#x}"))?))
-}
-
-/// `timerfd_create(clock, flags | TFD_CLOEXEC)`.
-pub fn timerfd_create(clock: i32, flags: i32) -> SysResult<OwnedFd> {
-    // SAFETY: plain syscall with scalar arguments.
-    let r = unsafe { libc::timerfd_create(clock, flags | libc::TFD_CLOEXEC) };
-    Ok(own(check(r.into(), "timerfd_create", || format!("clock {clock}"))?))
-}
-
-/// `timerfd_settime(fd, flags, {interval, value})`, times in nanoseconds.
-pub fn timerfd_settime(fd: RawFd, flags: i32, value_ns: u64, interval_ns: u64) -> SysResult<()> {
-    let ts = |ns: u64| libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
-    let its = libc::itimerspec { it_interval: ts(interval_ns), it_value: ts(value_ns) };
-    // SAFETY: `its` is a valid itimerspec; the old value is not requested.
-    let r = unsafe { libc::timerfd_settime(fd, flags, &its, std::ptr::null_mut()) };
-    check(r.into(), "timerfd_settime", || format!("fd {fd}"))?;
-    Ok(())
-}
-
-/// `timerfd_gettime(fd)` (timerfd_create(2)): the time left and the interval, in nanoseconds.
-/// On a periodic timer that expired unread the kernel moves it to its next expiry here, adding
-/// the expirations missed meanwhile to the count a read returns.
-pub fn timerfd_gettime(fd: RawFd) -> SysResult<(u64, u64)> {
-    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    let mut its = libc::itimerspec { it_interval: zero, it_value: zero };
-    // SAFETY: `its` is a valid itimerspec for the kernel to write.
-    let r = unsafe { libc::timerfd_gettime(fd, &mut its) };
-    check(r.into(), "timerfd_gettime", || format!("fd {fd}"))?;
-    let ns = |t: libc::timespec| (t.tv_sec.max(0) as u64) * 1_000_000_000 + t.tv_nsec.max(0) as u64;
-    Ok((ns(its.it_value), ns(its.it_interval)))
-}
-
-/// `epoll_create1(flags | EPOLL_CLOEXEC)`.
-pub fn epoll_create() -> SysResult<OwnedFd> {
-    // SAFETY: plain syscall with scalar arguments.
-    let r = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    Ok(own(check(r.into(), "epoll_create1", String::new)?))
-}
-
-/// `TFD_IOC_SET_TICKS`: sets the number of unread expirations of a timerfd.
-pub fn timerfd_set_ticks(fd: RawFd, ticks: u64) -> SysResult<()> {
-    const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
-    // SAFETY: the request reads one u64 through the pointer, which is valid for the call.
-    let r = unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS as _, &ticks as *const u64) };
-    check(r.into(), "ioctl(TFD_IOC_SET_TICKS)", || format!("fd {fd}"))?;
-    Ok(())
-}
-
 /// `shutdown(fd, how)`.
+///
+/// Man page: `shutdown(2)`.
 pub fn shutdown(fd: RawFd, how: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::shutdown(fd, how) };
@@ -382,6 +342,8 @@ pub fn shutdown(fd: RawFd, how: i32) -> SysResult<()> {
 
 /// Brings a network interface up (`SIOCSIFFLAGS` with `IFF_UP`) if it is down; returns whether
 /// it had to. Used for `lo`, which a freshly booted kernel leaves down until someone raises it.
+///
+/// Man page: `ioctl(2)` `SIOCGIFFLAGS`/`SIOCSIFFLAGS`, in `netdevice(7)`.
 pub fn link_up(name: &str) -> SysResult<bool> {
     const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
     const SIOCSIFFLAGS: libc::c_ulong = 0x8914;

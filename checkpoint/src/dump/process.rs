@@ -5,6 +5,7 @@
 use super::freeze::FrozenProc;
 use super::DumpError;
 use seamless_image::records::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction};
+use seamless_sys::chain;
 use seamless_sys::ptrace;
 use seamless_trace::inject::{self, Remote};
 use seamless_trace::memio::Mem;
@@ -55,7 +56,7 @@ impl Scratch {
             Ok(a) => a,
             Err(e) => {
                 hand_back(pid, &mut remote, mask);
-                return Err(DumpError::Inject { pid, what: "mapping a scratch page".into(), source: e });
+                return Err(DumpError::inject(pid, "mapping a scratch page", e));
             }
         };
         match Mem::open(pid, true) {
@@ -78,7 +79,7 @@ impl Scratch {
 
     /// Runs a syscall; errors name the process.
     pub fn call(&mut self, pid: i32, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, DumpError> {
-        self.remote.syscall(name, nr, args).map_err(|e| DumpError::Inject { pid, what: name.into(), source: e })
+        self.remote.syscall(name, nr, args).map_err(|e| DumpError::inject(pid, name, e))
     }
 
     /// Reads `n` u64 words from the scratch page at `off`.
@@ -105,7 +106,7 @@ impl Drop for Scratch {
         }
         let (pid, addr) = (self.pid, self.addr);
         if let Err(e) = self.remote.syscall("munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]) {
-            log::warn!("pid {pid}: scratch page at {addr:#x} left mapped: {e}");
+            log::warn!("pid {pid}: scratch page at {addr:#x} left mapped: {}", chain(&e));
         }
         hand_back(pid, &mut self.remote, self.mask);
     }
@@ -114,11 +115,8 @@ impl Drop for Scratch {
 /// Takes over a stopped thread for injected calls: its registers are saved and every
 /// signal is blocked in it until [`finish`]; returns the thread's own signal mask.
 pub(crate) fn take_over(pid: i32, tid: i32, syscall_ip: u64) -> Result<(Remote, u64), DumpError> {
-    let remote = Remote::new(tid, syscall_ip).map_err(|e| DumpError::Inject {
-        pid,
-        what: format!("taking over thread {tid}"),
-        source: e,
-    })?;
+    let remote =
+        Remote::new(tid, syscall_ip).map_err(|e| DumpError::inject(pid, format!("taking over thread {tid}"), e))?;
     let mask = ptrace::get_sigmask(tid).map_err(|e| DumpError::sys(pid, format!("sigmask of thread {tid}"), e))?;
     ptrace::set_sigmask(tid, !0).map_err(|e| DumpError::sys(pid, format!("blocking signals in thread {tid}"), e))?;
     Ok((remote, mask))
@@ -127,7 +125,7 @@ pub(crate) fn take_over(pid: i32, tid: i32, syscall_ip: u64) -> Result<(Remote, 
 /// Hands a thread back: [`Remote::finish`] (registers, single-stepping disarmed), its signal
 /// mask, and the few signals that cannot be blocked and arrived meanwhile queued again.
 pub(crate) fn finish(pid: i32, remote: &mut Remote, mask: u64) -> Result<(), DumpError> {
-    remote.finish().map_err(|e| DumpError::Inject { pid, what: "handing the thread back".into(), source: e })?;
+    remote.finish().map_err(|e| DumpError::inject(pid, "handing the thread back", e))?;
     ptrace::set_sigmask(remote.tid, mask)
         .map_err(|e| DumpError::sys(pid, format!("signal mask of thread {}", remote.tid), e))?;
     for sig in std::mem::take(&mut remote.deferred_signals) {
@@ -139,7 +137,7 @@ pub(crate) fn finish(pid: i32, remote: &mut Remote, mask: u64) -> Result<(), Dum
 /// [`finish`] on an error path: failures are only logged.
 fn hand_back(pid: i32, remote: &mut Remote, mask: u64) {
     if let Err(e) = finish(pid, remote, mask) {
-        log::error!("pid {pid}: thread {} may not resume cleanly: {e}", remote.tid);
+        log::error!("pid {pid}: thread {} may not resume cleanly: {}", remote.tid, chain(&e));
     }
 }
 
@@ -171,26 +169,12 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
         pgid: stat.field(5) as i32,
         sid: stat.field(6) as i32,
         comm: stat.comm.clone(),
-        state: ProcState::Alive,
         tids: p.tids.clone(),
-        creds: Creds::default(),
         umask: 0o022,
-        cwd: String::new(),
-        root: String::new(),
-        exe: String::new(),
-        mm: MmFields::default(),
-        auxv: Vec::new(),
-        rlimits: Vec::new(),
-        personality: 0,
-        sigactions: Vec::new(),
-        shared_pending: Vec::new(),
-        itimers: Vec::new(),
         dumpable: 1,
-        child_subreaper: false,
-        pdeath_signal: 0,
         exit_signal: stat.field(38) as i32,
-        posix_timers: Vec::new(),
         nice: stat.field(19) as i32,
+        ..ProcessRecord::default()
     };
     if let Some(status) = p.zombie {
         rec.state = ProcState::Zombie { status };
@@ -359,7 +343,7 @@ mod limits_tests {
     fn parses_proc_limits() {
         let text = std::fs::read_to_string("/proc/self/limits").unwrap();
         let v = super::parse_limits(&text).expect("16 limits");
-        let own = seamless_sys::proc::getrlimit_of(std::process::id() as i32, libc::RLIMIT_NOFILE).unwrap();
+        let own = seamless_sys::proc::getrlimit_of(seamless_sys::proc::own_pid(), libc::RLIMIT_NOFILE).unwrap();
         assert_eq!(v[libc::RLIMIT_NOFILE as usize], own);
         assert!(super::parse_limits("header only\n").is_none());
     }

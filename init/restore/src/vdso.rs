@@ -12,9 +12,10 @@
 //! vDSO symbols once at start-up) therefore keep working and land in code that matches the
 //! running kernel's data pages.
 
-use super::child::{find_gap, Child};
-use super::plan::ProcPlan;
-use super::{procfs, RestoreError, RestoreOptions};
+use crate::child::{find_gap, Child};
+use crate::plan::ProcPlan;
+use crate::tracee::Tracee;
+use crate::{procfs, RestoreError, RestoreOptions};
 use seamless_image::records::VmaKind;
 
 /// One dynamic function symbol of a vDSO: name, offset from the image start, size.
@@ -48,8 +49,8 @@ pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
     if img.get(0..4)? != b"\x7fELF" || *img.get(4)? != 2 {
         return None;
     }
-    let phoff = u64_at(img, 0x20)? as usize;
-    let shoff = u64_at(img, 0x28)? as usize;
+    let phoff = usize::try_from(u64_at(img, 0x20)?).ok()?;
+    let shoff = usize::try_from(u64_at(img, 0x28)?).ok()?;
     let phnum = u16_at(img, 0x38)? as usize;
     let shnum = u16_at(img, 0x3c)? as usize;
     let mut base = None;
@@ -67,10 +68,10 @@ pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
         if u32_at(img, sh(i, 4)?)? != 11 {
             continue;
         }
-        let off = u64_at(img, sh(i, 24)?)? as usize;
-        let size = u64_at(img, sh(i, 32)?)? as usize;
+        let off = usize::try_from(u64_at(img, sh(i, 24)?)?).ok()?;
+        let size = usize::try_from(u64_at(img, sh(i, 32)?)?).ok()?;
         let link = u32_at(img, sh(i, 40)?)? as usize;
-        let str_off = u64_at(img, sh(link, 24)?)? as usize;
+        let str_off = usize::try_from(u64_at(img, sh(link, 24)?)?).ok()?;
         // A symbol table can never be larger than the image that holds it.
         let end_of_table = off.checked_add(size)?;
         if end_of_table > img.len() {
@@ -95,25 +96,57 @@ pub fn symbols(img: &[u8]) -> Option<Vec<Sym>> {
     None
 }
 
+/// Why the saved vDSO cannot be patched to jump into the running one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The saved (`saved`) or the running vDSO is not an ELF image with a `.dynsym`.
+    #[error("cannot parse the {} vDSO", if *saved { "saved" } else { "running" })]
+    Unparsable {
+        /// Whether it is the saved one.
+        saved: bool,
+    },
+    /// A function is too short for a 5-byte `jmp rel32`.
+    #[error("vDSO function {name} is only {size} bytes long")]
+    TooShort {
+        /// The function.
+        name: String,
+        /// Its size.
+        size: u64,
+    },
+    /// A symbol points outside the image.
+    #[error("symbol {name} outside the vDSO image")]
+    Outside {
+        /// The symbol.
+        name: String,
+    },
+    /// The new function is out of `jmp rel32` reach.
+    #[error("{name} is more than 2 GiB away from the new vDSO")]
+    TooFar {
+        /// The function.
+        name: String,
+    },
+}
+
 /// Builds the patched copy of `old` whose exported functions jump to the same-named
 /// functions of `new` mapped at `new_base`, the copy itself being mapped at `old_base`.
-pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Vec<u8>, usize), String> {
-    let olds = symbols(old).ok_or("cannot parse the saved vDSO")?;
-    let news = symbols(new).ok_or("cannot parse the running vDSO")?;
+pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Vec<u8>, usize), PatchError> {
+    let olds = symbols(old).ok_or(PatchError::Unparsable { saved: true })?;
+    let news = symbols(new).ok_or(PatchError::Unparsable { saved: false })?;
     let mut out = old.to_vec();
     let mut patched = 0;
     for s in &olds {
         let Some(n) = news.iter().find(|n| n.name == s.name) else { continue };
         if s.size != 0 && s.size < 5 {
-            return Err(format!("vDSO function {} is only {} bytes long", s.name, s.size));
+            return Err(PatchError::TooShort { name: s.name.clone(), size: s.size });
         }
-        let outside = || format!("symbol {} outside the vDSO image", s.name);
+        let outside = || PatchError::Outside { name: s.name.clone() };
         let at = usize::try_from(s.offset).map_err(|_| outside())?;
         let slot = out.get_mut(at..at.checked_add(5).ok_or_else(outside)?).ok_or_else(outside)?;
         let from = old_base.wrapping_add(s.offset).wrapping_add(5);
         let to = new_base.wrapping_add(n.offset);
-        let rel = (to as i64).wrapping_sub(from as i64);
-        let rel: i32 = rel.try_into().map_err(|_| format!("{} is more than 2 GiB away from the new vDSO", s.name))?;
+        // The displacement of `jmp rel32`: the difference modulo 2^64, read as signed.
+        let rel = i64::from_ne_bytes(to.wrapping_sub(from).to_ne_bytes());
+        let rel: i32 = rel.try_into().map_err(|_| PatchError::TooFar { name: s.name.clone() })?;
         slot[0] = 0xe9;
         slot[1..5].copy_from_slice(&rel.to_le_bytes());
         patched += 1;
@@ -179,7 +212,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
     let Some(cur_vdso) = cur.iter().find(|m| m.name == "[vdso]") else {
         return Err(RestoreError::Failed { pid, what: "the restorer has no [vdso]".into() });
     };
-    let mut cur_bytes = vec![0u8; cur_vdso.len() as usize];
+    let mut cur_bytes = vec![0u8; seamless_image::usize_of(cur_vdso.len())];
     c.mem.read(cur_vdso.start, &mut cur_bytes).map_err(|e| RestoreError::io(pid, "reading the current vDSO", e))?;
     let Some(old_vdso) = saved.iter().find(|v| v.kind == VmaKind::Vdso) else {
         // The process had no vDSO: drop ours.
@@ -195,7 +228,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
             .iter()
             .filter(|v| !matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar))
             .map(|v| (v.start, v.end))
-            .chain(std::iter::once((c.tramp, c.tramp + super::child::TRAMP_LEN)))
+            .chain(std::iter::once((c.tramp, c.tramp + crate::child::TRAMP_LEN)))
             .collect();
     if !opts.force_vdso_trampoline && same_layout && cur_bytes == p.mm.vdso {
         let block: Vec<(u64, u64)> = cur.iter().map(|m| (m.start, m.end)).collect();
@@ -231,7 +264,7 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
         ],
     )?;
     c.mem
-        .write(old_vdso.start, &bytes[..bytes.len().min(len as usize)])
+        .write(old_vdso.start, &bytes[..bytes.len().min(seamless_image::usize_of(len))])
         .map_err(|e| RestoreError::io(pid, "writing the vDSO trampoline", e))?;
     log::info!(
         "pid {pid}: vDSO differs; {n} functions at {:#x} redirected to the new vDSO at {new_vdso:#x}",

@@ -6,11 +6,13 @@
 //! Sockets, eventfd/signalfd/timerfd and epoll are created by their own modules; epoll
 //! watches are added once the owner's descriptors are all in place.
 
-use super::child::Child;
-use super::plan::Plan;
-use super::{Failures, RestoreError};
+use crate::abi;
+use crate::plan::Plan;
+use crate::tracee::Tracee;
+use crate::{Failures, RestoreError};
 use seamless_image::records::{EpollRecord, FileKind};
 use seamless_image::{Reader, Store};
+use seamless_sys::chain;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -30,7 +32,7 @@ pub struct OpenFiles {
 const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
 
 fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
-    let flags = (flags as i32 & !STRIP) | libc::O_CLOEXEC;
+    let flags = (abi::signed(flags) & !STRIP) | libc::O_CLOEXEC;
     let acc = flags & libc::O_ACCMODE;
     let f = std::fs::OpenOptions::new()
         .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
@@ -109,27 +111,27 @@ fn seek(fd: &OwnedFd, pos: u64) -> std::io::Result<()> {
 }
 
 /// Opens every description of the plan in the restorer. A description that cannot be
-/// recreated gives up the unit of trees holding it (see [`super::plan::Units`]); the
+/// recreated gives up the unit of trees holding it (see [`crate::plan::Units`]); the
 /// descriptions of units already given up are not opened at all.
 pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failures) -> OpenFiles {
     let mut out = OpenFiles::default();
     let mut pipe_ends: BTreeMap<u64, (Option<OwnedFd>, Option<OwnedFd>)> = BTreeMap::new();
     let mut fifo_keep: BTreeMap<u64, OwnedFd> = BTreeMap::new();
     let err = |id: u32, what: String, e: std::io::Error| RestoreError::File { id, what, source: e };
-    let mut socks = super::sockets::Ctx::new(plan.descs.values().map(|d| &d.kind));
+    let mut socks = crate::sockets::Ctx::new(plan.descs.values().map(|d| &d.kind));
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
-    order.sort_by_key(|d| super::sockets::open_order(&d.kind));
+    order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
     for d in order {
         let id = d.id;
         if fails.desc_failed(id) {
             continue;
         }
-        let acc = d.flags as i32 & libc::O_ACCMODE;
+        let acc = abi::signed(d.flags) & libc::O_ACCMODE;
         let opened = (|| -> Result<OwnedFd, RestoreError> {
             let fd: OwnedFd = match &d.kind {
                 FileKind::Regular { path, .. } => {
                     let fd = open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?;
-                    if d.flags as i32 & libc::O_APPEND == 0 || d.pos != 0 {
+                    if abi::signed(d.flags) & libc::O_APPEND == 0 || d.pos != 0 {
                         let _ = seek(&fd, d.pos);
                     }
                     fd
@@ -148,7 +150,10 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     if ends.0.is_none() && ends.1.is_none() {
                         let (r, w) = seamless_sys::proc::pipe().map_err(|e| RestoreError::sys(0, "pipe2", e))?;
                         if let Some(rec) = plan.pipes.get(pipe) {
-                            let _ = seamless_sys::proc::set_pipe_size(w.as_raw_fd(), rec.capacity as usize);
+                            let _ = seamless_sys::proc::set_pipe_size(
+                                w.as_raw_fd(),
+                                seamless_image::usize_of(rec.capacity),
+                            );
                             // The write end blocks: never write more than the pipe now holds.
                             let room = seamless_sys::proc::pipe_size(w.as_raw_fd()).unwrap_or(0);
                             if rec.data.len() > room {
@@ -183,7 +188,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                                 .ok_or_else(|| err(id, format!("pipe {pipe}"), std::io::ErrorKind::NotFound.into()))?;
                             open_path(
                                 &format!("/proc/self/fd/{}", other.as_raw_fd()),
-                                (d.flags & !(libc::O_ACCMODE as u32)) | acc as u32,
+                                (d.flags & !abi::bits(libc::O_ACCMODE)) | abi::bits(acc),
                             )
                             .map_err(|e| err(id, format!("reopen pipe {pipe}"), e))?
                         }
@@ -202,13 +207,13 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     open_path(path, d.flags | libc::O_NONBLOCK as u32)
                         .map_err(|e| err(id, format!("open fifo {path}"), e))?
                 }
-                FileKind::Socket(s) => super::sockets::open(&mut socks, id, s)?,
-                FileKind::EventFd { count, semaphore } => super::eventfd::eventfd(id, *count, *semaphore)?,
-                FileKind::SignalFd { mask } => super::eventfd::signalfd(id, *mask)?,
-                FileKind::TimerFd(t) => super::eventfd::timerfd(id, t)?,
+                FileKind::Socket(s) => crate::sockets::open(&mut socks, id, s)?,
+                FileKind::EventFd { count, semaphore } => crate::eventfd::eventfd(id, *count, *semaphore)?,
+                FileKind::SignalFd { mask } => crate::eventfd::signalfd(id, *mask)?,
+                FileKind::TimerFd(t) => crate::eventfd::timerfd(id, t)?,
                 FileKind::Epoll(ep) => {
                     out.epolls.insert(id, ep.clone());
-                    seamless_sys::net::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
+                    seamless_sys::epoll::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
                 }
             };
             set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
@@ -218,28 +223,33 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
             Ok(fd) => {
                 out.by_id.insert(id, fd);
             }
-            Err(e) => fails.fail_desc(id, e.to_string()),
+            Err(e) => fails.fail_desc(id, chain(&e).to_string()),
         }
     }
     out.keep.extend(fifo_keep.into_values());
-    for (id, e) in super::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
-        fails.fail_desc(id, e.to_string());
+    for (id, e) in crate::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
+        fails.fail_desc(id, chain(&e).to_string());
     }
     out
 }
 
 fn set_fl(fd: &OwnedFd, flags: u32) -> std::io::Result<()> {
-    seamless_sys::proc::set_status_flags(fd.as_raw_fd(), flags as i32).map_err(|e| e.source)
+    seamless_sys::proc::set_status_flags(fd.as_raw_fd(), abi::signed(flags)).map_err(|e| e.source)
 }
 
 /// Installs the child's descriptors (ascending, so a temporary number never clobbers a
 /// descriptor already in place).
-pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &OpenFiles) -> Result<(), RestoreError> {
+pub fn install<T: Tracee + ?Sized>(
+    c: &mut T,
+    fds: &seamless_image::records::FdTable,
+    open: &OpenFiles,
+) -> Result<(), RestoreError> {
     if fds.fds.is_empty() {
         return Ok(());
     }
-    let me = std::process::id() as u64;
-    let max = fds.fds.iter().map(|f| f.fd).max().unwrap_or(0) as u64;
+    let pid = c.pid();
+    let me = u64::from(std::process::id());
+    let max = abi::int(fds.fds.iter().map(|f| f.fd).max().unwrap_or(0));
     let pfd = c.call("pidfd_open", libc::SYS_pidfd_open, [me, 0, 0, 0, 0, 0])?;
     let hi =
         c.call("fcntl(F_DUPFD_CLOEXEC)", libc::SYS_fcntl, [pfd, libc::F_DUPFD_CLOEXEC as u64, max + 1, 0, 0, 0])?;
@@ -248,13 +258,16 @@ pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &Ope
     sorted.sort_by_key(|f| f.fd);
     for f in &sorted {
         let ours = open.by_id.get(&f.desc).ok_or_else(|| RestoreError::Corrupt {
-            pid: c.pid,
+            pid,
             what: format!("fd {} refers to unknown file #{}", f.fd, f.desc),
         })?;
-        let n = c
-            .call("pidfd_getfd", libc::SYS_pidfd_getfd, [hi, ours.as_raw_fd() as u64, 0, 0, 0, 0])
-            .map_err(|e| RestoreError::Failed { pid: c.pid, what: format!("fd {}: {e}", f.fd) })?;
-        let target = f.fd as u64;
+        let n = c.call_for(
+            format!("fd {}: pidfd_getfd", f.fd),
+            "pidfd_getfd",
+            libc::SYS_pidfd_getfd,
+            [hi, abi::int(ours.as_raw_fd()), 0, 0, 0, 0],
+        )?;
+        let target = abi::int(f.fd);
         if n != target {
             let fl = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
             c.call("dup3", libc::SYS_dup3, [n, target, fl, 0, 0, 0])?;
@@ -264,5 +277,86 @@ pub fn install(c: &mut Child, fds: &seamless_image::records::FdTable, open: &Ope
         }
     }
     c.call("close", libc::SYS_close, [hi, 0, 0, 0, 0, 0])?;
-    super::epoll::add_watches(c, fds, &open.epolls)
+    crate::epoll::add_watches(c, fds, &open.epolls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracee::fake::Recorder;
+    use seamless_image::records::{EpollItem, Fd, FdTable};
+
+    fn fd(fd: i32, desc: u32, cloexec: bool) -> Fd {
+        Fd { fd, cloexec, desc }
+    }
+
+    fn opened(ids: &[u32]) -> OpenFiles {
+        let mut o = OpenFiles::default();
+        for &id in ids {
+            o.by_id.insert(id, std::fs::File::open("/dev/null").unwrap().into());
+        }
+        o
+    }
+
+    /// Descriptors go in ascending order through a pidfd parked above the highest number, so no
+    /// temporary number lands on a descriptor already in place; each is moved to its number with
+    /// its close-on-exec flag.
+    #[test]
+    fn file_table_is_installed_in_ascending_order_above_the_highest_number() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(200, 2, true), fd(0, 1, false), fd(5, 1, false)] };
+        let open = opened(&[1, 2]);
+        install(&mut t, &table, &open).unwrap();
+        let calls = t.calls();
+        let names: Vec<_> = calls.iter().map(|c| c.name).collect();
+        assert_eq!(&names[..3], ["pidfd_open", "fcntl(F_DUPFD_CLOEXEC)", "close"]);
+        assert_eq!(calls[0].args[0], u64::from(std::process::id()));
+        assert_eq!(calls[1].args[2], 201, "the pidfd is parked above fd 200");
+        let hi = 201;
+        let dups: Vec<(u64, u64)> = calls.iter().filter(|c| c.name == "dup3").map(|c| (c.args[1], c.args[2])).collect();
+        assert_eq!(dups, [(0, 0), (5, 0), (200, libc::O_CLOEXEC as u64)]);
+        let gets: Vec<u64> = calls.iter().filter(|c| c.name == "pidfd_getfd").map(|c| c.args[1]).collect();
+        let ours = |id: u32| abi::int(open.by_id[&id].as_raw_fd());
+        assert_eq!(gets, [ours(1), ours(1), ours(2)]);
+        assert!(calls.iter().filter(|c| c.name == "pidfd_getfd").all(|c| c.args[0] == hi));
+        assert_eq!(calls.last().map(|c| (c.name, c.args[0])), Some(("close", hi)));
+    }
+
+    #[test]
+    fn a_descriptor_of_an_unknown_description_is_refused() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 9, false)] };
+        let e = install(&mut t, &table, &opened(&[1])).unwrap_err();
+        assert!(e.to_string().contains("fd 3 refers to unknown file #9"), "{e}");
+    }
+
+    /// Watches are added in the owner with the descriptor numbers they were registered with,
+    /// once per description even where it sits at two numbers, with the packed event layout.
+    #[test]
+    fn epoll_watches_are_added_once_with_their_registered_numbers() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 1, false), fd(4, 2, false), fd(9, 1, false), fd(6, 3, false)] };
+        let item = |tfd, target, events, data| EpollItem { tfd, target, events, data };
+        let mut epolls = BTreeMap::new();
+        epolls.insert(1, EpollRecord { owner: 42, items: vec![item(4, 2, 0x1, 0xabcd), item(6, 3, 0x8000_0004, 7)] });
+        epolls.insert(3, EpollRecord { owner: 77, items: vec![item(4, 2, 1, 1)] }); // another owner's
+        crate::epoll::add_watches(&mut t, &table, &epolls).unwrap();
+        let adds = t.named("epoll_ctl(EPOLL_CTL_ADD)");
+        assert_eq!(adds.len(), 2);
+        for (c, (tfd, events, data)) in adds.iter().zip([(4, 0x1, 0xabcd), (6, 0x8000_0004u32, 7u64)]) {
+            assert_eq!(c.args[..3], [3, libc::EPOLL_CTL_ADD as u64, tfd]);
+            assert_eq!(c.mem(c.args[3], 12), crate::abi::epoll_event(events, data));
+        }
+    }
+
+    #[test]
+    fn an_epoll_watch_of_a_number_holding_another_file_is_refused() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 1, false), fd(4, 2, false)] };
+        let mut epolls = BTreeMap::new();
+        epolls.insert(1, EpollRecord { owner: 42, items: vec![EpollItem { tfd: 4, target: 5, events: 1, data: 0 }] });
+        let e = crate::epoll::add_watches(&mut t, &table, &epolls).unwrap_err();
+        assert!(e.to_string().contains("watches fd 4 which is not file #5"), "{e}");
+        assert!(t.calls().is_empty());
+    }
 }

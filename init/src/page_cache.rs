@@ -7,6 +7,7 @@
 
 use seamless_image::upgrade::{CachedFile, PageCache};
 use seamless_image::{Reader, RecordKind, Store};
+use seamless_sys::chain;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,7 +65,7 @@ pub fn recorded<S: Store>(reader: &mut Reader<S>) -> Option<PageCache> {
     let set: PageCache = match reader.record_of(idx, RecordKind::PAGE_CACHE) {
         Ok(s) => s,
         Err(e) => {
-            log::warn!("page cache record unreadable ({e}): not re-warming");
+            log::warn!("page cache record unreadable ({}): not re-warming", chain(&e));
             return None;
         }
     };
@@ -89,7 +90,7 @@ pub fn start(set: PageCache) -> Rewarm {
             std::thread::Builder::new()
                 .name(format!("rewarm-{i}"))
                 .spawn(move || read_files(&files, &next, deadline))
-                .map_err(|e| log::warn!("cannot start a re-warm thread: {e}"))
+                .map_err(|e| log::warn!("cannot start a re-warm thread: {}", chain(&e)))
                 .ok()
         })
         .collect();
@@ -142,7 +143,7 @@ fn read_files(files: &[CachedFile], next: &AtomicUsize, deadline: Instant) -> Ta
                 }
             }
             Err(why) => {
-                log::debug!("re-warm: {} skipped: {why}", f.path);
+                log::debug!("re-warm: {} skipped: {}", f.path, chain(&why));
                 tally.skipped += 1;
             }
         }
@@ -150,14 +151,34 @@ fn read_files(files: &[CachedFile], next: &AtomicUsize, deadline: Instant) -> Ta
     tally
 }
 
+/// Why a cached file is not re-read.
+#[derive(Debug, thiserror::Error)]
+enum SkipReason {
+    /// It cannot be opened or looked at.
+    #[error("cannot open it")]
+    Open(#[source] std::io::Error),
+    /// It is not the file the old kernel had cached.
+    #[error("changed since the old kernel recorded it")]
+    Changed,
+    /// A read failed.
+    #[error("read at {at}")]
+    Read {
+        /// Offset.
+        at: u64,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Reads the recorded ranges of `f`; returns the bytes read and whether all were.
-fn read_file(f: &CachedFile, buf: &mut [u8], deadline: Instant) -> Result<(u64, bool), String> {
+fn read_file(f: &CachedFile, buf: &mut [u8], deadline: Instant) -> Result<(u64, bool), SkipReason> {
     let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&f.path);
-    let file = open(libc::O_NOATIME).or_else(|_| open(0)).map_err(|e| e.to_string())?;
-    let m = file.metadata().map_err(|e| e.to_string())?;
+    let file = open(libc::O_NOATIME).or_else(|_| open(0)).map_err(SkipReason::Open)?;
+    let m = file.metadata().map_err(SkipReason::Open)?;
     let mtime_ns = m.mtime() * 1_000_000_000 + m.mtime_nsec();
     if !m.is_file() || m.ino() != f.ino || m.len() != f.size || mtime_ns != f.mtime_ns {
-        return Err("changed since the old kernel recorded it".into());
+        return Err(SkipReason::Changed);
     }
     let mut bytes = 0u64;
     for &(off, len) in &f.ranges {
@@ -175,7 +196,7 @@ fn read_file(f: &CachedFile, buf: &mut [u8], deadline: Instant) -> Result<(u64, 
                     bytes += n as u64;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read at {at}: {e}")),
+                Err(source) => return Err(SkipReason::Read { at, source }),
             }
         }
     }

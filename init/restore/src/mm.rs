@@ -1,13 +1,16 @@
 //! Rebuilding an address space inside the seized child: drop everything but the trampoline,
-//! place the vDSO (see [`super::vdso`]), map every saved VMA at its address with its
+//! place the vDSO (see [`crate::vdso`]), map every saved VMA at its address with its
 //! protection, write the saved pages through `/proc/PID/mem`, then install the mm fields
 //! (brk, argv/env areas, auxv, exe) with `PR_SET_MM_MAP`.
 
-use super::child::{Child, TRAMP_LEN};
-use super::plan::ProcPlan;
-use super::{procfs, vdso, RestoreError, RestoreOptions};
-use seamless_image::records::{FileId, VmaKind};
+use crate::abi;
+use crate::child::Child;
+use crate::plan::ProcPlan;
+use crate::tracee::Tracee;
+use crate::{procfs, vdso, RestoreError, RestoreOptions};
+use seamless_image::records::{FileId, Vma, VmaKind};
 use seamless_image::{Reader, Store};
+use seamless_sys::chain;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
@@ -26,9 +29,9 @@ pub struct SharedObj {
 /// still shows as `/dev/zero (deleted)`). An object that cannot be recreated gives up the
 /// unit of its users.
 pub fn prepare_shared<S: Store>(
-    plan: &super::plan::Plan,
+    plan: &crate::plan::Plan,
     reader: &mut Reader<S>,
-    fails: &mut super::Failures,
+    fails: &mut crate::Failures,
 ) -> BTreeMap<u64, SharedObj> {
     // Size of each object, and one of its users (they are all in the same unit).
     let mut sizes: BTreeMap<u64, (u64, i32)> = BTreeMap::new();
@@ -40,7 +43,7 @@ pub fn prepare_shared<S: Store>(
                         pid: p.rec.pid,
                         what: format!("shared memory area {:#x}-{:#x} at offset {offset:#x}", v.start, v.end),
                     };
-                    fails.fail_pid(p.rec.pid, e.to_string());
+                    fails.fail_pid(p.rec.pid, chain(&e).to_string());
                     continue;
                 };
                 let e = sizes.entry(ino).or_insert((0, p.rec.pid));
@@ -50,7 +53,7 @@ pub fn prepare_shared<S: Store>(
     }
     let mut out = BTreeMap::new();
     for (ino, (len, user)) in sizes {
-        match seamless_sys::proc::map_shared_anon(len as usize) {
+        match seamless_sys::proc::map_shared_anon(seamless_image::usize_of(len)) {
             Ok(addr) => {
                 out.insert(ino, SharedObj { addr, len });
             }
@@ -60,7 +63,7 @@ pub fn prepare_shared<S: Store>(
     if out.is_empty() {
         return out;
     }
-    let me = match super::memio::Mem::open(std::process::id() as i32, true) {
+    let me = match crate::memio::Mem::open(seamless_sys::proc::own_pid(), true) {
         Ok(me) => me,
         Err(e) => {
             let why = RestoreError::io(0, "opening /proc/self/mem", e).to_string();
@@ -91,16 +94,16 @@ pub fn prepare_shared<S: Store>(
                             ch.vaddr, ch.len, v.start, v.end
                         ),
                     };
-                    fails.fail_pid(p.rec.pid, e.to_string());
+                    fails.fail_pid(p.rec.pid, chain(&e).to_string());
                     break;
                 }
-                buf.resize(ch.len as usize, 0);
+                buf.resize(seamless_image::usize_of(ch.len), 0);
                 let r = reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image).and_then(|()| {
                     me.write(obj.addr + at.unwrap_or(0), &buf)
                         .map_err(|e| RestoreError::io(p.rec.pid, "filling shared memory", e))
                 });
                 if let Err(e) = r {
-                    fails.fail_pid(p.rec.pid, e.to_string());
+                    fails.fail_pid(p.rec.pid, chain(&e).to_string());
                     break;
                 }
             }
@@ -110,7 +113,7 @@ pub fn prepare_shared<S: Store>(
 }
 
 /// One process mapping shared object `ino`, as (ino, pid).
-fn plan_user(plan: &super::plan::Plan, ino: u64) -> Option<(u64, i32)> {
+fn plan_user(plan: &crate::plan::Plan, ino: u64) -> Option<(u64, i32)> {
     plan.procs.values().find_map(|p| {
         p.mm.vmas
             .iter()
@@ -157,6 +160,14 @@ pub fn verify_file(pid: i32, f: &FileId) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// `PROT_READ | PROT_WRITE`: what an area is mapped with while its pages are written.
+const FILL_PROT: u32 = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+
+/// Whether `v` has saved pages that `/proc/PID/mem` cannot write with its own protection.
+fn fill_writable(v: &Vma) -> bool {
+    v.saved_pages > 0 && v.prot & libc::PROT_READ as u32 == 0
+}
+
 /// Replaces the child's address space with the saved one.
 pub fn restore_mm<S: Store>(
     c: &mut Child,
@@ -182,6 +193,40 @@ pub fn restore_mm<S: Store>(
     // 2. The vDSO.
     vdso::place(c, p, opts)?;
     // 3. Every saved area.
+    map_areas(c, p, shm)?;
+    // 4. Pages. With transparent huge pages on, writing one page of a sparse anonymous area
+    // would fault in a whole 2 MiB page and turn holes into zero-filled memory; so THP is off
+    // for this mm while the pages go in, and back on after.
+    const PR_SET_THP_DISABLE: u64 = libc::PR_SET_THP_DISABLE as u64;
+    c.call("prctl(PR_SET_THP_DISABLE, 1)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 1, 0, 0, 0, 0])?;
+    let mut buf = Vec::new();
+    let in_shm =
+        |a: u64| p.mm.vmas.iter().any(|v| matches!(v.kind, VmaKind::SharedAnon { .. }) && v.start <= a && a < v.end);
+    for ch in p.chunks.iter().filter(|ch| !in_shm(ch.vaddr)) {
+        buf.resize(seamless_image::usize_of(ch.len), 0);
+        reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
+        c.write_mem(ch.vaddr, &buf)
+            .map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
+    }
+    c.call("prctl(PR_SET_THP_DISABLE, 0)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 0, 0, 0, 0, 0])?;
+    for v in p.mm.vmas.iter().filter(|v| fill_writable(v)) {
+        c.call("mprotect", libc::SYS_mprotect, [v.start, v.end.saturating_sub(v.start), u64::from(v.prot), 0, 0, 0])?;
+    }
+    // 5. mm fields, auxv, exe.
+    set_mm_map(c, p)
+}
+
+/// Maps every saved area of `p` at its address (`MAP_FIXED_NOREPLACE`, so nothing already
+/// there is clobbered): anonymous memory, files (each opened once in the process, after
+/// [`verify_file`]) and shared anonymous objects (through the restorer's mapping of them). An
+/// area whose saved pages `/proc/PID/mem` could not write (no `PROT_READ`) is mapped readable
+/// and writable; [`restore_mm`] protects it after the pages are in.
+pub fn map_areas<T: Tracee + ?Sized>(
+    c: &mut T,
+    p: &ProcPlan,
+    shm: &BTreeMap<u64, SharedObj>,
+) -> Result<(), RestoreError> {
+    let pid = c.pid();
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
     let mut shm_fds = Vec::new();
     for v in &p.mm.vmas {
@@ -219,10 +264,10 @@ pub fn restore_mm<S: Store>(
         flags |= libc::MAP_FIXED_NOREPLACE;
         // Shared anonymous memory is filled through a writable mapping, then protected.
         // Areas whose saved pages /proc/PID/mem cannot write (PROT_NONE) are filled writable first.
-        let fill_prot = if v.saved_pages > 0 && v.prot & 1 == 0 { v.prot | 3 } else { v.prot };
-        let got = c.call("mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), flags as u64, fd, off]).map_err(
-            |e| RestoreError::Failed { pid, what: format!("mapping {:#x}-{:#x} ({}): {e}", v.start, v.end, v.name) },
-        )?;
+        let fill_prot = if fill_writable(v) { v.prot | FILL_PROT } else { v.prot };
+        let what = format!("mapping {:#x}-{:#x} ({})", v.start, v.end, v.name);
+        let got =
+            c.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), abi::int(flags), fd, off])?;
         if got != v.start {
             return Err(RestoreError::Failed {
                 pid,
@@ -240,38 +285,17 @@ pub fn restore_mm<S: Store>(
     for (_, fd) in opened {
         c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
     }
-    // 4. Pages. With transparent huge pages on, writing one page of a sparse anonymous area
-    // would fault in a whole 2 MiB page and turn holes into zero-filled memory; so THP is off
-    // for this mm while the pages go in, and back on after.
-    const PR_SET_THP_DISABLE: u64 = 41;
-    c.call("prctl(PR_SET_THP_DISABLE, 1)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 1, 0, 0, 0, 0])?;
-    let mut buf = Vec::new();
-    let in_shm =
-        |a: u64| p.mm.vmas.iter().any(|v| matches!(v.kind, VmaKind::SharedAnon { .. }) && v.start <= a && a < v.end);
-    for ch in p.chunks.iter().filter(|ch| !in_shm(ch.vaddr)) {
-        buf.resize(ch.len as usize, 0);
-        reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
-        c.mem
-            .write(ch.vaddr, &buf)
-            .map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
-    }
-    c.call("prctl(PR_SET_THP_DISABLE, 0)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 0, 0, 0, 0, 0])?;
-    for v in p.mm.vmas.iter().filter(|v| v.saved_pages > 0 && v.prot & 1 == 0) {
-        c.call("mprotect", libc::SYS_mprotect, [v.start, v.end.saturating_sub(v.start), u64::from(v.prot), 0, 0, 0])?;
-    }
-    // 5. mm fields, auxv, exe.
-    set_mm_map(c, p)?;
-    let _ = TRAMP_LEN;
     Ok(())
 }
 
-fn set_mm_map(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
+fn set_mm_map<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
     let m = &p.rec.mm;
     let exe_fd = c.open(&p.rec.exe, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
     let mut auxv = p.rec.auxv.clone();
-    auxv.truncate(2 * 46);
-    let auxv_addr = c.put_words(4096, &auxv)?;
-    let mut words = vec![
+    auxv.truncate(abi::AUXV_MAX_WORDS);
+    let mut s = c.scratch();
+    let auxv_addr = s.put_words(c, &auxv)?;
+    let fields = [
         m.start_code,
         m.end_code,
         m.start_data,
@@ -283,15 +307,121 @@ fn set_mm_map(c: &mut Child, p: &ProcPlan) -> Result<(), RestoreError> {
         m.arg_end,
         m.env_start,
         m.env_end,
-        auxv_addr,
     ];
-    words.push((auxv.len() as u64 * 8) | (exe_fd << 32));
-    let a = c.put_words(0, &words)?;
+    // Both fit in 32 bits: the vector is truncated above, a descriptor number is an int.
+    let auxv_size = u32::try_from(auxv.len() * 8).unwrap_or(u32::MAX);
+    let exe = u32::try_from(exe_fd).unwrap_or(u32::MAX);
+    let map = abi::prctl_mm_map(fields, auxv_addr, auxv_size, exe);
+    let a = s.put_words(c, &map)?;
     let r = c.call(
         "prctl(PR_SET_MM_MAP)",
         libc::SYS_prctl,
-        [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, a, 104, 0, 0],
+        [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, a, abi::PRCTL_MM_MAP_SIZE, 0, 0],
     );
     c.call("close", libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0])?;
     r.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::sample_proc;
+    use crate::tracee::fake::Recorder;
+
+    fn vma(start: u64, pages: u64, prot: u32, kind: VmaKind, saved_pages: u64) -> Vma {
+        Vma {
+            start,
+            end: start + pages * 4096,
+            prot,
+            shared: false,
+            growsdown: false,
+            kind,
+            name: String::new(),
+            saved_pages,
+        }
+    }
+
+    fn file_id(path: &std::path::Path) -> FileId {
+        let md = std::fs::metadata(path).unwrap();
+        FileId {
+            path: path.to_str().unwrap().into(),
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
+        }
+    }
+
+    /// Every area at its own address and no other (`MAP_FIXED_NOREPLACE`), vDSO pages left to
+    /// [`vdso::place`], a file opened once for its two areas and closed after, and an area
+    /// without `PROT_READ` whose pages were saved mapped writable for the page copy.
+    #[test]
+    fn areas_are_mapped_at_their_addresses_with_their_backing() {
+        let path = std::env::temp_dir().join(format!("seamless-restore-mm-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 8192]).unwrap();
+        let file = VmaKind::File { file: file_id(&path), offset: 0 };
+        let mut p = sample_proc(42, 1, 42, &[]);
+        p.mm.vmas = vec![
+            vma(0x40_0000, 1, 5, file.clone(), 0),
+            vma(0x40_1000, 1, 1, VmaKind::File { file: file_id(&path), offset: 4096 }, 0),
+            vma(0x60_0000, 4, 3, VmaKind::Anon, 2),
+            vma(0x70_0000, 1, 0, VmaKind::Anon, 1),
+            vma(0x7fff_f000, 2, 1, VmaKind::Vvar, 0),
+            vma(0x7fff_f000 + 0x2000, 1, 5, VmaKind::Vdso, 0),
+        ];
+        let mut t = Recorder::new(42);
+        let r = map_areas(&mut t, &p, &BTreeMap::new());
+        std::fs::remove_file(&path).unwrap();
+        r.unwrap();
+        let maps = t.named("mmap");
+        let got: Vec<(u64, u64, u64)> = maps.iter().map(|c| (c.args[0], c.args[1], c.args[2])).collect();
+        assert_eq!(got, [(0x40_0000, 4096, 5), (0x40_1000, 4096, 1), (0x60_0000, 4 * 4096, 3), (0x70_0000, 4096, 3)]);
+        let fixed = libc::MAP_FIXED_NOREPLACE as u64;
+        assert!(maps.iter().all(|c| c.args[3] & fixed == fixed && c.args[3] & libc::MAP_PRIVATE as u64 != 0));
+        let anon = libc::MAP_ANONYMOUS as u64;
+        assert_eq!(maps.iter().map(|c| c.args[3] & anon != 0).collect::<Vec<_>>(), [false, false, true, true]);
+        let opens = t.named("openat");
+        assert_eq!(opens.len(), 1, "one open for both areas of the file");
+        assert_eq!(opens[0].mem(opens[0].args[1], path.as_os_str().len()), path.as_os_str().as_encoded_bytes());
+        let fd = maps[0].args[4];
+        assert_eq!((maps[1].args[4], maps[1].args[5]), (fd, 4096));
+        assert_eq!(t.names().last(), Some(&"close"));
+        assert_eq!(t.named("close")[0].args[0], fd);
+    }
+
+    #[test]
+    fn a_mapped_file_that_changed_is_refused() {
+        let path = std::env::temp_dir().join(format!("seamless-restore-mm-changed-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 4096]).unwrap();
+        let mut id = file_id(&path);
+        id.size += 1;
+        let mut p = sample_proc(42, 1, 42, &[]);
+        p.mm.vmas = vec![vma(0x40_0000, 1, 5, VmaKind::File { file: id, offset: 0 }, 0)];
+        let mut t = Recorder::new(42);
+        let e = map_areas(&mut t, &p, &BTreeMap::new()).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(e, RestoreError::FileChanged { pid: 42, .. }), "{e}");
+        assert!(t.calls().is_empty(), "nothing opened or mapped");
+    }
+
+    /// `struct prctl_mm_map`: the eleven addresses, then the auxv copy's address, its size in
+    /// bytes and the exe descriptor.
+    #[test]
+    fn mm_map_points_at_a_copy_of_the_auxv_and_the_exe() {
+        let mut p = sample_proc(42, 1, 42, &[]);
+        p.rec.exe = "/bin/sh".into();
+        p.rec.mm.start_code = 0x40_0000;
+        p.rec.mm.env_end = 0x7ffe_0000;
+        p.rec.auxv = vec![6, 4096, 0, 0];
+        let mut t = Recorder::new(42);
+        set_mm_map(&mut t, &p).unwrap();
+        assert_eq!(t.names(), ["openat", "prctl(PR_SET_MM_MAP)", "close"]);
+        let exe = 101;
+        let c = t.named("prctl(PR_SET_MM_MAP)")[0];
+        assert_eq!(c.args[3], abi::PRCTL_MM_MAP_SIZE);
+        let w = c.words(c.args[2], 13);
+        assert_eq!((w[0], w[10]), (0x40_0000, 0x7ffe_0000));
+        assert_eq!(c.words(w[11], 4), [6, 4096, 0, 0]);
+        assert_eq!(w[12], 32 | exe << 32);
+    }
 }

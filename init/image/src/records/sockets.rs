@@ -1,6 +1,6 @@
-//! Sockets and anonymous-inode files (eventfd, signalfd, timerfd, epoll). These are variants
-//! of [`FileKind`](super::FileKind), stored inside the [`FileDesc`](super::FileDesc) record of
-//! their open file description (no record kinds of their own).
+//! Sockets: addresses, options, TCP connections in repair form, unix pairs. A socket is the
+//! [`FileKind::Socket`](super::FileKind::Socket) variant of its open file description, stored
+//! inside its [`FileDesc`](super::FileDesc) record (no record kind of its own).
 
 use serde::{Deserialize, Serialize};
 
@@ -231,43 +231,6 @@ pub struct SocketRecord {
     pub path_mode: u32,
 }
 
-/// One watched descriptor of an epoll instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpollItem {
-    /// Descriptor number in [`EpollRecord::owner`] the watch was registered with.
-    pub tfd: i32,
-    /// Description id the watch refers to.
-    pub target: u32,
-    /// Event mask (`EPOLLIN`, `EPOLLET`, ...).
-    pub events: u32,
-    /// User data.
-    pub data: u64,
-}
-
-/// An epoll instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpollRecord {
-    /// Process whose descriptor numbers the `tfd`s are (the watches are added there).
-    pub owner: i32,
-    /// Watches.
-    pub items: Vec<EpollItem>,
-}
-
-/// A timerfd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimerFdRecord {
-    /// Clock id.
-    pub clock: i32,
-    /// Remaining time to the next expiry (ns; 0 = disarmed), restored as a relative time.
-    pub value_ns: u64,
-    /// Interval (ns).
-    pub interval_ns: u64,
-    /// Expirations not read yet.
-    pub ticks: u64,
-    /// `settime` flags the timer was armed with (`TFD_TIMER_ABSTIME`, ...).
-    pub settime_flags: u32,
-}
-
 /// One-line summary of a socket for `seamless inspect` (queues as sizes, not bytes).
 pub fn describe_socket(s: &SocketRecord) -> String {
     let fam = match s.family {
@@ -310,57 +273,4 @@ pub fn describe_socket(s: &SocketRecord) -> String {
         s.peer,
         s.opts.len()
     )
-}
-
-/// One TCP connection held still by the network lock: its local and peer address (both
-/// [`Addr::V4`] or both [`Addr::V6`]; an IPv4-mapped IPv6 pair is locked as IPv4, which is what
-/// travels on the wire).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockedConn {
-    /// This end (the dumped socket's address).
-    pub local: Addr,
-    /// The other end.
-    pub peer: Addr,
-}
-
-/// The network lock of an image (record kind 24, owner 0, tag 0, at most one): the nf_tables
-/// table that drops every segment of the preserved TCP connections from the moment their
-/// queues were read until they are repaired again, and the connections it holds. The dump
-/// installs it on the old kernel; seamless-init installs it again on the new kernel before any
-/// link is up; the restore lifts it once every connection is repaired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetLockRecord {
-    /// Name of the `inet` table (`seamless-lock-*`).
-    pub table: String,
-    /// The connections.
-    pub conns: Vec<LockedConn>,
-}
-
-/// Prefix of every lock table's name (a restore only ever deletes tables named so).
-pub const NET_LOCK_PREFIX: &str = "seamless-lock-";
-
-impl NetLockRecord {
-    /// Why this record cannot be right, if it cannot.
-    pub fn problem(&self) -> Option<String> {
-        let t = &self.table;
-        if !t.starts_with(NET_LOCK_PREFIX)
-            || t.len() > 64
-            || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Some(format!(
-                "table name {t:?} is not a seamless lock table ({NET_LOCK_PREFIX}..., at most 64 of [A-Za-z0-9_-])"
-            ));
-        }
-        for c in &self.conns {
-            let ok = match (&c.local, &c.peer) {
-                (Addr::V4 { port: a, .. }, Addr::V4 { port: b, .. }) => *a != 0 && *b != 0,
-                (Addr::V6 { port: a, .. }, Addr::V6 { port: b, .. }) => *a != 0 && *b != 0,
-                _ => false,
-            };
-            if !ok {
-                return Some(format!("connection {} -> {} is not a pair of IP addresses with ports", c.local, c.peer));
-            }
-        }
-        None
-    }
 }

@@ -1,0 +1,399 @@
+//! Threads: created by injected `clone3(CLONE_THREAD, set_tid)` in the leader, each then
+//! gets its rseq area, robust list, clear_child_tid, alternate stack, name and credentials
+//! by injection in itself, and finally its saved registers, XSAVE area and signal mask.
+//! Syscalls interrupted by the freeze are restarted (`rax = orig_rax`, `rip -= 2`).
+
+use crate::abi;
+use crate::child::{wait_event_stop, Child};
+use crate::inject::Remote;
+use crate::plan::ProcPlan;
+use crate::tracee::Tracee;
+use crate::RestoreError;
+use seamless_image::records::{Creds, SyscallState, ThreadRecord};
+use seamless_sys::chain;
+use seamless_sys::ptrace::{Regs, REG_ORIG_RAX, REG_RAX, REG_RIP, USER_REGS_WORDS};
+
+/// The legacy x87/SSE part of an XSAVE area (`struct user_fpregs_struct`), what
+/// `PTRACE_SETFPREGS` loads when the full area is refused.
+const FXSAVE_SIZE: usize = 512;
+
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+/// Creates the non-leader threads with their saved tids; returns a [`Remote`] per thread
+/// (leader excluded).
+pub fn create_threads(c: &mut Child, p: &ProcPlan) -> Result<Vec<Remote>, RestoreError> {
+    let mut out = Vec::new();
+    for t in p.threads.iter().skip(1) {
+        clone_thread(c, t.tid)?;
+        wait_event_stop(t.tid)?;
+        let _ = c.remote.new_threads.pop();
+        out.push(Remote::new(t.tid, c.tramp).map_err(|e| RestoreError::inject(t.tid, "take over new thread", e))?);
+    }
+    Ok(out)
+}
+
+/// Creates thread `tid` in the process with an injected `clone3(CLONE_THREAD, set_tid)`.
+pub fn clone_thread<T: Tracee + ?Sized>(c: &mut T, tid: i32) -> Result<(), RestoreError> {
+    let pid = c.pid();
+    let mut s = c.scratch();
+    let tid_addr = s.put(c, &tid.to_le_bytes())?;
+    let args = abi::CloneArgs { flags: THREAD_FLAGS, set_tid: tid_addr, set_tid_size: 1, ..Default::default() };
+    let a = s.put_words(c, &args.words())?;
+    let got = c.call_for(
+        format!("creating thread {tid}"),
+        "clone3(thread)",
+        libc::SYS_clone3,
+        [a, abi::CLONE_ARGS_SIZE, 0, 0, 0, 0],
+    )?;
+    if got != abi::int(tid) {
+        return Err(RestoreError::Failed { pid, what: format!("thread {tid} created as {got}") });
+    }
+    Ok(())
+}
+
+/// Per-thread kernel state that only the thread can set for itself.
+pub fn thread_state<T: Tracee + ?Sized>(r: &mut T, t: &ThreadRecord) -> Result<(), RestoreError> {
+    if let Some((area, len, sig)) = t.rseq {
+        r.call("rseq", libc::SYS_rseq, [area, u64::from(len), 0, u64::from(sig), 0, 0])?;
+    }
+    if let Some((head, len)) = t.robust_list {
+        r.call("set_robust_list", libc::SYS_set_robust_list, [head, len, 0, 0, 0, 0])?;
+    }
+    r.call("set_tid_address", libc::SYS_set_tid_address, [t.clear_child_tid, 0, 0, 0, 0, 0])?;
+    let (sp, flags, size) = t.altstack;
+    let stack = if flags & libc::SS_DISABLE == 0 {
+        abi::stack_t(sp, flags, size)
+    } else {
+        abi::stack_t(0, libc::SS_DISABLE, 0)
+    };
+    let mut s = r.scratch();
+    let a = s.put_words(r, &stack)?;
+    r.call("sigaltstack", libc::SYS_sigaltstack, [a, 0, 0, 0, 0, 0])?;
+    let name = s.put_str(r, &t.comm.chars().take(15).collect::<String>())?;
+    r.call("prctl(PR_SET_NAME)", libc::SYS_prctl, [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0])?;
+    Ok(())
+}
+
+/// The signal number of a raw siginfo (its first four bytes).
+fn signo(pid: i32, tid: i32, info: &[u8]) -> Result<i32, RestoreError> {
+    match info.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+        Some(b) if info.len() == seamless_image::validate::SIGINFO_SIZE => Ok(i32::from_le_bytes(b)),
+        _ => Err(RestoreError::Corrupt {
+            pid,
+            what: format!(
+                "thread {tid}: pending signal info of {} bytes, expected {}",
+                info.len(),
+                seamless_image::validate::SIGINFO_SIZE
+            ),
+        }),
+    }
+}
+
+/// The POSIX timer a pending signal comes from (`si_code == SI_TIMER`, `si_timerid`).
+pub fn timer_of_signal(info: &[u8]) -> Option<i32> {
+    let word = |at: usize| info.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(i32::from_le_bytes);
+    // si_code at 8; the union of fields starts at 16 on 64-bit, with the timer id first.
+    (word(8)? == libc::SI_TIMER).then(|| word(16)).flatten()
+}
+
+/// Re-queues the thread's (and, for the leader, the process's) pending signals; they stay
+/// pending because every signal is blocked until the final mask is set. A pending signal of one
+/// of the process's POSIX timers (`timers`) is not queued here: that timer is armed to expire at
+/// once instead ([`crate::process`]), so the kernel queues the timer's own signal, which later
+/// expiries add to as overruns rather than as a second signal.
+pub fn queue_pending<T: Tracee + ?Sized>(
+    r: &mut T,
+    t: &ThreadRecord,
+    shared: &[Vec<u8>],
+    timers: &[i32],
+) -> Result<(), RestoreError> {
+    let pid = r.pid();
+    let own_timer = |info: &[u8]| timer_of_signal(info).is_some_and(|id| timers.contains(&id));
+    for info in t.pending.iter().filter(|i| !own_timer(i)) {
+        let sig = signo(pid, t.tid, info)?;
+        let a = r.scratch().put(r, info)?;
+        let args = [abi::int(pid), abi::int(t.tid), abi::int(sig), a, 0, 0];
+        r.call("rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo, args)?;
+    }
+    for info in shared.iter().filter(|i| !own_timer(i)) {
+        let sig = signo(pid, t.tid, info)?;
+        let a = r.scratch().put(r, info)?;
+        r.call("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [abi::int(pid), abi::int(sig), a, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+/// The highest capability number `PR_CAPBSET_DROP` is tried with (the kernel refuses those
+/// past the last it knows, which ends the loop earlier).
+const CAP_BITS: u64 = 64;
+
+/// Sets the credentials of one thread (last, as they may drop the privileges the other
+/// steps need): bounding set, groups, gids, then uids (keeping the capabilities across the
+/// uid change when the saved set has any), then the capability sets, securebits and
+/// `no_new_privs`.
+pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), RestoreError> {
+    for cap in 0..CAP_BITS {
+        if cr.cap_bnd & (1 << cap) == 0 {
+            let res =
+                r.syscall("prctl(PR_CAPBSET_DROP)", libc::SYS_prctl, [libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0, 0]);
+            if res.is_err() {
+                break; // past the last capability the kernel knows
+            }
+        }
+    }
+    let groups: Vec<u8> = cr.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    let mut s = r.scratch();
+    let a = s.put(r, &groups)?;
+    r.call("setgroups", libc::SYS_setgroups, [cr.groups.len() as u64, a, 0, 0, 0, 0])?;
+    let [rgid, egid, sgid, fsgid] = cr.gids.map(u64::from);
+    r.call("setresgid", libc::SYS_setresgid, [rgid, egid, sgid, 0, 0, 0])?;
+    r.call("setfsgid", libc::SYS_setfsgid, [fsgid, 0, 0, 0, 0, 0])?;
+    let keep = cr.cap_prm != 0 && cr.uids[1] != 0;
+    if keep {
+        r.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 1, 0, 0, 0, 0])?;
+    }
+    let [ruid, euid, suid, fsuid] = cr.uids.map(u64::from);
+    r.call("setresuid", libc::SYS_setresuid, [ruid, euid, suid, 0, 0, 0])?;
+    r.call("setfsuid", libc::SYS_setfsuid, [fsuid, 0, 0, 0, 0, 0])?;
+    let hdr = s.put(r, &abi::cap_header())?;
+    let data = s.put(r, &abi::cap_data(cr.cap_eff, cr.cap_prm, cr.cap_inh))?;
+    r.call("capset", libc::SYS_capset, [hdr, data, 0, 0, 0, 0])?;
+    if keep {
+        r.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0])?;
+    }
+    if let Some(bits) = cr.securebits {
+        let _ = r.syscall(
+            "prctl(PR_SET_SECUREBITS)",
+            libc::SYS_prctl,
+            [libc::PR_SET_SECUREBITS as u64, u64::from(bits), 0, 0, 0, 0],
+        );
+    }
+    if cr.no_new_privs {
+        r.call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+/// Why a thread's saved registers cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegsError {
+    /// Not a `user_regs_struct`.
+    #[error("thread {tid}: {words} register words saved, expected {USER_REGS_WORDS}")]
+    Words {
+        /// Thread.
+        tid: i32,
+        /// Words saved.
+        words: usize,
+    },
+    /// `rip` too low to step back over a `syscall` instruction.
+    #[error("thread {tid}: rip {rip:#x} cannot be moved back to restart a syscall")]
+    Restart {
+        /// Thread.
+        tid: i32,
+        /// The saved instruction pointer.
+        rip: u64,
+    },
+}
+
+/// The registers a thread resumes with: the saved ones, with an interrupted syscall set up
+/// to run again.
+pub fn final_regs(t: &ThreadRecord) -> Result<Regs, RegsError> {
+    if t.regs.len() != USER_REGS_WORDS {
+        return Err(RegsError::Words { tid: t.tid, words: t.regs.len() });
+    }
+    let mut r = [0u64; USER_REGS_WORDS];
+    r.copy_from_slice(&t.regs);
+    if let SyscallState::Restart { nr, .. } = t.syscall {
+        r[REG_RAX] = nr;
+        r[REG_RIP] = r[REG_RIP].checked_sub(2).ok_or(RegsError::Restart { tid: t.tid, rip: r[REG_RIP] })?;
+    }
+    r[REG_ORIG_RAX] = u64::MAX;
+    Ok(r)
+}
+
+/// Loads the final registers, extended state and signal mask into a stopped thread.
+pub fn load_thread<T: Tracee + ?Sized>(c: &mut T, t: &ThreadRecord) -> Result<(), RestoreError> {
+    let pid = c.pid();
+    let regs = final_regs(t).map_err(|e| RestoreError::Corrupt { pid, what: e.to_string() })?;
+    c.set_regs(t.tid, &regs).map_err(|e| RestoreError::sys(pid, format!("registers of thread {}", t.tid), e))?;
+    if let Err(e) = c.set_xstate(t.tid, &t.xstate) {
+        log::warn!("pid {pid} thread {}: full XSAVE area refused ({}); restoring x87/SSE state only", t.tid, chain(&e));
+        let n = t.xstate.len().min(FXSAVE_SIZE);
+        c.set_fpregs(t.tid, &t.xstate[..n])
+            .map_err(|e| RestoreError::sys(pid, format!("FP state of thread {}", t.tid), e))?;
+    }
+    c.set_sigmask(t.tid, t.sigmask)
+        .map_err(|e| RestoreError::sys(pid, format!("signal mask of thread {}", t.tid), e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracee::fake::{Event, Recorder};
+
+    fn creds(uid: u32, cap_prm: u64) -> Creds {
+        Creds {
+            uids: [uid, uid, uid, uid],
+            gids: [100, 101, 102, 103],
+            groups: vec![7, 8],
+            cap_eff: cap_prm,
+            cap_prm,
+            cap_inh: 0,
+            cap_bnd: !0 ^ (1 << 3),
+            cap_amb: 0,
+            securebits: None,
+            no_new_privs: true,
+        }
+    }
+
+    /// Groups and gids before the uids (dropping root forbids them after), capabilities kept
+    /// across the uid change only when there are any to keep, capset after the uids, and the
+    /// version-3 header with the 64-bit sets split into two 32-bit words.
+    #[test]
+    fn credentials_go_in_the_order_that_keeps_the_privileges_they_need() {
+        let mut t = Recorder::new(42);
+        set_creds(&mut t, &creds(1000, 1 << 33 | 1 << 12)).unwrap();
+        let names = t.names();
+        assert_eq!(
+            names,
+            [
+                "prctl(PR_CAPBSET_DROP)",
+                "setgroups",
+                "setresgid",
+                "setfsgid",
+                "prctl(PR_SET_KEEPCAPS)",
+                "setresuid",
+                "setfsuid",
+                "capset",
+                "prctl(PR_SET_KEEPCAPS)",
+                "prctl(PR_SET_NO_NEW_PRIVS)",
+            ]
+        );
+        let calls = t.calls();
+        assert_eq!(calls[0].args[1], 3, "only the capability missing from the bounding set is dropped");
+        let groups = calls[1];
+        assert_eq!(groups.args[0], 2);
+        assert_eq!(groups.mem(groups.args[1], 8), [7, 0, 0, 0, 8, 0, 0, 0]);
+        assert_eq!(calls[2].args[..3], [100, 101, 102]);
+        assert_eq!(calls[3].args[0], 103);
+        assert_eq!((calls[4].args[1], calls[8].args[1]), (1, 0), "keepcaps on, then off");
+        assert_eq!(calls[5].args[..3], [1000, 1000, 1000]);
+        let capset = calls[7];
+        assert_eq!(capset.mem(capset.args[0], 8), crate::abi::cap_header());
+        let data = capset.mem(capset.args[1], 24);
+        let words: Vec<u32> = data.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(words, [1 << 12, 1 << 12, 0, 1 << 1, 1 << 1, 0]);
+        // The header and the data do not overlap (each has its own piece of scratch).
+        assert!(capset.args[1] >= capset.args[0] + 8);
+    }
+
+    #[test]
+    fn root_without_capabilities_to_keep_skips_keepcaps() {
+        let mut t = Recorder::new(42);
+        let mut c = creds(0, 0);
+        c.no_new_privs = false;
+        set_creds(&mut t, &c).unwrap();
+        assert!(!t.names().contains(&"prctl(PR_SET_KEEPCAPS)"));
+        assert_eq!(t.names().last(), Some(&"capset"));
+    }
+
+    #[test]
+    fn a_failed_setresuid_stops_before_the_capabilities() {
+        let mut t = Recorder::new(42);
+        t.fail.push(("setresuid", libc::EPERM));
+        let e = set_creds(&mut t, &creds(1000, 0)).unwrap_err();
+        assert!(e.to_string().contains("setresuid"), "{e}");
+        assert!(!t.names().contains(&"capset"));
+    }
+
+    fn thread(tid: i32) -> ThreadRecord {
+        ThreadRecord {
+            tid,
+            regs: vec![0; USER_REGS_WORDS],
+            xstate: vec![0; 1024],
+            sigmask: 0x5,
+            pending: Vec::new(),
+            syscall: SyscallState::None,
+            rseq: None,
+            robust_list: None,
+            clear_child_tid: 0,
+            altstack: (0, libc::SS_DISABLE, 0),
+            comm: "a-very-long-thread-name".into(),
+        }
+    }
+
+    #[test]
+    fn thread_state_disables_the_altstack_and_truncates_the_name() {
+        let mut t = Recorder::new(42);
+        thread_state(&mut t, &thread(43)).unwrap();
+        let alt = t.named("sigaltstack")[0];
+        assert_eq!(alt.words(alt.args[0], 3), [0, libc::SS_DISABLE as u64, 0]);
+        let name = t.named("prctl(PR_SET_NAME)")[0];
+        assert_eq!(name.mem(name.args[1], 16), b"a-very-long-thr\0");
+    }
+
+    #[test]
+    fn clone_args_carry_the_wanted_tid() {
+        let mut t = Recorder::new(42);
+        clone_thread(&mut t, 4711).unwrap();
+        let c = t.named("clone3(thread)")[0];
+        assert_eq!(c.args[1], crate::abi::CLONE_ARGS_SIZE);
+        let w = c.words(c.args[0], 11);
+        assert_eq!(w[0], THREAD_FLAGS);
+        assert_eq!(w[9], 1, "one level of set_tid");
+        assert_eq!(c.mem(w[8], 4), 4711i32.to_le_bytes());
+    }
+
+    /// An interrupted system call is set up to run again; the XSAVE area falls back to the
+    /// legacy FP state when the CPU refuses it; the mask is set last.
+    #[test]
+    fn registers_of_an_interrupted_syscall_restart_it() {
+        let mut t = Recorder::new(42);
+        t.refuse_xstate = true;
+        let mut rec = thread(43);
+        rec.regs[REG_RIP] = 0x40_1002;
+        rec.regs[REG_RAX] = crate::abi::int(-libc::EINTR);
+        rec.syscall = SyscallState::Restart { nr: 35, code: -512 };
+        load_thread(&mut t, &rec).unwrap();
+        let Event::Regs(43, regs) = t.events[0] else { panic!("{:?}", t.events) };
+        assert_eq!((regs[REG_RIP], regs[REG_RAX], regs[REG_ORIG_RAX]), (0x40_1000, 35, u64::MAX));
+        assert!(matches!(t.events[1], Event::Fpregs(43, FXSAVE_SIZE)));
+        assert!(matches!(t.events[2], Event::Sigmask(43, 0x5)));
+    }
+
+    #[test]
+    fn a_timer_signal_names_its_timer() {
+        let mut info = vec![0u8; 128];
+        info[0..4].copy_from_slice(&10i32.to_le_bytes());
+        info[8..12].copy_from_slice(&libc::SI_TIMER.to_le_bytes());
+        info[16..20].copy_from_slice(&7i32.to_le_bytes());
+        assert_eq!(timer_of_signal(&info), Some(7));
+        info[8..12].copy_from_slice(&libc::SI_QUEUE.to_le_bytes());
+        assert_eq!(timer_of_signal(&info), None);
+        assert_eq!(timer_of_signal(&info[..10]), None);
+    }
+
+    /// The recorded signal of a timer of the process is not queued (the timer expires at once
+    /// and the kernel queues its own); other pending signals are.
+    #[test]
+    fn a_pending_timer_signal_is_left_to_the_timer() {
+        let mut t = Recorder::new(42);
+        let mut rec = thread(42);
+        let mut timer_sig = vec![0u8; 128];
+        timer_sig[0..4].copy_from_slice(&14i32.to_le_bytes());
+        timer_sig[8..12].copy_from_slice(&libc::SI_TIMER.to_le_bytes());
+        timer_sig[16..20].copy_from_slice(&3i32.to_le_bytes());
+        let mut user_sig = vec![0u8; 128];
+        user_sig[0..4].copy_from_slice(&10i32.to_le_bytes());
+        rec.pending = vec![timer_sig.clone(), user_sig.clone()];
+        queue_pending(&mut t, &rec, &[timer_sig], &[3]).unwrap();
+        let sent: Vec<(&str, u64)> = t.calls().iter().map(|c| (c.name, c.args[2])).collect();
+        assert_eq!(sent, [("rt_tgsigqueueinfo", 10)]);
+    }
+}
