@@ -1,5 +1,6 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
 pub mod conventions;
+pub mod fleet;
 pub mod flows;
 pub mod host;
 pub mod netns;

@@ -8,42 +8,9 @@
 
 use anyhow::{ensure, Result};
 use seamless_tests::paths;
-use seamless_tests::vm::{debian, GuestBuilder, Which};
+use seamless_tests::vm::debian::{self, UNSANDBOXED};
+use seamless_tests::vm::{GuestBuilder, Which};
 use std::time::Duration;
-
-/// What the preserved units must give up for seamless today (README, "Known limits"): the
-/// journal's stream sockets do not cross the jump, and a process in its own namespaces
-/// (PrivateTmp=, PrivateUsers=, ProtectSystem=, ...) or under a seccomp filter
-/// (SystemCallFilter=, MemoryDenyWriteExecute=, ...) is refused by the pre-check, since restore
-/// recreates neither. Debian's units set all of them; this drop-in resets them.
-const UNSANDBOXED: &str = "[Service]
-StandardOutput=null
-StandardError=null
-PrivateTmp=no
-PrivateDevices=no
-PrivateUsers=no
-ProtectHome=no
-ProtectSystem=no
-ProtectClock=no
-ProtectControlGroups=no
-ProtectHostname=no
-ProtectKernelLogs=no
-ProtectKernelModules=no
-ProtectKernelTunables=no
-ProtectProc=default
-ReadWritePaths=
-ReadWriteDirectories=
-NoExecPaths=
-ExecPaths=
-LockPersonality=no
-MemoryDenyWriteExecute=no
-RestrictNamespaces=no
-RestrictRealtime=no
-RestrictSUIDSGID=no
-RestrictAddressFamilies=
-SystemCallArchitectures=
-SystemCallFilter=
-";
 
 fn repo_file(rel: &str) -> std::path::PathBuf {
     paths::repo_root().join(rel)

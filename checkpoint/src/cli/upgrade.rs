@@ -96,12 +96,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (kernel, initrd, release) = match (&args.kernel, &args.initrd) {
         (Some(k), Some(i)) => (k.clone(), i.clone(), String::new()),
         _ => {
-            let newest = seamless::upgrade::newest::installed(&args.boot);
-            let Some(n) = newest.into_iter().next() else {
+            let Some((n, running)) = seamless::upgrade::newest::pick(&args.boot) else {
                 anyhow::bail!("--newest: no kernel with an initramfs in {}", args.boot.display());
             };
-            let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-            if n.release == running.trim() {
+            if running {
                 let msg = format!("the newest installed kernel, {}, is already running: nothing to do", n.release);
                 if args.json {
                     println!("{}", summary("up-to-date", &n.release, "", None));

@@ -70,6 +70,19 @@ pub fn installed(boot: &Path) -> Vec<Installed> {
     found
 }
 
+/// The release of the running kernel (`/proc/sys/kernel/osrelease`), empty if unreadable.
+pub fn running_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// What `--newest` picks in `boot`: the newest kernel with an initramfs, and whether it is the
+/// one running (then there is nothing to do); `None` when `boot` holds no such kernel.
+pub fn pick(boot: &Path) -> Option<(Installed, bool)> {
+    let newest = installed(boot).into_iter().next()?;
+    let running = newest.release == running_release();
+    Some((newest, running))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

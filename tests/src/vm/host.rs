@@ -47,10 +47,16 @@ pub fn ensure_host_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("vm: installing {}", missing.join(" "));
+    apt_install(&missing)
+}
+
+/// Installs Debian packages on the host with apt-get (updating the lists once if the first
+/// try fails).
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    eprintln!("vm: installing {}", packages.join(" "));
     let install = |args: &[&str]| run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(args));
     let mut args = vec!["install", "-y", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(packages);
     if install(&args).is_err() {
         install(&["update"])?;
         install(&args)?;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Deadline for a cold boot to reach `/init`.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-/// Deadline for the control loop after `/init`.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// Deadline for the control loop after `/init` (a systemd guest on a loaded machine took 175 s).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default deadline of a guest command.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(180);
 /// Deadline from `kexec --exec` to the new kernel's `/init`.
@@ -26,6 +26,15 @@ pub const INIT_STARTED: &str = "seamless-init: started on kernel";
 /// Marker logged by seamless-init right before it executes the real init.
 pub const INIT_HANDOVER: &str = "seamless-init: handing over to";
 const JUMP_LINE: &str = "jumping into the loaded kernel";
+/// What the old kernel prints on its console as it jumps.
+const KEXEC_CONSOLE_LINE: &str = "Starting new kernel";
+
+/// Where a guest's console and control streams stood (see [`Vm::jump_mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JumpMark {
+    console: usize,
+    ctl: usize,
+}
 
 /// The outcome of a guest command.
 #[derive(Debug, Clone)]
@@ -378,8 +387,6 @@ impl Vm {
 
     /// Runs `command`, which must end in a jump into kernel `to`, and follows the new boot.
     pub fn jump(&mut self, to: Which, command: &str) -> Result<KexecReport> {
-        let k = env()?.kernel(to).clone();
-        let from_release = self.release.clone();
         let console_from = self.console_mark();
         let (id, mark) = self.send(command)?;
         let end = format!("\n@@END:{id}:");
@@ -402,6 +409,34 @@ impl Vm {
             Ok(Err(out)) => return Err(self.fail(command, format!("the jump did not happen: {out}"))),
             Err(e) => return Err(self.fail(command, e)),
         };
+        self.follow(to, JumpMark { console: console_from, ctl: mark }, jump_at, "kexec --exec")
+    }
+
+    /// Where the console and control streams stand now: take it before something outside the
+    /// harness makes the guest jump, and pass it to [`Vm::follow_jump`].
+    pub fn jump_mark(&self) -> JumpMark {
+        JumpMark { console: self.console_mark(), ctl: self.ctl.with(|d| d.text.len()) }
+    }
+
+    /// Follows a jump into kernel `to` that something outside the harness started after
+    /// `mark` (Ansible over SSH, kured's reboot command): waits for the new kernel's
+    /// seamless-init on the console and for the control loop's `@@READY`, checks the release
+    /// and records the stages (from the old kernel's "Starting new kernel" console line).
+    pub fn follow_jump(&mut self, to: Which, mark: JumpMark) -> Result<KexecReport> {
+        let jump_at = self
+            .console_since(mark.console)
+            .iter()
+            .rev()
+            .find(|l| l.text.contains(KEXEC_CONSOLE_LINE))
+            .map(|l| l.at)
+            .unwrap_or_else(|| self.epoch.elapsed());
+        self.follow(to, mark, jump_at, "jump")
+    }
+
+    /// The new boot after a jump at `jump_at` (time since the epoch).
+    fn follow(&mut self, to: Which, mark: JumpMark, jump_at: Duration, what: &str) -> Result<KexecReport> {
+        let k = env()?.kernel(to).clone();
+        let (from_release, console_from, mark) = (self.release.clone(), mark.console, mark.ctl);
         let stage = format!("kexec {from_release} -> {}", k.release);
         let started = self.wait_console(console_from, INIT_STARTED, KEXEC_TIMEOUT).map_err(|e| self.fail(&stage, e))?;
         if !started.text.contains(&k.release) {
@@ -417,9 +452,9 @@ impl Vm {
         self.release = release.clone();
         self.current = to;
         let jump_to_init = started.at.saturating_sub(jump_at);
-        self.stages.push((format!("kexec --exec to /init of {release}"), jump_to_init));
+        self.stages.push((format!("{what} to /init of {release}"), jump_to_init));
         self.stages.push((format!("seamless-init on {release}"), Duration::from_millis(init_ms)));
-        self.stages.push((format!("kexec --exec to control shell of {release}"), ready_at.saturating_sub(jump_at)));
+        self.stages.push((format!("{what} to control shell of {release}"), ready_at.saturating_sub(jump_at)));
         Ok(KexecReport { release, jump_to_init, init_ms, console_from })
     }
 

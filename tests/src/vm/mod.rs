@@ -22,7 +22,7 @@ pub mod stream;
 
 pub use guest::{GuestBuilder, TAP_GUEST_ADDR, TAP_GUEST_MAC, TAP_HOST_ADDR};
 pub use kernels::{Kernel, Which};
-pub use machine::{CmdOutput, KexecReport, Vm};
+pub use machine::{CmdOutput, JumpMark, KexecReport, Vm};
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
