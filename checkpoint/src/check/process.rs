@@ -156,7 +156,9 @@ pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verd
 /// in the processes changes.
 pub fn precheck_tree(root: i32) -> Result<dump::files::FilePlan, dump::DumpError> {
     let frozen = dump::freeze::freeze_trees(&[root])?;
-    let files = dump::precheck::run(&frozen, &DumpOptions::default())?;
+    // `check` is the upgrade's pre-flight: the upgrade carries a time namespace's clocks.
+    let files =
+        dump::precheck::run(&frozen, &DumpOptions { carry_clocks: true, pre_flight: true, ..Default::default() })?;
     frozen.resume();
     Ok(files)
 }
