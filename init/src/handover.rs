@@ -305,8 +305,9 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
     // The lock goes on before any link comes up: until the restore has repaired them, no
     // segment of a preserved connection is answered (a reset) or accepted.
     let t = Instant::now();
-    if let Some(lock) = &plan.net_lock {
-        if let Err(e) = seamless_restore::netlock::install(lock) {
+    let lock = plan.lock();
+    if let Some((lock, listeners)) = &lock {
+        if let Err(e) = seamless_restore::netlock::install_with(lock, listeners) {
             log::warn!("network lock: {}; the preserved connections are repaired without it", chain(&e));
         }
     }
@@ -326,7 +327,7 @@ pub fn restore(region: &mut ValidRegion, upgrade: &Upgrade, boot_stages: Vec<(St
         }
         Err(e) => report.refused = Some(chain(&e).to_string()),
     }
-    if let Some(lock) = &plan.net_lock {
+    if let Some((lock, _)) = &lock {
         // restore_plan lifted it after the repair; this covers any way it did not get there.
         seamless_restore::netlock::lift_logged(&lock.table, "after the restore");
     }

@@ -511,10 +511,28 @@ impl Harness {
     /// on untraced and making progress (its heartbeat file `out.progress` keeps changing). Then
     /// the workload must still PASS.
     pub fn expect_refused(&self, name: &str, args: &[&str], needle: &str) -> Result<String> {
+        self.expect_refused_by(name, args, needle, true)
+    }
+
+    /// [`Self::expect_refused`] for what only the dump can refuse (`check_refuses` false):
+    /// `seamless check` must then not fail the tree on `needle` (e.g. waiting connections,
+    /// which the dump gives the service time to accept first).
+    pub fn expect_refused_by(&self, name: &str, args: &[&str], needle: &str, check_refuses: bool) -> Result<String> {
         let mut run = self.start(name, args)?;
         run.wait_ready(READY_TIMEOUT)?;
         let pids = run.snapshot_tree();
-        self.expect_check_refused(&mut run, &pids, needle)?;
+        if check_refuses {
+            self.expect_check_refused(&mut run, &pids, needle)?;
+        } else {
+            let mut cmd = Command::new(self.seamless()?);
+            cmd.arg("check").arg("--pid").arg(run.pid.to_string());
+            let check = run_logged(cmd, &run.dir, "check", COMMAND_TIMEOUT)?;
+            let out = std::fs::read_to_string(&check.stdout).unwrap_or_default();
+            if out.lines().any(|l| l.starts_with("FAIL") && l.to_lowercase().contains(&needle.to_lowercase())) {
+                bail!("{}: `seamless check` refused {needle:?}, which only the dump may refuse:\n{out}", run.label);
+            }
+            run.expect_running_untraced(&pids)?;
+        }
         let images = self.images_for(&run);
         let dump = self.dump(&run, &images, false)?;
         let stderr = dump.stderr_text();

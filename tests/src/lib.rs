@@ -1,7 +1,9 @@
 //! Test harness for seamless: host round trips and VM upgrade scenarios.
 pub mod conventions;
 pub mod fleet;
+pub mod flows;
 pub mod host;
+pub mod netns;
 pub mod paths;
 pub mod redis;
 pub mod releases;

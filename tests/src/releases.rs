@@ -65,6 +65,13 @@ pub fn at_commit(work: &Path, commit: &str) -> Result<Release> {
         std::fs::remove_dir_all(&src).with_context(|| format!("cleaning {}", src.display()))?;
     }
     std::fs::create_dir_all(&src)?;
+    // A shallow clone may lack the commit: fetch it from the clone's origin first.
+    let have = |c: &str| {
+        Command::new("git").current_dir(workspace()).args(["cat-file", "-e", &format!("{c}^{{commit}}")]).status()
+    };
+    if !have(commit).is_ok_and(|s| s.success()) {
+        let _ = Command::new("git").current_dir(workspace()).args(["fetch", "--quiet", "origin", commit]).status();
+    }
     let archive = Command::new("git")
         .current_dir(workspace())
         .args(["archive", "--format=tar", commit])

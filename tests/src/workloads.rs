@@ -173,6 +173,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: false,
     },
     Workload {
+        name: "tcp_service",
+        link: Link::Static,
+        summary: "a service for clients outside the tree (PORT arg): uploads checked, paced downloads, idle keep-alive connections",
+        crosses_kernels: false,
+    },
+    Workload {
         name: "ping_socket",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket: needs net.ipv4.ping_group_range where it is recreated",
@@ -200,6 +206,18 @@ pub const WORKLOADS: &[Workload] = &[
         name: "tmpfs_service",
         link: Link::Dynamic,
         summary: "runtime files on tmpfs: a /run directory with a pid file and a unix listener, POSIX shm, a /tmp file",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "sockopts",
+        link: Link::Dynamic,
+        summary: "SO_LINGER, buffer sizes and their locks, classic BPF filters (locked too), SO_REUSEPORT groups",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "udp_queue",
+        link: Link::Dynamic,
+        summary: "UDP servers (IPv4, IPv6, wildcard, dual stack, connected) with unread datagrams from their senders",
         crosses_kernels: true,
     },
     Workload {

@@ -62,6 +62,20 @@ fn units_kept(before: &State, after: &State) -> Result<()> {
     Ok(())
 }
 
+/// After a jump: waits until systemd has finished starting the new boot (the preserved units
+/// are adopted as it starts them) and every unit is active again.
+fn settle(vm: &mut Vm) -> Result<()> {
+    let out = vm.run_timeout(
+        &format!(
+            "systemctl is-system-running --wait; for i in $(seq 600); do [ -z \"$(systemctl is-active {u} | grep -vx active)\" ] && break; sleep 0.5; done; systemctl is-active {u}; journalctl -k -b --no-pager -o cat | grep 'seamless-init:' | grep -iE 'restored|refus|fail|adopt' | tail -n 12",
+            u = UNITS.join(" ")
+        ),
+        Duration::from_secs(600),
+    )?;
+    println!("{}", out.output.trim());
+    Ok(())
+}
+
 /// SSH logins the guest's sshd accepted this boot.
 fn logins(vm: &mut Vm) -> Result<usize> {
     let out = vm.sh("journalctl -b -u ssh --no-pager -o cat | grep -c 'Accepted publickey'; true")?;
@@ -246,6 +260,7 @@ fn ansible_rolls_out_serially_and_stops_at_the_refused_host() -> Result<()> {
     let mut vms = vms.into_iter();
     let (mut g1, mut g2, mut g3) = (vms.next().unwrap(), vms.next().unwrap(), vms.next().unwrap());
     let k = g1.follow_jump(Which::B, marks[0])?;
+    settle(&mut g1)?;
     let after1 = state(&mut g1)?;
     println!(
         "after guest1: {} {} {:?} (jump to /init {:.1} s)",
@@ -303,6 +318,7 @@ fn ansible_rolls_out_serially_and_stops_at_the_refused_host() -> Result<()> {
     ensure!(again2 == before[1], "kured's refused command changed guest2: {again2:?}");
 
     let k3 = g3.jump(Which::B, &as_kured(&command))?;
+    settle(&mut g3)?;
     let after3 = state(&mut g3)?;
     println!(
         "after kured on guest3: {} {} {:?} (jump to /init {:.1} s)",

@@ -60,6 +60,8 @@ workload_tests! {
     fanout => "fanout" ["16"];
     sysctl_ping => "sysctl_ping" [];
     tcp_loopback => "tcp_loopback" [];
+    sockopts => "sockopts" [];
+    udp_queue => "udp_queue" [];
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
@@ -632,6 +634,24 @@ mod refuse {
         )*};
     }
 
+    /// A listener whose service never accepts: `seamless check` only looks (the dump holds new
+    /// connections and waits for the service to accept), the dump refuses after the wait.
+    mod accept_queue {
+        use super::*;
+
+        #[test]
+        fn self_test() -> Result<()> {
+            harness()?.self_test("refuse", &["accept_queue"])
+        }
+
+        #[test]
+        fn refused() -> Result<()> {
+            let message = harness()?.expect_refused_by("refuse", &["accept_queue"], "not yet accepted", false)?;
+            eprintln!("accept_queue: refusal message: {message}");
+            Ok(())
+        }
+    }
+
     refusals! {
         cwd => "cwd (";
         exe => "exe (";
@@ -644,8 +664,7 @@ mod refuse {
         dir_deleted => "deleted directory";
         map_deleted => "mapping of a deleted file";
         relinked => "cannot be opened";
-        udp_queued => "datagrams queued on a UDP socket";
-        accept_queue => "not yet accepted";
+        ebpf_filter => "eBPF socket filter";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
         clone_vm => "shares its memory";
         compat32 => "32-bit code";

@@ -16,7 +16,8 @@
  *   dir_deleted    a descriptor of a directory that was removed
  *   map_deleted    a private mapping of a file that was deleted (descriptor closed)
  *   relinked       an open file whose name was removed while another hard link keeps it
- *   udp_queued     a bound UDP socket with a datagram not yet read
+ *   ebpf_filter    a UDP socket with an eBPF socket filter (SO_ATTACH_BPF) that keeps only
+ *                  datagrams whose first byte is 'A' (no classic form to save)
  *   accept_queue   a TCP listener with a connection not yet accepted
  *   tcp_half_closed a loopback TCP connection whose client end shut its sending side down:
  *                  client in FIN_WAIT2, server end in CLOSE_WAIT (states that are not
@@ -38,6 +39,7 @@
  */
 #include "wl.h"
 #include <arpa/inet.h>
+#include <linux/bpf.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
@@ -370,16 +372,33 @@ int main(int argc, char **argv)
         wl_path(other, sizeof other, ".other");
         WL_CHECK(link(path, other) == 0, "link %s %s", path, other);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
-    } else if (strcmp(mode, "udp_queued") == 0) {
+    } else if (strcmp(mode, "ebpf_filter") == 0) {
+        /* r0 = first payload byte (skb offset 8, past the UDP header); keep the datagram when
+         * it is 'A', drop it otherwise. */
+        struct bpf_insn insns[] = {
+            { .code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = 6, .src_reg = 1 },
+            { .code = BPF_LD | BPF_ABS | BPF_B, .imm = 8 },
+            { .code = BPF_JMP | BPF_JEQ | BPF_K, .dst_reg = 0, .off = 2, .imm = 'A' },
+            { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 0 },
+            { .code = BPF_JMP | BPF_EXIT },
+            { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 0xffff },
+            { .code = BPF_JMP | BPF_EXIT },
+        };
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+        attr.insns = (uint64_t)(uintptr_t)insns;
+        attr.insn_cnt = sizeof insns / sizeof insns[0];
+        attr.license = (uint64_t)(uintptr_t)"GPL";
+        int pfd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+        WL_CHECK(pfd >= 0, "BPF_PROG_LOAD");
         fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        fd2 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof a;
         WL_CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "bind udp");
-        WL_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
-        WL_CHECK(sendto(fd2, "queued", 6, 0, (struct sockaddr *)&a, sizeof a) == 6, "sendto");
-        close(fd2);
-        fd2 = -1;
+        WL_CHECK(setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &pfd, sizeof pfd) == 0, "SO_ATTACH_BPF");
+        close(pfd);
+        fd2 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        WL_CHECK(fd2 >= 0, "udp socket");
     } else if (strcmp(mode, "accept_queue") == 0) {
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -555,11 +574,21 @@ int main(int argc, char **argv)
             wl_sleep_ms(10);
         if (n != 3 || memcmp(buf, "bye", 3) != 0)
             wl_fail("half-closed connection: the client end read %zd bytes (errno %d), expected \"bye\"", n, errno);
-    } else if (strcmp(mode, "udp_queued") == 0) {
+    } else if (strcmp(mode, "ebpf_filter") == 0) {
+        /* The filter still filters. */
+        struct sockaddr_in a;
+        socklen_t len = sizeof a;
+        WL_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
+        WL_CHECK(sendto(fd2, "Bdrop", 5, 0, (struct sockaddr *)&a, sizeof a) == 5, "sendto");
+        WL_CHECK(sendto(fd2, "Akeep", 5, 0, (struct sockaddr *)&a, sizeof a) == 5, "sendto");
         char buf[16] = { 0 };
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n != 6 || memcmp(buf, "queued", 6) != 0)
-            wl_fail("queued datagram: got %zd bytes (errno %d)", n, errno);
+        ssize_t n = -1;
+        for (int i = 0; i < 200 && (n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno == EAGAIN; i++)
+            wl_sleep_ms(10);
+        if (n != 5 || memcmp(buf, "Akeep", 5) != 0)
+            wl_fail("eBPF filter: got %zd bytes %.5s (errno %d), expected Akeep", n, buf, errno);
+        if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) >= 0)
+            wl_fail("eBPF filter: a second datagram got through");
     } else if (strcmp(mode, "accept_queue") == 0) {
         int c = accept(fd, NULL, NULL);
         WL_CHECK(c >= 0, "accept the waiting connection");

@@ -21,16 +21,31 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The verdict subject.
 pub const SUBJECT: &str = "image format";
 
+/// Kinds written only for the sockets that need them (extras, queued datagrams): a target that
+/// does not know them can still read every image without such sockets, so they are not asked
+/// of it here; the dump refuses a socket that needs one the target does not know
+/// (`DumpOptions::reader_kinds`).
+pub const CONDITIONAL_KINDS: [RecordKind; 2] =
+    [seamless_image::records::SOCKET_EXTRA, seamless_image::records::DATAGRAMS];
+
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
-/// this build knows except the test pattern and the kinds it writes `IGNORABLE` (the page
-/// cache's hot set, tmpfs files, the network lock).
+/// this build knows except the test pattern, the kinds it writes `IGNORABLE` (the page
+/// cache's hot set, tmpfs files, the network lock and its held listeners) and the
+/// [`CONDITIONAL_KINDS`].
 fn needs(asked: Option<u32>) -> Needs {
     let kinds = Formats::this_build(env!("CARGO_PKG_VERSION"))
         .kinds
         .into_iter()
         .filter(|&k| {
-            ![RecordKind::PATTERN, RecordKind::PAGE_CACHE, RecordKind::TMPFS, seamless_image::records::NET_LOCK]
-                .contains(&RecordKind(k))
+            ![
+                RecordKind::PATTERN,
+                RecordKind::PAGE_CACHE,
+                RecordKind::TMPFS,
+                seamless_image::records::NET_LOCK,
+                seamless_image::records::HELD_LISTENERS,
+            ]
+            .contains(&RecordKind(k))
+                && !CONDITIONAL_KINDS.contains(&RecordKind(k))
         })
         .collect();
     Needs { version: asked, incompat: 0, kinds }
@@ -219,21 +234,21 @@ fn run_from_memfd(data: &[u8]) -> Result<Formats, FormatsCheckError> {
     formats
 }
 
-/// The `image format` verdict, and the format to write (`None` when none fits). Without an
-/// initramfs (a same-kernel dump) the reader is this build.
-pub fn check(opts: &CheckOptions) -> (Vec<Verdict>, Option<u32>) {
+/// The `image format` verdict, the format to write (`None` when none fits) and the record
+/// kinds the target reads. Without an initramfs (a same-kernel dump) the reader is this build.
+pub fn check(opts: &CheckOptions) -> (Vec<Verdict>, Option<u32>, Option<Vec<u16>>) {
     let me = Formats::this_build(env!("CARGO_PKG_VERSION"));
     let Some(initrd) = &opts.initrd else {
         return match choose(&me, &me, &needs(opts.image_format)) {
-            Ok(v) => (Vec::new(), Some(v)),
-            Err(m) => (vec![Verdict::fail(SUBJECT, m.to_string())], None),
+            Ok(v) => (Vec::new(), Some(v), Some(me.kinds)),
+            Err(m) => (vec![Verdict::fail(SUBJECT, m.to_string())], None, None),
         };
     };
     let target = match target_formats(initrd) {
         Ok(t) => t,
         Err(e) => {
             let why = format!("{}: cannot tell which image formats it reads", seamless_sys::chain(&e));
-            return (vec![Verdict::fail(SUBJECT, why)], None);
+            return (vec![Verdict::fail(SUBJECT, why)], None, None);
         }
     };
     match choose(&me, &target, &needs(opts.image_format)) {
@@ -242,8 +257,8 @@ pub fn check(opts: &CheckOptions) -> (Vec<Verdict>, Option<u32>) {
                 "writes format {v}: the target's seamless-init ({}) reads formats {}..{}, this seamless ({}) writes {}..{}",
                 target.release, target.oldest, target.newest, me.release, me.oldest, me.newest
             );
-            (vec![Verdict::ok(SUBJECT, detail)], Some(v))
+            (vec![Verdict::ok(SUBJECT, detail)], Some(v), Some(target.kinds))
         }
-        Err(m) => (vec![Verdict::fail(SUBJECT, m.to_string())], None),
+        Err(m) => (vec![Verdict::fail(SUBJECT, m.to_string())], None, Some(target.kinds)),
     }
 }

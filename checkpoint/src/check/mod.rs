@@ -82,6 +82,9 @@ pub struct Report {
     /// The image format version to write (`None` when none fits the target).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_format: Option<u32>,
+    /// The record kinds the target's seamless-init reads (`None` when unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_kinds: Option<Vec<u16>>,
 }
 
 impl Report {
@@ -117,7 +120,7 @@ pub fn run(opts: &CheckOptions) -> Report {
     let need = process::estimate_image_bytes(&opts.pids);
     verdicts.extend(region::check(opts, need));
     verdicts.extend(initramfs::check(opts));
-    let (format, image_format) = formats::check(opts);
+    let (format, image_format, target_kinds) = formats::check(opts);
     verdicts.extend(format);
     verdicts.extend(fs::check());
     let (trees, mut needs) = process::check_with_needs(&opts.pids);
@@ -127,7 +130,7 @@ pub fn run(opts: &CheckOptions) -> Report {
     verdicts.extend(config::check(opts, &needs));
     verdicts.extend(trees);
     verdicts.extend(tmpfs_verdict(&opts.pids));
-    Report { verdicts, image_format }
+    Report { verdicts, image_format, target_kinds }
 }
 
 /// What of tmpfs (RAM) the preserved trees use: carried, or named with why not.

@@ -171,7 +171,9 @@ pub fn precheck_tree(root: i32) -> Result<dump::files::FilePlan, dump::DumpError
 /// (read from the frozen threads) and POSIX timers.
 pub fn precheck_tree_facts(root: i32) -> Result<(dump::files::FilePlan, TreeFacts), dump::DumpError> {
     let frozen = dump::freeze::freeze_trees(&[root])?;
-    let files = dump::precheck::run(&frozen, &DumpOptions::default());
+    // `check` is the upgrade's pre-flight: the upgrade carries a time namespace's clocks.
+    let files =
+        dump::precheck::run(&frozen, &DumpOptions { carry_clocks: true, pre_flight: true, ..Default::default() });
     let mut facts = TreeFacts { root, ..Default::default() };
     for p in frozen.procs() {
         facts.rseq |= p.tids.iter().any(|t| seamless_sys::ptrace::get_rseq(*t).is_ok_and(|r| r.pointer != 0));

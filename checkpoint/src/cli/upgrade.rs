@@ -134,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         keep: args.keep.into_iter().chain(seamless::targets::runtime_directories(&args.targets.units)?).collect(),
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
             .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {}", args.rewarm_budget, chain(&e)))?,
+        reader_kinds: None,
     };
     let e = match upgrade(&opts) {
         Ok(never) => match never {},

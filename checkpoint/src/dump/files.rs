@@ -29,6 +29,10 @@ pub struct FilePlan {
     /// Established TCP connections still to be read in repair mode
     /// ([`super::sockets::repair_pending`]).
     pub tcp_pending: Vec<super::sockets::PendingTcp>,
+    /// Socket state beyond the socket records.
+    pub socket_extras: Vec<records::SocketExtra>,
+    /// Datagrams queued on UDP sockets.
+    pub datagrams: Vec<records::DatagramQueue>,
 }
 
 impl FilePlan {
@@ -104,6 +108,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     // Candidates for sharing, keyed by link text: (pid, fd, desc id).
     let mut by_link: BTreeMap<String, Vec<(i32, i32, u32)>> = BTreeMap::new();
     let mut socks = super::sockets::Ctx::default();
+    socks.pre_flight = opts.pre_flight;
     let mut epolls = Vec::new();
     for p in frozen.procs() {
         if p.zombie.is_some() {
@@ -179,6 +184,18 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     super::epoll::resolve(&epolls, &mut plan)?;
     super::sockets::check_pairs(&plan)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
+    // The socket records carry inodes; the extra records are filed under description ids.
+    for d in &plan.descs {
+        if let FileKind::Socket(s) = &d.kind {
+            if let Some(mut x) = socks.extras.remove(&s.ino) {
+                x.desc = d.id;
+                plan.socket_extras.push(x);
+            }
+            if let Some(datagrams) = socks.datagrams.remove(&s.ino) {
+                plan.datagrams.push(records::DatagramQueue { desc: d.id, datagrams });
+            }
+        }
+    }
     Ok(plan)
 }
 
@@ -296,6 +313,34 @@ fn same_file(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata) -> Result<()
 }
 
 /// Writes descriptions, pipe buffers and ghost contents.
+/// Refuses the first socket whose extra records the reader (knowing record kinds `kinds`)
+/// would not know.
+pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
+    let needs = plan
+        .socket_extras
+        .iter()
+        .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
+        .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")));
+    for (desc, kind, what) in needs {
+        if kinds.contains(&kind.0) {
+            continue;
+        }
+        let (pid, fd) = plan
+            .tables
+            .iter()
+            .find_map(|(pid, t)| t.fds.iter().find(|f| f.desc == desc).map(|f| (*pid, f.fd)))
+            .unwrap_or((0, -1));
+        return Err(DumpError::Unsupported {
+            pid,
+            resource: format!("fd {fd} (a socket)"),
+            reason: format!(
+                "{what} need record kind {kind}, which the target's seamless-init does not read: update it, or reset the option first"
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpError> {
     for d in &plan.descs {
         w.put_record(records::FILE_DESC, 0, u64::from(d.id), d)?;
@@ -303,10 +348,39 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     for p in plan.pipes.values() {
         w.put_record(records::PIPE, 0, p.ino, p)?;
     }
+    for x in &plan.socket_extras {
+        w.put_record(records::SOCKET_EXTRA, 0, u64::from(x.desc), x)?;
+    }
+    for q in &plan.datagrams {
+        w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
     for (id, data) in &plan.ghosts {
         for chunk in data.chunks(16 << 20) {
             w.put_blob(0, u64::from(*id), chunk)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_needing_a_kind_the_reader_lacks_is_refused_by_pid_and_fd() {
+        let mut plan = FilePlan::default();
+        plan.tables.insert(10, FdTable { fds: vec![Fd { fd: 5, cloexec: false, desc: 3 }] });
+        plan.socket_extras.push(records::SocketExtra { desc: 3, linger: Some(1), ..Default::default() });
+        readable_by(&plan, &[records::SOCKET_EXTRA.0]).unwrap();
+        match readable_by(&plan, &[records::DATAGRAMS.0]) {
+            Err(DumpError::Unsupported { pid: 10, resource, reason }) => {
+                assert_eq!(resource, "fd 5 (a socket)");
+                assert!(reason.contains("socket-extra"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        plan.datagrams.push(records::DatagramQueue { desc: 3, datagrams: Vec::new() });
+        assert!(readable_by(&plan, &[records::SOCKET_EXTRA.0]).is_err());
+        readable_by(&plan, &[records::SOCKET_EXTRA.0, records::DATAGRAMS.0]).unwrap();
+    }
 }

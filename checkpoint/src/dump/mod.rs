@@ -13,6 +13,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod freeze;
+pub mod listeners;
 pub mod mm;
 pub mod precheck;
 pub mod process;
@@ -93,6 +94,20 @@ pub struct DumpOptions {
     pub max_ghost_size: Option<u64>,
     /// Print a progress line on stderr as processes are written.
     pub progress: bool,
+    /// The dump is for an upgrade, which carries the processes' clocks to the new kernel: a
+    /// time namespace of their own (one seamless-init made when it restored them on this
+    /// kernel, with offsets that continue the previous kernel's clocks) is accepted, and its
+    /// offsets are reported in [`DumpSummary::clock_offsets`]. A plain dump refuses it (the
+    /// same-kernel restore puts the processes in the restorer's time namespace).
+    pub carry_clocks: bool,
+    /// Only the pre-flight of `seamless check` (or of an upgrade): what a later dump must see
+    /// as it is is left alone. Queued datagrams are not peeked at: peeking marks an empty
+    /// datagram as seen, which hides it from the next walk of the queue (the dump's).
+    pub pre_flight: bool,
+    /// The record kinds the restorer reads (the target's seamless-init for an upgrade), when
+    /// known: a socket that needs a kind it does not know (see
+    /// `check::formats::CONDITIONAL_KINDS`) is refused before anything is written.
+    pub reader_kinds: Option<Vec<u16>>,
 }
 
 /// What was dumped, with the processes still frozen in `frozen`.
@@ -112,6 +127,10 @@ pub struct DumpSummary {
     pub freeze_time: Duration,
     /// Total time (freeze to last record written).
     pub total_time: Duration,
+    /// How far the dumped processes' `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` are ahead of the
+    /// dumper's (their time namespace's offsets minus its own), in nanoseconds; zero when they
+    /// share its time namespace.
+    pub clock_offsets: (i64, i64),
 }
 
 /// Dumps the process trees rooted at `pids` into `writer` (which the caller finishes).
@@ -122,26 +141,37 @@ pub fn dump_trees<S: Store>(
     opts: &DumpOptions,
 ) -> Result<DumpSummary, DumpError> {
     let t0 = Instant::now();
+    // New connections to the trees' listeners wait from now on (dropped if the freeze fails).
+    let hold = listeners::hold(pids);
     let mut frozen = freeze::freeze_trees(pids)?;
+    let held = hold.map(|h| h.hand_to(&mut frozen)).unwrap_or_default();
     let freeze_time = t0.elapsed();
     // On error `frozen` is dropped, which detaches (resumes) everything.
     let mut pages = 0;
     let mut threads = 0;
     // 1. Pre-check (reads only): every refusal, before anything in any process changes.
     let mut file_plan = precheck::run(&frozen, opts)?;
+    let clock_offsets = precheck::clock_offsets(&frozen)?;
+    if let Some(kinds) = &opts.reader_kinds {
+        files::readable_by(&file_plan, kinds)?;
+    }
     // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
     // killed, for the restore to lift after repair.
     let conns = sockets::lock_targets(&file_plan);
+    let table = seamless_restore::netlock::table_name(std::process::id());
+    // The listeners the image holds (the hold before the freeze found them running).
+    let listeners = if held.is_empty() { Vec::new() } else { sockets::held_listeners(&file_plan) };
     let net_lock = if conns.is_empty() {
         None
     } else {
-        let lock = records::NetLockRecord { table: seamless_restore::netlock::table_name(std::process::id()), conns };
-        seamless_restore::netlock::install(&lock)
+        let lock = records::NetLockRecord { table: table.clone(), conns };
+        seamless_restore::netlock::install_with(&lock, &listeners)
             .map_err(|source| DumpError::NetLock { conns: lock.conns.len(), source })?;
         frozen.hold_net_lock(lock.table.clone());
         Some(lock)
     };
+    let held_listeners = (!listeners.is_empty()).then(|| records::HeldListeners { table: table.clone(), listeners });
     // Established TCP connections are read in repair mode (a change, undone by `Frozen`'s
     // resume) only now that nothing can be refused any more except for repair errors.
     sockets::repair_pending(&mut file_plan)?;
@@ -160,6 +190,10 @@ pub fn dump_trees<S: Store>(
     if let Some(lock) = &net_lock {
         // Ignorable: a restorer that predates the lock restores as it always did.
         writer.put_ignorable_record(records::NET_LOCK, 0, 0, lock)?;
+    }
+    if let Some(h) = &held_listeners {
+        // Ignorable: a restorer that predates it refuses new connections until the restore.
+        writer.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
     }
     files::write(&file_plan, writer)?;
     let total = frozen.procs().len();
@@ -208,5 +242,6 @@ pub fn dump_trees<S: Store>(
         frozen,
         freeze_time,
         total_time: t0.elapsed(),
+        clock_offsets,
     })
 }

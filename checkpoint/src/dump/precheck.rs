@@ -169,28 +169,100 @@ fn describe(what: &str) -> &'static str {
 }
 
 /// Refuses a process in other namespaces than the dumper's (`/proc/PID/ns/*`, including
-/// `pid_for_children` and `time_for_children`): restore creates processes in its own.
-fn namespaces(pid: i32) -> Result<(), DumpError> {
+/// `pid_for_children` and `time_for_children`): restore creates processes in its own. With
+/// `carry_clocks` (an upgrade) a time namespace of the process's own is accepted when its
+/// children share it (`time` = `time_for_children`): its offsets are carried
+/// ([`clock_offsets`]).
+fn namespaces(pid: i32, carry_clocks: bool) -> Result<(), DumpError> {
     let dir = format!("/proc/{pid}/ns");
     let entries = std::fs::read_dir(&dir).map_err(|e| DumpError::io(pid, format!("listing {dir}"), e))?;
     let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
+    let link = |name: &str| {
+        std::fs::read_link(format!("{dir}/{name}")).map_err(|e| DumpError::io(pid, format!("readlink {dir}/{name}"), e))
+    };
     for name in names {
-        let theirs = std::fs::read_link(format!("{dir}/{name}"))
-            .map_err(|e| DumpError::io(pid, format!("readlink {dir}/{name}"), e))?;
+        let theirs = link(&name)?;
         let Ok(ours) = std::fs::read_link(format!("/proc/self/ns/{name}")) else { continue };
-        if theirs != ours {
-            return Err(refuse(
-                pid,
-                format!("namespace {name} ({})", theirs.display()),
-                format!(
-                    "differs from the dumper's ({}): processes are restored in the restorer's namespaces, so containers and unshared processes are not checkpointed",
-                    ours.display()
-                ),
-            ));
+        if theirs == ours {
+            continue;
         }
+        if carry_clocks
+            && (name == "time" || name == "time_for_children")
+            && link("time")? == link("time_for_children")?
+        {
+            continue;
+        }
+        return Err(refuse(
+            pid,
+            format!("namespace {name} ({})", theirs.display()),
+            format!(
+                "differs from the dumper's ({}): processes are restored in the restorer's namespaces, so containers and unshared processes are not checkpointed{}",
+                ours.display(),
+                if name.starts_with("time") && !carry_clocks {
+                    " (a time namespace is carried by `seamless upgrade`, not by a same-kernel dump)"
+                } else {
+                    ""
+                }
+            ),
+        ));
     }
     Ok(())
+}
+
+/// `/proc/PID/timens_offsets` (the offsets of the time namespace PID's children get; the
+/// pre-check made sure that is its own): (monotonic, boottime) in nanoseconds.
+fn timens_offsets(pid: &str) -> Result<(i64, i64), String> {
+    let path = format!("/proc/{pid}/timens_offsets");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    parse_timens_offsets(&text).ok_or_else(|| format!("{path}: cannot parse {text:?}"))
+}
+
+fn parse_timens_offsets(text: &str) -> Option<(i64, i64)> {
+    let (mut mono, mut boot) = (None, None);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [clock, secs, nanos] = f[..] else { return None };
+        let ns = secs.parse::<i64>().ok()?.checked_mul(1_000_000_000)?.checked_add(nanos.parse::<i64>().ok()?)?;
+        match clock {
+            "monotonic" | "1" => mono = Some(ns),
+            "boottime" | "7" => boot = Some(ns),
+            _ => {}
+        }
+    }
+    Some((mono?, boot?))
+}
+
+/// How far the dumped processes' clocks are ahead of the dumper's (see
+/// [`super::DumpSummary::clock_offsets`]). They must all share one time namespace: the image
+/// has one set of clock offsets.
+pub fn clock_offsets(frozen: &Frozen) -> Result<(i64, i64), DumpError> {
+    let ours = std::fs::read_link("/proc/self/ns/time").ok();
+    let mut seen: Option<(i32, std::path::PathBuf)> = None;
+    for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {
+        let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/time", p.pid)) else { continue };
+        match &seen {
+            Some((first, other)) if *other != ns => {
+                return Err(refuse(
+                    p.pid,
+                    format!("namespace time ({})", ns.display()),
+                    format!(
+                        "differs from that of pid {first} ({}): the dumped processes must share one time namespace (the image carries one set of clock offsets)",
+                        other.display()
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None => seen = Some((p.pid, ns)),
+        }
+    }
+    let Some((pid, ns)) = seen else { return Ok((0, 0)) };
+    if Some(&ns) == ours.as_ref() {
+        return Ok((0, 0));
+    }
+    let theirs = timens_offsets(&pid.to_string()).map_err(|e| refuse(pid, "time namespace offsets".to_string(), e))?;
+    let own = timens_offsets("self").map_err(|e| refuse(pid, "the dumper's time namespace offsets".to_string(), e))?;
+    Ok((theirs.0.saturating_sub(own.0), theirs.1.saturating_sub(own.1)))
 }
 
 fn status_value(text: &str, key: &str) -> Option<String> {
@@ -293,10 +365,10 @@ fn foreign_cgroup_v1<'a>(theirs: &'a str, ours: &str) -> Option<&'a str> {
 }
 
 /// The per-process refusals (see the module docs); reads only.
-pub fn process(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+pub fn process(pid: i32, tids: &[i32], opts: &DumpOptions) -> Result<(), DumpError> {
     injectable(pid, tids)?;
     native(pid, tids)?;
-    namespaces(pid)?;
+    namespaces(pid, opts.carry_clocks)?;
     cgroup_v1(pid)?;
     settings(pid, tids)?;
     for what in ["cwd", "root", "exe"] {
@@ -313,7 +385,7 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         if p.zombie.is_some() {
             continue;
         }
-        process(p.pid, &p.tids)?;
+        process(p.pid, &p.tids, opts)?;
         mm::precheck(p.pid)?;
     }
     separate_mms(frozen)?;
@@ -349,6 +421,16 @@ mod tests {
         for what in ["cwd", "root", "exe"] {
             super::reachable(pid, what).unwrap();
         }
-        super::namespaces(pid).unwrap();
+        super::namespaces(pid, false).unwrap();
+    }
+
+    #[test]
+    fn parses_time_namespace_offsets() {
+        assert_eq!(super::parse_timens_offsets("monotonic 0 0\nboottime 0 0\n"), Some((0, 0)));
+        assert_eq!(
+            super::parse_timens_offsets("monotonic     16 931000000\nboottime -2 500\n"),
+            Some((16_931_000_000, -1_999_999_500))
+        );
+        assert_eq!(super::parse_timens_offsets("monotonic 1 0\n"), None);
     }
 }

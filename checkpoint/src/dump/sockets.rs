@@ -24,14 +24,18 @@
 //! retransmissions from being answered with RST until the restore has repaired the connection
 //! and lifted it.
 //!
+//! Beyond the socket record: `SO_LINGER`, which buffer sizes the process set (`SO_BUF_LOCK`)
+//! and an attached classic BPF filter go into a [`SocketExtra`] record; the datagrams queued on
+//! a UDP socket, read with `MSG_PEEK` and `SO_PEEK_OFF`, into a `DatagramQueue` record.
+//!
 //! Refused (checked before anything changes, see [`super::precheck`]): a listener with
-//! connections not yet accepted (the accept queue is not saved), queued datagrams on UDP and
-//! unconnected unix sockets, a unix socket whose peer end was closed, unix pairs with only one
+//! connections not yet accepted (the accept queue is not saved), queued datagrams on
+//! unconnected unix sockets, an eBPF socket filter, a unix socket whose peer end was closed, unix pairs with only one
 //! end dumped, netlink, packet and other families.
 
 use super::files::FilePlan;
 use super::DumpError;
-use seamless_image::records::{Addr, FileKind, SockOpt, SockState, SocketRecord, TcpConn};
+use seamless_image::records::{Addr, Datagram, FileKind, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
 use seamless_sys::chain;
 use seamless_sys::sockets as net;
 use std::collections::BTreeMap;
@@ -158,6 +162,14 @@ pub struct Ctx {
     listeners: BTreeMap<u8, BTreeMap<u64, (u32, u32)>>,
     /// Established connections, read later by [`repair_pending`].
     pub pending: Vec<PendingTcp>,
+    /// State beyond the socket record, by inode: extras that are not all defaults (`desc` is
+    /// filled in by the caller, which knows the description ids).
+    pub extras: BTreeMap<u64, SocketExtra>,
+    /// Datagrams queued on UDP sockets, by inode.
+    pub datagrams: BTreeMap<u64, Vec<Datagram>>,
+    /// `seamless check`'s pre-flight: queued datagrams are not read (see
+    /// [`super::DumpOptions::pre_flight`]).
+    pub pre_flight: bool,
 }
 
 fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
@@ -239,6 +251,47 @@ impl Ctx {
     }
 }
 
+/// A TCP listener as `sock_diag` reports it.
+#[derive(Debug, Clone)]
+pub struct InetListener {
+    /// Socket inode.
+    pub ino: u64,
+    /// Local address and port.
+    pub local: Addr,
+    /// Connections waiting in its accept queue.
+    pub waiting: u32,
+}
+
+/// Every TCP listener of this network namespace, IPv4 and IPv6.
+pub fn inet_listeners() -> Result<Vec<InetListener>, seamless_sys::SysError> {
+    let mut out = Vec::new();
+    for fam in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        // struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 B).
+        let mut req = vec![fam, libc::IPPROTO_TCP as u8, 0, 0];
+        req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        req.extend_from_slice(&[0; 40]);
+        req.extend_from_slice(&[0xff; 8]);
+        for m in net::sock_diag(&req)? {
+            if m.len() < 72 {
+                continue;
+            }
+            let w = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+            // inet_diag_msg: family, state, timer, retrans; id { sport, dport (big-endian),
+            // src[16], dst[16], if, cookie }; expires, rqueue, wqueue, uid, inode.
+            let port = u16::from_be_bytes([m[4], m[5]]);
+            let local = if m[0] == libc::AF_INET as u8 {
+                Addr::V4 { ip: [m[8], m[9], m[10], m[11]], port }
+            } else {
+                let mut ip = [0u8; 16];
+                ip.copy_from_slice(&m[8..24]);
+                Addr::V6 { ip, port, flowinfo: 0, scope_id: 0 }
+            };
+            out.push(InetListener { ino: u64::from(w(68)), local, waiting: w(56) });
+        }
+    }
+    Ok(out)
+}
+
 /// Reads `len` bytes from the head of a queue without consuming them; `peek_off` walks a unix
 /// stream queue past its first buffer.
 fn peek(fd: RawFd, len: usize, with_peek_off: bool) -> std::io::Result<Vec<u8>> {
@@ -275,6 +328,91 @@ fn peek(fd: RawFd, len: usize, with_peek_off: bool) -> std::io::Result<Vec<u8>> 
 /// Whether a datagram (possibly empty) waits in the receive queue; reads nothing.
 fn has_datagram(fd: RawFd) -> bool {
     net::recv(fd, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT).is_ok()
+}
+
+/// `SO_LOCK_FILTER`.
+const SO_LOCK_FILTER: i32 = 44;
+/// `SO_BUF_LOCK` (Linux 5.14): which buffer sizes the process set itself.
+pub const SO_BUF_LOCK: i32 = 72;
+
+/// Reads the state kept in a [`SocketExtra`]: `SO_LINGER`, `SO_BUF_LOCK`, the classic BPF
+/// filter and `SO_LOCK_FILTER`. An eBPF filter (`SO_ATTACH_BPF`) has no form to save and is
+/// refused.
+fn extra(raw: RawFd, refuse: &dyn Fn(String) -> DumpError) -> Result<SocketExtra, DumpError> {
+    let mut x = SocketExtra::default();
+    let mut l = [0u8; 8];
+    if net::get_bytes(raw, libc::SOL_SOCKET, libc::SO_LINGER, &mut l).is_ok_and(|n| n == 8) {
+        let on = i32::from_ne_bytes([l[0], l[1], l[2], l[3]]);
+        if on != 0 {
+            x.linger = Some(i32::from_ne_bytes([l[4], l[5], l[6], l[7]]));
+        }
+    }
+    // Kernels before 5.14 do not say; their sizes are treated as autotuned (as before).
+    x.buf_lock = net::get_int(raw, libc::SOL_SOCKET, SO_BUF_LOCK).map_or(0, |v| (v & 3) as u8);
+    match net::get_filter(raw) {
+        Ok(f) => x.filter = f,
+        Err(e) if e.errno() == Some(libc::EACCES) => {
+            return Err(refuse(
+                "an eBPF socket filter (SO_ATTACH_BPF) is attached: only classic BPF filters are checkpointed".into(),
+            ))
+        }
+        Err(e) => return Err(refuse(format!("reading the socket filter: {e}"))),
+    }
+    x.filter_locked = net::get_int(raw, libc::SOL_SOCKET, SO_LOCK_FILTER).is_ok_and(|v| v != 0);
+    Ok(x)
+}
+
+/// Most bytes of queued datagrams saved for one socket (the record must stay small).
+const MAX_DATAGRAM_BYTES: usize = 4 << 20;
+
+/// Reads every datagram waiting on an IP datagram socket, oldest first, without consuming any:
+/// `MSG_PEEK` with `SO_PEEK_OFF` walks the queue one datagram at a time (empty ones included),
+/// and the socket's peek offset is put back afterwards.
+///
+/// The kernel returns an empty datagram to such a walk only once: one that was peeked at
+/// before (by the process, or by an earlier walk) is skipped. The walk itself is therefore
+/// done once per dump (not by `seamless check`), with no plain peek before it, and a queue
+/// where the walk finds nothing although a datagram waits is refused.
+fn peek_datagrams(fd: RawFd, refuse: &dyn Fn(String) -> DumpError) -> Result<Vec<Datagram>, DumpError> {
+    let sys = |what: &str, e: seamless_sys::SysError| refuse(format!("{what}: {e}"));
+    let old = net::get_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF).map_err(|e| sys("SO_PEEK_OFF", e))?;
+    net::set_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF, 0)
+        .map_err(|e| sys("the queued datagrams cannot be walked without SO_PEEK_OFF", e))?;
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 65536];
+    let r = loop {
+        match net::recv_from(fd, &mut buf, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
+            Ok((n, from)) => {
+                if n > buf.len() {
+                    break Err(refuse(format!("a queued datagram of {n} bytes (at most {})", buf.len())));
+                }
+                total += n;
+                if total > MAX_DATAGRAM_BYTES || out.len() >= seamless_image::records::sockets::MAX_DATAGRAMS {
+                    break Err(refuse(format!(
+                        "more than {MAX_DATAGRAM_BYTES} bytes or {} datagrams queued",
+                        seamless_image::records::sockets::MAX_DATAGRAMS
+                    )));
+                }
+                let from = Addr::from_raw(&from).unwrap_or_default();
+                if from.is_none() {
+                    break Err(refuse("a queued datagram without a source address".into()));
+                }
+                out.push(Datagram { from, data: buf[..n].to_vec() });
+            }
+            Err(e) if e.errno() == Some(libc::EAGAIN) => break Ok(()),
+            Err(e) => break Err(sys("peeking the queued datagrams", e)),
+        }
+    };
+    let _ = net::set_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF, old);
+    r?;
+    if out.is_empty() && has_datagram(fd) {
+        return Err(refuse(
+            "empty datagrams that were already peeked at are queued: the kernel no longer shows them to a walk of the queue"
+                .into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Integer options worth carrying over, by family and type.
@@ -337,6 +475,10 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
         if let Ok(value) = net::get_int(raw, level, name) {
             opts.push(SockOpt { level, name, value });
         }
+    }
+    let x = extra(raw, &refuse)?;
+    if !x.is_default() {
+        ctx.extras.insert(ino, x);
     }
     let mut rec =
         SocketRecord { ino, family, ty, protocol, local, peer, state: SockState::Unconnected, opts, path_mode: 0 };
@@ -427,9 +569,12 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                         .listen_backlog(family, ino)
                         .map_err(|e| sys("sock_diag(inet)", e))?
                         .ok_or_else(|| refuse("listener not found by sock_diag".into()))?;
-                    if waiting > 0 {
+                    // `seamless check` only looks: the dump first holds new connections and gives
+                    // the service time to accept those waiting (`super::listeners`).
+                    if waiting > 0 && !ctx.pre_flight {
                         return Err(refuse(format!(
-                            "TCP listener with {waiting} connection(s) not yet accepted: the accept queue is not saved, those clients would be reset"
+                            "TCP listener with {waiting} connection(s) not yet accepted although new connections were held for {} s before the freeze: the accept queue is not saved, those clients would be reset",
+                            super::listeners::ACCEPT_WAIT.as_secs()
                         )));
                     }
                     rec.state = SockState::Listen { backlog: backlog as i32 };
@@ -461,9 +606,15 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
             }
         }
         (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => {
-            if has_datagram(raw) {
-                let inq = net::ioctl_int(raw, net::SIOCINQ).unwrap_or(0).max(0);
-                return Err(refuse(format!("datagrams queued on a UDP socket (next one {inq} bytes) are not saved")));
+            if protocol != libc::IPPROTO_UDP && protocol != 0 {
+                if has_datagram(raw) {
+                    return Err(refuse(format!("datagrams queued on a socket of protocol {protocol} are not saved")));
+                }
+            } else if !ctx.pre_flight {
+                let queued = peek_datagrams(raw, &refuse)?;
+                if !queued.is_empty() {
+                    ctx.datagrams.insert(ino, queued);
+                }
             }
             if !rec.peer.is_none() {
                 rec.state = SockState::Connected;
@@ -483,6 +634,23 @@ pub fn lock_targets(plan: &FilePlan) -> Vec<seamless_image::records::LockedConn>
         .filter_map(|d| match &d.kind {
             FileKind::Socket(rec) if inos.contains(&rec.ino) => {
                 Some(seamless_image::records::LockedConn { local: rec.local.clone(), peer: rec.peer.clone() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The local addresses of the plan's TCP listeners (whose new connections the lock holds).
+pub fn held_listeners(plan: &FilePlan) -> Vec<Addr> {
+    plan.descs
+        .iter()
+        .filter_map(|d| match &d.kind {
+            FileKind::Socket(rec)
+                if matches!(rec.state, SockState::Listen { .. })
+                    && rec.ty == libc::SOCK_STREAM
+                    && matches!(rec.local, Addr::V4 { .. } | Addr::V6 { .. }) =>
+            {
+                Some(rec.local.clone())
             }
             _ => None,
         })

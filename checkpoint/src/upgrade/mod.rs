@@ -106,6 +106,9 @@ pub struct UpgradeOptions {
     /// Paths on tmpfs carried to the new kernel too (files, or directories walked), besides the
     /// tmpfs files the preserved processes hold open, map or bind sockets in.
     pub keep: Vec<PathBuf>,
+    /// The record kinds the target's seamless-init reads, as the pre-flight check found them
+    /// (set by the upgrade itself; `None`: not known).
+    pub reader_kinds: Option<Vec<u16>>,
 }
 
 enum Target {
@@ -171,7 +174,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
     // The format the check chose for the target's seamless-init (with --force and no fit: the
     // one asked for, or the newest).
     let image_format = Some(report.image_format.or(opts.image_format).unwrap_or(seamless_image::FORMAT_VERSION));
-    let opts = &UpgradeOptions { cmdline, image_format, ..opts.clone() };
+    let opts = &UpgradeOptions { cmdline, image_format, reader_kinds: report.target_kinds.clone(), ..opts.clone() };
     if hooks {
         eprintln!("seamless: the new initramfs has the seamless hook; command line: {}", opts.cmdline);
     }
@@ -263,7 +266,16 @@ fn dump_and_jump(
         clock.stage("page-cache");
         interrupt::check("recording the page cache")?;
     }
-    let summary = dump::dump_trees(&opts.roots, &mut writer, &DumpOptions { progress: true, ..Default::default() })?;
+    let summary = dump::dump_trees(
+        &opts.roots,
+        &mut writer,
+        &DumpOptions {
+            progress: true,
+            carry_clocks: true,
+            reader_kinds: opts.reader_kinds.clone(),
+            ..Default::default()
+        },
+    )?;
     clock.stage("dump");
     // With the trees frozen: the tmpfs files they use, which the new kernel starts without.
     let tmp = tmpfs::record(&opts.roots, &opts.keep, &mut writer)?;
@@ -291,7 +303,7 @@ fn dump_and_jump(
     let targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
     kexec::freeze_all(&targets).map_err(UpgradeError::Freeze)?;
     clock.stage("sync+freeze");
-    let completed = complete_image(opts, &target, writer, &targets, clock);
+    let completed = complete_image(opts, &target, writer, &targets, clock, summary.clock_offsets);
     let mut store = match completed {
         Ok(store) => store,
         Err(e) => {
@@ -345,12 +357,15 @@ fn dump_and_jump(
 
 /// With filesystems frozen: records the root filesystem, the stage timings, completes the
 /// image and, without a region, rebuilds the initramfs and reloads the kernel with it.
+/// `clock_offsets` say how far the dumped processes' clocks run ahead of this process's (a
+/// time namespace from an earlier upgrade): the clocks recorded for the jump are theirs.
 fn complete_image(
     opts: &UpgradeOptions,
     target: &Target,
     mut writer: Writer<Box<dyn Store>>,
     frozen: &[FreezeTarget],
     clock: &mut StageClock,
+    clock_offsets: (i64, i64),
 ) -> Result<Box<dyn Store>, UpgradeError> {
     injected(opts, "freeze")?;
     let root = match frozen.iter().find(|t| t.mountpoint == Path::new("/")) {
@@ -364,8 +379,8 @@ fn complete_image(
         root,
         trees: opts.roots.iter().map(|p| *p as u32).collect(),
         jump_realtime_ns: stages::realtime_ns(),
-        jump_monotonic_ns: seamless_sys::timens::monotonic_ns().unwrap_or(0),
-        jump_boottime_ns: seamless_sys::timens::boottime_ns().unwrap_or(0),
+        jump_monotonic_ns: seamless_sys::timens::monotonic_ns().map_or(0, |t| t.saturating_add(clock_offsets.0)),
+        jump_boottime_ns: seamless_sys::timens::boottime_ns().map_or(0, |t| t.saturating_add(clock_offsets.1)),
         stages: clock.stages(),
         interfaces: net::interfaces(),
         routes: net::routes(),

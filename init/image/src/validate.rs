@@ -88,6 +88,12 @@ pub struct Decoded {
     pub settings: Vec<(u32, records::ProcessSettings)>,
     /// Network lock records (at most one in a valid image).
     pub net_locks: Vec<records::NetLockRecord>,
+    /// Socket extras by entry tag.
+    pub socket_extras: Vec<(u64, records::SocketExtra)>,
+    /// Queued datagrams by entry tag.
+    pub datagrams: Vec<(u64, records::DatagramQueue)>,
+    /// Held listeners (at most one in a valid image).
+    pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
     pub advice: Vec<(u32, records::VmaAdvice)>,
     /// Page chunks.
@@ -129,6 +135,15 @@ impl Decoded {
         }
         for (i, _, _, _) in list(r, records::NET_LOCK) {
             d.net_locks.push(r.record(i)?);
+        }
+        for (i, _, tag, _) in list(r, records::SOCKET_EXTRA) {
+            d.socket_extras.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::DATAGRAMS) {
+            d.datagrams.push((tag, r.record(i)?));
+        }
+        for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
+            d.held_listeners.push(r.record(i)?);
         }
         for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
             d.advice.push((owner, r.record(i)?));
@@ -172,6 +187,15 @@ impl Decoded {
         }
         for l in &self.net_locks {
             w.put_ignorable_record(records::NET_LOCK, 0, 0, l)?;
+        }
+        for (tag, x) in &self.socket_extras {
+            w.put_record(records::SOCKET_EXTRA, 0, *tag, x)?;
+        }
+        for (tag, q) in &self.datagrams {
+            w.put_record(records::DATAGRAMS, 0, *tag, q)?;
+        }
+        for h in &self.held_listeners {
+            w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
         }
         for (o, a) in &self.advice {
             w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
@@ -256,6 +280,9 @@ impl Decoded {
             pipes: vec![(77, PipeRecord { ino: 77, capacity: 65536, data: b"hi".to_vec() })],
             settings: Vec::new(),
             net_locks: Vec::new(),
+            socket_extras: Vec::new(),
+            datagrams: Vec::new(),
+            held_listeners: Vec::new(),
             advice: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
@@ -314,6 +341,16 @@ pub enum Invalid {
     /// A network lock record that names something other than a lock table or IP connections.
     #[error("network lock: {why}")]
     NetLock {
+        /// What is wrong.
+        why: String,
+    },
+    /// A socket extras or datagram queue record that does not fit its socket.
+    #[error("{what} record of file #{desc}: {why}")]
+    Socket {
+        /// Which record kind.
+        what: &'static str,
+        /// The description id (entry tag).
+        desc: u64,
         /// What is wrong.
         why: String,
     },
@@ -480,6 +517,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_settings(d, &procs)?;
     check_advice(d, &procs)?;
     check_net_lock(d)?;
+    check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -960,6 +998,59 @@ fn check_net_lock(d: &Decoded) -> Res {
             return Err(Invalid::NetLock { why });
         }
     }
+    if d.held_listeners.len() > 1 {
+        return Err(Invalid::Duplicate { what: "held listeners", id: 0 });
+    }
+    for h in &d.held_listeners {
+        if let Some(why) = h.problem() {
+            return Err(Invalid::NetLock { why });
+        }
+        if d.net_locks.iter().any(|l| l.table != h.table) {
+            return Err(Invalid::NetLock {
+                why: format!("held listeners in table {}, connections in another", h.table),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Socket extras and datagram queues: one of each at most per description, stored under its
+/// id, for a socket of a kind they fit.
+fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    fn socket<'a>(
+        descs: &BTreeMap<u32, &'a FileDesc>,
+        what: &'static str,
+        tag: u64,
+        inside: u32,
+    ) -> Result<&'a records::SocketRecord, Invalid> {
+        if tag != u64::from(inside) {
+            return Err(Invalid::Mislabelled { pid: 0, what, stored: tag.into(), inside: inside.into() });
+        }
+        match descs.get(&inside).map(|f| &f.kind) {
+            Some(FileKind::Socket(s)) => Ok(s),
+            _ => Err(Invalid::Socket { what, desc: tag, why: "no socket description of that id".into() }),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, x) in &d.socket_extras {
+        let s = socket(descs, "socket extras", *tag, x.desc)?;
+        if !seen.insert(x.desc) {
+            return Err(Invalid::Duplicate { what: "socket extras", id: x.desc.into() });
+        }
+        if let Some(why) = x.problem(s) {
+            return Err(Invalid::Socket { what: "socket extras", desc: *tag, why });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, q) in &d.datagrams {
+        let s = socket(descs, "datagrams", *tag, q.desc)?;
+        if !seen.insert(q.desc) {
+            return Err(Invalid::Duplicate { what: "datagrams", id: q.desc.into() });
+        }
+        if let Some(why) = q.problem(s) {
+            return Err(Invalid::Socket { what: "datagrams", desc: *tag, why });
+        }
+    }
     Ok(())
 }
 
@@ -1178,6 +1269,91 @@ mod tests {
         assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
         let e = check(|d| d.net_locks.extend([lock.clone(), lock.clone()]));
         assert_eq!(e, Invalid::Duplicate { what: "network lock", id: 0 });
+        // Held listeners: in the same table, IP addresses with ports.
+        use crate::records::HeldListeners;
+        let held = HeldListeners { table: lock.table.clone(), listeners: vec![Addr::V4 { ip: [0; 4], port: 80 }] };
+        let mut d = Decoded::sample(PID);
+        d.net_locks.push(lock.clone());
+        d.held_listeners.push(held.clone());
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().held_listeners, vec![held.clone()]);
+        let e = check(|d| {
+            d.net_locks.push(lock.clone());
+            d.held_listeners.push(HeldListeners { table: "seamless-lock-43".into(), ..held.clone() });
+        });
+        assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
+        let e = check(|d| {
+            d.held_listeners.push(HeldListeners { listeners: vec![Addr::V4 { ip: [0; 4], port: 0 }], ..held.clone() })
+        });
+        assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn socket_extras_and_datagrams_are_read_back_and_checked() {
+        use crate::records::{Addr, Datagram, DatagramQueue, SockState, SocketExtra, SocketRecord};
+        let udp = SocketRecord {
+            ino: 9,
+            family: 2,
+            ty: 2,
+            protocol: 17,
+            local: Addr::V4 { ip: [127, 0, 0, 1], port: 5000 },
+            peer: Addr::None,
+            state: SockState::Unconnected,
+            opts: Vec::new(),
+            path_mode: 0,
+        };
+        let extra =
+            SocketExtra { desc: 3, linger: None, buf_lock: 2, filter: vec![(6, 0, 0, 0xffff)], filter_locked: true };
+        let queue = DatagramQueue {
+            desc: 3,
+            datagrams: vec![Datagram { from: Addr::V4 { ip: [127, 0, 0, 1], port: 6000 }, data: b"x".to_vec() }],
+        };
+        let with = |d: &mut Decoded| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(udp.clone()) }));
+            d.socket_extras.push((3, extra.clone()));
+            d.datagrams.push((3, queue.clone()));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        let back = Decoded::read(&mut r).unwrap();
+        assert_eq!(back.socket_extras, vec![(3, extra.clone())]);
+        assert_eq!(back.datagrams, vec![(3, queue.clone())]);
+        let e = check(|d| {
+            with(d);
+            d.socket_extras[0].1.desc = 1;
+        });
+        assert!(matches!(e, Invalid::Mislabelled { .. }), "{e:?}");
+        let e = check(|d| {
+            with(d);
+            d.datagrams[0].0 = 1;
+            d.datagrams[0].1.desc = 1;
+        });
+        assert!(matches!(e, Invalid::Socket { what: "datagrams", desc: 1, .. }), "{e:?}");
+        let e = check(|d| {
+            with(d);
+            d.socket_extras[0].1.buf_lock = 4;
+        });
+        assert!(matches!(e, Invalid::Socket { what: "socket extras", .. }), "{e:?}");
+        let e = check(|d| {
+            with(d);
+            d.datagrams[0].1.datagrams[0].from = Addr::V6 { ip: [0; 16], port: 1, flowinfo: 0, scope_id: 0 };
+        });
+        assert!(matches!(e, Invalid::Socket { what: "datagrams", .. }), "{e:?}");
+        let e = check(|d| {
+            with(d);
+            let x = d.socket_extras[0].clone();
+            d.socket_extras.push(x);
+        });
+        assert_eq!(e, Invalid::Duplicate { what: "socket extras", id: 3 });
     }
 
     #[test]

@@ -171,6 +171,39 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample(
+        "socket-extra",
+        records::SOCKET_EXTRA,
+        records::SocketExtra {
+            desc: 7,
+            linger: Some(5),
+            buf_lock: 3,
+            filter: vec![(0x28, 0, 0, 12), (0x15, 0, 1, 0x800), (6, 0, 0, 0xffff), (6, 0, 0, 0)],
+            filter_locked: true,
+        },
+    ));
+    s.push(sample(
+        "datagrams",
+        records::DATAGRAMS,
+        records::DatagramQueue {
+            desc: 7,
+            datagrams: vec![
+                records::Datagram { from: Addr::V4 { ip: [10, 77, 0, 1], port: 5353 }, data: b"query".to_vec() },
+                records::Datagram { from: Addr::V4 { ip: [127, 0, 0, 1], port: 40000 }, data: Vec::new() },
+            ],
+        },
+    ));
+    s.push(sample(
+        "held-listeners",
+        records::HELD_LISTENERS,
+        records::HeldListeners {
+            table: "seamless-lock-4242".into(),
+            listeners: vec![
+                Addr::V4 { ip: [0; 4], port: 6379 },
+                Addr::V6 { ip: [0xfd; 16], port: 443, flowinfo: 0, scope_id: 0 },
+            ],
+        },
+    ));
+    s.push(sample(
         "vma-advice",
         records::VMA_ADVICE,
         records::VmaAdvice {

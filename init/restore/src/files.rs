@@ -118,7 +118,11 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
     let mut pipe_ends: BTreeMap<u64, (Option<OwnedFd>, Option<OwnedFd>)> = BTreeMap::new();
     let mut fifo_keep: BTreeMap<u64, OwnedFd> = BTreeMap::new();
     let err = |id: u32, what: String, e: std::io::Error| RestoreError::File { id, what, source: e };
-    let mut socks = crate::sockets::Ctx::new(plan.descs.values().map(|d| &d.kind));
+    let mut socks = crate::sockets::Ctx::new(
+        plan.descs.values().map(|d| &d.kind),
+        plan.socket_extras.clone(),
+        plan.datagrams.clone(),
+    );
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
     order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
     for d in order {

@@ -56,8 +56,6 @@ pub mod netlock;
 pub mod paths;
 pub mod plan;
 pub mod process;
-// Not yet converted: the network-lock work (issue 11) is rewriting this module.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 pub mod sockets;
 pub mod threads;
 pub mod tracee;
@@ -355,8 +353,10 @@ pub fn kill_in_progress() {
 struct NetLockGuard(String);
 
 impl NetLockGuard {
-    fn install(lock: &seamless_image::records::NetLockRecord) -> Self {
-        if let Err(e) = crate::netlock::install(lock) {
+    fn install(
+        (lock, listeners): &(seamless_image::records::NetLockRecord, Vec<seamless_image::records::Addr>),
+    ) -> Self {
+        if let Err(e) = crate::netlock::install_with(lock, listeners) {
             log::warn!(
                 "network lock: {e}; the {} connection(s) are repaired without it, and segments that arrive \
                  before their repair can reset them",
@@ -393,7 +393,7 @@ pub fn restore_plan<S: Store>(
     let t0 = Instant::now();
     // The connections stay held (or are held again) until every one of them is repaired; the
     // guard lifts the lock on every way out of here, the explicit drop right after the repair.
-    let net_lock = plan.net_lock.as_ref().map(NetLockGuard::install);
+    let net_lock = plan.lock().as_ref().map(NetLockGuard::install);
     paths::check(plan)?;
     let units = plan::Units::of(plan);
     let mut fails = Failures::new(&units);

@@ -9,9 +9,12 @@
 //! `filter` at priority -300 (the raw priority: before connection tracking, so conntrack never
 //! sees the dropped segments) on the `input` and `output` hooks. Each connection gets one rule
 //! in each chain matching exactly its 4-tuple (family, TCP, source and destination address,
-//! source and destination port) with verdict drop. Other traffic is untouched: other
-//! connections, new connections (also to a preserved listener's port), UDP, ICMP all pass
-//! (the chains' policy is accept). Installing replaces a table of the same name in one
+//! source and destination port) with verdict drop. The preserved listeners get one rule in
+//! the input chain that drops new connections to them (TCP segments with SYN and without ACK to
+//! their address and port; any address of the port for a listener on the unspecified
+//! address): those clients retransmit their SYN and connect once the restored listener exists,
+//! where they would be refused while there is none. Other traffic is untouched: other
+//! connections, UDP, ICMP all pass (the chains' policy is accept). Installing replaces a table of the same name in one
 //! transaction, lifting deletes it; both are atomic.
 //!
 //! The table is built with [`seamless_sys::nft`] over `NETLINK_NETFILTER`, with no binary and
@@ -107,6 +110,45 @@ fn rule(src: &(Vec<u8>, u16), dst: &(Vec<u8>, u16)) -> Vec<Expr> {
     e
 }
 
+/// The rule holding new connections (SYN without ACK) to the listener at `local`.
+fn listener_rule(local: &Addr) -> Option<Vec<Expr>> {
+    let (ip, port) = wire(local)?;
+    let mut e = Vec::new();
+    if ip.iter().any(|&b| b != 0) {
+        let v4 = ip.len() == 4;
+        e.push(Expr::Meta { key: nft::NFT_META_NFPROTO, dreg: NFT_REG_1 });
+        e.push(Expr::CmpEq { sreg: NFT_REG_1, data: vec![if v4 { nft::NFPROTO_IPV4 } else { nft::NFPROTO_IPV6 }] });
+        e.push(Expr::Meta { key: nft::NFT_META_L4PROTO, dreg: NFT_REG_1 });
+        e.push(Expr::CmpEq { sreg: NFT_REG_1, data: vec![IPPROTO_TCP] });
+        let (offset, len) = if v4 { (16, 4) } else { (24, 16) };
+        e.push(Expr::Payload { base: nft::NFT_PAYLOAD_NETWORK_HEADER, offset, len, dreg: NFT_REG_1 });
+        e.push(Expr::CmpEq { sreg: NFT_REG_1, data: ip });
+    } else {
+        // The unspecified address: the port on every local address of either family (a
+        // dual-stack listener takes both).
+        e.push(Expr::Meta { key: nft::NFT_META_L4PROTO, dreg: NFT_REG_1 });
+        e.push(Expr::CmpEq { sreg: NFT_REG_1, data: vec![IPPROTO_TCP] });
+    }
+    let t = nft::NFT_PAYLOAD_TRANSPORT_HEADER;
+    e.push(Expr::Payload { base: t, offset: 2, len: 2, dreg: NFT_REG_1 });
+    e.push(Expr::CmpEq { sreg: NFT_REG_1, data: port.to_be_bytes().to_vec() });
+    // TCP flags (byte 13): SYN (0x02) set, ACK (0x10) clear.
+    e.push(Expr::Payload { base: t, offset: 13, len: 1, dreg: NFT_REG_1 });
+    e.push(Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: vec![0x12], xor: vec![0] });
+    e.push(Expr::CmpEq { sreg: NFT_REG_1, data: vec![0x02] });
+    e.push(Expr::Drop);
+    Some(e)
+}
+
+/// The two base chains of the lock for `conns` and the held `listeners`: `input` drops what
+/// the peers send and new connections to the listeners, `output` what this host would send
+/// the peers (window probes, retransmissions, resets).
+pub fn chains_with(conns: &[LockedConn], listeners: &[Addr]) -> Vec<BaseChain> {
+    let mut c = chains(conns);
+    c[0].rules.extend(listeners.iter().filter_map(listener_rule));
+    c
+}
+
 /// The two base chains of the lock for `conns`: `input` drops what the peers send, `output`
 /// what this host would send them (window probes, retransmissions, resets).
 pub fn chains(conns: &[LockedConn]) -> Vec<BaseChain> {
@@ -141,7 +183,13 @@ fn load_modules() -> Result<(), seamless_sys::module::ModuleError> {
 
 /// Installs (or replaces, atomically) the lock described by `lock`.
 pub fn install(lock: &NetLockRecord) -> Result<(), NetLockError> {
-    let chains = chains(&lock.conns);
+    install_with(lock, &[])
+}
+
+/// Installs (or replaces, atomically) the lock of `lock`'s connections that also holds new
+/// connections to `listeners`.
+pub fn install_with(lock: &NetLockRecord, listeners: &[Addr]) -> Result<(), NetLockError> {
+    let chains = chains_with(&lock.conns, listeners);
     let table = lock.table.clone();
     match nft::replace_table(nft::NFPROTO_INET, &table, &chains) {
         Ok(()) => {}
@@ -152,7 +200,16 @@ pub fn install(lock: &NetLockRecord) -> Result<(), NetLockError> {
         },
         Err(source) => return Err(NetLockError::Kernel { table, source }),
     }
-    log::info!("network lock: table inet {} holds {} TCP connection(s) still", lock.table, lock.conns.len());
+    if listeners.is_empty() {
+        log::info!("network lock: table inet {} holds {} TCP connection(s) still", lock.table, lock.conns.len());
+    } else {
+        log::info!(
+            "network lock: table inet {} holds {} TCP connection(s) still and new connections to {} listener(s)",
+            lock.table,
+            lock.conns.len(),
+            listeners.len()
+        );
+    }
     Ok(())
 }
 
@@ -186,6 +243,19 @@ pub fn lift_logged(table: &str, when: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listener_rules_drop_syns_to_the_port() {
+        let specific = chains_with(&[], &[Addr::V4 { ip: [10, 77, 0, 2], port: 7500 }]);
+        let r = &specific[0].rules[0];
+        assert!(r.contains(&Expr::CmpEq { sreg: NFT_REG_1, data: vec![10, 77, 0, 2] }));
+        assert!(r.contains(&Expr::CmpEq { sreg: NFT_REG_1, data: vec![0x1d, 0x4c] }));
+        assert!(r.contains(&Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: vec![0x12], xor: vec![0] }));
+        assert!(r.ends_with(&[Expr::CmpEq { sreg: NFT_REG_1, data: vec![0x02] }, Expr::Drop]));
+        assert!(specific[1].rules.is_empty(), "nothing is held on the way out");
+        let any = chains_with(&[], &[Addr::V6 { ip: [0; 16], port: 80, flowinfo: 0, scope_id: 0 }]);
+        assert!(!any[0].rules[0].iter().any(|e| matches!(e, Expr::Meta { key: nft::NFT_META_NFPROTO, .. })));
+    }
 
     #[test]
     fn rules_match_both_directions_and_v4_mapped_as_v4() {

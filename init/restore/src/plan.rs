@@ -61,9 +61,27 @@ pub struct Plan {
     pub blobs: BTreeMap<u64, Vec<u32>>,
     /// The network lock holding the image's TCP connections still, if the dump installed one.
     pub net_lock: Option<records::NetLockRecord>,
+    /// The listeners whose new connections the lock holds too.
+    pub held_listeners: Option<records::HeldListeners>,
+    /// Socket state beyond the socket records, by description id.
+    pub socket_extras: BTreeMap<u32, records::SocketExtra>,
+    /// Datagrams queued on UDP sockets, by description id.
+    pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
 }
 
 impl Plan {
+    /// The whole network lock to install: the connections' record (an empty one when the
+    /// image holds only listeners) and the held listeners' addresses; `None` when there is
+    /// nothing to hold.
+    pub fn lock(&self) -> Option<(records::NetLockRecord, Vec<records::Addr>)> {
+        let listeners = self.held_listeners.as_ref().map(|h| h.listeners.clone()).unwrap_or_default();
+        match (&self.net_lock, &self.held_listeners) {
+            (Some(l), _) => Some((l.clone(), listeners)),
+            (None, Some(h)) => Some((records::NetLockRecord { table: h.table.clone(), conns: Vec::new() }, listeners)),
+            (None, None) => None,
+        }
+    }
+
     /// Children of `pid` in the image (those whose ppid is `pid`).
     pub fn children_of(&self, pid: i32) -> Vec<i32> {
         self.procs.values().filter(|p| p.rec.ppid == pid && p.rec.pid != pid).map(|p| p.rec.pid).collect()
@@ -89,6 +107,7 @@ fn build(d: Decoded) -> Plan {
     let mut plan = Plan {
         tree: d.trees.into_iter().next().unwrap_or_default(),
         net_lock: d.net_locks.into_iter().next(),
+        held_listeners: d.held_listeners.into_iter().next(),
         ..Plan::default()
     };
     for (_, rec) in d.procs {
@@ -137,6 +156,12 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, pipe) in d.pipes {
         plan.pipes.insert(pipe.ino, pipe);
+    }
+    for (_, x) in d.socket_extras {
+        plan.socket_extras.insert(x.desc, x);
+    }
+    for (_, q) in d.datagrams {
+        plan.datagrams.insert(q.desc, q.datagrams);
     }
     for b in d.blobs {
         plan.blobs.entry(b.tag).or_default().push(b.index);

@@ -16,10 +16,13 @@
 //! - Unix socket pairs with both ends in the image: one `socketpair`, each end's receive queue
 //!   refilled through the other end, shutdown state re-applied. Names are not restored (an
 //!   accepted connection comes back unnamed).
-//! - UDP: `bind`, and `connect` when it was connected. Queued datagrams are not restored.
+//! - UDP: `bind`, the queued datagrams queued again from their source addresses (raw IP
+//!   packets over loopback, see `requeue_datagrams`), and `connect` when it was connected.
+//! - Beyond the socket record: `SO_LINGER`, the buffer sizes the process set, a classic BPF
+//!   filter and its lock ([`SocketExtra`], applied after the options).
 
 use crate::RestoreError;
-use seamless_image::records::{Addr, FileKind, SockState, SocketRecord, TcpConn};
+use seamless_image::records::{Addr, Datagram, FileKind, SockState, SocketExtra, SocketRecord, TcpConn};
 use seamless_sys::chain;
 use seamless_sys::sockets as net;
 use seamless_sys::SysError;
@@ -44,6 +47,10 @@ pub struct Ctx {
     pending: BTreeMap<u64, OwnedFd>,
     /// TCP connections still in repair mode: (description id, duplicate, record).
     repairing: Vec<(u32, OwnedFd, SocketRecord)>,
+    /// State beyond the socket records, by description id.
+    extras: BTreeMap<u32, SocketExtra>,
+    /// Datagrams to queue again on UDP sockets, by description id.
+    datagrams: BTreeMap<u32, Vec<Datagram>>,
 }
 
 impl Ctx {
@@ -53,8 +60,12 @@ impl Ctx {
     /// kexec nothing has raised it yet, and a loopback connection cannot even be rebuilt (the
     /// repair-mode `connect` needs a route). Other interfaces and their addresses are the new
     /// system's business; a local address not configured yet is bound with `IP_FREEBIND`.
-    pub fn new<'a>(kinds: impl Iterator<Item = &'a FileKind>) -> Self {
-        let mut c = Ctx::default();
+    pub fn new<'a>(
+        kinds: impl Iterator<Item = &'a FileKind>,
+        extras: BTreeMap<u32, SocketExtra>,
+        datagrams: BTreeMap<u32, Vec<Datagram>>,
+    ) -> Self {
+        let mut c = Ctx { extras, datagrams, ..Ctx::default() };
         for k in kinds {
             if let FileKind::Socket(s) = k {
                 c.by_ino.insert(s.ino, s.clone());
@@ -95,11 +106,13 @@ fn fit_buffers(id: u32, fd: RawFd, s: &SocketRecord, sendq: usize, recvq: usize)
         if need == 0 {
             continue;
         }
-        let now = net::get_int(fd, libc::SOL_SOCKET, opt).map_err(|e| fail(id, "SO_*BUF", e))?.max(0) as usize;
+        let now =
+            usize::try_from(net::get_int(fd, libc::SOL_SOCKET, opt).map_err(|e| fail(id, "SO_*BUF", e))?).unwrap_or(0);
         // Queued bytes also cost their buffer overhead (about as much again).
-        let want = (2 * need + (64 << 10)).max(saved_opt(s, libc::SOL_SOCKET, opt).unwrap_or(0).max(0) as usize);
+        let saved = saved_opt(s, libc::SOL_SOCKET, opt).and_then(|v| usize::try_from(v).ok()).unwrap_or(0);
+        let want = (2 * need + (64 << 10)).max(saved);
         if now < want {
-            net::set_int(fd, libc::SOL_SOCKET, force, (want / 2).min(i32::MAX as usize) as i32)
+            net::set_int(fd, libc::SOL_SOCKET, force, i32::try_from(want / 2).unwrap_or(i32::MAX))
                 .map_err(|e| fail(id, "SO_*BUFFORCE", e))?;
         }
     }
@@ -152,6 +165,7 @@ fn bind_ip(id: u32, fd: RawFd, s: &SocketRecord) -> Result<(), RestoreError> {
 /// Creates the socket of description `id` in the restorer.
 pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, RestoreError> {
     if let Some(fd) = ctx.pending.remove(&s.ino) {
+        apply_extra(id, fd.as_raw_fd(), s, ctx.extras.get(&id))?;
         return Ok(fd);
     }
     let sock = || net::socket(s.family, s.ty, s.protocol).map_err(|e| fail(id, "socket", e));
@@ -184,6 +198,8 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
             let (a, b) = net::socketpair(libc::AF_UNIX, s.ty).map_err(|e| fail(id, "socketpair", e))?;
             set_opts(id, a.as_raw_fd(), s, false)?;
             set_opts(id, b.as_raw_fd(), &other, false)?;
+            apply_extra(id, a.as_raw_fd(), s, ctx.extras.get(&id))?;
+            // The other end's extras are applied when its description is "opened" (below).
             let fill = |to: &OwnedFd, data: &[u8]| -> Result<(), RestoreError> {
                 let mut done = 0;
                 while done < data.len() {
@@ -205,11 +221,17 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
         }
         SockState::Listen { backlog } => {
             let fd = bound(id, sock()?, s)?;
+            apply_extra(id, fd.as_raw_fd(), s, ctx.extras.get(&id))?;
             net::listen(fd.as_raw_fd(), *backlog).map_err(|e| fail(id, "listen", e))?;
             Ok(fd)
         }
         SockState::Unconnected | SockState::Connected => {
             let fd = bound(id, sock()?, s)?;
+            apply_extra(id, fd.as_raw_fd(), s, ctx.extras.get(&id))?;
+            if let Some(queue) = ctx.datagrams.get(&id) {
+                // Before the connect: a connected socket takes datagrams from its peer only.
+                requeue_datagrams(id, fd.as_raw_fd(), s, queue)?;
+            }
             if matches!(s.state, SockState::Connected) {
                 net::connect(fd.as_raw_fd(), &s.peer.to_raw())
                     .map_err(|e| fail(id, &format!("connect {}", s.peer), e))?;
@@ -278,10 +300,10 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
     net::tcp_repair(raw, true).map_err(|e| fail(id, "TCP_REPAIR on", e))?;
     let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
     net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE send", e))?;
-    net::set_tcp_queue_seq(raw, c.snd_seq.wrapping_sub(c.send_queue.len() as u32))
+    net::set_tcp_queue_seq(raw, c.snd_seq.wrapping_sub(seq_len(c.send_queue.len())))
         .map_err(|e| fail(id, "TCP_QUEUE_SEQ send", e))?;
     net::tcp_repair_queue(raw, net::TCP_RECV_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE recv", e))?;
-    net::set_tcp_queue_seq(raw, c.rcv_seq.wrapping_sub(c.recv_queue.len() as u32))
+    net::set_tcp_queue_seq(raw, c.rcv_seq.wrapping_sub(seq_len(c.recv_queue.len())))
         .map_err(|e| fail(id, "TCP_QUEUE_SEQ recv", e))?;
     bind_ip(id, raw, s)?;
     net::connect(raw, &s.peer.to_raw()).map_err(|e| fail(id, &format!("connect {} (repair)", s.peer), e))?;
@@ -297,7 +319,8 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
     }
     net::tcp_repair_options(raw, &opts).map_err(|e| fail(id, "TCP_REPAIR_OPTIONS", e))?;
     if c.timestamps {
-        net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, c.tsval as i32)
+        // The kernel reads the option as the u32 clock value.
+        net::set_int(raw, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, i32::from_ne_bytes(c.tsval.to_ne_bytes()))
             .map_err(|e| fail(id, "TCP_TIMESTAMP", e))?;
     }
     let refill = |queue: i32, data: &[u8], what: &str| -> Result<(), RestoreError> {
@@ -331,6 +354,7 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
 /// closing them later sends nothing to the peer. Returns the connections that failed.
 pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreError)> {
     let mut failed = Vec::new();
+    let extras = std::mem::take(&mut ctx.extras);
     for (id, fd, s) in ctx.repairing.drain(..) {
         if skip(id) {
             continue;
@@ -341,13 +365,228 @@ pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreErr
             let SockState::Tcp(c) = &s.state else { return Ok(()) };
             let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
             send_rest(id, raw, &c.send_queue[sent..])?;
-            set_opts(id, raw, &s, true)
+            set_opts(id, raw, &s, true)?;
+            // Always: the buffers forced to hold the saved queues must go back to autotuning
+            // unless the process had sized them itself.
+            apply_extra(id, raw, &s, Some(extras.get(&id).unwrap_or(&SocketExtra::default())))
         })();
         if let Err(e) = r {
             failed.push((id, e));
         }
     }
     failed
+}
+
+/// `SO_LOCK_FILTER`.
+const SO_LOCK_FILTER: i32 = 44;
+/// `SO_BUF_LOCK` (Linux 5.14).
+const SO_BUF_LOCK: i32 = 72;
+
+/// Applies a socket's [`SocketExtra`] (after its options): `SO_LINGER`, the buffer sizes the
+/// process had set (forced to the saved values, which the kernel reported doubled) and then
+/// exactly the saved `SO_BUF_LOCK` bits (setting a size locks it; a size the process never
+/// set goes back to autotuning), the classic BPF filter and its lock.
+fn apply_extra(id: u32, fd: RawFd, s: &SocketRecord, x: Option<&SocketExtra>) -> Result<(), RestoreError> {
+    let Some(x) = x else { return Ok(()) };
+    if let Some(secs) = x.linger {
+        let mut l = Vec::with_capacity(8);
+        l.extend_from_slice(&1i32.to_ne_bytes());
+        l.extend_from_slice(&secs.to_ne_bytes());
+        net::set_bytes(fd, libc::SOL_SOCKET, libc::SO_LINGER, &l).map_err(|e| fail(id, "SO_LINGER", e))?;
+    }
+    for (bit, name, force) in
+        [(1u8, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE), (2u8, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE)]
+    {
+        if x.buf_lock & bit != 0 {
+            if let Some(v) = saved_opt(s, libc::SOL_SOCKET, name) {
+                net::set_int(fd, libc::SOL_SOCKET, force, v / 2).map_err(|e| fail(id, "SO_*BUFFORCE", e))?;
+            }
+        }
+    }
+    match net::set_int(fd, libc::SOL_SOCKET, SO_BUF_LOCK, i32::from(x.buf_lock)) {
+        Ok(()) => {}
+        // A kernel before 5.14: sizes set above stay locked, as they always did.
+        Err(e) if e.errno() == Some(libc::ENOPROTOOPT) && x.buf_lock == 0 => {}
+        Err(e) => return Err(fail(id, "SO_BUF_LOCK", e)),
+    }
+    if !x.filter.is_empty() {
+        net::attach_filter(fd, &x.filter).map_err(|e| fail(id, "SO_ATTACH_FILTER", e))?;
+    }
+    if x.filter_locked {
+        net::set_int(fd, libc::SOL_SOCKET, SO_LOCK_FILTER, 1).map_err(|e| fail(id, "SO_LOCK_FILTER", e))?;
+    }
+    Ok(())
+}
+
+/// `IPPROTO_UDP` as the byte of an IP header.
+const IPPROTO_UDP: u8 = 17;
+
+/// A queue length as a sequence-number distance (records are at most 16 MiB).
+fn seq_len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The Internet checksum (RFC 1071) of `parts`, concatenated.
+fn inet_checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    let mut odd: Option<u8> = None;
+    for b in parts.iter().flat_map(|p| p.iter().copied()) {
+        match odd.take() {
+            Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
+            None => odd = Some(b),
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !u16::try_from(sum).unwrap_or(u16::MAX)
+}
+
+/// An IPv4-mapped IPv6 address as IPv4.
+fn unmapped(ip: &[u8; 16]) -> Option<[u8; 4]> {
+    (ip[..10] == [0; 10] && ip[10..12] == [0xff, 0xff]).then(|| [ip[12], ip[13], ip[14], ip[15]])
+}
+
+/// One UDP datagram as a whole IP packet from `from` to `to` (IPv4: header checksum and
+/// length left to the kernel, no UDP checksum, which IPv4 allows; IPv6: UDP checksum
+/// computed, as IPv6 requires).
+fn udp_packet(from: &Addr, to: &Addr, data: &[u8]) -> Option<Vec<u8>> {
+    // Lengths that do not fit their header fields (a datagram too long for IPv4) give `None`.
+    let udp_len = u16::try_from(8 + data.len()).ok()?;
+    let v4 = |f: [u8; 4], fport: u16, t: [u8; 4], tport: u16| -> Option<Vec<u8>> {
+        let total = udp_len.checked_add(20)?;
+        let mut p = Vec::with_capacity(usize::from(total));
+        p.extend_from_slice(&[0x45, 0]);
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, IPPROTO_UDP, 0, 0]);
+        p.extend_from_slice(&f);
+        p.extend_from_slice(&t);
+        p.extend_from_slice(&fport.to_be_bytes());
+        p.extend_from_slice(&tport.to_be_bytes());
+        p.extend_from_slice(&udp_len.to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(data);
+        Some(p)
+    };
+    match (from, to) {
+        (Addr::V4 { ip: f, port: fp }, Addr::V4 { ip: t, port: tp }) => v4(*f, *fp, *t, *tp),
+        (Addr::V6 { ip: f, port: fp, .. }, Addr::V6 { ip: t, port: tp, .. }) => {
+            if let (Some(f4), Some(t4)) = (unmapped(f), unmapped(t)) {
+                return v4(f4, *fp, t4, *tp);
+            }
+            let mut udp = Vec::with_capacity(usize::from(udp_len));
+            udp.extend_from_slice(&fp.to_be_bytes());
+            udp.extend_from_slice(&tp.to_be_bytes());
+            udp.extend_from_slice(&udp_len.to_be_bytes());
+            udp.extend_from_slice(&[0, 0]);
+            udp.extend_from_slice(data);
+            let pseudo_len = u32::from(udp_len).to_be_bytes();
+            let pseudo_next = [0, 0, 0, IPPROTO_UDP];
+            let sum = match inet_checksum(&[f, t, &pseudo_len, &pseudo_next, &udp]) {
+                0 => 0xffff,
+                x => x,
+            };
+            udp[6..8].copy_from_slice(&sum.to_be_bytes());
+            let mut p = Vec::with_capacity(40 + usize::from(udp_len));
+            p.extend_from_slice(&[0x60, 0, 0, 0]);
+            p.extend_from_slice(&udp_len.to_be_bytes());
+            p.extend_from_slice(&[IPPROTO_UDP, 64]);
+            p.extend_from_slice(f);
+            p.extend_from_slice(t);
+            p.extend_from_slice(&udp);
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+/// Queues `queue` again on the freshly bound UDP socket `fd`: each datagram goes out as a raw
+/// IP packet with its original source address and port (`IPPROTO_RAW`, which lets the
+/// restorer, holding `CAP_NET_RAW`, write the header itself) to the socket's own address, over
+/// loopback, in order. A socket bound to the wildcard address gets them at loopback (so a
+/// process asking for `IP_PKTINFO` sees 127.0.0.1 or ::1 as their destination).
+fn requeue_datagrams(id: u32, fd: RawFd, s: &SocketRecord, queue: &[Datagram]) -> Result<(), RestoreError> {
+    if queue.is_empty() {
+        return Ok(());
+    }
+    let local = net::local_addr(fd).map_err(|e| fail(id, "getsockname", e))?;
+    let mut to = Addr::from_raw(&local).unwrap_or_default();
+    match &mut to {
+        Addr::V4 { ip, .. } if *ip == [0; 4] => *ip = [127, 0, 0, 1],
+        Addr::V6 { ip, .. } if *ip == [0; 16] => *ip = std::net::Ipv6Addr::LOCALHOST.octets(),
+        _ => {}
+    }
+    let need: usize = queue.iter().map(|d| d.data.len() + 1024).sum();
+    fit_buffers(id, fd, s, 0, need)?;
+    let (mut v4, mut v6) = (None, None);
+    for (n, d) in queue.iter().enumerate() {
+        // A dual-stack socket's IPv4 datagrams (source ::ffff:a.b.c.d) arrive over IPv4.
+        let dest = match (&d.from, &to) {
+            (Addr::V6 { ip, .. }, Addr::V6 { port, .. }) if unmapped(ip).is_some() => Addr::V6 {
+                ip: std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets(),
+                port: *port,
+                flowinfo: 0,
+                scope_id: 0,
+            },
+            _ => to.clone(),
+        };
+        let what = format!("queueing datagram {n} of {} again ({} bytes from {})", queue.len(), d.data.len(), d.from);
+        let packet = udp_packet(&d.from, &dest, &d.data).ok_or_else(|| RestoreError::File {
+            id,
+            what: what.clone(),
+            source: std::io::ErrorKind::InvalidInput.into(),
+        })?;
+        let (family, slot) = if packet[0] >> 4 == 4 { (libc::AF_INET, &mut v4) } else { (libc::AF_INET6, &mut v6) };
+        if slot.is_none() {
+            *slot =
+                Some(net::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| fail(id, "raw socket", e))?);
+        }
+        let raw = slot.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        // Raw sockets take the destination from the header; the address only routes it.
+        let route = if family == libc::AF_INET {
+            let Addr::V4 { ip, .. } = (match &dest {
+                Addr::V6 { ip, port, .. } => Addr::V4 { ip: unmapped(ip).unwrap_or([127, 0, 0, 1]), port: *port },
+                other => other.clone(),
+            }) else {
+                unreachable!("an IPv4 packet has an IPv4 destination")
+            };
+            Addr::V4 { ip, port: 0 }
+        } else {
+            match &dest {
+                Addr::V6 { ip, scope_id, .. } => Addr::V6 { ip: *ip, port: 0, flowinfo: 0, scope_id: *scope_id },
+                other => other.clone(),
+            }
+        };
+        let before = rmem_alloc(fd).map_err(|e| fail(id, "SO_MEMINFO", e))?;
+        net::send_to(raw, &packet, 0, &route.to_raw()).map_err(|e| fail(id, &what, e))?;
+        // Loopback hands the packet to this CPU's backlog, not straight to the socket: wait
+        // until it is queued before the next, or two could swap places (another CPU, the other
+        // family's path).
+        let t0 = std::time::Instant::now();
+        while rmem_alloc(fd).map_err(|e| fail(id, "SO_MEMINFO", e))? == before {
+            if t0.elapsed() > std::time::Duration::from_secs(2) {
+                return Err(RestoreError::File {
+                    id,
+                    what: format!("{what}: it did not arrive"),
+                    source: std::io::ErrorKind::TimedOut.into(),
+                });
+            }
+            std::thread::yield_now();
+        }
+    }
+    Ok(())
+}
+
+/// `SO_MEMINFO`'s `SK_MEMINFO_RMEM_ALLOC`: the receive queue's memory, which every queued
+/// datagram raises.
+fn rmem_alloc(fd: RawFd) -> Result<u32, SysError> {
+    const SO_MEMINFO: i32 = 55;
+    let mut info = [0u8; 9 * 4];
+    net::get_bytes(fd, libc::SOL_SOCKET, SO_MEMINFO, &mut info)?;
+    Ok(u32::from_ne_bytes([info[0], info[1], info[2], info[3]]))
 }
 
 fn send_rest(id: u32, raw: RawFd, unsent: &[u8]) -> Result<(), RestoreError> {

@@ -59,6 +59,11 @@ const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFT_REG_VERDICT: u32 = 0;
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
 /// The first 16-byte data register.
 pub const NFT_REG_1: u32 = 1;
 const NF_DROP: u32 = 0;
@@ -111,6 +116,17 @@ pub enum Expr {
         /// The value, as it appears in the packet (network order).
         data: Vec<u8>,
     },
+    /// `dreg = (sreg & mask) ^ xor` over `mask.len()` bytes (`mask` and `xor` equally long).
+    Bitwise {
+        /// Source register.
+        sreg: u32,
+        /// Destination register.
+        dreg: u32,
+        /// AND mask.
+        mask: Vec<u8>,
+        /// XOR value.
+        xor: Vec<u8>,
+    },
     /// Drop the packet.
     Drop,
 }
@@ -158,6 +174,7 @@ fn encode_expr(buf: &mut Vec<u8>, e: &Expr) {
             Expr::Meta { .. } => "meta",
             Expr::Payload { .. } => "payload",
             Expr::CmpEq { .. } => "cmp",
+            Expr::Bitwise { .. } => "bitwise",
             Expr::Drop => "immediate",
         };
         attr_str(b, NFTA_EXPR_NAME, name);
@@ -176,6 +193,13 @@ fn encode_expr(buf: &mut Vec<u8>, e: &Expr) {
                 attr_be32(d, NFTA_CMP_SREG, *sreg);
                 attr_be32(d, NFTA_CMP_OP, NFT_CMP_EQ);
                 nested(d, NFTA_CMP_DATA, |v| attr(v, NFTA_DATA_VALUE, data));
+            }
+            Expr::Bitwise { sreg, dreg, mask, xor } => {
+                attr_be32(d, NFTA_BITWISE_SREG, *sreg);
+                attr_be32(d, NFTA_BITWISE_DREG, *dreg);
+                attr_be32(d, NFTA_BITWISE_LEN, mask.len() as u32);
+                nested(d, NFTA_BITWISE_MASK, |v| attr(v, NFTA_DATA_VALUE, mask));
+                nested(d, NFTA_BITWISE_XOR, |v| attr(v, NFTA_DATA_VALUE, xor));
             }
             Expr::Drop => {
                 attr_be32(d, NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
@@ -291,22 +315,42 @@ pub fn replace_table_batch(family: u8, table: &str, chains: &[BaseChain]) -> (Ve
     b.finish()
 }
 
-fn open() -> SysResult<OwnedFd> {
+/// Receive-buffer room one acknowledgement takes (a 36-byte message in its own socket buffer,
+/// whose true size is far larger), with a margin.
+const ACK_ROOM: usize = 2048;
+
+/// Opens the netlink socket for a transaction of `batch` bytes asking for `acks`
+/// acknowledgements. The kernel processes the whole batch inside the one `send` and queues
+/// every acknowledgement before the first can be read: the receive buffer must hold all of
+/// them (or the kernel drops the rest and reports `ENOBUFS`), and the send buffer the whole
+/// batch (or `EMSGSIZE`). Both are forced (`SO_*BUFFORCE`, which the `CAP_NET_ADMIN` that
+/// nf_tables needs anyway allows) past the system's `rmem_max`/`wmem_max`, as `nft` does.
+fn open(batch: usize, acks: usize) -> SysResult<OwnedFd> {
     let sock = crate::sockets::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER)?;
+    let fd = sock.as_raw_fd();
     // A reply that never comes must not hang PID 1: at most 10 s per receive.
     let mut tv = Vec::with_capacity(16);
     tv.extend_from_slice(&10i64.to_ne_bytes());
     tv.extend_from_slice(&0i64.to_ne_bytes());
-    crate::sockets::set_bytes(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
-    // Large transactions (hundreds of rules) need room in the kernel's receive buffer.
-    let _ = crate::sockets::set_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    crate::sockets::set_bytes(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
+    let clamp = |n: usize| n.min(i32::MAX as usize / 2) as i32;
+    let rcv = clamp((acks + 16) * ACK_ROOM);
+    let snd = clamp(batch + (64 << 10));
+    for (force, plain, value) in
+        [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd)]
+    {
+        if crate::sockets::set_int(fd, libc::SOL_SOCKET, force, value).is_err() {
+            // Without CAP_NET_ADMIN nf_tables refuses the batch anyway, with a clearer error.
+            let _ = crate::sockets::set_int(fd, libc::SOL_SOCKET, plain, value);
+        }
+    }
     Ok(sock)
 }
 
 /// Sends a transaction and waits for the kernel's acknowledgement of every message; the first
 /// refusal is returned as the error, naming the message (the whole transaction is then void).
 fn commit(batch: &[u8], acks: &[(u32, String)]) -> SysResult<()> {
-    let sock = open()?;
+    let sock = open(batch.len(), acks.len())?;
     let fd = sock.as_raw_fd();
     let n = crate::sockets::send(fd, batch, 0)?;
     if n != batch.len() {

@@ -194,6 +194,107 @@ pub fn send(fd: RawFd, buf: &[u8], flags: i32) -> SysResult<usize> {
     Ok(check(r as libc::c_long, "send", || format!("fd {fd}"))? as usize)
 }
 
+/// `recvfrom(fd, buf, flags)`: the byte count (with `MSG_TRUNC`, the datagram's real length)
+/// and the raw source address (empty when the kernel gave none).
+///
+/// Man page: `recvfrom(2)`.
+pub fn recv_from(fd: RawFd, buf: &mut [u8], flags: i32) -> SysResult<(usize, Vec<u8>)> {
+    // SAFETY: sockaddr_storage is plain old data; zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `buf` is valid for writes of its length, `ss` for `len` bytes, `len` for writes.
+    let r = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags,
+            (&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr>(),
+            &mut len,
+        )
+    };
+    let n = check(r as libc::c_long, "recvfrom", || format!("fd {fd}"))? as usize;
+    let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: `ss` is initialised (zeroed, then written by the kernel) and at least `len` bytes long.
+    let addr = unsafe { std::slice::from_raw_parts((&ss as *const libc::sockaddr_storage).cast::<u8>(), len) };
+    Ok((n, addr.to_vec()))
+}
+
+/// `sendto(fd, buf, flags, addr)` with a raw destination address; returns the byte count.
+///
+/// Man page: `sendto(2)`.
+pub fn send_to(fd: RawFd, buf: &[u8], flags: i32, addr: &[u8]) -> SysResult<usize> {
+    // SAFETY: sockaddr_storage is plain old data; zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let n = addr.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: both buffers are valid for `n` bytes and do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(addr.as_ptr(), (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(), n) };
+    // SAFETY: `buf` is valid for reads of its length and `ss` holds `n` bytes of an address.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_NOSIGNAL,
+            (&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr>(),
+            n as libc::socklen_t,
+        )
+    };
+    Ok(check(r as libc::c_long, "sendto", || format!("fd {fd}"))? as usize)
+}
+
+/// One classic BPF instruction (`struct sock_filter`): opcode, jump offsets, constant.
+pub type BpfInsn = (u16, u8, u8, u32);
+
+/// Largest classic BPF program the kernel accepts (`BPF_MAXINSNS`).
+pub const BPF_MAXINSNS: usize = 4096;
+
+/// The classic BPF program attached to a socket (`SO_GET_FILTER`); empty when none is.
+/// `EACCES` means an eBPF program (`SO_ATTACH_BPF`), which has no classic form to read.
+///
+/// Man page: `socket(7)` (`SO_GET_FILTER`), `getsockopt(2)`.
+pub fn get_filter(fd: RawFd) -> SysResult<Vec<BpfInsn>> {
+    // With a zero length the kernel returns the number of instructions in `len`.
+    let mut len: libc::socklen_t = 0;
+    // SAFETY: a null buffer with length 0 is only counted, never written.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, std::ptr::null_mut(), &mut len) };
+    check(r.into(), "getsockopt(SO_GET_FILTER)", || format!("fd {fd}"))?;
+    let count = (len as usize).min(BPF_MAXINSNS);
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut raw = vec![libc::sock_filter { code: 0, jt: 0, jf: 0, k: 0 }; count];
+    let mut len = count as libc::socklen_t;
+    // SAFETY: `raw` holds `len` sock_filter entries; the kernel writes at most that many
+    // (the length is counted in instructions for this option).
+    let r =
+        unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, raw.as_mut_ptr().cast(), &mut len) };
+    check(r.into(), "getsockopt(SO_GET_FILTER)", || format!("fd {fd}"))?;
+    raw.truncate((len as usize).min(count));
+    Ok(raw.into_iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
+}
+
+/// Attaches a classic BPF program to a socket (`SO_ATTACH_FILTER`).
+///
+/// Man page: `socket(7)` (`SO_ATTACH_FILTER`), `setsockopt(2)`.
+pub fn attach_filter(fd: RawFd, prog: &[BpfInsn]) -> SysResult<()> {
+    let mut raw: Vec<libc::sock_filter> =
+        prog.iter().map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
+    let fprog = libc::sock_fprog { len: raw.len().min(u16::MAX as usize) as u16, filter: raw.as_mut_ptr() };
+    // SAFETY: `fprog` points at `raw`, which lives until the call returns; the kernel copies it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    check(r.into(), "setsockopt(SO_ATTACH_FILTER)", || format!("fd {fd}, {} instructions", prog.len()))?;
+    Ok(())
+}
+
 /// An `ioctl` returning an `int` through its pointer argument (`SIOCINQ`, `SIOCOUTQ`, ...).
 ///
 /// Man page: `ioctl(2)`, the requests of `tcp(7)` and `unix(7)`.

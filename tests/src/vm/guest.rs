@@ -17,6 +17,13 @@ const CTL_UNIT: &str = include_str!("../../vm-guest/seamless-ctl.service");
 pub const BASE_CMDLINE: &str =
     "console=ttyS0 memmap=256M!1G root=/dev/vda rw rootfstype=ext4 printk.devkmsg=on panic=-1";
 
+/// The host side of the tap device of [`GuestBuilder::tap_peer`], inside the guest's namespace.
+pub const TAP_HOST_ADDR: &str = "10.77.0.1";
+/// The guest's address on the tap NIC.
+pub const TAP_GUEST_ADDR: &str = "10.77.0.2";
+/// The hardware address of the guest's tap NIC (seamless-init finds it by this on a new kernel).
+pub const TAP_GUEST_MAC: &str = "52:54:00:77:00:02";
+
 /// Writes one file of the staged root: path, contents, mode.
 type Put<'a> = &'a dyn Fn(&str, &[u8], u32) -> Result<()>;
 
@@ -40,6 +47,7 @@ pub struct GuestBuilder {
     workloads: Vec<String>,
     base_root: Option<PathBuf>,
     chroot_setup: Vec<String>,
+    pub(crate) tap_peer: bool,
 }
 
 impl std::fmt::Debug for GuestBuilder {
@@ -65,6 +73,7 @@ impl GuestBuilder {
             workloads: Vec::new(),
             base_root: None,
             chroot_setup: Vec::new(),
+            tap_peer: false,
         }
     }
 
@@ -139,6 +148,29 @@ impl GuestBuilder {
     pub fn forward(mut self, guest_port: u16) -> Self {
         self.forwards.push(guest_port);
         self
+    }
+
+    /// A real outside peer: QEMU runs inside a network namespace made for this guest
+    /// ([`Vm::peer_netns`]), where a tap device `tap0` has [`TAP_HOST_ADDR`]/24, and the guest
+    /// gets a second NIC on it (hardware address [`TAP_GUEST_MAC`], configured with
+    /// [`TAP_GUEST_ADDR`]/24 by a boot hook), so its connections to the namespace end in the host
+    /// kernel's TCP stack, not in QEMU's user-mode network. The user-mode NIC stays the first
+    /// one; its forwarded ports ([`GuestBuilder::forward`]) then listen inside that namespace.
+    pub fn tap_peer(mut self) -> Self {
+        self.tap_peer = true;
+        self.rc_script(
+            "tap-peer",
+            &format!(
+                r#"for d in /sys/class/net/*; do
+    [ "$(cat "$d/address" 2>/dev/null)" = "{TAP_GUEST_MAC}" ] || continue
+    n=${{d##*/}}
+    ip link set "$n" up
+    # Already there on a new kernel: seamless-init configured it before the restore.
+    ip addr add {TAP_GUEST_ADDR}/24 dev "$n" 2>/dev/null
+    echo "seamless-guest: $n ({TAP_GUEST_MAC}) has {TAP_GUEST_ADDR}/24" > /dev/kmsg
+done"#
+            ),
+        )
     }
 
     /// Appends words to the kernel command line of the cold boot.

@@ -73,6 +73,9 @@ pub struct Vm {
     release: String,
     next_id: u64,
     stages: Vec<(String, Duration)>,
+    /// The namespace QEMU runs in with [`GuestBuilder::tap_peer`]; dropped (deleted) after QEMU
+    /// is killed.
+    netns: Option<crate::netns::Netns>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -123,7 +126,23 @@ impl Vm {
         let sock = work.join("ctl.sock");
         let _ = std::fs::remove_file(&sock);
         let kernel = env.kernel(b.boot);
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let netns = if b.tap_peer {
+            let ns = crate::netns::Netns::new(&format!("vm-{}", b.name))?;
+            ns.add_tap("tap0", &format!("{}/24", super::guest::TAP_HOST_ADDR))?;
+            Some(ns)
+        } else {
+            None
+        };
+        // With a tap peer QEMU must open /dev/net/tun inside the namespace that holds tap0:
+        // nsenter executes it in place (the child's pid is QEMU's).
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.path())).arg("qemu-system-x86_64");
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         // One host thread for all vCPUs under TCG: with multi-threaded TCG, a vCPU can still
         // run a stale translation of kernel code another vCPU just patched, which shows up as an
         // "Oops: int3" in the kernel's own text patching during early boot (seen after a kexec).
@@ -146,6 +165,10 @@ impl Vm {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
         }
         cmd.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
+        if netns.is_some() {
+            cmd.args(["-netdev", "tap,id=n1,ifname=tap0,script=no,downscript=no", "-device"])
+                .arg(format!("virtio-net-pci,netdev=n1,mac={}", super::guest::TAP_GUEST_MAC));
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let epoch = Instant::now();
         let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
@@ -185,6 +208,7 @@ impl Vm {
             release: kernel.release.clone(),
             next_id: 1,
             stages: vec![("build root disk".into(), disk_time)],
+            netns,
         };
         eprintln!(
             "vm {}: cold boot of {} ({}), accel {}, kernels {}",
@@ -249,6 +273,12 @@ impl Vm {
     /// The host port forwarded to `guest_port`.
     pub fn host_port(&self, guest_port: u16) -> Option<u16> {
         self.ports.iter().find(|(g, _)| *g == guest_port).map(|(_, h)| *h)
+    }
+
+    /// The network namespace of a [`GuestBuilder::tap_peer`] guest: the host side of its tap
+    /// NIC, where test clients are made (`seamless_tests::stream::in_netns`).
+    pub fn peer_netns(&self) -> Option<&crate::netns::Netns> {
+        self.netns.as_ref()
     }
 
     /// The work directory (console and control logs).

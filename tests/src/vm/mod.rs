@@ -20,7 +20,7 @@ pub mod kernels;
 mod machine;
 pub mod stream;
 
-pub use guest::GuestBuilder;
+pub use guest::{GuestBuilder, TAP_GUEST_ADDR, TAP_GUEST_MAC, TAP_HOST_ADDR};
 pub use kernels::{Kernel, Which};
 pub use machine::{CmdOutput, JumpMark, KexecReport, Vm};
 

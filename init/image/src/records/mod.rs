@@ -21,11 +21,11 @@ pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
-pub use netlock::{LockedConn, NetLockRecord, NET_LOCK_PREFIX};
+pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
-pub use sockets::{Addr, SockOpt, SockState, SocketRecord, TcpConn};
+pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
 pub use threads::{SyscallState, ThreadRecord};
 
 /// [`ProcessRecord`], owner = pid.
@@ -46,8 +46,15 @@ pub const TREE: RecordKind = RecordKind(22);
 pub const SETTINGS: RecordKind = RecordKind(23);
 /// [`NetLockRecord`], owner 0, tag 0 (at most one; written `IGNORABLE`).
 pub const NET_LOCK: RecordKind = RecordKind(24);
+/// [`SocketExtra`], owner 0, tag = description id (at most one per socket; only when not all
+/// defaults).
+pub const SOCKET_EXTRA: RecordKind = RecordKind(25);
+/// [`DatagramQueue`], owner 0, tag = description id (at most one per UDP socket).
+pub const DATAGRAMS: RecordKind = RecordKind(26);
+/// [`HeldListeners`], owner 0, tag 0 (at most one; written `IGNORABLE`).
+pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
-pub const VMA_ADVICE: RecordKind = RecordKind(27);
+pub const VMA_ADVICE: RecordKind = RecordKind(28);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -61,6 +68,9 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         TREE => "tree",
         SETTINGS => "settings",
         NET_LOCK => "netlock",
+        SOCKET_EXTRA => "socket-extra",
+        DATAGRAMS => "datagrams",
+        HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
         _ => return None,
     })
@@ -150,6 +160,27 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let l: NetLockRecord = de(bytes)?;
             let conns: Vec<String> = l.conns.iter().map(|c| format!("{}<->{}", c.local, c.peer)).collect();
             format!("network lock: table inet {}, {} connection(s): {}", l.table, l.conns.len(), conns.join(" "))
+        }
+        SOCKET_EXTRA => {
+            let x: SocketExtra = de(bytes)?;
+            format!(
+                "socket extras of file #{}: linger {:?}, buffer lock {:#x}, filter of {} instruction(s){}",
+                x.desc,
+                x.linger,
+                x.buf_lock,
+                x.filter.len(),
+                if x.filter_locked { " (locked)" } else { "" }
+            )
+        }
+        DATAGRAMS => {
+            let q: DatagramQueue = de(bytes)?;
+            let bytes: usize = q.datagrams.iter().map(|d| d.data.len()).sum();
+            format!("datagrams queued on file #{}: {} datagram(s), {bytes} bytes", q.desc, q.datagrams.len())
+        }
+        HELD_LISTENERS => {
+            let h: HeldListeners = de(bytes)?;
+            let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
+            format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
         }
         _ => return None,
     })

@@ -56,3 +56,38 @@ impl NetLockRecord {
         None
     }
 }
+
+/// The listeners the network lock holds new connections for (record kind 27,
+/// [`super::HELD_LISTENERS`], owner 0, tag 0, at most one): from just before the dump until
+/// the restore has recreated them, SYNs to these local addresses and ports are dropped, so
+/// clients retransmit and connect to the restored listener instead of being refused. An
+/// unspecified address (`0.0.0.0`, `::`) holds the port on every local address. Written
+/// `IGNORABLE`: a restorer that predates it restores as before, refusing new connections until
+/// the listeners exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldListeners {
+    /// The lock table (the same as the [`NetLockRecord`]'s when there is one).
+    pub table: String,
+    /// The listeners' local addresses.
+    pub listeners: Vec<Addr>,
+}
+
+impl HeldListeners {
+    /// Why this record cannot be right, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let as_lock = NetLockRecord { table: self.table.clone(), conns: Vec::new() };
+        if let Some(p) = as_lock.problem() {
+            return Some(p);
+        }
+        for a in &self.listeners {
+            let ok = match a {
+                Addr::V4 { port, .. } | Addr::V6 { port, .. } => *port != 0,
+                _ => false,
+            };
+            if !ok {
+                return Some(format!("listener {a} is not an IP address with a port"));
+            }
+        }
+        None
+    }
+}

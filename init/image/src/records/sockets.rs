@@ -274,3 +274,99 @@ pub fn describe_socket(s: &SocketRecord) -> String {
         s.opts.len()
     )
 }
+
+/// Largest classic BPF program a socket filter can hold (`BPF_MAXINSNS`).
+pub const MAX_FILTER_INSNS: usize = 4096;
+
+/// Socket state beyond what [`SocketRecord`] holds (record kind 25, [`super::SOCKET_EXTRA`],
+/// owner 0, tag = the socket's description id, at most one per description, written only
+/// when some field is not its default). A new record kind rather than new fields of the
+/// socket record (see `FORMAT.md`, "Compatibility"); not ignorable: a restorer that skipped it
+/// would bring back a socket that lingers, filters or sizes its buffers differently.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketExtra {
+    /// The socket's description id (the entry's tag).
+    pub desc: u32,
+    /// `SO_LINGER` when it is on: the linger time in seconds.
+    pub linger: Option<i32>,
+    /// `SO_BUF_LOCK`: bit 0 the send buffer, bit 1 the receive buffer was sized by the process
+    /// (`SO_SNDBUF`/`SO_RCVBUF`). A locked size is restored from the socket record's option of
+    /// that name and stays fixed; an unlocked one is left to the kernel (autotuning).
+    pub buf_lock: u8,
+    /// The attached classic BPF program (`SO_ATTACH_FILTER`), one `(code, jt, jf, k)` per
+    /// instruction; empty when there is none.
+    pub filter: Vec<(u16, u8, u8, u32)>,
+    /// `SO_LOCK_FILTER`: the filter cannot be detached or replaced.
+    pub filter_locked: bool,
+}
+
+impl SocketExtra {
+    /// Whether every field is the default (such a record is never written).
+    pub fn is_default(&self) -> bool {
+        self.linger.is_none() && self.buf_lock == 0 && self.filter.is_empty() && !self.filter_locked
+    }
+
+    /// Why this record cannot be right for socket `s`, if it cannot.
+    pub fn problem(&self, s: &SocketRecord) -> Option<String> {
+        if self.buf_lock & !3 != 0 {
+            return Some(format!("buffer lock bits {:#x} (only 1 and 2 exist)", self.buf_lock));
+        }
+        if self.filter.len() > MAX_FILTER_INSNS {
+            return Some(format!("a filter of {} instructions (at most {MAX_FILTER_INSNS})", self.filter.len()));
+        }
+        if self.filter_locked && self.filter.is_empty() {
+            return Some("a locked filter without a program".into());
+        }
+        if self.linger.is_some_and(|l| l < 0) {
+            return Some(format!("linger time {:?}", self.linger));
+        }
+        let _ = s;
+        None
+    }
+}
+
+/// One datagram waiting in a receive queue: who sent it and its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Datagram {
+    /// The source address (`recvfrom`).
+    pub from: Addr,
+    /// The payload (possibly empty).
+    pub data: Vec<u8>,
+}
+
+/// The datagrams waiting in a UDP socket's receive queue, oldest first (record kind 26,
+/// [`super::DATAGRAMS`], owner 0, tag = the socket's description id, at most one per
+/// description). Not ignorable: skipping it would lose the datagrams. The restorer queues them
+/// again from their source addresses, in order, before the process runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatagramQueue {
+    /// The socket's description id (the entry's tag).
+    pub desc: u32,
+    /// The datagrams.
+    pub datagrams: Vec<Datagram>,
+}
+
+/// Most datagrams one queue record may hold (a UDP receive buffer holds far fewer).
+pub const MAX_DATAGRAMS: usize = 1 << 16;
+
+impl DatagramQueue {
+    /// Why this record cannot be right for socket `s`, if it cannot.
+    pub fn problem(&self, s: &SocketRecord) -> Option<String> {
+        if !(s.family == 2 || s.family == 10) || s.ty != 2 {
+            return Some(format!("queued datagrams on a socket of family {} type {}", s.family, s.ty));
+        }
+        if self.datagrams.len() > MAX_DATAGRAMS {
+            return Some(format!("{} datagrams (at most {MAX_DATAGRAMS})", self.datagrams.len()));
+        }
+        for (i, d) in self.datagrams.iter().enumerate() {
+            let ok = match (&d.from, s.family) {
+                (Addr::V4 { port, .. }, 2) | (Addr::V6 { port, .. }, 10) => *port != 0,
+                _ => false,
+            };
+            if !ok || d.data.len() > 65535 {
+                return Some(format!("datagram {i}: {} bytes from {}", d.data.len(), d.from));
+            }
+        }
+        None
+    }
+}
