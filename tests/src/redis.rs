@@ -121,8 +121,16 @@ pub struct Pinger {
 }
 
 impl Pinger {
-    /// Starts pinging 127.0.0.1:`port`.
+    /// Starts pinging 127.0.0.1:`port`; a ping unanswered for 500 ms drops the connection
+    /// and the next one opens a new connection.
     pub fn start(port: u16, period: Duration) -> Self {
+        Self::start_with_timeout(port, period, Duration::from_millis(500))
+    }
+
+    /// [`Pinger::start`] with another deadline per ping: with a long one, the pinger keeps its
+    /// connection through a long freeze instead of connecting again while the server cannot
+    /// accept (a connection left in the accept queue makes the dump refuse the listener).
+    pub fn start_with_timeout(port: u16, period: Duration, timeout: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
         let connects = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -132,7 +140,7 @@ impl Pinger {
             while !s.load(Ordering::Relaxed) {
                 let ok = (|| -> Result<bool> {
                     if conn.is_none() {
-                        conn = Some(Client::connect(port, Duration::from_millis(500))?);
+                        conn = Some(Client::connect(port, timeout)?);
                         n.fetch_add(1, Ordering::Relaxed);
                     }
                     let c = conn.as_mut().context("no connection")?;
@@ -149,6 +157,11 @@ impl Pinger {
             }
         });
         Self { stop, log, connects, thread: Some(thread) }
+    }
+
+    /// Whether some ping was answered yet (its connection is accepted).
+    pub fn answered(&self) -> bool {
+        self.log.lock().is_ok_and(|g| g.iter().any(|(_, ok)| *ok))
     }
 
     /// How many connections the pinger has opened so far (1 means the first one never broke).

@@ -60,6 +60,8 @@ pub struct RedisUpgrade {
     pub kept_connection: Result<(), String>,
     /// seamless-init's report lines (stage table) from the new kernel's log.
     pub stage_lines: Vec<String>,
+    /// The workloads upgraded with redis (name, pid), for [`expect_pass`].
+    pub workloads: Vec<(String, i32)>,
     /// The VM, still running the new kernel.
     pub vm: Vm,
 }
@@ -68,11 +70,52 @@ pub struct RedisUpgrade {
 /// while the host pings redis, and checks that the same redis process (same pid) kept every
 /// key and was not started again by the real init.
 pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<RedisUpgrade> {
-    let mut vm = redis_guest(name, from).start()?;
+    redis_upgrade_with(name, from, to, keys, &[])
+}
+
+/// [`redis_upgrade`] with the test workloads `list` (name, arguments) preserved by the same
+/// `seamless upgrade`; their pids are in [`RedisUpgrade::workloads`] (check them with
+/// [`expect_pass`]).
+pub fn redis_upgrade_with(
+    name: &str,
+    from: Which,
+    to: Which,
+    keys: usize,
+    list: &[(&str, &str)],
+) -> Result<RedisUpgrade> {
+    let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
+    let mut vm = redis_guest(name, from).with_kernel(to).with_workloads(&names).start()?;
     let port = vm.host_port(REDIS_PORT).context("no host port for redis")?;
     wait_redis(port, Duration::from_secs(60))?;
     redis::load(port, keys)?;
     let pid: i32 = vm.sh("cat /root/redis.pid")?.trim().parse().context("redis pid")?;
+    let workloads = if list.is_empty() { Vec::new() } else { start_workloads(&mut vm, list)? };
+    let mut targets = format!("--pid {pid}");
+    for (_, p) in &workloads {
+        targets.push_str(&format!(" --pid {p}"));
+    }
+    if !workloads.is_empty() {
+        // The pre-check reads the target kernel's config beside its image and finds every
+        // feature the trees need there.
+        let r = crate::vm::env()?.kernel(to).release.clone();
+        let check = vm.run_timeout(
+            &format!(
+                "seamless check --kernel /boot/vmlinuz-{r} --initrd /boot/initrd.img-{r} --reuse-cmdline {targets}"
+            ),
+            Duration::from_secs(300),
+        )?;
+        let config = check
+            .output
+            .lines()
+            .find(|l| {
+                l.starts_with("ok") && l.contains("new kernel config") && l.contains(&format!("/boot/config-{r}"))
+            })
+            .with_context(|| format!("seamless check did not find /boot/config-{r}: {}", check.output))?;
+        println!("{config}");
+        let lacking: Vec<&str> = check.output.lines().filter(|l| l.contains("new kernel CONFIG_")).collect();
+        ensure!(lacking.is_empty(), "seamless check finds the target kernel lacking: {lacking:?}");
+        ensure!(check.status == 0, "seamless check refused the upgrade: {}", check.output);
+    }
     // A client that stays connected across the upgrade, with a timeout longer than the jump.
     let mut kept = redis::Client::connect(port, Duration::from_secs(90))?;
     ensure!(kept.cmd(&[b"SET", b"kept", b"before"])? == redis::Reply::Status("OK".into()), "SET kept");
@@ -82,8 +125,21 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         redis::Reply::Int(id) => id,
         other => bail!("CLIENT ID answered {other:?}"),
     };
-    let pinger = Pinger::start(port, Duration::from_millis(20));
-    let kexec = vm.upgrade(to, &format!("--pid {pid}"));
+    // With many trees the freeze before the jump lasts seconds under emulation: then the
+    // pinger keeps its one connection (carried across like the kept one) rather than leaving
+    // new ones in redis' accept queue, which the dump refuses.
+    let pinger = if list.is_empty() {
+        Pinger::start(port, Duration::from_millis(20))
+    } else {
+        Pinger::start_with_timeout(port, Duration::from_millis(20), Duration::from_secs(120))
+    };
+    // Its connection must be accepted before the pre-check freezes redis: one still in the
+    // accept queue then is refused (its client would be reset).
+    let waiting = Instant::now();
+    while !pinger.answered() && waiting.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kexec = vm.upgrade(to, &targets);
     let kexec = match kexec {
         Ok(k) => k,
         Err(e) => {
@@ -126,7 +182,15 @@ pub fn redis_upgrade(name: &str, from: Which, to: Which, keys: usize) -> Result<
         })
         .cloned()
         .collect();
-    Ok(RedisUpgrade { kexec, blackout: blackout.unwrap_or_default(), connections, kept_connection, stage_lines, vm })
+    Ok(RedisUpgrade {
+        kexec,
+        blackout: blackout.unwrap_or_default(),
+        connections,
+        kept_connection,
+        stage_lines,
+        workloads,
+        vm,
+    })
 }
 
 /// Starts each workload (name, arguments) of `list` in the guest, in its own session with its
@@ -171,4 +235,53 @@ pub fn expect_pass(vm: &mut Vm, pids: &[(String, i32)]) -> Result<()> {
         anyhow::bail!("workloads failed after the upgrade:\n{}\nkernel log:\n{faults}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// What [`upgrade_everything`] measured.
+#[derive(Debug, Clone)]
+pub struct Crossing {
+    /// Release booted first.
+    pub from: String,
+    /// Release upgraded to.
+    pub to: String,
+    /// Longest time redis did not answer, seen from the host.
+    pub blackout: Duration,
+    /// From the jump to the new kernel's `/init`.
+    pub jump_to_init: Duration,
+    /// seamless-init's own time on the new kernel (restore included).
+    pub init: Duration,
+    /// How many workloads passed after the upgrade (all of them, on success).
+    pub workloads: usize,
+    /// The whole scenario: disk, cold boot, workloads, upgrade, checks.
+    pub total: Duration,
+}
+
+/// Every workload that crosses kernels (`crosses_kernels`) and Debian's redis-server, in one
+/// `seamless upgrade` from `from` to `to`: redis keeps its keys, its pid and a client
+/// connection opened before the upgrade, and every workload passes its own checks after it.
+pub fn upgrade_everything(name: &str, from: Which, to: Which) -> Result<Crossing> {
+    let started = Instant::now();
+    let env = crate::vm::env()?;
+    let (a, b) = (env.kernel(from).release.clone(), env.kernel(to).release.clone());
+    println!("{name}: {a} -> {b}");
+    let list = crate::workloads::crossing_kernels();
+    let mut r = redis_upgrade_with(name, from, to, 2000, &list)?;
+    for l in &r.stage_lines {
+        println!("{l}");
+    }
+    println!("redis blackout seen from the host: {:.3} s", r.blackout.as_secs_f64());
+    r.kept_connection
+        .clone()
+        .map_err(|e| anyhow::anyhow!("the connection opened before the upgrade did not survive it: {e}"))?;
+    let pids = std::mem::take(&mut r.workloads);
+    expect_pass(&mut r.vm, &pids)?;
+    Ok(Crossing {
+        from: a,
+        to: b,
+        blackout: r.blackout,
+        jump_to_init: r.kexec.jump_to_init,
+        init: Duration::from_millis(r.kexec.init_ms),
+        workloads: pids.len(),
+        total: started.elapsed(),
+    })
 }

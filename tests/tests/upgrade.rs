@@ -54,6 +54,32 @@ fn a_workloads_survive_downgrade_b_to_a() -> Result<()> {
     upgrade_workloads("up-b-a", Which::B, Which::A)
 }
 
+fn upgrade_everything(name: &str, from: Which, to: Which) -> Result<()> {
+    let c = seamless_tests::scenarios::upgrade_everything(name, from, to)?;
+    println!("{name}: {c:?}");
+    Ok(())
+}
+
+/// (i) The point release of the same series, the upgrade operators do most often (a security
+/// update such as 6.12.115 -> 6.12.117): workloads and redis.
+#[test]
+fn i_point_release_p_to_b() -> Result<()> {
+    upgrade_everything("up-p-b", Which::P, Which::B)
+}
+
+/// (j) Debian 12's 6.1 to Debian 13's newest 7.x kernel (split packages, other module
+/// names): workloads and redis.
+#[test]
+fn j_upgrade_a_to_c() -> Result<()> {
+    upgrade_everything("up-a-c", Which::A, Which::C)
+}
+
+/// (k) The way back: 7.x down to 6.12.
+#[test]
+fn k_downgrade_c_to_b() -> Result<()> {
+    upgrade_everything("up-c-b", Which::C, Which::B)
+}
+
 /// (c) No reserved memory: the image travels in the new initramfs.
 #[test]
 fn c_upgrade_without_pmem_goes_through_the_initramfs() -> Result<()> {

@@ -113,7 +113,7 @@ fn d_frozen_root_needs_no_recovery_on_b() -> Result<()> {
 #[test]
 fn f_region_appended_to_initramfs() -> Result<()> {
     let mut vm = GuestBuilder::new("f-cpio").start()?;
-    let b = seamless_tests::vm::env()?.b.release.clone();
+    let b = seamless_tests::vm::env()?.kernel(Which::B).release.clone();
     vm.sh("seamless region write-pattern /tmp/region.cpio --mib 8 --seed 0xc910")?;
     vm.sh(&format!("cat /boot/initrd.img-{b} /tmp/region.cpio > /tmp/initrd-region.img"))?;
     let k = vm.kexec_with_initrd(Which::B, "/tmp/initrd-region.img")?;

@@ -3,13 +3,39 @@
  *    in both directions), file-backed private with copy-on-write pages, file-backed shared
  *    (writes reach the file, also after restore), stack data, brk heap, a PROT_NONE guard
  *    area with contents, a read-only area, a sparse area with few populated pages (holes must
- *    stay unpopulated: mincore), and the /proc/self/maps line of each area. */
+ *    stay unpopulated: mincore) under MADV_NOHUGEPAGE (which must still be set: VmFlags "nh"),
+ *    and the /proc/self/maps line of each area. */
 #include "wl.h"
 #include <setjmp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
 #define PAGE 4096UL
+
+/* Whether the area at addr has the two-letter VmFlags flag in /proc/self/smaps. */
+static int has_vmflag(const void *addr, const char *flag)
+{
+    FILE *f = fopen("/proc/self/smaps", "re");
+    if (!f)
+        return -1;
+    char line[1024];
+    int in = 0, found = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ':') != line + strcspn(line, " ") - 1)
+            in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+        else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            char want[8];
+            snprintf(want, sizeof want, " %s", flag);
+            for (char *p = line + 8; (p = strstr(p, want)) != NULL; p++)
+                if (p[3] == ' ' || p[3] == '\n')
+                    found = 1;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
 
 struct area {
     const char *name;
@@ -231,6 +257,7 @@ int main(int argc, char **argv)
         resident += vec[p] & 1;
     WL_CHECK(resident == touched, "sparse area has %zu resident pages before dump, expected %zu", resident,
              touched);
+    WL_CHECK(has_vmflag(sparse, "nh") == 1, "no 'nh' in the VmFlags of the sparse area after madvise");
 
     snapshot_maps();
     wl_ready();
@@ -245,6 +272,9 @@ int main(int argc, char **argv)
             wl_fail("%s area at %p changed in /proc/self/maps: was '%s', now '%s'", areas[i].name,
                     areas[i].addr, areas[i].maps, now);
     }
+    /* The advice is part of the area: without it khugepaged may fill the holes later. */
+    if (has_vmflag(sparse, "nh") != 1)
+        wl_fail("sparse area lost MADV_NOHUGEPAGE (no 'nh' in its VmFlags)");
     /* Holes of the sparse area must not have been populated. */
     WL_CHECK(mincore(sparse, SPARSE_PAGES * PAGE, vec) == 0, "mincore");
     resident = 0;

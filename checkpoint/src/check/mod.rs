@@ -3,6 +3,7 @@
 //! Nothing here changes the system, except the optional trial load of the new kernel
 //! (loaded and unloaded again, only when no kernel is loaded yet).
 
+pub mod config;
 pub mod formats;
 pub mod fs;
 pub mod initramfs;
@@ -68,6 +69,9 @@ pub struct CheckOptions {
     pub trial_load: bool,
     /// The image format version asked for (`None`: the newest the target reads).
     pub image_format: Option<u32>,
+    /// The new kernel's build configuration (`None`: `config-RELEASE` beside the kernel
+    /// image, see [`config::config_candidates`]).
+    pub kernel_config: Option<PathBuf>,
 }
 
 /// The whole report.
@@ -119,7 +123,12 @@ pub fn run(opts: &CheckOptions) -> Report {
     let (format, image_format, target_kinds) = formats::check(opts);
     verdicts.extend(format);
     verdicts.extend(fs::check());
-    verdicts.extend(process::check(&opts.pids));
+    let (trees, mut needs) = process::check_with_needs(&opts.pids);
+    if let Some(dev) = region::chosen(opts) {
+        needs.extend(config::region_needs(&dev));
+    }
+    verdicts.extend(config::check(opts, &needs));
+    verdicts.extend(trees);
     verdicts.extend(tmpfs_verdict(&opts.pids));
     Report { verdicts, image_format, target_kinds }
 }

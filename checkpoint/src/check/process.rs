@@ -1,6 +1,7 @@
 //! Per-process verdicts: does the tree exist, and does every resource in it pass the dump
 //! pre-check? The trees are frozen for the length of the check and resumed right after.
 
+use super::config::{tree_needs, Need, TreeFacts};
 use super::Verdict;
 use crate::dump::{self, DumpOptions};
 use seamless_sys::chain;
@@ -75,13 +76,20 @@ fn pid_verdict(root: i32, limit: Option<i32>) -> Option<Verdict> {
 
 /// One verdict per selected tree, plus a warning for trees with low pids.
 pub fn check(roots: &[i32]) -> Vec<Verdict> {
-    let limit = boot_thread_pid_limit();
-    let mut v: Vec<Verdict> = roots.iter().filter_map(|&root| pid_verdict(root, limit)).collect();
-    v.extend(trees(roots));
-    v
+    check_with_needs(roots).0
 }
 
-fn trees(roots: &[i32]) -> Vec<Verdict> {
+/// [`check`], and what the trees need from the new kernel (for [`super::config::check`]).
+pub fn check_with_needs(roots: &[i32]) -> (Vec<Verdict>, Vec<Need>) {
+    let limit = boot_thread_pid_limit();
+    let mut v: Vec<Verdict> = roots.iter().filter_map(|&root| pid_verdict(root, limit)).collect();
+    let (t, needs) = trees(roots);
+    v.extend(t);
+    (v, needs)
+}
+
+fn trees(roots: &[i32]) -> (Vec<Verdict>, Vec<Need>) {
+    let mut needs = Vec::new();
     let mut out = Vec::new();
     for &root in roots {
         let subject = format!("pid {root}");
@@ -91,15 +99,16 @@ fn trees(roots: &[i32]) -> Vec<Verdict> {
         }
         let comm = std::fs::read_to_string(format!("/proc/{root}/comm")).unwrap_or_default().trim().to_string();
         let n = tree_pids(root).len();
-        match precheck_tree(root) {
-            Ok(files) => {
+        match precheck_tree_facts(root) {
+            Ok((files, facts)) => {
                 out.push(Verdict::ok(subject, format!("{comm}: {n} process(es), every resource supported")));
                 out.extend(new_kernel_refusals(root, &files));
+                needs.extend(tree_needs(&facts, &files.descs, !files.tcp_pending.is_empty()));
             }
             Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {}", chain(&e)))),
         }
     }
-    out
+    (out, needs)
 }
 
 /// The range of `net.ipv4.ping_group_range` a freshly booted kernel has: no group at all.
@@ -155,10 +164,22 @@ pub fn new_kernel_refusals(root: i32, files: &dump::files::FilePlan) -> Vec<Verd
 /// [`dump::precheck`]), resumes it and returns what the descriptors are. Reads only: nothing
 /// in the processes changes.
 pub fn precheck_tree(root: i32) -> Result<dump::files::FilePlan, dump::DumpError> {
+    precheck_tree_facts(root).map(|(files, _)| files)
+}
+
+/// [`precheck_tree`], and what else the new kernel must support for this tree: rseq areas
+/// (read from the frozen threads) and POSIX timers.
+pub fn precheck_tree_facts(root: i32) -> Result<(dump::files::FilePlan, TreeFacts), dump::DumpError> {
     let frozen = dump::freeze::freeze_trees(&[root])?;
     // `check` is the upgrade's pre-flight: the upgrade carries a time namespace's clocks.
     let files =
-        dump::precheck::run(&frozen, &DumpOptions { carry_clocks: true, pre_flight: true, ..Default::default() })?;
+        dump::precheck::run(&frozen, &DumpOptions { carry_clocks: true, pre_flight: true, ..Default::default() });
+    let mut facts = TreeFacts { root, ..Default::default() };
+    for p in frozen.procs() {
+        facts.rseq |= p.tids.iter().any(|t| seamless_sys::ptrace::get_rseq(*t).is_ok_and(|r| r.pointer != 0));
+        let timers = std::fs::read_to_string(format!("/proc/{}/timers", p.pid)).unwrap_or_default();
+        facts.posix_timers |= timers.lines().any(|l| l.starts_with("ID:"));
+    }
     frozen.resume();
-    Ok(files)
+    Ok((files?, facts))
 }

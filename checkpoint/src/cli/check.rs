@@ -40,6 +40,10 @@ pub struct Args {
     /// `seamless-init --image-formats` says which it reads).
     #[arg(long, value_name = "VERSION")]
     pub image_format: Option<u32>,
+    /// The new kernel's build configuration (default: `config-RELEASE` beside the kernel
+    /// image, e.g. `/boot/config-RELEASE`).
+    #[arg(long, value_name = "FILE")]
+    pub kernel_config: Option<PathBuf>,
     /// Print the verdicts as JSON.
     #[arg(long)]
     pub json: bool,
@@ -76,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         region: args.region,
         trial_load: args.trial_load,
         image_format: args.image_format,
+        kernel_config: args.kernel_config,
     };
     let report = check::run(&opts);
     if args.json {

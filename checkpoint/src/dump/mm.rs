@@ -3,7 +3,7 @@
 //! page chunks of up to [`CHUNK`] bytes of contiguous pages.
 
 use super::DumpError;
-use seamless_image::records::{FileId, MmRecord, Vma, VmaKind};
+use seamless_image::records::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 use seamless_image::{Store, Writer, PAGE_SIZE};
 use seamless_trace::memio::Mem;
 use seamless_trace::procfs::{self, MapLine};
@@ -79,6 +79,44 @@ fn wanted(v: &Vma, entry: u64) -> bool {
         VmaKind::File { .. } if !v.shared => swapped || (present && entry & PM_FILE == 0),
         _ => false,
     }
+}
+
+/// The `madvise` state of the areas of `mm` (the `VmFlags` of `/proc/PID/smaps`), for the
+/// areas that have some.
+pub fn vma_advice(pid: i32, mm: &MmRecord) -> Result<VmaAdvice, DumpError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .map_err(|e| DumpError::io(pid, "reading /proc/PID/smaps", e))?;
+    Ok(parse_advice(&text, mm))
+}
+
+/// [`vma_advice`] from the text of `smaps`: each area header (`start-end perms ...`) is
+/// followed by its fields, `VmFlags:` among them.
+fn parse_advice(smaps: &str, mm: &MmRecord) -> VmaAdvice {
+    let mut areas = Vec::new();
+    let mut current: Option<(u64, u64)> = None;
+    for line in smaps.lines() {
+        let range = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?)));
+        if let Some(r) = range.filter(|_| !line.ends_with(':') && !line.starts_with(char::is_uppercase)) {
+            current = Some(r);
+        } else if let (Some(flags), Some((start, end))) = (line.strip_prefix("VmFlags:"), current) {
+            let flags = VmaAdvice::from_vmflags(flags);
+            // Only areas the restore maps itself: not the kernel's [vdso], [vvar] (which the
+            // kernel marks "dd") and [vsyscall], which the new kernel places.
+            let restored = mm.vmas.iter().any(|v| {
+                v.start <= start
+                    && end <= v.end
+                    && matches!(v.kind, VmaKind::Anon | VmaKind::File { .. } | VmaKind::SharedAnon { .. })
+            });
+            if flags != 0 && restored {
+                areas.push(AdvisedArea { start, end, flags });
+            }
+        }
+    }
+    VmaAdvice { areas }
 }
 
 /// Dumps the address space of `pid`; returns the record and the number of pages written.
@@ -165,4 +203,46 @@ fn flush<S: Store>(
         .map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;
     w.put_pages(pid as u32, start, &buf[..len])?;
     Ok(pages as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_comes_from_the_vmflags_of_each_area() {
+        let smaps = "00400000-00401000 r-xp 00000000 fe:01 12 /usr/bin/x\nSize:                  4 kB\nVmFlags: rd ex mr mw me\n\
+                     7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \nSize:               4096 kB\nTHPeligible:    0\nVmFlags: rd wr mr mw me ac nh\n\
+                     7f0000400000-7f0000401000 rw-p 00000000 00:00 0 \nVmFlags: rd wr mr mw me ac dd wf\n\
+                     7ffff7fc1000-7ffff7fc5000 r--p 00000000 00:00 0    [vvar]\nVmFlags: rd mr pf io de dd sd\n";
+        let vma = |start, end| Vma {
+            start,
+            end,
+            prot: 3,
+            shared: false,
+            growsdown: false,
+            kind: VmaKind::Anon,
+            name: String::new(),
+            saved_pages: 0,
+        };
+        let mm = MmRecord {
+            vmas: vec![
+                vma(0x40_0000, 0x40_1000),
+                vma(0x7f00_0000_0000, 0x7f00_0040_1000),
+                Vma { kind: VmaKind::Vvar, ..vma(0x7fff_f7fc_1000, 0x7fff_f7fc_5000) },
+            ],
+            vdso: Vec::new(),
+        };
+        assert_eq!(
+            parse_advice(smaps, &mm).areas,
+            vec![
+                AdvisedArea { start: 0x7f00_0000_0000, end: 0x7f00_0040_0000, flags: VmaAdvice::NOHUGEPAGE },
+                AdvisedArea {
+                    start: 0x7f00_0040_0000,
+                    end: 0x7f00_0040_1000,
+                    flags: VmaAdvice::DONTDUMP | VmaAdvice::WIPEONFORK
+                },
+            ]
+        );
+    }
 }

@@ -213,6 +213,10 @@ pub fn dump_trees<S: Store>(
         let (mm_rec, n) = mm::dump_mm(p.pid, writer)?;
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
+        let advice = mm::vma_advice(p.pid, &mm_rec)?;
+        if !advice.areas.is_empty() {
+            writer.put_ignorable_record(records::VMA_ADVICE, p.pid as u32, 0, &advice)?;
+        }
         let settings = precheck::process_settings(p.pid)?;
         if settings != Default::default() {
             writer.put_record(records::SETTINGS, p.pid as u32, 0, &settings)?;

@@ -158,6 +158,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         region: region.clone(),
         trial_load: false,
         image_format: opts.image_format,
+        kernel_config: None,
     });
     for v in &report.verdicts {
         log::debug!("check {}: {:?}: {}", v.subject, v.status, v.detail);

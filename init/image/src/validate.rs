@@ -94,6 +94,8 @@ pub struct Decoded {
     pub datagrams: Vec<(u64, records::DatagramQueue)>,
     /// Held listeners (at most one in a valid image).
     pub held_listeners: Vec<records::HeldListeners>,
+    /// Areas' `madvise` state by entry owner.
+    pub advice: Vec<(u32, records::VmaAdvice)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -143,6 +145,9 @@ impl Decoded {
         for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
             d.held_listeners.push(r.record(i)?);
         }
+        for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
+            d.advice.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -191,6 +196,9 @@ impl Decoded {
         }
         for h in &self.held_listeners {
             w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
+        }
+        for (o, a) in &self.advice {
+            w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -275,6 +283,7 @@ impl Decoded {
             socket_extras: Vec::new(),
             datagrams: Vec::new(),
             held_listeners: Vec::new(),
+            advice: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -506,6 +515,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_fd_tables(d, &procs, &descs)?;
     check_mms(d, &procs)?;
     check_settings(d, &procs)?;
+    check_advice(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {
@@ -935,6 +945,45 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
                 value: s.oom_score_adj.into(),
                 why: "outside -1000..=1000",
             });
+        }
+    }
+    Ok(())
+}
+
+/// Advice records: one per live process, known bits, whole pages inside the process's areas,
+/// ascending and disjoint, not both huge-page bits.
+fn check_advice(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, a) in &d.advice {
+        let pid = live_owner(procs, "vma advice", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "vma advice", id: pid.into() });
+        }
+        let mm =
+            d.mms.iter().find(|(o, _)| *o == *owner).map(|(_, m)| m).ok_or(Invalid::Missing { pid, what: "mm" })?;
+        let mut prev_end = 0u64;
+        for x in &a.areas {
+            let range = |why| Invalid::Range { pid, field: "advised area", start: x.start, end: x.end, why };
+            page_aligned(pid, "advised area start", x.start)?;
+            page_aligned(pid, "advised area end", x.end)?;
+            if x.end <= x.start || x.start < prev_end {
+                return Err(range("empty, reversed, overlapping or out of order"));
+            }
+            prev_end = x.end;
+            let mapped =
+                |v: &&records::Vma| matches!(v.kind, VmaKind::Anon | VmaKind::File { .. } | VmaKind::SharedAnon { .. });
+            if !mm.vmas.iter().filter(mapped).any(|v| v.start <= x.start && x.end <= v.end) {
+                return Err(range("not inside one area of the process that the restore maps"));
+            }
+            let both = records::VmaAdvice::NOHUGEPAGE | records::VmaAdvice::HUGEPAGE;
+            if x.flags & !records::VmaAdvice::KNOWN != 0 || x.flags & both == both || x.flags == 0 {
+                return Err(Invalid::Value {
+                    pid,
+                    field: "advice flags",
+                    value: x.flags.into(),
+                    why: "unknown bits, none, or both huge-page bits",
+                });
+            }
         }
     }
     Ok(())
@@ -1474,6 +1523,38 @@ mod tests {
             d.mms.append(&mut other.mms);
         });
         assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    #[test]
+    fn advice_must_lie_in_the_areas_with_known_bits() {
+        use crate::records::{AdvisedArea, VmaAdvice};
+        let ok = |start: u64, end: u64, flags: u32| VmaAdvice { areas: vec![AdvisedArea { start, end, flags }] };
+        let mut d = Decoded::sample(PID);
+        d.advice.push((PID as u32, ok(0x10_0000, 0x12_0000, VmaAdvice::NOHUGEPAGE | VmaAdvice::DONTDUMP)));
+        validate(&d).unwrap();
+        let e = check(|d| d.advice.push((PID as u32, ok(0x10_0000, 0x13_0000, VmaAdvice::NOHUGEPAGE))));
+        assert!(
+            matches!(e, Invalid::Range { why: "not inside one area of the process that the restore maps", .. }),
+            "{e}"
+        );
+        // Not in the [vdso] either: the new kernel places its own.
+        let e = check(|d| d.advice.push((PID as u32, ok(0x7fff_f7fc_1000, 0x7fff_f7fc_2000, VmaAdvice::DONTDUMP))));
+        assert!(matches!(e, Invalid::Range { .. }), "{e}");
+        let e = check(|d| {
+            d.advice.push((PID as u32, ok(0x10_0000, 0x11_0000, VmaAdvice::NOHUGEPAGE | VmaAdvice::HUGEPAGE)))
+        });
+        assert!(matches!(e, Invalid::Value { field: "advice flags", .. }), "{e}");
+        let e = check(|d| d.advice.push((PID as u32, ok(0x10_0000, 0x11_0000, 64))));
+        assert!(matches!(e, Invalid::Value { field: "advice flags", .. }), "{e}");
+        let e = check(|d| d.advice.push((PID as u32, ok(0x10_0001, 0x11_0000, 1))));
+        assert!(matches!(e, Invalid::Unaligned { field: "advised area start", .. }), "{e}");
+        let e = check(|d| {
+            d.advice.push((PID as u32, ok(0x10_0000, 0x11_0000, 1)));
+            d.advice.push((PID as u32, ok(0x11_0000, 0x12_0000, 1)));
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "vma advice", .. }), "{e}");
+        let e = check(|d| d.advice.push((PID as u32 + 7, ok(0x10_0000, 0x11_0000, 1))));
+        assert!(matches!(e, Invalid::Owner { what: "vma advice", .. }), "{e}");
     }
 
     #[test]

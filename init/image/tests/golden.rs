@@ -203,6 +203,17 @@ fn samples() -> Vec<Sample> {
             ],
         },
     ));
+    s.push(sample(
+        "vma-advice",
+        records::VMA_ADVICE,
+        records::VmaAdvice {
+            areas: vec![records::AdvisedArea {
+                start: 0x7f00_0000_0000,
+                end: 0x7f00_0040_0000,
+                flags: records::VmaAdvice::NOHUGEPAGE | records::VmaAdvice::DONTDUMP,
+            }],
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

@@ -194,6 +194,14 @@ pub fn restore_mm<S: Store>(
     vdso::place(c, p, opts)?;
     // 3. Every saved area.
     map_areas(c, p, shm)?;
+    // The areas' madvise state (MADV_NOHUGEPAGE, MADV_DONTFORK, ...) before their pages go
+    // in: without MADV_NOHUGEPAGE khugepaged would later collapse a sparse area's few pages
+    // into huge pages and fill its holes.
+    for a in &p.advice {
+        for advice in seamless_image::records::VmaAdvice::madvise_values(a.flags) {
+            c.call("madvise", libc::SYS_madvise, [a.start, a.end - a.start, u64::from(advice), 0, 0, 0])?;
+        }
+    }
     // 4. Pages. With transparent huge pages on, writing one page of a sparse anonymous area
     // would fault in a whole 2 MiB page and turn holes into zero-filled memory; so THP is off
     // for this mm while the pages go in, and back on after.

@@ -35,6 +35,8 @@ pub struct ProcPlan {
     pub chunks: Vec<Chunk>,
     /// Its memory-management settings (defaults when the image has none).
     pub settings: ProcessSettings,
+    /// Its areas' `madvise` state (none when the image has no advice record for it).
+    pub advice: Vec<records::AdvisedArea>,
 }
 
 impl ProcPlan {
@@ -118,6 +120,7 @@ fn build(d: Decoded) -> Plan {
                 fds: FdTable::default(),
                 chunks: Vec::new(),
                 settings: ProcessSettings::default(),
+                advice: Vec::new(),
             },
         );
     }
@@ -141,6 +144,11 @@ fn build(d: Decoded) -> Plan {
     for (o, s) in d.settings {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.settings = s;
+        }
+    }
+    for (o, a) in d.advice {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.advice = a.areas;
         }
     }
     for (_, desc) in d.descs {
@@ -331,6 +339,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         fds: FdTable { fds },
         chunks: Vec::new(),
         settings: Default::default(),
+        advice: Vec::new(),
     }
 }
 

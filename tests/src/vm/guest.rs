@@ -1,5 +1,5 @@
 //! Building a guest: the staged root directory (busybox, init scripts, seamless binaries,
-//! both kernels, scenario files), the ext4 disk made from it, and the QEMU command line.
+//! the scenario's kernels, scenario files), the ext4 disk made from it, and the QEMU command line.
 
 use super::kernels::Which;
 use super::machine::Vm;
@@ -36,6 +36,7 @@ enum Content {
 pub struct GuestBuilder {
     pub(crate) name: String,
     pub(crate) boot: Which,
+    kernels: Vec<Which>,
     files: Vec<(String, Content, u32)>,
     pub(crate) forwards: Vec<u16>,
     pub(crate) cmdline: String,
@@ -61,6 +62,7 @@ impl GuestBuilder {
         Self {
             name: name.to_string(),
             boot: Which::A,
+            kernels: vec![Which::A, Which::B],
             files: Vec::new(),
             forwards: Vec::new(),
             cmdline: BASE_CMDLINE.to_string(),
@@ -109,9 +111,18 @@ impl GuestBuilder {
         self
     }
 
-    /// Cold-boots kernel `w` instead of A.
+    /// Cold-boots kernel `w` instead of A (and installs it under /boot).
     pub fn boot_kernel(mut self, w: Which) -> Self {
         self.boot = w;
+        self.with_kernel(w)
+    }
+
+    /// Also installs kernel `w` under /boot (A and B always are): its image, config and
+    /// initramfs images, for an upgrade to it.
+    pub fn with_kernel(mut self, w: Which) -> Self {
+        if !self.kernels.contains(&w) {
+            self.kernels.push(w);
+        }
         self
     }
 
@@ -232,9 +243,10 @@ done"#
         put("usr/local/bin/seamless-init", &std::fs::read(&env.init_bin)?, 0o755)?;
         // Where the dracut module and the mkinitcpio hook install it (the `init=` role).
         put("usr/lib/seamless/seamless-init", &std::fs::read(&env.init_bin)?, 0o755)?;
-        for w in [Which::A, Which::B] {
+        for &w in &self.kernels {
             let k = env.kernel(w);
             put(&format!("boot/vmlinuz-{}", k.release), &std::fs::read(k.vmlinuz())?, 0o644)?;
+            put(&format!("boot/config-{}", k.release), &std::fs::read(k.config())?, 0o644)?;
             put(&format!("boot/initrd.img-{}", k.release), &std::fs::read(env.initrd(w))?, 0o644)?;
             put(&format!("boot/initrd-hooks.img-{}", k.release), &std::fs::read(env.hook_initrd(w))?, 0o644)?;
         }

@@ -9,11 +9,14 @@ use std::path::Path;
 
 /// The modules the early stage needs: pmem (the region), virtio disk and network, ext4 and
 /// crc32c for its checksums; `virtio_pci` is a module on 6.1 only. Built-in ones are skipped.
+/// `a|b` names alternatives, the first that the kernel has is taken: the crc32c algorithm's
+/// module is `crc32c_generic` up to 6.x and `crc32c_cryptoapi` on 7.x (whose ext4 no longer
+/// needs it, it calls the crc library).
 /// The socket-diag modules are what `seamless dump` reads sockets through, and nf_tables (with
 /// nfnetlink and libcrc32c) is what the network lock is built with; a full system loads them
 /// on demand, but the test guest's root has no /lib/modules, so they come here.
 pub const WANTED_MODULES: &[&str] = &[
-    "crc32c_generic",
+    "crc32c_generic|crc32c_cryptoapi",
     "libnvdimm",
     "nd_pmem",
     "nd_e820",
@@ -60,10 +63,12 @@ pub fn load_order(dep: &str, builtin: &str, wanted: &[&str]) -> Result<Vec<Strin
         order.push(m.to_string());
     }
     for w in wanted {
-        let name = w.replace('-', "_");
-        match by_name.get(&name) {
+        let names: Vec<String> = w.split('|').map(|n| n.replace('-', "_")).collect();
+        if names.iter().any(|n| builtin.contains(n)) {
+            continue;
+        }
+        match names.iter().find_map(|n| by_name.get(n)) {
             Some(path) => visit(path, &deps, &mut seen, &mut order),
-            None if builtin.contains(&name) => {}
             None => bail!("module {w} is neither in modules.dep nor built in"),
         }
     }
@@ -94,7 +99,8 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 echo "hook-initramfs: started on $(uname -r)" > /dev/kmsg
 while read -r m; do
     case "$m" in ''|'#'*) continue ;; esac
-    insmod "/lib/modules/$(uname -r)/${m%.xz}" 2>/dev/null
+    m=${m%.xz}; m=${m%.zst}; m=${m%.gz}
+    insmod "/lib/modules/$(uname -r)/$m" 2>/dev/null
 done < /etc/seamless/modules
 root=/dev/vda init=/sbin/init
 for w in $(cat /proc/cmdline); do
@@ -136,10 +142,15 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
     for m in &order {
         let mut data = std::fs::read(mdir.join(m)).with_context(|| format!("reading module {m}"))?;
         let mut name = m.clone();
-        if spec.distro_hooks && m.ends_with(".xz") {
-            // busybox insmod takes plain modules.
-            data = decompress_xz(&mdir.join(m))?;
-            name.truncate(name.len() - 3);
+        if spec.distro_hooks {
+            // busybox insmod takes plain modules: Debian's are xz-compressed, other
+            // kernels' may be zstd or gzip.
+            if let Some((ext, tool)) =
+                [(".xz", "xz"), (".zst", "zstd"), (".gz", "gzip")].into_iter().find(|(ext, _)| m.ends_with(ext))
+            {
+                data = decompress(tool, &mdir.join(m))?;
+                name.truncate(name.len() - ext.len());
+            }
         }
         c.file(&format!("{base}/{name}"), 0o644, &data);
     }
@@ -158,10 +169,11 @@ pub fn build(kernel: &Kernel, init_bin: &Path, spec: &InitramfsSpec, out: &Path)
     Ok(order)
 }
 
-fn decompress_xz(path: &Path) -> Result<Vec<u8>> {
-    let out = std::process::Command::new("xz").arg("-dc").arg(path).output().context("running xz")?;
+fn decompress(tool: &str, path: &Path) -> Result<Vec<u8>> {
+    let out =
+        std::process::Command::new(tool).arg("-dc").arg(path).output().with_context(|| format!("running {tool}"))?;
     if !out.status.success() {
-        bail!("xz -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        bail!("{tool} -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     }
     Ok(out.stdout)
 }
@@ -191,5 +203,15 @@ mod tests {
             ]
         );
         assert!(load_order(dep, "", &["nonexistent"]).is_err());
+        // Alternatives: the first the kernel has.
+        let dep7 = "kernel/crypto/crc32c-cryptoapi.ko.xz:\n";
+        assert_eq!(
+            load_order(dep7, "", &["crc32c_generic|crc32c_cryptoapi"]).unwrap(),
+            vec!["kernel/crypto/crc32c-cryptoapi.ko.xz".to_string()]
+        );
+        assert!(load_order(dep7, "kernel/crypto/crc32c_generic.ko\n", &["crc32c_generic|crc32c_cryptoapi"])
+            .unwrap()
+            .is_empty());
+        assert!(load_order(dep7, "", &["crc32c_generic|crc32c_intel"]).is_err());
     }
 }

@@ -211,13 +211,12 @@ impl Vm {
             netns,
         };
         eprintln!(
-            "vm {}: cold boot of {} ({}), accel {}, kernel A {}, kernel B {}",
+            "vm {}: cold boot of {} ({}), accel {}, kernels {}",
             vm.name,
             kernel.release,
-            if b.boot == Which::A { "A" } else { "B" },
+            b.boot.label(),
             env.accel,
-            env.a.release,
-            env.b.release
+            env.describe()
         );
         let started = vm.wait_console(0, INIT_STARTED, BOOT_TIMEOUT).map_err(|e| vm.fail("cold boot to /init", e))?;
         vm.stages.push(("cold boot to /init".into(), started.at));

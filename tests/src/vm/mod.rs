@@ -28,22 +28,25 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// Everything the scenarios share, prepared once per test process: host packages, both
-/// kernels, the static binaries, the initramfs images and the accelerator.
+/// One kernel of the scenarios with its initramfs images.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Which one.
+    pub which: Which,
+    /// The unpacked kernel.
+    pub kernel: Kernel,
+    /// Its initramfs (seamless-init as `/init`).
+    pub initrd: PathBuf,
+    /// Its hook-style (distribution-like) initramfs.
+    pub hook_initrd: PathBuf,
+}
+
+/// Everything the scenarios share, prepared once per test process: host packages, every
+/// kernel of [`Which::ALL`], the static binaries, the initramfs images and the accelerator.
 #[derive(Debug)]
 pub struct Env {
-    /// Kernel A (6.1).
-    pub a: Kernel,
-    /// Kernel B (6.12).
-    pub b: Kernel,
-    /// Initramfs of kernel A.
-    pub initrd_a: PathBuf,
-    /// Initramfs of kernel B.
-    pub initrd_b: PathBuf,
-    /// Hook-style initramfs of kernel A.
-    pub hook_initrd_a: PathBuf,
-    /// Hook-style initramfs of kernel B.
-    pub hook_initrd_b: PathBuf,
+    /// The kernels, in the order of [`Which::ALL`].
+    pub kernels: Vec<Prepared>,
     /// The static `seamless-init`.
     pub init_bin: PathBuf,
     /// The static `seamless`.
@@ -55,36 +58,39 @@ pub struct Env {
 }
 
 impl Env {
+    fn prepared(&self, w: Which) -> &Prepared {
+        // prepare() fills every kernel of Which::ALL or fails.
+        self.kernels.iter().find(|p| p.which == w).expect("every kernel is prepared")
+    }
     /// The kernel `w`.
     pub fn kernel(&self, w: Which) -> &Kernel {
-        match w {
-            Which::A => &self.a,
-            Which::B => &self.b,
-        }
+        &self.prepared(w).kernel
     }
     /// The hook-style (distribution-like) initramfs of kernel `w`, installed in the guest as
     /// `/boot/initrd-hooks.img-RELEASE`.
     pub fn hook_initrd(&self, w: Which) -> &PathBuf {
-        match w {
-            Which::A => &self.hook_initrd_a,
-            Which::B => &self.hook_initrd_b,
-        }
+        &self.prepared(w).hook_initrd
     }
 
     /// The initramfs of kernel `w`.
     pub fn initrd(&self, w: Which) -> &PathBuf {
-        match w {
-            Which::A => &self.initrd_a,
-            Which::B => &self.initrd_b,
-        }
+        &self.prepared(w).initrd
+    }
+
+    /// One line naming every kernel (`A 6.1.0-57-amd64, P ...`).
+    pub fn describe(&self) -> String {
+        self.kernels.iter().map(|p| format!("{} {}", p.which.label(), p.kernel.release)).collect::<Vec<_>>().join(", ")
     }
 }
 
 fn prepare() -> Result<Env> {
     host::ensure_host_packages()?;
-    let a = kernels::fetch(Which::A).context("fetching kernel A")?;
-    let b = kernels::fetch(Which::B).context("fetching kernel B")?;
-    eprintln!("vm: kernel A {} ({}), kernel B {} ({})", a.release, a.package, b.release, b.package);
+    let mut fetched = Vec::new();
+    for w in Which::ALL {
+        let k = kernels::fetch(w).with_context(|| format!("fetching kernel {}", w.label()))?;
+        eprintln!("vm: kernel {} {} ({})", w.label(), k.release, k.packages.join(" "));
+        fetched.push((w, k));
+    }
     let t = std::time::Instant::now();
     crate::paths::build_static().context("building the static seamless binaries")?;
     eprintln!("vm: static binaries ready in {:.1} s", t.elapsed().as_secs_f64());
@@ -110,14 +116,17 @@ fn prepare() -> Result<Env> {
     };
     let plain = initramfs::InitramfsSpec::default();
     let hooks = initramfs::InitramfsSpec { distro_hooks: true, ..Default::default() };
-    let (initrd_a, ma) = build(&a, "initrd", &plain)?;
-    let (initrd_b, mb) = build(&b, "initrd", &plain)?;
-    let (hook_initrd_a, _) = build(&a, "initrd-hooks", &hooks)?;
-    let (hook_initrd_b, _) = build(&b, "initrd-hooks", &hooks)?;
-    eprintln!("vm: initramfs A with {ma} modules, B with {mb} modules");
-    let (accel, accel_reason) = accel::choose(&a)?;
+    let mut kernels = Vec::new();
+    for (which, kernel) in fetched {
+        let (initrd, n) =
+            build(&kernel, "initrd", &plain).with_context(|| format!("initramfs of {}", kernel.release))?;
+        let (hook_initrd, _) = build(&kernel, "initrd-hooks", &hooks)?;
+        eprintln!("vm: initramfs {} with {n} modules", which.label());
+        kernels.push(Prepared { which, kernel, initrd, hook_initrd });
+    }
+    let (accel, accel_reason) = accel::choose(&kernels[0].kernel)?;
     eprintln!("vm: accelerator {accel} ({accel_reason})");
-    Ok(Env { a, b, initrd_a, initrd_b, hook_initrd_a, hook_initrd_b, init_bin, seamless_bin, accel, accel_reason })
+    Ok(Env { kernels, init_bin, seamless_bin, accel, accel_reason })
 }
 
 /// The shared environment, prepared on first use.

@@ -76,3 +76,89 @@ pub struct MmRecord {
     /// Contents of the `[vdso]` at dump time (to detect a different kernel and to patch).
     pub vdso: Vec<u8>,
 }
+
+/// The `madvise` state of a process's areas that the kernel keeps in each VMA's flags and
+/// `/proc/PID/smaps` shows as `VmFlags` (`nh`, `hg`, `dc`, `dd`, `wf`): stored under
+/// [`super::VMA_ADVICE`], owner = pid, written `IGNORABLE` (a reader without it restores the
+/// areas without the advice). Only areas with some advice are listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VmaAdvice {
+    /// Areas (within the process's VMAs), ascending.
+    pub areas: Vec<AdvisedArea>,
+}
+
+/// One area and its advice bits ([`VmaAdvice::NOHUGEPAGE`], ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvisedArea {
+    /// Start address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+    /// Advice bits.
+    pub flags: u32,
+}
+
+impl VmaAdvice {
+    /// `MADV_NOHUGEPAGE` (`nh`): never transparent huge pages, not even by khugepaged.
+    pub const NOHUGEPAGE: u32 = 1;
+    /// `MADV_HUGEPAGE` (`hg`).
+    pub const HUGEPAGE: u32 = 2;
+    /// `MADV_DONTFORK` (`dc`): not inherited by children.
+    pub const DONTFORK: u32 = 4;
+    /// `MADV_DONTDUMP` (`dd`): left out of core dumps.
+    pub const DONTDUMP: u32 = 8;
+    /// `MADV_WIPEONFORK` (`wf`): zero-filled in a child.
+    pub const WIPEONFORK: u32 = 16;
+    /// Every bit this release knows.
+    pub const KNOWN: u32 = 31;
+
+    /// The advice bits of a `VmFlags:` line of `/proc/PID/smaps` (its two-letter flags).
+    pub fn from_vmflags(line: &str) -> u32 {
+        line.split_whitespace().fold(0, |f, w| {
+            f | match w {
+                "nh" => Self::NOHUGEPAGE,
+                "hg" => Self::HUGEPAGE,
+                "dc" => Self::DONTFORK,
+                "dd" => Self::DONTDUMP,
+                "wf" => Self::WIPEONFORK,
+                _ => 0,
+            }
+        })
+    }
+
+    /// The `madvise` advice values that give an area `flags` (Linux's `MADV_*` numbers).
+    pub fn madvise_values(flags: u32) -> Vec<u32> {
+        const MADV_DONTFORK: u32 = 10;
+        const MADV_HUGEPAGE: u32 = 14;
+        const MADV_NOHUGEPAGE: u32 = 15;
+        const MADV_DONTDUMP: u32 = 16;
+        const MADV_WIPEONFORK: u32 = 18;
+        [
+            (Self::NOHUGEPAGE, MADV_NOHUGEPAGE),
+            (Self::HUGEPAGE, MADV_HUGEPAGE),
+            (Self::DONTFORK, MADV_DONTFORK),
+            (Self::DONTDUMP, MADV_DONTDUMP),
+            (Self::WIPEONFORK, MADV_WIPEONFORK),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, v)| v)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod advice_tests {
+    use super::VmaAdvice;
+
+    #[test]
+    fn vmflags_give_the_advice_bits() {
+        assert_eq!(VmaAdvice::from_vmflags("VmFlags: rd wr mr mw me ac nh sd"), VmaAdvice::NOHUGEPAGE);
+        assert_eq!(
+            VmaAdvice::from_vmflags("VmFlags: rd wr mr mw me dc dd wf hg"),
+            VmaAdvice::HUGEPAGE | VmaAdvice::DONTFORK | VmaAdvice::DONTDUMP | VmaAdvice::WIPEONFORK
+        );
+        assert_eq!(VmaAdvice::from_vmflags("VmFlags: rd ex mr mw me de sd"), 0);
+        assert_eq!(VmaAdvice::madvise_values(VmaAdvice::NOHUGEPAGE | VmaAdvice::DONTDUMP), vec![15, 16]);
+    }
+}

@@ -20,7 +20,7 @@ pub mod threads;
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
-pub use mm::{FileId, MmRecord, Vma, VmaKind};
+pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
@@ -53,6 +53,8 @@ pub const SOCKET_EXTRA: RecordKind = RecordKind(25);
 pub const DATAGRAMS: RecordKind = RecordKind(26);
 /// [`HeldListeners`], owner 0, tag 0 (at most one; written `IGNORABLE`).
 pub const HELD_LISTENERS: RecordKind = RecordKind(27);
+/// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
+pub const VMA_ADVICE: RecordKind = RecordKind(28);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -69,6 +71,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         SOCKET_EXTRA => "socket-extra",
         DATAGRAMS => "datagrams",
         HELD_LISTENERS => "held-listeners",
+        VMA_ADVICE => "vma-advice",
         _ => return None,
     })
 }
