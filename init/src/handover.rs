@@ -21,8 +21,31 @@ pub const REPORT_DIR: &str = "/run/seamless";
 
 /// The upgrade record of an image, if it is an upgrade image (test-pattern images have none).
 pub fn upgrade_record<S: Store>(reader: &mut Reader<S>) -> Result<Option<Upgrade>, BootError> {
-    let Some((idx, _)) = reader.find(RecordKind::UPGRADE).next() else { return Ok(None) };
-    Ok(reader.record_of(idx, RecordKind::UPGRADE).map(Some)?)
+    Ok(reader.first_record(RecordKind::UPGRADE)?)
+}
+
+/// An optional image-wide record (written `IGNORABLE`: the restore goes on without it), if the
+/// image has one that decodes and passes `check`; otherwise `None`, logged as `what` with what
+/// that costs (`without`).
+pub fn optional_record<S: Store, T: serde::de::DeserializeOwned>(
+    reader: &mut Reader<S>,
+    kind: RecordKind,
+    check: impl FnOnce(&T) -> Result<(), seamless_image::upgrade::RecordProblem>,
+    what: &str,
+    without: &str,
+) -> Option<T> {
+    let rec = match reader.first_record::<T>(kind) {
+        Ok(r) => r?,
+        Err(e) => {
+            log::warn!("{what} record unreadable ({}): {without}", chain(&e));
+            return None;
+        }
+    };
+    if let Err(e) = check(&rec) {
+        log::warn!("{what} record refused ({e}): {without}");
+        return None;
+    }
+    Some(rec)
 }
 
 /// Waits up to `wait` for `device` to appear, then compares its on-disk identity with the one

@@ -61,19 +61,7 @@ pub struct Rewarm {
 
 /// The image's hot set, if it has a valid one.
 pub fn recorded<S: Store>(reader: &mut Reader<S>) -> Option<PageCache> {
-    let (idx, _) = reader.find(RecordKind::PAGE_CACHE).next()?;
-    let set: PageCache = match reader.record_of(idx, RecordKind::PAGE_CACHE) {
-        Ok(s) => s,
-        Err(e) => {
-            log::warn!("page cache record unreadable ({}): not re-warming", chain(&e));
-            return None;
-        }
-    };
-    if let Err(e) = set.check() {
-        log::warn!("page cache record refused ({e}): not re-warming");
-        return None;
-    }
-    Some(set)
+    crate::handover::optional_record(reader, RecordKind::PAGE_CACHE, PageCache::check, "page cache", "not re-warming")
 }
 
 /// Starts reading `set` back.

@@ -31,19 +31,13 @@ pub struct Summary {
 
 /// The image's tmpfs record, if it has a valid one.
 pub fn recorded<S: Store>(reader: &mut Reader<S>) -> Option<TmpfsRecord> {
-    let (idx, _) = reader.find(RecordKind::TMPFS).next()?;
-    let rec: TmpfsRecord = match reader.record_of(idx, RecordKind::TMPFS) {
-        Ok(r) => r,
-        Err(e) => {
-            log::warn!("tmpfs record unreadable ({}): its files are not recreated", chain(&e));
-            return None;
-        }
-    };
-    if let Err(e) = rec.check() {
-        log::warn!("tmpfs record refused ({e}): its files are not recreated");
-        return None;
-    }
-    Some(rec)
+    crate::handover::optional_record(
+        reader,
+        RecordKind::TMPFS,
+        TmpfsRecord::check,
+        "tmpfs",
+        "its files are not recreated",
+    )
 }
 
 fn is_mount_point(path: &Path) -> bool {

@@ -157,6 +157,13 @@ impl<S: Store> Reader<S> {
         })
     }
 
+    /// Decodes the first record of `kind` (the image-wide kinds have at most one), `None` when
+    /// the image has none.
+    pub fn first_record<T: DeserializeOwned>(&mut self, kind: RecordKind) -> Result<Option<T>> {
+        let Some((index, _)) = self.find(kind).next() else { return Ok(None) };
+        self.record_of(index, kind).map(Some)
+    }
+
     /// Reads and decodes the record at `index`, which must be of kind `kind`.
     pub fn record_of<T: DeserializeOwned>(&mut self, index: u32, kind: RecordKind) -> Result<T> {
         let e = self.entry(index)?;
