@@ -786,9 +786,18 @@ impl Running {
         }
     }
 
-    /// Kills whatever is left of the tree (only processes recorded by [`Self::snapshot_tree`] or
-    /// the root, never a reused pid) and reaps.
+    /// Ends a run that passed: kills whatever is left of the tree (only processes recorded by
+    /// [`Self::snapshot_tree`] or the root, never a reused pid), reaps, and removes the run's
+    /// directory. A run dropped without `finish` keeps its directory for the post-mortem.
     pub fn finish(&mut self) {
+        self.stop();
+        // A run that got this far passed: its directory (outputs, partial images of an
+        // interrupted dump) is only kept for runs that failed.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Kills and reaps what is left of the tree, keeping its directory.
+    fn stop(&mut self) {
         let mut known = self.known.clone();
         if let Some((_, _, st)) = proc_stat(self.pid) {
             if proc_stat(self.pid).is_some_and(|(_, ppid, _)| ppid == std::process::id() as i32) {
@@ -807,6 +816,6 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.finish();
+        self.stop();
     }
 }
