@@ -56,6 +56,11 @@ pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
 
+/// The kinds of this module that writers store with `put_ignorable_record` (an older reader
+/// skips them and still restores correctly). `seamless check` does not ask a target's
+/// seamless-init to know them: a kind written `IGNORABLE` belongs in this list.
+pub const WRITTEN_IGNORABLE: [RecordKind; 3] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE];
+
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
     Some(match kind {
