@@ -44,7 +44,7 @@ fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &
     );
     // Keep the services above the new kernel's own low pids (README, known limits).
     vm.sh("echo 30000 > /proc/sys/kernel/ns_last_pid && systemctl restart redis-server memcached")?;
-    vm.sh("for i in $(seq 100); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done; for i in $(seq 200); do redis-cli set key$i value$i >/dev/null; done")?;
+    vm.sh(seamless_tests::service::REDIS_FILL_200)?;
     let main = |vm: &mut seamless_tests::vm::Vm| -> Result<String> {
         vm.sh("systemctl show -p MainPID -p ActiveState -p NRestarts redis-server memcached | tr '\\n' ' '")
     };
