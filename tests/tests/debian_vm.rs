@@ -28,8 +28,8 @@ fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &
         .file("/etc/systemd/system/memcached.service.d/50-seamless-test.conf", UNSANDBOXED, 0o644);
     let mut vm = setup(builder, &b).start()?;
     let state = vm.run_timeout(
-        "for i in $(seq 600); do systemctl is-active -q redis-server && systemctl is-active -q memcached && break; sleep 0.2; done; systemctl is-active redis-server memcached; systemctl --version | head -1",
-        Duration::from_secs(180),
+        "for i in $(seq 1800); do systemctl is-active -q redis-server && systemctl is-active -q memcached && break; sleep 0.2; done; systemctl is-active redis-server memcached; systemctl --version | head -1",
+        Duration::from_secs(400),
     )?;
     println!("{}", state.output.trim());
     ensure!(state.output.lines().take(2).all(|l| l.trim() == "active"), "units not active: {}", state.output);
@@ -91,7 +91,7 @@ fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &
     );
     let restart = vm.run_timeout(
         "systemctl restart redis-server && systemctl show -p MainPID -p ActiveState redis-server | tr '\\n' ' ' && redis-cli ping",
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )?;
     println!("after restart: {}", restart.output.trim());
     ensure!(
