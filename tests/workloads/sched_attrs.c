@@ -8,6 +8,8 @@
  *    t-fifo   SCHED_FIFO priority 10 | SCHED_RESET_ON_FORK, nice -4
  *    t-rr     SCHED_RR priority 20, affinity {last CPU}, I/O priority best-effort 1
  *  R is a child subreaper.
+ *  child G: a process group leader (sleeps); child Z: joined G's group, then exited with code
+ *    7 and is left a zombie (its group and session must be G's and R's, not R's group).
  *  child C (one thread): parent-death signal SIGUSR2 (never fires: R outlives it), not
  *    dumpable, securebits KEEP_CAPS | NOROOT | NO_CAP_AMBIENT_RAISE, uids 1300 with
  *    effective = permitted = {NET_BIND_SERVICE, KILL, SETPCAP, DAC_OVERRIDE (to write its
@@ -72,6 +74,18 @@ static void *thread_main(void *arg)
     for (;;)
         wl_sleep_ms(20);
     return NULL;
+}
+
+/* Fields 3 (state), 5 (pgrp) and 6 (session) of /proc/PID/stat. */
+static void stat_of(pid_t pid, char *state, int *pgrp, int *sid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    WL_CHECK(f && fgets(buf, sizeof buf, f), "read %s", path);
+    fclose(f);
+    char *p = strrchr(buf, ')');
+    WL_CHECK(p && sscanf(p + 2, "%c %*d %d %d", state, pgrp, sid) == 3, "parse %s", path);
 }
 
 static void check_thread(int i)
@@ -189,6 +203,31 @@ int main(int argc, char **argv)
     WL_CHECK(child >= 0, "fork");
     if (child == 0)
         child_main();
+    pid_t g = fork();
+    WL_CHECK(g >= 0, "fork G");
+    if (g == 0) {
+        wl_is_child = 1;
+        setpgid(0, 0);
+        for (;;)
+            pause();
+    }
+    WL_CHECK(setpgid(g, g) == 0, "setpgid G");
+    pid_t z = fork();
+    WL_CHECK(z >= 0, "fork Z");
+    if (z == 0) {
+        wl_is_child = 1;
+        if (setpgid(0, g) != 0)
+            _exit(99);
+        _exit(7);
+    }
+    char zs = 0;
+    int zpgrp = 0, zsid = 0;
+    for (int i = 0; i < 500 && zs != 'Z'; i++) {
+        stat_of(z, &zs, &zpgrp, &zsid);
+        if (zs != 'Z')
+            wl_sleep_ms(10);
+    }
+    WL_CHECK(zs == 'Z' && zpgrp == g, "zombie Z: state %c group %d (G %d)", zs, zpgrp, g);
     for (int i = 1; i < NT; i++) {
         pthread_t t;
         WL_CHECK(pthread_create(&t, NULL, thread_main, (void *)(intptr_t)i) == 0, "pthread_create");
@@ -205,6 +244,14 @@ int main(int argc, char **argv)
         check_thread(i);
     int sub = 0;
     WL_CHECK(prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0) == 0 && sub == 1, "child subreaper %d", sub);
+    stat_of(z, &zs, &zpgrp, &zsid);
+    if (zs != 'Z' || zpgrp != g || zsid != getsid(0))
+        wl_fail("zombie %d: state %c group %d session %d, expected Z %d %d", z, zs, zpgrp, zsid, g, getsid(0));
+    int st = wl_wait_child(z);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 7)
+        wl_fail("zombie %d: wait status %#x, expected exit code 7", z, st);
+    WL_CHECK(kill(g, SIGKILL) == 0, "kill G");
+    wl_wait_child(g);
     WL_CHECK(kill(child, SIGTERM) == 0, "kill child");
     wl_expect_child_pass(child, "child");
     wl_pass();
