@@ -680,6 +680,9 @@ mod refuse {
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
+        sched_deadline => "scheduling policy 6";
+        thread_creds => "CapEff";
+        lease_signal => "a lease whose break";
     }
 }
 
