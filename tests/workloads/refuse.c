@@ -32,6 +32,7 @@
  *   affinity       the process is pinned to CPU 0
  *   oom            oom_score_adj 500
  *   thp            PR_SET_THP_DISABLE
+ *                  (these five are carried now: the host tests run them as round trips)
  *   mlock          one locked page (mlock)
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
