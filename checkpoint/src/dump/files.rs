@@ -183,7 +183,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     }
     super::epoll::resolve(&epolls, &mut plan)?;
     super::sockets::check_pairs(&plan)?;
-    plan.locks = super::locks::resolve(frozen, &plan, &held)?;
+    plan.locks = super::locks::resolve(frozen, &plan, &held, opts.carry_clocks)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
     // The socket records carry inodes; the extra records are filed under description ids.
     for d in &plan.descs {

@@ -7,8 +7,10 @@
 //! process (`->` lines of `/proc/locks`), lock kinds and states other than these (delegations,
 //! breaking leases), a POSIX lock whose pid is not the process showing it (a descriptor table
 //! shared between processes), a lease whose break signal would go elsewhere than to the
-//! process that takes it again, or with a signal other than `SIGIO`. The dump changes none of
-//! them: the original keeps its locks with `--leave-running`.
+//! process that takes it again, or with a signal other than `SIGIO`, and for an upgrade a lease
+//! on a tmpfs file (the upgrade copies those by opening them). The dump changes none of them:
+//! the original keeps its locks with `--leave-running` (and the upgrade's page-cache record
+//! never opens a leased file).
 
 use super::files::FilePlan;
 use super::{DumpError, Frozen};
@@ -121,8 +123,10 @@ fn no_waiters(frozen: &Frozen) -> Result<(), DumpError> {
 }
 
 /// The lease's break signal must go to the process that takes the lease again (F_SETLEASE
-/// makes it the description's owner) and be the default `SIGIO`.
-fn lease_owner(pid: i32, fd: i32, link: &str, taker: i32) -> Result<(), DumpError> {
+/// makes it the description's owner) and be the default `SIGIO`; for an upgrade
+/// (`upgrade`), the file must be on a disk: tmpfs files are copied to the new kernel by
+/// opening them, which would break the lease.
+fn lease_checks(pid: i32, fd: i32, link: &str, taker: i32, upgrade: bool) -> Result<(), DumpError> {
     let subject = format!("pid {pid} fd {fd}");
     let pidfd = seamless_sys::proc::pidfd_open(pid).map_err(|e| DumpError::sys(pid, "pidfd_open", e))?;
     let dup =
@@ -131,6 +135,18 @@ fn lease_owner(pid: i32, fd: i32, link: &str, taker: i32) -> Result<(), DumpErro
         .map_err(|e| DumpError::sys(pid, format!("owner of fd {fd}"), e))?;
     let sig = seamless_sys::flock::signal_of(dup.as_fd(), &subject)
         .map_err(|e| DumpError::sys(pid, format!("signal of fd {fd}"), e))?;
+    if upgrade {
+        let file = std::fs::File::from(dup.try_clone().map_err(|e| DumpError::io(pid, format!("fd {fd}"), e))?);
+        let disk = seamless_sys::pagecache::on_disk(&file).map_err(|e| DumpError::sys(pid, format!("fd {fd}"), e))?;
+        if !disk {
+            return Err(refuse(
+                pid,
+                fd,
+                link,
+                "a lease on a file in RAM (tmpfs): the upgrade carries such files by opening them, which would break the lease".into(),
+            ));
+        }
+    }
     // F_OWNER_PID is 1.
     if ty != 1 || owner != taker || sig != 0 {
         return Err(refuse(
@@ -147,7 +163,13 @@ fn lease_owner(pid: i32, fd: i32, link: &str, taker: i32) -> Result<(), DumpErro
 
 /// Attributes every lock of `held` (gathered by [`super::files::collect`]) to the process that
 /// takes it again, refusing what cannot be restored exactly (see the module docs).
-pub fn resolve(frozen: &Frozen, plan: &FilePlan, held: &[Held]) -> Result<BTreeMap<i32, FileLocks>, DumpError> {
+/// `upgrade`: the image goes to a new kernel (`DumpOptions::carry_clocks`).
+pub fn resolve(
+    frozen: &Frozen,
+    plan: &FilePlan,
+    held: &[Held],
+    upgrade: bool,
+) -> Result<BTreeMap<i32, FileLocks>, DumpError> {
     no_waiters(frozen)?;
     let mut out: BTreeMap<i32, FileLocks> = BTreeMap::new();
     // Description-owned locks already given to a process: (desc, line).
@@ -184,7 +206,7 @@ pub fn resolve(frozen: &Frozen, plan: &FilePlan, held: &[Held]) -> Result<BTreeM
             let fd =
                 plan.tables.get(&taker).and_then(|t| t.fds.iter().find(|f| f.desc == h.desc)).map_or(h.fd, |f| f.fd);
             if l.kind == LockKind::Lease {
-                lease_owner(taker, fd, &h.link, taker)?;
+                lease_checks(taker, fd, &h.link, taker, upgrade)?;
             }
             let lock = FileLock { fd, kind: l.kind, write: l.write, start: l.start, len: l.len };
             let locks = &mut out.entry(taker).or_default().locks;

@@ -103,17 +103,19 @@ fn helper(plan: &Plan, pid: i32, ready: &std::fs::File) -> ! {
         let _ = proc::setpgid(0, 0);
     }
     if let seamless_image::records::ProcState::Zombie { status } = p.rec.state {
-        // A zombie keeps the group and session it had: it joins its group before it exits
-        // (the group's other members are forked concurrently, so it waits up to 5 s for one
-        // to exist); a zombie that cannot have them again is reported failed, not left wrong.
+        // A zombie keeps the group and session it had: it joins its group before it exits.
+        // A group of the image's processes is forked concurrently, so it waits up to 5 s for
+        // it to exist and is reported failed (not left wrong) without it; a group outside the
+        // image is tried once, as for live processes (`lib.rs`).
         let want = (p.rec.pgid, p.rec.sid);
-        for _ in 0..500 {
+        let ours = plan.procs.values().any(|q| q.rec.pgid == want.0 && q.rec.pid != pid);
+        for _ in 0..if ours { 500 } else { 1 } {
             if proc::own_group_and_session().0 == want.0 || proc::join_group(want.0) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        if proc::own_group_and_session() != want {
+        if ours && proc::own_group_and_session() != want {
             let mut w = ready;
             let _ = w.write_all(&(-pid).to_le_bytes());
             proc::exit_now(1);
