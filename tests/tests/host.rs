@@ -65,6 +65,12 @@ workload_tests! {
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
+    // Carried by the file-lock and thread-scheduling records (no longer refused).
+    file_locks => "file_locks" [];
+    sched_attrs => "sched_attrs" [];
+    locks_flock => "refuse" ["flock"];
+    sched_batch => "refuse" ["sched_batch"];
+    sched_affinity => "refuse" ["affinity"];
 }
 
 mod refuse_netlink {
@@ -670,13 +676,13 @@ mod refuse {
         compat32 => "32-bit code";
         sud => "syscall user dispatch";
         netns => "namespace net";
-        flock => "file lock";
-        sched_batch => "scheduling policy 3";
-        affinity => "CPU affinity";
         mlock => "VmLck 4 kB";
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
+        sched_deadline => "scheduling policy 6";
+        thread_creds => "CapEff";
+        lease_signal => "a lease whose break";
     }
 }
 

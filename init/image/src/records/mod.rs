@@ -11,20 +11,24 @@ use crate::RecordKind;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
+pub mod locks;
 pub mod mm;
 pub mod netlock;
 pub mod process;
+pub mod sched;
 pub mod sockets;
 pub mod threads;
 
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
+pub use locks::{FileLock, FileLocks, LockKind};
 pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
+pub use sched::ThreadSched;
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
 pub use threads::{SyscallState, ThreadRecord};
 
@@ -55,6 +59,11 @@ pub const DATAGRAMS: RecordKind = RecordKind(26);
 pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
+/// [`FileLocks`], owner = pid (at most one per process, only with locks).
+pub const FILE_LOCKS: RecordKind = RecordKind(30);
+/// [`ThreadSched`], owner = pid, tag = tid (at most one per thread, only when not all
+/// defaults).
+pub const THREAD_SCHED: RecordKind = RecordKind(31);
 
 /// The kinds of this module that writers store with `put_ignorable_record` (an older reader
 /// skips them and still restores correctly). `seamless check` does not ask a target's
@@ -77,6 +86,8 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         DATAGRAMS => "datagrams",
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
+        FILE_LOCKS => "file-locks",
+        THREAD_SCHED => "thread-sched",
         _ => return None,
     })
 }
@@ -186,6 +197,24 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let h: HeldListeners = de(bytes)?;
             let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
             format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
+        }
+        FILE_LOCKS => {
+            let l: FileLocks = de(bytes)?;
+            let list: Vec<String> = l.locks.iter().map(FileLock::describe).collect();
+            format!("file locks: {}", list.join(", "))
+        }
+        THREAD_SCHED => {
+            let t: ThreadSched = de(bytes)?;
+            format!(
+                "thread {} scheduling: policy {}{} priority {} nice {} affinity {:x?} ioprio {:#x}",
+                t.tid,
+                t.policy,
+                if t.reset_on_fork { " (reset on fork)" } else { "" },
+                t.priority,
+                t.nice,
+                t.affinity,
+                t.ioprio
+            )
         }
         _ => return None,
     })
