@@ -89,6 +89,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "sigev_thread",
+        link: Link::Dynamic,
+        summary: "SIGEV_THREAD POSIX timers (glibc's helper thread) that keep firing after restore",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "tree",
         link: Link::Static,
         summary: "three-level tree with a session leader, process groups and zombies",

@@ -47,6 +47,7 @@ workload_tests! {
     files => "files" [];
     signals => "signals" [];
     timers => "timers" [];
+    sigev_thread => "sigev_thread" [];
     tree => "tree" [];
     blocking_nanosleep => "blocking" ["nanosleep"];
     blocking_read => "blocking" ["read"];

@@ -61,6 +61,33 @@ fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     Ok(())
 }
 
+/// Refuses POSIX timers restore could not create again exactly: a kernel-level `SIGEV_THREAD`
+/// notification (only raw `timer_create` calls make one; glibc turns `SIGEV_THREAD` into
+/// `SIGEV_THREAD_ID` aimed at its helper thread, which is restored) and a `SIGEV_THREAD_ID`
+/// timer whose thread has exited (its expiries go nowhere; a new timer needs a live thread).
+fn timers(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    for t in super::process::parse_timers(pid)? {
+        if t.notify == libc::SIGEV_THREAD {
+            return Err(refuse(
+                pid,
+                format!("POSIX timer {}", t.id),
+                "notification SIGEV_THREAD at the system-call level (raw timer_create): the image carries SIGEV_SIGNAL, SIGEV_NONE and SIGEV_THREAD_ID timers only",
+            ));
+        }
+        if t.notify == libc::SIGEV_THREAD_ID && !tids.contains(&t.tid) {
+            return Err(refuse(
+                pid,
+                format!("POSIX timer {}", t.id),
+                format!(
+                    "SIGEV_THREAD_ID timer aimed at thread {}, which is not a live thread of the process: restore cannot aim a timer at it",
+                    t.tid
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses threads the injection would run wrong code in: a thread executing 32-bit code
 /// (the injected `syscall` instruction and 64-bit system call numbers are wrong there), and
 /// syscall user dispatch (injected calls may be turned into SIGSYS, and restore does not set
@@ -368,6 +395,7 @@ fn foreign_cgroup_v1<'a>(theirs: &'a str, ours: &str) -> Option<&'a str> {
 pub fn process(pid: i32, tids: &[i32], opts: &DumpOptions) -> Result<(), DumpError> {
     injectable(pid, tids)?;
     native(pid, tids)?;
+    timers(pid, tids)?;
     namespaces(pid, opts.carry_clocks)?;
     cgroup_v1(pid)?;
     settings(pid, tids)?;

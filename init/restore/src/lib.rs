@@ -266,6 +266,7 @@ fn stage_a<S: Store>(
     process::restore_rlimits(pid, p)?;
     let leader_rec = leader_record(pid, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
+    process::restore_timers(&mut c, p)?;
     // Leader first, then each thread in itself.
     threads::thread_state(&mut c, leader_rec)?;
     for (rt, t) in threads.iter_mut().zip(p.threads.iter().skip(1)) {
