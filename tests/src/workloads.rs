@@ -95,6 +95,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "cow_fork",
+        link: Link::Dynamic,
+        summary: "64 MiB shared copy-on-write by a parent and 4 forked children, still shared after restore",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "tree",
         link: Link::Static,
         summary: "three-level tree with a session leader, process groups and zombies",

@@ -48,6 +48,7 @@ workload_tests! {
     signals => "signals" [];
     timers => "timers" [];
     sigev_thread => "sigev_thread" [];
+    cow_fork => "cow_fork" [];
     tree => "tree" [];
     blocking_nanosleep => "blocking" ["nanosleep"];
     blocking_read => "blocking" ["read"];
@@ -101,6 +102,13 @@ mod vdso_trampoline {
     #[test]
     fn timers_round_trip() -> Result<()> {
         harness()?.round_trip_with("timers", &[], &["--force-vdso-trampoline"]).map(|_| ())
+    }
+
+    /// Children forked from their restored parent inherit its patched vDSO copy and place
+    /// their own (the cross-kernel path of copy-on-write sharing).
+    #[test]
+    fn cow_fork_round_trip() -> Result<()> {
+        harness()?.round_trip_with("cow_fork", &[], &["--force-vdso-trampoline"]).map(|_| ())
     }
 }
 

@@ -96,6 +96,8 @@ pub struct Decoded {
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
     pub advice: Vec<(u32, records::VmaAdvice)>,
+    /// Pages shared copy-on-write with the parent, by entry owner.
+    pub cow: Vec<(u32, records::CowShared)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -148,6 +150,9 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
             d.advice.push((owner, r.record(i)?));
         }
+        for (i, owner, _, _) in list(r, records::COW_SHARED) {
+            d.cow.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -199,6 +204,9 @@ impl Decoded {
         }
         for (o, a) in &self.advice {
             w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
+        }
+        for (o, c) in &self.cow {
+            w.put_ignorable_record(records::COW_SHARED, *o, 0, c)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -284,6 +292,7 @@ impl Decoded {
             datagrams: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
+            cow: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -516,6 +525,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_mms(d, &procs)?;
     check_settings(d, &procs)?;
     check_advice(d, &procs)?;
+    check_cow(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {
@@ -945,6 +955,53 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
                 value: s.oom_score_adj.into(),
                 why: "outside -1000..=1000",
             });
+        }
+    }
+    Ok(())
+}
+
+/// Copy-on-write records: one per live process, naming its parent (a live process of the
+/// image), whole pages, ascending and disjoint, each range inside one private anonymous area
+/// of the process and one of the parent.
+fn check_cow(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, c) in &d.cow {
+        let p = live_owner(procs, "cow-shared", *owner)?;
+        let pid = p.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "cow-shared", id: pid.into() });
+        }
+        if c.parent != p.ppid || !procs.get(&c.parent).is_some_and(|q| alive(q)) {
+            return Err(Invalid::Value {
+                pid,
+                field: "cow-shared parent",
+                value: c.parent.into(),
+                why: "not the process's parent, or not a live process of the image",
+            });
+        }
+        let mm_of = |who: i32| {
+            d.mms
+                .iter()
+                .find(|(o, _)| i32::try_from(*o).ok() == Some(who))
+                .map(|(_, m)| m)
+                .ok_or(Invalid::Missing { pid: who, what: "mm" })
+        };
+        let (mine, theirs) = (mm_of(pid)?, mm_of(c.parent)?);
+        let private_anon = |m: &records::MmRecord, a: u64, b: u64| {
+            m.vmas.iter().any(|v| v.kind == VmaKind::Anon && !v.shared && v.start <= a && b <= v.end)
+        };
+        let mut prev_end = 0u64;
+        for &(start, end) in &c.ranges {
+            let range = |why| Invalid::Range { pid, field: "cow-shared range", start, end, why };
+            page_aligned(pid, "cow-shared start", start)?;
+            page_aligned(pid, "cow-shared end", end)?;
+            if end <= start || start < prev_end {
+                return Err(range("empty, reversed, overlapping or out of order"));
+            }
+            prev_end = end;
+            if !private_anon(mine, start, end) || !private_anon(theirs, start, end) {
+                return Err(range("not inside one private anonymous area of both the process and its parent"));
+            }
         }
     }
     Ok(())
@@ -1523,6 +1580,52 @@ mod tests {
             d.mms.append(&mut other.mms);
         });
         assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    /// A copy-on-write record names the parent and lies in private anonymous areas of both.
+    #[test]
+    fn cow_shared_pages_lie_in_both_processes() {
+        use crate::records::CowShared;
+        let family = || {
+            let mut d = Decoded::sample(PID);
+            let mut other = Decoded::sample(PID + 1);
+            other.procs[0].1.ppid = PID;
+            d.trees[0].pids.push(PID + 1);
+            d.procs.append(&mut other.procs);
+            d.threads.append(&mut other.threads);
+            d.mms.append(&mut other.mms);
+            d.fd_tables.append(&mut other.fd_tables);
+            d.chunks.append(&mut other.chunks);
+            d
+        };
+        let child = (PID + 1) as u32;
+        let mut d = family();
+        validate(&d).unwrap();
+        d.cow.push((child, CowShared { parent: PID, ranges: vec![(0x10_0000, 0x10_1000), (0x11_0000, 0x12_0000)] }));
+        validate(&d).unwrap();
+        let bad = |c: CowShared| {
+            let mut d = family();
+            d.cow.push((child, c));
+            validate(&d).unwrap_err()
+        };
+        let e = bad(CowShared { parent: PID + 7, ranges: vec![] });
+        assert!(matches!(e, Invalid::Value { field: "cow-shared parent", .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x11_0000, 0x12_0000), (0x10_0000, 0x10_1000)] });
+        assert!(matches!(e, Invalid::Range { .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x10_0000, 0x10_0800)] });
+        assert!(matches!(e, Invalid::Unaligned { field: "cow-shared end", .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x11_0000, 0x13_0000)] });
+        assert!(
+            matches!(
+                e,
+                Invalid::Range { why: "not inside one private anonymous area of both the process and its parent", .. }
+            ),
+            "{e}"
+        );
+        // The root has no parent in the image.
+        let mut d = family();
+        d.cow.push((PID as u32, CowShared { parent: 1, ranges: vec![] }));
+        assert!(matches!(validate(&d).unwrap_err(), Invalid::Value { field: "cow-shared parent", .. }));
     }
 
     #[test]

@@ -48,6 +48,7 @@
 
 pub mod abi;
 pub mod child;
+pub mod cow;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
@@ -249,19 +250,39 @@ fn leader_record(pid: i32, p: &plan::ProcPlan) -> Result<&seamless_image::record
     p.threads.first().ok_or_else(|| RestoreError::Corrupt { pid, what: "no record of the thread-group leader".into() })
 }
 
+/// What [`stage_a`] works with besides the process itself.
+struct Ctx<'a, S: Store> {
+    plan: &'a plan::Plan,
+    reader: &'a mut Reader<S>,
+    open: &'a files::OpenFiles,
+    opts: &'a RestoreOptions,
+    shm: &'a BTreeMap<u64, mm::SharedObj>,
+}
+
+/// Rebuilds `pid` up to its pending signals and credentials. Children forked from it to keep
+/// their pages shared ([`cow`]) are forked right after its memory and pushed on `forked`
+/// (also when a later step fails, so that they are killed with it).
 fn stage_a<S: Store>(
     pid: i32,
     p: &plan::ProcPlan,
-    reader: &mut Reader<S>,
-    open: &files::OpenFiles,
-    opts: &RestoreOptions,
-    shm: &BTreeMap<u64, mm::SharedObj>,
+    cx: &mut Ctx<'_, S>,
+    forked: &mut Vec<i32>,
 ) -> Result<Proc, RestoreError> {
     let mut c = child::Child::new(pid, &p.mm.vmas)?;
-    // Whatever the helper inherited from the restorer goes (it may not have closed it yet).
+    let inh = if cow::forked_from_parent(cx.plan, pid) {
+        cow::join_session(&mut c, p)?;
+        cow::inherited(cx.plan, p)
+    } else {
+        cow::Inherited::default()
+    };
+    // Whatever the helper inherited from the restorer (or the parent it was forked from) goes.
     c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
-    mm::restore_mm(&mut c, p, reader, opts, shm)?;
-    files::install(&mut c, &p.fds, open)?;
+    mm::restore_mm(&mut c, p, cx.reader, cx.opts, cx.shm, &inh)?;
+    for kid in cow::children(cx.plan, pid) {
+        cow::fork(&mut c, kid)?;
+        forked.push(kid);
+    }
+    files::install(&mut c, &p.fds, cx.open)?;
     process::restore_task(&mut c, p)?;
     process::restore_rlimits(pid, p)?;
     let leader_rec = leader_record(pid, p)?;
@@ -424,12 +445,22 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
-    for &pid in &seized {
+    let mut forked = forked;
+    let mut cx = Ctx { plan, reader, open: &open, opts, shm: &shm };
+    let mut next = 0;
+    while let Some(&pid) = seized.get(next) {
+        next += 1;
         if fails.pid_failed(pid) {
             continue;
         }
         let Some(p) = plan.procs.get(&pid) else { continue };
-        match stage_a(pid, p, reader, &open, opts, &shm) {
+        let mut kids = Vec::new();
+        let r = stage_a(pid, p, &mut cx, &mut kids);
+        // Children forked from it are traced by us already: rebuilt next.
+        forked.extend(kids.iter().copied());
+        seized.extend(kids);
+        set_in_progress(forked.clone());
+        match r {
             Ok(pr) => {
                 live.insert(pid, pr);
             }

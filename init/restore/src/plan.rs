@@ -37,6 +37,8 @@ pub struct ProcPlan {
     pub settings: ProcessSettings,
     /// Its areas' `madvise` state (none when the image has no advice record for it).
     pub advice: Vec<records::AdvisedArea>,
+    /// The pages it shares copy-on-write with its parent (see [`crate::cow`]).
+    pub cow: Option<records::CowShared>,
 }
 
 impl ProcPlan {
@@ -121,6 +123,7 @@ fn build(d: Decoded) -> Plan {
                 chunks: Vec::new(),
                 settings: ProcessSettings::default(),
                 advice: Vec::new(),
+                cow: None,
             },
         );
     }
@@ -149,6 +152,11 @@ fn build(d: Decoded) -> Plan {
     for (o, a) in d.advice {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.advice = a.areas;
+        }
+    }
+    for (o, c) in d.cow {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.cow = Some(c);
         }
     }
     for (_, desc) in d.descs {
@@ -340,6 +348,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         chunks: Vec::new(),
         settings: Default::default(),
         advice: Vec::new(),
+        cow: None,
     }
 }
 

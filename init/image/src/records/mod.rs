@@ -20,7 +20,7 @@ pub mod threads;
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
-pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
+pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
@@ -55,6 +55,8 @@ pub const DATAGRAMS: RecordKind = RecordKind(26);
 pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
+/// [`CowShared`], owner = pid of a forked child (at most one per process; written `IGNORABLE`).
+pub const COW_SHARED: RecordKind = RecordKind(45);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -72,6 +74,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         DATAGRAMS => "datagrams",
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
+        COW_SHARED => "cow-shared",
         _ => return None,
     })
 }
@@ -181,6 +184,11 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let h: HeldListeners = de(bytes)?;
             let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
             format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
+        }
+        COW_SHARED => {
+            let c: CowShared = de(bytes)?;
+            let pages: u64 = c.ranges.iter().map(|(a, b)| b.saturating_sub(*a) / 4096).sum();
+            format!("{pages} page(s) in {} range(s) shared copy-on-write with parent {}", c.ranges.len(), c.parent)
         }
         _ => return None,
     })
