@@ -101,6 +101,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "stopped",
+        link: Link::Dynamic,
+        summary: "processes in a group stop (SIGSTOP from the parent, a raise(SIGSTOP), a threaded one) stay stopped",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "tree",
         link: Link::Static,
         summary: "three-level tree with a session leader, process groups and zombies",

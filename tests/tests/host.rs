@@ -49,6 +49,7 @@ workload_tests! {
     timers => "timers" [];
     sigev_thread => "sigev_thread" [];
     cow_fork => "cow_fork" [];
+    stopped => "stopped" [];
     tree => "tree" [];
     blocking_nanosleep => "blocking" ["nanosleep"];
     blocking_read => "blocking" ["read"];
@@ -686,6 +687,7 @@ mod refuse {
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
+        traced => "is traced (ptrace) by pid";
     }
 }
 

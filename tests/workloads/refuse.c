@@ -36,6 +36,9 @@
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
  *   unix_rebound   a unix listener whose path now belongs to another listener
+ *   traced         a thread of the root is in a ptrace stop of a child (PTRACE_SEIZE +
+ *                  PTRACE_INTERRUPT); afterwards it is still stopped, and runs once the child
+ *                  detaches
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -53,6 +56,7 @@
 #include <sys/file.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/ptrace.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -78,6 +82,91 @@ static void beat_until_term(void)
     while (!wl_term) {
         heartbeat();
         wl_sleep_ms(10);
+    }
+}
+
+/* ---- traced: a second thread of the root counts in a shared page; a child traces and stops it. */
+struct traced_page {
+    volatile pid_t tid;
+    volatile uint64_t count;
+    volatile int stopped;
+};
+static struct traced_page *tp;
+static pid_t tracer_child;
+
+static void *traced_spin(void *arg)
+{
+    (void)arg;
+    tp->tid = (pid_t)syscall(SYS_gettid);
+    for (;;) {
+        tp->count++;
+        wl_sleep_ms(2);
+    }
+    return NULL;
+}
+
+static char task_state(pid_t pid, pid_t tid)
+{
+    char path[96], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+static void mode_traced(void)
+{
+    tp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    WL_CHECK(tp != MAP_FAILED, "mmap shared");
+    pthread_t th;
+    WL_CHECK(pthread_create(&th, NULL, traced_spin, NULL) == 0, "pthread_create");
+    while (tp->tid == 0 || tp->count < 5)
+        wl_sleep_ms(5);
+    /* Any process may trace its parent's threads only with Yama off or ptrace_scope 0: as root
+     * (the tests run as root) PTRACE_SEIZE works regardless. */
+    tracer_child = fork();
+    WL_CHECK(tracer_child >= 0, "fork");
+    if (tracer_child == 0) {
+        wl_is_child = 1;
+        pid_t t = tp->tid;
+        WL_CHECK(ptrace(PTRACE_SEIZE, t, 0, 0) == 0, "PTRACE_SEIZE %d", (int)t);
+        WL_CHECK(ptrace(PTRACE_INTERRUPT, t, 0, 0) == 0, "PTRACE_INTERRUPT");
+        int st;
+        WL_CHECK(waitpid(t, &st, __WALL) == t && WIFSTOPPED(st), "waitpid for the ptrace stop");
+        tp->stopped = 1;
+        wl_wait_term();
+        WL_CHECK(ptrace(PTRACE_DETACH, t, 0, 0) == 0, "PTRACE_DETACH");
+        wl_pass();
+    }
+    while (!tp->stopped)
+        wl_sleep_ms(5);
+}
+
+static void verify_traced(void)
+{
+    pid_t t = tp->tid;
+    char s = task_state(getpid(), t);
+    if (s != 't')
+        wl_fail("thread %d is in state %c, expected t (still in the child's ptrace stop)", (int)t, s);
+    uint64_t before = tp->count;
+    wl_sleep_ms(100);
+    if (tp->count != before)
+        wl_fail("the traced thread ran while in its ptrace stop");
+    kill(tracer_child, SIGTERM);
+    int st;
+    WL_CHECK(waitpid(tracer_child, &st, 0) == tracer_child, "waitpid child");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        wl_fail("the tracing child ended with status %#x", st);
+    double t0 = wl_now(CLOCK_MONOTONIC);
+    while (tp->count == before) {
+        if (wl_now(CLOCK_MONOTONIC) > t0 + 5)
+            wl_fail("the thread did not run again after PTRACE_DETACH");
+        wl_sleep_ms(5);
     }
 }
 
@@ -478,6 +567,8 @@ int main(int argc, char **argv)
         fd = unix_listener(path);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
         fd2 = unix_listener(path);
+    } else if (strcmp(mode, "traced") == 0) {
+        mode_traced();
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -486,7 +577,9 @@ int main(int argc, char **argv)
     beat_until_term();
 
     /* ---- Verify: the resource is exactly as it was. ---- */
-    if (strcmp(mode, "cwd") == 0) {
+    if (strcmp(mode, "traced") == 0) {
+        verify_traced();
+    } else if (strcmp(mode, "cwd") == 0) {
         struct stat st;
         WL_CHECK(stat(".", &st) == 0, "stat .");
         if (st.st_nlink != 0)

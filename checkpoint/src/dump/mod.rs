@@ -214,6 +214,9 @@ pub fn dump_trees<S: Store>(
         let (mm_rec, n) = mm::dump_mm(p.pid, writer)?;
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
+        if let Some(signal) = p.stop_signal {
+            writer.put_record(records::JOB_STOP, p.pid as u32, 0, &records::JobStop { signal })?;
+        }
         let parent_live = frozen.procs().iter().any(|q| q.pid == p.ppid && q.zombie.is_none());
         if parent_live {
             if let Some(c) = cow::shared_with_parent(p.pid, p.ppid, &mm_rec)? {

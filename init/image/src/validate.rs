@@ -98,6 +98,8 @@ pub struct Decoded {
     pub advice: Vec<(u32, records::VmaAdvice)>,
     /// Pages shared copy-on-write with the parent, by entry owner.
     pub cow: Vec<(u32, records::CowShared)>,
+    /// Group stops, by entry owner.
+    pub job_stops: Vec<(u32, records::JobStop)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -153,6 +155,9 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::COW_SHARED) {
             d.cow.push((owner, r.record(i)?));
         }
+        for (i, owner, _, _) in list(r, records::JOB_STOP) {
+            d.job_stops.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -207,6 +212,9 @@ impl Decoded {
         }
         for (o, c) in &self.cow {
             w.put_ignorable_record(records::COW_SHARED, *o, 0, c)?;
+        }
+        for (o, j) in &self.job_stops {
+            w.put_record(records::JOB_STOP, *o, 0, j)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -293,6 +301,7 @@ impl Decoded {
             held_listeners: Vec::new(),
             advice: Vec::new(),
             cow: Vec::new(),
+            job_stops: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -526,6 +535,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_settings(d, &procs)?;
     check_advice(d, &procs)?;
     check_cow(d, &procs)?;
+    check_job_stops(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {
@@ -954,6 +964,26 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
                 field: "oom_score_adj",
                 value: s.oom_score_adj.into(),
                 why: "outside -1000..=1000",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Group-stop records: one per live process, a stop signal.
+fn check_job_stops(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, j) in &d.job_stops {
+        let pid = live_owner(procs, "job-stop", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "job-stop", id: pid.into() });
+        }
+        if ![libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&j.signal) {
+            return Err(Invalid::Value {
+                pid,
+                field: "stop signal",
+                value: j.signal.into(),
+                why: "not SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU",
             });
         }
     }
@@ -1580,6 +1610,23 @@ mod tests {
             d.mms.append(&mut other.mms);
         });
         assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    #[test]
+    fn job_stops_name_a_stop_signal_of_a_live_process() {
+        use crate::records::JobStop;
+        let mut d = Decoded::sample(PID);
+        d.job_stops.push((PID as u32, JobStop { signal: libc::SIGTSTP }));
+        validate(&d).unwrap();
+        let e = check(|d| d.job_stops.push((PID as u32, JobStop { signal: libc::SIGKILL })));
+        assert!(matches!(e, Invalid::Value { field: "stop signal", .. }), "{e}");
+        let e = check(|d| d.job_stops.push((PID as u32 + 1, JobStop { signal: libc::SIGSTOP })));
+        assert!(matches!(e, Invalid::Owner { .. }), "{e}");
+        let e = check(|d| {
+            d.job_stops.push((PID as u32, JobStop { signal: libc::SIGSTOP }));
+            d.job_stops.push((PID as u32, JobStop { signal: libc::SIGSTOP }));
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "job-stop", .. }), "{e}");
     }
 
     /// A copy-on-write record names the parent and lies in private anonymous areas of both.

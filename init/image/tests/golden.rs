@@ -222,6 +222,7 @@ fn samples() -> Vec<Sample> {
             ranges: vec![(0x7f00_0000_0000, 0x7f00_0400_0000), (0x7f00_0500_0000, 0x7f00_0500_1000)],
         },
     ));
+    s.push(sample("job-stop", records::JOB_STOP, records::JobStop { signal: libc::SIGTSTP }));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

@@ -497,6 +497,13 @@ pub fn restore_plan<S: Store>(
     drop(shm);
     for (pid, _) in live.iter() {
         let Some(p) = plan.procs.get(pid) else { continue };
+        if p.job_stop.is_some() {
+            // Pending before the threads go: the first to leave its ptrace stop starts the
+            // group stop, before any instruction of the process runs.
+            if let Err(e) = seamless_sys::proc::kill(*pid, libc::SIGSTOP) {
+                log::warn!("pid {pid}: stopping it again (it was stopped at the dump): {}", chain(&e));
+            }
+        }
         for t in &p.threads {
             if let Err(e) = seamless_sys::ptrace::detach(t.tid, 0) {
                 log::warn!("pid {pid}: detaching thread {}: {}", t.tid, chain(&e));

@@ -39,6 +39,8 @@ pub struct ProcPlan {
     pub advice: Vec<records::AdvisedArea>,
     /// The pages it shares copy-on-write with its parent (see [`crate::cow`]).
     pub cow: Option<records::CowShared>,
+    /// The group stop it was in (stopped again before it runs).
+    pub job_stop: Option<records::JobStop>,
 }
 
 impl ProcPlan {
@@ -124,6 +126,7 @@ fn build(d: Decoded) -> Plan {
                 settings: ProcessSettings::default(),
                 advice: Vec::new(),
                 cow: None,
+                job_stop: None,
             },
         );
     }
@@ -152,6 +155,11 @@ fn build(d: Decoded) -> Plan {
     for (o, a) in d.advice {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.advice = a.areas;
+        }
+    }
+    for (o, j) in d.job_stops {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.job_stop = Some(j);
         }
     }
     for (o, c) in d.cow {
@@ -349,6 +357,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         settings: Default::default(),
         advice: Vec::new(),
         cow: None,
+        job_stop: None,
     }
 }
 

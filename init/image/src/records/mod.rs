@@ -23,7 +23,7 @@ pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
-    Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
+    Creds, ITimer, JobStop, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
 pub use threads::{SyscallState, ThreadRecord};
@@ -57,6 +57,8 @@ pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
 /// [`CowShared`], owner = pid of a forked child (at most one per process; written `IGNORABLE`).
 pub const COW_SHARED: RecordKind = RecordKind(45);
+/// [`JobStop`], owner = pid of a stopped process (at most one per process).
+pub const JOB_STOP: RecordKind = RecordKind(46);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -75,6 +77,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
         COW_SHARED => "cow-shared",
+        JOB_STOP => "job-stop",
         _ => return None,
     })
 }
@@ -189,6 +192,10 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let c: CowShared = de(bytes)?;
             let pages: u64 = c.ranges.iter().map(|(a, b)| b.saturating_sub(*a) / 4096).sum();
             format!("{pages} page(s) in {} range(s) shared copy-on-write with parent {}", c.ranges.len(), c.parent)
+        }
+        JOB_STOP => {
+            let j: JobStop = de(bytes)?;
+            format!("stopped by signal {}", j.signal)
         }
         _ => return None,
     })
