@@ -107,6 +107,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "seccomp_filter",
+        link: Link::Dynamic,
+        summary: "seccomp filters shared by three threads and per thread, each thread's answers and counts kept",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "tree",
         link: Link::Static,
         summary: "three-level tree with a session leader, process groups and zombies",

@@ -50,6 +50,7 @@ workload_tests! {
     sigev_thread => "sigev_thread" [];
     cow_fork => "cow_fork" [];
     stopped => "stopped" [];
+    seccomp_filter => "seccomp_filter" [];
     tree => "tree" [];
     blocking_nanosleep => "blocking" ["nanosleep"];
     blocking_read => "blocking" ["read"];

@@ -18,6 +18,7 @@ pub mod listeners;
 pub mod mm;
 pub mod precheck;
 pub mod process;
+pub mod seccomp;
 pub mod sockets;
 pub mod threads;
 
@@ -214,6 +215,9 @@ pub fn dump_trees<S: Store>(
         let (mm_rec, n) = mm::dump_mm(p.pid, writer)?;
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
+        if let Some(f) = seccomp::read(p.pid, &p.tids)? {
+            writer.put_record(records::SECCOMP, p.pid as u32, 0, &f)?;
+        }
         if let Some(signal) = p.stop_signal {
             writer.put_record(records::JOB_STOP, p.pid as u32, 0, &records::JobStop { signal })?;
         }

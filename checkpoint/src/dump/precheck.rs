@@ -4,7 +4,7 @@
 //! process of every tree. What it checks:
 //!
 //! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
-//!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
+//!   strict mode, no seccomp filter that blocks an injected call, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
 //!   deleted, not replaced by another file); the namespaces must be the dumper's; no
 //!   scheduling policy, affinity or memory lock (the image does not carry them; it does carry
@@ -33,9 +33,8 @@ fn seccomp_mode(pid: i32, tid: i32) -> Result<u32, DumpError> {
 /// Refuses a process whose threads cannot take injected system calls safely. The dump injects
 /// among others `mmap`, `munmap`, `brk`, `rt_sigaction`, `getitimer`, `prctl`,
 /// `timer_gettime`, `sigaltstack` and `get_robust_list`: in seccomp strict mode any of them
-/// kills the process; in filter mode a filter may kill it, make a call fail or trap it
-/// (seamless does not evaluate filters, and restore would not install them again, so it
-/// refuses rather than risk the process or drop its filter).
+/// kills the process; in filter mode the filters are evaluated for each of them
+/// ([`super::seccomp::precheck`]) and carried when all pass.
 fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     for &tid in tids {
         match seccomp_mode(pid, tid)? {
@@ -47,18 +46,14 @@ fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
                     "seccomp strict mode: any system call the dump would inject (mmap, prctl, ...) kills the process; it cannot be checkpointed",
                 ))
             }
+            2 => {}
             mode => {
-                return Err(refuse(
-                    pid,
-                    format!("thread {tid}"),
-                    format!(
-                        "seccomp filter mode ({mode}): a filter may kill the process or fail the system calls the dump injects (mmap, rt_sigaction, prctl, ...), seamless does not evaluate filters and restore does not install them again, so it refuses; run the service without a seccomp filter (e.g. no SystemCallFilter=) to checkpoint it"
-                    ),
-                ))
+                return Err(refuse(pid, format!("thread {tid}"), format!("unknown seccomp mode {mode}")));
             }
         }
     }
-    Ok(())
+    // Filter mode: carried (record kind 47) when every call the dump injects passes.
+    super::seccomp::precheck(pid, tids)
 }
 
 /// Refuses POSIX timers restore could not create again exactly: a kernel-level `SIGEV_THREAD`

@@ -100,6 +100,8 @@ pub struct Decoded {
     pub cow: Vec<(u32, records::CowShared)>,
     /// Group stops, by entry owner.
     pub job_stops: Vec<(u32, records::JobStop)>,
+    /// Seccomp filters, by entry owner.
+    pub seccomp: Vec<(u32, records::seccomp::SeccompRecord)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -158,6 +160,9 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::JOB_STOP) {
             d.job_stops.push((owner, r.record(i)?));
         }
+        for (i, owner, _, _) in list(r, records::SECCOMP) {
+            d.seccomp.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -215,6 +220,9 @@ impl Decoded {
         }
         for (o, j) in &self.job_stops {
             w.put_record(records::JOB_STOP, *o, 0, j)?;
+        }
+        for (o, f) in &self.seccomp {
+            w.put_record(records::SECCOMP, *o, 0, f)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -302,6 +310,7 @@ impl Decoded {
             advice: Vec::new(),
             cow: Vec::new(),
             job_stops: Vec::new(),
+            seccomp: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -536,6 +545,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_advice(d, &procs)?;
     check_cow(d, &procs)?;
     check_job_stops(d, &procs)?;
+    check_seccomp(d, &procs, &tids)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {
@@ -965,6 +975,51 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
                 value: s.oom_score_adj.into(),
                 why: "outside -1000..=1000",
             });
+        }
+    }
+    Ok(())
+}
+
+/// Seccomp records: one per live process; each filter a program the kernel would run, with
+/// known flags, used by some chain; each thread of the process at most once, its chain
+/// non-empty with valid indices, no filter twice in one chain.
+fn check_seccomp(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, tids: &BTreeMap<i32, Vec<i32>>) -> Res {
+    use records::seccomp::{check_program, FLAG_LOG};
+    let mut seen = BTreeSet::new();
+    for (owner, r) in &d.seccomp {
+        let pid = live_owner(procs, "seccomp", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "seccomp", id: pid.into() });
+        }
+        let value = |field, value: i128, why| Invalid::Value { pid, field, value, why };
+        for (i, f) in r.filters.iter().enumerate() {
+            check_program(&f.prog)
+                .map_err(|_| value("seccomp filter program", i as i128, "not a program the kernel runs"))?;
+            if f.flags & !FLAG_LOG != 0 {
+                return Err(value("seccomp filter flags", f.flags.into(), "unknown bits"));
+            }
+        }
+        let mine = tids.get(&pid).cloned().unwrap_or_default();
+        let mut used = vec![false; r.filters.len()];
+        let mut threads = BTreeSet::new();
+        for (tid, chain) in &r.threads {
+            if !mine.contains(tid) || !threads.insert(*tid) {
+                return Err(value("seccomp thread", (*tid).into(), "not a thread of the process, or twice"));
+            }
+            let mut in_chain = BTreeSet::new();
+            if chain.is_empty() {
+                return Err(value("seccomp chain", (*tid).into(), "empty"));
+            }
+            for &i in chain {
+                let slot = usize::try_from(i).ok().and_then(|i| used.get_mut(i));
+                match slot {
+                    Some(u) if in_chain.insert(i) => *u = true,
+                    _ => return Err(value("seccomp chain index", i.into(), "no such filter, or twice in one chain")),
+                }
+            }
+        }
+        if used.iter().any(|u| !u) {
+            return Err(value("seccomp filters", r.filters.len() as i128, "a filter no thread has"));
         }
     }
     Ok(())
@@ -1610,6 +1665,32 @@ mod tests {
             d.mms.append(&mut other.mms);
         });
         assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    #[test]
+    fn seccomp_filters_are_programs_of_threads_of_the_process() {
+        use crate::records::seccomp::{SeccompFilter, SeccompRecord, RET_ALLOW};
+        let allow = SeccompFilter { prog: vec![0x06 | u64::from(RET_ALLOW) << 32], flags: 0 };
+        let rec = |threads: Vec<(i32, Vec<u32>)>, f: SeccompFilter| SeccompRecord { filters: vec![f], threads };
+        let mut d = Decoded::sample(PID);
+        d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], allow.clone())));
+        validate(&d).unwrap();
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID + 1, vec![0])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp thread", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID, vec![0, 0])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp chain index", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID, vec![1])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp chain index", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp filters", .. }), "{e}");
+        let e = check(|d| {
+            d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], SeccompFilter { prog: vec![0x20], flags: 0 })))
+        });
+        assert!(matches!(e, Invalid::Value { field: "seccomp filter program", .. }), "{e}");
+        let e = check(|d| {
+            d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], SeccompFilter { flags: 1, ..allow.clone() })))
+        });
+        assert!(matches!(e, Invalid::Value { field: "seccomp filter flags", .. }), "{e}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub mod netlock;
 pub mod paths;
 pub mod plan;
 pub mod process;
+pub mod seccomp;
 pub mod sockets;
 pub mod threads;
 pub mod tracee;
@@ -310,6 +311,8 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     }
     threads::set_creds(&mut pr.c, &p.rec.creds)?;
     process::finish_task(&mut pr.c, p)?;
+    // Last: the filters (the dump proved the munmap below passes them).
+    seccomp::install(&mut pr.c, &mut pr.threads, p)?;
     let tramp = pr.c.tramp;
     pr.c.call("munmap(trampoline)", libc::SYS_munmap, [tramp, child::TRAMP_LEN, 0, 0, 0, 0])?;
     for t in &p.threads {

@@ -41,6 +41,8 @@ pub struct ProcPlan {
     pub cow: Option<records::CowShared>,
     /// The group stop it was in (stopped again before it runs).
     pub job_stop: Option<records::JobStop>,
+    /// Its threads' seccomp filters (installed last, see [`crate::seccomp`]).
+    pub seccomp: Option<records::seccomp::SeccompRecord>,
 }
 
 impl ProcPlan {
@@ -127,6 +129,7 @@ fn build(d: Decoded) -> Plan {
                 advice: Vec::new(),
                 cow: None,
                 job_stop: None,
+                seccomp: None,
             },
         );
     }
@@ -155,6 +158,11 @@ fn build(d: Decoded) -> Plan {
     for (o, a) in d.advice {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.advice = a.areas;
+        }
+    }
+    for (o, f) in d.seccomp {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.seccomp = Some(f);
         }
     }
     for (o, j) in d.job_stops {
@@ -358,6 +366,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         advice: Vec::new(),
         cow: None,
         job_stop: None,
+        seccomp: None,
     }
 }
 

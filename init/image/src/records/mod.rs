@@ -14,6 +14,7 @@ pub mod files;
 pub mod mm;
 pub mod netlock;
 pub mod process;
+pub mod seccomp;
 pub mod sockets;
 pub mod threads;
 
@@ -59,6 +60,8 @@ pub const VMA_ADVICE: RecordKind = RecordKind(28);
 pub const COW_SHARED: RecordKind = RecordKind(45);
 /// [`JobStop`], owner = pid of a stopped process (at most one per process).
 pub const JOB_STOP: RecordKind = RecordKind(46);
+/// [`seccomp::SeccompRecord`], owner = pid of a process with seccomp filters (at most one).
+pub const SECCOMP: RecordKind = RecordKind(47);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -78,6 +81,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_ADVICE => "vma-advice",
         COW_SHARED => "cow-shared",
         JOB_STOP => "job-stop",
+        SECCOMP => "seccomp",
         _ => return None,
     })
 }
@@ -196,6 +200,12 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         JOB_STOP => {
             let j: JobStop = de(bytes)?;
             format!("stopped by signal {}", j.signal)
+        }
+        SECCOMP => {
+            let r: seccomp::SeccompRecord = de(bytes)?;
+            let insns: usize = r.filters.iter().map(|f| f.prog.len()).sum();
+            let t: Vec<String> = r.threads.iter().map(|(tid, c)| format!("{tid}:{c:?}")).collect();
+            format!("seccomp: {} filter(s), {insns} instructions; threads {}", r.filters.len(), t.join(" "))
         }
         _ => return None,
     })
