@@ -97,7 +97,7 @@ pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "cow_fork",
         link: Link::Dynamic,
-        summary: "64 MiB shared copy-on-write by a parent and 4 forked children, still shared after restore",
+        summary: "16 MiB (64 on the host) shared copy-on-write by a parent and 4 forked children, still shared after restore",
         crosses_kernels: true,
     },
     Workload {

@@ -48,7 +48,7 @@ workload_tests! {
     signals => "signals" [];
     timers => "timers" [];
     sigev_thread => "sigev_thread" [];
-    cow_fork => "cow_fork" [];
+    cow_fork => "cow_fork" ["64"];
     stopped => "stopped" [];
     seccomp_filter => "seccomp_filter" [];
     tree => "tree" [];
@@ -110,7 +110,7 @@ mod vdso_trampoline {
     /// their own (the cross-kernel path of copy-on-write sharing).
     #[test]
     fn cow_fork_round_trip() -> Result<()> {
-        harness()?.round_trip_with("cow_fork", &[], &["--force-vdso-trampoline"]).map(|_| ())
+        harness()?.round_trip_with("cow_fork", &["64"], &["--force-vdso-trampoline"]).map(|_| ())
     }
 }
 
