@@ -671,6 +671,7 @@ mod refuse {
         unix_closed => "peer end is closed";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
+        seccomp_args => "looks at the arguments";
         fifo_deleted => "deleted FIFO";
         dir_deleted => "deleted directory";
         map_deleted => "mapping of a deleted file";

@@ -12,6 +12,10 @@
  *   unix_closed    a stream socketpair end with 1000 unread bytes whose peer end is closed
  *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
+ *   seccomp_args   a filter like MemoryDenyWriteExecute=: mmap and mprotect asking for PROT_EXEC
+ *                  fail with EPERM (it reads mmap's arguments, so whether the dump's own mmap
+ *                  passes cannot be known); afterwards an executable mmap still fails, a plain one
+ *                  works
  *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
  *   dir_deleted    a descriptor of a directory that was removed
  *   map_deleted    a private mapping of a file that was deleted (descriptor closed)
@@ -248,6 +252,23 @@ static void mode_seccomp_strict(void)
 }
 
 /* ---- seccomp filter: kill the process on getitimer. ---- */
+/* ---- seccomp args: kill on mmap or mprotect asking for writable and executable memory. ---- */
+static void mode_seccomp_args(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mprotect, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fp = { .len = sizeof f / sizeof f[0], .filter = f };
+    WL_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+    WL_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) == 0, "seccomp filter");
+}
+
 static void mode_seccomp_filter(void)
 {
     struct sock_filter f[] = {
@@ -428,6 +449,8 @@ int main(int argc, char **argv)
         mode_seccomp_strict(); /* READY comes from its helper thread */
     } else if (strcmp(mode, "seccomp_filter") == 0) {
         mode_seccomp_filter();
+    } else if (strcmp(mode, "seccomp_args") == 0) {
+        mode_seccomp_args();
     } else if (strcmp(mode, "fifo_deleted") == 0) {
         wl_path(path, sizeof path, ".fifo");
         WL_CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
@@ -629,6 +652,13 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "seccomp_args") == 0) {
+        void *x = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (x != MAP_FAILED || errno != EPERM)
+            wl_fail("an executable mmap gave %p errno %d, expected EPERM from the filter", x, errno);
+        void *y = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (y == MAP_FAILED)
+            wl_fail("a plain mmap failed: errno %d", errno);
     } else if (strcmp(mode, "seccomp_filter") == 0) {
         char v[32];
         if (wl_status_field(0, "Seccomp", v, sizeof v) != 0 || strcmp(v, "2") != 0)
