@@ -89,6 +89,30 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "sigev_thread",
+        link: Link::Dynamic,
+        summary: "SIGEV_THREAD POSIX timers (glibc's helper thread) that keep firing after restore",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "cow_fork",
+        link: Link::Dynamic,
+        summary: "16 MiB (64 on the host) shared copy-on-write by a parent and 4 forked children, still shared after restore",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "stopped",
+        link: Link::Dynamic,
+        summary: "processes in a group stop (SIGSTOP from the parent, a raise(SIGSTOP), a threaded one) stay stopped",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "seccomp_filter",
+        link: Link::Dynamic,
+        summary: "seccomp filters shared by three threads and per thread, each thread's answers and counts kept",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "tree",
         link: Link::Static,
         summary: "three-level tree with a session leader, process groups and zombies",

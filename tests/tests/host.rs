@@ -47,6 +47,10 @@ workload_tests! {
     files => "files" [];
     signals => "signals" [];
     timers => "timers" [];
+    sigev_thread => "sigev_thread" [];
+    cow_fork => "cow_fork" ["64"];
+    stopped => "stopped" [];
+    seccomp_filter => "seccomp_filter" [];
     tree => "tree" [];
     blocking_nanosleep => "blocking" ["nanosleep"];
     blocking_read => "blocking" ["read"];
@@ -106,6 +110,13 @@ mod vdso_trampoline {
     #[test]
     fn timers_round_trip() -> Result<()> {
         harness()?.round_trip_with("timers", &[], &["--force-vdso-trampoline"]).map(|_| ())
+    }
+
+    /// Children forked from their restored parent inherit its patched vDSO copy and place
+    /// their own (the cross-kernel path of copy-on-write sharing).
+    #[test]
+    fn cow_fork_round_trip() -> Result<()> {
+        harness()?.round_trip_with("cow_fork", &["64"], &["--force-vdso-trampoline"]).map(|_| ())
     }
 }
 
@@ -666,6 +677,7 @@ mod refuse {
         unix_closed => "peer end is closed";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
+        seccomp_args => "looks at the arguments";
         fifo_deleted => "deleted FIFO";
         dir_deleted => "deleted directory";
         map_deleted => "mapping of a deleted file";
@@ -683,6 +695,7 @@ mod refuse {
         sched_deadline => "scheduling policy 6";
         thread_creds => "CapEff";
         lease_signal => "a lease whose break";
+        traced => "is traced (ptrace) by pid";
     }
 }
 

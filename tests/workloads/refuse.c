@@ -12,6 +12,10 @@
  *   unix_closed    a stream socketpair end with 1000 unread bytes whose peer end is closed
  *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
+ *   seccomp_args   a filter like MemoryDenyWriteExecute=: mmap and mprotect asking for PROT_EXEC
+ *                  fail with EPERM (it reads mmap's arguments, so whether the dump's own mmap
+ *                  passes cannot be known); afterwards an executable mmap still fails, a plain one
+ *                  works
  *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
  *   dir_deleted    a descriptor of a directory that was removed
  *   map_deleted    a private mapping of a file that was deleted (descriptor closed)
@@ -40,6 +44,9 @@
  *   sched_deadline a thread runs under SCHED_DEADLINE (runtime 1 ms, deadline and period 100 ms)
  *   thread_creds   a thread dropped CAP_KILL from its own effective set (capset is per thread)
  *   lease_signal   a read lease on OUTFILE.lease whose break signal is SIGUSR1 (F_SETSIG)
+ *   traced         a thread of the root is in a ptrace stop of a child (PTRACE_SEIZE +
+ *                  PTRACE_INTERRUPT); afterwards it is still stopped, and runs once the child
+ *                  detaches
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -57,6 +64,7 @@
 #include <sys/file.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/ptrace.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -127,6 +135,91 @@ static void start_own_thread(const char *mode)
     while (own_state == 0)
         wl_sleep_ms(1);
     WL_CHECK(own_state == 1, "setting up the thread for %s", mode);
+}
+
+/* ---- traced: a second thread of the root counts in a shared page; a child traces and stops it. */
+struct traced_page {
+    volatile pid_t tid;
+    volatile uint64_t count;
+    volatile int stopped;
+};
+static struct traced_page *tp;
+static pid_t tracer_child;
+
+static void *traced_spin(void *arg)
+{
+    (void)arg;
+    tp->tid = (pid_t)syscall(SYS_gettid);
+    for (;;) {
+        tp->count++;
+        wl_sleep_ms(2);
+    }
+    return NULL;
+}
+
+static char task_state(pid_t pid, pid_t tid)
+{
+    char path[96], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+static void mode_traced(void)
+{
+    tp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    WL_CHECK(tp != MAP_FAILED, "mmap shared");
+    pthread_t th;
+    WL_CHECK(pthread_create(&th, NULL, traced_spin, NULL) == 0, "pthread_create");
+    while (tp->tid == 0 || tp->count < 5)
+        wl_sleep_ms(5);
+    /* Any process may trace its parent's threads only with Yama off or ptrace_scope 0: as root
+     * (the tests run as root) PTRACE_SEIZE works regardless. */
+    tracer_child = fork();
+    WL_CHECK(tracer_child >= 0, "fork");
+    if (tracer_child == 0) {
+        wl_is_child = 1;
+        pid_t t = tp->tid;
+        WL_CHECK(ptrace(PTRACE_SEIZE, t, 0, 0) == 0, "PTRACE_SEIZE %d", (int)t);
+        WL_CHECK(ptrace(PTRACE_INTERRUPT, t, 0, 0) == 0, "PTRACE_INTERRUPT");
+        int st;
+        WL_CHECK(waitpid(t, &st, __WALL) == t && WIFSTOPPED(st), "waitpid for the ptrace stop");
+        tp->stopped = 1;
+        wl_wait_term();
+        WL_CHECK(ptrace(PTRACE_DETACH, t, 0, 0) == 0, "PTRACE_DETACH");
+        wl_pass();
+    }
+    while (!tp->stopped)
+        wl_sleep_ms(5);
+}
+
+static void verify_traced(void)
+{
+    pid_t t = tp->tid;
+    char s = task_state(getpid(), t);
+    if (s != 't')
+        wl_fail("thread %d is in state %c, expected t (still in the child's ptrace stop)", (int)t, s);
+    uint64_t before = tp->count;
+    wl_sleep_ms(100);
+    if (tp->count != before)
+        wl_fail("the traced thread ran while in its ptrace stop");
+    kill(tracer_child, SIGTERM);
+    int st;
+    WL_CHECK(waitpid(tracer_child, &st, 0) == tracer_child, "waitpid child");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        wl_fail("the tracing child ended with status %#x", st);
+    double t0 = wl_now(CLOCK_MONOTONIC);
+    while (tp->count == before) {
+        if (wl_now(CLOCK_MONOTONIC) > t0 + 5)
+            wl_fail("the thread did not run again after PTRACE_DETACH");
+        wl_sleep_ms(5);
+    }
 }
 
 static void fd_link(int fd, char *out, size_t size)
@@ -207,6 +300,23 @@ static void mode_seccomp_strict(void)
 }
 
 /* ---- seccomp filter: kill the process on getitimer. ---- */
+/* ---- seccomp args: kill on mmap or mprotect asking for writable and executable memory. ---- */
+static void mode_seccomp_args(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mprotect, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fp = { .len = sizeof f / sizeof f[0], .filter = f };
+    WL_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+    WL_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) == 0, "seccomp filter");
+}
+
 static void mode_seccomp_filter(void)
 {
     struct sock_filter f[] = {
@@ -387,6 +497,8 @@ int main(int argc, char **argv)
         mode_seccomp_strict(); /* READY comes from its helper thread */
     } else if (strcmp(mode, "seccomp_filter") == 0) {
         mode_seccomp_filter();
+    } else if (strcmp(mode, "seccomp_args") == 0) {
+        mode_seccomp_args();
     } else if (strcmp(mode, "fifo_deleted") == 0) {
         wl_path(path, sizeof path, ".fifo");
         WL_CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
@@ -534,6 +646,8 @@ int main(int argc, char **argv)
         fd = open(path, O_RDONLY | O_CLOEXEC);
         WL_CHECK(fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0, "read lease on %s", path);
         WL_CHECK(fcntl(fd, F_SETSIG, SIGUSR1) == 0, "F_SETSIG");
+    } else if (strcmp(mode, "traced") == 0) {
+        mode_traced();
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -542,7 +656,9 @@ int main(int argc, char **argv)
     beat_until_term();
 
     /* ---- Verify: the resource is exactly as it was. ---- */
-    if (strcmp(mode, "cwd") == 0) {
+    if (strcmp(mode, "traced") == 0) {
+        verify_traced();
+    } else if (strcmp(mode, "cwd") == 0) {
         struct stat st;
         WL_CHECK(stat(".", &st) == 0, "stat .");
         if (st.st_nlink != 0)
@@ -592,6 +708,13 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "seccomp_args") == 0) {
+        void *x = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (x != MAP_FAILED || errno != EPERM)
+            wl_fail("an executable mmap gave %p errno %d, expected EPERM from the filter", x, errno);
+        void *y = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (y == MAP_FAILED)
+            wl_fail("a plain mmap failed: errno %d", errno);
     } else if (strcmp(mode, "seccomp_filter") == 0) {
         char v[32];
         if (wl_status_field(0, "Seccomp", v, sizeof v) != 0 || strcmp(v, "2") != 0)

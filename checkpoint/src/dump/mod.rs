@@ -9,6 +9,7 @@
 //! eventfd/signalfd/timerfd), [`process`] (per-process state read by injecting syscalls: sigactions, timers, brk,
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
+pub mod cow;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
@@ -19,6 +20,7 @@ pub mod mm;
 pub mod precheck;
 pub mod process;
 pub mod sched;
+pub mod seccomp;
 pub mod sockets;
 pub mod threads;
 
@@ -215,6 +217,19 @@ pub fn dump_trees<S: Store>(
         let (mm_rec, n) = mm::dump_mm(p.pid, writer)?;
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
+        if let Some(f) = seccomp::read(p.pid, &p.tids)? {
+            writer.put_record(records::SECCOMP, p.pid as u32, 0, &f)?;
+        }
+        if let Some(signal) = p.stop_signal {
+            writer.put_record(records::JOB_STOP, p.pid as u32, 0, &records::JobStop { signal })?;
+        }
+        let parent_live = frozen.procs().iter().any(|q| q.pid == p.ppid && q.zombie.is_none());
+        if parent_live {
+            if let Some(c) = cow::shared_with_parent(p.pid, p.ppid, &mm_rec)? {
+                // Ignorable: a restorer without it gives the child its own copy of each page.
+                writer.put_ignorable_record(records::COW_SHARED, p.pid as u32, 0, &c)?;
+            }
+        }
         let advice = mm::vma_advice(p.pid, &mm_rec)?;
         if !advice.areas.is_empty() {
             writer.put_ignorable_record(records::VMA_ADVICE, p.pid as u32, 0, &advice)?;

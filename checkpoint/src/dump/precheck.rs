@@ -4,7 +4,7 @@
 //! process of every tree. What it checks:
 //!
 //! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
-//!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
+//!   strict mode, no seccomp filter that blocks an injected call, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
 //!   deleted, not replaced by another file); the namespaces must be the dumper's; no
 //!   `SCHED_DEADLINE` or memory lock (the image does not carry them; it does carry the other
@@ -34,9 +34,8 @@ fn seccomp_mode(pid: i32, tid: i32) -> Result<u32, DumpError> {
 /// Refuses a process whose threads cannot take injected system calls safely. The dump injects
 /// among others `mmap`, `munmap`, `brk`, `rt_sigaction`, `getitimer`, `prctl`,
 /// `timer_gettime`, `sigaltstack` and `get_robust_list`: in seccomp strict mode any of them
-/// kills the process; in filter mode a filter may kill it, make a call fail or trap it
-/// (seamless does not evaluate filters, and restore would not install them again, so it
-/// refuses rather than risk the process or drop its filter).
+/// kills the process; in filter mode the filters are evaluated for each of them
+/// ([`super::seccomp::precheck`]) and carried when all pass.
 fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     for &tid in tids {
         match seccomp_mode(pid, tid)? {
@@ -48,15 +47,38 @@ fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
                     "seccomp strict mode: any system call the dump would inject (mmap, prctl, ...) kills the process; it cannot be checkpointed",
                 ))
             }
+            2 => {}
             mode => {
-                return Err(refuse(
-                    pid,
-                    format!("thread {tid}"),
-                    format!(
-                        "seccomp filter mode ({mode}): a filter may kill the process or fail the system calls the dump injects (mmap, rt_sigaction, prctl, ...), seamless does not evaluate filters and restore does not install them again, so it refuses; run the service without a seccomp filter (e.g. no SystemCallFilter=) to checkpoint it"
-                    ),
-                ))
+                return Err(refuse(pid, format!("thread {tid}"), format!("unknown seccomp mode {mode}")));
             }
+        }
+    }
+    // Filter mode: carried (record kind 47) when every call the dump injects passes.
+    super::seccomp::precheck(pid, tids)
+}
+
+/// Refuses POSIX timers restore could not create again exactly: a kernel-level `SIGEV_THREAD`
+/// notification (only raw `timer_create` calls make one; glibc turns `SIGEV_THREAD` into
+/// `SIGEV_THREAD_ID` aimed at its helper thread, which is restored) and a `SIGEV_THREAD_ID`
+/// timer whose thread has exited (its expiries go nowhere; a new timer needs a live thread).
+fn timers(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    for t in super::process::parse_timers(pid)? {
+        if t.notify == libc::SIGEV_THREAD {
+            return Err(refuse(
+                pid,
+                format!("POSIX timer {}", t.id),
+                "notification SIGEV_THREAD at the system-call level (raw timer_create): the image carries SIGEV_SIGNAL, SIGEV_NONE and SIGEV_THREAD_ID timers only",
+            ));
+        }
+        if t.notify == libc::SIGEV_THREAD_ID && !tids.contains(&t.tid) {
+            return Err(refuse(
+                pid,
+                format!("POSIX timer {}", t.id),
+                format!(
+                    "SIGEV_THREAD_ID timer aimed at thread {}, which is not a live thread of the process: restore cannot aim a timer at it",
+                    t.tid
+                ),
+            ));
         }
     }
     Ok(())
@@ -364,6 +386,7 @@ fn thread_creds(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
 pub fn process(pid: i32, tids: &[i32], opts: &DumpOptions) -> Result<(), DumpError> {
     injectable(pid, tids)?;
     native(pid, tids)?;
+    timers(pid, tids)?;
     namespaces(pid, opts.carry_clocks)?;
     cgroup_v1(pid)?;
     settings(pid, tids)?;

@@ -102,6 +102,12 @@ pub struct Decoded {
     pub file_locks: Vec<(u32, records::FileLocks)>,
     /// Threads' scheduling attributes: entry owner, entry tag, record.
     pub sched: Vec<(u32, u64, records::ThreadSched)>,
+    /// Pages shared copy-on-write with the parent, by entry owner.
+    pub cow: Vec<(u32, records::CowShared)>,
+    /// Group stops, by entry owner.
+    pub job_stops: Vec<(u32, records::JobStop)>,
+    /// Seccomp filters, by entry owner.
+    pub seccomp: Vec<(u32, records::seccomp::SeccompRecord)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -160,6 +166,15 @@ impl Decoded {
         for (i, owner, tag, _) in list(r, records::THREAD_SCHED) {
             d.sched.push((owner, tag, r.record(i)?));
         }
+        for (i, owner, _, _) in list(r, records::COW_SHARED) {
+            d.cow.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::JOB_STOP) {
+            d.job_stops.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::SECCOMP) {
+            d.seccomp.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -217,6 +232,15 @@ impl Decoded {
         }
         for (o, tag, t) in &self.sched {
             w.put_record(records::THREAD_SCHED, *o, *tag, t)?;
+        }
+        for (o, c) in &self.cow {
+            w.put_ignorable_record(records::COW_SHARED, *o, 0, c)?;
+        }
+        for (o, j) in &self.job_stops {
+            w.put_record(records::JOB_STOP, *o, 0, j)?;
+        }
+        for (o, f) in &self.seccomp {
+            w.put_record(records::SECCOMP, *o, 0, f)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -304,6 +328,9 @@ impl Decoded {
             advice: Vec::new(),
             file_locks: Vec::new(),
             sched: Vec::new(),
+            cow: Vec::new(),
+            job_stops: Vec::new(),
+            seccomp: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -538,6 +565,9 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_advice(d, &procs)?;
     attrs::check_file_locks(d, &procs, &descs)?;
     attrs::check_sched(d, &procs)?;
+    check_cow(d, &procs)?;
+    check_job_stops(d, &procs)?;
+    check_seccomp(d, &procs, &tids)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {
@@ -967,6 +997,118 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
                 value: s.oom_score_adj.into(),
                 why: "outside -1000..=1000",
             });
+        }
+    }
+    Ok(())
+}
+
+/// Seccomp records: one per live process; each filter a program the kernel would run, with
+/// known flags, used by some chain; each thread of the process at most once, its chain
+/// non-empty with valid indices, no filter twice in one chain.
+fn check_seccomp(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, tids: &BTreeMap<i32, Vec<i32>>) -> Res {
+    use records::seccomp::{check_program, FLAG_LOG};
+    let mut seen = BTreeSet::new();
+    for (owner, r) in &d.seccomp {
+        let pid = live_owner(procs, "seccomp", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "seccomp", id: pid.into() });
+        }
+        let value = |field, value: i128, why| Invalid::Value { pid, field, value, why };
+        for (i, f) in r.filters.iter().enumerate() {
+            check_program(&f.prog)
+                .map_err(|_| value("seccomp filter program", i as i128, "not a program the kernel runs"))?;
+            if f.flags & !FLAG_LOG != 0 {
+                return Err(value("seccomp filter flags", f.flags.into(), "unknown bits"));
+            }
+        }
+        let mine = tids.get(&pid).cloned().unwrap_or_default();
+        let mut used = vec![false; r.filters.len()];
+        let mut threads = BTreeSet::new();
+        for (tid, chain) in &r.threads {
+            if !mine.contains(tid) || !threads.insert(*tid) {
+                return Err(value("seccomp thread", (*tid).into(), "not a thread of the process, or twice"));
+            }
+            let mut in_chain = BTreeSet::new();
+            if chain.is_empty() {
+                return Err(value("seccomp chain", (*tid).into(), "empty"));
+            }
+            for &i in chain {
+                let slot = usize::try_from(i).ok().and_then(|i| used.get_mut(i));
+                match slot {
+                    Some(u) if in_chain.insert(i) => *u = true,
+                    _ => return Err(value("seccomp chain index", i.into(), "no such filter, or twice in one chain")),
+                }
+            }
+        }
+        if used.iter().any(|u| !u) {
+            return Err(value("seccomp filters", r.filters.len() as i128, "a filter no thread has"));
+        }
+    }
+    Ok(())
+}
+
+/// Group-stop records: one per live process, a stop signal.
+fn check_job_stops(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, j) in &d.job_stops {
+        let pid = live_owner(procs, "job-stop", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "job-stop", id: pid.into() });
+        }
+        if ![libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&j.signal) {
+            return Err(Invalid::Value {
+                pid,
+                field: "stop signal",
+                value: j.signal.into(),
+                why: "not SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Copy-on-write records: one per live process, naming its parent (a live process of the
+/// image), whole pages, ascending and disjoint, each range inside one private anonymous area
+/// of the process and one of the parent.
+fn check_cow(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, c) in &d.cow {
+        let p = live_owner(procs, "cow-shared", *owner)?;
+        let pid = p.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "cow-shared", id: pid.into() });
+        }
+        if c.parent != p.ppid || !procs.get(&c.parent).is_some_and(|q| alive(q)) {
+            return Err(Invalid::Value {
+                pid,
+                field: "cow-shared parent",
+                value: c.parent.into(),
+                why: "not the process's parent, or not a live process of the image",
+            });
+        }
+        let mm_of = |who: i32| {
+            d.mms
+                .iter()
+                .find(|(o, _)| i32::try_from(*o).ok() == Some(who))
+                .map(|(_, m)| m)
+                .ok_or(Invalid::Missing { pid: who, what: "mm" })
+        };
+        let (mine, theirs) = (mm_of(pid)?, mm_of(c.parent)?);
+        let private_anon = |m: &records::MmRecord, a: u64, b: u64| {
+            m.vmas.iter().any(|v| v.kind == VmaKind::Anon && !v.shared && v.start <= a && b <= v.end)
+        };
+        let mut prev_end = 0u64;
+        for &(start, end) in &c.ranges {
+            let range = |why| Invalid::Range { pid, field: "cow-shared range", start, end, why };
+            page_aligned(pid, "cow-shared start", start)?;
+            page_aligned(pid, "cow-shared end", end)?;
+            if end <= start || start < prev_end {
+                return Err(range("empty, reversed, overlapping or out of order"));
+            }
+            prev_end = end;
+            if !private_anon(mine, start, end) || !private_anon(theirs, start, end) {
+                return Err(range("not inside one private anonymous area of both the process and its parent"));
+            }
         }
     }
     Ok(())
@@ -1545,6 +1687,95 @@ mod tests {
             d.mms.append(&mut other.mms);
         });
         assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    #[test]
+    fn seccomp_filters_are_programs_of_threads_of_the_process() {
+        use crate::records::seccomp::{SeccompFilter, SeccompRecord, RET_ALLOW};
+        let allow = SeccompFilter { prog: vec![0x06 | u64::from(RET_ALLOW) << 32], flags: 0 };
+        let rec = |threads: Vec<(i32, Vec<u32>)>, f: SeccompFilter| SeccompRecord { filters: vec![f], threads };
+        let mut d = Decoded::sample(PID);
+        d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], allow.clone())));
+        validate(&d).unwrap();
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID + 1, vec![0])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp thread", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID, vec![0, 0])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp chain index", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID, vec![1])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp chain index", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp filters", .. }), "{e}");
+        let e = check(|d| {
+            d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], SeccompFilter { prog: vec![0x20], flags: 0 })))
+        });
+        assert!(matches!(e, Invalid::Value { field: "seccomp filter program", .. }), "{e}");
+        let e = check(|d| {
+            d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], SeccompFilter { flags: 1, ..allow.clone() })))
+        });
+        assert!(matches!(e, Invalid::Value { field: "seccomp filter flags", .. }), "{e}");
+    }
+
+    #[test]
+    fn job_stops_name_a_stop_signal_of_a_live_process() {
+        use crate::records::JobStop;
+        let mut d = Decoded::sample(PID);
+        d.job_stops.push((PID as u32, JobStop { signal: libc::SIGTSTP }));
+        validate(&d).unwrap();
+        let e = check(|d| d.job_stops.push((PID as u32, JobStop { signal: libc::SIGKILL })));
+        assert!(matches!(e, Invalid::Value { field: "stop signal", .. }), "{e}");
+        let e = check(|d| d.job_stops.push((PID as u32 + 1, JobStop { signal: libc::SIGSTOP })));
+        assert!(matches!(e, Invalid::Owner { .. }), "{e}");
+        let e = check(|d| {
+            d.job_stops.push((PID as u32, JobStop { signal: libc::SIGSTOP }));
+            d.job_stops.push((PID as u32, JobStop { signal: libc::SIGSTOP }));
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "job-stop", .. }), "{e}");
+    }
+
+    /// A copy-on-write record names the parent and lies in private anonymous areas of both.
+    #[test]
+    fn cow_shared_pages_lie_in_both_processes() {
+        use crate::records::CowShared;
+        let family = || {
+            let mut d = Decoded::sample(PID);
+            let mut other = Decoded::sample(PID + 1);
+            other.procs[0].1.ppid = PID;
+            d.trees[0].pids.push(PID + 1);
+            d.procs.append(&mut other.procs);
+            d.threads.append(&mut other.threads);
+            d.mms.append(&mut other.mms);
+            d.fd_tables.append(&mut other.fd_tables);
+            d.chunks.append(&mut other.chunks);
+            d
+        };
+        let child = (PID + 1) as u32;
+        let mut d = family();
+        validate(&d).unwrap();
+        d.cow.push((child, CowShared { parent: PID, ranges: vec![(0x10_0000, 0x10_1000), (0x11_0000, 0x12_0000)] }));
+        validate(&d).unwrap();
+        let bad = |c: CowShared| {
+            let mut d = family();
+            d.cow.push((child, c));
+            validate(&d).unwrap_err()
+        };
+        let e = bad(CowShared { parent: PID + 7, ranges: vec![] });
+        assert!(matches!(e, Invalid::Value { field: "cow-shared parent", .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x11_0000, 0x12_0000), (0x10_0000, 0x10_1000)] });
+        assert!(matches!(e, Invalid::Range { .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x10_0000, 0x10_0800)] });
+        assert!(matches!(e, Invalid::Unaligned { field: "cow-shared end", .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x11_0000, 0x13_0000)] });
+        assert!(
+            matches!(
+                e,
+                Invalid::Range { why: "not inside one private anonymous area of both the process and its parent", .. }
+            ),
+            "{e}"
+        );
+        // The root has no parent in the image.
+        let mut d = family();
+        d.cow.push((PID as u32, CowShared { parent: 1, ranges: vec![] }));
+        assert!(matches!(validate(&d).unwrap_err(), Invalid::Value { field: "cow-shared parent", .. }));
     }
 
     #[test]

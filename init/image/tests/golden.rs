@@ -239,6 +239,26 @@ fn samples() -> Vec<Sample> {
             ioprio: (2 << 13) | 6,
         },
     ));
+    s.push(sample(
+        "cow-shared",
+        records::COW_SHARED,
+        records::CowShared {
+            parent: 4242,
+            ranges: vec![(0x7f00_0000_0000, 0x7f00_0400_0000), (0x7f00_0500_0000, 0x7f00_0500_1000)],
+        },
+    ));
+    s.push(sample(
+        "seccomp",
+        records::SECCOMP,
+        records::seccomp::SeccompRecord {
+            filters: vec![
+                records::seccomp::SeccompFilter { prog: vec![0x4_0000_0020, 0x7fff_0000_0000_0006], flags: 2 },
+                records::seccomp::SeccompFilter { prog: vec![0x5_0001_0000_0006], flags: 0 },
+            ],
+            threads: vec![(4242, vec![0]), (4243, vec![0, 1])],
+        },
+    ));
+    s.push(sample("job-stop", records::JOB_STOP, records::JobStop { signal: libc::SIGTSTP }));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

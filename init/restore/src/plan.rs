@@ -41,6 +41,12 @@ pub struct ProcPlan {
     pub locks: Vec<records::FileLock>,
     /// Its threads' scheduling attributes (threads without a record keep the defaults).
     pub sched: Vec<records::ThreadSched>,
+    /// The pages it shares copy-on-write with its parent (see [`crate::cow`]).
+    pub cow: Option<records::CowShared>,
+    /// The group stop it was in (stopped again before it runs).
+    pub job_stop: Option<records::JobStop>,
+    /// Its threads' seccomp filters (installed last, see [`crate::seccomp`]).
+    pub seccomp: Option<records::seccomp::SeccompRecord>,
 }
 
 impl ProcPlan {
@@ -127,6 +133,9 @@ fn build(d: Decoded) -> Plan {
                 advice: Vec::new(),
                 locks: Vec::new(),
                 sched: Vec::new(),
+                cow: None,
+                job_stop: None,
+                seccomp: None,
             },
         );
     }
@@ -165,6 +174,21 @@ fn build(d: Decoded) -> Plan {
     for (o, _, t) in d.sched {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.sched.push(t);
+        }
+    }
+    for (o, f) in d.seccomp {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.seccomp = Some(f);
+        }
+    }
+    for (o, j) in d.job_stops {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.job_stop = Some(j);
+        }
+    }
+    for (o, c) in d.cow {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.cow = Some(c);
         }
     }
     for (_, desc) in d.descs {
@@ -358,6 +382,9 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         advice: Vec::new(),
         locks: Vec::new(),
         sched: Vec::new(),
+        cow: None,
+        job_stop: None,
+        seccomp: None,
     }
 }
 

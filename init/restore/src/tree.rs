@@ -26,7 +26,8 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
     let mut expected = 0usize;
     let mut stack = roots.clone();
     while let Some(p) = stack.pop() {
-        if plan.procs.contains_key(&p) {
+        // Children forked from their restored parent (crate::cow) are not made here.
+        if plan.procs.contains_key(&p) && !crate::cow::forked_from_parent(plan, p) {
             expected += 1;
         }
         stack.extend(plan.children_of(p));
@@ -54,7 +55,7 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
                 // The whole subtree is lost.
                 let mut stack = vec![root];
                 while let Some(p) = stack.pop() {
-                    if plan.procs.contains_key(&p) {
+                    if plan.procs.contains_key(&p) && !crate::cow::forked_from_parent(plan, p) {
                         expected = expected.saturating_sub(1);
                     }
                     failed.push((p, format!("cannot create pid {root} (root of its subtree): {}", chain(&e))));
@@ -80,7 +81,7 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
             let pid = -v;
             let mut stack = vec![pid];
             while let Some(p) = stack.pop() {
-                if plan.procs.contains_key(&p) {
+                if plan.procs.contains_key(&p) && !crate::cow::forked_from_parent(plan, p) {
                     expected = expected.saturating_sub(1);
                 }
                 failed.push((
@@ -131,7 +132,7 @@ fn helper(plan: &Plan, pid: i32, ready: &std::fs::File) -> ! {
         proc::exit_now(128 + sig);
     }
     let mut w = ready;
-    for c in plan.children_of(pid) {
+    for c in plan.children_of(pid).into_iter().filter(|&c| !crate::cow::forked_from_parent(plan, c)) {
         match proc::fork_with_pid(c) {
             Ok(Forked::Child) => helper(plan, c, ready),
             Ok(Forked::Parent(_)) => {}

@@ -16,6 +16,7 @@ pub mod mm;
 pub mod netlock;
 pub mod process;
 pub mod sched;
+pub mod seccomp;
 pub mod sockets;
 pub mod threads;
 
@@ -23,10 +24,10 @@ pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use locks::{FileLock, FileLocks, LockKind};
-pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
+pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
-    Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
+    Creds, ITimer, JobStop, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
 pub use sched::ThreadSched;
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
@@ -64,11 +65,17 @@ pub const FILE_LOCKS: RecordKind = RecordKind(30);
 /// [`ThreadSched`], owner = pid, tag = tid (at most one per thread, only when not all
 /// defaults).
 pub const THREAD_SCHED: RecordKind = RecordKind(31);
+/// [`CowShared`], owner = pid of a forked child (at most one per process; written `IGNORABLE`).
+pub const COW_SHARED: RecordKind = RecordKind(45);
+/// [`JobStop`], owner = pid of a stopped process (at most one per process).
+pub const JOB_STOP: RecordKind = RecordKind(46);
+/// [`seccomp::SeccompRecord`], owner = pid of a process with seccomp filters (at most one).
+pub const SECCOMP: RecordKind = RecordKind(47);
 
 /// The kinds of this module that writers store with `put_ignorable_record` (an older reader
 /// skips them and still restores correctly). `seamless check` does not ask a target's
 /// seamless-init to know them: a kind written `IGNORABLE` belongs in this list.
-pub const WRITTEN_IGNORABLE: [RecordKind; 3] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE];
+pub const WRITTEN_IGNORABLE: [RecordKind; 4] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE, COW_SHARED];
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -88,6 +95,9 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_ADVICE => "vma-advice",
         FILE_LOCKS => "file-locks",
         THREAD_SCHED => "thread-sched",
+        COW_SHARED => "cow-shared",
+        JOB_STOP => "job-stop",
+        SECCOMP => "seccomp",
         _ => return None,
     })
 }
@@ -215,6 +225,21 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
                 t.affinity,
                 t.ioprio
             )
+        }
+        COW_SHARED => {
+            let c: CowShared = de(bytes)?;
+            let pages: u64 = c.ranges.iter().map(|(a, b)| b.saturating_sub(*a) / 4096).sum();
+            format!("{pages} page(s) in {} range(s) shared copy-on-write with parent {}", c.ranges.len(), c.parent)
+        }
+        JOB_STOP => {
+            let j: JobStop = de(bytes)?;
+            format!("stopped by signal {}", j.signal)
+        }
+        SECCOMP => {
+            let r: seccomp::SeccompRecord = de(bytes)?;
+            let insns: usize = r.filters.iter().map(|f| f.prog.len()).sum();
+            let t: Vec<String> = r.threads.iter().map(|(tid, c)| format!("{tid}:{c:?}")).collect();
+            format!("seccomp: {} filter(s), {insns} instructions; threads {}", r.filters.len(), t.join(" "))
         }
         _ => return None,
     })
