@@ -33,6 +33,10 @@ pub struct FilePlan {
     pub socket_extras: Vec<records::SocketExtra>,
     /// Datagrams queued on UDP sockets.
     pub datagrams: Vec<records::DatagramQueue>,
+    /// Pty pairs by pts index, while classifying.
+    pub ptys_seen: BTreeMap<u32, super::tty::PendingPty>,
+    /// Pty pairs.
+    pub ptys: Vec<records::PtyRecord>,
 }
 
 impl FilePlan {
@@ -182,6 +186,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
         plan.tables.insert(pid, table);
     }
     super::epoll::resolve(&epolls, &mut plan)?;
+    plan.ptys = super::tty::finish(frozen, &plan.ptys_seen, !opts.pre_flight)?;
     super::sockets::check_pairs(&plan)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
     // The socket records carry inodes; the extra records are filed under description ids.
@@ -244,6 +249,9 @@ fn classify(
     let ft = md.file_type();
     let deleted = link.ends_with(" (deleted)") && md.nlink() == 0;
     if ft.is_char_device() {
+        if let Some(kind) = super::tty::classify(pid, fd, link, &md, &mut plan.ptys_seen, id)? {
+            return Ok(kind);
+        }
         if REOPENABLE_CHARDEVS.contains(&link) {
             return Ok(FileKind::CharDev { path: link.to_string(), rdev: md.rdev() });
         }
@@ -320,7 +328,8 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
         .socket_extras
         .iter()
         .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
-        .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")));
+        .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")))
+        .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")));
     for (desc, kind, what) in needs {
         if kinds.contains(&kind.0) {
             continue;
@@ -353,6 +362,9 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
+    for t in &plan.ptys {
+        w.put_record(records::PTY, 0, u64::from(t.index), t)?;
     }
     for (id, data) in &plan.ghosts {
         for chunk in data.chunks(16 << 20) {

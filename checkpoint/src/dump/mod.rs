@@ -19,6 +19,7 @@ pub mod precheck;
 pub mod process;
 pub mod sockets;
 pub mod threads;
+pub mod tty;
 
 pub use freeze::Frozen;
 

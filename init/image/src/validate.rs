@@ -96,6 +96,8 @@ pub struct Decoded {
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
     pub advice: Vec<(u32, records::VmaAdvice)>,
+    /// Pty pairs by entry tag.
+    pub ptys: Vec<(u64, records::PtyRecord)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -148,6 +150,9 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
             d.advice.push((owner, r.record(i)?));
         }
+        for (i, _, tag, _) in list(r, records::PTY) {
+            d.ptys.push((tag, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -199,6 +204,9 @@ impl Decoded {
         }
         for (o, a) in &self.advice {
             w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
+        }
+        for (tag, t) in &self.ptys {
+            w.put_record(records::PTY, 0, *tag, t)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -284,6 +292,7 @@ impl Decoded {
             datagrams: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
+            ptys: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -351,6 +360,14 @@ pub enum Invalid {
         what: &'static str,
         /// The description id (entry tag).
         desc: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// A pty record that makes no sense or does not fit the descriptions and processes.
+    #[error("pty record of /dev/pts/{index}: {why}")]
+    Pty {
+        /// The pts index (entry tag).
+        index: u64,
         /// What is wrong.
         why: String,
     },
@@ -518,6 +535,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_advice(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
+    check_ptys(d, &procs, &descs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -1049,6 +1067,59 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
         }
         if let Some(why) = q.problem(s) {
             return Err(Invalid::Socket { what: "datagrams", desc: *tag, why });
+        }
+    }
+    Ok(())
+}
+
+/// Pty records: one per index, stored under it, each with a `/dev/ptmx` master description
+/// of its own and a session and foreground group of live processes; every `/dev/ptmx` and
+/// `/dev/pts/N` description belongs to one.
+fn check_ptys(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    let mut by_index = BTreeMap::new();
+    let mut masters = BTreeSet::new();
+    for (tag, t) in &d.ptys {
+        let bad = |why: String| Invalid::Pty { index: *tag, why };
+        if *tag != u64::from(t.index) {
+            return Err(Invalid::Mislabelled { pid: 0, what: "pty", stored: i128::from(*tag), inside: t.index.into() });
+        }
+        if by_index.insert(t.index, t).is_some() {
+            return Err(Invalid::Duplicate { what: "pty", id: t.index.into() });
+        }
+        if let Some(why) = t.problem() {
+            return Err(bad(why));
+        }
+        match descs.get(&t.master).map(|f| &f.kind) {
+            Some(FileKind::CharDev { path, .. }) if path == "/dev/ptmx" => {}
+            _ => return Err(bad(format!("master file #{} is not a /dev/ptmx description", t.master))),
+        }
+        if !masters.insert(t.master) {
+            return Err(bad(format!("master file #{} is the master of another pty too", t.master)));
+        }
+        if t.session != 0 {
+            let live = |p: &&&ProcessRecord| alive(p) && p.sid == t.session;
+            if !procs.get(&t.session).filter(live).is_some_and(|p| p.pid == p.sid) {
+                return Err(bad(format!("session {} has no live leader in the image", t.session)));
+            }
+            if !procs.values().filter(live).any(|p| p.pgid == t.foreground) {
+                return Err(bad(format!(
+                    "foreground group {} has no live process of session {}",
+                    t.foreground, t.session
+                )));
+            }
+        }
+    }
+    for f in descs.values() {
+        let FileKind::CharDev { path, .. } = &f.kind else { continue };
+        let fine = if path == "/dev/ptmx" {
+            masters.contains(&f.id)
+        } else if let Some(n) = path.strip_prefix("/dev/pts/") {
+            n.parse::<u32>().is_ok_and(|n| by_index.contains_key(&n))
+        } else {
+            true
+        };
+        if !fine {
+            return Err(Invalid::File { id: f.id, field: "path", why: format!("{path} belongs to no pty record") });
         }
     }
     Ok(())

@@ -214,6 +214,36 @@ fn samples() -> Vec<Sample> {
             }],
         },
     ));
+    s.push(sample(
+        "pty",
+        records::PTY,
+        records::PtyRecord {
+            index: 3,
+            master: 7,
+            termios: records::Termios {
+                iflag: 0o2400,
+                oflag: 0o5,
+                cflag: 0o277,
+                lflag: 0o105073,
+                line: 0,
+                cc: (1..=19).collect(),
+                ispeed: 38400,
+                ospeed: 38400,
+            },
+            uid: 1000,
+            gid: 5,
+            mode: 0o620,
+            winsize: [24, 80, 640, 480],
+            locked: false,
+            packet: true,
+            master_exclusive: false,
+            slave_exclusive: true,
+            session: 4242,
+            foreground: 4250,
+            input: b"partial line".to_vec(),
+            output: b"prompt$ ".to_vec(),
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

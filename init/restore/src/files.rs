@@ -27,6 +27,8 @@ pub struct OpenFiles {
     keep: Vec<OwnedFd>,
     /// Epoll descriptions with their watches (added in the owner by [`install`]).
     pub epolls: BTreeMap<u32, EpollRecord>,
+    /// Pty pairs (their descriptions are in `by_id` too).
+    pub ptys: crate::tty::Ptys,
 }
 
 const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
@@ -125,9 +127,10 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
     );
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
     order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
+    out.ptys = crate::tty::open_all(plan, &mut out.by_id, fails);
     for d in order {
         let id = d.id;
-        if fails.desc_failed(id) {
+        if fails.desc_failed(id) || out.by_id.contains_key(&id) {
             continue;
         }
         let acc = abi::signed(d.flags) & libc::O_ACCMODE;

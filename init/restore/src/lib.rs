@@ -60,6 +60,7 @@ pub mod sockets;
 pub mod threads;
 pub mod tracee;
 pub mod tree;
+pub mod tty;
 pub mod vdso;
 
 // The tracing machinery lives in its own crate, shared with the dump side.
@@ -447,6 +448,16 @@ pub fn restore_plan<S: Store>(
             if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, abi::int(want), 0, 0, 0, 0]) {
                 log::warn!("pid {pid}: cannot join process group {want}: {}", chain(&e));
             }
+        }
+    }
+    // Controlling terminals, now that every process is in its group.
+    for t in plan.ptys.values().filter(|t| t.session != 0) {
+        let (Some(pr), Some(ours)) = (live.get_mut(&t.session), open.ptys.slaves.get(&t.index)) else { continue };
+        if fails.pid_failed(t.session) {
+            continue;
+        }
+        if let Err(e) = tty::take_terminal(&mut pr.c, t, std::os::fd::AsRawFd::as_raw_fd(ours)) {
+            fails.fail_pid(t.session, format!("controlling terminal /dev/pts/{}: {}", t.index, chain(&e)));
         }
     }
     for (pid, pr) in live.iter_mut() {

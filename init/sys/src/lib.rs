@@ -25,6 +25,7 @@ pub mod rtnl;
 pub mod signal;
 pub mod sockets;
 pub mod timens;
+pub mod tty;
 
 pub use error::{chain, Chain, SysError, SysResult};
 pub use release::kernel_release;

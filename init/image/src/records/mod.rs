@@ -16,6 +16,7 @@ pub mod netlock;
 pub mod process;
 pub mod sockets;
 pub mod threads;
+pub mod tty;
 
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
@@ -27,6 +28,7 @@ pub use process::{
 };
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
 pub use threads::{SyscallState, ThreadRecord};
+pub use tty::{PtyRecord, Termios};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -55,6 +57,8 @@ pub const DATAGRAMS: RecordKind = RecordKind(26);
 pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
+/// [`PtyRecord`], owner 0, tag = pts index (one per pty pair whose master is in the image).
+pub const PTY: RecordKind = RecordKind(40);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -72,6 +76,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         DATAGRAMS => "datagrams",
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
+        PTY => "pty",
         _ => return None,
     })
 }
@@ -181,6 +186,22 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let h: HeldListeners = de(bytes)?;
             let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
             format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
+        }
+        PTY => {
+            let t: PtyRecord = de(bytes)?;
+            format!(
+                "pty /dev/pts/{} master file #{} session {} foreground {} winsize {:?} lflag {:#o}{}{} input {} B output {} B",
+                t.index,
+                t.master,
+                t.session,
+                t.foreground,
+                t.winsize,
+                t.termios.lflag,
+                if t.locked { " locked" } else { "" },
+                if t.packet { " packet" } else { "" },
+                t.input.len(),
+                t.output.len()
+            )
         }
         _ => return None,
     })
