@@ -191,6 +191,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "pty_session",
+        link: Link::Dynamic,
+        summary: "a multiplexer-like tree on a pty: session leader with it as controlling terminal, foreground and background groups, settings, window size, packet and exclusive modes, unread bytes both ways",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "refuse",
         link: Link::Dynamic,
         summary: "one resource seamless cannot restore exactly (MODE argument): dump and check must refuse",

@@ -118,6 +118,7 @@ workload_tests! {
     timerfd_signalfd => "timerfd_signalfd" [];
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
+    pty_session => "pty_session" [];
     tmpfs_service => "tmpfs_service" [];
     cached_file => "cached_file" ["16"];
 }
