@@ -65,8 +65,7 @@ pub fn classify(
             return Err(refuse(pid, resource(), "a pty master opened through another path than /dev/ptmx (a devpts instance of its own, e.g. a container's /dev/pts/ptmx) is not checkpointed: its index could not be given back"));
         }
         let m = getfd(pid, fd)?;
-        let index =
-            sys::pts_index(m.as_raw_fd()).map_err(|e| DumpError::sys(pid, format!("fd {fd}: pts index"), e))?;
+        let index = sys::pts_index(m.as_raw_fd()).map_err(|e| DumpError::sys(pid, format!("fd {fd}: pts index"), e))?;
         let p = ptys.entry(index).or_default();
         p.master = Some((pid, fd, id));
         return Ok(Some(FileKind::CharDev { path: link.into(), rdev }));
@@ -216,10 +215,13 @@ pub fn finish(
 ) -> Result<Vec<PtyRecord>, DumpError> {
     let live: Vec<i32> = frozen.procs().iter().filter(|p| p.zombie.is_none()).map(|p| p.pid).collect();
     let mut pgid_sid = BTreeMap::new();
+    let mut ctty = BTreeMap::new();
+    let ppid: BTreeMap<i32, i32> = frozen.procs().iter().map(|p| (p.pid, p.ppid)).collect();
     for &pid in &live {
         let st = seamless_trace::procfs::read_stat(pid).map_err(|e| DumpError::io(pid, "reading /proc/PID/stat", e))?;
         let (pgid, sid, tty) = (st.field(5), st.field(6), st.ufield(7));
         pgid_sid.insert(pid, (pgid, sid));
+        ctty.insert(pid, tty);
         if tty == 0 {
             continue;
         }
@@ -231,6 +233,15 @@ pub fn finish(
         };
         if ptys.get(&index).is_none_or(|p| p.master.is_none()) {
             return Err(refuse(pid, format!("controlling terminal /dev/pts/{index}"), "its master is held by no dumped process (a terminal emulator, sshd or multiplexer outside the dump, e.g. the dumper's own terminal): the terminal cannot be recreated; dump the process holding the master too, or start the service without a controlling terminal"));
+        }
+        // Restored processes inherit the terminal from their session leader, which takes it
+        // before forking: each must descend from it in the dump.
+        let mut up = pid;
+        while i64::from(up) != sid {
+            match ppid.get(&up) {
+                Some(&pp) => up = pp,
+                None => return Err(refuse(pid, format!("controlling terminal /dev/pts/{index}"), format!("the process does not descend from its session leader {sid} in the dump (it was reparented): restored, it would not inherit the terminal"))),
+            }
         }
     }
     let mut out = Vec::new();
@@ -266,7 +277,18 @@ pub fn finish(
                     return Err(refuse(mpid, res(), format!("it is the controlling terminal of session {sid}, whose leader is not a live dumped process")));
                 }
                 if !pgid_sid.values().any(|&(g, s)| g == i64::from(fg) && s == i64::from(sid)) {
-                    return Err(refuse(mpid, res(), format!("its foreground process group {fg} has no live dumped process in session {sid}")));
+                    return Err(refuse(
+                        mpid,
+                        res(),
+                        format!("its foreground process group {fg} has no live dumped process in session {sid}"),
+                    ));
+                }
+                // Every process of the session has the terminal (none dropped it with TIOCNOTTY).
+                let want = ctty.get(&sid).copied().unwrap_or(0);
+                if let Some((&pid, _)) =
+                    pgid_sid.iter().find(|(p, &(_, s))| s == i64::from(sid) && ctty.get(p).copied() != Some(want))
+                {
+                    return Err(refuse(pid, format!("session {sid}"), format!("the process has no controlling terminal (or another one) while its session has /dev/pts/{index}: restored, it would inherit the terminal from its session leader")));
                 }
                 (sid, fg)
             }

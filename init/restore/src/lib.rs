@@ -402,7 +402,8 @@ pub fn restore_plan<S: Store>(
     drop(net_lock);
     let shm = mm::prepare_shared(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
-    let (forked, not_created) = tree::create_tree(plan, &skip)?;
+    let ttys = open.ptys.by_session(plan);
+    let (forked, not_created) = tree::create_tree(plan, &skip, &ttys)?;
     set_in_progress(forked.clone());
     for (pid, why) in not_created {
         fails.fail_pid(pid, why);

@@ -111,7 +111,11 @@ fn open_tty(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
     let f = std::fs::OpenOptions::new()
         .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
         .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-        .custom_flags((flags & !(libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL)) | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .custom_flags(
+            (flags & !(libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL))
+                | libc::O_NOCTTY
+                | libc::O_CLOEXEC,
+        )
         .open(path)?;
     Ok(f.into())
 }
@@ -122,7 +126,11 @@ fn ensure_devpts() -> Result<(), PtyError> {
     if std::path::Path::new("/dev/pts/ptmx").exists() {
         return Ok(());
     }
-    std::fs::create_dir_all("/dev/pts").map_err(|e| PtyError::Io { index: 0, what: "creating /dev/pts".into(), source: e })?;
+    std::fs::create_dir_all("/dev/pts").map_err(|e| PtyError::Io {
+        index: 0,
+        what: "creating /dev/pts".into(),
+        source: e,
+    })?;
     seamless_sys::mount::mount(
         "devpts",
         std::path::Path::new("/dev/pts"),
@@ -136,9 +144,13 @@ fn ensure_devpts() -> Result<(), PtyError> {
 /// Opens `/dev/ptmx` until it gives index `index`; the masters met on the way go to `spare`.
 fn master_at(index: u32, spare: &mut Vec<OwnedFd>) -> Result<OwnedFd, PtyError> {
     loop {
-        let m = open_tty("/dev/ptmx", libc::O_RDWR)
-            .map_err(|e| PtyError::Io { index, what: "opening /dev/ptmx".into(), source: e })?;
-        let got = sys::pts_index(m.as_raw_fd()).map_err(|e| PtyError::Sys { index, what: "TIOCGPTN".into(), source: e })?;
+        let m = open_tty("/dev/ptmx", libc::O_RDWR).map_err(|e| PtyError::Io {
+            index,
+            what: "opening /dev/ptmx".into(),
+            source: e,
+        })?;
+        let got =
+            sys::pts_index(m.as_raw_fd()).map_err(|e| PtyError::Sys { index, what: "TIOCGPTN".into(), source: e })?;
         match got.cmp(&index) {
             std::cmp::Ordering::Equal => return Ok(m),
             std::cmp::Ordering::Less => spare.push(m),
@@ -161,7 +173,11 @@ fn create(
     let m = master_at(index, spare)?;
     let mr = m.as_raw_fd();
     sys::set_pts_locked(mr, false).map_err(se("unlock"))?;
-    let s = open_tty(&path, libc::O_RDWR).map_err(|e| PtyError::Io { index, what: format!("opening {path}"), source: e })?;
+    let s = open_tty(&path, libc::O_RDWR).map_err(|e| PtyError::Io {
+        index,
+        what: format!("opening {path}"),
+        source: e,
+    })?;
     let sr = s.as_raw_fd();
     let fin = termios2(&t.termios);
     sys::set_termios(sr, &giving_termios(&fin)).map_err(se("TCSETS2 (echo off)"))?;
@@ -173,14 +189,20 @@ fn create(
     if t.packet {
         sys::set_packet_mode(mr, true).map_err(se("TIOCPKT"))?;
     }
-    std::os::unix::fs::chown(&path, Some(t.uid), Some(t.gid))
-        .map_err(|e| PtyError::Io { index, what: format!("chown {path}"), source: e })?;
+    std::os::unix::fs::chown(&path, Some(t.uid), Some(t.gid)).map_err(|e| PtyError::Io {
+        index,
+        what: format!("chown {path}"),
+        source: e,
+    })?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(t.mode))
         .map_err(|e| PtyError::Io { index, what: format!("chmod {path}"), source: e })?;
     for d in plan.descs.values() {
         if matches!(&d.kind, FileKind::CharDev { path: p, .. } if *p == path) {
-            let fd = open_tty(&path, abi::signed(d.flags))
-                .map_err(|e| PtyError::Io { index, what: format!("opening {path} for file #{}", d.id), source: e })?;
+            let fd = open_tty(&path, abi::signed(d.flags)).map_err(|e| PtyError::Io {
+                index,
+                what: format!("opening {path} for file #{}", d.id),
+                source: e,
+            })?;
             by_id.insert(d.id, fd);
         }
     }
@@ -228,13 +250,24 @@ pub fn open_all(plan: &Plan, by_id: &mut BTreeMap<u32, OwnedFd>, fails: &mut Fai
     out
 }
 
-/// In the session leader of pair `t` (whose session has just been created and has no
-/// terminal): makes the pty its controlling terminal (`TIOCSCTTY` on a duplicate of our
-/// slave `ours`) and sets the foreground process group (`TIOCSPGRP`).
+impl Ptys {
+    /// Our slave descriptor of each session's controlling terminal, by session.
+    pub fn by_session(&self, plan: &Plan) -> BTreeMap<i32, i32> {
+        plan.ptys
+            .values()
+            .filter(|t| t.session != 0)
+            .filter_map(|t| Some((t.session, self.slaves.get(&t.index)?.as_raw_fd())))
+            .collect()
+    }
+}
+
+/// In the session leader of pair `t`, which took the pty as its controlling terminal when it
+/// was forked ([`crate::tree::create_tree`]), once every process group exists: sets the
+/// foreground process group (`TIOCSPGRP` on a duplicate of our slave `ours`; it fails when
+/// the pty is not the caller's controlling terminal).
 pub fn take_terminal<T: Tracee + ?Sized>(c: &mut T, t: &PtyRecord, ours: i32) -> Result<(), RestoreError> {
     let n = c.fd_from_restorer(ours)?;
     let r = (|| {
-        c.call("ioctl(TIOCSCTTY)", libc::SYS_ioctl, [n, libc::TIOCSCTTY as u64, 0, 0, 0, 0])?;
         let mut s = c.scratch();
         let a = s.put(c, &t.foreground.to_ne_bytes())?;
         c.call("ioctl(TIOCSPGRP)", libc::SYS_ioctl, [n, libc::TIOCSPGRP as u64, a, 0, 0, 0])
@@ -249,14 +282,14 @@ mod tests {
     use crate::tracee::fake::Recorder;
 
     #[test]
-    fn the_leader_takes_its_terminal_then_sets_the_foreground_group() {
+    fn the_leader_sets_the_foreground_group_through_a_duplicate_of_our_slave() {
         let mut c = Recorder::new(42);
         let t = PtyRecord { index: 3, session: 42, foreground: 50, ..PtyRecord::default() };
         take_terminal(&mut c, &t, 9).unwrap();
         let calls = c.calls();
         let names: Vec<_> = calls.iter().map(|c| c.name).collect();
-        assert_eq!(names, ["pidfd_open", "pidfd_getfd", "close", "ioctl(TIOCSCTTY)", "ioctl(TIOCSPGRP)", "close"]);
-        let set = &calls[4];
+        assert_eq!(names, ["pidfd_open", "pidfd_getfd", "close", "ioctl(TIOCSPGRP)", "close"]);
+        let set = &calls[3];
         assert_eq!(set.args[1], libc::TIOCSPGRP as u64);
         assert_eq!(set.mem(set.args[2], 4), 50i32.to_ne_bytes());
     }

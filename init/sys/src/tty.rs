@@ -158,3 +158,16 @@ pub fn read_now(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
         Err(e) => Err(e),
     }
 }
+
+/// `TIOCSCTTY` (without stealing): the terminal of `fd` becomes the controlling terminal of
+/// the caller, a session leader without one.
+pub fn make_controlling(fd: RawFd) -> SysResult<()> {
+    ioctl_int_in_value(fd, libc::TIOCSCTTY, 0, "ioctl(TIOCSCTTY)")
+}
+
+fn ioctl_int_in_value(fd: RawFd, req: libc::Ioctl, v: libc::c_ulong, call: &'static str) -> SysResult<()> {
+    // SAFETY: the request takes its argument by value, no pointer.
+    let r = unsafe { libc::ioctl(fd, req, v) };
+    check(r.into(), call, || format!("fd {fd}"))?;
+    Ok(())
+}
