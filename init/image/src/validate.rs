@@ -1098,7 +1098,7 @@ fn check_ptys(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeM
         }
         if t.session != 0 {
             let live = |p: &&&ProcessRecord| alive(p) && p.sid == t.session;
-            if !procs.get(&t.session).filter(live).is_some_and(|p| p.pid == p.sid) {
+            if procs.get(&t.session).filter(live).is_none_or(|p| p.pid != p.sid) {
                 return Err(bad(format!("session {} has no live leader in the image", t.session)));
             }
             if !procs.values().filter(live).any(|p| p.pgid == t.foreground) {

@@ -270,7 +270,7 @@ pub fn take_terminal<T: Tracee + ?Sized>(c: &mut T, t: &PtyRecord, ours: i32) ->
     let r = (|| {
         let mut s = c.scratch();
         let a = s.put(c, &t.foreground.to_ne_bytes())?;
-        c.call("ioctl(TIOCSPGRP)", libc::SYS_ioctl, [n, libc::TIOCSPGRP as u64, a, 0, 0, 0])
+        c.call("ioctl(TIOCSPGRP)", libc::SYS_ioctl, [n, libc::TIOCSPGRP, a, 0, 0, 0])
     })();
     c.call("close", libc::SYS_close, [n, 0, 0, 0, 0, 0])?;
     r.map(|_| ())
@@ -290,7 +290,7 @@ mod tests {
         let names: Vec<_> = calls.iter().map(|c| c.name).collect();
         assert_eq!(names, ["pidfd_open", "pidfd_getfd", "close", "ioctl(TIOCSPGRP)", "close"]);
         let set = &calls[3];
-        assert_eq!(set.args[1], libc::TIOCSPGRP as u64);
+        assert_eq!(set.args[1], libc::TIOCSPGRP);
         assert_eq!(set.mem(set.args[2], 4), 50i32.to_ne_bytes());
     }
 
