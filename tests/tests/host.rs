@@ -678,6 +678,7 @@ mod refuse {
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
+        ctty_outside => "its master is held by no dumped process";
     }
 }
 

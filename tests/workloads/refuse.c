@@ -36,6 +36,9 @@
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
  *   unix_rebound   a unix listener whose path now belongs to another listener
+ *   ctty_outside   the process leads a session whose controlling terminal is a pty whose
+ *                  master only a daemon outside the dumped tree holds (like a terminal
+ *                  emulator or sshd); the daemon exits when the workload is gone
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -53,6 +56,7 @@
 #include <sys/file.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <termios.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -478,6 +482,25 @@ int main(int argc, char **argv)
         fd = unix_listener(path);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
         fd2 = unix_listener(path);
+    } else if (strcmp(mode, "ctty_outside") == 0) {
+        int m = posix_openpt(O_RDWR | O_NOCTTY);
+        WL_CHECK(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0, "posix_openpt");
+        WL_CHECK(ptsname_r(m, lnk, sizeof lnk) == 0, "ptsname");
+        pid_t me = getpid(), d = fork();
+        WL_CHECK(d >= 0, "fork");
+        if (d == 0) {
+            /* The daemon: reparented away from the tree, it holds the master while we live. */
+            if (fork() != 0)
+                _exit(0);
+            while (kill(me, 0) == 0)
+                wl_sleep_ms(50);
+            _exit(0);
+        }
+        WL_CHECK(waitpid(d, NULL, 0) == d, "waitpid");
+        close(m);
+        WL_CHECK(setsid() == me, "setsid");
+        fd = open(lnk, O_RDWR);
+        WL_CHECK(fd >= 0, "open %s", lnk);
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -486,7 +509,10 @@ int main(int argc, char **argv)
     beat_until_term();
 
     /* ---- Verify: the resource is exactly as it was. ---- */
-    if (strcmp(mode, "cwd") == 0) {
+    if (strcmp(mode, "ctty_outside") == 0) {
+        if (tcgetsid(fd) != getpid())
+            wl_fail("the pty is no longer the controlling terminal of the session (tcgetsid %d)", (int)tcgetsid(fd));
+    } else if (strcmp(mode, "cwd") == 0) {
         struct stat st;
         WL_CHECK(stat(".", &st) == 0, "stat .");
         if (st.st_nlink != 0)

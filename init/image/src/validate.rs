@@ -1364,6 +1364,64 @@ mod tests {
     }
 
     #[test]
+    fn pty_records_are_read_back_and_checked() {
+        use crate::records::{PtyRecord, Termios};
+        let chardev = |path: &str| FileKind::CharDev { path: path.into(), rdev: 0 };
+        let pty = PtyRecord {
+            index: 4,
+            master: 3,
+            termios: Termios { cc: vec![0; records::tty::NCCS], ..Termios::default() },
+            mode: 0o620,
+            session: PID,
+            foreground: PID,
+            input: b"line\n".to_vec(),
+            ..PtyRecord::default()
+        };
+        let with = |d: &mut Decoded| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: chardev("/dev/ptmx") }));
+            d.descs.push((4, FileDesc { id: 4, flags: 2, pos: 0, kind: chardev("/dev/pts/4") }));
+            d.ptys.push((4, pty.clone()));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().ptys, vec![(4, pty.clone())]);
+        let cases: [(&str, fn(&mut Decoded)); 7] = [
+            ("mislabelled", |d| d.ptys[0].0 = 5),
+            ("master not ptmx", |d| d.ptys[0].1.master = 4),
+            ("cc length", |d| d.ptys[0].1.termios.cc.pop().map(|_| ()).unwrap_or(())),
+            ("session without leader", |d| d.ptys[0].1.session = PID + 1),
+            ("foreground of nobody", |d| d.ptys[0].1.foreground = PID + 7),
+            ("slave of no record", |d| {
+                d.descs.push((
+                    5,
+                    FileDesc {
+                        id: 5,
+                        flags: 2,
+                        pos: 0,
+                        kind: FileKind::CharDev { path: "/dev/pts/9".into(), rdev: 0 },
+                    },
+                ))
+            }),
+            ("too much input", |d| d.ptys[0].1.input = vec![b'x'; 4096]),
+        ];
+        for (what, break_it) in cases {
+            let e = check(|d| {
+                with(d);
+                break_it(d);
+            });
+            assert!(
+                matches!(e, Invalid::Pty { .. } | Invalid::Mislabelled { .. } | Invalid::File { .. }),
+                "{what}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn socket_extras_and_datagrams_are_read_back_and_checked() {
         use crate::records::{Addr, Datagram, DatagramQueue, SockState, SocketExtra, SocketRecord};
         let udp = SocketRecord {
