@@ -37,6 +37,8 @@ pub struct FilePlan {
     pub ptys_seen: BTreeMap<u32, super::tty::PendingPty>,
     /// Pty pairs.
     pub ptys: Vec<records::PtyRecord>,
+    /// inotify instances.
+    pub inotify: Vec<records::InotifyRecord>,
 }
 
 impl FilePlan {
@@ -224,14 +226,23 @@ fn classify(
         "anon_inode:[eventfd]" => return super::eventfd::eventfd(pid, fd),
         "anon_inode:[signalfd]" => return super::eventfd::signalfd(pid, fd),
         "anon_inode:[timerfd]" => return super::eventfd::timerfd(pid, fd),
+        "anon_inode:inotify" => return super::inotify::classify(pid, fd, id, &mut plan.inotify),
         _ => {}
+    }
+    if link == "anon_inode:[fanotify]" {
+        return Err(unsupported(
+            pid,
+            fd,
+            link,
+            "fanotify instances are not checkpointed: their marks (on mounts and filesystems as well as inodes), ignore masks and pending permission events are not recreated",
+        ));
     }
     if link.starts_with("anon_inode:") {
         return Err(unsupported(
             pid,
             fd,
             link,
-            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (inotify, fanotify, io_uring, pidfd, ...) are not checkpointed",
+            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (io_uring, pidfd, userfaultfd, ...) are not checkpointed",
         ));
     }
     if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
@@ -329,7 +340,8 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
         .iter()
         .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
         .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")))
-        .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")));
+        .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")))
+        .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")));
     for (desc, kind, what) in needs {
         if kinds.contains(&kind.0) {
             continue;
@@ -362,6 +374,9 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
+    for n in &plan.inotify {
+        w.put_record(records::INOTIFY, 0, u64::from(n.desc), n)?;
     }
     for t in &plan.ptys {
         w.put_record(records::PTY, 0, u64::from(t.index), t)?;

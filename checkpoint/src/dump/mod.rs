@@ -13,6 +13,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod freeze;
+pub mod inotify;
 pub mod listeners;
 pub mod mm;
 pub mod precheck;

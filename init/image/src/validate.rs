@@ -98,6 +98,8 @@ pub struct Decoded {
     pub advice: Vec<(u32, records::VmaAdvice)>,
     /// Pty pairs by entry tag.
     pub ptys: Vec<(u64, records::PtyRecord)>,
+    /// inotify instances by entry tag.
+    pub inotify: Vec<(u64, records::InotifyRecord)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -153,6 +155,9 @@ impl Decoded {
         for (i, _, tag, _) in list(r, records::PTY) {
             d.ptys.push((tag, r.record(i)?));
         }
+        for (i, _, tag, _) in list(r, records::INOTIFY) {
+            d.inotify.push((tag, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -207,6 +212,9 @@ impl Decoded {
         }
         for (tag, t) in &self.ptys {
             w.put_record(records::PTY, 0, *tag, t)?;
+        }
+        for (tag, n) in &self.inotify {
+            w.put_record(records::INOTIFY, 0, *tag, n)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -293,6 +301,7 @@ impl Decoded {
             held_listeners: Vec::new(),
             advice: Vec::new(),
             ptys: Vec::new(),
+            inotify: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -536,6 +545,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     check_ptys(d, &procs, &descs)?;
+    check_inotify(d, &descs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -1120,6 +1130,34 @@ fn check_ptys(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeM
         };
         if !fine {
             return Err(Invalid::File { id: f.id, field: "path", why: format!("{path} belongs to no pty record") });
+        }
+    }
+    Ok(())
+}
+
+/// inotify records: one per placeholder description, stored under its id; every placeholder
+/// has one.
+fn check_inotify(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    use records::inotify::INOTIFY_PATH;
+    let mut seen = BTreeSet::new();
+    for (tag, n) in &d.inotify {
+        let bad = |why: String| Invalid::File { id: n.desc, field: "inotify", why };
+        if *tag != u64::from(n.desc) {
+            return Err(Invalid::Mislabelled { pid: 0, what: "inotify", stored: i128::from(*tag), inside: n.desc.into() });
+        }
+        if !seen.insert(n.desc) {
+            return Err(Invalid::Duplicate { what: "inotify", id: n.desc.into() });
+        }
+        if !matches!(descs.get(&n.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == INOTIFY_PATH) {
+            return Err(bad(format!("no {INOTIFY_PATH} description of that id")));
+        }
+        if let Some(why) = n.problem() {
+            return Err(bad(why));
+        }
+    }
+    for f in descs.values() {
+        if matches!(&f.kind, FileKind::CharDev { path, .. } if path == INOTIFY_PATH) && !seen.contains(&f.id) {
+            return Err(Invalid::File { id: f.id, field: "inotify", why: "an inotify description without its watches record".into() });
         }
     }
     Ok(())

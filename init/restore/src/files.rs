@@ -128,6 +128,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
     order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
     out.ptys = crate::tty::open_all(plan, &mut out.by_id, fails);
+    crate::inotify::open_all(plan, &mut out.by_id, fails);
     for d in order {
         let id = d.id;
         if fails.desc_failed(id) || out.by_id.contains_key(&id) {

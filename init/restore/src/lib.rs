@@ -51,6 +51,7 @@ pub mod child;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
+pub mod inotify;
 pub mod mm;
 pub mod netlock;
 pub mod paths;

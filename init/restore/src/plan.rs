@@ -69,6 +69,8 @@ pub struct Plan {
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
     /// Pty pairs by pts index.
     pub ptys: BTreeMap<u32, records::PtyRecord>,
+    /// inotify instances by description id.
+    pub inotify: BTreeMap<u32, records::InotifyRecord>,
 }
 
 impl Plan {
@@ -164,6 +166,9 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, q) in d.datagrams {
         plan.datagrams.insert(q.desc, q.datagrams);
+    }
+    for (_, n) in d.inotify {
+        plan.inotify.insert(n.desc, n);
     }
     for (_, t) in d.ptys {
         plan.ptys.insert(t.index, t);

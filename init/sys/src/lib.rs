@@ -17,6 +17,7 @@ pub mod logger;
 pub mod module;
 pub mod mount;
 pub mod nft;
+pub mod notify;
 pub mod pagecache;
 pub mod proc;
 pub mod ptrace;

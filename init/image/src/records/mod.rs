@@ -11,6 +11,7 @@ use crate::RecordKind;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
+pub mod inotify;
 pub mod mm;
 pub mod netlock;
 pub mod process;
@@ -20,6 +21,7 @@ pub mod tty;
 
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
+pub use inotify::{InotifyRecord, InotifyWatch};
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
@@ -59,6 +61,8 @@ pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
 /// [`PtyRecord`], owner 0, tag = pts index (one per pty pair whose master is in the image).
 pub const PTY: RecordKind = RecordKind(40);
+/// [`InotifyRecord`], owner 0, tag = description id (one per inotify instance).
+pub const INOTIFY: RecordKind = RecordKind(41);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -77,6 +81,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
         PTY => "pty",
+        INOTIFY => "inotify",
         _ => return None,
     })
 }
@@ -202,6 +207,11 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
                 t.input.len(),
                 t.output.len()
             )
+        }
+        INOTIFY => {
+            let n: InotifyRecord = de(bytes)?;
+            let w: Vec<String> = n.watches.iter().take(32).map(|w| format!("{}:{}:{:#x}", w.wd, w.path, w.mask)).collect();
+            format!("inotify file #{}: {} watch(es) {}", n.desc, n.watches.len(), w.join(" "))
         }
         _ => return None,
     })
