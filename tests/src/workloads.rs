@@ -197,6 +197,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "inotify",
+        link: Link::Dynamic,
+        summary: "two inotify instances: watches on a directory and files with their descriptors (a gap), masks with IN_ONESHOT and IN_EXCL_UNLINK, real events after restore",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "refuse",
         link: Link::Dynamic,
         summary: "one resource seamless cannot restore exactly (MODE argument): dump and check must refuse",

@@ -119,6 +119,7 @@ workload_tests! {
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
     pty_session => "pty_session" [];
+    inotify => "inotify" [];
     tmpfs_service => "tmpfs_service" [];
     cached_file => "cached_file" ["16"];
 }

@@ -61,7 +61,8 @@ fn mounts_of(major: u64, minor: u64) -> Vec<String> {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            (f.get(2) == Some(&want.as_str())).then(|| (f.get(3) != Some(&"/"), f.get(4).unwrap_or(&"").replace("\\040", " ")))
+            (f.get(2) == Some(&want.as_str()))
+                .then(|| (f.get(3) != Some(&"/"), f.get(4).unwrap_or(&"").replace("\\040", " ")))
         })
         .collect();
     v.sort();
@@ -73,7 +74,7 @@ fn path_of(l: &Line) -> Result<(String, u64), String> {
     let (major, minor) = (l.sdev >> 20, l.sdev & 0xf_ffff);
     let mut last = format!("no mount of device {major}:{minor} is visible to the dumper");
     for m in mounts_of(major, minor) {
-        let Ok(mfd) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(&m)
+        let Ok(mfd) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(&m)
         else {
             continue;
         };
@@ -90,7 +91,11 @@ fn path_of(l: &Line) -> Result<(String, u64), String> {
             return Err(format!("the watched file (inode {}) was deleted", l.ino));
         }
         match std::fs::symlink_metadata(&p) {
-            Ok(md) if md.ino() == l.ino && libc::major(md.dev()) as u64 == major && libc::minor(md.dev()) as u64 == minor => {
+            Ok(md)
+                if md.ino() == l.ino
+                    && libc::major(md.dev()) as u64 == major
+                    && libc::minor(md.dev()) as u64 == minor =>
+            {
                 return Ok((p, md.dev()))
             }
             _ => last = format!("its path {p} names another file now"),
@@ -113,7 +118,13 @@ pub fn classify(pid: i32, fd: i32, id: u32, out: &mut Vec<InotifyRecord>) -> Res
     let dup = seamless_sys::proc::pidfd_getfd(&pfd, fd, pid).map_err(|e| sys("pidfd_getfd", e))?;
     let queued = seamless_sys::proc::fionread(dup.as_raw_fd()).map_err(|e| sys("FIONREAD", e))?;
     if queued > 0 {
-        return Err(refuse(pid, fd, format!("{queued} bytes of inotify events not read yet: unread events are not checkpointed; read them first")));
+        return Err(refuse(
+            pid,
+            fd,
+            format!(
+                "{queued} bytes of inotify events not read yet: unread events are not checkpointed; read them first"
+            ),
+        ));
     }
     let mut watches = Vec::new();
     for l in lines {

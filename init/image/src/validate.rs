@@ -1143,12 +1143,18 @@ fn check_inotify(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
     for (tag, n) in &d.inotify {
         let bad = |why: String| Invalid::File { id: n.desc, field: "inotify", why };
         if *tag != u64::from(n.desc) {
-            return Err(Invalid::Mislabelled { pid: 0, what: "inotify", stored: i128::from(*tag), inside: n.desc.into() });
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "inotify",
+                stored: i128::from(*tag),
+                inside: n.desc.into(),
+            });
         }
         if !seen.insert(n.desc) {
             return Err(Invalid::Duplicate { what: "inotify", id: n.desc.into() });
         }
-        if !matches!(descs.get(&n.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == INOTIFY_PATH) {
+        if !matches!(descs.get(&n.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == INOTIFY_PATH)
+        {
             return Err(bad(format!("no {INOTIFY_PATH} description of that id")));
         }
         if let Some(why) = n.problem() {
@@ -1157,7 +1163,11 @@ fn check_inotify(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
     }
     for f in descs.values() {
         if matches!(&f.kind, FileKind::CharDev { path, .. } if path == INOTIFY_PATH) && !seen.contains(&f.id) {
-            return Err(Invalid::File { id: f.id, field: "inotify", why: "an inotify description without its watches record".into() });
+            return Err(Invalid::File {
+                id: f.id,
+                field: "inotify",
+                why: "an inotify description without its watches record".into(),
+            });
         }
     }
     Ok(())

@@ -67,8 +67,9 @@ pub fn create(n: &InotifyRecord, flags: u32) -> Result<OwnedFd, InotifyError> {
     for w in &n.watches {
         while next < w.wd {
             let m = seamless_sys::proc::memfd_create("seamless-inotify-gap").map_err(se("memfd_create".into()))?;
-            let gap = seamless_sys::notify::add_watch(raw, &format!("/proc/self/fd/{}", m.as_raw_fd()), libc::IN_ATTRIB)
-                .map_err(se("watch filling a gap".into()))?;
+            let gap =
+                seamless_sys::notify::add_watch(raw, &format!("/proc/self/fd/{}", m.as_raw_fd()), libc::IN_ATTRIB)
+                    .map_err(se("watch filling a gap".into()))?;
             seamless_sys::notify::rm_watch(raw, gap).map_err(se("removing the gap watch".into()))?;
             drain(raw);
             next = gap + 1;

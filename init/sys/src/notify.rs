@@ -21,9 +21,8 @@ pub fn inotify_init(flags: i32) -> SysResult<OwnedFd> {
 ///
 /// Man page: `inotify_add_watch(2)`.
 pub fn add_watch(fd: RawFd, path: &str, mask: u32) -> SysResult<i32> {
-    let c = CString::new(path).map_err(|_| {
-        crate::SysError::new("inotify_add_watch", path, std::io::ErrorKind::InvalidInput.into())
-    })?;
+    let c = CString::new(path)
+        .map_err(|_| crate::SysError::new("inotify_add_watch", path, std::io::ErrorKind::InvalidInput.into()))?;
     // SAFETY: `c` is a NUL-terminated string alive for the call; the kernel only reads it.
     let r = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
     Ok(check(r.into(), "inotify_add_watch", || format!("{path} mask {mask:#x}"))? as i32)
@@ -59,9 +58,7 @@ pub fn open_by_handle(mount_fd: RawFd, ty: i32, bytes: &[u8], flags: i32) -> Sys
     }
     // SAFETY: `buf` is a valid struct file_handle (header and MAX_HANDLE_SZ bytes), alive for
     // the call; the kernel only reads it.
-    let r = unsafe {
-        libc::syscall(libc::SYS_open_by_handle_at, mount_fd, buf.as_mut_ptr(), flags | libc::O_CLOEXEC)
-    };
+    let r = unsafe { libc::syscall(libc::SYS_open_by_handle_at, mount_fd, buf.as_mut_ptr(), flags | libc::O_CLOEXEC) };
     let fd = check(r, "open_by_handle_at", || format!("mount fd {mount_fd} handle type {ty}"))?;
     // SAFETY: the kernel has just returned `fd`; nothing else owns it.
     Ok(unsafe { own(fd) })

@@ -21,8 +21,8 @@ pub mod tty;
 
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
-pub use inotify::{InotifyRecord, InotifyWatch};
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
+pub use inotify::{InotifyRecord, InotifyWatch};
 pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use process::{
@@ -210,7 +210,8 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         }
         INOTIFY => {
             let n: InotifyRecord = de(bytes)?;
-            let w: Vec<String> = n.watches.iter().take(32).map(|w| format!("{}:{}:{:#x}", w.wd, w.path, w.mask)).collect();
+            let w: Vec<String> =
+                n.watches.iter().take(32).map(|w| format!("{}:{}:{:#x}", w.wd, w.path, w.mask)).collect();
             format!("inotify file #{}: {} watch(es) {}", n.desc, n.watches.len(), w.join(" "))
         }
         _ => return None,
