@@ -203,6 +203,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "pidfd",
+        link: Link::Dynamic,
+        summary: "pidfds of a child and of itself (blocking and PIDFD_NONBLOCK), O_PATH descriptors of a file and a directory",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "refuse",
         link: Link::Dynamic,
         summary: "one resource seamless cannot restore exactly (MODE argument): dump and check must refuse",

@@ -120,6 +120,7 @@ workload_tests! {
     unix_pair => "unix_pair" [];
     pty_session => "pty_session" [];
     inotify => "inotify" [];
+    pidfd => "pidfd" [];
     tmpfs_service => "tmpfs_service" [];
     cached_file => "cached_file" ["16"];
 }
@@ -680,6 +681,8 @@ mod refuse {
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
         ctty_outside => "its master is held by no dumped process";
+        pidfd_outside => "which is not in the dump";
+        inotify_queued => "inotify events not read yet";
     }
 }
 

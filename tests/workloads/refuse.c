@@ -39,6 +39,8 @@
  *   ctty_outside   the process leads a session whose controlling terminal is a pty whose
  *                  master only a daemon outside the dumped tree holds (like a terminal
  *                  emulator or sshd); the daemon exits when the workload is gone
+ *   pidfd_outside  a pidfd of the parent (the runner, outside the dumped tree)
+ *   inotify_queued an inotify watch on OUTFILE.iq with one event not read yet
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -57,6 +59,7 @@
 #include <sys/un.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <sys/inotify.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -482,6 +485,15 @@ int main(int argc, char **argv)
         fd = unix_listener(path);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
         fd2 = unix_listener(path);
+    } else if (strcmp(mode, "pidfd_outside") == 0) {
+        fd = (int)syscall(SYS_pidfd_open, getppid(), 0);
+        WL_CHECK(fd >= 0, "pidfd_open(parent)");
+    } else if (strcmp(mode, "inotify_queued") == 0) {
+        wl_path(path, sizeof path, ".iq");
+        WL_CHECK(wl_write_file(path, "x") == 0, "write %.300s", path);
+        fd = inotify_init1(IN_CLOEXEC);
+        WL_CHECK(fd >= 0 && inotify_add_watch(fd, path, IN_ATTRIB) == 1, "inotify watch");
+        WL_CHECK(chmod(path, 0600) == 0, "chmod");
     } else if (strcmp(mode, "ctty_outside") == 0) {
         int m = posix_openpt(O_RDWR | O_NOCTTY);
         WL_CHECK(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0, "posix_openpt");
@@ -509,7 +521,13 @@ int main(int argc, char **argv)
     beat_until_term();
 
     /* ---- Verify: the resource is exactly as it was. ---- */
-    if (strcmp(mode, "ctty_outside") == 0) {
+    if (strcmp(mode, "pidfd_outside") == 0) {
+        WL_CHECK(syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) == 0, "pidfd of the parent still works");
+    } else if (strcmp(mode, "inotify_queued") == 0) {
+        struct inotify_event e;
+        if (read(fd, &e, sizeof e) != (ssize_t)sizeof e || e.wd != 1 || e.mask != IN_ATTRIB)
+            wl_fail("the queued inotify event is not there any more");
+    } else if (strcmp(mode, "ctty_outside") == 0) {
         if (tcgetsid(fd) != getpid())
             wl_fail("the pty is no longer the controlling terminal of the session (tcgetsid %d)", (int)tcgetsid(fd));
     } else if (strcmp(mode, "cwd") == 0) {

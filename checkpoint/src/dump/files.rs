@@ -39,6 +39,8 @@ pub struct FilePlan {
     pub ptys: Vec<records::PtyRecord>,
     /// inotify instances.
     pub inotify: Vec<records::InotifyRecord>,
+    /// pidfds, with the process and descriptor holding each first.
+    pub pidfds: Vec<(i32, i32, records::PidfdRecord)>,
 }
 
 impl FilePlan {
@@ -175,6 +177,8 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                         super::epoll::placeholder(pid)
                     } else if let Some(ino) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
                         super::sockets::classify(&mut socks, pid, fd, ino.parse().unwrap_or(0))?
+                    } else if link == seamless_image::records::pidfd::PIDFD_PATH {
+                        super::pidfd::classify(pid, fd, id, flags, &mut plan.pidfds)?
                     } else {
                         classify(pid, fd, &link, &link_path, max_ghost, &mut plan, id)?
                     };
@@ -188,6 +192,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
         plan.tables.insert(pid, table);
     }
     super::epoll::resolve(&epolls, &mut plan)?;
+    super::pidfd::check(frozen, &plan.pidfds)?;
     plan.ptys = super::tty::finish(frozen, &plan.ptys_seen, !opts.pre_flight)?;
     super::sockets::check_pairs(&plan)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
@@ -242,7 +247,7 @@ fn classify(
             pid,
             fd,
             link,
-            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (io_uring, pidfd, userfaultfd, ...) are not checkpointed",
+            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (io_uring, userfaultfd, ...) are not checkpointed",
         ));
     }
     if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
@@ -341,7 +346,8 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
         .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
         .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")))
         .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")))
-        .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")));
+        .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")))
+        .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")));
     for (desc, kind, what) in needs {
         if kinds.contains(&kind.0) {
             continue;
@@ -374,6 +380,9 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
+    for (_, _, p) in &plan.pidfds {
+        w.put_record(records::PIDFD, 0, u64::from(p.desc), p)?;
     }
     for n in &plan.inotify {
         w.put_record(records::INOTIFY, 0, u64::from(n.desc), n)?;

@@ -16,6 +16,7 @@ pub mod freeze;
 pub mod inotify;
 pub mod listeners;
 pub mod mm;
+pub mod pidfd;
 pub mod precheck;
 pub mod process;
 pub mod sockets;

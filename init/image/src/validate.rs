@@ -100,6 +100,8 @@ pub struct Decoded {
     pub ptys: Vec<(u64, records::PtyRecord)>,
     /// inotify instances by entry tag.
     pub inotify: Vec<(u64, records::InotifyRecord)>,
+    /// pidfds by entry tag.
+    pub pidfds: Vec<(u64, records::PidfdRecord)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -158,6 +160,9 @@ impl Decoded {
         for (i, _, tag, _) in list(r, records::INOTIFY) {
             d.inotify.push((tag, r.record(i)?));
         }
+        for (i, _, tag, _) in list(r, records::PIDFD) {
+            d.pidfds.push((tag, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -215,6 +220,9 @@ impl Decoded {
         }
         for (tag, n) in &self.inotify {
             w.put_record(records::INOTIFY, 0, *tag, n)?;
+        }
+        for (tag, p) in &self.pidfds {
+            w.put_record(records::PIDFD, 0, *tag, p)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -302,6 +310,7 @@ impl Decoded {
             advice: Vec::new(),
             ptys: Vec::new(),
             inotify: Vec::new(),
+            pidfds: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -546,6 +555,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_socket_records(d, &descs)?;
     check_ptys(d, &procs, &descs)?;
     check_inotify(d, &descs)?;
+    check_pidfds(d, &procs, &descs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -1173,6 +1183,43 @@ fn check_inotify(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
     Ok(())
 }
 
+/// pidfd records: one per placeholder description, stored under its id, each referring to a
+/// live process of the image; every placeholder has one.
+fn check_pidfds(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    use records::pidfd::PIDFD_PATH;
+    let mut seen = BTreeSet::new();
+    for (tag, p) in &d.pidfds {
+        let bad = |why: String| Invalid::File { id: p.desc, field: "pidfd", why };
+        if *tag != u64::from(p.desc) {
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "pidfd",
+                stored: i128::from(*tag),
+                inside: p.desc.into(),
+            });
+        }
+        if !seen.insert(p.desc) {
+            return Err(Invalid::Duplicate { what: "pidfd", id: p.desc.into() });
+        }
+        if !matches!(descs.get(&p.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == PIDFD_PATH) {
+            return Err(bad(format!("no {PIDFD_PATH} description of that id")));
+        }
+        if !procs.get(&p.pid).is_some_and(|r| alive(r)) {
+            return Err(bad(format!("pid {} is not a live process of the image", p.pid)));
+        }
+    }
+    for f in descs.values() {
+        if matches!(&f.kind, FileKind::CharDev { path, .. } if path == PIDFD_PATH) && !seen.contains(&f.id) {
+            return Err(Invalid::File {
+                id: f.id,
+                field: "pidfd",
+                why: "a pidfd description without its record".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_mms(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     let mut mms: BTreeMap<i32, &MmRecord> = BTreeMap::new();
     for (owner, mm) in &d.mms {
@@ -1438,7 +1485,8 @@ mod tests {
         d.write_to(&mut w).unwrap();
         let mut r = Reader::open(w.finish().unwrap()).unwrap();
         assert_eq!(Decoded::read(&mut r).unwrap().ptys, vec![(4, pty.clone())]);
-        let cases: [(&str, fn(&mut Decoded)); 7] = [
+        type Breaker = fn(&mut Decoded);
+        let cases: [(&str, Breaker); 7] = [
             ("mislabelled", |d| d.ptys[0].0 = 5),
             ("master not ptmx", |d| d.ptys[0].1.master = 4),
             ("cc length", |d| d.ptys[0].1.termios.cc.pop().map(|_| ()).unwrap_or(())),

@@ -244,6 +244,18 @@ fn samples() -> Vec<Sample> {
             output: b"prompt$ ".to_vec(),
         },
     ));
+    s.push(sample(
+        "inotify",
+        records::INOTIFY,
+        records::InotifyRecord {
+            desc: 7,
+            watches: vec![
+                records::InotifyWatch { wd: 1, path: "/etc".into(), mask: 0x300, ino: 2, dev: 0x801 },
+                records::InotifyWatch { wd: 3, path: "/etc/hosts".into(), mask: 0x8000_0002, ino: 77, dev: 0x801 },
+            ],
+        },
+    ));
+    s.push(sample("pidfd", records::PIDFD, records::PidfdRecord { desc: 7, pid: 4242 }));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

@@ -131,7 +131,8 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
     crate::inotify::open_all(plan, &mut out.by_id, fails);
     for d in order {
         let id = d.id;
-        if fails.desc_failed(id) || out.by_id.contains_key(&id) {
+        // pidfds are opened once their processes exist (`crate::pidfd`).
+        if fails.desc_failed(id) || out.by_id.contains_key(&id) || plan.pidfds.contains_key(&id) {
             continue;
         }
         let acc = abi::signed(d.flags) & libc::O_ACCMODE;
@@ -224,7 +225,10 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     seamless_sys::epoll::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
                 }
             };
-            set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
+            // An O_PATH descriptor has no status flags to set (fcntl(F_SETFL) refuses it).
+            if abi::signed(d.flags) & libc::O_PATH == 0 {
+                set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
+            }
             Ok(fd)
         })();
         match opened {

@@ -55,6 +55,7 @@ pub mod inotify;
 pub mod mm;
 pub mod netlock;
 pub mod paths;
+pub mod pidfd;
 pub mod plan;
 pub mod process;
 pub mod sockets;
@@ -399,7 +400,7 @@ pub fn restore_plan<S: Store>(
     paths::check(plan)?;
     let units = plan::Units::of(plan);
     let mut fails = Failures::new(&units);
-    let open = files::open_all(plan, reader, &mut fails);
+    let mut open = files::open_all(plan, reader, &mut fails);
     drop(net_lock);
     let shm = mm::prepare_shared(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
@@ -426,6 +427,8 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
+    // pidfds, now that their processes exist.
+    pidfd::open_all(plan, &mut open.by_id, &mut fails);
     for &pid in &seized {
         if fails.pid_failed(pid) {
             continue;

@@ -60,7 +60,8 @@ pub fn check(plan: &Plan) -> Result<(), RestoreError> {
             FileKind::Ghost { path, .. } => (!path.starts_with('/')).then(|| ("deleted file", path.clone())),
             FileKind::Fifo { path, .. } => (!path.starts_with('/')).then(|| ("fifo", path.clone())),
             FileKind::CharDev { path, .. } => (!path.starts_with('/')
-                && path != seamless_image::records::inotify::INOTIFY_PATH)
+                && path != seamless_image::records::inotify::INOTIFY_PATH
+                && path != seamless_image::records::pidfd::PIDFD_PATH)
                 .then(|| ("character device", path.clone())),
             FileKind::Socket(s) => unix_ok(&s.local)
                 .map(|p| ("unix socket name", p))

@@ -71,6 +71,8 @@ pub struct Plan {
     pub ptys: BTreeMap<u32, records::PtyRecord>,
     /// inotify instances by description id.
     pub inotify: BTreeMap<u32, records::InotifyRecord>,
+    /// pidfds by description id.
+    pub pidfds: BTreeMap<u32, records::PidfdRecord>,
 }
 
 impl Plan {
@@ -166,6 +168,9 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, q) in d.datagrams {
         plan.datagrams.insert(q.desc, q.datagrams);
+    }
+    for (_, p) in d.pidfds {
+        plan.pidfds.insert(p.desc, p);
     }
     for (_, n) in d.inotify {
         plan.inotify.insert(n.desc, n);

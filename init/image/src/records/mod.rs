@@ -14,6 +14,7 @@ pub mod files;
 pub mod inotify;
 pub mod mm;
 pub mod netlock;
+pub mod pidfd;
 pub mod process;
 pub mod sockets;
 pub mod threads;
@@ -25,6 +26,7 @@ pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use inotify::{InotifyRecord, InotifyWatch};
 pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
+pub use pidfd::PidfdRecord;
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
@@ -63,6 +65,8 @@ pub const VMA_ADVICE: RecordKind = RecordKind(28);
 pub const PTY: RecordKind = RecordKind(40);
 /// [`InotifyRecord`], owner 0, tag = description id (one per inotify instance).
 pub const INOTIFY: RecordKind = RecordKind(41);
+/// [`PidfdRecord`], owner 0, tag = description id (one per pidfd description).
+pub const PIDFD: RecordKind = RecordKind(42);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -82,6 +86,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_ADVICE => "vma-advice",
         PTY => "pty",
         INOTIFY => "inotify",
+        PIDFD => "pidfd",
         _ => return None,
     })
 }
@@ -213,6 +218,10 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let w: Vec<String> =
                 n.watches.iter().take(32).map(|w| format!("{}:{}:{:#x}", w.wd, w.path, w.mask)).collect();
             format!("inotify file #{}: {} watch(es) {}", n.desc, n.watches.len(), w.join(" "))
+        }
+        PIDFD => {
+            let p: PidfdRecord = de(bytes)?;
+            format!("pidfd file #{} of pid {}", p.desc, p.pid)
         }
         _ => return None,
     })
