@@ -205,7 +205,7 @@ pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "pidfd",
         link: Link::Dynamic,
-        summary: "pidfds of a child and of itself (blocking and PIDFD_NONBLOCK), O_PATH descriptors of a file and a directory",
+        summary: "pidfds of a child and of itself (blocking and PIDFD_NONBLOCK), O_PATH descriptors of a file and a directory, an epoll watching a closed duplicate of an eventfd",
         crosses_kernels: true,
     },
     Workload {

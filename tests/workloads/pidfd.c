@@ -4,13 +4,18 @@
  *   fd 5  pidfd_open(self)
  *   fd 6  O_PATH descriptor of the file OUTFILE.opath
  *   fd 7  O_PATH|O_DIRECTORY descriptor of the run directory
+ *   fd 8  an eventfd; fd 10 an epoll watching it as fd 9, a duplicate closed since (the watch
+ *         lives on with number 9 as long as the file is open)
  * After SIGTERM: every pidfd's fdinfo names the right (restored) process, fd 4 is still
  * non-blocking; C is signalled through fd 3 (pidfd_send_signal), fd 4 polls readable once it
  * has exited and waitid(P_PIDFD) on fd 3 reaps it with exit status 0; the O_PATH descriptors
- * keep O_PATH, name the same inodes and fd 7 still opens a file relative to it. */
+ * keep O_PATH, name the same inodes and fd 7 still opens a file relative to it; the epoll still
+ * has its watch as fd 9 with its data (fdinfo) and reports the eventfd ready through it. */
 #include "wl.h"
 #include <libgen.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #ifndef PIDFD_NONBLOCK
@@ -60,6 +65,11 @@ int main(int argc, char **argv)
     const char *dir = dirname(dirbuf);
     WL_CHECK(open(file, O_PATH) == 6, "O_PATH open as fd 6");
     WL_CHECK(open(dir, O_PATH | O_DIRECTORY) == 7, "O_PATH dir open as fd 7");
+    WL_CHECK(eventfd(0, EFD_CLOEXEC) == 8 && dup(8) == 9, "eventfd as fd 8, dup as fd 9");
+    WL_CHECK(epoll_create1(EPOLL_CLOEXEC) == 10, "epoll as fd 10");
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x99 };
+    WL_CHECK(epoll_ctl(10, EPOLL_CTL_ADD, 9, &ev) == 0, "watch fd 9");
+    close(9);
     struct stat fst, dst;
     WL_CHECK(stat(file, &fst) == 0 && stat(dir, &dst) == 0, "stat");
     wl_ready();
@@ -91,6 +101,29 @@ int main(int argc, char **argv)
     int g = openat(7, base, O_RDONLY | O_CLOEXEC);
     WL_CHECK(g >= 0, "openat(fd 7, %.300s)", base);
     close(g);
+    char info[1024], fdinfo[64];
+    snprintf(fdinfo, sizeof fdinfo, "/proc/self/fdinfo/10");
+    int fi = open(fdinfo, O_RDONLY | O_CLOEXEC);
+    ssize_t il = fi >= 0 ? read(fi, info, sizeof info - 1) : -1;
+    if (fi >= 0)
+        close(fi);
+    WL_CHECK(il > 0, "read fdinfo of the epoll");
+    info[il] = 0;
+    char *t = strstr(info, "tfd:");
+    int tfd = -1;
+    unsigned long long data = 0;
+    if (!t || sscanf(t, "tfd: %d events: %*x data: %llx", &tfd, &data) != 2 || tfd != 9 || data != 0x99 ||
+        strstr(t + 4, "tfd:"))
+        wl_fail("the epoll's watches are not the one of fd 9 with data 0x99: %.400s", t ? t : info);
+    if (fcntl(9, F_GETFD) != -1)
+        wl_fail("fd 9 is open again after the restore");
+    struct epoll_event got;
+    if (epoll_wait(10, &got, 1, 0) != 0)
+        wl_fail("the epoll reports an event before the eventfd was written");
+    uint64_t one = 1;
+    WL_CHECK(write(8, &one, 8) == 8, "write eventfd");
+    if (epoll_wait(10, &got, 1, 1000) != 1 || got.data.u64 != 0x99 || !(got.events & EPOLLIN))
+        wl_fail("the epoll does not report the eventfd through its watch of the closed fd 9");
     WL_CHECK(syscall(SYS_pidfd_send_signal, 3, SIGTERM, NULL, 0) == 0, "pidfd_send_signal");
     WL_CHECK(poll(&p, 1, 10000) == 1 && (p.revents & POLLIN), "pidfd 4 readable once C exited");
     siginfo_t si;

@@ -289,7 +289,7 @@ pub fn install<T: Tracee + ?Sized>(
         }
     }
     c.call("close", libc::SYS_close, [hi, 0, 0, 0, 0, 0])?;
-    crate::epoll::add_watches(c, fds, &open.epolls)
+    crate::epoll::add_watches(c, fds, &open.epolls, &|id| open.by_id.get(&id).map(|f| f.as_raw_fd()))
 }
 
 #[cfg(test)]
@@ -352,7 +352,7 @@ mod tests {
         let mut epolls = BTreeMap::new();
         epolls.insert(1, EpollRecord { owner: 42, items: vec![item(4, 2, 0x1, 0xabcd), item(6, 3, 0x8000_0004, 7)] });
         epolls.insert(3, EpollRecord { owner: 77, items: vec![item(4, 2, 1, 1)] }); // another owner's
-        crate::epoll::add_watches(&mut t, &table, &epolls).unwrap();
+        crate::epoll::add_watches(&mut t, &table, &epolls, &|_| None).unwrap();
         let adds = t.named("epoll_ctl(EPOLL_CTL_ADD)");
         assert_eq!(adds.len(), 2);
         for (c, (tfd, events, data)) in adds.iter().zip([(4, 0x1, 0xabcd), (6, 0x8000_0004u32, 7u64)]) {
@@ -361,13 +361,29 @@ mod tests {
         }
     }
 
+    /// A watch whose descriptor was closed (its file open at another number) is added through
+    /// a duplicate placed at its number for the call, closed again right after.
+    #[test]
+    fn an_epoll_watch_of_a_closed_number_goes_through_a_temporary_duplicate() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 1, false), fd(5, 2, false)] };
+        let mut epolls = BTreeMap::new();
+        epolls.insert(1, EpollRecord { owner: 42, items: vec![EpollItem { tfd: 4, target: 2, events: 1, data: 9 }] });
+        crate::epoll::add_watches(&mut t, &table, &epolls, &|_| None).unwrap();
+        let calls: Vec<(&str, u64, u64)> = t.calls().iter().map(|c| (c.name, c.args[0], c.args[1])).collect();
+        assert_eq!(
+            calls,
+            [("dup3", 5, 4), ("epoll_ctl(EPOLL_CTL_ADD)", 3, libc::EPOLL_CTL_ADD as u64), ("close", 4, 0)]
+        );
+    }
+
     #[test]
     fn an_epoll_watch_of_a_number_holding_another_file_is_refused() {
         let mut t = Recorder::new(42);
         let table = FdTable { fds: vec![fd(3, 1, false), fd(4, 2, false)] };
         let mut epolls = BTreeMap::new();
         epolls.insert(1, EpollRecord { owner: 42, items: vec![EpollItem { tfd: 4, target: 5, events: 1, data: 0 }] });
-        let e = crate::epoll::add_watches(&mut t, &table, &epolls).unwrap_err();
+        let e = crate::epoll::add_watches(&mut t, &table, &epolls, &|_| None).unwrap_err();
         assert!(e.to_string().contains("watches fd 4 which is not file #5"), "{e}");
         assert!(t.calls().is_empty());
     }
