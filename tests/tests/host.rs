@@ -682,6 +682,7 @@ mod refuse {
         unix_rebound => "now names another file";
         ctty_outside => "its master is held by no dumped process";
         pidfd_outside => "which is not in the dump";
+        pty_slave_outside => "outside the dump, holds /dev/pts/";
         inotify_queued => "inotify events not read yet";
     }
 }

@@ -39,6 +39,8 @@
  *   ctty_outside   the process leads a session whose controlling terminal is a pty whose
  *                  master only a daemon outside the dumped tree holds (like a terminal
  *                  emulator or sshd); the daemon exits when the workload is gone
+ *   pty_slave_outside the process holds a pty master whose slave a daemon outside the dumped
+ *                  tree holds open (the daemon exits when the workload is gone)
  *   pidfd_outside  a pidfd of the parent (the runner, outside the dumped tree)
  *   inotify_queued an inotify watch on OUTFILE.iq with one event not read yet
  */
@@ -485,6 +487,30 @@ int main(int argc, char **argv)
         fd = unix_listener(path);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
         fd2 = unix_listener(path);
+    } else if (strcmp(mode, "pty_slave_outside") == 0) {
+        fd = posix_openpt(O_RDWR | O_NOCTTY);
+        WL_CHECK(fd >= 0 && grantpt(fd) == 0 && unlockpt(fd) == 0, "posix_openpt");
+        WL_CHECK(ptsname_r(fd, lnk, sizeof lnk) == 0, "ptsname");
+        int ready[2];
+        WL_CHECK(pipe(ready) == 0, "pipe");
+        pid_t me = getpid(), d = fork();
+        WL_CHECK(d >= 0, "fork");
+        if (d == 0) {
+            if (fork() != 0)
+                _exit(0);
+            close(fd);
+            int s = open(lnk, O_RDWR | O_NOCTTY);
+            if (s < 0 || write(ready[1], "x", 1) != 1)
+                _exit(1);
+            while (kill(me, 0) == 0)
+                wl_sleep_ms(50);
+            _exit(0);
+        }
+        WL_CHECK(waitpid(d, NULL, 0) == d, "waitpid");
+        char c;
+        WL_CHECK(read(ready[0], &c, 1) == 1, "daemon holds the slave");
+        close(ready[0]);
+        close(ready[1]);
     } else if (strcmp(mode, "pidfd_outside") == 0) {
         fd = (int)syscall(SYS_pidfd_open, getppid(), 0);
         WL_CHECK(fd >= 0, "pidfd_open(parent)");
@@ -521,7 +547,10 @@ int main(int argc, char **argv)
     beat_until_term();
 
     /* ---- Verify: the resource is exactly as it was. ---- */
-    if (strcmp(mode, "pidfd_outside") == 0) {
+    if (strcmp(mode, "pty_slave_outside") == 0) {
+        char name[64];
+        WL_CHECK(ptsname_r(fd, name, sizeof name) == 0 && strcmp(name, lnk) == 0, "the master is still %.60s", lnk);
+    } else if (strcmp(mode, "pidfd_outside") == 0) {
         WL_CHECK(syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) == 0, "pidfd of the parent still works");
     } else if (strcmp(mode, "inotify_queued") == 0) {
         struct inotify_event e;

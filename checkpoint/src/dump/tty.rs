@@ -206,6 +206,48 @@ fn take_input(pid: i32, index: u32, m: &OwnedFd, locked: bool) -> Result<Vec<u8>
     Ok(data)
 }
 
+/// Refuses a pty of the dump that a process outside the dump holds open or has as its
+/// controlling terminal: the restored pair would be a new one, and that process would keep the
+/// old, hung-up end.
+fn outside_users(frozen: &Frozen, ptys: &BTreeMap<u32, PendingPty>) -> Result<(), DumpError> {
+    let ours: std::collections::BTreeSet<i32> = frozen.procs().iter().map(|p| p.pid).collect();
+    let mine = seamless_sys::proc::own_pid();
+    let wanted: BTreeMap<String, u32> =
+        ptys.iter().filter(|(_, p)| p.master.is_some()).map(|(&i, _)| (format!("/dev/pts/{i}"), i)).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Ok(()) };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if ours.contains(&pid) || pid == mine {
+            continue;
+        }
+        let blame = |index: u32, how: &str| {
+            let (mpid, mfd, _) = ptys[&index].master.unwrap_or((0, -1, 0));
+            refuse(mpid, format!("fd {mfd} (/dev/ptmx, pts {index})"), format!("pid {pid}, outside the dump, {how} /dev/pts/{index}: restored, the pty would be a new one and that process would keep the old end; dump it too"))
+        };
+        if let Ok(st) = seamless_trace::procfs::read_stat(pid) {
+            let tty = st.ufield(7);
+            let (major, minor) = ((tty >> 8) & 0xfff, (tty & 0xff) | ((tty >> 12) & 0xfff00));
+            if let Some(i) = pts_index_of(libc::makedev(major as u32, minor as u32)) {
+                if tty != 0 && ptys.get(&i).is_some_and(|p| p.master.is_some()) {
+                    return Err(blame(i, "has as its controlling terminal"));
+                }
+            }
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for f in fds.flatten() {
+            if let Ok(l) = std::fs::read_link(f.path()) {
+                if let Some(&i) = l.to_str().and_then(|l| wanted.get(l)) {
+                    return Err(blame(i, "holds"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// After every descriptor is classified: the controlling terminals of the processes, then
 /// each pty pair's state (`read_queues`: also its unread bytes, read out and handed back).
 pub fn finish(
@@ -244,6 +286,7 @@ pub fn finish(
             }
         }
     }
+    outside_users(frozen, ptys)?;
     let mut out = Vec::new();
     for (&index, p) in ptys {
         let Some((mpid, mfd, master)) = p.master else {
