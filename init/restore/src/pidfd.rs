@@ -1,4 +1,4 @@
-//! pidfds ([`PidfdRecord`]): opened by the restorer with `pidfd_open(2)` once the tree is
+//! pidfds ([`PidfdRecord`](seamless_image::records::PidfdRecord)): opened by the restorer with `pidfd_open(2)` once the tree is
 //! forked (the processes have their pids then), before any descriptor is installed; the
 //! placeholder descriptions are left alone by [`crate::files::open_all`].
 
