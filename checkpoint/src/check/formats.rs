@@ -21,16 +21,21 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The verdict subject.
 pub const SUBJECT: &str = "image format";
 
-/// Kinds written only for the sockets that need them (extras, queued datagrams): a target that
-/// does not know them can still read every image without such sockets, so they are not asked
-/// of it here; the dump refuses a socket that needs one the target does not know
-/// (`DumpOptions::reader_kinds`).
-pub const CONDITIONAL_KINDS: [RecordKind; 2] =
-    [seamless_image::records::SOCKET_EXTRA, seamless_image::records::DATAGRAMS];
+/// Kinds written only for the descriptors that need them (socket extras, queued datagrams, pty
+/// pairs, inotify instances, pidfds): a target that does not know them can still read every
+/// image without such descriptors, so they are not asked of it here; the dump refuses a
+/// descriptor that needs one the target does not know (`DumpOptions::reader_kinds`).
+pub const CONDITIONAL_KINDS: [RecordKind; 5] = [
+    seamless_image::records::SOCKET_EXTRA,
+    seamless_image::records::DATAGRAMS,
+    seamless_image::records::PTY,
+    seamless_image::records::INOTIFY,
+    seamless_image::records::PIDFD,
+];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
 /// this build knows except the test pattern, the kinds it writes `IGNORABLE` (the page
-/// cache's hot set, tmpfs files, the network lock and its held listeners) and the
+/// cache's hot set, tmpfs files, the network lock and its held listeners, areas' advice) and the
 /// [`CONDITIONAL_KINDS`].
 fn needs(asked: Option<u32>) -> Needs {
     let kinds = Formats::this_build(env!("CARGO_PKG_VERSION"))
@@ -43,6 +48,7 @@ fn needs(asked: Option<u32>) -> Needs {
                 RecordKind::TMPFS,
                 seamless_image::records::NET_LOCK,
                 seamless_image::records::HELD_LISTENERS,
+                seamless_image::records::VMA_ADVICE,
             ]
             .contains(&RecordKind(k))
                 && !CONDITIONAL_KINDS.contains(&RecordKind(k))

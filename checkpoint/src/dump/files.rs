@@ -337,7 +337,7 @@ fn same_file(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata) -> Result<()
 }
 
 /// Writes descriptions, pipe buffers and ghost contents.
-/// Refuses the first socket whose extra records the reader (knowing record kinds `kinds`)
+/// Refuses the first descriptor whose records the reader (knowing record kinds `kinds`)
 /// would not know.
 pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
     let needs = plan
@@ -359,7 +359,7 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
             .unwrap_or((0, -1));
         return Err(DumpError::Unsupported {
             pid,
-            resource: format!("fd {fd} (a socket)"),
+            resource: format!("fd {fd} (file #{desc})"),
             reason: format!(
                 "{what} need record kind {kind}, which the target's seamless-init does not read: update it, or reset the option first"
             ),
@@ -410,7 +410,7 @@ mod tests {
         readable_by(&plan, &[records::SOCKET_EXTRA.0]).unwrap();
         match readable_by(&plan, &[records::DATAGRAMS.0]) {
             Err(DumpError::Unsupported { pid: 10, resource, reason }) => {
-                assert_eq!(resource, "fd 5 (a socket)");
+                assert_eq!(resource, "fd 5 (file #3)");
                 assert!(reason.contains("socket-extra"), "{reason}");
             }
             other => panic!("{other:?}"),
