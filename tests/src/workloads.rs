@@ -239,6 +239,18 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "file_locks",
+        link: Link::Dynamic,
+        summary: "flock, POSIX, OFD locks and leases held by two processes: the same locks by the same owners",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "sched_attrs",
+        link: Link::Dynamic,
+        summary: "per-thread policies, priorities, nice, affinity, I/O priority, names; ambient caps, securebits",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

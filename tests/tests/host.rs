@@ -65,6 +65,12 @@ workload_tests! {
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
+    // Carried by the file-lock and thread-scheduling records (no longer refused).
+    file_locks => "file_locks" [];
+    sched_attrs => "sched_attrs" [];
+    locks_flock => "refuse" ["flock"];
+    sched_batch => "refuse" ["sched_batch"];
+    sched_affinity => "refuse" ["affinity"];
 }
 
 mod refuse_netlink {
@@ -673,9 +679,6 @@ mod refuse {
         compat32 => "32-bit code";
         sud => "syscall user dispatch";
         netns => "namespace net";
-        flock => "file lock";
-        sched_batch => "scheduling policy 3";
-        affinity => "CPU affinity";
         mlock => "VmLck 4 kB";
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
@@ -684,6 +687,9 @@ mod refuse {
         pidfd_outside => "which is not in the dump";
         pty_slave_outside => "outside the dump, holds /dev/pts/";
         inotify_queued => "inotify events not read yet";
+        sched_deadline => "scheduling policy 6";
+        thread_creds => "CapEff";
+        lease_signal => "a lease whose break";
     }
 }
 

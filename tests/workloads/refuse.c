@@ -32,6 +32,7 @@
  *   affinity       the process is pinned to CPU 0
  *   oom            oom_score_adj 500
  *   thp            PR_SET_THP_DISABLE
+ *                  (these five are carried now: the host tests run them as round trips)
  *   mlock          one locked page (mlock)
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
@@ -43,6 +44,9 @@
  *                  tree holds open (the daemon exits when the workload is gone)
  *   pidfd_outside  a pidfd of the parent (the runner, outside the dumped tree)
  *   inotify_queued an inotify watch on OUTFILE.iq with one event not read yet
+ *   sched_deadline a thread runs under SCHED_DEADLINE (runtime 1 ms, deadline and period 100 ms)
+ *   thread_creds   a thread dropped CAP_KILL from its own effective set (capset is per thread)
+ *   lease_signal   a read lease on OUTFILE.lease whose break signal is SIGUSR1 (F_SETSIG)
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -88,6 +92,50 @@ static void beat_until_term(void)
         heartbeat();
         wl_sleep_ms(10);
     }
+}
+
+/* ---- A thread with attributes of its own (sched_deadline, thread_creds). ---- */
+static volatile pid_t own_tid;
+static volatile int own_state; /* 0 starting, 1 set up, -1 failed */
+static const char *own_mode;
+
+struct wl_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+};
+
+static void *own_thread(void *arg)
+{
+    (void)arg;
+    own_tid = (pid_t)syscall(SYS_gettid);
+    int ok;
+    if (strcmp(own_mode, "sched_deadline") == 0) {
+        struct wl_sched_attr a = { sizeof a, 6 /* SCHED_DEADLINE */, 0, 0, 0, 1000000, 100000000, 100000000 };
+        ok = syscall(SYS_sched_setattr, 0, &a, 0) == 0;
+    } else {
+        struct { uint32_t version; int pid; } h = { 0x20080522, 0 };
+        struct { uint32_t eff, prm, inh; } d[2];
+        ok = syscall(SYS_capget, &h, d) == 0;
+        d[0].eff &= ~(1u << 5); /* CAP_KILL */
+        ok = ok && syscall(SYS_capset, &h, d) == 0;
+    }
+    own_state = ok ? 1 : -1;
+    for (;;)
+        wl_sleep_ms(20);
+    return NULL;
+}
+
+static void start_own_thread(const char *mode)
+{
+    own_mode = mode;
+    pthread_t t;
+    WL_CHECK(pthread_create(&t, NULL, own_thread, NULL) == 0, "pthread_create");
+    while (own_state == 0)
+        wl_sleep_ms(1);
+    WL_CHECK(own_state == 1, "setting up the thread for %s", mode);
 }
 
 static void fd_link(int fd, char *out, size_t size)
@@ -539,6 +587,14 @@ int main(int argc, char **argv)
         WL_CHECK(setsid() == me, "setsid");
         fd = open(lnk, O_RDWR);
         WL_CHECK(fd >= 0, "open %s", lnk);
+    } else if (strcmp(mode, "sched_deadline") == 0 || strcmp(mode, "thread_creds") == 0) {
+        start_own_thread(mode);
+    } else if (strcmp(mode, "lease_signal") == 0) {
+        wl_path(path, sizeof path, ".lease");
+        WL_CHECK(wl_write_file(path, "leased\n") == 0, "create %s", path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        WL_CHECK(fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0, "read lease on %s", path);
+        WL_CHECK(fcntl(fd, F_SETSIG, SIGUSR1) == 0, "F_SETSIG");
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -757,6 +813,28 @@ int main(int argc, char **argv)
         int b = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
         if (b >= 0 || errno != EAGAIN)
             wl_fail("the first listener got a connection");
+    } else if (strcmp(mode, "sched_deadline") == 0) {
+        int pol = sched_getscheduler(own_tid);
+        if (pol != 6)
+            wl_fail("thread %d policy %d, expected 6 (SCHED_DEADLINE)", (int)own_tid, pol);
+    } else if (strcmp(mode, "thread_creds") == 0) {
+        char v[64], w[64], key[64];
+        snprintf(key, sizeof key, "/proc/self/task/%d/status", (int)own_tid);
+        FILE *f = fopen(key, "re");
+        WL_CHECK(f != NULL, "open %s", key);
+        char line[256];
+        v[0] = 0;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "CapEff: %63s", v) == 1)
+                break;
+        fclose(f);
+        WL_CHECK(wl_status_field(0, "CapEff", w, sizeof w) == 0, "CapEff");
+        uint64_t mine = strtoull(w, NULL, 16), theirs = strtoull(v, NULL, 16);
+        if (theirs != (mine & ~(1ull << 5)) || !(mine & (1ull << 5)))
+            wl_fail("thread CapEff %s, leader %s: expected the leader's without CAP_KILL", v, w);
+    } else if (strcmp(mode, "lease_signal") == 0) {
+        if (fcntl(fd, F_GETLEASE) != F_RDLCK || fcntl(fd, F_GETSIG) != SIGUSR1)
+            wl_fail("lease %d signal %d, expected a read lease with SIGUSR1", fcntl(fd, F_GETLEASE), fcntl(fd, F_GETSIG));
     } else if (strcmp(mode, "sud") == 0) {
         sud_selector = 1;
         syscall(SYS_getppid);

@@ -35,23 +35,17 @@ pub const CONDITIONAL_KINDS: [RecordKind; 5] = [
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
 /// this build knows except the test pattern, the kinds it writes `IGNORABLE` (the page
-/// cache's hot set, tmpfs files, the network lock and its held listeners, areas' advice) and the
+/// cache's hot set, tmpfs files, [`seamless_image::records::WRITTEN_IGNORABLE`]) and the
 /// [`CONDITIONAL_KINDS`].
 fn needs(asked: Option<u32>) -> Needs {
     let kinds = Formats::this_build(env!("CARGO_PKG_VERSION"))
         .kinds
         .into_iter()
         .filter(|&k| {
-            ![
-                RecordKind::PATTERN,
-                RecordKind::PAGE_CACHE,
-                RecordKind::TMPFS,
-                seamless_image::records::NET_LOCK,
-                seamless_image::records::HELD_LISTENERS,
-                seamless_image::records::VMA_ADVICE,
-            ]
-            .contains(&RecordKind(k))
-                && !CONDITIONAL_KINDS.contains(&RecordKind(k))
+            let k = RecordKind(k);
+            ![RecordKind::PATTERN, RecordKind::PAGE_CACHE, RecordKind::TMPFS].contains(&k)
+                && !seamless_image::records::WRITTEN_IGNORABLE.contains(&k)
+                && !CONDITIONAL_KINDS.contains(&k)
         })
         .collect();
     Needs { version: asked, incompat: 0, kinds }

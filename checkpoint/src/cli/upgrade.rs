@@ -1,6 +1,6 @@
 //! `seamless upgrade`.
 
-use super::target_args::{CmdlineArgs, TargetArgs};
+use super::target_args::{CmdlineArgs, NewKernel, NewKernelArgs, TargetArgs};
 use seamless::upgrade::{upgrade, UpgradeOptions};
 use seamless_sys::chain;
 use std::path::PathBuf;
@@ -22,19 +22,8 @@ check, kernel load, arguments), 3 --newest found the newest installed kernel run
 after it started, everything put back. With --json: one JSON line on stdout, \
 {\"outcome\": \"refused\"|\"up-to-date\"|\"rolled-back\", \"kernel\", \"error\", \"verdicts\"}.")]
 pub struct Args {
-    /// The new kernel image.
-    #[arg(long, required_unless_present = "newest", conflicts_with = "newest")]
-    pub kernel: Option<PathBuf>,
-    /// The new kernel's initramfs (with seamless-init inside).
-    #[arg(long, required_unless_present = "newest", conflicts_with = "newest")]
-    pub initrd: Option<PathBuf>,
-    /// Upgrade to the newest kernel installed in --boot (`vmlinuz-RELEASE` with
-    /// `initrd.img-RELEASE` or `initramfs-RELEASE.img`); exit 3 when it is the running one.
-    #[arg(long)]
-    pub newest: bool,
-    /// Where --newest looks.
-    #[arg(long, value_name = "DIR", default_value = "/boot")]
-    pub boot: PathBuf,
+    #[command(flatten)]
+    pub new_kernel: NewKernelArgs,
     /// On failure, print a JSON summary on stdout (outcome, kernel, error, pre-flight verdicts).
     #[arg(long)]
     pub json: bool,
@@ -42,17 +31,9 @@ pub struct Args {
     pub cmdline: CmdlineArgs,
     #[command(flatten)]
     pub targets: TargetArgs,
-    /// The region device (default: the first /dev/pmem*; without one, the image goes into the
-    /// initramfs).
-    #[arg(long)]
-    pub region: Option<PathBuf>,
     /// Put the image into the initramfs even when a region exists.
     #[arg(long)]
     pub initramfs_image: bool,
-    /// Image format version to write (default: the newest the target's seamless-init reads;
-    /// `seamless-init --image-formats` says which it reads).
-    #[arg(long, value_name = "VERSION")]
-    pub image_format: Option<u32>,
     /// Also read back on the new kernel what the page cache holds of this file or directory
     /// (repeatable); the files the preserved processes have mapped or open always are.
     #[arg(long, value_name = "PATH")]
@@ -93,22 +74,15 @@ fn summary(outcome: &str, release: &str, error: &str, report: Option<&seamless::
 /// Runs `seamless upgrade`; returns only on failure, with [`EXIT_REFUSED`],
 /// [`EXIT_UP_TO_DATE`] or [`EXIT_ROLLED_BACK`].
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (kernel, initrd, release) = match (&args.kernel, &args.initrd) {
-        (Some(k), Some(i)) => (k.clone(), i.clone(), String::new()),
-        _ => {
-            let Some((n, running)) = seamless::upgrade::newest::pick(&args.boot) else {
-                anyhow::bail!("--newest: no kernel with an initramfs in {}", args.boot.display());
-            };
-            if running {
-                let msg = format!("the newest installed kernel, {}, is already running: nothing to do", n.release);
-                if args.json {
-                    println!("{}", summary("up-to-date", &n.release, "", None));
-                }
-                eprintln!("seamless: {msg}");
-                return Ok(ExitCode::from(EXIT_UP_TO_DATE));
+    let (kernel, initrd, release) = match args.new_kernel.pick()? {
+        NewKernel::Given { kernel: Some(k), initrd: Some(i) } => (k, i, String::new()),
+        NewKernel::Given { .. } => anyhow::bail!("give the new kernel with --kernel and --initrd, or --newest"),
+        NewKernel::Newest(n) => (n.kernel, n.initrd, n.release),
+        NewKernel::UpToDate { release } => {
+            if args.json {
+                println!("{}", summary("up-to-date", &release, "", None));
             }
-            eprintln!("seamless: newest installed kernel: {} ({})", n.release, n.kernel.display());
-            (n.kernel, n.initrd, n.release)
+            return Ok(ExitCode::from(EXIT_UP_TO_DATE));
         }
     };
     let roots = args.targets.selection().resolve()?;
@@ -125,11 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         initrd,
         cmdline,
         roots,
-        region: args.region,
+        region: args.new_kernel.region,
         force_initramfs: args.initramfs_image,
         inject_failure: args.inject_failure,
         force: args.force,
-        image_format: args.image_format,
+        image_format: args.new_kernel.image_format,
         warm: args.warm,
         keep: args.keep.into_iter().chain(seamless::targets::runtime_directories(&args.targets.units)?).collect(),
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)

@@ -41,6 +41,8 @@ pub struct FilePlan {
     pub inotify: Vec<records::InotifyRecord>,
     /// pidfds, with the process and descriptor holding each first.
     pub pidfds: Vec<(i32, i32, records::PidfdRecord)>,
+    /// File locks by the process that takes them again ([`super::locks`]).
+    pub locks: BTreeMap<i32, records::FileLocks>,
 }
 
 impl FilePlan {
@@ -118,6 +120,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     let mut socks = super::sockets::Ctx::default();
     socks.pre_flight = opts.pre_flight;
     let mut epolls = Vec::new();
+    let mut held = Vec::new();
     for p in frozen.procs() {
         if p.zombie.is_some() {
             continue;
@@ -134,17 +137,11 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
             let link =
                 std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, format!("readlink fd {fd}"), e))?;
             let link = link.to_string_lossy().into_owned();
-            let info = fdinfo(pid, fd)?;
-            if !info.locks.is_empty() {
-                return Err(unsupported(
-                    pid,
-                    fd,
-                    &link,
-                    &format!(
-                        "holds file lock(s) [{}]: locks are not checkpointed, the restored process would run without them",
-                        info.locks.join("; ")
-                    ),
-                ));
+            let mut info = fdinfo(pid, fd)?;
+            // A lease turns O_ASYNC on (its break is signalled); taking it again does the same,
+            // and the lease's owner and signal are checked by `locks`.
+            if super::locks::has_lease(&info.locks) {
+                info.flags &= !(libc::O_ASYNC as u32);
             }
             if info.flags & libc::O_ASYNC as u32 != 0 {
                 return Err(unsupported(
@@ -187,6 +184,9 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                     id
                 }
             };
+            if !info.locks.is_empty() {
+                held.push(super::locks::Held { pid, fd, desc: id, link: link.clone(), lines: info.locks });
+            }
             table.fds.push(Fd { fd, cloexec, desc: id });
         }
         plan.tables.insert(pid, table);
@@ -195,6 +195,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     super::pidfd::check(frozen, &plan.pidfds)?;
     plan.ptys = super::tty::finish(frozen, &plan.ptys_seen, !opts.pre_flight)?;
     super::sockets::check_pairs(&plan)?;
+    plan.locks = super::locks::resolve(frozen, &plan, &held, opts.carry_clocks)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
     // The socket records carry inodes; the extra records are filed under description ids.
     for d in &plan.descs {

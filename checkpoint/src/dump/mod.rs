@@ -15,10 +15,12 @@ pub mod files;
 pub mod freeze;
 pub mod inotify;
 pub mod listeners;
+pub mod locks;
 pub mod mm;
 pub mod pidfd;
 pub mod precheck;
 pub mod process;
+pub mod sched;
 pub mod sockets;
 pub mod threads;
 pub mod tty;
@@ -225,6 +227,12 @@ pub fn dump_trees<S: Store>(
             writer.put_record(records::SETTINGS, p.pid as u32, 0, &settings)?;
         }
         writer.put_record(records::FDS, p.pid as u32, 0, &file_plan.table_of(p.pid))?;
+        if let Some(locks) = file_plan.locks.get(&p.pid) {
+            writer.put_record(records::FILE_LOCKS, p.pid as u32, 0, locks)?;
+        }
+        for t in sched::thread_sched(p)? {
+            writer.put_record(records::THREAD_SCHED, p.pid as u32, t.tid as u64, &t)?;
+        }
         done += 1;
         if opts.progress {
             eprint!(

@@ -19,6 +19,8 @@ use crate::records::{
 use crate::{ImageError, Reader, RecordKind, Store, Writer, PAGE_SIZE};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod attrs;
+
 /// End of the largest x86-64 user address space (5-level page tables); a kernel with 4-level
 /// page tables refuses mappings above 128 TiB itself.
 pub const USER_SPACE_END: u64 = (1 << 56) - PAGE_SIZE as u64;
@@ -102,6 +104,10 @@ pub struct Decoded {
     pub inotify: Vec<(u64, records::InotifyRecord)>,
     /// pidfds by entry tag.
     pub pidfds: Vec<(u64, records::PidfdRecord)>,
+    /// File locks by entry owner.
+    pub file_locks: Vec<(u32, records::FileLocks)>,
+    /// Threads' scheduling attributes: entry owner, entry tag, record.
+    pub sched: Vec<(u32, u64, records::ThreadSched)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -163,6 +169,12 @@ impl Decoded {
         for (i, _, tag, _) in list(r, records::PIDFD) {
             d.pidfds.push((tag, r.record(i)?));
         }
+        for (i, owner, _, _) in list(r, records::FILE_LOCKS) {
+            d.file_locks.push((owner, r.record(i)?));
+        }
+        for (i, owner, tag, _) in list(r, records::THREAD_SCHED) {
+            d.sched.push((owner, tag, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -223,6 +235,12 @@ impl Decoded {
         }
         for (tag, p) in &self.pidfds {
             w.put_record(records::PIDFD, 0, *tag, p)?;
+        }
+        for (o, l) in &self.file_locks {
+            w.put_record(records::FILE_LOCKS, *o, 0, l)?;
+        }
+        for (o, tag, t) in &self.sched {
+            w.put_record(records::THREAD_SCHED, *o, *tag, t)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -311,6 +329,8 @@ impl Decoded {
             ptys: Vec::new(),
             inotify: Vec::new(),
             pidfds: Vec::new(),
+            file_locks: Vec::new(),
+            sched: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -551,6 +571,8 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_mms(d, &procs)?;
     check_settings(d, &procs)?;
     check_advice(d, &procs)?;
+    attrs::check_file_locks(d, &procs, &descs)?;
+    attrs::check_sched(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     check_ptys(d, &procs, &descs)?;

@@ -256,6 +256,31 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample("pidfd", records::PIDFD, records::PidfdRecord { desc: 7, pid: 4242 }));
+    s.push(sample(
+        "file-locks",
+        records::FILE_LOCKS,
+        records::FileLocks {
+            locks: vec![
+                records::FileLock { fd: 10, kind: records::LockKind::Posix, write: true, start: 100, len: 50 },
+                records::FileLock { fd: 12, kind: records::LockKind::Ofd, write: false, start: 20, len: 0 },
+                records::FileLock { fd: 11, kind: records::LockKind::Flock, write: true, start: 0, len: 0 },
+                records::FileLock { fd: 13, kind: records::LockKind::Lease, write: false, start: 0, len: 0 },
+            ],
+        },
+    ));
+    s.push(sample(
+        "thread-sched",
+        records::THREAD_SCHED,
+        records::ThreadSched {
+            tid: 4243,
+            policy: 1,
+            reset_on_fork: true,
+            priority: 10,
+            nice: -4,
+            affinity: vec![0b10],
+            ioprio: (2 << 13) | 6,
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

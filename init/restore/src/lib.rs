@@ -52,12 +52,14 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod inotify;
+pub mod locks;
 pub mod mm;
 pub mod netlock;
 pub mod paths;
 pub mod pidfd;
 pub mod plan;
 pub mod process;
+pub mod sched;
 pub mod sockets;
 pub mod threads;
 pub mod tracee;
@@ -265,6 +267,7 @@ fn stage_a<S: Store>(
     c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
     mm::restore_mm(&mut c, p, reader, opts, shm)?;
     files::install(&mut c, &p.fds, open)?;
+    locks::take(&mut c, &p.locks)?;
     process::restore_task(&mut c, p)?;
     process::restore_rlimits(pid, p)?;
     let leader_rec = leader_record(pid, p)?;
@@ -291,6 +294,7 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     }
     threads::set_creds(&mut pr.c, &p.rec.creds)?;
     process::finish_task(&mut pr.c, p)?;
+    sched::restore(pid, &p.sched)?;
     let tramp = pr.c.tramp;
     pr.c.call("munmap(trampoline)", libc::SYS_munmap, [tramp, child::TRAMP_LEN, 0, 0, 0, 0])?;
     for t in &p.threads {

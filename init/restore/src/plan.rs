@@ -37,6 +37,10 @@ pub struct ProcPlan {
     pub settings: ProcessSettings,
     /// Its areas' `madvise` state (none when the image has no advice record for it).
     pub advice: Vec<records::AdvisedArea>,
+    /// The file locks it holds (taken again through its descriptors).
+    pub locks: Vec<records::FileLock>,
+    /// Its threads' scheduling attributes (threads without a record keep the defaults).
+    pub sched: Vec<records::ThreadSched>,
 }
 
 impl ProcPlan {
@@ -127,6 +131,8 @@ fn build(d: Decoded) -> Plan {
                 chunks: Vec::new(),
                 settings: ProcessSettings::default(),
                 advice: Vec::new(),
+                locks: Vec::new(),
+                sched: Vec::new(),
             },
         );
     }
@@ -155,6 +161,16 @@ fn build(d: Decoded) -> Plan {
     for (o, a) in d.advice {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.advice = a.areas;
+        }
+    }
+    for (o, l) in d.file_locks {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.locks = l.locks;
+        }
+    }
+    for (o, _, t) in d.sched {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.sched.push(t);
         }
     }
     for (_, desc) in d.descs {
@@ -362,6 +378,8 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         chunks: Vec::new(),
         settings: Default::default(),
         advice: Vec::new(),
+        locks: Vec::new(),
+        sched: Vec::new(),
     }
 }
 

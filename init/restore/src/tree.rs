@@ -26,10 +26,12 @@ pub fn create_tree(plan: &Plan, skip: &[i32], ttys: &BTreeMap<i32, i32>) -> Resu
     let wf = std::fs::File::from(w);
     let mut failed = Vec::new();
     let roots: Vec<i32> = plan.roots().into_iter().filter(|r| !skip.contains(r)).collect();
+    // Every process reports once on the pipe: a live one when it is ready, a zombie just
+    // before it exits; a negative pid for one that could not be created as it was.
     let mut expected = 0usize;
     let mut stack = roots.clone();
     while let Some(p) = stack.pop() {
-        if plan.procs.get(&p).is_some_and(|x| !x.is_zombie()) {
+        if plan.procs.contains_key(&p) {
             expected += 1;
         }
         stack.extend(plan.children_of(p));
@@ -57,7 +59,7 @@ pub fn create_tree(plan: &Plan, skip: &[i32], ttys: &BTreeMap<i32, i32>) -> Resu
                 // The whole subtree is lost.
                 let mut stack = vec![root];
                 while let Some(p) = stack.pop() {
-                    if plan.procs.get(&p).is_some_and(|x| !x.is_zombie()) {
+                    if plan.procs.contains_key(&p) {
                         expected = expected.saturating_sub(1);
                     }
                     failed.push((p, format!("cannot create pid {root} (root of its subtree): {}", chain(&e))));
@@ -68,22 +70,28 @@ pub fn create_tree(plan: &Plan, skip: &[i32], ttys: &BTreeMap<i32, i32>) -> Resu
     }
     drop(wf);
     let mut ready = Vec::new();
+    let mut zombies = 0usize;
     let mut buf = [0u8; 4];
-    while ready.len() < expected {
+    while ready.len() + zombies < expected {
         if rf.read_exact(&mut buf).is_err() {
             break;
         }
         let v = i32::from_le_bytes(buf);
-        if v > 0 {
+        if v > 0 && plan.procs.get(&v).is_some_and(|x| x.is_zombie()) {
+            zombies += 1;
+        } else if v > 0 {
             ready.push(v);
         } else {
             let pid = -v;
             let mut stack = vec![pid];
             while let Some(p) = stack.pop() {
-                if plan.procs.get(&p).is_some_and(|x| !x.is_zombie()) {
+                if plan.procs.contains_key(&p) {
                     expected = expected.saturating_sub(1);
                 }
-                failed.push((p, format!("cannot create pid {pid}: pid in use or clone3 refused")));
+                failed.push((
+                    p,
+                    format!("cannot create pid {pid}: pid in use, clone3 refused, or (a zombie) its process group or session cannot be joined again"),
+                ));
                 stack.extend(plan.children_of(p));
             }
         }
@@ -104,6 +112,25 @@ fn helper(plan: &Plan, pid: i32, ready: &std::fs::File, ttys: &BTreeMap<i32, i32
         let _ = proc::setpgid(0, 0);
     }
     if let seamless_image::records::ProcState::Zombie { status } = p.rec.state {
+        // A zombie keeps the group and session it had: it joins its group before it exits.
+        // A group of the image's processes is forked concurrently, so it waits up to 5 s for
+        // it to exist and is reported failed (not left wrong) without it; a group outside the
+        // image is tried once, as for live processes (`lib.rs`).
+        let want = (p.rec.pgid, p.rec.sid);
+        let ours = plan.procs.values().any(|q| q.rec.pgid == want.0 && q.rec.pid != pid);
+        for _ in 0..if ours { 500 } else { 1 } {
+            if proc::own_group_and_session().0 == want.0 || proc::join_group(want.0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if ours && proc::own_group_and_session() != want {
+            let mut w = ready;
+            let _ = w.write_all(&(-pid).to_le_bytes());
+            proc::exit_now(1);
+        }
+        let mut w = ready;
+        let _ = w.write_all(&pid.to_le_bytes());
         if status & 0x7f == 0 {
             proc::exit_now((status >> 8) & 0xff);
         }

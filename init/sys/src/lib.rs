@@ -23,6 +23,7 @@ pub mod proc;
 pub mod ptrace;
 mod release;
 pub mod rtnl;
+pub mod sched;
 pub mod signal;
 pub mod sockets;
 pub mod timens;

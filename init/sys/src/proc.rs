@@ -241,6 +241,23 @@ pub fn setpgid(pid: i32, pgid: i32) -> SysResult<()> {
     check(r as libc::c_long, "setpgid", || format!("pid {pid} pgid {pgid}")).map(|_| ())
 }
 
+/// Joins process group `pgid` (`setpgid(0, pgid)`) without allocating (for a freshly forked
+/// child of a possibly multi-threaded process): whether it worked.
+///
+/// Man page: `setpgid(2)`.
+pub fn join_group(pgid: i32) -> bool {
+    // SAFETY: plain syscall with scalar arguments.
+    unsafe { libc::setpgid(0, pgid) == 0 }
+}
+
+/// This process's process group and session (`getpgid(0)`, `getsid(0)`), without allocating.
+///
+/// Man pages: `getpgid(2)`, `getsid(2)`.
+pub fn own_group_and_session() -> (i32, i32) {
+    // SAFETY: plain syscalls with scalar arguments.
+    unsafe { (libc::getpgid(0), libc::getsid(0)) }
+}
+
 /// Resets signal `sig` to its default action (used by helpers before re-raising a fatal signal).
 ///
 /// Man page: `signal(2)` with `SIG_DFL`.

@@ -12,10 +12,12 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod inotify;
+pub mod locks;
 pub mod mm;
 pub mod netlock;
 pub mod pidfd;
 pub mod process;
+pub mod sched;
 pub mod sockets;
 pub mod threads;
 pub mod tty;
@@ -24,12 +26,14 @@ pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use inotify::{InotifyRecord, InotifyWatch};
+pub use locks::{FileLock, FileLocks, LockKind};
 pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use pidfd::PidfdRecord;
 pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
+pub use sched::ThreadSched;
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
@@ -67,6 +71,16 @@ pub const PTY: RecordKind = RecordKind(40);
 pub const INOTIFY: RecordKind = RecordKind(41);
 /// [`PidfdRecord`], owner 0, tag = description id (one per pidfd description).
 pub const PIDFD: RecordKind = RecordKind(42);
+/// [`FileLocks`], owner = pid (at most one per process, only with locks).
+pub const FILE_LOCKS: RecordKind = RecordKind(30);
+/// [`ThreadSched`], owner = pid, tag = tid (at most one per thread, only when not all
+/// defaults).
+pub const THREAD_SCHED: RecordKind = RecordKind(31);
+
+/// The kinds of this module that writers store with `put_ignorable_record` (an older reader
+/// skips them and still restores correctly). `seamless check` does not ask a target's
+/// seamless-init to know them: a kind written `IGNORABLE` belongs in this list.
+pub const WRITTEN_IGNORABLE: [RecordKind; 3] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE];
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -87,6 +101,8 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         PTY => "pty",
         INOTIFY => "inotify",
         PIDFD => "pidfd",
+        FILE_LOCKS => "file-locks",
+        THREAD_SCHED => "thread-sched",
         _ => return None,
     })
 }
@@ -222,6 +238,24 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         PIDFD => {
             let p: PidfdRecord = de(bytes)?;
             format!("pidfd file #{} of pid {}", p.desc, p.pid)
+        }
+        FILE_LOCKS => {
+            let l: FileLocks = de(bytes)?;
+            let list: Vec<String> = l.locks.iter().map(FileLock::describe).collect();
+            format!("file locks: {}", list.join(", "))
+        }
+        THREAD_SCHED => {
+            let t: ThreadSched = de(bytes)?;
+            format!(
+                "thread {} scheduling: policy {}{} priority {} nice {} affinity {:x?} ioprio {:#x}",
+                t.tid,
+                t.policy,
+                if t.reset_on_fork { " (reset on fork)" } else { "" },
+                t.priority,
+                t.nice,
+                t.affinity,
+                t.ioprio
+            )
         }
         _ => return None,
     })
