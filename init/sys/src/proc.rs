@@ -252,7 +252,7 @@ pub fn join_group(pgid: i32) -> bool {
 
 /// This process's process group and session (`getpgid(0)`, `getsid(0)`), without allocating.
 ///
-/// Man pages: `getpgid(2)`, `getsid(2)`.
+/// Man page: `getpgid(2)`, `getsid(2)`.
 pub fn own_group_and_session() -> (i32, i32) {
     // SAFETY: plain syscalls with scalar arguments.
     unsafe { (libc::getpgid(0), libc::getsid(0)) }
