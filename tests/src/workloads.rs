@@ -215,6 +215,24 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "pty_session",
+        link: Link::Dynamic,
+        summary: "a multiplexer-like tree on a pty: session leader with it as controlling terminal, foreground and background groups, settings, window size, packet and exclusive modes, unread bytes both ways",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "inotify",
+        link: Link::Dynamic,
+        summary: "two inotify instances: watches on a directory and files with their descriptors (a gap), masks with IN_ONESHOT and IN_EXCL_UNLINK, real events after restore",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "pidfd",
+        link: Link::Dynamic,
+        summary: "pidfds of a child and of itself (blocking and PIDFD_NONBLOCK), O_PATH descriptors of a file and a directory, an epoll watching a closed duplicate of an eventfd",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "refuse",
         link: Link::Dynamic,
         summary: "one resource seamless cannot restore exactly (MODE argument): dump and check must refuse",

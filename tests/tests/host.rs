@@ -135,6 +135,9 @@ workload_tests! {
     timerfd_signalfd => "timerfd_signalfd" [];
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
+    pty_session => "pty_session" [];
+    inotify => "inotify" [];
+    pidfd => "pidfd" [];
     tmpfs_service => "tmpfs_service" [];
     cached_file => "cached_file" ["16"];
 }
@@ -692,6 +695,10 @@ mod refuse {
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
+        ctty_outside => "its master is held by no dumped process";
+        pidfd_outside => "which is not in the dump";
+        pty_slave_outside => "outside the dump, holds /dev/pts/";
+        inotify_queued => "inotify events not read yet";
         sched_deadline => "scheduling policy 6";
         thread_creds => "CapEff";
         lease_signal => "a lease whose break";

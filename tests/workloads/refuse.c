@@ -41,6 +41,13 @@
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
  *   unix_rebound   a unix listener whose path now belongs to another listener
+ *   ctty_outside   the process leads a session whose controlling terminal is a pty whose
+ *                  master only a daemon outside the dumped tree holds (like a terminal
+ *                  emulator or sshd); the daemon exits when the workload is gone
+ *   pty_slave_outside the process holds a pty master whose slave a daemon outside the dumped
+ *                  tree holds open (the daemon exits when the workload is gone)
+ *   pidfd_outside  a pidfd of the parent (the runner, outside the dumped tree)
+ *   inotify_queued an inotify watch on OUTFILE.iq with one event not read yet
  *   sched_deadline a thread runs under SCHED_DEADLINE (runtime 1 ms, deadline and period 100 ms)
  *   thread_creds   a thread dropped CAP_KILL from its own effective set (capset is per thread)
  *   lease_signal   a read lease on OUTFILE.lease whose break signal is SIGUSR1 (F_SETSIG)
@@ -65,6 +72,8 @@
 #include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/ptrace.h>
+#include <termios.h>
+#include <sys/inotify.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -638,6 +647,58 @@ int main(int argc, char **argv)
         fd = unix_listener(path);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
         fd2 = unix_listener(path);
+    } else if (strcmp(mode, "pty_slave_outside") == 0) {
+        fd = posix_openpt(O_RDWR | O_NOCTTY);
+        WL_CHECK(fd >= 0 && grantpt(fd) == 0 && unlockpt(fd) == 0, "posix_openpt");
+        WL_CHECK(ptsname_r(fd, lnk, sizeof lnk) == 0, "ptsname");
+        int ready[2];
+        WL_CHECK(pipe(ready) == 0, "pipe");
+        pid_t me = getpid(), d = fork();
+        WL_CHECK(d >= 0, "fork");
+        if (d == 0) {
+            if (fork() != 0)
+                _exit(0);
+            close(fd);
+            int s = open(lnk, O_RDWR | O_NOCTTY);
+            if (s < 0 || write(ready[1], "x", 1) != 1)
+                _exit(1);
+            while (kill(me, 0) == 0)
+                wl_sleep_ms(50);
+            _exit(0);
+        }
+        WL_CHECK(waitpid(d, NULL, 0) == d, "waitpid");
+        char c;
+        WL_CHECK(read(ready[0], &c, 1) == 1, "daemon holds the slave");
+        close(ready[0]);
+        close(ready[1]);
+    } else if (strcmp(mode, "pidfd_outside") == 0) {
+        fd = (int)syscall(SYS_pidfd_open, getppid(), 0);
+        WL_CHECK(fd >= 0, "pidfd_open(parent)");
+    } else if (strcmp(mode, "inotify_queued") == 0) {
+        wl_path(path, sizeof path, ".iq");
+        WL_CHECK(wl_write_file(path, "x") == 0, "write %.300s", path);
+        fd = inotify_init1(IN_CLOEXEC);
+        WL_CHECK(fd >= 0 && inotify_add_watch(fd, path, IN_ATTRIB) == 1, "inotify watch");
+        WL_CHECK(chmod(path, 0600) == 0, "chmod");
+    } else if (strcmp(mode, "ctty_outside") == 0) {
+        int m = posix_openpt(O_RDWR | O_NOCTTY);
+        WL_CHECK(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0, "posix_openpt");
+        WL_CHECK(ptsname_r(m, lnk, sizeof lnk) == 0, "ptsname");
+        pid_t me = getpid(), d = fork();
+        WL_CHECK(d >= 0, "fork");
+        if (d == 0) {
+            /* The daemon: reparented away from the tree, it holds the master while we live. */
+            if (fork() != 0)
+                _exit(0);
+            while (kill(me, 0) == 0)
+                wl_sleep_ms(50);
+            _exit(0);
+        }
+        WL_CHECK(waitpid(d, NULL, 0) == d, "waitpid");
+        close(m);
+        WL_CHECK(setsid() == me, "setsid");
+        fd = open(lnk, O_RDWR);
+        WL_CHECK(fd >= 0, "open %s", lnk);
     } else if (strcmp(mode, "sched_deadline") == 0 || strcmp(mode, "thread_creds") == 0) {
         start_own_thread(mode);
     } else if (strcmp(mode, "lease_signal") == 0) {
@@ -658,6 +719,18 @@ int main(int argc, char **argv)
     /* ---- Verify: the resource is exactly as it was. ---- */
     if (strcmp(mode, "traced") == 0) {
         verify_traced();
+    } else if (strcmp(mode, "pty_slave_outside") == 0) {
+        char name[64];
+        WL_CHECK(ptsname_r(fd, name, sizeof name) == 0 && strcmp(name, lnk) == 0, "the master is still %.60s", lnk);
+    } else if (strcmp(mode, "pidfd_outside") == 0) {
+        WL_CHECK(syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) == 0, "pidfd of the parent still works");
+    } else if (strcmp(mode, "inotify_queued") == 0) {
+        struct inotify_event e;
+        if (read(fd, &e, sizeof e) != (ssize_t)sizeof e || e.wd != 1 || e.mask != IN_ATTRIB)
+            wl_fail("the queued inotify event is not there any more");
+    } else if (strcmp(mode, "ctty_outside") == 0) {
+        if (tcgetsid(fd) != getpid())
+            wl_fail("the pty is no longer the controlling terminal of the session (tcgetsid %d)", (int)tcgetsid(fd));
     } else if (strcmp(mode, "cwd") == 0) {
         struct stat st;
         WL_CHECK(stat(".", &st) == 0, "stat .");

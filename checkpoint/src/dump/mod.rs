@@ -14,15 +14,18 @@ pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod freeze;
+pub mod inotify;
 pub mod listeners;
 pub mod locks;
 pub mod mm;
+pub mod pidfd;
 pub mod precheck;
 pub mod process;
 pub mod sched;
 pub mod seccomp;
 pub mod sockets;
 pub mod threads;
+pub mod tty;
 
 pub use freeze::Frozen;
 
@@ -257,6 +260,9 @@ pub fn dump_trees<S: Store>(
     if opts.progress {
         eprintln!();
     }
+    if let Some(kinds) = &opts.reader_kinds {
+        readable_records(writer, kinds)?;
+    }
     Ok(DumpSummary {
         processes: frozen.procs().len(),
         threads,
@@ -267,4 +273,23 @@ pub fn dump_trees<S: Store>(
         total_time: t0.elapsed(),
         clock_offsets,
     })
+}
+
+/// Refuses an image holding a record the target's seamless-init cannot read: a mandatory
+/// (not `IGNORABLE`) entry of a process-state kind missing from `kinds` (what the target's
+/// `seamless-init --image-formats` listed). `check` does not ask the target for the kinds a
+/// process needs only for some state ([`crate::check::formats::CONDITIONAL_KINDS`]): this is
+/// where such state meets an older target.
+fn readable_records<S: Store>(writer: &Writer<S>, kinds: &[u16]) -> Result<(), DumpError> {
+    let unread = writer.entries().iter().find(|e| {
+        e.kind.0 >= records::PROCESS.0 && e.flags & seamless_image::Entry::IGNORABLE == 0 && !kinds.contains(&e.kind.0)
+    });
+    match unread {
+        None => Ok(()),
+        Some(e) => Err(DumpError::Unsupported {
+            pid: i32::try_from(e.owner).unwrap_or(0),
+            resource: format!("its {} record (kind {})", e.kind.name(), e.kind.0),
+            reason: "the target's seamless-init does not read this record kind: update the seamless package of the target kernel's initramfs".into(),
+        }),
+    }
 }

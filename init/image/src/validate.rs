@@ -98,6 +98,12 @@ pub struct Decoded {
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
     pub advice: Vec<(u32, records::VmaAdvice)>,
+    /// Pty pairs by entry tag.
+    pub ptys: Vec<(u64, records::PtyRecord)>,
+    /// inotify instances by entry tag.
+    pub inotify: Vec<(u64, records::InotifyRecord)>,
+    /// pidfds by entry tag.
+    pub pidfds: Vec<(u64, records::PidfdRecord)>,
     /// File locks by entry owner.
     pub file_locks: Vec<(u32, records::FileLocks)>,
     /// Threads' scheduling attributes: entry owner, entry tag, record.
@@ -159,6 +165,15 @@ impl Decoded {
         }
         for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
             d.advice.push((owner, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::PTY) {
+            d.ptys.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::INOTIFY) {
+            d.inotify.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::PIDFD) {
+            d.pidfds.push((tag, r.record(i)?));
         }
         for (i, owner, _, _) in list(r, records::FILE_LOCKS) {
             d.file_locks.push((owner, r.record(i)?));
@@ -226,6 +241,15 @@ impl Decoded {
         }
         for (o, a) in &self.advice {
             w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
+        }
+        for (tag, t) in &self.ptys {
+            w.put_record(records::PTY, 0, *tag, t)?;
+        }
+        for (tag, n) in &self.inotify {
+            w.put_record(records::INOTIFY, 0, *tag, n)?;
+        }
+        for (tag, p) in &self.pidfds {
+            w.put_record(records::PIDFD, 0, *tag, p)?;
         }
         for (o, l) in &self.file_locks {
             w.put_record(records::FILE_LOCKS, *o, 0, l)?;
@@ -326,6 +350,9 @@ impl Decoded {
             datagrams: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
+            ptys: Vec::new(),
+            inotify: Vec::new(),
+            pidfds: Vec::new(),
             file_locks: Vec::new(),
             sched: Vec::new(),
             cow: Vec::new(),
@@ -398,6 +425,14 @@ pub enum Invalid {
         what: &'static str,
         /// The description id (entry tag).
         desc: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// A pty record that makes no sense or does not fit the descriptions and processes.
+    #[error("pty record of /dev/pts/{index}: {why}")]
+    Pty {
+        /// The pts index (entry tag).
+        index: u64,
         /// What is wrong.
         why: String,
     },
@@ -570,6 +605,9 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_seccomp(d, &procs, &tids)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
+    check_ptys(d, &procs, &descs)?;
+    check_inotify(d, &descs)?;
+    check_pidfds(d, &procs, &descs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -1218,6 +1256,134 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
     Ok(())
 }
 
+/// Pty records: one per index, stored under it, each with a `/dev/ptmx` master description
+/// of its own and a session and foreground group of live processes; every `/dev/ptmx` and
+/// `/dev/pts/N` description belongs to one.
+fn check_ptys(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    let mut by_index = BTreeMap::new();
+    let mut masters = BTreeSet::new();
+    for (tag, t) in &d.ptys {
+        let bad = |why: String| Invalid::Pty { index: *tag, why };
+        if *tag != u64::from(t.index) {
+            return Err(Invalid::Mislabelled { pid: 0, what: "pty", stored: i128::from(*tag), inside: t.index.into() });
+        }
+        if by_index.insert(t.index, t).is_some() {
+            return Err(Invalid::Duplicate { what: "pty", id: t.index.into() });
+        }
+        if let Some(why) = t.problem() {
+            return Err(bad(why));
+        }
+        match descs.get(&t.master).map(|f| &f.kind) {
+            Some(FileKind::CharDev { path, .. }) if path == "/dev/ptmx" => {}
+            _ => return Err(bad(format!("master file #{} is not a /dev/ptmx description", t.master))),
+        }
+        if !masters.insert(t.master) {
+            return Err(bad(format!("master file #{} is the master of another pty too", t.master)));
+        }
+        if t.session != 0 {
+            let live = |p: &&&ProcessRecord| alive(p) && p.sid == t.session;
+            if procs.get(&t.session).filter(live).is_none_or(|p| p.pid != p.sid) {
+                return Err(bad(format!("session {} has no live leader in the image", t.session)));
+            }
+            if !procs.values().filter(live).any(|p| p.pgid == t.foreground) {
+                return Err(bad(format!(
+                    "foreground group {} has no live process of session {}",
+                    t.foreground, t.session
+                )));
+            }
+        }
+    }
+    for f in descs.values() {
+        let FileKind::CharDev { path, .. } = &f.kind else { continue };
+        let fine = if path == "/dev/ptmx" {
+            masters.contains(&f.id)
+        } else if let Some(n) = path.strip_prefix("/dev/pts/") {
+            n.parse::<u32>().is_ok_and(|n| by_index.contains_key(&n))
+        } else {
+            true
+        };
+        if !fine {
+            return Err(Invalid::File { id: f.id, field: "path", why: format!("{path} belongs to no pty record") });
+        }
+    }
+    Ok(())
+}
+
+/// inotify records: one per placeholder description, stored under its id; every placeholder
+/// has one.
+fn check_inotify(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    use records::inotify::INOTIFY_PATH;
+    let mut seen = BTreeSet::new();
+    for (tag, n) in &d.inotify {
+        let bad = |why: String| Invalid::File { id: n.desc, field: "inotify", why };
+        if *tag != u64::from(n.desc) {
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "inotify",
+                stored: i128::from(*tag),
+                inside: n.desc.into(),
+            });
+        }
+        if !seen.insert(n.desc) {
+            return Err(Invalid::Duplicate { what: "inotify", id: n.desc.into() });
+        }
+        if !matches!(descs.get(&n.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == INOTIFY_PATH)
+        {
+            return Err(bad(format!("no {INOTIFY_PATH} description of that id")));
+        }
+        if let Some(why) = n.problem() {
+            return Err(bad(why));
+        }
+    }
+    for f in descs.values() {
+        if matches!(&f.kind, FileKind::CharDev { path, .. } if path == INOTIFY_PATH) && !seen.contains(&f.id) {
+            return Err(Invalid::File {
+                id: f.id,
+                field: "inotify",
+                why: "an inotify description without its watches record".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// pidfd records: one per placeholder description, stored under its id, each referring to a
+/// live process of the image; every placeholder has one.
+fn check_pidfds(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    use records::pidfd::PIDFD_PATH;
+    let mut seen = BTreeSet::new();
+    for (tag, p) in &d.pidfds {
+        let bad = |why: String| Invalid::File { id: p.desc, field: "pidfd", why };
+        if *tag != u64::from(p.desc) {
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "pidfd",
+                stored: i128::from(*tag),
+                inside: p.desc.into(),
+            });
+        }
+        if !seen.insert(p.desc) {
+            return Err(Invalid::Duplicate { what: "pidfd", id: p.desc.into() });
+        }
+        if !matches!(descs.get(&p.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == PIDFD_PATH) {
+            return Err(bad(format!("no {PIDFD_PATH} description of that id")));
+        }
+        if !procs.get(&p.pid).is_some_and(|r| alive(r)) {
+            return Err(bad(format!("pid {} is not a live process of the image", p.pid)));
+        }
+    }
+    for f in descs.values() {
+        if matches!(&f.kind, FileKind::CharDev { path, .. } if path == PIDFD_PATH) && !seen.contains(&f.id) {
+            return Err(Invalid::File {
+                id: f.id,
+                field: "pidfd",
+                why: "a pidfd description without its record".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_mms(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     let mut mms: BTreeMap<i32, &MmRecord> = BTreeMap::new();
     for (owner, mm) in &d.mms {
@@ -1454,6 +1620,65 @@ mod tests {
             d.held_listeners.push(HeldListeners { listeners: vec![Addr::V4 { ip: [0; 4], port: 0 }], ..held.clone() })
         });
         assert!(matches!(e, Invalid::NetLock { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn pty_records_are_read_back_and_checked() {
+        use crate::records::{PtyRecord, Termios};
+        let chardev = |path: &str| FileKind::CharDev { path: path.into(), rdev: 0 };
+        let pty = PtyRecord {
+            index: 4,
+            master: 3,
+            termios: Termios { cc: vec![0; records::tty::NCCS], ..Termios::default() },
+            mode: 0o620,
+            session: PID,
+            foreground: PID,
+            input: b"line\n".to_vec(),
+            ..PtyRecord::default()
+        };
+        let with = |d: &mut Decoded| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: chardev("/dev/ptmx") }));
+            d.descs.push((4, FileDesc { id: 4, flags: 2, pos: 0, kind: chardev("/dev/pts/4") }));
+            d.ptys.push((4, pty.clone()));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().ptys, vec![(4, pty.clone())]);
+        type Breaker = fn(&mut Decoded);
+        let cases: [(&str, Breaker); 7] = [
+            ("mislabelled", |d| d.ptys[0].0 = 5),
+            ("master not ptmx", |d| d.ptys[0].1.master = 4),
+            ("cc length", |d| d.ptys[0].1.termios.cc.pop().map(|_| ()).unwrap_or(())),
+            ("session without leader", |d| d.ptys[0].1.session = PID + 1),
+            ("foreground of nobody", |d| d.ptys[0].1.foreground = PID + 7),
+            ("slave of no record", |d| {
+                d.descs.push((
+                    5,
+                    FileDesc {
+                        id: 5,
+                        flags: 2,
+                        pos: 0,
+                        kind: FileKind::CharDev { path: "/dev/pts/9".into(), rdev: 0 },
+                    },
+                ))
+            }),
+            ("too much input", |d| d.ptys[0].1.input = vec![b'x'; 4096]),
+        ];
+        for (what, break_it) in cases {
+            let e = check(|d| {
+                with(d);
+                break_it(d);
+            });
+            assert!(
+                matches!(e, Invalid::Pty { .. } | Invalid::Mislabelled { .. } | Invalid::File { .. }),
+                "{what}: {e:?}"
+            );
+        }
     }
 
     #[test]

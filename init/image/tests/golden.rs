@@ -215,6 +215,48 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample(
+        "pty",
+        records::PTY,
+        records::PtyRecord {
+            index: 3,
+            master: 7,
+            termios: records::Termios {
+                iflag: 0o2400,
+                oflag: 0o5,
+                cflag: 0o277,
+                lflag: 0o105073,
+                line: 0,
+                cc: (1..=19).collect(),
+                ispeed: 38400,
+                ospeed: 38400,
+            },
+            uid: 1000,
+            gid: 5,
+            mode: 0o620,
+            winsize: [24, 80, 640, 480],
+            locked: false,
+            packet: true,
+            master_exclusive: false,
+            slave_exclusive: true,
+            session: 4242,
+            foreground: 4250,
+            input: b"partial line".to_vec(),
+            output: b"prompt$ ".to_vec(),
+        },
+    ));
+    s.push(sample(
+        "inotify",
+        records::INOTIFY,
+        records::InotifyRecord {
+            desc: 7,
+            watches: vec![
+                records::InotifyWatch { wd: 1, path: "/etc".into(), mask: 0x300, ino: 2, dev: 0x801 },
+                records::InotifyWatch { wd: 3, path: "/etc/hosts".into(), mask: 0x8000_0002, ino: 77, dev: 0x801 },
+            ],
+        },
+    ));
+    s.push(sample("pidfd", records::PIDFD, records::PidfdRecord { desc: 7, pid: 4242 }));
+    s.push(sample(
         "file-locks",
         records::FILE_LOCKS,
         records::FileLocks {

@@ -41,6 +41,8 @@ pub fn forked_from_parent(plan: &Plan, pid: i32) -> bool {
         && plan.children_of(pid).is_empty()
         && (p.rec.sid == parent.rec.sid || p.rec.sid == pid)
         && !inherited(plan, p).areas.is_empty()
+        // pidfds are opened before any process is rebuilt: their targets must exist by then.
+        && !plan.pidfds.values().any(|f| f.pid == pid)
 }
 
 /// The children of `parent` that are forked from it.

@@ -52,10 +52,12 @@ pub mod cow;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
+pub mod inotify;
 pub mod locks;
 pub mod mm;
 pub mod netlock;
 pub mod paths;
+pub mod pidfd;
 pub mod plan;
 pub mod process;
 pub mod sched;
@@ -64,6 +66,7 @@ pub mod sockets;
 pub mod threads;
 pub mod tracee;
 pub mod tree;
+pub mod tty;
 pub mod vdso;
 
 // The tracing machinery lives in its own crate, shared with the dump side.
@@ -426,11 +429,12 @@ pub fn restore_plan<S: Store>(
     paths::check(plan)?;
     let units = plan::Units::of(plan);
     let mut fails = Failures::new(&units);
-    let open = files::open_all(plan, reader, &mut fails);
+    let mut open = files::open_all(plan, reader, &mut fails);
     drop(net_lock);
     let shm = mm::prepare_shared(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
-    let (forked, not_created) = tree::create_tree(plan, &skip)?;
+    let ttys = open.ptys.by_session(plan);
+    let (forked, not_created) = tree::create_tree(plan, &skip, &ttys)?;
     set_in_progress(forked.clone());
     for (pid, why) in not_created {
         fails.fail_pid(pid, why);
@@ -452,6 +456,9 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
+    // pidfds, now that their processes exist (a process a pidfd names is never forked from
+    // its parent later: crate::cow::forked_from_parent).
+    pidfd::open_all(plan, &mut open.by_id, &mut fails);
     let mut forked = forked;
     let mut cx = Ctx { plan, reader, open: &open, opts, shm: &shm };
     let mut next = 0;
@@ -486,6 +493,16 @@ pub fn restore_plan<S: Store>(
             if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, abi::int(want), 0, 0, 0, 0]) {
                 log::warn!("pid {pid}: cannot join process group {want}: {}", chain(&e));
             }
+        }
+    }
+    // Controlling terminals, now that every process is in its group.
+    for t in plan.ptys.values().filter(|t| t.session != 0) {
+        let (Some(pr), Some(ours)) = (live.get_mut(&t.session), open.ptys.slaves.get(&t.index)) else { continue };
+        if fails.pid_failed(t.session) {
+            continue;
+        }
+        if let Err(e) = tty::take_terminal(&mut pr.c, t, std::os::fd::AsRawFd::as_raw_fd(ours)) {
+            fails.fail_pid(t.session, format!("controlling terminal /dev/pts/{}: {}", t.index, chain(&e)));
         }
     }
     for (pid, pr) in live.iter_mut() {

@@ -77,6 +77,12 @@ pub struct Plan {
     pub socket_extras: BTreeMap<u32, records::SocketExtra>,
     /// Datagrams queued on UDP sockets, by description id.
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
+    /// Pty pairs by pts index.
+    pub ptys: BTreeMap<u32, records::PtyRecord>,
+    /// inotify instances by description id.
+    pub inotify: BTreeMap<u32, records::InotifyRecord>,
+    /// pidfds by description id.
+    pub pidfds: BTreeMap<u32, records::PidfdRecord>,
 }
 
 impl Plan {
@@ -203,6 +209,15 @@ fn build(d: Decoded) -> Plan {
     for (_, q) in d.datagrams {
         plan.datagrams.insert(q.desc, q.datagrams);
     }
+    for (_, p) in d.pidfds {
+        plan.pidfds.insert(p.desc, p);
+    }
+    for (_, n) in d.inotify {
+        plan.inotify.insert(n.desc, n);
+    }
+    for (_, t) in d.ptys {
+        plan.ptys.insert(t.index, t);
+    }
     for b in d.blobs {
         plan.blobs.entry(b.tag).or_default().push(b.index);
     }
@@ -296,8 +311,15 @@ impl Units {
         // Descriptions tied to each other: pipe/FIFO ends by inode, unix pairs by peer.
         let mut by_object: BTreeMap<(u8, u64), u32> = BTreeMap::new();
         let mut peers: Vec<(u32, u64)> = Vec::new();
+        let masters: BTreeMap<u32, u32> = plan.ptys.values().map(|t| (t.master, t.index)).collect();
         for d in plan.descs.values() {
             let key = match &d.kind {
+                // The ends of a pty pair, by pts index.
+                records::FileKind::CharDev { path, .. } => masters
+                    .get(&d.id)
+                    .copied()
+                    .or_else(|| path.strip_prefix("/dev/pts/").and_then(|n| n.parse().ok()))
+                    .map(|n| (2, u64::from(n))),
                 records::FileKind::Pipe { pipe } | records::FileKind::Fifo { pipe, .. } => Some((0, *pipe)),
                 records::FileKind::Socket(s) => {
                     if let SockState::UnixPair { peer, .. } = &s.state {
@@ -309,7 +331,7 @@ impl Units {
             };
             let Some(key) = key else { continue };
             match by_object.get(&key) {
-                Some(&other) if key.0 == 0 => {
+                Some(&other) if key.0 != 1 => {
                     if let (Some(&a), Some(&b)) = (first_desc.get(&d.id), first_desc.get(&other)) {
                         j.join(a, b);
                     }

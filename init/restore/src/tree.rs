@@ -7,6 +7,7 @@ use crate::plan::Plan;
 use crate::RestoreError;
 use seamless_sys::chain;
 use seamless_sys::proc::{self, Forked};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 /// Live pids that reported ready, and pids that could not be created with the reason.
@@ -15,7 +16,11 @@ pub type Created = (Vec<i32>, Vec<(i32, String)>);
 /// Forks every process of the plan but the trees rooted in `skip` (given up already).
 /// Returns the live pids that reported ready and the pids that could not be created (with
 /// the reason).
-pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
+///
+/// A session leader whose session had a pty as controlling terminal takes it (`ttys`: our
+/// slave descriptor by session) right after `setsid`, before it forks anything: every process
+/// of the session inherits it from there, as each did from its parent originally.
+pub fn create_tree(plan: &Plan, skip: &[i32], ttys: &BTreeMap<i32, i32>) -> Result<Created, RestoreError> {
     let (r, w) = proc::pipe().map_err(|e| RestoreError::sys(0, "ready pipe", e))?;
     let mut rf = std::fs::File::from(r);
     let wf = std::fs::File::from(w);
@@ -49,7 +54,7 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
             }
         }
         match forked {
-            Ok(Forked::Child) => helper(plan, root, &wf),
+            Ok(Forked::Child) => helper(plan, root, &wf, ttys),
             Ok(Forked::Parent(_)) => {}
             Err(e) => {
                 // The whole subtree is lost.
@@ -96,10 +101,14 @@ pub fn create_tree(plan: &Plan, skip: &[i32]) -> Result<Created, RestoreError> {
 }
 
 /// Runs in a freshly forked process that must become `pid`.
-fn helper(plan: &Plan, pid: i32, ready: &std::fs::File) -> ! {
+fn helper(plan: &Plan, pid: i32, ready: &std::fs::File, ttys: &BTreeMap<i32, i32>) -> ! {
     let Some(p) = plan.procs.get(&pid) else { proc::exit_now(1) };
     if p.rec.sid == pid {
         let _ = proc::setsid();
+        // Checked later: the foreground group is set through it (`crate::tty::take_terminal`).
+        if let Some(&fd) = ttys.get(&pid) {
+            let _ = seamless_sys::tty::make_controlling(fd);
+        }
     } else if p.rec.pgid == pid {
         let _ = proc::setpgid(0, 0);
     }
@@ -134,7 +143,7 @@ fn helper(plan: &Plan, pid: i32, ready: &std::fs::File) -> ! {
     let mut w = ready;
     for c in plan.children_of(pid).into_iter().filter(|&c| !crate::cow::forked_from_parent(plan, c)) {
         match proc::fork_with_pid(c) {
-            Ok(Forked::Child) => helper(plan, c, ready),
+            Ok(Forked::Child) => helper(plan, c, ready, ttys),
             Ok(Forked::Parent(_)) => {}
             Err(_) => {
                 let _ = w.write_all(&(-c).to_le_bytes());

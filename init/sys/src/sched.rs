@@ -14,7 +14,7 @@ const MASK_WORDS: usize = 128;
 /// The policy of thread `tid` (with [`RESET_ON_FORK`] or-ed in when set) and its real-time
 /// priority.
 ///
-/// Man pages: `sched_getscheduler(2)`, `sched_getparam(2)`.
+/// Man page: `sched_getscheduler(2)`, `sched_getparam(2)`.
 pub fn scheduler(tid: i32) -> SysResult<(i32, i32)> {
     // SAFETY: takes a thread id, touches no memory.
     let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, tid) };

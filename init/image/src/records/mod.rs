@@ -11,27 +11,33 @@ use crate::RecordKind;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
+pub mod inotify;
 pub mod locks;
 pub mod mm;
 pub mod netlock;
+pub mod pidfd;
 pub mod process;
 pub mod sched;
 pub mod seccomp;
 pub mod sockets;
 pub mod threads;
+pub mod tty;
 
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
+pub use inotify::{InotifyRecord, InotifyWatch};
 pub use locks::{FileLock, FileLocks, LockKind};
 pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
+pub use pidfd::PidfdRecord;
 pub use process::{
     Creds, ITimer, JobStop, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
 pub use sched::ThreadSched;
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
 pub use threads::{SyscallState, ThreadRecord};
+pub use tty::{PtyRecord, Termios};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -60,6 +66,12 @@ pub const DATAGRAMS: RecordKind = RecordKind(26);
 pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
+/// [`PtyRecord`], owner 0, tag = pts index (one per pty pair whose master is in the image).
+pub const PTY: RecordKind = RecordKind(40);
+/// [`InotifyRecord`], owner 0, tag = description id (one per inotify instance).
+pub const INOTIFY: RecordKind = RecordKind(41);
+/// [`PidfdRecord`], owner 0, tag = description id (one per pidfd description).
+pub const PIDFD: RecordKind = RecordKind(42);
 /// [`FileLocks`], owner = pid (at most one per process, only with locks).
 pub const FILE_LOCKS: RecordKind = RecordKind(30);
 /// [`ThreadSched`], owner = pid, tag = tid (at most one per thread, only when not all
@@ -93,6 +105,9 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         DATAGRAMS => "datagrams",
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
+        PTY => "pty",
+        INOTIFY => "inotify",
+        PIDFD => "pidfd",
         FILE_LOCKS => "file-locks",
         THREAD_SCHED => "thread-sched",
         COW_SHARED => "cow-shared",
@@ -207,6 +222,32 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let h: HeldListeners = de(bytes)?;
             let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
             format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
+        }
+        PTY => {
+            let t: PtyRecord = de(bytes)?;
+            format!(
+                "pty /dev/pts/{} master file #{} session {} foreground {} winsize {:?} lflag {:#o}{}{} input {} B output {} B",
+                t.index,
+                t.master,
+                t.session,
+                t.foreground,
+                t.winsize,
+                t.termios.lflag,
+                if t.locked { " locked" } else { "" },
+                if t.packet { " packet" } else { "" },
+                t.input.len(),
+                t.output.len()
+            )
+        }
+        INOTIFY => {
+            let n: InotifyRecord = de(bytes)?;
+            let w: Vec<String> =
+                n.watches.iter().take(32).map(|w| format!("{}:{}:{:#x}", w.wd, w.path, w.mask)).collect();
+            format!("inotify file #{}: {} watch(es) {}", n.desc, n.watches.len(), w.join(" "))
+        }
+        PIDFD => {
+            let p: PidfdRecord = de(bytes)?;
+            format!("pidfd file #{} of pid {}", p.desc, p.pid)
         }
         FILE_LOCKS => {
             let l: FileLocks = de(bytes)?;
