@@ -96,6 +96,14 @@ pub struct Decoded {
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
     pub advice: Vec<(u32, records::VmaAdvice)>,
+    /// System V shared memory segments by entry tag.
+    pub sysv_shm: Vec<(u64, records::ShmRecord)>,
+    /// System V semaphore sets by entry tag.
+    pub sysv_sem: Vec<(u64, records::SemRecord)>,
+    /// System V message queues by entry tag.
+    pub sysv_msg: Vec<(u64, records::MsgRecord)>,
+    /// Segment attachments by entry owner.
+    pub shm_attach: Vec<(u32, records::ShmAttachments)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -148,6 +156,18 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
             d.advice.push((owner, r.record(i)?));
         }
+        for (i, _, tag, _) in list(r, records::SYSV_SHM) {
+            d.sysv_shm.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::SYSV_SEM) {
+            d.sysv_sem.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::SYSV_MSG) {
+            d.sysv_msg.push((tag, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::SHM_ATTACH) {
+            d.shm_attach.push((owner, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -199,6 +219,18 @@ impl Decoded {
         }
         for (o, a) in &self.advice {
             w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
+        }
+        for (tag, x) in &self.sysv_shm {
+            w.put_record(records::SYSV_SHM, 0, *tag, x)?;
+        }
+        for (tag, x) in &self.sysv_sem {
+            w.put_record(records::SYSV_SEM, 0, *tag, x)?;
+        }
+        for (tag, x) in &self.sysv_msg {
+            w.put_record(records::SYSV_MSG, 0, *tag, x)?;
+        }
+        for (o, x) in &self.shm_attach {
+            w.put_record(records::SHM_ATTACH, *o, 0, x)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -284,6 +316,10 @@ impl Decoded {
             datagrams: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
+            sysv_shm: Vec::new(),
+            sysv_sem: Vec::new(),
+            sysv_msg: Vec::new(),
+            shm_attach: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -452,6 +488,16 @@ pub enum Invalid {
         /// What is wrong.
         why: String,
     },
+    /// A bad System V IPC record (segment, semaphore set, message queue, attachment).
+    #[error("{what} {id}: {why}")]
+    Ipc {
+        /// Which kind of object (`sysv shm`, `sysv sem`, `sysv msg`, `shm attachment of pid N`).
+        what: String,
+        /// Its id.
+        id: i64,
+        /// What is wrong.
+        why: String,
+    },
     /// Any other field with a value the restore cannot use.
     #[error("pid {pid}: {field} = {value}: {why}")]
     Value {
@@ -467,6 +513,9 @@ pub enum Invalid {
 }
 
 type Res = Result<(), Invalid>;
+
+#[path = "validate_sysv.rs"]
+mod sysv_check;
 
 fn aligned(v: u64) -> bool {
     v.is_multiple_of(PAGE_SIZE as u64)
@@ -518,6 +567,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_advice(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
+    sysv_check::check(d, &procs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }

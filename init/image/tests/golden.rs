@@ -214,6 +214,33 @@ fn samples() -> Vec<Sample> {
             }],
         },
     ));
+    let perm = |id| records::IpcPerm { id, key: 0x5eed, uid: 1000, gid: 100, cuid: 0, cgid: 0, mode: 0o640 };
+    s.push(sample(
+        "sysv-shm",
+        records::SYSV_SHM,
+        records::ShmRecord {
+            perm: records::IpcPerm { mode: 0o640 | records::ShmRecord::DEST, ..perm(32769) },
+            size: 3 * 4096 + 10,
+            runs: vec![(4096, 4096), (3 * 4096, 10)],
+        },
+    ));
+    s.push(sample("sysv-sem", records::SYSV_SEM, records::SemRecord { perm: perm(3), values: vec![0, 1, 32767] }));
+    s.push(sample(
+        "sysv-msg",
+        records::SYSV_MSG,
+        records::MsgRecord {
+            perm: perm(65540),
+            qbytes: 16384,
+            messages: vec![(2, b"second".to_vec()), (1, Vec::new())],
+        },
+    ));
+    s.push(sample(
+        "shm-attach",
+        records::SHM_ATTACH,
+        records::ShmAttachments {
+            areas: vec![records::ShmArea { start: 0x7f00_0000_0000, end: 0x7f00_0000_4000, shmid: 32769, prot: 1 }],
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

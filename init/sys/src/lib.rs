@@ -24,6 +24,7 @@ mod release;
 pub mod rtnl;
 pub mod signal;
 pub mod sockets;
+pub mod sysv;
 pub mod timens;
 
 pub use error::{chain, Chain, SysError, SysResult};

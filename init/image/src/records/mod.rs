@@ -15,6 +15,7 @@ pub mod mm;
 pub mod netlock;
 pub mod process;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
 
 pub use epoll::{EpollItem, EpollRecord};
@@ -26,6 +27,7 @@ pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
+pub use sysv::{IpcPerm, MsgRecord, SemRecord, ShmArea, ShmAttachments, ShmRecord};
 pub use threads::{SyscallState, ThreadRecord};
 
 /// [`ProcessRecord`], owner = pid.
@@ -55,6 +57,14 @@ pub const DATAGRAMS: RecordKind = RecordKind(26);
 pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
+/// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
+pub const SYSV_SHM: RecordKind = RecordKind(35);
+/// [`SemRecord`], owner 0, tag = semaphore set id.
+pub const SYSV_SEM: RecordKind = RecordKind(36);
+/// [`MsgRecord`], owner 0, tag = message queue id.
+pub const SYSV_MSG: RecordKind = RecordKind(37);
+/// [`ShmAttachments`], owner = pid (at most one per process, only with attachments).
+pub const SHM_ATTACH: RecordKind = RecordKind(38);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -72,6 +82,10 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         DATAGRAMS => "datagrams",
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
+        SYSV_SHM => "sysv-shm",
+        SYSV_SEM => "sysv-sem",
+        SYSV_MSG => "sysv-msg",
+        SHM_ATTACH => "shm-attach",
         _ => return None,
     })
 }
@@ -182,6 +196,7 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
             format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
         }
+        SYSV_SHM | SYSV_SEM | SYSV_MSG | SHM_ATTACH => sysv::describe(kind, bytes)?,
         _ => return None,
     })
 }

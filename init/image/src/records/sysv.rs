@@ -1,0 +1,125 @@
+//! System V IPC objects of the image: shared memory segments (their pages are blobs), semaphore
+//! sets, message queues, and each process's attachments of segments. Objects are image-wide
+//! (owner 0, tag = the object's id); the restorer recreates them with the same ids before the
+//! processes and attaches the segments at their addresses.
+
+use serde::{Deserialize, Serialize};
+
+/// Blob tags of segment pages: this plus the segment id (deleted files' blobs use description
+/// ids, below 2^32).
+pub const SHM_BLOB_TAG: u64 = 1 << 32;
+
+/// Owner, creator and mode of an object (`struct ipc_perm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IpcPerm {
+    /// Id (what `shmget`/`semget`/`msgget` returned; the same after restore).
+    pub id: i32,
+    /// Key (0 = `IPC_PRIVATE`, also every removed segment's).
+    pub key: i32,
+    /// Owner.
+    pub uid: u32,
+    /// Owner's group.
+    pub gid: u32,
+    /// Creator.
+    pub cuid: u32,
+    /// Creator's group.
+    pub cgid: u32,
+    /// Permission bits (0o777); for segments also [`ShmRecord::DEST`] and [`ShmRecord::LOCKED`].
+    pub mode: u32,
+}
+
+/// A shared memory segment: stored under [`super::SYSV_SHM`], owner 0, tag = id. Its pages
+/// are blobs (owner 0, tag [`SHM_BLOB_TAG`] + id), in the order of `runs`, their lengths
+/// adding up to the runs' total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ShmRecord {
+    /// Owner, creator, mode.
+    pub perm: IpcPerm,
+    /// Size in bytes.
+    pub size: u64,
+    /// The byte ranges `(offset, length)` that hold pages, page aligned (the last may end at
+    /// `size`), ascending; everything else is a hole.
+    pub runs: Vec<(u64, u64)>,
+}
+
+impl ShmRecord {
+    /// `SHM_DEST`: removed (`IPC_RMID`) while attached; goes away with its last attachment.
+    pub const DEST: u32 = 0o1000;
+    /// `SHM_LOCKED`: locked in memory (`SHM_LOCK`).
+    pub const LOCKED: u32 = 0o2000;
+}
+
+/// A semaphore set: stored under [`super::SYSV_SEM`], owner 0, tag = id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SemRecord {
+    /// Owner, creator, mode.
+    pub perm: IpcPerm,
+    /// The value of each semaphore (at most 32767 each).
+    pub values: Vec<u16>,
+}
+
+/// A message queue: stored under [`super::SYSV_MSG`], owner 0, tag = id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MsgRecord {
+    /// Owner, creator, mode.
+    pub perm: IpcPerm,
+    /// Most bytes the queue may hold (`msg_qbytes`).
+    pub qbytes: u64,
+    /// Messages, oldest first: (type, text); types are positive.
+    pub messages: Vec<(i64, Vec<u8>)>,
+}
+
+/// The segments a process has attached: stored under [`super::SHM_ATTACH`], owner = pid, at
+/// most one per live process. These areas are not in the process's `mm` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ShmAttachments {
+    /// Attachments, ascending by address.
+    pub areas: Vec<ShmArea>,
+}
+
+/// One attachment: the whole segment at `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShmArea {
+    /// Address.
+    pub start: u64,
+    /// End (exclusive): `start` plus the segment's size rounded up to pages.
+    pub end: u64,
+    /// Segment id.
+    pub shmid: i32,
+    /// `PROT_READ` always, `PROT_WRITE` unless attached `SHM_RDONLY`, `PROT_EXEC` with `SHM_EXEC`.
+    pub prot: u32,
+}
+
+fn perm_str(p: &IpcPerm) -> String {
+    format!("id {} key {:#x} owner {}:{} creator {}:{} mode {:04o}", p.id, p.key, p.uid, p.gid, p.cuid, p.cgid, p.mode)
+}
+
+/// [`super::describe`] for the kinds of this module.
+pub(super) fn describe(kind: crate::RecordKind, bytes: &[u8]) -> Option<String> {
+    Some(match kind {
+        super::SYSV_SHM => {
+            let r: ShmRecord = postcard::from_bytes(bytes).ok()?;
+            let saved: u64 = r.runs.iter().map(|(_, l)| *l).sum();
+            format!("sysv shm {} size {} saved {saved} B in {} run(s)", perm_str(&r.perm), r.size, r.runs.len())
+        }
+        super::SYSV_SEM => {
+            let r: SemRecord = postcard::from_bytes(bytes).ok()?;
+            format!("sysv sem {} values {:?}", perm_str(&r.perm), r.values)
+        }
+        super::SYSV_MSG => {
+            let r: MsgRecord = postcard::from_bytes(bytes).ok()?;
+            let b: usize = r.messages.iter().map(|(_, d)| d.len()).sum();
+            format!("sysv msg {} qbytes {} {} message(s), {b} bytes", perm_str(&r.perm), r.qbytes, r.messages.len())
+        }
+        super::SHM_ATTACH => {
+            let r: ShmAttachments = postcard::from_bytes(bytes).ok()?;
+            let l: Vec<String> = r
+                .areas
+                .iter()
+                .map(|a| format!("[{:#x}-{:#x} shm {} prot {}]", a.start, a.end, a.shmid, a.prot))
+                .collect();
+            format!("shm attachments: {}", l.join(" "))
+        }
+        _ => return None,
+    })
+}
