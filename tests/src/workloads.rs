@@ -221,6 +221,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "sysv_ipc",
+        link: Link::Dynamic,
+        summary: "System V segments (keyed, private, read-only, removed while attached, unattached; holes), a semaphore set, message queues (one made by another uid), shared with a child",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

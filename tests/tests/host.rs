@@ -677,6 +677,8 @@ mod refuse {
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
+        sem_undo => "semaphore undo list";
+        shm_partial => "only part of the segment";
     }
 }
 
@@ -684,4 +686,10 @@ mod refuse {
 // SO_REUSEADDR in the kernel), both with --leave-running and through a restore.
 workload_tests! {
     reuseaddr => "reuseaddr" [];
+}
+
+// ---- System V IPC, POSIX message queues, memfd (helper "ipc") ----
+
+workload_tests! {
+    sysv_ipc => "sysv_ipc" [];
 }

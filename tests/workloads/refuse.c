@@ -36,6 +36,8 @@
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
  *   unix_rebound   a unix listener whose path now belongs to another listener
+ *   sem_undo       a System V semaphore raised with SEM_UNDO (an undo list the kernel does not show)
+ *   shm_partial    a System V segment of 3 pages attached with its middle page made read-only
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -53,6 +55,9 @@
 #include <sys/file.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -478,6 +483,18 @@ int main(int argc, char **argv)
         fd = unix_listener(path);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
         fd2 = unix_listener(path);
+    } else if (strcmp(mode, "sem_undo") == 0) {
+        fd = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+        WL_CHECK(fd >= 0, "semget");
+        struct sembuf op = { .sem_num = 0, .sem_op = 2, .sem_flg = SEM_UNDO };
+        WL_CHECK(semop(fd, &op, 1) == 0, "semop SEM_UNDO");
+    } else if (strcmp(mode, "shm_partial") == 0) {
+        fd = shmget(IPC_PRIVATE, 3 * 4096, IPC_CREAT | 0600);
+        WL_CHECK(fd >= 0, "shmget");
+        map = shmat(fd, NULL, 0);
+        WL_CHECK(map != (void *)-1, "shmat");
+        map[4096] = 42;
+        WL_CHECK(mprotect((void *)(map + 4096), 4096, PROT_READ) == 0, "mprotect");
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -684,6 +701,17 @@ int main(int argc, char **argv)
         int b = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
         if (b >= 0 || errno != EAGAIN)
             wl_fail("the first listener got a connection");
+    } else if (strcmp(mode, "sem_undo") == 0) {
+        int v = semctl(fd, 0, GETVAL);
+        semctl(fd, 0, IPC_RMID);
+        if (v != 2)
+            wl_fail("semaphore value %d, expected 2", v);
+    } else if (strcmp(mode, "shm_partial") == 0) {
+        char d[256];
+        int r = wl_maps_describe((void *)(map + 4096), 4096, d, sizeof d);
+        shmctl(fd, IPC_RMID, NULL);
+        if (r != 0 || strncmp(d, "r--s", 4) != 0 || map[4096] != 42 || map[0] != 0)
+            wl_fail("segment's middle page: \"%s\", byte %d", d, map[4096]);
     } else if (strcmp(mode, "sud") == 0) {
         sud_selector = 1;
         syscall(SYS_getppid);

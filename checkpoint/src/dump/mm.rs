@@ -63,7 +63,8 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
 /// Refuses mappings that cannot be restored, before anything is written.
 pub fn precheck(pid: i32) -> Result<(), DumpError> {
     let maps = procfs::read_maps(pid).map_err(|e| DumpError::io(pid, "reading maps", e))?;
-    for m in &maps {
+    let sysv = super::sysv::attached_areas(pid)?;
+    for m in maps.iter().filter(|m| !sysv.contains(&(m.start, m.end))) {
         kind_of(pid, m)?;
     }
     Ok(())
@@ -128,7 +129,9 @@ pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64),
     let mut rec = MmRecord::default();
     let mut total = 0u64;
     let mut buf = vec![0u8; CHUNK];
-    for m in &maps {
+    // System V attachments are in their own record (`super::sysv`).
+    let sysv = super::sysv::attached_areas(pid)?;
+    for m in maps.iter().filter(|m| !sysv.contains(&(m.start, m.end))) {
         let kind = kind_of(pid, m)?;
         let mut v = Vma {
             start: m.start,

@@ -389,6 +389,7 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         mm::precheck(p.pid)?;
     }
     separate_mms(frozen)?;
+    super::sysv::precheck(frozen)?;
     files::collect(frozen, opts)
 }
 

@@ -57,6 +57,7 @@ pub mod paths;
 pub mod plan;
 pub mod process;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
 pub mod tracee;
 pub mod tree;
@@ -124,6 +125,15 @@ pub enum RestoreError {
         what: String,
         /// The path.
         path: String,
+    },
+    /// A System V IPC object could not be recreated as it was.
+    #[error("{what}")]
+    Ipc {
+        /// Which object and step.
+        what: String,
+        /// Failure.
+        #[source]
+        source: Option<SysError>,
     },
     /// An open file could not be reopened.
     #[error("file #{id}: {what}")]
@@ -257,10 +267,11 @@ fn stage_a<S: Store>(
     opts: &RestoreOptions,
     shm: &BTreeMap<u64, mm::SharedObj>,
 ) -> Result<Proc, RestoreError> {
-    let mut c = child::Child::new(pid, &p.mm.vmas)?;
+    let mut c = child::Child::new(pid, &sysv::target_areas(&p.mm.vmas, &p.shm_attach))?;
     // Whatever the helper inherited from the restorer goes (it may not have closed it yet).
     c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
     mm::restore_mm(&mut c, p, reader, opts, shm)?;
+    sysv::attach(&mut c, &p.shm_attach)?;
     files::install(&mut c, &p.fds, open)?;
     process::restore_task(&mut c, p)?;
     process::restore_rlimits(pid, p)?;
@@ -400,6 +411,7 @@ pub fn restore_plan<S: Store>(
     let open = files::open_all(plan, reader, &mut fails);
     drop(net_lock);
     let shm = mm::prepare_shared(plan, reader, &mut fails);
+    let ipc = sysv::create_all(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
     let (forked, not_created) = tree::create_tree(plan, &skip)?;
     set_in_progress(forked.clone());
@@ -435,6 +447,7 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
+    sysv::remove_dest(&ipc);
     // Process groups, now that every group leader exists.
     for (pid, pr) in live.iter_mut() {
         if fails.pid_failed(*pid) {

@@ -37,6 +37,8 @@ pub struct ProcPlan {
     pub settings: ProcessSettings,
     /// Its areas' `madvise` state (none when the image has no advice record for it).
     pub advice: Vec<records::AdvisedArea>,
+    /// Its System V shared memory attachments.
+    pub shm_attach: Vec<records::ShmArea>,
 }
 
 impl ProcPlan {
@@ -67,6 +69,12 @@ pub struct Plan {
     pub socket_extras: BTreeMap<u32, records::SocketExtra>,
     /// Datagrams queued on UDP sockets, by description id.
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
+    /// System V shared memory segments by id.
+    pub sysv_shm: BTreeMap<i32, records::ShmRecord>,
+    /// System V semaphore sets.
+    pub sysv_sem: Vec<records::SemRecord>,
+    /// System V message queues.
+    pub sysv_msg: Vec<records::MsgRecord>,
 }
 
 impl Plan {
@@ -121,6 +129,7 @@ fn build(d: Decoded) -> Plan {
                 chunks: Vec::new(),
                 settings: ProcessSettings::default(),
                 advice: Vec::new(),
+                shm_attach: Vec::new(),
             },
         );
     }
@@ -163,6 +172,16 @@ fn build(d: Decoded) -> Plan {
     for (_, q) in d.datagrams {
         plan.datagrams.insert(q.desc, q.datagrams);
     }
+    for (o, a) in d.shm_attach {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.shm_attach = a.areas;
+        }
+    }
+    for (_, r) in d.sysv_shm {
+        plan.sysv_shm.insert(r.perm.id, r);
+    }
+    plan.sysv_sem = d.sysv_sem.into_iter().map(|(_, r)| r).collect();
+    plan.sysv_msg = d.sysv_msg.into_iter().map(|(_, r)| r).collect();
     for b in d.blobs {
         plan.blobs.entry(b.tag).or_default().push(b.index);
     }
@@ -340,6 +359,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         chunks: Vec::new(),
         settings: Default::default(),
         advice: Vec::new(),
+        shm_attach: Vec::new(),
     }
 }
 
