@@ -22,16 +22,17 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 pub const SUBJECT: &str = "image format";
 
 /// Kinds written only for the resources that need them (socket extras, queued datagrams,
-/// System V IPC objects): a target that does not know them can still read every image
+/// System V IPC objects, POSIX message queues and memfds): a target that does not know them can still read every image
 /// without such resources, so they are not asked of it here; the dump refuses a resource
 /// that needs one the target does not know (`DumpOptions::reader_kinds`).
-pub const CONDITIONAL_KINDS: [RecordKind; 6] = [
+pub const CONDITIONAL_KINDS: [RecordKind; 7] = [
     seamless_image::records::SOCKET_EXTRA,
     seamless_image::records::DATAGRAMS,
     seamless_image::records::SYSV_SHM,
     seamless_image::records::SYSV_SEM,
     seamless_image::records::SYSV_MSG,
     seamless_image::records::SHM_ATTACH,
+    seamless_image::records::FILE_OBJECT,
 ];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind

@@ -104,6 +104,8 @@ pub struct Decoded {
     pub sysv_msg: Vec<(u64, records::MsgRecord)>,
     /// Segment attachments by entry owner.
     pub shm_attach: Vec<(u32, records::ShmAttachments)>,
+    /// POSIX message queues and memfds by entry tag.
+    pub file_objects: Vec<(u64, records::FileObject)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -168,6 +170,9 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::SHM_ATTACH) {
             d.shm_attach.push((owner, r.record(i)?));
         }
+        for (i, _, tag, _) in list(r, records::FILE_OBJECT) {
+            d.file_objects.push((tag, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -231,6 +236,9 @@ impl Decoded {
         }
         for (o, x) in &self.shm_attach {
             w.put_record(records::SHM_ATTACH, *o, 0, x)?;
+        }
+        for (tag, x) in &self.file_objects {
+            w.put_record(records::FILE_OBJECT, 0, *tag, x)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -320,6 +328,7 @@ impl Decoded {
             sysv_sem: Vec::new(),
             sysv_msg: Vec::new(),
             shm_attach: Vec::new(),
+            file_objects: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }

@@ -139,7 +139,105 @@ pub(super) fn check(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
             }
         }
     }
+    check_file_objects(d)
+}
+
+/// `F_SEAL_SEAL`, `SHRINK`, `GROW`, `WRITE`, `FUTURE_WRITE`, `EXEC`.
+pub const KNOWN_SEALS: u32 = 0x3f;
+/// Most messages of a POSIX queue (`HARD_MSGMAX`).
+pub const MQ_MAXMSG: u64 = 65536;
+/// Largest POSIX message (`HARD_MSGSIZEMAX`).
+pub const MQ_MSGSIZE: u64 = 16 << 20;
+
+fn check_name(what: &str, id: i64, name: &str, max: usize) -> Res {
+    if name.is_empty() && what == "posix mq" || name.len() > max || name.contains('/') || name.contains('\0') {
+        return Err(bad(what, id, format!("name {name:?}: empty, longer than {max} bytes, or with '/' or NUL")));
+    }
     Ok(())
+}
+
+fn check_file_objects(d: &Decoded) -> Res {
+    let descs: BTreeMap<u32, &records::FileDesc> = d.descs.iter().map(|(_, f)| (f.id, f)).collect();
+    let mut tags = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for (tag, o) in &d.file_objects {
+        let id = i64::try_from(*tag).unwrap_or(-1);
+        if !tags.insert(*tag) {
+            return Err(Invalid::Duplicate { what: "file object", id: (*tag).into() });
+        }
+        let (what, list) = match o {
+            records::FileObject::PosixMq(q) => ("posix mq", &q.descs),
+            records::FileObject::Memfd(m) => ("memfd", &m.descs),
+        };
+        for desc in list {
+            match descs.get(desc) {
+                Some(f) if matches!(f.kind, records::FileKind::Ghost { .. }) => {}
+                _ => return Err(bad(what, id, format!("file #{desc} is not a deleted-file description of the image"))),
+            }
+            if !used.insert(*desc) {
+                return Err(bad(what, id, format!("file #{desc} belongs to two objects")));
+            }
+        }
+        match o {
+            records::FileObject::PosixMq(q) => {
+                check_name(what, id, &q.name, 255)?;
+                if q.mode & !0o777 != 0 {
+                    return Err(bad(what, id, format!("mode {:o} has other bits than 0o777", q.mode)));
+                }
+                if !(1..=MQ_MAXMSG).contains(&q.maxmsg) || !(1..=MQ_MSGSIZE).contains(&q.msgsize) {
+                    return Err(bad(what, id, format!("maxmsg {} msgsize {} out of range", q.maxmsg, q.msgsize)));
+                }
+                if q.messages.len() as u64 > q.maxmsg {
+                    return Err(bad(what, id, format!("{} messages, more than maxmsg {}", q.messages.len(), q.maxmsg)));
+                }
+                if let Some((p, m)) = q.messages.iter().find(|(p, m)| *p >= 32768 || m.len() as u64 > q.msgsize) {
+                    return Err(bad(what, id, format!("message of priority {p} and {} bytes", m.len())));
+                }
+                if q.descs.is_empty() {
+                    return Err(bad(what, id, "no description opens it"));
+                }
+            }
+            records::FileObject::Memfd(m) => {
+                check_name(what, id, &m.name, 249)?;
+                if m.mode & !0o7777 != libc_s_ifreg() || m.seals & !KNOWN_SEALS != 0 {
+                    return Err(bad(
+                        what,
+                        id,
+                        format!("mode {:o} (a regular file) or seals {:#x} unknown", m.mode, m.seals),
+                    ));
+                }
+                let mut prev = 0u64;
+                let mut total = 0u64;
+                for &(off, len) in &m.runs {
+                    let end = off.saturating_add(len);
+                    if !aligned(off) || len == 0 || off < prev || end > m.size || !(aligned(end) || end == m.size) {
+                        return Err(bad(
+                            what,
+                            id,
+                            format!("run {off:#x}+{len:#x} is not whole pages, in order, inside the file"),
+                        ));
+                    }
+                    prev = end;
+                    total += len;
+                }
+                let btag = records::sysv::MEMFD_BLOB_TAG.saturating_add(*tag);
+                let blobs: u64 = d.blobs.iter().filter(|b| b.owner == 0 && b.tag == btag).map(|b| b.len).sum();
+                if blobs != total || *tag >= 1 << 32 {
+                    return Err(bad(
+                        what,
+                        id,
+                        format!("runs hold {total} bytes, its blobs {blobs} (or tag above 2^32)"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `S_IFREG`.
+const fn libc_s_ifreg() -> u32 {
+    0o100000
 }
 
 #[cfg(test)]
@@ -183,5 +281,81 @@ mod tests {
         assert!(matches!(fails(|d| d.shm_attach[0].1.areas[0].end += 4096), Invalid::Ipc { .. }));
         assert!(matches!(fails(|d| d.shm_attach[0].1.areas[0].start = 0x10_0000), Invalid::Ipc { .. }));
         assert!(matches!(fails(|d| d.shm_attach[0].0 = 41), Invalid::Owner { .. }));
+    }
+
+    fn with_objects() -> Decoded {
+        use crate::records::{FileDesc, FileKind, FileObject, Memfd, PosixMq};
+        let mut d = Decoded::sample(40);
+        let ghost = |id| FileDesc {
+            id,
+            flags: 2,
+            pos: 0,
+            kind: FileKind::Ghost { path: "/q".into(), size: 0, mode: 0o100600 },
+        };
+        d.descs.push((3, ghost(3)));
+        d.descs.push((4, ghost(4)));
+        d.file_objects.push((
+            0,
+            FileObject::PosixMq(PosixMq {
+                name: "q".into(),
+                unlinked: false,
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                maxmsg: 4,
+                msgsize: 16,
+                messages: vec![(3, b"x".to_vec())],
+                descs: vec![3],
+            }),
+        ));
+        d.file_objects.push((
+            1,
+            FileObject::Memfd(Memfd {
+                name: "m".into(),
+                dev: 1,
+                ino: 2,
+                mode: 0o100777,
+                uid: 0,
+                gid: 0,
+                size: 5000,
+                runs: vec![(4096, 904)],
+                seals: 0xf,
+                descs: vec![4],
+            }),
+        ));
+        d.blobs.push(BlobRef { index: 0, owner: 0, tag: records::sysv::MEMFD_BLOB_TAG + 1, len: 904 });
+        d
+    }
+
+    #[test]
+    fn file_objects_are_checked() {
+        use crate::records::FileObject;
+        validate(&with_objects()).unwrap();
+        let fails = |f: fn(&mut Decoded)| {
+            let mut d = with_objects();
+            f(&mut d);
+            validate(&d).unwrap_err()
+        };
+        fn mq(d: &mut Decoded) -> &mut crate::records::PosixMq {
+            match &mut d.file_objects[0].1 {
+                FileObject::PosixMq(q) => q,
+                _ => unreachable!(),
+            }
+        }
+        fn memfd(d: &mut Decoded) -> &mut crate::records::Memfd {
+            match &mut d.file_objects[1].1 {
+                FileObject::Memfd(m) => m,
+                _ => unreachable!(),
+            }
+        }
+        assert!(matches!(fails(|d| mq(d).name = "a/b".into()), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| mq(d).messages[0].1 = vec![0; 17]), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| mq(d).maxmsg = 0), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| mq(d).descs = vec![1]), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| mq(d).descs = vec![4]), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| memfd(d).seals = 0x40), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| memfd(d).runs[0].1 = 1000), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| memfd(d).mode = 0o40755), Invalid::Ipc { .. }));
+        assert!(matches!(fails(|d| d.file_objects[1].0 = 0), Invalid::Duplicate { .. }));
     }
 }

@@ -241,6 +241,37 @@ fn samples() -> Vec<Sample> {
             areas: vec![records::ShmArea { start: 0x7f00_0000_0000, end: 0x7f00_0000_4000, shmid: 32769, prot: 1 }],
         },
     ));
+    s.push(sample(
+        "file-object/posix-mq",
+        records::FILE_OBJECT,
+        records::FileObject::PosixMq(records::PosixMq {
+            name: "jobs".into(),
+            unlinked: false,
+            mode: 0o640,
+            uid: 1000,
+            gid: 100,
+            maxmsg: 10,
+            msgsize: 8192,
+            messages: vec![(7, b"urgent".to_vec()), (0, Vec::new())],
+            descs: vec![7, 8],
+        }),
+    ));
+    s.push(sample(
+        "file-object/memfd",
+        records::FILE_OBJECT,
+        records::FileObject::Memfd(records::Memfd {
+            name: "wayland-shm".into(),
+            dev: 1,
+            ino: 4242,
+            mode: 0o100777,
+            uid: 1000,
+            gid: 100,
+            size: 12288 + 10,
+            runs: vec![(4096, 4096), (12288, 10)],
+            seals: 0xf,
+            descs: vec![9],
+        }),
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

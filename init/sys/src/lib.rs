@@ -16,6 +16,7 @@ pub mod kexec;
 pub mod logger;
 pub mod module;
 pub mod mount;
+pub mod mqueue;
 pub mod nft;
 pub mod pagecache;
 pub mod proc;

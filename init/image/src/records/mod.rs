@@ -27,7 +27,7 @@ pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
-pub use sysv::{IpcPerm, MsgRecord, SemRecord, ShmArea, ShmAttachments, ShmRecord};
+pub use sysv::{FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord};
 pub use threads::{SyscallState, ThreadRecord};
 
 /// [`ProcessRecord`], owner = pid.
@@ -65,6 +65,8 @@ pub const SYSV_SEM: RecordKind = RecordKind(36);
 pub const SYSV_MSG: RecordKind = RecordKind(37);
 /// [`ShmAttachments`], owner = pid (at most one per process, only with attachments).
 pub const SHM_ATTACH: RecordKind = RecordKind(38);
+/// [`FileObject`], owner 0, tag = a number unique among them (POSIX message queues, memfds).
+pub const FILE_OBJECT: RecordKind = RecordKind(39);
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -86,6 +88,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         SYSV_SEM => "sysv-sem",
         SYSV_MSG => "sysv-msg",
         SHM_ATTACH => "shm-attach",
+        FILE_OBJECT => "file-object",
         _ => return None,
     })
 }
@@ -196,7 +199,7 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
             format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
         }
-        SYSV_SHM | SYSV_SEM | SYSV_MSG | SHM_ATTACH => sysv::describe(kind, bytes)?,
+        SYSV_SHM | SYSV_SEM | SYSV_MSG | SHM_ATTACH | FILE_OBJECT => sysv::describe(kind, bytes)?,
         _ => return None,
     })
 }

@@ -120,6 +120,98 @@ pub(super) fn describe(kind: crate::RecordKind, bytes: &[u8]) -> Option<String> 
                 .collect();
             format!("shm attachments: {}", l.join(" "))
         }
+        super::FILE_OBJECT => match postcard::from_bytes::<FileObject>(bytes).ok()? {
+            FileObject::PosixMq(q) => format!(
+                "posix mq /{}{} mode {:o} owner {}:{} maxmsg {} msgsize {} {} message(s), files {:?}",
+                q.name,
+                if q.unlinked { " (unlinked)" } else { "" },
+                q.mode,
+                q.uid,
+                q.gid,
+                q.maxmsg,
+                q.msgsize,
+                q.messages.len(),
+                q.descs
+            ),
+            FileObject::Memfd(m) => format!(
+                "memfd:{} ino {} mode {:o} owner {}:{} size {} in {} run(s) seals {:#x} files {:?}",
+                m.name,
+                m.ino,
+                m.mode,
+                m.uid,
+                m.gid,
+                m.size,
+                m.runs.len(),
+                m.seals,
+                m.descs
+            ),
+        },
         _ => return None,
     })
+}
+
+/// Blob tags of memfd contents: this plus the [`FileObject`] entry's tag.
+pub const MEMFD_BLOB_TAG: u64 = 2 << 32;
+
+/// A kernel object behind open file descriptions that is not reached by a path of the
+/// root filesystem: stored under [`super::FILE_OBJECT`], owner 0, tag = a number unique
+/// among these records. The descriptions listed (their [`super::FileDesc`] records say
+/// `Ghost` with the object's name) are opens of this object: the restorer creates the
+/// object once and opens each of them on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileObject {
+    /// A POSIX message queue (`mq_open`).
+    PosixMq(PosixMq),
+    /// A memfd (`memfd_create`).
+    Memfd(Memfd),
+}
+
+/// A POSIX message queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixMq {
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Removed with `mq_unlink` while open.
+    pub unlinked: bool,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// `mq_maxmsg`.
+    pub maxmsg: u64,
+    /// `mq_msgsize`.
+    pub msgsize: u64,
+    /// Messages in the order `mq_receive` returns them (priority, text).
+    pub messages: Vec<(u32, Vec<u8>)>,
+    /// Open file descriptions of the queue.
+    pub descs: Vec<u32>,
+}
+
+/// A memfd. Its pages are blobs (owner 0, tag [`MEMFD_BLOB_TAG`] + the entry's tag), in the
+/// order of `runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memfd {
+    /// Name given to `memfd_create` (without the `memfd:` prefix).
+    pub name: String,
+    /// Device and inode on the dumping kernel (what its mappings' [`super::FileId`]s name).
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Mode bits (file type included).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size.
+    pub size: u64,
+    /// Byte ranges holding data `(offset, length)`, ascending, page aligned (the last may end
+    /// at `size`); the rest are holes.
+    pub runs: Vec<(u64, u64)>,
+    /// `F_GET_SEALS` (`F_SEAL_*` bits), applied after the contents.
+    pub seals: u32,
+    /// Open file descriptions of the memfd (none when it is only mapped).
+    pub descs: Vec<u32>,
 }
