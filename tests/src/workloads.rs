@@ -227,6 +227,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "posix_mq",
+        link: Link::Dynamic,
+        summary: "POSIX message queues (named and unlinked; shared, distinct and dup'ed descriptors) with messages of several priorities",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

@@ -679,6 +679,7 @@ mod refuse {
         unix_rebound => "now names another file";
         sem_undo => "semaphore undo list";
         shm_partial => "only part of the segment";
+        mq_notify => "registered for notification";
     }
 }
 
@@ -692,4 +693,5 @@ workload_tests! {
 
 workload_tests! {
     sysv_ipc => "sysv_ipc" [];
+    posix_mq => "posix_mq" [];
 }

@@ -38,6 +38,7 @@
  *   unix_rebound   a unix listener whose path now belongs to another listener
  *   sem_undo       a System V semaphore raised with SEM_UNDO (an undo list the kernel does not show)
  *   shm_partial    a System V segment of 3 pages attached with its middle page made read-only
+ *   mq_notify      an (unlinked) POSIX message queue with an mq_notify(SIGUSR2) registration
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -58,6 +59,7 @@
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <mqueue.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -495,6 +497,15 @@ int main(int argc, char **argv)
         WL_CHECK(map != (void *)-1, "shmat");
         map[4096] = 42;
         WL_CHECK(mprotect((void *)(map + 4096), 4096, PROT_READ) == 0, "mprotect");
+    } else if (strcmp(mode, "mq_notify") == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "/wl-refuse-%d", (int)getpid());
+        fd = mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, NULL);
+        WL_CHECK(fd >= 0, "mq_open");
+        WL_CHECK(mq_unlink(name) == 0, "mq_unlink");
+        signal(SIGUSR2, on_sigio);
+        struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
+        WL_CHECK(mq_notify(fd, &sev) == 0, "mq_notify");
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -701,6 +712,13 @@ int main(int argc, char **argv)
         int b = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
         if (b >= 0 || errno != EAGAIN)
             wl_fail("the first listener got a connection");
+    } else if (strcmp(mode, "mq_notify") == 0) {
+        int before = sigio_count;
+        WL_CHECK(mq_send(fd, "x", 1, 0) == 0, "mq_send");
+        for (int i = 0; i < 100 && sigio_count == before; i++)
+            wl_sleep_ms(10);
+        if (sigio_count == before)
+            wl_fail("no SIGUSR2 for a message sent to the empty queue: the registration is gone");
     } else if (strcmp(mode, "sem_undo") == 0) {
         int v = semctl(fd, 0, GETVAL);
         semctl(fd, 0, IPC_RMID);

@@ -33,6 +33,8 @@ pub struct FilePlan {
     pub socket_extras: Vec<records::SocketExtra>,
     /// Datagrams queued on UDP sockets.
     pub datagrams: Vec<records::DatagramQueue>,
+    /// POSIX message queues and memfds.
+    pub objects: super::objects::Objects,
 }
 
 impl FilePlan {
@@ -105,6 +107,8 @@ fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
 pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
     let max_ghost = opts.max_ghost_size.unwrap_or(256 << 20);
     let mut plan = FilePlan::default();
+    plan.objects.pre_flight = opts.pre_flight;
+    plan.objects.max_size = max_ghost;
     // Candidates for sharing, keyed by link text: (pid, fd, desc id).
     let mut by_link: BTreeMap<String, Vec<(i32, i32, u32)>> = BTreeMap::new();
     let mut socks = super::sockets::Ctx::default();
@@ -230,12 +234,7 @@ fn classify(
         ));
     }
     if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
-        return Err(unsupported(
-            pid,
-            fd,
-            link,
-            "memfd (memfd_create) descriptors are not checkpointed: restoring its name, contents and seals is not supported",
-        ));
+        return super::objects::memfd_fd(pid, fd, link, link_path, plan, id);
     }
     if !link.starts_with('/') {
         return Err(unsupported(pid, fd, link, "not a file reachable by path"));
@@ -264,6 +263,9 @@ fn classify(
             e.insert(read_pipe(pid, fd, ino)?);
         }
         return Ok(FileKind::Fifo { path: link.to_string(), pipe: ino });
+    }
+    if ft.is_file() && super::objects::is_mqueue(pid, fd, link_path)? {
+        return super::objects::posix_mq(pid, fd, link, link_path, &md, plan, id);
     }
     if ft.is_file() || ft.is_dir() {
         if deleted {
@@ -354,6 +356,7 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
     }
+    super::objects::write(&plan.objects, w)?;
     for (id, data) in &plan.ghosts {
         for chunk in data.chunks(16 << 20) {
             w.put_blob(0, u64::from(*id), chunk)?;

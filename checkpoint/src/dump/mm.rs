@@ -29,16 +29,12 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
         n if n.starts_with("[anon:") || n.starts_with("[stack:") => VmaKind::Anon,
         n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
         n if n.starts_with('/') && m.ino != 0 => {
-            if n.ends_with(" (deleted)") {
-                let reason = if n.starts_with("/memfd:") {
-                    "mapping of a memfd (memfd_create) is not checkpointed"
-                } else {
-                    "mapping of a deleted file: restore maps files by path, and the contents of deleted mapped files are not saved"
-                };
+            // A memfd's mapping names the memfd saved by `super::objects`.
+            if n.ends_with(" (deleted)") && !super::objects::is_memfd_mapping(n) {
                 return Err(DumpError::Unsupported {
                     pid,
                     resource: format!("mapping {:#x}-{:#x} ({n})", m.start, m.end),
-                    reason: reason.into(),
+                    reason: "mapping of a deleted file: restore maps files by path, and the contents of deleted mapped files are not saved".into(),
                 });
             }
             let mf = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);

@@ -15,6 +15,7 @@ pub mod files;
 pub mod freeze;
 pub mod listeners;
 pub mod mm;
+pub mod objects;
 pub mod precheck;
 pub mod process;
 pub mod sockets;
@@ -132,8 +133,8 @@ pub struct DumpSummary {
     /// dumper's (their time namespace's offsets minus its own), in nanoseconds; zero when they
     /// share its time namespace.
     pub clock_offsets: (i64, i64),
-    /// The System V IPC objects in the image (removed by the caller when it kills the
-    /// processes, see [`sysv::remove`]).
+    /// The System V IPC objects and POSIX message queues in the image (removed by the caller
+    /// when it kills the processes, see [`sysv::remove`]).
     pub sysv: sysv::SysvIds,
 }
 
@@ -160,6 +161,7 @@ pub fn dump_trees<S: Store>(
     if let Some(kinds) = &opts.reader_kinds {
         files::readable_by(&file_plan, kinds)?;
         sysv::readable_by(&sysv_plan, &frozen, kinds)?;
+        objects::readable_by(&file_plan.objects, &frozen, kinds)?;
     }
     // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
@@ -250,6 +252,6 @@ pub fn dump_trees<S: Store>(
         freeze_time,
         total_time: t0.elapsed(),
         clock_offsets,
-        sysv: sysv_plan.ids(),
+        sysv: sysv::SysvIds { mq: file_plan.objects.queue_names(), ..sysv_plan.ids() },
     })
 }

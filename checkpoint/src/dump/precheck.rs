@@ -390,7 +390,9 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
     }
     separate_mms(frozen)?;
     super::sysv::precheck(frozen)?;
-    files::collect(frozen, opts)
+    let mut plan = files::collect(frozen, opts)?;
+    super::objects::mapped_memfds(frozen, &mut plan)?;
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -165,6 +165,8 @@ pub struct SysvIds {
     pub sem: Vec<i32>,
     /// Queue ids.
     pub msg: Vec<i32>,
+    /// Names of the POSIX message queues (without the `/`) that are still linked.
+    pub mq: Vec<String>,
 }
 
 impl SysvPlan {
@@ -174,6 +176,7 @@ impl SysvPlan {
             shm: self.shm.iter().map(|(r, _)| r.perm.id).collect(),
             sem: self.sem.iter().map(|r| r.perm.id).collect(),
             msg: self.msg.iter().map(|r| r.perm.id).collect(),
+            mq: Vec::new(),
         }
     }
 
@@ -353,7 +356,8 @@ pub fn write<S: Store>(plan: &SysvPlan, w: &mut Writer<S>) -> Result<(), DumpErr
 
 /// Removes the objects of a dump whose processes were killed (`seamless dump` without
 /// `--leave-running`): they moved into the image, and a restore on this kernel recreates
-/// them with the same ids. A segment still attached elsewhere is only marked for removal.
+/// them with the same ids (and names, for POSIX message queues, which are unlinked). A
+/// segment still attached elsewhere is only marked for removal.
 pub fn remove(ids: &SysvIds) {
     for &id in &ids.shm {
         if let Err(e) = sysv::shm_rmid(id) {
@@ -368,6 +372,11 @@ pub fn remove(ids: &SysvIds) {
     for &id in &ids.msg {
         if let Err(e) = sysv::msg_rmid(id) {
             log::warn!("removing System V message queue {id}: {}", seamless_sys::chain(&e));
+        }
+    }
+    for name in &ids.mq {
+        if let Err(e) = seamless_sys::mqueue::mq_unlink(name) {
+            log::warn!("unlinking POSIX message queue /{name}: {}", seamless_sys::chain(&e));
         }
     }
 }

@@ -149,9 +149,11 @@ pub const MQ_MAXMSG: u64 = 65536;
 /// Largest POSIX message (`HARD_MSGSIZEMAX`).
 pub const MQ_MSGSIZE: u64 = 16 << 20;
 
+/// A queue's name: not empty, no `/`; a memfd's: anything without NUL; both limited in length.
 fn check_name(what: &str, id: i64, name: &str, max: usize) -> Res {
-    if name.is_empty() && what == "posix mq" || name.len() > max || name.contains('/') || name.contains('\0') {
-        return Err(bad(what, id, format!("name {name:?}: empty, longer than {max} bytes, or with '/' or NUL")));
+    let queue = what == "posix mq";
+    if queue && (name.is_empty() || name.contains('/')) || name.len() > max || name.contains('\0') {
+        return Err(bad(what, id, format!("name {name:?}: too long, with NUL, or (a queue's) empty or with '/'")));
     }
     Ok(())
 }

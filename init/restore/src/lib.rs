@@ -53,6 +53,7 @@ pub mod eventfd;
 pub mod files;
 pub mod mm;
 pub mod netlock;
+pub mod objects;
 pub mod paths;
 pub mod plan;
 pub mod process;

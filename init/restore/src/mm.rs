@@ -255,9 +255,13 @@ pub fn map_areas<T: Tracee + ?Sized>(
                 let fd = match opened.get(&file.path) {
                     Some(&fd) => fd,
                     None => {
-                        verify_file(pid, file)?;
+                        // A memfd of the image: the restorer's (`crate::objects`).
+                        let memfd = crate::objects::memfd_path(file);
+                        if memfd.is_none() {
+                            verify_file(pid, file)?;
+                        }
                         let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
-                        let fd = c.open(&file.path, acc | libc::O_CLOEXEC, 0)?;
+                        let fd = c.open(memfd.as_deref().unwrap_or(&file.path), acc | libc::O_CLOEXEC, 0)?;
                         opened.insert(file.path.clone(), fd);
                         fd
                     }

@@ -75,6 +75,8 @@ pub struct Plan {
     pub sysv_sem: Vec<records::SemRecord>,
     /// System V message queues.
     pub sysv_msg: Vec<records::MsgRecord>,
+    /// POSIX message queues and memfds, by entry tag.
+    pub file_objects: Vec<(u64, records::FileObject)>,
 }
 
 impl Plan {
@@ -182,6 +184,7 @@ fn build(d: Decoded) -> Plan {
     }
     plan.sysv_sem = d.sysv_sem.into_iter().map(|(_, r)| r).collect();
     plan.sysv_msg = d.sysv_msg.into_iter().map(|(_, r)| r).collect();
+    plan.file_objects = d.file_objects;
     for b in d.blobs {
         plan.blobs.entry(b.tag).or_default().push(b.index);
     }
