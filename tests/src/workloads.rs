@@ -233,6 +233,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "memfd",
+        link: Link::Dynamic,
+        summary: "memfds: sparse contents, seals (also no sealing, noexec), modes, positions, shared and private mappings, a mapped-only one, shared with a child",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

@@ -655,8 +655,7 @@ mod refuse {
     refusals! {
         cwd => "cwd (";
         exe => "exe (";
-        memfd => "/memfd:wl-memfd";
-        memfd_map => "mapping of a memfd";
+        memfd_huge => "huge-page memfd";
         unix_closed => "peer end is closed";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
@@ -694,4 +693,5 @@ workload_tests! {
 workload_tests! {
     sysv_ipc => "sysv_ipc" [];
     posix_mq => "posix_mq" [];
+    memfd => "memfd" [];
 }
