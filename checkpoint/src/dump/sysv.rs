@@ -9,8 +9,8 @@
 //! dumped process. Other objects are left alone and are not in the image (after an upgrade
 //! they are gone, as after a reboot).
 //!
-//! Refused: a process with a semaphore undo list (`SEM_UNDO`: the kernel shows no way to
-//! read the adjustments, `KCMP_SYSVSEM` tells whether there is a list), an attachment that
+//! Refused: a process that may have semaphore undo entries (`SEM_UNDO`: the kernel shows no
+//! way to read the adjustments; see [`precheck`] for how far this can be told), an attachment that
 //! is not the whole segment with one protection (partly unmapped or `mprotect`ed), segments
 //! on hugetlbfs (`SHM_HUGETLB`), queues larger than a record can hold, a kernel without
 //! `MSG_COPY` (reading a queue without consuming it) when a queue belongs to the dump.
@@ -122,18 +122,41 @@ fn attachments_of(pid: i32, segments: &[ShmLine]) -> Result<ShmAttachments, Dump
 
 /// The refusals (reads only; shared by `seamless check`): semaphore undo lists and partial
 /// attachments.
+///
+/// The kernel shows undo adjustments nowhere; `KCMP_SYSVSEM` only tells whether a process
+/// has an undo list, and every multi-threaded process has one (`pthread_create` passes
+/// `CLONE_SYSVSEM`, which makes an empty list). Undo entries exist only for semaphore sets
+/// that exist (removing a set removes them), so a process with a list is refused when some
+/// set exists and either it is single-threaded (its list came from a `SEM_UNDO` operation, or
+/// from threads that did one) or it is the last process that operated on some semaphore.
 pub fn precheck(frozen: &Frozen) -> Result<(), DumpError> {
     let me = seamless_sys::proc::own_pid();
     let segments = shm_lines()?;
+    let mut sets = Vec::new();
+    let mut sempids = BTreeSet::new();
+    for c in table("sem")?.into_iter().filter(|c| c.len() >= 4) {
+        let (id, nsems) = (c[1] as i32, c[3].max(0) as u32);
+        sets.push(id);
+        for n in 0..nsems {
+            if let Ok(p) = sysv::sem_getpid(id, n) {
+                sempids.insert(p);
+            }
+        }
+    }
     for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {
-        let same = seamless_sys::sysv::kcmp_sysvsem(me, p.pid)
-            .map_err(|e| DumpError::sys(p.pid, "comparing semaphore undo lists", e))?;
-        if !same {
-            return Err(DumpError::Unsupported {
-                pid: p.pid,
-                resource: "System V semaphore undo list (SEM_UNDO)".into(),
-                reason: "the kernel offers no way to read the undo adjustments, so they cannot be restored".into(),
-            });
+        if !sets.is_empty() && (p.tids.len() == 1 || sempids.contains(&p.pid)) {
+            let same = seamless_sys::sysv::kcmp_sysvsem(me, p.pid)
+                .map_err(|e| DumpError::sys(p.pid, "comparing semaphore undo lists", e))?;
+            if !same {
+                return Err(DumpError::Unsupported {
+                    pid: p.pid,
+                    resource: "System V semaphore undo list (SEM_UNDO)".into(),
+                    reason: format!(
+                        "the kernel offers no way to read the undo adjustments, so they cannot be restored ({} semaphore set(s) exist)",
+                        sets.len()
+                    ),
+                });
+            }
         }
         if !segments.is_empty() {
             attachments_of(p.pid, &segments)?;
@@ -211,6 +234,8 @@ pub fn collect(frozen: &Frozen) -> Result<SysvPlan, DumpError> {
     let pids: BTreeSet<i32> = frozen.procs().iter().map(|p| p.pid).collect();
     let live: Vec<i32> = frozen.procs().iter().filter(|p| p.zombie.is_none()).map(|p| p.pid).collect();
     let first = live.first().copied().unwrap_or(0);
+    // The process the restore makes the object's last user (a live one).
+    let user = |p: i32| if live.contains(&p) { p } else { first };
     let mut plan = SysvPlan::default();
     let segments = shm_lines()?;
     let mut attached = BTreeSet::new();
@@ -236,10 +261,12 @@ pub fn collect(frozen: &Frozen) -> Result<SysvPlan, DumpError> {
                 reason: "huge-page segment (SHM_HUGETLB): not checkpointed".into(),
             });
         }
+        let attacher = plan.attach.iter().find(|(_, a)| a.areas.iter().any(|x| x.shmid == s.id)).map(|(p, _)| *p);
         let rec = ShmRecord {
             perm: perm_of(s.id, st.perm),
             size: st.size,
             runs: runs.iter().map(|(o, d)| (*o, d.len() as u64)).collect(),
+            user: attacher.unwrap_or(user(if live.contains(&s.lpid) { s.lpid } else { s.cpid })),
         };
         plan.shm.push((rec, runs));
     }
@@ -260,7 +287,7 @@ pub fn collect(frozen: &Frozen) -> Result<SysvPlan, DumpError> {
             sysv::sem_stat(id).map_err(|e| DumpError::sys(owner, format!("System V semaphore set {id}"), e))?;
         let values = sysv::sem_getall(id, n as usize)
             .map_err(|e| DumpError::sys(owner, format!("System V semaphore set {id}"), e))?;
-        plan.sem.push(SemRecord { perm: perm_of(id, perm), values });
+        plan.sem.push(SemRecord { perm: perm_of(id, perm), values, user: user(owner) });
     }
     // key msqid perms cbytes qnum lspid lrpid uid gid cuid cgid stime rtime ctime
     for c in table("msg")?.into_iter().filter(|c| c.len() >= 7) {
@@ -310,7 +337,7 @@ pub fn collect(frozen: &Frozen) -> Result<SysvPlan, DumpError> {
                 ),
             });
         }
-        plan.msg.push(MsgRecord { perm: perm_of(id, st.perm), qbytes: st.qbytes, messages });
+        plan.msg.push(MsgRecord { perm: perm_of(id, st.perm), qbytes: st.qbytes, messages, user: user(owner) });
     }
     Ok(plan)
 }

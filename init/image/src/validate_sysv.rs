@@ -39,6 +39,14 @@ fn page_up(v: u64) -> u64 {
     v.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64
 }
 
+/// `user`: 0 (none) or a live process of the image.
+fn user(procs: &BTreeMap<i32, &ProcessRecord>, what: &'static str, pid: i32) -> Res {
+    if pid != 0 {
+        live_owner(procs, what, u32::try_from(pid).unwrap_or(u32::MAX))?;
+    }
+    Ok(())
+}
+
 pub(super) fn check(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     let mut shm: BTreeMap<i32, &ShmRecord> = BTreeMap::new();
     let mut seen = BTreeSet::new();
@@ -46,6 +54,7 @@ pub(super) fn check(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
         let what = "sysv shm";
         let id = i64::from(r.perm.id);
         perm(what, *tag, &r.perm, ShmRecord::DEST | ShmRecord::LOCKED, &mut seen)?;
+        user(procs, "sysv shm user", r.user)?;
         if r.size == 0 || r.size > MAX_SHM {
             return Err(bad(what, id, format!("size {} is 0 or above {MAX_SHM}", r.size)));
         }
@@ -75,6 +84,7 @@ pub(super) fn check(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
         let what = "sysv sem";
         let id = i64::from(r.perm.id);
         perm(what, *tag, &r.perm, 0, &mut seen)?;
+        user(procs, "sysv sem user", r.user)?;
         if r.values.is_empty() || r.values.len() > MAX_SEMS {
             return Err(bad(what, id, format!("{} semaphores (1..={MAX_SEMS})", r.values.len())));
         }
@@ -87,6 +97,7 @@ pub(super) fn check(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
         let what = "sysv msg";
         let id = i64::from(r.perm.id);
         perm(what, *tag, &r.perm, 0, &mut seen)?;
+        user(procs, "sysv msg user", r.user)?;
         if let Some((t, _)) = r.messages.iter().find(|(t, _)| *t <= 0) {
             return Err(bad(what, id, format!("message type {t} is not positive")));
         }
@@ -251,11 +262,13 @@ mod tests {
     fn with_ipc() -> Decoded {
         let mut d = Decoded::sample(40);
         let perm = |id| IpcPerm { id, key: 0x1234, uid: 1000, gid: 1000, cuid: 1000, cgid: 1000, mode: 0o600 };
-        d.sysv_shm
-            .push((5, ShmRecord { perm: perm(5), size: 3 * 4096 + 100, runs: vec![(4096, 4096), (3 * 4096, 100)] }));
+        d.sysv_shm.push((
+            5,
+            ShmRecord { perm: perm(5), size: 3 * 4096 + 100, runs: vec![(4096, 4096), (3 * 4096, 100)], user: 40 },
+        ));
         d.blobs.push(BlobRef { index: 0, owner: 0, tag: records::sysv::SHM_BLOB_TAG + 5, len: 4196 });
-        d.sysv_sem.push((6, SemRecord { perm: perm(6), values: vec![1, 2] }));
-        d.sysv_msg.push((7, MsgRecord { perm: perm(7), qbytes: 16384, messages: vec![(1, b"x".to_vec())] }));
+        d.sysv_sem.push((6, SemRecord { perm: perm(6), values: vec![1, 2], user: 40 }));
+        d.sysv_msg.push((7, MsgRecord { perm: perm(7), qbytes: 16384, messages: vec![(1, b"x".to_vec())], user: 0 }));
         d.shm_attach.push((
             40,
             ShmAttachments { areas: vec![ShmArea { start: 0x7000_0000, end: 0x7000_4000, shmid: 5, prot: 3 }] },
@@ -283,6 +296,7 @@ mod tests {
         assert!(matches!(fails(|d| d.shm_attach[0].1.areas[0].end += 4096), Invalid::Ipc { .. }));
         assert!(matches!(fails(|d| d.shm_attach[0].1.areas[0].start = 0x10_0000), Invalid::Ipc { .. }));
         assert!(matches!(fails(|d| d.shm_attach[0].0 = 41), Invalid::Owner { .. }));
+        assert!(matches!(fails(|d| d.sysv_sem[0].1.user = 41), Invalid::Owner { .. }));
     }
 
     fn with_objects() -> Decoded {

@@ -222,9 +222,14 @@ fn samples() -> Vec<Sample> {
             perm: records::IpcPerm { mode: 0o640 | records::ShmRecord::DEST, ..perm(32769) },
             size: 3 * 4096 + 10,
             runs: vec![(4096, 4096), (3 * 4096, 10)],
+            user: 4242,
         },
     ));
-    s.push(sample("sysv-sem", records::SYSV_SEM, records::SemRecord { perm: perm(3), values: vec![0, 1, 32767] }));
+    s.push(sample(
+        "sysv-sem",
+        records::SYSV_SEM,
+        records::SemRecord { perm: perm(3), values: vec![0, 1, 32767], user: 4242 },
+    ));
     s.push(sample(
         "sysv-msg",
         records::SYSV_MSG,
@@ -232,6 +237,7 @@ fn samples() -> Vec<Sample> {
             perm: perm(65540),
             qbytes: 16384,
             messages: vec![(2, b"second".to_vec()), (1, Vec::new())],
+            user: 4242,
         },
     ));
     s.push(sample(

@@ -448,6 +448,14 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
+    let mut claimed = Vec::new();
+    for (pid, pr) in live.iter_mut() {
+        match sysv::claim(&mut pr.c, plan) {
+            Ok(()) => claimed.push(*pid),
+            Err(e) => fails.fail_pid(*pid, chain(&e).to_string()),
+        }
+    }
+    sysv::send_unclaimed(plan, &claimed);
     sysv::remove_dest(&ipc);
     // Process groups, now that every group leader exists.
     for (pid, pr) in live.iter_mut() {

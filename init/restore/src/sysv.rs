@@ -176,7 +176,9 @@ pub fn create_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Fai
                     .map_err(|e| ipc_err(what("setting owner, mode and byte limit"), Some(e)))
             })
             .and_then(|()| {
-                r.messages.iter().enumerate().try_for_each(|(i, (t, m))| {
+                // The last message is sent by the queue's user (see [`claim`]) when it can.
+                let n = r.messages.len() - usize::from(user_sends_last(r));
+                r.messages[..n].iter().enumerate().try_for_each(|(i, (t, m))| {
                     sysv::msgsnd(p.id, *t, m).map_err(|e| ipc_err(what(&format!("queueing message {i}")), Some(e)))
                 })
             });
@@ -228,6 +230,75 @@ pub fn attach<T: Tracee + ?Sized>(c: &mut T, areas: &[ShmArea]) -> Result<(), Re
         }
     }
     Ok(())
+}
+
+/// Most bytes of a message a process sends from its scratch memory in [`claim`].
+const CLAIM_MAX: usize = 8192;
+
+/// Whether the user of queue `r` sends its last message itself ([`claim`]).
+fn user_sends_last(r: &records::MsgRecord) -> bool {
+    r.user != 0 && r.messages.last().is_some_and(|(_, m)| m.len() <= CLAIM_MAX)
+}
+
+/// Makes process `pid` (rebuilt, not yet running) the last user of the objects it is the
+/// recorded user of, as the kernel records it: `sempid` (an injected `SETALL` of the same
+/// values), `msg_lspid` (it sends the queue's last message; an empty queue gets a message
+/// sent and received again), `shm_lpid` (an attach and detach of a segment nobody attaches).
+/// Then a later dump of the restored processes finds these objects theirs again (the rule
+/// of the dump side goes by these pids).
+pub fn claim<T: Tracee + ?Sized>(c: &mut T, plan: &Plan) -> Result<(), RestoreError> {
+    let pid = c.pid();
+    let attached: Vec<i32> = plan.procs.values().flat_map(|p| p.shm_attach.iter().map(|a| a.shmid)).collect();
+    for r in plan.sysv_shm.values().filter(|r| r.user == pid && !attached.contains(&r.perm.id)) {
+        let at = c.call(
+            "shmat",
+            libc::SYS_shmat,
+            [crate::abi::int(r.perm.id), 0, crate::abi::int(sysv::SHM_RDONLY), 0, 0, 0],
+        )?;
+        c.call("shmdt", libc::SYS_shmdt, [at, 0, 0, 0, 0, 0])?;
+    }
+    for r in plan.sysv_sem.iter().filter(|r| r.user == pid) {
+        let mut bytes: Vec<u8> = r.values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        bytes.resize(bytes.len().div_ceil(8) * 8, 0);
+        let mut s = c.scratch();
+        let a = s.put(c, &bytes)?;
+        c.call("semctl(SETALL)", libc::SYS_semctl, [crate::abi::int(r.perm.id), 0, 17, a, 0, 0])?;
+    }
+    for r in plan.sysv_msg.iter().filter(|r| r.user == pid) {
+        const IPC_NOWAIT: u64 = 0o4000;
+        let id = crate::abi::int(r.perm.id);
+        let mut s = c.scratch();
+        match r.messages.last() {
+            Some((t, m)) if user_sends_last(r) => {
+                let mut b = t.to_ne_bytes().to_vec();
+                b.extend_from_slice(m);
+                let a = s.put(c, &b)?;
+                c.call("msgsnd", libc::SYS_msgsnd, [id, a, m.len() as u64, IPC_NOWAIT, 0, 0])?;
+            }
+            Some(_) => {
+                log::warn!("pid {pid}: System V msg {}: last message too large to be sent by the process", r.perm.id)
+            }
+            None if r.qbytes > 0 => {
+                let a = s.put(c, &1i64.to_ne_bytes())?;
+                c.call("msgsnd", libc::SYS_msgsnd, [id, a, 0, IPC_NOWAIT, 0, 0])?;
+                c.call("msgrcv", libc::SYS_msgrcv, [id, a, 0, 0, IPC_NOWAIT, 0])?;
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sends the last message of each queue whose user was not rebuilt (its tree failed) or
+/// failed to [`claim`] it, so that no other tree finds the queue short of a message.
+pub fn send_unclaimed(plan: &Plan, claimed: &[i32]) {
+    for r in plan.sysv_msg.iter().filter(|r| user_sends_last(r) && !claimed.contains(&r.user)) {
+        if let Some((t, m)) = r.messages.last() {
+            if let Err(e) = sysv::msgsnd(r.perm.id, *t, m) {
+                log::error!("System V msg {}: queueing its last message: {}", r.perm.id, chain(&e));
+            }
+        }
+    }
 }
 
 /// Removes the `SHM_DEST` segments again, now that their users have attached them (the

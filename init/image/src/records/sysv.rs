@@ -40,6 +40,8 @@ pub struct ShmRecord {
     /// The byte ranges `(offset, length)` that hold pages, page aligned (the last may end at
     /// `size`), ascending; everything else is a hole.
     pub runs: Vec<(u64, u64)>,
+    /// A live process of the image that uses it (see [`SemRecord::user`]).
+    pub user: i32,
 }
 
 impl ShmRecord {
@@ -56,6 +58,10 @@ pub struct SemRecord {
     pub perm: IpcPerm,
     /// The value of each semaphore (at most 32767 each).
     pub values: Vec<u16>,
+    /// A live process of the image that uses it: the restore makes it the object's last user
+    /// as the kernel records it (`sempid`, `msg_lspid`, `shm_lpid`), so that a later dump of
+    /// the restored processes finds the object theirs again.
+    pub user: i32,
 }
 
 /// A message queue: stored under [`super::SYSV_MSG`], owner 0, tag = id.
@@ -67,6 +73,8 @@ pub struct MsgRecord {
     pub qbytes: u64,
     /// Messages, oldest first: (type, text); types are positive.
     pub messages: Vec<(i64, Vec<u8>)>,
+    /// A live process of the image that uses it (see [`SemRecord::user`]).
+    pub user: i32,
 }
 
 /// The segments a process has attached: stored under [`super::SHM_ATTACH`], owner = pid, at
