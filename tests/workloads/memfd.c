@@ -2,7 +2,7 @@
  *  m1 "wl-memfd-data": 16 pages + 123 bytes, pages 0 and 5 written (the rest holes), mode
  *     0640, seals SHRINK|GROW, position 777, close-on-exec; mapped MAP_SHARED by the root, a
  *     child inherits descriptor (same description) and mapping; also mapped MAP_PRIVATE with
- *     one page written (copy-on-write, the file keeps its byte).
+ *     one page written (copy-on-write, the file keeps its byte), below the shared mapping.
  *  m2 "wl-memfd-sealed": "sealed contents", seals WRITE|SHRINK|GROW|SEAL.
  *  m3 "wl-memfd-nosealing": created without MFD_ALLOW_SEALING (seal F_SEAL_SEAL), not
  *     close-on-exec, opened a second time through /proc (its own description, O_RDONLY).
@@ -82,7 +82,10 @@ int main(int argc, char **argv)
     WL_CHECK(lseek(m1, 777, SEEK_SET) == 777, "lseek m1");
     char *shared = mmap(NULL, 17 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, m1, 0);
     WL_CHECK(shared != MAP_FAILED, "mmap m1 shared");
-    char *priv = mmap(NULL, 6 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, m1, 0);
+    /* Below the shared mapping: the restore meets the private area of the file first. */
+    char *priv = mmap(shared - 8 * PAGE, 6 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED_NOREPLACE, m1, 0);
+    if (priv == MAP_FAILED)
+        priv = mmap(NULL, 6 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, m1, 0);
     WL_CHECK(priv != MAP_FAILED, "mmap m1 private");
     priv[5 * PAGE + 9] = 'P';
 
