@@ -239,6 +239,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "deleted_files",
+        link: Link::Dynamic,
+        summary: "deleted files: sparse contents, owner, mode, mtime, two descriptions of one file, shared and private mappings, a mapped-only one",
+        crosses_kernels: false,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

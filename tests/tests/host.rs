@@ -661,7 +661,6 @@ mod refuse {
         seccomp_filter => "seccomp filter mode";
         fifo_deleted => "deleted FIFO";
         dir_deleted => "deleted directory";
-        map_deleted => "mapping of a deleted file";
         relinked => "cannot be opened";
         ebpf_filter => "eBPF socket filter";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
@@ -694,4 +693,5 @@ workload_tests! {
     sysv_ipc => "sysv_ipc" [];
     posix_mq => "posix_mq" [];
     memfd => "memfd" [];
+    deleted_files => "deleted_files" [];
 }

@@ -13,7 +13,6 @@
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
  *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
  *   dir_deleted    a descriptor of a directory that was removed
- *   map_deleted    a private mapping of a file that was deleted (descriptor closed)
  *   relinked       an open file whose name was removed while another hard link keeps it
  *   ebpf_filter    a UDP socket with an eBPF socket filter (SO_ATTACH_BPF) that keeps only
  *                  datagrams whose first byte is 'A' (no classic form to save)
@@ -348,16 +347,6 @@ int main(int argc, char **argv)
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         WL_CHECK(fd >= 0, "open %s", path);
         WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
-    } else if (strcmp(mode, "map_deleted") == 0) {
-        wl_path(path, sizeof path, ".mapped");
-        int f = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        WL_CHECK(f >= 0 && ftruncate(f, 8192) == 0, "create %s", path);
-        uint64_t w = wl_pattern(5, 0);
-        WL_CHECK(pwrite(f, &w, sizeof w, 4096) == sizeof w, "pwrite %s", path);
-        map = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, f, 0);
-        WL_CHECK(map != MAP_FAILED, "mmap %s", path);
-        close(f);
-        WL_CHECK(unlink(path) == 0, "unlink %s", path);
     } else if (strcmp(mode, "relinked") == 0) {
         wl_path(path, sizeof path, ".orig");
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -545,11 +534,6 @@ int main(int argc, char **argv)
         WL_CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode), "fstat the directory");
         if (st.st_nlink != 0)
             wl_fail("directory link count %lu, expected 0", (unsigned long)st.st_nlink);
-    } else if (strcmp(mode, "map_deleted") == 0) {
-        uint64_t w;
-        memcpy(&w, (const void *)(map + 4096), sizeof w);
-        if (w != wl_pattern(5, 0))
-            wl_fail("mapped deleted file differs at 4096");
     } else if (strcmp(mode, "relinked") == 0) {
         struct stat st;
         WL_CHECK(fstat(fd, &st) == 0, "fstat");

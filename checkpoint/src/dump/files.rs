@@ -24,8 +24,6 @@ pub struct FilePlan {
     pub tables: BTreeMap<i32, FdTable>,
     /// Pipe buffers.
     pub pipes: BTreeMap<u64, PipeRecord>,
-    /// Contents of deleted files, by description id.
-    pub ghosts: BTreeMap<u32, Vec<u8>>,
     /// Established TCP connections still to be read in repair mode
     /// ([`super::sockets::repair_pending`]).
     pub tcp_pending: Vec<super::sockets::PendingTcp>,
@@ -174,7 +172,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                     } else if let Some(ino) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
                         super::sockets::classify(&mut socks, pid, fd, ino.parse().unwrap_or(0))?
                     } else {
-                        classify(pid, fd, &link, &link_path, max_ghost, &mut plan, id)?
+                        classify(pid, fd, &link, &link_path, &mut plan, id)?
                     };
                     plan.descs.push(FileDesc { id, flags, pos: info.pos, kind });
                     by_link.entry(link.clone()).or_default().push((pid, fd, id));
@@ -208,7 +206,6 @@ fn classify(
     fd: i32,
     link: &str,
     link_path: &str,
-    max_ghost: u64,
     plan: &mut FilePlan,
     id: u32,
 ) -> Result<FileKind, DumpError> {
@@ -272,21 +269,8 @@ fn classify(
             if !ft.is_file() {
                 return Err(unsupported(pid, fd, link, "deleted directory: restore reopens directories by path"));
             }
-            if md.size() > max_ghost {
-                return Err(unsupported(
-                    pid,
-                    fd,
-                    link,
-                    &format!("deleted file of {} bytes exceeds the {max_ghost}-byte limit", md.size()),
-                ));
-            }
-            let mut data = Vec::with_capacity(md.size() as usize);
-            std::fs::File::open(link_path)
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .map_err(|e| DumpError::io(pid, format!("reading deleted file of fd {fd}"), e))?;
-            plan.ghosts.insert(id, data);
-            let path = link.trim_end_matches(" (deleted)").to_string();
-            return Ok(FileKind::Ghost { path, size: md.size(), mode: md.mode() });
+            // One object per inode (sparse contents, owner, times), whichever descriptions open it.
+            return super::objects::deleted_fd(pid, fd, link, link_path, plan, id);
         }
         same_file(pid, fd, link, &md)?;
         return Ok(FileKind::Regular { path: link.to_string(), size: md.size(), mode: md.mode() });
@@ -357,11 +341,6 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
     }
     super::objects::write(&plan.objects, w)?;
-    for (id, data) in &plan.ghosts {
-        for chunk in data.chunks(16 << 20) {
-            w.put_blob(0, u64::from(*id), chunk)?;
-        }
-    }
     Ok(())
 }
 

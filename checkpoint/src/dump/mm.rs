@@ -29,12 +29,15 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
         n if n.starts_with("[anon:") || n.starts_with("[stack:") => VmaKind::Anon,
         n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
         n if n.starts_with('/') && m.ino != 0 => {
-            // A memfd's mapping names the memfd saved by `super::objects`.
-            if n.ends_with(" (deleted)") && !super::objects::is_memfd_mapping(n) {
+            // A memfd's or deleted regular file's mapping names the object saved by
+            // `super::objects` (a deleted file of another type is refused here).
+            let mf = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let deleted_file = std::fs::metadata(&mf).is_ok_and(|md| md.nlink() == 0 && md.file_type().is_file());
+            if n.ends_with(" (deleted)") && !super::objects::is_memfd_mapping(n) && !deleted_file {
                 return Err(DumpError::Unsupported {
                     pid,
                     resource: format!("mapping {:#x}-{:#x} ({n})", m.start, m.end),
-                    reason: "mapping of a deleted file: restore maps files by path, and the contents of deleted mapped files are not saved".into(),
+                    reason: "mapping of a deleted file that is not a regular file (or was relinked)".into(),
                 });
             }
             let mf = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);

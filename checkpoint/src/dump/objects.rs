@@ -60,6 +60,10 @@ impl Objects {
                 m.descs.push(id);
                 FileKind::Ghost { path: format!("/memfd:{}", m.name), size: m.size, mode: m.mode }
             }
+            FileObject::Deleted(f) => {
+                f.descs.push(id);
+                FileKind::Ghost { path: f.path.clone(), size: f.size, mode: f.mode }
+            }
         })
     }
 
@@ -237,6 +241,69 @@ pub fn memfd_fd(
     Ok(plan.objects.add_desc(key, id).unwrap_or(FileKind::Ghost { path: link.into(), size: 0, mode: md.mode() }))
 }
 
+/// A deleted regular file held open (`link` is `PATH (deleted)`, link count 0): saved once by
+/// inode, with its data ranges, owner, mode and times, whichever descriptions open it.
+pub fn deleted_fd(
+    pid: i32,
+    fd: i32,
+    link: &str,
+    path: &str,
+    plan: &mut FilePlan,
+    id: u32,
+) -> Result<FileKind, DumpError> {
+    let md = std::fs::metadata(path).map_err(|e| DumpError::io(pid, format!("stat fd {fd}"), e))?;
+    let key = (md.dev(), md.ino());
+    if let Some(k) = plan.objects.add_desc(key, id) {
+        return Ok(k);
+    }
+    let f = read_deleted(pid, &format!("fd {fd} ({link})"), link, path, &plan.objects)?;
+    plan.objects.insert(key, f.0, f.1);
+    Ok(plan.objects.add_desc(key, id).unwrap_or(FileKind::Ghost { path: link.into(), size: 0, mode: md.mode() }))
+}
+
+fn read_deleted(
+    pid: i32,
+    what: &str,
+    name: &str,
+    path: &str,
+    objects: &Objects,
+) -> Result<(FileObject, Vec<Vec<u8>>), DumpError> {
+    let f = std::fs::File::open(path).map_err(|e| DumpError::io(pid, format!("opening {what}"), e))?;
+    let md = f.metadata().map_err(|e| DumpError::io(pid, format!("stat {what}"), e))?;
+    let mut runs = Vec::new();
+    let mut data = Vec::new();
+    if !objects.pre_flight {
+        if md.size() > objects.max_size {
+            return Err(unsupported(
+                pid,
+                what.into(),
+                format!("deleted file of {} bytes exceeds the {}-byte limit", md.size(), objects.max_size),
+            ));
+        }
+        for (off, len) in mqueue::data_ranges(&f, md.size()).map_err(|e| DumpError::sys(pid, what.to_string(), e))? {
+            let mut b = vec![0u8; len as usize];
+            f.read_exact_at(&mut b, off).map_err(|e| DumpError::io(pid, format!("reading {what}"), e))?;
+            runs.push((off, len));
+            data.push(b);
+        }
+    }
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    let d = records::DeletedFile {
+        path: name.trim_end_matches(" (deleted)").to_string(),
+        dev: md.dev(),
+        ino: md.ino(),
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        size: md.size(),
+        atime_ns: ns(md.atime(), md.atime_nsec()),
+        mtime_ns: ns(md.mtime(), md.mtime_nsec()),
+        runs,
+        descs: Vec::new(),
+    };
+    Ok((FileObject::Deleted(d), data))
+}
+
 /// Whether a mapping named `name` is of a memfd the dump saves as such (not the restorer's
 /// shared anonymous objects, which are `memfd:seamless-shm`).
 pub fn is_memfd_mapping(name: &str) -> bool {
@@ -247,7 +314,14 @@ pub fn is_memfd_mapping(name: &str) -> bool {
 pub fn mapped_memfds(frozen: &Frozen, plan: &mut FilePlan) -> Result<(), DumpError> {
     for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {
         let maps = procfs::read_maps(p.pid).map_err(|e| DumpError::io(p.pid, "reading maps", e))?;
-        for m in maps.iter().filter(|m| is_memfd_mapping(&m.name)) {
+        let deleted_file = |m: &&seamless_trace::procfs::MapLine| {
+            m.ino != 0
+                && m.name.starts_with('/')
+                && m.name.ends_with(" (deleted)")
+                && !m.name.starts_with("/memfd:")
+                && !m.name.starts_with("/SYSV")
+        };
+        for m in maps.iter().filter(|m| is_memfd_mapping(&m.name) || deleted_file(m)) {
             let path = format!("/proc/{}/map_files/{:x}-{:x}", p.pid, m.start, m.end);
             let md = std::fs::metadata(&path).map_err(|e| DumpError::io(p.pid, format!("stat {path}"), e))?;
             let key = (md.dev(), md.ino());
@@ -255,9 +329,14 @@ pub fn mapped_memfds(frozen: &Frozen, plan: &mut FilePlan) -> Result<(), DumpErr
                 continue;
             }
             let what = format!("mapping {:#x}-{:#x} ({})", m.start, m.end, m.name);
-            let (mut mf, data) = read_memfd(p.pid, &what, &path, &plan.objects)?;
-            mf.name = memfd_name(&m.name);
-            plan.objects.insert(key, FileObject::Memfd(mf), data);
+            if is_memfd_mapping(&m.name) {
+                let (mut mf, data) = read_memfd(p.pid, &what, &path, &plan.objects)?;
+                mf.name = memfd_name(&m.name);
+                plan.objects.insert(key, FileObject::Memfd(mf), data);
+            } else if md.nlink() == 0 && md.file_type().is_file() {
+                let (o, data) = read_deleted(p.pid, &what, &m.name, &path, &plan.objects)?;
+                plan.objects.insert(key, o, data);
+            }
         }
     }
     Ok(())

@@ -181,6 +181,7 @@ fn check_file_objects(d: &Decoded) -> Res {
         let (what, list) = match o {
             records::FileObject::PosixMq(q) => ("posix mq", &q.descs),
             records::FileObject::Memfd(m) => ("memfd", &m.descs),
+            records::FileObject::Deleted(f) => ("deleted file", &f.descs),
         };
         for desc in list {
             match descs.get(desc) {
@@ -219,31 +220,40 @@ fn check_file_objects(d: &Decoded) -> Res {
                         format!("mode {:o} (a regular file) or seals {:#x} unknown", m.mode, m.seals),
                     ));
                 }
-                let mut prev = 0u64;
-                let mut total = 0u64;
-                for &(off, len) in &m.runs {
-                    let end = off.saturating_add(len);
-                    if !aligned(off) || len == 0 || off < prev || end > m.size || !(aligned(end) || end == m.size) {
-                        return Err(bad(
-                            what,
-                            id,
-                            format!("run {off:#x}+{len:#x} is not whole pages, in order, inside the file"),
-                        ));
-                    }
-                    prev = end;
-                    total += len;
-                }
-                let btag = records::sysv::MEMFD_BLOB_TAG.saturating_add(*tag);
-                let blobs: u64 = d.blobs.iter().filter(|b| b.owner == 0 && b.tag == btag).map(|b| b.len).sum();
-                if blobs != total || *tag >= 1 << 32 {
+                runs(what, id, *tag, &m.runs, m.size, d)?;
+            }
+            records::FileObject::Deleted(f) => {
+                if !f.path.starts_with('/') || f.path.contains('\0') || f.mode & !0o7777 != libc_s_ifreg() {
                     return Err(bad(
                         what,
                         id,
-                        format!("runs hold {total} bytes, its blobs {blobs} (or tag above 2^32)"),
+                        format!("path {:?} not absolute, or mode {:o} not a regular file", f.path, f.mode),
                     ));
                 }
+                runs(what, id, *tag, &f.runs, f.size, d)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Runs of a memfd or deleted file: whole pages, in order, inside `size`, exactly as many
+/// bytes as its blobs (tag below 2^32).
+fn runs(what: &str, id: i64, tag: u64, runs: &[(u64, u64)], size: u64, d: &Decoded) -> Res {
+    let mut prev = 0u64;
+    let mut total = 0u64;
+    for &(off, len) in runs {
+        let end = off.saturating_add(len);
+        if !aligned(off) || len == 0 || off < prev || end > size || !(aligned(end) || end == size) {
+            return Err(bad(what, id, format!("run {off:#x}+{len:#x} is not whole pages, in order, inside the file")));
+        }
+        prev = end;
+        total += len;
+    }
+    let btag = records::sysv::MEMFD_BLOB_TAG.saturating_add(tag);
+    let blobs: u64 = d.blobs.iter().filter(|b| b.owner == 0 && b.tag == btag).map(|b| b.len).sum();
+    if blobs != total || tag >= 1 << 32 {
+        return Err(bad(what, id, format!("runs hold {total} bytes, its blobs {blobs} (or tag above 2^32)")));
     }
     Ok(())
 }
@@ -373,5 +383,27 @@ mod tests {
         assert!(matches!(fails(|d| memfd(d).runs[0].1 = 1000), Invalid::Ipc { .. }));
         assert!(matches!(fails(|d| memfd(d).mode = 0o40755), Invalid::Ipc { .. }));
         assert!(matches!(fails(|d| d.file_objects[1].0 = 0), Invalid::Duplicate { .. }));
+        let deleted = |path: &str| {
+            let mut d = with_objects();
+            d.file_objects.push((
+                2,
+                FileObject::Deleted(crate::records::DeletedFile {
+                    path: path.into(),
+                    dev: 1,
+                    ino: 3,
+                    mode: 0o100600,
+                    uid: 0,
+                    gid: 0,
+                    size: 10,
+                    atime_ns: 0,
+                    mtime_ns: 0,
+                    runs: vec![],
+                    descs: vec![],
+                }),
+            ));
+            validate(&d)
+        };
+        deleted("/tmp/x").unwrap();
+        assert!(matches!(deleted("tmp/x").unwrap_err(), Invalid::Ipc { .. }));
     }
 }

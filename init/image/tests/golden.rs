@@ -278,6 +278,23 @@ fn samples() -> Vec<Sample> {
             descs: vec![9],
         }),
     ));
+    s.push(sample(
+        "file-object/deleted",
+        records::FILE_OBJECT,
+        records::FileObject::Deleted(records::DeletedFile {
+            path: "/var/tmp/spool.db".into(),
+            dev: 0xfe01,
+            ino: 77,
+            mode: 0o100640,
+            uid: 1000,
+            gid: 100,
+            size: 1 << 20,
+            atime_ns: 1_700_000_000_000_000_001,
+            mtime_ns: 1_700_000_000_000_000_002,
+            runs: vec![(0, 4096), (65536, 8192)],
+            descs: vec![7, 8],
+        }),
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

@@ -1,4 +1,4 @@
-//! POSIX message queues and memfds ([`FileObject`] records), created once in the restorer
+//! POSIX message queues, memfds and deleted files ([`FileObject`] records), created once in the restorer
 //! before the descriptions that open them: a queue with its name (a name of our own, removed
 //! at once, for a queue that had been unlinked), attributes, owner, mode and every message
 //! in order; a memfd with its name, size, contents (holes stay holes), owner, mode and then
@@ -88,30 +88,111 @@ fn create_memfd<S: Store>(tag: u64, m: &Memfd, plan: &Plan, reader: &mut Reader<
     .map_err(|e| obj_err(what("memfd_create"), e))?;
     let f = std::fs::File::from(fd);
     f.set_len(m.size).map_err(|e| io_err(what("ftruncate"), e))?;
-    let btag = records::sysv::MEMFD_BLOB_TAG + tag;
-    let blobs = plan.blobs.get(&btag).map(Vec::as_slice).unwrap_or(&[]);
-    // The blobs hold the runs' bytes back to back.
-    let mut runs = m.runs.iter().copied();
-    let mut cur = runs.next();
-    for &b in blobs {
-        let data = reader.blob(b).map_err(RestoreError::Image)?;
-        let mut rest = data.as_slice();
-        while !rest.is_empty() {
-            let Some((off, len)) = cur else {
-                return Err(RestoreError::Corrupt { pid: 0, what: what("contents longer than its runs") });
-            };
-            let k = rest.len().min(seamless_image::usize_of(len));
-            f.write_all_at(&rest[..k], off).map_err(|e| io_err(what("writing its contents"), e))?;
-            rest = &rest[k..];
-            let left = len - k as u64;
-            cur = if left == 0 { runs.next() } else { Some((off + k as u64, left)) };
-        }
-    }
+    fill(&f, tag, &m.runs, plan, reader).map_err(|e| e.in_object(&what("writing its contents")))?;
     std::os::unix::fs::fchown(&f, Some(m.uid), Some(m.gid)).map_err(|e| io_err(what("fchown"), e))?;
     f.set_permissions(std::fs::Permissions::from_mode(m.mode & 0o7777)).map_err(|e| io_err(what("fchmod"), e))?;
     if m.seals != 0 {
         mqueue::add_seals(&f, m.seals).map_err(|e| obj_err(what(&format!("F_ADD_SEALS {:#x}", m.seals)), e))?;
     }
+    Ok(f.into())
+}
+
+/// Why writing an object's contents failed.
+enum FillError {
+    Restore(RestoreError),
+    Io(std::io::Error),
+}
+
+impl FillError {
+    fn in_object(self, what: &str) -> RestoreError {
+        match self {
+            FillError::Restore(e) => e,
+            FillError::Io(e) => io_err(what.to_string(), e),
+        }
+    }
+}
+
+/// Writes the runs' bytes (blobs of tag `MEMFD_BLOB_TAG + tag`, back to back) into `f`.
+fn fill<S: Store>(
+    f: &std::fs::File,
+    tag: u64,
+    runs: &[(u64, u64)],
+    plan: &Plan,
+    reader: &mut Reader<S>,
+) -> Result<(), FillError> {
+    let btag = records::sysv::MEMFD_BLOB_TAG + tag;
+    let blobs = plan.blobs.get(&btag).map(Vec::as_slice).unwrap_or(&[]);
+    let mut runs = runs.iter().copied();
+    let mut cur = runs.next();
+    for &b in blobs {
+        let data = reader.blob(b).map_err(|e| FillError::Restore(RestoreError::Image(e)))?;
+        let mut rest = data.as_slice();
+        while !rest.is_empty() {
+            let Some((off, len)) = cur else {
+                return Err(FillError::Restore(RestoreError::Corrupt {
+                    pid: 0,
+                    what: "file contents longer than their runs".into(),
+                }));
+            };
+            let k = rest.len().min(seamless_image::usize_of(len));
+            f.write_all_at(&rest[..k], off).map_err(FillError::Io)?;
+            rest = &rest[k..];
+            let left = len - k as u64;
+            cur = if left == 0 { runs.next() } else { Some((off + k as u64, left)) };
+        }
+    }
+    Ok(())
+}
+
+/// Recreates a deleted file nameless (`O_TMPFILE`, 0600) in the directory it was in, or, where
+/// the filesystem cannot, under a fresh name unlinked at once; writes its contents (holes
+/// stay holes), size, owner, then its mode (set-id bits after the contents) and times.
+fn create_deleted<S: Store>(
+    tag: u64,
+    d: &records::DeletedFile,
+    plan: &Plan,
+    reader: &mut Reader<S>,
+) -> Result<OwnedFd, RestoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = |s: &str| format!("deleted file {}: {s}", d.path);
+    let dir = std::path::Path::new(&d.path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
+    let tmpfile = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(&dir);
+    let f = match tmpfile {
+        Ok(f) => f,
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::ENOENT))
+                && dir.is_dir() =>
+        {
+            let tmp = dir.join(format!(".seamless-ghost.{}.o{tag}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+                .map_err(|e| io_err(what(&format!("create {}", tmp.display())), e))?;
+            std::fs::remove_file(&tmp).map_err(|e| io_err(what(&format!("unlink {}", tmp.display())), e))?;
+            f
+        }
+        Err(e) => return Err(io_err(what(&format!("create a file in {}", dir.display())), e)),
+    };
+    fill(&f, tag, &d.runs, plan, reader).map_err(|e| e.in_object(&what("writing its contents")))?;
+    f.set_len(d.size).map_err(|e| io_err(what("ftruncate"), e))?;
+    std::os::unix::fs::fchown(&f, Some(d.uid), Some(d.gid)).map_err(|e| io_err(what("fchown"), e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(d.mode & 0o7777)).map_err(|e| io_err(what("fchmod"), e))?;
+    let ts = |ns: i128| {
+        let secs = i64::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0);
+        let nanos = u32::try_from(ns.rem_euclid(1_000_000_000)).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs.max(0).cast_unsigned(), nanos)
+    };
+    let times = std::fs::FileTimes::new().set_accessed(ts(d.atime_ns)).set_modified(ts(d.mtime_ns));
+    f.set_times(times).map_err(|e| io_err(what("setting its times"), e))?;
     Ok(f.into())
 }
 
@@ -123,17 +204,19 @@ pub fn prepare<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failur
         let made = match o {
             FileObject::PosixMq(q) => create_mq(*tag, q),
             FileObject::Memfd(m) => create_memfd(*tag, m, plan, reader),
+            FileObject::Deleted(f) => create_deleted(*tag, f, plan, reader),
         };
-        let descs = match o {
-            FileObject::PosixMq(q) => &q.descs,
-            FileObject::Memfd(m) => &m.descs,
+        let (descs, inode) = match o {
+            FileObject::PosixMq(q) => (&q.descs, None),
+            FileObject::Memfd(m) => (&m.descs, Some((m.dev, m.ino))),
+            FileObject::Deleted(f) => (&f.descs, Some((f.dev, f.ino))),
         };
         match made {
             Ok(fd) => {
-                if let FileObject::Memfd(m) = o {
+                if let Some(key) = inode {
                     let path = format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
-                    MEMFDS.lock().unwrap_or_else(|p| p.into_inner()).insert((m.dev, m.ino), path);
-                    out.memfds.push((m.dev, m.ino));
+                    MEMFDS.lock().unwrap_or_else(|p| p.into_inner()).insert(key, path);
+                    out.memfds.push(key);
                 }
                 for d in descs {
                     out.by_desc.insert(*d, *tag);
@@ -146,10 +229,10 @@ pub fn prepare<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failur
                 for d in descs {
                     fails.fail_desc(*d, why.clone());
                 }
-                if let FileObject::Memfd(m) = o {
+                if let Some((dev, ino)) = inode {
                     for p in plan.procs.values() {
                         let maps = p.mm.vmas.iter().any(|v| {
-                            matches!(&v.kind, records::VmaKind::File { file, .. } if file.dev == m.dev && file.ino == m.ino)
+                            matches!(&v.kind, records::VmaKind::File { file, .. } if file.dev == dev && file.ino == ino)
                         });
                         if maps {
                             fails.fail_pid(p.rec.pid, why.clone());

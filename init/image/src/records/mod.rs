@@ -27,7 +27,9 @@ pub use process::{
     Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
-pub use sysv::{FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord};
+pub use sysv::{
+    DeletedFile, FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord,
+};
 pub use threads::{SyscallState, ThreadRecord};
 
 /// [`ProcessRecord`], owner = pid.

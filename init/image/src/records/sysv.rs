@@ -141,6 +141,17 @@ pub(super) fn describe(kind: crate::RecordKind, bytes: &[u8]) -> Option<String> 
                 q.messages.len(),
                 q.descs
             ),
+            FileObject::Deleted(f) => format!(
+                "deleted file {} ino {} mode {:o} owner {}:{} size {} in {} run(s) files {:?}",
+                f.path,
+                f.ino,
+                f.mode,
+                f.uid,
+                f.gid,
+                f.size,
+                f.runs.len(),
+                f.descs
+            ),
             FileObject::Memfd(m) => format!(
                 "memfd:{} ino {} mode {:o} owner {}:{} size {} in {} run(s) seals {:#x} files {:?}",
                 m.name,
@@ -158,7 +169,7 @@ pub(super) fn describe(kind: crate::RecordKind, bytes: &[u8]) -> Option<String> 
     })
 }
 
-/// Blob tags of memfd contents: this plus the [`FileObject`] entry's tag.
+/// Blob tags of memfd and deleted files' contents: this plus the [`FileObject`] entry's tag.
 pub const MEMFD_BLOB_TAG: u64 = 2 << 32;
 
 /// A kernel object behind open file descriptions that is not reached by a path of the
@@ -172,6 +183,36 @@ pub enum FileObject {
     PosixMq(PosixMq),
     /// A memfd (`memfd_create`).
     Memfd(Memfd),
+    /// A regular file deleted while open or mapped.
+    Deleted(DeletedFile),
+}
+
+/// A regular file that was deleted (link count 0) while the processes held it open or
+/// mapped. Its pages are blobs like a memfd's. Recreated nameless in the directory it was in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedFile {
+    /// Path it had (without ` (deleted)`).
+    pub path: String,
+    /// Device and inode on the dumping kernel (what its mappings' [`super::FileId`]s name).
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Mode bits (file type included).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size.
+    pub size: u64,
+    /// Access time, nanoseconds since the epoch.
+    pub atime_ns: i128,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Byte ranges holding data, like [`Memfd::runs`].
+    pub runs: Vec<(u64, u64)>,
+    /// Open file descriptions of the file (none when it is only mapped).
+    pub descs: Vec<u32>,
 }
 
 /// A POSIX message queue.
