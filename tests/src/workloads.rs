@@ -275,6 +275,30 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "sysv_ipc",
+        link: Link::Dynamic,
+        summary: "System V segments (keyed, private, read-only, removed while attached, unattached; holes), a semaphore set, message queues (one made by another uid), shared with a child",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "posix_mq",
+        link: Link::Dynamic,
+        summary: "POSIX message queues (named and unlinked; shared, distinct and dup'ed descriptors) with messages of several priorities",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "memfd",
+        link: Link::Dynamic,
+        summary: "memfds: sparse contents, seals (also no sealing, noexec), modes, positions, shared and private mappings, a mapped-only one, shared with a child",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "deleted_files",
+        link: Link::Dynamic,
+        summary: "deleted files: sparse contents, owner, mode, mtime, two descriptions of one file, shared and private mappings, a mapped-only one",
+        crosses_kernels: false,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

@@ -675,15 +675,13 @@ mod refuse {
     refusals! {
         cwd => "cwd (";
         exe => "exe (";
-        memfd => "/memfd:wl-memfd";
-        memfd_map => "mapping of a memfd";
+        memfd_huge => "huge-page memfd";
         unix_closed => "peer end is closed";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
         seccomp_args => "looks at the arguments";
         fifo_deleted => "deleted FIFO";
         dir_deleted => "deleted directory";
-        map_deleted => "mapping of a deleted file";
         relinked => "cannot be opened";
         ebpf_filter => "eBPF socket filter";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
@@ -703,6 +701,9 @@ mod refuse {
         thread_creds => "CapEff";
         lease_signal => "a lease whose break";
         traced => "is traced (ptrace) by pid";
+        sem_undo => "semaphore undo list";
+        shm_partial => "only part of the segment";
+        mq_notify => "registered for notification";
     }
 }
 
@@ -710,4 +711,13 @@ mod refuse {
 // SO_REUSEADDR in the kernel), both with --leave-running and through a restore.
 workload_tests! {
     reuseaddr => "reuseaddr" [];
+}
+
+// ---- System V IPC, POSIX message queues, memfd, deleted files ----
+
+workload_tests! {
+    sysv_ipc => "sysv_ipc" [];
+    posix_mq => "posix_mq" [];
+    memfd => "memfd" [];
+    deleted_files => "deleted_files" [];
 }

@@ -7,8 +7,7 @@
  * Modes:
  *   cwd            the working directory is a deleted directory (OUTFILE.d, removed)
  *   exe            the executable was deleted (the workload re-executes a copy, then unlinks it)
- *   memfd          a sealed memfd "wl-memfd" with 5000 bytes of data
- *   memfd_map      a shared mapping of a memfd whose descriptor is closed
+ *   memfd_huge     a huge-page memfd (MFD_HUGETLB)
  *   unix_closed    a stream socketpair end with 1000 unread bytes whose peer end is closed
  *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
@@ -18,7 +17,6 @@
  *                  works
  *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
  *   dir_deleted    a descriptor of a directory that was removed
- *   map_deleted    a private mapping of a file that was deleted (descriptor closed)
  *   relinked       an open file whose name was removed while another hard link keeps it
  *   ebpf_filter    a UDP socket with an eBPF socket filter (SO_ATTACH_BPF) that keeps only
  *                  datagrams whose first byte is 'A' (no classic form to save)
@@ -54,6 +52,9 @@
  *   traced         a thread of the root is in a ptrace stop of a child (PTRACE_SEIZE +
  *                  PTRACE_INTERRUPT); afterwards it is still stopped, and runs once the child
  *                  detaches
+ *   sem_undo       a System V semaphore raised with SEM_UNDO (an undo list the kernel does not show)
+ *   shm_partial    a System V segment of 3 pages attached with its middle page made read-only
+ *   mq_notify      an (unlinked) POSIX message queue with an mq_notify(SIGUSR2) registration
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -74,6 +75,10 @@
 #include <sys/ptrace.h>
 #include <termios.h>
 #include <sys/inotify.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <mqueue.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -468,7 +473,6 @@ int main(int argc, char **argv)
     }
     open_progress();
     char path[4096], lnk[4096];
-    static const char memfd_data[51] = "memfd contents that must survive unchanged 1234567";
     int fd = -1, fd2 = -1;
     volatile char *map = NULL;
 
@@ -479,20 +483,9 @@ int main(int argc, char **argv)
         WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
     } else if (strcmp(mode, "exe") == 0) {
         /* set up above */
-    } else if (strcmp(mode, "memfd") == 0) {
-        fd = memfd_create("wl-memfd", MFD_ALLOW_SEALING | MFD_CLOEXEC);
-        WL_CHECK(fd >= 0, "memfd_create");
-        for (int i = 0; i < 100; i++)
-            WL_CHECK(write(fd, memfd_data, 50) == 50, "write memfd");
-        WL_CHECK(lseek(fd, 1234, SEEK_SET) == 1234, "lseek memfd");
-        WL_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0, "F_ADD_SEALS");
-    } else if (strcmp(mode, "memfd_map") == 0) {
-        int m = memfd_create("wl-memfd-map", MFD_CLOEXEC);
-        WL_CHECK(m >= 0 && ftruncate(m, 8192) == 0, "memfd_create + ftruncate");
-        map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
-        WL_CHECK(map != MAP_FAILED, "mmap memfd");
-        close(m);
-        wl_fill((void *)map, 8192, 77);
+    } else if (strcmp(mode, "memfd_huge") == 0) {
+        fd = memfd_create("wl-memfd-huge", MFD_HUGETLB | MFD_CLOEXEC);
+        WL_CHECK(fd >= 0, "memfd_create(MFD_HUGETLB)");
     } else if (strcmp(mode, "unix_closed") == 0) {
         int sv[2];
         WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
@@ -523,16 +516,6 @@ int main(int argc, char **argv)
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         WL_CHECK(fd >= 0, "open %s", path);
         WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
-    } else if (strcmp(mode, "map_deleted") == 0) {
-        wl_path(path, sizeof path, ".mapped");
-        int f = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        WL_CHECK(f >= 0 && ftruncate(f, 8192) == 0, "create %s", path);
-        uint64_t w = wl_pattern(5, 0);
-        WL_CHECK(pwrite(f, &w, sizeof w, 4096) == sizeof w, "pwrite %s", path);
-        map = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, f, 0);
-        WL_CHECK(map != MAP_FAILED, "mmap %s", path);
-        close(f);
-        WL_CHECK(unlink(path) == 0, "unlink %s", path);
     } else if (strcmp(mode, "relinked") == 0) {
         wl_path(path, sizeof path, ".orig");
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -709,6 +692,27 @@ int main(int argc, char **argv)
         WL_CHECK(fcntl(fd, F_SETSIG, SIGUSR1) == 0, "F_SETSIG");
     } else if (strcmp(mode, "traced") == 0) {
         mode_traced();
+    } else if (strcmp(mode, "sem_undo") == 0) {
+        fd = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+        WL_CHECK(fd >= 0, "semget");
+        struct sembuf op = { .sem_num = 0, .sem_op = 2, .sem_flg = SEM_UNDO };
+        WL_CHECK(semop(fd, &op, 1) == 0, "semop SEM_UNDO");
+    } else if (strcmp(mode, "shm_partial") == 0) {
+        fd = shmget(IPC_PRIVATE, 3 * 4096, IPC_CREAT | 0600);
+        WL_CHECK(fd >= 0, "shmget");
+        map = shmat(fd, NULL, 0);
+        WL_CHECK(map != (void *)-1, "shmat");
+        map[4096] = 42;
+        WL_CHECK(mprotect((void *)(map + 4096), 4096, PROT_READ) == 0, "mprotect");
+    } else if (strcmp(mode, "mq_notify") == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "/wl-refuse-%d", (int)getpid());
+        fd = mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, NULL);
+        WL_CHECK(fd >= 0, "mq_open");
+        WL_CHECK(mq_unlink(name) == 0, "mq_unlink");
+        signal(SIGUSR2, on_sigio);
+        struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
+        WL_CHECK(mq_notify(fd, &sev) == 0, "mq_notify");
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -743,30 +747,10 @@ int main(int argc, char **argv)
         lnk[n] = 0;
         if (!strstr(lnk, "(deleted)"))
             wl_fail("exe is %s, expected the deleted copy", lnk);
-    } else if (strcmp(mode, "memfd") == 0) {
+    } else if (strcmp(mode, "memfd_huge") == 0) {
         fd_link(fd, lnk, sizeof lnk);
-        if (strcmp(lnk, "/memfd:wl-memfd (deleted)") != 0)
-            wl_fail("fd %d is %s, expected the memfd", fd, lnk);
-        int seals = fcntl(fd, F_GET_SEALS);
-        if (seals != (F_SEAL_SHRINK | F_SEAL_GROW))
-            wl_fail("memfd seals %#x, expected %#x", seals, F_SEAL_SHRINK | F_SEAL_GROW);
-        if (lseek(fd, 0, SEEK_CUR) != 1234)
-            wl_fail("memfd offset moved");
-        char buf[5001];
-        ssize_t n = pread(fd, buf, sizeof buf, 0);
-        if (n != 5000)
-            wl_fail("memfd holds %zd bytes, expected 5000", n);
-        for (int i = 0; i < 100; i++)
-            if (memcmp(buf + i * 50, memfd_data, 50) != 0)
-                wl_fail("memfd contents differ at %d", i * 50);
-        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
-            wl_fail("memfd lost FD_CLOEXEC");
-    } else if (strcmp(mode, "memfd_map") == 0) {
-        long off = wl_verify((void *)map, 8192, 77);
-        if (off >= 0)
-            wl_fail("memfd mapping differs at byte %ld", off);
-        if (wl_maps_describe((void *)map, 8192, lnk, sizeof lnk) != 0 || !strstr(lnk, "/memfd:wl-memfd-map"))
-            wl_fail("mapping is %s, expected the memfd", lnk);
+        if (strcmp(lnk, "/memfd:wl-memfd-huge (deleted)") != 0 || !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            wl_fail("fd %d is %s, expected the close-on-exec memfd", fd, lnk);
     } else if (strcmp(mode, "unix_closed") == 0) {
         char buf[1001];
         size_t got = 0;
@@ -802,11 +786,6 @@ int main(int argc, char **argv)
         WL_CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode), "fstat the directory");
         if (st.st_nlink != 0)
             wl_fail("directory link count %lu, expected 0", (unsigned long)st.st_nlink);
-    } else if (strcmp(mode, "map_deleted") == 0) {
-        uint64_t w;
-        memcpy(&w, (const void *)(map + 4096), sizeof w);
-        if (w != wl_pattern(5, 0))
-            wl_fail("mapped deleted file differs at 4096");
     } else if (strcmp(mode, "relinked") == 0) {
         struct stat st;
         WL_CHECK(fstat(fd, &st) == 0, "fstat");
@@ -958,6 +937,24 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "lease_signal") == 0) {
         if (fcntl(fd, F_GETLEASE) != F_RDLCK || fcntl(fd, F_GETSIG) != SIGUSR1)
             wl_fail("lease %d signal %d, expected a read lease with SIGUSR1", fcntl(fd, F_GETLEASE), fcntl(fd, F_GETSIG));
+    } else if (strcmp(mode, "mq_notify") == 0) {
+        int before = sigio_count;
+        WL_CHECK(mq_send(fd, "x", 1, 0) == 0, "mq_send");
+        for (int i = 0; i < 100 && sigio_count == before; i++)
+            wl_sleep_ms(10);
+        if (sigio_count == before)
+            wl_fail("no SIGUSR2 for a message sent to the empty queue: the registration is gone");
+    } else if (strcmp(mode, "sem_undo") == 0) {
+        int v = semctl(fd, 0, GETVAL);
+        semctl(fd, 0, IPC_RMID);
+        if (v != 2)
+            wl_fail("semaphore value %d, expected 2", v);
+    } else if (strcmp(mode, "shm_partial") == 0) {
+        char d[256];
+        int r = wl_maps_describe((void *)(map + 4096), 4096, d, sizeof d);
+        shmctl(fd, IPC_RMID, NULL);
+        if (r != 0 || strncmp(d, "r--s", 4) != 0 || map[4096] != 42 || map[0] != 0)
+            wl_fail("segment's middle page: \"%s\", byte %d", d, map[4096]);
     } else if (strcmp(mode, "sud") == 0) {
         sud_selector = 1;
         syscall(SYS_getppid);

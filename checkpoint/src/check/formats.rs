@@ -21,12 +21,13 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The verdict subject.
 pub const SUBJECT: &str = "image format";
 
-/// Kinds written only for the descriptors or processes that need them (socket extras, queued
-/// datagrams, pty pairs, inotify instances, pidfds; file locks, thread scheduling attributes,
-/// group stops, seccomp filters): a target that does not know them can still read every image
-/// without such state, so they are not asked of it here; the dump refuses state that needs one
-/// the target does not know (`DumpOptions::reader_kinds`).
-pub const CONDITIONAL_KINDS: [RecordKind; 9] = [
+/// Kinds written only for the resources or processes that need them (socket extras, queued
+/// datagrams, pty pairs, inotify instances, pidfds, System V IPC objects, POSIX message queues
+/// and memfds; file locks, thread scheduling attributes, group stops, seccomp filters): a
+/// target that does not know them can still read every image without such state, so they are
+/// not asked of it here; the dump refuses state that needs one the target does not know
+/// (`DumpOptions::reader_kinds`).
+pub const CONDITIONAL_KINDS: [RecordKind; 14] = [
     seamless_image::records::SOCKET_EXTRA,
     seamless_image::records::DATAGRAMS,
     seamless_image::records::PTY,
@@ -36,6 +37,11 @@ pub const CONDITIONAL_KINDS: [RecordKind; 9] = [
     seamless_image::records::THREAD_SCHED,
     seamless_image::records::JOB_STOP,
     seamless_image::records::SECCOMP,
+    seamless_image::records::SYSV_SHM,
+    seamless_image::records::SYSV_SEM,
+    seamless_image::records::SYSV_MSG,
+    seamless_image::records::SHM_ATTACH,
+    seamless_image::records::FILE_OBJECT,
 ];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind

@@ -24,8 +24,6 @@ pub struct FilePlan {
     pub tables: BTreeMap<i32, FdTable>,
     /// Pipe buffers.
     pub pipes: BTreeMap<u64, PipeRecord>,
-    /// Contents of deleted files, by description id.
-    pub ghosts: BTreeMap<u32, Vec<u8>>,
     /// Established TCP connections still to be read in repair mode
     /// ([`super::sockets::repair_pending`]).
     pub tcp_pending: Vec<super::sockets::PendingTcp>,
@@ -43,6 +41,8 @@ pub struct FilePlan {
     pub pidfds: Vec<(i32, i32, records::PidfdRecord)>,
     /// File locks by the process that takes them again ([`super::locks`]).
     pub locks: BTreeMap<i32, records::FileLocks>,
+    /// POSIX message queues and memfds.
+    pub objects: super::objects::Objects,
 }
 
 impl FilePlan {
@@ -115,6 +115,8 @@ fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
 pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
     let max_ghost = opts.max_ghost_size.unwrap_or(256 << 20);
     let mut plan = FilePlan::default();
+    plan.objects.pre_flight = opts.pre_flight;
+    plan.objects.max_size = max_ghost;
     // Candidates for sharing, keyed by link text: (pid, fd, desc id).
     let mut by_link: BTreeMap<String, Vec<(i32, i32, u32)>> = BTreeMap::new();
     let mut socks = super::sockets::Ctx::default();
@@ -177,7 +179,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                     } else if link == seamless_image::records::pidfd::PIDFD_PATH {
                         super::pidfd::classify(pid, fd, id, flags, &mut plan.pidfds)?
                     } else {
-                        classify(pid, fd, &link, &link_path, max_ghost, &mut plan, id)?
+                        classify(pid, fd, &link, &link_path, &mut plan, id)?
                     };
                     plan.descs.push(FileDesc { id, flags, pos: info.pos, kind });
                     by_link.entry(link.clone()).or_default().push((pid, fd, id));
@@ -217,7 +219,6 @@ fn classify(
     fd: i32,
     link: &str,
     link_path: &str,
-    max_ghost: u64,
     plan: &mut FilePlan,
     id: u32,
 ) -> Result<FileKind, DumpError> {
@@ -252,12 +253,7 @@ fn classify(
         ));
     }
     if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
-        return Err(unsupported(
-            pid,
-            fd,
-            link,
-            "memfd (memfd_create) descriptors are not checkpointed: restoring its name, contents and seals is not supported",
-        ));
+        return super::objects::memfd_fd(pid, fd, link, link_path, plan, id);
     }
     if !link.starts_with('/') {
         return Err(unsupported(pid, fd, link, "not a file reachable by path"));
@@ -290,26 +286,16 @@ fn classify(
         }
         return Ok(FileKind::Fifo { path: link.to_string(), pipe: ino });
     }
+    if ft.is_file() && super::objects::is_mqueue(pid, fd, link_path)? {
+        return super::objects::posix_mq(pid, fd, link, link_path, &md, plan, id);
+    }
     if ft.is_file() || ft.is_dir() {
         if deleted {
             if !ft.is_file() {
                 return Err(unsupported(pid, fd, link, "deleted directory: restore reopens directories by path"));
             }
-            if md.size() > max_ghost {
-                return Err(unsupported(
-                    pid,
-                    fd,
-                    link,
-                    &format!("deleted file of {} bytes exceeds the {max_ghost}-byte limit", md.size()),
-                ));
-            }
-            let mut data = Vec::with_capacity(md.size() as usize);
-            std::fs::File::open(link_path)
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .map_err(|e| DumpError::io(pid, format!("reading deleted file of fd {fd}"), e))?;
-            plan.ghosts.insert(id, data);
-            let path = link.trim_end_matches(" (deleted)").to_string();
-            return Ok(FileKind::Ghost { path, size: md.size(), mode: md.mode() });
+            // One object per inode (sparse contents, owner, times), whichever descriptions open it.
+            return super::objects::deleted_fd(pid, fd, link, link_path, plan, id);
         }
         same_file(pid, fd, link, &md)?;
         return Ok(FileKind::Regular { path: link.to_string(), size: md.size(), mode: md.mode() });
@@ -391,11 +377,7 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     for t in &plan.ptys {
         w.put_record(records::PTY, 0, u64::from(t.index), t)?;
     }
-    for (id, data) in &plan.ghosts {
-        for chunk in data.chunks(16 << 20) {
-            w.put_blob(0, u64::from(*id), chunk)?;
-        }
-    }
+    super::objects::write(&plan.objects, w)?;
     Ok(())
 }
 

@@ -18,12 +18,14 @@ pub mod inotify;
 pub mod listeners;
 pub mod locks;
 pub mod mm;
+pub mod objects;
 pub mod pidfd;
 pub mod precheck;
 pub mod process;
 pub mod sched;
 pub mod seccomp;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
 pub mod tty;
 
@@ -138,6 +140,9 @@ pub struct DumpSummary {
     /// dumper's (their time namespace's offsets minus its own), in nanoseconds; zero when they
     /// share its time namespace.
     pub clock_offsets: (i64, i64),
+    /// The System V IPC objects and POSIX message queues in the image (removed by the caller
+    /// when it kills the processes, see [`sysv::remove`]).
+    pub sysv: sysv::SysvIds,
 }
 
 /// Dumps the process trees rooted at `pids` into `writer` (which the caller finishes).
@@ -159,8 +164,11 @@ pub fn dump_trees<S: Store>(
     // 1. Pre-check (reads only): every refusal, before anything in any process changes.
     let mut file_plan = precheck::run(&frozen, opts)?;
     let clock_offsets = precheck::clock_offsets(&frozen)?;
+    let sysv_plan = sysv::collect(&frozen)?;
     if let Some(kinds) = &opts.reader_kinds {
         files::readable_by(&file_plan, kinds)?;
+        sysv::readable_by(&sysv_plan, &frozen, kinds)?;
+        objects::readable_by(&file_plan.objects, &frozen, kinds)?;
     }
     // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
@@ -203,6 +211,7 @@ pub fn dump_trees<S: Store>(
         writer.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
     }
     files::write(&file_plan, writer)?;
+    sysv::write(&sysv_plan, writer)?;
     let total = frozen.procs().len();
     let mut done = 0usize;
     for p in frozen.procs() {
@@ -272,6 +281,7 @@ pub fn dump_trees<S: Store>(
         freeze_time,
         total_time: t0.elapsed(),
         clock_offsets,
+        sysv: sysv::SysvIds { mq: file_plan.objects.queue_names(), ..sysv_plan.ids() },
     })
 }
 

@@ -409,7 +409,10 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         mm::precheck(p.pid)?;
     }
     separate_mms(frozen)?;
-    files::collect(frozen, opts)
+    super::sysv::precheck(frozen)?;
+    let mut plan = files::collect(frozen, opts)?;
+    super::objects::mapped_memfds(frozen, &mut plan)?;
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -114,6 +114,16 @@ pub struct Decoded {
     pub job_stops: Vec<(u32, records::JobStop)>,
     /// Seccomp filters, by entry owner.
     pub seccomp: Vec<(u32, records::seccomp::SeccompRecord)>,
+    /// System V shared memory segments by entry tag.
+    pub sysv_shm: Vec<(u64, records::ShmRecord)>,
+    /// System V semaphore sets by entry tag.
+    pub sysv_sem: Vec<(u64, records::SemRecord)>,
+    /// System V message queues by entry tag.
+    pub sysv_msg: Vec<(u64, records::MsgRecord)>,
+    /// Segment attachments by entry owner.
+    pub shm_attach: Vec<(u32, records::ShmAttachments)>,
+    /// POSIX message queues and memfds by entry tag.
+    pub file_objects: Vec<(u64, records::FileObject)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -190,6 +200,21 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::SECCOMP) {
             d.seccomp.push((owner, r.record(i)?));
         }
+        for (i, _, tag, _) in list(r, records::SYSV_SHM) {
+            d.sysv_shm.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::SYSV_SEM) {
+            d.sysv_sem.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::SYSV_MSG) {
+            d.sysv_msg.push((tag, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::SHM_ATTACH) {
+            d.shm_attach.push((owner, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::FILE_OBJECT) {
+            d.file_objects.push((tag, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -265,6 +290,21 @@ impl Decoded {
         }
         for (o, f) in &self.seccomp {
             w.put_record(records::SECCOMP, *o, 0, f)?;
+        }
+        for (tag, x) in &self.sysv_shm {
+            w.put_record(records::SYSV_SHM, 0, *tag, x)?;
+        }
+        for (tag, x) in &self.sysv_sem {
+            w.put_record(records::SYSV_SEM, 0, *tag, x)?;
+        }
+        for (tag, x) in &self.sysv_msg {
+            w.put_record(records::SYSV_MSG, 0, *tag, x)?;
+        }
+        for (o, x) in &self.shm_attach {
+            w.put_record(records::SHM_ATTACH, *o, 0, x)?;
+        }
+        for (tag, x) in &self.file_objects {
+            w.put_record(records::FILE_OBJECT, 0, *tag, x)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -358,6 +398,11 @@ impl Decoded {
             cow: Vec::new(),
             job_stops: Vec::new(),
             seccomp: Vec::new(),
+            sysv_shm: Vec::new(),
+            sysv_sem: Vec::new(),
+            sysv_msg: Vec::new(),
+            shm_attach: Vec::new(),
+            file_objects: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -534,6 +579,16 @@ pub enum Invalid {
         /// What is wrong.
         why: String,
     },
+    /// A bad System V IPC record (segment, semaphore set, message queue, attachment).
+    #[error("{what} {id}: {why}")]
+    Ipc {
+        /// Which kind of object (`sysv shm`, `sysv sem`, `sysv msg`, `shm attachment of pid N`).
+        what: String,
+        /// Its id.
+        id: i64,
+        /// What is wrong.
+        why: String,
+    },
     /// Any other field with a value the restore cannot use.
     #[error("pid {pid}: {field} = {value}: {why}")]
     Value {
@@ -549,6 +604,9 @@ pub enum Invalid {
 }
 
 type Res = Result<(), Invalid>;
+
+#[path = "validate_sysv.rs"]
+mod sysv_check;
 
 fn aligned(v: u64) -> bool {
     v.is_multiple_of(PAGE_SIZE as u64)
@@ -608,6 +666,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_ptys(d, &procs, &descs)?;
     check_inotify(d, &descs)?;
     check_pidfds(d, &procs, &descs)?;
+    sysv_check::check(d, &procs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }

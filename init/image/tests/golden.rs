@@ -301,6 +301,87 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample("job-stop", records::JOB_STOP, records::JobStop { signal: libc::SIGTSTP }));
+    let perm = |id| records::IpcPerm { id, key: 0x5eed, uid: 1000, gid: 100, cuid: 0, cgid: 0, mode: 0o640 };
+    s.push(sample(
+        "sysv-shm",
+        records::SYSV_SHM,
+        records::ShmRecord {
+            perm: records::IpcPerm { mode: 0o640 | records::ShmRecord::DEST, ..perm(32769) },
+            size: 3 * 4096 + 10,
+            runs: vec![(4096, 4096), (3 * 4096, 10)],
+            user: 4242,
+        },
+    ));
+    s.push(sample(
+        "sysv-sem",
+        records::SYSV_SEM,
+        records::SemRecord { perm: perm(3), values: vec![0, 1, 32767], user: 4242 },
+    ));
+    s.push(sample(
+        "sysv-msg",
+        records::SYSV_MSG,
+        records::MsgRecord {
+            perm: perm(65540),
+            qbytes: 16384,
+            messages: vec![(2, b"second".to_vec()), (1, Vec::new())],
+            user: 4242,
+        },
+    ));
+    s.push(sample(
+        "shm-attach",
+        records::SHM_ATTACH,
+        records::ShmAttachments {
+            areas: vec![records::ShmArea { start: 0x7f00_0000_0000, end: 0x7f00_0000_4000, shmid: 32769, prot: 1 }],
+        },
+    ));
+    s.push(sample(
+        "file-object/posix-mq",
+        records::FILE_OBJECT,
+        records::FileObject::PosixMq(records::PosixMq {
+            name: "jobs".into(),
+            unlinked: false,
+            mode: 0o640,
+            uid: 1000,
+            gid: 100,
+            maxmsg: 10,
+            msgsize: 8192,
+            messages: vec![(7, b"urgent".to_vec()), (0, Vec::new())],
+            descs: vec![7, 8],
+        }),
+    ));
+    s.push(sample(
+        "file-object/memfd",
+        records::FILE_OBJECT,
+        records::FileObject::Memfd(records::Memfd {
+            name: "wayland-shm".into(),
+            dev: 1,
+            ino: 4242,
+            mode: 0o100777,
+            uid: 1000,
+            gid: 100,
+            size: 12288 + 10,
+            runs: vec![(4096, 4096), (12288, 10)],
+            seals: 0xf,
+            descs: vec![9],
+        }),
+    ));
+    s.push(sample(
+        "file-object/deleted",
+        records::FILE_OBJECT,
+        records::FileObject::Deleted(records::DeletedFile {
+            path: "/var/tmp/spool.db".into(),
+            dev: 0xfe01,
+            ino: 77,
+            mode: 0o100640,
+            uid: 1000,
+            gid: 100,
+            size: 1 << 20,
+            atime_ns: 1_700_000_000_000_000_001,
+            mtime_ns: 1_700_000_000_000_000_002,
+            runs: vec![(0, 4096), (65536, 8192)],
+            descs: vec![7, 8],
+        }),
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

@@ -43,6 +43,9 @@ pub fn forked_from_parent(plan: &Plan, pid: i32) -> bool {
         && !inherited(plan, p).areas.is_empty()
         // pidfds are opened before any process is rebuilt: their targets must exist by then.
         && !plan.pidfds.values().any(|f| f.pid == pid)
+        // A fork would carry the parent's System V attachments into the child.
+        && p.shm_attach.is_empty()
+        && parent.shm_attach.is_empty()
 }
 
 /// The children of `parent` that are forked from it.

@@ -29,11 +29,13 @@ pub struct OpenFiles {
     pub epolls: BTreeMap<u32, EpollRecord>,
     /// Pty pairs (their descriptions are in `by_id` too).
     pub ptys: crate::tty::Ptys,
+    /// POSIX message queues and memfds (see [`crate::objects`]).
+    pub objects: crate::objects::Objects,
 }
 
 const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
 
-fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
+pub(crate) fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
     let flags = (abi::signed(flags) & !STRIP) | libc::O_CLOEXEC;
     let acc = flags & libc::O_ACCMODE;
     let f = std::fs::OpenOptions::new()
@@ -125,6 +127,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         plan.socket_extras.clone(),
         plan.datagrams.clone(),
     );
+    out.objects = crate::objects::prepare(plan, reader, fails);
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
     order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
     out.ptys = crate::tty::open_all(plan, &mut out.by_id, fails);
@@ -147,6 +150,11 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                 }
                 FileKind::CharDev { path, .. } => {
                     open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?
+                }
+                FileKind::Ghost { .. } if out.objects.has(id) => {
+                    let fd = out.objects.open(id, d.flags)?;
+                    let _ = seek(&fd, d.pos);
+                    fd
                 }
                 FileKind::Ghost { path, mode, .. } => {
                     let blobs = plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]);

@@ -56,6 +56,7 @@ pub mod inotify;
 pub mod locks;
 pub mod mm;
 pub mod netlock;
+pub mod objects;
 pub mod paths;
 pub mod pidfd;
 pub mod plan;
@@ -63,6 +64,7 @@ pub mod process;
 pub mod sched;
 pub mod seccomp;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
 pub mod tracee;
 pub mod tree;
@@ -131,6 +133,15 @@ pub enum RestoreError {
         what: String,
         /// The path.
         path: String,
+    },
+    /// A System V IPC object could not be recreated as it was.
+    #[error("{what}")]
+    Ipc {
+        /// Which object and step.
+        what: String,
+        /// Failure.
+        #[source]
+        source: Option<SysError>,
     },
     /// An open file could not be reopened.
     #[error("file #{id}: {what}")]
@@ -274,7 +285,7 @@ fn stage_a<S: Store>(
     cx: &mut Ctx<'_, S>,
     forked: &mut Vec<i32>,
 ) -> Result<Proc, RestoreError> {
-    let mut c = child::Child::new(pid, &p.mm.vmas)?;
+    let mut c = child::Child::new(pid, &sysv::target_areas(&p.mm.vmas, &p.shm_attach))?;
     let inh = if cow::forked_from_parent(cx.plan, pid) {
         cow::join_session(&mut c, p)?;
         cow::inherited(cx.plan, p)
@@ -284,6 +295,7 @@ fn stage_a<S: Store>(
     // Whatever the helper inherited from the restorer (or the parent it was forked from) goes.
     c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
     mm::restore_mm(&mut c, p, cx.reader, cx.opts, cx.shm, &inh)?;
+    sysv::attach(&mut c, &p.shm_attach)?;
     for kid in cow::children(cx.plan, pid) {
         cow::fork(&mut c, kid)?;
         forked.push(kid);
@@ -432,6 +444,7 @@ pub fn restore_plan<S: Store>(
     let mut open = files::open_all(plan, reader, &mut fails);
     drop(net_lock);
     let shm = mm::prepare_shared(plan, reader, &mut fails);
+    let ipc = sysv::create_all(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
     let ttys = open.ptys.by_session(plan);
     let (forked, not_created) = tree::create_tree(plan, &skip, &ttys)?;
@@ -481,6 +494,15 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
+    let mut claimed = Vec::new();
+    for (pid, pr) in live.iter_mut() {
+        match sysv::claim(&mut pr.c, plan) {
+            Ok(()) => claimed.push(*pid),
+            Err(e) => fails.fail_pid(*pid, chain(&e).to_string()),
+        }
+    }
+    sysv::send_unclaimed(plan, &claimed);
+    sysv::remove_dest(&ipc);
     // Process groups, now that every group leader exists.
     for (pid, pr) in live.iter_mut() {
         if fails.pid_failed(*pid) {

@@ -256,7 +256,7 @@ pub fn map_areas<T: Tracee + ?Sized>(
     keep: &[(u64, u64)],
 ) -> Result<(), RestoreError> {
     let pid = c.pid();
-    let mut opened: BTreeMap<String, u64> = BTreeMap::new();
+    let mut opened: BTreeMap<(String, i32), u64> = BTreeMap::new();
     let mut shm_fds = Vec::new();
     for v in p.mm.vmas.iter().filter(|v| !keep.contains(&(v.start, v.end))) {
         let len = v.end.saturating_sub(v.start);
@@ -273,13 +273,19 @@ pub fn map_areas<T: Tracee + ?Sized>(
                 (0, fd, *offset)
             }
             VmaKind::File { file, offset } => {
-                let fd = match opened.get(&file.path) {
+                // Opened once per file and access mode: a shared writable area needs a
+                // read-write descriptor, whatever other area of the file came first.
+                let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
+                let fd = match opened.get(&(file.path.clone(), acc)) {
                     Some(&fd) => fd,
                     None => {
-                        verify_file(pid, file)?;
-                        let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
-                        let fd = c.open(&file.path, acc | libc::O_CLOEXEC, 0)?;
-                        opened.insert(file.path.clone(), fd);
+                        // A memfd of the image: the restorer's (`crate::objects`).
+                        let memfd = crate::objects::memfd_path(file);
+                        if memfd.is_none() {
+                            verify_file(pid, file)?;
+                        }
+                        let fd = c.open(memfd.as_deref().unwrap_or(&file.path), acc | libc::O_CLOEXEC, 0)?;
+                        opened.insert((file.path.clone(), acc), fd);
                         fd
                     }
                 };
@@ -420,6 +426,27 @@ mod tests {
         assert_eq!((maps[1].args[4], maps[1].args[5]), (fd, 4096));
         assert_eq!(t.names().last(), Some(&"close"));
         assert_eq!(t.named("close")[0].args[0], fd);
+    }
+
+    /// A private area of a file before a shared writable one: the shared one gets a
+    /// read-write descriptor of its own (a read-only one would make its mmap fail).
+    #[test]
+    fn a_shared_writable_area_gets_a_read_write_descriptor() {
+        let path = std::env::temp_dir().join(format!("seamless-restore-mm-rw-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 8192]).unwrap();
+        let mut p = sample_proc(42, 1, 42, &[]);
+        let mut shared = vma(0x50_0000, 2, 3, VmaKind::File { file: file_id(&path), offset: 0 }, 0);
+        shared.shared = true;
+        p.mm.vmas = vec![vma(0x40_0000, 2, 3, VmaKind::File { file: file_id(&path), offset: 0 }, 0), shared];
+        let mut t = Recorder::new(42);
+        let r = map_areas(&mut t, &p, &BTreeMap::new(), &[]);
+        std::fs::remove_file(&path).unwrap();
+        r.unwrap();
+        let opens = t.named("openat");
+        let modes: Vec<u64> = opens.iter().map(|c| c.args[2] & libc::O_ACCMODE as u64).collect();
+        assert_eq!(modes, [libc::O_RDONLY as u64, libc::O_RDWR as u64]);
+        let maps = t.named("mmap");
+        assert_ne!(maps[0].args[4], maps[1].args[4], "each area with its own descriptor");
     }
 
     #[test]

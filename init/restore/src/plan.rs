@@ -47,6 +47,8 @@ pub struct ProcPlan {
     pub job_stop: Option<records::JobStop>,
     /// Its threads' seccomp filters (installed last, see [`crate::seccomp`]).
     pub seccomp: Option<records::seccomp::SeccompRecord>,
+    /// Its System V shared memory attachments.
+    pub shm_attach: Vec<records::ShmArea>,
 }
 
 impl ProcPlan {
@@ -83,6 +85,14 @@ pub struct Plan {
     pub inotify: BTreeMap<u32, records::InotifyRecord>,
     /// pidfds by description id.
     pub pidfds: BTreeMap<u32, records::PidfdRecord>,
+    /// System V shared memory segments by id.
+    pub sysv_shm: BTreeMap<i32, records::ShmRecord>,
+    /// System V semaphore sets.
+    pub sysv_sem: Vec<records::SemRecord>,
+    /// System V message queues.
+    pub sysv_msg: Vec<records::MsgRecord>,
+    /// POSIX message queues and memfds, by entry tag.
+    pub file_objects: Vec<(u64, records::FileObject)>,
 }
 
 impl Plan {
@@ -142,6 +152,7 @@ fn build(d: Decoded) -> Plan {
                 cow: None,
                 job_stop: None,
                 seccomp: None,
+                shm_attach: Vec::new(),
             },
         );
     }
@@ -218,6 +229,17 @@ fn build(d: Decoded) -> Plan {
     for (_, t) in d.ptys {
         plan.ptys.insert(t.index, t);
     }
+    for (o, a) in d.shm_attach {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.shm_attach = a.areas;
+        }
+    }
+    for (_, r) in d.sysv_shm {
+        plan.sysv_shm.insert(r.perm.id, r);
+    }
+    plan.sysv_sem = d.sysv_sem.into_iter().map(|(_, r)| r).collect();
+    plan.sysv_msg = d.sysv_msg.into_iter().map(|(_, r)| r).collect();
+    plan.file_objects = d.file_objects;
     for b in d.blobs {
         plan.blobs.entry(b.tag).or_default().push(b.index);
     }
@@ -407,6 +429,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         cow: None,
         job_stop: None,
         seccomp: None,
+        shm_attach: Vec::new(),
     }
 }
 

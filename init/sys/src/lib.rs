@@ -16,6 +16,7 @@ pub mod kexec;
 pub mod logger;
 pub mod module;
 pub mod mount;
+pub mod mqueue;
 pub mod nft;
 pub mod notify;
 pub mod pagecache;
@@ -26,6 +27,7 @@ pub mod rtnl;
 pub mod sched;
 pub mod signal;
 pub mod sockets;
+pub mod sysv;
 pub mod timens;
 pub mod tty;
 

@@ -20,6 +20,7 @@ pub mod process;
 pub mod sched;
 pub mod seccomp;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
 pub mod tty;
 
@@ -36,6 +37,9 @@ pub use process::{
 };
 pub use sched::ThreadSched;
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
+pub use sysv::{
+    DeletedFile, FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord,
+};
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
 
@@ -84,6 +88,16 @@ pub const JOB_STOP: RecordKind = RecordKind(46);
 /// [`seccomp::SeccompRecord`], owner = pid of a process with seccomp filters (at most one).
 pub const SECCOMP: RecordKind = RecordKind(47);
 
+/// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
+pub const SYSV_SHM: RecordKind = RecordKind(35);
+/// [`SemRecord`], owner 0, tag = semaphore set id.
+pub const SYSV_SEM: RecordKind = RecordKind(36);
+/// [`MsgRecord`], owner 0, tag = message queue id.
+pub const SYSV_MSG: RecordKind = RecordKind(37);
+/// [`ShmAttachments`], owner = pid (at most one per process, only with attachments).
+pub const SHM_ATTACH: RecordKind = RecordKind(38);
+/// [`FileObject`], owner 0, tag = a number unique among them (POSIX message queues, memfds).
+pub const FILE_OBJECT: RecordKind = RecordKind(39);
 /// The kinds of this module that writers store with `put_ignorable_record` (an older reader
 /// skips them and still restores correctly). `seamless check` does not ask a target's
 /// seamless-init to know them: a kind written `IGNORABLE` belongs in this list.
@@ -113,6 +127,11 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         COW_SHARED => "cow-shared",
         JOB_STOP => "job-stop",
         SECCOMP => "seccomp",
+        SYSV_SHM => "sysv-shm",
+        SYSV_SEM => "sysv-sem",
+        SYSV_MSG => "sysv-msg",
+        SHM_ATTACH => "shm-attach",
+        FILE_OBJECT => "file-object",
         _ => return None,
     })
 }
@@ -282,6 +301,7 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let t: Vec<String> = r.threads.iter().map(|(tid, c)| format!("{tid}:{c:?}")).collect();
             format!("seccomp: {} filter(s), {insns} instructions; threads {}", r.filters.len(), t.join(" "))
         }
+        SYSV_SHM | SYSV_SEM | SYSV_MSG | SHM_ATTACH | FILE_OBJECT => sysv::describe(kind, bytes)?,
         _ => return None,
     })
 }
