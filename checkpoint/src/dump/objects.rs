@@ -86,9 +86,17 @@ impl Objects {
     }
 }
 
-/// Whether the open file at `path` (a `/proc/PID/fd/N` link) is a POSIX message queue.
+/// Whether the open file at `path` (a `/proc/PID/fd/N` link) is a POSIX message queue. Looked
+/// at through an `O_PATH` descriptor: a real open of every regular file would break the
+/// process's write leases (the lease holder gets SIGIO, which kills it by default) and
+/// touch the files' access times.
 pub fn is_mqueue(pid: i32, fd: i32, path: &str) -> Result<bool, DumpError> {
-    let f = std::fs::File::open(path).map_err(|e| DumpError::io(pid, format!("opening fd {fd}"), e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)
+        .map_err(|e| DumpError::io(pid, format!("opening fd {fd} (O_PATH)"), e))?;
     Ok(seamless_sys::sysv::fs_type(&f).map_err(|e| DumpError::sys(pid, format!("fd {fd}"), e))? == MQUEUE_MAGIC)
 }
 

@@ -43,6 +43,9 @@ pub fn forked_from_parent(plan: &Plan, pid: i32) -> bool {
         && !inherited(plan, p).areas.is_empty()
         // pidfds are opened before any process is rebuilt: their targets must exist by then.
         && !plan.pidfds.values().any(|f| f.pid == pid)
+        // Other processes join its group or session when the tree is made, before any
+        // process is rebuilt (a zombie joins its group before it exits): it must exist by then.
+        && !plan.procs.values().any(|q| q.rec.pid != pid && (q.rec.pgid == pid || q.rec.sid == pid))
         // A fork would carry the parent's System V attachments into the child.
         && p.shm_attach.is_empty()
         && parent.shm_attach.is_empty()

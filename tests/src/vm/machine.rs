@@ -374,6 +374,29 @@ impl Vm {
         self.jump(to, "seamless kexec --exec")
     }
 
+    /// A plain kexec into kernel `to` with `initrd` (a guest path) that must boot without
+    /// seamless-init (an initramfs without the seamless hook): returns once the new kernel's
+    /// control shell answers, and fails if seamless-init ran.
+    pub fn kexec_without_seamless(&mut self, to: Which, initrd: &str) -> Result<()> {
+        let k = env()?.kernel(to).clone();
+        self.sh(&format!("seamless kexec --kernel /boot/vmlinuz-{} --initrd {initrd} --reuse-cmdline", k.release))?;
+        let console_from = self.console_mark();
+        let sent = self.epoch.elapsed();
+        let (_, mark) = self.send("seamless kexec --exec")?;
+        let stage = format!("plain kexec {} -> {}", self.release, k.release);
+        let (release, ready_at) = self.wait_ready(mark).map_err(|e| self.fail(&stage, e))?;
+        if release != k.release {
+            return Err(self.fail(&stage, format!("guest runs {release} after the kexec, expected {}", k.release)));
+        }
+        if let Some(l) = self.console_since(console_from).into_iter().find(|l| l.text.contains("seamless-init")) {
+            return Err(self.fail(&stage, format!("seamless-init ran from an image without the hook: {}", l.text)));
+        }
+        self.release = release.clone();
+        self.current = to;
+        self.stages.push((format!("plain kexec to control shell of {release}"), ready_at.saturating_sub(sent)));
+        Ok(())
+    }
+
     /// `seamless upgrade` to kernel `to` with its stock initramfs and the current command line;
     /// `targets` are the selection arguments (`--pid P ...`). Returns once the new kernel's
     /// control shell answers.
