@@ -70,6 +70,8 @@ int main(int argc, char **argv)
     place(open(p4, O_RDONLY), 13);
     WL_CHECK(fcntl(13, F_SETFD, FD_CLOEXEC) == 0, "cloexec");
     WL_CHECK(lseek(13, 4096, SEEK_SET) == 4096, "lseek fd 13");
+    /* A process reading its own /proc entry (redis keeps /proc/PID/stat open at times). */
+    place(open("/proc/self/stat", O_RDONLY), 15);
     place(open("/dev/null", O_WRONLY), 42);
     place(open("/dev/zero", O_RDONLY), 43);
     char link3[4096];
@@ -95,7 +97,7 @@ int main(int argc, char **argv)
     /* No stray descriptors. */
     DIR *d = opendir("/proc/self/fd");
     WL_CHECK(d != NULL, "opendir /proc/self/fd");
-    const int expected[] = { 0, 1, 2, 10, 11, 12, 13, 14, 20, 42, 43 };
+    const int expected[] = { 0, 1, 2, 10, 11, 12, 13, 14, 15, 20, 42, 43 };
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
@@ -199,6 +201,17 @@ int main(int argc, char **argv)
     for (int i = 0; i < 100; i++)
         if (buf[i])
             wl_fail("/dev/zero returned non-zero data");
+
+    /* fd 15 is our own /proc/PID/stat again, reading our pid. */
+    char link15[4096], want15[64], stat15[64] = { 0 };
+    fd_link(15, link15, sizeof link15);
+    snprintf(want15, sizeof want15, "/proc/%d/stat", (int)getpid());
+    if (strcmp(link15, want15) != 0)
+        wl_fail("fd 15 is %s, expected %s", link15, want15);
+    WL_CHECK(pread(15, stat15, sizeof stat15 - 1, 0) > 0, "read fd 15");
+    snprintf(want15, sizeof want15, "%d (", (int)getpid());
+    if (strncmp(stat15, want15, strlen(want15)) != 0)
+        wl_fail("fd 15 reads \"%.40s\", expected our own stat", stat15);
 
     /* Shared with the child: its lseek must move our offset. */
     WL_CHECK(kill(child, SIGTERM) == 0, "signal child");

@@ -43,6 +43,7 @@ pub fn forked_from_parent(plan: &Plan, pid: i32) -> bool {
         && !inherited(plan, p).areas.is_empty()
         // pidfds are opened before any process is rebuilt: their targets must exist by then.
         && !plan.pidfds.values().any(|f| f.pid == pid)
+        && !plan.descs.values().any(|d| crate::files::proc_file_of(plan, d) == Some(pid))
         // Other processes join its group or session when the tree is made, before any
         // process is rebuilt (a zombie joins its group before it exits): it must exist by then.
         && !plan.procs.values().any(|q| q.rec.pid != pid && (q.rec.pgid == pid || q.rec.sid == pid))

@@ -117,6 +117,33 @@ fn seek(fd: &OwnedFd, pos: u64) -> std::io::Result<()> {
 /// Opens every description of the plan in the restorer. A description that cannot be
 /// recreated gives up the unit of trees holding it (see [`crate::plan::Units`]); the
 /// descriptions of units already given up are not opened at all.
+/// The pid of the plan whose `/proc/PID/...` file `d` is (a process reading its own or a
+/// sibling's `/proc` entry, e.g. redis its `/proc/PID/stat`): such a file can be opened only
+/// once that process exists again ([`open_proc_files`]).
+pub fn proc_file_of(plan: &Plan, d: &seamless_image::records::FileDesc) -> Option<i32> {
+    let FileKind::Regular { path, .. } = &d.kind else { return None };
+    let pid: i32 = path.strip_prefix("/proc/")?.split('/').next()?.parse().ok()?;
+    plan.procs.contains_key(&pid).then_some(pid)
+}
+
+/// Opens the `/proc/PID/...` files of processes of the plan ([`proc_file_of`]) into `by_id`,
+/// now that the tree is forked; one that cannot be opened gives up its unit.
+pub fn open_proc_files(plan: &Plan, by_id: &mut BTreeMap<u32, OwnedFd>, fails: &mut Failures) {
+    for d in plan.descs.values() {
+        if proc_file_of(plan, d).is_none() || fails.desc_failed(d.id) {
+            continue;
+        }
+        let FileKind::Regular { path, .. } = &d.kind else { continue };
+        match open_path(path, d.flags) {
+            Ok(fd) => {
+                let _ = seek(&fd, d.pos);
+                by_id.insert(d.id, fd);
+            }
+            Err(e) => fails.fail_desc(d.id, format!("open {path}: {e}")),
+        }
+    }
+}
+
 pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failures) -> OpenFiles {
     let mut out = OpenFiles::default();
     let mut pipe_ends: BTreeMap<u64, (Option<OwnedFd>, Option<OwnedFd>)> = BTreeMap::new();
@@ -134,8 +161,13 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
     crate::inotify::open_all(plan, &mut out.by_id, fails);
     for d in order {
         let id = d.id;
-        // pidfds are opened once their processes exist (`crate::pidfd`).
-        if fails.desc_failed(id) || out.by_id.contains_key(&id) || plan.pidfds.contains_key(&id) {
+        // pidfds and /proc files of the plan's processes are opened once those exist
+        // (`crate::pidfd`, `open_proc_files`).
+        if fails.desc_failed(id)
+            || out.by_id.contains_key(&id)
+            || plan.pidfds.contains_key(&id)
+            || proc_file_of(plan, d).is_some()
+        {
             continue;
         }
         let acc = abi::signed(d.flags) & libc::O_ACCMODE;

@@ -469,9 +469,10 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
-    // pidfds, now that their processes exist (a process a pidfd names is never forked from
-    // its parent later: crate::cow::forked_from_parent).
+    // pidfds and /proc files of the plan's processes, now that these exist (such a process is
+    // never forked from its parent later: crate::cow::forked_from_parent).
     pidfd::open_all(plan, &mut open.by_id, &mut fails);
+    files::open_proc_files(plan, &mut open.by_id, &mut fails);
     let mut forked = forked;
     let mut cx = Ctx { plan, reader, open: &open, opts, shm: &shm };
     let mut next = 0;
