@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 struct Args {
+    replot: bool,
     modes: Vec<Mode>,
     durations: Durations,
     out: PathBuf,
@@ -23,6 +24,7 @@ struct Args {
 
 fn args() -> Result<Args> {
     let mut a = Args {
+        replot: false,
         modes: Mode::ALL.to_vec(),
         durations: Durations { before: Duration::from_secs(20), after: Duration::from_secs(60) },
         out: seamless_tests::paths::repo_root().join("docs/bench-services"),
@@ -41,7 +43,8 @@ fn args() -> Result<Args> {
             "--before" => a.durations.before = Duration::from_secs(value()?.parse()?),
             "--after" => a.durations.after = Duration::from_secs(value()?.parse()?),
             "--out" => a.out = value()?.into(),
-            other => bail!("unknown argument {other} (--modes, --before, --after, --out)"),
+            "--replot" => a.replot = true,
+            other => bail!("unknown argument {other} (--modes, --before, --after, --out, --replot)"),
         }
     }
     Ok(a)
@@ -140,10 +143,74 @@ fn csv(r: &Run, t: &Trace) -> String {
     s
 }
 
+/// (seconds from the change, requests/s, hit rate %).
+type Point = (f64, f64, Option<f64>);
+
+/// Draws one chart per load: `loads` are (name, file stem), `curves` per mode the points of
+/// each load in that order.
+fn charts(a: &Args, loads: &[(String, String)], curves: &[(Mode, Vec<Vec<Point>>)]) -> Result<()> {
+    for (i, (name, stem)) in loads.iter().enumerate() {
+        let lines = |hit: bool| -> Vec<Line> {
+            curves
+                .iter()
+                .map(|(mode, pts)| Line {
+                    label: mode.label().into(),
+                    color: mode.color(),
+                    points: pts[i]
+                        .iter()
+                        .filter_map(|&(x, ops, h)| if hit { h.map(|h| (x, h)) } else { Some((x, ops)) })
+                        .collect(),
+                })
+                .collect()
+        };
+        let mut panels = vec![Panel { y_desc: "requests / s".into(), lines: lines(false), y_max: None }];
+        if stem.starts_with("memcached") {
+            panels.push(Panel { y_desc: "hit rate (%)".into(), lines: lines(true), y_max: Some(105.0) });
+        }
+        let c = Chart { title: format!("{name}: 6.1 → 6.12"), panels };
+        chart::write(&c, &a.out.join(stem))?;
+        println!("wrote {}.png and .svg", a.out.join(stem).display());
+    }
+    Ok(())
+}
+
+/// `--replot`: the charts again from the CSV files of an earlier run in `--out`.
+fn replot(a: &Args) -> Result<()> {
+    let loads: Vec<(String, String)> = [
+        ("memcached, 0 ms miss penalty", "memcached-0ms"),
+        ("memcached, 12 ms miss penalty", "memcached-12ms"),
+        ("redis", "redis"),
+    ]
+    .iter()
+    .map(|(n, s)| (n.to_string(), s.to_string()))
+    .collect();
+    let mut curves = Vec::new();
+    for &m in &a.modes {
+        let mut per_load = Vec::new();
+        for (_, stem) in &loads {
+            let path = a.out.join(format!("{stem}-{}.csv", m.name()));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let mut pts = Vec::new();
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split(',').collect();
+                if f.len() == 3 {
+                    pts.push((f[0].parse()?, f[1].parse()?, f[2].parse().ok()));
+                }
+            }
+            per_load.push(pts);
+        }
+        curves.push((m, per_load));
+    }
+    charts(a, &loads, &curves)
+}
+
 fn main() -> Result<()> {
     seamless_tests::host::become_subreaper()?;
     let a = args()?;
     chart::register_font()?;
+    if a.replot {
+        return replot(&a);
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let env = seamless_tests::vm::env()?;
     println!(
@@ -194,27 +261,10 @@ fn main() -> Result<()> {
     if runs.is_empty() {
         bail!("no run succeeded");
     }
-    for (i, l) in runs[0].loads.iter().enumerate() {
-        let lines = |hit: bool| -> Vec<Line> {
-            runs.iter()
-                .map(|r| Line {
-                    label: r.mode.label().into(),
-                    color: r.mode.color(),
-                    points: series::rates(&r.loads[i].trace, r.event_s)
-                        .into_iter()
-                        .filter_map(|(x, ops, h)| if hit { h.map(|h| (x, h)) } else { Some((x, ops)) })
-                        .collect(),
-                })
-                .collect()
-        };
-        let mut panels = vec![Panel { y_desc: "requests / s".into(), lines: lines(false), y_max: None }];
-        if l.stem.starts_with("memcached") {
-            panels.push(Panel { y_desc: "hit rate (%)".into(), lines: lines(true), y_max: Some(105.0) });
-        }
-        let c = Chart { title: format!("{}: 6.1 → 6.12", l.name), panels };
-        chart::write(&c, &a.out.join(&l.stem))?;
-        println!("wrote {}.png and .svg", a.out.join(&l.stem).display());
-    }
+    let loads: Vec<(String, String)> = runs[0].loads.iter().map(|l| (l.name.clone(), l.stem.clone())).collect();
+    let curves: Vec<(Mode, Vec<Vec<Point>>)> =
+        runs.iter().map(|r| (r.mode, r.loads.iter().map(|l| series::rates(&l.trace, r.event_s)).collect())).collect();
+    charts(&a, &loads, &curves)?;
     let date = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?;
     let mut md = format!("Measured {} on {}.\n\n", String::from_utf8_lossy(&date.stdout).trim(), machine());
     md.push_str(&table(&runs));

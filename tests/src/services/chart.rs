@@ -95,10 +95,22 @@ where
             .map_err(e)?;
         for l in &panel.lines {
             let color = l.color;
-            c.draw_series(LineSeries::new(l.points.iter().copied(), color.stroke_width(2)))
-                .map_err(e)?
-                .label(&l.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+            // A line breaks where points are missing (no hit rate while nothing answered).
+            let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
+            for &p in &l.points {
+                match segments.last_mut() {
+                    Some(s) if s.last().is_some_and(|q| p.0 - q.0 <= 1.0) => s.push(p),
+                    _ => segments.push(vec![p]),
+                }
+            }
+            for (k, seg) in segments.into_iter().enumerate() {
+                let drawn = c.draw_series(LineSeries::new(seg, color.stroke_width(2))).map_err(e)?;
+                if k == 0 {
+                    drawn
+                        .label(&l.label)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+                }
+            }
         }
         c.draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), (0.0, top)], BLACK.stroke_width(1))))
             .map_err(e)?;

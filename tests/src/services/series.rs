@@ -178,13 +178,27 @@ pub fn hit_rate(t: &Trace, event_s: f64, window: f64, after: bool) -> Option<f64
     (looked > 0).then(|| 100.0 * hits as f64 / looked as f64)
 }
 
-/// Seconds from the event to the first bucket after it with answered requests that follows a
-/// bucket without any (the service answering again), or `None` if it never paused or never
-/// came back.
+/// Seconds from the event to the end of the longest run of buckets without an answered
+/// request after it (the service answering again), or `None` if no bucket after the event was
+/// empty or none came after the run. (A short stall before the real pause, e.g. while the
+/// kernel loads, does not count.)
 pub fn resumed_at(t: &Trace, event_s: f64) -> Option<f64> {
     let r = rates(t, event_s);
-    let first_empty = r.iter().position(|(x, ops, _)| *x >= 0.0 && *ops == 0.0)?;
-    r[first_empty..].iter().find(|(_, ops, _)| *ops > 0.0).map(|(x, _, _)| *x)
+    let (mut best, mut run_start, mut best_end) = (0usize, None, None);
+    for (i, (x, ops, _)) in r.iter().enumerate() {
+        if *x < 0.0 {
+            continue;
+        }
+        if *ops == 0.0 {
+            run_start.get_or_insert(i);
+        } else if let Some(s) = run_start.take() {
+            if i - s > best {
+                best = i - s;
+                best_end = Some(*x);
+            }
+        }
+    }
+    best_end
 }
 
 /// Seconds from the event until the request rate is back to `fraction` of the level before
@@ -194,4 +208,30 @@ pub fn back_to(t: &Trace, event_s: f64, fraction: f64) -> Option<f64> {
     let r = rates(t, event_s);
     let start = resumed_at(t, event_s).unwrap_or(0.0);
     r.iter().find(|(x, ops, _)| *x >= start && *ops >= fraction * level).map(|(x, _, _)| *x + BUCKET.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(ops: &[u64]) -> Trace {
+        Trace {
+            buckets: ops.iter().map(|&o| Bucket { ops: o, hits: o / 2, misses: o - o / 2 }).collect(),
+            gap_start_s: 0.0,
+            gap_s: 0.0,
+            drops: Vec::new(),
+            connect_failures: 0,
+            bad_replies: Vec::new(),
+            bad_count: 0,
+        }
+    }
+
+    #[test]
+    fn resumes_after_the_longest_pause_not_the_first() {
+        // Event at 2 s (bucket 4): a one-bucket stall, then a long pause, then back.
+        let t = trace(&[10, 10, 10, 10, 10, 0, 10, 10, 0, 0, 0, 0, 5, 10, 10]);
+        assert_eq!(resumed_at(&t, 2.0), Some(4.0));
+        assert_eq!(back_to(&t, 2.0, 0.9), Some(5.0));
+        assert_eq!(resumed_at(&trace(&[10, 10, 10]), 0.5), None);
+    }
 }
