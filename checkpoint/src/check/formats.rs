@@ -21,12 +21,22 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The verdict subject.
 pub const SUBJECT: &str = "image format";
 
-/// Kinds written only for the sockets that need them (extras, queued datagrams): a target that
-/// does not know them can still read every image without such sockets, so they are not asked
-/// of it here; the dump refuses a socket that needs one the target does not know
-/// (`DumpOptions::reader_kinds`).
-pub const CONDITIONAL_KINDS: [RecordKind; 2] =
-    [seamless_image::records::SOCKET_EXTRA, seamless_image::records::DATAGRAMS];
+/// Kinds written only for the descriptors or processes that need them (socket extras, queued
+/// datagrams, pty pairs, inotify instances, pidfds; file locks, thread scheduling attributes,
+/// group stops, seccomp filters): a target that does not know them can still read every image
+/// without such state, so they are not asked of it here; the dump refuses state that needs one
+/// the target does not know (`DumpOptions::reader_kinds`).
+pub const CONDITIONAL_KINDS: [RecordKind; 9] = [
+    seamless_image::records::SOCKET_EXTRA,
+    seamless_image::records::DATAGRAMS,
+    seamless_image::records::PTY,
+    seamless_image::records::INOTIFY,
+    seamless_image::records::PIDFD,
+    seamless_image::records::FILE_LOCKS,
+    seamless_image::records::THREAD_SCHED,
+    seamless_image::records::JOB_STOP,
+    seamless_image::records::SECCOMP,
+];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
 /// this build knows except the test pattern, the kinds it writes `IGNORABLE` (the page

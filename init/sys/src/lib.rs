@@ -17,14 +17,17 @@ pub mod logger;
 pub mod module;
 pub mod mount;
 pub mod nft;
+pub mod notify;
 pub mod pagecache;
 pub mod proc;
 pub mod ptrace;
 mod release;
 pub mod rtnl;
+pub mod sched;
 pub mod signal;
 pub mod sockets;
 pub mod timens;
+pub mod tty;
 
 pub use error::{chain, Chain, SysError, SysResult};
 pub use release::kernel_release;

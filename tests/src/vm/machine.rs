@@ -12,14 +12,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// The deadlines are for a machine whose two cores are shared with other work (CI "possibly
+// busy"): under TCG with a load average of 11, a systemd guest took 97 s from `kexec --exec`
+// to `/init` and 291 s more to its control shell.
 /// Deadline for a cold boot to reach `/init`.
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-/// Deadline for the control loop after `/init` (a systemd guest on a loaded machine took 175 s).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Deadline for the control loop after `/init`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default deadline of a guest command.
-pub const CMD_TIMEOUT: Duration = Duration::from_secs(180);
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Deadline from `kexec --exec` to the new kernel's `/init`.
-pub const KEXEC_TIMEOUT: Duration = Duration::from_secs(180);
+pub const KEXEC_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Marker logged by seamless-init when it starts.
 pub const INIT_STARTED: &str = "seamless-init: started on kernel";
