@@ -9,6 +9,7 @@ pub mod redis;
 pub mod releases;
 pub mod scenarios;
 pub mod service;
+pub mod services;
 pub mod stream;
 pub mod vm;
 pub mod workloads;

@@ -32,7 +32,12 @@ pub enum Reply {
 impl Client {
     /// Connects to 127.0.0.1:`port` with a timeout on every operation.
     pub fn connect(port: u16, timeout: Duration) -> Result<Self> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        Self::connect_addr(std::net::SocketAddr::from(([127, 0, 0, 1], port)), timeout)
+    }
+
+    /// Connects to `addr` (from the calling thread's network namespace) with a timeout on
+    /// every operation.
+    pub fn connect_addr(addr: std::net::SocketAddr, timeout: Duration) -> Result<Self> {
         let s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
         s.set_read_timeout(Some(timeout))?;
         s.set_write_timeout(Some(timeout))?;

@@ -79,6 +79,8 @@ pub struct Vm {
     /// The namespace QEMU runs in with [`GuestBuilder::tap_peer`]; dropped (deleted) after QEMU
     /// is killed.
     netns: Option<crate::netns::Netns>,
+    /// QEMU's program and arguments, for [`Vm::reboot_into`].
+    qemu: (std::ffi::OsString, Vec<std::ffi::OsString>),
 }
 
 impl std::fmt::Debug for Vm {
@@ -172,31 +174,9 @@ impl Vm {
             cmd.args(["-netdev", "tap,id=n1,ifname=tap0,script=no,downscript=no", "-device"])
                 .arg(format!("virtio-net-pci,netdev=n1,mac={}", super::guest::TAP_GUEST_MAC));
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let qemu = (cmd.get_program().to_owned(), cmd.get_args().map(|a| a.to_owned()).collect::<Vec<_>>());
         let epoch = Instant::now();
-        let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
-        let echo = std::env::var_os("SEAMLESS_VM_ECHO").is_some();
-        let console = Stream::new(epoch, std::fs::File::create(work.join("console.log")).ok(), echo.then_some("ttyS0"));
-        let ctl = Stream::new(epoch, std::fs::File::create(work.join("control.log")).ok(), echo.then_some("ttyS1"));
-        let qemu_err = Stream::new(epoch, None, None);
-        if let Some(o) = child.stdout.take() {
-            console.pump(o);
-        }
-        if let Some(e) = child.stderr.take() {
-            qemu_err.pump(e);
-        }
-        let connect_deadline = Instant::now() + Duration::from_secs(20);
-        let ctl_writer = loop {
-            match UnixStream::connect(&sock) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > connect_deadline => {
-                    let _ = child.kill();
-                    bail!("connecting to QEMU's control socket {}: {e}; qemu: {}", sock.display(), qemu_err.tail(20));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        ctl.pump(ctl_writer.try_clone()?);
+        let (child, console, ctl, qemu_err, ctl_writer) = spawn_qemu(&qemu, epoch, &work, "")?;
         let mut vm = Vm {
             name: b.name.clone(),
             child,
@@ -212,6 +192,7 @@ impl Vm {
             next_id: 1,
             stages: vec![("build root disk".into(), disk_time)],
             netns,
+            qemu,
         };
         eprintln!(
             "vm {}: cold boot of {} ({}), accel {}, kernels {}",
@@ -234,13 +215,85 @@ impl Vm {
         Ok(vm)
     }
 
+    /// A normal reboot into kernel `to`: `systemctl reboot` in the guest (systemd stops every
+    /// unit and the guest resets; QEMU runs with `-no-reboot`, so it exits), then QEMU starts
+    /// again on the same disk (and tap device) with `to`'s image and, as a boot loader would
+    /// pick them, the guest's own `/boot/initrd.img-RELEASE` (read from the disk with
+    /// `debugfs`) when `guest_initrd`, else the harness's initramfs. Returns once the control
+    /// loop answers on `to`; the console and control streams start anew (marks taken before
+    /// do not apply).
+    pub fn reboot_into(&mut self, to: Which, guest_initrd: bool) -> Result<Duration> {
+        let env = env()?;
+        let t0 = Instant::now();
+        // The control loop dies with the shutdown: the command never ends by itself.
+        self.send("systemctl reboot; sleep 600")?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if self.child.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(self.fail("reboot", "QEMU did not exit after systemctl reboot"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stages.push((format!("shutdown of {}", self.release), t0.elapsed()));
+        let k = env.kernel(to).clone();
+        let initrd = if guest_initrd {
+            let out = self.work.join(format!("initrd.img-{}", k.release));
+            let disk = self.work.join("root.img");
+            let _ = std::fs::remove_file(&out);
+            super::host::run(
+                Command::new("debugfs")
+                    .arg("-R")
+                    .arg(format!("dump -p /boot/initrd.img-{} {}", k.release, out.display()))
+                    .arg(&disk),
+            )
+            .context("reading the guest's initramfs with debugfs")?;
+            anyhow::ensure!(out.exists(), "debugfs left no {}", out.display());
+            out
+        } else {
+            env.initrd(to).clone()
+        };
+        let args = &mut self.qemu.1;
+        for (flag, value) in [("-kernel", k.vmlinuz()), ("-initrd", initrd)] {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args[i + 1] = value.into_os_string();
+            }
+        }
+        let _ = std::fs::remove_file(self.work.join("ctl.sock"));
+        let (child, console, ctl, qemu_err, ctl_writer) = spawn_qemu(&self.qemu, self.epoch, &self.work, "-reboot")?;
+        self.child = child;
+        self.console = console;
+        self.ctl = ctl;
+        self.qemu_err = qemu_err;
+        self.ctl_writer = ctl_writer;
+        let booted = Instant::now();
+        // The distribution's initramfs runs seamless-init only as a quiet hook: wait for the
+        // control loop alone.
+        let (release, _) =
+            self.wait_ready_within(0, Duration::from_secs(600)).map_err(|e| self.fail("reboot to control shell", e))?;
+        if release != k.release {
+            return Err(self.fail("reboot", format!("guest runs {release}, expected {}", k.release)));
+        }
+        self.release = release;
+        self.current = to;
+        self.stages.push((format!("boot of {} to control shell", k.release), booted.elapsed()));
+        Ok(t0.elapsed())
+    }
+
     /// Waits for the control loop's `@@READY` after byte `from` of the control stream;
     /// returns the release it reports and when it arrived.
     fn wait_ready(&self, from: usize) -> Result<(String, Duration)> {
+        self.wait_ready_within(from, READY_TIMEOUT)
+    }
+
+    /// [`Vm::wait_ready`] with another deadline.
+    fn wait_ready_within(&self, from: usize, timeout: Duration) -> Result<(String, Duration)> {
         let epoch = self.epoch;
         let line = self
             .ctl
-            .wait(READY_TIMEOUT, |d| {
+            .wait(timeout, |d| {
                 let at = d.text.get(from..)?.find("@@READY ")? + from;
                 let rest = &d.text[at + 8..];
                 let end = rest.find('\n')?;
@@ -437,6 +490,24 @@ impl Vm {
         self.follow(to, JumpMark { console: console_from, ctl: mark }, jump_at, "kexec --exec")
     }
 
+    /// Runs `command`, which must bring the guest to kernel `to` in a way whose new boot has no
+    /// seamless-init lines to follow (a plain `systemctl kexec` into an initramfs whose hook
+    /// finds no image and stays quiet): waits only for the new control loop, for up to 10
+    /// minutes. Returns the time from sending the command.
+    pub fn jump_to_ready(&mut self, to: Which, command: &str) -> Result<Duration> {
+        let k = env()?.kernel(to).release.clone();
+        let t0 = Instant::now();
+        let (_, mark) = self.send(command)?;
+        let (release, _) = self.wait_ready_within(mark, Duration::from_secs(600)).map_err(|e| self.fail(command, e))?;
+        if release != k {
+            return Err(self.fail(command, format!("guest runs {release}, expected {k}")));
+        }
+        self.release = release;
+        self.current = to;
+        self.stages.push((format!("`{command}` to control shell of {k}"), t0.elapsed()));
+        Ok(t0.elapsed())
+    }
+
     /// Where the console and control streams stand now: take it before something outside the
     /// harness makes the guest jump, and pass it to [`Vm::follow_jump`].
     pub fn jump_mark(&self) -> JumpMark {
@@ -492,6 +563,46 @@ impl Vm {
         s.push_str(&format!("  {:<48} {:>8.3} s\n", "total VM time", self.epoch.elapsed().as_secs_f64()));
         s
     }
+}
+
+type Spawned = (Child, Stream, Stream, Stream, UnixStream);
+
+/// Starts QEMU (`program`, `args`), pumps its console and stderr, and connects to its control
+/// socket (`work/ctl.sock`); the logs are `console{suffix}.log` and `control{suffix}.log`.
+fn spawn_qemu(
+    (program, args): &(std::ffi::OsString, Vec<std::ffi::OsString>),
+    epoch: Instant,
+    work: &std::path::Path,
+    suffix: &str,
+) -> Result<Spawned> {
+    let sock = work.join("ctl.sock");
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+    let echo = std::env::var_os("SEAMLESS_VM_ECHO").is_some();
+    let log = |name: &str| std::fs::File::create(work.join(format!("{name}{suffix}.log"))).ok();
+    let console = Stream::new(epoch, log("console"), echo.then_some("ttyS0"));
+    let ctl = Stream::new(epoch, log("control"), echo.then_some("ttyS1"));
+    let qemu_err = Stream::new(epoch, None, None);
+    if let Some(o) = child.stdout.take() {
+        console.pump(o);
+    }
+    if let Some(e) = child.stderr.take() {
+        qemu_err.pump(e);
+    }
+    let connect_deadline = Instant::now() + Duration::from_secs(20);
+    let ctl_writer = loop {
+        match UnixStream::connect(&sock) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > connect_deadline => {
+                let _ = child.kill();
+                bail!("connecting to QEMU's control socket {}: {e}; qemu: {}", sock.display(), qemu_err.tail(20));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    ctl.pump(ctl_writer.try_clone()?);
+    Ok((child, console, ctl, qemu_err, ctl_writer))
 }
 
 impl Drop for Vm {
