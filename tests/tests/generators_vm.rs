@@ -108,7 +108,11 @@ fn dracut_plain_image_without_the_module_boots_normally() -> Result<()> {
     let img = std::env::temp_dir().join(format!("seamless-gen-plain-{}.img", std::process::id()));
     build_initramfs(&b, Generator::DracutPlain, &env.init_bin, &img)?;
     let path = format!("/boot/initrd-plain.img-{}", b.release);
-    let mut vm = GuestBuilder::new("gen-dracut-plain").host_file(&path, &img, 0o644).start()?;
+    // systemd's switch-root (dracut's systemd flavour) wants an OS tree when no init= is given.
+    let mut vm = GuestBuilder::new("gen-dracut-plain")
+        .host_file(&path, &img, 0o644)
+        .file("/etc/os-release", "ID=seamless-guest\nNAME=\"seamless busybox guest\"\n", 0o644)
+        .start()?;
     let _ = std::fs::remove_file(&img);
     let check = vm.sh(&format!("seamless check --initrd {path} 2>&1; true"))?;
     ensure!(
