@@ -19,6 +19,7 @@ use crate::records::{
 use crate::{ImageError, Reader, RecordKind, Store, Writer, PAGE_SIZE};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod access;
 mod attrs;
 
 /// End of the largest x86-64 user address space (5-level page tables); a kernel with 4-level
@@ -102,6 +103,10 @@ pub struct Decoded {
     pub file_locks: Vec<(u32, records::FileLocks)>,
     /// Threads' scheduling attributes: entry owner, entry tag, record.
     pub sched: Vec<(u32, u64, records::ThreadSched)>,
+    /// Areas' flags (may write, locks) by entry owner.
+    pub vma_flags: Vec<(u32, records::VmaFlags)>,
+    /// Owners of deleted files by entry tag (description id).
+    pub ghost_owners: Vec<(u64, records::GhostOwner)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -156,6 +161,12 @@ impl Decoded {
         }
         for (i, owner, _, _) in list(r, records::FILE_LOCKS) {
             d.file_locks.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::VMA_FLAGS) {
+            d.vma_flags.push((owner, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::GHOST_OWNER) {
+            d.ghost_owners.push((tag, r.record(i)?));
         }
         for (i, owner, tag, _) in list(r, records::THREAD_SCHED) {
             d.sched.push((owner, tag, r.record(i)?));
@@ -217,6 +228,12 @@ impl Decoded {
         }
         for (o, tag, t) in &self.sched {
             w.put_record(records::THREAD_SCHED, *o, *tag, t)?;
+        }
+        for (o, f) in &self.vma_flags {
+            w.put_record(records::VMA_FLAGS, *o, 0, f)?;
+        }
+        for (tag, g) in &self.ghost_owners {
+            w.put_record(records::GHOST_OWNER, 0, *tag, g)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -304,6 +321,8 @@ impl Decoded {
             advice: Vec::new(),
             file_locks: Vec::new(),
             sched: Vec::new(),
+            vma_flags: Vec::new(),
+            ghost_owners: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -538,6 +557,8 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_advice(d, &procs)?;
     attrs::check_file_locks(d, &procs, &descs)?;
     attrs::check_sched(d, &procs)?;
+    access::check_vma_flags(d, &procs)?;
+    access::check_ghost_owners(d, &descs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {

@@ -8,6 +8,7 @@
 
 use crate::RecordKind;
 
+pub mod access;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
@@ -19,6 +20,7 @@ pub mod sched;
 pub mod sockets;
 pub mod threads;
 
+pub use access::{FlaggedArea, GhostOwner, VmaFlags};
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
@@ -64,6 +66,11 @@ pub const FILE_LOCKS: RecordKind = RecordKind(30);
 /// [`ThreadSched`], owner = pid, tag = tid (at most one per thread, only when not all
 /// defaults).
 pub const THREAD_SCHED: RecordKind = RecordKind(31);
+/// [`VmaFlags`], owner = pid (at most one per process, only with flagged areas).
+pub const VMA_FLAGS: RecordKind = RecordKind(55);
+/// [`GhostOwner`], owner 0, tag = description id (at most one per ghost description, only
+/// when not owned by root).
+pub const GHOST_OWNER: RecordKind = RecordKind(56);
 
 /// The kinds of this module that writers store with `put_ignorable_record` (an older reader
 /// skips them and still restores correctly). `seamless check` does not ask a target's
@@ -88,6 +95,8 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_ADVICE => "vma-advice",
         FILE_LOCKS => "file-locks",
         THREAD_SCHED => "thread-sched",
+        VMA_FLAGS => "vma-flags",
+        GHOST_OWNER => "ghost-owner",
         _ => return None,
     })
 }
@@ -202,6 +211,16 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let l: FileLocks = de(bytes)?;
             let list: Vec<String> = l.locks.iter().map(FileLock::describe).collect();
             format!("file locks: {}", list.join(", "))
+        }
+        VMA_FLAGS => {
+            let f: VmaFlags = de(bytes)?;
+            let list: Vec<String> =
+                f.areas.iter().map(|a| format!("{:#x}-{:#x} {:#x}", a.start, a.end, a.flags)).collect();
+            format!("vma flags: {}", list.join(", "))
+        }
+        GHOST_OWNER => {
+            let o: GhostOwner = de(bytes)?;
+            format!("deleted file owner uid {} gid {}", o.uid, o.gid)
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
