@@ -68,7 +68,11 @@ workload_tests! {
     // Carried by the file-lock and thread-scheduling records (no longer refused).
     file_locks => "file_locks" [];
     sched_attrs => "sched_attrs" [];
+    // Restores that used to fail or come back different (issue 12).
+    access_modes => "access_modes" [];
     locks_flock => "refuse" ["flock"];
+    // Carried by the VMA-flags record (kind 55).
+    locks_mlock => "refuse" ["mlock"];
     sched_batch => "refuse" ["sched_batch"];
     sched_affinity => "refuse" ["affinity"];
 }
@@ -660,6 +664,7 @@ mod refuse {
 
     refusals! {
         cwd => "cwd (";
+        root_deleted => "root (";
         exe => "exe (";
         memfd => "/memfd:wl-memfd";
         memfd_map => "mapping of a memfd";
@@ -676,7 +681,7 @@ mod refuse {
         compat32 => "32-bit code";
         sud => "syscall user dispatch";
         netns => "namespace net";
-        mlock => "VmLck 4 kB";
+        mlockall => "every area locked";
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";

@@ -26,6 +26,8 @@ pub struct FilePlan {
     pub pipes: BTreeMap<u64, PipeRecord>,
     /// Contents of deleted files, by description id.
     pub ghosts: BTreeMap<u32, Vec<u8>>,
+    /// Owners of deleted files not owned by root, by description id.
+    pub ghost_owners: BTreeMap<u32, records::GhostOwner>,
     /// Established TCP connections still to be read in repair mode
     /// ([`super::sockets::repair_pending`]).
     pub tcp_pending: Vec<super::sockets::PendingTcp>,
@@ -284,6 +286,9 @@ fn classify(
                 .and_then(|mut f| f.read_to_end(&mut data))
                 .map_err(|e| DumpError::io(pid, format!("reading deleted file of fd {fd}"), e))?;
             plan.ghosts.insert(id, data);
+            if (md.uid(), md.gid()) != (0, 0) {
+                plan.ghost_owners.insert(id, records::GhostOwner { uid: md.uid(), gid: md.gid() });
+            }
             let path = link.trim_end_matches(" (deleted)").to_string();
             return Ok(FileKind::Ghost { path, size: md.size(), mode: md.mode() });
         }
@@ -354,6 +359,9 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
+    for (id, o) in &plan.ghost_owners {
+        w.put_record(records::GHOST_OWNER, 0, u64::from(*id), o)?;
     }
     for (id, data) in &plan.ghosts {
         for chunk in data.chunks(16 << 20) {

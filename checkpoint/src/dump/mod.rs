@@ -9,6 +9,7 @@
 //! eventfd/signalfd/timerfd), [`process`] (per-process state read by injecting syscalls: sigactions, timers, brk,
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
+pub mod access;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
@@ -218,6 +219,10 @@ pub fn dump_trees<S: Store>(
         let advice = mm::vma_advice(p.pid, &mm_rec)?;
         if !advice.areas.is_empty() {
             writer.put_ignorable_record(records::VMA_ADVICE, p.pid as u32, 0, &advice)?;
+        }
+        let flags = access::vma_flags(p.pid, &mm_rec)?;
+        if !flags.areas.is_empty() {
+            writer.put_record(records::VMA_FLAGS, p.pid as u32, 0, &flags)?;
         }
         let settings = precheck::process_settings(p.pid)?;
         if settings != Default::default() {

@@ -8,7 +8,7 @@ use crate::child::Child;
 use crate::plan::ProcPlan;
 use crate::tracee::Tracee;
 use crate::{procfs, vdso, RestoreError, RestoreOptions};
-use seamless_image::records::{FileId, Vma, VmaKind};
+use seamless_image::records::{FileId, Vma, VmaFlags, VmaKind};
 use seamless_image::{Reader, Store};
 use seamless_sys::chain;
 use std::collections::BTreeMap;
@@ -220,8 +220,26 @@ pub fn restore_mm<S: Store>(
     for v in p.mm.vmas.iter().filter(|v| fill_writable(v)) {
         c.call("mprotect", libc::SYS_mprotect, [v.start, v.end.saturating_sub(v.start), u64::from(v.prot), 0, 0, 0])?;
     }
+    // Memory locks once the pages are in (a lock-on-fault area keeps its holes).
+    lock_areas(c, p)?;
     // 5. mm fields, auxv, exe.
     set_mm_map(c, p)
+}
+
+/// The record-55 flags of the area `v` (0 when it has none).
+fn flags_of(p: &ProcPlan, v: &Vma) -> u32 {
+    p.vma_flags.iter().filter(|a| v.start <= a.start && a.end <= v.end).fold(0, |f, a| f | a.flags)
+}
+
+/// Locks the areas that were locked: `mlock2` with `MLOCK_ONFAULT` for those locked on fault.
+pub fn lock_areas<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
+    const MLOCK_ONFAULT: u64 = 1;
+    for a in p.vma_flags.iter().filter(|a| a.flags & VmaFlags::LOCKED != 0) {
+        let onfault = if a.flags & VmaFlags::LOCK_ONFAULT != 0 { MLOCK_ONFAULT } else { 0 };
+        let what = format!("locking {:#x}-{:#x}", a.start, a.end);
+        c.call_for(what, "mlock2", libc::SYS_mlock2, [a.start, a.end - a.start, onfault, 0, 0, 0])?;
+    }
+    Ok(())
 }
 
 /// Maps every saved area of `p` at its address (`MAP_FIXED_NOREPLACE`, so nothing already
@@ -235,7 +253,7 @@ pub fn map_areas<T: Tracee + ?Sized>(
     shm: &BTreeMap<u64, SharedObj>,
 ) -> Result<(), RestoreError> {
     let pid = c.pid();
-    let mut opened: BTreeMap<String, u64> = BTreeMap::new();
+    let mut opened: BTreeMap<(String, i32), u64> = BTreeMap::new();
     let mut shm_fds = Vec::new();
     for v in &p.mm.vmas {
         let len = v.end.saturating_sub(v.start);
@@ -252,13 +270,16 @@ pub fn map_areas<T: Tracee + ?Sized>(
                 (0, fd, *offset)
             }
             VmaKind::File { file, offset } => {
-                let fd = match opened.get(&file.path) {
+                // A shared area may write when it is writable or its file was opened for
+                // writing (`mw`, record kind 55): its file is opened O_RDWR, else O_RDONLY.
+                let may_write = v.prot & 2 != 0 || flags_of(p, v) & VmaFlags::MAY_WRITE != 0;
+                let acc = if v.shared && may_write { libc::O_RDWR } else { libc::O_RDONLY };
+                let fd = match opened.get(&(file.path.clone(), acc)) {
                     Some(&fd) => fd,
                     None => {
                         verify_file(pid, file)?;
-                        let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
                         let fd = c.open(&file.path, acc | libc::O_CLOEXEC, 0)?;
-                        opened.insert(file.path.clone(), fd);
+                        opened.insert((file.path.clone(), acc), fd);
                         fd
                     }
                 };

@@ -41,6 +41,8 @@ pub struct ProcPlan {
     pub locks: Vec<records::FileLock>,
     /// Its threads' scheduling attributes (threads without a record keep the defaults).
     pub sched: Vec<records::ThreadSched>,
+    /// Its areas' flags beyond protection and advice (may write, locks).
+    pub vma_flags: Vec<records::FlaggedArea>,
 }
 
 impl ProcPlan {
@@ -71,6 +73,8 @@ pub struct Plan {
     pub socket_extras: BTreeMap<u32, records::SocketExtra>,
     /// Datagrams queued on UDP sockets, by description id.
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
+    /// Owners of deleted files (not root), by description id.
+    pub ghost_owners: BTreeMap<u32, records::GhostOwner>,
 }
 
 impl Plan {
@@ -127,6 +131,7 @@ fn build(d: Decoded) -> Plan {
                 advice: Vec::new(),
                 locks: Vec::new(),
                 sched: Vec::new(),
+                vma_flags: Vec::new(),
             },
         );
     }
@@ -165,6 +170,17 @@ fn build(d: Decoded) -> Plan {
     for (o, _, t) in d.sched {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.sched.push(t);
+        }
+    }
+    for (o, f) in d.vma_flags {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.vma_flags = f.areas;
+        }
+    }
+    // Validation proved every tag is a description id.
+    for (tag, g) in d.ghost_owners {
+        if let Ok(id) = u32::try_from(tag) {
+            plan.ghost_owners.insert(id, g);
         }
     }
     for (_, desc) in d.descs {
@@ -358,6 +374,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         advice: Vec::new(),
         locks: Vec::new(),
         sched: Vec::new(),
+        vma_flags: Vec::new(),
     }
 }
 
