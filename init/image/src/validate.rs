@@ -1569,6 +1569,36 @@ mod tests {
     }
 
     #[test]
+    fn vma_flags_lie_in_the_areas_with_known_bits_and_may_write_only_where_it_matters() {
+        use crate::records::{FlaggedArea, VmaFlags};
+        let one = |start: u64, end: u64, flags: u32| VmaFlags { areas: vec![FlaggedArea { start, end, flags }] };
+        let mut d = Decoded::sample(PID);
+        d.vma_flags.push((PID as u32, one(0x10_0000, 0x11_0000, VmaFlags::LOCKED | VmaFlags::LOCK_ONFAULT)));
+        validate(&d).unwrap();
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x13_0000, VmaFlags::LOCKED))));
+        assert!(matches!(e, Invalid::Range { .. }), "{e}");
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x11_0000, VmaFlags::LOCK_ONFAULT))));
+        assert!(matches!(e, Invalid::Value { why: "locked on fault but not locked", .. }), "{e}");
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x11_0000, 8))));
+        assert!(matches!(e, Invalid::Value { why: "unknown bits or none", .. }), "{e}");
+        // The sample's area is private anonymous memory: may-write means nothing there.
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x12_0000, VmaFlags::MAY_WRITE))));
+        assert!(matches!(e, Invalid::Value { .. }), "{e}");
+        let e = check(|d| d.vma_flags.push((PID as u32 + 9, one(0x10_0000, 0x11_0000, VmaFlags::LOCKED))));
+        assert!(matches!(e, Invalid::Owner { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_ghost_owner_belongs_to_a_deleted_file() {
+        use crate::records::GhostOwner;
+        // Description 1 of the sample is a pipe end.
+        let e = check(|d| d.ghost_owners.push((1, GhostOwner { uid: 5, gid: 6 })));
+        assert!(matches!(e, Invalid::File { field: "ghost owner", .. }), "{e}");
+        let e = check(|d| d.ghost_owners.push((1 << 40, GhostOwner { uid: 5, gid: 6 })));
+        assert!(matches!(e, Invalid::File { field: "ghost owner", .. }), "{e}");
+    }
+
+    #[test]
     fn advice_must_lie_in_the_areas_with_known_bits() {
         use crate::records::{AdvisedArea, VmaAdvice};
         let ok = |start: u64, end: u64, flags: u32| VmaAdvice { areas: vec![AdvisedArea { start, end, flags }] };

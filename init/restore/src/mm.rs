@@ -418,6 +418,34 @@ mod tests {
         assert_eq!(t.named("close")[0].args[0], fd);
     }
 
+    /// A read-only shared area whose file was opened for writing gets an O_RDWR descriptor
+    /// (it may be made writable again), one without the flag an O_RDONLY one; locked areas
+    /// are locked with their kind.
+    #[test]
+    fn may_write_areas_open_their_file_read_write_and_locked_areas_are_locked() {
+        use seamless_image::records::FlaggedArea;
+        let path = std::env::temp_dir().join(format!("seamless-restore-mm-mw-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 8192]).unwrap();
+        let mut p = sample_proc(42, 1, 42, &[]);
+        let mut a = vma(0x40_0000, 1, 1, VmaKind::File { file: file_id(&path), offset: 0 }, 0);
+        a.shared = true;
+        let mut b = vma(0x40_1000, 1, 1, VmaKind::File { file: file_id(&path), offset: 4096 }, 0);
+        b.shared = true;
+        p.mm.vmas = vec![a, b, vma(0x60_0000, 4, 3, VmaKind::Anon, 1)];
+        p.vma_flags = vec![
+            FlaggedArea { start: 0x40_0000, end: 0x40_1000, flags: VmaFlags::MAY_WRITE },
+            FlaggedArea { start: 0x60_0000, end: 0x60_4000, flags: VmaFlags::LOCKED | VmaFlags::LOCK_ONFAULT },
+        ];
+        let mut t = Recorder::new(42);
+        let r = map_areas(&mut t, &p, &BTreeMap::new()).and_then(|()| lock_areas(&mut t, &p));
+        std::fs::remove_file(&path).unwrap();
+        r.unwrap();
+        let acc: Vec<u64> = t.named("openat").iter().map(|c| c.args[2] & libc::O_ACCMODE as u64).collect();
+        assert_eq!(acc, [libc::O_RDWR as u64, libc::O_RDONLY as u64]);
+        let locks: Vec<[u64; 3]> = t.named("mlock2").iter().map(|c| [c.args[0], c.args[1], c.args[2]]).collect();
+        assert_eq!(locks, [[0x60_0000, 0x4000, 1]]);
+    }
+
     #[test]
     fn a_mapped_file_that_changed_is_refused() {
         let path = std::env::temp_dir().join(format!("seamless-restore-mm-changed-{}", std::process::id()));
