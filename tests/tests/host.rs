@@ -678,6 +678,7 @@ mod refuse {
         ebpf_filter => "eBPF socket filter";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
         clone_vm => "shares its memory";
+        clone_files => "shares its descriptor table";
         compat32 => "32-bit code";
         sud => "syscall user dispatch";
         netns => "namespace net";

@@ -34,6 +34,8 @@
  *   thp            PR_SET_THP_DISABLE
  *                  (these five are carried now: the host tests run them as round trips)
  *   mlock          one locked page (mlock): carried now, run as a round trip
+ *   clone_files    a child sharing the root's descriptor table (CLONE_FILES without CLONE_VM):
+ *                  still shared afterwards (kcmp), a descriptor the child opens shows in the root
  *   root_deleted   chrooted into a directory that was removed afterwards (OUTFILE is reached
  *                  relative to the working directory, which stays outside that root)
  *   mlockall       mlockall(MCL_CURRENT | MCL_FUTURE): every area locked, and so is a new one
@@ -233,6 +235,28 @@ static int vm_child(void *arg)
     while (!vm_stop)
         wl_sleep_ms(10);
     vm_ack = 1;
+    return 0;
+}
+
+/* ---- clone_files: the child shares the root's descriptor table; on SIGUSR1 it opens
+ * /dev/null at descriptor 200 (which the root then sees), then it sleeps until killed. ---- */
+static volatile sig_atomic_t files_go;
+static void on_files_go(int sig) { (void)sig; files_go = 1; }
+
+static int files_child(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (files_go) {
+            files_go = 0;
+            int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (n >= 0 && n != 200) {
+                dup2(n, 200);
+                close(n);
+            }
+        }
+        wl_sleep_ms(10);
+    }
     return 0;
 }
 
@@ -490,6 +514,12 @@ int main(int argc, char **argv)
         fd = c;
         while (!vm_started)
             wl_sleep_ms(5);
+    } else if (strcmp(mode, "clone_files") == 0) {
+        static char fstack[256 * 1024] __attribute__((aligned(16)));
+        signal(SIGUSR1, on_files_go);
+        pid_t c = clone(files_child, fstack + sizeof fstack, CLONE_FILES | SIGCHLD, NULL);
+        WL_CHECK(c > 0, "clone(CLONE_FILES)");
+        fd = c;
     } else if (strcmp(mode, "compat32") == 0) {
         compat32_setup();
     } else if (strcmp(mode, "sud") == 0) {
@@ -683,6 +713,21 @@ int main(int argc, char **argv)
             wl_fail("the CLONE_VM child ended with status %#x", st);
         if (!vm_ack)
             wl_fail("the CLONE_VM child did not see the shared flag");
+    } else if (strcmp(mode, "clone_files") == 0) {
+        pid_t c = fd;
+        if (syscall(SYS_kcmp, getpid(), c, 2 /* KCMP_FILES */, 0, 0) != 0)
+            wl_fail("the CLONE_FILES child no longer shares the descriptor table");
+        kill(c, SIGUSR1);
+        struct stat st;
+        int seen = 0;
+        for (int i = 0; i < 300 && !seen; i++) {
+            seen = fstat(200, &st) == 0;
+            wl_sleep_ms(10);
+        }
+        kill(c, SIGKILL);
+        wl_wait_child(c);
+        if (!seen)
+            wl_fail("descriptor 200 the CLONE_FILES child opened does not show in the root");
     } else if (strcmp(mode, "compat32") == 0) {
         char v[32];
         if (wl_status_field(0, "Threads", v, sizeof v) != 0 || strcmp(v, "2") != 0)

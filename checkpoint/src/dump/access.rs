@@ -79,6 +79,36 @@ pub fn precheck(pid: i32) -> Result<(), DumpError> {
     Ok(())
 }
 
+/// Refuses processes of the trees that share one descriptor table without being threads of
+/// one process (`clone(CLONE_FILES)` without `CLONE_VM`): restore gives each process its own
+/// table, so a descriptor one of them opened or closed afterwards would no longer appear in
+/// the other. Only processes with the same number of descriptors are compared (`kcmp`).
+pub fn separate_fd_tables(pids: &[i32]) -> Result<(), DumpError> {
+    let mut by_count: std::collections::BTreeMap<usize, Vec<i32>> = std::collections::BTreeMap::new();
+    for &pid in pids {
+        let n = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map_err(|e| DumpError::io(pid, "listing /proc/PID/fd", e))?
+            .count();
+        by_count.entry(n).or_default().push(pid);
+    }
+    for same in by_count.values().filter(|v| v.len() > 1) {
+        for (i, &a) in same.iter().enumerate() {
+            for &b in &same[i + 1..] {
+                if seamless_sys::proc::kcmp_files(a, b)
+                    .map_err(|e| DumpError::sys(a, format!("comparing descriptor tables with pid {b}"), e))?
+                {
+                    return Err(DumpError::Unsupported {
+                        pid: a,
+                        resource: format!("descriptor table (shared with pid {b})"),
+                        reason: "shares its descriptor table with another process (clone with CLONE_FILES): restore would give each its own table".into(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether every area of `smaps` that the restore maps is locked.
 fn all_locked(smaps: &str) -> bool {
     let restored: Vec<&str> = areas(smaps).into_iter().filter(|a| !a.3).map(|a| a.2).collect();

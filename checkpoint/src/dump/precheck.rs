@@ -393,6 +393,8 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         mm::precheck(p.pid)?;
     }
     separate_mms(frozen)?;
+    let live: Vec<i32> = frozen.procs().iter().filter(|p| p.zombie.is_none()).map(|p| p.pid).collect();
+    super::access::separate_fd_tables(&live)?;
     files::collect(frozen, opts)
 }
 

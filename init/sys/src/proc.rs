@@ -115,6 +115,17 @@ pub fn kcmp_vm(pid1: i32, pid2: i32) -> SysResult<bool> {
     Ok(check(r, "kcmp(KCMP_VM)", || format!("pid {pid1} / pid {pid2}"))? == 0)
 }
 
+/// `KCMP_FILES`: whether two processes share one descriptor table (`CLONE_FILES` without
+/// `CLONE_THREAD`).
+///
+/// Man page: `kcmp(2)` with `KCMP_FILES`.
+pub fn kcmp_files(pid1: i32, pid2: i32) -> SysResult<bool> {
+    const KCMP_FILES: libc::c_int = 2;
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILES, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    Ok(check(r, "kcmp(KCMP_FILES)", || format!("pid {pid1} / pid {pid2}"))? == 0)
+}
+
 /// `tee(fd_in, fd_out, len, SPLICE_F_NONBLOCK)`: copies pipe contents without consuming them.
 ///
 /// Man page: `tee(2)`.
