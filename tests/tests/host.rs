@@ -70,6 +70,7 @@ workload_tests! {
     sched_attrs => "sched_attrs" [];
     // Restores that used to fail or come back different (issue 12).
     access_modes => "access_modes" [];
+    cgroup_member => "cgroup_member" [];
     locks_flock => "refuse" ["flock"];
     // Carried by the VMA-flags record (kind 55).
     locks_mlock => "refuse" ["mlock"];

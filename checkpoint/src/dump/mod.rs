@@ -10,6 +10,7 @@
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
 pub mod access;
+pub mod cgroup;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
@@ -223,6 +224,9 @@ pub fn dump_trees<S: Store>(
         let flags = access::vma_flags(p.pid, &mm_rec)?;
         if !flags.areas.is_empty() {
             writer.put_record(records::VMA_FLAGS, p.pid as u32, 0, &flags)?;
+        }
+        if let Some(c) = cgroup::membership(p.pid)? {
+            writer.put_record(records::CGROUP, p.pid as u32, 0, &c)?;
         }
         let settings = precheck::process_settings(p.pid)?;
         if settings != Default::default() {

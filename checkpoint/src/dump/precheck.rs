@@ -391,6 +391,7 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         }
         process(p.pid, &p.tids, opts)?;
         mm::precheck(p.pid)?;
+        super::cgroup::precheck(p.pid, &p.tids)?;
     }
     separate_mms(frozen)?;
     let live: Vec<i32> = frozen.procs().iter().filter(|p| p.zombie.is_none()).map(|p| p.pid).collect();

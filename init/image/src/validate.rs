@@ -107,6 +107,8 @@ pub struct Decoded {
     pub vma_flags: Vec<(u32, records::VmaFlags)>,
     /// Owners of deleted files by entry tag (description id).
     pub ghost_owners: Vec<(u64, records::GhostOwner)>,
+    /// cgroup v2 memberships by entry owner.
+    pub cgroups: Vec<(u32, records::CgroupMembership)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -164,6 +166,9 @@ impl Decoded {
         }
         for (i, owner, _, _) in list(r, records::VMA_FLAGS) {
             d.vma_flags.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::CGROUP) {
+            d.cgroups.push((owner, r.record(i)?));
         }
         for (i, _, tag, _) in list(r, records::GHOST_OWNER) {
             d.ghost_owners.push((tag, r.record(i)?));
@@ -231,6 +236,9 @@ impl Decoded {
         }
         for (o, f) in &self.vma_flags {
             w.put_record(records::VMA_FLAGS, *o, 0, f)?;
+        }
+        for (o, c) in &self.cgroups {
+            w.put_record(records::CGROUP, *o, 0, c)?;
         }
         for (tag, g) in &self.ghost_owners {
             w.put_record(records::GHOST_OWNER, 0, *tag, g)?;
@@ -323,6 +331,7 @@ impl Decoded {
             sched: Vec::new(),
             vma_flags: Vec::new(),
             ghost_owners: Vec::new(),
+            cgroups: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -559,6 +568,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     attrs::check_sched(d, &procs)?;
     access::check_vma_flags(d, &procs)?;
     access::check_ghost_owners(d, &descs)?;
+    access::check_cgroups(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     for (_, p) in d.procs.iter() {

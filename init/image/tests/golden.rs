@@ -257,6 +257,18 @@ fn samples() -> Vec<Sample> {
             ],
         },
     ));
+    s.push(sample(
+        "cgroup",
+        records::CGROUP,
+        records::CgroupMembership {
+            path: "/system.slice/app.service".into(),
+            limits: vec![records::CgroupLimit {
+                cgroup: "/system.slice/app.service".into(),
+                file: "pids.max".into(),
+                value: "4915".into(),
+            }],
+        },
+    ));
     s.push(sample("ghost-owner", records::GHOST_OWNER, records::GhostOwner { uid: 1234, gid: 1235 }));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));

@@ -43,6 +43,8 @@ pub struct ProcPlan {
     pub sched: Vec<records::ThreadSched>,
     /// Its areas' flags beyond protection and advice (may write, locks).
     pub vma_flags: Vec<records::FlaggedArea>,
+    /// Its cgroup v2 membership when it was not the dumper's.
+    pub cgroup: Option<records::CgroupMembership>,
 }
 
 impl ProcPlan {
@@ -132,6 +134,7 @@ fn build(d: Decoded) -> Plan {
                 locks: Vec::new(),
                 sched: Vec::new(),
                 vma_flags: Vec::new(),
+                cgroup: None,
             },
         );
     }
@@ -175,6 +178,11 @@ fn build(d: Decoded) -> Plan {
     for (o, f) in d.vma_flags {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.vma_flags = f.areas;
+        }
+    }
+    for (o, c) in d.cgroups {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.cgroup = Some(c);
         }
     }
     // Validation proved every tag is a description id.
@@ -375,6 +383,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         locks: Vec::new(),
         sched: Vec::new(),
         vma_flags: Vec::new(),
+        cgroup: None,
     }
 }
 

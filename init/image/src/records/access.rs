@@ -73,3 +73,57 @@ mod tests {
         assert_eq!(VmaFlags::from_vmflags(" rd ex mr me de"), 0);
     }
 }
+
+/// A process's cgroup v2 membership when it is not the dumper's: stored under
+/// [`super::CGROUP`], owner = pid, at most one per process. Not `IGNORABLE` (the process
+/// would stay in the restorer's cgroup). The restore creates the cgroup where it is missing,
+/// gives it and its ancestors the recorded limits and moves the process in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMembership {
+    /// Path relative to the cgroup2 root, starting with `/` (`/system.slice/x.service`).
+    pub path: String,
+    /// Limits that differ from a new cgroup's defaults, of the cgroup and its ancestors
+    /// (not the root), ancestors first.
+    pub limits: Vec<CgroupLimit>,
+}
+
+/// One interface file value of a cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupLimit {
+    /// The cgroup (the membership's path or one of its ancestors).
+    pub cgroup: String,
+    /// Interface file, one of [`CgroupLimit::FILES`].
+    pub file: String,
+    /// Its value as read (one line, without the newline).
+    pub value: String,
+}
+
+impl CgroupLimit {
+    /// The interface files carried, each with the value a new cgroup has.
+    pub const FILES: [(&'static str, &'static str); 9] = [
+        ("memory.max", "max"),
+        ("memory.high", "max"),
+        ("memory.low", "0"),
+        ("memory.min", "0"),
+        ("memory.swap.max", "max"),
+        ("pids.max", "max"),
+        ("cpu.max", "max 100000"),
+        ("cpu.weight", "100"),
+        ("cpu.weight.nice", "0"),
+    ];
+
+    /// The controller an interface file belongs to (`memory` for `memory.max`).
+    pub fn controller(&self) -> &str {
+        self.file.split('.').next().unwrap_or("")
+    }
+}
+
+/// Whether `path` is a safe cgroup path: absolute, no empty, `.` or `..` components, no
+/// NUL or newline, at most 4096 bytes.
+pub fn cgroup_path_ok(path: &str) -> bool {
+    path == "/"
+        || (path.starts_with('/')
+            && path.len() <= 4096
+            && !path.contains(['\0', '\n'])
+            && path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+}

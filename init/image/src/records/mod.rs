@@ -20,7 +20,7 @@ pub mod sched;
 pub mod sockets;
 pub mod threads;
 
-pub use access::{FlaggedArea, GhostOwner, VmaFlags};
+pub use access::{cgroup_path_ok, CgroupLimit, CgroupMembership, FlaggedArea, GhostOwner, VmaFlags};
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
@@ -71,6 +71,9 @@ pub const VMA_FLAGS: RecordKind = RecordKind(55);
 /// [`GhostOwner`], owner 0, tag = description id (at most one per ghost description, only
 /// when not owned by root).
 pub const GHOST_OWNER: RecordKind = RecordKind(56);
+/// [`CgroupMembership`], owner = pid (at most one per process, only when its cgroup v2 is not
+/// the dumper's).
+pub const CGROUP: RecordKind = RecordKind(57);
 
 /// The kinds of this module that writers store with `put_ignorable_record` (an older reader
 /// skips them and still restores correctly). `seamless check` does not ask a target's
@@ -97,6 +100,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         THREAD_SCHED => "thread-sched",
         VMA_FLAGS => "vma-flags",
         GHOST_OWNER => "ghost-owner",
+        CGROUP => "cgroup",
         _ => return None,
     })
 }
@@ -221,6 +225,11 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         GHOST_OWNER => {
             let o: GhostOwner = de(bytes)?;
             format!("deleted file owner uid {} gid {}", o.uid, o.gid)
+        }
+        CGROUP => {
+            let c: CgroupMembership = de(bytes)?;
+            let l: Vec<String> = c.limits.iter().map(|l| format!("{}/{}={}", l.cgroup, l.file, l.value)).collect();
+            format!("cgroup {} limits [{}]", c.path, l.join(", "))
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;

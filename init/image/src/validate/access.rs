@@ -1,7 +1,7 @@
 //! Validation of the VMA-flags and ghost-owner records (see [`super::validate`]).
 
 use super::{live_owner, page_aligned, Decoded, Invalid, Res};
-use crate::records::{FileDesc, FileKind, ProcessRecord, Vma, VmaFlags, VmaKind};
+use crate::records::{cgroup_path_ok, CgroupLimit, FileDesc, FileKind, ProcessRecord, Vma, VmaFlags, VmaKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// VMA-flags records: one per live process; known bits, not none, lock-on-fault only with
@@ -65,6 +65,36 @@ pub(super) fn check_ghost_owners(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) 
         }
         if !seen.insert(id) {
             return Err(Invalid::Duplicate { what: "ghost owner", id: id.into() });
+        }
+    }
+    Ok(())
+}
+
+/// cgroup records: one per live process; a safe path other than the root; each limit of a
+/// known file, on the path or one of its ancestors (not the root), a short printable value.
+pub(super) fn check_cgroups(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, c) in &d.cgroups {
+        let pid = live_owner(procs, "cgroup", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "cgroup", id: pid.into() });
+        }
+        let bad = |field, why| Invalid::Value { pid, field, value: 0, why };
+        if !cgroup_path_ok(&c.path) || c.path == "/" {
+            return Err(bad("cgroup path", "not an absolute path below the root without . or .. components"));
+        }
+        for l in &c.limits {
+            let below =
+                c.path == l.cgroup || c.path.strip_prefix(l.cgroup.as_str()).is_some_and(|r| r.starts_with('/'));
+            if !cgroup_path_ok(&l.cgroup) || l.cgroup == "/" || !below {
+                return Err(bad("cgroup limit", "on a cgroup that is not the process's or one of its ancestors"));
+            }
+            if !CgroupLimit::FILES.iter().any(|(f, _)| *f == l.file) {
+                return Err(bad("cgroup limit", "not a carried interface file"));
+            }
+            if l.value.is_empty() || l.value.len() > 64 || !l.value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                return Err(bad("cgroup limit", "value empty, longer than 64 bytes or not printable"));
+            }
         }
     }
     Ok(())
