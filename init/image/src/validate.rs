@@ -1599,6 +1599,33 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_record_names_a_plain_path_and_limits_of_it_or_its_ancestors() {
+        use crate::records::{CgroupLimit, CgroupMembership};
+        let limit = |cgroup: &str, file: &str, value: &str| CgroupLimit {
+            cgroup: cgroup.into(),
+            file: file.into(),
+            value: value.into(),
+        };
+        let rec = |path: &str, limits| CgroupMembership { path: path.into(), limits };
+        let mut d = Decoded::sample(PID);
+        d.cgroups
+            .push((PID as u32, rec("/a/b", vec![limit("/a", "pids.max", "500"), limit("/a/b", "memory.max", "4096")])));
+        validate(&d).unwrap();
+        for path in ["/", "a/b", "/a/../b", "/a//b", "/a/./b", "/a\nb"] {
+            let e = check(|d| d.cgroups.push((PID as u32, rec(path, Vec::new()))));
+            assert!(matches!(e, Invalid::Value { field: "cgroup path", .. }), "{path}: {e}");
+        }
+        for l in [limit("/ab", "pids.max", "1"), limit("/a/b/c", "pids.max", "1"), limit("/", "pids.max", "1")] {
+            let e = check(|d| d.cgroups.push((PID as u32, rec("/a/b", vec![l]))));
+            assert!(matches!(e, Invalid::Value { field: "cgroup limit", .. }), "{e}");
+        }
+        let e = check(|d| d.cgroups.push((PID as u32, rec("/a", vec![limit("/a", "cgroup.procs", "1")]))));
+        assert!(matches!(e, Invalid::Value { field: "cgroup limit", .. }), "{e}");
+        let e = check(|d| d.cgroups.push((PID as u32, rec("/a", vec![limit("/a", "pids.max", "1\n2")]))));
+        assert!(matches!(e, Invalid::Value { field: "cgroup limit", .. }), "{e}");
+    }
+
+    #[test]
     fn a_ghost_owner_belongs_to_a_deleted_file() {
         use crate::records::GhostOwner;
         // Description 1 of the sample is a pipe end.
