@@ -2,6 +2,9 @@
 //! shared file area without `PROT_WRITE` may become writable (`mw`: its file was opened for
 //! writing), and memory locks (`lo`, `lf`). Written as [`VmaFlags`] (record kind 55).
 //!
+//! Locks are carried only where the kernel shows lock-on-fault (`lf`, probed once on one page
+//! of the dumper); elsewhere locked memory is refused, its kind unknown.
+//!
 //! `mlockall(MCL_FUTURE)` sets a flag of the address space (future mappings are locked) that
 //! no file of `/proc` shows; [`precheck`] refuses a process whose every area is locked, which is
 //! what `mlockall` leaves and where that flag may well be set; areas locked one by one
@@ -69,6 +72,29 @@ fn parse(smaps: &str, mm: &MmRecord) -> VmaFlags {
 /// (what `mlockall(MCL_CURRENT)` leaves; whether `MCL_FUTURE` was given too, so that later
 /// mappings are locked, `/proc` does not show). Called only when `VmLck` is not 0.
 pub fn precheck(pid: i32) -> Result<(), DumpError> {
+    // A kernel that does not show lock-on-fault (`lf`) shows an `mlock2(MLOCK_ONFAULT)` area
+    // as plainly locked: locking it again would fault in its every page.
+    static SHOWN: std::sync::OnceLock<Result<bool, String>> = std::sync::OnceLock::new();
+    let shown = SHOWN.get_or_init(|| {
+        seamless_sys::proc::smaps_shows_lock_onfault().map_err(|e| seamless_sys::chain(&e).to_string())
+    });
+    match shown {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(DumpError::Unsupported {
+                pid,
+                resource: "locked memory".into(),
+                reason: "this kernel's smaps does not show lock-on-fault (lf), so mlock and mlock2(MLOCK_ONFAULT) areas cannot be told apart".into(),
+            })
+        }
+        Err(e) => {
+            return Err(DumpError::Unsupported {
+                pid,
+                resource: "locked memory".into(),
+                reason: format!("cannot tell whether this kernel shows lock-on-fault: {e}"),
+            })
+        }
+    }
     if all_locked(&read_smaps(pid)?) {
         return Err(DumpError::Unsupported {
             pid,
