@@ -178,11 +178,24 @@ fn write(path: &Path, text: &str) -> Result<(), BootError> {
     f.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(err)
 }
 
+/// Whether process `pid` is in cgroup `cgroup` or below it.
+fn inside(pid: i32, cgroup: &str) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("0::"))
+        .any(|p| p == cgroup || p.strip_prefix(cgroup).is_some_and(|r| r.starts_with('/')))
+}
+
 fn adopt_one(unit: &RecordedUnit, restored: &[i32]) -> Result<usize, BootError> {
     let dir = Path::new("/sys/fs/cgroup").join(unit.cgroup.trim_start_matches('/'));
     mkdir(&dir)?;
     let pids = subtree(unit.main_pid, restored);
     for pid in &pids {
+        // The restore already put a process with a cgroup record back into its own cgroup
+        // (record kind 57); one inside the unit's cgroup stays where it is.
+        if inside(*pid, &unit.cgroup) {
+            continue;
+        }
         std::fs::write(dir.join("cgroup.procs"), pid.to_string())
             .map_err(|e| BootError::path(format!("moving pid {pid} into"), &dir, e))?;
     }

@@ -299,6 +299,18 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: false,
     },
     Workload {
+        name: "access_modes",
+        link: Link::Dynamic,
+        summary: "mappings whose protection differs from their file's open mode, mlock/mlock2 areas, deleted files of mode 0000 and of another owner, a chrooted child",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "cgroup_member",
+        link: Link::Dynamic,
+        summary: "a root and a child in cgroup v2 groups of their own (with pids.max and memory.max where the controllers exist)",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "cached_file",
         link: Link::Dynamic,
         summary: "a data file kept hot in the page cache (MiB argument): resident and as fast as before afterwards",

@@ -72,7 +72,12 @@ workload_tests! {
     // Carried by the file-lock and thread-scheduling records (no longer refused).
     file_locks => "file_locks" [];
     sched_attrs => "sched_attrs" [];
+    // Restores that used to fail or come back different (issue 12).
+    access_modes => "access_modes" [];
+    cgroup_member => "cgroup_member" [];
     locks_flock => "refuse" ["flock"];
+    // Carried by the VMA-flags record (kind 55).
+    locks_mlock => "refuse" ["mlock"];
     sched_batch => "refuse" ["sched_batch"];
     sched_affinity => "refuse" ["affinity"];
 }
@@ -674,6 +679,7 @@ mod refuse {
 
     refusals! {
         cwd => "cwd (";
+        root_deleted => "root (";
         exe => "exe (";
         memfd_huge => "huge-page memfd";
         unix_closed => "peer end is closed";
@@ -686,10 +692,11 @@ mod refuse {
         ebpf_filter => "eBPF socket filter";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
         clone_vm => "shares its memory";
+        clone_files => "shares its descriptor table";
         compat32 => "32-bit code";
         sud => "syscall user dispatch";
         netns => "namespace net";
-        mlock => "VmLck 4 kB";
+        mlockall => "every area locked";
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";

@@ -35,7 +35,12 @@
  *   oom            oom_score_adj 500
  *   thp            PR_SET_THP_DISABLE
  *                  (these five are carried now: the host tests run them as round trips)
- *   mlock          one locked page (mlock)
+ *   mlock          one locked page (mlock): carried now, run as a round trip
+ *   clone_files    a child sharing the root's descriptor table (CLONE_FILES without CLONE_VM):
+ *                  still shared afterwards (kcmp), a descriptor the child opens shows in the root
+ *   root_deleted   chrooted into a directory that was removed afterwards (OUTFILE is reached
+ *                  relative to the working directory, which stays outside that root)
+ *   mlockall       mlockall(MCL_CURRENT | MCL_FUTURE): every area locked, and so is a new one
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
  *   unix_rebound   a unix listener whose path now belongs to another listener
@@ -357,6 +362,28 @@ static int vm_child(void *arg)
     return 0;
 }
 
+/* ---- clone_files: the child shares the root's descriptor table; on SIGUSR1 it opens
+ * /dev/null at descriptor 200 (which the root then sees), then it sleeps until killed. ---- */
+static volatile sig_atomic_t files_go;
+static void on_files_go(int sig) { (void)sig; files_go = 1; }
+
+static int files_child(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (files_go) {
+            files_go = 0;
+            int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (n >= 0 && n != 200) {
+                dup2(n, 200);
+                close(n);
+            }
+        }
+        wl_sleep_ms(10);
+    }
+    return 0;
+}
+
 /* ---- compat32: 32-bit code in a page below 4 GiB: nanosleep(&ts, 0) by int 0x80 in a loop. */
 static volatile uint8_t *c32_page;
 
@@ -481,6 +508,16 @@ int main(int argc, char **argv)
         WL_CHECK(mkdir(path, 0755) == 0, "mkdir %s", path);
         WL_CHECK(chdir(path) == 0, "chdir %s", path);
         WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
+    } else if (strcmp(mode, "root_deleted") == 0) {
+        static char dir[4096];
+        snprintf(dir, sizeof dir, "%s", wl_outfile);
+        char *slash = strrchr(dir, '/');
+        WL_CHECK(slash != NULL, "OUTFILE %s is not absolute", wl_outfile);
+        *slash = 0;
+        WL_CHECK(chdir(dir[0] ? dir : "/") == 0, "chdir %s", dir);
+        wl_outfile = slash + 1;
+        wl_path(path, sizeof path, ".root");
+        WL_CHECK(mkdir(path, 0755) == 0 && chroot(path) == 0 && rmdir(path) == 0, "chroot into %s, rmdir", path);
     } else if (strcmp(mode, "exe") == 0) {
         /* set up above */
     } else if (strcmp(mode, "memfd_huge") == 0) {
@@ -581,6 +618,12 @@ int main(int argc, char **argv)
         fd = c;
         while (!vm_started)
             wl_sleep_ms(5);
+    } else if (strcmp(mode, "clone_files") == 0) {
+        static char fstack[256 * 1024] __attribute__((aligned(16)));
+        signal(SIGUSR1, on_files_go);
+        pid_t c = clone(files_child, fstack + sizeof fstack, CLONE_FILES | SIGCHLD, NULL);
+        WL_CHECK(c > 0, "clone(CLONE_FILES)");
+        fd = c;
     } else if (strcmp(mode, "compat32") == 0) {
         compat32_setup();
     } else if (strcmp(mode, "sud") == 0) {
@@ -611,6 +654,8 @@ int main(int argc, char **argv)
         map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         WL_CHECK(map != MAP_FAILED && mlock((void *)map, 4096) == 0, "mlock");
         map[0] = 42;
+    } else if (strcmp(mode, "mlockall") == 0) {
+        WL_CHECK(mlockall(MCL_CURRENT | MCL_FUTURE) == 0, "mlockall");
     } else if (strcmp(mode, "thp") == 0) {
         WL_CHECK(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0, "PR_SET_THP_DISABLE");
     } else if (strcmp(mode, "async_io") == 0) {
@@ -741,6 +786,11 @@ int main(int argc, char **argv)
         if (st.st_nlink != 0)
             wl_fail("cwd link count %lu, expected 0 (the deleted directory)", (unsigned long)st.st_nlink);
         WL_CHECK(readlink("/proc/self/cwd", lnk, sizeof lnk - 1) > 0, "readlink cwd");
+    } else if (strcmp(mode, "root_deleted") == 0) {
+        struct stat st;
+        WL_CHECK(stat("/", &st) == 0, "stat /");
+        if (st.st_nlink != 0)
+            wl_fail("root link count %lu, expected 0 (the deleted directory)", (unsigned long)st.st_nlink);
     } else if (strcmp(mode, "exe") == 0) {
         ssize_t n = readlink("/proc/self/exe", lnk, sizeof lnk - 1);
         WL_CHECK(n > 0, "readlink exe");
@@ -838,6 +888,21 @@ int main(int argc, char **argv)
             wl_fail("the CLONE_VM child ended with status %#x", st);
         if (!vm_ack)
             wl_fail("the CLONE_VM child did not see the shared flag");
+    } else if (strcmp(mode, "clone_files") == 0) {
+        pid_t c = fd;
+        if (syscall(SYS_kcmp, getpid(), c, 2 /* KCMP_FILES */, 0, 0) != 0)
+            wl_fail("the CLONE_FILES child no longer shares the descriptor table");
+        kill(c, SIGUSR1);
+        struct stat st;
+        int seen = 0;
+        for (int i = 0; i < 300 && !seen; i++) {
+            seen = fstat(200, &st) == 0;
+            wl_sleep_ms(10);
+        }
+        kill(c, SIGKILL);
+        wl_wait_child(c);
+        if (!seen)
+            wl_fail("descriptor 200 the CLONE_FILES child opened does not show in the root");
     } else if (strcmp(mode, "compat32") == 0) {
         char v[32];
         if (wl_status_field(0, "Threads", v, sizeof v) != 0 || strcmp(v, "2") != 0)
@@ -888,6 +953,14 @@ int main(int argc, char **argv)
         char v[32];
         if (wl_status_field(0, "VmLck", v, sizeof v) != 0 || strcmp(v, "4 kB") != 0 || map[0] != 42)
             wl_fail("VmLck %s, expected 4 kB (the locked page)", v);
+    } else if (strcmp(mode, "mlockall") == 0) {
+        char before[32], after[32];
+        WL_CHECK(wl_status_field(0, "VmLck", before, sizeof before) == 0, "VmLck");
+        char *fresh = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        WL_CHECK(fresh != MAP_FAILED, "mmap");
+        WL_CHECK(wl_status_field(0, "VmLck", after, sizeof after) == 0, "VmLck");
+        if (atol(after) != atol(before) + 1024)
+            wl_fail("VmLck %s after mapping 1 MiB (was %s): MCL_FUTURE no longer in effect", after, before);
     } else if (strcmp(mode, "thp") == 0) {
         if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 1)
             wl_fail("THP no longer disabled");

@@ -9,6 +9,8 @@
 //! eventfd/signalfd/timerfd), [`process`] (per-process state read by injecting syscalls: sigactions, timers, brk,
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
+pub mod access;
+pub mod cgroup;
 pub mod cow;
 pub mod epoll;
 pub mod eventfd;
@@ -245,6 +247,13 @@ pub fn dump_trees<S: Store>(
         let advice = mm::vma_advice(p.pid, &mm_rec)?;
         if !advice.areas.is_empty() {
             writer.put_ignorable_record(records::VMA_ADVICE, p.pid as u32, 0, &advice)?;
+        }
+        let flags = access::vma_flags(p.pid, &mm_rec)?;
+        if !flags.areas.is_empty() {
+            writer.put_record(records::VMA_FLAGS, p.pid as u32, 0, &flags)?;
+        }
+        if let Some(c) = cgroup::membership(p.pid)? {
+            writer.put_record(records::CGROUP, p.pid as u32, 0, &c)?;
         }
         let settings = precheck::process_settings(p.pid)?;
         if settings != Default::default() {

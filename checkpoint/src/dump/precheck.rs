@@ -7,7 +7,7 @@
 //!   strict mode, no seccomp filter that blocks an injected call, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
 //!   deleted, not replaced by another file); the namespaces must be the dumper's; no
-//!   `SCHED_DEADLINE` or memory lock (the image does not carry them; it does carry the other
+//!   `SCHED_DEADLINE`, memory pin or lock of unknowable kind (the image does not carry them; it does carry the other
 //!   scheduling attributes, `oom_score_adj` and the THP setting);
 //! - no two processes share an address space without being threads of one process;
 //! - the memory map ([`super::mm::precheck`]);
@@ -294,19 +294,26 @@ fn status_value(text: &str, key: &str) -> Option<String> {
 
 /// Refuses scheduling and memory-management settings the image does not carry (restore would
 /// silently reset them): what [`super::sched::precheck`] refuses (`SCHED_DEADLINE`, I/O
-/// priority hints), locked or pinned memory (`VmLck`, `VmPin`). (Policies, priorities,
+/// priority hints), pinned memory (`VmPin`), locked memory whose kind cannot be known
+/// ([`super::access::precheck`]; other locks are carried). (Policies, priorities,
 /// affinity and I/O priority are carried by [`super::sched`]; `oom_score_adj` and
 /// `PR_SET_THP_DISABLE` by [`process_settings`].)
 fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     super::sched::precheck(pid, tids)?;
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
-    for (key, what) in [("VmLck", "locked (mlock)"), ("VmPin", "pinned")] {
+    if status_value(&status, "VmLck").is_some_and(|v| v.trim_end_matches("kB").trim() != "0") {
+        // Locked areas are carried (record kind 55) unless the lock's kind cannot be known.
+        super::access::precheck(pid)?;
+    }
+    for (key, what) in [("VmPin", "pinned")] {
         if let Some(v) = status_value(&status, key).filter(|v| v.trim_end_matches("kB").trim() != "0") {
             return Err(refuse(
                 pid,
                 format!("{key} {v}"),
-                format!("{v} of {what} memory: memory locks and pins are not checkpointed (restore would leave the memory unlocked)"),
+                format!(
+                    "{v} of {what} memory: memory pins are not checkpointed (restore would leave the memory unpinned)"
+                ),
             ));
         }
     }
@@ -407,9 +414,12 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         }
         process(p.pid, &p.tids, opts)?;
         mm::precheck(p.pid)?;
+        super::cgroup::precheck(p.pid, &p.tids)?;
     }
     separate_mms(frozen)?;
     super::sysv::precheck(frozen)?;
+    let live: Vec<i32> = frozen.procs().iter().filter(|p| p.zombie.is_none()).map(|p| p.pid).collect();
+    super::access::separate_fd_tables(&live)?;
     let mut plan = files::collect(frozen, opts)?;
     super::objects::mapped_memfds(frozen, &mut plan)?;
     Ok(plan)

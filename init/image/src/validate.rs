@@ -19,6 +19,7 @@ use crate::records::{
 use crate::{ImageError, Reader, RecordKind, Store, Writer, PAGE_SIZE};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod access;
 mod attrs;
 
 /// End of the largest x86-64 user address space (5-level page tables); a kernel with 4-level
@@ -124,6 +125,12 @@ pub struct Decoded {
     pub shm_attach: Vec<(u32, records::ShmAttachments)>,
     /// POSIX message queues and memfds by entry tag.
     pub file_objects: Vec<(u64, records::FileObject)>,
+    /// Areas' flags (may write, locks) by entry owner.
+    pub vma_flags: Vec<(u32, records::VmaFlags)>,
+    /// Owners of deleted files by entry tag (description id).
+    pub ghost_owners: Vec<(u64, records::GhostOwner)>,
+    /// cgroup v2 memberships by entry owner.
+    pub cgroups: Vec<(u32, records::CgroupMembership)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -187,6 +194,15 @@ impl Decoded {
         }
         for (i, owner, _, _) in list(r, records::FILE_LOCKS) {
             d.file_locks.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::VMA_FLAGS) {
+            d.vma_flags.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::CGROUP) {
+            d.cgroups.push((owner, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::GHOST_OWNER) {
+            d.ghost_owners.push((tag, r.record(i)?));
         }
         for (i, owner, tag, _) in list(r, records::THREAD_SCHED) {
             d.sched.push((owner, tag, r.record(i)?));
@@ -306,6 +322,15 @@ impl Decoded {
         for (tag, x) in &self.file_objects {
             w.put_record(records::FILE_OBJECT, 0, *tag, x)?;
         }
+        for (o, f) in &self.vma_flags {
+            w.put_record(records::VMA_FLAGS, *o, 0, f)?;
+        }
+        for (o, c) in &self.cgroups {
+            w.put_record(records::CGROUP, *o, 0, c)?;
+        }
+        for (tag, g) in &self.ghost_owners {
+            w.put_record(records::GHOST_OWNER, 0, *tag, g)?;
+        }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
         }
@@ -403,6 +428,9 @@ impl Decoded {
             sysv_msg: Vec::new(),
             shm_attach: Vec::new(),
             file_objects: Vec::new(),
+            vma_flags: Vec::new(),
+            ghost_owners: Vec::new(),
+            cgroups: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -661,6 +689,9 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_cow(d, &procs)?;
     check_job_stops(d, &procs)?;
     check_seccomp(d, &procs, &tids)?;
+    access::check_vma_flags(d, &procs)?;
+    access::check_ghost_owners(d, &descs)?;
+    access::check_cgroups(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     check_ptys(d, &procs, &descs)?;
@@ -2060,6 +2091,63 @@ mod tests {
         let mut d = family();
         d.cow.push((PID as u32, CowShared { parent: 1, ranges: vec![] }));
         assert!(matches!(validate(&d).unwrap_err(), Invalid::Value { field: "cow-shared parent", .. }));
+    }
+
+    #[test]
+    fn vma_flags_lie_in_the_areas_with_known_bits_and_may_write_only_where_it_matters() {
+        use crate::records::{FlaggedArea, VmaFlags};
+        let one = |start: u64, end: u64, flags: u32| VmaFlags { areas: vec![FlaggedArea { start, end, flags }] };
+        let mut d = Decoded::sample(PID);
+        d.vma_flags.push((PID as u32, one(0x10_0000, 0x11_0000, VmaFlags::LOCKED | VmaFlags::LOCK_ONFAULT)));
+        validate(&d).unwrap();
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x13_0000, VmaFlags::LOCKED))));
+        assert!(matches!(e, Invalid::Range { .. }), "{e}");
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x11_0000, VmaFlags::LOCK_ONFAULT))));
+        assert!(matches!(e, Invalid::Value { why: "locked on fault but not locked", .. }), "{e}");
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x11_0000, 8))));
+        assert!(matches!(e, Invalid::Value { why: "unknown bits or none", .. }), "{e}");
+        // The sample's area is private anonymous memory: may-write means nothing there.
+        let e = check(|d| d.vma_flags.push((PID as u32, one(0x10_0000, 0x12_0000, VmaFlags::MAY_WRITE))));
+        assert!(matches!(e, Invalid::Value { .. }), "{e}");
+        let e = check(|d| d.vma_flags.push((PID as u32 + 9, one(0x10_0000, 0x11_0000, VmaFlags::LOCKED))));
+        assert!(matches!(e, Invalid::Owner { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_cgroup_record_names_a_plain_path_and_limits_of_it_or_its_ancestors() {
+        use crate::records::{CgroupLimit, CgroupMembership};
+        let limit = |cgroup: &str, file: &str, value: &str| CgroupLimit {
+            cgroup: cgroup.into(),
+            file: file.into(),
+            value: value.into(),
+        };
+        let rec = |path: &str, limits| CgroupMembership { path: path.into(), limits };
+        let mut d = Decoded::sample(PID);
+        d.cgroups
+            .push((PID as u32, rec("/a/b", vec![limit("/a", "pids.max", "500"), limit("/a/b", "memory.max", "4096")])));
+        validate(&d).unwrap();
+        for path in ["/", "a/b", "/a/../b", "/a//b", "/a/./b", "/a\nb"] {
+            let e = check(|d| d.cgroups.push((PID as u32, rec(path, Vec::new()))));
+            assert!(matches!(e, Invalid::Value { field: "cgroup path", .. }), "{path}: {e}");
+        }
+        for l in [limit("/ab", "pids.max", "1"), limit("/a/b/c", "pids.max", "1"), limit("/", "pids.max", "1")] {
+            let e = check(|d| d.cgroups.push((PID as u32, rec("/a/b", vec![l]))));
+            assert!(matches!(e, Invalid::Value { field: "cgroup limit", .. }), "{e}");
+        }
+        let e = check(|d| d.cgroups.push((PID as u32, rec("/a", vec![limit("/a", "cgroup.procs", "1")]))));
+        assert!(matches!(e, Invalid::Value { field: "cgroup limit", .. }), "{e}");
+        let e = check(|d| d.cgroups.push((PID as u32, rec("/a", vec![limit("/a", "pids.max", "1\n2")]))));
+        assert!(matches!(e, Invalid::Value { field: "cgroup limit", .. }), "{e}");
+    }
+
+    #[test]
+    fn a_ghost_owner_belongs_to_a_deleted_file() {
+        use crate::records::GhostOwner;
+        // Description 1 of the sample is a pipe end.
+        let e = check(|d| d.ghost_owners.push((1, GhostOwner { uid: 5, gid: 6 })));
+        assert!(matches!(e, Invalid::File { field: "ghost owner", .. }), "{e}");
+        let e = check(|d| d.ghost_owners.push((1 << 40, GhostOwner { uid: 5, gid: 6 })));
+        assert!(matches!(e, Invalid::File { field: "ghost owner", .. }), "{e}");
     }
 
     #[test]

@@ -382,6 +382,37 @@ fn samples() -> Vec<Sample> {
             descs: vec![7, 8],
         }),
     ));
+    s.push(sample(
+        "vma-flags",
+        records::VMA_FLAGS,
+        records::VmaFlags {
+            areas: vec![
+                records::FlaggedArea {
+                    start: 0x7f00_0000_0000,
+                    end: 0x7f00_0000_1000,
+                    flags: records::VmaFlags::MAY_WRITE,
+                },
+                records::FlaggedArea {
+                    start: 0x7f00_0040_0000,
+                    end: 0x7f00_0044_0000,
+                    flags: records::VmaFlags::LOCKED | records::VmaFlags::LOCK_ONFAULT,
+                },
+            ],
+        },
+    ));
+    s.push(sample(
+        "cgroup",
+        records::CGROUP,
+        records::CgroupMembership {
+            path: "/system.slice/app.service".into(),
+            limits: vec![records::CgroupLimit {
+                cgroup: "/system.slice/app.service".into(),
+                file: "pids.max".into(),
+                value: "4915".into(),
+            }],
+        },
+    ));
+    s.push(sample("ghost-owner", records::GHOST_OWNER, records::GhostOwner { uid: 1234, gid: 1235 }));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

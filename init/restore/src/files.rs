@@ -10,7 +10,7 @@ use crate::abi;
 use crate::plan::Plan;
 use crate::tracee::Tracee;
 use crate::{Failures, RestoreError};
-use seamless_image::records::{EpollRecord, FileKind};
+use seamless_image::records::{self, EpollRecord, FileKind};
 use seamless_image::{Reader, Store};
 use seamless_sys::chain;
 use std::collections::BTreeMap;
@@ -52,10 +52,12 @@ pub(crate) fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
 /// `O_EXCL|O_NOFOLLOW` and unlinked at once, before any content. The contents are written first, the mode
 /// (set-id bits included) is applied only after them; then the file is opened again with the
 /// description's flags.
+#[allow(clippy::too_many_arguments)]
 fn ghost<S: Store>(
     id: u32,
     path: &str,
     mode: u32,
+    owner: Option<records::GhostOwner>,
     flags: u32,
     blobs: &[u32],
     reader: &mut Reader<S>,
@@ -96,6 +98,11 @@ fn ghost<S: Store>(
             f.write_all(&data).map_err(|e| err("fill ghost".into(), e))?;
         }
         f.flush().map_err(|e| err("fill ghost".into(), e))?;
+        // Owner before the mode: chown clears set-id bits.
+        if let Some(o) = owner {
+            std::os::unix::fs::fchown(&f, Some(o.uid), Some(o.gid))
+                .map_err(|e| err(format!("fchown ghost {}:{}", o.uid, o.gid), e))?;
+        }
         // Set-id bits only now that the contents are final.
         f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
             .map_err(|e| err(format!("fchmod ghost {:04o}", mode & 0o7777), e))
@@ -190,7 +197,8 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                 }
                 FileKind::Ghost { path, mode, .. } => {
                     let blobs = plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]);
-                    let fd = ghost(id, path, *mode, d.flags, blobs, reader)?;
+                    let owner = plan.ghost_owners.get(&id).copied();
+                    let fd = ghost(id, path, *mode, owner, d.flags, blobs, reader)?;
                     let _ = seek(&fd, d.pos);
                     fd
                 }

@@ -47,6 +47,7 @@
 #![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 pub mod abi;
+pub mod cgroup;
 pub mod child;
 pub mod cow;
 pub mod epoll;
@@ -323,6 +324,9 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     threads::queue_pending(&mut pr.c, leader_rec, &p.rec.shared_pending, &timers)?;
     for (rt, t) in pr.threads.iter_mut().zip(p.threads.iter().skip(1)) {
         threads::queue_pending(&mut pr.c.thread(rt), t, &[], &timers)?;
+    }
+    if let Some(m) = &p.cgroup {
+        cgroup::join(pid, m)?;
     }
     for rt in pr.threads.iter_mut() {
         threads::set_creds(&mut pr.c.thread(rt), &p.rec.creds)?;

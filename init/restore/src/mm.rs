@@ -8,7 +8,7 @@ use crate::child::Child;
 use crate::plan::ProcPlan;
 use crate::tracee::Tracee;
 use crate::{procfs, vdso, RestoreError, RestoreOptions};
-use seamless_image::records::{FileId, Vma, VmaKind};
+use seamless_image::records::{FileId, Vma, VmaFlags, VmaKind};
 use seamless_image::{Reader, Store};
 use seamless_sys::chain;
 use std::collections::BTreeMap;
@@ -240,8 +240,26 @@ pub fn restore_mm<S: Store>(
     for v in p.mm.vmas.iter().filter(|v| fill_writable(v)) {
         c.call("mprotect", libc::SYS_mprotect, [v.start, v.end.saturating_sub(v.start), u64::from(v.prot), 0, 0, 0])?;
     }
+    // Memory locks once the pages are in (a lock-on-fault area keeps its holes).
+    lock_areas(c, p)?;
     // 5. mm fields, auxv, exe.
     set_mm_map(c, p, inh.same_exe && !inh.areas.is_empty())
+}
+
+/// The record-55 flags of the area `v` (0 when it has none).
+fn flags_of(p: &ProcPlan, v: &Vma) -> u32 {
+    p.vma_flags.iter().filter(|a| v.start <= a.start && a.end <= v.end).fold(0, |f, a| f | a.flags)
+}
+
+/// Locks the areas that were locked: `mlock2` with `MLOCK_ONFAULT` for those locked on fault.
+pub fn lock_areas<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
+    const MLOCK_ONFAULT: u64 = 1;
+    for a in p.vma_flags.iter().filter(|a| a.flags & VmaFlags::LOCKED != 0) {
+        let onfault = if a.flags & VmaFlags::LOCK_ONFAULT != 0 { MLOCK_ONFAULT } else { 0 };
+        let what = format!("locking {:#x}-{:#x}", a.start, a.end);
+        c.call_for(what, "mlock2", libc::SYS_mlock2, [a.start, a.end - a.start, onfault, 0, 0, 0])?;
+    }
+    Ok(())
 }
 
 /// Maps every saved area of `p` at its address (`MAP_FIXED_NOREPLACE`, so nothing already
@@ -273,9 +291,12 @@ pub fn map_areas<T: Tracee + ?Sized>(
                 (0, fd, *offset)
             }
             VmaKind::File { file, offset } => {
-                // Opened once per file and access mode: a shared writable area needs a
-                // read-write descriptor, whatever other area of the file came first.
-                let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
+                // Opened once per file and access mode. A shared area may write when it is
+                // writable or its file was opened for writing (`mw`, record kind 55): its file
+                // is opened O_RDWR, else O_RDONLY (a read-only descriptor would make the mmap
+                // of a shared writable area fail, whatever other area of the file came first).
+                let may_write = v.prot & 2 != 0 || flags_of(p, v) & VmaFlags::MAY_WRITE != 0;
+                let acc = if v.shared && may_write { libc::O_RDWR } else { libc::O_RDONLY };
                 let fd = match opened.get(&(file.path.clone(), acc)) {
                     Some(&fd) => fd,
                     None => {
@@ -447,6 +468,34 @@ mod tests {
         assert_eq!(modes, [libc::O_RDONLY as u64, libc::O_RDWR as u64]);
         let maps = t.named("mmap");
         assert_ne!(maps[0].args[4], maps[1].args[4], "each area with its own descriptor");
+    }
+
+    /// A read-only shared area whose file was opened for writing gets an O_RDWR descriptor
+    /// (it may be made writable again), one without the flag an O_RDONLY one; locked areas
+    /// are locked with their kind.
+    #[test]
+    fn may_write_areas_open_their_file_read_write_and_locked_areas_are_locked() {
+        use seamless_image::records::FlaggedArea;
+        let path = std::env::temp_dir().join(format!("seamless-restore-mm-mw-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 8192]).unwrap();
+        let mut p = sample_proc(42, 1, 42, &[]);
+        let mut a = vma(0x40_0000, 1, 1, VmaKind::File { file: file_id(&path), offset: 0 }, 0);
+        a.shared = true;
+        let mut b = vma(0x40_1000, 1, 1, VmaKind::File { file: file_id(&path), offset: 4096 }, 0);
+        b.shared = true;
+        p.mm.vmas = vec![a, b, vma(0x60_0000, 4, 3, VmaKind::Anon, 1)];
+        p.vma_flags = vec![
+            FlaggedArea { start: 0x40_0000, end: 0x40_1000, flags: VmaFlags::MAY_WRITE },
+            FlaggedArea { start: 0x60_0000, end: 0x60_4000, flags: VmaFlags::LOCKED | VmaFlags::LOCK_ONFAULT },
+        ];
+        let mut t = Recorder::new(42);
+        let r = map_areas(&mut t, &p, &BTreeMap::new(), &[]).and_then(|()| lock_areas(&mut t, &p));
+        std::fs::remove_file(&path).unwrap();
+        r.unwrap();
+        let acc: Vec<u64> = t.named("openat").iter().map(|c| c.args[2] & libc::O_ACCMODE as u64).collect();
+        assert_eq!(acc, [libc::O_RDWR as u64, libc::O_RDONLY as u64]);
+        let locks: Vec<[u64; 3]> = t.named("mlock2").iter().map(|c| [c.args[0], c.args[1], c.args[2]]).collect();
+        assert_eq!(locks, [[0x60_0000, 0x4000, 1]]);
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct ProcPlan {
     pub seccomp: Option<records::seccomp::SeccompRecord>,
     /// Its System V shared memory attachments.
     pub shm_attach: Vec<records::ShmArea>,
+    /// Its areas' flags beyond protection and advice (may write, locks).
+    pub vma_flags: Vec<records::FlaggedArea>,
+    /// Its cgroup v2 membership when it was not the dumper's.
+    pub cgroup: Option<records::CgroupMembership>,
 }
 
 impl ProcPlan {
@@ -93,6 +97,8 @@ pub struct Plan {
     pub sysv_msg: Vec<records::MsgRecord>,
     /// POSIX message queues and memfds, by entry tag.
     pub file_objects: Vec<(u64, records::FileObject)>,
+    /// Owners of deleted files (not root), by description id.
+    pub ghost_owners: BTreeMap<u32, records::GhostOwner>,
 }
 
 impl Plan {
@@ -153,6 +159,8 @@ fn build(d: Decoded) -> Plan {
                 job_stop: None,
                 seccomp: None,
                 shm_attach: Vec::new(),
+                vma_flags: Vec::new(),
+                cgroup: None,
             },
         );
     }
@@ -206,6 +214,22 @@ fn build(d: Decoded) -> Plan {
     for (o, c) in d.cow {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.cow = Some(c);
+        }
+    }
+    for (o, f) in d.vma_flags {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.vma_flags = f.areas;
+        }
+    }
+    for (o, c) in d.cgroups {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.cgroup = Some(c);
+        }
+    }
+    // Validation proved every tag is a description id.
+    for (tag, g) in d.ghost_owners {
+        if let Ok(id) = u32::try_from(tag) {
+            plan.ghost_owners.insert(id, g);
         }
     }
     for (_, desc) in d.descs {
@@ -430,6 +454,8 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         job_stop: None,
         seccomp: None,
         shm_attach: Vec::new(),
+        vma_flags: Vec::new(),
+        cgroup: None,
     }
 }
 

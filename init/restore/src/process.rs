@@ -11,12 +11,14 @@ use crate::RestoreError;
 /// inherit what is inherited).
 pub fn restore_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
     let r = &p.rec;
-    if r.root != "/" && !r.root.is_empty() {
-        let a = c.scratch().put_str(c, &r.root)?;
-        c.call("chroot", libc::SYS_chroot, [a, 0, 0, 0, 0, 0])?;
-    }
+    // The working directory first, by its path as the dumper saw it (from the restorer's
+    // root); chroot leaves it where it is, inside the new root or not, as it was.
     let a = c.scratch().put_str(c, &r.cwd)?;
     c.call_for(format!("chdir {}", r.cwd), "chdir", libc::SYS_chdir, [a, 0, 0, 0, 0, 0])?;
+    if r.root != "/" && !r.root.is_empty() {
+        let a = c.scratch().put_str(c, &r.root)?;
+        c.call_for(format!("chroot {}", r.root), "chroot", libc::SYS_chroot, [a, 0, 0, 0, 0, 0])?;
+    }
     c.call("umask", libc::SYS_umask, [u64::from(r.umask), 0, 0, 0, 0, 0])?;
     for sig in 1..=64u64 {
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {

@@ -32,6 +32,7 @@ pub struct QueueAttr {
 }
 
 /// `mq_open(name, flags | O_CLOEXEC, mode, {maxmsg, msgsize})` (`name` without the leading `/`).
+/// Man page: `mq_open(3)`.
 pub fn mq_open(name: &str, flags: i32, mode: u32, attr: Option<(u64, u64)>) -> SysResult<OwnedFd> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| SysError::new("mq_open", name, std::io::ErrorKind::InvalidInput.into()))?;
@@ -46,6 +47,7 @@ pub fn mq_open(name: &str, flags: i32, mode: u32, attr: Option<(u64, u64)>) -> S
 }
 
 /// `mq_unlink(name)` (`name` without the leading `/`).
+/// Man page: `mq_unlink(3)`.
 pub fn mq_unlink(name: &str) -> SysResult<()> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| SysError::new("mq_unlink", name, std::io::ErrorKind::InvalidInput.into()))?;
@@ -55,6 +57,7 @@ pub fn mq_unlink(name: &str) -> SysResult<()> {
 }
 
 /// `mq_getattr(fd)`.
+/// Man page: `mq_getattr(3)`.
 pub fn mq_getattr(fd: RawFd) -> SysResult<QueueAttr> {
     let mut a = MqAttr::default();
     // SAFETY: the kernel writes one `mq_attr` into `a`.
@@ -65,6 +68,7 @@ pub fn mq_getattr(fd: RawFd) -> SysResult<QueueAttr> {
 
 /// `mq_timedreceive(fd, buf, msgsize, &prio, NULL)`: the next message as (priority, text);
 /// on a non-blocking description `EAGAIN` when the queue is empty.
+/// Man page: `mq_receive(3)`.
 pub fn mq_receive(fd: RawFd, msgsize: usize) -> SysResult<(u32, Vec<u8>)> {
     let mut buf = vec![0u8; msgsize.max(1)];
     let mut prio: u32 = 0;
@@ -85,6 +89,7 @@ pub fn mq_receive(fd: RawFd, msgsize: usize) -> SysResult<(u32, Vec<u8>)> {
 }
 
 /// `mq_timedsend(fd, data, prio, NULL)`.
+/// Man page: `mq_send(3)`.
 pub fn mq_send(fd: RawFd, prio: u32, data: &[u8]) -> SysResult<()> {
     // SAFETY: the kernel reads `data.len()` bytes from `data`.
     let r =
@@ -100,6 +105,7 @@ pub const MFD_ALLOW_SEALING: u32 = 2;
 pub const MFD_EXEC: u32 = 0x10;
 
 /// `memfd_create(name, flags)`.
+/// Man page: `memfd_create(2)`.
 pub fn memfd_create(name: &str, flags: u32) -> SysResult<OwnedFd> {
     let c = std::ffi::CString::new(name)
         .map_err(|_| SysError::new("memfd_create", name, std::io::ErrorKind::InvalidInput.into()))?;
@@ -111,6 +117,7 @@ pub fn memfd_create(name: &str, flags: u32) -> SysResult<OwnedFd> {
 }
 
 /// `fcntl(fd, F_GET_SEALS)`.
+/// Man page: `fcntl(2)` (`F_GET_SEALS`)`.
 pub fn get_seals(fd: &impl AsRawFd) -> SysResult<u32> {
     // SAFETY: plain fcntl with scalar arguments.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
@@ -118,6 +125,7 @@ pub fn get_seals(fd: &impl AsRawFd) -> SysResult<u32> {
 }
 
 /// `fcntl(fd, F_ADD_SEALS, seals)`.
+/// Man page: `fcntl(2)` (`F_ADD_SEALS`)`.
 pub fn add_seals(fd: &impl AsRawFd, seals: u32) -> SysResult<()> {
     // SAFETY: plain fcntl with scalar arguments.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals as libc::c_int) };
@@ -126,6 +134,7 @@ pub fn add_seals(fd: &impl AsRawFd, seals: u32) -> SysResult<()> {
 
 /// The data ranges `(offset, length)` of the first `size` bytes of `f` (`SEEK_DATA` and
 /// `SEEK_HOLE`; the file position changes).
+/// Man page: `lseek(2)` (`SEEK_DATA`, `SEEK_HOLE`)`.
 pub fn data_ranges(f: &impl AsRawFd, size: u64) -> SysResult<Vec<(u64, u64)>> {
     let fd = f.as_raw_fd();
     let mut out = Vec::new();

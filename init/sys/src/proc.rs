@@ -137,6 +137,60 @@ pub fn kcmp_vm(pid1: i32, pid2: i32) -> SysResult<bool> {
     Ok(check(r, "kcmp(KCMP_VM)", || format!("pid {pid1} / pid {pid2}"))? == 0)
 }
 
+/// `KCMP_FILES`: whether two processes share one descriptor table (`CLONE_FILES` without
+/// `CLONE_THREAD`).
+///
+/// Man page: `kcmp(2)` with `KCMP_FILES`.
+pub fn kcmp_files(pid1: i32, pid2: i32) -> SysResult<bool> {
+    const KCMP_FILES: libc::c_int = 2;
+    // SAFETY: plain syscall with scalar arguments.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILES, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    Ok(check(r, "kcmp(KCMP_FILES)", || format!("pid {pid1} / pid {pid2}"))? == 0)
+}
+
+/// Whether this kernel's `/proc/PID/smaps` shows lock-on-fault (`lf` in `VmFlags`): maps one
+/// private page of our own, locks it with `mlock2(MLOCK_ONFAULT)`, reads its `VmFlags` and
+/// unmaps it. Kernels that do not show it show such an area as plain `lo`.
+///
+/// Man page: `mlock2(2)`, `mmap(2)`, `munmap(2)`, `proc_pid_smaps(5)`.
+pub fn smaps_shows_lock_onfault() -> SysResult<bool> {
+    const MLOCK_ONFAULT: libc::c_ulong = 1;
+    const LEN: usize = 4096;
+    // SAFETY: a fresh PROT_NONE anonymous mapping at a kernel-chosen address cannot alias
+    // existing memory; nothing ever dereferences it.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), LEN, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if p == libc::MAP_FAILED {
+        return Err(SysError::last("mmap(PROT_NONE)", "lock-on-fault probe"));
+    }
+    let addr = p as usize;
+    // SAFETY: locks the page mapped above (scalar arguments).
+    let r = unsafe { libc::syscall(libc::SYS_mlock2, addr, LEN, MLOCK_ONFAULT) };
+    let locked = check(r, "mlock2(MLOCK_ONFAULT)", || "lock-on-fault probe".to_string());
+    let shown = locked.and_then(|_| {
+        let smaps =
+            std::fs::read_to_string("/proc/self/smaps").map_err(|e| SysError::new("read", "/proc/self/smaps", e))?;
+        let head = format!("{addr:x}-");
+        let mut in_probe = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            let is_header = first
+                .split_once('-')
+                .is_some_and(|(a, b)| u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(b, 16).is_ok());
+            if is_header {
+                in_probe = line.starts_with(&head);
+            } else if let Some(f) = line.strip_prefix("VmFlags:").filter(|_| in_probe) {
+                return Ok(f.split_whitespace().any(|w| w == "lf"));
+            }
+        }
+        Ok(false)
+    });
+    // SAFETY: unmaps exactly the page mapped above, which nothing references.
+    unsafe { libc::munmap(p, LEN) };
+    shown
+}
+
 /// `tee(fd_in, fd_out, len, SPLICE_F_NONBLOCK)`: copies pipe contents without consuming them.
 ///
 /// Man page: `tee(2)`.

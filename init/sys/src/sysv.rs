@@ -120,6 +120,7 @@ pub struct ShmStat {
 }
 
 /// `shmget(key, size, flags)`.
+/// Man page: `shmget(2)`.
 pub fn shmget(key: i32, size: u64, flags: i32) -> SysResult<i32> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::syscall(libc::SYS_shmget, key, size, flags) };
@@ -185,6 +186,7 @@ pub type Run = (u64, Vec<u8>);
 /// a hole); with `all` (some of the segment is swapped out, which `mincore` does not show)
 /// every page that is not all zeroes instead. Also returns the filesystem type (`statfs`
 /// `f_type`) of the segment's file, to tell hugetlbfs segments.
+/// Man page: `shmat(2)`.
 pub fn shm_read(id: i32, size: u64, all: bool) -> SysResult<(Vec<Run>, i64)> {
     let len = usize::try_from(size)
         .map_err(|_| SysError::new("shmat", format!("id {id}"), std::io::ErrorKind::InvalidInput.into()))?;
@@ -226,6 +228,7 @@ pub fn shm_read(id: i32, size: u64, all: bool) -> SysResult<(Vec<Run>, i64)> {
 
 /// Writes `data` at `offset` into segment `id` of `size` bytes (attached read-write for the
 /// copy, detached after).
+/// Man page: `shmat(2)`.
 pub fn shm_write(id: i32, size: u64, offset: u64, data: &[u8]) -> SysResult<()> {
     let bad = || SysError::new("shm write", format!("id {id} at {offset:#x}"), std::io::ErrorKind::InvalidInput.into());
     let len = usize::try_from(size).map_err(|_| bad())?;
@@ -242,6 +245,7 @@ pub fn shm_write(id: i32, size: u64, offset: u64, data: &[u8]) -> SysResult<()> 
 }
 
 /// Filesystem type (`statfs` `f_type`) of an open file.
+/// Man page: `fstatfs(2)`.
 pub fn fs_type(f: &std::fs::File) -> SysResult<i64> {
     use std::os::fd::AsRawFd;
     // SAFETY: `statfs` is plain old data; zeroed is a valid initial value.
@@ -255,6 +259,7 @@ pub fn fs_type(f: &std::fs::File) -> SysResult<i64> {
 }
 
 /// `semget(key, nsems, flags)`.
+/// Man page: `semget(2)`.
 pub fn semget(key: i32, nsems: u32, flags: i32) -> SysResult<i32> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::syscall(libc::SYS_semget, key, nsems, flags) };
@@ -269,6 +274,7 @@ pub fn sem_stat(id: i32) -> SysResult<(Perm, u64)> {
 }
 
 /// `semctl(id, 0, GETALL)`.
+/// Man page: `semctl(2)` (`GETALL`)`.
 pub fn sem_getall(id: i32, nsems: usize) -> SysResult<Vec<u16>> {
     let mut v = vec![0u16; nsems.max(1)];
     // SAFETY: the kernel writes `nsems` values of 16 bits into `v`, which has room for them.
@@ -279,6 +285,7 @@ pub fn sem_getall(id: i32, nsems: usize) -> SysResult<Vec<u16>> {
 }
 
 /// `semctl(id, 0, SETALL)`.
+/// Man page: `semctl(2)` (`SETALL`)`.
 pub fn sem_setall(id: i32, values: &[u16]) -> SysResult<()> {
     // SAFETY: the kernel reads as many 16-bit values as the set has; `values` has that many
     // (the caller created the set with `values.len()` semaphores).
@@ -287,6 +294,7 @@ pub fn sem_setall(id: i32, values: &[u16]) -> SysResult<()> {
 }
 
 /// `semctl(id, num, GETPID)`: the pid of the last operation on semaphore `num`.
+/// Man page: `semctl(2)` (`GETPID`)`.
 pub fn sem_getpid(id: i32, num: u32) -> SysResult<i32> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::syscall(libc::SYS_semctl, id, num, GETPID, 0usize) };
@@ -307,6 +315,7 @@ pub fn sem_rmid(id: i32) -> SysResult<()> {
 
 /// `KCMP_SYSVSEM`: whether two processes have the same semaphore undo list (two processes
 /// that never used `SEM_UNDO` both have none, and compare equal).
+/// Man page: `kcmp(2)` (`KCMP_SYSVSEM`)`.
 pub fn kcmp_sysvsem(pid1: i32, pid2: i32) -> SysResult<bool> {
     const KCMP_SYSVSEM: libc::c_int = 6;
     // SAFETY: plain syscall with scalar arguments.
@@ -332,6 +341,7 @@ pub struct MsgStat {
 }
 
 /// `msgget(key, flags)`.
+/// Man page: `msgget(2)`.
 pub fn msgget(key: i32, flags: i32) -> SysResult<i32> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::syscall(libc::SYS_msgget, key, flags) };
@@ -368,6 +378,7 @@ pub fn msg_rmid(id: i32) -> SysResult<()> {
 /// `msgrcv(id, buf, max, index, IPC_NOWAIT | MSG_COPY)`: a copy of message number `index`
 /// (from 0, oldest first) as (type, text), leaving the queue as it was. Needs a kernel with
 /// `CONFIG_CHECKPOINT_RESTORE`.
+/// Man page: `msgrcv(2)` (`MSG_COPY`)`.
 pub fn msg_copy(id: i32, index: u64, max: usize) -> SysResult<(i64, Vec<u8>)> {
     let mut buf = vec![0u8; 8 + max];
     // SAFETY: the kernel writes the type (8 bytes) and at most `max` bytes of text into `buf`,
@@ -383,6 +394,7 @@ pub fn msg_copy(id: i32, index: u64, max: usize) -> SysResult<(i64, Vec<u8>)> {
 }
 
 /// `msgsnd(id, {mtype, data}, IPC_NOWAIT)`.
+/// Man page: `msgsnd(2)`.
 pub fn msgsnd(id: i32, mtype: i64, data: &[u8]) -> SysResult<()> {
     let mut buf = Vec::with_capacity(8 + data.len());
     buf.extend_from_slice(&mtype.to_ne_bytes());
@@ -396,6 +408,7 @@ pub fn msgsnd(id: i32, mtype: i64, data: &[u8]) -> SysResult<()> {
 /// (raw `setresgid`/`setresuid` system calls change only the calling thread, unlike the C
 /// library's wrappers): what `f` creates has them as its creator ids. Needs root (the real
 /// and saved ids stay 0).
+/// Man page: `setresuid(2)`, `setresgid(2)`.
 pub fn as_creator<T: Send>(euid: u32, egid: u32, f: impl FnOnce() -> SysResult<T> + Send) -> SysResult<T> {
     std::thread::scope(|s| {
         s.spawn(|| {

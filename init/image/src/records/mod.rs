@@ -8,6 +8,7 @@
 
 use crate::RecordKind;
 
+pub mod access;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
@@ -24,6 +25,7 @@ pub mod sysv;
 pub mod threads;
 pub mod tty;
 
+pub use access::{cgroup_path_ok, CgroupLimit, CgroupMembership, FlaggedArea, GhostOwner, VmaFlags};
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
@@ -87,6 +89,14 @@ pub const COW_SHARED: RecordKind = RecordKind(45);
 pub const JOB_STOP: RecordKind = RecordKind(46);
 /// [`seccomp::SeccompRecord`], owner = pid of a process with seccomp filters (at most one).
 pub const SECCOMP: RecordKind = RecordKind(47);
+/// [`VmaFlags`], owner = pid (at most one per process, only with flagged areas).
+pub const VMA_FLAGS: RecordKind = RecordKind(55);
+/// [`GhostOwner`], owner 0, tag = description id (at most one per ghost description, only
+/// when not owned by root).
+pub const GHOST_OWNER: RecordKind = RecordKind(56);
+/// [`CgroupMembership`], owner = pid (at most one per process, only when its cgroup v2 is not
+/// the dumper's).
+pub const CGROUP: RecordKind = RecordKind(57);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -132,6 +142,9 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         SYSV_MSG => "sysv-msg",
         SHM_ATTACH => "shm-attach",
         FILE_OBJECT => "file-object",
+        VMA_FLAGS => "vma-flags",
+        GHOST_OWNER => "ghost-owner",
+        CGROUP => "cgroup",
         _ => return None,
     })
 }
@@ -272,6 +285,21 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let l: FileLocks = de(bytes)?;
             let list: Vec<String> = l.locks.iter().map(FileLock::describe).collect();
             format!("file locks: {}", list.join(", "))
+        }
+        VMA_FLAGS => {
+            let f: VmaFlags = de(bytes)?;
+            let list: Vec<String> =
+                f.areas.iter().map(|a| format!("{:#x}-{:#x} {:#x}", a.start, a.end, a.flags)).collect();
+            format!("vma flags: {}", list.join(", "))
+        }
+        GHOST_OWNER => {
+            let o: GhostOwner = de(bytes)?;
+            format!("deleted file owner uid {} gid {}", o.uid, o.gid)
+        }
+        CGROUP => {
+            let c: CgroupMembership = de(bytes)?;
+            let l: Vec<String> = c.limits.iter().map(|l| format!("{}/{}={}", l.cgroup, l.file, l.value)).collect();
+            format!("cgroup {} limits [{}]", c.path, l.join(", "))
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
