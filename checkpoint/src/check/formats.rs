@@ -25,8 +25,10 @@ pub const SUBJECT: &str = "image format";
 /// does not know them can still read every image without such sockets, so they are not asked
 /// of it here; the dump refuses a socket that needs one the target does not know
 /// (`DumpOptions::reader_kinds`).
-pub const CONDITIONAL_KINDS: [RecordKind; 2] =
-    [seamless_image::records::SOCKET_EXTRA, seamless_image::records::DATAGRAMS];
+/// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
+/// root; the filesystem check refuses a target that does not know it then.
+pub const CONDITIONAL_KINDS: [RecordKind; 3] =
+    [seamless_image::records::SOCKET_EXTRA, seamless_image::records::DATAGRAMS, RecordKind::FILESYSTEMS];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
 /// this build knows except the test pattern, the kinds it writes `IGNORABLE` (the page
