@@ -216,7 +216,7 @@ fn volume_used_by_a_process(lvm: bool) {
     sh(&format!("mkfs.xfs -q -f {dev} && mount {dev} {}", mnt.display()));
     let mut holder = Command::new("sh")
         .arg("-c")
-        .arg(format!("exec 3>>{}/service.log && echo started >&3 && sleep 120", mnt.display()))
+        .arg(format!("exec 3>>{}/service.log && echo started >&3 && exec sleep 120", mnt.display()))
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
