@@ -152,6 +152,55 @@ pub fn verify_filesystems(fs: &Filesystems, wait: Duration) -> Result<(), BootEr
     Ok(())
 }
 
+/// Mounts every recorded filesystem but the root where it was mounted, outermost first, with
+/// its recorded options, unless something is mounted there already: the restored processes
+/// hold files and directories on them. Runs after [`verify_filesystems`] and before the
+/// restore; the real system's own mounts of them then find them mounted. `Err` names the
+/// first that cannot be mounted (nothing may be restored then).
+pub fn mount_filesystems(fs: &Filesystems, wait: Duration) -> Result<Vec<String>, BootError> {
+    use seamless_sys::mount::{mount, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME};
+    let mut done = Vec::new();
+    for f in fs.filesystems.iter().rev().filter(|f| f.mountpoint != "/") {
+        let escaped = f.mountpoint.replace(' ', "\\040");
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(escaped.as_str()));
+        if mounted {
+            log::info!("filesystem {} is mounted already", f.mountpoint);
+            continue;
+        }
+        let dev = find_device(f, wait)?;
+        let mut flags = 0;
+        for o in f.mount_options.split(',') {
+            flags |= match o {
+                "ro" => MS_RDONLY,
+                "nosuid" => MS_NOSUID,
+                "nodev" => MS_NODEV,
+                "noexec" => MS_NOEXEC,
+                "relatime" => MS_RELATIME,
+                _ => 0,
+            };
+        }
+        let data: Vec<&str> = f.fs_options.split(',').filter(|o| !o.is_empty() && *o != "rw" && *o != "ro").collect();
+        let data = data.join(",");
+        let dev_s = dev.display().to_string();
+        let target = Path::new(&f.mountpoint);
+        let first = mount(&dev_s, target, Some(&f.fstype), flags, Some(&data));
+        match first {
+            Ok(()) => {}
+            Err(e) if !data.is_empty() => {
+                log::warn!("mounting {} with {data:?}: {}; trying without these options", f.mountpoint, chain(&e));
+                mount(&dev_s, target, Some(&f.fstype), flags, None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        log::info!("mounted {} ({}, {dev_s}) for the restored processes", f.mountpoint, f.fstype);
+        done.push(f.mountpoint.clone());
+    }
+    Ok(done)
+}
+
 /// What the restore stage did, for the log and `/run/seamless/report.json`.
 #[derive(Debug, Default)]
 pub struct Report {

@@ -239,6 +239,19 @@ fn volume_used_by_a_process(lvm: bool) {
     println!("recorded {}", lv.summary());
     let wait = std::time::Duration::from_secs(2);
     seamless_init::handover::verify_filesystems(&rec, wait).unwrap();
+    assert!(lv.mount_options.starts_with("rw") && lv.fs_options.starts_with("rw"), "{lv:?}");
+    // seamless-init mounts it where it was before the restore (here: a second place, since
+    // this kernel still has it mounted), with its options, and leaves a mounted one alone.
+    let again = dir.join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    let mut elsewhere = rec.clone();
+    elsewhere.filesystems[0].mountpoint = again.display().to_string();
+    let mounted = seamless_init::handover::mount_filesystems(&elsewhere, wait).unwrap();
+    assert_eq!(mounted, vec![again.display().to_string()]);
+    let log = std::fs::read_to_string(again.join("service.log"));
+    sh(&format!("umount {}", again.display()));
+    assert_eq!(log.unwrap(), "started\n");
+    assert!(seamless_init::handover::mount_filesystems(&rec, wait).unwrap().is_empty(), "mounted already");
     if lvm {
         assert!(lv.dm_uuid.starts_with("LVM-"), "{}", lv.summary());
         // The recorded name is gone on the new kernel (no udev links yet): found by its UUID.

@@ -135,10 +135,31 @@ pub fn record(targets: &[FreezeTarget], roots: &[i32]) -> Result<Filesystems, Fs
         if !id.state.is_clean() {
             return Err(FsRecordError::NotClean(mountpoint, id.state.to_string()));
         }
+        let (mount_options, fs_options) = mount_options(&t.mountpoint);
+        let id = filesystems::FsIdentity { mount_options, fs_options, ..id };
         log::debug!("recorded filesystem {}", id.summary());
         out.filesystems.push(id);
     }
     Ok(out)
+}
+
+/// The options of the mount at `mountpoint` (the last one there) as `/proc/self/mountinfo`
+/// shows them: the mount's own and the filesystem's.
+fn mount_options(mountpoint: &Path) -> (String, String) {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = mountpoint.display().to_string().replace(' ', "\\040");
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let l: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            if l.get(4) != Some(&want.as_str()) {
+                return None;
+            }
+            Some((l.get(5)?.to_string(), r.get(2)?.to_string()))
+        })
+        .next_back()
+        .unwrap_or_default()
 }
 
 /// Whether the record is needed beyond the upgrade record's root identity (kind 3): some

@@ -47,6 +47,12 @@ pub struct FsIdentity {
     pub dm_uuid: String,
     /// The filesystem type (one of [`VERIFIED_TYPES`]).
     pub fstype: String,
+    /// The mount's own options as the mount table shows them (`rw,nosuid,relatime`), for
+    /// seamless-init to mount it the same way before the restore.
+    pub mount_options: String,
+    /// The filesystem's options as the mount table shows them (`rw,attr2,inode64`,
+    /// `rw,space_cache=v2,subvolid=5,subvol=/`).
+    pub fs_options: String,
     /// The filesystem UUID (XFS `sb_uuid`, btrfs fsid, ext `s_uuid`).
     pub uuid: [u8; 16],
     /// The type's clean-state markers.
@@ -285,6 +291,8 @@ pub fn read(
         device: device.display().to_string(),
         dm_uuid: dm_uuid.into(),
         fstype: fstype.into(),
+        mount_options: String::new(),
+        fs_options: String::new(),
         uuid,
         state,
         fingerprint: crc32c::crc32c(&head),
@@ -697,6 +705,13 @@ impl Filesystems {
                     what: "device-mapper UUID is not printable ASCII of at most 128 bytes".into(),
                 });
             }
+            let options_ok = |o: &str| o.len() <= 1024 && o.bytes().all(|b| b.is_ascii_graphic());
+            if !options_ok(&f.mount_options) || !options_ok(&f.fs_options) {
+                return Err(RecordProblem::Filesystem {
+                    mountpoint: f.mountpoint.clone(),
+                    what: "mount options are not printable ASCII of at most 1024 bytes without spaces".into(),
+                });
+            }
             if !VERIFIED_TYPES.contains(&f.fstype.as_str()) || !f.state.fits(&f.fstype) {
                 return Err(RecordProblem::Filesystem {
                     mountpoint: f.mountpoint.clone(),
@@ -753,6 +768,8 @@ mod tests {
             device: "/dev/mapper/vg-data".into(),
             dm_uuid: "LVM-abc".into(),
             fstype: fstype.into(),
+            mount_options: "rw,relatime".into(),
+            fs_options: "rw,attr2".into(),
             uuid: [7; 16],
             state,
             fingerprint: 1,
@@ -783,6 +800,9 @@ mod tests {
         let mut bad = good.clone();
         bad.filesystems[0].state = FsState::Xfs { log_clean: false, unmount_record: false, tail_lsn: 1, head_lsn: 1 };
         assert!(bad.check().is_err(), "unclean");
+        let mut bad = good.clone();
+        bad.filesystems[0].fs_options = "rw, x".into();
+        assert!(bad.check().is_err());
         let mut bad = good.clone();
         bad.filesystems[0].dm_uuid = "a b".into();
         assert!(bad.check().is_err());

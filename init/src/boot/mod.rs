@@ -130,11 +130,12 @@ pub(crate) fn target_matches(target: &str, running: &str) -> Result<(), BootErro
 /// Restores (already inside the real root), logs/writes the report, and puts restored
 /// services back into their systemd units ([`crate::units`]). First every other filesystem
 /// the preserved processes use is verified, before the real system mounts it (waiting up to
-/// `wait` for each device): one that differs restores nothing, with the report naming it.
+/// `wait` for each device) and mounted where it was ([`handover::mount_filesystems`]): one
+/// that differs or cannot be mounted restores nothing, with the report naming it.
 pub(crate) fn restore_pending(mut p: Pending, mut stages: Vec<(String, u64)>, wait: Duration) {
     if let Some(fs) = &p.filesystems {
         let t = Instant::now();
-        if let Err(e) = handover::verify_filesystems(fs, wait) {
+        if let Err(e) = handover::verify_filesystems(fs, wait).and_then(|()| handover::mount_filesystems(fs, wait)) {
             let report = handover::refused(&mut p.region, &p.upgrade, chain(&e).to_string());
             report.log();
             report.write();
