@@ -7,9 +7,10 @@
 //! - XFS: the UUID and the log: its head is found from the cycle numbers that start every
 //!   512-byte log block, and the last record before it must be an unmount record (one
 //!   operation, flagged `XLOG_UNMOUNT_TRANS`, 0x20), or the log must be covered (from its
-//!   tail to its head only transactions that log the superblock, which is what `FIFREEZE`
-//!   leaves: recovery then rewrites a superblock that is on disk already); anything else is
-//!   work for log recovery and refused. The tail and head LSNs are recorded, since any later
+//!   tail to its head only transactions that log the superblock, or inodes whose on-disk copy
+//!   carries that record's LSN or a later one, i.e. was written back since: what `FIFREEZE`
+//!   leaves; recovery then rewrites what is on disk already); anything else is work for log
+//!   recovery and refused. The tail and head LSNs are recorded, since any later
 //!   write to the filesystem moves them;
 //! - btrfs: the fsid, the superblock's generation (every transaction commit raises it) and
 //!   `log_root`, which is 0 when no fsync log awaits replay; the superblock's checksum is
@@ -72,8 +73,8 @@ pub enum FsState {
     /// XFS with an internal log.
     Xfs {
         /// A mount replays nothing that is not on disk already: the last log record is an
-        /// unmount record, or the log is covered (from its tail to its head only
-        /// superblock updates, as `FIFREEZE` leaves it).
+        /// unmount record, or the log is covered (from its tail to its head only updates of
+        /// the superblock and of inodes written back since, as `FIFREEZE` leaves it).
         log_clean: bool,
         /// The last log record is an unmount record.
         unmount_record: bool,
@@ -122,7 +123,7 @@ impl std::fmt::Display for FsState {
                 "log {}, tail {}/{}, head {}/{}",
                 match (log_clean, unmount_record) {
                     (true, true) => "clean (unmount record)",
-                    (true, false) => "covered (superblock updates only)",
+                    (true, false) => "covered (only updates already on disk)",
                     _ => "dirty (needs replay)",
                 },
                 tail_lsn >> 32,
@@ -454,9 +455,11 @@ impl XfsLog<'_> {
             .layout(format!("no XFS log record header within {XLOG_SEARCH_BACK} blocks before the head {head}")))
     }
 
-    /// Whether every record from the tail to the head only logs the superblock: a covered
-    /// log, which is what `FIFREEZE` leaves (the log's idle state). Recovery replays those
-    /// superblock updates, which are already on disk, and nothing else.
+    /// Whether every record from the tail to the head only logs the superblock, or inodes
+    /// that were written back after it: a covered log, which is what `FIFREEZE` leaves (the
+    /// log's idle state; its tail may still point before the last inode update the freeze
+    /// wrote back). Recovery replays those updates, which are on disk already, and nothing
+    /// else.
     fn covered(&self, tail_lsn: u64, head: u64) -> std::result::Result<bool, FsReadError> {
         let mut n = tail_lsn & 0xffff_ffff;
         for _ in 0..XLOG_COVER_MAX_RECORDS {
@@ -468,8 +471,23 @@ impl XfsLog<'_> {
             }
             let Some((h, hblks, data)) = self.record(n)? else { return Ok(false) };
             let len = u64::from(be32(&h, 12));
-            if len.div_ceil(BB) > XLOG_COVER_MAX_BBS || !superblock_only(&data, be32(&h, 40)) {
+            if len.div_ceil(BB) > XLOG_COVER_MAX_BBS {
                 return Ok(false);
+            }
+            let Some(inodes) = replay_items(&data, be32(&h, 40)) else { return Ok(false) };
+            // An inode logged here and written back since carries this record's LSN or a
+            // later one (`di_lsn`, which is also what recovery compares): replaying the item
+            // writes what is on disk already.
+            let lsn = be64(&h, 16);
+            for (daddr, boffset, ino) in inodes {
+                let d = self.dev.exact(daddr * BB + boffset, 176, "XFS inode")?;
+                let ok = u16::from_be_bytes([d[0], d[1]]) == XFS_DINODE_MAGIC
+                    && d[4] >= 3
+                    && be64(&d, 152) == ino
+                    && be64(&d, 112) >= lsn;
+                if !ok {
+                    return Ok(false);
+                }
             }
             n = (n + hblks + len.div_ceil(BB)) % self.bbs;
         }
@@ -495,33 +513,41 @@ const XLOG_WAS_CONT_TRANS: u8 = 0x08;
 /// Log items are in the writer's byte order (little-endian on x86-64).
 const XFS_TRANS_HEADER_MAGIC: u32 = 0x5452_414e;
 const XFS_LI_BUF: u16 = 0x123c;
+const XFS_LI_INODE: u16 = 0x123b;
+/// On-disk inode (big-endian): magic `IN` at 0, version at 4, `di_lsn` at 112 and `di_ino` at
+/// 152 in version 3 (v5 filesystems).
+const XFS_DINODE_MAGIC: u16 = 0x494e;
 
-/// Whether the `ops` operations of one log record (its data, cycle words restored; the rest
-/// is padding) are whole
-/// transactions whose only items are buffers of the superblock (block 0, one 512-byte block).
-/// An operation is a 12-byte header (`oh_tid`, `oh_len`, `oh_clientid`, `oh_flags` at 9,
-/// big-endian) and `oh_len` bytes; a transaction is a start operation, a transaction header
-/// (`th_magic` 0x5452414e), per item a format region (a buffer's: `blf_type` 0x123c,
-/// `blf_size` regions, `blf_len` at 6, `blf_blkno` at 8) and its data regions, and a commit.
-fn superblock_only(data: &[u8], ops: u32) -> bool {
+/// The items of the `ops` operations of one log record (its data, cycle words restored; the
+/// rest is padding), when they are whole transactions of superblock buffers and inodes: the
+/// inodes, as (daddr of their cluster buffer, offset in it, inode number), for the caller to
+/// prove they were written back. `None` for anything else. An operation is a 12-byte header
+/// (`oh_tid`, `oh_len`, `oh_clientid`, `oh_flags` at 9, big-endian) and `oh_len` bytes; a
+/// transaction is a start operation, a transaction header (`th_magic` 0x5452414e), per item a
+/// format region and its data regions, and a commit. Formats: a buffer's (`blf_type` 0x123c,
+/// `blf_size` regions at 2, `blf_len` at 6, `blf_blkno` at 8; only the superblock, block 0 of
+/// one 512-byte block, is accepted), an inode's (`ilf_type` 0x123b, `ilf_size` at 2,
+/// `ilf_ino` at 16, `ilf_blkno` at 40, `ilf_len` at 48, `ilf_boffset` at 52: 56 bytes).
+fn replay_items(data: &[u8], ops: u32) -> Option<Vec<(u64, u64, u64)>> {
     let mut at = 0usize;
     let mut regions_left = 0u32;
     let mut items = 0u32;
+    let mut inodes = Vec::new();
     for _ in 0..ops {
         if at + 12 > data.len() {
-            return false;
+            return None;
         }
         let len = crate::usize_of(u64::from(be32(data, at + 4)));
         let flags = data[at + 9];
         let body = &data[at + 12..];
         if len > body.len() || flags & (XLOG_CONTINUE_TRANS | XLOG_WAS_CONT_TRANS) != 0 {
-            return false;
+            return None;
         }
         let body = &body[..len];
         at += 12 + len;
         if flags & (XLOG_START_TRANS | XLOG_COMMIT_TRANS) != 0 {
             if len != 0 {
-                return false;
+                return None;
             }
             continue;
         }
@@ -532,19 +558,28 @@ fn superblock_only(data: &[u8], ops: u32) -> bool {
         if len >= 4 && u32::from_le_bytes([body[0], body[1], body[2], body[3]]) == XFS_TRANS_HEADER_MAGIC {
             continue;
         }
-        if len < 16 || u16::from_le_bytes([body[0], body[1]]) != XFS_LI_BUF {
-            return false;
+        let le16 = |at: usize| u16::from_le_bytes([body[at], body[at + 1]]);
+        let le64 = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap_or([0xff; 8]));
+        if len == 56 && le16(0) == XFS_LI_INODE && le16(2) > 0 {
+            let boffset = u32::from_le_bytes(body[52..56].try_into().unwrap_or([0xff; 4]));
+            inodes.push((le64(40), u64::from(boffset), le64(16)));
+            regions_left = u32::from(le16(2)) - 1;
+            items += 1;
+            continue;
+        }
+        if len < 16 || le16(0) != XFS_LI_BUF {
+            return None;
         }
         let size = u16::from_le_bytes([body[2], body[3]]);
         let blen = u16::from_le_bytes([body[6], body[7]]);
         let blkno = u64::from_le_bytes(body[8..16].try_into().unwrap_or([0xff; 8]));
         if blkno != 0 || blen != 1 || size == 0 {
-            return false;
+            return None;
         }
         regions_left = u32::from(size) - 1;
         items += 1;
     }
-    items > 0 && regions_left == 0
+    (items > 0 && regions_left == 0).then_some(inodes)
 }
 
 /// btrfs on-disk facts used here (little-endian): the primary superblock at 64 KiB, 4096
