@@ -21,7 +21,7 @@ use std::time::Duration;
 /// or a distribution's script could do between the freeze and seamless-init's check.
 const TAMPER: &str = r#"#!/bin/sh
 case "$1" in prereqs) echo ""; exit 0 ;; esac
-for i in $(seq 50); do [ -e /dev/mapper/data-srv ] && break; sleep 0.1; done
+i=0; while [ $i -lt 50 ] && [ ! -e /dev/mapper/data-srv ]; do sleep 0.1; i=$((i + 1)); done
 mkdir -p /tmp/tamper && mount -t "$(cat /etc/seamless-test-fstype)" /dev/mapper/data-srv /tmp/tamper \
   && echo tampered > /tmp/tamper/tampered && umount /tmp/tamper && echo "tamper: wrote to the data volume" > /dev/kmsg
 exit 0
