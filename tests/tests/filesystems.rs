@@ -291,3 +291,22 @@ fn xfs_volume_used_by_a_process_is_recorded_and_verified_by_seamless_init() {
 fn lvm_xfs_volume_used_by_a_process_is_recorded_and_verified_by_seamless_init() {
     volume_used_by_a_process(true);
 }
+
+/// `check` refuses a used filesystem on dm-crypt, directly or below an LVM volume: the layers
+/// are found through sysfs (`dev/block/M:m/dm/uuid` and `slaves/`), here a tree standing in for
+/// `/sys` over a real loop device (the CI host's kernel has no device-mapper).
+#[test]
+fn dm_crypt_below_a_volume_is_found() {
+    use std::os::unix::fs::MetadataExt;
+    let fs = LoopFs::new("ext4", 32, "");
+    let rdev = std::fs::metadata(&fs.dev).unwrap().rdev();
+    let (ma, mi) = (((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff), (rdev & 0xff) | ((rdev >> 12) & !0xff));
+    let sys = fs.dir.join("sys");
+    let lv = sys.join(format!("dev/block/{ma}:{mi}"));
+    std::fs::create_dir_all(lv.join("dm")).unwrap();
+    std::fs::write(lv.join("dm/uuid"), "LVM-abc\n").unwrap();
+    assert!(seamless::upgrade::filesystems::crypt_layers(&sys, &fs.dev).is_empty(), "plain LVM");
+    std::fs::create_dir_all(lv.join("slaves/dm-0/dm")).unwrap();
+    std::fs::write(lv.join("slaves/dm-0/dm/uuid"), "CRYPT-LUKS2-0123-luks\n").unwrap();
+    assert_eq!(seamless::upgrade::filesystems::crypt_layers(&sys, &fs.dev), vec!["CRYPT-LUKS2-0123-luks".to_string()]);
+}

@@ -70,6 +70,16 @@ fn verify_verdict(subject: String, t: &FreezeTarget, target_verifies: bool) -> V
             ),
         );
     }
+    let crypt = crate::upgrade::filesystems::crypt_layers(std::path::Path::new("/sys"), &t.source);
+    if !crypt.is_empty() {
+        return Verdict::fail(
+            subject,
+            format!(
+                "{what}: on dm-crypt ({}): the new kernel's initramfs would wait for its passphrase, and seamless does not carry volume keys yet",
+                crypt.join(", ")
+            ),
+        );
+    }
     if !target_verifies {
         return Verdict::fail(
             subject,

@@ -94,6 +94,32 @@ pub fn dm_uuid(source: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The dm-crypt devices under block device `source` (itself, or below an LVM volume through
+/// `slaves/`), by their device-mapper UUID (`CRYPT-LUKS2-...`), read from `sys` (`/sys`).
+pub fn crypt_layers(sys: &Path, source: &str) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(m) = std::fs::metadata(source) else { return Vec::new() };
+    if !m.file_type().is_block_device() {
+        return Vec::new();
+    }
+    let (ma, mi) = split_dev(m.rdev());
+    let mut out = Vec::new();
+    let mut todo = vec![sys.join(format!("dev/block/{ma}:{mi}"))];
+    while let Some(dir) = todo.pop() {
+        if out.len() > 64 {
+            break;
+        }
+        let uuid = std::fs::read_to_string(dir.join("dm/uuid")).unwrap_or_default();
+        if uuid.starts_with("CRYPT-") {
+            out.push(uuid.trim().to_string());
+        }
+        for e in std::fs::read_dir(dir.join("slaves")).into_iter().flatten().flatten() {
+            todo.push(e.path());
+        }
+    }
+    out
+}
+
 /// Why the filesystems could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum FsRecordError {
