@@ -340,7 +340,7 @@ impl Harness {
         let pid = i32::try_from(child.id()).context("pid out of range")?;
         // Dropping a Child neither kills nor waits: all waiting goes through Running::reap.
         drop(child);
-        Ok(Running { label, pid, dir, outfile, stderr, exits: HashMap::new(), known: Vec::new() })
+        Ok(Running { label, pid, dir, outfile, stderr, exits: HashMap::new(), known: Vec::new(), stopped: Vec::new() })
     }
 
     /// The image directory of a run: `<work_root>/images/<run>`, outside the run directory,
@@ -629,6 +629,9 @@ pub struct Running {
     exits: HashMap<i32, String>,
     /// (pid, starttime) of every process seen in the tree, to clean up without hitting reused pids.
     known: Vec<(i32, u64)>,
+    /// Processes that were in a group stop (state `T`) when the tree was recorded: they must
+    /// be stopped, not running, after `--leave-running` (workload `stopped`).
+    stopped: Vec<i32>,
 }
 
 impl Running {
@@ -679,9 +682,12 @@ impl Running {
     pub fn snapshot_tree(&mut self) -> Vec<i32> {
         let pids = tree_pids(self.pid);
         for &p in &pids {
-            if let Some((_, _, start)) = proc_stat(p) {
+            if let Some((state, _, start)) = proc_stat(p) {
                 if !self.known.contains(&(p, start)) {
                     self.known.push((p, start));
+                }
+                if state == 'T' && !self.stopped.contains(&p) {
+                    self.stopped.push(p);
                 }
             }
         }
@@ -756,7 +762,8 @@ impl Running {
     }
 
     /// After `--leave-running` or a refused dump: every process of `pids` exists with the same
-    /// start time, is not stopped and has no tracer (waits up to 2 s for a detach to settle).
+    /// start time, is not stopped (or still stopped, if it was in a group stop before) and has
+    /// no tracer (waits up to 2 s for a detach to settle).
     pub fn expect_running_untraced(&mut self, pids: &[i32]) -> Result<()> {
         let start = Instant::now();
         loop {
@@ -770,7 +777,8 @@ impl Running {
                     }
                     Some((state, _, _)) => {
                         let tracer = proc_status(p, "TracerPid").unwrap_or_default();
-                        if matches!(state, 't' | 'T') || tracer != "0" {
+                        let was_stopped = self.stopped.contains(&p);
+                        if state == 't' || (state == 'T') != was_stopped || tracer != "0" {
                             problems.push(describe_process(p));
                         }
                     }

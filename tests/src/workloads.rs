@@ -89,6 +89,30 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "sigev_thread",
+        link: Link::Dynamic,
+        summary: "SIGEV_THREAD POSIX timers (glibc's helper thread) that keep firing after restore",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "cow_fork",
+        link: Link::Dynamic,
+        summary: "16 MiB (64 on the host) shared copy-on-write by a parent and 4 forked children, still shared after restore",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "stopped",
+        link: Link::Dynamic,
+        summary: "processes in a group stop (SIGSTOP from the parent, a raise(SIGSTOP), a threaded one) stay stopped",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "seccomp_filter",
+        link: Link::Dynamic,
+        summary: "seccomp filters shared by three threads and per thread, each thread's answers and counts kept",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "tree",
         link: Link::Static,
         summary: "three-level tree with a session leader, process groups and zombies",
@@ -191,6 +215,24 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "pty_session",
+        link: Link::Dynamic,
+        summary: "a multiplexer-like tree on a pty: session leader with it as controlling terminal, foreground and background groups, settings, window size, packet and exclusive modes, unread bytes both ways",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "inotify",
+        link: Link::Dynamic,
+        summary: "two inotify instances: watches on a directory and files with their descriptors (a gap), masks with IN_ONESHOT and IN_EXCL_UNLINK, real events after restore",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "pidfd",
+        link: Link::Dynamic,
+        summary: "pidfds of a child and of itself (blocking and PIDFD_NONBLOCK), O_PATH descriptors of a file and a directory, an epoll watching a closed duplicate of an eventfd",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "refuse",
         link: Link::Dynamic,
         summary: "one resource seamless cannot restore exactly (MODE argument): dump and check must refuse",
@@ -219,6 +261,42 @@ pub const WORKLOADS: &[Workload] = &[
         link: Link::Dynamic,
         summary: "UDP servers (IPv4, IPv6, wildcard, dual stack, connected) with unread datagrams from their senders",
         crosses_kernels: true,
+    },
+    Workload {
+        name: "file_locks",
+        link: Link::Dynamic,
+        summary: "flock, POSIX, OFD locks and leases held by two processes: the same locks by the same owners",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "sched_attrs",
+        link: Link::Dynamic,
+        summary: "per-thread policies, priorities, nice, affinity, I/O priority, names; ambient caps, securebits",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "sysv_ipc",
+        link: Link::Dynamic,
+        summary: "System V segments (keyed, private, read-only, removed while attached, unattached; holes), a semaphore set, message queues (one made by another uid), shared with a child",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "posix_mq",
+        link: Link::Dynamic,
+        summary: "POSIX message queues (named and unlinked; shared, distinct and dup'ed descriptors) with messages of several priorities",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "memfd",
+        link: Link::Dynamic,
+        summary: "memfds: sparse contents, seals (also no sealing, noexec), modes, positions, shared and private mappings, a mapped-only one, shared with a child",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "deleted_files",
+        link: Link::Dynamic,
+        summary: "deleted files: sparse contents, owner, mode, mtime, two descriptions of one file, shared and private mappings, a mapped-only one",
+        crosses_kernels: false,
     },
     Workload {
         name: "cached_file",

@@ -28,8 +28,8 @@ fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &
         .file("/etc/systemd/system/memcached.service.d/50-seamless-test.conf", UNSANDBOXED, 0o644);
     let mut vm = setup(builder, &b).start()?;
     let state = vm.run_timeout(
-        "for i in $(seq 600); do systemctl is-active -q redis-server && systemctl is-active -q memcached && break; sleep 0.2; done; systemctl is-active redis-server memcached; systemctl --version | head -1",
-        Duration::from_secs(180),
+        "for i in $(seq 1800); do systemctl is-active -q redis-server && systemctl is-active -q memcached && break; sleep 0.2; done; systemctl is-active redis-server memcached; systemctl --version | head -1",
+        Duration::from_secs(400),
     )?;
     println!("{}", state.output.trim());
     ensure!(state.output.lines().take(2).all(|l| l.trim() == "active"), "units not active: {}", state.output);
@@ -44,7 +44,7 @@ fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &
     );
     // Keep the services above the new kernel's own low pids (README, known limits).
     vm.sh("echo 30000 > /proc/sys/kernel/ns_last_pid && systemctl restart redis-server memcached")?;
-    vm.sh("for i in $(seq 100); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done; for i in $(seq 200); do redis-cli set key$i value$i >/dev/null; done")?;
+    vm.sh(seamless_tests::service::REDIS_FILL_200)?;
     let main = |vm: &mut seamless_tests::vm::Vm| -> Result<String> {
         vm.sh("systemctl show -p MainPID -p ActiveState -p NRestarts redis-server memcached | tr '\\n' ' '")
     };
@@ -91,7 +91,7 @@ fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &
     );
     let restart = vm.run_timeout(
         "systemctl restart redis-server && systemctl show -p MainPID -p ActiveState redis-server | tr '\\n' ' ' && redis-cli ping",
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )?;
     println!("after restart: {}", restart.output.trim());
     ensure!(

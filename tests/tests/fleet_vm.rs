@@ -127,7 +127,7 @@ fn prepare(vm: &mut Vm, name: &str, key: &std::path::Path) -> Result<()> {
         bail!("{name}: services not active: {}\n{diag}", up.output);
     }
     vm.sh("echo 30000 > /proc/sys/kernel/ns_last_pid && systemctl restart redis-server memcached")?;
-    vm.sh("for i in $(seq 100); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done; for i in $(seq 200); do redis-cli set key$i value$i >/dev/null; done")?;
+    vm.sh(seamless_tests::service::REDIS_FILL_200)?;
     let port = vm.host_port(22).context("no forwarded SSH port")?;
     let out = Command::new("ssh")
         .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])

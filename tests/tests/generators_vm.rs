@@ -97,3 +97,27 @@ fn dracut_systemd_image_without_pmem_restores() -> Result<()> {
         &["carried /seamless/region.img", "region /run/seamless/region.img valid"],
     )
 }
+
+/// A plain `dracut --force` with the module installed but not asked for leaves it out, and
+/// the image boots the guest normally (kexec into B, root mounted, the guest's own init runs,
+/// nothing of seamless on the way).
+#[test]
+fn dracut_plain_image_without_the_module_boots_normally() -> Result<()> {
+    let env = seamless_tests::vm::env()?;
+    let b = env.kernel(Which::B).clone();
+    let img = std::env::temp_dir().join(format!("seamless-gen-plain-{}.img", std::process::id()));
+    build_initramfs(&b, Generator::DracutPlain, &env.init_bin, &img)?;
+    let path = format!("/boot/initrd-plain.img-{}", b.release);
+    let mut vm = GuestBuilder::new("gen-dracut-plain").host_file(&path, &img, 0o644).start()?;
+    let _ = std::fs::remove_file(&img);
+    let check = vm.sh(&format!("seamless check --initrd {path} 2>&1; true"))?;
+    ensure!(
+        check.lines().any(|l| l.starts_with("FAIL  initramfs") && l.contains("without the seamless pre-mount hook")),
+        "check did not see that the module is missing:\n{check}"
+    );
+    vm.kexec_without_seamless(Which::B, &path)?;
+    ensure!(vm.sh("cat /proc/1/comm")?.trim() == "init", "PID 1 is not the guest's init");
+    ensure!(vm.sh("grep -c ' / ' /proc/mounts")?.trim() != "0", "no root filesystem mounted");
+    println!("{}", vm.report());
+    Ok(())
+}

@@ -47,6 +47,10 @@ workload_tests! {
     files => "files" [];
     signals => "signals" [];
     timers => "timers" [];
+    sigev_thread => "sigev_thread" [];
+    cow_fork => "cow_fork" ["64"];
+    stopped => "stopped" [];
+    seccomp_filter => "seccomp_filter" [];
     tree => "tree" [];
     blocking_nanosleep => "blocking" ["nanosleep"];
     blocking_read => "blocking" ["read"];
@@ -65,6 +69,12 @@ workload_tests! {
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
+    // Carried by the file-lock and thread-scheduling records (no longer refused).
+    file_locks => "file_locks" [];
+    sched_attrs => "sched_attrs" [];
+    locks_flock => "refuse" ["flock"];
+    sched_batch => "refuse" ["sched_batch"];
+    sched_affinity => "refuse" ["affinity"];
 }
 
 mod refuse_netlink {
@@ -101,6 +111,13 @@ mod vdso_trampoline {
     fn timers_round_trip() -> Result<()> {
         harness()?.round_trip_with("timers", &[], &["--force-vdso-trampoline"]).map(|_| ())
     }
+
+    /// Children forked from their restored parent inherit its patched vDSO copy and place
+    /// their own (the cross-kernel path of copy-on-write sharing).
+    #[test]
+    fn cow_fork_round_trip() -> Result<()> {
+        harness()?.round_trip_with("cow_fork", &["64"], &["--force-vdso-trampoline"]).map(|_| ())
+    }
 }
 
 /// Every workload compiles (gcc, warnings are errors).
@@ -118,6 +135,9 @@ workload_tests! {
     timerfd_signalfd => "timerfd_signalfd" [];
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
+    pty_session => "pty_session" [];
+    inotify => "inotify" [];
+    pidfd => "pidfd" [];
     tmpfs_service => "tmpfs_service" [];
     cached_file => "cached_file" ["16"];
 }
@@ -655,14 +675,13 @@ mod refuse {
     refusals! {
         cwd => "cwd (";
         exe => "exe (";
-        memfd => "/memfd:wl-memfd";
-        memfd_map => "mapping of a memfd";
+        memfd_huge => "huge-page memfd";
         unix_closed => "peer end is closed";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
+        seccomp_args => "looks at the arguments";
         fifo_deleted => "deleted FIFO";
         dir_deleted => "deleted directory";
-        map_deleted => "mapping of a deleted file";
         relinked => "cannot be opened";
         ebpf_filter => "eBPF socket filter";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
@@ -670,13 +689,21 @@ mod refuse {
         compat32 => "32-bit code";
         sud => "syscall user dispatch";
         netns => "namespace net";
-        flock => "file lock";
-        sched_batch => "scheduling policy 3";
-        affinity => "CPU affinity";
         mlock => "VmLck 4 kB";
         async_io => "O_ASYNC";
         unix_unlinked => "was deleted";
         unix_rebound => "now names another file";
+        ctty_outside => "its master is held by no dumped process";
+        pidfd_outside => "which is not in the dump";
+        pty_slave_outside => "outside the dump, holds /dev/pts/";
+        inotify_queued => "inotify events not read yet";
+        sched_deadline => "scheduling policy 6";
+        thread_creds => "CapEff";
+        lease_signal => "a lease whose break";
+        traced => "is traced (ptrace) by pid";
+        sem_undo => "semaphore undo list";
+        shm_partial => "only part of the segment";
+        mq_notify => "registered for notification";
     }
 }
 
@@ -684,4 +711,13 @@ mod refuse {
 // SO_REUSEADDR in the kernel), both with --leave-running and through a restore.
 workload_tests! {
     reuseaddr => "reuseaddr" [];
+}
+
+// ---- System V IPC, POSIX message queues, memfd, deleted files ----
+
+workload_tests! {
+    sysv_ipc => "sysv_ipc" [];
+    posix_mq => "posix_mq" [];
+    memfd => "memfd" [];
+    deleted_files => "deleted_files" [];
 }

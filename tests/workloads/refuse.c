@@ -7,14 +7,16 @@
  * Modes:
  *   cwd            the working directory is a deleted directory (OUTFILE.d, removed)
  *   exe            the executable was deleted (the workload re-executes a copy, then unlinks it)
- *   memfd          a sealed memfd "wl-memfd" with 5000 bytes of data
- *   memfd_map      a shared mapping of a memfd whose descriptor is closed
+ *   memfd_huge     a huge-page memfd (MFD_HUGETLB)
  *   unix_closed    a stream socketpair end with 1000 unread bytes whose peer end is closed
  *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
+ *   seccomp_args   a filter like MemoryDenyWriteExecute=: mmap and mprotect asking for PROT_EXEC
+ *                  fail with EPERM (it reads mmap's arguments, so whether the dump's own mmap
+ *                  passes cannot be known); afterwards an executable mmap still fails, a plain one
+ *                  works
  *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
  *   dir_deleted    a descriptor of a directory that was removed
- *   map_deleted    a private mapping of a file that was deleted (descriptor closed)
  *   relinked       an open file whose name was removed while another hard link keeps it
  *   ebpf_filter    a UDP socket with an eBPF socket filter (SO_ATTACH_BPF) that keeps only
  *                  datagrams whose first byte is 'A' (no classic form to save)
@@ -32,10 +34,27 @@
  *   affinity       the process is pinned to CPU 0
  *   oom            oom_score_adj 500
  *   thp            PR_SET_THP_DISABLE
+ *                  (these five are carried now: the host tests run them as round trips)
  *   mlock          one locked page (mlock)
  *   async_io       a pipe with O_ASYNC and F_SETOWN: writing to it still raises SIGIO
  *   unix_unlinked  a unix listener whose socket file was removed
  *   unix_rebound   a unix listener whose path now belongs to another listener
+ *   ctty_outside   the process leads a session whose controlling terminal is a pty whose
+ *                  master only a daemon outside the dumped tree holds (like a terminal
+ *                  emulator or sshd); the daemon exits when the workload is gone
+ *   pty_slave_outside the process holds a pty master whose slave a daemon outside the dumped
+ *                  tree holds open (the daemon exits when the workload is gone)
+ *   pidfd_outside  a pidfd of the parent (the runner, outside the dumped tree)
+ *   inotify_queued an inotify watch on OUTFILE.iq with one event not read yet
+ *   sched_deadline a thread runs under SCHED_DEADLINE (runtime 1 ms, deadline and period 100 ms)
+ *   thread_creds   a thread dropped CAP_KILL from its own effective set (capset is per thread)
+ *   lease_signal   a read lease on OUTFILE.lease whose break signal is SIGUSR1 (F_SETSIG)
+ *   traced         a thread of the root is in a ptrace stop of a child (PTRACE_SEIZE +
+ *                  PTRACE_INTERRUPT); afterwards it is still stopped, and runs once the child
+ *                  detaches
+ *   sem_undo       a System V semaphore raised with SEM_UNDO (an undo list the kernel does not show)
+ *   shm_partial    a System V segment of 3 pages attached with its middle page made read-only
+ *   mq_notify      an (unlinked) POSIX message queue with an mq_notify(SIGUSR2) registration
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -53,6 +72,13 @@
 #include <sys/file.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/ptrace.h>
+#include <termios.h>
+#include <sys/inotify.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <mqueue.h>
 
 static int prog = -1;
 static uint64_t beat;
@@ -78,6 +104,135 @@ static void beat_until_term(void)
     while (!wl_term) {
         heartbeat();
         wl_sleep_ms(10);
+    }
+}
+
+/* ---- A thread with attributes of its own (sched_deadline, thread_creds). ---- */
+static volatile pid_t own_tid;
+static volatile int own_state; /* 0 starting, 1 set up, -1 failed */
+static const char *own_mode;
+
+struct wl_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+};
+
+static void *own_thread(void *arg)
+{
+    (void)arg;
+    own_tid = (pid_t)syscall(SYS_gettid);
+    int ok;
+    if (strcmp(own_mode, "sched_deadline") == 0) {
+        struct wl_sched_attr a = { sizeof a, 6 /* SCHED_DEADLINE */, 0, 0, 0, 1000000, 100000000, 100000000 };
+        ok = syscall(SYS_sched_setattr, 0, &a, 0) == 0;
+    } else {
+        struct { uint32_t version; int pid; } h = { 0x20080522, 0 };
+        struct { uint32_t eff, prm, inh; } d[2];
+        ok = syscall(SYS_capget, &h, d) == 0;
+        d[0].eff &= ~(1u << 5); /* CAP_KILL */
+        ok = ok && syscall(SYS_capset, &h, d) == 0;
+    }
+    own_state = ok ? 1 : -1;
+    for (;;)
+        wl_sleep_ms(20);
+    return NULL;
+}
+
+static void start_own_thread(const char *mode)
+{
+    own_mode = mode;
+    pthread_t t;
+    WL_CHECK(pthread_create(&t, NULL, own_thread, NULL) == 0, "pthread_create");
+    while (own_state == 0)
+        wl_sleep_ms(1);
+    WL_CHECK(own_state == 1, "setting up the thread for %s", mode);
+}
+
+/* ---- traced: a second thread of the root counts in a shared page; a child traces and stops it. */
+struct traced_page {
+    volatile pid_t tid;
+    volatile uint64_t count;
+    volatile int stopped;
+};
+static struct traced_page *tp;
+static pid_t tracer_child;
+
+static void *traced_spin(void *arg)
+{
+    (void)arg;
+    tp->tid = (pid_t)syscall(SYS_gettid);
+    for (;;) {
+        tp->count++;
+        wl_sleep_ms(2);
+    }
+    return NULL;
+}
+
+static char task_state(pid_t pid, pid_t tid)
+{
+    char path[96], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+static void mode_traced(void)
+{
+    tp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    WL_CHECK(tp != MAP_FAILED, "mmap shared");
+    pthread_t th;
+    WL_CHECK(pthread_create(&th, NULL, traced_spin, NULL) == 0, "pthread_create");
+    while (tp->tid == 0 || tp->count < 5)
+        wl_sleep_ms(5);
+    /* Any process may trace its parent's threads only with Yama off or ptrace_scope 0: as root
+     * (the tests run as root) PTRACE_SEIZE works regardless. */
+    tracer_child = fork();
+    WL_CHECK(tracer_child >= 0, "fork");
+    if (tracer_child == 0) {
+        wl_is_child = 1;
+        pid_t t = tp->tid;
+        WL_CHECK(ptrace(PTRACE_SEIZE, t, 0, 0) == 0, "PTRACE_SEIZE %d", (int)t);
+        WL_CHECK(ptrace(PTRACE_INTERRUPT, t, 0, 0) == 0, "PTRACE_INTERRUPT");
+        int st;
+        WL_CHECK(waitpid(t, &st, __WALL) == t && WIFSTOPPED(st), "waitpid for the ptrace stop");
+        tp->stopped = 1;
+        wl_wait_term();
+        WL_CHECK(ptrace(PTRACE_DETACH, t, 0, 0) == 0, "PTRACE_DETACH");
+        wl_pass();
+    }
+    while (!tp->stopped)
+        wl_sleep_ms(5);
+}
+
+static void verify_traced(void)
+{
+    pid_t t = tp->tid;
+    char s = task_state(getpid(), t);
+    if (s != 't')
+        wl_fail("thread %d is in state %c, expected t (still in the child's ptrace stop)", (int)t, s);
+    uint64_t before = tp->count;
+    wl_sleep_ms(100);
+    if (tp->count != before)
+        wl_fail("the traced thread ran while in its ptrace stop");
+    kill(tracer_child, SIGTERM);
+    int st;
+    WL_CHECK(waitpid(tracer_child, &st, 0) == tracer_child, "waitpid child");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        wl_fail("the tracing child ended with status %#x", st);
+    double t0 = wl_now(CLOCK_MONOTONIC);
+    while (tp->count == before) {
+        if (wl_now(CLOCK_MONOTONIC) > t0 + 5)
+            wl_fail("the thread did not run again after PTRACE_DETACH");
+        wl_sleep_ms(5);
     }
 }
 
@@ -159,6 +314,23 @@ static void mode_seccomp_strict(void)
 }
 
 /* ---- seccomp filter: kill the process on getitimer. ---- */
+/* ---- seccomp args: kill on mmap or mprotect asking for writable and executable memory. ---- */
+static void mode_seccomp_args(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mprotect, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fp = { .len = sizeof f / sizeof f[0], .filter = f };
+    WL_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+    WL_CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) == 0, "seccomp filter");
+}
+
 static void mode_seccomp_filter(void)
 {
     struct sock_filter f[] = {
@@ -301,7 +473,6 @@ int main(int argc, char **argv)
     }
     open_progress();
     char path[4096], lnk[4096];
-    static const char memfd_data[51] = "memfd contents that must survive unchanged 1234567";
     int fd = -1, fd2 = -1;
     volatile char *map = NULL;
 
@@ -312,20 +483,9 @@ int main(int argc, char **argv)
         WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
     } else if (strcmp(mode, "exe") == 0) {
         /* set up above */
-    } else if (strcmp(mode, "memfd") == 0) {
-        fd = memfd_create("wl-memfd", MFD_ALLOW_SEALING | MFD_CLOEXEC);
-        WL_CHECK(fd >= 0, "memfd_create");
-        for (int i = 0; i < 100; i++)
-            WL_CHECK(write(fd, memfd_data, 50) == 50, "write memfd");
-        WL_CHECK(lseek(fd, 1234, SEEK_SET) == 1234, "lseek memfd");
-        WL_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0, "F_ADD_SEALS");
-    } else if (strcmp(mode, "memfd_map") == 0) {
-        int m = memfd_create("wl-memfd-map", MFD_CLOEXEC);
-        WL_CHECK(m >= 0 && ftruncate(m, 8192) == 0, "memfd_create + ftruncate");
-        map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
-        WL_CHECK(map != MAP_FAILED, "mmap memfd");
-        close(m);
-        wl_fill((void *)map, 8192, 77);
+    } else if (strcmp(mode, "memfd_huge") == 0) {
+        fd = memfd_create("wl-memfd-huge", MFD_HUGETLB | MFD_CLOEXEC);
+        WL_CHECK(fd >= 0, "memfd_create(MFD_HUGETLB)");
     } else if (strcmp(mode, "unix_closed") == 0) {
         int sv[2];
         WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
@@ -339,6 +499,8 @@ int main(int argc, char **argv)
         mode_seccomp_strict(); /* READY comes from its helper thread */
     } else if (strcmp(mode, "seccomp_filter") == 0) {
         mode_seccomp_filter();
+    } else if (strcmp(mode, "seccomp_args") == 0) {
+        mode_seccomp_args();
     } else if (strcmp(mode, "fifo_deleted") == 0) {
         wl_path(path, sizeof path, ".fifo");
         WL_CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
@@ -354,16 +516,6 @@ int main(int argc, char **argv)
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         WL_CHECK(fd >= 0, "open %s", path);
         WL_CHECK(rmdir(path) == 0, "rmdir %s", path);
-    } else if (strcmp(mode, "map_deleted") == 0) {
-        wl_path(path, sizeof path, ".mapped");
-        int f = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        WL_CHECK(f >= 0 && ftruncate(f, 8192) == 0, "create %s", path);
-        uint64_t w = wl_pattern(5, 0);
-        WL_CHECK(pwrite(f, &w, sizeof w, 4096) == sizeof w, "pwrite %s", path);
-        map = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, f, 0);
-        WL_CHECK(map != MAP_FAILED, "mmap %s", path);
-        close(f);
-        WL_CHECK(unlink(path) == 0, "unlink %s", path);
     } else if (strcmp(mode, "relinked") == 0) {
         wl_path(path, sizeof path, ".orig");
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -478,6 +630,89 @@ int main(int argc, char **argv)
         fd = unix_listener(path);
         WL_CHECK(unlink(path) == 0, "unlink %s", path);
         fd2 = unix_listener(path);
+    } else if (strcmp(mode, "pty_slave_outside") == 0) {
+        fd = posix_openpt(O_RDWR | O_NOCTTY);
+        WL_CHECK(fd >= 0 && grantpt(fd) == 0 && unlockpt(fd) == 0, "posix_openpt");
+        WL_CHECK(ptsname_r(fd, lnk, sizeof lnk) == 0, "ptsname");
+        int ready[2];
+        WL_CHECK(pipe(ready) == 0, "pipe");
+        pid_t me = getpid(), d = fork();
+        WL_CHECK(d >= 0, "fork");
+        if (d == 0) {
+            if (fork() != 0)
+                _exit(0);
+            close(fd);
+            int s = open(lnk, O_RDWR | O_NOCTTY);
+            if (s < 0 || write(ready[1], "x", 1) != 1)
+                _exit(1);
+            while (kill(me, 0) == 0)
+                wl_sleep_ms(50);
+            _exit(0);
+        }
+        WL_CHECK(waitpid(d, NULL, 0) == d, "waitpid");
+        char c;
+        WL_CHECK(read(ready[0], &c, 1) == 1, "daemon holds the slave");
+        close(ready[0]);
+        close(ready[1]);
+    } else if (strcmp(mode, "pidfd_outside") == 0) {
+        fd = (int)syscall(SYS_pidfd_open, getppid(), 0);
+        WL_CHECK(fd >= 0, "pidfd_open(parent)");
+    } else if (strcmp(mode, "inotify_queued") == 0) {
+        wl_path(path, sizeof path, ".iq");
+        WL_CHECK(wl_write_file(path, "x") == 0, "write %.300s", path);
+        fd = inotify_init1(IN_CLOEXEC);
+        WL_CHECK(fd >= 0 && inotify_add_watch(fd, path, IN_ATTRIB) == 1, "inotify watch");
+        WL_CHECK(chmod(path, 0600) == 0, "chmod");
+    } else if (strcmp(mode, "ctty_outside") == 0) {
+        int m = posix_openpt(O_RDWR | O_NOCTTY);
+        WL_CHECK(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0, "posix_openpt");
+        WL_CHECK(ptsname_r(m, lnk, sizeof lnk) == 0, "ptsname");
+        pid_t me = getpid(), d = fork();
+        WL_CHECK(d >= 0, "fork");
+        if (d == 0) {
+            /* The daemon: reparented away from the tree, it holds the master while we live. */
+            if (fork() != 0)
+                _exit(0);
+            while (kill(me, 0) == 0)
+                wl_sleep_ms(50);
+            _exit(0);
+        }
+        WL_CHECK(waitpid(d, NULL, 0) == d, "waitpid");
+        close(m);
+        WL_CHECK(setsid() == me, "setsid");
+        fd = open(lnk, O_RDWR);
+        WL_CHECK(fd >= 0, "open %s", lnk);
+    } else if (strcmp(mode, "sched_deadline") == 0 || strcmp(mode, "thread_creds") == 0) {
+        start_own_thread(mode);
+    } else if (strcmp(mode, "lease_signal") == 0) {
+        wl_path(path, sizeof path, ".lease");
+        WL_CHECK(wl_write_file(path, "leased\n") == 0, "create %s", path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        WL_CHECK(fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0, "read lease on %s", path);
+        WL_CHECK(fcntl(fd, F_SETSIG, SIGUSR1) == 0, "F_SETSIG");
+    } else if (strcmp(mode, "traced") == 0) {
+        mode_traced();
+    } else if (strcmp(mode, "sem_undo") == 0) {
+        fd = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+        WL_CHECK(fd >= 0, "semget");
+        struct sembuf op = { .sem_num = 0, .sem_op = 2, .sem_flg = SEM_UNDO };
+        WL_CHECK(semop(fd, &op, 1) == 0, "semop SEM_UNDO");
+    } else if (strcmp(mode, "shm_partial") == 0) {
+        fd = shmget(IPC_PRIVATE, 3 * 4096, IPC_CREAT | 0600);
+        WL_CHECK(fd >= 0, "shmget");
+        map = shmat(fd, NULL, 0);
+        WL_CHECK(map != (void *)-1, "shmat");
+        map[4096] = 42;
+        WL_CHECK(mprotect((void *)(map + 4096), 4096, PROT_READ) == 0, "mprotect");
+    } else if (strcmp(mode, "mq_notify") == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "/wl-refuse-%d", (int)getpid());
+        fd = mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, NULL);
+        WL_CHECK(fd >= 0, "mq_open");
+        WL_CHECK(mq_unlink(name) == 0, "mq_unlink");
+        signal(SIGUSR2, on_sigio);
+        struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
+        WL_CHECK(mq_notify(fd, &sev) == 0, "mq_notify");
     } else {
         wl_fail("unknown mode %s", mode);
     }
@@ -486,7 +721,21 @@ int main(int argc, char **argv)
     beat_until_term();
 
     /* ---- Verify: the resource is exactly as it was. ---- */
-    if (strcmp(mode, "cwd") == 0) {
+    if (strcmp(mode, "traced") == 0) {
+        verify_traced();
+    } else if (strcmp(mode, "pty_slave_outside") == 0) {
+        char name[64];
+        WL_CHECK(ptsname_r(fd, name, sizeof name) == 0 && strcmp(name, lnk) == 0, "the master is still %.60s", lnk);
+    } else if (strcmp(mode, "pidfd_outside") == 0) {
+        WL_CHECK(syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) == 0, "pidfd of the parent still works");
+    } else if (strcmp(mode, "inotify_queued") == 0) {
+        struct inotify_event e;
+        if (read(fd, &e, sizeof e) != (ssize_t)sizeof e || e.wd != 1 || e.mask != IN_ATTRIB)
+            wl_fail("the queued inotify event is not there any more");
+    } else if (strcmp(mode, "ctty_outside") == 0) {
+        if (tcgetsid(fd) != getpid())
+            wl_fail("the pty is no longer the controlling terminal of the session (tcgetsid %d)", (int)tcgetsid(fd));
+    } else if (strcmp(mode, "cwd") == 0) {
         struct stat st;
         WL_CHECK(stat(".", &st) == 0, "stat .");
         if (st.st_nlink != 0)
@@ -498,30 +747,10 @@ int main(int argc, char **argv)
         lnk[n] = 0;
         if (!strstr(lnk, "(deleted)"))
             wl_fail("exe is %s, expected the deleted copy", lnk);
-    } else if (strcmp(mode, "memfd") == 0) {
+    } else if (strcmp(mode, "memfd_huge") == 0) {
         fd_link(fd, lnk, sizeof lnk);
-        if (strcmp(lnk, "/memfd:wl-memfd (deleted)") != 0)
-            wl_fail("fd %d is %s, expected the memfd", fd, lnk);
-        int seals = fcntl(fd, F_GET_SEALS);
-        if (seals != (F_SEAL_SHRINK | F_SEAL_GROW))
-            wl_fail("memfd seals %#x, expected %#x", seals, F_SEAL_SHRINK | F_SEAL_GROW);
-        if (lseek(fd, 0, SEEK_CUR) != 1234)
-            wl_fail("memfd offset moved");
-        char buf[5001];
-        ssize_t n = pread(fd, buf, sizeof buf, 0);
-        if (n != 5000)
-            wl_fail("memfd holds %zd bytes, expected 5000", n);
-        for (int i = 0; i < 100; i++)
-            if (memcmp(buf + i * 50, memfd_data, 50) != 0)
-                wl_fail("memfd contents differ at %d", i * 50);
-        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
-            wl_fail("memfd lost FD_CLOEXEC");
-    } else if (strcmp(mode, "memfd_map") == 0) {
-        long off = wl_verify((void *)map, 8192, 77);
-        if (off >= 0)
-            wl_fail("memfd mapping differs at byte %ld", off);
-        if (wl_maps_describe((void *)map, 8192, lnk, sizeof lnk) != 0 || !strstr(lnk, "/memfd:wl-memfd-map"))
-            wl_fail("mapping is %s, expected the memfd", lnk);
+        if (strcmp(lnk, "/memfd:wl-memfd-huge (deleted)") != 0 || !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            wl_fail("fd %d is %s, expected the close-on-exec memfd", fd, lnk);
     } else if (strcmp(mode, "unix_closed") == 0) {
         char buf[1001];
         size_t got = 0;
@@ -536,6 +765,13 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "seccomp_args") == 0) {
+        void *x = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (x != MAP_FAILED || errno != EPERM)
+            wl_fail("an executable mmap gave %p errno %d, expected EPERM from the filter", x, errno);
+        void *y = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (y == MAP_FAILED)
+            wl_fail("a plain mmap failed: errno %d", errno);
     } else if (strcmp(mode, "seccomp_filter") == 0) {
         char v[32];
         if (wl_status_field(0, "Seccomp", v, sizeof v) != 0 || strcmp(v, "2") != 0)
@@ -550,11 +786,6 @@ int main(int argc, char **argv)
         WL_CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode), "fstat the directory");
         if (st.st_nlink != 0)
             wl_fail("directory link count %lu, expected 0", (unsigned long)st.st_nlink);
-    } else if (strcmp(mode, "map_deleted") == 0) {
-        uint64_t w;
-        memcpy(&w, (const void *)(map + 4096), sizeof w);
-        if (w != wl_pattern(5, 0))
-            wl_fail("mapped deleted file differs at 4096");
     } else if (strcmp(mode, "relinked") == 0) {
         struct stat st;
         WL_CHECK(fstat(fd, &st) == 0, "fstat");
@@ -684,6 +915,46 @@ int main(int argc, char **argv)
         int b = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
         if (b >= 0 || errno != EAGAIN)
             wl_fail("the first listener got a connection");
+    } else if (strcmp(mode, "sched_deadline") == 0) {
+        int pol = sched_getscheduler(own_tid);
+        if (pol != 6)
+            wl_fail("thread %d policy %d, expected 6 (SCHED_DEADLINE)", (int)own_tid, pol);
+    } else if (strcmp(mode, "thread_creds") == 0) {
+        char v[64], w[64], key[64];
+        snprintf(key, sizeof key, "/proc/self/task/%d/status", (int)own_tid);
+        FILE *f = fopen(key, "re");
+        WL_CHECK(f != NULL, "open %s", key);
+        char line[256];
+        v[0] = 0;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "CapEff: %63s", v) == 1)
+                break;
+        fclose(f);
+        WL_CHECK(wl_status_field(0, "CapEff", w, sizeof w) == 0, "CapEff");
+        uint64_t mine = strtoull(w, NULL, 16), theirs = strtoull(v, NULL, 16);
+        if (theirs != (mine & ~(1ull << 5)) || !(mine & (1ull << 5)))
+            wl_fail("thread CapEff %s, leader %s: expected the leader's without CAP_KILL", v, w);
+    } else if (strcmp(mode, "lease_signal") == 0) {
+        if (fcntl(fd, F_GETLEASE) != F_RDLCK || fcntl(fd, F_GETSIG) != SIGUSR1)
+            wl_fail("lease %d signal %d, expected a read lease with SIGUSR1", fcntl(fd, F_GETLEASE), fcntl(fd, F_GETSIG));
+    } else if (strcmp(mode, "mq_notify") == 0) {
+        int before = sigio_count;
+        WL_CHECK(mq_send(fd, "x", 1, 0) == 0, "mq_send");
+        for (int i = 0; i < 100 && sigio_count == before; i++)
+            wl_sleep_ms(10);
+        if (sigio_count == before)
+            wl_fail("no SIGUSR2 for a message sent to the empty queue: the registration is gone");
+    } else if (strcmp(mode, "sem_undo") == 0) {
+        int v = semctl(fd, 0, GETVAL);
+        semctl(fd, 0, IPC_RMID);
+        if (v != 2)
+            wl_fail("semaphore value %d, expected 2", v);
+    } else if (strcmp(mode, "shm_partial") == 0) {
+        char d[256];
+        int r = wl_maps_describe((void *)(map + 4096), 4096, d, sizeof d);
+        shmctl(fd, IPC_RMID, NULL);
+        if (r != 0 || strncmp(d, "r--s", 4) != 0 || map[4096] != 42 || map[0] != 0)
+            wl_fail("segment's middle page: \"%s\", byte %d", d, map[4096]);
     } else if (strcmp(mode, "sud") == 0) {
         sud_selector = 1;
         syscall(SYS_getppid);

@@ -21,14 +21,31 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The verdict subject.
 pub const SUBJECT: &str = "image format";
 
-/// Kinds written only for the sockets that need them (extras, queued datagrams): a target that
-/// does not know them can still read every image without such sockets, so they are not asked
-/// of it here; the dump refuses a socket that needs one the target does not know
+/// Kinds written only for the resources or processes that need them (socket extras, queued
+/// datagrams, pty pairs, inotify instances, pidfds, System V IPC objects, POSIX message queues
+/// and memfds; file locks, thread scheduling attributes, group stops, seccomp filters): a
+/// target that does not know them can still read every image without such state, so they are
+/// not asked of it here; the dump refuses state that needs one the target does not know
 /// (`DumpOptions::reader_kinds`).
 /// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
 /// root; the filesystem check refuses a target that does not know it then.
-pub const CONDITIONAL_KINDS: [RecordKind; 3] =
-    [seamless_image::records::SOCKET_EXTRA, seamless_image::records::DATAGRAMS, RecordKind::FILESYSTEMS];
+pub const CONDITIONAL_KINDS: [RecordKind; 15] = [
+    seamless_image::records::SOCKET_EXTRA,
+    seamless_image::records::DATAGRAMS,
+    seamless_image::records::PTY,
+    seamless_image::records::INOTIFY,
+    seamless_image::records::PIDFD,
+    seamless_image::records::FILE_LOCKS,
+    seamless_image::records::THREAD_SCHED,
+    seamless_image::records::JOB_STOP,
+    seamless_image::records::SECCOMP,
+    seamless_image::records::SYSV_SHM,
+    seamless_image::records::SYSV_SEM,
+    seamless_image::records::SYSV_MSG,
+    seamless_image::records::SHM_ATTACH,
+    seamless_image::records::FILE_OBJECT,
+    RecordKind::FILESYSTEMS,
+];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind
 /// this build knows except the test pattern, the kinds it writes `IGNORABLE` (the page

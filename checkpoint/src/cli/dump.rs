@@ -55,6 +55,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.frozen.resume();
     } else {
         summary.frozen.kill();
+        // The objects moved into the image with the processes (a restore here recreates them).
+        seamless::dump::sysv::remove(&summary.sysv);
     }
     eprintln!(
         "seamless: dumped {procs} processes, {threads} threads, {pages} pages ({} KiB), {files} open files into {} ({} KiB); freeze {:.1} ms, total {:.1} ms",

@@ -24,8 +24,6 @@ pub struct FilePlan {
     pub tables: BTreeMap<i32, FdTable>,
     /// Pipe buffers.
     pub pipes: BTreeMap<u64, PipeRecord>,
-    /// Contents of deleted files, by description id.
-    pub ghosts: BTreeMap<u32, Vec<u8>>,
     /// Established TCP connections still to be read in repair mode
     /// ([`super::sockets::repair_pending`]).
     pub tcp_pending: Vec<super::sockets::PendingTcp>,
@@ -33,6 +31,18 @@ pub struct FilePlan {
     pub socket_extras: Vec<records::SocketExtra>,
     /// Datagrams queued on UDP sockets.
     pub datagrams: Vec<records::DatagramQueue>,
+    /// Pty pairs by pts index, while classifying.
+    pub ptys_seen: BTreeMap<u32, super::tty::PendingPty>,
+    /// Pty pairs.
+    pub ptys: Vec<records::PtyRecord>,
+    /// inotify instances.
+    pub inotify: Vec<records::InotifyRecord>,
+    /// pidfds, with the process and descriptor holding each first.
+    pub pidfds: Vec<(i32, i32, records::PidfdRecord)>,
+    /// File locks by the process that takes them again ([`super::locks`]).
+    pub locks: BTreeMap<i32, records::FileLocks>,
+    /// POSIX message queues and memfds.
+    pub objects: super::objects::Objects,
 }
 
 impl FilePlan {
@@ -105,11 +115,14 @@ fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
 pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
     let max_ghost = opts.max_ghost_size.unwrap_or(256 << 20);
     let mut plan = FilePlan::default();
+    plan.objects.pre_flight = opts.pre_flight;
+    plan.objects.max_size = max_ghost;
     // Candidates for sharing, keyed by link text: (pid, fd, desc id).
     let mut by_link: BTreeMap<String, Vec<(i32, i32, u32)>> = BTreeMap::new();
     let mut socks = super::sockets::Ctx::default();
     socks.pre_flight = opts.pre_flight;
     let mut epolls = Vec::new();
+    let mut held = Vec::new();
     for p in frozen.procs() {
         if p.zombie.is_some() {
             continue;
@@ -126,17 +139,11 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
             let link =
                 std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, format!("readlink fd {fd}"), e))?;
             let link = link.to_string_lossy().into_owned();
-            let info = fdinfo(pid, fd)?;
-            if !info.locks.is_empty() {
-                return Err(unsupported(
-                    pid,
-                    fd,
-                    &link,
-                    &format!(
-                        "holds file lock(s) [{}]: locks are not checkpointed, the restored process would run without them",
-                        info.locks.join("; ")
-                    ),
-                ));
+            let mut info = fdinfo(pid, fd)?;
+            // A lease turns O_ASYNC on (its break is signalled); taking it again does the same,
+            // and the lease's owner and signal are checked by `locks`.
+            if super::locks::has_lease(&info.locks) {
+                info.flags &= !(libc::O_ASYNC as u32);
             }
             if info.flags & libc::O_ASYNC as u32 != 0 {
                 return Err(unsupported(
@@ -169,20 +176,28 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
                         super::epoll::placeholder(pid)
                     } else if let Some(ino) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
                         super::sockets::classify(&mut socks, pid, fd, ino.parse().unwrap_or(0))?
+                    } else if link == seamless_image::records::pidfd::PIDFD_PATH {
+                        super::pidfd::classify(pid, fd, id, flags, &mut plan.pidfds)?
                     } else {
-                        classify(pid, fd, &link, &link_path, max_ghost, &mut plan, id)?
+                        classify(pid, fd, &link, &link_path, &mut plan, id)?
                     };
                     plan.descs.push(FileDesc { id, flags, pos: info.pos, kind });
                     by_link.entry(link.clone()).or_default().push((pid, fd, id));
                     id
                 }
             };
+            if !info.locks.is_empty() {
+                held.push(super::locks::Held { pid, fd, desc: id, link: link.clone(), lines: info.locks });
+            }
             table.fds.push(Fd { fd, cloexec, desc: id });
         }
         plan.tables.insert(pid, table);
     }
     super::epoll::resolve(&epolls, &mut plan)?;
+    super::pidfd::check(frozen, &plan.pidfds)?;
+    plan.ptys = super::tty::finish(frozen, &plan.ptys_seen, !opts.pre_flight)?;
     super::sockets::check_pairs(&plan)?;
+    plan.locks = super::locks::resolve(frozen, &plan, &held, opts.carry_clocks)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
     // The socket records carry inodes; the extra records are filed under description ids.
     for d in &plan.descs {
@@ -204,7 +219,6 @@ fn classify(
     fd: i32,
     link: &str,
     link_path: &str,
-    max_ghost: u64,
     plan: &mut FilePlan,
     id: u32,
 ) -> Result<FileKind, DumpError> {
@@ -219,23 +233,27 @@ fn classify(
         "anon_inode:[eventfd]" => return super::eventfd::eventfd(pid, fd),
         "anon_inode:[signalfd]" => return super::eventfd::signalfd(pid, fd),
         "anon_inode:[timerfd]" => return super::eventfd::timerfd(pid, fd),
+        "anon_inode:inotify" => return super::inotify::classify(pid, fd, id, &mut plan.inotify),
         _ => {}
+    }
+    if link == "anon_inode:[fanotify]" {
+        return Err(unsupported(
+            pid,
+            fd,
+            link,
+            "fanotify instances are not checkpointed: their marks (on mounts and filesystems as well as inodes), ignore masks and pending permission events are not recreated",
+        ));
     }
     if link.starts_with("anon_inode:") {
         return Err(unsupported(
             pid,
             fd,
             link,
-            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (inotify, fanotify, io_uring, pidfd, ...) are not checkpointed",
+            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (io_uring, userfaultfd, ...) are not checkpointed",
         ));
     }
     if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
-        return Err(unsupported(
-            pid,
-            fd,
-            link,
-            "memfd (memfd_create) descriptors are not checkpointed: restoring its name, contents and seals is not supported",
-        ));
+        return super::objects::memfd_fd(pid, fd, link, link_path, plan, id);
     }
     if !link.starts_with('/') {
         return Err(unsupported(pid, fd, link, "not a file reachable by path"));
@@ -244,6 +262,9 @@ fn classify(
     let ft = md.file_type();
     let deleted = link.ends_with(" (deleted)") && md.nlink() == 0;
     if ft.is_char_device() {
+        if let Some(kind) = super::tty::classify(pid, fd, link, &md, &mut plan.ptys_seen, id)? {
+            return Ok(kind);
+        }
         if REOPENABLE_CHARDEVS.contains(&link) {
             return Ok(FileKind::CharDev { path: link.to_string(), rdev: md.rdev() });
         }
@@ -265,26 +286,16 @@ fn classify(
         }
         return Ok(FileKind::Fifo { path: link.to_string(), pipe: ino });
     }
+    if ft.is_file() && super::objects::is_mqueue(pid, fd, link_path)? {
+        return super::objects::posix_mq(pid, fd, link, link_path, &md, plan, id);
+    }
     if ft.is_file() || ft.is_dir() {
         if deleted {
             if !ft.is_file() {
                 return Err(unsupported(pid, fd, link, "deleted directory: restore reopens directories by path"));
             }
-            if md.size() > max_ghost {
-                return Err(unsupported(
-                    pid,
-                    fd,
-                    link,
-                    &format!("deleted file of {} bytes exceeds the {max_ghost}-byte limit", md.size()),
-                ));
-            }
-            let mut data = Vec::with_capacity(md.size() as usize);
-            std::fs::File::open(link_path)
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .map_err(|e| DumpError::io(pid, format!("reading deleted file of fd {fd}"), e))?;
-            plan.ghosts.insert(id, data);
-            let path = link.trim_end_matches(" (deleted)").to_string();
-            return Ok(FileKind::Ghost { path, size: md.size(), mode: md.mode() });
+            // One object per inode (sparse contents, owner, times), whichever descriptions open it.
+            return super::objects::deleted_fd(pid, fd, link, link_path, plan, id);
         }
         same_file(pid, fd, link, &md)?;
         return Ok(FileKind::Regular { path: link.to_string(), size: md.size(), mode: md.mode() });
@@ -313,14 +324,17 @@ fn same_file(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata) -> Result<()
 }
 
 /// Writes descriptions, pipe buffers and ghost contents.
-/// Refuses the first socket whose extra records the reader (knowing record kinds `kinds`)
+/// Refuses the first descriptor whose records the reader (knowing record kinds `kinds`)
 /// would not know.
 pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
     let needs = plan
         .socket_extras
         .iter()
         .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
-        .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")));
+        .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")))
+        .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")))
+        .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")))
+        .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")));
     for (desc, kind, what) in needs {
         if kinds.contains(&kind.0) {
             continue;
@@ -332,7 +346,7 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
             .unwrap_or((0, -1));
         return Err(DumpError::Unsupported {
             pid,
-            resource: format!("fd {fd} (a socket)"),
+            resource: format!("fd {fd} (file #{desc})"),
             reason: format!(
                 "{what} need record kind {kind}, which the target's seamless-init does not read: update it, or reset the option first"
             ),
@@ -354,11 +368,16 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
     }
-    for (id, data) in &plan.ghosts {
-        for chunk in data.chunks(16 << 20) {
-            w.put_blob(0, u64::from(*id), chunk)?;
-        }
+    for (_, _, p) in &plan.pidfds {
+        w.put_record(records::PIDFD, 0, u64::from(p.desc), p)?;
     }
+    for n in &plan.inotify {
+        w.put_record(records::INOTIFY, 0, u64::from(n.desc), n)?;
+    }
+    for t in &plan.ptys {
+        w.put_record(records::PTY, 0, u64::from(t.index), t)?;
+    }
+    super::objects::write(&plan.objects, w)?;
     Ok(())
 }
 
@@ -374,7 +393,7 @@ mod tests {
         readable_by(&plan, &[records::SOCKET_EXTRA.0]).unwrap();
         match readable_by(&plan, &[records::DATAGRAMS.0]) {
             Err(DumpError::Unsupported { pid: 10, resource, reason }) => {
-                assert_eq!(resource, "fd 5 (a socket)");
+                assert_eq!(resource, "fd 5 (file #3)");
                 assert!(reason.contains("socket-extra"), "{reason}");
             }
             other => panic!("{other:?}"),

@@ -19,6 +19,9 @@ pub struct FrozenProc {
     pub tids: Vec<i32>,
     /// Raw wait status of a zombie.
     pub zombie: Option<i32>,
+    /// The signal that stopped the process (group stop: SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)
+    /// when it was stopped before the freeze.
+    pub stop_signal: Option<i32>,
 }
 
 /// Processes held in ptrace stops. Dropping it resumes them.
@@ -29,6 +32,8 @@ pub struct Frozen {
     done: bool,
     /// The network lock table installed for these processes' connections, if any.
     net_lock: Option<String>,
+    /// Threads found in a group stop, with its signal.
+    stopped: std::collections::BTreeMap<i32, i32>,
 }
 
 impl Frozen {
@@ -101,13 +106,19 @@ impl Drop for Frozen {
     }
 }
 
-fn seize_one(tid: i32) -> Result<(), seamless_sys::SysError> {
+/// Seizes and stops `tid`; returns the group-stop signal when it was stopped already (a
+/// seized tracee reports a group stop as `PTRACE_EVENT_STOP` with the stop signal, any other
+/// stop of ours with SIGTRAP).
+fn seize_one(tid: i32) -> Result<Option<i32>, seamless_sys::SysError> {
     ptrace::seize(tid, 0)?;
     ptrace::interrupt(tid)?;
     loop {
         let (_, st) = ptrace::wait(tid)?;
         match st {
-            WaitStatus::Stopped { event: ptrace::EVENT_STOP, .. } => return Ok(()),
+            WaitStatus::Stopped { event: ptrace::EVENT_STOP, sig } => {
+                let group = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig);
+                return Ok(group.then_some(sig));
+            }
             WaitStatus::Stopped { sig, event: 0 } => {
                 // A signal-delivery stop came first: leave the signal pending and wait for our stop.
                 log::debug!("tid {tid}: signal {sig} while freezing; re-queued");
@@ -123,6 +134,27 @@ fn seize_one(tid: i32) -> Result<(), seamless_sys::SysError> {
             }
         }
     }
+}
+
+/// Whether `pid` is one of `roots` or a descendant of one (parent links in `/proc`).
+fn descends_from(pid: i32, roots: &[i32]) -> bool {
+    let mut cur = pid;
+    for _ in 0..4096 {
+        if roots.contains(&cur) {
+            return true;
+        }
+        match procfs::read_stat(cur).ok().and_then(|s| i32::try_from(s.field(4)).ok()) {
+            Some(ppid) if ppid > 1 && ppid != cur => cur = ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The `TracerPid:` of a thread's status (0: not traced), `None` when unreadable.
+fn tracer_of(tid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("TracerPid:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// Most instructions a thread is single-stepped to leave the vDSO.
@@ -164,7 +196,8 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
 /// Freezes the trees rooted at `roots`.
 pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
     let me = seamless_sys::proc::own_pid();
-    let mut frozen = Frozen { procs: Vec::new(), seized: Vec::new(), done: false, net_lock: None };
+    let mut frozen =
+        Frozen { procs: Vec::new(), seized: Vec::new(), done: false, net_lock: None, stopped: Default::default() };
     let mut seized: BTreeSet<i32> = BTreeSet::new();
     for &r in roots {
         if r == me || r <= 1 {
@@ -199,12 +232,30 @@ pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
                     continue;
                 }
                 match seize_one(t) {
-                    Ok(()) => {
+                    Ok(stop) => {
+                        if let Some(sig) = stop {
+                            frozen.stopped.insert(t, sig);
+                        }
                         seized.insert(t);
                         frozen.seized.push(t);
                         changed = true;
                     }
                     Err(e) if e.errno() == Some(libc::ESRCH) => changed = true,
+                    Err(e) if e.errno() == Some(libc::EPERM) && tracer_of(t).is_some_and(|x| x != 0) => {
+                        let tracer = tracer_of(t).unwrap_or(0);
+                        let inside = if descends_from(tracer, roots) {
+                            "a process of the dumped trees"
+                        } else {
+                            "a process outside the dumped trees"
+                        };
+                        return Err(DumpError::Unsupported {
+                            pid,
+                            resource: format!("thread {t}"),
+                            reason: format!(
+                                "is traced (ptrace) by pid {tracer}, {inside}: a thread has one tracer, and ptrace relationships and ptrace stops are not restored; detach the tracer (debugger, strace) first"
+                            ),
+                        });
+                    }
                     Err(e) => return Err(DumpError::sys(pid, format!("freezing thread {t}"), e)),
                 }
             }
@@ -221,7 +272,8 @@ pub fn freeze_trees(roots: &[i32]) -> Result<Frozen, DumpError> {
                 } else {
                     procfs::tids(pid).map_err(|e| DumpError::io(pid, "listing threads", e))?
                 };
-                frozen.procs.push(FrozenProc { pid, ppid, tids, zombie });
+                let stop_signal = tids.iter().find_map(|t| frozen.stopped.get(t).copied());
+                frozen.procs.push(FrozenProc { pid, ppid, tids, zombie, stop_signal });
             }
             return Ok(frozen);
         }

@@ -29,16 +29,15 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
         n if n.starts_with("[anon:") || n.starts_with("[stack:") => VmaKind::Anon,
         n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
         n if n.starts_with('/') && m.ino != 0 => {
-            if n.ends_with(" (deleted)") {
-                let reason = if n.starts_with("/memfd:") {
-                    "mapping of a memfd (memfd_create) is not checkpointed"
-                } else {
-                    "mapping of a deleted file: restore maps files by path, and the contents of deleted mapped files are not saved"
-                };
+            // A memfd's or deleted regular file's mapping names the object saved by
+            // `super::objects` (a deleted file of another type is refused here).
+            let mf = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let deleted_file = std::fs::metadata(&mf).is_ok_and(|md| md.nlink() == 0 && md.file_type().is_file());
+            if n.ends_with(" (deleted)") && !super::objects::is_memfd_mapping(n) && !deleted_file {
                 return Err(DumpError::Unsupported {
                     pid,
                     resource: format!("mapping {:#x}-{:#x} ({n})", m.start, m.end),
-                    reason: reason.into(),
+                    reason: "mapping of a deleted file that is not a regular file (or was relinked)".into(),
                 });
             }
             let mf = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
@@ -63,7 +62,8 @@ fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
 /// Refuses mappings that cannot be restored, before anything is written.
 pub fn precheck(pid: i32) -> Result<(), DumpError> {
     let maps = procfs::read_maps(pid).map_err(|e| DumpError::io(pid, "reading maps", e))?;
-    for m in &maps {
+    let sysv = super::sysv::attached_areas(pid)?;
+    for m in maps.iter().filter(|m| !sysv.contains(&(m.start, m.end))) {
         kind_of(pid, m)?;
     }
     Ok(())
@@ -128,7 +128,9 @@ pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64),
     let mut rec = MmRecord::default();
     let mut total = 0u64;
     let mut buf = vec![0u8; CHUNK];
-    for m in &maps {
+    // System V attachments are in their own record (`super::sysv`).
+    let sysv = super::sysv::attached_areas(pid)?;
+    for m in maps.iter().filter(|m| !sysv.contains(&(m.start, m.end))) {
         let kind = kind_of(pid, m)?;
         let mut v = Vma {
             start: m.start,

@@ -9,16 +9,25 @@
 //! eventfd/signalfd/timerfd), [`process`] (per-process state read by injecting syscalls: sigactions, timers, brk,
 //! ...). The processes stay frozen in a [`Frozen`] until the caller kills or resumes them.
 
+pub mod cow;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
 pub mod freeze;
+pub mod inotify;
 pub mod listeners;
+pub mod locks;
 pub mod mm;
+pub mod objects;
+pub mod pidfd;
 pub mod precheck;
 pub mod process;
+pub mod sched;
+pub mod seccomp;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
+pub mod tty;
 
 pub use freeze::Frozen;
 
@@ -131,6 +140,9 @@ pub struct DumpSummary {
     /// dumper's (their time namespace's offsets minus its own), in nanoseconds; zero when they
     /// share its time namespace.
     pub clock_offsets: (i64, i64),
+    /// The System V IPC objects and POSIX message queues in the image (removed by the caller
+    /// when it kills the processes, see [`sysv::remove`]).
+    pub sysv: sysv::SysvIds,
 }
 
 /// Dumps the process trees rooted at `pids` into `writer` (which the caller finishes).
@@ -152,8 +164,11 @@ pub fn dump_trees<S: Store>(
     // 1. Pre-check (reads only): every refusal, before anything in any process changes.
     let mut file_plan = precheck::run(&frozen, opts)?;
     let clock_offsets = precheck::clock_offsets(&frozen)?;
+    let sysv_plan = sysv::collect(&frozen)?;
     if let Some(kinds) = &opts.reader_kinds {
         files::readable_by(&file_plan, kinds)?;
+        sysv::readable_by(&sysv_plan, &frozen, kinds)?;
+        objects::readable_by(&file_plan.objects, &frozen, kinds)?;
     }
     // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
@@ -196,6 +211,7 @@ pub fn dump_trees<S: Store>(
         writer.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
     }
     files::write(&file_plan, writer)?;
+    sysv::write(&sysv_plan, writer)?;
     let total = frozen.procs().len();
     let mut done = 0usize;
     for p in frozen.procs() {
@@ -213,6 +229,19 @@ pub fn dump_trees<S: Store>(
         let (mm_rec, n) = mm::dump_mm(p.pid, writer)?;
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
+        if let Some(f) = seccomp::read(p.pid, &p.tids)? {
+            writer.put_record(records::SECCOMP, p.pid as u32, 0, &f)?;
+        }
+        if let Some(signal) = p.stop_signal {
+            writer.put_record(records::JOB_STOP, p.pid as u32, 0, &records::JobStop { signal })?;
+        }
+        let parent_live = frozen.procs().iter().any(|q| q.pid == p.ppid && q.zombie.is_none());
+        if parent_live {
+            if let Some(c) = cow::shared_with_parent(p.pid, p.ppid, &mm_rec)? {
+                // Ignorable: a restorer without it gives the child its own copy of each page.
+                writer.put_ignorable_record(records::COW_SHARED, p.pid as u32, 0, &c)?;
+            }
+        }
         let advice = mm::vma_advice(p.pid, &mm_rec)?;
         if !advice.areas.is_empty() {
             writer.put_ignorable_record(records::VMA_ADVICE, p.pid as u32, 0, &advice)?;
@@ -222,6 +251,12 @@ pub fn dump_trees<S: Store>(
             writer.put_record(records::SETTINGS, p.pid as u32, 0, &settings)?;
         }
         writer.put_record(records::FDS, p.pid as u32, 0, &file_plan.table_of(p.pid))?;
+        if let Some(locks) = file_plan.locks.get(&p.pid) {
+            writer.put_record(records::FILE_LOCKS, p.pid as u32, 0, locks)?;
+        }
+        for t in sched::thread_sched(p)? {
+            writer.put_record(records::THREAD_SCHED, p.pid as u32, t.tid as u64, &t)?;
+        }
         done += 1;
         if opts.progress {
             eprint!(
@@ -234,6 +269,9 @@ pub fn dump_trees<S: Store>(
     if opts.progress {
         eprintln!();
     }
+    if let Some(kinds) = &opts.reader_kinds {
+        readable_records(writer, kinds)?;
+    }
     Ok(DumpSummary {
         processes: frozen.procs().len(),
         threads,
@@ -243,5 +281,25 @@ pub fn dump_trees<S: Store>(
         freeze_time,
         total_time: t0.elapsed(),
         clock_offsets,
+        sysv: sysv::SysvIds { mq: file_plan.objects.queue_names(), ..sysv_plan.ids() },
     })
+}
+
+/// Refuses an image holding a record the target's seamless-init cannot read: a mandatory
+/// (not `IGNORABLE`) entry of a process-state kind missing from `kinds` (what the target's
+/// `seamless-init --image-formats` listed). `check` does not ask the target for the kinds a
+/// process needs only for some state ([`crate::check::formats::CONDITIONAL_KINDS`]): this is
+/// where such state meets an older target.
+fn readable_records<S: Store>(writer: &Writer<S>, kinds: &[u16]) -> Result<(), DumpError> {
+    let unread = writer.entries().iter().find(|e| {
+        e.kind.0 >= records::PROCESS.0 && e.flags & seamless_image::Entry::IGNORABLE == 0 && !kinds.contains(&e.kind.0)
+    });
+    match unread {
+        None => Ok(()),
+        Some(e) => Err(DumpError::Unsupported {
+            pid: i32::try_from(e.owner).unwrap_or(0),
+            resource: format!("its {} record (kind {})", e.kind.name(), e.kind.0),
+            reason: "the target's seamless-init does not read this record kind: update the seamless package of the target kernel's initramfs".into(),
+        }),
+    }
 }

@@ -4,15 +4,16 @@
 //! process of every tree. What it checks:
 //!
 //! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
-//!   strict or filter mode, no 32-bit code, no syscall user dispatch), and the working
+//!   strict mode, no seccomp filter that blocks an injected call, no 32-bit code, no syscall user dispatch), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
 //!   deleted, not replaced by another file); the namespaces must be the dumper's; no
-//!   scheduling policy, affinity or memory lock (the image does not carry them; it does carry
-//!   `oom_score_adj` and the THP setting);
+//!   `SCHED_DEADLINE` or memory lock (the image does not carry them; it does carry the other
+//!   scheduling attributes, `oom_score_adj` and the THP setting);
 //! - no two processes share an address space without being threads of one process;
 //! - the memory map ([`super::mm::precheck`]);
 //! - every descriptor ([`super::files::collect`], which also gathers what the dump writes;
-//!   it refuses among others descriptors holding file locks).
+//!   it refuses among others file locks that cannot be taken again exactly:
+//!   [`super::locks`]).
 
 use super::files::{self, FilePlan};
 use super::{mm, DumpError, DumpOptions, Frozen};
@@ -33,9 +34,8 @@ fn seccomp_mode(pid: i32, tid: i32) -> Result<u32, DumpError> {
 /// Refuses a process whose threads cannot take injected system calls safely. The dump injects
 /// among others `mmap`, `munmap`, `brk`, `rt_sigaction`, `getitimer`, `prctl`,
 /// `timer_gettime`, `sigaltstack` and `get_robust_list`: in seccomp strict mode any of them
-/// kills the process; in filter mode a filter may kill it, make a call fail or trap it
-/// (seamless does not evaluate filters, and restore would not install them again, so it
-/// refuses rather than risk the process or drop its filter).
+/// kills the process; in filter mode the filters are evaluated for each of them
+/// ([`super::seccomp::precheck`]) and carried when all pass.
 fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     for &tid in tids {
         match seccomp_mode(pid, tid)? {
@@ -47,15 +47,38 @@ fn injectable(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
                     "seccomp strict mode: any system call the dump would inject (mmap, prctl, ...) kills the process; it cannot be checkpointed",
                 ))
             }
+            2 => {}
             mode => {
-                return Err(refuse(
-                    pid,
-                    format!("thread {tid}"),
-                    format!(
-                        "seccomp filter mode ({mode}): a filter may kill the process or fail the system calls the dump injects (mmap, rt_sigaction, prctl, ...), seamless does not evaluate filters and restore does not install them again, so it refuses; run the service without a seccomp filter (e.g. no SystemCallFilter=) to checkpoint it"
-                    ),
-                ))
+                return Err(refuse(pid, format!("thread {tid}"), format!("unknown seccomp mode {mode}")));
             }
+        }
+    }
+    // Filter mode: carried (record kind 47) when every call the dump injects passes.
+    super::seccomp::precheck(pid, tids)
+}
+
+/// Refuses POSIX timers restore could not create again exactly: a kernel-level `SIGEV_THREAD`
+/// notification (only raw `timer_create` calls make one; glibc turns `SIGEV_THREAD` into
+/// `SIGEV_THREAD_ID` aimed at its helper thread, which is restored) and a `SIGEV_THREAD_ID`
+/// timer whose thread has exited (its expiries go nowhere; a new timer needs a live thread).
+fn timers(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    for t in super::process::parse_timers(pid)? {
+        if t.notify == libc::SIGEV_THREAD {
+            return Err(refuse(
+                pid,
+                format!("POSIX timer {}", t.id),
+                "notification SIGEV_THREAD at the system-call level (raw timer_create): the image carries SIGEV_SIGNAL, SIGEV_NONE and SIGEV_THREAD_ID timers only",
+            ));
+        }
+        if t.notify == libc::SIGEV_THREAD_ID && !tids.contains(&t.tid) {
+            return Err(refuse(
+                pid,
+                format!("POSIX timer {}", t.id),
+                format!(
+                    "SIGEV_THREAD_ID timer aimed at thread {}, which is not a live thread of the process: restore cannot aim a timer at it",
+                    t.tid
+                ),
+            ));
         }
     }
     Ok(())
@@ -270,44 +293,12 @@ fn status_value(text: &str, key: &str) -> Option<String> {
 }
 
 /// Refuses scheduling and memory-management settings the image does not carry (restore would
-/// silently reset them): a scheduling policy other than `SCHED_OTHER` or a real-time priority
-/// (`/proc/PID/task/TID/stat` fields 40-41), a CPU affinity narrower than the dumper's
-/// (`Cpus_allowed_list`), locked or pinned memory (`VmLck`, `VmPin`). (`oom_score_adj` and
-/// `PR_SET_THP_DISABLE` are carried: [`process_settings`].)
+/// silently reset them): what [`super::sched::precheck`] refuses (`SCHED_DEADLINE`, I/O
+/// priority hints), locked or pinned memory (`VmLck`, `VmPin`). (Policies, priorities,
+/// affinity and I/O priority are carried by [`super::sched`]; `oom_score_adj` and
+/// `PR_SET_THP_DISABLE` by [`process_settings`].)
 fn settings(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
-    let own = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
-    let own_cpus = status_value(&own, "Cpus_allowed_list");
-    for &tid in tids {
-        let path = format!("/proc/{pid}/task/{tid}/stat");
-        let stat = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-        // Fields after the command start at field 3: rt_priority is field 40, policy 41.
-        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let (rt_priority, policy) = (field(40), field(41));
-        if policy != 0 || rt_priority != 0 {
-            return Err(refuse(
-                pid,
-                format!("thread {tid}"),
-                format!(
-                    "scheduling policy {policy} with real-time priority {rt_priority}: only SCHED_OTHER is checkpointed (restore would reset it); switch the service to SCHED_OTHER (chrt -o -p 0 PID) first"
-                ),
-            ));
-        }
-        let path = format!("/proc/{pid}/task/{tid}/status");
-        let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
-        let cpus = status_value(&status, "Cpus_allowed_list");
-        if cpus.is_some() && own_cpus.is_some() && cpus != own_cpus {
-            return Err(refuse(
-                pid,
-                format!("thread {tid}"),
-                format!(
-                    "CPU affinity {} differs from the dumper's {}: affinity is not checkpointed (restore would reset it)",
-                    cpus.unwrap_or_default(),
-                    own_cpus.clone().unwrap_or_default()
-                ),
-            ));
-        }
-    }
+    super::sched::precheck(pid, tids)?;
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))?;
     for (key, what) in [("VmLck", "locked (mlock)"), ("VmPin", "pinned")] {
@@ -364,13 +355,42 @@ fn foreign_cgroup_v1<'a>(theirs: &'a str, ours: &str) -> Option<&'a str> {
         .find(|l| !ours.lines().any(|o| o == *l))
 }
 
+/// Refuses threads whose credentials differ from the leader's (`/proc/PID/task/TID/status`
+/// ids, groups, capability sets, no_new_privs): the image carries one set, given to every
+/// thread.
+fn thread_creds(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
+    const KEYS: [&str; 9] = ["Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"];
+    let read = |tid: i32| {
+        let path = format!("/proc/{pid}/task/{tid}/status");
+        std::fs::read_to_string(&path).map_err(|e| DumpError::io(pid, format!("reading {path}"), e))
+    };
+    let leader = read(pid)?;
+    for &tid in tids.iter().filter(|t| **t != pid) {
+        let theirs = read(tid)?;
+        if let Some(key) = KEYS.iter().find(|k| status_value(&leader, k) != status_value(&theirs, k)) {
+            return Err(refuse(
+                pid,
+                format!("thread {tid} credentials"),
+                format!(
+                    "{key} {} differs from the leader's {}: the image carries one set of credentials for all threads",
+                    status_value(&theirs, key).unwrap_or_default(),
+                    status_value(&leader, key).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The per-process refusals (see the module docs); reads only.
 pub fn process(pid: i32, tids: &[i32], opts: &DumpOptions) -> Result<(), DumpError> {
     injectable(pid, tids)?;
     native(pid, tids)?;
+    timers(pid, tids)?;
     namespaces(pid, opts.carry_clocks)?;
     cgroup_v1(pid)?;
     settings(pid, tids)?;
+    thread_creds(pid, tids)?;
     for what in ["cwd", "root", "exe"] {
         reachable(pid, what)?;
     }
@@ -389,7 +409,10 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
         mm::precheck(p.pid)?;
     }
     separate_mms(frozen)?;
-    files::collect(frozen, opts)
+    super::sysv::precheck(frozen)?;
+    let mut plan = files::collect(frozen, opts)?;
+    super::objects::mapped_memfds(frozen, &mut plan)?;
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -271,10 +271,15 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
     Ok(rec)
 }
 
-/// Parses `/proc/PID/timers`.
-fn parse_timers(pid: i32) -> Result<Vec<PosixTimer>, DumpError> {
+/// Reads and parses `/proc/PID/timers`.
+pub(crate) fn parse_timers(pid: i32) -> Result<Vec<PosixTimer>, DumpError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/timers"))
         .map_err(|e| DumpError::io(pid, "reading /proc/PID/timers", e))?;
+    Ok(parse_timers_text(&text))
+}
+
+/// Parses the text of `/proc/PID/timers`.
+fn parse_timers_text(text: &str) -> Vec<PosixTimer> {
     let mut out: Vec<PosixTimer> = Vec::new();
     for l in text.lines() {
         let Some((k, v)) = l.split_once(':') else { continue };
@@ -290,20 +295,26 @@ fn parse_timers(pid: i32) -> Result<Vec<PosixTimer>, DumpError> {
                 t.signo = sig.parse().unwrap_or(0);
                 t.value = u64::from_str_radix(val, 16).unwrap_or(0);
             }
+            // `HOW/pid.N` or `HOW/tid.N`: HOW is the notification without SIGEV_THREAD_ID
+            // (signal, none, thread), `tid` says SIGEV_THREAD_ID is set and N is that thread
+            // (glibc's SIGEV_THREAD timers are SIGEV_SIGNAL|SIGEV_THREAD_ID aimed at its helper
+            // thread). A kernel-level SIGEV_THREAD (2) is refused by the pre-check.
             "notify" => {
                 let (how, who) = v.split_once('/').unwrap_or((v, ""));
-                t.notify = match how {
-                    "none" => libc::SIGEV_NONE,
-                    "thread" => libc::SIGEV_THREAD_ID,
+                let thread_id = who.starts_with("tid");
+                t.notify = match (how, thread_id) {
+                    ("none", _) => libc::SIGEV_NONE,
+                    (_, true) => libc::SIGEV_THREAD_ID,
+                    ("thread", false) => libc::SIGEV_THREAD,
                     _ => libc::SIGEV_SIGNAL,
                 };
-                t.tid = who.rsplit('.').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                t.tid = if thread_id { who.rsplit('.').next().and_then(|x| x.parse().ok()).unwrap_or(0) } else { 0 };
             }
             "ClockID" => t.clock = v.parse().unwrap_or(0),
             _ => {}
         }
     }
-    Ok(out)
+    out
 }
 
 /// The 16 resource limits (soft, hard), in `RLIMIT_*` order. `prlimit` on another process
@@ -346,5 +357,24 @@ mod limits_tests {
         let own = seamless_sys::proc::getrlimit_of(seamless_sys::proc::own_pid(), libc::RLIMIT_NOFILE).unwrap();
         assert_eq!(v[libc::RLIMIT_NOFILE as usize], own);
         assert!(super::parse_limits("header only\n").is_none());
+    }
+}
+
+#[cfg(test)]
+mod timers_tests {
+    /// The three notification forms of `/proc/PID/timers` (`fs/proc/base.c`, `show_timer`).
+    #[test]
+    fn parses_notify_forms() {
+        let text = "ID: 2\nsignal: 32/0000557b7d9a9520\nnotify: signal/tid.16624\nClockID: 1\n\
+                    ID: 1\nsignal: 10/0000000000001234\nnotify: signal/pid.16622\nClockID: 0\n\
+                    ID: 0\nsignal: 0/0000000000000000\nnotify: none/pid.16622\nClockID: 1\n\
+                    ID: 3\nsignal: 12/0000000000000000\nnotify: thread/pid.16622\nClockID: 1\n";
+        let t = super::parse_timers_text(text);
+        assert_eq!(t.len(), 4);
+        assert_eq!((t[0].id, t[0].signo, t[0].notify, t[0].tid, t[0].clock), (2, 32, libc::SIGEV_THREAD_ID, 16624, 1));
+        assert_eq!(t[0].value, 0x557b7d9a9520);
+        assert_eq!((t[1].id, t[1].signo, t[1].notify, t[1].tid, t[1].value), (1, 10, libc::SIGEV_SIGNAL, 0, 0x1234));
+        assert_eq!((t[2].notify, t[2].tid), (libc::SIGEV_NONE, 0));
+        assert_eq!((t[3].notify, t[3].tid), (libc::SIGEV_THREAD, 0));
     }
 }

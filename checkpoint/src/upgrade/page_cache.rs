@@ -53,8 +53,39 @@ fn files_under(path: &Path, limit: usize, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The file's device and its cached ranges.
-fn cached(path: &Path) -> Option<(u64, CachedFile)> {
+/// The files (device major, minor, inode) someone holds a lease or delegation on
+/// (`/proc/locks`): opening one would break the lease (the holder gets its signal, by default
+/// SIGIO, which kills it; a write lease breaks on any open), so they are never opened here.
+fn leased() -> HashSet<(u32, u32, u64)> {
+    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    parse_leased(&text)
+}
+
+fn parse_leased(text: &str) -> HashSet<(u32, u32, u64)> {
+    let mut out = HashSet::new();
+    for l in text.lines() {
+        // N: KIND STATE TYPE PID MAJ:MIN:INO START END (waiters add "->" after N:).
+        let f: Vec<&str> = l.split_whitespace().filter(|w| *w != "->").collect();
+        if !matches!(f.get(1), Some(&"LEASE") | Some(&"DELEG")) {
+            continue;
+        }
+        let Some(id) = f.get(5) else { continue };
+        let mut parts = id.split(':');
+        let (Some(maj), Some(min), Some(ino)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if let (Ok(maj), Ok(min), Ok(ino)) = (u32::from_str_radix(maj, 16), u32::from_str_radix(min, 16), ino.parse()) {
+            out.insert((maj, min, ino));
+        }
+    }
+    out
+}
+
+/// The file's device and its cached ranges (`None` for a leased file, which is not opened).
+fn cached(path: &Path, leased: &HashSet<(u32, u32, u64)>) -> Option<(u64, CachedFile)> {
+    let before = std::fs::metadata(path).ok()?;
+    if leased.contains(&(libc::major(before.dev()), libc::minor(before.dev()), before.ino())) {
+        log::debug!("page cache of {}: leased, not opened (that would break the lease)", path.display());
+        return None;
+    }
     let file = std::fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() == 0 || !seamless_sys::pagecache::on_disk(&file).ok()? {
@@ -88,10 +119,11 @@ pub fn record(roots: &[i32], extra: &[PathBuf], budget: Duration) -> PageCache {
         files_under(p, MAX_CACHED_FILES, &mut paths);
     }
     let (mut seen, mut inodes) = (HashSet::new(), HashSet::new());
+    let leased = leased();
     let mut files: Vec<(u64, CachedFile)> = paths
         .iter()
         .filter(|p| seen.insert((*p).clone()))
-        .filter_map(|p| cached(p))
+        .filter_map(|p| cached(p, &leased))
         .filter(|(dev, f)| inodes.insert((*dev, f.ino)))
         .take(MAX_CACHED_FILES)
         .collect();
@@ -99,4 +131,21 @@ pub fn record(roots: &[i32], extra: &[PathBuf], budget: Duration) -> PageCache {
     // on disk.
     files.sort_by_key(|(dev, f)| (*dev, f.ino));
     PageCache { budget_ms: budget.as_millis() as u64, files: files.into_iter().map(|(_, f)| f).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn leased_files_are_found_in_proc_locks() {
+        let text = "1: FLOCK  ADVISORY  WRITE 30147 fe:00:422 0 EOF\n\
+                    2: LEASE  ACTIVE    READ 30147 fe:00:424 0 EOF\n\
+                    3: LEASE  BREAKING  WRITE 30158 08:11:427 0 EOF\n\
+                    4: DELEG  ACTIVE    READ 1 00:2a:9 0 EOF\n\
+                    5: -> POSIX  ADVISORY  WRITE 3 fe:00:500 0 EOF\n";
+        let got = super::parse_leased(text);
+        assert_eq!(got.len(), 3);
+        assert!(got.contains(&(0xfe, 0, 424)));
+        assert!(got.contains(&(8, 0x11, 427)));
+        assert!(got.contains(&(0, 0x2a, 9)));
+    }
 }

@@ -19,6 +19,8 @@ use crate::records::{
 use crate::{ImageError, Reader, RecordKind, Store, Writer, PAGE_SIZE};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod attrs;
+
 /// End of the largest x86-64 user address space (5-level page tables); a kernel with 4-level
 /// page tables refuses mappings above 128 TiB itself.
 pub const USER_SPACE_END: u64 = (1 << 56) - PAGE_SIZE as u64;
@@ -96,6 +98,32 @@ pub struct Decoded {
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
     pub advice: Vec<(u32, records::VmaAdvice)>,
+    /// Pty pairs by entry tag.
+    pub ptys: Vec<(u64, records::PtyRecord)>,
+    /// inotify instances by entry tag.
+    pub inotify: Vec<(u64, records::InotifyRecord)>,
+    /// pidfds by entry tag.
+    pub pidfds: Vec<(u64, records::PidfdRecord)>,
+    /// File locks by entry owner.
+    pub file_locks: Vec<(u32, records::FileLocks)>,
+    /// Threads' scheduling attributes: entry owner, entry tag, record.
+    pub sched: Vec<(u32, u64, records::ThreadSched)>,
+    /// Pages shared copy-on-write with the parent, by entry owner.
+    pub cow: Vec<(u32, records::CowShared)>,
+    /// Group stops, by entry owner.
+    pub job_stops: Vec<(u32, records::JobStop)>,
+    /// Seccomp filters, by entry owner.
+    pub seccomp: Vec<(u32, records::seccomp::SeccompRecord)>,
+    /// System V shared memory segments by entry tag.
+    pub sysv_shm: Vec<(u64, records::ShmRecord)>,
+    /// System V semaphore sets by entry tag.
+    pub sysv_sem: Vec<(u64, records::SemRecord)>,
+    /// System V message queues by entry tag.
+    pub sysv_msg: Vec<(u64, records::MsgRecord)>,
+    /// Segment attachments by entry owner.
+    pub shm_attach: Vec<(u32, records::ShmAttachments)>,
+    /// POSIX message queues and memfds by entry tag.
+    pub file_objects: Vec<(u64, records::FileObject)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -148,6 +176,45 @@ impl Decoded {
         for (i, owner, _, _) in list(r, records::VMA_ADVICE) {
             d.advice.push((owner, r.record(i)?));
         }
+        for (i, _, tag, _) in list(r, records::PTY) {
+            d.ptys.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::INOTIFY) {
+            d.inotify.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::PIDFD) {
+            d.pidfds.push((tag, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::FILE_LOCKS) {
+            d.file_locks.push((owner, r.record(i)?));
+        }
+        for (i, owner, tag, _) in list(r, records::THREAD_SCHED) {
+            d.sched.push((owner, tag, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::COW_SHARED) {
+            d.cow.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::JOB_STOP) {
+            d.job_stops.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::SECCOMP) {
+            d.seccomp.push((owner, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::SYSV_SHM) {
+            d.sysv_shm.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::SYSV_SEM) {
+            d.sysv_sem.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::SYSV_MSG) {
+            d.sysv_msg.push((tag, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::SHM_ATTACH) {
+            d.shm_attach.push((owner, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::FILE_OBJECT) {
+            d.file_objects.push((tag, r.record(i)?));
+        }
         for (index, owner, vaddr, len) in list(r, RecordKind::PAGE_CHUNK) {
             d.chunks.push(ChunkRef { index, owner, vaddr, len });
         }
@@ -199,6 +266,45 @@ impl Decoded {
         }
         for (o, a) in &self.advice {
             w.put_ignorable_record(records::VMA_ADVICE, *o, 0, a)?;
+        }
+        for (tag, t) in &self.ptys {
+            w.put_record(records::PTY, 0, *tag, t)?;
+        }
+        for (tag, n) in &self.inotify {
+            w.put_record(records::INOTIFY, 0, *tag, n)?;
+        }
+        for (tag, p) in &self.pidfds {
+            w.put_record(records::PIDFD, 0, *tag, p)?;
+        }
+        for (o, l) in &self.file_locks {
+            w.put_record(records::FILE_LOCKS, *o, 0, l)?;
+        }
+        for (o, tag, t) in &self.sched {
+            w.put_record(records::THREAD_SCHED, *o, *tag, t)?;
+        }
+        for (o, c) in &self.cow {
+            w.put_ignorable_record(records::COW_SHARED, *o, 0, c)?;
+        }
+        for (o, j) in &self.job_stops {
+            w.put_record(records::JOB_STOP, *o, 0, j)?;
+        }
+        for (o, f) in &self.seccomp {
+            w.put_record(records::SECCOMP, *o, 0, f)?;
+        }
+        for (tag, x) in &self.sysv_shm {
+            w.put_record(records::SYSV_SHM, 0, *tag, x)?;
+        }
+        for (tag, x) in &self.sysv_sem {
+            w.put_record(records::SYSV_SEM, 0, *tag, x)?;
+        }
+        for (tag, x) in &self.sysv_msg {
+            w.put_record(records::SYSV_MSG, 0, *tag, x)?;
+        }
+        for (o, x) in &self.shm_attach {
+            w.put_record(records::SHM_ATTACH, *o, 0, x)?;
+        }
+        for (tag, x) in &self.file_objects {
+            w.put_record(records::FILE_OBJECT, 0, *tag, x)?;
         }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
@@ -284,6 +390,19 @@ impl Decoded {
             datagrams: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
+            ptys: Vec::new(),
+            inotify: Vec::new(),
+            pidfds: Vec::new(),
+            file_locks: Vec::new(),
+            sched: Vec::new(),
+            cow: Vec::new(),
+            job_stops: Vec::new(),
+            seccomp: Vec::new(),
+            sysv_shm: Vec::new(),
+            sysv_sem: Vec::new(),
+            sysv_msg: Vec::new(),
+            shm_attach: Vec::new(),
+            file_objects: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -351,6 +470,14 @@ pub enum Invalid {
         what: &'static str,
         /// The description id (entry tag).
         desc: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// A pty record that makes no sense or does not fit the descriptions and processes.
+    #[error("pty record of /dev/pts/{index}: {why}")]
+    Pty {
+        /// The pts index (entry tag).
+        index: u64,
         /// What is wrong.
         why: String,
     },
@@ -452,6 +579,16 @@ pub enum Invalid {
         /// What is wrong.
         why: String,
     },
+    /// A bad System V IPC record (segment, semaphore set, message queue, attachment).
+    #[error("{what} {id}: {why}")]
+    Ipc {
+        /// Which kind of object (`sysv shm`, `sysv sem`, `sysv msg`, `shm attachment of pid N`).
+        what: String,
+        /// Its id.
+        id: i64,
+        /// What is wrong.
+        why: String,
+    },
     /// Any other field with a value the restore cannot use.
     #[error("pid {pid}: {field} = {value}: {why}")]
     Value {
@@ -467,6 +604,9 @@ pub enum Invalid {
 }
 
 type Res = Result<(), Invalid>;
+
+#[path = "validate_sysv.rs"]
+mod sysv_check;
 
 fn aligned(v: u64) -> bool {
     v.is_multiple_of(PAGE_SIZE as u64)
@@ -516,8 +656,17 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_mms(d, &procs)?;
     check_settings(d, &procs)?;
     check_advice(d, &procs)?;
+    attrs::check_file_locks(d, &procs, &descs)?;
+    attrs::check_sched(d, &procs)?;
+    check_cow(d, &procs)?;
+    check_job_stops(d, &procs)?;
+    check_seccomp(d, &procs, &tids)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
+    check_ptys(d, &procs, &descs)?;
+    check_inotify(d, &descs)?;
+    check_pidfds(d, &procs, &descs)?;
+    sysv_check::check(d, &procs)?;
     for (_, p) in d.procs.iter() {
         check_process(p, tids.get(&p.pid).map(|s| s.as_slice()).unwrap_or(&[]))?;
     }
@@ -950,6 +1099,118 @@ fn check_settings(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     Ok(())
 }
 
+/// Seccomp records: one per live process; each filter a program the kernel would run, with
+/// known flags, used by some chain; each thread of the process at most once, its chain
+/// non-empty with valid indices, no filter twice in one chain.
+fn check_seccomp(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, tids: &BTreeMap<i32, Vec<i32>>) -> Res {
+    use records::seccomp::{check_program, FLAG_LOG};
+    let mut seen = BTreeSet::new();
+    for (owner, r) in &d.seccomp {
+        let pid = live_owner(procs, "seccomp", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "seccomp", id: pid.into() });
+        }
+        let value = |field, value: i128, why| Invalid::Value { pid, field, value, why };
+        for (i, f) in r.filters.iter().enumerate() {
+            check_program(&f.prog)
+                .map_err(|_| value("seccomp filter program", i as i128, "not a program the kernel runs"))?;
+            if f.flags & !FLAG_LOG != 0 {
+                return Err(value("seccomp filter flags", f.flags.into(), "unknown bits"));
+            }
+        }
+        let mine = tids.get(&pid).cloned().unwrap_or_default();
+        let mut used = vec![false; r.filters.len()];
+        let mut threads = BTreeSet::new();
+        for (tid, chain) in &r.threads {
+            if !mine.contains(tid) || !threads.insert(*tid) {
+                return Err(value("seccomp thread", (*tid).into(), "not a thread of the process, or twice"));
+            }
+            let mut in_chain = BTreeSet::new();
+            if chain.is_empty() {
+                return Err(value("seccomp chain", (*tid).into(), "empty"));
+            }
+            for &i in chain {
+                let slot = usize::try_from(i).ok().and_then(|i| used.get_mut(i));
+                match slot {
+                    Some(u) if in_chain.insert(i) => *u = true,
+                    _ => return Err(value("seccomp chain index", i.into(), "no such filter, or twice in one chain")),
+                }
+            }
+        }
+        if used.iter().any(|u| !u) {
+            return Err(value("seccomp filters", r.filters.len() as i128, "a filter no thread has"));
+        }
+    }
+    Ok(())
+}
+
+/// Group-stop records: one per live process, a stop signal.
+fn check_job_stops(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, j) in &d.job_stops {
+        let pid = live_owner(procs, "job-stop", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "job-stop", id: pid.into() });
+        }
+        if ![libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&j.signal) {
+            return Err(Invalid::Value {
+                pid,
+                field: "stop signal",
+                value: j.signal.into(),
+                why: "not SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Copy-on-write records: one per live process, naming its parent (a live process of the
+/// image), whole pages, ascending and disjoint, each range inside one private anonymous area
+/// of the process and one of the parent.
+fn check_cow(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, c) in &d.cow {
+        let p = live_owner(procs, "cow-shared", *owner)?;
+        let pid = p.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "cow-shared", id: pid.into() });
+        }
+        if c.parent != p.ppid || !procs.get(&c.parent).is_some_and(|q| alive(q)) {
+            return Err(Invalid::Value {
+                pid,
+                field: "cow-shared parent",
+                value: c.parent.into(),
+                why: "not the process's parent, or not a live process of the image",
+            });
+        }
+        let mm_of = |who: i32| {
+            d.mms
+                .iter()
+                .find(|(o, _)| i32::try_from(*o).ok() == Some(who))
+                .map(|(_, m)| m)
+                .ok_or(Invalid::Missing { pid: who, what: "mm" })
+        };
+        let (mine, theirs) = (mm_of(pid)?, mm_of(c.parent)?);
+        let private_anon = |m: &records::MmRecord, a: u64, b: u64| {
+            m.vmas.iter().any(|v| v.kind == VmaKind::Anon && !v.shared && v.start <= a && b <= v.end)
+        };
+        let mut prev_end = 0u64;
+        for &(start, end) in &c.ranges {
+            let range = |why| Invalid::Range { pid, field: "cow-shared range", start, end, why };
+            page_aligned(pid, "cow-shared start", start)?;
+            page_aligned(pid, "cow-shared end", end)?;
+            if end <= start || start < prev_end {
+                return Err(range("empty, reversed, overlapping or out of order"));
+            }
+            prev_end = end;
+            if !private_anon(mine, start, end) || !private_anon(theirs, start, end) {
+                return Err(range("not inside one private anonymous area of both the process and its parent"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Advice records: one per live process, known bits, whole pages inside the process's areas,
 /// ascending and disjoint, not both huge-page bits.
 fn check_advice(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
@@ -1049,6 +1310,134 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
         }
         if let Some(why) = q.problem(s) {
             return Err(Invalid::Socket { what: "datagrams", desc: *tag, why });
+        }
+    }
+    Ok(())
+}
+
+/// Pty records: one per index, stored under it, each with a `/dev/ptmx` master description
+/// of its own and a session and foreground group of live processes; every `/dev/ptmx` and
+/// `/dev/pts/N` description belongs to one.
+fn check_ptys(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    let mut by_index = BTreeMap::new();
+    let mut masters = BTreeSet::new();
+    for (tag, t) in &d.ptys {
+        let bad = |why: String| Invalid::Pty { index: *tag, why };
+        if *tag != u64::from(t.index) {
+            return Err(Invalid::Mislabelled { pid: 0, what: "pty", stored: i128::from(*tag), inside: t.index.into() });
+        }
+        if by_index.insert(t.index, t).is_some() {
+            return Err(Invalid::Duplicate { what: "pty", id: t.index.into() });
+        }
+        if let Some(why) = t.problem() {
+            return Err(bad(why));
+        }
+        match descs.get(&t.master).map(|f| &f.kind) {
+            Some(FileKind::CharDev { path, .. }) if path == "/dev/ptmx" => {}
+            _ => return Err(bad(format!("master file #{} is not a /dev/ptmx description", t.master))),
+        }
+        if !masters.insert(t.master) {
+            return Err(bad(format!("master file #{} is the master of another pty too", t.master)));
+        }
+        if t.session != 0 {
+            let live = |p: &&&ProcessRecord| alive(p) && p.sid == t.session;
+            if procs.get(&t.session).filter(live).is_none_or(|p| p.pid != p.sid) {
+                return Err(bad(format!("session {} has no live leader in the image", t.session)));
+            }
+            if !procs.values().filter(live).any(|p| p.pgid == t.foreground) {
+                return Err(bad(format!(
+                    "foreground group {} has no live process of session {}",
+                    t.foreground, t.session
+                )));
+            }
+        }
+    }
+    for f in descs.values() {
+        let FileKind::CharDev { path, .. } = &f.kind else { continue };
+        let fine = if path == "/dev/ptmx" {
+            masters.contains(&f.id)
+        } else if let Some(n) = path.strip_prefix("/dev/pts/") {
+            n.parse::<u32>().is_ok_and(|n| by_index.contains_key(&n))
+        } else {
+            true
+        };
+        if !fine {
+            return Err(Invalid::File { id: f.id, field: "path", why: format!("{path} belongs to no pty record") });
+        }
+    }
+    Ok(())
+}
+
+/// inotify records: one per placeholder description, stored under its id; every placeholder
+/// has one.
+fn check_inotify(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    use records::inotify::INOTIFY_PATH;
+    let mut seen = BTreeSet::new();
+    for (tag, n) in &d.inotify {
+        let bad = |why: String| Invalid::File { id: n.desc, field: "inotify", why };
+        if *tag != u64::from(n.desc) {
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "inotify",
+                stored: i128::from(*tag),
+                inside: n.desc.into(),
+            });
+        }
+        if !seen.insert(n.desc) {
+            return Err(Invalid::Duplicate { what: "inotify", id: n.desc.into() });
+        }
+        if !matches!(descs.get(&n.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == INOTIFY_PATH)
+        {
+            return Err(bad(format!("no {INOTIFY_PATH} description of that id")));
+        }
+        if let Some(why) = n.problem() {
+            return Err(bad(why));
+        }
+    }
+    for f in descs.values() {
+        if matches!(&f.kind, FileKind::CharDev { path, .. } if path == INOTIFY_PATH) && !seen.contains(&f.id) {
+            return Err(Invalid::File {
+                id: f.id,
+                field: "inotify",
+                why: "an inotify description without its watches record".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// pidfd records: one per placeholder description, stored under its id, each referring to a
+/// live process of the image; every placeholder has one.
+fn check_pidfds(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    use records::pidfd::PIDFD_PATH;
+    let mut seen = BTreeSet::new();
+    for (tag, p) in &d.pidfds {
+        let bad = |why: String| Invalid::File { id: p.desc, field: "pidfd", why };
+        if *tag != u64::from(p.desc) {
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "pidfd",
+                stored: i128::from(*tag),
+                inside: p.desc.into(),
+            });
+        }
+        if !seen.insert(p.desc) {
+            return Err(Invalid::Duplicate { what: "pidfd", id: p.desc.into() });
+        }
+        if !matches!(descs.get(&p.desc).map(|f| &f.kind), Some(FileKind::CharDev { path, .. }) if path == PIDFD_PATH) {
+            return Err(bad(format!("no {PIDFD_PATH} description of that id")));
+        }
+        if !procs.get(&p.pid).is_some_and(|r| alive(r)) {
+            return Err(bad(format!("pid {} is not a live process of the image", p.pid)));
+        }
+    }
+    for f in descs.values() {
+        if matches!(&f.kind, FileKind::CharDev { path, .. } if path == PIDFD_PATH) && !seen.contains(&f.id) {
+            return Err(Invalid::File {
+                id: f.id,
+                field: "pidfd",
+                why: "a pidfd description without its record".into(),
+            });
         }
     }
     Ok(())
@@ -1293,6 +1682,65 @@ mod tests {
     }
 
     #[test]
+    fn pty_records_are_read_back_and_checked() {
+        use crate::records::{PtyRecord, Termios};
+        let chardev = |path: &str| FileKind::CharDev { path: path.into(), rdev: 0 };
+        let pty = PtyRecord {
+            index: 4,
+            master: 3,
+            termios: Termios { cc: vec![0; records::tty::NCCS], ..Termios::default() },
+            mode: 0o620,
+            session: PID,
+            foreground: PID,
+            input: b"line\n".to_vec(),
+            ..PtyRecord::default()
+        };
+        let with = |d: &mut Decoded| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: chardev("/dev/ptmx") }));
+            d.descs.push((4, FileDesc { id: 4, flags: 2, pos: 0, kind: chardev("/dev/pts/4") }));
+            d.ptys.push((4, pty.clone()));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().ptys, vec![(4, pty.clone())]);
+        type Breaker = fn(&mut Decoded);
+        let cases: [(&str, Breaker); 7] = [
+            ("mislabelled", |d| d.ptys[0].0 = 5),
+            ("master not ptmx", |d| d.ptys[0].1.master = 4),
+            ("cc length", |d| d.ptys[0].1.termios.cc.pop().map(|_| ()).unwrap_or(())),
+            ("session without leader", |d| d.ptys[0].1.session = PID + 1),
+            ("foreground of nobody", |d| d.ptys[0].1.foreground = PID + 7),
+            ("slave of no record", |d| {
+                d.descs.push((
+                    5,
+                    FileDesc {
+                        id: 5,
+                        flags: 2,
+                        pos: 0,
+                        kind: FileKind::CharDev { path: "/dev/pts/9".into(), rdev: 0 },
+                    },
+                ))
+            }),
+            ("too much input", |d| d.ptys[0].1.input = vec![b'x'; 4096]),
+        ];
+        for (what, break_it) in cases {
+            let e = check(|d| {
+                with(d);
+                break_it(d);
+            });
+            assert!(
+                matches!(e, Invalid::Pty { .. } | Invalid::Mislabelled { .. } | Invalid::File { .. }),
+                "{what}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn socket_extras_and_datagrams_are_read_back_and_checked() {
         use crate::records::{Addr, Datagram, DatagramQueue, SockState, SocketExtra, SocketRecord};
         let udp = SocketRecord {
@@ -1523,6 +1971,95 @@ mod tests {
             d.mms.append(&mut other.mms);
         });
         assert!(matches!(e, Invalid::Parent { why: "leads into a cycle of parent links", .. }), "{e}");
+    }
+
+    #[test]
+    fn seccomp_filters_are_programs_of_threads_of_the_process() {
+        use crate::records::seccomp::{SeccompFilter, SeccompRecord, RET_ALLOW};
+        let allow = SeccompFilter { prog: vec![0x06 | u64::from(RET_ALLOW) << 32], flags: 0 };
+        let rec = |threads: Vec<(i32, Vec<u32>)>, f: SeccompFilter| SeccompRecord { filters: vec![f], threads };
+        let mut d = Decoded::sample(PID);
+        d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], allow.clone())));
+        validate(&d).unwrap();
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID + 1, vec![0])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp thread", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID, vec![0, 0])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp chain index", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![(PID, vec![1])], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp chain index", .. }), "{e}");
+        let e = check(|d| d.seccomp.push((PID as u32, rec(vec![], allow.clone()))));
+        assert!(matches!(e, Invalid::Value { field: "seccomp filters", .. }), "{e}");
+        let e = check(|d| {
+            d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], SeccompFilter { prog: vec![0x20], flags: 0 })))
+        });
+        assert!(matches!(e, Invalid::Value { field: "seccomp filter program", .. }), "{e}");
+        let e = check(|d| {
+            d.seccomp.push((PID as u32, rec(vec![(PID, vec![0])], SeccompFilter { flags: 1, ..allow.clone() })))
+        });
+        assert!(matches!(e, Invalid::Value { field: "seccomp filter flags", .. }), "{e}");
+    }
+
+    #[test]
+    fn job_stops_name_a_stop_signal_of_a_live_process() {
+        use crate::records::JobStop;
+        let mut d = Decoded::sample(PID);
+        d.job_stops.push((PID as u32, JobStop { signal: libc::SIGTSTP }));
+        validate(&d).unwrap();
+        let e = check(|d| d.job_stops.push((PID as u32, JobStop { signal: libc::SIGKILL })));
+        assert!(matches!(e, Invalid::Value { field: "stop signal", .. }), "{e}");
+        let e = check(|d| d.job_stops.push((PID as u32 + 1, JobStop { signal: libc::SIGSTOP })));
+        assert!(matches!(e, Invalid::Owner { .. }), "{e}");
+        let e = check(|d| {
+            d.job_stops.push((PID as u32, JobStop { signal: libc::SIGSTOP }));
+            d.job_stops.push((PID as u32, JobStop { signal: libc::SIGSTOP }));
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "job-stop", .. }), "{e}");
+    }
+
+    /// A copy-on-write record names the parent and lies in private anonymous areas of both.
+    #[test]
+    fn cow_shared_pages_lie_in_both_processes() {
+        use crate::records::CowShared;
+        let family = || {
+            let mut d = Decoded::sample(PID);
+            let mut other = Decoded::sample(PID + 1);
+            other.procs[0].1.ppid = PID;
+            d.trees[0].pids.push(PID + 1);
+            d.procs.append(&mut other.procs);
+            d.threads.append(&mut other.threads);
+            d.mms.append(&mut other.mms);
+            d.fd_tables.append(&mut other.fd_tables);
+            d.chunks.append(&mut other.chunks);
+            d
+        };
+        let child = (PID + 1) as u32;
+        let mut d = family();
+        validate(&d).unwrap();
+        d.cow.push((child, CowShared { parent: PID, ranges: vec![(0x10_0000, 0x10_1000), (0x11_0000, 0x12_0000)] }));
+        validate(&d).unwrap();
+        let bad = |c: CowShared| {
+            let mut d = family();
+            d.cow.push((child, c));
+            validate(&d).unwrap_err()
+        };
+        let e = bad(CowShared { parent: PID + 7, ranges: vec![] });
+        assert!(matches!(e, Invalid::Value { field: "cow-shared parent", .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x11_0000, 0x12_0000), (0x10_0000, 0x10_1000)] });
+        assert!(matches!(e, Invalid::Range { .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x10_0000, 0x10_0800)] });
+        assert!(matches!(e, Invalid::Unaligned { field: "cow-shared end", .. }), "{e}");
+        let e = bad(CowShared { parent: PID, ranges: vec![(0x11_0000, 0x13_0000)] });
+        assert!(
+            matches!(
+                e,
+                Invalid::Range { why: "not inside one private anonymous area of both the process and its parent", .. }
+            ),
+            "{e}"
+        );
+        // The root has no parent in the image.
+        let mut d = family();
+        d.cow.push((PID as u32, CowShared { parent: 1, ranges: vec![] }));
+        assert!(matches!(validate(&d).unwrap_err(), Invalid::Value { field: "cow-shared parent", .. }));
     }
 
     #[test]

@@ -261,6 +261,174 @@ fn samples() -> Vec<Sample> {
             }],
         },
     ));
+    s.push(sample(
+        "pty",
+        records::PTY,
+        records::PtyRecord {
+            index: 3,
+            master: 7,
+            termios: records::Termios {
+                iflag: 0o2400,
+                oflag: 0o5,
+                cflag: 0o277,
+                lflag: 0o105073,
+                line: 0,
+                cc: (1..=19).collect(),
+                ispeed: 38400,
+                ospeed: 38400,
+            },
+            uid: 1000,
+            gid: 5,
+            mode: 0o620,
+            winsize: [24, 80, 640, 480],
+            locked: false,
+            packet: true,
+            master_exclusive: false,
+            slave_exclusive: true,
+            session: 4242,
+            foreground: 4250,
+            input: b"partial line".to_vec(),
+            output: b"prompt$ ".to_vec(),
+        },
+    ));
+    s.push(sample(
+        "inotify",
+        records::INOTIFY,
+        records::InotifyRecord {
+            desc: 7,
+            watches: vec![
+                records::InotifyWatch { wd: 1, path: "/etc".into(), mask: 0x300, ino: 2, dev: 0x801 },
+                records::InotifyWatch { wd: 3, path: "/etc/hosts".into(), mask: 0x8000_0002, ino: 77, dev: 0x801 },
+            ],
+        },
+    ));
+    s.push(sample("pidfd", records::PIDFD, records::PidfdRecord { desc: 7, pid: 4242 }));
+    s.push(sample(
+        "file-locks",
+        records::FILE_LOCKS,
+        records::FileLocks {
+            locks: vec![
+                records::FileLock { fd: 10, kind: records::LockKind::Posix, write: true, start: 100, len: 50 },
+                records::FileLock { fd: 12, kind: records::LockKind::Ofd, write: false, start: 20, len: 0 },
+                records::FileLock { fd: 11, kind: records::LockKind::Flock, write: true, start: 0, len: 0 },
+                records::FileLock { fd: 13, kind: records::LockKind::Lease, write: false, start: 0, len: 0 },
+            ],
+        },
+    ));
+    s.push(sample(
+        "thread-sched",
+        records::THREAD_SCHED,
+        records::ThreadSched {
+            tid: 4243,
+            policy: 1,
+            reset_on_fork: true,
+            priority: 10,
+            nice: -4,
+            affinity: vec![0b10],
+            ioprio: (2 << 13) | 6,
+        },
+    ));
+    s.push(sample(
+        "cow-shared",
+        records::COW_SHARED,
+        records::CowShared {
+            parent: 4242,
+            ranges: vec![(0x7f00_0000_0000, 0x7f00_0400_0000), (0x7f00_0500_0000, 0x7f00_0500_1000)],
+        },
+    ));
+    s.push(sample(
+        "seccomp",
+        records::SECCOMP,
+        records::seccomp::SeccompRecord {
+            filters: vec![
+                records::seccomp::SeccompFilter { prog: vec![0x4_0000_0020, 0x7fff_0000_0000_0006], flags: 2 },
+                records::seccomp::SeccompFilter { prog: vec![0x5_0001_0000_0006], flags: 0 },
+            ],
+            threads: vec![(4242, vec![0]), (4243, vec![0, 1])],
+        },
+    ));
+    s.push(sample("job-stop", records::JOB_STOP, records::JobStop { signal: libc::SIGTSTP }));
+    let perm = |id| records::IpcPerm { id, key: 0x5eed, uid: 1000, gid: 100, cuid: 0, cgid: 0, mode: 0o640 };
+    s.push(sample(
+        "sysv-shm",
+        records::SYSV_SHM,
+        records::ShmRecord {
+            perm: records::IpcPerm { mode: 0o640 | records::ShmRecord::DEST, ..perm(32769) },
+            size: 3 * 4096 + 10,
+            runs: vec![(4096, 4096), (3 * 4096, 10)],
+            user: 4242,
+        },
+    ));
+    s.push(sample(
+        "sysv-sem",
+        records::SYSV_SEM,
+        records::SemRecord { perm: perm(3), values: vec![0, 1, 32767], user: 4242 },
+    ));
+    s.push(sample(
+        "sysv-msg",
+        records::SYSV_MSG,
+        records::MsgRecord {
+            perm: perm(65540),
+            qbytes: 16384,
+            messages: vec![(2, b"second".to_vec()), (1, Vec::new())],
+            user: 4242,
+        },
+    ));
+    s.push(sample(
+        "shm-attach",
+        records::SHM_ATTACH,
+        records::ShmAttachments {
+            areas: vec![records::ShmArea { start: 0x7f00_0000_0000, end: 0x7f00_0000_4000, shmid: 32769, prot: 1 }],
+        },
+    ));
+    s.push(sample(
+        "file-object/posix-mq",
+        records::FILE_OBJECT,
+        records::FileObject::PosixMq(records::PosixMq {
+            name: "jobs".into(),
+            unlinked: false,
+            mode: 0o640,
+            uid: 1000,
+            gid: 100,
+            maxmsg: 10,
+            msgsize: 8192,
+            messages: vec![(7, b"urgent".to_vec()), (0, Vec::new())],
+            descs: vec![7, 8],
+        }),
+    ));
+    s.push(sample(
+        "file-object/memfd",
+        records::FILE_OBJECT,
+        records::FileObject::Memfd(records::Memfd {
+            name: "wayland-shm".into(),
+            dev: 1,
+            ino: 4242,
+            mode: 0o100777,
+            uid: 1000,
+            gid: 100,
+            size: 12288 + 10,
+            runs: vec![(4096, 4096), (12288, 10)],
+            seals: 0xf,
+            descs: vec![9],
+        }),
+    ));
+    s.push(sample(
+        "file-object/deleted",
+        records::FILE_OBJECT,
+        records::FileObject::Deleted(records::DeletedFile {
+            path: "/var/tmp/spool.db".into(),
+            dev: 0xfe01,
+            ino: 77,
+            mode: 0o100640,
+            uid: 1000,
+            gid: 100,
+            size: 1 << 20,
+            atime_ns: 1_700_000_000_000_000_001,
+            mtime_ns: 1_700_000_000_000_000_002,
+            runs: vec![(0, 4096), (65536, 8192)],
+            descs: vec![7, 8],
+        }),
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

@@ -27,11 +27,15 @@ pub struct OpenFiles {
     keep: Vec<OwnedFd>,
     /// Epoll descriptions with their watches (added in the owner by [`install`]).
     pub epolls: BTreeMap<u32, EpollRecord>,
+    /// Pty pairs (their descriptions are in `by_id` too).
+    pub ptys: crate::tty::Ptys,
+    /// POSIX message queues and memfds (see [`crate::objects`]).
+    pub objects: crate::objects::Objects,
 }
 
 const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
 
-fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
+pub(crate) fn open_path(path: &str, flags: u32) -> std::io::Result<OwnedFd> {
     let flags = (abi::signed(flags) & !STRIP) | libc::O_CLOEXEC;
     let acc = flags & libc::O_ACCMODE;
     let f = std::fs::OpenOptions::new()
@@ -123,11 +127,15 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         plan.socket_extras.clone(),
         plan.datagrams.clone(),
     );
+    out.objects = crate::objects::prepare(plan, reader, fails);
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
     order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
+    out.ptys = crate::tty::open_all(plan, &mut out.by_id, fails);
+    crate::inotify::open_all(plan, &mut out.by_id, fails);
     for d in order {
         let id = d.id;
-        if fails.desc_failed(id) {
+        // pidfds are opened once their processes exist (`crate::pidfd`).
+        if fails.desc_failed(id) || out.by_id.contains_key(&id) || plan.pidfds.contains_key(&id) {
             continue;
         }
         let acc = abi::signed(d.flags) & libc::O_ACCMODE;
@@ -142,6 +150,11 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                 }
                 FileKind::CharDev { path, .. } => {
                     open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?
+                }
+                FileKind::Ghost { .. } if out.objects.has(id) => {
+                    let fd = out.objects.open(id, d.flags)?;
+                    let _ = seek(&fd, d.pos);
+                    fd
                 }
                 FileKind::Ghost { path, mode, .. } => {
                     let blobs = plan.blobs.get(&u64::from(id)).map(Vec::as_slice).unwrap_or(&[]);
@@ -220,7 +233,10 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     seamless_sys::epoll::epoll_create().map_err(|e| err(id, "epoll_create1".into(), e.source))?
                 }
             };
-            set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
+            // An O_PATH descriptor has no status flags to set (fcntl(F_SETFL) refuses it).
+            if abi::signed(d.flags) & libc::O_PATH == 0 {
+                set_fl(&fd, d.flags).map_err(|e| err(id, "fcntl(F_SETFL)".into(), e))?;
+            }
             Ok(fd)
         })();
         match opened {
@@ -281,7 +297,7 @@ pub fn install<T: Tracee + ?Sized>(
         }
     }
     c.call("close", libc::SYS_close, [hi, 0, 0, 0, 0, 0])?;
-    crate::epoll::add_watches(c, fds, &open.epolls)
+    crate::epoll::add_watches(c, fds, &open.epolls, &|id| open.by_id.get(&id).map(|f| f.as_raw_fd()))
 }
 
 #[cfg(test)]
@@ -344,7 +360,7 @@ mod tests {
         let mut epolls = BTreeMap::new();
         epolls.insert(1, EpollRecord { owner: 42, items: vec![item(4, 2, 0x1, 0xabcd), item(6, 3, 0x8000_0004, 7)] });
         epolls.insert(3, EpollRecord { owner: 77, items: vec![item(4, 2, 1, 1)] }); // another owner's
-        crate::epoll::add_watches(&mut t, &table, &epolls).unwrap();
+        crate::epoll::add_watches(&mut t, &table, &epolls, &|_| None).unwrap();
         let adds = t.named("epoll_ctl(EPOLL_CTL_ADD)");
         assert_eq!(adds.len(), 2);
         for (c, (tfd, events, data)) in adds.iter().zip([(4, 0x1, 0xabcd), (6, 0x8000_0004u32, 7u64)]) {
@@ -353,13 +369,29 @@ mod tests {
         }
     }
 
+    /// A watch whose descriptor was closed (its file open at another number) is added through
+    /// a duplicate placed at its number for the call, closed again right after.
+    #[test]
+    fn an_epoll_watch_of_a_closed_number_goes_through_a_temporary_duplicate() {
+        let mut t = Recorder::new(42);
+        let table = FdTable { fds: vec![fd(3, 1, false), fd(5, 2, false)] };
+        let mut epolls = BTreeMap::new();
+        epolls.insert(1, EpollRecord { owner: 42, items: vec![EpollItem { tfd: 4, target: 2, events: 1, data: 9 }] });
+        crate::epoll::add_watches(&mut t, &table, &epolls, &|_| None).unwrap();
+        let calls: Vec<(&str, u64, u64)> = t.calls().iter().map(|c| (c.name, c.args[0], c.args[1])).collect();
+        assert_eq!(
+            calls,
+            [("dup3", 5, 4), ("epoll_ctl(EPOLL_CTL_ADD)", 3, libc::EPOLL_CTL_ADD as u64), ("close", 4, 0)]
+        );
+    }
+
     #[test]
     fn an_epoll_watch_of_a_number_holding_another_file_is_refused() {
         let mut t = Recorder::new(42);
         let table = FdTable { fds: vec![fd(3, 1, false), fd(4, 2, false)] };
         let mut epolls = BTreeMap::new();
         epolls.insert(1, EpollRecord { owner: 42, items: vec![EpollItem { tfd: 4, target: 5, events: 1, data: 0 }] });
-        let e = crate::epoll::add_watches(&mut t, &table, &epolls).unwrap_err();
+        let e = crate::epoll::add_watches(&mut t, &table, &epolls, &|_| None).unwrap_err();
         assert!(e.to_string().contains("watches fd 4 which is not file #5"), "{e}");
         assert!(t.calls().is_empty());
     }

@@ -48,18 +48,27 @@
 
 pub mod abi;
 pub mod child;
+pub mod cow;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
+pub mod inotify;
+pub mod locks;
 pub mod mm;
 pub mod netlock;
+pub mod objects;
 pub mod paths;
+pub mod pidfd;
 pub mod plan;
 pub mod process;
+pub mod sched;
+pub mod seccomp;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
 pub mod tracee;
 pub mod tree;
+pub mod tty;
 pub mod vdso;
 
 // The tracing machinery lives in its own crate, shared with the dump side.
@@ -124,6 +133,15 @@ pub enum RestoreError {
         what: String,
         /// The path.
         path: String,
+    },
+    /// A System V IPC object could not be recreated as it was.
+    #[error("{what}")]
+    Ipc {
+        /// Which object and step.
+        what: String,
+        /// Failure.
+        #[source]
+        source: Option<SysError>,
     },
     /// An open file could not be reopened.
     #[error("file #{id}: {what}")]
@@ -249,23 +267,46 @@ fn leader_record(pid: i32, p: &plan::ProcPlan) -> Result<&seamless_image::record
     p.threads.first().ok_or_else(|| RestoreError::Corrupt { pid, what: "no record of the thread-group leader".into() })
 }
 
+/// What [`stage_a`] works with besides the process itself.
+struct Ctx<'a, S: Store> {
+    plan: &'a plan::Plan,
+    reader: &'a mut Reader<S>,
+    open: &'a files::OpenFiles,
+    opts: &'a RestoreOptions,
+    shm: &'a BTreeMap<u64, mm::SharedObj>,
+}
+
+/// Rebuilds `pid` up to its pending signals and credentials. Children forked from it to keep
+/// their pages shared ([`cow`]) are forked right after its memory and pushed on `forked`
+/// (also when a later step fails, so that they are killed with it).
 fn stage_a<S: Store>(
     pid: i32,
     p: &plan::ProcPlan,
-    reader: &mut Reader<S>,
-    open: &files::OpenFiles,
-    opts: &RestoreOptions,
-    shm: &BTreeMap<u64, mm::SharedObj>,
+    cx: &mut Ctx<'_, S>,
+    forked: &mut Vec<i32>,
 ) -> Result<Proc, RestoreError> {
-    let mut c = child::Child::new(pid, &p.mm.vmas)?;
-    // Whatever the helper inherited from the restorer goes (it may not have closed it yet).
+    let mut c = child::Child::new(pid, &sysv::target_areas(&p.mm.vmas, &p.shm_attach))?;
+    let inh = if cow::forked_from_parent(cx.plan, pid) {
+        cow::join_session(&mut c, p)?;
+        cow::inherited(cx.plan, p)
+    } else {
+        cow::Inherited::default()
+    };
+    // Whatever the helper inherited from the restorer (or the parent it was forked from) goes.
     c.call("close_range", libc::SYS_close_range, [0, u64::from(u32::MAX), 0, 0, 0, 0])?;
-    mm::restore_mm(&mut c, p, reader, opts, shm)?;
-    files::install(&mut c, &p.fds, open)?;
+    mm::restore_mm(&mut c, p, cx.reader, cx.opts, cx.shm, &inh)?;
+    sysv::attach(&mut c, &p.shm_attach)?;
+    for kid in cow::children(cx.plan, pid) {
+        cow::fork(&mut c, kid)?;
+        forked.push(kid);
+    }
+    files::install(&mut c, &p.fds, cx.open)?;
+    locks::take(&mut c, &p.locks)?;
     process::restore_task(&mut c, p)?;
     process::restore_rlimits(pid, p)?;
     let leader_rec = leader_record(pid, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
+    process::restore_timers(&mut c, p)?;
     // Leader first, then each thread in itself.
     threads::thread_state(&mut c, leader_rec)?;
     for (rt, t) in threads.iter_mut().zip(p.threads.iter().skip(1)) {
@@ -288,6 +329,9 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     }
     threads::set_creds(&mut pr.c, &p.rec.creds)?;
     process::finish_task(&mut pr.c, p)?;
+    sched::restore(pid, &p.sched)?;
+    // Last: the filters (the dump proved the munmap below passes them).
+    seccomp::install(&mut pr.c, &mut pr.threads, p)?;
     let tramp = pr.c.tramp;
     pr.c.call("munmap(trampoline)", libc::SYS_munmap, [tramp, child::TRAMP_LEN, 0, 0, 0, 0])?;
     for t in &p.threads {
@@ -397,11 +441,13 @@ pub fn restore_plan<S: Store>(
     paths::check(plan)?;
     let units = plan::Units::of(plan);
     let mut fails = Failures::new(&units);
-    let open = files::open_all(plan, reader, &mut fails);
+    let mut open = files::open_all(plan, reader, &mut fails);
     drop(net_lock);
     let shm = mm::prepare_shared(plan, reader, &mut fails);
+    let ipc = sysv::create_all(plan, reader, &mut fails);
     let skip: Vec<i32> = plan.roots().into_iter().filter(|r| fails.pid_failed(*r)).collect();
-    let (forked, not_created) = tree::create_tree(plan, &skip)?;
+    let ttys = open.ptys.by_session(plan);
+    let (forked, not_created) = tree::create_tree(plan, &skip, &ttys)?;
     set_in_progress(forked.clone());
     for (pid, why) in not_created {
         fails.fail_pid(pid, why);
@@ -423,18 +469,40 @@ pub fn restore_plan<S: Store>(
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
-    for &pid in &seized {
+    // pidfds, now that their processes exist (a process a pidfd names is never forked from
+    // its parent later: crate::cow::forked_from_parent).
+    pidfd::open_all(plan, &mut open.by_id, &mut fails);
+    let mut forked = forked;
+    let mut cx = Ctx { plan, reader, open: &open, opts, shm: &shm };
+    let mut next = 0;
+    while let Some(&pid) = seized.get(next) {
+        next += 1;
         if fails.pid_failed(pid) {
             continue;
         }
         let Some(p) = plan.procs.get(&pid) else { continue };
-        match stage_a(pid, p, reader, &open, opts, &shm) {
+        let mut kids = Vec::new();
+        let r = stage_a(pid, p, &mut cx, &mut kids);
+        // Children forked from it are traced by us already: rebuilt next.
+        forked.extend(kids.iter().copied());
+        seized.extend(kids);
+        set_in_progress(forked.clone());
+        match r {
             Ok(pr) => {
                 live.insert(pid, pr);
             }
             Err(e) => fails.fail_pid(pid, chain(&e).to_string()),
         }
     }
+    let mut claimed = Vec::new();
+    for (pid, pr) in live.iter_mut() {
+        match sysv::claim(&mut pr.c, plan) {
+            Ok(()) => claimed.push(*pid),
+            Err(e) => fails.fail_pid(*pid, chain(&e).to_string()),
+        }
+    }
+    sysv::send_unclaimed(plan, &claimed);
+    sysv::remove_dest(&ipc);
     // Process groups, now that every group leader exists.
     for (pid, pr) in live.iter_mut() {
         if fails.pid_failed(*pid) {
@@ -447,6 +515,16 @@ pub fn restore_plan<S: Store>(
             if let Err(e) = pr.c.call("setpgid", libc::SYS_setpgid, [0, abi::int(want), 0, 0, 0, 0]) {
                 log::warn!("pid {pid}: cannot join process group {want}: {}", chain(&e));
             }
+        }
+    }
+    // Controlling terminals, now that every process is in its group.
+    for t in plan.ptys.values().filter(|t| t.session != 0) {
+        let (Some(pr), Some(ours)) = (live.get_mut(&t.session), open.ptys.slaves.get(&t.index)) else { continue };
+        if fails.pid_failed(t.session) {
+            continue;
+        }
+        if let Err(e) = tty::take_terminal(&mut pr.c, t, std::os::fd::AsRawFd::as_raw_fd(ours)) {
+            fails.fail_pid(t.session, format!("controlling terminal /dev/pts/{}: {}", t.index, chain(&e)));
         }
     }
     for (pid, pr) in live.iter_mut() {
@@ -465,6 +543,13 @@ pub fn restore_plan<S: Store>(
     drop(shm);
     for (pid, _) in live.iter() {
         let Some(p) = plan.procs.get(pid) else { continue };
+        if p.job_stop.is_some() {
+            // Pending before the threads go: the first to leave its ptrace stop starts the
+            // group stop, before any instruction of the process runs.
+            if let Err(e) = seamless_sys::proc::kill(*pid, libc::SIGSTOP) {
+                log::warn!("pid {pid}: stopping it again (it was stopped at the dump): {}", chain(&e));
+            }
+        }
         for t in &p.threads {
             if let Err(e) = seamless_sys::ptrace::detach(t.tid, 0) {
                 log::warn!("pid {pid}: detaching thread {}: {}", t.tid, chain(&e));

@@ -175,6 +175,7 @@ pub fn restore_mm<S: Store>(
     reader: &mut Reader<S>,
     opts: &RestoreOptions,
     shm: &BTreeMap<u64, SharedObj>,
+    inh: &crate::cow::Inherited,
 ) -> Result<(), RestoreError> {
     let pid = c.pid;
     // rseq inherited from the restorer points into memory about to vanish: unregister it.
@@ -182,18 +183,21 @@ pub fn restore_mm<S: Store>(
     if rs.pointer != 0 {
         c.call("rseq(unregister)", libc::SYS_rseq, [rs.pointer, u64::from(rs.size), 1, u64::from(rs.signature), 0, 0])?;
     }
-    // 1. Drop every mapping but the trampoline and the kernel's special ones.
+    // 1. Drop every mapping but the trampoline, the kernel's special ones and the areas a
+    // child forked from its parent keeps (`inh`, see crate::cow).
     let current = procfs::read_maps(pid).map_err(|e| RestoreError::io(pid, "reading maps", e))?;
     for m in &current {
         if m.start == c.tramp || m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
             continue;
         }
-        c.call("munmap", libc::SYS_munmap, [m.start, m.len(), 0, 0, 0, 0])?;
+        for (a, b) in crate::cow::subtract(m.start, m.end, &inh.areas) {
+            c.call("munmap", libc::SYS_munmap, [a, b - a, 0, 0, 0, 0])?;
+        }
     }
     // 2. The vDSO.
     vdso::place(c, p, opts)?;
-    // 3. Every saved area.
-    map_areas(c, p, shm)?;
+    // 3. Every saved area (but the kept ones).
+    map_areas(c, p, shm, &inh.areas)?;
     // The areas' madvise state (MADV_NOHUGEPAGE, MADV_DONTFORK, ...) before their pages go
     // in: without MADV_NOHUGEPAGE khugepaged would later collapse a sparse area's few pages
     // into huge pages and fill its holes.
@@ -213,15 +217,31 @@ pub fn restore_mm<S: Store>(
     for ch in p.chunks.iter().filter(|ch| !in_shm(ch.vaddr)) {
         buf.resize(seamless_image::usize_of(ch.len), 0);
         reader.read_pages(ch.index, &mut buf).map_err(RestoreError::Image)?;
-        c.write_mem(ch.vaddr, &buf)
-            .map_err(|e| RestoreError::io(pid, format!("writing pages at {:#x}+{:#x}", ch.vaddr, ch.len), e))?;
+        // Pages still shared with the parent stay as inherited (the same bytes).
+        for (a, b) in crate::cow::subtract(ch.vaddr, ch.vaddr.saturating_add(ch.len), &inh.shared) {
+            let off = seamless_image::usize_of(a - ch.vaddr);
+            c.write_mem(a, &buf[off..off + seamless_image::usize_of(b - a)])
+                .map_err(|e| RestoreError::io(pid, format!("writing pages at {a:#x}+{:#x}", b - a), e))?;
+        }
+    }
+    // Inherited pages of the kept areas that the child did not have go.
+    if !inh.areas.is_empty() {
+        let mut had: Vec<(u64, u64)> = p.chunks.iter().map(|ch| (ch.vaddr, ch.vaddr.saturating_add(ch.len))).collect();
+        had.extend(inh.shared.iter().copied());
+        had.sort_unstable();
+        const MADV_DONTNEED: u64 = libc::MADV_DONTNEED as u64;
+        for &(s, e) in &inh.areas {
+            for (a, b) in crate::cow::subtract(s, e, &had) {
+                c.call("madvise(MADV_DONTNEED)", libc::SYS_madvise, [a, b - a, MADV_DONTNEED, 0, 0, 0])?;
+            }
+        }
     }
     c.call("prctl(PR_SET_THP_DISABLE, 0)", libc::SYS_prctl, [PR_SET_THP_DISABLE, 0, 0, 0, 0, 0])?;
     for v in p.mm.vmas.iter().filter(|v| fill_writable(v)) {
         c.call("mprotect", libc::SYS_mprotect, [v.start, v.end.saturating_sub(v.start), u64::from(v.prot), 0, 0, 0])?;
     }
     // 5. mm fields, auxv, exe.
-    set_mm_map(c, p)
+    set_mm_map(c, p, inh.same_exe && !inh.areas.is_empty())
 }
 
 /// Maps every saved area of `p` at its address (`MAP_FIXED_NOREPLACE`, so nothing already
@@ -233,11 +253,12 @@ pub fn map_areas<T: Tracee + ?Sized>(
     c: &mut T,
     p: &ProcPlan,
     shm: &BTreeMap<u64, SharedObj>,
+    keep: &[(u64, u64)],
 ) -> Result<(), RestoreError> {
     let pid = c.pid();
-    let mut opened: BTreeMap<String, u64> = BTreeMap::new();
+    let mut opened: BTreeMap<(String, i32), u64> = BTreeMap::new();
     let mut shm_fds = Vec::new();
-    for v in &p.mm.vmas {
+    for v in p.mm.vmas.iter().filter(|v| !keep.contains(&(v.start, v.end))) {
         let len = v.end.saturating_sub(v.start);
         let (mut flags, fd, off) = match &v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall => continue,
@@ -252,13 +273,19 @@ pub fn map_areas<T: Tracee + ?Sized>(
                 (0, fd, *offset)
             }
             VmaKind::File { file, offset } => {
-                let fd = match opened.get(&file.path) {
+                // Opened once per file and access mode: a shared writable area needs a
+                // read-write descriptor, whatever other area of the file came first.
+                let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
+                let fd = match opened.get(&(file.path.clone(), acc)) {
                     Some(&fd) => fd,
                     None => {
-                        verify_file(pid, file)?;
-                        let acc = if v.shared && v.prot & 2 != 0 { libc::O_RDWR } else { libc::O_RDONLY };
-                        let fd = c.open(&file.path, acc | libc::O_CLOEXEC, 0)?;
-                        opened.insert(file.path.clone(), fd);
+                        // A memfd of the image: the restorer's (`crate::objects`).
+                        let memfd = crate::objects::memfd_path(file);
+                        if memfd.is_none() {
+                            verify_file(pid, file)?;
+                        }
+                        let fd = c.open(memfd.as_deref().unwrap_or(&file.path), acc | libc::O_CLOEXEC, 0)?;
+                        opened.insert((file.path.clone(), acc), fd);
                         fd
                     }
                 };
@@ -296,9 +323,11 @@ pub fn map_areas<T: Tracee + ?Sized>(
     Ok(())
 }
 
-fn set_mm_map<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
+/// `PR_SET_MM_MAP` with the saved fields; `keep_exe` leaves the executable as it is (a child
+/// forked from its restored parent has it already).
+fn set_mm_map<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan, keep_exe: bool) -> Result<(), RestoreError> {
     let m = &p.rec.mm;
-    let exe_fd = c.open(&p.rec.exe, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
+    let exe_fd = if keep_exe { u64::from(u32::MAX) } else { c.open(&p.rec.exe, libc::O_RDONLY | libc::O_CLOEXEC, 0)? };
     let mut auxv = p.rec.auxv.clone();
     auxv.truncate(abi::AUXV_MAX_WORDS);
     let mut s = c.scratch();
@@ -326,7 +355,9 @@ fn set_mm_map<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), Restore
         libc::SYS_prctl,
         [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, a, abi::PRCTL_MM_MAP_SIZE, 0, 0],
     );
-    c.call("close", libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0])?;
+    if !keep_exe {
+        c.call("close", libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0])?;
+    }
     r.map(|_| ())
 }
 
@@ -378,7 +409,7 @@ mod tests {
             vma(0x7fff_f000 + 0x2000, 1, 5, VmaKind::Vdso, 0),
         ];
         let mut t = Recorder::new(42);
-        let r = map_areas(&mut t, &p, &BTreeMap::new());
+        let r = map_areas(&mut t, &p, &BTreeMap::new(), &[]);
         std::fs::remove_file(&path).unwrap();
         r.unwrap();
         let maps = t.named("mmap");
@@ -397,6 +428,27 @@ mod tests {
         assert_eq!(t.named("close")[0].args[0], fd);
     }
 
+    /// A private area of a file before a shared writable one: the shared one gets a
+    /// read-write descriptor of its own (a read-only one would make its mmap fail).
+    #[test]
+    fn a_shared_writable_area_gets_a_read_write_descriptor() {
+        let path = std::env::temp_dir().join(format!("seamless-restore-mm-rw-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 8192]).unwrap();
+        let mut p = sample_proc(42, 1, 42, &[]);
+        let mut shared = vma(0x50_0000, 2, 3, VmaKind::File { file: file_id(&path), offset: 0 }, 0);
+        shared.shared = true;
+        p.mm.vmas = vec![vma(0x40_0000, 2, 3, VmaKind::File { file: file_id(&path), offset: 0 }, 0), shared];
+        let mut t = Recorder::new(42);
+        let r = map_areas(&mut t, &p, &BTreeMap::new(), &[]);
+        std::fs::remove_file(&path).unwrap();
+        r.unwrap();
+        let opens = t.named("openat");
+        let modes: Vec<u64> = opens.iter().map(|c| c.args[2] & libc::O_ACCMODE as u64).collect();
+        assert_eq!(modes, [libc::O_RDONLY as u64, libc::O_RDWR as u64]);
+        let maps = t.named("mmap");
+        assert_ne!(maps[0].args[4], maps[1].args[4], "each area with its own descriptor");
+    }
+
     #[test]
     fn a_mapped_file_that_changed_is_refused() {
         let path = std::env::temp_dir().join(format!("seamless-restore-mm-changed-{}", std::process::id()));
@@ -406,7 +458,7 @@ mod tests {
         let mut p = sample_proc(42, 1, 42, &[]);
         p.mm.vmas = vec![vma(0x40_0000, 1, 5, VmaKind::File { file: id, offset: 0 }, 0)];
         let mut t = Recorder::new(42);
-        let e = map_areas(&mut t, &p, &BTreeMap::new()).unwrap_err();
+        let e = map_areas(&mut t, &p, &BTreeMap::new(), &[]).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(e, RestoreError::FileChanged { pid: 42, .. }), "{e}");
         assert!(t.calls().is_empty(), "nothing opened or mapped");
@@ -422,7 +474,7 @@ mod tests {
         p.rec.mm.env_end = 0x7ffe_0000;
         p.rec.auxv = vec![6, 4096, 0, 0];
         let mut t = Recorder::new(42);
-        set_mm_map(&mut t, &p).unwrap();
+        set_mm_map(&mut t, &p, false).unwrap();
         assert_eq!(t.names(), ["openat", "prctl(PR_SET_MM_MAP)", "close"]);
         let exe = 101;
         let c = t.named("prctl(PR_SET_MM_MAP)")[0];

@@ -59,7 +59,10 @@ pub fn check(plan: &Plan) -> Result<(), RestoreError> {
             FileKind::Regular { path, .. } => (!path.starts_with('/')).then(|| ("open file", path.clone())),
             FileKind::Ghost { path, .. } => (!path.starts_with('/')).then(|| ("deleted file", path.clone())),
             FileKind::Fifo { path, .. } => (!path.starts_with('/')).then(|| ("fifo", path.clone())),
-            FileKind::CharDev { path, .. } => (!path.starts_with('/')).then(|| ("character device", path.clone())),
+            FileKind::CharDev { path, .. } => (!path.starts_with('/')
+                && path != seamless_image::records::inotify::INOTIFY_PATH
+                && path != seamless_image::records::pidfd::PIDFD_PATH)
+                .then(|| ("character device", path.clone())),
             FileKind::Socket(s) => unix_ok(&s.local)
                 .map(|p| ("unix socket name", p))
                 .or_else(|| unix_ok(&s.peer).map(|p| ("unix socket peer name", p))),

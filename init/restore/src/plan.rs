@@ -37,6 +37,18 @@ pub struct ProcPlan {
     pub settings: ProcessSettings,
     /// Its areas' `madvise` state (none when the image has no advice record for it).
     pub advice: Vec<records::AdvisedArea>,
+    /// The file locks it holds (taken again through its descriptors).
+    pub locks: Vec<records::FileLock>,
+    /// Its threads' scheduling attributes (threads without a record keep the defaults).
+    pub sched: Vec<records::ThreadSched>,
+    /// The pages it shares copy-on-write with its parent (see [`crate::cow`]).
+    pub cow: Option<records::CowShared>,
+    /// The group stop it was in (stopped again before it runs).
+    pub job_stop: Option<records::JobStop>,
+    /// Its threads' seccomp filters (installed last, see [`crate::seccomp`]).
+    pub seccomp: Option<records::seccomp::SeccompRecord>,
+    /// Its System V shared memory attachments.
+    pub shm_attach: Vec<records::ShmArea>,
 }
 
 impl ProcPlan {
@@ -67,6 +79,20 @@ pub struct Plan {
     pub socket_extras: BTreeMap<u32, records::SocketExtra>,
     /// Datagrams queued on UDP sockets, by description id.
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
+    /// Pty pairs by pts index.
+    pub ptys: BTreeMap<u32, records::PtyRecord>,
+    /// inotify instances by description id.
+    pub inotify: BTreeMap<u32, records::InotifyRecord>,
+    /// pidfds by description id.
+    pub pidfds: BTreeMap<u32, records::PidfdRecord>,
+    /// System V shared memory segments by id.
+    pub sysv_shm: BTreeMap<i32, records::ShmRecord>,
+    /// System V semaphore sets.
+    pub sysv_sem: Vec<records::SemRecord>,
+    /// System V message queues.
+    pub sysv_msg: Vec<records::MsgRecord>,
+    /// POSIX message queues and memfds, by entry tag.
+    pub file_objects: Vec<(u64, records::FileObject)>,
 }
 
 impl Plan {
@@ -121,6 +147,12 @@ fn build(d: Decoded) -> Plan {
                 chunks: Vec::new(),
                 settings: ProcessSettings::default(),
                 advice: Vec::new(),
+                locks: Vec::new(),
+                sched: Vec::new(),
+                cow: None,
+                job_stop: None,
+                seccomp: None,
+                shm_attach: Vec::new(),
             },
         );
     }
@@ -151,6 +183,31 @@ fn build(d: Decoded) -> Plan {
             p.advice = a.areas;
         }
     }
+    for (o, l) in d.file_locks {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.locks = l.locks;
+        }
+    }
+    for (o, _, t) in d.sched {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.sched.push(t);
+        }
+    }
+    for (o, f) in d.seccomp {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.seccomp = Some(f);
+        }
+    }
+    for (o, j) in d.job_stops {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.job_stop = Some(j);
+        }
+    }
+    for (o, c) in d.cow {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.cow = Some(c);
+        }
+    }
     for (_, desc) in d.descs {
         plan.descs.insert(desc.id, desc);
     }
@@ -163,6 +220,26 @@ fn build(d: Decoded) -> Plan {
     for (_, q) in d.datagrams {
         plan.datagrams.insert(q.desc, q.datagrams);
     }
+    for (_, p) in d.pidfds {
+        plan.pidfds.insert(p.desc, p);
+    }
+    for (_, n) in d.inotify {
+        plan.inotify.insert(n.desc, n);
+    }
+    for (_, t) in d.ptys {
+        plan.ptys.insert(t.index, t);
+    }
+    for (o, a) in d.shm_attach {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.shm_attach = a.areas;
+        }
+    }
+    for (_, r) in d.sysv_shm {
+        plan.sysv_shm.insert(r.perm.id, r);
+    }
+    plan.sysv_sem = d.sysv_sem.into_iter().map(|(_, r)| r).collect();
+    plan.sysv_msg = d.sysv_msg.into_iter().map(|(_, r)| r).collect();
+    plan.file_objects = d.file_objects;
     for b in d.blobs {
         plan.blobs.entry(b.tag).or_default().push(b.index);
     }
@@ -256,8 +333,15 @@ impl Units {
         // Descriptions tied to each other: pipe/FIFO ends by inode, unix pairs by peer.
         let mut by_object: BTreeMap<(u8, u64), u32> = BTreeMap::new();
         let mut peers: Vec<(u32, u64)> = Vec::new();
+        let masters: BTreeMap<u32, u32> = plan.ptys.values().map(|t| (t.master, t.index)).collect();
         for d in plan.descs.values() {
             let key = match &d.kind {
+                // The ends of a pty pair, by pts index.
+                records::FileKind::CharDev { path, .. } => masters
+                    .get(&d.id)
+                    .copied()
+                    .or_else(|| path.strip_prefix("/dev/pts/").and_then(|n| n.parse().ok()))
+                    .map(|n| (2, u64::from(n))),
                 records::FileKind::Pipe { pipe } | records::FileKind::Fifo { pipe, .. } => Some((0, *pipe)),
                 records::FileKind::Socket(s) => {
                     if let SockState::UnixPair { peer, .. } = &s.state {
@@ -269,7 +353,7 @@ impl Units {
             };
             let Some(key) = key else { continue };
             match by_object.get(&key) {
-                Some(&other) if key.0 == 0 => {
+                Some(&other) if key.0 != 1 => {
                     if let (Some(&a), Some(&b)) = (first_desc.get(&d.id), first_desc.get(&other)) {
                         j.join(a, b);
                     }
@@ -340,6 +424,12 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         chunks: Vec::new(),
         settings: Default::default(),
         advice: Vec::new(),
+        locks: Vec::new(),
+        sched: Vec::new(),
+        cow: None,
+        job_stop: None,
+        seccomp: None,
+        shm_attach: Vec::new(),
     }
 }
 

@@ -36,7 +36,6 @@ pub fn restore_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), R
         let a = c.scratch().put_words(c, &w)?;
         c.call("setitimer", libc::SYS_setitimer, [u64::from(t.which), a, 0, 0, 0, 0])?;
     }
-    restore_timers(c, p)?;
     c.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0])?;
     // Before the credentials drop: a negative nice value needs CAP_SYS_NICE.
     c.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, abi::int(r.nice), 0, 0, 0])?;
@@ -104,8 +103,10 @@ const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 
 /// POSIX timers with their original ids: via `PR_TIMER_CREATE_RESTORE_IDS` where the kernel
 /// has it (6.16+), else by creating in id order with placeholders filling the gaps (ids are
-/// handed out sequentially by older kernels).
-fn restore_timers<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
+/// handed out sequentially by older kernels). Called once every thread exists: a
+/// `SIGEV_THREAD_ID` timer (glibc's `SIGEV_THREAD` timers aim at its helper thread) can only
+/// be created for a live thread of the process.
+pub fn restore_timers<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
     let pid = c.pid();
     let mut timers = p.rec.posix_timers.clone();
     if timers.is_empty() {

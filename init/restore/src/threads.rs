@@ -128,14 +128,18 @@ pub fn queue_pending<T: Tracee + ?Sized>(
     Ok(())
 }
 
+const SECBIT_KEEP_CAPS: u32 = 1 << 4;
+const SECBIT_NO_CAP_AMBIENT_RAISE: u32 = 1 << 6;
+const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: u32 = 1 << 7;
+
 /// The highest capability number `PR_CAPBSET_DROP` is tried with (the kernel refuses those
 /// past the last it knows, which ends the loop earlier).
 const CAP_BITS: u64 = 64;
 
 /// Sets the credentials of one thread (last, as they may drop the privileges the other
-/// steps need): bounding set, groups, gids, then uids (keeping the capabilities across the
-/// uid change when the saved set has any), then the capability sets, securebits and
-/// `no_new_privs`.
+/// steps need): bounding set, groups, gids, securebits (with `SECBIT_KEEP_CAPS` across the
+/// uid change when the saved set has capabilities), then uids, the capability sets, the
+/// ambient set (then `SECBIT_NO_CAP_AMBIENT_RAISE`, if recorded) and `no_new_privs`.
 pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), RestoreError> {
     for cap in 0..CAP_BITS {
         if cr.cap_bnd & (1 << cap) == 0 {
@@ -154,8 +158,20 @@ pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), Restor
     r.call("setresgid", libc::SYS_setresgid, [rgid, egid, sgid, 0, 0, 0])?;
     r.call("setfsgid", libc::SYS_setfsgid, [fsgid, 0, 0, 0, 0, 0])?;
     let keep = cr.cap_prm != 0 && cr.uids[1] != 0;
-    if keep {
-        r.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 1, 0, 0, 0, 0])?;
+    // Securebits while still privileged (PR_SET_SECUREBITS needs CAP_SETPCAP): keeping the
+    // capabilities across the uid change through SECBIT_KEEP_CAPS, and without
+    // SECBIT_NO_CAP_AMBIENT_RAISE until the ambient set is raised.
+    let bits = cr.securebits.unwrap_or(0);
+    let no_raise =
+        if cr.cap_amb != 0 { bits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) } else { 0 };
+    let first_bits = (bits & !no_raise) | if keep { SECBIT_KEEP_CAPS } else { 0 };
+    if first_bits != 0 {
+        r.call_for(
+            format!("securebits {first_bits:#x}"),
+            "prctl(PR_SET_SECUREBITS)",
+            libc::SYS_prctl,
+            [libc::PR_SET_SECUREBITS as u64, u64::from(first_bits), 0, 0, 0, 0],
+        )?;
     }
     let [ruid, euid, suid, fsuid] = cr.uids.map(u64::from);
     r.call("setresuid", libc::SYS_setresuid, [ruid, euid, suid, 0, 0, 0])?;
@@ -163,15 +179,24 @@ pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), Restor
     let hdr = s.put(r, &abi::cap_header())?;
     let data = s.put(r, &abi::cap_data(cr.cap_eff, cr.cap_prm, cr.cap_inh))?;
     r.call("capset", libc::SYS_capset, [hdr, data, 0, 0, 0, 0])?;
-    if keep {
+    if keep && bits & SECBIT_KEEP_CAPS == 0 {
         r.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0])?;
     }
-    if let Some(bits) = cr.securebits {
-        let _ = r.syscall(
+    for cap in (0..CAP_BITS).filter(|c| cr.cap_amb & (1 << c) != 0) {
+        r.call_for(
+            format!("raising ambient capability {cap}"),
+            "prctl(PR_CAP_AMBIENT)",
+            libc::SYS_prctl,
+            [libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0, 0],
+        )?;
+    }
+    if no_raise != 0 {
+        r.call_for(
+            format!("securebits {bits:#x}"),
             "prctl(PR_SET_SECUREBITS)",
             libc::SYS_prctl,
             [libc::PR_SET_SECUREBITS as u64, u64::from(bits), 0, 0, 0, 0],
-        );
+        )?;
     }
     if cr.no_new_privs {
         r.call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0])?;
@@ -267,7 +292,7 @@ mod tests {
                 "setgroups",
                 "setresgid",
                 "setfsgid",
-                "prctl(PR_SET_KEEPCAPS)",
+                "prctl(PR_SET_SECUREBITS)",
                 "setresuid",
                 "setfsuid",
                 "capset",
@@ -282,7 +307,7 @@ mod tests {
         assert_eq!(groups.mem(groups.args[1], 8), [7, 0, 0, 0, 8, 0, 0, 0]);
         assert_eq!(calls[2].args[..3], [100, 101, 102]);
         assert_eq!(calls[3].args[0], 103);
-        assert_eq!((calls[4].args[1], calls[8].args[1]), (1, 0), "keepcaps on, then off");
+        assert_eq!((calls[4].args[1], calls[8].args[1]), (1 << 4, 0), "keepcaps on, then off");
         assert_eq!(calls[5].args[..3], [1000, 1000, 1000]);
         let capset = calls[7];
         assert_eq!(capset.mem(capset.args[0], 8), crate::abi::cap_header());
@@ -300,7 +325,37 @@ mod tests {
         c.no_new_privs = false;
         set_creds(&mut t, &c).unwrap();
         assert!(!t.names().contains(&"prctl(PR_SET_KEEPCAPS)"));
+        assert!(!t.names().contains(&"prctl(PR_SET_SECUREBITS)"));
         assert_eq!(t.names().last(), Some(&"capset"));
+    }
+
+    /// Recorded securebits go on before the uid change (they need CAP_SETPCAP), keep-caps
+    /// stays on when recorded, the ambient set is raised after capset and
+    /// SECBIT_NO_CAP_AMBIENT_RAISE only after that.
+    #[test]
+    fn securebits_and_the_ambient_set_are_restored_in_an_order_that_works() {
+        let mut t = Recorder::new(42);
+        let mut c = creds(1000, 1 << 12);
+        c.cap_inh = 1 << 12;
+        c.cap_amb = 1 << 12;
+        c.no_new_privs = false;
+        c.securebits = Some(SECBIT_KEEP_CAPS | SECBIT_NO_CAP_AMBIENT_RAISE | 1);
+        set_creds(&mut t, &c).unwrap();
+        assert_eq!(
+            t.names()[4..],
+            [
+                "prctl(PR_SET_SECUREBITS)",
+                "setresuid",
+                "setfsuid",
+                "capset",
+                "prctl(PR_CAP_AMBIENT)",
+                "prctl(PR_SET_SECUREBITS)"
+            ]
+        );
+        let calls = t.calls();
+        assert_eq!(calls[4].args[1], u64::from(SECBIT_KEEP_CAPS | 1));
+        assert_eq!(calls[8].args[1..3], [libc::PR_CAP_AMBIENT_RAISE as u64, 12]);
+        assert_eq!(calls[9].args[1], u64::from(SECBIT_KEEP_CAPS | SECBIT_NO_CAP_AMBIENT_RAISE | 1));
     }
 
     #[test]

@@ -281,7 +281,7 @@ pub mod fake {
         fn pid(&self) -> i32 {
             self.pid
         }
-        /// Answers: `mmap` returns its address hint, calls that make a descriptor a new
+        /// Answers: `mmap` and `shmat` return their address hint, calls that make a descriptor a new
         /// number from 101 on, `clone3` the first wanted tid of its `set_tid`, every other
         /// call 0; a call listed in `fail` fails with its errno.
         fn syscall(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, InjectError> {
@@ -292,6 +292,7 @@ pub mod fake {
             }
             Ok(match nr {
                 libc::SYS_mmap => args[0],
+                libc::SYS_shmat => args[1],
                 libc::SYS_openat | libc::SYS_pidfd_open | libc::SYS_pidfd_getfd => self.fd(),
                 libc::SYS_fcntl if args[1] == libc::F_DUPFD_CLOEXEC as u64 => args[2].max(self.fd()),
                 libc::SYS_clone3 => self.read_u64(self.read_u64(args[0] + 64)) & 0xffff_ffff,

@@ -104,6 +104,28 @@ pub fn kcmp_file(pid1: i32, fd1: RawFd, pid2: i32, fd2: RawFd) -> SysResult<bool
     Ok(check(r, "kcmp(KCMP_FILE)", || format!("pid {pid1} fd {fd1} / pid {pid2} fd {fd2}"))? == 0)
 }
 
+/// `KCMP_EPOLL_TFD`: whether descriptor `fd1` of `pid1` is the file of the `toff`-th watch
+/// registered under descriptor number `tfd` in epoll descriptor `epfd` of `pid2` (the watch
+/// keeps its number after that descriptor is closed).
+///
+/// Man page: `kcmp(2)` with `KCMP_EPOLL_TFD`.
+pub fn kcmp_epoll_tfd(pid1: i32, fd1: RawFd, pid2: i32, epfd: RawFd, tfd: RawFd, toff: u32) -> SysResult<bool> {
+    const KCMP_EPOLL_TFD: libc::c_int = 7;
+    #[repr(C)]
+    struct Slot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let slot = Slot { efd: epfd as u32, tfd: tfd as u32, toff };
+    // SAFETY: the kernel reads one struct kcmp_epoll_slot through the pointer, which is valid
+    // for the call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_EPOLL_TFD, fd1 as libc::c_ulong, &slot as *const Slot)
+    };
+    Ok(check(r, "kcmp(KCMP_EPOLL_TFD)", || format!("pid {pid1} fd {fd1} / pid {pid2} epoll fd {epfd} tfd {tfd}"))? == 0)
+}
+
 /// `KCMP_VM`: whether two processes share one address space (`CLONE_VM` without
 /// `CLONE_THREAD`, e.g. a `vfork` child before its `exec`).
 ///
@@ -217,6 +239,23 @@ pub fn setpgid(pid: i32, pgid: i32) -> SysResult<()> {
     // SAFETY: plain syscall with scalar arguments.
     let r = unsafe { libc::setpgid(pid, pgid) };
     check(r as libc::c_long, "setpgid", || format!("pid {pid} pgid {pgid}")).map(|_| ())
+}
+
+/// Joins process group `pgid` (`setpgid(0, pgid)`) without allocating (for a freshly forked
+/// child of a possibly multi-threaded process): whether it worked.
+///
+/// Man page: `setpgid(2)`.
+pub fn join_group(pgid: i32) -> bool {
+    // SAFETY: plain syscall with scalar arguments.
+    unsafe { libc::setpgid(0, pgid) == 0 }
+}
+
+/// This process's process group and session (`getpgid(0)`, `getsid(0)`), without allocating.
+///
+/// Man page: `getpgid(2)`, `getsid(2)`.
+pub fn own_group_and_session() -> (i32, i32) {
+    // SAFETY: plain syscalls with scalar arguments.
+    unsafe { (libc::getpgid(0), libc::getsid(0)) }
 }
 
 /// Resets signal `sig` to its default action (used by helpers before re-raising a fatal signal).

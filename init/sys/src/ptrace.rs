@@ -432,3 +432,41 @@ fn wait_flags(tid: i32, extra: i32) -> SysResult<Option<(i32, WaitStatus)>> {
         return Ok(Some((r, ws)));
     }
 }
+
+/// The classic BPF program of seccomp filter `index` of a stopped tracee (0 is the oldest,
+/// the first installed; `ENOENT` past the newest), each instruction packed as
+/// `code | jt << 16 | jf << 24 | k << 32` (`struct sock_filter`). Needs CAP_SYS_ADMIN.
+///
+/// Man page: `ptrace(2)` (`PTRACE_SECCOMP_GET_FILTER`).
+pub fn seccomp_get_filter(tid: i32, index: u64) -> SysResult<Vec<u64>> {
+    const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
+    let e = |err| SysError::new("ptrace(PTRACE_SECCOMP_GET_FILTER)", format!("{} filter {index}", subject(tid)), err);
+    // SAFETY: a null buffer only asks for the instruction count.
+    let n =
+        unsafe { raw(PTRACE_SECCOMP_GET_FILTER, tid, usize::try_from(index).unwrap_or(usize::MAX), 0) }.map_err(e)?;
+    let mut words = vec![0u64; usize::try_from(n).unwrap_or(0)];
+    // SAFETY: `words` holds `n` 8-byte `struct sock_filter` slots, what the kernel writes.
+    let got = unsafe {
+        raw(PTRACE_SECCOMP_GET_FILTER, tid, usize::try_from(index).unwrap_or(usize::MAX), words.as_mut_ptr() as usize)
+    }
+    .map_err(e)?;
+    words.truncate(usize::try_from(got).unwrap_or(0));
+    // The kernel wrote `struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }` in native
+    // (little-endian) order, which is the packing above.
+    Ok(words)
+}
+
+/// The flags of seccomp filter `index` of a stopped tracee (`SECCOMP_FILTER_FLAG_LOG` is the
+/// only one the kernel reports). Needs CAP_SYS_ADMIN.
+///
+/// Man page: `ptrace(2)` (`PTRACE_SECCOMP_GET_METADATA`).
+pub fn seccomp_get_metadata(tid: i32, index: u64) -> SysResult<u64> {
+    const PTRACE_SECCOMP_GET_METADATA: u32 = 0x420d;
+    // struct seccomp_metadata { u64 filter_off; u64 flags; }; `addr` is its size.
+    let mut md = [index, 0u64];
+    // SAFETY: the pointers point into a buffer of this frame, sized for the request.
+    unsafe { raw(PTRACE_SECCOMP_GET_METADATA, tid, std::mem::size_of_val(&md), md.as_mut_ptr() as usize) }.map_err(
+        |err| SysError::new("ptrace(PTRACE_SECCOMP_GET_METADATA)", format!("{} filter {index}", subject(tid)), err),
+    )?;
+    Ok(md[1])
+}

@@ -162,3 +162,17 @@ mod advice_tests {
         assert_eq!(VmaAdvice::madvise_values(VmaAdvice::NOHUGEPAGE | VmaAdvice::DONTDUMP), vec![15, 16]);
     }
 }
+
+/// The pages a forked child still shares copy-on-write with its parent: stored under
+/// [`super::COW_SHARED`], owner = the child's pid, written `IGNORABLE` (a reader without it
+/// gives the child its own copy of every page, as it always did: the same contents, more
+/// memory). A page is listed when, at the dump, it was present at the same address in both
+/// and was the same physical page (`/proc/PID/pagemap` frame numbers), inside a private
+/// anonymous area of both. The child's pages are saved in full as well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CowShared {
+    /// The parent's pid (the child's parent in the image).
+    pub parent: i32,
+    /// Page ranges `[start, end)`, page-aligned, ascending, not touching each other.
+    pub ranges: Vec<(u64, u64)>,
+}

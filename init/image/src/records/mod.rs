@@ -11,22 +11,37 @@ use crate::RecordKind;
 pub mod epoll;
 pub mod eventfd;
 pub mod files;
+pub mod inotify;
+pub mod locks;
 pub mod mm;
 pub mod netlock;
+pub mod pidfd;
 pub mod process;
+pub mod sched;
+pub mod seccomp;
 pub mod sockets;
+pub mod sysv;
 pub mod threads;
+pub mod tty;
 
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
-pub use mm::{AdvisedArea, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
+pub use inotify::{InotifyRecord, InotifyWatch};
+pub use locks::{FileLock, FileLocks, LockKind};
+pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
+pub use pidfd::PidfdRecord;
 pub use process::{
-    Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
+    Creds, ITimer, JobStop, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
 };
+pub use sched::ThreadSched;
 pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra, SocketRecord, TcpConn};
+pub use sysv::{
+    DeletedFile, FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord,
+};
 pub use threads::{SyscallState, ThreadRecord};
+pub use tty::{PtyRecord, Termios};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -55,11 +70,38 @@ pub const DATAGRAMS: RecordKind = RecordKind(26);
 pub const HELD_LISTENERS: RecordKind = RecordKind(27);
 /// [`VmaAdvice`], owner = pid (at most one per process; written `IGNORABLE`).
 pub const VMA_ADVICE: RecordKind = RecordKind(28);
+/// [`PtyRecord`], owner 0, tag = pts index (one per pty pair whose master is in the image).
+pub const PTY: RecordKind = RecordKind(40);
+/// [`InotifyRecord`], owner 0, tag = description id (one per inotify instance).
+pub const INOTIFY: RecordKind = RecordKind(41);
+/// [`PidfdRecord`], owner 0, tag = description id (one per pidfd description).
+pub const PIDFD: RecordKind = RecordKind(42);
+/// [`FileLocks`], owner = pid (at most one per process, only with locks).
+pub const FILE_LOCKS: RecordKind = RecordKind(30);
+/// [`ThreadSched`], owner = pid, tag = tid (at most one per thread, only when not all
+/// defaults).
+pub const THREAD_SCHED: RecordKind = RecordKind(31);
+/// [`CowShared`], owner = pid of a forked child (at most one per process; written `IGNORABLE`).
+pub const COW_SHARED: RecordKind = RecordKind(45);
+/// [`JobStop`], owner = pid of a stopped process (at most one per process).
+pub const JOB_STOP: RecordKind = RecordKind(46);
+/// [`seccomp::SeccompRecord`], owner = pid of a process with seccomp filters (at most one).
+pub const SECCOMP: RecordKind = RecordKind(47);
 
+/// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
+pub const SYSV_SHM: RecordKind = RecordKind(35);
+/// [`SemRecord`], owner 0, tag = semaphore set id.
+pub const SYSV_SEM: RecordKind = RecordKind(36);
+/// [`MsgRecord`], owner 0, tag = message queue id.
+pub const SYSV_MSG: RecordKind = RecordKind(37);
+/// [`ShmAttachments`], owner = pid (at most one per process, only with attachments).
+pub const SHM_ATTACH: RecordKind = RecordKind(38);
+/// [`FileObject`], owner 0, tag = a number unique among them (POSIX message queues, memfds).
+pub const FILE_OBJECT: RecordKind = RecordKind(39);
 /// The kinds of this module that writers store with `put_ignorable_record` (an older reader
 /// skips them and still restores correctly). `seamless check` does not ask a target's
 /// seamless-init to know them: a kind written `IGNORABLE` belongs in this list.
-pub const WRITTEN_IGNORABLE: [RecordKind; 3] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE];
+pub const WRITTEN_IGNORABLE: [RecordKind; 4] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE, COW_SHARED];
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -77,6 +119,19 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         DATAGRAMS => "datagrams",
         HELD_LISTENERS => "held-listeners",
         VMA_ADVICE => "vma-advice",
+        PTY => "pty",
+        INOTIFY => "inotify",
+        PIDFD => "pidfd",
+        FILE_LOCKS => "file-locks",
+        THREAD_SCHED => "thread-sched",
+        COW_SHARED => "cow-shared",
+        JOB_STOP => "job-stop",
+        SECCOMP => "seccomp",
+        SYSV_SHM => "sysv-shm",
+        SYSV_SEM => "sysv-sem",
+        SYSV_MSG => "sysv-msg",
+        SHM_ATTACH => "shm-attach",
+        FILE_OBJECT => "file-object",
         _ => return None,
     })
 }
@@ -187,6 +242,66 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let l: Vec<String> = h.listeners.iter().map(|a| a.to_string()).collect();
             format!("network lock: table inet {} holds new connections to {}", h.table, l.join(" "))
         }
+        PTY => {
+            let t: PtyRecord = de(bytes)?;
+            format!(
+                "pty /dev/pts/{} master file #{} session {} foreground {} winsize {:?} lflag {:#o}{}{} input {} B output {} B",
+                t.index,
+                t.master,
+                t.session,
+                t.foreground,
+                t.winsize,
+                t.termios.lflag,
+                if t.locked { " locked" } else { "" },
+                if t.packet { " packet" } else { "" },
+                t.input.len(),
+                t.output.len()
+            )
+        }
+        INOTIFY => {
+            let n: InotifyRecord = de(bytes)?;
+            let w: Vec<String> =
+                n.watches.iter().take(32).map(|w| format!("{}:{}:{:#x}", w.wd, w.path, w.mask)).collect();
+            format!("inotify file #{}: {} watch(es) {}", n.desc, n.watches.len(), w.join(" "))
+        }
+        PIDFD => {
+            let p: PidfdRecord = de(bytes)?;
+            format!("pidfd file #{} of pid {}", p.desc, p.pid)
+        }
+        FILE_LOCKS => {
+            let l: FileLocks = de(bytes)?;
+            let list: Vec<String> = l.locks.iter().map(FileLock::describe).collect();
+            format!("file locks: {}", list.join(", "))
+        }
+        THREAD_SCHED => {
+            let t: ThreadSched = de(bytes)?;
+            format!(
+                "thread {} scheduling: policy {}{} priority {} nice {} affinity {:x?} ioprio {:#x}",
+                t.tid,
+                t.policy,
+                if t.reset_on_fork { " (reset on fork)" } else { "" },
+                t.priority,
+                t.nice,
+                t.affinity,
+                t.ioprio
+            )
+        }
+        COW_SHARED => {
+            let c: CowShared = de(bytes)?;
+            let pages: u64 = c.ranges.iter().map(|(a, b)| b.saturating_sub(*a) / 4096).sum();
+            format!("{pages} page(s) in {} range(s) shared copy-on-write with parent {}", c.ranges.len(), c.parent)
+        }
+        JOB_STOP => {
+            let j: JobStop = de(bytes)?;
+            format!("stopped by signal {}", j.signal)
+        }
+        SECCOMP => {
+            let r: seccomp::SeccompRecord = de(bytes)?;
+            let insns: usize = r.filters.iter().map(|f| f.prog.len()).sum();
+            let t: Vec<String> = r.threads.iter().map(|(tid, c)| format!("{tid}:{c:?}")).collect();
+            format!("seccomp: {} filter(s), {insns} instructions; threads {}", r.filters.len(), t.join(" "))
+        }
+        SYSV_SHM | SYSV_SEM | SYSV_MSG | SHM_ATTACH | FILE_OBJECT => sysv::describe(kind, bytes)?,
         _ => return None,
     })
 }

@@ -193,3 +193,13 @@ pub struct ProcessSettings {
     /// Transparent huge pages disabled with `PR_SET_THP_DISABLE` (`THP_enabled: 0`).
     pub thp_disabled: bool,
 }
+
+/// A process that was stopped by a stop signal (group stop) when it was dumped: stored under
+/// [`super::JOB_STOP`], owner = pid, at most one per live process. Not ignorable: a reader
+/// without it would let the process run. The restore stops it again before it runs any
+/// instruction (with SIGSTOP, the one stop signal that always stops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JobStop {
+    /// The signal that stopped it: SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU.
+    pub signal: i32,
+}
