@@ -55,6 +55,24 @@ pub enum BootError {
     /// The root filesystem is not the one frozen before the jump.
     #[error("root filesystem check failed")]
     RootChanged(#[source] seamless_image::upgrade::IdentityMismatch),
+    /// The filesystems record is unreadable or malformed.
+    #[error("the filesystems record is refused: {0}")]
+    FsRecord(String),
+    /// A filesystem the preserved processes use is not the one frozen before the jump.
+    #[error("filesystem check failed")]
+    FsChanged(#[source] seamless_image::filesystems::FsVerifyError),
+    /// The device of a recorded filesystem did not show up in time.
+    #[error("the device of filesystem {mountpoint} ({device}{}) did not appear within {ms} ms", if dm_uuid.is_empty() { String::new() } else { format!(", device-mapper {dm_uuid}") })]
+    FsDeviceTimeout {
+        /// Its mount point before the jump.
+        mountpoint: String,
+        /// The device recorded.
+        device: String,
+        /// Its device-mapper UUID, if any.
+        dm_uuid: String,
+        /// How long it was waited for.
+        ms: u64,
+    },
     /// The image was made for another kernel.
     #[error("the image was made for kernel {target} but kernel {running} is running")]
     OtherKernel {

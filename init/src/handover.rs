@@ -7,6 +7,7 @@
 
 use crate::boot::region::ValidRegion;
 use crate::error::BootError;
+use seamless_image::filesystems::{self, Filesystems, FsIdentity, FsVerifyError};
 use seamless_image::upgrade::{read_identity, Upgrade};
 use seamless_image::ImageError;
 use seamless_image::{Reader, RecordKind, Store};
@@ -63,6 +64,141 @@ pub fn verify_root(upgrade: &Upgrade, device: &Path, wait: Duration) -> Result<(
     }
     let now = read_identity(device, &recorded.fstype, &recorded.options)?;
     recorded.verify(&now).map_err(BootError::RootChanged)
+}
+
+/// The filesystems record of an image, checked field by field; `None` when the image has
+/// none (an ext2/3/4 root alone, verified through the upgrade record). It is not ignorable: a
+/// record that does not decode or check refuses the restore.
+pub fn filesystems_record<S: Store>(reader: &mut Reader<S>) -> Result<Option<Filesystems>, BootError> {
+    let rec: Option<Filesystems> =
+        reader.first_record(RecordKind::FILESYSTEMS).map_err(|e| BootError::FsRecord(chain(&e).to_string()))?;
+    if let Some(r) = &rec {
+        r.check().map_err(|e| BootError::FsRecord(e.to_string()))?;
+    }
+    Ok(rec)
+}
+
+/// The root's entry of the filesystems record, compared with `device` (before the root is
+/// mounted; the caller waited for the device).
+pub fn verify_root_fs(fs: Option<&Filesystems>, device: &Path) -> Result<(), BootError> {
+    let Some(root) = fs.and_then(Filesystems::root) else { return Ok(()) };
+    verify_fs(root, device)
+}
+
+fn verify_fs(recorded: &FsIdentity, device: &Path) -> Result<(), BootError> {
+    let dm = dm_uuid_of(device);
+    let now = filesystems::read(&recorded.mountpoint, device, &dm, &recorded.fstype).map_err(|source| {
+        BootError::FsChanged(FsVerifyError::Read { mountpoint: recorded.mountpoint.clone(), source })
+    })?;
+    recorded.verify(&now).map_err(|m| BootError::FsChanged(FsVerifyError::Mismatch(m)))?;
+    log::info!("filesystem {} is exactly as frozen ({})", recorded.mountpoint, now.summary());
+    Ok(())
+}
+
+/// The device-mapper UUID of block device `dev`, empty when it is none.
+fn dm_uuid_of(dev: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(dev) else { return String::new() };
+    let rdev = m.rdev();
+    let (ma, mi) = (((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff), (rdev & 0xff) | ((rdev >> 12) & !0xff));
+    std::fs::read_to_string(format!("/sys/dev/block/{ma}:{mi}/dm/uuid"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The device of a recorded filesystem on this kernel: the recorded path when it exists (and,
+/// for a device-mapper device, has its UUID), else the device-mapper device with the recorded
+/// UUID (`/sys/class/block/*/dm/uuid`, as `/dev/dm-N`), waiting up to `wait` for it.
+fn find_device(f: &FsIdentity, wait: Duration) -> Result<std::path::PathBuf, BootError> {
+    let start = Instant::now();
+    loop {
+        let recorded = Path::new(&f.device);
+        if recorded.exists() && (f.dm_uuid.is_empty() || dm_uuid_of(recorded) == f.dm_uuid) {
+            return Ok(recorded.to_path_buf());
+        }
+        if !f.dm_uuid.is_empty() {
+            for e in std::fs::read_dir("/sys/class/block").into_iter().flatten().flatten() {
+                let uuid = std::fs::read_to_string(e.path().join("dm/uuid")).unwrap_or_default();
+                let dev = Path::new("/dev").join(e.file_name());
+                if uuid.trim() == f.dm_uuid && dev.exists() {
+                    return Ok(dev);
+                }
+            }
+        }
+        if start.elapsed() >= wait {
+            // A recorded path that exists but is another device: verified (and refused) as is.
+            if recorded.exists() {
+                return Ok(recorded.to_path_buf());
+            }
+            return Err(BootError::FsDeviceTimeout {
+                mountpoint: f.mountpoint.clone(),
+                device: f.device.clone(),
+                dm_uuid: f.dm_uuid.clone(),
+                ms: wait.as_millis() as u64,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every recorded filesystem but the root (verified before it was mounted), before the real
+/// system mounts them: found by device path or device-mapper UUID and compared with what was
+/// frozen. `Err` names the first that differs: nothing may be restored then.
+pub fn verify_filesystems(fs: &Filesystems, wait: Duration) -> Result<(), BootError> {
+    for f in fs.filesystems.iter().filter(|f| f.mountpoint != "/") {
+        let dev = find_device(f, wait)?;
+        verify_fs(f, &dev)?;
+    }
+    Ok(())
+}
+
+/// Mounts every recorded filesystem but the root where it was mounted, outermost first, with
+/// its recorded options, unless something is mounted there already: the restored processes
+/// hold files and directories on them. Runs after [`verify_filesystems`] and before the
+/// restore; the real system's own mounts of them then find them mounted. `Err` names the
+/// first that cannot be mounted (nothing may be restored then).
+pub fn mount_filesystems(fs: &Filesystems, wait: Duration) -> Result<Vec<String>, BootError> {
+    use seamless_sys::mount::{mount, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME};
+    let mut done = Vec::new();
+    for f in fs.filesystems.iter().rev().filter(|f| f.mountpoint != "/") {
+        let escaped = f.mountpoint.replace(' ', "\\040");
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(escaped.as_str()));
+        if mounted {
+            log::info!("filesystem {} is mounted already", f.mountpoint);
+            continue;
+        }
+        let dev = find_device(f, wait)?;
+        let mut flags = 0;
+        for o in f.mount_options.split(',') {
+            flags |= match o {
+                "ro" => MS_RDONLY,
+                "nosuid" => MS_NOSUID,
+                "nodev" => MS_NODEV,
+                "noexec" => MS_NOEXEC,
+                "relatime" => MS_RELATIME,
+                _ => 0,
+            };
+        }
+        let data: Vec<&str> = f.fs_options.split(',').filter(|o| !o.is_empty() && *o != "rw" && *o != "ro").collect();
+        let data = data.join(",");
+        let dev_s = dev.display().to_string();
+        let target = Path::new(&f.mountpoint);
+        let first = mount(&dev_s, target, Some(&f.fstype), flags, Some(&data));
+        match first {
+            Ok(()) => {}
+            Err(e) if !data.is_empty() => {
+                log::warn!("mounting {} with {data:?}: {}; trying without these options", f.mountpoint, chain(&e));
+                mount(&dev_s, target, Some(&f.fstype), flags, None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        log::info!("mounted {} ({}, {dev_s}) for the restored processes", f.mountpoint, f.fstype);
+        done.push(f.mountpoint.clone());
+    }
+    Ok(done)
 }
 
 /// What the restore stage did, for the log and `/run/seamless/report.json`.

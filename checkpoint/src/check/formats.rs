@@ -27,7 +27,9 @@ pub const SUBJECT: &str = "image format";
 /// target that does not know them can still read every image without such state, so they are
 /// not asked of it here; the dump refuses state that needs one the target does not know
 /// (`DumpOptions::reader_kinds`).
-pub const CONDITIONAL_KINDS: [RecordKind; 14] = [
+/// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
+/// root; the filesystem check refuses a target that does not know it then.
+pub const CONDITIONAL_KINDS: [RecordKind; 15] = [
     seamless_image::records::SOCKET_EXTRA,
     seamless_image::records::DATAGRAMS,
     seamless_image::records::PTY,
@@ -42,6 +44,7 @@ pub const CONDITIONAL_KINDS: [RecordKind; 14] = [
     seamless_image::records::SYSV_MSG,
     seamless_image::records::SHM_ATTACH,
     seamless_image::records::FILE_OBJECT,
+    RecordKind::FILESYSTEMS,
 ];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind

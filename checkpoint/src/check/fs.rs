@@ -1,14 +1,21 @@
 //! Can every writable block-backed filesystem be frozen, so the new kernel needs no journal
 //! replay? The filesystems are the ones `seamless kexec --exec` and `seamless upgrade` freeze.
+//! Those the preserved processes use are also recorded and verified on the new kernel before
+//! they are mounted (record kind 50): each one's verdict says so, with its type and device,
+//! and fails for a type without a clean-state verifier or a target that cannot verify it.
 
 use super::Verdict;
+use crate::kexec::FreezeTarget;
+use seamless_image::filesystems::{self, FsState, VERIFIED_TYPES};
+use seamless_image::RecordKind;
 use seamless_sys::chain;
 
 /// Filesystems whose kernel driver implements freezing.
 const FREEZABLE: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "nilfs2", "gfs2", "reiserfs"];
 
-/// Verdicts on freezing.
-pub fn check() -> Vec<Verdict> {
+/// Verdicts on freezing and verifying, for the trees rooted at `pids`; `target_kinds`: the
+/// record kinds the target's seamless-init reads, when known.
+pub fn check(pids: &[i32], target_kinds: Option<&[u16]>) -> Vec<Verdict> {
     let targets = match crate::kexec::current_freeze_targets() {
         Ok(t) => t,
         Err(e) => return vec![Verdict::fail("filesystems", chain(&e).to_string())],
@@ -16,12 +23,24 @@ pub fn check() -> Vec<Verdict> {
     if targets.is_empty() {
         return vec![Verdict::ok("filesystems", "no writable block-backed filesystem")];
     }
+    let used = crate::upgrade::filesystems::used_targets(&targets, pids);
+    let needs_kind = used.iter().any(|t| t.mountpoint != std::path::Path::new("/") || !t.fstype.starts_with("ext"));
+    let target_verifies = !needs_kind || target_kinds.is_none_or(|k| k.contains(&RecordKind::FILESYSTEMS.0));
     targets
         .iter()
         .map(|t| {
             let subject = format!("fs {}", t.mountpoint.display());
-            if FREEZABLE.contains(&t.fstype.as_str()) {
-                Verdict::ok(subject, format!("{} on {}: freezable", t.fstype, t.source))
+            let is_used = used.iter().any(|u| u.mountpoint == t.mountpoint);
+            if is_used && FREEZABLE.contains(&t.fstype.as_str()) {
+                verify_verdict(subject, t, target_verifies)
+            } else if FREEZABLE.contains(&t.fstype.as_str()) {
+                Verdict::ok(
+                    subject,
+                    format!(
+                        "{} on {}: freezable; not used by the preserved processes: frozen, not verified",
+                        t.fstype, t.source
+                    ),
+                )
             } else {
                 Verdict::fail(
                     subject,
@@ -33,4 +52,50 @@ pub fn check() -> Vec<Verdict> {
             }
         })
         .collect()
+}
+
+/// The verdict on a filesystem the preserved processes use: its type must have a verifier
+/// whose markers can be read from its device now, and the target must verify it.
+fn verify_verdict(subject: String, t: &FreezeTarget, target_verifies: bool) -> Verdict {
+    let dm = crate::upgrade::filesystems::dm_uuid(&t.source);
+    let lv = if dm.is_empty() { String::new() } else { format!(" (device-mapper {dm})") };
+    let what = format!("{} on {}{lv}, used by the preserved processes", t.fstype, t.source);
+    if !VERIFIED_TYPES.contains(&t.fstype.as_str()) {
+        return Verdict::fail(
+            subject,
+            format!(
+                "{what}: {} has no clean-state verifier (only {}): move the data or leave the process out",
+                t.fstype,
+                VERIFIED_TYPES.join(", ")
+            ),
+        );
+    }
+    let crypt = crate::upgrade::filesystems::crypt_layers(std::path::Path::new("/sys"), &t.source);
+    if !crypt.is_empty() {
+        return Verdict::fail(
+            subject,
+            format!(
+                "{what}: on dm-crypt ({}): the new kernel's initramfs would wait for its passphrase, and seamless does not carry volume keys yet",
+                crypt.join(", ")
+            ),
+        );
+    }
+    if !target_verifies {
+        return Verdict::fail(
+            subject,
+            format!("{what}: the new initramfs's seamless-init cannot verify it (it does not know record kind 50); update it"),
+        );
+    }
+    let mountpoint = t.mountpoint.display().to_string();
+    match filesystems::read(&mountpoint, std::path::Path::new(&t.source), &dm, &t.fstype) {
+        Ok(id) => {
+            let by = match id.state {
+                FsState::Ext { .. } => "the journal's recovery flag",
+                FsState::Xfs { .. } => "the XFS log (unmount record or covered log, tail and head)",
+                FsState::Btrfs { .. } => "the btrfs generation and log_root",
+            };
+            Verdict::ok(subject, format!("{what}: frozen, recorded and verified before it is mounted on the new kernel by {by} and the first MiB"))
+        }
+        Err(e) => Verdict::fail(subject, format!("{what}: its on-disk state cannot be read: {}", chain(&e))),
+    }
 }

@@ -15,6 +15,7 @@
 //! appended to the new initramfs, and the kernel is loaded again with the combined initramfs
 //! just before the jump.
 
+pub mod filesystems;
 mod net;
 pub mod newest;
 pub mod page_cache;
@@ -67,6 +68,9 @@ pub enum UpgradeError {
     /// Reading the root filesystem's identity failed.
     #[error("cannot record the root filesystem's identity; the processes were resumed")]
     RootIdentity(#[source] ImageError),
+    /// A filesystem the trees use cannot be recorded for verification on the new kernel.
+    #[error("cannot record the filesystems the preserved processes use; the processes were resumed")]
+    Filesystems(#[source] filesystems::FsRecordError),
 }
 
 impl From<crate::interrupt::Interrupted> for UpgradeError {
@@ -373,6 +377,16 @@ fn complete_image(
         None => None,
     };
     clock.stage("root-identity");
+    let used = filesystems::record(frozen, &opts.roots).map_err(UpgradeError::Filesystems)?;
+    if filesystems::needed(&used) {
+        let names: Vec<String> = used.filesystems.iter().map(|f| f.summary()).collect();
+        if opts.reader_kinds.as_ref().is_some_and(|k| !k.contains(&RecordKind::FILESYSTEMS.0)) {
+            return Err(UpgradeError::Filesystems(filesystems::FsRecordError::Unverifiable(names.join("; "))));
+        }
+        eprintln!("seamless: filesystems verified on the new kernel: {}", names.join("; "));
+        writer.put_record(RecordKind::FILESYSTEMS, 0, 0, &used)?;
+    }
+    clock.stage("filesystems");
     let record = Upgrade {
         target_release: kernel_release_of(&opts.kernel).unwrap_or_default(),
         cmdline: opts.cmdline.clone(),

@@ -29,6 +29,11 @@ impl RecordKind {
     /// recreated on the new kernel before the restore. Written `IGNORABLE`: a reader without it
     /// fails the trees that need those files, cleanly, as before.
     pub const TMPFS: Self = Self(7);
+    /// The filesystems the preserved processes use, with their identity and clean state
+    /// ([`crate::filesystems::Filesystems`]), verified on the new kernel before they are
+    /// mounted. Not ignorable: a reader that skipped it would restore processes onto
+    /// filesystems nobody verified.
+    pub const FILESYSTEMS: Self = Self(50);
 
     /// Whether this build knows what the kind means (the built-in kinds and the process
     /// records of [`crate::records`]).
@@ -42,6 +47,7 @@ impl RecordKind {
                 | Self::BLOB
                 | Self::PAGE_CACHE
                 | Self::TMPFS
+                | Self::FILESYSTEMS
         ) || crate::records::kind_name(self).is_some()
     }
 
@@ -60,6 +66,7 @@ impl RecordKind {
             Self::BLOB => "blob",
             Self::PAGE_CACHE => "page-cache",
             Self::TMPFS => "tmpfs",
+            Self::FILESYSTEMS => "filesystems",
             other => crate::records::kind_name(other).unwrap_or("unknown"),
         }
     }

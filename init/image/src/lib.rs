@@ -14,6 +14,7 @@
 pub mod compat;
 mod entry;
 mod error;
+pub mod filesystems;
 pub mod newc;
 pub mod pattern;
 mod reader;

@@ -291,6 +291,14 @@ pub enum RecordProblem {
         /// The entry.
         path: String,
     },
+    /// A filesystem entry that no verifier can use.
+    #[error("filesystem {mountpoint}: {what}")]
+    Filesystem {
+        /// Its mount point.
+        mountpoint: String,
+        /// What is wrong.
+        what: String,
+    },
     /// A tmpfs entry of a type that is not carried.
     #[error("tmpfs entry {path}: file type {kind:o} is not carried")]
     FileType {

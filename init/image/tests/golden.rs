@@ -8,6 +8,7 @@
 //! lines and never rewrites existing ones.
 
 use seamless_image::compat::Formats;
+use seamless_image::filesystems::{Filesystems, FsIdentity, FsState};
 use seamless_image::records::{
     self, Addr, EpollItem, EpollRecord, FileDesc, FileKind, ProcessSettings, SockOpt, SockState, SocketRecord, TcpConn,
     TimerFdRecord,
@@ -139,6 +140,52 @@ fn samples() -> Vec<Sample> {
                 mtime_ns: 1_700_000_000_123_456_789,
                 ranges: vec![(0, 1 << 20), (2 << 20, 4096)],
             }],
+        },
+    ));
+    s.push(sample(
+        "filesystems",
+        RecordKind::FILESYSTEMS,
+        Filesystems {
+            filesystems: vec![
+                FsIdentity {
+                    mountpoint: "/srv/data".into(),
+                    device: "/dev/mapper/vg0-data".into(),
+                    dm_uuid: "LVM-Xa1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6Ya1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6".into(),
+                    fstype: "xfs".into(),
+                    mount_options: "rw,nosuid,nodev,relatime".into(),
+                    fs_options: "rw,attr2,inode64,logbufs=8,logbsize=32k,noquota".into(),
+                    uuid: [0x5a; 16],
+                    state: FsState::Xfs {
+                        log_clean: true,
+                        unmount_record: false,
+                        tail_lsn: (1 << 32) | 8,
+                        head_lsn: (1 << 32) | 10,
+                    },
+                    fingerprint: 0x1234_5678,
+                },
+                FsIdentity {
+                    mountpoint: "/home".into(),
+                    device: "/dev/vdc".into(),
+                    dm_uuid: String::new(),
+                    fstype: "btrfs".into(),
+                    mount_options: "rw,relatime".into(),
+                    fs_options: "rw,space_cache=v2,subvolid=256,subvol=/home".into(),
+                    uuid: [0xb7; 16],
+                    state: FsState::Btrfs { generation: 4711, log_root: 0 },
+                    fingerprint: 0x8765_4321,
+                },
+                FsIdentity {
+                    mountpoint: "/".into(),
+                    device: "/dev/vda".into(),
+                    dm_uuid: String::new(),
+                    fstype: "ext4".into(),
+                    mount_options: "rw,relatime".into(),
+                    fs_options: "rw,errors=remount-ro".into(),
+                    uuid: [0xab; 16],
+                    state: FsState::Ext { needs_recovery: false },
+                    fingerprint: 0xdead_beef,
+                },
+            ],
         },
     ));
     s.push(sample(

@@ -40,9 +40,10 @@ pub fn run(params: BootParams, args: Vec<String>, release: &str, start: Instant)
             log::error!("region {} rejected: {check}; booting without restore", path.display());
             None
         }
-        RegionStatus::Valid(valid) => {
-            examine(valid, |u| handover::verify_root(u, std::path::Path::new(&root_dev), root_wait))
-        }
+        RegionStatus::Valid(valid) => examine(valid, |u, fs| {
+            let dev = std::path::Path::new(&root_dev);
+            handover::verify_root(u, dev, root_wait).and_then(|()| handover::verify_root_fs(fs, dev))
+        }),
     };
     let region_t = t.elapsed();
 
@@ -62,7 +63,7 @@ pub fn run(params: BootParams, args: Vec<String>, release: &str, start: Instant)
             ("region+verify".to_string(), us(region_t)),
             ("mount-root".to_string(), us(root_t)),
         ];
-        restore_pending(p, stages);
+        restore_pending(p, stages, root_wait);
         log::info!("handing over to {init} after {} ms", ms(start.elapsed()));
         let why = root::exec_init(&init, &init_args);
         root::rescue(&why)

@@ -35,6 +35,7 @@ use crate::error::BootError;
 use crate::handover;
 use cmdline::BootParams;
 use region::ValidRegion;
+use seamless_image::filesystems::Filesystems;
 use seamless_image::upgrade::Upgrade;
 use seamless_sys::chain;
 use std::time::{Duration, Instant};
@@ -58,13 +59,16 @@ pub const ROOT_VERDICT: &str = "/run/seamless/root-verdict";
 pub(crate) struct Pending {
     pub(crate) region: Box<ValidRegion>,
     pub(crate) upgrade: Upgrade,
+    /// The filesystems the preserved processes use (record kind 50), if the image has them.
+    pub(crate) filesystems: Option<Filesystems>,
 }
 
 /// Looks at a valid region: a test image is only logged; an upgrade image is returned for
-/// restore if `root_ok` accepts the root filesystem, else refused (and consumed) with a report.
+/// restore if `root_ok` accepts the root filesystem (given the filesystems record, whose root
+/// entry it verifies too), else refused (and consumed) with a report.
 pub(crate) fn examine(
     mut valid: Box<ValidRegion>,
-    root_ok: impl FnOnce(&Upgrade) -> Result<(), BootError>,
+    root_ok: impl FnOnce(&Upgrade, Option<&Filesystems>) -> Result<(), BootError>,
 ) -> Option<Pending> {
     log::info!("region {} valid: {}", valid.path.display(), valid.summary);
     let upgrade = match handover::upgrade_record(&mut valid.reader) {
@@ -90,10 +94,19 @@ pub(crate) fn examine(
         report.write();
         return None;
     }
-    match root_ok(&upgrade) {
+    let filesystems = match handover::filesystems_record(&mut valid.reader) {
+        Ok(f) => f,
+        Err(e) => {
+            let report = handover::refused(&mut valid, &upgrade, chain(&e).to_string());
+            report.log();
+            report.write();
+            return None;
+        }
+    };
+    match root_ok(&upgrade, filesystems.as_ref()) {
         Ok(()) => {
             log::info!("root filesystem is exactly as frozen by kernel {}", valid.reader.superblock().kernel_release);
-            Some(Pending { region: valid, upgrade })
+            Some(Pending { region: valid, upgrade, filesystems })
         }
         Err(e) => {
             let report = handover::refused(&mut valid, &upgrade, chain(&e).to_string());
@@ -115,8 +128,21 @@ pub(crate) fn target_matches(target: &str, running: &str) -> Result<(), BootErro
 }
 
 /// Restores (already inside the real root), logs/writes the report, and puts restored
-/// services back into their systemd units ([`crate::units`]).
-pub(crate) fn restore_pending(mut p: Pending, stages: Vec<(String, u64)>) {
+/// services back into their systemd units ([`crate::units`]). First every other filesystem
+/// the preserved processes use is verified, before the real system mounts it (waiting up to
+/// `wait` for each device) and mounted where it was ([`handover::mount_filesystems`]): one
+/// that differs or cannot be mounted restores nothing, with the report naming it.
+pub(crate) fn restore_pending(mut p: Pending, mut stages: Vec<(String, u64)>, wait: Duration) {
+    if let Some(fs) = &p.filesystems {
+        let t = Instant::now();
+        if let Err(e) = handover::verify_filesystems(fs, wait).and_then(|()| handover::mount_filesystems(fs, wait)) {
+            let report = handover::refused(&mut p.region, &p.upgrade, chain(&e).to_string());
+            report.log();
+            report.write();
+            return;
+        }
+        stages.push(("verify-fs".to_string(), us(t.elapsed())));
+    }
     let report = handover::restore(&mut p.region, &p.upgrade, stages);
     report.log();
     report.write();

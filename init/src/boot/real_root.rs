@@ -24,7 +24,7 @@ pub fn run(params: &BootParams, start: Instant) -> ! {
         }
         RegionStatus::Valid(valid) => {
             let carried = valid.path == std::path::Path::new(region::CARRIED_REGION);
-            let pending = examine(valid, |_| {
+            let pending = examine(valid, |_, _| {
                 if verdict.starts_with("ok") {
                     Ok(())
                 } else if verdict.is_empty() {
@@ -34,7 +34,11 @@ pub fn run(params: &BootParams, start: Instant) -> ! {
                 }
             });
             if let Some(p) = pending {
-                restore_pending(p, vec![("region".to_string(), us(t.elapsed()))]);
+                restore_pending(
+                    p,
+                    vec![("region".to_string(), us(t.elapsed()))],
+                    Duration::from_millis(params.root_wait_ms),
+                );
             }
             if carried {
                 // The copy lives in RAM (tmpfs /run); it is consumed now and only costs memory.

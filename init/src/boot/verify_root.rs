@@ -44,9 +44,13 @@ pub fn run(args: &[String]) -> i32 {
         RegionStatus::Valid(mut valid) => match handover::upgrade_record(&mut valid.reader) {
             Ok(None) => return 0,
             Err(e) => format!("refused: upgrade record unreadable: {}", chain(&e)),
-            Ok(Some(u)) => match target_matches(&u.target_release, &seamless_sys::kernel_release()).and_then(|()| {
-                handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms))
-            }) {
+            Ok(Some(u)) => match target_matches(&u.target_release, &seamless_sys::kernel_release())
+                .and_then(|()| {
+                    handover::verify_root(&u, std::path::Path::new(dev), Duration::from_millis(params.root_wait_ms))
+                })
+                .and_then(|()| handover::filesystems_record(&mut valid.reader))
+                .and_then(|fs| handover::verify_root_fs(fs.as_ref(), std::path::Path::new(dev)))
+            {
                 Ok(()) => carry(&valid.path),
                 Err(e) => format!("refused: {}", chain(&e)),
             },

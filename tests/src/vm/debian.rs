@@ -163,10 +163,11 @@ pub fn build_initramfs(kernel: &Kernel, generator: Generator, seamless_init: &Pa
 }
 
 /// Version of the Debian root below; bump it when its package list changes.
-const ROOT_VERSION: &str = "v1";
+const ROOT_VERSION: &str = "v2";
 
 /// A Debian 12 root made by `mmdebstrap` (installed on the host with apt-get when missing):
-/// systemd as init, udev, initramfs-tools, redis-server and memcached (both enabled), and the
+/// systemd as init, udev, initramfs-tools, redis-server and memcached (both enabled), lvm2,
+/// xfsprogs and btrfs-progs (the storage scenarios' data volumes), and the
 /// two scenario kernels' own packages installed with dpkg, so their postinst made
 /// `/boot/initrd.img-*` with initramfs-tools. Cached as `<cache>/hosts-debian/root-VERSION`.
 pub fn systemd_root() -> Result<PathBuf> {
@@ -199,7 +200,7 @@ pub fn systemd_root() -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&tmp);
     let mut cmd = Command::new("mmdebstrap");
     cmd.args(["--mode=root", "--variant=minbase"])
-        .arg("--include=systemd-sysv,udev,kmod,initramfs-tools,linux-base,e2fsprogs,iproute2,procps,redis-server,redis-tools,memcached,zstd")
+        .arg("--include=systemd-sysv,udev,kmod,initramfs-tools,linux-base,e2fsprogs,iproute2,procps,redis-server,redis-tools,memcached,zstd,lvm2,xfsprogs,btrfs-progs")
         .arg("--customize-hook=mkdir -p \"$1/tmp/k\"");
     for d in &kernel_debs {
         cmd.arg(format!("--customize-hook=copy-in {} /tmp/k", d.display()));

@@ -48,6 +48,8 @@ pub struct GuestBuilder {
     base_root: Option<PathBuf>,
     chroot_setup: Vec<String>,
     pub(crate) tap_peer: bool,
+    /// Size in MiB of a second, empty virtio disk (`/dev/vdb`), or 0 for none.
+    pub(crate) extra_disk_mib: u64,
 }
 
 impl std::fmt::Debug for GuestBuilder {
@@ -74,6 +76,7 @@ impl GuestBuilder {
             base_root: None,
             chroot_setup: Vec::new(),
             tap_peer: false,
+            extra_disk_mib: 0,
         }
     }
 
@@ -184,6 +187,12 @@ done"#
     pub fn without_pmem(mut self) -> Self {
         self.cmdline =
             self.cmdline.split_whitespace().filter(|w| !w.starts_with("memmap=")).collect::<Vec<_>>().join(" ");
+        self
+    }
+
+    /// A second, empty virtio disk of `mib` MiB (`/dev/vdb` in the guest), for data volumes.
+    pub fn extra_disk(mut self, mib: u64) -> Self {
+        self.extra_disk_mib = mib;
         self
     }
 

@@ -165,6 +165,13 @@ impl Vm {
             .arg(env.initrd(b.boot))
             .args(["-append", &b.cmdline, "-drive"])
             .arg(format!("file={},format=raw,if=virtio,cache=writeback", disk.display()));
+        if b.extra_disk_mib > 0 {
+            let extra = work.join("data.img");
+            std::fs::File::create(&extra)
+                .and_then(|f| f.set_len(b.extra_disk_mib << 20))
+                .with_context(|| format!("creating {}", extra.display()))?;
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,cache=writeback", extra.display()));
+        }
         let mut netdev = String::from("user,id=n0");
         for (g, h) in &ports {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));

@@ -1,0 +1,133 @@
+//! Data volumes across the upgrade, in the Debian 12 systemd guest
+//! (`seamless_tests::vm::debian::systemd_root`): a second disk holds an LVM volume group with
+//! one logical volume, formatted XFS or btrfs and mounted at /srv/data through /etc/fstab;
+//! lvm2, xfsprogs and btrfs-progs are in the cached Debian root (`vm::debian::systemd_root`), and the
+//! initramfs of kernel B is made by `update-initramfs` with the seamless hook (lvm2's own hook
+//! puts LVM and its udev rules in, which activate the volume group as at any boot). redis-server
+//! keeps its data directory (and its working directory) on the volume. `seamless upgrade --unit
+//! redis-server` goes from 6.1 to 6.12: both filesystems are verified and redis keeps its
+//! keys and pid. With a script in the new initramfs that writes to the data volume before the
+//! real root is entered, nothing is restored, the boot goes on and the report names the volume.
+//! Run with `cargo test -p seamless-tests --test storage_vm -- --test-threads=1 --nocapture`.
+
+use anyhow::{ensure, Result};
+use seamless_tests::paths;
+use seamless_tests::vm::debian::{self, UNSANDBOXED};
+use seamless_tests::vm::{GuestBuilder, Which};
+use std::time::Duration;
+
+/// Mounts the data volume in the initramfs, writes a file and unmounts it: what an operator's
+/// or a distribution's script could do between the freeze and seamless-init's check.
+const TAMPER: &str = r#"#!/bin/sh
+case "$1" in prereqs) echo ""; exit 0 ;; esac
+i=0; while [ $i -lt 50 ] && [ ! -e /dev/mapper/data-srv ]; do sleep 0.1; i=$((i + 1)); done
+mkdir -p /tmp/tamper && mount -t "$(cat /etc/seamless-test-fstype)" /dev/mapper/data-srv /tmp/tamper \
+  && echo tampered > /tmp/tamper/tampered && umount /tmp/tamper && echo "tamper: wrote to the data volume" > /dev/kmsg
+exit 0
+"#;
+
+fn data_volume(name: &str, fstype: &str, tamper: bool) -> Result<()> {
+    let root = debian::systemd_root()?;
+    let env = seamless_tests::vm::env()?;
+    let b = env.kernel(Which::B).release.clone();
+    let repo = |rel: &str| paths::repo_root().join(rel);
+    let mut g = GuestBuilder::new(name)
+        .base_root(&root)
+        .extra_disk(1024)
+        .file("/etc/systemd/system/redis-server.service.d/50-seamless-test.conf", UNSANDBOXED, 0o644)
+        .host_file("/etc/initramfs-tools/hooks/seamless", &repo("initramfs-tools/hooks/seamless"), 0o755)
+        .host_file(
+            "/etc/initramfs-tools/scripts/local-premount/seamless",
+            &repo("initramfs-tools/scripts/local-premount/seamless"),
+            0o755,
+        )
+        .file("/etc/seamless-test-fstype", fstype, 0o644);
+    if tamper {
+        g = g
+            .file("/etc/initramfs-tools/scripts/local-bottom/zz-tamper", TAMPER, 0o755)
+            .file("/etc/initramfs-tools/hooks/zz-tamper", "#!/bin/sh\n[ \"$1\" = prereqs ] && exit 0\n. /usr/share/initramfs-tools/hook-functions\ncp /etc/seamless-test-fstype \"$DESTDIR/etc/\"\ncopy_exec /bin/mount\ncopy_exec /bin/umount\n", 0o755);
+    }
+    let mut vm = g.chroot_setup(&format!("update-initramfs -u -k {b} >/dev/null")).start()?;
+    let setup = vm.run_timeout(
+        &format!(
+            "set -e; pvcreate -q /dev/vdb; vgcreate -q data /dev/vdb; lvcreate -q -y -n srv -L 800M data; udevadm settle; \
+             mkfs.{fstype} -q -f /dev/mapper/data-srv; mkdir -p /srv/data; \
+             echo '/dev/mapper/data-srv /srv/data {fstype} defaults 0 0' >> /etc/fstab; mount /srv/data; \
+             mkdir -p /srv/data/redis; chown redis:redis /srv/data/redis; findmnt -n /srv/data"
+        ),
+        Duration::from_secs(180),
+    )?;
+    println!("{}", setup.output.trim());
+    ensure!(setup.status == 0, "setting up the volume failed: {}", setup.output);
+    // Redis 7 refuses CONFIG SET dir (a protected config): its configuration file names it.
+    vm.sh("sed -i 's|^dir .*|dir /srv/data/redis|' /etc/redis/redis.conf && echo 30000 > /proc/sys/kernel/ns_last_pid && systemctl restart redis-server")?;
+    let saved = vm.sh("for i in $(seq 100); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done; for i in $(seq 200); do redis-cli set key$i value$i >/dev/null; done; redis-cli save; ls -l /srv/data/redis; readlink /proc/$(systemctl show -p MainPID --value redis-server)/cwd")?;
+    println!("{}", saved.trim());
+    ensure!(saved.trim_end().ends_with("/srv/data/redis"), "redis does not work in /srv/data/redis: {saved}");
+    // Long enough for XFS's log worker to cover the log after the last write.
+    std::thread::sleep(Duration::from_secs(5));
+    let pid_before = vm.sh("systemctl show -p MainPID --value redis-server")?;
+    let check = vm.sh(&format!("seamless check --initrd /boot/initrd.img-{b} --unit redis-server 2>&1; true"))?;
+    println!("{check}");
+    let line = check.lines().find(|l| l.contains("fs /srv/data")).unwrap_or_default().to_string();
+    ensure!(
+        line.starts_with("ok")
+            && line.contains(fstype)
+            && line.contains("used by the preserved processes")
+            && line.contains("device-mapper LVM-"),
+        "check does not list the data volume as verified: {line:?}"
+    );
+    let k = vm.jump(
+        Which::B,
+        &format!("seamless upgrade --kernel /boot/vmlinuz-{b} --initrd /boot/initrd.img-{b} --reuse-cmdline --unit redis-server"),
+    )?;
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    for l in lines.iter().filter(|l| l.contains("seamless-init:") || l.contains("tamper:")) {
+        println!("{l}");
+    }
+    let report = vm.sh("cat /run/seamless/report.json; true")?;
+    println!("report: {}", report.trim());
+    if tamper {
+        ensure!(lines.iter().any(|l| l.contains("tamper: wrote")), "the tamper script did not run");
+        ensure!(!lines.iter().any(|l| l.contains("seamless-init: restored 1")), "restored despite the write");
+        ensure!(
+            report.contains("\"refused\":\"") && report.contains("/srv/data"),
+            "report does not name the volume: {report}"
+        );
+        let up = vm.sh("systemctl is-system-running --wait 2>&1; findmnt -n /srv/data; true")?;
+        println!("boot went on: {}", up.trim());
+        ensure!(up.contains("/srv/data"), "the boot did not go on to mount the volume: {up}");
+        return Ok(());
+    }
+    ensure!(
+        lines.iter().any(|l| l.contains("filesystem /srv/data is exactly as frozen")),
+        "the data volume was not verified"
+    );
+    ensure!(report.contains("\"refused\":null"), "refused: {report}");
+    let keys =
+        vm.sh("redis-cli dbsize; redis-cli config get dir | tail -1; systemctl show -p MainPID --value redis-server")?;
+    println!("redis after: {}", keys.trim());
+    let k: Vec<&str> = keys.lines().collect();
+    ensure!(k.first().is_some_and(|l| l.trim().trim_start_matches("(integer) ") == "200"), "redis lost keys: {keys}");
+    ensure!(k.get(1).is_some_and(|l| l.trim() == "/srv/data/redis"), "redis's directory: {keys}");
+    ensure!(
+        k.get(2).map(|l| l.trim()) == Some(pid_before.trim()),
+        "redis has another pid: {keys} (before {pid_before})"
+    );
+    Ok(())
+}
+
+#[test]
+fn xfs_on_lvm_data_volume_survives_the_upgrade() -> Result<()> {
+    data_volume("storage-xfs", "xfs", false)
+}
+
+#[test]
+fn btrfs_on_lvm_data_volume_survives_the_upgrade() -> Result<()> {
+    data_volume("storage-btrfs", "btrfs", false)
+}
+
+#[test]
+fn data_volume_written_before_the_mount_restores_nothing() -> Result<()> {
+    data_volume("storage-tamper", "xfs", true)
+}
