@@ -1,10 +1,10 @@
-//! The initramfs binary: static (no program interpreter), at most 2 MiB, and its dependency
+//! The initramfs binary: static (no program interpreter), at most 2.5 MiB, and its dependency
 //! tree inside the checked-in allowlist `init/deps.allow`.
 
 use seamless_tests::paths;
 use std::collections::BTreeSet;
 
-const MAX_SIZE: u64 = 2 << 20;
+const MAX_SIZE: u64 = 5 << 19;
 const PT_INTERP: u32 = 3;
 
 /// Program header types of an ELF64 little-endian file.
@@ -32,7 +32,7 @@ fn seamless_init_is_static_small_and_allowlisted() {
     assert!(!types.contains(&PT_INTERP), "{} has a program interpreter: not static", bin.display());
     let size = elf.len() as u64;
     println!("seamless-init: {size} bytes ({:.2} MiB), static", size as f64 / 1048576.0);
-    assert!(size <= MAX_SIZE, "seamless-init is {size} bytes, over the 2 MiB budget");
+    assert!(size <= MAX_SIZE, "seamless-init is {size} bytes, over the 2.5 MiB budget");
 
     let allow_text = std::fs::read_to_string(paths::repo_root().join("init/deps.allow")).unwrap();
     let allowed: BTreeSet<&str> =

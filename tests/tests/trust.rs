@@ -385,6 +385,14 @@ fn set_id_ghost_files_keep_their_mode_and_contents() -> Result<()> {
         &images,
         &setuid,
         |r, i, e, w| {
+            // The deleted file's object (its contents, owner and mode) and its description.
+            if e.kind == records::FILE_OBJECT {
+                let mut o: records::FileObject = r.record(i)?;
+                let records::FileObject::Deleted(d) = &mut o else { return Ok(false) };
+                d.mode = 0o106_750;
+                w.put_record(e.kind, e.owner, e.tag, &o)?;
+                return Ok(true);
+            }
             if e.kind != records::FILE_DESC {
                 return Ok(false);
             }

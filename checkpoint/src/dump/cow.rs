@@ -63,6 +63,9 @@ pub fn shared_with_parent(child: i32, parent: i32, mm: &MmRecord) -> Result<Opti
     for v in mm.vmas.iter().filter(|v| v.kind == VmaKind::Anon && !v.shared) {
         for &(ps, pe) in &theirs {
             let (a, b) = (v.start.max(ps), v.end.min(pe));
+            // Ranges never reach across an area boundary of either process (the record says
+            // each lies inside one private anonymous area of both): a run starts anew here.
+            let first = ranges.len();
             let mut at = a;
             while at < b {
                 crate::interrupt::check("copy-on-write scan")?;
@@ -74,8 +77,9 @@ pub fn shared_with_parent(child: i32, parent: i32, mm: &MmRecord) -> Result<Opti
                         continue;
                     }
                     let page = at + (k * PAGE_SIZE) as u64;
+                    let in_run = ranges.len() > first;
                     match ranges.last_mut() {
-                        Some(last) if last.1 == page => last.1 = page + PAGE_SIZE as u64,
+                        Some(last) if in_run && last.1 == page => last.1 = page + PAGE_SIZE as u64,
                         _ => ranges.push((page, page + PAGE_SIZE as u64)),
                     }
                 }
@@ -83,17 +87,9 @@ pub fn shared_with_parent(child: i32, parent: i32, mm: &MmRecord) -> Result<Opti
             }
         }
     }
-    // Areas come in address order, so the ranges do; two areas that touch give touching
-    // ranges, merged here.
+    // Areas come in address order, so the ranges do (touching ones of two areas stay two).
     ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for r in ranges {
-        match merged.last_mut() {
-            Some(last) if last.1 >= r.0 => last.1 = last.1.max(r.1),
-            _ => merged.push(r),
-        }
-    }
-    Ok((!merged.is_empty()).then_some(CowShared { parent, ranges: merged }))
+    Ok((!ranges.is_empty()).then_some(CowShared { parent, ranges }))
 }
 
 #[cfg(test)]
