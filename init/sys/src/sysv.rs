@@ -404,26 +404,29 @@ pub fn msgsnd(id: i32, mtype: i64, data: &[u8]) -> SysResult<()> {
     check(r, "msgsnd", || format!("id {id} type {mtype} ({} bytes)", data.len())).map(|_| ())
 }
 
-/// Runs `f` on a thread of its own whose effective user and group ids are `euid`/`egid`
-/// (raw `setresgid`/`setresuid` system calls change only the calling thread, unlike the C
-/// library's wrappers): what `f` creates has them as its creator ids. Needs root (the real
-/// and saved ids stay 0).
+/// Runs `f` with the calling thread's effective user and group ids set to `euid`/`egid` (raw
+/// `setresgid`/`setresuid` system calls change only the calling thread, unlike the C library's
+/// wrappers), then sets them back to 0: what `f` creates has them as its creator ids. Needs
+/// root (the real and saved ids stay 0, so going back to 0 restores the capabilities). Done on
+/// the calling thread: seamless-init may be where no new thread can be made (after
+/// `unshare(CLONE_NEWTIME)`, `clone(CLONE_VM)` fails with EINVAL until it enters the namespace).
 /// Man page: `setresuid(2)`, `setresgid(2)`.
-pub fn as_creator<T: Send>(euid: u32, egid: u32, f: impl FnOnce() -> SysResult<T> + Send) -> SysResult<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let keep = u32::MAX as libc::c_ulong;
-            // SAFETY: plain syscalls with scalar arguments, affecting this thread only.
-            let r = unsafe { libc::syscall(libc::SYS_setresgid, keep, egid as libc::c_ulong, keep) };
-            check(r, "setresgid", || format!("egid {egid}"))?;
-            // SAFETY: as above.
-            let r = unsafe { libc::syscall(libc::SYS_setresuid, keep, euid as libc::c_ulong, keep) };
-            check(r, "setresuid", || format!("euid {euid}"))?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(SysError::new("thread", "as_creator", std::io::ErrorKind::Other.into())))
-    })
+pub fn as_creator<T>(euid: u32, egid: u32, f: impl FnOnce() -> SysResult<T>) -> SysResult<T> {
+    let keep = u32::MAX as libc::c_ulong;
+    // SAFETY: plain syscalls with scalar arguments, affecting this thread only.
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, keep, egid as libc::c_ulong, keep) };
+    check(r, "setresgid", || format!("egid {egid}"))?;
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, keep, euid as libc::c_ulong, keep) };
+    let out = check(r, "setresuid", || format!("euid {euid}")).and_then(|_| f());
+    // SAFETY: as above; back to euid 0 first (it may set the group id again).
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, keep, 0 as libc::c_ulong, keep) };
+    let back = check(r, "setresuid", || "euid 0 again".to_string());
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, keep, 0 as libc::c_ulong, keep) };
+    let back = back.and_then(|_| check(r, "setresgid", || "egid 0 again".to_string()));
+    let v = out?;
+    back.map(|_| v)
 }
 
 #[cfg(test)]
