@@ -111,6 +111,12 @@ fn hook(info: &dyn std::fmt::Display) {
         return;
     }
     seamless_restore::kill_in_progress();
+    // A panic between unshare(CLONE_NEWTIME) and the return to our own time namespace would
+    // leave the real init unable to vfork (clone(CLONE_VM) is EINVAL while the namespace for
+    // children differs): go back first (fails harmlessly when nothing was unshared).
+    if let Ok(own) = std::fs::File::open("/proc/self/ns/time") {
+        let _ = seamless_sys::timens::enter_time_ns(&own);
+    }
     let next = match NEXT.try_lock() {
         Ok(mut g) => g.take(),
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
