@@ -2,7 +2,10 @@
  * busy loop through the vDSO while being checkpointed. Checks: CLOCK_MONOTONIC never goes
  * backwards; vDSO time agrees with the system-call time (a stale copied vvar page would freeze
  * it); the vDSO is mapped where AT_SYSINFO_EHDR says; glibc's rseq area is still registered with
- * the kernel (probed with an rseq(2) registration that must fail with EBUSY) and tracks the CPU. */
+ * the kernel (probed with an rseq(2) registration that must fail with EBUSY) and tracks the CPU;
+ * every [vdso]/[vvar*] area seen before the dump is still mapped with the same bounds afterwards
+ * (whatever it is called then), and at most as many areas are new as the kernel now has special
+ * ones (a different kernel's vDSO block moves in next to the old one). */
 #include "wl.h"
 #include <sys/auxv.h>
 #include <sys/rseq.h>
@@ -28,6 +31,43 @@ static unsigned long vdso_start(void)
     fclose(f);
     return found;
 }
+
+#define MAX_AREAS 256
+struct area {
+    unsigned long lo, hi;
+    int special; /* [vdso] or [vvar*] */
+};
+
+/* The areas of /proc/self/maps into a static table (no allocation but fopen's own). */
+static int read_areas(struct area *out)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -1;
+    char line[512];
+    int n = 0;
+    while (n < MAX_AREAS && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%lx-%lx", &out[n].lo, &out[n].hi) != 2)
+            continue;
+        out[n].special = strstr(line, "[vdso]") != NULL || strstr(line, "[vvar") != NULL;
+        /* The heap's end moves with malloc: not an area of interest here. */
+        if (strstr(line, "[heap]"))
+            continue;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static int has_area(const struct area *a, int n, unsigned long lo, unsigned long hi)
+{
+    for (int i = 0; i < n; i++)
+        if (a[i].lo == lo && a[i].hi == hi)
+            return 1;
+    return 0;
+}
+
+static struct area before[MAX_AREAS], after[MAX_AREAS];
 
 static struct rseq *rseq_area(void)
 {
@@ -74,7 +114,7 @@ int main(int argc, char **argv)
     struct timespec last;
     clock_gettime(CLOCK_MONOTONIC, &last);
     long iterations = 0;
-    int announced = 0;
+    int announced = 0, nbefore = 0;
     while (!wl_term) {
         for (int i = 0; i < 2000; i++) {
             struct timespec mono, real;
@@ -93,6 +133,8 @@ int main(int argc, char **argv)
             iterations++;
         }
         if (!announced) {
+            nbefore = read_areas(before);
+            WL_CHECK(nbefore > 0, "cannot read /proc/self/maps");
             wl_ready();
             announced = 1;
         }
@@ -128,6 +170,27 @@ int main(int argc, char **argv)
     if (strncmp(desc, "r-x", 3) != 0 || memcmp((void *)ehdr, "\177ELF", 4) != 0)
         wl_fail("the original vDSO address 0x%lx holds '%s', not an executable ELF image", ehdr, desc);
     fprintf(stderr, "vdso_glibc: vDSO image at 0x%lx is '%s', [vdso] at 0x%lx\n", ehdr, desc, vdso_start());
+    int nafter = read_areas(after);
+    if (nafter <= 0)
+        wl_fail("cannot read /proc/self/maps after the restore");
+    int specials_now = 0, added = 0;
+    for (int i = 0; i < nafter; i++) {
+        specials_now += after[i].special;
+        if (!has_area(before, nbefore, after[i].lo, after[i].hi)) {
+            added++;
+            fprintf(stderr, "vdso_glibc: new area %lx-%lx%s\n", after[i].lo, after[i].hi,
+                    after[i].special ? " (vDSO/vvar)" : "");
+        }
+    }
+    for (int i = 0; i < nbefore; i++)
+        if (!before[i].special && !has_area(after, nafter, before[i].lo, before[i].hi))
+            fprintf(stderr, "vdso_glibc: area %lx-%lx is gone or has other bounds\n", before[i].lo, before[i].hi);
+    for (int i = 0; i < nbefore; i++)
+        if (before[i].special && !has_area(after, nafter, before[i].lo, before[i].hi))
+            wl_fail("the vDSO/vvar area %lx-%lx is no longer mapped with those bounds", before[i].lo, before[i].hi);
+    if (added > specials_now)
+        wl_fail("%d areas are new after the restore, more than the %d vDSO/vvar areas of this kernel", added,
+                specials_now);
     long rr = syscall(SYS_rseq, rseq_area(), rseq_len, 0, RSEQ_SIG);
     if (rr == 0)
         wl_fail("rseq area is no longer registered with the kernel");

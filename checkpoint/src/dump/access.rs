@@ -1,6 +1,8 @@
 //! Area flags the protection does not show (`VmFlags` of `/proc/PID/smaps`): whether a
 //! shared file area without `PROT_WRITE` may become writable (`mw`: its file was opened for
-//! writing), and memory locks (`lo`, `lf`). Written as [`VmaFlags`] (record kind 55).
+//! writing), and memory locks (`lo`, `lf`). Written as [`VmaFlags`] (record kind 55). How
+//! private areas are charged where their protection does not say it (`ac` without
+//! `PROT_WRITE`, `nr`): [`VmaAccount`] (kind 48, ignorable).
 //!
 //! Locks are carried only where the kernel shows lock-on-fault (`lf`, probed once on one page
 //! of the dumper); elsewhere locked memory is refused, its kind unknown.
@@ -11,7 +13,7 @@
 //! (`mlock`, `mlock2`) with others unlocked are carried.
 
 use super::DumpError;
-use seamless_image::records::{FlaggedArea, MmRecord, VmaFlags, VmaKind};
+use seamless_image::records::{AccountArea, FlaggedArea, MmRecord, VmaAccount, VmaFlags, VmaKind};
 
 /// `(start, end, VmFlags line, kernel-placed)` of every area of a `smaps` text (the last
 /// is true for `[vdso]`, `[vvar]` and `[vsyscall]`, which the new kernel places itself).
@@ -40,9 +42,31 @@ fn read_smaps(pid: i32) -> Result<String, DumpError> {
     std::fs::read_to_string(format!("/proc/{pid}/smaps")).map_err(|e| DumpError::io(pid, "reading /proc/PID/smaps", e))
 }
 
-/// The flagged areas of `pid` among those of `mm` the restore maps.
-pub fn vma_flags(pid: i32, mm: &MmRecord) -> Result<VmaFlags, DumpError> {
-    Ok(parse(&read_smaps(pid)?, mm))
+/// The flagged areas of `pid` among those of `mm` the restore maps, and the private ones
+/// charged otherwise than their protection implies (one read of `smaps` for both).
+pub fn vma_flags(pid: i32, mm: &MmRecord) -> Result<(VmaFlags, VmaAccount), DumpError> {
+    let smaps = read_smaps(pid)?;
+    Ok((parse(&smaps, mm), account(&smaps, mm)))
+}
+
+/// Whole private areas of `mm` that are charged without `PROT_WRITE` (`ac`) or writable and
+/// not charged (`nr`).
+fn account(smaps: &str, mm: &MmRecord) -> VmaAccount {
+    let mut out = VmaAccount::default();
+    for (start, end, line, _) in areas(smaps) {
+        let whole = mm.vmas.iter().find(|v| {
+            (v.start, v.end) == (start, end) && !v.shared && matches!(v.kind, VmaKind::Anon | VmaKind::File { .. })
+        });
+        let Some(v) = whole else { continue };
+        let has = |flag: &str| line.split_whitespace().any(|w| w == flag);
+        let writable = v.prot & 2 != 0;
+        if !writable && has("ac") {
+            out.charged.push(AccountArea { start, end });
+        } else if writable && has("nr") && !has("ac") {
+            out.uncharged.push(AccountArea { start, end });
+        }
+    }
+    out
 }
 
 fn parse(smaps: &str, mm: &MmRecord) -> VmaFlags {

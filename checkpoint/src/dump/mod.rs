@@ -248,9 +248,13 @@ pub fn dump_trees<S: Store>(
         if !advice.areas.is_empty() {
             writer.put_ignorable_record(records::VMA_ADVICE, p.pid as u32, 0, &advice)?;
         }
-        let flags = access::vma_flags(p.pid, &mm_rec)?;
+        let (flags, account) = access::vma_flags(p.pid, &mm_rec)?;
         if !flags.areas.is_empty() {
             writer.put_record(records::VMA_FLAGS, p.pid as u32, 0, &flags)?;
+        }
+        if account != Default::default() {
+            // Ignorable: a restorer without it charges the areas as their protection implies.
+            writer.put_ignorable_record(records::VMA_ACCOUNT, p.pid as u32, 0, &account)?;
         }
         if let Some(c) = cgroup::membership(p.pid)? {
             writer.put_record(records::CGROUP, p.pid as u32, 0, &c)?;

@@ -127,6 +127,8 @@ pub struct Decoded {
     pub file_objects: Vec<(u64, records::FileObject)>,
     /// Areas' flags (may write, locks) by entry owner.
     pub vma_flags: Vec<(u32, records::VmaFlags)>,
+    /// Areas' commit charge where the protection does not imply it, by entry owner.
+    pub vma_account: Vec<(u32, records::VmaAccount)>,
     /// Owners of deleted files by entry tag (description id).
     pub ghost_owners: Vec<(u64, records::GhostOwner)>,
     /// cgroup v2 memberships by entry owner.
@@ -197,6 +199,9 @@ impl Decoded {
         }
         for (i, owner, _, _) in list(r, records::VMA_FLAGS) {
             d.vma_flags.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::VMA_ACCOUNT) {
+            d.vma_account.push((owner, r.record(i)?));
         }
         for (i, owner, _, _) in list(r, records::CGROUP) {
             d.cgroups.push((owner, r.record(i)?));
@@ -325,6 +330,9 @@ impl Decoded {
         for (o, f) in &self.vma_flags {
             w.put_record(records::VMA_FLAGS, *o, 0, f)?;
         }
+        for (o, a) in &self.vma_account {
+            w.put_ignorable_record(records::VMA_ACCOUNT, *o, 0, a)?;
+        }
         for (o, c) in &self.cgroups {
             w.put_record(records::CGROUP, *o, 0, c)?;
         }
@@ -429,6 +437,7 @@ impl Decoded {
             shm_attach: Vec::new(),
             file_objects: Vec::new(),
             vma_flags: Vec::new(),
+            vma_account: Vec::new(),
             ghost_owners: Vec::new(),
             cgroups: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
@@ -690,6 +699,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     check_job_stops(d, &procs)?;
     check_seccomp(d, &procs, &tids)?;
     access::check_vma_flags(d, &procs)?;
+    access::check_vma_account(d, &procs)?;
     access::check_ghost_owners(d, &descs)?;
     access::check_cgroups(d, &procs)?;
     check_net_lock(d)?;
@@ -2091,6 +2101,40 @@ mod tests {
         let mut d = family();
         d.cow.push((PID as u32, CowShared { parent: 1, ranges: vec![] }));
         assert!(matches!(validate(&d).unwrap_err(), Invalid::Value { field: "cow-shared parent", .. }));
+    }
+
+    #[test]
+    fn vma_account_lists_whole_private_areas_by_their_protection() {
+        use crate::records::{AccountArea, VmaAccount};
+        let area = |start: u64, end: u64| AccountArea { start, end };
+        let mut d = Decoded::sample(PID);
+        // The sample's area 0x10_0000..0x12_0000 is private, anonymous and writable.
+        d.vma_account.push((PID as u32, VmaAccount { charged: vec![], uncharged: vec![area(0x10_0000, 0x12_0000)] }));
+        validate(&d).unwrap();
+        let e = check(|d| {
+            d.vma_account
+                .push((PID as u32, VmaAccount { charged: vec![area(0x10_0000, 0x12_0000)], uncharged: vec![] }))
+        });
+        assert!(matches!(e, Invalid::Range { why: "charged but writable", .. }), "{e}");
+        let e = check(|d| {
+            d.vma_account
+                .push((PID as u32, VmaAccount { charged: vec![], uncharged: vec![area(0x10_0000, 0x11_0000)] }))
+        });
+        assert!(
+            matches!(e, Invalid::Range { why: "not a whole private area of the process that the restore maps", .. }),
+            "{e}"
+        );
+        let e = check(|d| {
+            d.vma_account
+                .push((PID as u32 + 9, VmaAccount { charged: vec![], uncharged: vec![area(0x10_0000, 0x12_0000)] }))
+        });
+        assert!(matches!(e, Invalid::Owner { .. }), "{e}");
+        let e = check(|d| {
+            let a = VmaAccount { charged: vec![], uncharged: vec![area(0x10_0000, 0x12_0000)] };
+            d.vma_account.push((PID as u32, a.clone()));
+            d.vma_account.push((PID as u32, a));
+        });
+        assert!(matches!(e, Invalid::Duplicate { .. }), "{e}");
     }
 
     #[test]

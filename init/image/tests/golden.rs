@@ -430,6 +430,14 @@ fn samples() -> Vec<Sample> {
         }),
     ));
     s.push(sample(
+        "vma-account",
+        records::VMA_ACCOUNT,
+        records::VmaAccount {
+            charged: vec![records::AccountArea { start: 0x7f00_0000_0000, end: 0x7f00_0000_4000 }],
+            uncharged: vec![records::AccountArea { start: 0x7f00_0040_0000, end: 0x7f00_0080_0000 }],
+        },
+    ));
+    s.push(sample(
         "vma-flags",
         records::VMA_FLAGS,
         records::VmaFlags {

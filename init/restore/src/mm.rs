@@ -8,7 +8,7 @@ use crate::child::Child;
 use crate::plan::ProcPlan;
 use crate::tracee::Tracee;
 use crate::{procfs, vdso, RestoreError, RestoreOptions};
-use seamless_image::records::{FileId, Vma, VmaFlags, VmaKind};
+use seamless_image::records::{FileId, Vma, VmaAccount, VmaFlags, VmaKind};
 use seamless_image::{Reader, Store};
 use seamless_sys::chain;
 use std::collections::BTreeMap;
@@ -318,17 +318,30 @@ pub fn map_areas<T: Tracee + ?Sized>(
             flags |= libc::MAP_GROWSDOWN;
         }
         flags |= libc::MAP_FIXED_NOREPLACE;
+        // Writable private areas mapped MAP_NORESERVE are not charged (record kind 48).
+        if VmaAccount::lists(&p.account.uncharged, v.start, v.end) {
+            flags |= libc::MAP_NORESERVE;
+        }
         // Shared anonymous memory is filled through a writable mapping, then protected.
         // Areas whose saved pages /proc/PID/mem cannot write (PROT_NONE) are filled writable first.
         let fill_prot = if fill_writable(v) { v.prot | FILL_PROT } else { v.prot };
+        // A read-only private area that was writable once is charged (`ac`): mapped writable,
+        // which charges it, and protected right after (the charge stays). Without the charge
+        // the kernel would merge it with a read-only neighbour (a library's RELRO pages with
+        // its read-only data before them).
+        let charged = VmaAccount::lists(&p.account.charged, v.start, v.end);
+        let map_prot = if charged { fill_prot | libc::PROT_WRITE as u32 } else { fill_prot };
         let what = format!("mapping {:#x}-{:#x} ({})", v.start, v.end, v.name);
         let got =
-            c.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(fill_prot), abi::int(flags), fd, off])?;
+            c.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(map_prot), abi::int(flags), fd, off])?;
         if got != v.start {
             return Err(RestoreError::Failed {
                 pid,
                 what: format!("mapping {:#x}-{:#x} landed at {got:#x}", v.start, v.end),
             });
+        }
+        if map_prot != fill_prot {
+            c.call("mprotect(charged)", libc::SYS_mprotect, [v.start, len, u64::from(fill_prot), 0, 0, 0])?;
         }
         if fill_prot != v.prot {
             // Protected again after the pages are in.

@@ -51,6 +51,8 @@ pub struct ProcPlan {
     pub shm_attach: Vec<records::ShmArea>,
     /// Its areas' flags beyond protection and advice (may write, locks).
     pub vma_flags: Vec<records::FlaggedArea>,
+    /// Its private areas charged otherwise than their protection implies.
+    pub account: records::VmaAccount,
     /// Its cgroup v2 membership when it was not the dumper's.
     pub cgroup: Option<records::CgroupMembership>,
 }
@@ -160,6 +162,7 @@ fn build(d: Decoded) -> Plan {
                 seccomp: None,
                 shm_attach: Vec::new(),
                 vma_flags: Vec::new(),
+                account: Default::default(),
                 cgroup: None,
             },
         );
@@ -219,6 +222,11 @@ fn build(d: Decoded) -> Plan {
     for (o, f) in d.vma_flags {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.vma_flags = f.areas;
+        }
+    }
+    for (o, a) in d.vma_account {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.account = a;
         }
     }
     for (o, c) in d.cgroups {
@@ -455,6 +463,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         seccomp: None,
         shm_attach: Vec::new(),
         vma_flags: Vec::new(),
+        account: Default::default(),
         cgroup: None,
     }
 }

@@ -10,7 +10,9 @@
 //! function whose name the new vDSO also exports gets its first instruction replaced by a
 //! `jmp rel32` into the new vDSO's function. Pointers the program cached (glibc resolves the
 //! vDSO symbols once at start-up) therefore keep working and land in code that matches the
-//! running kernel's data pages.
+//! running kernel's data pages. The old `[vvar*]` ranges are kept as read-only anonymous
+//! areas, so every area the program knew is still there at its old bounds; the kernel lets a
+//! process have one `[vdso]`, so the names move to the new block (two or three areas more).
 
 use crate::child::{find_gap, Child};
 use crate::plan::ProcPlan;
@@ -266,6 +268,34 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
     c.mem
         .write(old_vdso.start, &bytes[..bytes.len().min(seamless_image::usize_of(len))])
         .map_err(|e| RestoreError::io(pid, "writing the vDSO trampoline", e))?;
+    // The old data pages' ranges stay mapped too (read-only zero pages: nothing reads them, the
+    // patched functions use the new vDSO's data), so that the areas a program saw before are all
+    // still there at the same bounds, as CRIU's vDSO proxy keeps them. Like the kernel's own they
+    // are left out of core dumps; neighbouring ones differ in one more harmless flag (wiped on
+    // fork: they hold zeros anyway) so that the kernel does not merge them into one area.
+    for (i, v) in saved.iter().filter(|v| v.kind == VmaKind::Vvar).enumerate() {
+        let len = v.end.saturating_sub(v.start);
+        c.call(
+            "mmap(old vvar)",
+            libc::SYS_mmap,
+            [
+                v.start,
+                len,
+                libc::PROT_READ as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        c.call("madvise(old vvar, DONTDUMP)", libc::SYS_madvise, [v.start, len, libc::MADV_DONTDUMP as u64, 0, 0, 0])?;
+        if i % 2 == 1 {
+            c.call(
+                "madvise(old vvar, WIPEONFORK)",
+                libc::SYS_madvise,
+                [v.start, len, libc::MADV_WIPEONFORK as u64, 0, 0, 0],
+            )?;
+        }
+    }
     log::info!(
         "pid {pid}: vDSO differs; {n} functions at {:#x} redirected to the new vDSO at {new_vdso:#x}",
         old_vdso.start

@@ -51,6 +51,38 @@ impl VmaFlags {
     }
 }
 
+/// How private areas are charged against the commit limit where their protection does not
+/// say it (`VmFlags` `ac` and `nr` of `/proc/PID/smaps`): stored under
+/// [`super::VMA_ACCOUNT`], owner = pid, at most one per process, only when some area is listed.
+/// Written `IGNORABLE`: a restorer that skips it charges the areas as their protection
+/// implies, so a library's read-only RELRO pages merge with the read-only area before them
+/// into one area and `/proc/PID/maps` shows other bounds; the program runs the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VmaAccount {
+    /// Whole private areas without `PROT_WRITE` that are charged (`ac`): they were writable
+    /// once (RELRO pages after `mprotect`, memory a JIT made read-only). Ascending.
+    pub charged: Vec<AccountArea>,
+    /// Whole private writable areas that are not charged (`nr`: mapped `MAP_NORESERVE`).
+    /// Ascending.
+    pub uncharged: Vec<AccountArea>,
+}
+
+/// One whole area of a [`VmaAccount`] list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountArea {
+    /// Start address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+}
+
+impl VmaAccount {
+    /// Whether the area `start..end` is listed in `list`.
+    pub fn lists(list: &[AccountArea], start: u64, end: u64) -> bool {
+        list.iter().any(|a| (a.start, a.end) == (start, end))
+    }
+}
+
 /// The owner of a deleted-but-open file ([`super::FileKind::Ghost`]) when it is not root:
 /// stored under [`super::GHOST_OWNER`], owner 0, tag = description id, at most one per ghost
 /// description. Not `IGNORABLE` (the file would come back owned by root).

@@ -25,7 +25,9 @@ pub mod sysv;
 pub mod threads;
 pub mod tty;
 
-pub use access::{cgroup_path_ok, CgroupLimit, CgroupMembership, FlaggedArea, GhostOwner, VmaFlags};
+pub use access::{
+    cgroup_path_ok, AccountArea, CgroupLimit, CgroupMembership, FlaggedArea, GhostOwner, VmaAccount, VmaFlags,
+};
 pub use epoll::{EpollItem, EpollRecord};
 pub use eventfd::TimerFdRecord;
 pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
@@ -91,6 +93,8 @@ pub const JOB_STOP: RecordKind = RecordKind(46);
 pub const SECCOMP: RecordKind = RecordKind(47);
 /// [`VmaFlags`], owner = pid (at most one per process, only with flagged areas).
 pub const VMA_FLAGS: RecordKind = RecordKind(55);
+/// [`VmaAccount`], owner = pid (at most one per process; written `IGNORABLE`).
+pub const VMA_ACCOUNT: RecordKind = RecordKind(48);
 /// [`GhostOwner`], owner 0, tag = description id (at most one per ghost description, only
 /// when not owned by root).
 pub const GHOST_OWNER: RecordKind = RecordKind(56);
@@ -111,7 +115,7 @@ pub const FILE_OBJECT: RecordKind = RecordKind(39);
 /// The kinds of this module that writers store with `put_ignorable_record` (an older reader
 /// skips them and still restores correctly). `seamless check` does not ask a target's
 /// seamless-init to know them: a kind written `IGNORABLE` belongs in this list.
-pub const WRITTEN_IGNORABLE: [RecordKind; 4] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE, COW_SHARED];
+pub const WRITTEN_IGNORABLE: [RecordKind; 5] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE, COW_SHARED, VMA_ACCOUNT];
 
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
@@ -143,6 +147,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         SHM_ATTACH => "shm-attach",
         FILE_OBJECT => "file-object",
         VMA_FLAGS => "vma-flags",
+        VMA_ACCOUNT => "vma-account",
         GHOST_OWNER => "ghost-owner",
         CGROUP => "cgroup",
         _ => return None,
@@ -291,6 +296,13 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let list: Vec<String> =
                 f.areas.iter().map(|a| format!("{:#x}-{:#x} {:#x}", a.start, a.end, a.flags)).collect();
             format!("vma flags: {}", list.join(", "))
+        }
+        VMA_ACCOUNT => {
+            let a: VmaAccount = de(bytes)?;
+            let show = |l: &[AccountArea]| {
+                l.iter().map(|a| format!("{:#x}-{:#x}", a.start, a.end)).collect::<Vec<_>>().join(", ")
+            };
+            format!("vma account: charged {}; uncharged {}", show(&a.charged), show(&a.uncharged))
         }
         GHOST_OWNER => {
             let o: GhostOwner = de(bytes)?;

@@ -49,6 +49,43 @@ pub(super) fn check_vma_flags(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>
     Ok(())
 }
 
+/// VMA-account records: one per live process; each list ascending and made of whole private
+/// areas of the process that the restore maps: without `PROT_WRITE` for the charged ones,
+/// with it for the uncharged ones.
+pub(super) fn check_vma_account(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, a) in &d.vma_account {
+        let pid = live_owner(procs, "vma account", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "vma account", id: pid.into() });
+        }
+        let mm =
+            d.mms.iter().find(|(o, _)| *o == *owner).map(|(_, m)| m).ok_or(Invalid::Missing { pid, what: "mm" })?;
+        for (list, writable, field) in [(&a.charged, false, "charged area"), (&a.uncharged, true, "uncharged area")] {
+            let mut prev_end = 0u64;
+            for x in list {
+                let range = |why| Invalid::Range { pid, field, start: x.start, end: x.end, why };
+                if x.end <= x.start || x.start < prev_end {
+                    return Err(range("empty, reversed, overlapping or out of order"));
+                }
+                prev_end = x.end;
+                let whole = mm.vmas.iter().find(|v| {
+                    (v.start, v.end) == (x.start, x.end)
+                        && !v.shared
+                        && matches!(v.kind, VmaKind::Anon | VmaKind::File { .. })
+                });
+                let Some(v) = whole else {
+                    return Err(range("not a whole private area of the process that the restore maps"));
+                };
+                if (v.prot & 2 != 0) != writable {
+                    return Err(range(if writable { "uncharged but not writable" } else { "charged but writable" }));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Ghost-owner records: one per ghost description at most, tag = a description that is a
 /// deleted file.
 pub(super) fn check_ghost_owners(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
