@@ -108,16 +108,41 @@ pub fn config_candidates(image: &Path) -> Vec<PathBuf> {
 /// One feature a tree needs from the new kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
-    /// The config option (`CONFIG_TIME_NS`).
+    /// The config option (`CONFIG_TIME_NS`); empty for a need only a kernel version meets.
     pub option: &'static str,
     /// The module that provides it when it is `=m` (checked in the target's modules).
     pub module: Option<&'static str>,
     /// What needs it (`pid 123 fd 4: eventfd`).
     pub why: String,
+    /// The oldest kernel version (major, minor) that has it, when a version says it.
+    pub since: Option<[u64; 2]>,
 }
 
 fn need(option: &'static str, module: Option<&'static str>, why: impl Into<String>) -> Need {
-    Need { option, module, why: why.into() }
+    Need { option, module, why: why.into(), since: None }
+}
+
+/// A need that only kernels since `version` meet (no config option shows it).
+fn need_since(version: [u64; 2], why: impl Into<String>) -> Need {
+    Need { option: "", module: None, why: why.into(), since: Some(version) }
+}
+
+/// `F_SEAL_EXEC` (Linux 6.3): set by `MFD_NOEXEC_SEAL`, which systemd and others use.
+const F_SEAL_EXEC: u32 = 0x20;
+
+/// What the memfds of a tree need from the new kernel: seals it knows.
+pub fn object_needs(root: i32, objects: &[seamless_image::records::FileObject]) -> Vec<Need> {
+    use seamless_image::records::FileObject;
+    objects
+        .iter()
+        .filter_map(|o| match o {
+            FileObject::Memfd(m) if m.seals & F_SEAL_EXEC != 0 => Some(need_since(
+                [6, 3],
+                format!("the tree of pid {root}: memfd inode {} sealed with F_SEAL_EXEC (MFD_NOEXEC_SEAL)", m.ino),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What a tree holds, as far as the new kernel's features go.
@@ -234,9 +259,23 @@ pub fn judge(config: &KernelConfig, modules: Option<&Modules>, needs: &[Need]) -
             ));
         }
     }
+    if let Some(ver) = &config.version {
+        let have = version_numbers(ver);
+        for n in needs {
+            if let Some(since) = n.since.filter(|s| have.as_slice() < s.as_slice()) {
+                v.push(Verdict::fail(
+                    format!("new kernel Linux {}.{}", since[0], since[1]),
+                    format!(
+                        "{file} is for Linux {ver}; {} needs Linux {}.{} or newer: that tree would not be restored; upgrade to a newer kernel, or leave that tree out",
+                        n.why, since[0], since[1]
+                    ),
+                ));
+            }
+        }
+    }
     // One verdict per option, naming everything that needs it.
     let mut by_option: BTreeMap<&str, (Option<&str>, Vec<&str>)> = BTreeMap::new();
-    for n in needs {
+    for n in needs.iter().filter(|n| !n.option.is_empty()) {
         let e = by_option.entry(n.option).or_insert((n.module, Vec::new()));
         if !e.1.contains(&n.why.as_str()) {
             e.1.push(&n.why);
@@ -353,6 +392,34 @@ mod tests {
         let facts = TreeFacts { root: 42, rseq: true, posix_timers: false };
         let desc = |kind| FileDesc { id: 1, flags: 0, pos: 0, kind };
         tree_needs(&facts, &[desc(FileKind::EventFd { count: 1, semaphore: false })], true)
+    }
+
+    #[test]
+    fn a_memfd_sealed_against_exec_needs_linux_6_3() {
+        use seamless_image::records::{FileObject, Memfd};
+        let m = Memfd {
+            name: "x".into(),
+            dev: 1,
+            ino: 77,
+            mode: 0o100600,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            runs: vec![],
+            seals: F_SEAL_EXEC | 1,
+            descs: vec![3],
+        };
+        let mut needs = tree();
+        needs.extend(object_needs(42, &[FileObject::Memfd(m.clone())]));
+        let new = KernelConfig::parse(Path::new("/boot/config-x"), CONFIG);
+        assert!(judge(&new, None, &needs).iter().all(|v| v.status == super::super::Status::Ok));
+        let old = KernelConfig::parse(Path::new("/boot/config-y"), &CONFIG.replace("6.12.117", "6.1.0"));
+        let v = judge(&old, None, &needs);
+        let fail: Vec<&Verdict> = v.iter().filter(|v| v.status == super::super::Status::Fail).collect();
+        assert_eq!(fail.len(), 1, "{v:?}");
+        assert!(fail[0].detail.contains("memfd inode 77") && fail[0].detail.contains("Linux 6.3"), "{v:?}");
+        let plain = Memfd { seals: 1, ..m };
+        assert!(object_needs(42, &[FileObject::Memfd(plain)]).is_empty());
     }
 
     #[test]
