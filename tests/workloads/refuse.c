@@ -176,20 +176,6 @@ static void *traced_spin(void *arg)
     return NULL;
 }
 
-static char task_state(pid_t pid, pid_t tid)
-{
-    char path[96], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' ? p[2] : '?';
-}
-
 static void mode_traced(void)
 {
     tp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -221,7 +207,7 @@ static void mode_traced(void)
 static void verify_traced(void)
 {
     pid_t t = tp->tid;
-    char s = task_state(getpid(), t);
+    char s = wl_task_state(getpid(), t);
     if (s != 't')
         wl_fail("thread %d is in state %c, expected t (still in the child's ptrace stop)", (int)t, s);
     uint64_t before = tp->count;

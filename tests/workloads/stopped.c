@@ -29,20 +29,6 @@ static void *spin(void *arg)
     return NULL;
 }
 
-static char state_of(pid_t pid, pid_t tid)
-{
-    char path[96], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' ? p[2] : '?';
-}
-
 /* Every thread of pid is in state T. */
 static int all_stopped(pid_t pid, char *why, size_t size)
 {
@@ -59,7 +45,7 @@ static int all_stopped(pid_t pid, char *why, size_t size)
         if (e->d_name[0] == '.')
             continue;
         pid_t t = atoi(e->d_name);
-        char st = state_of(pid, t);
+        char st = wl_task_state(pid, t);
         n++;
         if (st != 'T') {
             snprintf(why, size, "thread %d of pid %d is in state %c, not T (stopped)", (int)t, (int)pid, st);

@@ -221,6 +221,21 @@ static __attribute__((unused)) int wl_status_field(pid_t pid, const char *key, c
 /* Describes the mapping containing [addr, addr+len) as "perms path@offset" (the file offset of
  * addr itself, for file mappings) into out. Fails (-1) when no single mapping covers the whole
  * range. The range bounds and anonymous offsets are left out: the kernel may merge neighbours. */
+/* The state letter of thread tid of pid (R, S, T, t, Z, ...) from its stat file; '?' if unreadable. */
+static __attribute__((unused)) char wl_task_state(pid_t pid, pid_t tid)
+{
+    char path[96], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
 static __attribute__((unused)) int wl_maps_describe(const void *addr, size_t len, char *out, size_t size)
 {
     FILE *f = fopen("/proc/self/maps", "re");
