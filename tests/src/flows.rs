@@ -36,24 +36,27 @@ pub fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 /// with a busy host, plus the peers' retransmission backoff).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Progress, errors and the stall window shared by a client's threads.
+/// Progress, errors and the stall window shared by a client's threads (also those of
+/// [`crate::stream::Stream`]).
 #[derive(Debug, Default)]
-struct Shared {
-    sent: AtomicU64,
-    /// Upload: bytes the service acknowledged; download: bytes received and checked.
-    progress: AtomicU64,
-    stop: AtomicBool,
-    error: Mutex<Option<String>>,
+pub(crate) struct Shared {
+    pub(crate) sent: AtomicU64,
+    /// Upload: bytes the service acknowledged; download and echo: bytes received and checked.
+    pub(crate) progress: AtomicU64,
+    pub(crate) stop: AtomicBool,
+    pub(crate) error: Mutex<Option<String>>,
     /// The reading side ended (Ok: clean EOF).
-    end: Mutex<Option<Result<(), String>>>,
+    pub(crate) end: Mutex<Option<Result<(), String>>>,
     /// Longest gap between two progress events in the current window, in microseconds.
-    window_gap_us: AtomicU64,
+    pub(crate) window_gap_us: AtomicU64,
     /// Longest gap over the whole run.
-    max_gap_us: AtomicU64,
+    pub(crate) max_gap_us: AtomicU64,
+    /// The progress when the longest gap ended.
+    pub(crate) gap_at: AtomicU64,
 }
 
 impl Shared {
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -62,12 +65,14 @@ impl Shared {
         if let Some(l) = *last {
             let gap = now.duration_since(l).as_micros() as u64;
             self.window_gap_us.fetch_max(gap, Ordering::SeqCst);
-            self.max_gap_us.fetch_max(gap, Ordering::SeqCst);
+            if gap > self.max_gap_us.fetch_max(gap, Ordering::SeqCst) {
+                self.gap_at.store(self.progress.load(Ordering::SeqCst), Ordering::SeqCst);
+            }
         }
         *last = Some(now);
     }
 
-    fn fail(&self, e: String) {
+    pub(crate) fn fail(&self, e: String) {
         let mut g = Self::lock(&self.error);
         if g.is_none() {
             *g = Some(e);
@@ -78,7 +83,7 @@ impl Shared {
         Self::lock(&self.end).clone()
     }
 
-    fn wait_progress(&self, what: &str, bytes: u64, timeout: Duration) -> Result<()> {
+    pub(crate) fn wait_progress(&self, what: &str, bytes: u64, timeout: Duration) -> Result<()> {
         let want = self.progress.load(Ordering::SeqCst) + bytes;
         let t0 = Instant::now();
         while self.progress.load(Ordering::SeqCst) < want {
@@ -129,6 +134,63 @@ impl std::fmt::Display for FlowReport {
     }
 }
 
+/// Sends the pattern over `wr` in `chunk`s every `interval` until `s.stop`, then shuts the
+/// sending side down; `s.sent` counts each chunk before its write (the peer may answer part of
+/// it before `write_all` returns). Errors go to `s.fail` prefixed with `what`. Returns the
+/// FNV-1a 64 of what was written.
+pub(crate) fn send_pattern(mut wr: TcpStream, chunk: usize, interval: Duration, s: &Shared, what: &str) -> u64 {
+    let mut buf = vec![0u8; chunk];
+    let (mut sent, mut h) = (0u64, FNV_START);
+    while !s.stop.load(Ordering::SeqCst) {
+        for (k, b) in buf.iter_mut().enumerate() {
+            *b = pattern(sent + k as u64);
+        }
+        s.sent.store(sent + chunk as u64, Ordering::SeqCst);
+        if let Err(e) = wr.write_all(&buf) {
+            s.fail(format!("{what}: sending: {e} after {sent} bytes"));
+            return h;
+        }
+        h = fnv(h, &buf);
+        sent += chunk as u64;
+        std::thread::sleep(interval);
+    }
+    if let Err(e) = wr.shutdown(Shutdown::Write) {
+        s.fail(format!("{what}: shutdown: {e}"));
+    }
+    h
+}
+
+/// Reads `rd` to its EOF, checking every byte against the pattern; `s.progress` counts the
+/// bytes checked, `s.gap` the stalls. Returns how the reading ended and the FNV-1a 64 of the
+/// bytes read.
+pub(crate) fn check_pattern(mut rd: TcpStream, s: &Shared) -> (Result<(), String>, u64) {
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut got, mut h) = (0u64, FNV_START);
+    let mut last_at = None;
+    let end = loop {
+        match rd.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                s.gap(&mut last_at);
+                if let Some(k) = (0..n).find(|&k| buf[k] != pattern(got + k as u64)) {
+                    let at = got + k as u64;
+                    break Err(format!(
+                        "byte {at} is 0x{:02x}, expected 0x{:02x} (lost, repeated or reordered bytes)",
+                        buf[k],
+                        pattern(at)
+                    ));
+                }
+                h = fnv(h, &buf[..n]);
+                got += n as u64;
+                s.progress.store(got, Ordering::SeqCst);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(format!("{e} after {got} bytes")),
+        }
+    };
+    (end, h)
+}
+
 fn prepare(sock: &TcpStream) -> Result<()> {
     sock.set_read_timeout(Some(IO_TIMEOUT))?;
     sock.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -154,29 +216,7 @@ impl Upload {
         let mut wr = sock;
         wr.write_all(b"U")?;
         let s = shared.clone();
-        let writer = std::thread::spawn(move || {
-            let mut buf = vec![0u8; chunk];
-            let (mut sent, mut h) = (0u64, FNV_START);
-            while !s.stop.load(Ordering::SeqCst) {
-                for (k, b) in buf.iter_mut().enumerate() {
-                    *b = pattern(sent + k as u64);
-                }
-                // Counted before the write: the service may acknowledge part of a chunk
-                // before write_all returns.
-                s.sent.store(sent + chunk as u64, Ordering::SeqCst);
-                if let Err(e) = wr.write_all(&buf) {
-                    s.fail(format!("upload: sending: {e} after {sent} bytes"));
-                    return h;
-                }
-                h = fnv(h, &buf);
-                sent += chunk as u64;
-                std::thread::sleep(interval);
-            }
-            if let Err(e) = wr.shutdown(Shutdown::Write) {
-                s.fail(format!("upload: shutdown: {e}"));
-            }
-            h
-        });
+        let writer = std::thread::spawn(move || send_pattern(wr, chunk, interval, &s, "upload"));
         let s = shared.clone();
         let reader = std::thread::spawn(move || {
             let mut last_at = None;
@@ -270,35 +310,12 @@ impl Download {
     pub fn start(sock: TcpStream) -> Result<Download> {
         prepare(&sock)?;
         let shared = Arc::new(Shared::default());
-        let mut rd = sock.try_clone()?;
+        let rd = sock.try_clone()?;
         let mut wr = sock;
         wr.write_all(b"D")?;
         let s = shared.clone();
         let reader = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 1 << 16];
-            let (mut got, mut h) = (0u64, FNV_START);
-            let mut last_at = None;
-            let end = loop {
-                match rd.read(&mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        s.gap(&mut last_at);
-                        if let Some(k) = (0..n).find(|&k| buf[k] != pattern(got + k as u64)) {
-                            let at = got + k as u64;
-                            break Err(format!(
-                                "byte {at} is 0x{:02x}, expected 0x{:02x} (lost, repeated or reordered bytes)",
-                                buf[k],
-                                pattern(at)
-                            ));
-                        }
-                        h = fnv(h, &buf[..n]);
-                        got += n as u64;
-                        s.progress.store(got, Ordering::SeqCst);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Err(format!("{e} after {got} bytes")),
-                }
-            };
+            let (end, h) = check_pattern(rd, &s);
             if let Err(e) = &end {
                 s.fail(format!("download: {e}"));
             }

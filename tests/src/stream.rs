@@ -9,11 +9,11 @@
 //! with `ip netns add`, so the test's sockets can be created there while the test itself stays
 //! in the host's namespace (a socket keeps the namespace it was made in).
 
+use crate::flows::{check_pattern, send_pattern, Shared};
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -51,18 +51,6 @@ pub fn connect_retrying(addr: std::net::SocketAddr, timeout: Duration) -> Result
             Err(e) => return Err(e).with_context(|| format!("connecting to {addr}")),
         }
     }
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    sent: AtomicU64,
-    received: AtomicU64,
-    stop: AtomicBool,
-    send_error: Mutex<Option<String>>,
-    recv_end: Mutex<Option<Result<(), String>>>,
-    /// Longest gap between two reads, in microseconds, and the stream offset after it.
-    max_gap_us: AtomicU64,
-    gap_at: AtomicU64,
 }
 
 /// A running stream; [`Stream::finish`] ends it and says what happened.
@@ -147,85 +135,27 @@ impl Stream {
         sock.set_read_timeout(Some(IO_TIMEOUT))?;
         sock.set_write_timeout(Some(IO_TIMEOUT))?;
         let shared = Arc::new(Shared::default());
-        let mut rd = sock.try_clone()?;
-        let mut wr = sock;
+        let rd = sock.try_clone()?;
         let s = shared.clone();
         let writer = std::thread::spawn(move || {
-            let mut buf = vec![0u8; chunk];
-            let mut sent = 0u64;
-            while !s.stop.load(Ordering::SeqCst) {
-                for (k, b) in buf.iter_mut().enumerate() {
-                    *b = pattern(sent + k as u64);
-                }
-                if let Err(e) = wr.write_all(&buf) {
-                    *s.send_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e} after {sent} bytes"));
-                    return;
-                }
-                sent += chunk as u64;
-                s.sent.store(sent, Ordering::SeqCst);
-                std::thread::sleep(interval);
-            }
-            if let Err(e) = wr.shutdown(Shutdown::Write) {
-                *s.send_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("shutdown: {e}"));
-            }
+            send_pattern(sock, chunk, interval, &s, "echo stream");
         });
         let s = shared.clone();
         let reader = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 1 << 16];
-            let mut got = 0u64;
-            let mut last: Option<Instant> = None;
-            let end = loop {
-                match rd.read(&mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        let now = Instant::now();
-                        if let Some(l) = last {
-                            let gap = now.duration_since(l).as_micros() as u64;
-                            if gap > s.max_gap_us.load(Ordering::SeqCst) {
-                                s.max_gap_us.store(gap, Ordering::SeqCst);
-                                s.gap_at.store(got, Ordering::SeqCst);
-                            }
-                        }
-                        last = Some(now);
-                        if let Some(k) = (0..n).find(|&k| buf[k] != pattern(got + k as u64)) {
-                            let at = got + k as u64;
-                            break Err(format!(
-                                "echoed byte {at} is 0x{:02x}, expected 0x{:02x} (lost, repeated or reordered bytes)",
-                                buf[k],
-                                pattern(at)
-                            ));
-                        }
-                        got += n as u64;
-                        s.received.store(got, Ordering::SeqCst);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Err(format!("{e} after {got} bytes")),
-                }
-            };
-            *s.recv_end.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
+            let (end, _) = check_pattern(rd, &s);
+            *Shared::lock(&s.end) = Some(end.map_err(|e| format!("echo: {e}")));
         });
         Ok(Stream { shared, writer: Some(writer), reader: Some(reader), started: Instant::now() })
     }
 
     /// (bytes sent, bytes echoed) so far.
     pub fn progress(&self) -> (u64, u64) {
-        (self.shared.sent.load(Ordering::SeqCst), self.shared.received.load(Ordering::SeqCst))
+        (self.shared.sent.load(Ordering::SeqCst), self.shared.progress.load(Ordering::SeqCst))
     }
 
     /// Waits until at least `bytes` more have been echoed than now (or `timeout`).
     pub fn wait_echoed(&self, bytes: u64, timeout: Duration) -> Result<()> {
-        let want = self.progress().1 + bytes;
-        let t0 = Instant::now();
-        while self.progress().1 < want {
-            if t0.elapsed() > timeout {
-                bail!("the stream echoed {} bytes, not {want}, within {} s", self.progress().1, timeout.as_secs());
-            }
-            if self.shared.recv_end.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                bail!("the stream ended early: {:?}", self.shared.recv_end.lock().unwrap_or_else(|p| p.into_inner()));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
+        self.shared.wait_progress("the echo stream", bytes, timeout)
     }
 
     /// Stops sending, shuts the sending side down and waits for the echo's EOF.
@@ -240,14 +170,9 @@ impl Stream {
         let s = &self.shared;
         StreamReport {
             sent: s.sent.load(Ordering::SeqCst),
-            received: s.received.load(Ordering::SeqCst),
-            send_error: s.send_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            recv_end: s
-                .recv_end
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_else(|| Err("the reader did not end".into())),
+            received: s.progress.load(Ordering::SeqCst),
+            send_error: Shared::lock(&s.error).clone(),
+            recv_end: Shared::lock(&s.end).clone().unwrap_or_else(|| Err("the reader did not end".into())),
             max_stall: Duration::from_micros(s.max_gap_us.load(Ordering::SeqCst)),
             stall_at: s.gap_at.load(Ordering::SeqCst),
             duration: self.started.elapsed(),
