@@ -786,6 +786,23 @@ fn alive(p: &ProcessRecord) -> bool {
 }
 
 /// A record owner that must be a live process of the tree.
+/// The live process owning the per-process record `what` (at most one per process: `seen`
+/// collects them) and its mm.
+fn once_per_mm<'a>(
+    d: &'a Decoded,
+    procs: &BTreeMap<i32, &ProcessRecord>,
+    seen: &mut BTreeSet<i32>,
+    what: &'static str,
+    owner: u32,
+) -> Result<(i32, &'a records::MmRecord), Invalid> {
+    let pid = live_owner(procs, what, owner)?.pid;
+    if !seen.insert(pid) {
+        return Err(Invalid::Duplicate { what, id: pid.into() });
+    }
+    let mm = d.mms.iter().find(|(o, _)| *o == owner).map(|(_, m)| m).ok_or(Invalid::Missing { pid, what: "mm" })?;
+    Ok((pid, mm))
+}
+
 fn live_owner<'a>(
     procs: &BTreeMap<i32, &'a ProcessRecord>,
     what: &'static str,
@@ -1257,12 +1274,7 @@ fn check_cow(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
 fn check_advice(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     let mut seen = BTreeSet::new();
     for (owner, a) in &d.advice {
-        let pid = live_owner(procs, "vma advice", *owner)?.pid;
-        if !seen.insert(pid) {
-            return Err(Invalid::Duplicate { what: "vma advice", id: pid.into() });
-        }
-        let mm =
-            d.mms.iter().find(|(o, _)| *o == *owner).map(|(_, m)| m).ok_or(Invalid::Missing { pid, what: "mm" })?;
+        let (pid, mm) = once_per_mm(d, procs, &mut seen, "vma advice", *owner)?;
         let mut prev_end = 0u64;
         for x in &a.areas {
             let range = |why| Invalid::Range { pid, field: "advised area", start: x.start, end: x.end, why };

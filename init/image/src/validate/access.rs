@@ -1,6 +1,6 @@
 //! Validation of the VMA-flags and ghost-owner records (see [`super::validate`]).
 
-use super::{live_owner, page_aligned, Decoded, Invalid, Res};
+use super::{live_owner, once_per_mm, page_aligned, Decoded, Invalid, Res};
 use crate::records::{cgroup_path_ok, CgroupLimit, FileDesc, FileKind, ProcessRecord, Vma, VmaFlags, VmaKind};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,12 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) fn check_vma_flags(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     let mut seen = BTreeSet::new();
     for (owner, f) in &d.vma_flags {
-        let pid = live_owner(procs, "vma flags", *owner)?.pid;
-        if !seen.insert(pid) {
-            return Err(Invalid::Duplicate { what: "vma flags", id: pid.into() });
-        }
-        let mm =
-            d.mms.iter().find(|(o, _)| *o == *owner).map(|(_, m)| m).ok_or(Invalid::Missing { pid, what: "mm" })?;
+        let (pid, mm) = once_per_mm(d, procs, &mut seen, "vma flags", *owner)?;
         let mut prev_end = 0u64;
         for x in &f.areas {
             let range = |why| Invalid::Range { pid, field: "flagged area", start: x.start, end: x.end, why };
@@ -55,12 +50,7 @@ pub(super) fn check_vma_flags(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>
 pub(super) fn check_vma_account(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
     let mut seen = BTreeSet::new();
     for (owner, a) in &d.vma_account {
-        let pid = live_owner(procs, "vma account", *owner)?.pid;
-        if !seen.insert(pid) {
-            return Err(Invalid::Duplicate { what: "vma account", id: pid.into() });
-        }
-        let mm =
-            d.mms.iter().find(|(o, _)| *o == *owner).map(|(_, m)| m).ok_or(Invalid::Missing { pid, what: "mm" })?;
+        let (pid, mm) = once_per_mm(d, procs, &mut seen, "vma account", *owner)?;
         for (list, writable, field) in [(&a.charged, false, "charged area"), (&a.uncharged, true, "uncharged area")] {
             let mut prev_end = 0u64;
             for x in list {
