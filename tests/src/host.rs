@@ -274,10 +274,17 @@ pub struct Harness {
 
 impl Harness {
     /// A runner keeping binaries in `<work_root>/bin` and one directory per run under
-    /// `<work_root>`. Makes the process a subreaper and takes the process-wide runner lock.
+    /// `<work_root>`. Makes the process a subreaper, gives SIGINT, SIGQUIT, SIGTERM and SIGHUP
+    /// their default action, and takes the process-wide runner lock.
     pub fn new(work_root: &Path) -> Result<Self> {
         let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         become_subreaper()?;
+        // Everything the tests start reacts to the interrupting signals as when started from a
+        // terminal, even when the test run itself ignores some (a background job of a script).
+        seamless_sys::signal::default_action(
+            &[Signal::INT, Signal::QUIT, Signal::TERM, Signal::HUP].map(|s| s.as_raw()),
+        )
+        .context("resetting the interrupting signals to their default action")?;
         std::fs::create_dir_all(work_root).with_context(|| format!("creating {}", work_root.display()))?;
         Ok(Self { work_root: work_root.to_path_buf(), bin_dir: work_root.join("bin"), netns: None, _serial: serial })
     }

@@ -50,6 +50,26 @@ pub fn unblock(set: &SigSet) -> SysResult<()> {
     Ok(())
 }
 
+/// Gives each of `sigs` its default action (`SIG_DFL`) in the calling process and the
+/// programs it starts afterwards, undoing an inherited `SIG_IGN` (a background job of a
+/// non-interactive shell starts with SIGINT and SIGQUIT ignored, and an ignored signal that
+/// is not blocked is dropped when it is sent).
+///
+/// Man page: `sigaction(2)`.
+pub fn default_action(sigs: &[i32]) -> SysResult<()> {
+    for &sig in sigs {
+        // SAFETY: sigaction is plain data; all zeroes is SIG_DFL with an empty mask and no flags.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = libc::SIG_DFL;
+        // SAFETY: `act` is a valid sigaction; a null pointer for the old action is allowed.
+        let r = unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(SysError::new("sigaction(SIG_DFL)", name(sig), std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// Waits up to `timeout` for one signal of `set` (which must be blocked) and returns its
 /// number and the sending pid, or `None` when the time ran out.
 ///
