@@ -344,6 +344,35 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// Waits (up to `limit`) until every thread of each of `pids` is in a group stop (state `T`
+/// in `/proc/PID/task/TID/stat`); one that does not get there in time is logged.
+fn wait_stopped(pids: &[i32], limit: std::time::Duration) {
+    let t0 = Instant::now();
+    for &pid in pids {
+        loop {
+            let tids = procfs::tids(pid).unwrap_or_default();
+            let running: Vec<i32> = tids
+                .iter()
+                .copied()
+                .filter(|t| {
+                    procfs::read_stat_path(&format!("/proc/{pid}/task/{t}/stat")).is_ok_and(|s| s.state() != 'T')
+                })
+                .collect();
+            if running.is_empty() {
+                break;
+            }
+            if t0.elapsed() > limit {
+                log::warn!(
+                    "pid {pid}: threads {running:?} not stopped again {:.1} s after the restore",
+                    limit.as_secs_f64()
+                );
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
 /// Kills every process of the failed units that was forked and collects what the kernel
 /// reports to us about them (their ptrace exits; the tree roots that are our own children),
 /// so no process of a failed tree is left running and no half-restored one ever runs its
@@ -564,6 +593,12 @@ pub fn restore_plan<S: Store>(
         report.pages += p.chunks.iter().map(|c| c.len / 4096).sum::<u64>();
         report.restored.push(*pid);
     }
+    // A restored group stop is part of the state: the restore is done when every thread of
+    // such a process has stopped (they do so in the kernel, before any user instruction, but
+    // on a busy machine only when each is scheduled).
+    let stopped: Vec<i32> =
+        live.keys().copied().filter(|pid| plan.procs.get(pid).is_some_and(|p| p.job_stop.is_some())).collect();
+    wait_stopped(&stopped, std::time::Duration::from_secs(10));
     for p in plan.procs.values() {
         if p.is_zombie() && !fails.pid_failed(p.rec.pid) {
             report.restored.push(p.rec.pid);
