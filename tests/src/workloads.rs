@@ -215,6 +215,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "unix_dgram",
+        link: Link::Dynamic,
+        summary: "messages queued on unix datagram and seqpacket sockets: a bound server's from named, abstract, unnamed and exited senders, pairs both ways, a connected datagram socket",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "pty_session",
         link: Link::Dynamic,
         summary: "a multiplexer-like tree on a pty: session leader with it as controlling terminal, foreground and background groups, settings, window size, packet and exclusive modes, unread bytes both ways",

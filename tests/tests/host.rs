@@ -140,6 +140,7 @@ workload_tests! {
     timerfd_signalfd => "timerfd_signalfd" [];
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
+    unix_dgram => "unix_dgram" [];
     pty_session => "pty_session" [];
     inotify => "inotify" [];
     pidfd => "pidfd" [];

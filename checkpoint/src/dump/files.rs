@@ -31,6 +31,10 @@ pub struct FilePlan {
     pub socket_extras: Vec<records::SocketExtra>,
     /// Datagrams queued on UDP sockets.
     pub datagrams: Vec<records::DatagramQueue>,
+    /// Messages queued on unix sockets ([`super::unix`]).
+    pub unix_queues: Vec<records::UnixQueue>,
+    /// Unix sockets whose peer was closed.
+    pub unix_gone: Vec<records::UnixPeerGone>,
     /// Pty pairs by pts index, while classifying.
     pub ptys_seen: BTreeMap<u32, super::tty::PendingPty>,
     /// Pty pairs.
@@ -197,6 +201,7 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
     super::pidfd::check(frozen, &plan.pidfds)?;
     plan.ptys = super::tty::finish(frozen, &plan.ptys_seen, !opts.pre_flight)?;
     super::sockets::check_pairs(&plan)?;
+    (plan.unix_queues, plan.unix_gone) = super::unix::finish(&mut plan, &mut socks.unix_pending, &socks.unix_names)?;
     plan.locks = super::locks::resolve(frozen, &plan, &held, opts.carry_clocks)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
     // The socket records carry inodes; the extra records are filed under description ids.
@@ -332,6 +337,8 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
         .iter()
         .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
         .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")))
+        .chain(plan.unix_queues.iter().map(|q| (q.desc, records::UNIX_QUEUE, "its queued unix messages")))
+        .chain(plan.unix_gone.iter().map(|g| (g.desc, records::UNIX_PEER_GONE, "its closed unix peer")))
         .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")))
         .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")))
         .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")));
@@ -367,6 +374,12 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
+    for q in &plan.unix_queues {
+        w.put_record(records::UNIX_QUEUE, 0, u64::from(q.desc), q)?;
+    }
+    for g in &plan.unix_gone {
+        w.put_record(records::UNIX_PEER_GONE, 0, u64::from(g.desc), g)?;
     }
     for (_, _, p) in &plan.pidfds {
         w.put_record(records::PIDFD, 0, u64::from(p.desc), p)?;

@@ -95,6 +95,10 @@ pub struct Decoded {
     pub socket_extras: Vec<(u64, records::SocketExtra)>,
     /// Queued datagrams by entry tag.
     pub datagrams: Vec<(u64, records::DatagramQueue)>,
+    /// Queued unix messages by entry tag.
+    pub unix_queues: Vec<(u64, records::UnixQueue)>,
+    /// Unix sockets whose peer was closed, by entry tag.
+    pub unix_gone: Vec<(u64, records::UnixPeerGone)>,
     /// Held listeners (at most one in a valid image).
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
@@ -176,6 +180,12 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::DATAGRAMS) {
             d.datagrams.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::UNIX_QUEUE) {
+            d.unix_queues.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::UNIX_PEER_GONE) {
+            d.unix_gone.push((tag, r.record(i)?));
         }
         for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
             d.held_listeners.push(r.record(i)?);
@@ -276,6 +286,12 @@ impl Decoded {
         }
         for (tag, q) in &self.datagrams {
             w.put_record(records::DATAGRAMS, 0, *tag, q)?;
+        }
+        for (tag, q) in &self.unix_queues {
+            w.put_record(records::UNIX_QUEUE, 0, *tag, q)?;
+        }
+        for (tag, g) in &self.unix_gone {
+            w.put_record(records::UNIX_PEER_GONE, 0, *tag, g)?;
         }
         for h in &self.held_listeners {
             w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
@@ -413,6 +429,8 @@ impl Decoded {
             net_locks: Vec::new(),
             socket_extras: Vec::new(),
             datagrams: Vec::new(),
+            unix_queues: Vec::new(),
+            unix_gone: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
             ptys: Vec::new(),
@@ -1341,6 +1359,26 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
         }
         if let Some(why) = q.problem(s) {
             return Err(Invalid::Socket { what: "datagrams", desc: *tag, why });
+        }
+    }
+    let mut gone = BTreeSet::new();
+    for (tag, g) in &d.unix_gone {
+        let s = socket(descs, "closed unix peer", *tag, g.desc)?;
+        if !gone.insert(g.desc) {
+            return Err(Invalid::Duplicate { what: "closed unix peer", id: g.desc.into() });
+        }
+        if let Some(why) = g.problem(s) {
+            return Err(Invalid::Socket { what: "closed unix peer", desc: *tag, why });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, q) in &d.unix_queues {
+        let s = socket(descs, "unix queue", *tag, q.desc)?;
+        if !seen.insert(q.desc) {
+            return Err(Invalid::Duplicate { what: "unix queue", id: q.desc.into() });
+        }
+        if let Some(why) = q.problem(s, gone.contains(&q.desc)) {
+            return Err(Invalid::Socket { what: "unix queue", desc: *tag, why });
         }
     }
     Ok(())

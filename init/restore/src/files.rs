@@ -174,6 +174,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
             || out.by_id.contains_key(&id)
             || plan.pidfds.contains_key(&id)
             || proc_file_of(plan, d).is_some()
+            || crate::unix::deferred(plan, id)
         {
             continue;
         }
@@ -287,6 +288,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         }
     }
     out.keep.extend(fifo_keep.into_values());
+    crate::unix::finish(plan, &mut out.by_id, fails, &|id, fd, s| crate::sockets::configure(&socks, id, fd, s));
     for (id, e) in crate::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
         fails.fail_desc(id, chain(&e).to_string());
     }

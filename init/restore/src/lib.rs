@@ -70,6 +70,7 @@ pub mod threads;
 pub mod tracee;
 pub mod tree;
 pub mod tty;
+pub mod unix;
 pub mod vdso;
 
 // The tracing machinery lives in its own crate, shared with the dump side.

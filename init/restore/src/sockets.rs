@@ -232,13 +232,20 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
                 // Before the connect: a connected socket takes datagrams from its peer only.
                 requeue_datagrams(id, fd.as_raw_fd(), s, queue)?;
             }
-            if matches!(s.state, SockState::Connected) {
+            // A unix datagram socket is connected once every queue is refilled (`crate::unix`).
+            if matches!(s.state, SockState::Connected) && s.family != libc::AF_UNIX {
                 net::connect(fd.as_raw_fd(), &s.peer.to_raw())
                     .map_err(|e| fail(id, &format!("connect {}", s.peer), e))?;
             }
             Ok(fd)
         }
     }
+}
+
+/// Gives a unix socket made by [`crate::unix`] its options and extras.
+pub fn configure(ctx: &Ctx, id: u32, fd: RawFd, s: &SocketRecord) -> Result<(), RestoreError> {
+    set_opts(id, fd, s, false)?;
+    apply_extra(id, fd, s, ctx.extras.get(&id))
 }
 
 /// Gives a fresh socket its options and its saved local address (a unix path is bound

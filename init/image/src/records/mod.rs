@@ -24,6 +24,7 @@ pub mod sockets;
 pub mod sysv;
 pub mod threads;
 pub mod tty;
+pub mod unix;
 
 pub use access::{cgroup_path_ok, CgroupLimit, CgroupMembership, FlaggedArea, GhostOwner, VmaFlags};
 pub use epoll::{EpollItem, EpollRecord};
@@ -44,6 +45,7 @@ pub use sysv::{
 };
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
+pub use unix::{UnixMessage, UnixPeerGone, UnixQueue};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -97,6 +99,12 @@ pub const GHOST_OWNER: RecordKind = RecordKind(56);
 /// [`CgroupMembership`], owner = pid (at most one per process, only when its cgroup v2 is not
 /// the dumper's).
 pub const CGROUP: RecordKind = RecordKind(57);
+/// [`UnixQueue`], owner 0, tag = description id (at most one per unix socket, only with
+/// queued messages).
+pub const UNIX_QUEUE: RecordKind = RecordKind(58);
+/// [`UnixPeerGone`], owner 0, tag = description id (at most one per unix socket whose peer
+/// end was closed).
+pub const UNIX_PEER_GONE: RecordKind = RecordKind(59);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -145,6 +153,8 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_FLAGS => "vma-flags",
         GHOST_OWNER => "ghost-owner",
         CGROUP => "cgroup",
+        UNIX_QUEUE => "unix-queue",
+        UNIX_PEER_GONE => "unix-peer-gone",
         _ => return None,
     })
 }
@@ -300,6 +310,20 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let c: CgroupMembership = de(bytes)?;
             let l: Vec<String> = c.limits.iter().map(|l| format!("{}/{}={}", l.cgroup, l.file, l.value)).collect();
             format!("cgroup {} limits [{}]", c.path, l.join(", "))
+        }
+        UNIX_QUEUE => {
+            let q: UnixQueue = de(bytes)?;
+            let bytes: usize = q.messages.iter().map(|m| m.data.len()).sum();
+            format!("unix messages queued on file #{}: {} message(s), {bytes} bytes", q.desc, q.messages.len())
+        }
+        UNIX_PEER_GONE => {
+            let g: UnixPeerGone = de(bytes)?;
+            format!(
+                "unix socket file #{} whose peer {} was closed{}",
+                g.desc,
+                g.peer,
+                if g.accepted { " (accepted connection)" } else { "" }
+            )
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
