@@ -221,6 +221,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "unix_closed_peer",
+        link: Link::Dynamic,
+        summary: "unix sockets whose peer end was closed with bytes or packets still queued for them: pairs of every type, a listener's client and an accepted connection",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "pty_session",
         link: Link::Dynamic,
         summary: "a multiplexer-like tree on a pty: session leader with it as controlling terminal, foreground and background groups, settings, window size, packet and exclusive modes, unread bytes both ways",

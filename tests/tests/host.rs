@@ -66,6 +66,8 @@ workload_tests! {
     tcp_loopback => "tcp_loopback" [];
     sockopts => "sockopts" [];
     udp_queue => "udp_queue" [];
+    // Carried by the unix queue records (no longer refused).
+    unix_closed => "refuse" ["unix_closed"];
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
@@ -141,6 +143,7 @@ workload_tests! {
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
     unix_dgram => "unix_dgram" [];
+    unix_closed_peer => "unix_closed_peer" [];
     pty_session => "pty_session" [];
     inotify => "inotify" [];
     pidfd => "pidfd" [];
@@ -683,7 +686,7 @@ mod refuse {
         root_deleted => "root (";
         exe => "exe (";
         memfd_huge => "huge-page memfd";
-        unix_closed => "peer end is closed";
+        unix_rights => "SCM_RIGHTS";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
         seccomp_args => "looks at the arguments";

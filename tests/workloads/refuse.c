@@ -9,6 +9,10 @@
  *   exe            the executable was deleted (the workload re-executes a copy, then unlinks it)
  *   memfd_huge     a huge-page memfd (MFD_HUGETLB)
  *   unix_closed    a stream socketpair end with 1000 unread bytes whose peer end is closed
+ *                  (carried now: the host tests run it as a round trip)
+ *   unix_rights    a stream socketpair end with 10 unread bytes carrying a pipe's read end
+ *                  (SCM_RIGHTS, a descriptor in flight); afterwards the bytes and the pipe
+ *                  arrive, and the pipe still holds its 2 bytes
  *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
  *   seccomp_args   a filter like MemoryDenyWriteExecute=: mmap and mprotect asking for PROT_EXEC
@@ -532,6 +536,23 @@ int main(int argc, char **argv)
         WL_CHECK(write(sv[1], buf, sizeof buf) == sizeof buf, "write to the pair");
         close(sv[1]);
         fd = sv[0];
+    } else if (strcmp(mode, "unix_rights") == 0) {
+        int sv[2], pp[2];
+        WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(pipe2(pp, O_CLOEXEC) == 0 && write(pp[1], "hi", 2) == 2, "pipe");
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        memset(cbuf, 0, sizeof cbuf);
+        struct iovec iov = { .iov_base = "0123456789", .iov_len = 10 };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(h), &pp[0], sizeof(int));
+        WL_CHECK(sendmsg(sv[1], &m, 0) == 10, "sendmsg SCM_RIGHTS");
+        close(pp[0]);
+        fd = sv[0];
+        fd2 = pp[1];
     } else if (strcmp(mode, "seccomp_strict") == 0) {
         mode_seccomp_strict(); /* READY comes from its helper thread */
     } else if (strcmp(mode, "seccomp_filter") == 0) {
@@ -815,6 +836,21 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "unix_rights") == 0) {
+        char buf[16], cbuf[CMSG_SPACE(sizeof(int))];
+        struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+        ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT);
+        if (n != 10 || memcmp(buf, "0123456789", 10) != 0)
+            wl_fail("the queued bytes are gone (recvmsg %zd)", n);
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        if (!h || h->cmsg_type != SCM_RIGHTS)
+            wl_fail("the descriptor in flight is gone");
+        int p;
+        memcpy(&p, CMSG_DATA(h), sizeof p);
+        char two[3];
+        if (read(p, two, sizeof two) != 2 || memcmp(two, "hi", 2) != 0)
+            wl_fail("the pipe in flight lost its bytes");
     } else if (strcmp(mode, "seccomp_args") == 0) {
         void *x = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (x != MAP_FAILED || errno != EPERM)

@@ -108,9 +108,33 @@ pub fn has_message(fd: RawFd) -> bool {
 ///
 /// The kernel shows an empty message to such a walk only once (one that was peeked at before
 /// is skipped), as for UDP; a queue where the walk finds nothing although a message waits is
-/// refused.
+/// refused. At the end of a queue whose peer has gone the kernel returns 0 as for an empty
+/// message: `SO_PASSCRED` is on during the walk (and put back), so every message comes with
+/// credentials and the end without.
 pub fn peek_messages(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
-    let out = with_peek_off(fd, || {
+    let passcred = net::get_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED).map_err(|e| format!("SO_PASSCRED: {e}"))?;
+    if passcred == 0 {
+        net::set_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 1).map_err(|e| format!("SO_PASSCRED: {e}"))?;
+    }
+    let out = peek_all(fd);
+    // A plain peek (no offset) shows an empty message that a walk skips.
+    let waiting = || net::recv_msg(fd, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT).is_ok_and(|r| r.creds.is_some());
+    let hidden = out.as_ref().is_ok_and(|o| o.is_empty()) && waiting();
+    if passcred == 0 {
+        let _ = net::set_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 0);
+    }
+    let out = out?;
+    if hidden {
+        return Err(
+            "empty messages that were already peeked at are queued: the kernel no longer shows them to a walk of the queue"
+                .into(),
+        );
+    }
+    Ok(out)
+}
+
+fn peek_all(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
+    with_peek_off(fd, || {
         let mut out = Vec::new();
         let mut total = 0usize;
         let mut buf = vec![0u8; 256 << 10];
@@ -120,6 +144,10 @@ pub fn peek_messages(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
                 Err(e) if e.errno() == Some(libc::EAGAIN) => break,
                 Err(e) => return Err(format!("peeking the queued messages: {e}")),
             };
+            if r.len == 0 && r.creds.is_none() {
+                // The end of the queue of a socket that receives no more.
+                break;
+            }
             if let Some(why) = control_problem(&r, "message") {
                 return Err(why);
             }
@@ -144,14 +172,7 @@ pub fn peek_messages(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
             out.push(UnixMessage { from, data: buf[..r.len].to_vec() });
         }
         Ok(out)
-    })?;
-    if out.is_empty() && has_message(fd) {
-        return Err(
-            "empty messages that were already peeked at are queued: the kernel no longer shows them to a walk of the queue"
-                .into(),
-        );
-    }
-    Ok(out)
+    })
 }
 
 /// Whether a name is unnamed.
