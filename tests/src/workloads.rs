@@ -227,6 +227,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "unix_scm",
+        link: Link::Dynamic,
+        summary: "descriptors in flight (SCM_RIGHTS) in unread unix messages: a pipe, a file at an offset, a socket, an eventfd, on datagram, stream and seqpacket pairs",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "pty_session",
         link: Link::Dynamic,
         summary: "a multiplexer-like tree on a pty: session leader with it as controlling terminal, foreground and background groups, settings, window size, packet and exclusive modes, unread bytes both ways",

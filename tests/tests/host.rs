@@ -68,6 +68,7 @@ workload_tests! {
     udp_queue => "udp_queue" [];
     // Carried by the unix queue records (no longer refused).
     unix_closed => "refuse" ["unix_closed"];
+    unix_rights => "refuse" ["unix_rights"];
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
@@ -144,6 +145,7 @@ workload_tests! {
     unix_pair => "unix_pair" [];
     unix_dgram => "unix_dgram" [];
     unix_closed_peer => "unix_closed_peer" [];
+    unix_scm => "unix_scm" [];
     pty_session => "pty_session" [];
     inotify => "inotify" [];
     pidfd => "pidfd" [];
@@ -686,7 +688,7 @@ mod refuse {
         root_deleted => "root (";
         exe => "exe (";
         memfd_huge => "huge-page memfd";
-        unix_rights => "SCM_RIGHTS";
+        unix_nested => "carries descriptors in flight itself";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
         seccomp_args => "looks at the arguments";

@@ -12,7 +12,10 @@
  *                  (carried now: the host tests run it as a round trip)
  *   unix_rights    a stream socketpair end with 10 unread bytes carrying a pipe's read end
  *                  (SCM_RIGHTS, a descriptor in flight); afterwards the bytes and the pipe
- *                  arrive, and the pipe still holds its 2 bytes
+ *                  arrive, and the pipe still holds its 2 bytes (carried now: a round trip)
+ *   unix_nested    a stream socketpair end with 10 unread bytes carrying the end of another
+ *                  stream pair (kept only in flight) that has a pipe's read end in flight in
+ *                  its own queue; afterwards the socket, then the pipe arrive
  *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
  *   seccomp_args   a filter like MemoryDenyWriteExecute=: mmap and mprotect asking for PROT_EXEC
@@ -553,6 +556,27 @@ int main(int argc, char **argv)
         close(pp[0]);
         fd = sv[0];
         fd2 = pp[1];
+    } else if (strcmp(mode, "unix_nested") == 0) {
+        int sv[2], bv[2], pp[2];
+        WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bv) == 0, "socketpair 2");
+        WL_CHECK(pipe2(pp, O_CLOEXEC) == 0 && write(pp[1], "hi", 2) == 2, "pipe");
+        for (int k = 0; k < 2; k++) {
+            char cbuf[CMSG_SPACE(sizeof(int))];
+            memset(cbuf, 0, sizeof cbuf);
+            struct iovec iov = { .iov_base = "0123456789", .iov_len = 10 };
+            struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+            struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+            h->cmsg_level = SOL_SOCKET;
+            h->cmsg_type = SCM_RIGHTS;
+            h->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(h), k == 0 ? &pp[0] : &bv[1], sizeof(int));
+            WL_CHECK(sendmsg(k == 0 ? bv[0] : sv[1], &m, 0) == 10, "sendmsg SCM_RIGHTS %d", k);
+        }
+        close(pp[0]);
+        close(bv[1]);
+        fd = sv[0];
+        fd2 = bv[0];
     } else if (strcmp(mode, "seccomp_strict") == 0) {
         mode_seccomp_strict(); /* READY comes from its helper thread */
     } else if (strcmp(mode, "seccomp_filter") == 0) {
@@ -836,7 +860,7 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
-    } else if (strcmp(mode, "unix_rights") == 0) {
+    } else if (strcmp(mode, "unix_rights") == 0 || strcmp(mode, "unix_nested") == 0) {
         char buf[16], cbuf[CMSG_SPACE(sizeof(int))];
         struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
         struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
@@ -848,6 +872,12 @@ int main(int argc, char **argv)
             wl_fail("the descriptor in flight is gone");
         int p;
         memcpy(&p, CMSG_DATA(h), sizeof p);
+        if (strcmp(mode, "unix_nested") == 0) {
+            m.msg_controllen = sizeof cbuf;
+            if (recvmsg(p, &m, MSG_DONTWAIT) != 10 || !(h = CMSG_FIRSTHDR(&m)) || h->cmsg_type != SCM_RIGHTS)
+                wl_fail("the socket in flight lost its own message or descriptor");
+            memcpy(&p, CMSG_DATA(h), sizeof p);
+        }
         char two[3];
         if (read(p, two, sizeof two) != 2 || memcmp(two, "hi", 2) != 0)
             wl_fail("the pipe in flight lost its bytes");

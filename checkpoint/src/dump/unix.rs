@@ -1,27 +1,32 @@
 //! Unix socket queues: the messages waiting on `SOCK_DGRAM` and `SOCK_SEQPACKET` sockets with
-//! their boundaries and senders' names, and connections whose peer end was closed (the
-//! reader's bytes, then end of file). Called from [`super::sockets::classify`]; the records
-//! are [`UnixQueue`] and [`UnixPeerGone`].
+//! their boundaries and senders' names, connections whose peer end was closed (the reader's
+//! bytes, then end of file), and descriptors in flight (`SCM_RIGHTS`). Called from
+//! [`super::sockets::classify`]; the records are [`UnixQueue`], [`UnixPeerGone`] and
+//! [`UnixInFlight`].
 //!
 //! The queue is walked without consuming it: `recvmsg` with `MSG_PEEK` and `SO_PEEK_OFF`,
 //! one message at a time (empty ones included, see [`peek_messages`]), the socket's peek
-//! offset put back afterwards. Each message's sender name is what `recvfrom` reports.
+//! offset put back afterwards. Each message's sender name is what `recvfrom` reports. A peek
+//! hands the dumper copies of the descriptors in flight; [`super::files`] turns them into
+//! descriptions (shared with the processes' own where `kcmp` says so). A stream queue with
+//! descriptors is saved in segments: a read stops after the buffer that carries them, whose
+//! start is found by peeking single bytes (see [`peek_stream`]).
 //!
-//! Refused (with the pid, the descriptor and why): descriptors in flight (`SCM_RIGHTS` in a
-//! queued message or stream segment: they would be lost), messages carrying a process's
-//! credentials (`SCM_CREDENTIALS`, shown when the receiver has `SO_PASSCRED`: the restore
-//! would hand over its own), messages on a pair whose sender was named (pairs come back
-//! unnamed), senders whose name is held by a socket outside the dumped processes (restore
-//! could not send from that name), a datagram socket whose peer was closed unless both ends
-//! were unnamed, and a closed peer of a stream or seqpacket connection unless one end is
-//! unnamed and the other the name of a listener in the image (or of nobody).
+//! Refused (with the pid, the descriptor and why): messages carrying a process's credentials
+//! (`SCM_CREDENTIALS`: the restore would hand over its own), messages on a pair whose sender
+//! was named (pairs come back unnamed), senders whose name is held by a socket outside the
+//! dumped processes (restore could not send from that name), a datagram socket whose peer was
+//! closed unless both ends were unnamed, a closed peer of a stream or seqpacket connection
+//! unless one end is unnamed and the other the name of a listener in the image (or of
+//! nobody), and in flight: unix sockets carrying descriptors in flight themselves, epoll,
+//! pidfds, ttys, established TCP connections, files with locks or `O_ASYNC`.
 
 use super::files::FilePlan;
 use super::DumpError;
-use seamless_image::records::{Addr, FileKind, SockState, UnixMessage, UnixPeerGone, UnixQueue};
+use seamless_image::records::{Addr, FileKind, SockState, UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
 use seamless_sys::sockets as net;
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 /// Most bytes of queued messages saved for one socket.
 const MAX_BYTES: usize = 6 << 20;
@@ -33,15 +38,26 @@ pub struct Pending {
     pub queues: BTreeMap<u64, Vec<UnixMessage>>,
     /// Sockets whose peer was closed.
     pub gone: BTreeMap<u64, UnixPeerGone>,
+    /// Descriptors in flight not yet resolved to descriptions: the receiving socket's inode,
+    /// the message's index, the dumper's copies (see [`super::files`]).
+    pub in_flight_new: Vec<(u64, u32, Vec<OwnedFd>)>,
+    /// Descriptors in flight resolved to description ids, by receiving socket inode.
+    pub in_flight: BTreeMap<u64, Vec<(u32, Vec<u32>)>>,
+}
+
+/// Files the descriptors of each message (dumper's copies) for resolution.
+fn file_fds(pending: &mut Pending, ino: u64, fds: Vec<Vec<OwnedFd>>) {
+    for (i, f) in fds.into_iter().enumerate() {
+        if !f.is_empty() {
+            pending.in_flight_new.push((ino, i as u32, f));
+        }
+    }
 }
 
 /// Why a control message makes a queue impossible to save exactly, if it does.
 fn control_problem(r: &net::Received, what: &str) -> Option<String> {
-    if !r.fds.is_empty() {
-        return Some(format!(
-            "{} descriptor(s) in flight (SCM_RIGHTS) in a queued {what}: descriptors passed through unix sockets are not checkpointed",
-            r.fds.len()
-        ));
+    if r.flags & libc::MSG_CTRUNC != 0 {
+        return Some(format!("the control messages of a queued {what} do not fit (MSG_CTRUNC)"));
     }
     // A message sent without credentials reads as pid 0 (and the overflow uid and gid).
     if let Some((pid, uid, gid)) = r.creds {
@@ -67,17 +83,40 @@ fn with_peek_off<T>(fd: RawFd, walk: impl FnOnce() -> Result<T, String>) -> Resu
     r
 }
 
-/// Reads `len` queued bytes of a unix stream socket without consuming them, refusing
-/// descriptors in flight and credentials among them.
-pub fn peek_stream(fd: RawFd, len: usize) -> Result<Vec<u8>, String> {
-    let mut out = vec![0u8; len];
+/// A stretch of a stream queue and the descriptors passed with its last buffer (a read
+/// stops after the buffer that carries descriptors, and hands them over as soon as it
+/// touches that buffer).
+#[derive(Debug, Default)]
+pub struct Segment {
+    /// Bytes.
+    pub data: Vec<u8>,
+    /// The dumper's copies of the descriptors in flight (empty: none).
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Peeks one byte at offset `at`: whether it belongs to a buffer carrying descriptors.
+fn carries_fds(fd: RawFd, at: usize) -> Result<bool, String> {
+    let at = i32::try_from(at).map_err(|_| "queue too long".to_string())?;
+    net::set_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF, at).map_err(|e| format!("SO_PEEK_OFF: {e}"))?;
+    let mut one = [0u8; 1];
+    let r = net::recv_msg(fd, &mut one, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        .map_err(|e| format!("peeking the queued bytes: {e}"))?;
+    Ok(!r.fds.is_empty())
+}
+
+/// Reads `len` queued bytes of a unix stream socket without consuming them, in segments: the
+/// bytes before a buffer carrying descriptors, that buffer with its descriptors (its start
+/// found by peeking single bytes), and so on. Credentials among them are refused.
+pub fn peek_stream(fd: RawFd, len: usize) -> Result<Vec<Segment>, String> {
+    let mut out: Vec<Segment> = Vec::new();
     if len == 0 {
         return Ok(out);
     }
+    let mut buf = vec![0u8; len];
     with_peek_off(fd, || {
         let mut got = 0;
         while got < len {
-            match net::recv_msg(fd, &mut out[got..], libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            match net::recv_msg(fd, &mut buf[got..], libc::MSG_PEEK | libc::MSG_DONTWAIT) {
                 Ok(r) => {
                     if let Some(why) = control_problem(&r, "stream segment") {
                         return Err(why);
@@ -85,16 +124,46 @@ pub fn peek_stream(fd: RawFd, len: usize) -> Result<Vec<u8>, String> {
                     if r.len == 0 {
                         break;
                     }
-                    got += r.len;
+                    let end = got + r.len;
+                    let mut start = end;
+                    if !r.fds.is_empty() {
+                        // The buffer with the descriptors ends the chunk: find where it starts.
+                        let (mut lo, mut hi) = (got, end - 1);
+                        while lo < hi {
+                            let mid = lo + (hi - lo) / 2;
+                            if carries_fds(fd, mid)? {
+                                hi = mid;
+                            } else {
+                                lo = mid + 1;
+                            }
+                        }
+                        start = lo;
+                        let at = i32::try_from(end).map_err(|_| "queue too long".to_string())?;
+                        net::set_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF, at)
+                            .map_err(|e| format!("SO_PEEK_OFF: {e}"))?;
+                    }
+                    if start > got {
+                        match out.last_mut() {
+                            Some(l) if l.fds.is_empty() => l.data.extend_from_slice(&buf[got..start]),
+                            _ => out.push(Segment { data: buf[got..start].to_vec(), fds: Vec::new() }),
+                        }
+                    }
+                    if start < end {
+                        out.push(Segment { data: buf[start..end].to_vec(), fds: r.fds });
+                    }
+                    got = end;
                 }
                 Err(e) if e.errno() == Some(libc::EAGAIN) => break,
                 Err(e) => return Err(format!("peeking the queued bytes: {e}")),
             }
         }
-        out.truncate(got);
         Ok(())
     })?;
     Ok(out)
+}
+
+fn stream_len(s: &[Segment]) -> usize {
+    s.iter().map(|x| x.data.len()).sum()
 }
 
 /// Whether a message (possibly empty) waits in the receive queue; reads nothing.
@@ -111,7 +180,7 @@ pub fn has_message(fd: RawFd) -> bool {
 /// refused. At the end of a queue whose peer has gone the kernel returns 0 as for an empty
 /// message: `SO_PASSCRED` is on during the walk (and put back), so every message comes with
 /// credentials and the end without.
-pub fn peek_messages(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
+pub fn peek_messages(fd: RawFd) -> Result<Vec<(UnixMessage, Vec<OwnedFd>)>, String> {
     let passcred = net::get_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED).map_err(|e| format!("SO_PASSCRED: {e}"))?;
     if passcred == 0 {
         net::set_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 1).map_err(|e| format!("SO_PASSCRED: {e}"))?;
@@ -133,7 +202,7 @@ pub fn peek_messages(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
     Ok(out)
 }
 
-fn peek_all(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
+fn peek_all(fd: RawFd) -> Result<Vec<(UnixMessage, Vec<OwnedFd>)>, String> {
     with_peek_off(fd, || {
         let mut out = Vec::new();
         let mut total = 0usize;
@@ -169,7 +238,7 @@ fn peek_all(fd: RawFd) -> Result<Vec<UnixMessage>, String> {
                 ));
             }
             let from = Addr::from_raw(&r.addr).unwrap_or_default();
-            out.push(UnixMessage { from, data: buf[..r.len].to_vec() });
+            out.push((UnixMessage { from, data: buf[..r.len].to_vec() }, r.fds));
         }
         Ok(out)
     })
@@ -202,22 +271,38 @@ pub fn classify(
         if pre_flight || !has_message(raw) {
             return Ok(Vec::new());
         }
-        let m = peek_messages(raw).map_err(refuse)?;
+        let (m, fds): (Vec<UnixMessage>, Vec<Vec<OwnedFd>>) = peek_messages(raw).map_err(refuse)?.into_iter().unzip();
+        file_fds(pending, ino, fds);
         if !m.is_empty() {
             pending.queues.insert(ino, m.clone());
         }
         Ok(m)
     };
+    // Stream segments as messages (their descriptors filed), when some carry descriptors or
+    // `always`; otherwise the bytes.
+    let segments = |pending: &mut Pending, n: usize, always: bool| -> Result<Option<Vec<u8>>, DumpError> {
+        if n > MAX_BYTES {
+            return Err(refuse(format!("{n} queued bytes exceed the {MAX_BYTES}-byte limit")));
+        }
+        let segs = peek_stream(raw, n).map_err(refuse)?;
+        if stream_len(&segs) != n {
+            return Err(refuse(format!("peeked {} of {n} queued bytes", stream_len(&segs))));
+        }
+        if !always && segs.iter().all(|s| s.fds.is_empty()) {
+            return Ok(Some(segs.into_iter().flat_map(|s| s.data).collect()));
+        }
+        let (m, fds): (Vec<UnixMessage>, Vec<Vec<OwnedFd>>) =
+            segs.into_iter().map(|s| (UnixMessage { from: Addr::None, data: s.data }, s.fds)).unzip();
+        file_fds(pending, ino, fds);
+        if !m.is_empty() {
+            pending.queues.insert(ino, m);
+        }
+        Ok(None)
+    };
     if peer_ino != 0 {
         if ty == libc::SOCK_STREAM {
-            let n = inq();
-            if n > MAX_BYTES {
-                return Err(refuse(format!("{n} queued bytes exceed the {MAX_BYTES}-byte limit")));
-            }
-            let queue = peek_stream(raw, n).map_err(refuse)?;
-            if queue.len() != n {
-                return Err(refuse(format!("peeked {} of {n} queued bytes", queue.len())));
-            }
+            // With descriptors in flight the queue goes into segments (a `UnixQueue`).
+            let queue = segments(pending, inq(), false)?.unwrap_or_default();
             rec.state = SockState::UnixPair { peer: peer_ino, queue, shutdown };
             return Ok(());
         }
@@ -253,19 +338,8 @@ pub fn classify(
             )));
         }
         let msgs = if ty == libc::SOCK_STREAM {
-            let n = inq();
-            if n > MAX_BYTES {
-                return Err(refuse(format!("{n} queued bytes exceed the {MAX_BYTES}-byte limit")));
-            }
-            let queue = peek_stream(raw, n).map_err(refuse)?;
-            if queue.len() != n {
-                return Err(refuse(format!("peeked {} of {n} queued bytes", queue.len())));
-            }
-            let m = vec![UnixMessage { from: rec.peer.clone(), data: queue }];
-            if n > 0 {
-                pending.queues.insert(ino, m.clone());
-            }
-            m
+            segments(pending, inq(), true)?;
+            Vec::new()
         } else {
             messages(pending)?
         };
@@ -302,7 +376,7 @@ pub fn finish(
     plan: &mut FilePlan,
     pending: &mut Pending,
     names: &BTreeMap<u64, (Vec<u8>, u8)>,
-) -> Result<(Vec<UnixQueue>, Vec<UnixPeerGone>), DumpError> {
+) -> Result<Queues, DumpError> {
     let where_is = |plan: &FilePlan, desc: u32| {
         plan.tables
             .iter()
@@ -319,6 +393,7 @@ pub fn finish(
         .collect();
     let mut queues = Vec::new();
     let mut gone = Vec::new();
+    let mut in_flight = Vec::new();
     for d in &plan.descs {
         let FileKind::Socket(s) = &d.kind else { continue };
         if s.family != libc::AF_UNIX {
@@ -356,6 +431,9 @@ pub fn finish(
             g.desc = d.id;
             gone.push(g);
         }
+        if let Some(f) = pending.in_flight.remove(&s.ino) {
+            in_flight.push(UnixInFlight { desc: d.id, messages: f });
+        }
         if let Some(messages) = pending.queues.remove(&s.ino) {
             if s.ty == libc::SOCK_DGRAM && !matches!(s.state, SockState::UnixPair { .. }) {
                 for m in &messages {
@@ -365,8 +443,11 @@ pub fn finish(
             queues.push(UnixQueue { desc: d.id, messages });
         }
     }
-    Ok((queues, gone))
+    Ok((queues, gone, in_flight))
 }
+
+/// The records [`finish`] files: queues, closed peers, descriptors in flight.
+pub type Queues = (Vec<UnixQueue>, Vec<UnixPeerGone>, Vec<UnixInFlight>);
 
 /// Refuses a name that a live socket outside the dump holds (the restore must bind it to send
 /// from it), and a path name whose directory is gone.

@@ -99,6 +99,8 @@ pub struct Decoded {
     pub unix_queues: Vec<(u64, records::UnixQueue)>,
     /// Unix sockets whose peer was closed, by entry tag.
     pub unix_gone: Vec<(u64, records::UnixPeerGone)>,
+    /// Descriptors in flight on unix sockets, by entry tag.
+    pub unix_in_flight: Vec<(u64, records::UnixInFlight)>,
     /// Held listeners (at most one in a valid image).
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
@@ -186,6 +188,9 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::UNIX_PEER_GONE) {
             d.unix_gone.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::UNIX_IN_FLIGHT) {
+            d.unix_in_flight.push((tag, r.record(i)?));
         }
         for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
             d.held_listeners.push(r.record(i)?);
@@ -292,6 +297,9 @@ impl Decoded {
         }
         for (tag, g) in &self.unix_gone {
             w.put_record(records::UNIX_PEER_GONE, 0, *tag, g)?;
+        }
+        for (tag, f) in &self.unix_in_flight {
+            w.put_record(records::UNIX_IN_FLIGHT, 0, *tag, f)?;
         }
         for h in &self.held_listeners {
             w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
@@ -431,6 +439,7 @@ impl Decoded {
             datagrams: Vec::new(),
             unix_queues: Vec::new(),
             unix_gone: Vec::new(),
+            unix_in_flight: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
             ptys: Vec::new(),
@@ -1379,6 +1388,17 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
         }
         if let Some(why) = q.problem(s, gone.contains(&q.desc)) {
             return Err(Invalid::Socket { what: "unix queue", desc: *tag, why });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, f) in &d.unix_in_flight {
+        socket(descs, "descriptors in flight", *tag, f.desc)?;
+        if !seen.insert(f.desc) {
+            return Err(Invalid::Duplicate { what: "descriptors in flight", id: f.desc.into() });
+        }
+        let q = d.unix_queues.iter().map(|(_, q)| q).find(|q| q.desc == f.desc);
+        if let Some(why) = f.problem(q, &|id| descs.contains_key(&id)) {
+            return Err(Invalid::Socket { what: "descriptors in flight", desc: *tag, why });
         }
     }
     Ok(())

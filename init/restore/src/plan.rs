@@ -87,6 +87,8 @@ pub struct Plan {
     pub unix_queues: BTreeMap<u32, Vec<records::UnixMessage>>,
     /// Unix sockets whose peer was closed, by description id.
     pub unix_gone: BTreeMap<u32, records::UnixPeerGone>,
+    /// Descriptors in flight, by receiving description id: message index -> description ids.
+    pub unix_in_flight: BTreeMap<u32, BTreeMap<u32, Vec<u32>>>,
     /// Pty pairs by pts index.
     pub ptys: BTreeMap<u32, records::PtyRecord>,
     /// inotify instances by description id.
@@ -253,6 +255,9 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, g) in d.unix_gone {
         plan.unix_gone.insert(g.desc, g);
+    }
+    for (_, f) in d.unix_in_flight {
+        plan.unix_in_flight.insert(f.desc, f.messages.into_iter().collect());
     }
     for (_, p) in d.pidfds {
         plan.pidfds.insert(p.desc, p);

@@ -17,6 +17,11 @@
 //!    bound to that name (a path that exists is moved aside for that moment and put back;
 //!    the temporary file is removed), or from an unnamed one.
 //! 4. Datagram sockets that were connected to a named socket are connected again.
+//!
+//! Descriptors in flight ([`UnixInFlight`](seamless_image::records::UnixInFlight)) are
+//! descriptions opened with all the others; each goes out again with its message
+//! (`SCM_RIGHTS`), and the restorer's copies are closed with the rest afterwards, leaving the
+//! queue's references.
 
 use crate::plan::Plan;
 use crate::{Failures, RestoreError};
@@ -93,25 +98,52 @@ fn bind_temp(id: u32, fd: RawFd, name: &Addr) -> Result<TempName, RestoreError> 
     }
 }
 
+/// A message to send again, with the restorer's descriptors of what it carries.
+struct Msg<'a> {
+    m: &'a UnixMessage,
+    fds: Vec<RawFd>,
+}
+
+/// The messages queued on description `id`, each with the descriptors in flight it carries
+/// (every one must be open).
+fn messages<'a>(plan: &'a Plan, id: u32, by_id: &BTreeMap<u32, OwnedFd>) -> Result<Vec<Msg<'a>>, RestoreError> {
+    let flights = plan.unix_in_flight.get(&id);
+    let mut out = Vec::new();
+    for (i, m) in (0u32..).zip(plan.unix_queues.get(&id).map(|v| v.as_slice()).unwrap_or(&[])) {
+        let mut fds = Vec::new();
+        for d in flights.and_then(|f| f.get(&i)).map(|v| v.as_slice()).unwrap_or(&[]) {
+            let fd = by_id.get(d).ok_or_else(|| RestoreError::File {
+                id,
+                what: format!("message {i} carries file #{d}, which could not be opened"),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
+            fds.push(fd.as_raw_fd());
+        }
+        out.push(Msg { m, fds });
+    }
+    Ok(out)
+}
+
 /// Sends every message through `fd` (to `to` when given), growing the send buffer of a
 /// socket that is closed afterwards (`grow`) so that all of them fit.
-fn send_all(id: u32, fd: RawFd, to: Option<&Addr>, msgs: &[&UnixMessage], grow: bool) -> Result<(), RestoreError> {
+fn send_all(id: u32, fd: RawFd, to: Option<&Addr>, msgs: &[&Msg], grow: bool) -> Result<(), RestoreError> {
     if grow {
-        let need: usize = msgs.iter().map(|m| m.data.len() + 1024).sum();
+        let need: usize = msgs.iter().map(|m| m.m.data.len() + 1024).sum();
         let want = i32::try_from(need + (64 << 10)).unwrap_or(i32::MAX);
         net::set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, want)
             .map_err(|e| err(id, "growing a sender's buffer".into(), e))?;
     }
-    for (n, m) in msgs.iter().enumerate() {
+    let to = to.map(|a| a.to_raw()).unwrap_or_default();
+    for (n, msg) in msgs.iter().enumerate() {
+        let m = msg.m;
         let what =
             || format!("queueing unix message {n} of {} again ({} bytes from {})", msgs.len(), m.data.len(), m.from);
         let mut done = 0;
         loop {
-            let r = match to {
-                Some(a) => net::send_to(fd, &m.data[done..], libc::MSG_DONTWAIT, &a.to_raw()),
-                None => net::send(fd, &m.data[done..], libc::MSG_DONTWAIT),
-            };
-            done += r.map_err(|e| err(id, what(), e))?;
+            // The descriptors go with the first bytes (one buffer: a read hands them over when
+            // it reaches it).
+            let fds: &[RawFd] = if done == 0 { &msg.fds } else { &[] };
+            done += net::send_msg(fd, &m.data[done..], libc::MSG_DONTWAIT, &to, fds).map_err(|e| err(id, what(), e))?;
             // Datagrams go whole; stream bytes may need more than one send.
             if done >= m.data.len() {
                 break;
@@ -187,8 +219,11 @@ pub fn finish(
             continue;
         }
         let Some(s) = ix.socks.get(id) else { continue };
-        let msgs: Vec<&UnixMessage> = plan.unix_queues.get(id).map(|m| m.iter().collect()).unwrap_or_default();
-        match orphan(*id, s, g, &msgs, &ix, by_id).and_then(|fd| {
+        let made = messages(plan, *id, by_id).and_then(|msgs| {
+            let all: Vec<&Msg> = msgs.iter().collect();
+            orphan(*id, s, g, &all, &ix, by_id)
+        });
+        match made.and_then(|fd| {
             configure(*id, fd.as_raw_fd(), s)?;
             if let Some(d) = plan.descs.get(id) {
                 seamless_sys::proc::set_status_flags(fd.as_raw_fd(), crate::abi::signed(d.flags))
@@ -202,12 +237,12 @@ pub fn finish(
             Err(e) => fails.fail_desc(*id, chain(&e).to_string()),
         }
     }
-    for (id, msgs) in &plan.unix_queues {
+    for id in plan.unix_queues.keys() {
         if plan.unix_gone.contains_key(id) || fails.desc_failed(*id) {
             continue;
         }
         let Some(s) = ix.socks.get(id) else { continue };
-        if let Err(e) = refill(*id, s, msgs, &ix, by_id) {
+        if let Err(e) = messages(plan, *id, by_id).and_then(|msgs| refill(*id, s, &msgs, &ix, by_id)) {
             fails.fail_desc(*id, chain(&e).to_string());
         }
     }
@@ -242,7 +277,7 @@ fn orphan(
     id: u32,
     s: &SocketRecord,
     g: &UnixPeerGone,
-    msgs: &[&UnixMessage],
+    msgs: &[&Msg],
     ix: &Index,
     by_id: &BTreeMap<u32, OwnedFd>,
 ) -> Result<OwnedFd, RestoreError> {
@@ -290,7 +325,7 @@ fn orphan(
 fn refill(
     id: u32,
     s: &SocketRecord,
-    msgs: &[UnixMessage],
+    msgs: &[Msg],
     ix: &Index,
     by_id: &BTreeMap<u32, OwnedFd>,
 ) -> Result<(), RestoreError> {
@@ -299,7 +334,7 @@ fn refill(
             pid: 0,
             what: format!("file #{id}: the other end socket:[{peer}] of a pair is not open"),
         })?;
-        let all: Vec<&UnixMessage> = msgs.iter().collect();
+        let all: Vec<&Msg> = msgs.iter().collect();
         return send_all(id, other.as_raw_fd(), None, &all, false);
     }
     if s.local.is_none() {
@@ -310,11 +345,11 @@ fn refill(
     }
     for m in msgs {
         let one = [m];
-        match ix.named(&m.from, s.ty, false).and_then(|o| by_id.get(&o)) {
+        match ix.named(&m.m.from, s.ty, false).and_then(|o| by_id.get(&o)) {
             Some(owner) => send_all(id, owner.as_raw_fd(), Some(&s.local), &one, false)?,
             None => {
                 let t = net::socket(libc::AF_UNIX, s.ty, 0).map_err(|e| err(id, "socket".into(), e))?;
-                let name = bind_temp(id, t.as_raw_fd(), &m.from)?;
+                let name = bind_temp(id, t.as_raw_fd(), &m.m.from)?;
                 send_all(id, t.as_raw_fd(), Some(&s.local), &one, false)?;
                 drop(name);
             }

@@ -552,3 +552,43 @@ pub fn accept(fd: RawFd) -> SysResult<OwnedFd> {
     // SAFETY: accept4 returned a fresh descriptor.
     Ok(unsafe { own(r) })
 }
+
+/// `sendmsg(fd, buf, flags)` to the raw address `to` (none when empty) with the descriptors
+/// `fds` as one `SCM_RIGHTS` control message (none when empty); returns the byte count.
+///
+/// Man page: `sendmsg(2)`, `unix(7)` (`SCM_RIGHTS`).
+pub fn send_msg(fd: RawFd, buf: &[u8], flags: i32, to: &[u8], fds: &[RawFd]) -> SysResult<usize> {
+    // SAFETY: sockaddr_storage is plain old data; zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let n = to.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: both buffers are valid for `n` bytes and do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(to.as_ptr(), (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(), n) };
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    let data_len = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+    let mut ctrl = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain old data; zero is valid.
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    if n > 0 {
+        m.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
+        m.msg_namelen = n as libc::socklen_t;
+    }
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    if !fds.is_empty() {
+        m.msg_control = ctrl.as_mut_ptr().cast();
+        m.msg_controllen = space;
+        // SAFETY: the control buffer holds one cmsghdr with room for `fds`.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&m);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), data_len as usize);
+        }
+    }
+    // SAFETY: every pointer in `m` refers to a live buffer of the stated length.
+    let r = unsafe { libc::sendmsg(fd, &m, flags | libc::MSG_NOSIGNAL) };
+    Ok(check(r as libc::c_long, "sendmsg", || format!("fd {fd}"))? as usize)
+}

@@ -45,7 +45,7 @@ pub use sysv::{
 };
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
-pub use unix::{UnixMessage, UnixPeerGone, UnixQueue};
+pub use unix::{UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -105,6 +105,9 @@ pub const UNIX_QUEUE: RecordKind = RecordKind(58);
 /// [`UnixPeerGone`], owner 0, tag = description id (at most one per unix socket whose peer
 /// end was closed).
 pub const UNIX_PEER_GONE: RecordKind = RecordKind(59);
+/// [`UnixInFlight`], owner 0, tag = description id of the receiving socket (at most one per
+/// unix socket, only with descriptors in flight).
+pub const UNIX_IN_FLIGHT: RecordKind = RecordKind(60);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -155,6 +158,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         CGROUP => "cgroup",
         UNIX_QUEUE => "unix-queue",
         UNIX_PEER_GONE => "unix-peer-gone",
+        UNIX_IN_FLIGHT => "unix-in-flight",
         _ => return None,
     })
 }
@@ -324,6 +328,11 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
                 g.peer,
                 if g.accepted { " (accepted connection)" } else { "" }
             )
+        }
+        UNIX_IN_FLIGHT => {
+            let f: UnixInFlight = de(bytes)?;
+            let l: Vec<String> = f.messages.iter().map(|(i, ids)| format!("{i}:{ids:?}")).collect();
+            format!("descriptors in flight on file #{}: {}", f.desc, l.join(" "))
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;

@@ -1,6 +1,7 @@
 //! Unix socket state beyond the socket record: the messages waiting in a receive queue with
 //! their boundaries and senders ([`UnixQueue`], kind 58) and a connection whose peer end was
-//! closed ([`UnixPeerGone`], kind 59). New record kinds rather than new fields of the socket
+//! closed ([`UnixPeerGone`], kind 59), and the descriptors passed with queued messages
+//! ([`UnixInFlight`], kind 60). New record kinds rather than new fields of the socket
 //! record (see `FORMAT.md`, "Compatibility"); neither is ignorable (a restorer that skipped them
 //! would lose the messages, or give back a socket still connected).
 
@@ -60,11 +61,9 @@ impl UnixQueue {
         }
         match s.ty {
             2 | 5 => {}
-            1 if gone => {
-                if self.messages.len() > 1 {
-                    return Some(format!("{} messages on a stream socket (at most one)", self.messages.len()));
-                }
-            }
+            // Stream segments: of a socket whose peer is gone, or of a pair whose queue is
+            // in segments because descriptors ride along.
+            1 if gone || matches!(&s.state, super::SockState::UnixPair { queue, .. } if queue.is_empty()) => {}
             ty => return Some(format!("a unix queue on a socket of type {ty}")),
         }
         if self.messages.len() > MAX_MESSAGES {
@@ -116,6 +115,52 @@ impl UnixPeerGone {
             return Some(
                 "an accepted connection needs a named local end, an unnamed peer and a connection type".into(),
             );
+        }
+        None
+    }
+}
+
+/// Most descriptors one message may carry (`SCM_MAX_FD`).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Descriptors in flight: the open file descriptions passed (`SCM_RIGHTS`) with messages of a
+/// unix socket's receive queue (record kind 60, [`super::UNIX_IN_FLIGHT`], owner 0, tag = the
+/// receiving socket's description id, at most one per description, next to its
+/// [`UnixQueue`]). Each entry is a message's index in that queue and the description ids it
+/// carries, in order; a description held only in flight is in the image like any other (no
+/// descriptor of a process refers to it). Not ignorable: skipping it would lose the
+/// descriptors. The restorer opens them with the rest and sends them again with their
+/// messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixInFlight {
+    /// The receiving socket's description id (the entry's tag).
+    pub desc: u32,
+    /// (message index, description ids), ascending by index.
+    pub messages: Vec<(u32, Vec<u32>)>,
+}
+
+impl UnixInFlight {
+    /// Why this record cannot be right next to queue `q`, with `known` telling which
+    /// description ids exist, if it cannot.
+    pub fn problem(&self, q: Option<&UnixQueue>, known: &dyn Fn(u32) -> bool) -> Option<String> {
+        let Some(q) = q else { return Some("descriptors in flight without a queue".into()) };
+        let mut last = None;
+        for (i, ids) in &self.messages {
+            if last.is_some_and(|l| l >= *i) {
+                return Some(format!("message {i} out of order"));
+            }
+            last = Some(*i);
+            if *i as usize >= q.messages.len() {
+                return Some(format!("message {i} of a queue of {}", q.messages.len()));
+            }
+            if ids.is_empty() || ids.len() > MAX_FDS_PER_MESSAGE {
+                return Some(format!("message {i} carries {} descriptors (1 to {MAX_FDS_PER_MESSAGE})", ids.len()));
+            }
+            if let Some(bad) = ids.iter().find(|&&d| !known(d) || d == self.desc) {
+                return Some(format!(
+                    "message {i} carries file #{bad}, which is not a description of the image or the socket itself"
+                ));
+            }
         }
         None
     }
