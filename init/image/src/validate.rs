@@ -1830,6 +1830,93 @@ mod tests {
     }
 
     #[test]
+    fn unix_queues_closed_peers_and_descriptors_in_flight_are_read_back_and_checked() {
+        use crate::records::{Addr, SockState, SocketRecord, UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
+        let unix = |ty: i32, state: SockState| SocketRecord {
+            ino: 9,
+            family: 1,
+            ty,
+            protocol: 0,
+            local: Addr::Unix { path: b"/run/x.sock".to_vec() },
+            peer: Addr::None,
+            state,
+            opts: Vec::new(),
+            path_mode: 0,
+        };
+        let queue = UnixQueue {
+            desc: 3,
+            messages: vec![
+                UnixMessage { from: Addr::Unix { path: b"\0abc".to_vec() }, data: b"x".to_vec() },
+                UnixMessage { from: Addr::None, data: Vec::new() },
+            ],
+        };
+        let flight = UnixInFlight { desc: 3, messages: vec![(1, vec![1, 2])] };
+        let with = |d: &mut Decoded| {
+            let k = FileKind::Socket(unix(2, SockState::Unconnected));
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: k }));
+            d.unix_queues.push((3, queue.clone()));
+            d.unix_in_flight.push((3, flight.clone()));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        let back = Decoded::read(&mut r).unwrap();
+        assert_eq!(back.unix_queues, vec![(3, queue.clone())]);
+        assert_eq!(back.unix_in_flight, vec![(3, flight.clone())]);
+        let bad = |f: &dyn Fn(&mut Decoded), what: &str| {
+            let e = check(|d| {
+                with(d);
+                f(d);
+            });
+            assert!(matches!(&e, Invalid::Socket { what: w, .. } if *w == what), "{e:?}");
+        };
+        // A message index past the queue, a description that does not exist, the socket itself.
+        bad(&|d| d.unix_in_flight[0].1.messages[0].0 = 2, "descriptors in flight");
+        bad(&|d| d.unix_in_flight[0].1.messages[0].1 = vec![99], "descriptors in flight");
+        bad(&|d| d.unix_in_flight[0].1.messages[0].1 = vec![3], "descriptors in flight");
+        bad(&|d| d.unix_in_flight[0].1.messages[0].1.clear(), "descriptors in flight");
+        // A sender that is no unix name, a name too long, a stream queue on a connected socket.
+        bad(&|d| d.unix_queues[0].1.messages[0].from = Addr::V4 { ip: [1, 2, 3, 4], port: 5 }, "unix queue");
+        bad(&|d| d.unix_queues[0].1.messages[0].from = Addr::Unix { path: vec![b'a'; 200] }, "unix queue");
+        bad(
+            &|d| {
+                if let FileKind::Socket(s) = &mut d.descs.last_mut().unwrap().1.kind {
+                    s.ty = 1;
+                }
+            },
+            "unix queue",
+        );
+        // A closed peer: only on an unconnected unix socket; an accepted one needs its name.
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        if let FileKind::Socket(s) = &mut d.descs.last_mut().unwrap().1.kind {
+            s.ty = 5;
+        }
+        d.unix_gone.push((3, UnixPeerGone { desc: 3, peer: Addr::None, accepted: true }));
+        validate(&d).unwrap();
+        bad(
+            &|d| {
+                d.unix_gone
+                    .push((3, UnixPeerGone { desc: 3, peer: Addr::Unix { path: b"/p".to_vec() }, accepted: true }))
+            },
+            "closed unix peer",
+        );
+        bad(
+            &|d| {
+                if let FileKind::Socket(s) = &mut d.descs.last_mut().unwrap().1.kind {
+                    s.state = SockState::Listen { backlog: 1 };
+                }
+                d.unix_gone.push((3, UnixPeerGone { desc: 3, peer: Addr::None, accepted: false }));
+            },
+            "closed unix peer",
+        );
+    }
+
+    #[test]
     fn socket_extras_and_datagrams_are_read_back_and_checked() {
         use crate::records::{Addr, Datagram, DatagramQueue, SockState, SocketExtra, SocketRecord};
         let udp = SocketRecord {
