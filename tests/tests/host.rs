@@ -665,6 +665,25 @@ mod refuse {
         )*};
     }
 
+    /// A message with the credentials of a process that exited: `seamless check` does not walk
+    /// datagram queues, the dump refuses.
+    mod unix_creds_gone {
+        use super::*;
+
+        #[test]
+        fn self_test() -> Result<()> {
+            harness()?.self_test("refuse", &["unix_creds_gone"])
+        }
+
+        #[test]
+        fn refused() -> Result<()> {
+            let message =
+                harness()?.expect_refused_by("refuse", &["unix_creds_gone"], "not a process of the dump", false)?;
+            eprintln!("unix_creds_gone: refusal message: {message}");
+            Ok(())
+        }
+    }
+
     /// A listener whose service never accepts: `seamless check` only looks (the dump holds new
     /// connections and waits for the service to accept), the dump refuses after the wait.
     mod accept_queue {

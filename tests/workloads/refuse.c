@@ -13,6 +13,9 @@
  *   unix_rights    a stream socketpair end with 10 unread bytes carrying a pipe's read end
  *                  (SCM_RIGHTS, a descriptor in flight); afterwards the bytes and the pipe
  *                  arrive, and the pipe still holds its 2 bytes (carried now: a round trip)
+ *   unix_creds_gone a datagram socket with SO_PASSCRED holding a message from a child that
+ *                  exited (SCM_CREDENTIALS of a pid that is gone); afterwards the message still
+ *                  shows that pid
  *   unix_nested    a stream socketpair end with 10 unread bytes carrying the end of another
  *                  stream pair (kept only in flight) that has a pipe's read end in flight in
  *                  its own queue; afterwards the socket, then the pipe arrive
@@ -556,6 +559,18 @@ int main(int argc, char **argv)
         close(pp[0]);
         fd = sv[0];
         fd2 = pp[1];
+    } else if (strcmp(mode, "unix_creds_gone") == 0) {
+        int sv[2], on = 1;
+        WL_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) == 0, "SO_PASSCRED");
+        pid_t c = fork();
+        WL_CHECK(c >= 0, "fork");
+        if (c == 0)
+            _exit(send(sv[1], "gone", 4, 0) == 4 ? 0 : 1);
+        int st;
+        WL_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender");
+        fd = sv[0];
+        fd2 = c;
     } else if (strcmp(mode, "unix_nested") == 0) {
         int sv[2], bv[2], pp[2];
         WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
@@ -860,6 +875,16 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "unix_creds_gone") == 0) {
+        char buf[8], ctl[CMSG_SPACE(sizeof(struct ucred))];
+        struct iovec iov = { buf, sizeof buf };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+        if (recvmsg(fd, &m, MSG_DONTWAIT) != 4 || memcmp(buf, "gone", 4) != 0)
+            wl_fail("the queued message is gone");
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        struct ucred u;
+        if (!h || h->cmsg_type != SCM_CREDENTIALS || (memcpy(&u, CMSG_DATA(h), sizeof u), u.pid != fd2))
+            wl_fail("the message lost the credentials of pid %d", fd2);
     } else if (strcmp(mode, "unix_rights") == 0 || strcmp(mode, "unix_nested") == 0) {
         char buf[16], cbuf[CMSG_SPACE(sizeof(int))];
         struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };

@@ -9,6 +9,8 @@
  *       (one empty).
  *  sp:  SOCK_SEQPACKET socketpair, root and child: packets both ways.
  *  k/t: k (unnamed) connect()ed to t (abstract name), 2 messages from k queued on t.
+ *  cs:  SOCK_DGRAM on an abstract name with SO_PASSCRED from the start: a message from the
+ *       root and one from the child (SCM_CREDENTIALS of each).
  * After restore: every message in order with its length and sender name (recvfrom), the
  * credentials of srv's old messages (pid 0), the buffer sizes, k still connected to t (send
  * without an address, getpeername), new messages to srv by path, both ways on the pairs. */
@@ -178,12 +180,28 @@ int main(int argc, char **argv)
     send_msg(k, NULL, 0, 33, 0x31, "k 1");
     send_msg(k, NULL, 0, 44, 0x32, "k 2");
 
+    struct sockaddr_un cs_a;
+    socklen_t cs_l = abstract_addr(&cs_a, "cs");
+    int cs = socket(AF_UNIX, SOCK_DGRAM, 0);
+    WL_CHECK(cs >= 0 && setsockopt(cs, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0, "cs SO_PASSCRED");
+    WL_CHECK(bind(cs, (struct sockaddr *)&cs_a, cs_l) == 0, "bind cs");
+    send_msg(a, &cs_a, cs_l, 11, 0x41, "a to cs");
+    int sync[2];
+    WL_CHECK(pipe(sync) == 0, "pipe");
+
     pid_t child = fork();
     WL_CHECK(child >= 0, "fork");
     if (child == 0) {
         wl_is_child = 1;
         close(dp[0]);
         close(sp[0]);
+        close(sync[0]);
+        int u = socket(AF_UNIX, SOCK_DGRAM, 0);
+        WL_CHECK(u >= 0, "child socket");
+        send_msg(u, &cs_a, cs_l, 12, 0x42, "child to cs");
+        close(u);
+        WL_CHECK(write(sync[1], "s", 1) == 1, "child sync");
+        close(sync[1]);
         wl_wait_term();
         expect_msg(dp[1], 10, 0x11, NULL, 0, "child: dp 1");
         expect_msg(dp[1], 0, 0x12, NULL, 0, "child: dp empty");
@@ -199,6 +217,10 @@ int main(int argc, char **argv)
     }
     close(dp[1]);
     close(sp[1]);
+    close(sync[1]);
+    char sy;
+    WL_CHECK(read(sync[0], &sy, 1) == 1, "sync with the child");
+    close(sync[0]);
 
     wl_ready();
     wl_wait_term();
@@ -257,6 +279,25 @@ int main(int argc, char **argv)
         wl_fail("k is connected to another name");
     send_msg(k, NULL, 0, 55, 0x33, "k after");
     expect_msg(t, 55, 0x33, NULL, 0, "t after restore (from k)");
+
+    /* The credentials the messages carried: the root's and the child's. */
+    for (int i = 0; i < 2; i++) {
+        char buf[64], ctl[CMSG_SPACE(sizeof(struct ucred))];
+        struct iovec iov = { buf, sizeof buf };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+        ssize_t r = recvmsg(cs, &m, MSG_DONTWAIT);
+        WL_CHECK(r == 11 + i, "cs %d: recvmsg", i);
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        if (!h || h->cmsg_type != SCM_CREDENTIALS)
+            wl_fail("cs %d: no credentials", i);
+        struct ucred u;
+        memcpy(&u, CMSG_DATA(h), sizeof u);
+        pid_t want = i == 0 ? getpid() : child;
+        if (u.pid != want || u.uid != getuid() || u.gid != getgid())
+            wl_fail("cs %d: credentials pid %d uid %d gid %d, expected pid %d uid %d gid %d", i, (int)u.pid,
+                    (int)u.uid, (int)u.gid, (int)want, (int)getuid(), (int)getgid());
+    }
+    expect_empty(cs, "cs");
 
     WL_CHECK(kill(child, SIGTERM) == 0, "signal child");
     wl_expect_child_pass(child, "dgram child");

@@ -55,15 +55,17 @@ fn file_fds(pending: &mut Pending, ino: u64, fds: Vec<Vec<OwnedFd>>) {
 }
 
 /// Why a control message makes a queue impossible to save exactly, if it does.
-fn control_problem(r: &net::Received, what: &str) -> Option<String> {
+/// `creds_kept`: a process's credentials are saved with the message (datagrams and packets)
+/// rather than refused (stream bytes).
+fn control_problem(r: &net::Received, what: &str, creds_kept: bool) -> Option<String> {
     if r.flags & libc::MSG_CTRUNC != 0 {
         return Some(format!("the control messages of a queued {what} do not fit (MSG_CTRUNC)"));
     }
     // A message sent without credentials reads as pid 0 (and the overflow uid and gid).
     if let Some((pid, uid, gid)) = r.creds {
-        if pid != 0 {
+        if pid != 0 && !creds_kept {
             return Some(format!(
-                "a queued {what} carries the credentials of pid {pid} uid {uid} gid {gid} (SCM_CREDENTIALS, the socket has SO_PASSCRED): the restore cannot hand them over again"
+                "a queued {what} carries the credentials of pid {pid} uid {uid} gid {gid} (SCM_CREDENTIALS, the receiver reads them with SO_PASSCRED): they are not restored with stream bytes"
             ));
         }
     }
@@ -118,7 +120,7 @@ pub fn peek_stream(fd: RawFd, len: usize) -> Result<Vec<Segment>, String> {
         while got < len {
             match net::recv_msg(fd, &mut buf[got..], libc::MSG_PEEK | libc::MSG_DONTWAIT) {
                 Ok(r) => {
-                    if let Some(why) = control_problem(&r, "stream segment") {
+                    if let Some(why) = control_problem(&r, "stream segment", false) {
                         return Err(why);
                     }
                     if r.len == 0 {
@@ -217,7 +219,7 @@ fn peek_all(fd: RawFd) -> Result<Vec<(UnixMessage, Vec<OwnedFd>)>, String> {
                 // The end of the queue of a socket that receives no more.
                 break;
             }
-            if let Some(why) = control_problem(&r, "message") {
+            if let Some(why) = control_problem(&r, "message", true) {
                 return Err(why);
             }
             if r.len > buf.len() {
@@ -238,7 +240,8 @@ fn peek_all(fd: RawFd) -> Result<Vec<(UnixMessage, Vec<OwnedFd>)>, String> {
                 ));
             }
             let from = Addr::from_raw(&r.addr).unwrap_or_default();
-            out.push((UnixMessage { from, data: buf[..r.len].to_vec() }, r.fds));
+            let creds = r.creds.filter(|c| c.0 != 0);
+            out.push((UnixMessage { from, data: buf[..r.len].to_vec(), creds }, r.fds));
         }
         Ok(out)
     })
@@ -292,7 +295,7 @@ pub fn classify(
             return Ok(Some(segs.into_iter().flat_map(|s| s.data).collect()));
         }
         let (m, fds): (Vec<UnixMessage>, Vec<Vec<OwnedFd>>) =
-            segs.into_iter().map(|s| (UnixMessage { from: Addr::None, data: s.data }, s.fds)).unzip();
+            segs.into_iter().map(|s| (UnixMessage { from: Addr::None, data: s.data, creds: None }, s.fds)).unzip();
         file_fds(pending, ino, fds);
         if !m.is_empty() {
             pending.queues.insert(ino, m);
@@ -435,6 +438,12 @@ pub fn finish(
             in_flight.push(UnixInFlight { desc: d.id, messages: f });
         }
         if let Some(messages) = pending.queues.remove(&s.ino) {
+            let stranger = messages.iter().find_map(|m| m.creds.filter(|c| !plan.tables.contains_key(&c.0)));
+            if let Some((cpid, _, _)) = stranger {
+                return Err(refuse(format!(
+                    "a queued message carries the credentials of pid {cpid} (SCM_CREDENTIALS), which is not a process of the dump (it exited, or runs outside): the restore can only hand over those of a restored process"
+                )));
+            }
             if s.ty == libc::SOCK_DGRAM && !matches!(s.state, SockState::UnixPair { .. }) {
                 for m in &messages {
                     outside_holder(names, &inos, &m.from, s.ty, &refuse)?;

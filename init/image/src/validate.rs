@@ -1846,8 +1846,12 @@ mod tests {
         let queue = UnixQueue {
             desc: 3,
             messages: vec![
-                UnixMessage { from: Addr::Unix { path: b"\0abc".to_vec() }, data: b"x".to_vec() },
-                UnixMessage { from: Addr::None, data: Vec::new() },
+                UnixMessage {
+                    from: Addr::Unix { path: b"\0abc".to_vec() },
+                    data: b"x".to_vec(),
+                    creds: Some((7, 0, 0)),
+                },
+                UnixMessage { from: Addr::None, data: Vec::new(), creds: None },
             ],
         };
         let flight = UnixInFlight { desc: 3, messages: vec![(1, vec![1, 2])] };

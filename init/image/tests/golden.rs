@@ -466,9 +466,17 @@ fn samples() -> Vec<Sample> {
         records::UnixQueue {
             desc: 7,
             messages: vec![
-                records::UnixMessage { from: Addr::Unix { path: b"/run/app.sock".to_vec() }, data: b"hello".to_vec() },
-                records::UnixMessage { from: Addr::Unix { path: b"\0abstract".to_vec() }, data: Vec::new() },
-                records::UnixMessage { from: Addr::Unix { path: Vec::new() }, data: b"x".to_vec() },
+                records::UnixMessage {
+                    from: Addr::Unix { path: b"/run/app.sock".to_vec() },
+                    data: b"hello".to_vec(),
+                    creds: Some((4242, 1000, 100)),
+                },
+                records::UnixMessage {
+                    from: Addr::Unix { path: b"\0abstract".to_vec() },
+                    data: Vec::new(),
+                    creds: None,
+                },
+                records::UnixMessage { from: Addr::Unix { path: Vec::new() }, data: b"x".to_vec(), creds: None },
             ],
         },
     ));

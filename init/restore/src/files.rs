@@ -288,7 +288,6 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         }
     }
     out.keep.extend(fifo_keep.into_values());
-    crate::unix::finish(plan, &mut out.by_id, fails, &|id, fd, s| crate::sockets::configure(&socks, id, fd, s));
     for (id, e) in crate::sockets::finish(&mut socks, |id| fails.desc_failed(id)) {
         fails.fail_desc(id, chain(&e).to_string());
     }

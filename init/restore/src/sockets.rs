@@ -243,9 +243,9 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
 }
 
 /// Gives a unix socket made by [`crate::unix`] its options and extras.
-pub fn configure(ctx: &Ctx, id: u32, fd: RawFd, s: &SocketRecord) -> Result<(), RestoreError> {
+pub fn configure(extra: Option<&SocketExtra>, id: u32, fd: RawFd, s: &SocketRecord) -> Result<(), RestoreError> {
     set_opts(id, fd, s, false)?;
-    apply_extra(id, fd, s, ctx.extras.get(&id))
+    apply_extra(id, fd, s, extra)
 }
 
 /// Gives a fresh socket its options and its saved local address (a unix path is bound

@@ -1,6 +1,6 @@
 //! Unix socket queues and closed peers ([`UnixQueue`](seamless_image::records::UnixQueue),
-//! [`UnixPeerGone`]), once every description is open (called by [`crate::files::open_all`]
-//! before the TCP connections leave repair mode):
+//! [`UnixPeerGone`]), once every description is open and the processes exist (pids for the
+//! credentials, `SCM_CREDENTIALS`, that messages carry), before any descriptor is installed:
 //!
 //! 1. `SO_PASSCRED` is switched off on every unix socket that had it, so the messages sent
 //!    again carry no credentials of the restorer (a message queued without credentials reads
@@ -11,7 +11,8 @@
 //!    from its listener in the image, whose client is then closed. The queued bytes or
 //!    messages are sent through the end that is closed afterwards, so the process reads them,
 //!    then end of file.
-//! 3. Messages queued on other unix sockets are sent again, in order: on a pair through the
+//! 3. Messages queued on other unix sockets are sent again, in order (with the recorded
+//!    credentials where a message carries a process's): on a pair through the
 //!    other end; on a named datagram socket from the image's socket of the sender's name if
 //!    there is one (its send buffer holds them, as it did), or else from a temporary socket
 //!    bound to that name (a path that exists is moved aside for that moment and put back;
@@ -143,7 +144,9 @@ fn send_all(id: u32, fd: RawFd, to: Option<&Addr>, msgs: &[&Msg], grow: bool) ->
             // The descriptors go with the first bytes (one buffer: a read hands them over when
             // it reaches it).
             let fds: &[RawFd] = if done == 0 { &msg.fds } else { &[] };
-            done += net::send_msg(fd, &m.data[done..], libc::MSG_DONTWAIT, &to, fds).map_err(|e| err(id, what(), e))?;
+            let creds = if done == 0 { m.creds } else { None };
+            done += net::send_msg(fd, &m.data[done..], libc::MSG_DONTWAIT, &to, fds, creds)
+                .map_err(|e| err(id, what(), e))?;
             // Datagrams go whole; stream bytes may need more than one send.
             if done >= m.data.len() {
                 break;

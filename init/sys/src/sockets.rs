@@ -554,10 +554,18 @@ pub fn accept(fd: RawFd) -> SysResult<OwnedFd> {
 }
 
 /// `sendmsg(fd, buf, flags)` to the raw address `to` (none when empty) with the descriptors
-/// `fds` as one `SCM_RIGHTS` control message (none when empty); returns the byte count.
+/// `fds` as one `SCM_RIGHTS` control message (none when empty) and the credentials `creds`
+/// (pid, uid, gid) as an `SCM_CREDENTIALS` one; returns the byte count.
 ///
-/// Man page: `sendmsg(2)`, `unix(7)` (`SCM_RIGHTS`).
-pub fn send_msg(fd: RawFd, buf: &[u8], flags: i32, to: &[u8], fds: &[RawFd]) -> SysResult<usize> {
+/// Man page: `sendmsg(2)`, `unix(7)` (`SCM_RIGHTS`, `SCM_CREDENTIALS`).
+pub fn send_msg(
+    fd: RawFd,
+    buf: &[u8],
+    flags: i32,
+    to: &[u8],
+    fds: &[RawFd],
+    creds: Option<(i32, u32, u32)>,
+) -> SysResult<usize> {
     // SAFETY: sockaddr_storage is plain old data; zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let n = to.len().min(std::mem::size_of::<libc::sockaddr_storage>());
@@ -565,8 +573,10 @@ pub fn send_msg(fd: RawFd, buf: &[u8], flags: i32, to: &[u8], fds: &[RawFd]) -> 
     unsafe { std::ptr::copy_nonoverlapping(to.as_ptr(), (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(), n) };
     let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
     let data_len = std::mem::size_of_val(fds) as u32;
+    let cred_len = std::mem::size_of::<libc::ucred>() as u32;
     // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+    let (rights, cred) = unsafe { (libc::CMSG_SPACE(data_len) as usize, libc::CMSG_SPACE(cred_len) as usize) };
+    let space = if fds.is_empty() { 0 } else { rights } + if creds.is_some() { cred } else { 0 };
     let mut ctrl = vec![0u64; space.div_ceil(8)];
     // SAFETY: msghdr is plain old data; zero is valid.
     let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -576,16 +586,27 @@ pub fn send_msg(fd: RawFd, buf: &[u8], flags: i32, to: &[u8], fds: &[RawFd]) -> 
     }
     m.msg_iov = &mut iov;
     m.msg_iovlen = 1;
-    if !fds.is_empty() {
+    if space > 0 {
         m.msg_control = ctrl.as_mut_ptr().cast();
         m.msg_controllen = space;
-        // SAFETY: the control buffer holds one cmsghdr with room for `fds`.
+        // SAFETY: the control buffer has room for the rights message (when there are
+        // descriptors) followed by the credentials message (when given), as sized above.
         unsafe {
-            let c = libc::CMSG_FIRSTHDR(&m);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(data_len) as usize;
-            std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), data_len as usize);
+            let mut c = libc::CMSG_FIRSTHDR(&m);
+            if !fds.is_empty() {
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+                std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), data_len as usize);
+                c = libc::CMSG_NXTHDR(&m, c);
+            }
+            if let Some((pid, uid, gid)) = creds {
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_CREDENTIALS;
+                (*c).cmsg_len = libc::CMSG_LEN(cred_len) as usize;
+                let u = libc::ucred { pid, uid, gid };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::ucred>(), u);
+            }
         }
     }
     // SAFETY: every pointer in `m` refers to a live buffer of the stated length.

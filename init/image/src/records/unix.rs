@@ -24,6 +24,10 @@ pub struct UnixMessage {
     pub from: Addr,
     /// The payload (possibly empty for datagrams).
     pub data: Vec<u8>,
+    /// The credentials the message carries (`SCM_CREDENTIALS`: pid, uid, gid), when it
+    /// carries a process's (pid not 0): the pid is a process of the image, and the restorer
+    /// sends the message with exactly these.
+    pub creds: Option<(i32, u32, u32)>,
 }
 
 /// The messages waiting in a unix socket's receive queue, oldest first (record kind 58,
@@ -75,6 +79,9 @@ impl UnixQueue {
             }
             if let Some(why) = name_problem(&m.from) {
                 return Some(format!("message {i}: sender {why}"));
+            }
+            if m.creds.is_some_and(|(pid, _, _)| pid <= 0) || (m.creds.is_some() && s.ty == 1) {
+                return Some(format!("message {i}: credentials {:?} on a socket of type {}", m.creds, s.ty));
             }
         }
         None
