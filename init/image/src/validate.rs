@@ -1389,6 +1389,16 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
         if let Some(why) = q.problem(s, gone.contains(&q.desc)) {
             return Err(Invalid::Socket { what: "unix queue", desc: *tag, why });
         }
+        let live = |pid: i32| {
+            d.procs.iter().any(|(_, p)| p.pid == pid && !matches!(p.state, records::ProcState::Zombie { .. }))
+        };
+        if let Some(c) = q.messages.iter().find_map(|m| m.creds.filter(|c| !live(c.0))) {
+            return Err(Invalid::Socket {
+                what: "unix queue",
+                desc: *tag,
+                why: format!("a message carries the credentials of pid {}, which is no live process of the image", c.0),
+            });
+        }
     }
     let mut seen = BTreeSet::new();
     for (tag, f) in &d.unix_in_flight {
@@ -1849,7 +1859,7 @@ mod tests {
                 UnixMessage {
                     from: Addr::Unix { path: b"\0abc".to_vec() },
                     data: b"x".to_vec(),
-                    creds: Some((7, 0, 0)),
+                    creds: Some((PID, 0, 0)),
                 },
                 UnixMessage { from: Addr::None, data: Vec::new(), creds: None },
             ],
@@ -1883,6 +1893,8 @@ mod tests {
         bad(&|d| d.unix_in_flight[0].1.messages[0].1 = vec![99], "descriptors in flight");
         bad(&|d| d.unix_in_flight[0].1.messages[0].1 = vec![3], "descriptors in flight");
         bad(&|d| d.unix_in_flight[0].1.messages[0].1.clear(), "descriptors in flight");
+        // Credentials of a pid that is not a process of the image.
+        bad(&|d| d.unix_queues[0].1.messages[0].creds = Some((PID + 1, 0, 0)), "unix queue");
         // A sender that is no unix name, a name too long, a stream queue on a connected socket.
         bad(&|d| d.unix_queues[0].1.messages[0].from = Addr::V4 { ip: [1, 2, 3, 4], port: 5 }, "unix queue");
         bad(&|d| d.unix_queues[0].1.messages[0].from = Addr::Unix { path: vec![b'a'; 200] }, "unix queue");
