@@ -43,6 +43,9 @@ pub struct Pending {
     pub in_flight_new: Vec<(u64, u32, Vec<OwnedFd>)>,
     /// Descriptors in flight resolved to description ids, by receiving socket inode.
     pub in_flight: BTreeMap<u64, Vec<(u32, Vec<u32>)>>,
+    /// `seamless check` left a datagram or packet queue unwalked (descriptors in flight
+    /// there are not known: what depends on them is checked by the dump only).
+    pub unwalked: bool,
 }
 
 /// Files the descriptors of each message (dumper's copies) for resolution.
@@ -271,7 +274,11 @@ pub fn classify(
     let ino = rec.ino;
     let inq = || net::ioctl_int(raw, net::SIOCINQ).unwrap_or(0).max(0) as usize;
     let messages = |pending: &mut Pending| -> Result<Vec<UnixMessage>, DumpError> {
-        if pre_flight || !has_message(raw) {
+        if !has_message(raw) {
+            return Ok(Vec::new());
+        }
+        if pre_flight {
+            pending.unwalked = true;
             return Ok(Vec::new());
         }
         let (m, fds): (Vec<UnixMessage>, Vec<Vec<OwnedFd>>) = peek_messages(raw).map_err(refuse)?.into_iter().unzip();
@@ -405,7 +412,7 @@ pub fn finish(
         let (pid, fd) = where_is(plan, d.id);
         let refuse =
             |reason: String| DumpError::Unsupported { pid, resource: format!("fd {fd} (socket:[{}])", s.ino), reason };
-        if s.ty == libc::SOCK_DGRAM && matches!(s.state, SockState::Connected) {
+        if s.ty == libc::SOCK_DGRAM && matches!(s.state, SockState::Connected) && !pending.unwalked {
             let held = names
                 .iter()
                 .find(|(_, (n, t))| i32::from(*t) == s.ty && matches!(&s.peer, Addr::Unix { path } if path == n));
