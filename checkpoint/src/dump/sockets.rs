@@ -28,10 +28,13 @@
 //! and an attached classic BPF filter go into a [`SocketExtra`] record; the datagrams queued on
 //! a UDP socket, read with `MSG_PEEK` and `SO_PEEK_OFF`, into a `DatagramQueue` record.
 //!
+//! Unix queues (datagram and seqpacket messages, closed peers, descriptors in flight) are
+//! read by [`super::unix`].
+//!
 //! Refused (checked before anything changes, see [`super::precheck`]): a listener with
-//! connections not yet accepted (the accept queue is not saved), queued datagrams on
-//! unconnected unix sockets, an eBPF socket filter, a unix socket whose peer end was closed, unix pairs with only one
-//! end dumped, netlink, packet and other families.
+//! connections not yet accepted (the accept queue is not saved), an eBPF socket filter, unix
+//! pairs with only one end dumped (or in flight), what [`super::unix`] refuses, netlink,
+//! packet and other families.
 
 use super::files::FilePlan;
 use super::DumpError;

@@ -15,7 +15,8 @@
 //!   then the saved options.
 //! - Unix socket pairs with both ends in the image: one `socketpair`, each end's receive queue
 //!   refilled through the other end, shutdown state re-applied. Names are not restored (an
-//!   accepted connection comes back unnamed).
+//!   accepted connection comes back unnamed). Queued datagrams and packets, descriptors in
+//!   flight, closed peers and the connections of unix datagram sockets: [`crate::unix`].
 //! - UDP: `bind`, the queued datagrams queued again from their source addresses (raw IP
 //!   packets over loopback, see `requeue_datagrams`), and `connect` when it was connected.
 //! - Beyond the socket record: `SO_LINGER`, the buffer sizes the process set, a classic BPF
