@@ -684,6 +684,24 @@ mod refuse {
         }
     }
 
+    /// An empty message at the head of a unix queue that the process peeked at: hidden from
+    /// the walk of the queue, the dump refuses (`seamless check` does not walk).
+    mod unix_peeked_empty {
+        use super::*;
+
+        #[test]
+        fn self_test() -> Result<()> {
+            harness()?.self_test("refuse", &["unix_peeked_empty"])
+        }
+
+        #[test]
+        fn refused() -> Result<()> {
+            let message = harness()?.expect_refused_by("refuse", &["unix_peeked_empty"], "already peeked at", false)?;
+            eprintln!("unix_peeked_empty: refusal message: {message}");
+            Ok(())
+        }
+    }
+
     /// A listener whose service never accepts: `seamless check` only looks (the dump holds new
     /// connections and waits for the service to accept), the dump refuses after the wait.
     mod accept_queue {

@@ -16,6 +16,9 @@
  *   unix_creds_gone a datagram socket with SO_PASSCRED holding a message from a child that
  *                  exited (SCM_CREDENTIALS of a pid that is gone); afterwards the message still
  *                  shows that pid
+ *   unix_peeked_empty a datagram socketpair end whose queue starts with an empty message the
+ *                  process peeked at (hidden from a walk of the queue), then "x"; afterwards
+ *                  both arrive in order
  *   unix_nested    a stream socketpair end with 10 unread bytes carrying the end of another
  *                  stream pair (kept only in flight) that has a pipe's read end in flight in
  *                  its own queue; afterwards the socket, then the pipe arrive
@@ -559,6 +562,14 @@ int main(int argc, char **argv)
         close(pp[0]);
         fd = sv[0];
         fd2 = pp[1];
+    } else if (strcmp(mode, "unix_peeked_empty") == 0) {
+        int sv[2];
+        char c;
+        WL_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(send(sv[1], "", 0, 0) == 0 && send(sv[1], "x", 1, 0) == 1, "send");
+        WL_CHECK(recv(sv[0], &c, 1, MSG_PEEK) == 0, "peek the empty message");
+        fd = sv[0];
+        fd2 = sv[1];
     } else if (strcmp(mode, "unix_creds_gone") == 0) {
         int sv[2], on = 1;
         WL_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
@@ -875,6 +886,10 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "unix_peeked_empty") == 0) {
+        char c[4];
+        if (recv(fd, c, sizeof c, MSG_DONTWAIT) != 0 || recv(fd, c, sizeof c, MSG_DONTWAIT) != 1 || c[0] != 'x')
+            wl_fail("the empty message and x are not queued in order");
     } else if (strcmp(mode, "unix_creds_gone") == 0) {
         char buf[8], ctl[CMSG_SPACE(sizeof(struct ucred))];
         struct iovec iov = { buf, sizeof buf };

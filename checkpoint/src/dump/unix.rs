@@ -191,16 +191,28 @@ pub fn peek_messages(fd: RawFd) -> Result<Vec<(UnixMessage, Vec<OwnedFd>)>, Stri
         net::set_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 1).map_err(|e| format!("SO_PASSCRED: {e}"))?;
     }
     let out = peek_all(fd);
-    // A plain peek (no offset) shows an empty message that a walk skips.
-    let waiting = || net::recv_msg(fd, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT).is_ok_and(|r| r.creds.is_some());
-    let hidden = out.as_ref().is_ok_and(|o| o.is_empty()) && waiting();
+    // A plain peek (no offset, when the process uses none) shows the head of the queue even
+    // when it is an empty message that a walk skips because it was peeked at before: such a
+    // head that the walk did not find is refused (one further down cannot be seen).
+    let plain = net::get_int(fd, libc::SOL_SOCKET, net::SO_PEEK_OFF).is_ok_and(|o| o < 0);
+    let head = || {
+        net::recv_msg(fd, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            .ok()
+            .filter(|r| r.creds.is_some())
+            .map(|r| r.len)
+    };
+    let hidden = plain
+        && out.as_ref().is_ok_and(|o| {
+            let first = o.first().map(|(m, _)| m.data.len());
+            head().is_some_and(|h| h == 0 && first != Some(0))
+        });
     if passcred == 0 {
         let _ = net::set_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 0);
     }
     let out = out?;
     if hidden {
         return Err(
-            "empty messages that were already peeked at are queued: the kernel no longer shows them to a walk of the queue"
+            "an empty message that was already peeked at is queued: the kernel no longer shows it to a walk of the queue"
                 .into(),
         );
     }
