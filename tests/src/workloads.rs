@@ -215,6 +215,24 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "unix_dgram",
+        link: Link::Dynamic,
+        summary: "messages queued on unix datagram and seqpacket sockets: a bound server's from named, abstract, unnamed and exited senders, pairs both ways, a connected datagram socket",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "unix_closed_peer",
+        link: Link::Dynamic,
+        summary: "unix sockets whose peer end was closed with bytes or packets still queued for them: pairs of every type, a listener's client and an accepted connection",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "unix_scm",
+        link: Link::Dynamic,
+        summary: "descriptors in flight (SCM_RIGHTS) in unread unix messages: a pipe, a file at an offset, a socket, an eventfd, on datagram, stream and seqpacket pairs",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "pty_session",
         link: Link::Dynamic,
         summary: "a multiplexer-like tree on a pty: session leader with it as controlling terminal, foreground and background groups, settings, window size, packet and exclusive modes, unread bytes both ways",

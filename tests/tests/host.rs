@@ -66,6 +66,9 @@ workload_tests! {
     tcp_loopback => "tcp_loopback" [];
     sockopts => "sockopts" [];
     udp_queue => "udp_queue" [];
+    // Carried by the unix queue records (no longer refused).
+    unix_closed => "refuse" ["unix_closed"];
+    unix_rights => "refuse" ["unix_rights"];
     // Carried by the settings record (restored exactly, no longer refused).
     settings_oom => "refuse" ["oom"];
     settings_thp => "refuse" ["thp"];
@@ -140,6 +143,9 @@ workload_tests! {
     timerfd_signalfd => "timerfd_signalfd" [];
     tcp_listen => "tcp_listen" [];
     unix_pair => "unix_pair" [];
+    unix_dgram => "unix_dgram" [];
+    unix_closed_peer => "unix_closed_peer" [];
+    unix_scm => "unix_scm" [];
     pty_session => "pty_session" [];
     inotify => "inotify" [];
     pidfd => "pidfd" [];
@@ -659,6 +665,43 @@ mod refuse {
         )*};
     }
 
+    /// A message with the credentials of a process that exited: `seamless check` does not walk
+    /// datagram queues, the dump refuses.
+    mod unix_creds_gone {
+        use super::*;
+
+        #[test]
+        fn self_test() -> Result<()> {
+            harness()?.self_test("refuse", &["unix_creds_gone"])
+        }
+
+        #[test]
+        fn refused() -> Result<()> {
+            let message =
+                harness()?.expect_refused_by("refuse", &["unix_creds_gone"], "not a process of the dump", false)?;
+            eprintln!("unix_creds_gone: refusal message: {message}");
+            Ok(())
+        }
+    }
+
+    /// An empty message at the head of a unix queue that the process peeked at: hidden from
+    /// the walk of the queue, the dump refuses (`seamless check` does not walk).
+    mod unix_peeked_empty {
+        use super::*;
+
+        #[test]
+        fn self_test() -> Result<()> {
+            harness()?.self_test("refuse", &["unix_peeked_empty"])
+        }
+
+        #[test]
+        fn refused() -> Result<()> {
+            let message = harness()?.expect_refused_by("refuse", &["unix_peeked_empty"], "already peeked at", false)?;
+            eprintln!("unix_peeked_empty: refusal message: {message}");
+            Ok(())
+        }
+    }
+
     /// A listener whose service never accepts: `seamless check` only looks (the dump holds new
     /// connections and waits for the service to accept), the dump refuses after the wait.
     mod accept_queue {
@@ -682,7 +725,7 @@ mod refuse {
         root_deleted => "root (";
         exe => "exe (";
         memfd_huge => "huge-page memfd";
-        unix_closed => "peer end is closed";
+        unix_nested => "carries descriptors in flight itself";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
         seccomp_args => "looks at the arguments";

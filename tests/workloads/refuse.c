@@ -9,6 +9,19 @@
  *   exe            the executable was deleted (the workload re-executes a copy, then unlinks it)
  *   memfd_huge     a huge-page memfd (MFD_HUGETLB)
  *   unix_closed    a stream socketpair end with 1000 unread bytes whose peer end is closed
+ *                  (carried now: the host tests run it as a round trip)
+ *   unix_rights    a stream socketpair end with 10 unread bytes carrying a pipe's read end
+ *                  (SCM_RIGHTS, a descriptor in flight); afterwards the bytes and the pipe
+ *                  arrive, and the pipe still holds its 2 bytes (carried now: a round trip)
+ *   unix_creds_gone a datagram socket with SO_PASSCRED holding a message from a child that
+ *                  exited (SCM_CREDENTIALS of a pid that is gone); afterwards the message still
+ *                  shows that pid
+ *   unix_peeked_empty a datagram socketpair end whose queue starts with an empty message the
+ *                  process peeked at (hidden from a walk of the queue), then "x"; afterwards
+ *                  both arrive in order
+ *   unix_nested    a stream socketpair end with 10 unread bytes carrying the end of another
+ *                  stream pair (kept only in flight) that has a pipe's read end in flight in
+ *                  its own queue; afterwards the socket, then the pipe arrive
  *   seccomp_strict the leader runs in SECCOMP_MODE_STRICT (a thread keeps the heartbeat)
  *   seccomp_filter a seccomp filter that kills the process on getitimer (a call the dump injects)
  *   seccomp_args   a filter like MemoryDenyWriteExecute=: mmap and mprotect asking for PROT_EXEC
@@ -518,6 +531,64 @@ int main(int argc, char **argv)
         WL_CHECK(write(sv[1], buf, sizeof buf) == sizeof buf, "write to the pair");
         close(sv[1]);
         fd = sv[0];
+    } else if (strcmp(mode, "unix_rights") == 0) {
+        int sv[2], pp[2];
+        WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(pipe2(pp, O_CLOEXEC) == 0 && write(pp[1], "hi", 2) == 2, "pipe");
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        memset(cbuf, 0, sizeof cbuf);
+        struct iovec iov = { .iov_base = "0123456789", .iov_len = 10 };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(h), &pp[0], sizeof(int));
+        WL_CHECK(sendmsg(sv[1], &m, 0) == 10, "sendmsg SCM_RIGHTS");
+        close(pp[0]);
+        fd = sv[0];
+        fd2 = pp[1];
+    } else if (strcmp(mode, "unix_peeked_empty") == 0) {
+        int sv[2];
+        char c;
+        WL_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(send(sv[1], "", 0, 0) == 0 && send(sv[1], "x", 1, 0) == 1, "send");
+        WL_CHECK(recv(sv[0], &c, 1, MSG_PEEK) == 0, "peek the empty message");
+        fd = sv[0];
+        fd2 = sv[1];
+    } else if (strcmp(mode, "unix_creds_gone") == 0) {
+        int sv[2], on = 1;
+        WL_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) == 0, "SO_PASSCRED");
+        pid_t c = fork();
+        WL_CHECK(c >= 0, "fork");
+        if (c == 0)
+            _exit(send(sv[1], "gone", 4, 0) == 4 ? 0 : 1);
+        int st;
+        WL_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender");
+        fd = sv[0];
+        fd2 = c;
+    } else if (strcmp(mode, "unix_nested") == 0) {
+        int sv[2], bv[2], pp[2];
+        WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        WL_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bv) == 0, "socketpair 2");
+        WL_CHECK(pipe2(pp, O_CLOEXEC) == 0 && write(pp[1], "hi", 2) == 2, "pipe");
+        for (int k = 0; k < 2; k++) {
+            char cbuf[CMSG_SPACE(sizeof(int))];
+            memset(cbuf, 0, sizeof cbuf);
+            struct iovec iov = { .iov_base = "0123456789", .iov_len = 10 };
+            struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+            struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+            h->cmsg_level = SOL_SOCKET;
+            h->cmsg_type = SCM_RIGHTS;
+            h->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(h), k == 0 ? &pp[0] : &bv[1], sizeof(int));
+            WL_CHECK(sendmsg(k == 0 ? bv[0] : sv[1], &m, 0) == 10, "sendmsg SCM_RIGHTS %d", k);
+        }
+        close(pp[0]);
+        close(bv[1]);
+        fd = sv[0];
+        fd2 = bv[0];
     } else if (strcmp(mode, "seccomp_strict") == 0) {
         mode_seccomp_strict(); /* READY comes from its helper thread */
     } else if (strcmp(mode, "seccomp_filter") == 0) {
@@ -801,6 +872,41 @@ int main(int argc, char **argv)
         ssize_t n = read(fd, buf, 1);
         if (n != 0)
             wl_fail("read after the queued bytes returned %zd (errno %d), expected EOF", n, errno);
+    } else if (strcmp(mode, "unix_peeked_empty") == 0) {
+        char c[4];
+        if (recv(fd, c, sizeof c, MSG_DONTWAIT) != 0 || recv(fd, c, sizeof c, MSG_DONTWAIT) != 1 || c[0] != 'x')
+            wl_fail("the empty message and x are not queued in order");
+    } else if (strcmp(mode, "unix_creds_gone") == 0) {
+        char buf[8], ctl[CMSG_SPACE(sizeof(struct ucred))];
+        struct iovec iov = { buf, sizeof buf };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+        if (recvmsg(fd, &m, MSG_DONTWAIT) != 4 || memcmp(buf, "gone", 4) != 0)
+            wl_fail("the queued message is gone");
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        struct ucred u;
+        if (!h || h->cmsg_type != SCM_CREDENTIALS || (memcpy(&u, CMSG_DATA(h), sizeof u), u.pid != fd2))
+            wl_fail("the message lost the credentials of pid %d", fd2);
+    } else if (strcmp(mode, "unix_rights") == 0 || strcmp(mode, "unix_nested") == 0) {
+        char buf[16], cbuf[CMSG_SPACE(sizeof(int))];
+        struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+        ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT);
+        if (n != 10 || memcmp(buf, "0123456789", 10) != 0)
+            wl_fail("the queued bytes are gone (recvmsg %zd)", n);
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        if (!h || h->cmsg_type != SCM_RIGHTS)
+            wl_fail("the descriptor in flight is gone");
+        int p;
+        memcpy(&p, CMSG_DATA(h), sizeof p);
+        if (strcmp(mode, "unix_nested") == 0) {
+            m.msg_controllen = sizeof cbuf;
+            if (recvmsg(p, &m, MSG_DONTWAIT) != 10 || !(h = CMSG_FIRSTHDR(&m)) || h->cmsg_type != SCM_RIGHTS)
+                wl_fail("the socket in flight lost its own message or descriptor");
+            memcpy(&p, CMSG_DATA(h), sizeof p);
+        }
+        char two[3];
+        if (read(p, two, sizeof two) != 2 || memcmp(two, "hi", 2) != 0)
+            wl_fail("the pipe in flight lost its bytes");
     } else if (strcmp(mode, "seccomp_args") == 0) {
         void *x = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (x != MAP_FAILED || errno != EPERM)

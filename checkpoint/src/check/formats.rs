@@ -30,7 +30,7 @@ pub const SUBJECT: &str = "image format";
 /// (`DumpOptions::reader_kinds`).
 /// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
 /// root; the filesystem check refuses a target that does not know it then.
-pub const CONDITIONAL_KINDS: [RecordKind; 18] = [
+pub const CONDITIONAL_KINDS: [RecordKind; 21] = [
     seamless_image::records::SOCKET_EXTRA,
     seamless_image::records::DATAGRAMS,
     seamless_image::records::PTY,
@@ -49,6 +49,9 @@ pub const CONDITIONAL_KINDS: [RecordKind; 18] = [
     seamless_image::records::VMA_FLAGS,
     seamless_image::records::GHOST_OWNER,
     seamless_image::records::CGROUP,
+    seamless_image::records::UNIX_QUEUE,
+    seamless_image::records::UNIX_PEER_GONE,
+    seamless_image::records::UNIX_IN_FLIGHT,
 ];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind

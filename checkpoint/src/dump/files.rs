@@ -31,6 +31,12 @@ pub struct FilePlan {
     pub socket_extras: Vec<records::SocketExtra>,
     /// Datagrams queued on UDP sockets.
     pub datagrams: Vec<records::DatagramQueue>,
+    /// Messages queued on unix sockets ([`super::unix`]).
+    pub unix_queues: Vec<records::UnixQueue>,
+    /// Unix sockets whose peer was closed.
+    pub unix_gone: Vec<records::UnixPeerGone>,
+    /// Descriptors in flight on unix sockets.
+    pub unix_in_flight: Vec<records::UnixInFlight>,
     /// Pty pairs by pts index, while classifying.
     pub ptys_seen: BTreeMap<u32, super::tty::PendingPty>,
     /// Pty pairs.
@@ -193,10 +199,30 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
         }
         plan.tables.insert(pid, table);
     }
+    // Descriptors in flight in unix queues: descriptions like the others (the dumper holds
+    // copies until the end of the dump's walk).
+    let mut copies = Vec::new();
+    while !socks.unix_pending.in_flight_new.is_empty() {
+        for (ino, index, fds) in std::mem::take(&mut socks.unix_pending.in_flight_new) {
+            let mut ids = Vec::new();
+            for f in fds {
+                ids.push(in_flight(&mut plan, &mut socks, &mut by_link, ino, &f)?);
+                copies.push(f);
+            }
+            socks.unix_pending.in_flight.entry(ino).or_default().push((index, ids));
+        }
+    }
     super::epoll::resolve(&epolls, &mut plan)?;
     super::pidfd::check(frozen, &plan.pidfds)?;
     plan.ptys = super::tty::finish(frozen, &plan.ptys_seen, !opts.pre_flight)?;
-    super::sockets::check_pairs(&plan)?;
+    // `seamless check` does not walk datagram and packet queues (`super::unix`): a pair's
+    // other end may be in flight there, which only the dump can see.
+    if !socks.unix_pending.unwalked {
+        super::sockets::check_pairs(&plan)?;
+    }
+    (plan.unix_queues, plan.unix_gone, plan.unix_in_flight) =
+        super::unix::finish(&mut plan, &mut socks.unix_pending, &socks.unix_names)?;
+    drop(copies);
     plan.locks = super::locks::resolve(frozen, &plan, &held, opts.carry_clocks)?;
     plan.tcp_pending = std::mem::take(&mut socks.pending);
     // The socket records carry inodes; the extra records are filed under description ids.
@@ -212,6 +238,78 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
         }
     }
     Ok(plan)
+}
+
+/// The description of a descriptor in flight (the dumper's copy `f`) in a message queued on
+/// socket `ino`: one the processes hold too (`kcmp`), or a new one. Refused: kinds whose
+/// state belongs to a process (epoll, pidfds, ttys, locks, signal-driven I/O), established TCP
+/// connections, and unix sockets that carry descriptors in flight themselves.
+fn in_flight(
+    plan: &mut FilePlan,
+    socks: &mut super::sockets::Ctx,
+    by_link: &mut BTreeMap<String, Vec<(i32, i32, u32)>>,
+    ino: u64,
+    f: &std::os::fd::OwnedFd,
+) -> Result<u32, DumpError> {
+    let me = std::process::id() as i32;
+    let raw = f.as_raw_fd();
+    let (pid, fd) = plan
+        .descs
+        .iter()
+        .find(|d| matches!(&d.kind, FileKind::Socket(s) if s.ino == ino))
+        .and_then(|d| plan.tables.iter().find_map(|(p, t)| t.fds.iter().find(|x| x.desc == d.id).map(|x| (*p, x.fd))))
+        .unwrap_or((0, -1));
+    let link_path = format!("/proc/{me}/fd/{raw}");
+    let link =
+        std::fs::read_link(&link_path).map_err(|e| DumpError::io(pid, "readlink of a descriptor in flight", e))?;
+    let link = link.to_string_lossy().into_owned();
+    let refuse = |why: &str| DumpError::Unsupported {
+        pid,
+        resource: format!("fd {fd} (socket:[{ino}])"),
+        reason: format!("a descriptor in flight in its queue ({link}): {why}"),
+    };
+    if let Some(cands) = by_link.get(&link) {
+        for &(cp, cfd, id) in cands {
+            if seamless_sys::proc::kcmp_file(me, raw, cp, cfd)
+                .map_err(|e| DumpError::sys(pid, "comparing a descriptor in flight", e))?
+            {
+                return Ok(id);
+            }
+        }
+    }
+    if link == "anon_inode:[eventpoll]"
+        || link == seamless_image::records::pidfd::PIDFD_PATH
+        || link.starts_with("/dev/pts/")
+        || link == "/dev/ptmx"
+        || link.starts_with("/dev/tty")
+    {
+        return Err(refuse("only held in flight, and its kind (epoll, pidfd, tty) is not restored there"));
+    }
+    let info = fdinfo(me, raw)?;
+    if !info.locks.is_empty() || info.flags & libc::O_ASYNC as u32 != 0 {
+        return Err(refuse("only held in flight, with file locks or signal-driven I/O"));
+    }
+    let flags = info.flags & !(libc::O_CLOEXEC as u32);
+    let id = plan.descs.len() as u32 + 1;
+    let kind = if let Some(n) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+        let sock_ino: u64 = n.parse().unwrap_or(0);
+        let tcp = socks.pending.len();
+        let kind = super::sockets::classify(socks, me, raw, sock_ino)?;
+        if socks.pending.len() != tcp {
+            return Err(refuse("an established TCP connection held only in flight is not checkpointed"));
+        }
+        if socks.unix_pending.in_flight_new.iter().any(|(i, _, _)| *i == sock_ino) {
+            return Err(refuse(
+                "a unix socket in flight that carries descriptors in flight itself is not checkpointed",
+            ));
+        }
+        kind
+    } else {
+        classify(me, raw, &link, &link_path, plan, id)?
+    };
+    plan.descs.push(FileDesc { id, flags, pos: info.pos, kind });
+    by_link.entry(link).or_default().push((me, raw, id));
+    Ok(id)
 }
 
 fn classify(
@@ -332,6 +430,9 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
         .iter()
         .map(|x| (x.desc, records::SOCKET_EXTRA, "its SO_LINGER, buffer sizes or socket filter"))
         .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")))
+        .chain(plan.unix_queues.iter().map(|q| (q.desc, records::UNIX_QUEUE, "its queued unix messages")))
+        .chain(plan.unix_gone.iter().map(|g| (g.desc, records::UNIX_PEER_GONE, "its closed unix peer")))
+        .chain(plan.unix_in_flight.iter().map(|f| (f.desc, records::UNIX_IN_FLIGHT, "its descriptors in flight")))
         .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")))
         .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")))
         .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")));
@@ -367,6 +468,15 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
+    for q in &plan.unix_queues {
+        w.put_record(records::UNIX_QUEUE, 0, u64::from(q.desc), q)?;
+    }
+    for g in &plan.unix_gone {
+        w.put_record(records::UNIX_PEER_GONE, 0, u64::from(g.desc), g)?;
+    }
+    for f in &plan.unix_in_flight {
+        w.put_record(records::UNIX_IN_FLIGHT, 0, u64::from(f.desc), f)?;
     }
     for (_, _, p) in &plan.pidfds {
         w.put_record(records::PIDFD, 0, u64::from(p.desc), p)?;

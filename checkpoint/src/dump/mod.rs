@@ -30,6 +30,7 @@ pub mod sockets;
 pub mod sysv;
 pub mod threads;
 pub mod tty;
+pub mod unix;
 
 pub use freeze::Frozen;
 

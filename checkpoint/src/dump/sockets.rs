@@ -28,10 +28,13 @@
 //! and an attached classic BPF filter go into a [`SocketExtra`] record; the datagrams queued on
 //! a UDP socket, read with `MSG_PEEK` and `SO_PEEK_OFF`, into a `DatagramQueue` record.
 //!
+//! Unix queues (datagram and seqpacket messages, closed peers, descriptors in flight) are
+//! read by [`super::unix`].
+//!
 //! Refused (checked before anything changes, see [`super::precheck`]): a listener with
-//! connections not yet accepted (the accept queue is not saved), queued datagrams on
-//! unconnected unix sockets, an eBPF socket filter, a unix socket whose peer end was closed, unix pairs with only one
-//! end dumped, netlink, packet and other families.
+//! connections not yet accepted (the accept queue is not saved), an eBPF socket filter, unix
+//! pairs with only one end dumped (or in flight), what [`super::unix`] refuses, netlink,
+//! packet and other families.
 
 use super::files::FilePlan;
 use super::DumpError;
@@ -170,6 +173,10 @@ pub struct Ctx {
     /// `seamless check`'s pre-flight: queued datagrams are not read (see
     /// [`super::DumpOptions::pre_flight`]).
     pub pre_flight: bool,
+    /// Every bound unix socket's name and type, by inode (`sock_diag`).
+    pub unix_names: BTreeMap<u64, (Vec<u8>, u8)>,
+    /// Unix queues and closed peers, by inode ([`super::unix`]).
+    pub unix_pending: super::unix::Pending,
 }
 
 fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
@@ -193,10 +200,11 @@ impl Ctx {
             let mut req = vec![libc::AF_UNIX as u8, 0, 0, 0];
             req.extend_from_slice(&u32::MAX.to_ne_bytes());
             req.extend_from_slice(&0u32.to_ne_bytes());
+            const SHOW_NAME: u32 = 1;
             const SHOW_VFS: u32 = 2;
             const SHOW_PEER: u32 = 4;
             const SHOW_RQLEN: u32 = 0x10;
-            req.extend_from_slice(&(SHOW_VFS | SHOW_PEER | SHOW_RQLEN).to_ne_bytes());
+            req.extend_from_slice(&(SHOW_NAME | SHOW_VFS | SHOW_PEER | SHOW_RQLEN).to_ne_bytes());
             req.extend_from_slice(&[0xff; 8]);
             let mut map = BTreeMap::new();
             for m in net::sock_diag(&req)? {
@@ -207,6 +215,9 @@ impl Ctx {
                 let mut d = UnixDiag::default();
                 for (ty, val) in attrs(&m[16..]) {
                     match ty {
+                        0 if !val.is_empty() => {
+                            self.unix_names.insert(ino, (val.to_vec(), m[1]));
+                        }
                         1 if val.len() >= 8 => {
                             let ino = u32::from_ne_bytes([val[0], val[1], val[2], val[3]]);
                             let dev = u32::from_ne_bytes([val[4], val[5], val[6], val[7]]);
@@ -532,33 +543,20 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                     )));
                 }
                 rec.state = SockState::Listen { backlog: diag.backlog as i32 };
-            } else if diag.peer != 0 {
-                let inq = net::ioctl_int(raw, net::SIOCINQ).map_err(|e| sys("SIOCINQ", e))?.max(0) as usize;
-                if ty != libc::SOCK_STREAM && inq > 0 {
-                    return Err(refuse(format!("{inq} bytes of queued datagrams/packets on a connected unix socket")));
-                }
-                if inq > MAX_QUEUE {
-                    return Err(refuse(format!("{inq} queued bytes exceed the {MAX_QUEUE}-byte limit")));
-                }
-                let queue = peek(raw, inq, true).map_err(|e| DumpError::io(pid, format!("peeking fd {fd}"), e))?;
-                if queue.len() != inq {
-                    return Err(refuse(format!("peeked {} of {inq} queued bytes", queue.len())));
-                }
-                rec.state = SockState::UnixPair { peer: diag.peer, queue, shutdown: diag.shutdown };
-            } else if !rec.peer.is_none() {
-                return Err(refuse("connected to a unix socket that is gone".into()));
-            } else if net::peer_addr(raw).is_ok() {
-                // getpeername works only on a socket that was connected: its peer has been closed.
-                let inq = net::ioctl_int(raw, net::SIOCINQ).unwrap_or(0).max(0);
-                return Err(refuse(format!(
-                    "unix socket whose peer end is closed ({inq} bytes still queued, shutdown state {}): that state is not checkpointed",
-                    diag.shutdown
-                )));
-            } else if has_datagram(raw) {
-                let inq = net::ioctl_int(raw, net::SIOCINQ).unwrap_or(0).max(0);
-                return Err(refuse(format!(
-                    "datagrams queued on an unconnected unix socket (next one {inq} bytes) are not saved"
-                )));
+            } else {
+                // Queues, connected datagram sockets and closed peers: `super::unix`.
+                let peers_peer = ctx.unix.as_ref().and_then(|m| m.get(&diag.peer)).map_or(0, |p| p.peer);
+                let pre_flight = ctx.pre_flight;
+                super::unix::classify(
+                    &mut ctx.unix_pending,
+                    raw,
+                    &mut rec,
+                    diag.peer,
+                    peers_peer,
+                    diag.shutdown,
+                    pre_flight,
+                    &refuse,
+                )?;
             }
         }
         (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => {

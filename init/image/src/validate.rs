@@ -95,6 +95,12 @@ pub struct Decoded {
     pub socket_extras: Vec<(u64, records::SocketExtra)>,
     /// Queued datagrams by entry tag.
     pub datagrams: Vec<(u64, records::DatagramQueue)>,
+    /// Queued unix messages by entry tag.
+    pub unix_queues: Vec<(u64, records::UnixQueue)>,
+    /// Unix sockets whose peer was closed, by entry tag.
+    pub unix_gone: Vec<(u64, records::UnixPeerGone)>,
+    /// Descriptors in flight on unix sockets, by entry tag.
+    pub unix_in_flight: Vec<(u64, records::UnixInFlight)>,
     /// Held listeners (at most one in a valid image).
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
@@ -178,6 +184,15 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::DATAGRAMS) {
             d.datagrams.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::UNIX_QUEUE) {
+            d.unix_queues.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::UNIX_PEER_GONE) {
+            d.unix_gone.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::UNIX_IN_FLIGHT) {
+            d.unix_in_flight.push((tag, r.record(i)?));
         }
         for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
             d.held_listeners.push(r.record(i)?);
@@ -281,6 +296,15 @@ impl Decoded {
         }
         for (tag, q) in &self.datagrams {
             w.put_record(records::DATAGRAMS, 0, *tag, q)?;
+        }
+        for (tag, q) in &self.unix_queues {
+            w.put_record(records::UNIX_QUEUE, 0, *tag, q)?;
+        }
+        for (tag, g) in &self.unix_gone {
+            w.put_record(records::UNIX_PEER_GONE, 0, *tag, g)?;
+        }
+        for (tag, f) in &self.unix_in_flight {
+            w.put_record(records::UNIX_IN_FLIGHT, 0, *tag, f)?;
         }
         for h in &self.held_listeners {
             w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
@@ -421,6 +445,9 @@ impl Decoded {
             net_locks: Vec::new(),
             socket_extras: Vec::new(),
             datagrams: Vec::new(),
+            unix_queues: Vec::new(),
+            unix_gone: Vec::new(),
+            unix_in_flight: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
             ptys: Vec::new(),
@@ -1365,6 +1392,47 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
             return Err(Invalid::Socket { what: "datagrams", desc: *tag, why });
         }
     }
+    let mut gone = BTreeSet::new();
+    for (tag, g) in &d.unix_gone {
+        let s = socket(descs, "closed unix peer", *tag, g.desc)?;
+        if !gone.insert(g.desc) {
+            return Err(Invalid::Duplicate { what: "closed unix peer", id: g.desc.into() });
+        }
+        if let Some(why) = g.problem(s) {
+            return Err(Invalid::Socket { what: "closed unix peer", desc: *tag, why });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, q) in &d.unix_queues {
+        let s = socket(descs, "unix queue", *tag, q.desc)?;
+        if !seen.insert(q.desc) {
+            return Err(Invalid::Duplicate { what: "unix queue", id: q.desc.into() });
+        }
+        if let Some(why) = q.problem(s, gone.contains(&q.desc)) {
+            return Err(Invalid::Socket { what: "unix queue", desc: *tag, why });
+        }
+        let live = |pid: i32| {
+            d.procs.iter().any(|(_, p)| p.pid == pid && !matches!(p.state, records::ProcState::Zombie { .. }))
+        };
+        if let Some(c) = q.messages.iter().find_map(|m| m.creds.filter(|c| !live(c.0))) {
+            return Err(Invalid::Socket {
+                what: "unix queue",
+                desc: *tag,
+                why: format!("a message carries the credentials of pid {}, which is no live process of the image", c.0),
+            });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, f) in &d.unix_in_flight {
+        socket(descs, "descriptors in flight", *tag, f.desc)?;
+        if !seen.insert(f.desc) {
+            return Err(Invalid::Duplicate { what: "descriptors in flight", id: f.desc.into() });
+        }
+        let q = d.unix_queues.iter().map(|(_, q)| q).find(|q| q.desc == f.desc);
+        if let Some(why) = f.problem(q, &|id| descs.contains_key(&id)) {
+            return Err(Invalid::Socket { what: "descriptors in flight", desc: *tag, why });
+        }
+    }
     Ok(())
 }
 
@@ -1791,6 +1859,99 @@ mod tests {
                 "{what}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn unix_queues_closed_peers_and_descriptors_in_flight_are_read_back_and_checked() {
+        use crate::records::{Addr, SockState, SocketRecord, UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
+        let unix = |ty: i32, state: SockState| SocketRecord {
+            ino: 9,
+            family: 1,
+            ty,
+            protocol: 0,
+            local: Addr::Unix { path: b"/run/x.sock".to_vec() },
+            peer: Addr::None,
+            state,
+            opts: Vec::new(),
+            path_mode: 0,
+        };
+        let queue = UnixQueue {
+            desc: 3,
+            messages: vec![
+                UnixMessage {
+                    from: Addr::Unix { path: b"\0abc".to_vec() },
+                    data: b"x".to_vec(),
+                    creds: Some((PID, 0, 0)),
+                },
+                UnixMessage { from: Addr::None, data: Vec::new(), creds: None },
+            ],
+        };
+        let flight = UnixInFlight { desc: 3, messages: vec![(1, vec![1, 2])] };
+        let with = |d: &mut Decoded| {
+            let k = FileKind::Socket(unix(2, SockState::Unconnected));
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: k }));
+            d.unix_queues.push((3, queue.clone()));
+            d.unix_in_flight.push((3, flight.clone()));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        let back = Decoded::read(&mut r).unwrap();
+        assert_eq!(back.unix_queues, vec![(3, queue.clone())]);
+        assert_eq!(back.unix_in_flight, vec![(3, flight.clone())]);
+        let bad = |f: &dyn Fn(&mut Decoded), what: &str| {
+            let e = check(|d| {
+                with(d);
+                f(d);
+            });
+            assert!(matches!(&e, Invalid::Socket { what: w, .. } if *w == what), "{e:?}");
+        };
+        // A message index past the queue, a description that does not exist, the socket itself.
+        bad(&|d| d.unix_in_flight[0].1.messages[0].0 = 2, "descriptors in flight");
+        bad(&|d| d.unix_in_flight[0].1.messages[0].1 = vec![99], "descriptors in flight");
+        bad(&|d| d.unix_in_flight[0].1.messages[0].1 = vec![3], "descriptors in flight");
+        bad(&|d| d.unix_in_flight[0].1.messages[0].1.clear(), "descriptors in flight");
+        // Credentials of a pid that is not a process of the image.
+        bad(&|d| d.unix_queues[0].1.messages[0].creds = Some((PID + 1, 0, 0)), "unix queue");
+        // A sender that is no unix name, a name too long, a stream queue on a connected socket.
+        bad(&|d| d.unix_queues[0].1.messages[0].from = Addr::V4 { ip: [1, 2, 3, 4], port: 5 }, "unix queue");
+        bad(&|d| d.unix_queues[0].1.messages[0].from = Addr::Unix { path: vec![b'a'; 200] }, "unix queue");
+        bad(
+            &|d| {
+                if let FileKind::Socket(s) = &mut d.descs.last_mut().unwrap().1.kind {
+                    s.ty = 1;
+                }
+            },
+            "unix queue",
+        );
+        // A closed peer: only on an unconnected unix socket; an accepted one needs its name.
+        let mut d = Decoded::sample(PID);
+        with(&mut d);
+        if let FileKind::Socket(s) = &mut d.descs.last_mut().unwrap().1.kind {
+            s.ty = 5;
+        }
+        d.unix_gone.push((3, UnixPeerGone { desc: 3, peer: Addr::None, accepted: true }));
+        validate(&d).unwrap();
+        bad(
+            &|d| {
+                d.unix_gone
+                    .push((3, UnixPeerGone { desc: 3, peer: Addr::Unix { path: b"/p".to_vec() }, accepted: true }))
+            },
+            "closed unix peer",
+        );
+        bad(
+            &|d| {
+                if let FileKind::Socket(s) = &mut d.descs.last_mut().unwrap().1.kind {
+                    s.state = SockState::Listen { backlog: 1 };
+                }
+                d.unix_gone.push((3, UnixPeerGone { desc: 3, peer: Addr::None, accepted: false }));
+            },
+            "closed unix peer",
+        );
     }
 
     #[test]

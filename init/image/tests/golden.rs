@@ -468,6 +468,36 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample("ghost-owner", records::GHOST_OWNER, records::GhostOwner { uid: 1234, gid: 1235 }));
+    s.push(sample(
+        "unix-queue",
+        records::UNIX_QUEUE,
+        records::UnixQueue {
+            desc: 7,
+            messages: vec![
+                records::UnixMessage {
+                    from: Addr::Unix { path: b"/run/app.sock".to_vec() },
+                    data: b"hello".to_vec(),
+                    creds: Some((4242, 1000, 100)),
+                },
+                records::UnixMessage {
+                    from: Addr::Unix { path: b"\0abstract".to_vec() },
+                    data: Vec::new(),
+                    creds: None,
+                },
+                records::UnixMessage { from: Addr::Unix { path: Vec::new() }, data: b"x".to_vec(), creds: None },
+            ],
+        },
+    ));
+    s.push(sample(
+        "unix-peer-gone",
+        records::UNIX_PEER_GONE,
+        records::UnixPeerGone { desc: 8, peer: Addr::Unix { path: b"/run/app.sock".to_vec() }, accepted: false },
+    ));
+    s.push(sample(
+        "unix-in-flight",
+        records::UNIX_IN_FLIGHT,
+        records::UnixInFlight { desc: 7, messages: vec![(0, vec![9, 10]), (2, vec![9])] },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

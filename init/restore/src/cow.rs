@@ -44,6 +44,9 @@ pub fn forked_from_parent(plan: &Plan, pid: i32) -> bool {
         // pidfds are opened before any process is rebuilt: their targets must exist by then.
         && !plan.pidfds.values().any(|f| f.pid == pid)
         && !plan.descs.values().any(|d| crate::files::proc_file_of(plan, d) == Some(pid))
+        // Unix messages carrying its credentials are queued again before any process is
+        // rebuilt (`crate::unix`).
+        && !plan.unix_queues.values().flatten().any(|m| m.creds.is_some_and(|c| c.0 == pid))
         // Other processes join its group or session when the tree is made, before any
         // process is rebuilt (a zombie joins its group before it exits): it must exist by then.
         && !plan.procs.values().any(|q| q.rec.pid != pid && (q.rec.pgid == pid || q.rec.sid == pid))

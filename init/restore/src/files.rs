@@ -174,6 +174,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
             || out.by_id.contains_key(&id)
             || plan.pidfds.contains_key(&id)
             || proc_file_of(plan, d).is_some()
+            || crate::unix::deferred(plan, id)
         {
             continue;
         }

@@ -70,6 +70,7 @@ pub mod threads;
 pub mod tracee;
 pub mod tree;
 pub mod tty;
+pub mod unix;
 pub mod vdso;
 
 // The tracing machinery lives in its own crate, shared with the dump side.
@@ -506,6 +507,10 @@ pub fn restore_plan<S: Store>(
     // never forked from its parent later: crate::cow::forked_from_parent).
     pidfd::open_all(plan, &mut open.by_id, &mut fails);
     files::open_proc_files(plan, &mut open.by_id, &mut fails);
+    // Unix queues are refilled once the processes exist: a message's credentials name one.
+    unix::finish(plan, &mut open.by_id, &mut fails, &|id, fd, s| {
+        sockets::configure(plan.socket_extras.get(&id), id, fd, s)
+    });
     let mut forked = forked;
     let mut cx = Ctx { plan, reader, open: &open, opts, shm: &shm };
     let mut next = 0;

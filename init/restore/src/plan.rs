@@ -85,6 +85,12 @@ pub struct Plan {
     pub socket_extras: BTreeMap<u32, records::SocketExtra>,
     /// Datagrams queued on UDP sockets, by description id.
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
+    /// Messages queued on unix sockets, by description id ([`crate::unix`]).
+    pub unix_queues: BTreeMap<u32, Vec<records::UnixMessage>>,
+    /// Unix sockets whose peer was closed, by description id.
+    pub unix_gone: BTreeMap<u32, records::UnixPeerGone>,
+    /// Descriptors in flight, by receiving description id: message index -> description ids.
+    pub unix_in_flight: BTreeMap<u32, BTreeMap<u32, Vec<u32>>>,
     /// Pty pairs by pts index.
     pub ptys: BTreeMap<u32, records::PtyRecord>,
     /// inotify instances by description id.
@@ -251,6 +257,15 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, q) in d.datagrams {
         plan.datagrams.insert(q.desc, q.datagrams);
+    }
+    for (_, q) in d.unix_queues {
+        plan.unix_queues.insert(q.desc, q.messages);
+    }
+    for (_, g) in d.unix_gone {
+        plan.unix_gone.insert(g.desc, g);
+    }
+    for (_, f) in d.unix_in_flight {
+        plan.unix_in_flight.insert(f.desc, f.messages.into_iter().collect());
     }
     for (_, p) in d.pidfds {
         plan.pidfds.insert(p.desc, p);

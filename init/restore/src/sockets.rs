@@ -15,7 +15,8 @@
 //!   then the saved options.
 //! - Unix socket pairs with both ends in the image: one `socketpair`, each end's receive queue
 //!   refilled through the other end, shutdown state re-applied. Names are not restored (an
-//!   accepted connection comes back unnamed).
+//!   accepted connection comes back unnamed). Queued datagrams and packets, descriptors in
+//!   flight, closed peers and the connections of unix datagram sockets: [`crate::unix`].
 //! - UDP: `bind`, the queued datagrams queued again from their source addresses (raw IP
 //!   packets over loopback, see `requeue_datagrams`), and `connect` when it was connected.
 //! - Beyond the socket record: `SO_LINGER`, the buffer sizes the process set, a classic BPF
@@ -232,13 +233,20 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
                 // Before the connect: a connected socket takes datagrams from its peer only.
                 requeue_datagrams(id, fd.as_raw_fd(), s, queue)?;
             }
-            if matches!(s.state, SockState::Connected) {
+            // A unix datagram socket is connected once every queue is refilled (`crate::unix`).
+            if matches!(s.state, SockState::Connected) && s.family != libc::AF_UNIX {
                 net::connect(fd.as_raw_fd(), &s.peer.to_raw())
                     .map_err(|e| fail(id, &format!("connect {}", s.peer), e))?;
             }
             Ok(fd)
         }
     }
+}
+
+/// Gives a unix socket made by [`crate::unix`] its options and extras.
+pub fn configure(extra: Option<&SocketExtra>, id: u32, fd: RawFd, s: &SocketRecord) -> Result<(), RestoreError> {
+    set_opts(id, fd, s, false)?;
+    apply_extra(id, fd, s, extra)
 }
 
 /// Gives a fresh socket its options and its saved local address (a unix path is bound

@@ -466,3 +466,150 @@ pub fn link_up(name: &str) -> SysResult<bool> {
     check(r.into(), "ioctl(SIOCSIFFLAGS)", || name.to_string())?;
     Ok(true)
 }
+
+/// What [`recv_msg`] received: the byte count (with `MSG_TRUNC`, the message's real length),
+/// the raw source address, the returned `msg_flags`, the descriptors of an `SCM_RIGHTS`
+/// message (now owned by the caller), the `SCM_CREDENTIALS` (pid, uid, gid) if any, and how
+/// many other control messages came along.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Bytes (the real length with `MSG_TRUNC`).
+    pub len: usize,
+    /// Raw source address (empty when the kernel gave none).
+    pub addr: Vec<u8>,
+    /// `msg_flags`.
+    pub flags: i32,
+    /// Descriptors passed with the message.
+    pub fds: Vec<OwnedFd>,
+    /// Credentials passed with the message.
+    pub creds: Option<(i32, u32, u32)>,
+    /// Control messages of other kinds.
+    pub other: usize,
+}
+
+/// `recvmsg(fd, buf, flags)` with room for the source address and for control messages
+/// (descriptors and credentials); the descriptors received are returned owned.
+///
+/// Man page: `recvmsg(2)`, `unix(7)` (`SCM_RIGHTS`, `SCM_CREDENTIALS`).
+pub fn recv_msg(fd: RawFd, buf: &mut [u8], flags: i32) -> SysResult<Received> {
+    // SAFETY: sockaddr_storage is plain old data; zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // Room for 253 descriptors (SCM_MAX_FD) and one credentials message, 8-byte aligned.
+    let mut ctrl = vec![0u64; 160];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: msghdr is plain old data; zero is valid.
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    m.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
+    m.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctrl.as_mut_ptr().cast();
+    m.msg_controllen = ctrl.len() * 8;
+    // SAFETY: every pointer in `m` refers to a live buffer of the stated length.
+    let r = unsafe { libc::recvmsg(fd, &mut m, flags | libc::MSG_CMSG_CLOEXEC) };
+    let n = check(r as libc::c_long, "recvmsg", || format!("fd {fd}"))? as usize;
+    let alen = (m.msg_namelen as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: `ss` is initialised (zeroed, then written by the kernel) and at least `alen` bytes long.
+    let addr = unsafe { std::slice::from_raw_parts((&ss as *const libc::sockaddr_storage).cast::<u8>(), alen) };
+    let mut out = Received { len: n, addr: addr.to_vec(), flags: m.msg_flags, ..Received::default() };
+    // SAFETY: `m` describes the control buffer the kernel filled; the CMSG macros walk it
+    // within `msg_controllen`.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&m) };
+    while !c.is_null() {
+        // SAFETY: `c` points to a complete cmsghdr inside the control buffer.
+        let (level, ty, len) = unsafe { ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len) };
+        // SAFETY: as above; the data follows the header.
+        let data = unsafe { libc::CMSG_DATA(c) };
+        let hdr = data as usize - c as usize;
+        let dlen = len.saturating_sub(hdr);
+        if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
+            for i in 0..dlen / 4 {
+                // SAFETY: the kernel wrote `dlen / 4` descriptor numbers at `data`.
+                let raw = unsafe { std::ptr::read_unaligned(data.cast::<i32>().add(i)) };
+                // SAFETY: the kernel installed `raw` in this process for us alone.
+                out.fds.push(unsafe { own(raw.into()) });
+            }
+        } else if level == libc::SOL_SOCKET && ty == libc::SCM_CREDENTIALS && dlen >= 12 {
+            // SAFETY: a struct ucred (pid, uid, gid) of 12 bytes was written at `data`.
+            let u = unsafe { std::ptr::read_unaligned(data.cast::<libc::ucred>()) };
+            out.creds = Some((u.pid, u.uid, u.gid));
+        } else {
+            out.other += 1;
+        }
+        // SAFETY: advancing within the same control buffer.
+        c = unsafe { libc::CMSG_NXTHDR(&m, c) };
+    }
+    Ok(out)
+}
+
+/// `accept4(fd, NULL, NULL, SOCK_CLOEXEC)`.
+///
+/// Man page: `accept(2)`.
+pub fn accept(fd: RawFd) -> SysResult<OwnedFd> {
+    // SAFETY: no address is asked for; plain syscall.
+    let r = unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+    let r = check(r.into(), "accept4", || format!("fd {fd}"))?;
+    // SAFETY: accept4 returned a fresh descriptor.
+    Ok(unsafe { own(r) })
+}
+
+/// `sendmsg(fd, buf, flags)` to the raw address `to` (none when empty) with the descriptors
+/// `fds` as one `SCM_RIGHTS` control message (none when empty) and the credentials `creds`
+/// (pid, uid, gid) as an `SCM_CREDENTIALS` one; returns the byte count.
+///
+/// Man page: `sendmsg(2)`, `unix(7)` (`SCM_RIGHTS`, `SCM_CREDENTIALS`).
+pub fn send_msg(
+    fd: RawFd,
+    buf: &[u8],
+    flags: i32,
+    to: &[u8],
+    fds: &[RawFd],
+    creds: Option<(i32, u32, u32)>,
+) -> SysResult<usize> {
+    // SAFETY: sockaddr_storage is plain old data; zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let n = to.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: both buffers are valid for `n` bytes and do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(to.as_ptr(), (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(), n) };
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    let data_len = std::mem::size_of_val(fds) as u32;
+    let cred_len = std::mem::size_of::<libc::ucred>() as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let (rights, cred) = unsafe { (libc::CMSG_SPACE(data_len) as usize, libc::CMSG_SPACE(cred_len) as usize) };
+    let space = if fds.is_empty() { 0 } else { rights } + if creds.is_some() { cred } else { 0 };
+    let mut ctrl = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain old data; zero is valid.
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    if n > 0 {
+        m.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
+        m.msg_namelen = n as libc::socklen_t;
+    }
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    if space > 0 {
+        m.msg_control = ctrl.as_mut_ptr().cast();
+        m.msg_controllen = space;
+        // SAFETY: the control buffer has room for the rights message (when there are
+        // descriptors) followed by the credentials message (when given), as sized above.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&m);
+            if !fds.is_empty() {
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+                std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), data_len as usize);
+                c = libc::CMSG_NXTHDR(&m, c);
+            }
+            if let Some((pid, uid, gid)) = creds {
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_CREDENTIALS;
+                (*c).cmsg_len = libc::CMSG_LEN(cred_len) as usize;
+                let u = libc::ucred { pid, uid, gid };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::ucred>(), u);
+            }
+        }
+    }
+    // SAFETY: every pointer in `m` refers to a live buffer of the stated length.
+    let r = unsafe { libc::sendmsg(fd, &m, flags | libc::MSG_NOSIGNAL) };
+    Ok(check(r as libc::c_long, "sendmsg", || format!("fd {fd}"))? as usize)
+}

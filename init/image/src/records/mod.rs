@@ -24,6 +24,7 @@ pub mod sockets;
 pub mod sysv;
 pub mod threads;
 pub mod tty;
+pub mod unix;
 
 pub use access::{
     cgroup_path_ok, AccountArea, CgroupLimit, CgroupMembership, FlaggedArea, GhostOwner, VmaAccount, VmaFlags,
@@ -46,6 +47,7 @@ pub use sysv::{
 };
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
+pub use unix::{UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -101,6 +103,15 @@ pub const GHOST_OWNER: RecordKind = RecordKind(56);
 /// [`CgroupMembership`], owner = pid (at most one per process, only when its cgroup v2 is not
 /// the dumper's).
 pub const CGROUP: RecordKind = RecordKind(57);
+/// [`UnixQueue`], owner 0, tag = description id (at most one per unix socket, only with
+/// queued messages).
+pub const UNIX_QUEUE: RecordKind = RecordKind(58);
+/// [`UnixPeerGone`], owner 0, tag = description id (at most one per unix socket whose peer
+/// end was closed).
+pub const UNIX_PEER_GONE: RecordKind = RecordKind(59);
+/// [`UnixInFlight`], owner 0, tag = description id of the receiving socket (at most one per
+/// unix socket, only with descriptors in flight).
+pub const UNIX_IN_FLIGHT: RecordKind = RecordKind(60);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -150,6 +161,9 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_ACCOUNT => "vma-account",
         GHOST_OWNER => "ghost-owner",
         CGROUP => "cgroup",
+        UNIX_QUEUE => "unix-queue",
+        UNIX_PEER_GONE => "unix-peer-gone",
+        UNIX_IN_FLIGHT => "unix-in-flight",
         _ => return None,
     })
 }
@@ -312,6 +326,25 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let c: CgroupMembership = de(bytes)?;
             let l: Vec<String> = c.limits.iter().map(|l| format!("{}/{}={}", l.cgroup, l.file, l.value)).collect();
             format!("cgroup {} limits [{}]", c.path, l.join(", "))
+        }
+        UNIX_QUEUE => {
+            let q: UnixQueue = de(bytes)?;
+            let bytes: usize = q.messages.iter().map(|m| m.data.len()).sum();
+            format!("unix messages queued on file #{}: {} message(s), {bytes} bytes", q.desc, q.messages.len())
+        }
+        UNIX_PEER_GONE => {
+            let g: UnixPeerGone = de(bytes)?;
+            format!(
+                "unix socket file #{} whose peer {} was closed{}",
+                g.desc,
+                g.peer,
+                if g.accepted { " (accepted connection)" } else { "" }
+            )
+        }
+        UNIX_IN_FLIGHT => {
+            let f: UnixInFlight = de(bytes)?;
+            let l: Vec<String> = f.messages.iter().map(|(i, ids)| format!("{i}:{ids:?}")).collect();
+            format!("descriptors in flight on file #{}: {}", f.desc, l.join(" "))
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
