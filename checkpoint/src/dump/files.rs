@@ -31,6 +31,9 @@ pub struct FilePlan {
     pub socket_extras: Vec<records::SocketExtra>,
     /// Datagrams queued on UDP sockets.
     pub datagrams: Vec<records::DatagramQueue>,
+    /// Close states of TCP connections past ESTABLISHED (filled in by
+    /// [`super::sockets::repair_pending`]).
+    pub tcp_closes: Vec<records::TcpCloseState>,
     /// Pty pairs by pts index, while classifying.
     pub ptys_seen: BTreeMap<u32, super::tty::PendingPty>,
     /// Pty pairs.
@@ -367,6 +370,9 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for q in &plan.datagrams {
         w.put_record(records::DATAGRAMS, 0, u64::from(q.desc), q)?;
+    }
+    for t in &plan.tcp_closes {
+        w.put_record(records::TCP_CLOSE, 0, u64::from(t.desc), t)?;
     }
     for (_, _, p) in &plan.pidfds {
         w.put_record(records::PIDFD, 0, u64::from(p.desc), p)?;

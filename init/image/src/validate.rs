@@ -95,6 +95,8 @@ pub struct Decoded {
     pub socket_extras: Vec<(u64, records::SocketExtra)>,
     /// Queued datagrams by entry tag.
     pub datagrams: Vec<(u64, records::DatagramQueue)>,
+    /// Close states of TCP connections past ESTABLISHED by entry tag.
+    pub tcp_closes: Vec<(u64, records::TcpCloseState)>,
     /// Held listeners (at most one in a valid image).
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
@@ -178,6 +180,9 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::DATAGRAMS) {
             d.datagrams.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::TCP_CLOSE) {
+            d.tcp_closes.push((tag, r.record(i)?));
         }
         for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
             d.held_listeners.push(r.record(i)?);
@@ -281,6 +286,9 @@ impl Decoded {
         }
         for (tag, q) in &self.datagrams {
             w.put_record(records::DATAGRAMS, 0, *tag, q)?;
+        }
+        for (tag, t) in &self.tcp_closes {
+            w.put_record(records::TCP_CLOSE, 0, *tag, t)?;
         }
         for h in &self.held_listeners {
             w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
@@ -421,6 +429,7 @@ impl Decoded {
             net_locks: Vec::new(),
             socket_extras: Vec::new(),
             datagrams: Vec::new(),
+            tcp_closes: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
             ptys: Vec::new(),
@@ -1351,6 +1360,16 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
         }
         if let Some(why) = q.problem(s) {
             return Err(Invalid::Socket { what: "datagrams", desc: *tag, why });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, t) in &d.tcp_closes {
+        let s = socket(descs, "tcp close", *tag, t.desc)?;
+        if !seen.insert(t.desc) {
+            return Err(Invalid::Duplicate { what: "tcp close", id: t.desc.into() });
+        }
+        if let Some(why) = t.problem(s) {
+            return Err(Invalid::Socket { what: "tcp close", desc: *tag, why });
         }
     }
     Ok(())

@@ -229,6 +229,11 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample(
+        "tcp-close",
+        records::TCP_CLOSE,
+        records::TcpCloseState { desc: 7, state: records::tcp_states::LAST_ACK, fin_sent: true },
+    ));
+    s.push(sample(
         "datagrams",
         records::DATAGRAMS,
         records::DatagramQueue {

@@ -85,6 +85,8 @@ pub struct Plan {
     pub socket_extras: BTreeMap<u32, records::SocketExtra>,
     /// Datagrams queued on UDP sockets, by description id.
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
+    /// Close states of TCP connections past ESTABLISHED, by description id.
+    pub tcp_closes: BTreeMap<u32, records::TcpCloseState>,
     /// Pty pairs by pts index.
     pub ptys: BTreeMap<u32, records::PtyRecord>,
     /// inotify instances by description id.
@@ -251,6 +253,9 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, q) in d.datagrams {
         plan.datagrams.insert(q.desc, q.datagrams);
+    }
+    for (_, t) in d.tcp_closes {
+        plan.tcp_closes.insert(t.desc, t);
     }
     for (_, p) in d.pidfds {
         plan.pidfds.insert(p.desc, p);

@@ -22,6 +22,7 @@ pub mod sched;
 pub mod seccomp;
 pub mod sockets;
 pub mod sysv;
+pub mod tcp_states;
 pub mod threads;
 pub mod tty;
 
@@ -44,6 +45,7 @@ pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra
 pub use sysv::{
     DeletedFile, FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord,
 };
+pub use tcp_states::TcpCloseState;
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
 
@@ -101,6 +103,9 @@ pub const GHOST_OWNER: RecordKind = RecordKind(56);
 /// [`CgroupMembership`], owner = pid (at most one per process, only when its cgroup v2 is not
 /// the dumper's).
 pub const CGROUP: RecordKind = RecordKind(57);
+/// [`TcpCloseState`], owner 0, tag = description id (at most one per TCP connection, only
+/// past ESTABLISHED).
+pub const TCP_CLOSE: RecordKind = RecordKind(68);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -150,6 +155,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_ACCOUNT => "vma-account",
         GHOST_OWNER => "ghost-owner",
         CGROUP => "cgroup",
+        TCP_CLOSE => "tcp-close",
         _ => return None,
     })
 }
@@ -312,6 +318,15 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let c: CgroupMembership = de(bytes)?;
             let l: Vec<String> = c.limits.iter().map(|l| format!("{}/{}={}", l.cgroup, l.file, l.value)).collect();
             format!("cgroup {} limits [{}]", c.path, l.join(", "))
+        }
+        TCP_CLOSE => {
+            let t: TcpCloseState = de(bytes)?;
+            format!(
+                "TCP connection of file #{} in {} (FIN {})",
+                t.desc,
+                t.state_name(),
+                if t.fin_sent { "sent" } else { "not sent" }
+            )
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
