@@ -137,6 +137,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "tcp_states",
+        link: Link::Dynamic,
+        summary: "loopback TCP connections in FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK and CLOSING with bytes queued",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "sysctl_ping",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket allowed by net.ipv4.ping_group_range set at run time; pings after restore",

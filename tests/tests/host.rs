@@ -64,6 +64,7 @@ workload_tests! {
     fanout => "fanout" ["16"];
     sysctl_ping => "sysctl_ping" [];
     tcp_loopback => "tcp_loopback" [];
+    tcp_states => "tcp_states" [];
     sockopts => "sockopts" [];
     udp_queue => "udp_queue" [];
     // Carried by the settings record (restored exactly, no longer refused).

@@ -107,8 +107,28 @@ pub fn in_repair(id: u32, fd: RawFd, s: &SocketRecord, c: &TcpConn, t: &TcpClose
         _ => {}
     }
     // The injected segments moved the window's bookkeeping; put back the saved one (now
-    // that `rcv_nxt` counts the peer's FIN again).
-    net::set_tcp_repair_window(fd, c.window).map_err(|e| sys(id, "TCP_REPAIR_WINDOW (after the FIN)", e))?;
+    // that `rcv_nxt` counts the peer's FIN again). A CLOSING socket whose FIN had not gone
+    // out takes the peer's FIN only after repair mode (the kernel's acknowledgement of it
+    // then sets the receive window as for any FIN).
+    if t.state == CLOSING && !t.fin_sent {
+        return check_state(id, fd, t, true);
+    }
+    if let Err(e) = net::set_tcp_repair_window(fd, c.window) {
+        let _ = net::tcp_repair_queue(fd, net::TCP_RECV_QUEUE);
+        let rcv_nxt = net::tcp_queue_seq(fd).unwrap_or(0);
+        let _ = net::tcp_repair_queue(fd, 0);
+        let now = net::tcp_repair_window(fd).unwrap_or_default();
+        return Err(sys(
+            id,
+            &format!(
+                "TCP_REPAIR_WINDOW {:?} after the {} steps (rcv_nxt {rcv_nxt}, saved {}, window now {now:?})",
+                c.window,
+                t.state_name(),
+                c.rcv_seq
+            ),
+            e,
+        ));
+    }
     check_state(id, fd, t, true)
 }
 
