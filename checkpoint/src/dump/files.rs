@@ -337,7 +337,10 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
         .chain(plan.datagrams.iter().map(|q| (q.desc, records::DATAGRAMS, "its queued datagrams")))
         .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")))
         .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")))
-        .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")));
+        .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")))
+        .chain(
+            super::tcp_states::closing_descs(plan).into_iter().map(|d| (d, records::TCP_CLOSE, "its TCP close state")),
+        );
     for (desc, kind, what) in needs {
         if kinds.contains(&kind.0) {
             continue;

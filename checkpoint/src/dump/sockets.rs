@@ -104,6 +104,20 @@ pub struct PendingTcp {
     fd: i32,
     ino: u64,
     sock: OwnedFd,
+    /// The TCP state the pre-check saw.
+    state: u8,
+}
+
+impl PendingTcp {
+    /// The socket's inode.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// The TCP state the pre-check saw (ESTABLISHED or a close state).
+    pub fn state(&self) -> u8 {
+        self.state
+    }
 }
 
 /// Largest queue saved for one socket (the whole socket must fit one image record).
@@ -595,7 +609,7 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                             "{inq} bytes in the receive queue exceed the {MAX_QUEUE}-byte limit"
                         )));
                     }
-                    ctx.pending.push(PendingTcp { pid, fd, ino, sock: s });
+                    ctx.pending.push(PendingTcp { pid, fd, ino, sock: s, state });
                 }
                 other => return Err(refuse(super::tcp_states::refusal(other, tcp_state_name(other)))),
             }

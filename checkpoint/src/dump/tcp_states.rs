@@ -16,6 +16,18 @@
 use seamless_image::records::tcp_states::{CLOSE_WAIT, CLOSING, FIN_WAIT1, FIN_WAIT2, LAST_ACK};
 use seamless_image::records::TcpCloseState;
 
+/// The descriptions of the plan's connections the pre-check saw in a close state (they need
+/// record kind [`seamless_image::records::TCP_CLOSE`]).
+pub fn closing_descs(plan: &super::files::FilePlan) -> Vec<u32> {
+    let inos: std::collections::BTreeSet<u64> =
+        plan.tcp_pending.iter().filter(|p| saved(p.state())).map(|p| p.ino()).collect();
+    plan.descs
+        .iter()
+        .filter(|d| matches!(&d.kind, seamless_image::records::FileKind::Socket(s) if inos.contains(&s.ino)))
+        .map(|d| d.id)
+        .collect()
+}
+
 /// Whether a connection in `state` is saved (besides ESTABLISHED, state 1).
 pub fn saved(state: u8) -> bool {
     matches!(state, FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT | LAST_ACK | CLOSING)
