@@ -1801,6 +1801,56 @@ mod tests {
     }
 
     #[test]
+    fn tcp_close_states_are_read_back_and_checked() {
+        use crate::records::tcp_states::{CLOSE_WAIT, FIN_WAIT2, LAST_ACK};
+        use crate::records::{Addr, SockState, SocketRecord, TcpCloseState, TcpConn};
+        let conn = |send: usize, unsent: u32| SocketRecord {
+            ino: 9,
+            family: 2,
+            ty: 1,
+            protocol: 6,
+            local: Addr::V4 { ip: [127, 0, 0, 1], port: 5000 },
+            peer: Addr::V4 { ip: [127, 0, 0, 1], port: 6000 },
+            state: SockState::Tcp(TcpConn { send_queue: vec![7; send], unsent, ..TcpConn::default() }),
+            opts: Vec::new(),
+            path_mode: 0,
+        };
+        let close = TcpCloseState { desc: 3, state: LAST_ACK, fin_sent: true };
+        let with = |d: &mut Decoded, s: SocketRecord, t: TcpCloseState| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(s) }));
+            d.tcp_closes.push((3, t));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d, conn(10, 0), close.clone());
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().tcp_closes, vec![(3, close.clone())]);
+        let bad = |s: SocketRecord, t: TcpCloseState| check(|d| with(d, s, t));
+        let e = bad(conn(0, 0), TcpCloseState { state: 1, ..close.clone() });
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "ESTABLISHED is no close state: {e:?}");
+        let e = bad(conn(0, 0), TcpCloseState { state: CLOSE_WAIT, ..close.clone() });
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "a FIN sent in CLOSE_WAIT: {e:?}");
+        let e = bad(conn(5, 0), TcpCloseState { state: FIN_WAIT2, ..close.clone() });
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "FIN_WAIT2 with bytes unacknowledged: {e:?}");
+        let e = bad(conn(5, 2), close.clone());
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "a FIN sent before unsent bytes: {e:?}");
+        let e = bad(conn(0, 0), TcpCloseState { desc: 4, ..close.clone() });
+        assert!(matches!(e, Invalid::Mislabelled { .. }), "{e:?}");
+        let e = check(|d| {
+            with(d, conn(0, 0), close.clone());
+            d.tcp_closes.push((3, close.clone()));
+        });
+        assert_eq!(e, Invalid::Duplicate { what: "tcp close", id: 3 });
+        let mut unconnected = conn(0, 0);
+        unconnected.state = SockState::Unconnected;
+        let e = bad(unconnected, close.clone());
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "{e:?}");
+    }
+
+    #[test]
     fn socket_extras_and_datagrams_are_read_back_and_checked() {
         use crate::records::{Addr, Datagram, DatagramQueue, SockState, SocketExtra, SocketRecord};
         let udp = SocketRecord {
