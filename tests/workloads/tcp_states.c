@@ -10,10 +10,13 @@
  *   closing the client filled the server's window and shut down, then the server shut down:
  *          client CLOSING (the server's FIN received, its own behind unsent bytes), server
  *          FIN_WAIT2 with a full receive queue.
+ *   ended  both sides shut down and every FIN acknowledged: the client went through TIME_WAIT,
+ *          the server through LAST_ACK; both sockets are in CLOSE with nothing left to read.
  * At SIGTERM every socket must be in its state still (TCP_INFO), SO_ERROR 0; then each reader
  * reads exactly the bytes written (pattern checked) followed by EOF, a CLOSE_WAIT server can
  * still write (1000 bytes the client reads), writing on a shut-down side fails with EPIPE (not
- * ECONNRESET), and the connections close to their final states without a reset. */
+ * ECONNRESET), and the connections close to their final states without a reset; the ended
+ * sockets stay in CLOSE and read EOF, write EPIPE, poll POLLRDHUP. */
 #include "wl.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -183,7 +186,7 @@ static void make_conn(struct conn *c, const char *name, int family)
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
-    struct conn half4, half6, fw1, lastack, closing;
+    struct conn half4, half6, fw1, lastack, closing, ended;
     struct conn *halves[2] = { &half4, &half6 };
 
     make_conn(&half4, "half ipv4", AF_INET);
@@ -218,6 +221,14 @@ int main(int argc, char **argv)
     await_state(closing.client, TCP_CLOSING, "closing client");
     await_state(closing.server, TCP_FIN_WAIT2, "closing server");
 
+    make_conn(&ended, "ended", AF_INET);
+    WL_CHECK(shutdown(ended.client, SHUT_WR) == 0, "ended: client shutdown");
+    await_state(ended.server, TCP_CLOSE_WAIT, "ended server");
+    expect_pat(ended.server, 0, 0, 1, "ended server before");
+    WL_CHECK(shutdown(ended.server, SHUT_WR) == 0, "ended: server shutdown");
+    await_state(ended.server, TCP_CLOSE, "ended server");
+    await_state(ended.client, TCP_CLOSE, "ended client");
+
     wl_sleep_ms(100);
     wl_ready();
     wl_wait_term();
@@ -233,6 +244,16 @@ int main(int argc, char **argv)
     expect_state(lastack.client, TCP_FIN_WAIT2, "lastack client");
     expect_state(closing.client, TCP_CLOSING, "closing client");
     expect_state(closing.server, TCP_FIN_WAIT2, "closing server");
+    int ends[2] = { ended.client, ended.server };
+    for (int i = 0; i < 2; i++) {
+        const char *who = i ? "ended server" : "ended client";
+        expect_state(ends[i], TCP_CLOSE, who);
+        struct pollfd p = { ends[i], POLLIN | POLLRDHUP, 0 };
+        WL_CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP), "%s: poll gave %#x, expected POLLRDHUP", who,
+                 p.revents);
+        expect_pat(ends[i], 0, 0, 1, who);
+        expect_epipe(ends[i], who);
+    }
 
     /* The bytes, then EOF; the shut-down sides refuse writes with EPIPE. */
     for (int i = 0; i < 2; i++) {

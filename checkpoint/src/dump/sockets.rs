@@ -181,6 +181,8 @@ pub struct Ctx {
     pub extras: BTreeMap<u64, SocketExtra>,
     /// Datagrams queued on UDP sockets, by inode.
     pub datagrams: BTreeMap<u64, Vec<Datagram>>,
+    /// TCP sockets whose connection ended, by inode ([`super::tcp_states::ended`]).
+    pub ended: std::collections::BTreeSet<u64>,
     /// `seamless check`'s pre-flight: queued datagrams are not read (see
     /// [`super::DumpOptions::pre_flight`]).
     pub pre_flight: bool,
@@ -593,7 +595,11 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                     }
                     rec.state = SockState::Listen { backlog: backlog as i32 };
                 }
-                TCP_CLOSE => {}
+                TCP_CLOSE => {
+                    if super::tcp_states::ended(raw).map_err(|e| sys("poll", e))?.map_err(refuse)? {
+                        ctx.ended.insert(ino);
+                    }
+                }
                 state if state == TCP_ESTABLISHED || super::tcp_states::saved(state) => {
                     // The queue limits are checked here, without repair mode; the connection
                     // itself is read later (repair mode is a change to the live socket).

@@ -28,6 +28,31 @@ pub fn closing_descs(plan: &super::files::FilePlan) -> Vec<u32> {
         .collect()
 }
 
+/// Whether the TCP socket `fd` in CLOSE is one whose connection ended (both directions shut
+/// down: `poll` shows `POLLRDHUP`, which a socket never connected does not), read without
+/// changing it. `Err` (inner) refuses: an error not reported to the process yet (a reset,
+/// a refused connect: reading it would clear it) or bytes left to read (a socket in CLOSE
+/// cannot be given a receive queue again).
+pub fn ended(fd: std::os::fd::RawFd) -> Result<Result<bool, String>, seamless_sys::SysError> {
+    let ev = seamless_sys::tty::poll_now(fd, libc::POLLIN | libc::POLLRDHUP)?;
+    if ev & libc::POLLERR != 0 {
+        return Ok(Err(
+            "TCP connection that was reset or refused, its error not yet reported to the process: not checkpointed"
+                .into(),
+        ));
+    }
+    if ev & libc::POLLRDHUP == 0 {
+        return Ok(Ok(false));
+    }
+    let inq = seamless_sys::sockets::ioctl_int(fd, seamless_sys::sockets::SIOCINQ)?;
+    if inq > 0 {
+        return Ok(Err(format!(
+            "TCP connection that has ended with {inq} bytes not read yet: a socket in CLOSE cannot be given its receive queue again"
+        )));
+    }
+    Ok(Ok(true))
+}
+
 /// Whether a connection in `state` is saved (besides ESTABLISHED, state 1).
 pub fn saved(state: u8) -> bool {
     matches!(state, FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT | LAST_ACK | CLOSING)

@@ -97,6 +97,8 @@ pub struct Decoded {
     pub datagrams: Vec<(u64, records::DatagramQueue)>,
     /// Close states of TCP connections past ESTABLISHED by entry tag.
     pub tcp_closes: Vec<(u64, records::TcpCloseState)>,
+    /// TCP sockets whose connection ended, by entry tag.
+    pub tcp_ended: Vec<(u64, records::TcpEnded)>,
     /// Held listeners (at most one in a valid image).
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
@@ -183,6 +185,9 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::TCP_CLOSE) {
             d.tcp_closes.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::TCP_ENDED) {
+            d.tcp_ended.push((tag, r.record(i)?));
         }
         for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
             d.held_listeners.push(r.record(i)?);
@@ -289,6 +294,9 @@ impl Decoded {
         }
         for (tag, t) in &self.tcp_closes {
             w.put_record(records::TCP_CLOSE, 0, *tag, t)?;
+        }
+        for (tag, t) in &self.tcp_ended {
+            w.put_record(records::TCP_ENDED, 0, *tag, t)?;
         }
         for h in &self.held_listeners {
             w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
@@ -430,6 +438,7 @@ impl Decoded {
             socket_extras: Vec::new(),
             datagrams: Vec::new(),
             tcp_closes: Vec::new(),
+            tcp_ended: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
             ptys: Vec::new(),
@@ -1372,6 +1381,16 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
             return Err(Invalid::Socket { what: "tcp close", desc: *tag, why });
         }
     }
+    let mut seen = BTreeSet::new();
+    for (tag, t) in &d.tcp_ended {
+        let s = socket(descs, "tcp ended", *tag, t.desc)?;
+        if !seen.insert(t.desc) {
+            return Err(Invalid::Duplicate { what: "tcp ended", id: t.desc.into() });
+        }
+        if let Some(why) = t.problem(s) {
+            return Err(Invalid::Socket { what: "tcp ended", desc: *tag, why });
+        }
+    }
     Ok(())
 }
 
@@ -1846,8 +1865,19 @@ mod tests {
         assert_eq!(e, Invalid::Duplicate { what: "tcp close", id: 3 });
         let mut unconnected = conn(0, 0);
         unconnected.state = SockState::Unconnected;
-        let e = bad(unconnected, close.clone());
+        let e = bad(unconnected.clone(), close.clone());
         assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "{e:?}");
+        // An ended connection: an unconnected TCP socket.
+        let ended = crate::records::TcpEnded { desc: 3 };
+        let mut d = Decoded::sample(PID);
+        d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(unconnected.clone()) }));
+        d.tcp_ended.push((3, ended.clone()));
+        validate(&d).unwrap();
+        let e = check(|d| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(conn(0, 0)) }));
+            d.tcp_ended.push((3, ended.clone()));
+        });
+        assert!(matches!(e, Invalid::Socket { what: "tcp ended", .. }), "a connection is not ended: {e:?}");
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Plan {
     pub datagrams: BTreeMap<u32, Vec<records::Datagram>>,
     /// Close states of TCP connections past ESTABLISHED, by description id.
     pub tcp_closes: BTreeMap<u32, records::TcpCloseState>,
+    /// TCP sockets whose connection ended, by description id.
+    pub tcp_ended: BTreeMap<u32, records::TcpEnded>,
     /// Pty pairs by pts index.
     pub ptys: BTreeMap<u32, records::PtyRecord>,
     /// inotify instances by description id.
@@ -256,6 +258,9 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, t) in d.tcp_closes {
         plan.tcp_closes.insert(t.desc, t);
+    }
+    for (_, t) in d.tcp_ended {
+        plan.tcp_ended.insert(t.desc, t);
     }
     for (_, p) in d.pidfds {
         plan.pidfds.insert(p.desc, p);

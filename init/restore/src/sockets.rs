@@ -54,6 +54,8 @@ pub struct Ctx {
     /// Close states of TCP connections past ESTABLISHED, by description id
     /// ([`crate::tcp_states`]).
     closes: BTreeMap<u32, TcpCloseState>,
+    /// TCP sockets whose connection ended, by description id ([`crate::tcp_states::end`]).
+    ended: std::collections::BTreeSet<u32>,
 }
 
 impl Ctx {
@@ -87,6 +89,12 @@ impl Ctx {
     /// The close states of the image's TCP connections past ESTABLISHED.
     pub fn with_closes(mut self, closes: BTreeMap<u32, TcpCloseState>) -> Self {
         self.closes = closes;
+        self
+    }
+
+    /// The image's TCP sockets whose connection ended.
+    pub fn with_ended(mut self, ended: std::collections::BTreeSet<u32>) -> Self {
+        self.ended = ended;
         self
     }
 }
@@ -178,6 +186,14 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
         return Ok(fd);
     }
     let sock = || net::socket(s.family, s.ty, s.protocol).map_err(|e| fail(id, "socket", e));
+    if ctx.ended.contains(&id) {
+        // Not bound: the kernel gave its port back when the connection ended.
+        let fd = sock()?;
+        set_opts(id, fd.as_raw_fd(), s, false)?;
+        apply_extra(id, fd.as_raw_fd(), s, ctx.extras.get(&id))?;
+        crate::tcp_states::end(id, fd.as_raw_fd())?;
+        return Ok(fd);
+    }
     match &s.state {
         SockState::Tcp(c) => {
             let fd = match tcp_established(id, s, c, ctx.closes.get(&id)) {

@@ -145,6 +145,25 @@ pub fn after_repair(id: u32, fd: RawFd, s: &SocketRecord, c: &TcpConn, t: &TcpCl
     check_state(id, fd, t, false)
 }
 
+/// Makes the fresh TCP socket `fd` one whose connection has ended (record `TcpEnded`): both
+/// directions shut down, so reads give EOF and writes `EPIPE`. `shutdown` on a socket that
+/// never connected sets the bits and still answers `ENOTCONN`.
+pub fn end(id: u32, fd: RawFd) -> Result<(), RestoreError> {
+    match net::shutdown(fd, libc::SHUT_RDWR) {
+        Err(e) if e.errno() != Some(libc::ENOTCONN) => return Err(sys(id, "shutdown(SHUT_RDWR)", e)),
+        _ => {}
+    }
+    let ev = seamless_sys::tty::poll_now(fd, libc::POLLIN | libc::POLLRDHUP).map_err(|e| sys(id, "poll", e))?;
+    if ev & libc::POLLRDHUP == 0 {
+        return Err(fail(
+            id,
+            format!("ending the TCP socket: poll shows {ev:#x}, not POLLRDHUP"),
+            std::io::ErrorKind::InvalidData.into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Our FIN, counted as sent without going out: `shutdown` in repair mode with the send queue
 /// selected.
 fn shutdown_sent(id: u32, fd: RawFd) -> Result<(), RestoreError> {

@@ -45,7 +45,7 @@ pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra
 pub use sysv::{
     DeletedFile, FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord,
 };
-pub use tcp_states::TcpCloseState;
+pub use tcp_states::{TcpCloseState, TcpEnded};
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
 
@@ -106,6 +106,9 @@ pub const CGROUP: RecordKind = RecordKind(57);
 /// [`TcpCloseState`], owner 0, tag = description id (at most one per TCP connection, only
 /// past ESTABLISHED).
 pub const TCP_CLOSE: RecordKind = RecordKind(68);
+/// [`TcpEnded`], owner 0, tag = description id (at most one per TCP socket whose connection
+/// ended).
+pub const TCP_ENDED: RecordKind = RecordKind(69);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -156,6 +159,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         GHOST_OWNER => "ghost-owner",
         CGROUP => "cgroup",
         TCP_CLOSE => "tcp-close",
+        TCP_ENDED => "tcp-ended",
         _ => return None,
     })
 }
@@ -327,6 +331,10 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
                 t.state_name(),
                 if t.fin_sent { "sent" } else { "not sent" }
             )
+        }
+        TCP_ENDED => {
+            let t: TcpEnded = de(bytes)?;
+            format!("TCP socket of file #{} whose connection ended", t.desc)
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;

@@ -80,3 +80,26 @@ impl TcpCloseState {
         None
     }
 }
+
+/// A TCP socket whose connection has ended while the process still holds it (both FINs
+/// exchanged, then TIME_WAIT or the last acknowledgement; a reset whose error was already
+/// reported) and nothing left to read: the kernel shows it in CLOSE with both directions
+/// shut, reads give EOF, writes `EPIPE`, `poll` reports `POLLHUP | POLLIN | POLLRDHUP`. Stored
+/// under [`super::TCP_ENDED`], owner 0, tag = description id, at most one per TCP socket
+/// description whose state is [`SockState::Unconnected`]. Not `IGNORABLE`: a restorer that
+/// skips it brings back a fresh unconnected socket (reads fail with `ENOTCONN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpEnded {
+    /// Description id of the socket.
+    pub desc: u32,
+}
+
+impl TcpEnded {
+    /// What is wrong with this record for socket `s`, if anything.
+    pub fn problem(&self, s: &SocketRecord) -> Option<String> {
+        if !matches!(s.state, SockState::Unconnected) || s.ty != 1 || !matches!(s.family, 2 | 10) {
+            return Some("not an unconnected TCP socket".into());
+        }
+        None
+    }
+}
