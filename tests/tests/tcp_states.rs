@@ -204,3 +204,28 @@ fn close_states_survive_dump_pause_restore() -> Result<()> {
 fn close_states_survive_leave_running_dump() -> Result<()> {
     close_states_through_dump("tcpstl", true)
 }
+
+/// The loopback workload `tcp_states` (both ends in the tree) through a dump, 20 s without the
+/// processes (window probes and retransmission timers back off meanwhile on nothing) and a
+/// restore: every state, byte and EOF as in the plain round trip, within the verdict timeout.
+#[test]
+fn loopback_close_states_survive_a_long_pause() -> Result<()> {
+    let ns = Netns::new("tcpstp")?;
+    let h = harness()?.in_netns(ns.name());
+    let mut run = h.start("tcp_states", &[])?;
+    run.wait_ready(Duration::from_secs(60))?;
+    let pids = run.snapshot_tree();
+    let images = h.images_for(&run);
+    let dump = h.dump(&run, &images, false)?;
+    ensure!(dump.status.success(), "dump of tcp_states failed: {}", dump.failure());
+    run.expect_gone(&pids, Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_secs(20));
+    let r = h.restore(&run, &images, &[])?;
+    ensure!(r.status.success(), "restore of tcp_states failed: {}", r.failure());
+    let t0 = Instant::now();
+    run.terminate()?;
+    run.wait_verdict(Duration::from_secs(60))?;
+    eprintln!("tcp_states after a 20 s pause: verdict {:.1} s after SIGTERM", t0.elapsed().as_secs_f64());
+    let _ = std::fs::remove_dir_all(&images);
+    Ok(())
+}
