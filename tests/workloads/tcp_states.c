@@ -61,10 +61,10 @@ static void expect_state(int fd, int want, const char *who)
         wl_fail("%s: SO_ERROR %d (%s)", who, err, strerror(err));
 }
 
-/* Waits (up to 3 s) until fd reaches state want. */
+/* Waits (up to 10 s) until fd reaches state want. */
 static void await_state(int fd, int want, const char *who)
 {
-    for (int i = 0; i < 300 && tcp_state(fd) != want; i++)
+    for (int i = 0; i < 1000 && tcp_state(fd) != want; i++)
         wl_sleep_ms(10);
     expect_state(fd, want, who);
 }
@@ -120,8 +120,15 @@ static void expect_pat(int fd, size_t n, uint8_t seed, int eof, const char *who)
     size_t done = 0;
     while (done < n) {
         size_t want = n - done < sizeof buf ? n - done : sizeof buf;
-        ssize_t r = recv(fd, buf, want, 0);
-        if (r < 0 && errno == EINTR)
+        /* Never blocks for good: a stream that stalls is reported with where it stands. */
+        struct pollfd p = { fd, POLLIN, 0 };
+        int ready = poll(&p, 1, 10000);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        WL_CHECK(ready == 1, "%s: nothing to read within 10 s after %zu of %zu bytes (TCP state %s)", who, done, n,
+                 state_name(tcp_state(fd)));
+        ssize_t r = recv(fd, buf, want, MSG_DONTWAIT);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         WL_CHECK(r > 0, "%s: recv after %zu of %zu bytes (%s)", who, done, n, r == 0 ? "EOF too early" : "error");
         for (ssize_t i = 0; i < r; i++)
@@ -132,7 +139,7 @@ static void expect_pat(int fd, size_t n, uint8_t seed, int eof, const char *who)
     }
     if (eof) {
         struct pollfd p = { fd, POLLIN, 0 };
-        WL_CHECK(poll(&p, 1, 5000) == 1, "%s: no EOF within 5 s after %zu bytes", who, n);
+        WL_CHECK(poll(&p, 1, 10000) == 1, "%s: no EOF within 10 s after %zu bytes", who, n);
         ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
         WL_CHECK(r == 0, "%s: expected EOF after %zu bytes, recv gave %zd", who, n, r);
     }
