@@ -137,6 +137,18 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "tcp_states",
+        link: Link::Dynamic,
+        summary: "loopback TCP connections in FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK and CLOSING with bytes queued",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "tcp_closer",
+        link: Link::Dynamic,
+        summary: "a service holding connections to outside peers in CLOSE_WAIT, FIN_WAIT2, FIN_WAIT1, LAST_ACK and CLOSING (tests/tests/tcp_states.rs)",
+        crosses_kernels: false,
+    },
+    Workload {
         name: "sysctl_ping",
         link: Link::Dynamic,
         summary: "an ICMP datagram socket allowed by net.ipv4.ping_group_range set at run time; pings after restore",

@@ -64,6 +64,9 @@ workload_tests! {
     fanout => "fanout" ["16"];
     sysctl_ping => "sysctl_ping" [];
     tcp_loopback => "tcp_loopback" [];
+    tcp_states => "tcp_states" [];
+    // Carried by the tcp-close record (kind 68; refused before).
+    tcp_half_closed => "refuse" ["tcp_half_closed"];
     sockopts => "sockopts" [];
     udp_queue => "udp_queue" [];
     // Carried by the unix queue records (no longer refused).
@@ -733,7 +736,7 @@ mod refuse {
         dir_deleted => "deleted directory";
         relinked => "cannot be opened";
         ebpf_filter => "eBPF socket filter";
-        tcp_half_closed => "TCP connection in state FIN_WAIT2";
+        tcp_syn_sent => "state SYN_SENT (a connect in progress)";
         clone_vm => "shares its memory";
         clone_files => "shares its descriptor table";
         compat32 => "32-bit code";

@@ -35,8 +35,11 @@
  *                  datagrams whose first byte is 'A' (no classic form to save)
  *   accept_queue   a TCP listener with a connection not yet accepted
  *   tcp_half_closed a loopback TCP connection whose client end shut its sending side down:
- *                  client in FIN_WAIT2, server end in CLOSE_WAIT (states that are not
- *                  checkpointed); afterwards the server end reads EOF and can still send
+ *                  client in FIN_WAIT2, server end in CLOSE_WAIT (carried now: the host
+ *                  tests run it as a round trip); afterwards the server end reads EOF and can
+ *                  still send
+ *   tcp_syn_sent   a non-blocking connect in progress (SYN_SENT): its SYNs are dropped by a
+ *                  loopback listener whose accept queue (backlog 0) is full; still SYN_SENT afterwards
  *   clone_vm       a child made with clone(CLONE_VM) shares the root's memory
  *   compat32       a thread runs 32-bit code (far jump to the compat code segment, int 0x80
  *                  nanosleep loop)
@@ -80,6 +83,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/mman.h>
@@ -668,6 +672,23 @@ int main(int argc, char **argv)
         close(l);
         WL_CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown client");
         wl_sleep_ms(50); /* the FIN is acknowledged in the kernel */
+    } else if (strcmp(mode, "tcp_syn_sent") == 0) {
+        /* The connecting socket first: the lowest descriptor, found before the listener. */
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof a;
+        WL_CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 0) == 0, "listen");
+        WL_CHECK(getsockname(l, (struct sockaddr *)&a, &len) == 0, "getsockname");
+        fd2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        WL_CHECK(connect(fd2, (struct sockaddr *)&a, sizeof a) == 0, "connect filling the accept queue");
+        wl_sleep_ms(50);
+        WL_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == EINPROGRESS, "non-blocking connect");
+        wl_sleep_ms(50);
+        struct tcp_info ti;
+        socklen_t tl = sizeof ti;
+        WL_CHECK(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && ti.tcpi_state == TCP_SYN_SENT,
+                 "the connect is not in SYN_SENT (state %d)", ti.tcpi_state);
     } else if (strcmp(mode, "clone_vm") == 0) {
         static char stack[256 * 1024] __attribute__((aligned(16)));
         pid_t c = clone(vm_child, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL);
@@ -947,6 +968,12 @@ int main(int argc, char **argv)
             wl_sleep_ms(10);
         if (n != 3 || memcmp(buf, "bye", 3) != 0)
             wl_fail("half-closed connection: the client end read %zd bytes (errno %d), expected \"bye\"", n, errno);
+    } else if (strcmp(mode, "tcp_syn_sent") == 0) {
+        struct tcp_info ti;
+        socklen_t tl = sizeof ti;
+        WL_CHECK(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0, "TCP_INFO");
+        if (ti.tcpi_state != TCP_SYN_SENT)
+            wl_fail("the connect in progress is in TCP state %d, expected SYN_SENT", ti.tcpi_state);
     } else if (strcmp(mode, "ebpf_filter") == 0) {
         /* The filter still filters. */
         struct sockaddr_in a;

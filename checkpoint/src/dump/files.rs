@@ -37,6 +37,11 @@ pub struct FilePlan {
     pub unix_gone: Vec<records::UnixPeerGone>,
     /// Descriptors in flight on unix sockets.
     pub unix_in_flight: Vec<records::UnixInFlight>,
+    /// Close states of TCP connections past ESTABLISHED (filled in by
+    /// [`super::sockets::repair_pending`]).
+    pub tcp_closes: Vec<records::TcpCloseState>,
+    /// TCP sockets whose connection ended.
+    pub tcp_ended: Vec<records::TcpEnded>,
     /// Pty pairs by pts index, while classifying.
     pub ptys_seen: BTreeMap<u32, super::tty::PendingPty>,
     /// Pty pairs.
@@ -234,6 +239,9 @@ pub fn collect(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpErro
             }
             if let Some(datagrams) = socks.datagrams.remove(&s.ino) {
                 plan.datagrams.push(records::DatagramQueue { desc: d.id, datagrams });
+            }
+            if socks.ended.remove(&s.ino) {
+                plan.tcp_ended.push(records::TcpEnded { desc: d.id });
             }
         }
     }
@@ -435,7 +443,11 @@ pub fn readable_by(plan: &FilePlan, kinds: &[u16]) -> Result<(), DumpError> {
         .chain(plan.unix_in_flight.iter().map(|f| (f.desc, records::UNIX_IN_FLIGHT, "its descriptors in flight")))
         .chain(plan.ptys.iter().map(|t| (t.master, records::PTY, "its pty pair")))
         .chain(plan.inotify.iter().map(|n| (n.desc, records::INOTIFY, "its inotify watches")))
-        .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")));
+        .chain(plan.pidfds.iter().map(|(_, _, p)| (p.desc, records::PIDFD, "its pidfd")))
+        .chain(
+            super::tcp_states::closing_descs(plan).into_iter().map(|d| (d, records::TCP_CLOSE, "its TCP close state")),
+        )
+        .chain(plan.tcp_ended.iter().map(|t| (t.desc, records::TCP_ENDED, "its ended TCP connection")));
     for (desc, kind, what) in needs {
         if kinds.contains(&kind.0) {
             continue;
@@ -477,6 +489,12 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
     }
     for f in &plan.unix_in_flight {
         w.put_record(records::UNIX_IN_FLIGHT, 0, u64::from(f.desc), f)?;
+    }
+    for t in &plan.tcp_closes {
+        w.put_record(records::TCP_CLOSE, 0, u64::from(t.desc), t)?;
+    }
+    for t in &plan.tcp_ended {
+        w.put_record(records::TCP_ENDED, 0, u64::from(t.desc), t)?;
     }
     for (_, _, p) in &plan.pidfds {
         w.put_record(records::PIDFD, 0, u64::from(p.desc), p)?;

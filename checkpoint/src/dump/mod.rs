@@ -28,6 +28,7 @@ pub mod sched;
 pub mod seccomp;
 pub mod sockets;
 pub mod sysv;
+pub mod tcp_states;
 pub mod threads;
 pub mod tty;
 pub mod unix;

@@ -107,6 +107,20 @@ pub struct PendingTcp {
     fd: i32,
     ino: u64,
     sock: OwnedFd,
+    /// The TCP state the pre-check saw.
+    state: u8,
+}
+
+impl PendingTcp {
+    /// The socket's inode.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// The TCP state the pre-check saw (ESTABLISHED or a close state).
+    pub fn state(&self) -> u8 {
+        self.state
+    }
 }
 
 /// Largest queue saved for one socket (the whole socket must fit one image record).
@@ -170,6 +184,8 @@ pub struct Ctx {
     pub extras: BTreeMap<u64, SocketExtra>,
     /// Datagrams queued on UDP sockets, by inode.
     pub datagrams: BTreeMap<u64, Vec<Datagram>>,
+    /// TCP sockets whose connection ended, by inode ([`super::tcp_states::ended`]).
+    pub ended: std::collections::BTreeSet<u64>,
     /// `seamless check`'s pre-flight: queued datagrams are not read (see
     /// [`super::DumpOptions::pre_flight`]).
     pub pre_flight: bool,
@@ -577,8 +593,12 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                     }
                     rec.state = SockState::Listen { backlog: backlog as i32 };
                 }
-                TCP_CLOSE => {}
-                TCP_ESTABLISHED => {
+                TCP_CLOSE => {
+                    if super::tcp_states::ended(raw).map_err(|e| sys("poll", e))?.map_err(refuse)? {
+                        ctx.ended.insert(ino);
+                    }
+                }
+                state if state == TCP_ESTABLISHED || super::tcp_states::saved(state) => {
                     // The queue limits are checked here, without repair mode; the connection
                     // itself is read later (repair mode is a change to the live socket).
                     let outq = net::ioctl_int(raw, net::SIOCOUTQ).map_err(|e| sys("SIOCOUTQ", e))?.max(0) as usize;
@@ -593,14 +613,9 @@ pub fn classify(ctx: &mut Ctx, pid: i32, fd: i32, ino: u64) -> Result<FileKind, 
                             "{inq} bytes in the receive queue exceed the {MAX_QUEUE}-byte limit"
                         )));
                     }
-                    ctx.pending.push(PendingTcp { pid, fd, ino, sock: s });
+                    ctx.pending.push(PendingTcp { pid, fd, ino, sock: s, state });
                 }
-                other => {
-                    return Err(refuse(format!(
-                        "TCP connection in state {}: only LISTEN, ESTABLISHED and unconnected sockets are checkpointed",
-                        tcp_state_name(other)
-                    )))
-                }
+                other => return Err(refuse(super::tcp_states::refusal(other, tcp_state_name(other)))),
             }
         }
         (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => {
@@ -663,11 +678,14 @@ pub fn repair_pending(plan: &mut FilePlan) -> Result<(), DumpError> {
         let link = format!("socket:[{ino}]");
         let refuse = |reason: String| DumpError::Unsupported { pid, resource: format!("fd {fd} ({link})"), reason };
         let sys = |what: &str, e: seamless_sys::SysError| DumpError::sys(pid, format!("fd {fd} ({link}): {what}"), e);
-        let conn = repair_dump(p.sock, (pid, fd, ino), &refuse, &sys)?;
+        let (conn, close) = repair_dump(p.sock, (pid, fd, ino), &refuse, &sys)?;
         for d in plan.descs.iter_mut() {
             if let FileKind::Socket(rec) = &mut d.kind {
                 if rec.ino == ino {
                     rec.state = SockState::Tcp(conn.clone());
+                    if let Some(t) = &close {
+                        plan.tcp_closes.push(seamless_image::records::TcpCloseState { desc: d.id, ..t.clone() });
+                    }
                 }
             }
         }
@@ -682,7 +700,7 @@ fn repair_dump(
     (pid, fd, ino): (i32, i32, u64),
     refuse: &dyn Fn(String) -> DumpError,
     sys: &dyn Fn(&str, seamless_sys::SysError) -> DumpError,
-) -> Result<TcpConn, DumpError> {
+) -> Result<(TcpConn, Option<seamless_image::records::TcpCloseState>), DumpError> {
     let raw = s.as_raw_fd();
     let reuse = net::get_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|e| sys("SO_REUSEADDR", e))?;
     crate::supervisor::note(&crate::supervisor::Undo::TcpRepair { pid, fd, ino, reuse });
@@ -693,18 +711,25 @@ fn repair_dump(
     c
 }
 
-/// The reads of [`repair_dump`], on a socket in repair mode.
+/// The reads of [`repair_dump`], on a socket in repair mode; a connection past ESTABLISHED
+/// also gives its close state ([`super::tcp_states`]).
 fn read_repaired(
     raw: RawFd,
     refuse: &dyn Fn(String) -> DumpError,
     sys: &dyn Fn(&str, seamless_sys::SysError) -> DumpError,
-) -> Result<TcpConn, DumpError> {
+) -> Result<(TcpConn, Option<seamless_image::records::TcpCloseState>), DumpError> {
     let tcp = libc::IPPROTO_TCP;
     let mut c = TcpConn::default();
+    // The lock holds the connection: its state no longer changes.
+    let state = net::tcp_info(raw).map_err(|e| sys("TCP_INFO", e))?.state;
+    if state != TCP_ESTABLISHED && !super::tcp_states::saved(state) {
+        return Err(refuse(super::tcp_states::refusal(state, tcp_state_name(state))));
+    }
     net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| sys("TCP_REPAIR_QUEUE send", e))?;
     c.snd_seq = net::tcp_queue_seq(raw).map_err(|e| sys("TCP_QUEUE_SEQ send", e))?;
     let outq = net::ioctl_int(raw, net::SIOCOUTQ).map_err(|e| sys("SIOCOUTQ", e))?.max(0) as usize;
     let unsent = net::ioctl_int(raw, net::SIOCOUTQNSD).map_err(|e| sys("SIOCOUTQNSD", e))?.max(0) as usize;
+    let (outq, unsent, close) = super::tcp_states::fins(state, outq, unsent.min(outq));
     if outq > MAX_QUEUE {
         return Err(refuse(format!("{outq} bytes in the send queue exceed the {MAX_QUEUE}-byte limit")));
     }
@@ -736,7 +761,7 @@ fn read_repaired(
     c.wscale = (info.options & OPT_WSCALE != 0).then_some((info.snd_wscale, info.rcv_wscale));
     c.tsval = net::get_int(raw, tcp, libc::TCP_TIMESTAMP).map_err(|e| sys("TCP_TIMESTAMP", e))? as u32;
     c.window = net::tcp_repair_window(raw).map_err(|e| sys("TCP_REPAIR_WINDOW", e))?;
-    Ok(c)
+    Ok((c, close))
 }
 
 /// Checks what can only be checked once every socket is known: both ends of every unix pair

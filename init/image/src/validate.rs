@@ -101,6 +101,10 @@ pub struct Decoded {
     pub unix_gone: Vec<(u64, records::UnixPeerGone)>,
     /// Descriptors in flight on unix sockets, by entry tag.
     pub unix_in_flight: Vec<(u64, records::UnixInFlight)>,
+    /// Close states of TCP connections past ESTABLISHED by entry tag.
+    pub tcp_closes: Vec<(u64, records::TcpCloseState)>,
+    /// TCP sockets whose connection ended, by entry tag.
+    pub tcp_ended: Vec<(u64, records::TcpEnded)>,
     /// Held listeners (at most one in a valid image).
     pub held_listeners: Vec<records::HeldListeners>,
     /// Areas' `madvise` state by entry owner.
@@ -193,6 +197,12 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::UNIX_IN_FLIGHT) {
             d.unix_in_flight.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::TCP_CLOSE) {
+            d.tcp_closes.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::TCP_ENDED) {
+            d.tcp_ended.push((tag, r.record(i)?));
         }
         for (i, _, _, _) in list(r, records::HELD_LISTENERS) {
             d.held_listeners.push(r.record(i)?);
@@ -305,6 +315,12 @@ impl Decoded {
         }
         for (tag, f) in &self.unix_in_flight {
             w.put_record(records::UNIX_IN_FLIGHT, 0, *tag, f)?;
+        }
+        for (tag, t) in &self.tcp_closes {
+            w.put_record(records::TCP_CLOSE, 0, *tag, t)?;
+        }
+        for (tag, t) in &self.tcp_ended {
+            w.put_record(records::TCP_ENDED, 0, *tag, t)?;
         }
         for h in &self.held_listeners {
             w.put_ignorable_record(records::HELD_LISTENERS, 0, 0, h)?;
@@ -448,6 +464,8 @@ impl Decoded {
             unix_queues: Vec::new(),
             unix_gone: Vec::new(),
             unix_in_flight: Vec::new(),
+            tcp_closes: Vec::new(),
+            tcp_ended: Vec::new(),
             held_listeners: Vec::new(),
             advice: Vec::new(),
             ptys: Vec::new(),
@@ -1433,6 +1451,26 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
             return Err(Invalid::Socket { what: "descriptors in flight", desc: *tag, why });
         }
     }
+    let mut seen = BTreeSet::new();
+    for (tag, t) in &d.tcp_closes {
+        let s = socket(descs, "tcp close", *tag, t.desc)?;
+        if !seen.insert(t.desc) {
+            return Err(Invalid::Duplicate { what: "tcp close", id: t.desc.into() });
+        }
+        if let Some(why) = t.problem(s) {
+            return Err(Invalid::Socket { what: "tcp close", desc: *tag, why });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (tag, t) in &d.tcp_ended {
+        let s = socket(descs, "tcp ended", *tag, t.desc)?;
+        if !seen.insert(t.desc) {
+            return Err(Invalid::Duplicate { what: "tcp ended", id: t.desc.into() });
+        }
+        if let Some(why) = t.problem(s) {
+            return Err(Invalid::Socket { what: "tcp ended", desc: *tag, why });
+        }
+    }
     Ok(())
 }
 
@@ -1952,6 +1990,67 @@ mod tests {
             },
             "closed unix peer",
         );
+    }
+
+    #[test]
+    fn tcp_close_states_are_read_back_and_checked() {
+        use crate::records::tcp_states::{CLOSE_WAIT, FIN_WAIT2, LAST_ACK};
+        use crate::records::{Addr, SockState, SocketRecord, TcpCloseState, TcpConn};
+        let conn = |send: usize, unsent: u32| SocketRecord {
+            ino: 9,
+            family: 2,
+            ty: 1,
+            protocol: 6,
+            local: Addr::V4 { ip: [127, 0, 0, 1], port: 5000 },
+            peer: Addr::V4 { ip: [127, 0, 0, 1], port: 6000 },
+            state: SockState::Tcp(TcpConn { send_queue: vec![7; send], unsent, ..TcpConn::default() }),
+            opts: Vec::new(),
+            path_mode: 0,
+        };
+        let close = TcpCloseState { desc: 3, state: LAST_ACK, fin_sent: true };
+        let with = |d: &mut Decoded, s: SocketRecord, t: TcpCloseState| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(s) }));
+            d.tcp_closes.push((3, t));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d, conn(10, 0), close.clone());
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().tcp_closes, vec![(3, close.clone())]);
+        let bad = |s: SocketRecord, t: TcpCloseState| check(|d| with(d, s, t));
+        let e = bad(conn(0, 0), TcpCloseState { state: 1, ..close.clone() });
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "ESTABLISHED is no close state: {e:?}");
+        let e = bad(conn(0, 0), TcpCloseState { state: CLOSE_WAIT, ..close.clone() });
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "a FIN sent in CLOSE_WAIT: {e:?}");
+        let e = bad(conn(5, 0), TcpCloseState { state: FIN_WAIT2, ..close.clone() });
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "FIN_WAIT2 with bytes unacknowledged: {e:?}");
+        let e = bad(conn(5, 2), close.clone());
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "a FIN sent before unsent bytes: {e:?}");
+        let e = bad(conn(0, 0), TcpCloseState { desc: 4, ..close.clone() });
+        assert!(matches!(e, Invalid::Mislabelled { .. }), "{e:?}");
+        let e = check(|d| {
+            with(d, conn(0, 0), close.clone());
+            d.tcp_closes.push((3, close.clone()));
+        });
+        assert_eq!(e, Invalid::Duplicate { what: "tcp close", id: 3 });
+        let mut unconnected = conn(0, 0);
+        unconnected.state = SockState::Unconnected;
+        let e = bad(unconnected.clone(), close.clone());
+        assert!(matches!(e, Invalid::Socket { what: "tcp close", .. }), "{e:?}");
+        // An ended connection: an unconnected TCP socket.
+        let ended = crate::records::TcpEnded { desc: 3 };
+        let mut d = Decoded::sample(PID);
+        d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(unconnected.clone()) }));
+        d.tcp_ended.push((3, ended.clone()));
+        validate(&d).unwrap();
+        let e = check(|d| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(conn(0, 0)) }));
+            d.tcp_ended.push((3, ended.clone()));
+        });
+        assert!(matches!(e, Invalid::Socket { what: "tcp ended", .. }), "a connection is not ended: {e:?}");
     }
 
     #[test]

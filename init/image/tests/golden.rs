@@ -229,6 +229,12 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample(
+        "tcp-close",
+        records::TCP_CLOSE,
+        records::TcpCloseState { desc: 7, state: records::tcp_states::LAST_ACK, fin_sent: true },
+    ));
+    s.push(sample("tcp-ended", records::TCP_ENDED, records::TcpEnded { desc: 7 }));
+    s.push(sample(
         "datagrams",
         records::DATAGRAMS,
         records::DatagramQueue {

@@ -160,7 +160,9 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         plan.descs.values().map(|d| &d.kind),
         plan.socket_extras.clone(),
         plan.datagrams.clone(),
-    );
+    )
+    .with_closes(plan.tcp_closes.clone())
+    .with_ended(plan.tcp_ended.keys().copied().collect());
     out.objects = crate::objects::prepare(plan, reader, fails);
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
     order.sort_by_key(|d| crate::sockets::open_order(&d.kind));

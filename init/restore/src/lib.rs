@@ -66,6 +66,7 @@ pub mod sched;
 pub mod seccomp;
 pub mod sockets;
 pub mod sysv;
+pub mod tcp_states;
 pub mod threads;
 pub mod tracee;
 pub mod tree;

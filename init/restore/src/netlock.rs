@@ -9,7 +9,9 @@
 //! `filter` at priority -300 (the raw priority: before connection tracking, so conntrack never
 //! sees the dropped segments) on the `input` and `output` hooks. Each connection gets one rule
 //! in each chain matching exactly its 4-tuple (family, TCP, source and destination address,
-//! source and destination port) with verdict drop. The preserved listeners get one rule in
+//! source and destination port) with verdict drop, except for segments carrying the
+//! restorer's own mark ([`INJECT_MARK`]: the FIN or ACK it hands a connection it restores in
+//! a close state). The preserved listeners get one rule in
 //! the input chain that drops new connections to them (TCP segments with SYN and without ACK to
 //! their address and port; any address of the port for a listener on the unspecified
 //! address): those clients retransmit their SYN and connect once the restored listener exists,
@@ -61,6 +63,11 @@ const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
 /// Priority of the lock's chains: `NF_IP_PRI_RAW`, ahead of connection tracking (-200).
 pub const PRIORITY: i32 = -300;
 
+/// The packet mark (`SO_MARK`) of the segments the restorer itself sends a connection it
+/// repairs (the peer's FIN or acknowledgement that a close state needs, see
+/// [`crate::tcp_states`]): the lock's connection rules let them pass.
+pub const INJECT_MARK: u32 = 0x5ea1_0f1e;
+
 /// The lock table a dump made by process `pid` uses.
 pub fn table_name(pid: u32) -> String {
     format!("{}{pid}", seamless_image::records::NET_LOCK_PREFIX)
@@ -78,10 +85,12 @@ fn wire(a: &Addr) -> Option<(Vec<u8>, u16)> {
     }
 }
 
-/// The expressions matching segments from `src` to `dst`, then drop.
+/// The expressions matching segments from `src` to `dst` not marked [`INJECT_MARK`], then drop.
 fn rule(src: &(Vec<u8>, u16), dst: &(Vec<u8>, u16)) -> Vec<Expr> {
     let v4 = src.0.len() == 4;
     let mut e = vec![
+        Expr::Meta { key: nft::NFT_META_MARK, dreg: NFT_REG_1 },
+        Expr::CmpNeq { sreg: NFT_REG_1, data: INJECT_MARK.to_ne_bytes().to_vec() },
         Expr::Meta { key: nft::NFT_META_NFPROTO, dreg: NFT_REG_1 },
         Expr::CmpEq { sreg: NFT_REG_1, data: vec![if v4 { nft::NFPROTO_IPV4 } else { nft::NFPROTO_IPV6 }] },
         Expr::Meta { key: nft::NFT_META_L4PROTO, dreg: NFT_REG_1 },
@@ -283,5 +292,7 @@ mod tests {
         let output = &ch[1].rules[0];
         assert!(output.contains(&Expr::CmpEq { sreg: NFT_REG_1, data: vec![127, 0, 0, 1, 127, 0, 0, 2] }));
         assert_eq!(output.last(), Some(&Expr::Drop));
+        let unmarked = Expr::CmpNeq { sreg: NFT_REG_1, data: INJECT_MARK.to_ne_bytes().to_vec() };
+        assert!(input.contains(&unmarked) && output.contains(&unmarked), "the restorer's own segments pass");
     }
 }

@@ -91,6 +91,10 @@ pub struct Plan {
     pub unix_gone: BTreeMap<u32, records::UnixPeerGone>,
     /// Descriptors in flight, by receiving description id: message index -> description ids.
     pub unix_in_flight: BTreeMap<u32, BTreeMap<u32, Vec<u32>>>,
+    /// Close states of TCP connections past ESTABLISHED, by description id.
+    pub tcp_closes: BTreeMap<u32, records::TcpCloseState>,
+    /// TCP sockets whose connection ended, by description id.
+    pub tcp_ended: BTreeMap<u32, records::TcpEnded>,
     /// Pty pairs by pts index.
     pub ptys: BTreeMap<u32, records::PtyRecord>,
     /// inotify instances by description id.
@@ -266,6 +270,12 @@ fn build(d: Decoded) -> Plan {
     }
     for (_, f) in d.unix_in_flight {
         plan.unix_in_flight.insert(f.desc, f.messages.into_iter().collect());
+    }
+    for (_, t) in d.tcp_closes {
+        plan.tcp_closes.insert(t.desc, t);
+    }
+    for (_, t) in d.tcp_ended {
+        plan.tcp_ended.insert(t.desc, t);
     }
     for (_, p) in d.pidfds {
         plan.pidfds.insert(p.desc, p);

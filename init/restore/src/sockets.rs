@@ -23,7 +23,7 @@
 //!   filter and its lock ([`SocketExtra`], applied after the options).
 
 use crate::RestoreError;
-use seamless_image::records::{Addr, Datagram, FileKind, SockState, SocketExtra, SocketRecord, TcpConn};
+use seamless_image::records::{Addr, Datagram, FileKind, SockState, SocketExtra, SocketRecord, TcpCloseState, TcpConn};
 use seamless_sys::chain;
 use seamless_sys::sockets as net;
 use seamless_sys::SysError;
@@ -52,6 +52,11 @@ pub struct Ctx {
     extras: BTreeMap<u32, SocketExtra>,
     /// Datagrams to queue again on UDP sockets, by description id.
     datagrams: BTreeMap<u32, Vec<Datagram>>,
+    /// Close states of TCP connections past ESTABLISHED, by description id
+    /// ([`crate::tcp_states`]).
+    closes: BTreeMap<u32, TcpCloseState>,
+    /// TCP sockets whose connection ended, by description id ([`crate::tcp_states::end`]).
+    ended: std::collections::BTreeSet<u32>,
 }
 
 impl Ctx {
@@ -80,6 +85,18 @@ impl Ctx {
             }
         }
         c
+    }
+
+    /// The close states of the image's TCP connections past ESTABLISHED.
+    pub fn with_closes(mut self, closes: BTreeMap<u32, TcpCloseState>) -> Self {
+        self.closes = closes;
+        self
+    }
+
+    /// The image's TCP sockets whose connection ended.
+    pub fn with_ended(mut self, ended: std::collections::BTreeSet<u32>) -> Self {
+        self.ended = ended;
+        self
     }
 }
 
@@ -170,9 +187,17 @@ pub fn open(ctx: &mut Ctx, id: u32, s: &SocketRecord) -> Result<OwnedFd, Restore
         return Ok(fd);
     }
     let sock = || net::socket(s.family, s.ty, s.protocol).map_err(|e| fail(id, "socket", e));
+    if ctx.ended.contains(&id) {
+        // Not bound: the kernel gave its port back when the connection ended.
+        let fd = sock()?;
+        set_opts(id, fd.as_raw_fd(), s, false)?;
+        apply_extra(id, fd.as_raw_fd(), s, ctx.extras.get(&id))?;
+        crate::tcp_states::end(id, fd.as_raw_fd())?;
+        return Ok(fd);
+    }
     match &s.state {
         SockState::Tcp(c) => {
-            let fd = match tcp_established(id, s, c) {
+            let fd = match tcp_established(id, s, c, ctx.closes.get(&id)) {
                 Ok(fd) => fd,
                 Err(RestoreError::File { source, what, .. }) if unreachable(&source) => {
                     // No route to the peer in this system (yet): the process gets a socket
@@ -301,17 +326,22 @@ fn bind_unix(id: u32, fd: &OwnedFd, s: &SocketRecord) -> Result<(), RestoreError
     Ok(())
 }
 
-fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, RestoreError> {
+fn tcp_established(
+    id: u32,
+    s: &SocketRecord,
+    c: &TcpConn,
+    close: Option<&TcpCloseState>,
+) -> Result<OwnedFd, RestoreError> {
     let fd = net::socket(s.family, libc::SOCK_STREAM, s.protocol).map_err(|e| fail(id, "socket", e))?;
     let raw = fd.as_raw_fd();
     fit_buffers(id, raw, s, c.send_queue.len(), c.recv_queue.len())?;
     net::tcp_repair(raw, true).map_err(|e| fail(id, "TCP_REPAIR on", e))?;
     let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
     net::tcp_repair_queue(raw, net::TCP_SEND_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE send", e))?;
-    net::set_tcp_queue_seq(raw, c.snd_seq.wrapping_sub(seq_len(c.send_queue.len())))
+    net::set_tcp_queue_seq(raw, crate::tcp_states::send_queue_start(c, close))
         .map_err(|e| fail(id, "TCP_QUEUE_SEQ send", e))?;
     net::tcp_repair_queue(raw, net::TCP_RECV_QUEUE).map_err(|e| fail(id, "TCP_REPAIR_QUEUE recv", e))?;
-    net::set_tcp_queue_seq(raw, c.rcv_seq.wrapping_sub(seq_len(c.recv_queue.len())))
+    net::set_tcp_queue_seq(raw, crate::tcp_states::recv_queue_start(c, close))
         .map_err(|e| fail(id, "TCP_QUEUE_SEQ recv", e))?;
     bind_ip(id, raw, s)?;
     net::connect(raw, &s.peer.to_raw()).map_err(|e| fail(id, &format!("connect {} (repair)", s.peer), e))?;
@@ -351,7 +381,11 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
     refill(net::TCP_RECV_QUEUE, &c.recv_queue, "receive")?;
     refill(net::TCP_SEND_QUEUE, &c.send_queue[..sent], "send")?;
     net::tcp_repair_queue(raw, 0).map_err(|e| fail(id, "TCP_REPAIR_QUEUE none", e))?;
-    net::set_tcp_repair_window(raw, c.window).map_err(|e| fail(id, "TCP_REPAIR_WINDOW", e))?;
+    net::set_tcp_repair_window(raw, crate::tcp_states::window_before_fin(c, close))
+        .map_err(|e| fail(id, "TCP_REPAIR_WINDOW", e))?;
+    if let Some(t) = close {
+        crate::tcp_states::in_repair(id, raw, s, c, t)?;
+    }
     Ok(fd)
 }
 
@@ -363,6 +397,7 @@ fn tcp_established(id: u32, s: &SocketRecord, c: &TcpConn) -> Result<OwnedFd, Re
 pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreError)> {
     let mut failed = Vec::new();
     let extras = std::mem::take(&mut ctx.extras);
+    let closes = std::mem::take(&mut ctx.closes);
     for (id, fd, s) in ctx.repairing.drain(..) {
         if skip(id) {
             continue;
@@ -373,6 +408,9 @@ pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreErr
             let SockState::Tcp(c) = &s.state else { return Ok(()) };
             let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
             send_rest(id, raw, &c.send_queue[sent..])?;
+            if let Some(t) = closes.get(&id) {
+                crate::tcp_states::after_repair(id, raw, &s, c, t)?;
+            }
             set_opts(id, raw, &s, true)?;
             // Always: the buffers forced to hold the saved queues must go back to autotuning
             // unless the process had sized them itself.
@@ -428,11 +466,6 @@ fn apply_extra(id: u32, fd: RawFd, s: &SocketRecord, x: Option<&SocketExtra>) ->
 
 /// `IPPROTO_UDP` as the byte of an IP header.
 const IPPROTO_UDP: u8 = 17;
-
-/// A queue length as a sequence-number distance (records are at most 16 MiB).
-fn seq_len(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
 
 /// The Internet checksum (RFC 1071) of `parts`, concatenated.
 fn inet_checksum(parts: &[&[u8]]) -> u16 {

@@ -53,6 +53,7 @@ const NFTA_CMP_SREG: u16 = 1;
 const NFTA_CMP_OP: u16 = 2;
 const NFTA_CMP_DATA: u16 = 3;
 const NFT_CMP_EQ: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
@@ -77,6 +78,8 @@ pub const NFPROTO_IPV4: u8 = 2;
 pub const NFPROTO_IPV6: u8 = 10;
 /// `NFT_META_NFPROTO`: the packet's netfilter family (1 byte).
 pub const NFT_META_NFPROTO: u32 = 15;
+/// `NFT_META_MARK`: the packet's mark (`SO_MARK` of the socket that sent it), host order.
+pub const NFT_META_MARK: u32 = 3;
 /// `NFT_META_L4PROTO`: the packet's transport protocol (1 byte).
 pub const NFT_META_L4PROTO: u32 = 16;
 /// `NFT_PAYLOAD_NETWORK_HEADER`.
@@ -114,6 +117,13 @@ pub enum Expr {
         /// Source register.
         sreg: u32,
         /// The value, as it appears in the packet (network order).
+        data: Vec<u8>,
+    },
+    /// Go on with the rule only if register `sreg` does not hold `data` (at most 16 bytes).
+    CmpNeq {
+        /// Source register.
+        sreg: u32,
+        /// The value, as it appears in the packet or the metadata.
         data: Vec<u8>,
     },
     /// `dreg = (sreg & mask) ^ xor` over `mask.len()` bytes (`mask` and `xor` equally long).
@@ -173,7 +183,7 @@ fn encode_expr(buf: &mut Vec<u8>, e: &Expr) {
         let name = match e {
             Expr::Meta { .. } => "meta",
             Expr::Payload { .. } => "payload",
-            Expr::CmpEq { .. } => "cmp",
+            Expr::CmpEq { .. } | Expr::CmpNeq { .. } => "cmp",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Drop => "immediate",
         };
@@ -192,6 +202,11 @@ fn encode_expr(buf: &mut Vec<u8>, e: &Expr) {
             Expr::CmpEq { sreg, data } => {
                 attr_be32(d, NFTA_CMP_SREG, *sreg);
                 attr_be32(d, NFTA_CMP_OP, NFT_CMP_EQ);
+                nested(d, NFTA_CMP_DATA, |v| attr(v, NFTA_DATA_VALUE, data));
+            }
+            Expr::CmpNeq { sreg, data } => {
+                attr_be32(d, NFTA_CMP_SREG, *sreg);
+                attr_be32(d, NFTA_CMP_OP, NFT_CMP_NEQ);
                 nested(d, NFTA_CMP_DATA, |v| attr(v, NFTA_DATA_VALUE, data));
             }
             Expr::Bitwise { sreg, dreg, mask, xor } => {

@@ -22,6 +22,7 @@ pub mod sched;
 pub mod seccomp;
 pub mod sockets;
 pub mod sysv;
+pub mod tcp_states;
 pub mod threads;
 pub mod tty;
 pub mod unix;
@@ -45,6 +46,7 @@ pub use sockets::{Addr, Datagram, DatagramQueue, SockOpt, SockState, SocketExtra
 pub use sysv::{
     DeletedFile, FileObject, IpcPerm, Memfd, MsgRecord, PosixMq, SemRecord, ShmArea, ShmAttachments, ShmRecord,
 };
+pub use tcp_states::{TcpCloseState, TcpEnded};
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
 pub use unix::{UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
@@ -112,6 +114,12 @@ pub const UNIX_PEER_GONE: RecordKind = RecordKind(59);
 /// [`UnixInFlight`], owner 0, tag = description id of the receiving socket (at most one per
 /// unix socket, only with descriptors in flight).
 pub const UNIX_IN_FLIGHT: RecordKind = RecordKind(60);
+/// [`TcpCloseState`], owner 0, tag = description id (at most one per TCP connection, only
+/// past ESTABLISHED).
+pub const TCP_CLOSE: RecordKind = RecordKind(68);
+/// [`TcpEnded`], owner 0, tag = description id (at most one per TCP socket whose connection
+/// ended).
+pub const TCP_ENDED: RecordKind = RecordKind(69);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -164,6 +172,8 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         UNIX_QUEUE => "unix-queue",
         UNIX_PEER_GONE => "unix-peer-gone",
         UNIX_IN_FLIGHT => "unix-in-flight",
+        TCP_CLOSE => "tcp-close",
+        TCP_ENDED => "tcp-ended",
         _ => return None,
     })
 }
@@ -345,6 +355,19 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let f: UnixInFlight = de(bytes)?;
             let l: Vec<String> = f.messages.iter().map(|(i, ids)| format!("{i}:{ids:?}")).collect();
             format!("descriptors in flight on file #{}: {}", f.desc, l.join(" "))
+        }
+        TCP_CLOSE => {
+            let t: TcpCloseState = de(bytes)?;
+            format!(
+                "TCP connection of file #{} in {} (FIN {})",
+                t.desc,
+                t.state_name(),
+                if t.fin_sent { "sent" } else { "not sent" }
+            )
+        }
+        TCP_ENDED => {
+            let t: TcpEnded = de(bytes)?;
+            format!("TCP socket of file #{} whose connection ended", t.desc)
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
