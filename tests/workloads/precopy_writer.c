@@ -1,14 +1,15 @@
 /* precopy_writer: memory that keeps changing while seamless pre-copies it (argv[2] MiB of
- * anonymous memory, default 16). A writer thread rewrites random pages of several areas with a
- * checksummed pattern of (area, page, generation) and records each page's generation in a
- * table; it also drops pages with MADV_DONTNEED and reads them back (the zero page, which is
- * not soft-dirty), replaces an area in place (munmap + mmap MAP_FIXED, new contents), and
- * grows one with mremap (moving it). Areas: anonymous private (huge pages allowed), a
- * 2 MiB-aligned MADV_HUGEPAGE area, a private file mapping (copy-on-write pages), shared
- * anonymous memory. On SIGTERM the writer stops and every page of every area is checked
- * against its table: a write that reached the process after its page was copied and then
- * missed by the frozen pass shows up as an older generation. The one operation in flight at
- * the freeze (recorded before it starts) may show either state. */
+ * anonymous memory, default 4). A writer thread rewrites random pages of several areas with a
+ * checksummed pattern of (area, page, generation), about argv[3] pages a second (default
+ * 16,000), and records each page's generation in a table; it also drops pages with
+ * MADV_DONTNEED and reads them back (the zero page, which is not soft-dirty), replaces an area
+ * in place (munmap + mmap MAP_FIXED, new contents), and grows one with mremap (moving it).
+ * Areas: anonymous private (huge pages allowed), a 2 MiB-aligned MADV_HUGEPAGE area, a private
+ * file mapping (copy-on-write pages), shared anonymous memory. On SIGTERM the writer stops and
+ * every page of every area is checked against its table: a write that reached the process
+ * after its page was copied and then missed by the frozen pass shows up as an older
+ * generation. The one operation in flight at the freeze (recorded before it starts) may show
+ * either state. Also the benchmark's "service that dirties a little of its memory". */
 #include "wl.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +37,8 @@ static uint8_t *grow;
 static _Atomic size_t grow_pages;
 static _Atomic int grow_busy;
 static _Atomic uint64_t ops;
+/* Pause between bursts of 16 page writes (microseconds). */
+static long burst_pause_us = 1000;
 
 static uint64_t seed_of(int area, size_t page, uint32_t gen)
 {
@@ -117,7 +120,8 @@ static void *writer(void *arg)
         grow = g;
         atomic_store(&grow_pages, m);
         atomic_store(&grow_busy, 0);
-        wl_sleep_ms(1);
+        struct timespec ts = { burst_pause_us / 1000000, (burst_pause_us % 1000000) * 1000 };
+        nanosleep(&ts, NULL);
     }
     return NULL;
 }
@@ -125,12 +129,15 @@ static void *writer(void *arg)
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
-    size_t mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 16;
+    size_t mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 4;
     size_t anon_pages = (mib << 20) / PAGE;
+    /* argv[3]: page writes per second (about; default 16 per millisecond). */
+    if (argc > 3 && atol(argv[3]) > 0)
+        burst_pause_us = 16L * 1000000L / atol(argv[3]);
     /* 0: anonymous private; 1: 2 MiB-aligned MADV_HUGEPAGE; 2: private file; 3: shared anonymous. */
     uint8_t *a0 = mmap(NULL, anon_pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     WL_CHECK(a0 != MAP_FAILED, "mmap anon");
-    size_t huge = 8UL << 20;
+    size_t huge = 4UL << 20;
     uint8_t *raw = mmap(NULL, huge + (2UL << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     WL_CHECK(raw != MAP_FAILED, "mmap huge");
     uint8_t *a1 = (uint8_t *)(((uintptr_t)raw + (2UL << 20) - 1) & ~((2UL << 20) - 1));
@@ -139,12 +146,12 @@ int main(int argc, char **argv)
     wl_path(path, sizeof path, ".fpriv");
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     WL_CHECK(fd >= 0, "open %s", path);
-    size_t file_pages = 1024;
+    size_t file_pages = 256;
     WL_CHECK(ftruncate(fd, (off_t)(file_pages * PAGE)) == 0, "ftruncate");
     uint8_t *a2 = mmap(NULL, file_pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     WL_CHECK(a2 != MAP_FAILED, "mmap file");
     close(fd);
-    size_t shared_pages = 1024;
+    size_t shared_pages = 256;
     uint8_t *a3 = mmap(NULL, shared_pages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     WL_CHECK(a3 != MAP_FAILED, "mmap shared");
     struct area init[NAREAS] = {

@@ -15,6 +15,9 @@ pub const CHUNK: usize = 4 << 20;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// Mapped by this process only (safe to read with `process_vm_readv`, see
+/// [`Mem::read_unshared`]).
+pub(super) const PM_EXCLUSIVE: u64 = 1 << 56;
 
 pub(super) fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
     Ok(match m.name.as_str() {
@@ -165,6 +168,7 @@ pub fn dump_mm_with<S: Store>(
             let npages = (m.len() / PAGE_SIZE as u64) as usize;
             let mut run_start: Option<u64> = None;
             let mut run_len = 0usize;
+            let mut run_unshared = true;
             let mut pm = vec![0u8; 8 * 512];
             let mut i = 0usize;
             while i < npages {
@@ -182,19 +186,22 @@ pub fn dump_mm_with<S: Store>(
                         if run_start.is_none() {
                             run_start = Some(addr);
                             run_len = 0;
+                            run_unshared = true;
                         }
                         run_len += 1;
+                        run_unshared &= entry & PM_EXCLUSIVE != 0;
                         if run_len * PAGE_SIZE == CHUNK {
-                            v.saved_pages += flush(pid, &mem, w, &mut buf, run_start.take().unwrap_or(addr), run_len)?;
+                            let s = run_start.take().unwrap_or(addr);
+                            v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len, run_unshared)?;
                         }
                     } else if let Some(s) = run_start.take() {
-                        v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len)?;
+                        v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len, run_unshared)?;
                     }
                 }
                 i += n;
             }
             if let Some(s) = run_start.take() {
-                v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len)?;
+                v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len, run_unshared)?;
             }
         }
         total += v.saved_pages;
@@ -225,7 +232,7 @@ fn save_precopied<S: Store>(
         if wanted(v, entry) {
             saved.push(addr);
             if !private || copied.clean_at(addr, entry).is_none() {
-                want.push((addr, entry & ((1 << 55) - 1)));
+                want.push((addr, entry & ((1 << 55) - 1), entry & PM_EXCLUSIVE != 0));
             }
         }
     })?;
@@ -266,10 +273,12 @@ fn flush<S: Store>(
     buf: &mut [u8],
     start: u64,
     pages: usize,
+    unshared: bool,
 ) -> Result<u64, DumpError> {
     crate::interrupt::check("memory dump")?;
     let len = pages * PAGE_SIZE;
-    mem.read(start, &mut buf[..len])
+    let read = if unshared { Mem::read_unshared } else { Mem::read };
+    read(mem, start, &mut buf[..len])
         .map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;
     w.put_pages(pid as u32, start, &buf[..len])?;
     Ok(pages as u64)

@@ -262,8 +262,11 @@ pub fn run<S: Store>(roots: &[i32], w: &mut Writer<S>, opts: &PreCopyOptions) ->
 }
 
 /// Pauses the trees, picks the pages to copy of each process and clears its soft-dirty bits.
-/// The pages (address, frame) to copy of each process.
-type Plans = Vec<(i32, Vec<(u64, u64)>)>;
+/// The pages to copy of each process.
+type Plans = Vec<(i32, Vec<Want>)>;
+
+/// A page to copy: address, frame, whether only this process maps it (pagemap bit 56).
+pub(crate) type Want = (u64, u64, bool);
 
 fn pause_and_pick(roots: &[i32], pre: &mut PreCopy) -> Result<Plans, DumpError> {
     let frozen = freeze::freeze_trees(roots)?;
@@ -284,9 +287,9 @@ fn pause_and_pick(roots: &[i32], pre: &mut PreCopy) -> Result<Plans, DumpError> 
     Ok(plans)
 }
 
-/// The pages of `pid` (address, frame) to copy now: those a dump saves that have no clean
+/// The pages of `pid` to copy now: those a dump saves that have no clean
 /// copy. Their copies, if any, are marked stale first; then the soft-dirty bits are cleared.
-fn pick(pid: i32, copied: &mut Copied) -> Result<Vec<(u64, u64)>, DumpError> {
+fn pick(pid: i32, copied: &mut Copied) -> Result<Vec<Want>, DumpError> {
     let maps = seamless_trace::procfs::read_maps(pid).map_err(|e| DumpError::io(pid, "reading maps", e))?;
     let sysv = super::sysv::attached_areas(pid)?;
     let pagemap =
@@ -316,7 +319,7 @@ fn pick(pid: i32, copied: &mut Copied) -> Result<Vec<(u64, u64)>, DumpError> {
         for_each_entry(pid, &pagemap, m.start, m.end, &mut pm, |addr, entry| {
             if mm::wanted(&v, entry) && copied.clean(addr, entry).is_none() {
                 copied.mark_stale(addr);
-                want.push((addr, entry & PM_FRAME));
+                want.push((addr, entry & PM_FRAME, entry & mm::PM_EXCLUSIVE != 0));
             }
         })?;
     }
@@ -360,7 +363,7 @@ pub(crate) fn copy_pages<S: Store>(
     mem: &Mem,
     w: &mut Writer<S>,
     copied: &mut Copied,
-    want: &[(u64, u64)],
+    want: &[Want],
     buf: &mut [u8],
     strict: bool,
 ) -> Result<u64, DumpError> {
@@ -370,8 +373,9 @@ pub(crate) fn copy_pages<S: Store>(
     let mut i = 0;
     while i < want.len() {
         // A group: consecutive pages, either all in one run or all without a copy.
-        let (start, _) = want[i];
+        let (start, _, _) = want[i];
         let slot = copied.find(start);
+        let mut unshared = want[i].2;
         let mut n = 1;
         while i + n < want.len() && n < max {
             let addr = start + n as u64 * PAGE;
@@ -387,12 +391,14 @@ pub(crate) fn copy_pages<S: Store>(
             if !same {
                 break;
             }
+            unshared &= want[i + n].2;
             n += 1;
         }
         crate::interrupt::check("memory dump")?;
         let len = n * PAGE_SIZE;
         let data = &mut buf[..len];
-        if let Err(e) = mem.read(start, data) {
+        let read = if unshared { Mem::read_unshared } else { Mem::read };
+        if let Err(e) = read(mem, start, data) {
             if strict {
                 return Err(DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e));
             }
@@ -412,7 +418,7 @@ pub(crate) fn copy_pages<S: Store>(
             }
             None => {
                 let off = w.put_unindexed_pages(data)?;
-                let frame = want[i..i + n].iter().map(|&(_, f)| f).collect();
+                let frame = want[i..i + n].iter().map(|&(_, f, _)| f).collect();
                 added.push(Run { start, off, crc: crcs, frame });
             }
         }
