@@ -50,11 +50,14 @@ pub struct PreCopyOptions {
     pub max_passes: usize,
     /// Stop once a pass copied at most this many pages.
     pub target_pages: u64,
+    /// Only processes with at least this much anonymous memory resident (`RssAnon`) when
+    /// pre-copy starts are pre-copied; copying the others frozen costs less than their pauses.
+    pub min_process_bytes: u64,
 }
 
 impl Default for PreCopyOptions {
     fn default() -> Self {
-        Self { max_passes: 8, target_pages: 1024 }
+        Self { max_passes: 8, target_pages: 1024, min_process_bytes: 4 << 20 }
     }
 }
 
@@ -73,7 +76,8 @@ pub struct PassStats {
 
 /// Testing aid: with this variable set to `1`, pre-copy runs on a kernel without soft-dirty
 /// tracking too, taking every page as written since (each pass and the frozen dump copy
-/// everything again, over the earlier copies): the bookkeeping is exercised, nothing is saved.
+/// everything again, over the earlier copies), and for processes of any size: the bookkeeping
+/// is exercised, nothing is saved.
 pub const UNTRACKED_ENV: &str = "SEAMLESS_PRE_COPY_UNTRACKED";
 
 /// Whether the running kernel tracks soft-dirty bits (`CONFIG_MEM_SOFT_DIRTY`; without it
@@ -206,7 +210,8 @@ impl PreCopy {
 pub fn run<S: Store>(roots: &[i32], w: &mut Writer<S>, opts: &PreCopyOptions) -> Result<PreCopy, DumpError> {
     let mut pre = PreCopy::default();
     let tracked = soft_dirty_tracked();
-    if !tracked && std::env::var(UNTRACKED_ENV).as_deref() != Ok("1") {
+    let testing = std::env::var(UNTRACKED_ENV).as_deref() == Ok("1");
+    if !tracked && !testing {
         log::warn!(
             "pre-copy skipped: this kernel does not track soft-dirty pages (CONFIG_MEM_SOFT_DIRTY), so every page \
              is copied with the processes frozen"
@@ -214,12 +219,18 @@ pub fn run<S: Store>(roots: &[i32], w: &mut Writer<S>, opts: &PreCopyOptions) ->
         return Ok(pre);
     }
     pre.tracked = tracked;
+    let min = if testing { 0 } else { opts.min_process_bytes };
+    let chosen: Vec<i32> =
+        tree_pids(roots).into_iter().filter(|&pid| rss_anon(pid).is_some_and(|b| b >= min)).collect();
+    if chosen.is_empty() {
+        return Ok(pre);
+    }
     let mut buf = vec![0u8; mm::CHUNK];
     let mut previous = u64::MAX;
     for pass in 0..opts.max_passes {
         crate::interrupt::check("pre-copy")?;
         let t = Instant::now();
-        let plans = match pause_and_pick(roots, &mut pre) {
+        let plans = match pause_and_pick(&chosen, &mut pre) {
             Ok(p) => p,
             Err(DumpError::Interrupted(i)) => return Err(i.into()),
             Err(e) => {
@@ -261,21 +272,88 @@ pub fn run<S: Store>(roots: &[i32], w: &mut Writer<S>, opts: &PreCopyOptions) ->
     Ok(pre)
 }
 
-/// Pauses the trees, picks the pages to copy of each process and clears its soft-dirty bits.
 /// The pages to copy of each process.
 type Plans = Vec<(i32, Vec<Want>)>;
 
 /// A page to copy: address, frame, whether only this process maps it (pagemap bit 56).
 pub(crate) type Want = (u64, u64, bool);
 
-fn pause_and_pick(roots: &[i32], pre: &mut PreCopy) -> Result<Plans, DumpError> {
-    let frozen = freeze::freeze_trees(roots)?;
-    let live: Vec<i32> = frozen.procs().iter().filter(|p| p.zombie.is_none()).map(|p| p.pid).collect();
-    pre.procs.retain(|pid, _| live.contains(pid));
+/// The live processes of the trees rooted at `roots` (parents before children).
+fn tree_pids(roots: &[i32]) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut queue: std::collections::VecDeque<i32> = roots.iter().copied().collect();
+    while let Some(pid) = queue.pop_front() {
+        if out.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = seamless_trace::procfs::read_stat(pid) else { continue };
+        if matches!(stat.state(), 'Z' | 'X') {
+            continue;
+        }
+        out.push(pid);
+        queue.extend(seamless_trace::procfs::children(pid).unwrap_or_default());
+    }
+    out
+}
+
+/// `RssAnon` of `/proc/PID/status` in bytes.
+fn rss_anon(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb =
+        text.lines().find_map(|l| l.strip_prefix("RssAnon:"))?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+    Some(kb << 10)
+}
+
+/// One process held in ptrace stops (every thread seized and interrupted) until dropped.
+struct Paused(Vec<i32>);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &t in &self.0 {
+            let _ = seamless_sys::ptrace::detach(t, 0);
+        }
+    }
+}
+
+/// Seizes every thread of `pid`, again until no new one appeared (a thread can only be
+/// created by one still running).
+fn pause(pid: i32) -> Result<Paused, DumpError> {
+    let mut paused = Paused(Vec::new());
+    loop {
+        let tids = seamless_trace::procfs::tids(pid).map_err(|e| DumpError::io(pid, "listing threads", e))?;
+        let mut new = false;
+        let fresh: Vec<i32> = tids.into_iter().filter(|t| !paused.0.contains(t)).collect();
+        for t in fresh {
+            match freeze::seize_one(t) {
+                Ok(_) => {
+                    paused.0.push(t);
+                    new = true;
+                }
+                // Gone meanwhile.
+                Err(e) if e.errno() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(DumpError::sys(pid, format!("pausing thread {t}"), e)),
+            }
+        }
+        if !new {
+            return Ok(paused);
+        }
+    }
+}
+
+/// Pauses each process in turn, picks its pages to copy and clears its soft-dirty bits. Only
+/// private pages are pre-copied, which only the process's own threads write, so pausing the
+/// process alone is enough. A process gone meanwhile is forgotten.
+fn pause_and_pick(pids: &[i32], pre: &mut PreCopy) -> Result<Plans, DumpError> {
     let mut plans = Vec::new();
-    for pid in live {
-        let copied = pre.procs.entry(pid).or_insert_with(|| Copied { runs: Vec::new(), tracked: pre.tracked });
-        match pick(pid, copied) {
+    for &pid in pids {
+        crate::interrupt::check("pre-copy")?;
+        let picked = pause(pid).and_then(|paused| {
+            let copied = pre.procs.entry(pid).or_insert_with(|| Copied { runs: Vec::new(), tracked: pre.tracked });
+            let want = pick(pid, copied);
+            drop(paused);
+            want
+        });
+        match picked {
             Ok(want) => plans.push((pid, want)),
             Err(e) => {
                 log::debug!("pre-copy: {}; pid {pid} is dumped frozen only", chain(&e));
@@ -283,7 +361,6 @@ fn pause_and_pick(roots: &[i32], pre: &mut PreCopy) -> Result<Plans, DumpError> 
             }
         }
     }
-    frozen.resume();
     Ok(plans)
 }
 
