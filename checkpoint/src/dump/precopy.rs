@@ -241,6 +241,7 @@ pub fn run<S: Store>(roots: &[i32], w: &mut Writer<S>, opts: &PreCopyOptions) ->
         let pause = t.elapsed();
         let t = Instant::now();
         let mut pages = 0;
+        let mut full = false;
         let processes = plans.len();
         for (pid, want) in plans {
             let Some(copied) = pre.procs.get_mut(&pid) else { continue };
@@ -252,7 +253,17 @@ pub fn run<S: Store>(roots: &[i32], w: &mut Writer<S>, opts: &PreCopyOptions) ->
                     continue;
                 }
             };
-            pages += copy_pages(pid, &mem, w, copied, &want, &mut buf, false)?;
+            match copy_pages(pid, &mem, w, copied, &want, &mut buf, false) {
+                Ok(n) => pages += n,
+                // The copies so far stay (their pages are marked stale where not copied
+                // again); what does not fit now may still fit frozen, as copies replace.
+                Err(DumpError::Image(e @ seamless_image::ImageError::NoSpace { .. })) => {
+                    log::warn!("pre-copy stopped: {}; the frozen dump copies the rest", chain(&e));
+                    full = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let stats = PassStats { pages, pause, copy: t.elapsed(), processes };
         log::info!(
@@ -264,7 +275,7 @@ pub fn run<S: Store>(roots: &[i32], w: &mut Writer<S>, opts: &PreCopyOptions) ->
             pause.as_secs_f64() * 1e3
         );
         pre.passes.push(stats);
-        if pages <= opts.target_pages || pages >= previous {
+        if full || pages <= opts.target_pages || pages >= previous {
             break;
         }
         previous = pages;
