@@ -4,7 +4,8 @@
 //! what real hardware takes; the ratios between lines of the same run are what it shows.
 //!
 //! 1. The frozen part of `seamless dump` (freeze to last record) of `precopy_writer`, 256 MiB
-//!    that it keeps rewriting at 4 % a second, frozen only and with `--pre-copy`, next to
+//!    (`SEAMLESS_PRECOPY_MIB`; above 256 the guest gets 4 GiB) that it keeps rewriting at 4 % a
+//!    second, frozen only and with `--pre-copy`, next to
 //!    the populate + copy floor of the same amount of memory (`memfloor`), each repeated.
 //! 2. `seamless dump --pre-copy` of `precopy_writer` at its default rate (16,000 pages a
 //!    second, dropping, replacing and moving areas), killed, restored, every page checked.
@@ -13,7 +14,6 @@ use anyhow::{ensure, Context, Result};
 use seamless_tests::vm::{GuestBuilder, Vm};
 use std::time::Duration;
 
-const MIB: u64 = 256;
 const RUNS: usize = 3;
 
 /// The frozen milliseconds (`total X ms`) and the pre-copy pages per pass of a dump's output.
@@ -65,14 +65,20 @@ fn verdict(vm: &mut Vm, name: &str, pid: i32) -> Result<String> {
 
 #[test]
 fn pre_copy_on_a_soft_dirty_kernel() -> Result<()> {
-    let mut vm = GuestBuilder::new("precopy").with_service().with_workloads(&["precopy_writer", "memfloor"]).start()?;
-    vm.sh("mkdir -p /mnt/img && mount -t tmpfs -o size=1200m,mode=0700 tmpfs /mnt/img")?;
-    let floor = vm.sh(&format!("memfloor {MIB} {RUNS}"))?;
-    println!("floor (memfloor {MIB} MiB): {}", floor.trim());
+    let mib: u64 = std::env::var("SEAMLESS_PRECOPY_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let memory = if mib > 256 { "4G" } else { "2G" };
+    let mut vm = GuestBuilder::new("precopy")
+        .memory(memory)
+        .with_service()
+        .with_workloads(&["precopy_writer", "memfloor"])
+        .start()?;
+    vm.sh(&format!("mkdir -p /mnt/img && mount -t tmpfs -o size={}m,mode=0700 tmpfs /mnt/img", 2 * mib + 300))?;
+    let floor = vm.sh(&format!("memfloor {mib} {RUNS}"))?;
+    println!("floor (memfloor {mib} MiB): {}", floor.trim());
 
     // 1. Frozen time, 4 % a second.
-    let rate = (MIB << 20) / 4096 * 4 / 100;
-    let pid = start_writer(&mut vm, "bench", &format!("{MIB} {rate}"))?;
+    let rate = (mib << 20) / 4096 * 4 / 100;
+    let pid = start_writer(&mut vm, "bench", &format!("{mib} {rate}"))?;
     let mut table = Vec::new();
     for (label, flag) in [("frozen only", ""), ("with --pre-copy", "--pre-copy")] {
         let mut times = Vec::new();
@@ -91,7 +97,7 @@ fn pre_copy_on_a_soft_dirty_kernel() -> Result<()> {
             passes.push(format!("[{p}]"));
         }
         table.push(format!(
-            "frozen dump {MIB} MiB dirtying 4 %/s, {label}: min/median/max {} (pre-copy pages per pass {})",
+            "frozen dump {mib} MiB dirtying 4 %/s, {label}: min/median/max {} (pre-copy pages per pass {})",
             spread(&times),
             passes.join(" ")
         ));
