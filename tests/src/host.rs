@@ -373,8 +373,19 @@ impl Harness {
 
     /// `seamless dump --tree PID --images DIR [--leave-running]`.
     pub fn dump(&self, run: &Running, images: &Path, leave_running: bool) -> Result<CommandResult> {
+        self.dump_with(run, images, leave_running, &[])
+    }
+
+    /// [`Self::dump`] with extra `seamless dump` arguments (e.g. `--pre-copy`).
+    pub fn dump_with(
+        &self,
+        run: &Running,
+        images: &Path,
+        leave_running: bool,
+        extra: &[&str],
+    ) -> Result<CommandResult> {
         let mut cmd = self.command(&self.seamless()?);
-        cmd.arg("dump").arg("--tree").arg(run.pid.to_string()).arg("--images").arg(images);
+        cmd.arg("dump").arg("--tree").arg(run.pid.to_string()).arg("--images").arg(images).args(extra);
         if leave_running {
             cmd.arg("--leave-running");
         }
@@ -419,11 +430,23 @@ impl Harness {
     /// [`Self::round_trip`] with extra `seamless restore` arguments (e.g.
     /// `--force-vdso-trampoline`, the cross-kernel vDSO path simulated on one kernel).
     pub fn round_trip_with(&self, name: &str, args: &[&str], restore_args: &[&str]) -> Result<RoundTrip> {
+        Ok(self.round_trip_dumped_with(name, args, &[], restore_args)?.0)
+    }
+
+    /// [`Self::round_trip_with`] with extra `seamless dump` arguments too (e.g. `--pre-copy`);
+    /// also returns the last lines the dump printed on stderr.
+    pub fn round_trip_dumped_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        dump_args: &[&str],
+        restore_args: &[&str],
+    ) -> Result<(RoundTrip, String)> {
         let mut run = self.start(name, args)?;
         run.wait_ready(READY_TIMEOUT)?;
         let pids = run.snapshot_tree();
         let images = self.images_for(&run);
-        let dump = self.dump(&run, &images, false)?;
+        let dump = self.dump_with(&run, &images, false, dump_args)?;
         if !dump.status.success() {
             bail!("{}: dump of pid {} failed: {}", run.label, run.pid, dump.failure());
         }
@@ -458,8 +481,9 @@ impl Harness {
             )
         })?;
         let _ = std::fs::remove_dir_all(&images);
+        let dump_log = tail(&dump.stderr, 10);
         run.finish();
-        Ok(RoundTrip { processes: pids.len(), entries, dump: dump.elapsed, restore: restore.elapsed })
+        Ok((RoundTrip { processes: pids.len(), entries, dump: dump.elapsed, restore: restore.elapsed }, dump_log))
     }
 
     /// Dump with `--leave-running`: the tree must keep running untraced, and still PASS.

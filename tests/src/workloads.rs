@@ -59,6 +59,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: false,
     },
     Workload {
+        name: "precopy_writer",
+        link: Link::Static,
+        summary: "a thread rewriting checksummed pages, dropping, replacing and growing areas while it is pre-copied",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "brk",
         link: Link::Dynamic,
         summary: "program break grown and shrunk with sbrk, glibc malloc on it, growth after restore",

@@ -105,6 +105,90 @@ mod refuse_netlink {
     }
 }
 
+/// Pre-copy (`seamless dump --pre-copy`): memory copied while the process runs, then only what
+/// changed since while it is frozen.
+mod pre_copy {
+    use super::*;
+    use anyhow::ensure;
+
+    /// On a kernel without soft-dirty tracking (this CI host's) the dumps of these tests run
+    /// the passes anyway, taking every page as written (`SEAMLESS_PRE_COPY_UNTRACKED`): the
+    /// copies, their rewriting and the entries of the frozen pass are exercised, not the
+    /// choice of pages (the VM scenarios' Debian kernels track, and `upgrade` pre-copies).
+    fn harness() -> Result<Harness> {
+        std::env::set_var("SEAMLESS_PRE_COPY_UNTRACKED", "1");
+        super::harness()
+    }
+
+    /// Pages copied in each pass, from the dump's `pre-copy: N pass(es) while running, pages
+    /// A, B, ...` line.
+    fn passes(log: &str) -> Vec<u64> {
+        log.lines()
+            .find_map(|l| l.split_once("while running, pages ").map(|(_, rest)| rest))
+            .map(|rest| {
+                rest.split(';').next().unwrap_or("").split(", ").filter_map(|n| n.trim().parse().ok()).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn writer_self_test() -> Result<()> {
+        harness()?.self_test("precopy_writer", &["64"])
+    }
+
+    /// A thread keeps rewriting checksummed pages (and dropping, replacing and growing areas)
+    /// during the passes; every byte is checked after the restore.
+    #[test]
+    fn writer_keeps_every_byte() -> Result<()> {
+        let (rt, log) = harness()?.round_trip_dumped_with("precopy_writer", &["64"], &["--pre-copy"], &[])?;
+        let passes = passes(&log);
+        eprintln!("precopy_writer: {rt:?}; pages per pass {passes:?}");
+        ensure!(passes.len() >= 2, "expected a second pass for the pages written meanwhile: {}", log);
+        ensure!(passes[0] >= 16384, "the first pass copied {} pages of about 18,000", passes[0]);
+        Ok(())
+    }
+
+    /// The same workload dumped frozen only (the baseline of the test above).
+    #[test]
+    fn writer_without_pre_copy() -> Result<()> {
+        let rt = harness()?.round_trip("precopy_writer", &["64"])?;
+        eprintln!("precopy_writer without pre-copy: {rt:?}");
+        Ok(())
+    }
+
+    /// Every kind of memory area, pre-copied.
+    #[test]
+    fn memory_round_trip() -> Result<()> {
+        let (rt, log) = harness()?.round_trip_dumped_with("memory", &[], &["--pre-copy"], &[])?;
+        eprintln!("memory: {rt:?}; pages per pass {:?}", passes(&log));
+        Ok(())
+    }
+
+    /// Copy-on-write sharing between a parent and its children, pre-copied.
+    #[test]
+    fn cow_fork_round_trip() -> Result<()> {
+        let (rt, log) = harness()?.round_trip_dumped_with("cow_fork", &["64"], &["--pre-copy"], &[])?;
+        eprintln!("cow_fork: {rt:?}; pages per pass {:?}", passes(&log));
+        Ok(())
+    }
+
+    /// 1 GiB with busy threads, pre-copied.
+    #[test]
+    fn big_mem_round_trip() -> Result<()> {
+        let (rt, log) = harness()?.round_trip_dumped_with("big_mem", &["1024", "2"], &["--pre-copy"], &[])?;
+        eprintln!("big_mem: {rt:?}; pages per pass {:?}", passes(&log));
+        Ok(())
+    }
+
+    /// The program break grown and shrunk, pre-copied.
+    #[test]
+    fn brk_round_trip() -> Result<()> {
+        let (rt, log) = harness()?.round_trip_dumped_with("brk", &[], &["--pre-copy"], &[])?;
+        eprintln!("brk: {rt:?}; pages per pass {:?}", passes(&log));
+        Ok(())
+    }
+}
+
 mod vdso_trampoline {
     use super::*;
 

@@ -44,6 +44,10 @@ enum Moment {
     AfterStart,
     /// `delay` after the dump started copying memory.
     CopyingMemory,
+    /// `delay` after `dump --pre-copy` started copying memory while the tree runs (on a
+    /// kernel without soft-dirty tracking with `SEAMLESS_PRE_COPY_UNTRACKED=1`, so that the
+    /// passes run).
+    PreCopying,
 }
 
 fn interrupt_dump(signal: Signal, delay_ms: u64, victim: Victim) -> Result<()> {
@@ -57,16 +61,19 @@ fn interrupt_dump_at(signal: Signal, moment: Moment, delay_ms: u64, victim: Vict
     let pids = run.snapshot_tree();
     let images = run.dir.join("images");
     let stderr = run.dir.join(format!("dump-{signal:?}-{delay_ms}ms.stderr"));
+    let pre_copy: &[&str] = if let Moment::PreCopying = moment { &["--pre-copy"] } else { &[] };
     let mut child = Command::new(h.seamless()?)
         .args(["dump", "--tree", &run.pid.to_string(), "--images"])
         .arg(&images)
+        .args(pre_copy)
+        .env("SEAMLESS_PRE_COPY_UNTRACKED", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr)?)
         .spawn()
         .context("spawning seamless dump")?;
     let started = child.id() as i32;
-    if let Moment::CopyingMemory = moment {
+    if let Moment::CopyingMemory | Moment::PreCopying = moment {
         // Wait until the image holds 64 MiB of pages: the memory copy, where no thread is in
         // the middle of an injected call.
         let img = images.join("region.img");
@@ -161,4 +168,29 @@ fn sigkill_everything_while_copying_memory() -> Result<()> {
 #[test]
 fn sigkill_everything_later_in_the_copy() -> Result<()> {
     interrupt_dump_at(Signal::KILL, Moment::CopyingMemory, 150, Victim::All)
+}
+
+/// SIGINT while `dump --pre-copy` copies memory with the tree running: nothing to put back
+/// but the pauses; the tree keeps running untraced.
+#[test]
+fn sigint_during_pre_copy() -> Result<()> {
+    interrupt_dump_at(Signal::INT, Moment::PreCopying, 0, Victim::Started)
+}
+
+/// SIGTERM later in the passes (the second pass, its pause or the frozen dump, by timing).
+#[test]
+fn sigterm_later_in_pre_copy() -> Result<()> {
+    interrupt_dump_at(Signal::TERM, Moment::PreCopying, 700, Victim::Started)
+}
+
+/// SIGKILL of every seamless process during pre-copy.
+#[test]
+fn sigkill_everything_during_pre_copy() -> Result<()> {
+    interrupt_dump_at(Signal::KILL, Moment::PreCopying, 0, Victim::All)
+}
+
+/// SIGKILL of every seamless process later in the passes.
+#[test]
+fn sigkill_everything_later_in_pre_copy() -> Result<()> {
+    interrupt_dump_at(Signal::KILL, Moment::PreCopying, 700, Victim::All)
 }

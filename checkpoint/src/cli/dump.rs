@@ -1,7 +1,7 @@
 //! `seamless dump`.
 
 use anyhow::Context;
-use seamless::dump::{dump_trees, DumpOptions};
+use seamless::dump::{dump_trees_with, precopy, DumpOptions};
 use seamless_image::{DirStore, Writer, WriterInfo};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +29,10 @@ pub struct Args {
     /// restore` of an older release).
     #[arg(long, value_name = "VERSION", default_value_t = seamless_image::FORMAT_VERSION)]
     pub image_format: u32,
+    /// Copy the trees' memory while they run first, then freeze them and copy only the pages
+    /// changed since (soft-dirty tracking).
+    #[arg(long)]
+    pub pre_copy: bool,
     /// Largest image (bytes).
     #[arg(long, default_value_t = 64 << 30)]
     pub capacity: u64,
@@ -38,8 +42,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = DirStore::create(&args.images, args.capacity)?;
     let mut writer = Writer::with_format(store, WriterInfo::current(env!("CARGO_PKG_VERSION")), args.image_format)?;
-    let summary =
-        dump_trees(&args.tree, &mut writer, &DumpOptions::default()).context("dump failed, processes resumed")?;
+    let pre = if args.pre_copy {
+        Some(precopy::run(&args.tree, &mut writer, &Default::default()).context("pre-copy failed, processes running")?)
+    } else {
+        None
+    };
+    let passes = pre.as_ref().map(|p| p.passes.iter().map(|s| s.pages).collect::<Vec<_>>());
+    let summary = dump_trees_with(&args.tree, &mut writer, &DumpOptions::default(), pre)
+        .context("dump failed, processes resumed")?;
     let used = writer.used();
     if let Err(e) = seamless::interrupt::check("the dump") {
         summary.frozen.resume();
@@ -66,5 +76,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ft.as_secs_f64() * 1e3,
         tt.as_secs_f64() * 1e3
     );
+    if let Some(passes) = passes {
+        eprintln!(
+            "seamless: pre-copy: {} pass(es) while running, pages {}; frozen {:.1} ms",
+            passes.len(),
+            passes.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+            tt.as_secs_f64() * 1e3
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -47,6 +47,10 @@ pub struct Args {
     /// sockets in always are.
     #[arg(long, value_name = "PATH")]
     pub keep: Vec<PathBuf>,
+    /// Do not copy the trees' memory while they run before the freeze (pre-copy, the
+    /// default): copy all of it frozen.
+    #[arg(long)]
+    pub no_pre_copy: bool,
     /// Go on even if pre-flight checks fail.
     #[arg(long)]
     pub force: bool,
@@ -109,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
             .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {}", args.rewarm_budget, chain(&e)))?,
         reader_kinds: None,
+        pre_copy: !args.no_pre_copy,
     };
     let e = match upgrade(&opts) {
         Ok(never) => match never {},

@@ -109,7 +109,7 @@ impl Drop for Frozen {
 /// Seizes and stops `tid`; returns the group-stop signal when it was stopped already (a
 /// seized tracee reports a group stop as `PTRACE_EVENT_STOP` with the stop signal, any other
 /// stop of ours with SIGTRAP).
-fn seize_one(tid: i32) -> Result<Option<i32>, seamless_sys::SysError> {
+pub(super) fn seize_one(tid: i32) -> Result<Option<i32>, seamless_sys::SysError> {
     ptrace::seize(tid, 0)?;
     ptrace::interrupt(tid)?;
     loop {

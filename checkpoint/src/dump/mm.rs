@@ -15,8 +15,11 @@ pub const CHUNK: usize = 4 << 20;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// Mapped by this process only (safe to read with `process_vm_readv`, see
+/// [`Mem::read_unshared`]).
+pub(super) const PM_EXCLUSIVE: u64 = 1 << 56;
 
-fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
+pub(super) fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
     Ok(match m.name.as_str() {
         "[vdso]" => VmaKind::Vdso,
         "[vsyscall]" => VmaKind::Vsyscall,
@@ -70,7 +73,7 @@ pub fn precheck(pid: i32) -> Result<(), DumpError> {
 }
 
 /// Whether page `entry` (a pagemap word) of area `v` must be saved.
-fn wanted(v: &Vma, entry: u64) -> bool {
+pub(super) fn wanted(v: &Vma, entry: u64) -> bool {
     let present = entry & PM_PRESENT != 0;
     let swapped = entry & PM_SWAP != 0;
     match v.kind {
@@ -121,6 +124,16 @@ fn parse_advice(smaps: &str, mm: &MmRecord) -> VmaAdvice {
 
 /// Dumps the address space of `pid`; returns the record and the number of pages written.
 pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64), DumpError> {
+    dump_mm_with(pid, w, None)
+}
+
+/// [`dump_mm`], keeping the clean pages of `pre` (what [`super::precopy`] copied while the
+/// process ran) and copying only the others.
+pub fn dump_mm_with<S: Store>(
+    pid: i32,
+    w: &mut Writer<S>,
+    mut pre: Option<super::precopy::Copied>,
+) -> Result<(MmRecord, u64), DumpError> {
     let maps = procfs::read_maps(pid).map_err(|e| DumpError::io(pid, "reading maps", e))?;
     let pagemap =
         std::fs::File::open(format!("/proc/{pid}/pagemap")).map_err(|e| DumpError::io(pid, "opening pagemap", e))?;
@@ -149,10 +162,13 @@ pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64),
             rec.vdso = b;
         }
         let skip = matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall);
-        if !skip {
+        if let (false, Some(copied)) = (skip, pre.as_mut()) {
+            v.saved_pages = save_precopied(pid, &mem, &pagemap, w, &v, copied, &mut buf)?;
+        } else if !skip {
             let npages = (m.len() / PAGE_SIZE as u64) as usize;
             let mut run_start: Option<u64> = None;
             let mut run_len = 0usize;
+            let mut run_unshared = true;
             let mut pm = vec![0u8; 8 * 512];
             let mut i = 0usize;
             while i < npages {
@@ -170,25 +186,84 @@ pub fn dump_mm<S: Store>(pid: i32, w: &mut Writer<S>) -> Result<(MmRecord, u64),
                         if run_start.is_none() {
                             run_start = Some(addr);
                             run_len = 0;
+                            run_unshared = true;
                         }
                         run_len += 1;
+                        run_unshared &= entry & PM_EXCLUSIVE != 0;
                         if run_len * PAGE_SIZE == CHUNK {
-                            v.saved_pages += flush(pid, &mem, w, &mut buf, run_start.take().unwrap_or(addr), run_len)?;
+                            let s = run_start.take().unwrap_or(addr);
+                            v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len, run_unshared)?;
                         }
                     } else if let Some(s) = run_start.take() {
-                        v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len)?;
+                        v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len, run_unshared)?;
                     }
                 }
                 i += n;
             }
             if let Some(s) = run_start.take() {
-                v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len)?;
+                v.saved_pages += flush(pid, &mem, w, &mut buf, s, run_len, run_unshared)?;
             }
         }
         total += v.saved_pages;
         rec.vmas.push(v);
     }
     Ok((rec, total))
+}
+
+/// Saves the pages of area `v` that a dump saves: the clean copies of `copied` as they are,
+/// the others copied now (over their stale copies where they have one); then one page chunk
+/// entry per run of pages contiguous in memory and in the image. Returns the pages saved.
+fn save_precopied<S: Store>(
+    pid: i32,
+    mem: &Mem,
+    pagemap: &std::fs::File,
+    w: &mut Writer<S>,
+    v: &Vma,
+    copied: &mut super::precopy::Copied,
+    buf: &mut [u8],
+) -> Result<u64, DumpError> {
+    use super::precopy::{copy_pages, crc_append_page, for_each_entry};
+    let mut saved = Vec::new();
+    let mut want = Vec::new();
+    let mut pm = vec![0u8; 8 * 4096];
+    // Only private pages are pre-copied (see `super::precopy`).
+    let private = !v.shared && matches!(v.kind, VmaKind::Anon | VmaKind::File { .. });
+    for_each_entry(pid, pagemap, v.start, v.end, &mut pm, |addr, entry| {
+        if wanted(v, entry) {
+            saved.push(addr);
+            if !private || copied.clean_at(addr, entry).is_none() {
+                want.push((addr, entry & ((1 << 55) - 1), entry & PM_EXCLUSIVE != 0));
+            }
+        }
+    })?;
+    copy_pages(pid, mem, w, copied, &want, buf, true)?;
+    // Entries: runs of pages contiguous in memory and in the image, at most CHUNK bytes.
+    let max = (CHUNK / PAGE_SIZE) as u64;
+    let mut run: Option<(u64, u64, u64, u32)> = None; // (vaddr, offset, pages, crc)
+    for &addr in &saved {
+        let Some((off, crc)) = copied.copy_of(addr) else {
+            return Err(DumpError::io(
+                pid,
+                format!("pre-copied page at {addr:#x}"),
+                std::io::Error::other("no copy after the frozen pass"),
+            ));
+        };
+        run = match run {
+            Some((va, o, n, c)) if va + n * PAGE_SIZE as u64 == addr && o + n * PAGE_SIZE as u64 == off && n < max => {
+                Some((va, o, n + 1, crc_append_page(c, crc)))
+            }
+            other => {
+                if let Some((va, o, n, c)) = other {
+                    w.put_pages_entry(pid as u32, va, o, n as usize * PAGE_SIZE, c)?;
+                }
+                Some((addr, off, 1, crc))
+            }
+        };
+    }
+    if let Some((va, o, n, c)) = run {
+        w.put_pages_entry(pid as u32, va, o, n as usize * PAGE_SIZE, c)?;
+    }
+    Ok(saved.len() as u64)
 }
 
 fn flush<S: Store>(
@@ -198,10 +273,12 @@ fn flush<S: Store>(
     buf: &mut [u8],
     start: u64,
     pages: usize,
+    unshared: bool,
 ) -> Result<u64, DumpError> {
     crate::interrupt::check("memory dump")?;
     let len = pages * PAGE_SIZE;
-    mem.read(start, &mut buf[..len])
+    let read = if unshared { Mem::read_unshared } else { Mem::read };
+    read(mem, start, &mut buf[..len])
         .map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;
     w.put_pages(pid as u32, start, &buf[..len])?;
     Ok(pages as u64)

@@ -23,6 +23,7 @@ pub mod mm;
 pub mod objects;
 pub mod pidfd;
 pub mod precheck;
+pub mod precopy;
 pub mod process;
 pub mod sched;
 pub mod seccomp;
@@ -156,6 +157,17 @@ pub fn dump_trees<S: Store>(
     writer: &mut Writer<S>,
     opts: &DumpOptions,
 ) -> Result<DumpSummary, DumpError> {
+    dump_trees_with(pids, writer, opts, None)
+}
+
+/// [`dump_trees`] after [`precopy::run`] wrote `pre` into `writer`: only the pages changed
+/// since are copied while the trees are frozen.
+pub fn dump_trees_with<S: Store>(
+    pids: &[i32],
+    writer: &mut Writer<S>,
+    opts: &DumpOptions,
+    mut pre: Option<precopy::PreCopy>,
+) -> Result<DumpSummary, DumpError> {
     let t0 = Instant::now();
     // New connections to the trees' listeners wait from now on (dropped if the freeze fails).
     let hold = listeners::hold(pids);
@@ -230,7 +242,8 @@ pub fn dump_trees<S: Store>(
         for t in threads::dump_threads(p)? {
             writer.put_record(records::THREAD, p.pid as u32, t.tid as u64, &t)?;
         }
-        let (mm_rec, n) = mm::dump_mm(p.pid, writer)?;
+        let copied = pre.as_mut().and_then(|pre| pre.take(p.pid));
+        let (mm_rec, n) = mm::dump_mm_with(p.pid, writer, copied)?;
         pages += n;
         writer.put_record(records::MM, p.pid as u32, 0, &mm_rec)?;
         if let Some(f) = seccomp::read(p.pid, &p.tids)? {

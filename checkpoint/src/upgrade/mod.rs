@@ -113,6 +113,9 @@ pub struct UpgradeOptions {
     /// The record kinds the target's seamless-init reads, as the pre-flight check found them
     /// (set by the upgrade itself; `None`: not known).
     pub reader_kinds: Option<Vec<u16>>,
+    /// Copy the trees' memory while they run before freezing them (`dump::precopy`), so
+    /// the frozen dump copies only what changed since.
+    pub pre_copy: bool,
 }
 
 enum Target {
@@ -270,7 +273,20 @@ fn dump_and_jump(
         clock.stage("page-cache");
         interrupt::check("recording the page cache")?;
     }
-    let summary = dump::dump_trees(
+    let pre = if opts.pre_copy {
+        let pre = dump::precopy::run(&opts.roots, &mut writer, &Default::default())?;
+        eprintln!(
+            "seamless: pre-copy: {} MiB in {} pass(es) while the trees ran ({})",
+            (pre.pages() * 4096) >> 20,
+            pre.passes.len(),
+            pre.passes.iter().map(|p| format!("{} MiB", (p.pages * 4096) >> 20)).collect::<Vec<_>>().join(", ")
+        );
+        clock.stage("pre-copy");
+        Some(pre)
+    } else {
+        None
+    };
+    let summary = dump::dump_trees_with(
         &opts.roots,
         &mut writer,
         &DumpOptions {
@@ -279,6 +295,7 @@ fn dump_and_jump(
             reader_kinds: opts.reader_kinds.clone(),
             ..Default::default()
         },
+        pre,
     )?;
     clock.stage("dump");
     // With the trees frozen: the tmpfs files they use, which the new kernel starts without.

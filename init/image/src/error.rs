@@ -187,6 +187,20 @@ pub enum ImageError {
         /// The limit.
         limit: u64,
     },
+    /// Pages named or rewritten at a region offset the writer has not written (pre-copy).
+    #[error("{store}: {what}: bytes {at:#x}+{len:#x} are not whole pages inside the {written:#x} bytes written")]
+    NotWritten {
+        /// The store.
+        store: String,
+        /// What was being written.
+        what: String,
+        /// Region offset.
+        at: u64,
+        /// Length.
+        len: u64,
+        /// Bytes written so far.
+        written: u64,
+    },
     /// Page data must come in whole pages.
     #[error("page chunk for owner {owner} at {vaddr:#x} has {len} bytes, not a multiple of the page size")]
     UnalignedChunk {

@@ -192,6 +192,72 @@ impl<S: Store> Writer<S> {
         self.push(RecordKind::PAGE_CHUNK, owner, vaddr, at, data)
     }
 
+    /// Stores whole pages in the data area, page-aligned, without an index entry: a dumper
+    /// that copies memory while the process still runs (pre-copy) writes pages here first,
+    /// rewrites those changed since with [`Writer::rewrite_pages`], and names the final
+    /// contents with [`Writer::put_pages_entry`] once the process is frozen. Bytes never named
+    /// by an entry are dead space, which no reader looks at. Returns the region offset.
+    pub fn put_unindexed_pages(&mut self, data: &[u8]) -> Result<u64> {
+        if data.is_empty() || !data.len().is_multiple_of(PAGE_SIZE) {
+            return Err(ImageError::UnalignedChunk { owner: 0, vaddr: 0, len: data.len() });
+        }
+        let at = align(self.pos, PAGE_SIZE as u64);
+        self.store.write_at(at, data)?;
+        self.pos = at + data.len() as u64;
+        Ok(at)
+    }
+
+    /// Overwrites whole pages stored earlier by [`Writer::put_unindexed_pages`] at region
+    /// offset `at` (page-aligned, inside what was written).
+    pub fn rewrite_pages(&mut self, at: u64, data: &[u8]) -> Result<()> {
+        self.check_written(at, data.len(), || format!("rewrite of {} bytes at {at:#x}", data.len()))?;
+        self.store.write_at(at, data)
+    }
+
+    /// Adds the index entry of a page chunk whose `len` bytes the writer stored already at
+    /// region offset `at` ([`Writer::put_unindexed_pages`]), with their CRC-32C `crc`, for the
+    /// pages from virtual address `vaddr`. Returns its entry index.
+    pub fn put_pages_entry(&mut self, owner: u32, vaddr: u64, at: u64, len: usize, crc: u32) -> Result<u32> {
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(ImageError::UnalignedChunk { owner, vaddr, len });
+        }
+        self.check_raw_len(len, || format!("page chunk at {vaddr:#x} of owner {owner}"))?;
+        self.check_written(at, len, || format!("page chunk at {vaddr:#x} of owner {owner}"))?;
+        let Some(index) = u32::try_from(self.entries.len()).ok().filter(|&i| i < MAX_ENTRIES) else {
+            return Err(ImageError::NoSpace {
+                store: self.store.describe(),
+                what: "index".into(),
+                needed: self.entries.len() as u64 + 1,
+                limit: u64::from(MAX_ENTRIES),
+            });
+        };
+        self.entries.push(Entry {
+            kind: RecordKind::PAGE_CHUNK,
+            flags: 0,
+            owner,
+            tag: vaddr,
+            offset: at,
+            len: len as u64,
+            crc,
+        });
+        Ok(index)
+    }
+
+    /// `len` bytes at `at` are page-aligned and inside the data written so far.
+    fn check_written(&self, at: u64, len: usize, what: impl FnOnce() -> String) -> Result<()> {
+        let inside = at >= SUPERBLOCK_SIZE as u64 && at.checked_add(len as u64).is_some_and(|end| end <= self.pos);
+        if !inside || !at.is_multiple_of(PAGE_SIZE as u64) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(ImageError::NotWritten {
+                store: self.store.describe(),
+                what: what(),
+                at,
+                len: len as u64,
+                written: self.pos,
+            });
+        }
+        Ok(())
+    }
+
     /// Writes the index, then the "complete" superblock, then seals the store. Only now may
     /// the region be restored.
     pub fn finish(mut self) -> Result<S> {

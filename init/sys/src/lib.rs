@@ -30,6 +30,7 @@ pub mod sockets;
 pub mod sysv;
 pub mod timens;
 pub mod tty;
+pub mod vm;
 
 pub use error::{chain, Chain, SysError, SysResult};
 pub use release::kernel_release;

@@ -24,7 +24,9 @@ impl Mem {
         self.pid
     }
 
-    /// Reads exactly `buf.len()` bytes at `addr`.
+    /// Reads exactly `buf.len()` bytes at `addr`. Not with `process_vm_readv`: it pins the
+    /// pages, and pinning a page still shared copy-on-write with a forked child unshares it
+    /// (a dump would double the memory of a process and its children).
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
         let mut done = 0;
         while done < buf.len() {
@@ -40,9 +42,31 @@ impl Mem {
         Ok(())
     }
 
-    /// Writes all of `buf` at `addr`.
+    /// [`Mem::read`] of pages each mapped only by this process (pagemap bit 56): with
+    /// `process_vm_readv`, one copy instead of two (`/proc/PID/mem` goes through a page of
+    /// the kernel's), as far as it goes, the rest (unreadable pages) through `/proc/PID/mem`.
+    pub fn read_unshared(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            match seamless_sys::vm::read(self.pid, addr + done as u64, &mut buf[done..]) {
+                Ok(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
+        self.read(addr + done as u64, &mut buf[done..])
+    }
+
+    /// Writes all of `buf` at `addr`: with `process_vm_writev` (one copy) as far as it goes,
+    /// the rest (pages the process itself cannot write, e.g. read-only) through
+    /// `/proc/PID/mem`.
     pub fn write(&self, addr: u64, buf: &[u8]) -> io::Result<()> {
         let mut done = 0;
+        while done < buf.len() {
+            match seamless_sys::vm::write(self.pid, addr + done as u64, &buf[done..]) {
+                Ok(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
         while done < buf.len() {
             let n = self.file.write_at(&buf[done..], addr + done as u64)?;
             if n == 0 {

@@ -7,6 +7,12 @@
 //! - `seamless dump` and `seamless restore` of the `fanout` workload (100 small processes, ms per
 //!   process).
 //!
+//! - the frozen part of `seamless dump` (freeze to last record) of the `precopy_writer`
+//!   workload (`--mib` MiB that it keeps rewriting at `--dirty-pct` percent a second), dumped
+//!   frozen only and with `--pre-copy` (on a kernel without soft-dirty tracking pre-copy is
+//!   skipped, which the line says);
+//! - restore of `big_mem` next to the populate + copy floor (their ratio).
+//!
 //! Each round trip is verified (the restored workload must report PASS). Every measurement is
 //! repeated (`--repeat`, default 3; the first touch of fresh guest memory is much slower than
 //! later ones on a VM) and the best run is shown with all runs listed. A failing part prints its
@@ -14,7 +20,7 @@
 //! preserved region) unless `--dir DIR` is given.
 //!
 //! Options: `--mib N` (default 1024), `--procs N` (default 100), `--repeat N` (default 3),
-//! `--dir DIR`.
+//! `--dirty-pct P` (default 4), `--dir DIR`.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -25,23 +31,26 @@ use seamless_tests::host::{Harness, RoundTrip};
 
 struct Options {
     mib: u64,
+    dirty_pct: f64,
     procs: u64,
     repeat: u32,
     dir: PathBuf,
 }
 
 fn parse_args() -> Result<Options> {
-    let mut opts = Options { mib: 1024, procs: 100, repeat: 3, dir: PathBuf::from("/dev/shm/seamless-bench") };
+    let mut opts =
+        Options { mib: 1024, dirty_pct: 4.0, procs: 100, repeat: 3, dir: PathBuf::from("/dev/shm/seamless-bench") };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--mib" => opts.mib = value()?.parse().context("--mib")?,
+            "--dirty-pct" => opts.dirty_pct = value()?.parse().context("--dirty-pct")?,
             "--procs" => opts.procs = value()?.parse().context("--procs")?,
             "--repeat" => opts.repeat = value()?.parse::<u32>().context("--repeat")?.max(1),
             "--dir" => opts.dir = PathBuf::from(value()?),
             "-h" | "--help" => {
-                println!("usage: bench-engine [--mib N] [--procs N] [--repeat N] [--dir DIR]");
+                println!("usage: bench-engine [--mib N] [--procs N] [--repeat N] [--dirty-pct P] [--dir DIR]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -75,6 +84,54 @@ fn floor(harness: &Harness, mib: u64, repeat: u32) -> Result<(f64, f64, f64)> {
 fn repeated(harness: &Harness, name: &str, arg: &str, repeat: u32) -> Result<Vec<RoundTrip>> {
     (0..repeat)
         .map(|i| harness.round_trip(name, &[arg]).with_context(|| format!("run {} of {repeat}", i + 1)))
+        .collect()
+}
+
+/// The frozen part of a dump (`total X ms` of its summary line) and the pages per pre-copy
+/// pass (empty without pre-copy), from the last lines it printed.
+fn frozen_of(log: &str) -> Result<(Duration, Vec<u64>)> {
+    let line = log.lines().find(|l| l.contains("seamless: dumped")).with_context(|| format!("no summary in {log}"))?;
+    let ms: f64 = line
+        .rsplit_once("total ")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no total in {line}"))?;
+    let passes = log
+        .lines()
+        .find_map(|l| l.split_once("while running, pages ").map(|(_, r)| r.split(';').next().unwrap_or("").to_string()))
+        .map(|r| r.split(", ").filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    Ok((Duration::from_secs_f64(ms / 1e3), passes))
+}
+
+/// min/median/max of some seconds, printed.
+fn spread(v: &[f64]) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => "-".into(),
+        n => format!("{:.3}/{:.3}/{:.3}", v[0], v[n / 2], v[n - 1]),
+    }
+}
+
+/// `repeat` verified round trips of `precopy_writer` with these dump arguments; the frozen
+/// times and the passes of each.
+fn frozen_runs(
+    harness: &Harness,
+    mib: u64,
+    dirty_pct: f64,
+    dump_args: &[&str],
+    repeat: u32,
+) -> Result<Vec<(Duration, Vec<u64>)>> {
+    let pages_per_s = ((mib << 20) as f64 / 4096.0 * dirty_pct / 100.0).max(1.0) as u64;
+    let (mib, rate) = (mib.to_string(), pages_per_s.to_string());
+    (0..repeat)
+        .map(|i| {
+            let (_, log) = harness
+                .round_trip_dumped_with("precopy_writer", &[&mib, &rate], dump_args, &[])
+                .with_context(|| format!("run {} of {repeat}", i + 1))?;
+            frozen_of(&log)
+        })
         .collect()
 }
 
@@ -134,8 +191,10 @@ fn main() -> ExitCode {
     row("measurement", "time", "rate");
     println!("|{:-<52}|{:-<12}|{:-<20}|", "", "", "");
 
+    let mut floor_s = None;
     match floor(&harness, opts.mib, opts.repeat) {
         Ok((rate, populate, copy)) => {
+            floor_s = Some(populate + copy);
             row(
                 &format!("floor: mmap(MAP_POPULATE)+memcpy {} MiB, best", opts.mib),
                 &format!("{:.3} s", populate + copy),
@@ -155,6 +214,13 @@ fn main() -> ExitCode {
     match repeated(&harness, "big_mem", &mib, opts.repeat) {
         Ok(runs) => {
             let best = best_of(&runs);
+            if let Some(f) = floor_s {
+                notes.push(format!(
+                    "restore {} MiB / populate + memcpy floor: {:.2}x (best of each; target at most 1.2x)",
+                    opts.mib,
+                    secs(best.restore) / f
+                ));
+            }
             row(
                 &format!("dump {} MiB (big_mem, {} image entries), best", opts.mib, best.entries),
                 &format!("{:.3} s", secs(best.dump)),
@@ -172,6 +238,46 @@ fn main() -> ExitCode {
             row(&format!("dump + restore {} MiB (big_mem)", opts.mib), "FAILED", "");
             errors.push(format!("big_mem: {e:#}"));
         }
+    }
+
+    let mut tracked = true;
+    for (label, args) in [("frozen only", &[][..]), ("with --pre-copy", &["--pre-copy"][..])] {
+        match frozen_runs(&harness, opts.mib, opts.dirty_pct, args, opts.repeat) {
+            Ok(runs) => {
+                let times: Vec<f64> = runs.iter().map(|(t, _)| secs(*t)).collect();
+                let best = times.iter().copied().fold(f64::MAX, f64::min);
+                // A kernel without soft-dirty tracking: no pass ran.
+                let skipped = !args.is_empty() && runs.iter().all(|(_, p)| p.is_empty());
+                tracked &= !skipped;
+                row(
+                    &format!(
+                        "frozen dump {} MiB dirtying {}%/s, {label}{}, best",
+                        opts.mib,
+                        opts.dirty_pct,
+                        if skipped { " (skipped: no soft-dirty)" } else { "" }
+                    ),
+                    &format!("{best:.3} s"),
+                    "",
+                );
+                let passes: Vec<String> = runs.iter().map(|(_, p)| format!("{p:?}")).collect();
+                notes.push(format!(
+                    "precopy_writer {label}: frozen s min/median/max {}; pages per pre-copy pass {}",
+                    spread(&times),
+                    passes.join(" ")
+                ));
+            }
+            Err(e) => {
+                failures += 1;
+                row(&format!("frozen dump {} MiB, {label}", opts.mib), "FAILED", "");
+                errors.push(format!("precopy_writer {label}: {e:#}"));
+            }
+        }
+    }
+    if !tracked {
+        notes.push(
+            "this kernel does not track soft-dirty pages (CONFIG_MEM_SOFT_DIRTY): `--pre-copy` copies everything frozen"
+                .into(),
+        );
     }
 
     let procs = opts.procs.to_string();
@@ -199,6 +305,8 @@ fn main() -> ExitCode {
     }
 
     println!();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     for n in &notes {
         println!("{n}");
     }

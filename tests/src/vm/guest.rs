@@ -197,6 +197,12 @@ done"#
     }
 
     /// Size of the root disk in MiB (512 by default).
+    /// Guest memory (QEMU `-m`, default `2G`).
+    pub fn memory(mut self, size: &str) -> Self {
+        self.memory = size.to_string();
+        self
+    }
+
     pub fn disk_mib(mut self, mib: u64) -> Self {
         self.disk_mib = mib;
         self
