@@ -301,6 +301,18 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: false,
     },
     Workload {
+        name: "deleted_fifo",
+        link: Link::Dynamic,
+        summary: "FIFOs removed while open (read and write ends in two processes, read-write, a lone writer) with queued bytes, removed directories held open and as a working directory",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "memfd_exec",
+        link: Link::Dynamic,
+        summary: "a child exec'd from a sealed memfd (fexecve) and one running a deleted copy: /proc/self/exe, its bytes and mappings",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "access_modes",
         link: Link::Dynamic,
         summary: "mappings whose protection differs from their file's open mode, mlock/mlock2 areas, deleted files of mode 0000 and of another owner, a chrooted child",

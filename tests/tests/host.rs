@@ -80,6 +80,11 @@ workload_tests! {
     locks_mlock => "refuse" ["mlock"];
     sched_batch => "refuse" ["sched_batch"];
     sched_affinity => "refuse" ["affinity"];
+    // Carried by the deleted-node and executable-object records (kinds 61 and 62).
+    carried_cwd_deleted => "refuse" ["cwd"];
+    carried_exe_deleted => "refuse" ["exe"];
+    carried_fifo_deleted => "refuse" ["fifo_deleted"];
+    carried_dir_deleted => "refuse" ["dir_deleted"];
 }
 
 mod refuse_netlink {
@@ -678,16 +683,12 @@ mod refuse {
     }
 
     refusals! {
-        cwd => "cwd (";
         root_deleted => "root (";
-        exe => "exe (";
         memfd_huge => "huge-page memfd";
         unix_closed => "peer end is closed";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
         seccomp_args => "looks at the arguments";
-        fifo_deleted => "deleted FIFO";
-        dir_deleted => "deleted directory";
         relinked => "cannot be opened";
         ebpf_filter => "eBPF socket filter";
         tcp_half_closed => "TCP connection in state FIN_WAIT2";
@@ -727,4 +728,11 @@ workload_tests! {
     posix_mq => "posix_mq" [];
     memfd => "memfd" [];
     deleted_files => "deleted_files" [];
+}
+
+// ---- FIFOs and directories removed while held, executables no path reaches ----
+
+workload_tests! {
+    deleted_fifo => "deleted_fifo" [];
+    memfd_exec => "memfd_exec" [];
 }

@@ -17,6 +17,8 @@
  *                  works
  *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
  *   dir_deleted    a descriptor of a directory that was removed
+ *                  (cwd, exe, fifo_deleted and dir_deleted are carried now: the host tests
+ *                  run them as round trips)
  *   relinked       an open file whose name was removed while another hard link keeps it
  *   ebpf_filter    a UDP socket with an eBPF socket filter (SO_ATTACH_BPF) that keeps only
  *                  datagrams whose first byte is 'A' (no classic form to save)

@@ -43,6 +43,8 @@ pub struct FilePlan {
     pub locks: BTreeMap<i32, records::FileLocks>,
     /// POSIX message queues and memfds.
     pub objects: super::objects::Objects,
+    /// Deleted FIFOs and directories, executables that are objects ([`super::nodes`]).
+    pub nodes: super::nodes::Nodes,
 }
 
 impl FilePlan {
@@ -79,7 +81,7 @@ fn unsupported(pid: i32, fd: i32, link: &str, reason: &str) -> DumpError {
     DumpError::Unsupported { pid, resource: format!("fd {fd} ({link})"), reason: reason.into() }
 }
 
-fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
+pub(super) fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
     let path = format!("/proc/{pid}/fd/{fd}");
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -277,7 +279,7 @@ fn classify(
     }
     if ft.is_fifo() {
         if deleted {
-            return Err(unsupported(pid, fd, link, "deleted FIFO: restore reopens FIFOs by path"));
+            return super::nodes::fifo(pid, fd, link, &md, plan, id);
         }
         same_file(pid, fd, link, &md)?;
         let ino = md.ino();
@@ -292,7 +294,7 @@ fn classify(
     if ft.is_file() || ft.is_dir() {
         if deleted {
             if !ft.is_file() {
-                return Err(unsupported(pid, fd, link, "deleted directory: restore reopens directories by path"));
+                return Ok(super::nodes::dir(link, &md, plan, id));
             }
             // One object per inode (sparse contents, owner, times), whichever descriptions open it.
             return super::objects::deleted_fd(pid, fd, link, link_path, plan, id);
@@ -378,6 +380,7 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
         w.put_record(records::PTY, 0, u64::from(t.index), t)?;
     }
     super::objects::write(&plan.objects, w)?;
+    super::nodes::write(&plan.nodes, w)?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ pub mod inotify;
 pub mod listeners;
 pub mod locks;
 pub mod mm;
+pub mod nodes;
 pub mod objects;
 pub mod pidfd;
 pub mod precheck;
@@ -171,6 +172,7 @@ pub fn dump_trees<S: Store>(
         files::readable_by(&file_plan, kinds)?;
         sysv::readable_by(&sysv_plan, &frozen, kinds)?;
         objects::readable_by(&file_plan.objects, &frozen, kinds)?;
+        nodes::readable_by(&file_plan, kinds)?;
     }
     // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are

@@ -350,6 +350,26 @@ pub fn mapped_memfds(frozen: &Frozen, plan: &mut FilePlan) -> Result<(), DumpErr
     Ok(())
 }
 
+/// Adds the memfd or deleted regular file that is the executable of `pid` (`link` is what
+/// `/proc/PID/exe` shows, `path` that link) when no descriptor or mapping brought it in.
+pub fn exe_object(pid: i32, link: &str, path: &str, plan: &mut FilePlan) -> Result<(), DumpError> {
+    let md = std::fs::metadata(path).map_err(|e| DumpError::io(pid, format!("stat {path}"), e))?;
+    let key = (md.dev(), md.ino());
+    if plan.objects.by_inode.contains_key(&key) {
+        return Ok(());
+    }
+    let what = format!("exe ({link})");
+    if is_memfd_mapping(link) {
+        let (mut mf, data) = read_memfd(pid, &what, path, &plan.objects)?;
+        mf.name = memfd_name(link);
+        plan.objects.insert(key, FileObject::Memfd(mf), data);
+    } else {
+        let (o, data) = read_deleted(pid, &what, link, path, &plan.objects)?;
+        plan.objects.insert(key, o, data);
+    }
+    Ok(())
+}
+
 /// Refuses the objects when the reader (knowing record kinds `kinds`) does not know their kind.
 pub fn readable_by(objects: &Objects, frozen: &Frozen, kinds: &[u16]) -> Result<(), DumpError> {
     if objects.list.is_empty() || kinds.contains(&records::FILE_OBJECT.0) {

@@ -460,6 +460,21 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample("ghost-owner", records::GHOST_OWNER, records::GhostOwner { uid: 1234, gid: 1235 }));
+    s.push(sample(
+        "deleted-node",
+        records::DELETED_NODE,
+        records::DeletedNode {
+            id: 1,
+            path: "/run/app/ctl.fifo".into(),
+            mode: records::DeletedNode::FIFO | 0o640,
+            uid: 1234,
+            gid: 1235,
+            pipe: 31338,
+            descs: vec![7, 8],
+            cwd_of: Vec::new(),
+        },
+    ));
+    s.push(sample("exe-object", records::EXE_OBJECT, records::ExeObject { dev: 0x1a, ino: 4711 }));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

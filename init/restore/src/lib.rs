@@ -57,6 +57,7 @@ pub mod inotify;
 pub mod locks;
 pub mod mm;
 pub mod netlock;
+pub mod nodes;
 pub mod objects;
 pub mod paths;
 pub mod pidfd;

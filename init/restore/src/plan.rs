@@ -53,6 +53,8 @@ pub struct ProcPlan {
     pub vma_flags: Vec<records::FlaggedArea>,
     /// Its cgroup v2 membership when it was not the dumper's.
     pub cgroup: Option<records::CgroupMembership>,
+    /// The saved object (memfd or deleted file) that is its executable.
+    pub exe_object: Option<records::ExeObject>,
 }
 
 impl ProcPlan {
@@ -99,6 +101,8 @@ pub struct Plan {
     pub file_objects: Vec<(u64, records::FileObject)>,
     /// Owners of deleted files (not root), by description id.
     pub ghost_owners: BTreeMap<u32, records::GhostOwner>,
+    /// FIFOs and directories deleted while held.
+    pub deleted_nodes: Vec<records::DeletedNode>,
 }
 
 impl Plan {
@@ -161,6 +165,7 @@ fn build(d: Decoded) -> Plan {
                 shm_attach: Vec::new(),
                 vma_flags: Vec::new(),
                 cgroup: None,
+                exe_object: None,
             },
         );
     }
@@ -226,6 +231,12 @@ fn build(d: Decoded) -> Plan {
             p.cgroup = Some(c);
         }
     }
+    for (o, e) in d.exe_objects {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.exe_object = Some(e);
+        }
+    }
+    plan.deleted_nodes = d.deleted_nodes.into_iter().map(|(_, n)| n).collect();
     // Validation proved every tag is a description id.
     for (tag, g) in d.ghost_owners {
         if let Ok(id) = u32::try_from(tag) {
@@ -456,6 +467,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         shm_attach: Vec::new(),
         vma_flags: Vec::new(),
         cgroup: None,
+        exe_object: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod inotify;
 pub mod locks;
 pub mod mm;
 pub mod netlock;
+pub mod nodes;
 pub mod pidfd;
 pub mod process;
 pub mod sched;
@@ -33,6 +34,7 @@ pub use inotify::{InotifyRecord, InotifyWatch};
 pub use locks::{FileLock, FileLocks, LockKind};
 pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
+pub use nodes::{DeletedNode, ExeObject};
 pub use pidfd::PidfdRecord;
 pub use process::{
     Creds, ITimer, JobStop, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
@@ -97,6 +99,11 @@ pub const GHOST_OWNER: RecordKind = RecordKind(56);
 /// [`CgroupMembership`], owner = pid (at most one per process, only when its cgroup v2 is not
 /// the dumper's).
 pub const CGROUP: RecordKind = RecordKind(57);
+/// [`DeletedNode`], owner 0, tag = its id (a FIFO or directory deleted while held).
+pub const DELETED_NODE: RecordKind = RecordKind(61);
+/// [`ExeObject`], owner = pid (at most one per process, only when its executable is a memfd
+/// or a deleted file).
+pub const EXE_OBJECT: RecordKind = RecordKind(62);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -145,6 +152,8 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         VMA_FLAGS => "vma-flags",
         GHOST_OWNER => "ghost-owner",
         CGROUP => "cgroup",
+        DELETED_NODE => "deleted-node",
+        EXE_OBJECT => "exe-object",
         _ => return None,
     })
 }
@@ -300,6 +309,24 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let c: CgroupMembership = de(bytes)?;
             let l: Vec<String> = c.limits.iter().map(|l| format!("{}/{}={}", l.cgroup, l.file, l.value)).collect();
             format!("cgroup {} limits [{}]", c.path, l.join(", "))
+        }
+        DELETED_NODE => {
+            let n: DeletedNode = de(bytes)?;
+            format!(
+                "deleted {} {} mode {:o} owner {}:{} pipe {} files {:?} cwd of {:?}",
+                if n.is_fifo() { "fifo" } else { "directory" },
+                n.path,
+                n.mode,
+                n.uid,
+                n.gid,
+                n.pipe,
+                n.descs,
+                n.cwd_of
+            )
+        }
+        EXE_OBJECT => {
+            let e: ExeObject = de(bytes)?;
+            format!("executable is the saved object of device {} inode {}", e.dev, e.ino)
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;

@@ -1,0 +1,226 @@
+//! Validation of the deleted-node and executable-object records (see [`super::validate`]).
+
+use super::{live_owner, path, Decoded, Invalid, Res};
+use crate::records::{DeletedNode, FileDesc, FileKind, FileObject, ProcessRecord};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Deleted nodes: tag = id, unique; an absolute path without NUL; a FIFO (with the inode of a
+/// pipe record) or a directory (pipe 0); at least one user; each description listed once in
+/// all nodes, of the matching kind (a FIFO description of the node's pipe, a directory
+/// description of the node's path); each working-directory process live, listed once, only on
+/// directories.
+pub(super) fn check_nodes(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>, descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    let mut ids = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    let mut cwds = BTreeSet::new();
+    for (tag, n) in &d.deleted_nodes {
+        let bad = |field: &'static str, why: String| Invalid::File { id: n.id, field, why };
+        if u64::from(n.id) != *tag {
+            return Err(Invalid::Mislabelled {
+                pid: 0,
+                what: "deleted node",
+                stored: (*tag).into(),
+                inside: n.id.into(),
+            });
+        }
+        if !ids.insert(n.id) {
+            return Err(Invalid::Duplicate { what: "deleted node", id: n.id.into() });
+        }
+        path(0, "deleted node path", &n.path)?;
+        if !n.path.starts_with('/') {
+            return Err(bad("deleted node path", format!("{:?} is not absolute", n.path)));
+        }
+        if n.mode & !(DeletedNode::TYPE_MASK | 0o7777) != 0 {
+            return Err(bad("deleted node mode", format!("{:o} has unknown bits", n.mode)));
+        }
+        let fifo = match n.mode & DeletedNode::TYPE_MASK {
+            DeletedNode::FIFO => true,
+            DeletedNode::DIR => false,
+            t => return Err(bad("deleted node mode", format!("file type {t:o} is neither a FIFO nor a directory"))),
+        };
+        if fifo && (n.pipe == 0 || !d.pipes.iter().any(|(_, p)| p.ino == n.pipe)) {
+            return Err(bad("deleted node pipe", format!("FIFO without a pipe record of inode {}", n.pipe)));
+        }
+        if !fifo && n.pipe != 0 {
+            return Err(bad("deleted node pipe", "a directory has no pipe".into()));
+        }
+        if n.descs.is_empty() && n.cwd_of.is_empty() {
+            return Err(bad("deleted node", "neither a description nor a process uses it".into()));
+        }
+        for &id in &n.descs {
+            if !used.insert(id) {
+                return Err(Invalid::Duplicate { what: "deleted node description", id: id.into() });
+            }
+            let fits = match descs.get(&id).map(|f| &f.kind) {
+                Some(FileKind::Fifo { path, pipe }) => fifo && *pipe == n.pipe && *path == n.path,
+                Some(FileKind::Regular { path, mode, .. }) => {
+                    !fifo && mode & DeletedNode::TYPE_MASK == DeletedNode::DIR && *path == n.path
+                }
+                _ => false,
+            };
+            if !fits {
+                return Err(bad(
+                    "deleted node description",
+                    format!(
+                        "file #{id} is not a {} description of {}",
+                        if fifo { "FIFO" } else { "directory" },
+                        n.path
+                    ),
+                ));
+            }
+        }
+        for &pid in &n.cwd_of {
+            let owner = u32::try_from(pid).map_err(|_| bad("deleted node cwd", format!("pid {pid}")))?;
+            live_owner(procs, "deleted working directory", owner)?;
+            if fifo {
+                return Err(bad("deleted node cwd", "a FIFO cannot be a working directory".into()));
+            }
+            if !cwds.insert(pid) {
+                return Err(Invalid::Duplicate { what: "deleted working directory", id: pid.into() });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Executable objects: one per live process, naming a memfd or deleted-file object of the
+/// image that is a regular file.
+pub(super) fn check_exe_objects(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    for (owner, e) in &d.exe_objects {
+        let pid = live_owner(procs, "executable object", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "executable object", id: pid.into() });
+        }
+        let mode = d.file_objects.iter().find_map(|(_, o)| match o {
+            FileObject::Memfd(m) if (m.dev, m.ino) == (e.dev, e.ino) => Some(m.mode),
+            FileObject::Deleted(f) if (f.dev, f.ino) == (e.dev, e.ino) => Some(f.mode),
+            _ => None,
+        });
+        match mode {
+            Some(m) if m & DeletedNode::TYPE_MASK == 0o100_000 => {}
+            _ => {
+                return Err(Invalid::Value {
+                    pid,
+                    field: "executable object",
+                    value: i128::from(e.ino),
+                    why: "no memfd or deleted regular file of that device and inode in the image",
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::validate;
+    use super::*;
+    use crate::records::{ExeObject, Memfd, PipeRecord};
+
+    const PID: i32 = 4343;
+
+    fn fifo_node(d: &mut Decoded) -> DeletedNode {
+        d.pipes.push((88, PipeRecord { ino: 88, capacity: 65536, data: b"xy".to_vec() }));
+        d.descs.push((9, FileDesc { id: 9, flags: 0, pos: 0, kind: FileKind::Fifo { path: "/t/f".into(), pipe: 88 } }));
+        DeletedNode {
+            id: 1,
+            path: "/t/f".into(),
+            mode: DeletedNode::FIFO | 0o640,
+            uid: 5,
+            gid: 6,
+            pipe: 88,
+            descs: vec![9],
+            cwd_of: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_deleted_fifo_and_directory_fit_their_descriptions() {
+        let mut d = Decoded::sample(PID);
+        let n = fifo_node(&mut d);
+        d.deleted_nodes.push((1, n));
+        let dir = FileKind::Regular { path: "/t/d".into(), size: 0, mode: DeletedNode::DIR | 0o755 };
+        d.descs.push((10, FileDesc { id: 10, flags: 0o200000, pos: 0, kind: dir }));
+        let dn = DeletedNode {
+            id: 2,
+            path: "/t/d".into(),
+            mode: DeletedNode::DIR | 0o755,
+            uid: 0,
+            gid: 0,
+            pipe: 0,
+            descs: vec![10],
+            cwd_of: vec![PID],
+        };
+        d.deleted_nodes.push((2, dn.clone()));
+        validate(&d).unwrap();
+
+        let broken = |f: &dyn Fn(&mut Decoded)| {
+            let mut b = Decoded::sample(PID);
+            let n = fifo_node(&mut b);
+            b.deleted_nodes.push((1, n));
+            f(&mut b);
+            validate(&b).expect_err("the broken image was accepted").to_string()
+        };
+        assert!(broken(&|b| b.deleted_nodes[0].0 = 7).contains("stored under 7"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.pipe = 99).contains("pipe record"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.mode = 0o100644).contains("neither a FIFO"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.path = "t/f".into()).contains("not absolute"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.path = "/t/\0".into()).contains("NUL"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.descs = vec![1]).contains("not a FIFO description"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.descs.clear()).contains("neither a description"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.cwd_of = vec![PID]).contains("cannot be a working"));
+        assert!(broken(&|b| b.deleted_nodes[0].1.descs.push(9)).contains("two deleted node description"));
+        let mut twice = dn.clone();
+        twice.id = 3;
+        twice.descs.clear();
+        assert!(broken(&|b| {
+            b.deleted_nodes.push((2, dn.clone()));
+            b.descs.push((
+                10,
+                FileDesc {
+                    id: 10,
+                    flags: 0,
+                    pos: 0,
+                    kind: FileKind::Regular { path: "/t/d".into(), size: 0, mode: DeletedNode::DIR | 0o755 },
+                },
+            ));
+            b.deleted_nodes.push((3, twice.clone()));
+        })
+        .contains("two deleted working directory"));
+        assert!(broken(&|b| {
+            let mut n = dn.clone();
+            n.descs.clear();
+            n.cwd_of = vec![PID + 1];
+            b.deleted_nodes.push((2, n));
+        })
+        .contains("not a process"));
+    }
+
+    #[test]
+    fn an_executable_object_names_a_saved_regular_object() {
+        let mut d = Decoded::sample(PID);
+        let e = ExeObject { dev: 1, ino: 2 };
+        d.exe_objects.push((PID.unsigned_abs(), e));
+        assert!(validate(&d).unwrap_err().to_string().contains("no memfd"));
+        let m = Memfd {
+            name: "runc".into(),
+            dev: 1,
+            ino: 2,
+            mode: 0o100755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            runs: Vec::new(),
+            seals: 0,
+            descs: Vec::new(),
+        };
+        d.file_objects.push((0, FileObject::Memfd(m)));
+        validate(&d).unwrap();
+        d.exe_objects.push((PID.unsigned_abs(), e));
+        assert!(validate(&d).unwrap_err().to_string().contains("two executable object"));
+        d.exe_objects.truncate(1);
+        d.exe_objects[0].0 = 1;
+        assert!(validate(&d).unwrap_err().to_string().contains("not a process"));
+    }
+}
