@@ -287,6 +287,12 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "mq_notify",
+        link: Link::Dynamic,
+        summary: "mq_notify registrations (signal with a value, none; by the root and a child) on named and unlinked queues, with and without messages",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "memfd",
         link: Link::Dynamic,
         summary: "memfds: sparse contents, seals (also no sealing, noexec), modes, positions, shared and private mappings, a mapped-only one, shared with a child",

@@ -711,7 +711,7 @@ mod refuse {
         traced => "is traced (ptrace) by pid";
         sem_undo => "semaphore undo list";
         shm_partial => "only part of the segment";
-        mq_notify => "registered for notification";
+        mq_notify_pending => "already pending in the process";
     }
 }
 
@@ -726,6 +726,7 @@ workload_tests! {
 workload_tests! {
     sysv_ipc => "sysv_ipc" [];
     posix_mq => "posix_mq" [];
+    mq_notify => "mq_notify" [];
     memfd => "memfd" [];
     deleted_files => "deleted_files" [];
 }

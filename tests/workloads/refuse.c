@@ -61,7 +61,9 @@
  *                  detaches
  *   sem_undo       a System V semaphore raised with SEM_UNDO (an undo list the kernel does not show)
  *   shm_partial    a System V segment of 3 pages attached with its middle page made read-only
- *   mq_notify      an (unlinked) POSIX message queue with an mq_notify(SIGUSR2) registration
+ *   mq_notify_pending an (unlinked) POSIX message queue with an mq_notify(SIGUSR2) registration
+ *                  while a SIGUSR2 is pending (blocked): the notification's own signal could not
+ *                  be told apart (registrations themselves are carried: workload mq_notify)
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -751,13 +753,17 @@ int main(int argc, char **argv)
         WL_CHECK(map != (void *)-1, "shmat");
         map[4096] = 42;
         WL_CHECK(mprotect((void *)(map + 4096), 4096, PROT_READ) == 0, "mprotect");
-    } else if (strcmp(mode, "mq_notify") == 0) {
+    } else if (strcmp(mode, "mq_notify_pending") == 0) {
         char name[64];
         snprintf(name, sizeof name, "/wl-refuse-%d", (int)getpid());
         fd = mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, NULL);
         WL_CHECK(fd >= 0, "mq_open");
         WL_CHECK(mq_unlink(name) == 0, "mq_unlink");
         signal(SIGUSR2, on_sigio);
+        sigset_t usr2;
+        sigemptyset(&usr2);
+        sigaddset(&usr2, SIGUSR2);
+        WL_CHECK(sigprocmask(SIG_BLOCK, &usr2, NULL) == 0 && raise(SIGUSR2) == 0, "a pending SIGUSR2");
         struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
         WL_CHECK(mq_notify(fd, &sev) == 0, "mq_notify");
     } else {
@@ -1012,7 +1018,15 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "lease_signal") == 0) {
         if (fcntl(fd, F_GETLEASE) != F_RDLCK || fcntl(fd, F_GETSIG) != SIGUSR1)
             wl_fail("lease %d signal %d, expected a read lease with SIGUSR1", fcntl(fd, F_GETLEASE), fcntl(fd, F_GETSIG));
-    } else if (strcmp(mode, "mq_notify") == 0) {
+    } else if (strcmp(mode, "mq_notify_pending") == 0) {
+        sigset_t usr2, pend;
+        sigemptyset(&usr2);
+        sigaddset(&usr2, SIGUSR2);
+        WL_CHECK(sigpending(&pend) == 0 && sigismember(&pend, SIGUSR2) == 1, "SIGUSR2 is no longer pending");
+        int first = sigio_count;
+        WL_CHECK(sigprocmask(SIG_UNBLOCK, &usr2, NULL) == 0, "unblock SIGUSR2");
+        if (sigio_count != first + 1)
+            wl_fail("unblocking SIGUSR2 ran the handler %d times, expected once", sigio_count - first);
         int before = sigio_count;
         WL_CHECK(mq_send(fd, "x", 1, 0) == 0, "mq_send");
         for (int i = 0; i < 100 && sigio_count == before; i++)

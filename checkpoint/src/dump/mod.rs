@@ -20,6 +20,7 @@ pub mod inotify;
 pub mod listeners;
 pub mod locks;
 pub mod mm;
+pub mod mq_notify;
 pub mod nodes;
 pub mod objects;
 pub mod pidfd;
@@ -194,6 +195,8 @@ pub fn dump_trees<S: Store>(
     // Established TCP connections are read in repair mode (a change, undone by `Frozen`'s
     // resume) only now that nothing can be refused any more except for repair errors.
     sockets::repair_pending(&mut file_plan)?;
+    // Queues with mq_notify registrations are read (firing and registering them again) now.
+    mq_notify::read(&mut file_plan)?;
     crate::interrupt::check("pre-check")?;
     // Only now, with every refusal behind us, may threads run (a few instructions of their own).
     for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {

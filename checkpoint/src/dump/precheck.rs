@@ -426,6 +426,7 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
     let mut plan = files::collect(frozen, opts)?;
     super::objects::mapped_memfds(frozen, &mut plan)?;
     super::nodes::finish(frozen, &mut plan)?;
+    super::mq_notify::precheck(frozen, &mut plan)?;
     Ok(plan)
 }
 

@@ -136,6 +136,8 @@ pub struct Decoded {
     pub deleted_nodes: Vec<(u64, records::DeletedNode)>,
     /// Executables that are saved objects, by entry owner.
     pub exe_objects: Vec<(u32, records::ExeObject)>,
+    /// `mq_notify` registrations by entry owner.
+    pub mq_notify: Vec<(u32, records::MqNotify)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -214,6 +216,9 @@ impl Decoded {
         }
         for (i, owner, _, _) in list(r, records::EXE_OBJECT) {
             d.exe_objects.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::MQ_NOTIFY) {
+            d.mq_notify.push((owner, r.record(i)?));
         }
         for (i, owner, tag, _) in list(r, records::THREAD_SCHED) {
             d.sched.push((owner, tag, r.record(i)?));
@@ -348,6 +353,9 @@ impl Decoded {
         for (o, e) in &self.exe_objects {
             w.put_record(records::EXE_OBJECT, *o, 0, e)?;
         }
+        for (o, m) in &self.mq_notify {
+            w.put_record(records::MQ_NOTIFY, *o, 0, m)?;
+        }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
         }
@@ -450,6 +458,7 @@ impl Decoded {
             cgroups: Vec::new(),
             deleted_nodes: Vec::new(),
             exe_objects: Vec::new(),
+            mq_notify: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -713,6 +722,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     access::check_cgroups(d, &procs)?;
     nodes::check_nodes(d, &procs, &descs)?;
     nodes::check_exe_objects(d, &procs)?;
+    nodes::check_mq_notify(d, &procs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     check_ptys(d, &procs, &descs)?;

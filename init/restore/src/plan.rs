@@ -55,6 +55,8 @@ pub struct ProcPlan {
     pub cgroup: Option<records::CgroupMembership>,
     /// The saved object (memfd or deleted file) that is its executable.
     pub exe_object: Option<records::ExeObject>,
+    /// Its `mq_notify` registrations.
+    pub mq_notify: Option<records::MqNotify>,
 }
 
 impl ProcPlan {
@@ -166,6 +168,7 @@ fn build(d: Decoded) -> Plan {
                 vma_flags: Vec::new(),
                 cgroup: None,
                 exe_object: None,
+                mq_notify: None,
             },
         );
     }
@@ -234,6 +237,11 @@ fn build(d: Decoded) -> Plan {
     for (o, e) in d.exe_objects {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.exe_object = Some(e);
+        }
+    }
+    for (o, m) in d.mq_notify {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.mq_notify = Some(m);
         }
     }
     plan.deleted_nodes = d.deleted_nodes.into_iter().map(|(_, n)| n).collect();
@@ -468,6 +476,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         vma_flags: Vec::new(),
         cgroup: None,
         exe_object: None,
+        mq_notify: None,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod files;
 pub mod inotify;
 pub mod locks;
 pub mod mm;
+pub mod mq_notify;
 pub mod netlock;
 pub mod nodes;
 pub mod pidfd;
@@ -33,6 +34,7 @@ pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use inotify::{InotifyRecord, InotifyWatch};
 pub use locks::{FileLock, FileLocks, LockKind};
 pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
+pub use mq_notify::{MqNotification, MqNotify};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
 pub use nodes::{DeletedNode, ExeObject};
 pub use pidfd::PidfdRecord;
@@ -104,6 +106,8 @@ pub const DELETED_NODE: RecordKind = RecordKind(61);
 /// [`ExeObject`], owner = pid (at most one per process, only when its executable is a memfd
 /// or a deleted file).
 pub const EXE_OBJECT: RecordKind = RecordKind(62);
+/// [`MqNotify`], owner = pid (at most one per process, only with `mq_notify` registrations).
+pub const MQ_NOTIFY: RecordKind = RecordKind(63);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -154,6 +158,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         CGROUP => "cgroup",
         DELETED_NODE => "deleted-node",
         EXE_OBJECT => "exe-object",
+        MQ_NOTIFY => "mq-notify",
         _ => return None,
     })
 }
@@ -327,6 +332,15 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         EXE_OBJECT => {
             let e: ExeObject = de(bytes)?;
             format!("executable is the saved object of device {} inode {}", e.dev, e.ino)
+        }
+        MQ_NOTIFY => {
+            let m: MqNotify = de(bytes)?;
+            let l: Vec<String> = m
+                .regs
+                .iter()
+                .map(|r| format!("fd {} notify {} signal {} value {:#x}", r.fd, r.notify, r.signo, r.value))
+                .collect();
+            format!("mq_notify registrations: {}", l.join(", "))
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;

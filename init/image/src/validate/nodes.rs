@@ -1,7 +1,7 @@
 //! Validation of the deleted-node and executable-object records (see [`super::validate`]).
 
 use super::{live_owner, path, Decoded, Invalid, Res};
-use crate::records::{DeletedNode, FileDesc, FileKind, FileObject, ProcessRecord};
+use crate::records::{DeletedNode, FileDesc, FileKind, FileObject, MqNotification, ProcessRecord};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Deleted nodes: tag = id, unique; an absolute path without NUL; a FIFO (with the inode of a
@@ -106,6 +106,47 @@ pub(super) fn check_exe_objects(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecor
                     value: i128::from(e.ino),
                     why: "no memfd or deleted regular file of that device and inode in the image",
                 })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mq_notify` registrations: one record per live process; each through a descriptor of
+/// the process that opens a POSIX message queue object of the image, each queue registered
+/// once in the whole image; `SIGEV_SIGNAL` with a signal in 1..=64 that does not stop,
+/// continue or kill, or `SIGEV_NONE`.
+pub(super) fn check_mq_notify(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Res {
+    let mut seen = BTreeSet::new();
+    let mut queues = BTreeSet::new();
+    for (owner, m) in &d.mq_notify {
+        let pid = live_owner(procs, "mq_notify", *owner)?.pid;
+        if !seen.insert(pid) {
+            return Err(Invalid::Duplicate { what: "mq_notify", id: pid.into() });
+        }
+        let table = d.fd_tables.iter().find(|(o, _)| o == owner).map(|(_, t)| t);
+        for r in &m.regs {
+            let bad = |why: String| Invalid::Fd { pid, fd: r.fd.into(), why };
+            let desc = table
+                .and_then(|t| t.fds.iter().find(|f| f.fd == r.fd))
+                .map(|f| f.desc)
+                .ok_or_else(|| bad("mq_notify registration through a descriptor the process does not have".into()))?;
+            let queue = d
+                .file_objects
+                .iter()
+                .find(|(_, o)| matches!(o, FileObject::PosixMq(q) if q.descs.contains(&desc)))
+                .map(|(tag, _)| *tag)
+                .ok_or_else(|| {
+                    bad(format!("mq_notify registration through file #{desc}, not a POSIX message queue"))
+                })?;
+            if !queues.insert(queue) {
+                return Err(Invalid::Duplicate { what: "mq_notify queue", id: queue.into() });
+            }
+            match r.notify {
+                MqNotification::SIGEV_NONE => {}
+                MqNotification::SIGEV_SIGNAL
+                    if (1..=64).contains(&r.signo) && !MqNotification::REFUSED_SIGNALS.contains(&r.signo) => {}
+                n => return Err(bad(format!("mq_notify notification {n} with signal {}", r.signo))),
             }
         }
     }
@@ -222,5 +263,45 @@ mod tests {
         d.exe_objects.truncate(1);
         d.exe_objects[0].0 = 1;
         assert!(validate(&d).unwrap_err().to_string().contains("not a process"));
+    }
+
+    #[test]
+    fn an_mq_notify_registration_goes_through_a_queue_descriptor_of_its_process() {
+        use crate::records::{Fd, MqNotify, PosixMq};
+        let mut d = Decoded::sample(PID);
+        let kind = FileKind::Ghost { path: "/q".into(), size: 0, mode: 0o100600 };
+        d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind }));
+        d.fd_tables[0].1.fds.push(Fd { fd: 5, cloexec: false, desc: 3 });
+        let q = PosixMq {
+            name: "q".into(),
+            unlinked: false,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            maxmsg: 4,
+            msgsize: 16,
+            messages: Vec::new(),
+            descs: vec![3],
+        };
+        d.file_objects.push((0, FileObject::PosixMq(q)));
+        let reg = MqNotification { fd: 5, notify: MqNotification::SIGEV_SIGNAL, signo: 40, value: 0xabc };
+        d.mq_notify.push((PID.unsigned_abs(), MqNotify { regs: vec![reg] }));
+        validate(&d).unwrap();
+        let broken = |f: &dyn Fn(&mut MqNotification)| {
+            let mut b = d.clone();
+            f(&mut b.mq_notify[0].1.regs[0]);
+            validate(&b).expect_err("the broken image was accepted").to_string()
+        };
+        assert!(broken(&|r| r.fd = 9).contains("does not have"));
+        assert!(broken(&|r| r.fd = 0).contains("not a POSIX message queue"));
+        assert!(broken(&|r| r.signo = 9).contains("signal 9"));
+        assert!(broken(&|r| r.signo = 65).contains("signal 65"));
+        assert!(broken(&|r| r.notify = 2).contains("notification 2"));
+        let mut none = d.clone();
+        none.mq_notify[0].1.regs[0] = MqNotification { fd: 5, notify: MqNotification::SIGEV_NONE, signo: 0, value: 0 };
+        validate(&none).unwrap();
+        let mut twice = d.clone();
+        twice.mq_notify[0].1.regs.push(reg);
+        assert!(validate(&twice).unwrap_err().to_string().contains("two mq_notify queue"));
     }
 }
