@@ -712,6 +712,8 @@ mod refuse {
         sem_undo => "semaphore undo list";
         shm_partial => "only part of the segment";
         mq_notify_pending => "already pending in the process";
+        fanotify => "fanotify groups are not checkpointed (fanotify_init flags";
+        aio => "an aio context (io_setup)";
     }
 }
 

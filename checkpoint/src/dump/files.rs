@@ -239,20 +239,18 @@ fn classify(
         _ => {}
     }
     if link == "anon_inode:[fanotify]" {
-        return Err(unsupported(
-            pid,
-            fd,
-            link,
-            "fanotify instances are not checkpointed: their marks (on mounts and filesystems as well as inodes), ignore masks and pending permission events are not recreated",
-        ));
+        let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        // The queued events' size, through a duplicate of the descriptor (an anonymous inode
+        // cannot be opened again by its /proc link).
+        let queued = seamless_sys::proc::pidfd_open(pid)
+            .and_then(|p| seamless_sys::proc::pidfd_getfd(&p, fd, pid))
+            .and_then(|f| seamless_sys::proc::fionread(f.as_raw_fd()))
+            .ok()
+            .and_then(|n| i32::try_from(n).ok());
+        return Err(super::fanotify::refusal(pid, fd, &text, queued));
     }
     if link.starts_with("anon_inode:") {
-        return Err(unsupported(
-            pid,
-            fd,
-            link,
-            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (io_uring, userfaultfd, ...) are not checkpointed",
-        ));
+        return Err(unsupported(pid, fd, link, super::fanotify::anon_reason(link)));
     }
     if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
         return super::objects::memfd_fd(pid, fd, link, link_path, plan, id);

@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod cow;
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod files;
 pub mod freeze;
 pub mod inotify;
