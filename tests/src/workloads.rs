@@ -296,8 +296,8 @@ pub const WORKLOADS: &[Workload] = &[
         name: "memfd",
         link: Link::Dynamic,
         summary: "memfds: sparse contents, seals (also no sealing, noexec), modes, positions, shared and private mappings, a mapped-only one, shared with a child",
-        // Its MFD_NOEXEC_SEAL memfd carries F_SEAL_EXEC, which 6.1 does not have: 6.12 -> 6.1
-        // fails that tree (seamless-init names it); `check` does not predict it yet.
+        // Its MFD_NOEXEC_SEAL memfd carries F_SEAL_EXEC, which 6.1 does not have: `check`
+        // refuses it for a 6.1 target (`new kernel F_SEAL_EXEC`), so it cannot cross both ways.
         crosses_kernels: false,
     },
     Workload {

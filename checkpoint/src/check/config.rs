@@ -114,10 +114,33 @@ pub struct Need {
     pub module: Option<&'static str>,
     /// What needs it (`pid 123 fd 4: eventfd`).
     pub why: String,
+    /// The Linux version that introduced it, for a feature no config option selects (then
+    /// `option` names the feature, e.g. `F_SEAL_EXEC`).
+    pub since: Option<[u64; 2]>,
 }
 
 fn need(option: &'static str, module: Option<&'static str>, why: impl Into<String>) -> Need {
-    Need { option, module, why: why.into() }
+    Need { option, module, why: why.into(), since: None }
+}
+
+/// `F_SEAL_EXEC` (Linux 6.3).
+const F_SEAL_EXEC: u32 = 0x20;
+
+/// The features of a memfd that exist only from some Linux version: its seals (`F_SEAL_EXEC`,
+/// which `MFD_NOEXEC_SEAL` also sets, came with 6.3).
+pub fn object_needs(root: i32, objects: &[seamless_image::records::FileObject]) -> Vec<Need> {
+    objects
+        .iter()
+        .filter_map(|o| match o {
+            seamless_image::records::FileObject::Memfd(m) if m.seals & F_SEAL_EXEC != 0 => Some(Need {
+                option: "F_SEAL_EXEC",
+                module: None,
+                why: format!("the tree of pid {root}: memfd:{} sealed with F_SEAL_EXEC (MFD_NOEXEC_SEAL)", m.name),
+                since: Some([6, 3]),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What a tree holds, as far as the new kernel's features go.
@@ -234,9 +257,28 @@ pub fn judge(config: &KernelConfig, modules: Option<&Modules>, needs: &[Need]) -
             ));
         }
     }
+    // Features of a kernel version: refused where the target is older (unknown: not judged).
+    let known = config.version.as_deref().map(version_numbers);
+    for n in needs {
+        if let (Some(since), Some(have)) = (n.since, &known) {
+            if have.as_slice() < since.as_slice() {
+                v.push(Verdict::fail(
+                    format!("new kernel {}", n.option),
+                    format!(
+                        "{file} is for Linux {}, which has no {} (Linux {}.{} or newer); needed by {}: that kernel cannot restore it, that tree would not be restored",
+                        config.version.as_deref().unwrap_or("?"),
+                        n.option,
+                        since[0],
+                        since[1],
+                        n.why
+                    ),
+                ));
+            }
+        }
+    }
     // One verdict per option, naming everything that needs it.
     let mut by_option: BTreeMap<&str, (Option<&str>, Vec<&str>)> = BTreeMap::new();
-    for n in needs {
+    for n in needs.iter().filter(|n| n.since.is_none()) {
         let e = by_option.entry(n.option).or_insert((n.module, Vec::new()));
         if !e.1.contains(&n.why.as_str()) {
             e.1.push(&n.why);
@@ -402,6 +444,32 @@ mod tests {
         );
         m.add("modules.dep", ["kernel/net/netfilter/nf_tables.ko.xz"]);
         assert!(judge(&c, Some(&m), &tree()).iter().all(|v| v.status == super::super::Status::Ok));
+    }
+
+    #[test]
+    fn a_memfd_seal_the_target_lacks_is_named() {
+        use seamless_image::records::{FileObject, Memfd};
+        let m = |seals| {
+            FileObject::Memfd(Memfd {
+                name: "noexec".into(),
+                dev: 1,
+                ino: 2,
+                mode: 0o100666,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                runs: Vec::new(),
+                seals,
+                descs: Vec::new(),
+            })
+        };
+        let needs = object_needs(7, &[m(0xf), m(0x2f)]);
+        assert_eq!(needs.len(), 1);
+        let old = KernelConfig::parse(Path::new("/boot/config-6.1"), "# Linux/x86 6.1.0 Kernel Configuration\n");
+        let v = judge(&old, None, &needs);
+        assert!(v.iter().any(|v| v.detail.contains("no F_SEAL_EXEC") && v.detail.contains("memfd:noexec")), "{v:?}");
+        let new = KernelConfig::parse(Path::new("/boot/config-6.12"), "# Linux/x86 6.12.57 Kernel Configuration\n");
+        assert!(!judge(&new, None, &needs).iter().any(|v| v.detail.contains("F_SEAL_EXEC")));
     }
 
     #[test]

@@ -104,6 +104,8 @@ fn trees(roots: &[i32]) -> (Vec<Verdict>, Vec<Need>) {
                 out.push(Verdict::ok(subject, format!("{comm}: {n} process(es), every resource supported")));
                 out.extend(new_kernel_refusals(root, &files));
                 needs.extend(tree_needs(&facts, &files.descs, !files.tcp_pending.is_empty()));
+                let objects: Vec<_> = files.objects.list.iter().map(|(o, _)| o.clone()).collect();
+                needs.extend(super::config::object_needs(root, &objects));
             }
             Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {}", chain(&e)))),
         }
