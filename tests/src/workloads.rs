@@ -319,6 +319,13 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "timerfd_flags",
+        link: Link::Dynamic,
+        summary: "timerfds set with TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET (armed and disarmed), an unread expiration",
+        // Not run in the VM scenarios yet.
+        crosses_kernels: false,
+    },
+    Workload {
         name: "access_modes",
         link: Link::Dynamic,
         summary: "mappings whose protection differs from their file's open mode, mlock/mlock2 areas, deleted files of mode 0000 and of another owner, a chrooted child",

@@ -738,4 +738,5 @@ workload_tests! {
 workload_tests! {
     deleted_fifo => "deleted_fifo" [];
     memfd_exec => "memfd_exec" [];
+    timerfd_flags => "timerfd_flags" [];
 }

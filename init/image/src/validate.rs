@@ -723,6 +723,7 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     nodes::check_nodes(d, &procs, &descs)?;
     nodes::check_exe_objects(d, &procs)?;
     nodes::check_mq_notify(d, &procs)?;
+    nodes::check_timerfds(&descs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     check_ptys(d, &procs, &descs)?;

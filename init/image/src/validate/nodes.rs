@@ -153,6 +153,24 @@ pub(super) fn check_mq_notify(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>
     Ok(())
 }
 
+/// timerfds: a clock `timerfd_create` accepts (`CLOCK_REALTIME`, `CLOCK_MONOTONIC`,
+/// `CLOCK_BOOTTIME` and the two alarm clocks); settime flags `TFD_TIMER_ABSTIME` (1) and
+/// `TFD_TIMER_CANCEL_ON_SET` (2), the latter only with the former on a real-time clock.
+pub(super) fn check_timerfds(descs: &BTreeMap<u32, &FileDesc>) -> Res {
+    for (&id, f) in descs {
+        let FileKind::TimerFd(t) = &f.kind else { continue };
+        let bad = |field: &'static str, why: String| Invalid::File { id, field, why };
+        if ![0, 1, 7, 8, 9].contains(&t.clock) {
+            return Err(bad("timerfd clock", format!("clock {} is not one timerfd_create takes", t.clock)));
+        }
+        let realtime = t.clock == 0 || t.clock == 8;
+        if t.settime_flags & !3 != 0 || (t.settime_flags & 2 != 0 && (t.settime_flags & 1 == 0 || !realtime)) {
+            return Err(bad("timerfd settime flags", format!("{:#o} on clock {}", t.settime_flags, t.clock)));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::validate;
@@ -236,6 +254,23 @@ mod tests {
             b.deleted_nodes.push((2, n));
         })
         .contains("not a process"));
+    }
+
+    #[test]
+    fn timerfd_flags_fit_their_clock() {
+        use crate::records::TimerFdRecord;
+        let with = |clock, settime_flags| {
+            let mut d = Decoded::sample(PID);
+            let t = TimerFdRecord { clock, value_ns: 5, interval_ns: 0, ticks: 0, settime_flags };
+            d.descs.push((9, FileDesc { id: 9, flags: 0, pos: 0, kind: FileKind::TimerFd(t) }));
+            validate(&d)
+        };
+        with(0, 3).unwrap();
+        with(1, 1).unwrap();
+        with(7, 0).unwrap();
+        assert!(with(1, 3).unwrap_err().to_string().contains("settime flags"));
+        assert!(with(0, 2).is_err() && with(0, 4).is_err());
+        assert!(with(3, 0).unwrap_err().to_string().contains("clock 3"));
     }
 
     #[test]
