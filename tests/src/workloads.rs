@@ -323,17 +323,42 @@ pub const WORKLOADS: &[Workload] = &[
         crosses_kernels: true,
     },
     Workload {
+        name: "mq_notify",
+        link: Link::Dynamic,
+        summary: "mq_notify registrations (signal with a value, none; by the root and a child) on named and unlinked queues, with and without messages",
+        crosses_kernels: true,
+    },
+    Workload {
         name: "memfd",
         link: Link::Dynamic,
         summary: "memfds: sparse contents, seals (also no sealing, noexec), modes, positions, shared and private mappings, a mapped-only one, shared with a child",
-        // Its MFD_NOEXEC_SEAL memfd carries F_SEAL_EXEC, which 6.1 does not have: 6.12 -> 6.1
-        // fails that tree (seamless-init names it); `check` does not predict it yet.
+        // Its MFD_NOEXEC_SEAL memfd carries F_SEAL_EXEC, which 6.1 does not have: `check`
+        // refuses it for a 6.1 target (`new kernel F_SEAL_EXEC`), so it cannot cross both ways.
         crosses_kernels: false,
     },
     Workload {
         name: "deleted_files",
         link: Link::Dynamic,
         summary: "deleted files: sparse contents, owner, mode, mtime, two descriptions of one file, shared and private mappings, a mapped-only one",
+        crosses_kernels: false,
+    },
+    Workload {
+        name: "deleted_fifo",
+        link: Link::Dynamic,
+        summary: "FIFOs removed while open (read and write ends in two processes, read-write, a lone writer) with queued bytes, removed directories held open and as a working directory",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "memfd_exec",
+        link: Link::Dynamic,
+        summary: "a child exec'd from a sealed memfd (fexecve) and one running a deleted copy: /proc/self/exe, its bytes and mappings",
+        crosses_kernels: true,
+    },
+    Workload {
+        name: "timerfd_flags",
+        link: Link::Dynamic,
+        summary: "timerfds set with TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET (armed and disarmed), an unread expiration",
+        // Not run in the VM scenarios yet.
         crosses_kernels: false,
     },
     Workload {

@@ -86,6 +86,11 @@ workload_tests! {
     locks_mlock => "refuse" ["mlock"];
     sched_batch => "refuse" ["sched_batch"];
     sched_affinity => "refuse" ["affinity"];
+    // Carried by the deleted-node and executable-object records (kinds 61 and 62).
+    carried_cwd_deleted => "refuse" ["cwd"];
+    carried_exe_deleted => "refuse" ["exe"];
+    carried_fifo_deleted => "refuse" ["fifo_deleted"];
+    carried_dir_deleted => "refuse" ["dir_deleted"];
 }
 
 mod refuse_netlink {
@@ -808,16 +813,12 @@ mod refuse {
     }
 
     refusals! {
-        cwd => "cwd (";
         root_deleted => "root (";
-        exe => "exe (";
         memfd_huge => "huge-page memfd";
         unix_nested => "carries descriptors in flight itself";
         seccomp_strict => "seccomp strict mode";
         seccomp_filter => "seccomp filter mode";
         seccomp_args => "looks at the arguments";
-        fifo_deleted => "deleted FIFO";
-        dir_deleted => "deleted directory";
         relinked => "cannot be opened";
         ebpf_filter => "eBPF socket filter";
         tcp_syn_sent => "state SYN_SENT (a connect in progress)";
@@ -840,7 +841,9 @@ mod refuse {
         traced => "is traced (ptrace) by pid";
         sem_undo => "semaphore undo list";
         shm_partial => "only part of the segment";
-        mq_notify => "registered for notification";
+        mq_notify_pending => "already pending in the process";
+        fanotify => "fanotify groups are not checkpointed (fanotify_init flags";
+        aio => "an aio context (io_setup)";
     }
 }
 
@@ -855,6 +858,15 @@ workload_tests! {
 workload_tests! {
     sysv_ipc => "sysv_ipc" [];
     posix_mq => "posix_mq" [];
+    mq_notify => "mq_notify" [];
     memfd => "memfd" [];
     deleted_files => "deleted_files" [];
+}
+
+// ---- FIFOs and directories removed while held, executables no path reaches ----
+
+workload_tests! {
+    deleted_fifo => "deleted_fifo" [];
+    memfd_exec => "memfd_exec" [];
+    timerfd_flags => "timerfd_flags" [];
 }

@@ -30,6 +30,8 @@
  *                  works
  *   fifo_deleted   a FIFO opened read-write, then unlinked, with 300 bytes in it
  *   dir_deleted    a descriptor of a directory that was removed
+ *                  (cwd, exe, fifo_deleted and dir_deleted are carried now: the host tests
+ *                  run them as round trips)
  *   relinked       an open file whose name was removed while another hard link keeps it
  *   ebpf_filter    a UDP socket with an eBPF socket filter (SO_ATTACH_BPF) that keeps only
  *                  datagrams whose first byte is 'A' (no classic form to save)
@@ -75,7 +77,12 @@
  *                  detaches
  *   sem_undo       a System V semaphore raised with SEM_UNDO (an undo list the kernel does not show)
  *   shm_partial    a System V segment of 3 pages attached with its middle page made read-only
- *   mq_notify      an (unlinked) POSIX message queue with an mq_notify(SIGUSR2) registration
+ *   mq_notify_pending an (unlinked) POSIX message queue with an mq_notify(SIGUSR2) registration
+ *                  while a SIGUSR2 is pending (blocked): the notification's own signal could not
+ *                  be told apart (registrations themselves are carried: workload mq_notify)
+ *   fanotify       a fanotify group (FAN_CLASS_NOTIF) with a mark on OUTFILE.fan (FAN_MODIFY) and
+ *                  one on the mount holding it; afterwards a write to the file is reported
+ *   aio            an aio context (io_setup) with its ring mapped; afterwards io_destroy works
  */
 #include "wl.h"
 #include <arpa/inet.h>
@@ -97,6 +104,8 @@
 #include <sys/ptrace.h>
 #include <termios.h>
 #include <sys/inotify.h>
+#include <sys/fanotify.h>
+#include <linux/aio_abi.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -827,13 +836,29 @@ int main(int argc, char **argv)
         WL_CHECK(map != (void *)-1, "shmat");
         map[4096] = 42;
         WL_CHECK(mprotect((void *)(map + 4096), 4096, PROT_READ) == 0, "mprotect");
-    } else if (strcmp(mode, "mq_notify") == 0) {
+    } else if (strcmp(mode, "fanotify") == 0) {
+        wl_path(path, sizeof path, ".fan");
+        WL_CHECK(wl_write_file(path, "x") == 0, "create %s", path);
+        fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE);
+        WL_CHECK(fd >= 0, "fanotify_init");
+        WL_CHECK(fanotify_mark(fd, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, path) == 0, "fanotify_mark %s", path);
+        WL_CHECK(fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, AT_FDCWD, path) == 0,
+                 "fanotify_mark the mount of %s", path);
+    } else if (strcmp(mode, "aio") == 0) {
+        static aio_context_t ctx;
+        WL_CHECK(syscall(SYS_io_setup, 8, &ctx) == 0, "io_setup");
+        map = (volatile char *)ctx;
+    } else if (strcmp(mode, "mq_notify_pending") == 0) {
         char name[64];
         snprintf(name, sizeof name, "/wl-refuse-%d", (int)getpid());
         fd = mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, NULL);
         WL_CHECK(fd >= 0, "mq_open");
         WL_CHECK(mq_unlink(name) == 0, "mq_unlink");
         signal(SIGUSR2, on_sigio);
+        sigset_t usr2;
+        sigemptyset(&usr2);
+        sigaddset(&usr2, SIGUSR2);
+        WL_CHECK(sigprocmask(SIG_BLOCK, &usr2, NULL) == 0 && raise(SIGUSR2) == 0, "a pending SIGUSR2");
         struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
         WL_CHECK(mq_notify(fd, &sev) == 0, "mq_notify");
     } else {
@@ -1129,7 +1154,34 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "lease_signal") == 0) {
         if (fcntl(fd, F_GETLEASE) != F_RDLCK || fcntl(fd, F_GETSIG) != SIGUSR1)
             wl_fail("lease %d signal %d, expected a read lease with SIGUSR1", fcntl(fd, F_GETLEASE), fcntl(fd, F_GETSIG));
-    } else if (strcmp(mode, "mq_notify") == 0) {
+    } else if (strcmp(mode, "fanotify") == 0) {
+        int w = open(path, O_WRONLY | O_CLOEXEC);
+        WL_CHECK(w >= 0 && write(w, "y", 1) == 1, "write %s", path);
+        close(w);
+        /* The mount mark also reports files closed after writing (OUTFILE.ready, ...). */
+        struct fanotify_event_metadata ev[64];
+        ssize_t n = read(fd, ev, sizeof ev);
+        int modified = 0;
+        for (ssize_t i = 0; i < n / (ssize_t)sizeof ev[0]; i++) {
+            if (ev[i].vers == FANOTIFY_METADATA_VERSION && (ev[i].mask & FAN_MODIFY))
+                modified = 1;
+            if (ev[i].fd >= 0)
+                close(ev[i].fd);
+        }
+        if (!modified)
+            wl_fail("no FAN_MODIFY event after a write (read %zd bytes)", n);
+    } else if (strcmp(mode, "aio") == 0) {
+        if (syscall(SYS_io_destroy, (aio_context_t)(uintptr_t)map) != 0)
+            wl_fail("io_destroy of the aio context failed: errno %d", errno);
+    } else if (strcmp(mode, "mq_notify_pending") == 0) {
+        sigset_t usr2, pend;
+        sigemptyset(&usr2);
+        sigaddset(&usr2, SIGUSR2);
+        WL_CHECK(sigpending(&pend) == 0 && sigismember(&pend, SIGUSR2) == 1, "SIGUSR2 is no longer pending");
+        int first = sigio_count;
+        WL_CHECK(sigprocmask(SIG_UNBLOCK, &usr2, NULL) == 0, "unblock SIGUSR2");
+        if (sigio_count != first + 1)
+            wl_fail("unblocking SIGUSR2 ran the handler %d times, expected once", sigio_count - first);
         int before = sigio_count;
         WL_CHECK(mq_send(fd, "x", 1, 0) == 0, "mq_send");
         for (int i = 0; i < 100 && sigio_count == before; i++)

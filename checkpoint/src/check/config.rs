@@ -108,13 +108,14 @@ pub fn config_candidates(image: &Path) -> Vec<PathBuf> {
 /// One feature a tree needs from the new kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
-    /// The config option (`CONFIG_TIME_NS`); empty for a need only a kernel version meets.
+    /// The config option (`CONFIG_TIME_NS`).
     pub option: &'static str,
     /// The module that provides it when it is `=m` (checked in the target's modules).
     pub module: Option<&'static str>,
     /// What needs it (`pid 123 fd 4: eventfd`).
     pub why: String,
-    /// The oldest kernel version (major, minor) that has it, when a version says it.
+    /// The Linux version that introduced it, for a feature no config option selects (then
+    /// `option` names the feature, e.g. `F_SEAL_EXEC`).
     pub since: Option<[u64; 2]>,
 }
 
@@ -122,24 +123,21 @@ fn need(option: &'static str, module: Option<&'static str>, why: impl Into<Strin
     Need { option, module, why: why.into(), since: None }
 }
 
-/// A need that only kernels since `version` meet (no config option shows it).
-fn need_since(version: [u64; 2], why: impl Into<String>) -> Need {
-    Need { option: "", module: None, why: why.into(), since: Some(version) }
-}
-
-/// `F_SEAL_EXEC` (Linux 6.3): set by `MFD_NOEXEC_SEAL`, which systemd and others use.
+/// `F_SEAL_EXEC` (Linux 6.3).
 const F_SEAL_EXEC: u32 = 0x20;
 
-/// What the memfds of a tree need from the new kernel: seals it knows.
+/// The features of a memfd that exist only from some Linux version: its seals (`F_SEAL_EXEC`,
+/// which `MFD_NOEXEC_SEAL` also sets, came with 6.3).
 pub fn object_needs(root: i32, objects: &[seamless_image::records::FileObject]) -> Vec<Need> {
-    use seamless_image::records::FileObject;
     objects
         .iter()
         .filter_map(|o| match o {
-            FileObject::Memfd(m) if m.seals & F_SEAL_EXEC != 0 => Some(need_since(
-                [6, 3],
-                format!("the tree of pid {root}: memfd inode {} sealed with F_SEAL_EXEC (MFD_NOEXEC_SEAL)", m.ino),
-            )),
+            seamless_image::records::FileObject::Memfd(m) if m.seals & F_SEAL_EXEC != 0 => Some(Need {
+                option: "F_SEAL_EXEC",
+                module: None,
+                why: format!("the tree of pid {root}: memfd:{} sealed with F_SEAL_EXEC (MFD_NOEXEC_SEAL)", m.name),
+                since: Some([6, 3]),
+            }),
             _ => None,
         })
         .collect()
@@ -259,15 +257,20 @@ pub fn judge(config: &KernelConfig, modules: Option<&Modules>, needs: &[Need]) -
             ));
         }
     }
-    if let Some(ver) = &config.version {
-        let have = version_numbers(ver);
-        for n in needs {
-            if let Some(since) = n.since.filter(|s| have.as_slice() < s.as_slice()) {
+    // Features of a kernel version: refused where the target is older (unknown: not judged).
+    let known = config.version.as_deref().map(version_numbers);
+    for n in needs {
+        if let (Some(since), Some(have)) = (n.since, &known) {
+            if have.as_slice() < since.as_slice() {
                 v.push(Verdict::fail(
-                    format!("new kernel Linux {}.{}", since[0], since[1]),
+                    format!("new kernel {}", n.option),
                     format!(
-                        "{file} is for Linux {ver}; {} needs Linux {}.{} or newer: that tree would not be restored; upgrade to a newer kernel, or leave that tree out",
-                        n.why, since[0], since[1]
+                        "{file} is for Linux {}, which has no {} (Linux {}.{} or newer); needed by {}: that kernel cannot restore it, that tree would not be restored",
+                        config.version.as_deref().unwrap_or("?"),
+                        n.option,
+                        since[0],
+                        since[1],
+                        n.why
                     ),
                 ));
             }
@@ -275,7 +278,7 @@ pub fn judge(config: &KernelConfig, modules: Option<&Modules>, needs: &[Need]) -
     }
     // One verdict per option, naming everything that needs it.
     let mut by_option: BTreeMap<&str, (Option<&str>, Vec<&str>)> = BTreeMap::new();
-    for n in needs.iter().filter(|n| !n.option.is_empty()) {
+    for n in needs.iter().filter(|n| n.since.is_none()) {
         let e = by_option.entry(n.option).or_insert((n.module, Vec::new()));
         if !e.1.contains(&n.why.as_str()) {
             e.1.push(&n.why);
@@ -395,34 +398,6 @@ mod tests {
     }
 
     #[test]
-    fn a_memfd_sealed_against_exec_needs_linux_6_3() {
-        use seamless_image::records::{FileObject, Memfd};
-        let m = Memfd {
-            name: "x".into(),
-            dev: 1,
-            ino: 77,
-            mode: 0o100600,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            runs: vec![],
-            seals: F_SEAL_EXEC | 1,
-            descs: vec![3],
-        };
-        let mut needs = tree();
-        needs.extend(object_needs(42, &[FileObject::Memfd(m.clone())]));
-        let new = KernelConfig::parse(Path::new("/boot/config-x"), CONFIG);
-        assert!(judge(&new, None, &needs).iter().all(|v| v.status == super::super::Status::Ok));
-        let old = KernelConfig::parse(Path::new("/boot/config-y"), &CONFIG.replace("6.12.117", "6.1.0"));
-        let v = judge(&old, None, &needs);
-        let fail: Vec<&Verdict> = v.iter().filter(|v| v.status == super::super::Status::Fail).collect();
-        assert_eq!(fail.len(), 1, "{v:?}");
-        assert!(fail[0].detail.contains("memfd inode 77") && fail[0].detail.contains("Linux 6.3"), "{v:?}");
-        let plain = Memfd { seals: 1, ..m };
-        assert!(object_needs(42, &[FileObject::Memfd(plain)]).is_empty());
-    }
-
-    #[test]
     fn parses_values_and_version() {
         let c = KernelConfig::parse(Path::new("/boot/config-x"), CONFIG);
         assert_eq!(c.version.as_deref(), Some("6.12.117"));
@@ -469,6 +444,32 @@ mod tests {
         );
         m.add("modules.dep", ["kernel/net/netfilter/nf_tables.ko.xz"]);
         assert!(judge(&c, Some(&m), &tree()).iter().all(|v| v.status == super::super::Status::Ok));
+    }
+
+    #[test]
+    fn a_memfd_seal_the_target_lacks_is_named() {
+        use seamless_image::records::{FileObject, Memfd};
+        let m = |seals| {
+            FileObject::Memfd(Memfd {
+                name: "noexec".into(),
+                dev: 1,
+                ino: 2,
+                mode: 0o100666,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                runs: Vec::new(),
+                seals,
+                descs: Vec::new(),
+            })
+        };
+        let needs = object_needs(7, &[m(0xf), m(0x2f)]);
+        assert_eq!(needs.len(), 1);
+        let old = KernelConfig::parse(Path::new("/boot/config-6.1"), "# Linux/x86 6.1.0 Kernel Configuration\n");
+        let v = judge(&old, None, &needs);
+        assert!(v.iter().any(|v| v.detail.contains("no F_SEAL_EXEC") && v.detail.contains("memfd:noexec")), "{v:?}");
+        let new = KernelConfig::parse(Path::new("/boot/config-6.12"), "# Linux/x86 6.12.57 Kernel Configuration\n");
+        assert!(!judge(&new, None, &needs).iter().any(|v| v.detail.contains("F_SEAL_EXEC")));
     }
 
     #[test]

@@ -24,13 +24,15 @@ pub const SUBJECT: &str = "image format";
 /// Kinds written only for the resources or processes that need them (socket extras, queued
 /// datagrams, pty pairs, inotify instances, pidfds, System V IPC objects, POSIX message queues
 /// and memfds; file locks, thread scheduling attributes, group stops, seccomp filters, area
-/// flags, owners of deleted files, cgroup membership, TCP close states and ended connections): a
+/// flags, owners of deleted files, cgroup membership, TCP close states and ended connections,
+/// queued unix messages, closed unix peers and descriptors in flight, deleted FIFOs and
+/// directories, executables that are memfds or deleted files, `mq_notify` registrations): a
 /// target that does not know them can still read every image without such state, so they are
 /// not asked of it here; the dump refuses state that needs one the target does not know
 /// (`DumpOptions::reader_kinds`).
 /// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
 /// root; the filesystem check refuses a target that does not know it then.
-pub const CONDITIONAL_KINDS: [RecordKind; 23] = [
+pub const CONDITIONAL_KINDS: [RecordKind; 26] = [
     seamless_image::records::SOCKET_EXTRA,
     seamless_image::records::DATAGRAMS,
     seamless_image::records::PTY,
@@ -54,6 +56,9 @@ pub const CONDITIONAL_KINDS: [RecordKind; 23] = [
     seamless_image::records::UNIX_IN_FLIGHT,
     seamless_image::records::TCP_CLOSE,
     seamless_image::records::TCP_ENDED,
+    seamless_image::records::DELETED_NODE,
+    seamless_image::records::EXE_OBJECT,
+    seamless_image::records::MQ_NOTIFY,
 ];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind

@@ -1,7 +1,7 @@
 //! Per-process verdicts: does the tree exist, and does every resource in it pass the dump
 //! pre-check? The trees are frozen for the length of the check and resumed right after.
 
-use super::config::{object_needs, tree_needs, Need, TreeFacts};
+use super::config::{tree_needs, Need, TreeFacts};
 use super::Verdict;
 use crate::dump::{self, DumpOptions};
 use seamless_sys::chain;
@@ -105,7 +105,7 @@ fn trees(roots: &[i32]) -> (Vec<Verdict>, Vec<Need>) {
                 out.extend(new_kernel_refusals(root, &files));
                 needs.extend(tree_needs(&facts, &files.descs, !files.tcp_pending.is_empty()));
                 let objects: Vec<_> = files.objects.list.iter().map(|(o, _)| o.clone()).collect();
-                needs.extend(object_needs(root, &objects));
+                needs.extend(super::config::object_needs(root, &objects));
             }
             Err(e) => out.push(Verdict::fail(subject, format!("{comm}: {}", chain(&e)))),
         }

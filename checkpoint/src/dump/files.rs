@@ -54,6 +54,8 @@ pub struct FilePlan {
     pub locks: BTreeMap<i32, records::FileLocks>,
     /// POSIX message queues and memfds.
     pub objects: super::objects::Objects,
+    /// Deleted FIFOs and directories, executables that are objects ([`super::nodes`]).
+    pub nodes: super::nodes::Nodes,
 }
 
 impl FilePlan {
@@ -90,7 +92,7 @@ fn unsupported(pid: i32, fd: i32, link: &str, reason: &str) -> DumpError {
     DumpError::Unsupported { pid, resource: format!("fd {fd} ({link})"), reason: reason.into() }
 }
 
-fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
+pub(super) fn read_pipe(pid: i32, fd: i32, ino: u64) -> Result<PipeRecord, DumpError> {
     let path = format!("/proc/{pid}/fd/{fd}");
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -343,20 +345,18 @@ fn classify(
         _ => {}
     }
     if link == "anon_inode:[fanotify]" {
-        return Err(unsupported(
-            pid,
-            fd,
-            link,
-            "fanotify instances are not checkpointed: their marks (on mounts and filesystems as well as inodes), ignore masks and pending permission events are not recreated",
-        ));
+        let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        // The queued events' size, through a duplicate of the descriptor (an anonymous inode
+        // cannot be opened again by its /proc link).
+        let queued = seamless_sys::proc::pidfd_open(pid)
+            .and_then(|p| seamless_sys::proc::pidfd_getfd(&p, fd, pid))
+            .and_then(|f| seamless_sys::proc::fionread(f.as_raw_fd()))
+            .ok()
+            .and_then(|n| i32::try_from(n).ok());
+        return Err(super::fanotify::refusal(pid, fd, &text, queued));
     }
     if link.starts_with("anon_inode:") {
-        return Err(unsupported(
-            pid,
-            fd,
-            link,
-            "anonymous-inode files other than eventfd/signalfd/timerfd/epoll (io_uring, userfaultfd, ...) are not checkpointed",
-        ));
+        return Err(unsupported(pid, fd, link, super::fanotify::anon_reason(link)));
     }
     if link.starts_with("/memfd:") && link.ends_with(" (deleted)") {
         return super::objects::memfd_fd(pid, fd, link, link_path, plan, id);
@@ -383,7 +383,7 @@ fn classify(
     }
     if ft.is_fifo() {
         if deleted {
-            return Err(unsupported(pid, fd, link, "deleted FIFO: restore reopens FIFOs by path"));
+            return super::nodes::fifo(pid, fd, link, &md, plan, id);
         }
         same_file(pid, fd, link, &md)?;
         let ino = md.ino();
@@ -398,7 +398,7 @@ fn classify(
     if ft.is_file() || ft.is_dir() {
         if deleted {
             if !ft.is_file() {
-                return Err(unsupported(pid, fd, link, "deleted directory: restore reopens directories by path"));
+                return Ok(super::nodes::dir(link, &md, plan, id));
             }
             // One object per inode (sparse contents, owner, times), whichever descriptions open it.
             return super::objects::deleted_fd(pid, fd, link, link_path, plan, id);
@@ -506,6 +506,7 @@ pub fn write<S: Store>(plan: &FilePlan, w: &mut Writer<S>) -> Result<(), DumpErr
         w.put_record(records::PTY, 0, u64::from(t.index), t)?;
     }
     super::objects::write(&plan.objects, w)?;
+    super::nodes::write(&plan.nodes, w)?;
     Ok(())
 }
 

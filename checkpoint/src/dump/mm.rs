@@ -31,6 +31,13 @@ pub(super) fn kind_of(pid: i32, m: &MapLine) -> Result<VmaKind, DumpError> {
         "" | "[heap]" | "[stack]" => VmaKind::Anon,
         n if n.starts_with("[anon:") || n.starts_with("[stack:") => VmaKind::Anon,
         n if n.starts_with("/dev/zero") && m.shared => VmaKind::Anon,
+        n if super::fanotify::aio_ring(n).is_some() => {
+            return Err(DumpError::Unsupported {
+                pid,
+                resource: format!("mapping {:#x}-{:#x} ({n})", m.start, m.end),
+                reason: super::fanotify::aio_ring(n).unwrap_or_default().into(),
+            })
+        }
         n if n.starts_with('/') && m.ino != 0 => {
             // A memfd's or deleted regular file's mapping names the object saved by
             // `super::objects` (a deleted file of another type is refused here).

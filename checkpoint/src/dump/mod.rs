@@ -14,12 +14,15 @@ pub mod cgroup;
 pub mod cow;
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod files;
 pub mod freeze;
 pub mod inotify;
 pub mod listeners;
 pub mod locks;
 pub mod mm;
+pub mod mq_notify;
+pub mod nodes;
 pub mod objects;
 pub mod pidfd;
 pub mod precheck;
@@ -185,6 +188,7 @@ pub fn dump_trees_with<S: Store>(
         files::readable_by(&file_plan, kinds)?;
         sysv::readable_by(&sysv_plan, &frozen, kinds)?;
         objects::readable_by(&file_plan.objects, &frozen, kinds)?;
+        nodes::readable_by(&file_plan, kinds)?;
     }
     // The network lock goes on before any TCP queue is read (see `seamless_restore::netlock`);
     // `frozen` lifts it on every path that resumes the processes, and keeps it when they are
@@ -206,6 +210,8 @@ pub fn dump_trees_with<S: Store>(
     // Established TCP connections are read in repair mode (a change, undone by `Frozen`'s
     // resume) only now that nothing can be refused any more except for repair errors.
     sockets::repair_pending(&mut file_plan)?;
+    // Queues with mq_notify registrations are read (firing and registering them again) now.
+    mq_notify::read(&mut file_plan)?;
     crate::interrupt::check("pre-check")?;
     // Only now, with every refusal behind us, may threads run (a few instructions of their own).
     for p in frozen.procs().iter().filter(|p| p.zombie.is_none()) {

@@ -7,8 +7,9 @@
 //! mode, then every message, received in order (highest priority first, oldest first within
 //! a priority) and sent back at once in the same order, which leaves the queue as it was
 //! (the dumped processes are frozen meanwhile; `seamless check` does not read messages).
-//! Refused: a queue with an `mq_notify` registration (sending its messages back into the
-//! emptied queue would fire it), and one that another process filled while it was read.
+//! A queue with an `mq_notify` registration is read by [`super::mq_notify`] once the pre-check
+//! has passed (sending its messages back into the emptied queue fires the registration, which
+//! is then made again). Refused: a queue that another process filled while it was read.
 //!
 //! A memfd (held open or only mapped) is read through `/proc/PID/fd/N` or
 //! `/proc/PID/map_files/...`: name, size, owner, mode, seals, and the data ranges
@@ -41,6 +42,10 @@ pub struct Objects {
     pub pre_flight: bool,
     /// Largest memfd whose contents are saved.
     pub max_size: u64,
+    /// Queues with an `mq_notify` registration, read later ([`super::mq_notify`]).
+    pub notify: Vec<super::mq_notify::Pending>,
+    /// The registrations read, by registered process.
+    pub notify_regs: BTreeMap<i32, records::MqNotify>,
 }
 
 fn unsupported(pid: i32, what: String, reason: impl Into<String>) -> DumpError {
@@ -124,21 +129,15 @@ pub fn posix_mq(
     // The queue file reads as "QSIZE:n NOTIFY:n SIGNO:n NOTIFY_PID:n".
     let mut status = String::new();
     (&f).read_to_string(&mut status).map_err(|e| DumpError::io(pid, format!("reading the queue of fd {fd}"), e))?;
-    let notify_pid = status
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("NOTIFY_PID:"))
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
-    if notify_pid != 0 {
-        return Err(unsupported(
-            pid,
-            what,
-            format!("pid {notify_pid} registered for notification (mq_notify), which is not checkpointed"),
-        ));
-    }
+    // A registration fires when a message arrives in the empty queue: its messages are read
+    // once the pre-check has passed, by `super::mq_notify`, which registers it again.
+    let notified = super::mq_notify::parse(pid, &what, &status, path)?;
     let attr = mqueue::mq_getattr(f.as_raw_fd()).map_err(|e| DumpError::sys(pid, what.clone(), e))?;
     let mut messages = Vec::new();
-    if !plan.objects.pre_flight {
+    if let Some(mut n) = notified {
+        n.index = plan.objects.list.len();
+        plan.objects.notify.push(n);
+    } else if !plan.objects.pre_flight {
         for _ in 0..attr.curmsgs {
             match mqueue::mq_receive(f.as_raw_fd(), attr.msgsize as usize) {
                 Ok(m) => messages.push(m),
@@ -350,6 +349,26 @@ pub fn mapped_memfds(frozen: &Frozen, plan: &mut FilePlan) -> Result<(), DumpErr
     Ok(())
 }
 
+/// Adds the memfd or deleted regular file that is the executable of `pid` (`link` is what
+/// `/proc/PID/exe` shows, `path` that link) when no descriptor or mapping brought it in.
+pub fn exe_object(pid: i32, link: &str, path: &str, plan: &mut FilePlan) -> Result<(), DumpError> {
+    let md = std::fs::metadata(path).map_err(|e| DumpError::io(pid, format!("stat {path}"), e))?;
+    let key = (md.dev(), md.ino());
+    if plan.objects.by_inode.contains_key(&key) {
+        return Ok(());
+    }
+    let what = format!("exe ({link})");
+    if is_memfd_mapping(link) {
+        let (mut mf, data) = read_memfd(pid, &what, path, &plan.objects)?;
+        mf.name = memfd_name(link);
+        plan.objects.insert(key, FileObject::Memfd(mf), data);
+    } else {
+        let (o, data) = read_deleted(pid, &what, link, path, &plan.objects)?;
+        plan.objects.insert(key, o, data);
+    }
+    Ok(())
+}
+
 /// Refuses the objects when the reader (knowing record kinds `kinds`) does not know their kind.
 pub fn readable_by(objects: &Objects, frozen: &Frozen, kinds: &[u16]) -> Result<(), DumpError> {
     if objects.list.is_empty() || kinds.contains(&records::FILE_OBJECT.0) {
@@ -365,6 +384,9 @@ pub fn readable_by(objects: &Objects, frozen: &Frozen, kinds: &[u16]) -> Result<
 
 /// Writes the objects, memfd contents as blobs.
 pub fn write<S: Store>(objects: &Objects, w: &mut Writer<S>) -> Result<(), DumpError> {
+    for (&pid, regs) in &objects.notify_regs {
+        w.put_record(records::MQ_NOTIFY, pid.unsigned_abs(), 0, regs)?;
+    }
     for (tag, (o, data)) in (0u64..).zip(&objects.list) {
         w.put_record(records::FILE_OBJECT, 0, tag, o)?;
         for d in data {

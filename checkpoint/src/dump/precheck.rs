@@ -158,6 +158,9 @@ fn reachable(pid: i32, what: &str) -> Result<(), DumpError> {
         .into_owned();
     let md = std::fs::metadata(&link_path).map_err(|e| DumpError::io(pid, format!("stat {link_path}"), e))?;
     let resource = format!("{what} ({link})");
+    if super::nodes::saved_instead(what, &link, &md) {
+        return Ok(());
+    }
     if md.nlink() == 0 {
         return Err(refuse(
             pid,
@@ -422,6 +425,8 @@ pub fn run(frozen: &Frozen, opts: &DumpOptions) -> Result<FilePlan, DumpError> {
     super::access::separate_fd_tables(&live)?;
     let mut plan = files::collect(frozen, opts)?;
     super::objects::mapped_memfds(frozen, &mut plan)?;
+    super::nodes::finish(frozen, &mut plan)?;
+    super::mq_notify::precheck(frozen, &mut plan)?;
     Ok(plan)
 }
 

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod access;
 mod attrs;
+mod nodes;
 
 /// End of the largest x86-64 user address space (5-level page tables); a kernel with 4-level
 /// page tables refuses mappings above 128 TiB itself.
@@ -143,6 +144,12 @@ pub struct Decoded {
     pub ghost_owners: Vec<(u64, records::GhostOwner)>,
     /// cgroup v2 memberships by entry owner.
     pub cgroups: Vec<(u32, records::CgroupMembership)>,
+    /// Deleted FIFOs and directories by entry tag.
+    pub deleted_nodes: Vec<(u64, records::DeletedNode)>,
+    /// Executables that are saved objects, by entry owner.
+    pub exe_objects: Vec<(u32, records::ExeObject)>,
+    /// `mq_notify` registrations by entry owner.
+    pub mq_notify: Vec<(u32, records::MqNotify)>,
     /// Page chunks.
     pub chunks: Vec<ChunkRef>,
     /// Blobs.
@@ -233,6 +240,15 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::GHOST_OWNER) {
             d.ghost_owners.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::DELETED_NODE) {
+            d.deleted_nodes.push((tag, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::EXE_OBJECT) {
+            d.exe_objects.push((owner, r.record(i)?));
+        }
+        for (i, owner, _, _) in list(r, records::MQ_NOTIFY) {
+            d.mq_notify.push((owner, r.record(i)?));
         }
         for (i, owner, tag, _) in list(r, records::THREAD_SCHED) {
             d.sched.push((owner, tag, r.record(i)?));
@@ -379,6 +395,15 @@ impl Decoded {
         for (tag, g) in &self.ghost_owners {
             w.put_record(records::GHOST_OWNER, 0, *tag, g)?;
         }
+        for (tag, n) in &self.deleted_nodes {
+            w.put_record(records::DELETED_NODE, 0, *tag, n)?;
+        }
+        for (o, e) in &self.exe_objects {
+            w.put_record(records::EXE_OBJECT, *o, 0, e)?;
+        }
+        for (o, m) in &self.mq_notify {
+            w.put_record(records::MQ_NOTIFY, *o, 0, m)?;
+        }
         for c in &self.chunks {
             w.put_pages(c.owner, c.vaddr, &vec![0x5a; crate::usize_of(c.len)])?;
         }
@@ -485,6 +510,9 @@ impl Decoded {
             vma_account: Vec::new(),
             ghost_owners: Vec::new(),
             cgroups: Vec::new(),
+            deleted_nodes: Vec::new(),
+            exe_objects: Vec::new(),
+            mq_notify: Vec::new(),
             chunks: vec![ChunkRef { index: 0, owner: pid_u, vaddr: 0x10_0000, len: PAGE_SIZE as u64 }],
             blobs: Vec::new(),
         }
@@ -747,6 +775,10 @@ pub fn validate(d: &Decoded) -> Result<(), Invalid> {
     access::check_vma_account(d, &procs)?;
     access::check_ghost_owners(d, &descs)?;
     access::check_cgroups(d, &procs)?;
+    nodes::check_nodes(d, &procs, &descs)?;
+    nodes::check_exe_objects(d, &procs)?;
+    nodes::check_mq_notify(d, &procs)?;
+    nodes::check_timerfds(&descs)?;
     check_net_lock(d)?;
     check_socket_records(d, &descs)?;
     check_ptys(d, &procs, &descs)?;

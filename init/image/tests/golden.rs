@@ -504,6 +504,36 @@ fn samples() -> Vec<Sample> {
         records::UNIX_IN_FLIGHT,
         records::UnixInFlight { desc: 7, messages: vec![(0, vec![9, 10]), (2, vec![9])] },
     ));
+    s.push(sample(
+        "deleted-node",
+        records::DELETED_NODE,
+        records::DeletedNode {
+            id: 1,
+            path: "/run/app/ctl.fifo".into(),
+            mode: records::DeletedNode::FIFO | 0o640,
+            uid: 1234,
+            gid: 1235,
+            pipe: 31338,
+            descs: vec![7, 8],
+            cwd_of: Vec::new(),
+        },
+    ));
+    s.push(sample("exe-object", records::EXE_OBJECT, records::ExeObject { dev: 0x1a, ino: 4711 }));
+    s.push(sample(
+        "mq-notify",
+        records::MQ_NOTIFY,
+        records::MqNotify {
+            regs: vec![
+                records::MqNotification {
+                    fd: 5,
+                    notify: records::MqNotification::SIGEV_SIGNAL,
+                    signo: 37,
+                    value: 0x5eed,
+                },
+                records::MqNotification { fd: 6, notify: records::MqNotification::SIGEV_NONE, signo: 0, value: 0 },
+            ],
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

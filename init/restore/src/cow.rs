@@ -117,7 +117,7 @@ pub fn inherited(plan: &Plan, p: &ProcPlan) -> Inherited {
     }
     out.areas.sort_unstable();
     out.shared.sort_unstable();
-    out.same_exe = parent.rec.exe == p.rec.exe;
+    out.same_exe = parent.rec.exe == p.rec.exe && parent.exe_object == p.exe_object;
     out
 }
 

@@ -31,6 +31,8 @@ pub struct OpenFiles {
     pub ptys: crate::tty::Ptys,
     /// POSIX message queues and memfds (see [`crate::objects`]).
     pub objects: crate::objects::Objects,
+    /// Deleted FIFOs and directories (see [`crate::nodes`]).
+    pub nodes: crate::nodes::Nodes,
 }
 
 const STRIP: i32 = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY;
@@ -164,6 +166,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
     .with_closes(plan.tcp_closes.clone())
     .with_ended(plan.tcp_ended.keys().copied().collect());
     out.objects = crate::objects::prepare(plan, reader, fails);
+    out.nodes = crate::nodes::prepare(plan, fails);
     let mut order: Vec<&seamless_image::records::FileDesc> = plan.descs.values().collect();
     order.sort_by_key(|d| crate::sockets::open_order(&d.kind));
     out.ptys = crate::tty::open_all(plan, &mut out.by_id, fails);
@@ -183,6 +186,7 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
         let acc = abi::signed(d.flags) & libc::O_ACCMODE;
         let opened = (|| -> Result<OwnedFd, RestoreError> {
             let fd: OwnedFd = match &d.kind {
+                FileKind::Fifo { .. } | FileKind::Regular { .. } if out.nodes.has(id) => out.nodes.open(id, d.flags)?,
                 FileKind::Regular { path, .. } => {
                     let fd = open_path(path, d.flags).map_err(|e| err(id, format!("open {path}"), e))?;
                     if abi::signed(d.flags) & libc::O_APPEND == 0 || d.pos != 0 {

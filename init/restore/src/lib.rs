@@ -56,7 +56,9 @@ pub mod files;
 pub mod inotify;
 pub mod locks;
 pub mod mm;
+pub mod mq_notify;
 pub mod netlock;
+pub mod nodes;
 pub mod objects;
 pub mod paths;
 pub mod pidfd;
@@ -310,6 +312,7 @@ fn stage_a<S: Store>(
     let leader_rec = leader_record(pid, p)?;
     let mut threads = threads::create_threads(&mut c, p)?;
     process::restore_timers(&mut c, p)?;
+    mq_notify::register(&mut c, p.mq_notify.as_ref())?;
     // Leader first, then each thread in itself.
     threads::thread_state(&mut c, leader_rec)?;
     for (rt, t) in threads.iter_mut().zip(p.threads.iter().skip(1)) {

@@ -361,7 +361,16 @@ pub fn map_areas<T: Tracee + ?Sized>(
 /// forked from its restored parent has it already).
 fn set_mm_map<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan, keep_exe: bool) -> Result<(), RestoreError> {
     let m = &p.rec.mm;
-    let exe_fd = if keep_exe { u64::from(u32::MAX) } else { c.open(&p.rec.exe, libc::O_RDONLY | libc::O_CLOEXEC, 0)? };
+    // An executable that is a memfd or deleted file is the restorer's recreation of it.
+    let exe = p
+        .exe_object
+        .and_then(|e| {
+            let id =
+                seamless_image::records::FileId { path: String::new(), dev: e.dev, ino: e.ino, size: 0, mtime_ns: 0 };
+            crate::objects::memfd_path(&id)
+        })
+        .unwrap_or_else(|| p.rec.exe.clone());
+    let exe_fd = if keep_exe { u64::from(u32::MAX) } else { c.open(&exe, libc::O_RDONLY | libc::O_CLOEXEC, 0)? };
     let mut auxv = p.rec.auxv.clone();
     auxv.truncate(abi::AUXV_MAX_WORDS);
     let mut s = c.scratch();

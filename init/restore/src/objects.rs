@@ -33,6 +33,8 @@ pub struct Objects {
     fds: BTreeMap<u64, OwnedFd>,
     by_desc: BTreeMap<u32, u64>,
     memfds: Vec<(u64, u64)>,
+    /// Memfds (by tag) whose own `memfd_create` description no description has taken yet.
+    untaken: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Drop for Objects {
@@ -144,8 +146,12 @@ fn fill<S: Store>(
     Ok(())
 }
 
-/// Recreates a deleted file nameless (`O_TMPFILE`, 0600) in the directory it was in, or, where
-/// the filesystem cannot, under a fresh name unlinked at once; writes its contents (holes
+/// Recreates a deleted file nameless: under its own name, created 0600 and unlinked at once,
+/// when that name is free and its directory is root's and writable by nobody else or sticky
+/// (no other user can reach, rename or remove root's entry there), so that its descriptors,
+/// mappings and executable link read `PATH (deleted)` as they did; else `O_TMPFILE` (0600)
+/// in the directory it was in, or, where the filesystem cannot, under a fresh name unlinked
+/// at once; writes its contents (holes
 /// stay holes), size, owner, then its mode (set-id bits after the contents) and times.
 fn create_deleted<S: Store>(
     tag: u64,
@@ -156,12 +162,28 @@ fn create_deleted<S: Store>(
     use std::os::unix::fs::OpenOptionsExt;
     let what = |s: &str| format!("deleted file {}: {s}", d.path);
     let dir = std::path::Path::new(&d.path).parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/tmp".into());
-    let tmpfile = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(&dir);
+    let own = || -> std::io::Result<std::fs::File> {
+        if !crate::nodes::private_enough(&dir) {
+            return Err(std::io::ErrorKind::PermissionDenied.into());
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&d.path)?;
+        std::fs::remove_file(&d.path)?;
+        Ok(f)
+    };
+    let tmpfile = own().or_else(|_| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .open(&dir)
+    });
     let f = match tmpfile {
         Ok(f) => f,
         Err(e)
@@ -196,6 +218,16 @@ fn create_deleted<S: Store>(
     Ok(f.into())
 }
 
+/// Exchanges the read-write descriptor a deleted file was made and filled through for a
+/// read-only one: a file with a writer cannot be a process's executable (`PR_SET_MM_MAP`
+/// refuses it with `EACCES`), and on the dumping kernel the file had no writer left if it
+/// was one.
+fn read_only(path: &str, fd: OwnedFd) -> Result<OwnedFd, RestoreError> {
+    let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    crate::files::open_path(&via, crate::abi::bits(libc::O_RDONLY))
+        .map_err(|e| io_err(format!("deleted file {path}: reopening it read-only"), e))
+}
+
 /// Creates every object of the plan. One that cannot be created gives up the units of its
 /// descriptions and of the processes mapping it.
 pub fn prepare<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failures) -> Objects {
@@ -204,7 +236,8 @@ pub fn prepare<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failur
         let made = match o {
             FileObject::PosixMq(q) => create_mq(*tag, q),
             FileObject::Memfd(m) => create_memfd(*tag, m, plan, reader),
-            FileObject::Deleted(f) => create_deleted(*tag, f, plan, reader),
+            // Without a writer left (see `read_only`).
+            FileObject::Deleted(f) => create_deleted(*tag, f, plan, reader).and_then(|fd| read_only(&f.path, fd)),
         };
         let (descs, inode) = match o {
             FileObject::PosixMq(q) => (&q.descs, None),
@@ -220,6 +253,9 @@ pub fn prepare<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failur
                 }
                 for d in descs {
                     out.by_desc.insert(*d, *tag);
+                }
+                if matches!(o, FileObject::Memfd(_)) {
+                    out.untaken.lock().unwrap_or_else(|p| p.into_inner()).insert(*tag);
                 }
                 out.fds.insert(*tag, fd);
             }
@@ -251,13 +287,20 @@ impl Objects {
         self.by_desc.contains_key(&id)
     }
 
-    /// A new open, with `flags`, of the object description `id` opens.
+    /// A new open, with `flags`, of the object description `id` opens. The first read-write
+    /// description of a memfd is the restorer's own `memfd_create` description instead: an
+    /// open of a file for writing counts as a writer, which `memfd_create`'s own description
+    /// does not, and a file with writers cannot become (or be `execve`d as) an executable, as
+    /// a process started from the memfd, or one that will be, needs.
     pub fn open(&self, id: u32, flags: u32) -> Result<OwnedFd, RestoreError> {
-        let fd = self
-            .by_desc
-            .get(&id)
+        let tag = self.by_desc.get(&id);
+        let fd = tag
             .and_then(|t| self.fds.get(t))
             .ok_or_else(|| RestoreError::Corrupt { pid: 0, what: format!("file #{id}: its object was not created") })?;
+        let rdwr = crate::abi::signed(flags) & libc::O_ACCMODE == libc::O_RDWR;
+        if rdwr && tag.is_some_and(|t| self.untaken.lock().unwrap_or_else(|p| p.into_inner()).remove(t)) {
+            return fd.try_clone().map_err(|e| RestoreError::File { id, what: "dup of the memfd".into(), source: e });
+        }
         let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
         crate::files::open_path(&via, flags).map_err(|e| RestoreError::File {
             id,

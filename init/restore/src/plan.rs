@@ -55,6 +55,10 @@ pub struct ProcPlan {
     pub account: records::VmaAccount,
     /// Its cgroup v2 membership when it was not the dumper's.
     pub cgroup: Option<records::CgroupMembership>,
+    /// The saved object (memfd or deleted file) that is its executable.
+    pub exe_object: Option<records::ExeObject>,
+    /// Its `mq_notify` registrations.
+    pub mq_notify: Option<records::MqNotify>,
 }
 
 impl ProcPlan {
@@ -111,6 +115,8 @@ pub struct Plan {
     pub file_objects: Vec<(u64, records::FileObject)>,
     /// Owners of deleted files (not root), by description id.
     pub ghost_owners: BTreeMap<u32, records::GhostOwner>,
+    /// FIFOs and directories deleted while held.
+    pub deleted_nodes: Vec<records::DeletedNode>,
 }
 
 impl Plan {
@@ -174,6 +180,8 @@ fn build(d: Decoded) -> Plan {
                 vma_flags: Vec::new(),
                 account: Default::default(),
                 cgroup: None,
+                exe_object: None,
+                mq_notify: None,
             },
         );
     }
@@ -244,6 +252,17 @@ fn build(d: Decoded) -> Plan {
             p.cgroup = Some(c);
         }
     }
+    for (o, e) in d.exe_objects {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.exe_object = Some(e);
+        }
+    }
+    for (o, m) in d.mq_notify {
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.mq_notify = Some(m);
+        }
+    }
+    plan.deleted_nodes = d.deleted_nodes.into_iter().map(|(_, n)| n).collect();
     // Validation proved every tag is a description id.
     for (tag, g) in d.ghost_owners {
         if let Ok(id) = u32::try_from(tag) {
@@ -490,6 +509,8 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
         vma_flags: Vec::new(),
         account: Default::default(),
         cgroup: None,
+        exe_object: None,
+        mq_notify: None,
     }
 }
 

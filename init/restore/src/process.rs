@@ -13,7 +13,9 @@ pub fn restore_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), R
     let r = &p.rec;
     // The working directory first, by its path as the dumper saw it (from the restorer's
     // root); chroot leaves it where it is, inside the new root or not, as it was.
-    let a = c.scratch().put_str(c, &r.cwd)?;
+    // A deleted working directory is the restorer's recreation of it ([`crate::nodes`]).
+    let cwd = crate::nodes::cwd_path(r.pid).unwrap_or_else(|| r.cwd.clone());
+    let a = c.scratch().put_str(c, &cwd)?;
     c.call_for(format!("chdir {}", r.cwd), "chdir", libc::SYS_chdir, [a, 0, 0, 0, 0, 0])?;
     if r.root != "/" && !r.root.is_empty() {
         let a = c.scratch().put_str(c, &r.root)?;

@@ -18,6 +18,7 @@ pub mod module;
 pub mod mount;
 pub mod mqueue;
 pub mod nft;
+pub mod nodes;
 pub mod notify;
 pub mod pagecache;
 pub mod proc;

@@ -15,7 +15,9 @@ pub mod files;
 pub mod inotify;
 pub mod locks;
 pub mod mm;
+pub mod mq_notify;
 pub mod netlock;
+pub mod nodes;
 pub mod pidfd;
 pub mod process;
 pub mod sched;
@@ -36,7 +38,9 @@ pub use files::{Fd, FdTable, FileDesc, FileKind, PipeRecord};
 pub use inotify::{InotifyRecord, InotifyWatch};
 pub use locks::{FileLock, FileLocks, LockKind};
 pub use mm::{AdvisedArea, CowShared, FileId, MmRecord, Vma, VmaAdvice, VmaKind};
+pub use mq_notify::{MqNotification, MqNotify};
 pub use netlock::{HeldListeners, LockedConn, NetLockRecord, NET_LOCK_PREFIX};
+pub use nodes::{DeletedNode, ExeObject};
 pub use pidfd::PidfdRecord;
 pub use process::{
     Creds, ITimer, JobStop, MmFields, PosixTimer, ProcState, ProcessRecord, ProcessSettings, SigAction, TreeRecord,
@@ -120,6 +124,13 @@ pub const TCP_CLOSE: RecordKind = RecordKind(68);
 /// [`TcpEnded`], owner 0, tag = description id (at most one per TCP socket whose connection
 /// ended).
 pub const TCP_ENDED: RecordKind = RecordKind(69);
+/// [`DeletedNode`], owner 0, tag = its id (a FIFO or directory deleted while held).
+pub const DELETED_NODE: RecordKind = RecordKind(61);
+/// [`ExeObject`], owner = pid (at most one per process, only when its executable is a memfd
+/// or a deleted file).
+pub const EXE_OBJECT: RecordKind = RecordKind(62);
+/// [`MqNotify`], owner = pid (at most one per process, only with `mq_notify` registrations).
+pub const MQ_NOTIFY: RecordKind = RecordKind(63);
 
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
@@ -174,6 +185,9 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         UNIX_IN_FLIGHT => "unix-in-flight",
         TCP_CLOSE => "tcp-close",
         TCP_ENDED => "tcp-ended",
+        DELETED_NODE => "deleted-node",
+        EXE_OBJECT => "exe-object",
+        MQ_NOTIFY => "mq-notify",
         _ => return None,
     })
 }
@@ -368,6 +382,33 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
         TCP_ENDED => {
             let t: TcpEnded = de(bytes)?;
             format!("TCP socket of file #{} whose connection ended", t.desc)
+        }
+        DELETED_NODE => {
+            let n: DeletedNode = de(bytes)?;
+            format!(
+                "deleted {} {} mode {:o} owner {}:{} pipe {} files {:?} cwd of {:?}",
+                if n.is_fifo() { "fifo" } else { "directory" },
+                n.path,
+                n.mode,
+                n.uid,
+                n.gid,
+                n.pipe,
+                n.descs,
+                n.cwd_of
+            )
+        }
+        EXE_OBJECT => {
+            let e: ExeObject = de(bytes)?;
+            format!("executable is the saved object of device {} inode {}", e.dev, e.ino)
+        }
+        MQ_NOTIFY => {
+            let m: MqNotify = de(bytes)?;
+            let l: Vec<String> = m
+                .regs
+                .iter()
+                .map(|r| format!("fd {} notify {} signal {} value {:#x}", r.fd, r.notify, r.signo, r.value))
+                .collect();
+            format!("mq_notify registrations: {}", l.join(", "))
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
