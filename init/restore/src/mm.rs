@@ -6,7 +6,7 @@
 use crate::abi;
 use crate::child::Child;
 use crate::plan::ProcPlan;
-use crate::tracee::Tracee;
+use crate::tracee::{Batch, Tracee};
 use crate::{procfs, vdso, RestoreError, RestoreOptions};
 use seamless_image::records::{FileId, Vma, VmaFlags, VmaKind};
 use seamless_image::{Reader, Store};
@@ -186,14 +186,17 @@ pub fn restore_mm<S: Store>(
     // 1. Drop every mapping but the trampoline, the kernel's special ones and the areas a
     // child forked from its parent keeps (`inh`, see crate::cow).
     let current = procfs::read_maps(pid).map_err(|e| RestoreError::io(pid, "reading maps", e))?;
+    let mut unmap = Batch::new();
     for m in &current {
         if m.start == c.tramp || m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
             continue;
         }
         for (a, b) in crate::cow::subtract(m.start, m.end, &inh.areas) {
-            c.call("munmap", libc::SYS_munmap, [a, b - a, 0, 0, 0, 0])?;
+            unmap.call("munmap", libc::SYS_munmap, [a, b - a, 0, 0, 0, 0]);
         }
     }
+    let mut s = c.scratch();
+    c.run(&mut s, unmap)?;
     // 2. The vDSO.
     vdso::place(c, p, opts)?;
     // 3. Every saved area (but the kept ones).

@@ -11,7 +11,7 @@
 use crate::RestoreError;
 use seamless_sys::ptrace::{self, Regs};
 use seamless_sys::SysError;
-use seamless_trace::inject::{InjectError, Remote};
+use seamless_trace::inject::{BatchCall, BatchResult, InjectError, Remote, BATCH_ENTRY};
 use seamless_trace::memio::Mem;
 use seamless_trace::scratch::Bump;
 
@@ -42,6 +42,47 @@ pub trait Tracee {
     /// Sets the signal mask of stopped thread `tid`.
     fn set_sigmask(&mut self, tid: i32, mask: u64) -> Result<(), SysError> {
         ptrace::set_sigmask(tid, mask)
+    }
+
+    /// Runs `calls` in order up to the first that fails, with the table of the batch at
+    /// `table` (`calls.len() * BATCH_ENTRY` bytes of scratch); one call after the other
+    /// unless overridden (a process under ptrace runs them in one resume:
+    /// [`Remote::syscall_batch`]).
+    fn syscall_batch(&mut self, table: u64, calls: &[BatchCall]) -> Result<BatchResult, InjectError> {
+        let _ = table;
+        let mut out = BatchResult { done: Vec::with_capacity(calls.len()), failed: None };
+        for (i, &(name, nr, args)) in calls.iter().enumerate() {
+            match self.syscall(name, nr, args) {
+                Ok(v) => out.done.push(v),
+                Err(e @ InjectError::Failed { .. }) => {
+                    out.failed = Some((i, e));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the calls of `batch` in order (see [`Tracee::syscall_batch`]), its table taken
+    /// from `s`; returns their results. A failure names the process and the step of the call
+    /// that failed, as [`Tracee::call_for`] does; the calls after it are not run.
+    fn run(&mut self, s: &mut Scratch, batch: Batch) -> Result<Vec<u64>, RestoreError> {
+        let pid = self.pid();
+        if batch.steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let table = s.reserve(pid, batch.steps.len() * seamless_image::usize_of(BATCH_ENTRY))?;
+        let calls: Vec<BatchCall> = batch.steps.iter().map(|st| (st.name, st.nr, st.args)).collect();
+        let first = calls[0].0;
+        let what = |i: usize| {
+            let st = &batch.steps[i];
+            st.what.clone().unwrap_or_else(|| st.name.to_string())
+        };
+        match self.syscall_batch(table, &calls) {
+            Ok(r) => r.all().map_err(|(i, e)| RestoreError::inject(pid, what(i), e)),
+            Err(e) => Err(RestoreError::inject(pid, format!("a batch of {} calls from {first} on", calls.len()), e)),
+        }
     }
 
     /// Runs a system call; a failure names the process and the call.
@@ -86,6 +127,43 @@ pub trait Tracee {
         let r = self.call("pidfd_getfd", libc::SYS_pidfd_getfd, [pfd, crate::abi::int(ours), 0, 0, 0, 0]);
         self.call("close", libc::SYS_close, [pfd, 0, 0, 0, 0, 0])?;
         r
+    }
+}
+
+/// System calls gathered to run together ([`Tracee::run`]), each with the step it serves.
+#[derive(Debug, Default)]
+pub struct Batch {
+    steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+struct Step {
+    what: Option<String>,
+    name: &'static str,
+    nr: i64,
+    args: [u64; 6],
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a call; a failure names the call (as [`Tracee::call`]).
+    pub fn call(&mut self, name: &'static str, nr: i64, args: [u64; 6]) {
+        self.steps.push(Step { what: None, name, nr, args });
+    }
+    /// Adds a call for step `what`; a failure names the step (as [`Tracee::call_for`]).
+    pub fn call_for(&mut self, what: String, name: &'static str, nr: i64, args: [u64; 6]) {
+        self.steps.push(Step { what: Some(what), name, nr, args });
+    }
+    /// Calls gathered.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+    /// Whether no call was gathered.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
     }
 }
 
@@ -148,6 +226,8 @@ pub trait Ptraced {
     fn mem(&self) -> &Mem;
     /// Its scratch area: start and length.
     fn area(&self) -> (u64, u64);
+    /// The thread and the memory at once (for a batch, which writes its table).
+    fn parts(&mut self) -> (&mut Remote, &Mem);
 }
 
 impl<P: Ptraced> Tracee for P {
@@ -166,6 +246,10 @@ impl<P: Ptraced> Tracee for P {
     fn scratch_area(&self) -> (u64, u64) {
         self.area()
     }
+    fn syscall_batch(&mut self, table: u64, calls: &[BatchCall]) -> Result<BatchResult, InjectError> {
+        let (remote, mem) = self.parts();
+        remote.syscall_batch(mem, table, calls)
+    }
 }
 
 impl Ptraced for InThread<'_> {
@@ -180,6 +264,9 @@ impl Ptraced for InThread<'_> {
     }
     fn area(&self) -> (u64, u64) {
         self.area
+    }
+    fn parts(&mut self) -> (&mut Remote, &Mem) {
+        (self.remote, self.mem)
     }
 }
 
