@@ -72,17 +72,23 @@ pub trait Tracee {
         if batch.steps.is_empty() {
             return Ok(Vec::new());
         }
-        let table = s.reserve(pid, batch.steps.len() * seamless_image::usize_of(BATCH_ENTRY))?;
-        let calls: Vec<BatchCall> = batch.steps.iter().map(|st| (st.name, st.nr, st.args)).collect();
-        let first = calls[0].0;
-        let what = |i: usize| {
-            let st = &batch.steps[i];
-            st.what.clone().unwrap_or_else(|| st.name.to_string())
-        };
-        match self.syscall_batch(table, &calls) {
-            Ok(r) => r.all().map_err(|(i, e)| RestoreError::inject(pid, what(i), e)),
-            Err(e) => Err(RestoreError::inject(pid, format!("a batch of {} calls from {first} on", calls.len()), e)),
+        // One table, reused by each part of a long batch.
+        let per = batch.steps.len().min(BATCH_CALLS);
+        let table = s.reserve(pid, per * seamless_image::usize_of(BATCH_ENTRY))?;
+        let mut out = Vec::with_capacity(batch.steps.len());
+        for (k, part) in batch.steps.chunks(BATCH_CALLS).enumerate() {
+            let calls: Vec<BatchCall> = part.iter().map(|st| (st.name, st.nr, st.args)).collect();
+            let what = |i: usize| part[i].what.clone().unwrap_or_else(|| part[i].name.to_string());
+            match self.syscall_batch(table, &calls) {
+                Ok(r) => out.extend(r.all().map_err(|(i, e)| RestoreError::inject(pid, what(i), e))?),
+                Err(e) => {
+                    let at = k * BATCH_CALLS;
+                    let what = format!("calls {at} to {} of a batch, from {} on", at + calls.len(), calls[0].0);
+                    return Err(RestoreError::inject(pid, what, e));
+                }
+            }
         }
+        Ok(out)
     }
 
     /// Runs a system call; a failure names the process and the call.
@@ -129,6 +135,10 @@ pub trait Tracee {
         r
     }
 }
+
+/// Calls per batch table: a longer [`Batch`] runs in parts of this many (the table of one
+/// part is 8 KiB of scratch).
+pub const BATCH_CALLS: usize = 128;
 
 /// System calls gathered to run together ([`Tracee::run`]), each with the step it serves.
 #[derive(Debug, Default)]
