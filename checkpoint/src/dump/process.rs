@@ -7,12 +7,24 @@ use super::DumpError;
 use seamless_image::records::{Creds, ITimer, MmFields, PosixTimer, ProcState, ProcessRecord, SigAction};
 use seamless_sys::chain;
 use seamless_sys::ptrace;
-use seamless_trace::inject::{self, Remote};
+use seamless_trace::inject::{self, BatchCall, Remote, BATCH_ENTRY};
 use seamless_trace::memio::Mem;
 use seamless_trace::procfs::{self, status_get};
 
-/// Size of the scratch mapping used for injected calls.
-pub const SCRATCH: u64 = 4096;
+/// Size of the scratch mapping used for injected calls: a page for the callers' structures,
+/// two for what the calls of a batch write ([`OUT_OFF`]), four for a batch table and the batch
+/// runner in the last page.
+pub const SCRATCH: u64 = 8 * 4096;
+/// Offset of the area the calls of a batch write their results to (8 KiB).
+pub const OUT_OFF: u64 = 4096;
+/// Bytes at [`OUT_OFF`].
+pub const OUT_LEN: u64 = 2 * 4096;
+/// Offset of the batch table.
+const TABLE_OFF: u64 = 3 * 4096;
+/// Calls in one batch table (the rest of a longer batch goes in the next).
+const TABLE_CALLS: usize = (4 * 4096 / BATCH_ENTRY) as usize;
+/// Offset of the batch runner.
+const CODE_OFF: u64 = 7 * 4096;
 
 /// An injected anonymous scratch page in a stopped process, unmapped by [`Scratch::release`].
 ///
@@ -40,18 +52,20 @@ impl Scratch {
     pub fn new(pid: i32, tid: i32) -> Result<Self, DumpError> {
         let ip = inject::find_syscall_insn(pid).map_err(|e| DumpError::io(pid, "finding a syscall instruction", e))?;
         let (mut remote, mask) = take_over(pid, tid, ip)?;
-        let mapped = remote.syscall(
-            "mmap",
-            libc::SYS_mmap,
-            [
-                0,
-                SCRATCH,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        );
+        let map = |remote: &mut Remote, prot: i32| {
+            remote.syscall(
+                "mmap",
+                libc::SYS_mmap,
+                [0, SCRATCH, prot as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+            )
+        };
+        // Executable too for the batch runner; where the process may not have such memory
+        // (PR_SET_MDWE), a plain one and call after call.
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let (mapped, runner) = match map(&mut remote, rw | libc::PROT_EXEC) {
+            Ok(a) => (Ok(a), true),
+            Err(_) => (map(&mut remote, rw), false),
+        };
         let addr = match mapped {
             Ok(a) => a,
             Err(e) => {
@@ -59,7 +73,14 @@ impl Scratch {
                 return Err(DumpError::inject(pid, "mapping a scratch page", e));
             }
         };
-        match Mem::open(pid, true) {
+        let mem = Mem::open(pid, true).and_then(|mem| {
+            if runner {
+                mem.write(addr + CODE_OFF, &inject::BATCH_CODE)?;
+                remote.batch_ip = Some(addr + CODE_OFF);
+            }
+            Ok(mem)
+        });
+        match mem {
             Ok(mem) => Ok(Self { remote, addr, mem, pid, mask, released: false }),
             Err(e) => {
                 let _ = remote.syscall("munmap", libc::SYS_munmap, [addr, SCRATCH, 0, 0, 0, 0]);
@@ -72,9 +93,27 @@ impl Scratch {
     /// Uses another thread of the same process for the next calls.
     pub fn switch_thread(&mut self, pid: i32, tid: i32) -> Result<(), DumpError> {
         finish(pid, &mut self.remote, self.mask)?;
-        let ip = self.remote.syscall_ip;
+        let (ip, runner) = (self.remote.syscall_ip, self.remote.batch_ip);
         (self.remote, self.mask) = take_over(pid, tid, ip)?;
+        self.remote.batch_ip = runner;
         Ok(())
+    }
+
+    /// Runs `calls` in order, in batches of one resume each where the runner is mapped
+    /// ([`Remote::syscall_batch`]); returns their results. The first failure ends it and
+    /// names the process and the call.
+    pub fn batch(&mut self, pid: i32, calls: &[BatchCall]) -> Result<Vec<u64>, DumpError> {
+        let mut out = Vec::with_capacity(calls.len());
+        for chunk in calls.chunks(TABLE_CALLS) {
+            let r = self.remote.syscall_batch(&self.mem, self.addr + TABLE_OFF, chunk).map_err(|e| {
+                DumpError::inject(pid, format!("a batch of {} calls from {} on", chunk.len(), chunk[0].0), e)
+            })?;
+            match r.all() {
+                Ok(v) => out.extend(v),
+                Err((i, e)) => return Err(DumpError::inject(pid, chunk[i].0, e)),
+            }
+        }
+        Ok(out)
     }
 
     /// Runs a syscall; errors name the process.
@@ -223,49 +262,62 @@ pub fn process_record(p: &FrozenProc) -> Result<ProcessRecord, DumpError> {
     }
 
     let mut s = Scratch::new(pid, pid)?;
-    let a = s.addr;
-    rec.mm.brk = s.call(pid, "brk", libc::SYS_brk, [0; 6])?;
-    for sig in 1..=64u64 {
-        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
-            continue;
-        }
-        s.call(pid, "rt_sigaction", libc::SYS_rt_sigaction, [sig, 0, a, 8, 0, 0])?;
-        let w = s.words(pid, 0, 4)?;
+    // One batch; each call writes what it reads to a slot of its own at OUT_OFF.
+    let out = s.addr + OUT_OFF;
+    let sigs: Vec<u64> =
+        (1..=64u64).filter(|&sig| sig != libc::SIGKILL as u64 && sig != libc::SIGSTOP as u64).collect();
+    let mut calls: Vec<BatchCall> = vec![("brk", libc::SYS_brk, [0; 6])];
+    let n = sigs.len() as u64;
+    for (i, &sig) in (0u64..).zip(&sigs) {
+        calls.push(("rt_sigaction", libc::SYS_rt_sigaction, [sig, 0, out + i * 32, 8, 0, 0]));
+    }
+    let timers_at = out + n * 32;
+    for which in 0..3u64 {
+        calls.push(("getitimer", libc::SYS_getitimer, [which, timers_at + which * 32, 0, 0, 0, 0]));
+    }
+    let ints = timers_at + 3 * 32;
+    calls.push(("prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0]));
+    calls.push(("prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0]));
+    calls.push((
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+        libc::SYS_prctl,
+        [libc::PR_GET_CHILD_SUBREAPER as u64, ints, 0, 0, 0, 0],
+    ));
+    calls.push(("prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, [libc::PR_GET_PDEATHSIG as u64, ints + 8, 0, 0, 0, 0]));
+    let res = s.batch(pid, &calls)?;
+    let w = s.words(pid, OUT_OFF, (n as usize + 3) * 4 + 2)?;
+    rec.mm.brk = res[0];
+    for (&sig, w) in sigs.iter().zip(w.chunks_exact(4)) {
         if w[0] != 0 || w[1] != 0 || w[3] != 0 {
             rec.sigactions.push(SigAction { sig: sig as u8, handler: w[0], flags: w[1], restorer: w[2], mask: w[3] });
         }
     }
-    for which in 0..3u64 {
-        s.call(pid, "getitimer", libc::SYS_getitimer, [which, a, 0, 0, 0, 0])?;
-        let w = s.words(pid, 0, 4)?;
-        let us = |sec: u64, usec: u64| sec * 1_000_000 + usec;
+    let us = |sec: u64, usec: u64| sec * 1_000_000 + usec;
+    for (which, w) in (0u8..).zip(w[n as usize * 4..].chunks_exact(4).take(3)) {
         if w[2] != 0 || w[3] != 0 {
-            rec.itimers.push(ITimer { which: which as u8, interval_us: us(w[0], w[1]), value_us: us(w[2], w[3]) });
+            rec.itimers.push(ITimer { which, interval_us: us(w[0], w[1]), value_us: us(w[2], w[3]) });
         }
     }
-    rec.dumpable =
-        s.call(pid, "prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0])? as u32;
-    rec.creds.securebits = Some(s.call(
-        pid,
-        "prctl(PR_GET_SECUREBITS)",
-        libc::SYS_prctl,
-        [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
-    )? as u32);
-    s.call(
-        pid,
-        "prctl(PR_GET_CHILD_SUBREAPER)",
-        libc::SYS_prctl,
-        [libc::PR_GET_CHILD_SUBREAPER as u64, a, 0, 0, 0, 0],
-    )?;
-    rec.child_subreaper = s.words(pid, 0, 1)?[0] as u32 != 0;
-    s.call(pid, "prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, [libc::PR_GET_PDEATHSIG as u64, a, 0, 0, 0, 0])?;
-    rec.pdeath_signal = s.words(pid, 0, 1)?[0] as u32;
+    let k = calls.len();
+    rec.dumpable = res[k - 4] as u32;
+    rec.creds.securebits = Some(res[k - 3] as u32);
+    let ints = &w[(n as usize + 3) * 4..];
+    rec.child_subreaper = ints[0] as u32 != 0;
+    rec.pdeath_signal = ints[1] as u32;
     rec.posix_timers = parse_timers(pid)?;
-    for t in rec.posix_timers.iter_mut() {
-        s.call(pid, "timer_gettime", libc::SYS_timer_gettime, [t.id as u64, a, 0, 0, 0, 0])?;
-        let w = s.words(pid, 0, 4)?;
-        t.interval_ns = w[0] * 1_000_000_000 + w[1];
-        t.next_ns = w[2] * 1_000_000_000 + w[3];
+    // Each timer's value to a slot of its own, as many per batch as fit.
+    let per = (OUT_LEN / 32) as usize;
+    for group in rec.posix_timers.chunks_mut(per) {
+        let calls: Vec<BatchCall> = (0u64..)
+            .zip(group.iter())
+            .map(|(i, t)| ("timer_gettime", libc::SYS_timer_gettime, [t.id as u64, out + i * 32, 0, 0, 0, 0]))
+            .collect();
+        s.batch(pid, &calls)?;
+        let w = s.words(pid, OUT_OFF, group.len() * 4)?;
+        for (t, w) in group.iter_mut().zip(w.chunks_exact(4)) {
+            t.interval_ns = w[0] * 1_000_000_000 + w[1];
+            t.next_ns = w[2] * 1_000_000_000 + w[3];
+        }
     }
     s.release(pid)?;
     Ok(rec)

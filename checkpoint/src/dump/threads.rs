@@ -67,15 +67,21 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
         if t.tid != s.remote.tid {
             s.switch_thread(pid, t.tid)?;
         }
-        s.call(pid, "sigaltstack", libc::SYS_sigaltstack, [0, a, 0, 0, 0, 0])?;
-        let w = s.words(pid, 0, 3)?;
+        // One batch, each call reading into words of its own: stack_t (3), the address, the
+        // list head and its length.
+        s.batch(
+            pid,
+            &[
+                ("sigaltstack", libc::SYS_sigaltstack, [0, a, 0, 0, 0, 0]),
+                ("prctl(PR_GET_TID_ADDRESS)", libc::SYS_prctl, [libc::PR_GET_TID_ADDRESS as u64, a + 24, 0, 0, 0, 0]),
+                ("get_robust_list", libc::SYS_get_robust_list, [0, a + 32, a + 40, 0, 0, 0]),
+            ],
+        )?;
+        let w = s.words(pid, 0, 6)?;
         t.altstack = (w[0], w[1] as u32 as i32, w[2]);
-        s.call(pid, "prctl(PR_GET_TID_ADDRESS)", libc::SYS_prctl, [libc::PR_GET_TID_ADDRESS as u64, a, 0, 0, 0, 0])?;
-        t.clear_child_tid = s.words(pid, 0, 1)?[0];
-        s.call(pid, "get_robust_list", libc::SYS_get_robust_list, [0, a, a + 8, 0, 0, 0])?;
-        let w = s.words(pid, 0, 2)?;
-        if w[0] != 0 {
-            t.robust_list = Some((w[0], w[1]));
+        t.clear_child_tid = w[3];
+        if w[4] != 0 {
+            t.robust_list = Some((w[4], w[5]));
         }
     }
     if s.remote.tid != pid {

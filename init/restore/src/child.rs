@@ -14,6 +14,8 @@ use seamless_sys::ptrace::{self, WaitStatus};
 pub const TRAMP_LEN: u64 = 16 * 4096;
 /// The trampoline's code: `syscall; int3; int3` (an injected call stops on the trap after it).
 pub const TRAMPOLINE: [u8; 4] = [0x0f, 0x05, 0xcc, 0xcc];
+/// Offset of the batch runner ([`inject::BATCH_CODE`]) in the trampoline page.
+pub const BATCH_OFF: usize = 64;
 /// Offset of the scratch area from the trampoline start.
 pub const SCRATCH_OFF: u64 = 4096;
 
@@ -102,9 +104,13 @@ impl Child {
                 0,
             ],
         )?;
-        c.mem.write(got, &TRAMPOLINE).map_err(|e| RestoreError::io(pid, "writing the trampoline", e))?;
+        let mut code = vec![0xcc; BATCH_OFF + inject::BATCH_CODE.len()];
+        code[..TRAMPOLINE.len()].copy_from_slice(&TRAMPOLINE);
+        code[BATCH_OFF..].copy_from_slice(&inject::BATCH_CODE);
+        c.mem.write(got, &code).map_err(|e| RestoreError::io(pid, "writing the trampoline", e))?;
         c.tramp = got;
         c.remote.syscall_ip = got;
+        c.remote.batch_ip = Some(got + BATCH_OFF as u64);
         Ok(c)
     }
 
@@ -127,5 +133,8 @@ impl Ptraced for Child {
     }
     fn area(&self) -> (u64, u64) {
         (self.tramp + SCRATCH_OFF, TRAMP_LEN - SCRATCH_OFF)
+    }
+    fn parts(&mut self) -> (&mut Remote, &Mem) {
+        (&mut self.remote, &self.mem)
     }
 }

@@ -24,8 +24,14 @@
 //! and its failures surface as a dead process with no message. Injection keeps all logic in
 //! ordinary, testable Rust in the restorer, reports every failing step with the pid, call
 //! and address, works identically from `seamless-init` as PID 1, and costs one ptrace round
-//! trip per syscall (a few microseconds), which is negligible next to copying the pages.
-//! The only code placed in the target is the 2-byte `syscall` instruction.
+//! trip per syscall (a few microseconds, but two context switches each, which dominated the
+//! restore of small processes: about 120 per process). So the code placed in the target is
+//! the 2-byte `syscall` instruction and, beside it, a 59-byte loop that runs a table of
+//! system calls and stops on a trap after the last or the first that failed
+//! ([`inject::BATCH_CODE`]): steps whose calls do not depend on each other's results (the 62
+//! signal dispositions, the credentials, a thread's own state, the unmapping of the helper's
+//! memory) go as one batch, one round trip ([`tracee::Batch`]), with the same order, the same
+//! checks and the same error naming the failed call as call after call.
 //!
 //! # vDSO across kernels
 //!

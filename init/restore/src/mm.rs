@@ -6,7 +6,7 @@
 use crate::abi;
 use crate::child::Child;
 use crate::plan::ProcPlan;
-use crate::tracee::Tracee;
+use crate::tracee::{Batch, Tracee};
 use crate::{procfs, vdso, RestoreError, RestoreOptions};
 use seamless_image::records::{FileId, Vma, VmaAccount, VmaFlags, VmaKind};
 use seamless_image::{Reader, Store};
@@ -186,14 +186,17 @@ pub fn restore_mm<S: Store>(
     // 1. Drop every mapping but the trampoline, the kernel's special ones and the areas a
     // child forked from its parent keeps (`inh`, see crate::cow).
     let current = procfs::read_maps(pid).map_err(|e| RestoreError::io(pid, "reading maps", e))?;
+    let mut unmap = Batch::new();
     for m in &current {
         if m.start == c.tramp || m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
             continue;
         }
         for (a, b) in crate::cow::subtract(m.start, m.end, &inh.areas) {
-            c.call("munmap", libc::SYS_munmap, [a, b - a, 0, 0, 0, 0])?;
+            unmap.call("munmap", libc::SYS_munmap, [a, b - a, 0, 0, 0, 0]);
         }
     }
+    let mut s = c.scratch();
+    c.run(&mut s, unmap)?;
     // 2. The vDSO.
     vdso::place(c, p, opts)?;
     // 3. Every saved area (but the kept ones).
@@ -274,21 +277,27 @@ pub fn map_areas<T: Tracee + ?Sized>(
     keep: &[(u64, u64)],
 ) -> Result<(), RestoreError> {
     let pid = c.pid();
-    let mut opened: BTreeMap<(String, i32), u64> = BTreeMap::new();
-    let mut shm_fds = Vec::new();
+    // First what every area maps: the descriptors to open (each file checked first) ...
+    enum Backing {
+        Anon,
+        Fd(usize),
+    }
+    let mut opens: Vec<(String, i32)> = Vec::new();
+    let mut file_fd: BTreeMap<(String, i32), usize> = BTreeMap::new();
+    let mut shm_opens = Vec::new();
+    let mut areas = Vec::new();
     for v in p.mm.vmas.iter().filter(|v| !keep.contains(&(v.start, v.end))) {
-        let len = v.end.saturating_sub(v.start);
-        let (mut flags, fd, off) = match &v.kind {
+        let (backing, off) = match &v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall => continue,
-            VmaKind::Anon => (libc::MAP_ANONYMOUS, u64::MAX, 0),
+            VmaKind::Anon => (Backing::Anon, 0),
             VmaKind::SharedAnon { ino, offset } => {
                 let obj = shm
                     .get(ino)
                     .ok_or_else(|| RestoreError::Corrupt { pid, what: format!("no shared memory object {ino}") })?;
                 let path = format!("/proc/{}/map_files/{:x}-{:x}", std::process::id(), obj.addr, obj.addr + obj.len);
-                let fd = c.open(&path, libc::O_RDWR | libc::O_CLOEXEC, 0)?;
-                shm_fds.push(fd);
-                (0, fd, *offset)
+                opens.push((path, libc::O_RDWR | libc::O_CLOEXEC));
+                shm_opens.push(opens.len() - 1);
+                (Backing::Fd(opens.len() - 1), *offset)
             }
             VmaKind::File { file, offset } => {
                 // Opened once per file and access mode. A shared area may write when it is
@@ -297,21 +306,44 @@ pub fn map_areas<T: Tracee + ?Sized>(
                 // of a shared writable area fail, whatever other area of the file came first).
                 let may_write = v.prot & 2 != 0 || flags_of(p, v) & VmaFlags::MAY_WRITE != 0;
                 let acc = if v.shared && may_write { libc::O_RDWR } else { libc::O_RDONLY };
-                let fd = match opened.get(&(file.path.clone(), acc)) {
-                    Some(&fd) => fd,
+                let i = match file_fd.get(&(file.path.clone(), acc)) {
+                    Some(&i) => i,
                     None => {
                         // A memfd of the image: the restorer's (`crate::objects`).
                         let memfd = crate::objects::memfd_path(file);
                         if memfd.is_none() {
                             verify_file(pid, file)?;
                         }
-                        let fd = c.open(memfd.as_deref().unwrap_or(&file.path), acc | libc::O_CLOEXEC, 0)?;
-                        opened.insert((file.path.clone(), acc), fd);
-                        fd
+                        opens.push((memfd.unwrap_or_else(|| file.path.clone()), acc | libc::O_CLOEXEC));
+                        file_fd.insert((file.path.clone(), acc), opens.len() - 1);
+                        opens.len() - 1
                     }
                 };
-                (0, fd, *offset)
+                (Backing::Fd(i), *offset)
             }
+        };
+        areas.push((v, backing, off));
+    }
+    // ... opened in batches (their paths in scratch) ...
+    let mut fds = Vec::with_capacity(opens.len());
+    for group in opens.chunks(OPENS_PER_BATCH) {
+        let mut s = c.scratch();
+        let mut b = Batch::new();
+        for (path, flags) in group {
+            let a = s.put_str(c, path)?;
+            let args = [abi::int(libc::AT_FDCWD), a, abi::int(*flags), 0, 0, 0];
+            b.call_for(format!("open {path}"), "openat", libc::SYS_openat, args);
+        }
+        fds.extend(c.run(&mut s, b)?);
+    }
+    // ... then every area mapped, and the descriptors closed, in one more.
+    let mut b = Batch::new();
+    let mut charged_areas = Vec::new();
+    for (v, backing, off) in &areas {
+        let len = v.end.saturating_sub(v.start);
+        let (mut flags, fd) = match backing {
+            Backing::Anon => (libc::MAP_ANONYMOUS, u64::MAX),
+            Backing::Fd(i) => (0, fds[*i]),
         };
         flags |= if v.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
         if v.growsdown {
@@ -332,30 +364,42 @@ pub fn map_areas<T: Tracee + ?Sized>(
         let charged = VmaAccount::lists(&p.account.charged, v.start, v.end);
         let map_prot = if charged { fill_prot | libc::PROT_WRITE as u32 } else { fill_prot };
         let what = format!("mapping {:#x}-{:#x} ({})", v.start, v.end, v.name);
-        let got =
-            c.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(map_prot), abi::int(flags), fd, off])?;
-        if got != v.start {
-            return Err(RestoreError::Failed {
-                pid,
-                what: format!("mapping {:#x}-{:#x} landed at {got:#x}", v.start, v.end),
-            });
-        }
+        b.call_for(what, "mmap", libc::SYS_mmap, [v.start, len, u64::from(map_prot), abi::int(flags), fd, *off]);
         if map_prot != fill_prot {
-            c.call("mprotect(charged)", libc::SYS_mprotect, [v.start, len, u64::from(fill_prot), 0, 0, 0])?;
+            charged_areas.push((v.start, len, fill_prot));
         }
         if fill_prot != v.prot {
             // Protected again after the pages are in.
             log::trace!("pid {pid}: area {:#x} filled writable", v.start);
         }
     }
-    for fd in shm_fds {
-        c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    let mapped = areas.len();
+    // The charged ones protected right after their mapping (the charge stays).
+    for &(start, len, prot) in &charged_areas {
+        b.call("mprotect(charged)", libc::SYS_mprotect, [start, len, u64::from(prot), 0, 0, 0]);
     }
-    for (_, fd) in opened {
-        c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    for &i in &shm_opens {
+        b.call("close", libc::SYS_close, [fds[i], 0, 0, 0, 0, 0]);
+    }
+    for &i in file_fd.values() {
+        b.call("close", libc::SYS_close, [fds[i], 0, 0, 0, 0, 0]);
+    }
+    let mut s = c.scratch();
+    let got = c.run(&mut s, b)?;
+    for ((v, _, _), &at) in areas.iter().zip(&got[..mapped]) {
+        if at != v.start {
+            return Err(RestoreError::Failed {
+                pid,
+                what: format!("mapping {:#x}-{:#x} landed at {at:#x}", v.start, v.end),
+            });
+        }
     }
     Ok(())
 }
+
+/// Descriptors opened by one batch of [`map_areas`] (their paths, up to `PATH_MAX` each, share
+/// its scratch).
+const OPENS_PER_BATCH: usize = 8;
 
 /// `PR_SET_MM_MAP` with the saved fields; `keep_exe` leaves the executable as it is (a child
 /// forked from its restored parent has it already).

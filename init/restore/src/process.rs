@@ -4,49 +4,57 @@
 use crate::abi;
 use crate::plan::ProcPlan;
 use crate::procfs;
-use crate::tracee::Tracee;
+use crate::tracee::{Batch, Tracee};
 use crate::RestoreError;
 
 /// Restores the process-wide state of `p` into `c` (before threads are created, so they
 /// inherit what is inherited).
 pub fn restore_task<T: Tracee + ?Sized>(c: &mut T, p: &ProcPlan) -> Result<(), RestoreError> {
     let r = &p.rec;
+    // One batch (every call as it would be made alone, in order, up to the first failure),
+    // its structures laid out in scratch beforehand.
+    let mut s = c.scratch();
+    let mut b = Batch::new();
     // The working directory first, by its path as the dumper saw it (from the restorer's
     // root); chroot leaves it where it is, inside the new root or not, as it was.
     // A deleted working directory is the restorer's recreation of it ([`crate::nodes`]).
     let cwd = crate::nodes::cwd_path(r.pid).unwrap_or_else(|| r.cwd.clone());
-    let a = c.scratch().put_str(c, &cwd)?;
-    c.call_for(format!("chdir {}", r.cwd), "chdir", libc::SYS_chdir, [a, 0, 0, 0, 0, 0])?;
+    let a = s.put_str(c, &cwd)?;
+    b.call_for(format!("chdir {}", r.cwd), "chdir", libc::SYS_chdir, [a, 0, 0, 0, 0, 0]);
     if r.root != "/" && !r.root.is_empty() {
-        let a = c.scratch().put_str(c, &r.root)?;
-        c.call_for(format!("chroot {}", r.root), "chroot", libc::SYS_chroot, [a, 0, 0, 0, 0, 0])?;
+        let a = s.put_str(c, &r.root)?;
+        b.call_for(format!("chroot {}", r.root), "chroot", libc::SYS_chroot, [a, 0, 0, 0, 0, 0]);
     }
-    c.call("umask", libc::SYS_umask, [u64::from(r.umask), 0, 0, 0, 0, 0])?;
-    for sig in 1..=64u64 {
-        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
-            continue;
-        }
+    b.call("umask", libc::SYS_umask, [u64::from(r.umask), 0, 0, 0, 0, 0]);
+    let sigs: Vec<u64> =
+        (1..=64u64).filter(|&sig| sig != libc::SIGKILL as u64 && sig != libc::SIGSTOP as u64).collect();
+    let mut acts = Vec::new();
+    for &sig in &sigs {
         let act = r.sigactions.iter().find(|s| u64::from(s.sig) == sig);
-        let w = match act {
+        acts.push(match act {
             Some(s) => abi::kernel_sigaction(s.handler, s.flags, s.restorer, s.mask),
             None => abi::kernel_sigaction(0, 0, 0, 0),
-        };
-        let a = c.scratch().put_words(c, &w)?;
-        let args = [sig, a, 0, abi::KERNEL_SIGSET_SIZE, 0, 0];
-        c.call_for(format!("signal {sig} disposition"), "rt_sigaction", libc::SYS_rt_sigaction, args)?;
+        });
+    }
+    // Every disposition in one write: the calls point into it.
+    let stride = acts.first().map_or(0, |w| w.len() as u64 * 8);
+    let base = s.put_words(c, &acts.concat())?;
+    for (i, &sig) in (0u64..).zip(&sigs) {
+        let args = [sig, base + i * stride, 0, abi::KERNEL_SIGSET_SIZE, 0, 0];
+        b.call_for(format!("signal {sig} disposition"), "rt_sigaction", libc::SYS_rt_sigaction, args);
     }
     for t in &r.itimers {
         let w = abi::interval_value(t.interval_us, t.value_us, 1_000_000);
-        let a = c.scratch().put_words(c, &w)?;
-        c.call("setitimer", libc::SYS_setitimer, [u64::from(t.which), a, 0, 0, 0, 0])?;
+        let a = s.put_words(c, &w)?;
+        b.call("setitimer", libc::SYS_setitimer, [u64::from(t.which), a, 0, 0, 0, 0]);
     }
-    c.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0])?;
+    b.call("personality", libc::SYS_personality, [u64::from(r.personality), 0, 0, 0, 0, 0]);
     // Before the credentials drop: a negative nice value needs CAP_SYS_NICE.
-    c.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, abi::int(r.nice), 0, 0, 0])?;
+    b.call("setpriority", libc::SYS_setpriority, [libc::PRIO_PROCESS as u64, 0, abi::int(r.nice), 0, 0, 0]);
     if r.child_subreaper {
-        c.call("prctl(PR_SET_CHILD_SUBREAPER)", libc::SYS_prctl, [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0])?;
+        b.call("prctl(PR_SET_CHILD_SUBREAPER)", libc::SYS_prctl, [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0]);
     }
-    Ok(())
+    c.run(&mut s, b).map(|_| ())
 }
 
 /// Sets the resource limits of process `pid` from outside (`prlimit(2)`).

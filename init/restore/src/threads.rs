@@ -7,7 +7,7 @@ use crate::abi;
 use crate::child::{wait_event_stop, Child};
 use crate::inject::Remote;
 use crate::plan::ProcPlan;
-use crate::tracee::Tracee;
+use crate::tracee::{Batch, Tracee};
 use crate::RestoreError;
 use seamless_image::records::{Creds, SyscallState, ThreadRecord};
 use seamless_sys::chain;
@@ -32,7 +32,9 @@ pub fn create_threads(c: &mut Child, p: &ProcPlan) -> Result<Vec<Remote>, Restor
         clone_thread(c, t.tid)?;
         wait_event_stop(t.tid)?;
         let _ = c.remote.new_threads.pop();
-        out.push(Remote::new(t.tid, c.tramp).map_err(|e| RestoreError::inject(t.tid, "take over new thread", e))?);
+        let mut r = Remote::new(t.tid, c.tramp).map_err(|e| RestoreError::inject(t.tid, "take over new thread", e))?;
+        r.batch_ip = c.remote.batch_ip;
+        out.push(r);
     }
     Ok(out)
 }
@@ -58,13 +60,14 @@ pub fn clone_thread<T: Tracee + ?Sized>(c: &mut T, tid: i32) -> Result<(), Resto
 
 /// Per-thread kernel state that only the thread can set for itself.
 pub fn thread_state<T: Tracee + ?Sized>(r: &mut T, t: &ThreadRecord) -> Result<(), RestoreError> {
+    let mut b = Batch::new();
     if let Some((area, len, sig)) = t.rseq {
-        r.call("rseq", libc::SYS_rseq, [area, u64::from(len), 0, u64::from(sig), 0, 0])?;
+        b.call("rseq", libc::SYS_rseq, [area, u64::from(len), 0, u64::from(sig), 0, 0]);
     }
     if let Some((head, len)) = t.robust_list {
-        r.call("set_robust_list", libc::SYS_set_robust_list, [head, len, 0, 0, 0, 0])?;
+        b.call("set_robust_list", libc::SYS_set_robust_list, [head, len, 0, 0, 0, 0]);
     }
-    r.call("set_tid_address", libc::SYS_set_tid_address, [t.clear_child_tid, 0, 0, 0, 0, 0])?;
+    b.call("set_tid_address", libc::SYS_set_tid_address, [t.clear_child_tid, 0, 0, 0, 0, 0]);
     let (sp, flags, size) = t.altstack;
     let stack = if flags & libc::SS_DISABLE == 0 {
         abi::stack_t(sp, flags, size)
@@ -73,10 +76,10 @@ pub fn thread_state<T: Tracee + ?Sized>(r: &mut T, t: &ThreadRecord) -> Result<(
     };
     let mut s = r.scratch();
     let a = s.put_words(r, &stack)?;
-    r.call("sigaltstack", libc::SYS_sigaltstack, [a, 0, 0, 0, 0, 0])?;
+    b.call("sigaltstack", libc::SYS_sigaltstack, [a, 0, 0, 0, 0, 0]);
     let name = s.put_str(r, &t.comm.chars().take(15).collect::<String>())?;
-    r.call("prctl(PR_SET_NAME)", libc::SYS_prctl, [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0])?;
-    Ok(())
+    b.call("prctl(PR_SET_NAME)", libc::SYS_prctl, [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0]);
+    r.run(&mut s, b).map(|_| ())
 }
 
 /// The signal number of a raw siginfo (its first four bytes).
@@ -152,11 +155,13 @@ pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), Restor
     }
     let groups: Vec<u8> = cr.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let mut s = r.scratch();
+    // One batch: each call as before, in order, the first failure ends it.
+    let mut b = Batch::new();
     let a = s.put(r, &groups)?;
-    r.call("setgroups", libc::SYS_setgroups, [cr.groups.len() as u64, a, 0, 0, 0, 0])?;
+    b.call("setgroups", libc::SYS_setgroups, [cr.groups.len() as u64, a, 0, 0, 0, 0]);
     let [rgid, egid, sgid, fsgid] = cr.gids.map(u64::from);
-    r.call("setresgid", libc::SYS_setresgid, [rgid, egid, sgid, 0, 0, 0])?;
-    r.call("setfsgid", libc::SYS_setfsgid, [fsgid, 0, 0, 0, 0, 0])?;
+    b.call("setresgid", libc::SYS_setresgid, [rgid, egid, sgid, 0, 0, 0]);
+    b.call("setfsgid", libc::SYS_setfsgid, [fsgid, 0, 0, 0, 0, 0]);
     let keep = cr.cap_prm != 0 && cr.uids[1] != 0;
     // Securebits while still privileged (PR_SET_SECUREBITS needs CAP_SETPCAP): keeping the
     // capabilities across the uid change through SECBIT_KEEP_CAPS, and without
@@ -166,42 +171,42 @@ pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), Restor
         if cr.cap_amb != 0 { bits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) } else { 0 };
     let first_bits = (bits & !no_raise) | if keep { SECBIT_KEEP_CAPS } else { 0 };
     if first_bits != 0 {
-        r.call_for(
+        b.call_for(
             format!("securebits {first_bits:#x}"),
             "prctl(PR_SET_SECUREBITS)",
             libc::SYS_prctl,
             [libc::PR_SET_SECUREBITS as u64, u64::from(first_bits), 0, 0, 0, 0],
-        )?;
+        );
     }
     let [ruid, euid, suid, fsuid] = cr.uids.map(u64::from);
-    r.call("setresuid", libc::SYS_setresuid, [ruid, euid, suid, 0, 0, 0])?;
-    r.call("setfsuid", libc::SYS_setfsuid, [fsuid, 0, 0, 0, 0, 0])?;
+    b.call("setresuid", libc::SYS_setresuid, [ruid, euid, suid, 0, 0, 0]);
+    b.call("setfsuid", libc::SYS_setfsuid, [fsuid, 0, 0, 0, 0, 0]);
     let hdr = s.put(r, &abi::cap_header())?;
     let data = s.put(r, &abi::cap_data(cr.cap_eff, cr.cap_prm, cr.cap_inh))?;
-    r.call("capset", libc::SYS_capset, [hdr, data, 0, 0, 0, 0])?;
+    b.call("capset", libc::SYS_capset, [hdr, data, 0, 0, 0, 0]);
     if keep && bits & SECBIT_KEEP_CAPS == 0 {
-        r.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0])?;
+        b.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0]);
     }
     for cap in (0..CAP_BITS).filter(|c| cr.cap_amb & (1 << c) != 0) {
-        r.call_for(
+        b.call_for(
             format!("raising ambient capability {cap}"),
             "prctl(PR_CAP_AMBIENT)",
             libc::SYS_prctl,
             [libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0, 0],
-        )?;
+        );
     }
     if no_raise != 0 {
-        r.call_for(
+        b.call_for(
             format!("securebits {bits:#x}"),
             "prctl(PR_SET_SECUREBITS)",
             libc::SYS_prctl,
             [libc::PR_SET_SECUREBITS as u64, u64::from(bits), 0, 0, 0, 0],
-        )?;
+        );
     }
     if cr.no_new_privs {
-        r.call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0])?;
+        b.call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0]);
     }
-    Ok(())
+    r.run(&mut s, b).map(|_| ())
 }
 
 /// Why a thread's saved registers cannot be loaded.

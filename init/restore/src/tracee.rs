@@ -11,7 +11,7 @@
 use crate::RestoreError;
 use seamless_sys::ptrace::{self, Regs};
 use seamless_sys::SysError;
-use seamless_trace::inject::{InjectError, Remote};
+use seamless_trace::inject::{BatchCall, BatchResult, InjectError, Remote, BATCH_ENTRY};
 use seamless_trace::memio::Mem;
 use seamless_trace::scratch::Bump;
 
@@ -42,6 +42,53 @@ pub trait Tracee {
     /// Sets the signal mask of stopped thread `tid`.
     fn set_sigmask(&mut self, tid: i32, mask: u64) -> Result<(), SysError> {
         ptrace::set_sigmask(tid, mask)
+    }
+
+    /// Runs `calls` in order up to the first that fails, with the table of the batch at
+    /// `table` (`calls.len() * BATCH_ENTRY` bytes of scratch); one call after the other
+    /// unless overridden (a process under ptrace runs them in one resume:
+    /// [`Remote::syscall_batch`]).
+    fn syscall_batch(&mut self, table: u64, calls: &[BatchCall]) -> Result<BatchResult, InjectError> {
+        let _ = table;
+        let mut out = BatchResult { done: Vec::with_capacity(calls.len()), failed: None };
+        for (i, &(name, nr, args)) in calls.iter().enumerate() {
+            match self.syscall(name, nr, args) {
+                Ok(v) => out.done.push(v),
+                Err(e @ InjectError::Failed { .. }) => {
+                    out.failed = Some((i, e));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the calls of `batch` in order (see [`Tracee::syscall_batch`]), its table taken
+    /// from `s`; returns their results. A failure names the process and the step of the call
+    /// that failed, as [`Tracee::call_for`] does; the calls after it are not run.
+    fn run(&mut self, s: &mut Scratch, batch: Batch) -> Result<Vec<u64>, RestoreError> {
+        let pid = self.pid();
+        if batch.steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One table, reused by each part of a long batch.
+        let per = batch.steps.len().min(BATCH_CALLS);
+        let table = s.reserve(pid, per * seamless_image::usize_of(BATCH_ENTRY))?;
+        let mut out = Vec::with_capacity(batch.steps.len());
+        for (k, part) in batch.steps.chunks(BATCH_CALLS).enumerate() {
+            let calls: Vec<BatchCall> = part.iter().map(|st| (st.name, st.nr, st.args)).collect();
+            let what = |i: usize| part[i].what.clone().unwrap_or_else(|| part[i].name.to_string());
+            match self.syscall_batch(table, &calls) {
+                Ok(r) => out.extend(r.all().map_err(|(i, e)| RestoreError::inject(pid, what(i), e))?),
+                Err(e) => {
+                    let at = k * BATCH_CALLS;
+                    let what = format!("calls {at} to {} of a batch, from {} on", at + calls.len(), calls[0].0);
+                    return Err(RestoreError::inject(pid, what, e));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Runs a system call; a failure names the process and the call.
@@ -86,6 +133,47 @@ pub trait Tracee {
         let r = self.call("pidfd_getfd", libc::SYS_pidfd_getfd, [pfd, crate::abi::int(ours), 0, 0, 0, 0]);
         self.call("close", libc::SYS_close, [pfd, 0, 0, 0, 0, 0])?;
         r
+    }
+}
+
+/// Calls per batch table: a longer [`Batch`] runs in parts of this many (the table of one
+/// part is 8 KiB of scratch).
+pub const BATCH_CALLS: usize = 128;
+
+/// System calls gathered to run together ([`Tracee::run`]), each with the step it serves.
+#[derive(Debug, Default)]
+pub struct Batch {
+    steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+struct Step {
+    what: Option<String>,
+    name: &'static str,
+    nr: i64,
+    args: [u64; 6],
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a call; a failure names the call (as [`Tracee::call`]).
+    pub fn call(&mut self, name: &'static str, nr: i64, args: [u64; 6]) {
+        self.steps.push(Step { what: None, name, nr, args });
+    }
+    /// Adds a call for step `what`; a failure names the step (as [`Tracee::call_for`]).
+    pub fn call_for(&mut self, what: String, name: &'static str, nr: i64, args: [u64; 6]) {
+        self.steps.push(Step { what: Some(what), name, nr, args });
+    }
+    /// Calls gathered.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+    /// Whether no call was gathered.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
     }
 }
 
@@ -148,6 +236,8 @@ pub trait Ptraced {
     fn mem(&self) -> &Mem;
     /// Its scratch area: start and length.
     fn area(&self) -> (u64, u64);
+    /// The thread and the memory at once (for a batch, which writes its table).
+    fn parts(&mut self) -> (&mut Remote, &Mem);
 }
 
 impl<P: Ptraced> Tracee for P {
@@ -166,6 +256,10 @@ impl<P: Ptraced> Tracee for P {
     fn scratch_area(&self) -> (u64, u64) {
         self.area()
     }
+    fn syscall_batch(&mut self, table: u64, calls: &[BatchCall]) -> Result<BatchResult, InjectError> {
+        let (remote, mem) = self.parts();
+        remote.syscall_batch(mem, table, calls)
+    }
 }
 
 impl Ptraced for InThread<'_> {
@@ -180,6 +274,9 @@ impl Ptraced for InThread<'_> {
     }
     fn area(&self) -> (u64, u64) {
         self.area
+    }
+    fn parts(&mut self) -> (&mut Remote, &Mem) {
+        (self.remote, self.mem)
     }
 }
 

@@ -184,6 +184,10 @@ fn special(name: &str) -> bool {
 /// Moves a block of mappings (in order) so that mapping `i` lands at `targets[i]`, going
 /// through a temporary free area so that old and new ranges never overlap.
 fn move_block(c: &mut Child, maps: &[(u64, u64)], targets: &[u64], avoid: &[(u64, u64)]) -> Result<(), RestoreError> {
+    // Already there (a child forked from its restored parent inherits the placed vDSO).
+    if maps.len() == targets.len() && maps.iter().zip(targets).all(|(m, t)| m.0 == *t) {
+        return Ok(());
+    }
     let lo = maps.iter().map(|m| m.0).min().unwrap_or(0);
     let hi = maps.iter().map(|m| m.1).max().unwrap_or(0);
     let mut ranges = avoid.to_vec();

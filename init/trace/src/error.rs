@@ -52,6 +52,7 @@ impl ProcError {
             Cause::Inject(InjectError::Failed { err, .. }) => err.raw_os_error(),
             Cause::Inject(InjectError::Sys(e)) => e.errno(),
             Cause::Inject(InjectError::Unexpected { .. }) => None,
+            Cause::Inject(InjectError::Table { source, .. }) => source.raw_os_error(),
         }
     }
 }

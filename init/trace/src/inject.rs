@@ -5,7 +5,8 @@
 
 use crate::memio::Mem;
 use seamless_sys::ptrace::{
-    self, Regs, WaitStatus, REG_ORIG_RAX, REG_R10, REG_R8, REG_R9, REG_RAX, REG_RDI, REG_RDX, REG_RIP, REG_RSI,
+    self, Regs, WaitStatus, REG_ORIG_RAX, REG_R10, REG_R12, REG_R13, REG_R8, REG_R9, REG_RAX, REG_RDI, REG_RDX,
+    REG_RIP, REG_RSI,
 };
 use seamless_sys::SysError;
 
@@ -24,6 +25,19 @@ pub enum InjectError {
         nr: u64,
         /// What waitpid reported.
         status: WaitStatus,
+    },
+    /// The table of a batch of calls could not be written or read back.
+    #[error("tid {tid}: batch table of {calls} calls at {addr:#x}")]
+    Table {
+        /// Thread.
+        tid: i32,
+        /// Address of the table in the tracee.
+        addr: u64,
+        /// Calls in the batch.
+        calls: usize,
+        /// Failure of the memory access.
+        #[source]
+        source: std::io::Error,
     },
     /// The injected syscall returned an error.
     #[error("tid {tid}: injected syscall {name} failed")]
@@ -51,6 +65,92 @@ pub struct Remote {
     pub deferred_signals: Vec<i32>,
     /// Threads created by injected clones (reported by PTRACE_EVENT_CLONE).
     pub new_threads: Vec<i32>,
+    /// Address of [`BATCH_CODE`] mapped executable in the tracee, when it is: then
+    /// [`Remote::syscall_batch`] runs a whole batch in one resume, else call by call.
+    pub batch_ip: Option<u64>,
+}
+
+/// The batch runner, placed in the tracee next to the `syscall` instruction: it runs a table
+/// of system calls in order and stops on an `int3` after the last one or after the first
+/// that failed, so that a batch costs one ptrace round trip instead of one per call. A table
+/// entry is [`BATCH_ENTRY`] bytes: the number, the six arguments, and the result the runner
+/// stores. `r12` points at the first entry and `r13` past the last; at the stop `r12` points
+/// past the last call that ran. Only `rax`, `rcx`, `r11` (the `syscall` instruction's), `r12`
+/// and the table change; the registers are put back by the caller as for any injected call.
+///
+/// ```text
+///  0: cmp r12, r13            4d 39 ec
+///  3: jae 3a                  73 35
+///  5: mov rax, [r12]          49 8b 04 24
+///  9: mov rdi, [r12+8]        49 8b 7c 24 08
+///  e: mov rsi, [r12+16]       49 8b 74 24 10
+/// 13: mov rdx, [r12+24]       49 8b 54 24 18
+/// 18: mov r10, [r12+32]       4d 8b 54 24 20
+/// 1d: mov r8, [r12+40]        4d 8b 44 24 28
+/// 22: mov r9, [r12+48]        4d 8b 4c 24 30
+/// 27: syscall                 0f 05
+/// 29: mov [r12+56], rax       49 89 44 24 38
+/// 2e: add r12, 64             49 83 c4 40
+/// 32: cmp rax, -4095          48 3d 01 f0 ff ff
+/// 38: jb 0                    72 c6
+/// 3a: int3                    cc
+/// ```
+pub const BATCH_CODE: [u8; 59] = [
+    0x4d, 0x39, 0xec, 0x73, 0x35, 0x49, 0x8b, 0x04, 0x24, 0x49, 0x8b, 0x7c, 0x24, 0x08, 0x49, 0x8b, 0x74, 0x24, 0x10,
+    0x49, 0x8b, 0x54, 0x24, 0x18, 0x4d, 0x8b, 0x54, 0x24, 0x20, 0x4d, 0x8b, 0x44, 0x24, 0x28, 0x4d, 0x8b, 0x4c, 0x24,
+    0x30, 0x0f, 0x05, 0x49, 0x89, 0x44, 0x24, 0x38, 0x49, 0x83, 0xc4, 0x40, 0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, 0x72,
+    0xc6, 0xcc,
+];
+
+/// Offset of the runner's `int3` in [`BATCH_CODE`].
+const BATCH_TRAP: u64 = 0x3a;
+
+/// Bytes of one entry of a batch table: number, six arguments, result.
+pub const BATCH_ENTRY: u64 = 64;
+
+/// One call of a batch: its name (for errors), number and arguments.
+pub type BatchCall = (&'static str, i64, [u64; 6]);
+
+/// The outcome of [`Remote::syscall_batch`]: the results of the calls that succeeded, in
+/// order, and the first failure (the call's index and error), if one failed; the calls after a
+/// failure are not run.
+#[derive(Debug)]
+pub struct BatchResult {
+    /// Results of the calls that ran and succeeded.
+    pub done: Vec<u64>,
+    /// The call that failed: its index in the batch and the error.
+    pub failed: Option<(usize, InjectError)>,
+}
+
+impl BatchResult {
+    /// The results of every call, or the first failure (its index and error).
+    pub fn all(self) -> Result<Vec<u64>, (usize, InjectError)> {
+        match self.failed {
+            None => Ok(self.done),
+            Some(f) => Err(f),
+        }
+    }
+}
+
+/// The table bytes of `calls`, results zeroed.
+pub fn batch_table(calls: &[BatchCall]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(calls.len() * BATCH_ENTRY as usize);
+    for (_, nr, args) in calls {
+        t.extend_from_slice(&nr.to_le_bytes());
+        for a in args {
+            t.extend_from_slice(&a.to_le_bytes());
+        }
+        t.extend_from_slice(&0u64.to_le_bytes());
+    }
+    t
+}
+
+fn failed_call(tid: i32, name: &'static str, raw: i64) -> Option<InjectError> {
+    (-4095..0).contains(&raw).then(|| InjectError::Failed {
+        tid,
+        name,
+        err: std::io::Error::from_raw_os_error(-raw as i32),
+    })
 }
 
 impl Remote {
@@ -62,7 +162,90 @@ impl Remote {
             syscall_ip,
             deferred_signals: Vec::new(),
             new_threads: Vec::new(),
+            batch_ip: None,
         })
+    }
+
+    /// Runs `calls` in order, stopping at the first that fails: in one resume through the
+    /// batch runner ([`BATCH_CODE`], at [`Remote::batch_ip`]) with the table written at
+    /// `table` (`calls.len() * BATCH_ENTRY` bytes of writable tracee memory, through `mem`),
+    /// or, without a runner, one injected call after the other. Signals that arrive meanwhile
+    /// are kept for later as for single calls. A call that clones (`clone3`) belongs in a
+    /// single call, whose trap stops are handled one by one.
+    pub fn syscall_batch(&mut self, mem: &Mem, table: u64, calls: &[BatchCall]) -> Result<BatchResult, InjectError> {
+        let mut out = BatchResult { done: Vec::with_capacity(calls.len()), failed: None };
+        let Some(code) = self.batch_ip.filter(|_| calls.len() > 1) else {
+            for (i, &(name, nr, args)) in calls.iter().enumerate() {
+                let raw = self.syscall_raw(nr as u64, args)?;
+                if let Some(e) = failed_call(self.tid, name, raw) {
+                    out.failed = Some((i, e));
+                    break;
+                }
+                out.done.push(raw as u64);
+            }
+            return Ok(out);
+        };
+        let tid = self.tid;
+        let table_err = |source| InjectError::Table { tid, addr: table, calls: calls.len(), source };
+        let bytes = batch_table(calls);
+        mem.write(table, &bytes).map_err(table_err)?;
+        let end = table + bytes.len() as u64;
+        let mut r = self.saved;
+        r[REG_ORIG_RAX] = u64::MAX;
+        r[REG_RIP] = code;
+        r[REG_R12] = table;
+        r[REG_R13] = end;
+        ptrace::set_regs(tid, &r)?;
+        ptrace::cont(tid, 0)?;
+        let stop = code + BATCH_TRAP + 1;
+        let after = loop {
+            let (_, st) = ptrace::wait(tid)?;
+            match st {
+                WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => {
+                    let now = ptrace::get_regs(tid)?;
+                    if now[REG_RIP] == stop {
+                        break now;
+                    }
+                    return Err(InjectError::Unexpected { tid, nr: u64::MAX, status: st });
+                }
+                WaitStatus::Stopped { event: ptrace::EVENT_CLONE, .. } => {
+                    self.new_threads.push(ptrace::event_msg(tid)? as i32);
+                    ptrace::cont(tid, 0)?;
+                }
+                WaitStatus::Stopped { event: ptrace::EVENT_STOP, .. } => ptrace::cont(tid, 0)?,
+                // A fault in the runner: never resumed into it again.
+                WaitStatus::Stopped { sig: libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE, event: 0 } => {
+                    return Err(InjectError::Unexpected { tid, nr: u64::MAX, status: st })
+                }
+                WaitStatus::Stopped { sig, event: 0 } => {
+                    // A real signal: kept for later, suppressed now (an interrupted call restarts).
+                    self.deferred_signals.push(sig);
+                    ptrace::cont(tid, 0)?;
+                }
+                other => return Err(InjectError::Unexpected { tid, nr: u64::MAX, status: other }),
+            }
+        };
+        let ran = after[REG_R12].saturating_sub(table) / BATCH_ENTRY;
+        if after[REG_R12] > end || after[REG_R12] < table || ran == 0 {
+            return Err(InjectError::Unexpected {
+                tid,
+                nr: u64::MAX,
+                status: WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 },
+            });
+        }
+        let mut back = vec![0u8; bytes.len()];
+        mem.read(table, &mut back[..(ran * BATCH_ENTRY) as usize]).map_err(table_err)?;
+        for (i, ((name, _, _), entry)) in
+            calls.iter().zip(back.chunks_exact(BATCH_ENTRY as usize)).enumerate().take(ran as usize)
+        {
+            let raw = i64::from_le_bytes(entry[56..64].try_into().unwrap_or([0; 8]));
+            if let Some(e) = failed_call(tid, name, raw) {
+                out.failed = Some((i, e));
+                break;
+            }
+            out.done.push(raw as u64);
+        }
+        Ok(out)
     }
 
     /// Runs one syscall; returns the raw `rax` (negative errno on failure).
