@@ -157,6 +157,19 @@ impl<S: Store> Reader<S> {
         })
     }
 
+    /// Reads, checks and decodes the record at `index` that holds secrets (volume keys): the
+    /// encoded bytes are wiped once decoded.
+    pub fn secret_record<T: DeserializeOwned>(&mut self, index: u32) -> Result<T> {
+        let e = self.entry(index)?;
+        let bytes = seamless_sys::secret::Secret::new(self.record_bytes(index)?);
+        postcard::from_bytes(bytes.as_bytes()).map_err(|source| ImageError::Decode {
+            index,
+            kind: e.kind,
+            owner: e.owner,
+            source,
+        })
+    }
+
     /// Decodes the first record of `kind` (the image-wide kinds have at most one), `None` when
     /// the image has none.
     pub fn first_record<T: DeserializeOwned>(&mut self, kind: RecordKind) -> Result<Option<T>> {
@@ -219,6 +232,34 @@ impl<S: Store> Reader<S> {
     /// restored process runs.
     pub fn mark_consumed(&mut self) -> Result<()> {
         self.sb.state = State::Consumed;
+        self.store.write_at(0, &self.sb.encode()?)?;
+        self.store.sync()
+    }
+
+    /// Overwrites the postcard record at `index` with `bytes` of exactly its length and
+    /// updates its checksum in the index and the index's in the superblock, durably: how
+    /// seamless-init wipes a volume key in the region once it is used (the record stays valid,
+    /// with zeros for the key). The old bytes are read into a buffer that is wiped.
+    pub fn rewrite_record(&mut self, index: u32, bytes: &[u8]) -> Result<()> {
+        let e = self.entry(index)?;
+        if e.kind.is_raw() || e.len != bytes.len() as u64 {
+            return Err(ImageError::BadEntry {
+                index,
+                kind: e.kind,
+                owner: e.owner,
+                detail: format!("rewrite of {} bytes over a record of {}", bytes.len(), e.len),
+            });
+        }
+        self.store.write_at(e.offset, bytes)?;
+        self.entries[index as usize].crc = crc32c::crc32c(bytes);
+        let mut index_bytes = Vec::with_capacity(self.entries.len() * ENTRY_SIZE);
+        for entry in &self.entries {
+            let mut b = [0u8; ENTRY_SIZE];
+            entry.encode(&mut b);
+            index_bytes.extend_from_slice(&b);
+        }
+        self.store.write_at(self.sb.index_offset, &index_bytes)?;
+        self.sb.index_crc = crc32c::crc32c(&index_bytes);
         self.store.write_at(0, &self.sb.encode()?)?;
         self.store.sync()
     }
