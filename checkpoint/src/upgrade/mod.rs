@@ -15,6 +15,7 @@
 //! appended to the new initramfs, and the kernel is loaded again with the combined initramfs
 //! just before the jump.
 
+pub mod crypt;
 pub mod filesystems;
 mod net;
 pub mod newest;
@@ -71,6 +72,9 @@ pub enum UpgradeError {
     /// A filesystem the trees use cannot be recorded for verification on the new kernel.
     #[error("cannot record the filesystems the preserved processes use; the processes were resumed")]
     Filesystems(#[source] filesystems::FsRecordError),
+    /// A dm-crypt volume below a used filesystem cannot be carried.
+    #[error("cannot carry the dm-crypt volumes below the preserved processes' filesystems; nothing was frozen")]
+    Crypt(#[source] crypt::CryptRecordError),
 }
 
 impl From<crate::interrupt::Interrupted> for UpgradeError {
@@ -113,6 +117,9 @@ pub struct UpgradeOptions {
     /// The record kinds the target's seamless-init reads, as the pre-flight check found them
     /// (set by the upgrade itself; `None`: not known).
     pub reader_kinds: Option<Vec<u16>>,
+    /// Passphrases or key files of dm-crypt volumes whose key is in the kernel keyring
+    /// (`--crypt-key NAME=FILE`): seamless derives the volume key from the LUKS header with them.
+    pub crypt_keys: Vec<crypt::CryptKey>,
 }
 
 enum Target {
@@ -163,6 +170,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         trial_load: false,
         image_format: opts.image_format,
         kernel_config: None,
+        crypt_keys: opts.crypt_keys.clone(),
     });
     for v in &report.verdicts {
         log::debug!("check {}: {:?}: {}", v.subject, v.status, v.detail);
@@ -258,6 +266,17 @@ fn dump_and_jump(
             Target::Initramfs { cpio, .. } => cpio.display().to_string(),
         }
     );
+    // Before anything is frozen (deriving a key from its header takes the key derivation
+    // function's time): the dm-crypt volumes below the used filesystems, with their keys, go
+    // straight into the region.
+    let frozen_targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
+    let crypt =
+        crypt::record(&frozen_targets, &opts.roots, &opts.crypt_keys, opts.reader_kinds.as_deref(), &mut writer)
+            .map_err(UpgradeError::Crypt)?;
+    if !crypt.is_empty() {
+        eprintln!("seamless: dm-crypt volumes unlocked by seamless-init on the new kernel: {}", crypt.join(", "));
+    }
+    clock.stage("crypt");
     if !opts.rewarm_budget.is_zero() {
         let hot = page_cache::record(&opts.roots, &opts.warm, opts.rewarm_budget);
         eprintln!(
