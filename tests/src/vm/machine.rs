@@ -359,6 +359,12 @@ impl Vm {
         Ok((id, mark))
     }
 
+    /// Sends a shell command to the guest without waiting for it (one that should end in a
+    /// jump whose new boot a test follows on the console itself, e.g. up to a prompt).
+    pub fn start_command(&mut self, script: &str) -> Result<()> {
+        self.send(script).map(|_| ())
+    }
+
     /// Runs a shell command in the guest (stdin is /dev/null) and returns its status and output.
     pub fn run_timeout(&mut self, script: &str, timeout: Duration) -> Result<CmdOutput> {
         let (id, mark) = self.send(script)?;
