@@ -333,31 +333,55 @@ pub enum CryptRecordError {
     Write(#[from] seamless_image::ImageError),
 }
 
-/// Reads every dm-crypt volume below the filesystems the trees use and writes record kind 51
-/// into the region through `writer` (encoded into a buffer wiped afterwards); returns the
-/// names. Nothing is written when there is none.
-pub fn record<S: seamless_image::Store>(
+/// Reads every dm-crypt volume below the filesystems the trees rooted at `roots` use, with its
+/// key (derived now, before anything is frozen: a key derivation takes its time), for
+/// [`write`]; an empty record when there is none.
+pub fn read_all(
     targets: &[crate::kexec::FreezeTarget],
     roots: &[i32],
     keys: &[CryptKey],
     reader_kinds: Option<&[u16]>,
-    writer: &mut seamless_image::Writer<S>,
-) -> Result<Vec<String>, CryptRecordError> {
+) -> Result<crypt::CryptVolumes, CryptRecordError> {
     let devs = used_devices(targets, roots);
+    let mut rec = crypt::CryptVolumes::default();
     if devs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(rec);
     }
     let names: Vec<String> = devs.iter().map(|d| d.name.clone()).collect();
     if reader_kinds.is_some_and(|k| !k.contains(&seamless_image::RecordKind::CRYPT_VOLUMES.0)) {
         return Err(CryptRecordError::Unsupported(names.join(", ")));
     }
-    let mut rec = crypt::CryptVolumes::default();
+    if let Some(mode) = lockdown_confidentiality() {
+        return Err(CryptRecordError::Volume(CryptError::Unsupported {
+            name: names.join(", "),
+            what: format!("the kernel is locked down ({mode}): root cannot read kernel memory, but could read a volume key carried in the region; unlock it at the prompt instead"),
+        }));
+    }
     for d in &devs {
         rec.volumes.push(read(d, keys)?);
     }
     rec.check().map_err(CryptError::from)?;
-    writer.put_secret_record(seamless_image::RecordKind::CRYPT_VOLUMES, 0, 0, &rec)?;
-    Ok(names)
+    Ok(rec)
+}
+
+/// `Some(mode)` when `/sys/kernel/security/lockdown` selects `confidentiality`.
+fn lockdown_confidentiality() -> Option<String> {
+    let s = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    s.contains("[confidentiality]").then(|| "lockdown=confidentiality".to_string())
+}
+
+/// Writes record kind 51 into the region (encoded into a buffer that is wiped afterwards);
+/// nothing for an empty record. Called last before the image is completed, so that the keys
+/// are in the region for the shortest time; an image invalidated after that has them zeroed
+/// ([`seamless_image::invalidate`]).
+pub fn write<S: seamless_image::Store>(
+    rec: &crypt::CryptVolumes,
+    writer: &mut seamless_image::Writer<S>,
+) -> Result<(), CryptRecordError> {
+    if !rec.volumes.is_empty() {
+        writer.put_secret_record(seamless_image::RecordKind::CRYPT_VOLUMES, 0, 0, rec)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -267,14 +267,14 @@ fn dump_and_jump(
         }
     );
     // Before anything is frozen (deriving a key from its header takes the key derivation
-    // function's time): the dm-crypt volumes below the used filesystems, with their keys, go
-    // straight into the region.
-    let frozen_targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
-    let crypt =
-        crypt::record(&frozen_targets, &opts.roots, &opts.crypt_keys, opts.reader_kinds.as_deref(), &mut writer)
-            .map_err(UpgradeError::Crypt)?;
-    if !crypt.is_empty() {
-        eprintln!("seamless: dm-crypt volumes unlocked by seamless-init on the new kernel: {}", crypt.join(", "));
+    // function's time): the dm-crypt volumes below the used filesystems, with their keys,
+    // written into the region last, just before the image is completed.
+    let crypt_targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
+    let crypt = crypt::read_all(&crypt_targets, &opts.roots, &opts.crypt_keys, opts.reader_kinds.as_deref())
+        .map_err(UpgradeError::Crypt)?;
+    if !crypt.volumes.is_empty() {
+        let names: Vec<&str> = crypt.volumes.iter().map(|v| v.name.as_str()).collect();
+        eprintln!("seamless: dm-crypt volumes unlocked by seamless-init on the new kernel: {}", names.join(", "));
     }
     clock.stage("crypt");
     if !opts.rewarm_budget.is_zero() {
@@ -326,7 +326,8 @@ fn dump_and_jump(
     let targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
     kexec::freeze_all(&targets).map_err(UpgradeError::Freeze)?;
     clock.stage("sync+freeze");
-    let completed = complete_image(opts, &target, writer, &targets, clock, summary.clock_offsets);
+    let completed = complete_image(opts, &target, writer, &targets, clock, summary.clock_offsets, &crypt);
+    drop(crypt);
     let mut store = match completed {
         Ok(store) => store,
         Err(e) => {
@@ -370,6 +371,10 @@ fn dump_and_jump(
         Ok(()) => supervisor::note(&Undo::ImageInvalidated),
         Err(e) => log::error!("could not invalidate the image ({}); wipe it with `seamless region wipe`", chain(&e)),
     }
+    if let Target::Initramfs { combined, .. } = &target {
+        // Its copy of the image (dm-crypt keys included) must not stay in /run.
+        let _ = std::fs::remove_file(combined);
+    }
     thaw(&targets);
     drop(summary); // resumes every process
     Err(match err {
@@ -389,6 +394,7 @@ fn complete_image(
     frozen: &[FreezeTarget],
     clock: &mut StageClock,
     clock_offsets: (i64, i64),
+    crypt_volumes: &seamless_image::crypt::CryptVolumes,
 ) -> Result<Box<dyn Store>, UpgradeError> {
     injected(opts, "freeze")?;
     let root = match frozen.iter().find(|t| t.mountpoint == Path::new("/")) {
@@ -420,6 +426,7 @@ fn complete_image(
         sysctls: sysctl::record(),
     };
     writer.put_record(RecordKind::UPGRADE, 0, 0, &record)?;
+    crypt::write(crypt_volumes, &mut writer).map_err(UpgradeError::Crypt)?;
     let store = writer.finish()?;
     supervisor::note(&match target {
         Target::Region(dev) => Undo::RegionImage(dev.clone()),

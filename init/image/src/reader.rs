@@ -285,8 +285,43 @@ impl<S: Store> Reader<S> {
 }
 
 /// Destroys the image in `store` by zeroing its superblock, so that no reader ever accepts
-/// it (used when an upgrade is abandoned after the image was completed).
+/// it (used when an upgrade is abandoned after the image was completed). Records that hold
+/// secrets (dm-crypt volume keys, [`RecordKind::CRYPT_VOLUMES`]) are zeroed first, as far as
+/// the index can still be read.
 pub fn invalidate<S: Store + ?Sized>(store: &mut S) -> Result<()> {
+    wipe_secrets(store);
     store.write_at(0, &[0u8; SUPERBLOCK_SIZE])?;
     store.sync()
+}
+
+/// Zeroes the bytes of every [`RecordKind::CRYPT_VOLUMES`] entry the index of `store` lists
+/// (best effort: an unreadable superblock or index leaves the store as it is).
+fn wipe_secrets<S: Store + ?Sized>(store: &mut S) {
+    let name = store.describe();
+    let mut raw = [0u8; SUPERBLOCK_SIZE];
+    if store.capacity() < SUPERBLOCK_SIZE as u64 || store.read_at(0, &mut raw).is_err() {
+        return;
+    }
+    let Ok(sb) = Superblock::decode(&raw, &name) else { return };
+    if sb.entry_count > MAX_ENTRIES
+        || sb.index_offset.saturating_add(u64::from(sb.entry_count) * ENTRY_SIZE as u64) > store.capacity()
+    {
+        return;
+    }
+    let mut index = vec![0u8; sb.entry_count as usize * ENTRY_SIZE];
+    if store.read_at(sb.index_offset, &mut index).is_err() {
+        return;
+    }
+    for chunk in index.chunks_exact(ENTRY_SIZE) {
+        let mut b = [0u8; ENTRY_SIZE];
+        b.copy_from_slice(chunk);
+        let e = Entry::decode(&b);
+        if e.kind == RecordKind::CRYPT_VOLUMES
+            && e.len <= MAX_RECORD_LEN
+            && e.offset.saturating_add(e.len) <= store.capacity()
+        {
+            let _ = store.write_at(e.offset, &vec![0u8; crate::usize_of(e.len)]);
+        }
+    }
+    let _ = store.sync();
 }

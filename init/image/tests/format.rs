@@ -304,3 +304,20 @@ fn rewritten_record_keeps_the_image_valid() {
     let raw = std::fs::read(region_path(&d)).unwrap();
     assert!(!raw.windows(old.len()).any(|w| w == old.as_slice()), "the old bytes are still in the store");
 }
+
+/// Invalidating an image (an upgrade abandoned after the image was complete) zeroes the
+/// dm-crypt record's bytes, not only the superblock.
+#[test]
+fn invalidate_zeroes_secret_records() {
+    let d = tmp("invalidate-secrets");
+    let mut w = Writer::new(DirStore::create(&d, 1 << 30).unwrap(), info()).unwrap();
+    let secret = Meta { name: "volume-key-bytes".into(), values: vec![0x005e_c2e7; 8] };
+    w.put_record(RecordKind::CRYPT_VOLUMES, 0, 0, &secret).unwrap();
+    w.put_record(RecordKind::STAGES, 0, 1, &vec![10u32, 20]).unwrap();
+    let mut store = w.finish().unwrap();
+    seamless_image::invalidate(&mut store).unwrap();
+    drop(store);
+    let raw = std::fs::read(region_path(&d)).unwrap();
+    let old = postcard::to_allocvec(&secret).unwrap();
+    assert!(!raw.windows(old.len()).any(|w| w == old.as_slice()), "the secret record survived invalidation");
+}
