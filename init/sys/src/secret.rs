@@ -5,6 +5,8 @@
 use std::sync::atomic::{compiler_fence, Ordering};
 
 /// Overwrites `buf` with zeros in a way the compiler must keep.
+///
+/// Man page: none, no system call (`std::ptr::write_volatile`, then a compiler fence).
 pub fn wipe(buf: &mut [u8]) {
     for b in buf.iter_mut() {
         // SAFETY: `b` is a valid, aligned, exclusive reference to one byte of `buf`.
