@@ -335,7 +335,7 @@ pub enum CryptRecordError {
 
 /// Reads every dm-crypt volume below the filesystems the trees rooted at `roots` use, with its
 /// key (derived now, before anything is frozen: a key derivation takes its time), for
-/// [`write`]; an empty record when there is none.
+/// [`write()`]; an empty record when there is none.
 pub fn read_all(
     targets: &[crate::kexec::FreezeTarget],
     roots: &[i32],
