@@ -266,19 +266,33 @@ fn luks_volume(name: &str, tamper: bool) -> Result<()> {
     );
     if tamper {
         let mark = vm.console_mark();
+        let jump = vm.jump_mark();
         vm.start_command(&upgrade)?;
         let prompt = vm.wait_console_prompt(mark, "Please unlock disk srvcrypt", Duration::from_secs(900))?;
+        println!("prompt: {prompt}");
+        // Answered, the boot goes on as at any boot with the volume unlocked by cryptsetup.
+        vm.type_console(&format!("{PASSPHRASE}\n"))?;
+        vm.follow_jump(Which::B, jump)?;
         let lines: Vec<String> = vm.console_since(mark).into_iter().map(|l| l.text).collect();
         for l in lines.iter().filter(|l| l.contains("seamless-init") || l.contains("tamper:") || l.contains("unlock")) {
             println!("{l}");
         }
-        println!("prompt: {prompt}");
         ensure!(lines.iter().any(|l| l.contains("tamper: rewrote")), "the tamper script did not run");
         ensure!(
             lines.iter().any(|l| l.contains("unlock: refused") && l.contains("LUKS header") && l.contains("changed")),
             "seamless-init did not log why it unlocked nothing"
         );
         ensure!(!lines.iter().any(|l| l.contains("srvcrypt unlocked")), "seamless unlocked a changed volume");
+        ensure!(!lines.iter().any(|l| l.contains("seamless-init: restored 1")), "restored despite the changed header");
+        let report =
+            vm.sh("cat /run/seamless/report.json; echo; cat /run/seamless/crypt-verdict; findmnt -n /srv/data; true")?;
+        println!("after: {}", report.trim());
+        ensure!(
+            report.contains("\"refused\":\"") && report.contains("LUKS header") && report.contains("srvcrypt"),
+            "report.json does not name the volume and the reason: {report}"
+        );
+        ensure!(report.contains("/dev/mapper/srvcrypt"), "the boot did not go on with the volume: {report}");
+        println!("{}", vm.report());
         return Ok(());
     }
     let k = vm.jump(Which::B, &upgrade)?;
