@@ -18,7 +18,12 @@ const FREEZABLE: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jf
 /// Verdicts on freezing and verifying, for the trees rooted at `pids`; `target_kinds`: the
 /// record kinds the target's seamless-init reads, when known; `crypt_keys`: the passphrases or
 /// key files given for dm-crypt volumes whose key is in the kernel keyring.
-pub fn check(pids: &[i32], target_kinds: Option<&[u16]>, crypt_keys: &[CryptKey]) -> Vec<Verdict> {
+pub fn check(
+    pids: &[i32],
+    target_kinds: Option<&[u16]>,
+    crypt_keys: &[CryptKey],
+    initrd: Option<&std::path::Path>,
+) -> Vec<Verdict> {
     let targets = match crate::kexec::current_freeze_targets() {
         Ok(t) => t,
         Err(e) => return vec![Verdict::fail("filesystems", chain(&e).to_string())],
@@ -35,7 +40,7 @@ pub fn check(pids: &[i32], target_kinds: Option<&[u16]>, crypt_keys: &[CryptKey]
             let subject = format!("fs {}", t.mountpoint.display());
             let is_used = used.iter().any(|u| u.mountpoint == t.mountpoint);
             if is_used && FREEZABLE.contains(&t.fstype.as_str()) {
-                verify_verdict(subject, t, target_verifies, target_kinds, crypt_keys)
+                verify_verdict(subject, t, target_verifies, target_kinds, crypt_keys, initrd)
             } else if FREEZABLE.contains(&t.fstype.as_str()) {
                 Verdict::ok(
                     subject,
@@ -65,6 +70,7 @@ fn verify_verdict(
     target_verifies: bool,
     target_kinds: Option<&[u16]>,
     crypt_keys: &[CryptKey],
+    initrd: Option<&std::path::Path>,
 ) -> Verdict {
     let dm = crate::upgrade::filesystems::dm_uuid(&t.source);
     let lv = if dm.is_empty() { String::new() } else { format!(" (device-mapper {dm})") };
@@ -89,6 +95,14 @@ fn verify_verdict(
                     dev.name
                 ),
             );
+        }
+        if let Some(initrd) = initrd {
+            let unlocks = super::initramfs::read(initrd)
+                .map_err(|e| chain(&e).to_string())
+                .and_then(|entries| super::initramfs::unlocks_crypt(&entries));
+            if let Err(why) = unlocks {
+                return Verdict::fail(subject, format!("{what}: on dm-crypt volume {}: {why}", dev.name));
+            }
         }
         match crate::upgrade::crypt::read(&dev, crypt_keys) {
             Ok(v) => {

@@ -124,7 +124,7 @@ pub fn run(opts: &CheckOptions) -> Report {
     verdicts.extend(initramfs::check(opts));
     let (format, image_format, target_kinds) = formats::check(opts);
     verdicts.extend(format);
-    verdicts.extend(fs::check(&opts.pids, target_kinds.as_deref(), &opts.crypt_keys));
+    verdicts.extend(fs::check(&opts.pids, target_kinds.as_deref(), &opts.crypt_keys, opts.initrd.as_deref()));
     let (trees, mut needs) = process::check_with_needs(&opts.pids);
     if let Some(dev) = region::chosen(opts) {
         needs.extend(config::region_needs(&dev));
