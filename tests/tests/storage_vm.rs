@@ -286,7 +286,7 @@ fn luks_volume(name: &str, tamper: bool) -> Result<()> {
         ensure!(!lines.iter().any(|l| l.contains("srvcrypt unlocked")), "seamless unlocked a changed volume");
         ensure!(!lines.iter().any(|l| l.contains("seamless-init: restored 1")), "restored despite the changed header");
         let report =
-            vm.sh("cat /run/seamless/report.json; echo; cat /run/seamless/crypt-verdict; findmnt -n /srv/data; true")?;
+            vm.sh("cat /run/seamless/report.json; echo; cat /run/seamless/crypt-verdict; for i in $(seq 90); do findmnt -n /srv/data && break; sleep 1; done; true")?;
         println!("after: {}", report.trim());
         ensure!(
             report.contains("\"refused\":\"") && report.contains("LUKS header") && report.contains("srvcrypt"),
