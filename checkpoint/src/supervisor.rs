@@ -216,6 +216,10 @@ fn invalidate(img: &Undo) -> Result<String, seamless_image::ImageError> {
         Undo::CpioImage(f) => {
             let mut s = seamless_image::CpioStore::open(f)?;
             seamless_image::invalidate(&mut s)?;
+            // The combined initramfs beside it holds a copy of the image (dm-crypt keys included).
+            if let Some(dir) = f.parent() {
+                let _ = std::fs::remove_file(dir.join("initrd.img"));
+            }
             Ok(f.display().to_string())
         }
         _ => Ok(String::new()),

@@ -73,6 +73,9 @@ pub enum BootError {
         /// How long it was waited for.
         ms: u64,
     },
+    /// A dm-crypt volume could not be unlocked (nothing was).
+    #[error("{0}")]
+    Crypt(String),
     /// The image was made for another kernel.
     #[error("the image was made for kernel {target} but kernel {running} is running")]
     OtherKernel {

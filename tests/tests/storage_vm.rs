@@ -131,3 +131,212 @@ fn btrfs_on_lvm_data_volume_survives_the_upgrade() -> Result<()> {
 fn data_volume_written_before_the_mount_restores_nothing() -> Result<()> {
     data_volume("storage-tamper", "xfs", true)
 }
+
+/// The passphrase of the LUKS2 volume of the dm-crypt scenarios.
+const PASSPHRASE: &str = "seamless-luks-test";
+/// Its LUKS UUID (given to `luksFormat`, so that crypttab and the initramfs can name it
+/// before the guest formats the volume).
+const LUKS_UUID: &str = "5ea41e55-0c0d-4e2b-9a7f-1d2c3b4a5f60";
+
+/// Rewrites the LUKS2 header of the data volume in the new kernel's initramfs, before the
+/// seamless hook runs (init-premount comes before local-top): a new label, so the header's
+/// sequence id moves while its UUID (which crypttab names) stays.
+const HEADER_TAMPER: &str = r#"#!/bin/sh
+case "$1" in prereqs) echo ""; exit 0 ;; esac
+i=0; while [ $i -lt 100 ] && [ ! -e /dev/vdb ]; do sleep 0.1; i=$((i + 1)); done
+cryptsetup config --label tampered /dev/vdb && echo "tamper: rewrote the LUKS header of /dev/vdb" > /dev/kmsg
+exit 0
+"#;
+
+/// A data volume on LUKS2 (Debian 12's cryptsetup 2.6, whose key then lives in the kernel
+/// keyring only), listed in /etc/crypttab with `initramfs`, so the new kernel's initramfs-tools
+/// image unlocks it in `cryptroot` exactly as it would an encrypted root: the passphrase
+/// prompt on the console. `seamless upgrade --crypt-key srvcrypt=-` (passphrase on stdin)
+/// carries the volume key; the new kernel's initramfs must show no prompt, redis keeps its
+/// data on the volume and its pid. With `tamper`, the header changes before the unlock:
+/// nothing is unlocked by seamless, the prompt appears, nothing is restored.
+fn luks_volume(name: &str, tamper: bool) -> Result<()> {
+    let root = debian::systemd_root()?;
+    let env = seamless_tests::vm::env()?;
+    let b = env.kernel(Which::B).release.clone();
+    let a = env.kernel(Which::A).release.clone();
+    let repo = |rel: &str| paths::repo_root().join(rel);
+    let mut g = GuestBuilder::new(name)
+        .base_root(&root)
+        .extra_disk(1024)
+        .file("/etc/systemd/system/redis-server.service.d/50-seamless-test.conf", UNSANDBOXED, 0o644)
+        .host_file("/etc/initramfs-tools/hooks/seamless", &repo("initramfs-tools/hooks/seamless"), 0o755)
+        .host_file(
+            "/etc/initramfs-tools/scripts/local-premount/seamless",
+            &repo("initramfs-tools/scripts/local-premount/seamless"),
+            0o755,
+        )
+        .host_file(
+            "/etc/initramfs-tools/scripts/local-top/seamless",
+            &repo("initramfs-tools/scripts/local-top/seamless"),
+            0o755,
+        );
+    for (i, deb) in debian::crypt_debs()?.iter().enumerate() {
+        g = g.host_file(&format!("/tmp/crypt-debs/{i}.deb"), deb, 0o644);
+    }
+    if tamper {
+        g = g.file("/etc/initramfs-tools/scripts/init-premount/zz-tamper", HEADER_TAMPER, 0o755);
+    }
+    // cryptsetup into this guest's copy of the root, the crypttab entry (the UUID is the one
+    // the guest formats the volume with) and the new kernel's initramfs, all natively in the
+    // staged root (update-initramfs under TCG takes over 15 minutes here). nofail: the first
+    // boot, before the volume exists, does not wait for it (cryptroot ignores the option).
+    let t = std::time::Instant::now();
+    let mut vm = g
+        .file("/etc/crypttab", format!("srvcrypt UUID={LUKS_UUID} none luks,initramfs,nofail\n"), 0o644)
+        .chroot_setup(&format!(
+            "DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/crypt-debs/*.deb >/dev/null 2>&1 && rm -rf /tmp/crypt-debs \
+             && echo '/dev/mapper/srvcrypt /srv/data ext4 defaults,nofail 0 0' >> /etc/fstab && mkdir -p /srv/data \
+             && update-initramfs -u -k {a} >/dev/null 2>&1 && update-initramfs -u -k {b} >/dev/null 2>&1"
+        ))
+        .start()?;
+    println!("guest with cryptsetup and its initramfs built and booted in {:.0} s", t.elapsed().as_secs_f64());
+    let setup = vm.run_timeout(
+        &format!(
+            "set -e; printf %s {PASSPHRASE} | cryptsetup luksFormat --type luks2 --uuid {LUKS_UUID} --batch-mode --pbkdf argon2id --pbkdf-memory 65536 --iter-time 200 --key-file=- /dev/vdb; \
+             printf %s {PASSPHRASE} | cryptsetup open --key-file=- /dev/vdb srvcrypt; udevadm settle; \
+             mkfs.ext4 -q /dev/mapper/srvcrypt; systemctl daemon-reload; mount /srv/data; \
+             mkdir -p /srv/data/redis; chown redis:redis /srv/data/redis; findmnt -n /srv/data; \
+             echo \"key location: $(dmsetup table srvcrypt | cut -d' ' -f5 | cut -c1-22)\"; cryptsetup --version"
+        ),
+        Duration::from_secs(300),
+    )?;
+    println!("{}", setup.output.trim());
+    ensure!(setup.status == 0, "setting up the LUKS2 volume failed: {}", setup.output);
+    // A cold boot as on any day with an encrypted volume: the guest's own initramfs of A
+    // (initramfs-tools, cryptroot) asks for the passphrase on the serial console; typed there.
+    let t = std::time::Instant::now();
+    vm.reboot_answering(Which::A, true, Some(("Please unlock disk srvcrypt", &format!("{PASSPHRASE}\n"))))?;
+    // systemd mounts the nofail volume once its device is there, not before the boot is done.
+    let unlocked = vm.sh("for i in $(seq 60); do findmnt -n /srv/data >/dev/null && break; sleep 1; done; findmnt -n /srv/data || { echo 'not mounted by systemd yet: mounting'; mount /srv/data && findmnt -n /srv/data; }; cryptsetup status srvcrypt | grep -E 'type|key location'; dmsetup table srvcrypt | cut -d' ' -f5 | cut -c1-22")?;
+    println!("cold boot, passphrase typed on the console ({:.0} s): {}", t.elapsed().as_secs_f64(), unlocked.trim());
+    ensure!(unlocked.contains("/dev/mapper/srvcrypt"), "the volume is not mounted after the cold boot: {unlocked}");
+    let initramfs = vm.run_timeout(
+        &format!(
+            "set -e; rm -rf /tmp/i; mkdir /tmp/i; cd /tmp/i; unmkinitramfs /boot/initrd.img-{b} . ; \
+             d=$(ls -d main 2>/dev/null || echo .); cat $d/scripts/local-top/ORDER; cat $d/cryptroot/crypttab; ls $d/usr/lib/seamless; cd /; rm -rf /tmp/i"
+        ),
+        Duration::from_secs(600),
+    )?;
+    println!("the new kernel's initramfs:\n{}", initramfs.output.trim());
+    ensure!(initramfs.status == 0, "unpacking the initramfs failed: {}", initramfs.output);
+    let order: Vec<&str> = initramfs.output.lines().filter(|l| l.contains("/scripts/local-top/")).collect();
+    let pos = |s: &str| order.iter().position(|l| l.contains(&format!("/scripts/local-top/{s} ")));
+    ensure!(
+        pos("seamless").zip(pos("cryptroot")).is_some_and(|(a, c)| a < c),
+        "the seamless local-top script does not run before cryptroot: {order:?}"
+    );
+    ensure!(
+        initramfs.output.contains("srvcrypt UUID="),
+        "the initramfs does not unlock srvcrypt: {}",
+        initramfs.output
+    );
+    vm.sh("sed -i 's|^dir .*|dir /srv/data/redis|' /etc/redis/redis.conf && echo 30000 > /proc/sys/kernel/ns_last_pid && systemctl restart redis-server")?;
+    let saved = vm.sh("for i in $(seq 100); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done; for i in $(seq 200); do redis-cli set key$i value$i >/dev/null; done; redis-cli save; readlink /proc/$(systemctl show -p MainPID --value redis-server)/cwd")?;
+    ensure!(saved.trim_end().ends_with("/srv/data/redis"), "redis does not work in /srv/data/redis: {saved}");
+    let pid_before = vm.sh("systemctl show -p MainPID --value redis-server")?;
+    // Without the passphrase the key (in the kernel keyring) cannot be carried: refused.
+    let refused = vm.sh(&format!("seamless check --initrd /boot/initrd.img-{b} --unit redis-server 2>&1; true"))?;
+    let line = refused.lines().find(|l| l.contains("fs /srv/data")).unwrap_or_default().to_string();
+    println!("without --crypt-key: {line}");
+    ensure!(
+        line.starts_with("FAIL") || line.to_lowercase().starts_with("fail"),
+        "check accepts a keyring-held key without its passphrase: {line:?}"
+    );
+    ensure!(
+        line.contains("kernel keyring") && line.contains("--crypt-key srvcrypt="),
+        "refusal without the reason: {line:?}"
+    );
+    let check = vm.sh(&format!(
+        "printf %s {PASSPHRASE} | seamless check --initrd /boot/initrd.img-{b} --unit redis-server --crypt-key srvcrypt=- 2>&1; true"
+    ))?;
+    println!("{check}");
+    let line = check.lines().find(|l| l.contains("fs /srv/data")).unwrap_or_default().to_string();
+    ensure!(
+        line.starts_with("ok") && line.contains("dm-crypt volume srvcrypt (LUKS2") && line.contains("kernel keyring"),
+        "check does not accept the LUKS2 volume with its passphrase: {line:?}"
+    );
+    ensure!(!check.contains(PASSPHRASE), "the passphrase is printed");
+    let upgrade = format!(
+        "printf %s {PASSPHRASE} | seamless upgrade --kernel /boot/vmlinuz-{b} --initrd /boot/initrd.img-{b} --reuse-cmdline --unit redis-server --crypt-key srvcrypt=-"
+    );
+    if tamper {
+        let mark = vm.console_mark();
+        let jump = vm.jump_mark();
+        vm.start_command(&upgrade)?;
+        let prompt = vm.wait_console_prompt(mark, "Please unlock disk srvcrypt", Duration::from_secs(900))?;
+        println!("prompt: {prompt}");
+        // Answered, the boot goes on as at any boot with the volume unlocked by cryptsetup.
+        vm.type_console(&format!("{PASSPHRASE}\n"))?;
+        vm.follow_jump(Which::B, jump)?;
+        let lines: Vec<String> = vm.console_since(mark).into_iter().map(|l| l.text).collect();
+        for l in lines.iter().filter(|l| l.contains("seamless-init") || l.contains("tamper:") || l.contains("unlock")) {
+            println!("{l}");
+        }
+        ensure!(lines.iter().any(|l| l.contains("tamper: rewrote")), "the tamper script did not run");
+        ensure!(
+            lines.iter().any(|l| l.contains("unlock: refused") && l.contains("LUKS header") && l.contains("changed")),
+            "seamless-init did not log why it unlocked nothing"
+        );
+        ensure!(!lines.iter().any(|l| l.contains("srvcrypt unlocked")), "seamless unlocked a changed volume");
+        ensure!(!lines.iter().any(|l| l.contains("seamless-init: restored 1")), "restored despite the changed header");
+        let report =
+            vm.sh("cat /run/seamless/report.json; echo; cat /run/seamless/crypt-verdict; for i in $(seq 90); do findmnt -n /srv/data && break; sleep 1; done; true")?;
+        println!("after: {}", report.trim());
+        ensure!(
+            report.contains("\"refused\":\"") && report.contains("LUKS header") && report.contains("srvcrypt"),
+            "report.json does not name the volume and the reason: {report}"
+        );
+        ensure!(report.contains("/dev/mapper/srvcrypt"), "the boot did not go on with the volume: {report}");
+        println!("{}", vm.report());
+        return Ok(());
+    }
+    let k = vm.jump(Which::B, &upgrade)?;
+    let lines: Vec<String> = vm.console_since(k.console_from).into_iter().map(|l| l.text).collect();
+    for l in lines.iter().filter(|l| l.contains("seamless-init:") || l.contains("unlock")) {
+        println!("{l}");
+    }
+    ensure!(!lines.iter().any(|l| l.contains("Please unlock disk")), "the new kernel asked for the passphrase");
+    ensure!(
+        lines.iter().any(|l| l.contains("dm-crypt volume srvcrypt unlocked")),
+        "seamless-init did not unlock the volume"
+    );
+    ensure!(
+        lines.iter().any(|l| l.contains("filesystem /srv/data is exactly as frozen")),
+        "the volume was not verified"
+    );
+    let report = vm.sh("cat /run/seamless/report.json; echo; cat /run/seamless/crypt-verdict; dmsetup table srvcrypt | cut -d' ' -f1-5 | cut -c1-80; cryptsetup status srvcrypt | grep -E 'type|key location'")?;
+    println!("after: {}", report.trim());
+    ensure!(report.contains("\"refused\":null"), "refused: {report}");
+    ensure!(
+        report.contains(":64:logon:cryptsetup:"),
+        "the new mapping does not take its key from the keyring: {report}"
+    );
+    ensure!(!report.contains(PASSPHRASE), "the passphrase is in the report");
+    let keys =
+        vm.sh("redis-cli dbsize; redis-cli config get dir | tail -1; systemctl show -p MainPID --value redis-server")?;
+    println!("redis after: {}", keys.trim());
+    let k: Vec<&str> = keys.lines().collect();
+    ensure!(k.first().is_some_and(|l| l.trim().trim_start_matches("(integer) ") == "200"), "redis lost keys: {keys}");
+    ensure!(
+        k.get(2).map(|l| l.trim()) == Some(pid_before.trim()),
+        "redis has another pid: {keys} (before {pid_before})"
+    );
+    println!("{}", vm.report());
+    Ok(())
+}
+
+#[test]
+fn luks2_volume_unlocks_without_a_prompt() -> Result<()> {
+    luks_volume("storage-luks", false)
+}
+
+#[test]
+fn luks2_header_changed_means_the_prompt() -> Result<()> {
+    luks_volume("storage-luks-tamper", true)
+}

@@ -31,8 +31,9 @@ pub const SUBJECT: &str = "image format";
 /// not asked of it here; the dump refuses state that needs one the target does not know
 /// (`DumpOptions::reader_kinds`).
 /// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
-/// root; the filesystem check refuses a target that does not know it then.
-pub const CONDITIONAL_KINDS: [RecordKind; 26] = [
+/// root; the filesystem check refuses a target that does not know it then. The dm-crypt record
+/// is written only for filesystems on dm-crypt, and that check refuses such a target too.
+pub const CONDITIONAL_KINDS: [RecordKind; 27] = [
     seamless_image::records::SOCKET_EXTRA,
     seamless_image::records::DATAGRAMS,
     seamless_image::records::PTY,
@@ -48,6 +49,7 @@ pub const CONDITIONAL_KINDS: [RecordKind; 26] = [
     seamless_image::records::SHM_ATTACH,
     seamless_image::records::FILE_OBJECT,
     RecordKind::FILESYSTEMS,
+    RecordKind::CRYPT_VOLUMES,
     seamless_image::records::VMA_FLAGS,
     seamless_image::records::GHOST_OWNER,
     seamless_image::records::CGROUP,

@@ -271,6 +271,30 @@ impl Layout {
     }
 }
 
+/// Whether the initramfs in `entries` unlocks dm-crypt volumes before its own cryptsetup would
+/// ask for their passphrases: initramfs-tools with `scripts/local-top/seamless` listed before
+/// `cryptroot` in `scripts/local-top/ORDER`, or seamless-init as `/init`. dracut and mkinitcpio
+/// images are not wired for it yet.
+pub fn unlocks_crypt(entries: &[Entry]) -> Result<String, String> {
+    let layout = classify(entries);
+    match layout.generator {
+        Generator::SeamlessInit => Ok("seamless-init as /init unlocks before it verifies the root".into()),
+        Generator::InitramfsTools => {
+            let order = find(entries, "scripts/local-top/ORDER").map(|e| e.text()).unwrap_or_default();
+            let pos = |s: &str| order.lines().position(|l| l.starts_with(&format!("/scripts/local-top/{s} ")));
+            match (pos("seamless"), pos("cryptroot")) {
+                (Some(a), Some(c)) if a < c => Ok("/scripts/local-top/seamless runs before cryptroot".into()),
+                (Some(_), None) => Ok("/scripts/local-top/seamless runs (no cryptroot in the image)".into()),
+                _ => Err("the initramfs-tools image does not run /scripts/local-top/seamless before cryptroot, which would ask for the passphrase: install initramfs-tools/scripts/local-top/seamless under /etc/initramfs-tools/ and run update-initramfs -u -k VERSION".into()),
+            }
+        }
+        g => Err(format!(
+            "{}: seamless does not unlock dm-crypt volumes in {g:?} images yet (their cryptsetup would ask for the passphrase)",
+            layout.describe()
+        )),
+    }
+}
+
 /// Verdict on the target initramfs.
 pub fn check(opts: &CheckOptions) -> Vec<Verdict> {
     let Some(initrd) = &opts.initrd else {
@@ -521,6 +545,29 @@ mod tests {
         assert!(layout(&ordered).hook.is_ok());
         let missing = layout(&base[..3]);
         assert!(missing.hook.unwrap_err().contains("initramfs-tools/hooks/seamless"));
+    }
+
+    #[test]
+    fn crypt_unlock_needs_the_local_top_script_before_cryptroot() {
+        let base = [
+            ("init", FILE, b"#!/bin/sh\n".as_slice()),
+            ("conf/initramfs.conf", 0o100644, b"MODULES=most\n"),
+            ("scripts/functions", 0o100644, b""),
+            ("scripts/local-premount/seamless", FILE, b"#!/bin/sh\n"),
+            (WRAPPER_PATH, FILE, WRAPPER),
+        ];
+        let entries = |extra: &[(&str, u32, &[u8])]| -> Vec<Entry> {
+            base.iter().chain(extra).map(|&(n, m, d)| Entry { name: n.into(), mode: m, data: d.to_vec() }).collect()
+        };
+        let p = "[ -e /conf/param.conf ] && . /conf/param.conf\n";
+        let good = format!("/scripts/local-top/seamless \"$@\"\n{p}/scripts/local-top/cryptroot \"$@\"\n{p}");
+        assert!(unlocks_crypt(&entries(&[("scripts/local-top/ORDER", 0o100644, good.as_bytes())])).is_ok());
+        let late = format!("/scripts/local-top/cryptroot \"$@\"\n{p}/scripts/local-top/seamless \"$@\"\n{p}");
+        assert!(unlocks_crypt(&entries(&[("scripts/local-top/ORDER", 0o100644, late.as_bytes())])).is_err());
+        let none = format!("/scripts/local-top/cryptroot \"$@\"\n{p}");
+        assert!(unlocks_crypt(&entries(&[("scripts/local-top/ORDER", 0o100644, none.as_bytes())]))
+            .unwrap_err()
+            .contains("local-top/seamless"));
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct CheckOptions {
     /// The new kernel's build configuration (`None`: `config-RELEASE` beside the kernel
     /// image, see [`config::config_candidates`]).
     pub kernel_config: Option<PathBuf>,
+    /// Passphrases or key files of dm-crypt volumes whose key is in the kernel keyring.
+    pub crypt_keys: Vec<crate::upgrade::crypt::CryptKey>,
 }
 
 /// The whole report.
@@ -122,7 +124,7 @@ pub fn run(opts: &CheckOptions) -> Report {
     verdicts.extend(initramfs::check(opts));
     let (format, image_format, target_kinds) = formats::check(opts);
     verdicts.extend(format);
-    verdicts.extend(fs::check(&opts.pids, target_kinds.as_deref()));
+    verdicts.extend(fs::check(&opts.pids, target_kinds.as_deref(), &opts.crypt_keys, opts.initrd.as_deref()));
     let (trees, mut needs) = process::check_with_needs(&opts.pids);
     if let Some(dev) = region::chosen(opts) {
         needs.extend(config::region_needs(&dev));

@@ -57,6 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         trial_load: args.trial_load,
         image_format: args.new_kernel.image_format,
         kernel_config: args.kernel_config,
+        crypt_keys: args.targets.crypt_keys()?,
     };
     let report = check::run(&opts);
     if args.json {

@@ -17,9 +17,48 @@ pub struct TargetArgs {
     /// `.service`. Its cgroup is asked from systemd (`systemctl show`).
     #[arg(long = "unit")]
     pub units: Vec<String>,
+    /// The passphrase or key file of a dm-crypt volume whose key is in the kernel keyring
+    /// (cryptsetup's default for LUKS2), as NAME=FILE, or NAME=- for a passphrase on stdin
+    /// (one trailing newline dropped): the volume key is derived from the LUKS header with it
+    /// (`cryptsetup luksDump --dump-volume-key`) and carried in the region, in RAM only, so the
+    /// new kernel does not ask for the passphrase (repeatable).
+    #[arg(long = "crypt-key", value_name = "NAME=FILE")]
+    pub crypt_keys: Vec<String>,
 }
 
 impl TargetArgs {
+    /// The `--crypt-key` arguments; stdin is read (once) for the first `NAME=-`.
+    pub fn crypt_keys(&self) -> anyhow::Result<Vec<seamless::upgrade::crypt::CryptKey>> {
+        use seamless::upgrade::crypt::CryptKey;
+        use seamless_sys::secret::Secret;
+        let mut passphrase: Option<Secret> = None;
+        let mut read_stdin = || -> std::io::Result<Secret> {
+            if let Some(p) = &passphrase {
+                return Ok(Secret::copy_of(p.as_bytes()));
+            }
+            use std::io::Read;
+            let mut buf = Secret::new(vec![0u8; 8192]);
+            let mut got = 0;
+            let mut stdin = std::io::stdin().lock();
+            while got < buf.len() {
+                match stdin.read(&mut buf.as_mut_bytes()[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut end = got;
+            if end > 0 && buf.as_bytes()[end - 1] == b'\n' {
+                end -= 1;
+            }
+            let p = Secret::copy_of(&buf.as_bytes()[..end]);
+            passphrase = Some(Secret::copy_of(p.as_bytes()));
+            Ok(p)
+        };
+        self.crypt_keys.iter().map(|a| CryptKey::parse(a, &mut read_stdin).map_err(anyhow::Error::msg)).collect()
+    }
+
     /// As a library selection.
     pub fn selection(&self) -> Selection {
         Selection { pids: self.pids.clone(), cgroups: self.cgroups.clone(), units: self.units.clone() }

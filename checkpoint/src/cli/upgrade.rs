@@ -113,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rewarm_budget: std::time::Duration::try_from_secs_f64(args.rewarm_budget)
             .map_err(|e| anyhow::anyhow!("--rewarm-budget {}: {}", args.rewarm_budget, chain(&e)))?,
         reader_kinds: None,
+        crypt_keys: args.targets.crypt_keys()?,
         pre_copy: !args.no_pre_copy,
     };
     let e = match upgrade(&opts) {

@@ -15,6 +15,7 @@
 //! appended to the new initramfs, and the kernel is loaded again with the combined initramfs
 //! just before the jump.
 
+pub mod crypt;
 pub mod filesystems;
 mod net;
 pub mod newest;
@@ -71,6 +72,9 @@ pub enum UpgradeError {
     /// A filesystem the trees use cannot be recorded for verification on the new kernel.
     #[error("cannot record the filesystems the preserved processes use; the processes were resumed")]
     Filesystems(#[source] filesystems::FsRecordError),
+    /// A dm-crypt volume below a used filesystem cannot be carried.
+    #[error("cannot carry the dm-crypt volumes below the preserved processes' filesystems; nothing was frozen")]
+    Crypt(#[source] crypt::CryptRecordError),
 }
 
 impl From<crate::interrupt::Interrupted> for UpgradeError {
@@ -113,6 +117,9 @@ pub struct UpgradeOptions {
     /// The record kinds the target's seamless-init reads, as the pre-flight check found them
     /// (set by the upgrade itself; `None`: not known).
     pub reader_kinds: Option<Vec<u16>>,
+    /// Passphrases or key files of dm-crypt volumes whose key is in the kernel keyring
+    /// (`--crypt-key NAME=FILE`): seamless derives the volume key from the LUKS header with them.
+    pub crypt_keys: Vec<crypt::CryptKey>,
     /// Copy the trees' memory while they run before freezing them (`dump::precopy`), so
     /// the frozen dump copies only what changed since.
     pub pre_copy: bool,
@@ -166,6 +173,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         trial_load: false,
         image_format: opts.image_format,
         kernel_config: None,
+        crypt_keys: opts.crypt_keys.clone(),
     });
     for v in &report.verdicts {
         log::debug!("check {}: {:?}: {}", v.subject, v.status, v.detail);
@@ -261,6 +269,17 @@ fn dump_and_jump(
             Target::Initramfs { cpio, .. } => cpio.display().to_string(),
         }
     );
+    // Before anything is frozen (deriving a key from its header takes the key derivation
+    // function's time): the dm-crypt volumes below the used filesystems, with their keys,
+    // written into the region last, just before the image is completed.
+    let crypt_targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
+    let crypt = crypt::read_all(&crypt_targets, &opts.roots, &opts.crypt_keys, opts.reader_kinds.as_deref())
+        .map_err(UpgradeError::Crypt)?;
+    if !crypt.volumes.is_empty() {
+        let names: Vec<&str> = crypt.volumes.iter().map(|v| v.name.as_str()).collect();
+        eprintln!("seamless: dm-crypt volumes unlocked by seamless-init on the new kernel: {}", names.join(", "));
+    }
+    clock.stage("crypt");
     if !opts.rewarm_budget.is_zero() {
         let hot = page_cache::record(&opts.roots, &opts.warm, opts.rewarm_budget);
         eprintln!(
@@ -324,7 +343,8 @@ fn dump_and_jump(
     let targets = kexec::current_freeze_targets().map_err(UpgradeError::Freeze)?;
     kexec::freeze_all(&targets).map_err(UpgradeError::Freeze)?;
     clock.stage("sync+freeze");
-    let completed = complete_image(opts, &target, writer, &targets, clock, summary.clock_offsets);
+    let completed = complete_image(opts, &target, writer, &targets, clock, summary.clock_offsets, &crypt);
+    drop(crypt);
     let mut store = match completed {
         Ok(store) => store,
         Err(e) => {
@@ -368,6 +388,10 @@ fn dump_and_jump(
         Ok(()) => supervisor::note(&Undo::ImageInvalidated),
         Err(e) => log::error!("could not invalidate the image ({}); wipe it with `seamless region wipe`", chain(&e)),
     }
+    if let Target::Initramfs { combined, .. } = &target {
+        // Its copy of the image (dm-crypt keys included) must not stay in /run.
+        let _ = std::fs::remove_file(combined);
+    }
     thaw(&targets);
     drop(summary); // resumes every process
     Err(match err {
@@ -387,6 +411,7 @@ fn complete_image(
     frozen: &[FreezeTarget],
     clock: &mut StageClock,
     clock_offsets: (i64, i64),
+    crypt_volumes: &seamless_image::crypt::CryptVolumes,
 ) -> Result<Box<dyn Store>, UpgradeError> {
     injected(opts, "freeze")?;
     let root = match frozen.iter().find(|t| t.mountpoint == Path::new("/")) {
@@ -418,6 +443,7 @@ fn complete_image(
         sysctls: sysctl::record(),
     };
     writer.put_record(RecordKind::UPGRADE, 0, 0, &record)?;
+    crypt::write(crypt_volumes, &mut writer).map_err(UpgradeError::Crypt)?;
     let store = writer.finish()?;
     supervisor::note(&match target {
         Target::Region(dev) => Undo::RegionImage(dev.clone()),

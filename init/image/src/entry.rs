@@ -34,6 +34,12 @@ impl RecordKind {
     /// mounted. Not ignorable: a reader that skipped it would restore processes onto
     /// filesystems nobody verified.
     pub const FILESYSTEMS: Self = Self(50);
+    /// The dm-crypt volumes below the recorded filesystems, with their volume keys
+    /// ([`crate::crypt::CryptVolumes`]), unlocked by seamless-init on the new kernel before the
+    /// distribution's prompt. Not ignorable: a reader that skipped it would go on with the
+    /// volumes locked (the prompt waits) while it restores processes that need them; a reader
+    /// that does not know it refuses the region, and the boot goes on normally, with the prompt.
+    pub const CRYPT_VOLUMES: Self = Self(51);
 
     /// Whether this build knows what the kind means (the built-in kinds and the process
     /// records of [`crate::records`]).
@@ -48,6 +54,7 @@ impl RecordKind {
                 | Self::PAGE_CACHE
                 | Self::TMPFS
                 | Self::FILESYSTEMS
+                | Self::CRYPT_VOLUMES
         ) || crate::records::kind_name(self).is_some()
     }
 
@@ -67,6 +74,7 @@ impl RecordKind {
             Self::PAGE_CACHE => "page-cache",
             Self::TMPFS => "tmpfs",
             Self::FILESYSTEMS => "filesystems",
+            Self::CRYPT_VOLUMES => "crypt-volumes",
             other => crate::records::kind_name(other).unwrap_or("unknown"),
         }
     }

@@ -227,6 +227,12 @@ impl Device {
     }
 }
 
+/// `len` bytes at `off` of block device `path`, read with `O_DIRECT` where the kernel allows
+/// it (fewer at the end of the device): for other on-disk headers, such as LUKS's.
+pub fn read_direct(path: &Path, off: u64, len: usize) -> std::result::Result<Vec<u8>, FsReadError> {
+    Device::open(path)?.read(off, len)
+}
+
 /// A page-aligned part of an ordinary buffer.
 struct AlignedBuf {
     buf: Vec<u8>,

@@ -12,6 +12,7 @@
 #![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 pub mod compat;
+pub mod crypt;
 mod entry;
 mod error;
 pub mod filesystems;

@@ -157,6 +157,19 @@ impl<S: Store> Reader<S> {
         })
     }
 
+    /// Reads, checks and decodes the record at `index` that holds secrets (volume keys): the
+    /// encoded bytes are wiped once decoded.
+    pub fn secret_record<T: DeserializeOwned>(&mut self, index: u32) -> Result<T> {
+        let e = self.entry(index)?;
+        let bytes = seamless_sys::secret::Secret::new(self.record_bytes(index)?);
+        postcard::from_bytes(bytes.as_bytes()).map_err(|source| ImageError::Decode {
+            index,
+            kind: e.kind,
+            owner: e.owner,
+            source,
+        })
+    }
+
     /// Decodes the first record of `kind` (the image-wide kinds have at most one), `None` when
     /// the image has none.
     pub fn first_record<T: DeserializeOwned>(&mut self, kind: RecordKind) -> Result<Option<T>> {
@@ -223,6 +236,34 @@ impl<S: Store> Reader<S> {
         self.store.sync()
     }
 
+    /// Overwrites the postcard record at `index` with `bytes` of exactly its length and
+    /// updates its checksum in the index and the index's in the superblock, durably: how
+    /// seamless-init wipes a volume key in the region once it is used (the record stays valid,
+    /// with zeros for the key). The old bytes are read into a buffer that is wiped.
+    pub fn rewrite_record(&mut self, index: u32, bytes: &[u8]) -> Result<()> {
+        let e = self.entry(index)?;
+        if e.kind.is_raw() || e.len != bytes.len() as u64 {
+            return Err(ImageError::BadEntry {
+                index,
+                kind: e.kind,
+                owner: e.owner,
+                detail: format!("rewrite of {} bytes over a record of {}", bytes.len(), e.len),
+            });
+        }
+        self.store.write_at(e.offset, bytes)?;
+        self.entries[index as usize].crc = crc32c::crc32c(bytes);
+        let mut index_bytes = Vec::with_capacity(self.entries.len() * ENTRY_SIZE);
+        for entry in &self.entries {
+            let mut b = [0u8; ENTRY_SIZE];
+            entry.encode(&mut b);
+            index_bytes.extend_from_slice(&b);
+        }
+        self.store.write_at(self.sb.index_offset, &index_bytes)?;
+        self.sb.index_crc = crc32c::crc32c(&index_bytes);
+        self.store.write_at(0, &self.sb.encode()?)?;
+        self.store.sync()
+    }
+
     /// Overwrites all record and page data with zeros (the index and superblock stay, so the
     /// image still shows what it held). Used once restore is done: process memory must not
     /// linger in the region.
@@ -244,8 +285,43 @@ impl<S: Store> Reader<S> {
 }
 
 /// Destroys the image in `store` by zeroing its superblock, so that no reader ever accepts
-/// it (used when an upgrade is abandoned after the image was completed).
+/// it (used when an upgrade is abandoned after the image was completed). Records that hold
+/// secrets (dm-crypt volume keys, [`RecordKind::CRYPT_VOLUMES`]) are zeroed first, as far as
+/// the index can still be read.
 pub fn invalidate<S: Store + ?Sized>(store: &mut S) -> Result<()> {
+    wipe_secrets(store);
     store.write_at(0, &[0u8; SUPERBLOCK_SIZE])?;
     store.sync()
+}
+
+/// Zeroes the bytes of every [`RecordKind::CRYPT_VOLUMES`] entry the index of `store` lists
+/// (best effort: an unreadable superblock or index leaves the store as it is).
+fn wipe_secrets<S: Store + ?Sized>(store: &mut S) {
+    let name = store.describe();
+    let mut raw = [0u8; SUPERBLOCK_SIZE];
+    if store.capacity() < SUPERBLOCK_SIZE as u64 || store.read_at(0, &mut raw).is_err() {
+        return;
+    }
+    let Ok(sb) = Superblock::decode(&raw, &name) else { return };
+    if sb.entry_count > MAX_ENTRIES
+        || sb.index_offset.saturating_add(u64::from(sb.entry_count) * ENTRY_SIZE as u64) > store.capacity()
+    {
+        return;
+    }
+    let mut index = vec![0u8; sb.entry_count as usize * ENTRY_SIZE];
+    if store.read_at(sb.index_offset, &mut index).is_err() {
+        return;
+    }
+    for chunk in index.chunks_exact(ENTRY_SIZE) {
+        let mut b = [0u8; ENTRY_SIZE];
+        b.copy_from_slice(chunk);
+        let e = Entry::decode(&b);
+        if e.kind == RecordKind::CRYPT_VOLUMES
+            && e.len <= MAX_RECORD_LEN
+            && e.offset.saturating_add(e.len) <= store.capacity()
+        {
+            let _ = store.write_at(e.offset, &vec![0u8; crate::usize_of(e.len)]);
+        }
+    }
+    let _ = store.sync();
 }

@@ -141,6 +141,22 @@ impl<S: Store> Writer<S> {
         self.put_encoded_record(kind, owner, tag, &bytes)
     }
 
+    /// Stores a postcard-encoded record that holds secrets (volume keys): it is encoded into
+    /// one buffer of the largest record size, never reallocated, and wiped afterwards.
+    pub fn put_secret_record<T: Serialize + ?Sized>(
+        &mut self,
+        kind: RecordKind,
+        owner: u32,
+        tag: u64,
+        value: &T,
+    ) -> Result<u32> {
+        let mut buf = seamless_sys::secret::Secret::new(vec![0u8; crate::usize_of(MAX_RECORD_LEN.min(1 << 20))]);
+        let len = postcard::to_slice(value, buf.as_mut_bytes())
+            .map_err(|source| ImageError::Encode { kind, owner, source })?
+            .len();
+        self.put_encoded_record(kind, owner, tag, &buf.as_bytes()[..len])
+    }
+
     /// Stores a record whose bytes are already postcard-encoded (copying records from one
     /// image into another); returns its entry index.
     pub fn put_encoded_record(&mut self, kind: RecordKind, owner: u32, tag: u64, bytes: &[u8]) -> Result<u32> {

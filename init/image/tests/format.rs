@@ -280,3 +280,44 @@ fn every_single_byte_flip_is_detected_or_harmless() {
         }
     }
 }
+
+/// A record rewritten in place (a volume key wiped by seamless-init) keeps the image valid:
+/// checksums of the entry and of the index follow, and the old bytes are gone from the store.
+#[test]
+fn rewritten_record_keeps_the_image_valid() {
+    let d = tmp("rewrite");
+    let mut w = Writer::new(DirStore::create(&d, 1 << 30).unwrap(), info()).unwrap();
+    let secret = Meta { name: "volume-key".into(), values: vec![0x005e_c2e7; 8] };
+    let idx = w.put_record(RecordKind::CRYPT_VOLUMES, 0, 0, &secret).unwrap();
+    w.put_record(RecordKind::STAGES, 0, 1, &vec![10u32, 20]).unwrap();
+    w.finish().unwrap();
+    let mut r = Reader::open(DirStore::open(&d).unwrap()).unwrap();
+    let wiped = Meta { name: "volume-key".into(), values: vec![0x007e_2e7a; 8] };
+    let bytes = postcard::to_allocvec(&wiped).unwrap();
+    assert!(r.rewrite_record(idx, &bytes[..bytes.len() - 1]).is_err(), "another length is refused");
+    r.rewrite_record(idx, &bytes).unwrap();
+    drop(r);
+    let mut r = Reader::open(DirStore::open(&d).unwrap()).unwrap();
+    r.verify_all().unwrap();
+    assert_eq!(r.record::<Meta>(idx).unwrap(), wiped);
+    let old = postcard::to_allocvec(&secret).unwrap();
+    let raw = std::fs::read(region_path(&d)).unwrap();
+    assert!(!raw.windows(old.len()).any(|w| w == old.as_slice()), "the old bytes are still in the store");
+}
+
+/// Invalidating an image (an upgrade abandoned after the image was complete) zeroes the
+/// dm-crypt record's bytes, not only the superblock.
+#[test]
+fn invalidate_zeroes_secret_records() {
+    let d = tmp("invalidate-secrets");
+    let mut w = Writer::new(DirStore::create(&d, 1 << 30).unwrap(), info()).unwrap();
+    let secret = Meta { name: "volume-key-bytes".into(), values: vec![0x005e_c2e7; 8] };
+    w.put_record(RecordKind::CRYPT_VOLUMES, 0, 0, &secret).unwrap();
+    w.put_record(RecordKind::STAGES, 0, 1, &vec![10u32, 20]).unwrap();
+    let mut store = w.finish().unwrap();
+    seamless_image::invalidate(&mut store).unwrap();
+    drop(store);
+    let raw = std::fs::read(region_path(&d)).unwrap();
+    let old = postcard::to_allocvec(&secret).unwrap();
+    assert!(!raw.windows(old.len()).any(|w| w == old.as_slice()), "the secret record survived invalidation");
+}

@@ -8,6 +8,7 @@
 //! lines and never rewrites existing ones.
 
 use seamless_image::compat::Formats;
+use seamless_image::crypt::{CryptVolume, CryptVolumes, KeyRef};
 use seamless_image::filesystems::{Filesystems, FsIdentity, FsState};
 use seamless_image::records::{
     self, Addr, EpollItem, EpollRecord, FileDesc, FileKind, ProcessSettings, SockOpt, SockState, SocketRecord, TcpConn,
@@ -184,6 +185,49 @@ fn samples() -> Vec<Sample> {
                     uuid: [0xab; 16],
                     state: FsState::Ext { needs_recovery: false },
                     fingerprint: 0xdead_beef,
+                },
+            ],
+        },
+    ));
+    s.push(sample(
+        "crypt-volumes",
+        RecordKind::CRYPT_VOLUMES,
+        CryptVolumes {
+            volumes: vec![
+                CryptVolume {
+                    name: "cryptroot".into(),
+                    dm_uuid: "CRYPT-LUKS2-0f1e2d3c4b5a69788796a5b4c3d2e1f0-cryptroot".into(),
+                    luks_uuid: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
+                    luks_version: 2,
+                    header_seqid: 3,
+                    device: "/dev/vda2".into(),
+                    length: 2_031_616,
+                    cipher: "aes-xts-plain64".into(),
+                    key_ref: KeyRef::Keyring {
+                        key_type: "logon".into(),
+                        description: "cryptsetup:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-d0".into(),
+                    },
+                    key: (0..64).collect(),
+                    iv_offset: 0,
+                    data_offset: 32768,
+                    options: vec!["allow_discards".into(), "sector_size:4096".into()],
+                    read_only: false,
+                },
+                CryptVolume {
+                    name: "data".into(),
+                    dm_uuid: "CRYPT-LUKS1-a1b2c3d4e5f60718293a4b5c6d7e8f90-data".into(),
+                    luks_uuid: "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90".into(),
+                    luks_version: 1,
+                    header_seqid: 0,
+                    device: "/dev/vdb".into(),
+                    length: 1_000_000,
+                    cipher: "aes-cbc-essiv:sha256".into(),
+                    key_ref: KeyRef::Inline,
+                    key: vec![0xa5; 32],
+                    iv_offset: 0,
+                    data_offset: 4096,
+                    options: vec![],
+                    read_only: true,
                 },
             ],
         },

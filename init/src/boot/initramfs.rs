@@ -40,7 +40,7 @@ pub fn run(params: BootParams, args: Vec<String>, release: &str, start: Instant)
             log::error!("region {} rejected: {check}; booting without restore", path.display());
             None
         }
-        RegionStatus::Valid(valid) => examine(valid, |u, fs| {
+        RegionStatus::Valid(valid) => examine(valid, root_wait, |u, fs| {
             let dev = std::path::Path::new(&root_dev);
             handover::verify_root(u, dev, root_wait).and_then(|()| handover::verify_root_fs(fs, dev))
         }),

@@ -8,7 +8,9 @@
 //! - [`real_root`]: PID 1 as `init=` on the real root, after a distribution's initramfs
 //!   verified and mounted it: restore, then execute `seamless.init=` (default /sbin/init);
 //! - [`verify_root`]: `seamless-init verify-root --device DEV`, run by that initramfs's hook
-//!   before it mounts the root filesystem.
+//!   before it mounts the root filesystem;
+//! - `seamless-init unlock` ([`crate::crypt::run_role`]): run by that initramfs's hook before
+//!   its cryptsetup asks for passphrases, unlocks the upgrade's dm-crypt volumes.
 //!
 //! This module decides the role ([`role`]), strictly: only PID 1 (of the initial pid
 //! namespace) boots, only a process that is not PID 1 runs `verify-root`, and anything else
@@ -68,6 +70,7 @@ pub(crate) struct Pending {
 /// entry it verifies too), else refused (and consumed) with a report.
 pub(crate) fn examine(
     mut valid: Box<ValidRegion>,
+    wait: Duration,
     root_ok: impl FnOnce(&Upgrade, Option<&Filesystems>) -> Result<(), BootError>,
 ) -> Option<Pending> {
     log::info!("region {} valid: {}", valid.path.display(), valid.summary);
@@ -103,6 +106,27 @@ pub(crate) fn examine(
             return None;
         }
     };
+    // dm-crypt volumes: unlocked here when no initramfs hook did it (seamless-init as /init),
+    // verified again when one did (its verdict must be ok).
+    let crypt_verdict = read_trimmed(crate::crypt::CRYPT_VERDICT);
+    let unlocked = if crypt_verdict.starts_with("refused") {
+        Err(BootError::Crypt(crypt_verdict.trim_start_matches("refused: ").to_string()))
+    } else {
+        crate::crypt::unlock(&mut valid.reader, wait)
+    };
+    match unlocked {
+        Ok(lines) => {
+            for l in lines {
+                log::info!("dm-crypt volume {l}");
+            }
+        }
+        Err(e) => {
+            let report = handover::refused(&mut valid, &upgrade, chain(&e).to_string());
+            report.log();
+            report.write();
+            return None;
+        }
+    }
     match root_ok(&upgrade, filesystems.as_ref()) {
         Ok(()) => {
             log::info!("root filesystem is exactly as frozen by kernel {}", valid.reader.superblock().kernel_release);
@@ -153,6 +177,7 @@ pub(crate) fn restore_pending(mut p: Pending, mut stages: Vec<(String, u64)>, wa
 pub const USAGE: &str = "\
 usage: seamless-init                             as PID 1 only (see below)
        seamless-init verify-root --device DEV    from an initramfs hook, before the root is mounted
+       seamless-init unlock                      from an initramfs hook, before its cryptsetup asks
        seamless-init --image-formats             the image formats this build reads, and exit
        seamless-init --help                      this text
 
@@ -174,6 +199,8 @@ pub enum Role {
     Boot,
     /// `verify-root`, run by an initramfs hook (never PID 1).
     VerifyRoot,
+    /// `unlock`, run by an initramfs hook before its cryptsetup (never PID 1).
+    Unlock,
     /// `--image-formats` (never PID 1): print what this build reads
     /// ([`seamless_image::compat::Formats::to_text`]), exit 0. `seamless check` runs the
     /// target initramfs's seamless-init this way.
@@ -194,6 +221,7 @@ pub fn role(pid: u32, args: &[String], pid_ns: Option<&str>) -> Role {
     }
     match args.get(1).map(String::as_str) {
         Some("verify-root") if pid != 1 => Role::VerifyRoot,
+        Some("unlock") if pid != 1 && args.len() == 2 => Role::Unlock,
         Some("--image-formats") if pid != 1 && args.len() == 2 => Role::ImageFormats,
         _ => Role::Usage,
     }
@@ -206,6 +234,7 @@ pub fn run() -> ! {
     match role(std::process::id(), &args, pid_ns.as_deref()) {
         Role::Boot => {}
         Role::VerifyRoot => std::process::exit(verify_root::run(args.get(2..).unwrap_or_default())),
+        Role::Unlock => std::process::exit(crate::crypt::run_role()),
         Role::ImageFormats => {
             use std::io::Write;
             let text = seamless_image::compat::Formats::this_build(env!("CARGO_PKG_VERSION")).to_text();

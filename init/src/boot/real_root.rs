@@ -24,7 +24,7 @@ pub fn run(params: &BootParams, start: Instant) -> ! {
         }
         RegionStatus::Valid(valid) => {
             let carried = valid.path == std::path::Path::new(region::CARRIED_REGION);
-            let pending = examine(valid, |_, _| {
+            let pending = examine(valid, Duration::from_millis(params.root_wait_ms), |_, _| {
                 if verdict.starts_with("ok") {
                     Ok(())
                 } else if verdict.is_empty() {

@@ -7,12 +7,14 @@
 //! safe to call and reports failures as [`SysError`], naming the call and its subject.
 #![allow(unsafe_code)]
 
+pub mod dm;
 pub mod epoll;
 mod error;
 pub mod eventfd;
 pub mod flock;
 pub mod fsfreeze;
 pub mod kexec;
+pub mod keyring;
 pub mod logger;
 pub mod module;
 pub mod mount;
@@ -26,6 +28,7 @@ pub mod ptrace;
 mod release;
 pub mod rtnl;
 pub mod sched;
+pub mod secret;
 pub mod signal;
 pub mod sockets;
 pub mod sysv;

@@ -133,6 +133,32 @@ pub fn debs(generator: Generator) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// Debian 12's cryptsetup with its initramfs integration, for the LUKS scenarios
+/// (`tests/tests/storage_vm.rs`), downloaded once into `<cache>/crypt-debs/` and installed into
+/// a guest's copy of [`systemd_root`] (never into the cached root itself).
+pub const CRYPT_PACKAGES: &[&str] =
+    &["cryptsetup", "cryptsetup-bin", "cryptsetup-initramfs", "libcryptsetup12", "libpopt0", "busybox"];
+
+/// The [`CRYPT_PACKAGES`] `.deb` files.
+pub fn crypt_debs() -> Result<Vec<PathBuf>> {
+    let _guard = lock("crypt-debs")?;
+    let dir = cache_dir().join("crypt-debs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let missing: Vec<&str> = CRYPT_PACKAGES.iter().copied().filter(|p| find_deb(&dir, p).is_none()).collect();
+    if !missing.is_empty() {
+        eprintln!("debian: downloading {}", missing.join(" "));
+        let download = || run(Command::new("apt-get").current_dir(&dir).arg("download").args(&missing));
+        if download().is_err() {
+            run(Command::new("apt-get").arg("update"))?;
+            download()?;
+        }
+    }
+    CRYPT_PACKAGES
+        .iter()
+        .map(|p| find_deb(&dir, p).with_context(|| format!("apt-get download {p} left no .deb in {}", dir.display())))
+        .collect()
+}
+
 /// Makes an initramfs for `kernel` with `generator`, `seamless_init` as
 /// `/usr/lib/seamless/seamless-init`, and writes it to `out`. Returns the generator's output.
 pub fn build_initramfs(kernel: &Kernel, generator: Generator, seamless_init: &Path, out: &Path) -> Result<String> {

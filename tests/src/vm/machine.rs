@@ -230,6 +230,18 @@ impl Vm {
     /// loop answers on `to`; the console and control streams start anew (marks taken before
     /// do not apply).
     pub fn reboot_into(&mut self, to: Which, guest_initrd: bool) -> Result<Duration> {
+        self.reboot_answering(to, guest_initrd, None)
+    }
+
+    /// [`Vm::reboot_into`], answering one console prompt of the new boot: when `answer` is
+    /// `Some((prompt, text))`, waits for `prompt` on the console and types `text` (a
+    /// passphrase and a newline).
+    pub fn reboot_answering(
+        &mut self,
+        to: Which,
+        guest_initrd: bool,
+        answer: Option<(&str, &str)>,
+    ) -> Result<Duration> {
         let env = env()?;
         let t0 = Instant::now();
         // The control loop dies with the shutdown: the command never ends by itself.
@@ -276,6 +288,13 @@ impl Vm {
         self.qemu_err = qemu_err;
         self.ctl_writer = ctl_writer;
         let booted = Instant::now();
+        if let Some((prompt, text)) = answer {
+            let seen = self
+                .wait_console_prompt(0, prompt, Duration::from_secs(600))
+                .map_err(|e| self.fail("reboot to the prompt", e))?;
+            self.stages.push((format!("boot of {} to the prompt {seen:?}", k.release), booted.elapsed()));
+            self.type_console(text)?;
+        }
         // The distribution's initramfs runs seamless-init only as a quiet hook: wait for the
         // control loop alone.
         let (release, _) =
@@ -359,6 +378,12 @@ impl Vm {
         Ok((id, mark))
     }
 
+    /// Sends a shell command to the guest without waiting for it (one that should end in a
+    /// jump whose new boot a test follows on the console itself, e.g. up to a prompt).
+    pub fn start_command(&mut self, script: &str) -> Result<()> {
+        self.send(script).map(|_| ())
+    }
+
     /// Runs a shell command in the guest (stdin is /dev/null) and returns its status and output.
     pub fn run_timeout(&mut self, script: &str, timeout: Duration) -> Result<CmdOutput> {
         let (id, mark) = self.send(script)?;
@@ -408,6 +433,29 @@ impl Vm {
         self.console
             .wait(timeout, |d| d.lines.iter().skip(from).find(|l| l.text.contains(needle)).cloned())
             .map_err(|e| anyhow!("no console line with {needle:?}: {e}"))
+    }
+
+    /// Waits for `needle` in a console line from index `from` on, or in the line being written
+    /// (a prompt that waits for input ends in no newline); returns that line's text.
+    pub fn wait_console_prompt(&self, from: usize, needle: &str, timeout: Duration) -> Result<String> {
+        self.console
+            .wait(timeout, |d| {
+                d.lines
+                    .iter()
+                    .skip(from)
+                    .find(|l| l.text.contains(needle))
+                    .map(|l| l.text.clone())
+                    .or_else(|| d.partial.contains(needle).then(|| d.partial.clone()))
+            })
+            .map_err(|e| anyhow!("no console text {needle:?}: {e}"))
+    }
+
+    /// Types `text` on the serial console (QEMU's stdin, ttyS0's input).
+    pub fn type_console(&mut self, text: &str) -> Result<()> {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().context("QEMU's console input is not open")?;
+        stdin.write_all(text.as_bytes()).context("typing on the console")?;
+        stdin.flush().context("typing on the console")
     }
 
     /// Console lines from index `from` on.
@@ -584,7 +632,8 @@ fn spawn_qemu(
 ) -> Result<Spawned> {
     let sock = work.join("ctl.sock");
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // stdin is the serial console's input (ttyS0): a test can answer a prompt there.
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
     let echo = std::env::var_os("SEAMLESS_VM_ECHO").is_some();
     let log = |name: &str| std::fs::File::create(work.join(format!("{name}{suffix}.log"))).ok();

@@ -23,7 +23,8 @@ pub struct Data {
     pub lines: Vec<Line>,
     /// The producer closed the stream (QEMU exited).
     pub eof: bool,
-    partial: String,
+    /// The last line so far, not ended yet (a prompt waiting for input).
+    pub partial: String,
 }
 
 /// A stream shared between its reader thread and the harness.
