@@ -23,20 +23,29 @@ pub fn tree_pids(root: i32) -> Vec<i32> {
     out
 }
 
-fn rss_bytes(pid: i32) -> u64 {
+/// The bytes of `pid`'s memory that a dump writes, from `/proc/PID/smaps_rollup`: dirty pages
+/// (anonymous memory, written private file pages, shared memory) and swapped-out ones. Clean
+/// file pages (program text, libraries) are not saved: the file has them.
+fn saved_bytes(pid: i32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    let kb = |field: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (kb("Private_Dirty:") + kb("Shared_Dirty:") + kb("Swap:")) * 1024
 }
 
-/// A generous estimate of the image size for these trees: resident memory plus 1 MiB of
-/// metadata per process plus 4 MiB.
+/// Records of one process beyond its pages (process, threads, areas, descriptors, ...): a
+/// generous allowance.
+const RECORDS_PER_PROCESS: u64 = 512 << 10;
+
+/// A generous estimate of the image size for these trees: the memory a dump saves plus
+/// 512 KiB of records per process plus 4 MiB.
 pub fn estimate_image_bytes(roots: &[i32]) -> u64 {
     let pids: Vec<i32> = roots.iter().flat_map(|r| tree_pids(*r)).collect();
-    pids.iter().map(|p| rss_bytes(*p) + (1 << 20)).sum::<u64>() + (4 << 20)
+    pids.iter().map(|p| saved_bytes(*p) + RECORDS_PER_PROCESS).sum::<u64>() + (4 << 20)
 }
 
 fn start_ticks(pid: i32) -> Option<u64> {
