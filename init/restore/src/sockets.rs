@@ -467,8 +467,9 @@ fn apply_extra(id: u32, fd: RawFd, s: &SocketRecord, x: Option<&SocketExtra>) ->
 /// `IPPROTO_UDP` as the byte of an IP header.
 const IPPROTO_UDP: u8 = 17;
 
-/// The Internet checksum (RFC 1071) of `parts`, concatenated.
-fn inet_checksum(parts: &[&[u8]]) -> u16 {
+/// The Internet checksum (RFC 1071) of `parts`, concatenated (each part of even length but
+/// the last).
+pub(crate) fn inet_checksum(parts: &[&[u8]]) -> u16 {
     let mut sum = 0u32;
     let mut odd: Option<u8> = None;
     for b in parts.iter().flat_map(|p| p.iter().copied()) {
@@ -487,7 +488,7 @@ fn inet_checksum(parts: &[&[u8]]) -> u16 {
 }
 
 /// An IPv4-mapped IPv6 address as IPv4.
-fn unmapped(ip: &[u8; 16]) -> Option<[u8; 4]> {
+pub(crate) fn unmapped(ip: &[u8; 16]) -> Option<[u8; 4]> {
     (ip[..10] == [0; 10] && ip[10..12] == [0xff, 0xff]).then(|| [ip[12], ip[13], ip[14], ip[15]])
 }
 

@@ -27,6 +27,7 @@
 //! leaves the peer's last timestamp as it was. After they are processed (the socket's state is
 //! polled) the saved window (`TCP_REPAIR_WINDOW`) is set again.
 
+use crate::sockets::{inet_checksum as checksum, unmapped};
 use crate::RestoreError;
 use seamless_image::records::tcp_states::{CLOSE_WAIT, CLOSING, FIN_WAIT1, FIN_WAIT2, LAST_ACK};
 use seamless_image::records::{Addr, SocketRecord, TcpCloseState, TcpConn};
@@ -255,31 +256,6 @@ impl Injector<'_> {
         net::send_to(raw.as_raw_fd(), &packet, 0, &route.to_raw()).map_err(|e| sys(self.id, what, e))?;
         Ok(())
     }
-}
-
-/// An IPv4-mapped IPv6 address as IPv4.
-fn unmapped(ip: &[u8; 16]) -> Option<[u8; 4]> {
-    (ip[..10] == [0; 10] && ip[10..12] == [0xff, 0xff]).then(|| [ip[12], ip[13], ip[14], ip[15]])
-}
-
-/// The Internet checksum (RFC 1071) of `parts`, concatenated (each part of even length but
-/// the last).
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    let mut odd: Option<u8> = None;
-    for b in parts.iter().flat_map(|p| p.iter().copied()) {
-        match odd.take() {
-            Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
-            None => odd = Some(b),
-        }
-    }
-    if let Some(hi) = odd {
-        sum += u32::from(u16::from_be_bytes([hi, 0]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).unwrap_or(u16::MAX)
 }
 
 /// A TCP segment without payload or options as a whole IP packet from `from` to `to`, the
