@@ -1,7 +1,6 @@
 //! Freezing: walk the trees, `PTRACE_SEIZE` + `PTRACE_INTERRUPT` every thread, wait for the
 //! stops, and repeat until no new thread or child appears. [`Frozen`] detaches on drop.
 
-use super::threads::{ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use super::DumpError;
 use seamless_sys::chain;
 use seamless_sys::ptrace::{self, WaitStatus};
@@ -172,9 +171,8 @@ pub fn settle_out_of_vdso(p: &FrozenProc) -> Result<(), DumpError> {
     };
     for &tid in &p.tids {
         let regs = ptrace::get_regs(tid).map_err(|e| DumpError::sys(p.pid, format!("registers of thread {tid}"), e))?;
-        let restart = [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK];
-        let in_syscall = regs[ptrace::REG_ORIG_RAX] as i64 >= 0 && restart.contains(&(regs[ptrace::REG_RAX] as i64));
-        if !vdso.contains(&regs[ptrace::REG_RIP]) || in_syscall {
+        let in_syscall = seamless_sys::arch::interrupted_syscall(&regs).is_some();
+        if !vdso.contains(&seamless_sys::arch::ip(&regs)) || in_syscall {
             continue;
         }
         let (mut remote, mask) = super::process::take_over(p.pid, tid, 0)?;

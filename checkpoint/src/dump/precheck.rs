@@ -90,7 +90,7 @@ fn timers(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
 /// it up again). Reads the stopped threads' registers only.
 fn native(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
     for &tid in tids {
-        let is_64 = seamless_sys::ptrace::in_64bit_mode(tid)
+        let is_64 = seamless_sys::arch::native_mode(tid)
             .map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
         if !is_64 {
             return Err(refuse(

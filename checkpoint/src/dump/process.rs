@@ -75,7 +75,7 @@ impl Scratch {
         };
         let mem = Mem::open(pid, true).and_then(|mem| {
             if runner {
-                mem.write(addr + CODE_OFF, &inject::BATCH_CODE)?;
+                mem.write(addr + CODE_OFF, inject::BATCH_CODE)?;
                 remote.batch_ip = Some(addr + CODE_OFF);
             }
             Ok(mem)

@@ -5,16 +5,9 @@ use super::freeze::FrozenProc;
 use super::process::Scratch;
 use super::DumpError;
 use seamless_image::records::{SyscallState, ThreadRecord};
-use seamless_sys::ptrace::{self, REG_ORIG_RAX, REG_RAX};
+use seamless_sys::{arch, ptrace};
 
-/// Kernel-internal restart codes a syscall interrupted by the freeze returns.
-pub const ERESTARTSYS: i64 = -512;
-/// See [`ERESTARTSYS`].
-pub const ERESTARTNOINTR: i64 = -513;
-/// See [`ERESTARTSYS`].
-pub const ERESTARTNOHAND: i64 = -514;
-/// See [`ERESTARTSYS`].
-pub const ERESTART_RESTARTBLOCK: i64 = -516;
+pub use seamless_sys::arch::{ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 
 /// Dumps every thread of a live process.
 pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
@@ -22,12 +15,9 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
     let mut out = Vec::new();
     for &tid in &p.tids {
         let regs = ptrace::get_regs(tid).map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
-        // Without XSAVE (some emulated CPUs) the kernel has only the FXSAVE area to offer.
-        let xstate = match ptrace::get_xstate(tid) {
-            Err(e) if e.errno() == Some(libc::ENODEV) => ptrace::get_fpregs(tid),
-            other => other,
-        }
-        .map_err(|e| DumpError::sys(pid, format!("FPU state of thread {tid}"), e))?;
+        // x86-64: the XSAVE area, or the FXSAVE area without XSAVE (some emulated CPUs).
+        let xstate =
+            arch::read_fpstate(tid).map_err(|e| DumpError::sys(pid, format!("FPU state of thread {tid}"), e))?;
         let sigmask =
             ptrace::get_sigmask(tid).map_err(|e| DumpError::sys(pid, format!("sigmask of thread {tid}"), e))?;
         let pending = ptrace::peek_siginfo(tid, false)
@@ -36,14 +26,10 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
             .map(|i| i.to_vec())
             .collect();
         let rseq = ptrace::get_rseq(tid).map_err(|e| DumpError::sys(pid, format!("rseq of thread {tid}"), e))?;
-        let orig = regs[REG_ORIG_RAX] as i64;
-        let rax = regs[REG_RAX] as i64;
-        let syscall =
-            if orig >= 0 && [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK].contains(&rax) {
-                SyscallState::Restart { nr: orig as u64, code: rax }
-            } else {
-                SyscallState::None
-            };
+        let syscall = match arch::interrupted_syscall(&regs) {
+            Some((nr, code)) => SyscallState::Restart { nr, code },
+            None => SyscallState::None,
+        };
         let comm =
             std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
         out.push(ThreadRecord {

@@ -1,4 +1,5 @@
-//! A process under reconstruction: seized, with a trampoline (`syscall; int3`) and scratch
+//! A process under reconstruction: seized, with a trampoline (the system-call instruction and
+//! a trap: `syscall; int3` on x86-64, `svc #0; brk #0` on aarch64) and scratch
 //! pages mapped at an address free in both the current and the target layout.
 
 use crate::inject::{self, Remote};
@@ -12,8 +13,9 @@ use seamless_sys::ptrace::{self, WaitStatus};
 /// Trampoline + scratch size (bytes): page 0 holds the code, the rest is scratch
 /// ([`Tracee::scratch`]).
 pub const TRAMP_LEN: u64 = 16 * 4096;
-/// The trampoline's code: `syscall; int3; int3` (an injected call stops on the trap after it).
-pub const TRAMPOLINE: [u8; 4] = [0x0f, 0x05, 0xcc, 0xcc];
+/// The trampoline's code ([`seamless_sys::arch::TRAMPOLINE`]; an injected call stops on the
+/// trap after it).
+pub const TRAMPOLINE: &[u8] = seamless_sys::arch::TRAMPOLINE;
 /// Offset of the batch runner ([`inject::BATCH_CODE`]) in the trampoline page.
 pub const BATCH_OFF: usize = 64;
 /// Offset of the scratch area from the trampoline start.
@@ -104,9 +106,9 @@ impl Child {
                 0,
             ],
         )?;
-        let mut code = vec![0xcc; BATCH_OFF + inject::BATCH_CODE.len()];
-        code[..TRAMPOLINE.len()].copy_from_slice(&TRAMPOLINE);
-        code[BATCH_OFF..].copy_from_slice(&inject::BATCH_CODE);
+        let mut code = vec![seamless_sys::arch::TRAP_FILL; BATCH_OFF + inject::BATCH_CODE.len()];
+        code[..TRAMPOLINE.len()].copy_from_slice(TRAMPOLINE);
+        code[BATCH_OFF..].copy_from_slice(inject::BATCH_CODE);
         c.mem.write(got, &code).map_err(|e| RestoreError::io(pid, "writing the trampoline", e))?;
         c.tramp = got;
         c.remote.syscall_ip = got;

@@ -10,12 +10,13 @@ use crate::plan::ProcPlan;
 use crate::tracee::{Batch, Tracee};
 use crate::RestoreError;
 use seamless_image::records::{Creds, SyscallState, ThreadRecord};
+use seamless_sys::arch::{self, REGS_WORDS};
 use seamless_sys::chain;
-use seamless_sys::ptrace::{Regs, REG_ORIG_RAX, REG_RAX, REG_RIP, USER_REGS_WORDS};
+use seamless_sys::ptrace::Regs;
 
 /// The legacy x87/SSE part of an XSAVE area (`struct user_fpregs_struct`), what
 /// `PTRACE_SETFPREGS` loads when the full area is refused.
-const FXSAVE_SIZE: usize = 512;
+const FXSAVE_SIZE: usize = arch::FP_LEGACY_SIZE;
 
 const THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_FS
@@ -213,7 +214,7 @@ pub fn set_creds<T: Tracee + ?Sized>(r: &mut T, cr: &Creds) -> Result<(), Restor
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegsError {
     /// Not a `user_regs_struct`.
-    #[error("thread {tid}: {words} register words saved, expected {USER_REGS_WORDS}")]
+    #[error("thread {tid}: {words} register words saved, expected {REGS_WORDS}")]
     Words {
         /// Thread.
         tid: i32,
@@ -233,16 +234,17 @@ pub enum RegsError {
 /// The registers a thread resumes with: the saved ones, with an interrupted syscall set up
 /// to run again.
 pub fn final_regs(t: &ThreadRecord) -> Result<Regs, RegsError> {
-    if t.regs.len() != USER_REGS_WORDS {
+    if t.regs.len() != REGS_WORDS {
         return Err(RegsError::Words { tid: t.tid, words: t.regs.len() });
     }
-    let mut r = [0u64; USER_REGS_WORDS];
+    let mut r = [0u64; REGS_WORDS];
     r.copy_from_slice(&t.regs);
     if let SyscallState::Restart { nr, .. } = t.syscall {
-        r[REG_RAX] = nr;
-        r[REG_RIP] = r[REG_RIP].checked_sub(2).ok_or(RegsError::Restart { tid: t.tid, rip: r[REG_RIP] })?;
+        if !arch::restart_syscall(&mut r, nr) {
+            return Err(RegsError::Restart { tid: t.tid, rip: arch::ip(&r) });
+        }
     }
-    r[REG_ORIG_RAX] = u64::MAX;
+    arch::forget_syscall(&mut r);
     Ok(r)
 }
 
@@ -251,10 +253,10 @@ pub fn load_thread<T: Tracee + ?Sized>(c: &mut T, t: &ThreadRecord) -> Result<()
     let pid = c.pid();
     let regs = final_regs(t).map_err(|e| RestoreError::Corrupt { pid, what: e.to_string() })?;
     c.set_regs(t.tid, &regs).map_err(|e| RestoreError::sys(pid, format!("registers of thread {}", t.tid), e))?;
-    if let Err(e) = c.set_xstate(t.tid, &t.xstate) {
+    if let Err(e) = c.set_fpstate(t.tid, &t.xstate) {
         log::warn!("pid {pid} thread {}: full XSAVE area refused ({}); restoring x87/SSE state only", t.tid, chain(&e));
         let n = t.xstate.len().min(FXSAVE_SIZE);
-        c.set_fpregs(t.tid, &t.xstate[..n])
+        c.set_fpstate_legacy(t.tid, &t.xstate[..n])
             .map_err(|e| RestoreError::sys(pid, format!("FP state of thread {}", t.tid), e))?;
     }
     c.set_sigmask(t.tid, t.sigmask)
@@ -375,7 +377,7 @@ mod tests {
     fn thread(tid: i32) -> ThreadRecord {
         ThreadRecord {
             tid,
-            regs: vec![0; USER_REGS_WORDS],
+            regs: vec![0; REGS_WORDS],
             xstate: vec![0; 1024],
             sigmask: 0x5,
             pending: Vec::new(),
@@ -417,12 +419,18 @@ mod tests {
         let mut t = Recorder::new(42);
         t.refuse_xstate = true;
         let mut rec = thread(43);
-        rec.regs[REG_RIP] = 0x40_1002;
-        rec.regs[REG_RAX] = crate::abi::int(-libc::EINTR);
+        let mut saved: Regs = [0; REGS_WORDS];
+        arch::set_ip(&mut saved, 0x40_1004);
+        rec.regs = saved.to_vec();
         rec.syscall = SyscallState::Restart { nr: 35, code: -512 };
         load_thread(&mut t, &rec).unwrap();
         let Event::Regs(43, regs) = t.events[0] else { panic!("{:?}", t.events) };
-        assert_eq!((regs[REG_RIP], regs[REG_RAX], regs[REG_ORIG_RAX]), (0x40_1000, 35, u64::MAX));
+        assert_eq!(arch::ip(&regs), 0x40_1004 - arch::SYSCALL_INSN.len() as u64, "back on the syscall instruction");
+        assert_eq!(arch::syscall_no(&regs), -1, "not in a syscall for the kernel");
+        let mut want = saved;
+        assert!(arch::restart_syscall(&mut want, 35));
+        arch::forget_syscall(&mut want);
+        assert_eq!(regs, want, "the number loaded where the architecture takes it");
         assert!(matches!(t.events[1], Event::Fpregs(43, FXSAVE_SIZE)));
         assert!(matches!(t.events[2], Event::Sigmask(43, 0x5)));
     }

@@ -32,12 +32,12 @@ pub trait Tracee {
         ptrace::set_regs(tid, regs)
     }
     /// Loads the XSAVE area of stopped thread `tid`.
-    fn set_xstate(&mut self, tid: i32, xstate: &[u8]) -> Result<(), SysError> {
-        ptrace::set_xstate(tid, xstate)
+    fn set_fpstate(&mut self, tid: i32, state: &[u8]) -> Result<(), SysError> {
+        seamless_sys::arch::write_fpstate(tid, state)
     }
     /// Loads the x87/SSE state (the legacy 512-byte FXSAVE area) of stopped thread `tid`.
-    fn set_fpregs(&mut self, tid: i32, fxsave: &[u8]) -> Result<(), SysError> {
-        ptrace::set_fpregs(tid, fxsave)
+    fn set_fpstate_legacy(&mut self, tid: i32, state: &[u8]) -> Result<(), SysError> {
+        seamless_sys::arch::write_fpstate_legacy(tid, state)
     }
     /// Sets the signal mask of stopped thread `tid`.
     fn set_sigmask(&mut self, tid: i32, mask: u64) -> Result<(), SysError> {
@@ -415,7 +415,7 @@ pub mod fake {
             self.events.push(Event::Regs(tid, *regs));
             Ok(())
         }
-        fn set_xstate(&mut self, tid: i32, xstate: &[u8]) -> Result<(), SysError> {
+        fn set_fpstate(&mut self, tid: i32, xstate: &[u8]) -> Result<(), SysError> {
             if self.refuse_xstate {
                 let err = std::io::Error::from_raw_os_error(libc::EINVAL);
                 return Err(SysError::new("ptrace(PTRACE_SETREGSET, NT_X86_XSTATE)", format!("tid {tid}"), err));
@@ -423,7 +423,7 @@ pub mod fake {
             self.events.push(Event::Xstate(tid, xstate.len()));
             Ok(())
         }
-        fn set_fpregs(&mut self, tid: i32, fxsave: &[u8]) -> Result<(), SysError> {
+        fn set_fpstate_legacy(&mut self, tid: i32, fxsave: &[u8]) -> Result<(), SysError> {
             self.events.push(Event::Fpregs(tid, fxsave.len()));
             Ok(())
         }

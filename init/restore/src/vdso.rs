@@ -19,6 +19,7 @@ use crate::plan::ProcPlan;
 use crate::tracee::Tracee;
 use crate::{procfs, RestoreError, RestoreOptions};
 use seamless_image::records::VmaKind;
+use seamless_sys::arch;
 
 /// One dynamic function symbol of a vDSO: name, offset from the image start, size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +123,7 @@ pub enum PatchError {
         name: String,
     },
     /// The new function is out of `jmp rel32` reach.
-    #[error("{name} is more than 2 GiB away from the new vDSO")]
+    #[error("{name} is out of the jump's reach ({} MiB) from the new vDSO", arch::JUMP_REACH >> 20)]
     TooFar {
         /// The function.
         name: String,
@@ -138,29 +139,27 @@ pub fn patch(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<(Ve
     let mut patched = 0;
     for s in &olds {
         let Some(n) = news.iter().find(|n| n.name == s.name) else { continue };
-        if s.size != 0 && s.size < 5 {
+        if s.size != 0 && s.size < arch::JUMP_LEN as u64 {
             return Err(PatchError::TooShort { name: s.name.clone(), size: s.size });
         }
         let outside = || PatchError::Outside { name: s.name.clone() };
         let at = usize::try_from(s.offset).map_err(|_| outside())?;
-        let slot = out.get_mut(at..at.checked_add(5).ok_or_else(outside)?).ok_or_else(outside)?;
-        let from = old_base.wrapping_add(s.offset).wrapping_add(5);
+        let slot = out.get_mut(at..at.checked_add(arch::JUMP_LEN).ok_or_else(outside)?).ok_or_else(outside)?;
+        let from = old_base.wrapping_add(s.offset);
         let to = new_base.wrapping_add(n.offset);
-        // The displacement of `jmp rel32`: the difference modulo 2^64, read as signed.
-        let rel = i64::from_ne_bytes(to.wrapping_sub(from).to_ne_bytes());
-        let rel: i32 = rel.try_into().map_err(|_| PatchError::TooFar { name: s.name.clone() })?;
-        slot[0] = 0xe9;
-        slot[1..5].copy_from_slice(&rel.to_le_bytes());
+        let jump = arch::jump(from, to).ok_or_else(|| PatchError::TooFar { name: s.name.clone() })?;
+        slot.copy_from_slice(&jump);
         patched += 1;
     }
     Ok((out, patched))
 }
 
-/// Highest address a user mapping may end at on x86-64 with 4-level page tables.
-const USER_TOP: u64 = 0x7fff_ffff_f000;
+/// Highest address a user mapping may end at ([`arch::USER_TOP`]).
+const USER_TOP: u64 = arch::USER_TOP;
 
 /// A free, 1 MiB-aligned range of `len` bytes as close as possible to `near` (below or
-/// above, alternating), within 1 GiB so that `jmp rel32` from the old vDSO reaches it.
+/// above, alternating), within half of [`arch::JUMP_REACH`] (1 GiB on x86-64) so that the
+/// jump from the old vDSO reaches it.
 /// The old vDSO usually sits just under the stack at the very top of the address space,
 /// so searching only upwards is not enough.
 fn gap_near(ranges: &[(u64, u64)], len: u64, near: u64) -> Option<u64> {
@@ -171,7 +170,7 @@ fn gap_near(ranges: &[(u64, u64)], len: u64, near: u64) -> Option<u64> {
             && !ranges.iter().any(|&(s, e)| a.saturating_sub(4096) < e && s < a + len + 4096)
     };
     let origin = near & !(STEP - 1);
-    (1..=1024u64).find_map(|i| {
+    (1..=arch::JUMP_REACH / 2 / STEP).find_map(|i| {
         let below = origin.checked_sub(i * STEP).filter(|a| free(*a));
         below.or_else(|| origin.checked_add(i * STEP).filter(|a| free(*a)))
     })

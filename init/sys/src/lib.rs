@@ -7,6 +7,7 @@
 //! safe to call and reports failures as [`SysError`], naming the call and its subject.
 #![allow(unsafe_code)]
 
+pub mod arch;
 pub mod dm;
 pub mod epoll;
 mod error;

@@ -1,72 +1,14 @@
-//! ptrace wrappers: seize/interrupt/detach, register sets (general registers and the x86
-//! XSAVE area), signal masks, pending-signal peeking, rseq configuration, and waiting for
-//! traced threads.
+//! ptrace wrappers: seize/interrupt/detach, register sets (read and written by the
+//! architecture layer, [`crate::arch`]), signal masks, pending-signal peeking, rseq
+//! configuration, and waiting for traced threads.
 //!
-//! The general registers travel as `[u64; USER_REGS_WORDS]` in the kernel's
-//! `user_regs_struct` order (see the `REG_*` indices), so callers need no `libc` types.
+//! The general registers travel as [`Regs`], an array of words in the architecture's own
+//! order, so callers need no `libc` types.
 
 use crate::{SysError, SysResult};
 use std::io;
 
-/// Number of 64-bit words of the x86-64 `user_regs_struct`.
-pub const USER_REGS_WORDS: usize = 27;
-/// General registers in `user_regs_struct` order.
-pub type Regs = [u64; USER_REGS_WORDS];
-
-/// Index of r15 in [`Regs`].
-pub const REG_R15: usize = 0;
-/// Index of r14.
-pub const REG_R14: usize = 1;
-/// Index of r13.
-pub const REG_R13: usize = 2;
-/// Index of r12.
-pub const REG_R12: usize = 3;
-/// Index of rbp.
-pub const REG_RBP: usize = 4;
-/// Index of rbx.
-pub const REG_RBX: usize = 5;
-/// Index of r11.
-pub const REG_R11: usize = 6;
-/// Index of r10.
-pub const REG_R10: usize = 7;
-/// Index of r9.
-pub const REG_R9: usize = 8;
-/// Index of r8.
-pub const REG_R8: usize = 9;
-/// Index of rax.
-pub const REG_RAX: usize = 10;
-/// Index of rcx.
-pub const REG_RCX: usize = 11;
-/// Index of rdx.
-pub const REG_RDX: usize = 12;
-/// Index of rsi.
-pub const REG_RSI: usize = 13;
-/// Index of rdi.
-pub const REG_RDI: usize = 14;
-/// Index of orig_rax (the syscall number while in a syscall, else -1).
-pub const REG_ORIG_RAX: usize = 15;
-/// Index of rip.
-pub const REG_RIP: usize = 16;
-/// Index of cs.
-pub const REG_CS: usize = 17;
-/// Index of eflags.
-pub const REG_EFLAGS: usize = 18;
-/// Index of rsp.
-pub const REG_RSP: usize = 19;
-/// Index of ss.
-pub const REG_SS: usize = 20;
-/// Index of fs_base.
-pub const REG_FS_BASE: usize = 21;
-/// Index of gs_base.
-pub const REG_GS_BASE: usize = 22;
-/// Index of ds.
-pub const REG_DS: usize = 23;
-/// Index of es.
-pub const REG_ES: usize = 24;
-/// Index of fs.
-pub const REG_FS: usize = 25;
-/// Index of gs.
-pub const REG_GS: usize = 26;
+pub use crate::arch::Regs;
 
 /// `PTRACE_O_TRACECLONE`.
 pub const O_TRACECLONE: u32 = 0x8;
@@ -77,8 +19,6 @@ pub const EVENT_STOP: i32 = 128;
 /// `PTRACE_EVENT_CLONE`.
 pub const EVENT_CLONE: i32 = 3;
 
-const NT_PRSTATUS: usize = 1;
-const NT_X86_XSTATE: usize = 0x202;
 const PTRACE_SEIZE: u32 = 0x4206;
 const PTRACE_INTERRUPT: u32 = 0x4207;
 const PTRACE_PEEKSIGINFO: u32 = 0x4209;
@@ -87,7 +27,7 @@ const PTRACE_SETSIGMASK: u32 = 0x420b;
 const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
 
-fn subject(tid: i32) -> String {
+pub(crate) fn subject(tid: i32) -> String {
     format!("tid {tid}")
 }
 
@@ -170,7 +110,7 @@ pub fn event_msg(tid: i32) -> SysResult<u64> {
     Ok(v as u64)
 }
 
-fn getregset(tid: i32, nt: usize, buf: &mut [u8], call: &'static str) -> SysResult<usize> {
+pub(crate) fn getregset(tid: i32, nt: usize, buf: &mut [u8], call: &'static str) -> SysResult<usize> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: the pointers point into buffers of this frame, sized for the request.
     unsafe { raw(libc::PTRACE_GETREGSET, tid, nt, &mut iov as *mut libc::iovec as usize) }
@@ -178,7 +118,7 @@ fn getregset(tid: i32, nt: usize, buf: &mut [u8], call: &'static str) -> SysResu
     Ok(iov.iov_len)
 }
 
-fn setregset(tid: i32, nt: usize, buf: &[u8], call: &'static str) -> SysResult<()> {
+pub(crate) fn setregset(tid: i32, nt: usize, buf: &[u8], call: &'static str) -> SysResult<()> {
     // The kernel only reads through this iovec for SETREGSET.
     let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
     // SAFETY: the pointers point into buffers of this frame, sized for the request.
@@ -187,83 +127,18 @@ fn setregset(tid: i32, nt: usize, buf: &[u8], call: &'static str) -> SysResult<(
     Ok(())
 }
 
-/// Reads the general registers (`NT_PRSTATUS`), including fs_base/gs_base.
+/// Reads the general registers ([`crate::arch::read_regs`]).
 ///
 /// Man page: `ptrace(2)`.
 pub fn get_regs(tid: i32) -> SysResult<Regs> {
-    let mut b = [0u8; USER_REGS_WORDS * 8];
-    let n = getregset(tid, NT_PRSTATUS, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)")?;
-    if n != b.len() {
-        return Err(SysError::new(
-            "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)",
-            subject(tid),
-            io::Error::other(format!("kernel returned {n} bytes, expected {}", b.len())),
-        ));
-    }
-    let mut r = [0u64; USER_REGS_WORDS];
-    for (i, w) in r.iter_mut().enumerate() {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i * 8..i * 8 + 8]);
-        *w = u64::from_le_bytes(a);
-    }
-    Ok(r)
+    crate::arch::read_regs(tid)
 }
 
-/// Whether the stopped thread runs 64-bit code: the kernel presents the general registers of
-/// a thread in a 32-bit code segment in the i386 layout (68 bytes instead of 216).
-///
-/// Man page: `ptrace(2)`.
-pub fn in_64bit_mode(tid: i32) -> SysResult<bool> {
-    let mut b = [0u8; USER_REGS_WORDS * 8];
-    let n = getregset(tid, NT_PRSTATUS, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRSTATUS)")?;
-    Ok(n == b.len())
-}
-
-/// Writes the general registers (`NT_PRSTATUS`).
+/// Writes the general registers ([`crate::arch::write_regs`]).
 ///
 /// Man page: `ptrace(2)`.
 pub fn set_regs(tid: i32, regs: &Regs) -> SysResult<()> {
-    let mut b = [0u8; USER_REGS_WORDS * 8];
-    for (i, w) in regs.iter().enumerate() {
-        b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-    }
-    setregset(tid, NT_PRSTATUS, &b, "ptrace(PTRACE_SETREGSET, NT_PRSTATUS)")
-}
-
-/// Reads the full XSAVE area (`NT_X86_XSTATE`); the length is what the kernel reports.
-///
-/// Man page: `ptrace(2)`.
-pub fn get_xstate(tid: i32) -> SysResult<Vec<u8>> {
-    let mut b = vec![0u8; 64 * 1024];
-    let n = getregset(tid, NT_X86_XSTATE, &mut b, "ptrace(PTRACE_GETREGSET, NT_X86_XSTATE)")?;
-    b.truncate(n);
-    Ok(b)
-}
-
-/// Writes an XSAVE area (`NT_X86_XSTATE`).
-///
-/// Man page: `ptrace(2)`.
-pub fn set_xstate(tid: i32, xstate: &[u8]) -> SysResult<()> {
-    setregset(tid, NT_X86_XSTATE, xstate, "ptrace(PTRACE_SETREGSET, NT_X86_XSTATE)")
-}
-
-/// Reads the legacy FXSAVE area (`NT_PRFPREG`, 512 bytes): what a CPU without XSAVE has
-/// (the XSTATE regset then fails with `ENODEV`).
-///
-/// Man page: `ptrace(2)`.
-pub fn get_fpregs(tid: i32) -> SysResult<Vec<u8>> {
-    let mut b = vec![0u8; 512];
-    let n = getregset(tid, 2, &mut b, "ptrace(PTRACE_GETREGSET, NT_PRFPREG)")?;
-    b.truncate(n);
-    Ok(b)
-}
-
-/// Writes the legacy FXSAVE area (`NT_PRFPREG`, 512 bytes): x87/SSE state only, used when a
-/// saved XSAVE area does not fit the running kernel.
-///
-/// Man page: `ptrace(2)`.
-pub fn set_fpregs(tid: i32, fxsave: &[u8]) -> SysResult<()> {
-    setregset(tid, 2, fxsave, "ptrace(PTRACE_SETREGSET, NT_PRFPREG)")
+    crate::arch::write_regs(tid, regs)
 }
 
 /// The thread's blocked-signal mask (`PTRACE_GETSIGMASK`), bit `n-1` for signal `n`.

@@ -1,13 +1,11 @@
 //! Running system calls inside a stopped, traced thread: load the call into the registers,
-//! point `rip` at a `syscall` instruction in the tracee, single-step over it, read `rax`, and
+//! point the instruction pointer at a system-call instruction in the tracee ([`seamless_sys::arch`]), single-step over it, read the result register, and
 //! put the original registers back afterwards. Used by dump (to read state only the task
 //! itself can read) and by restore (to rebuild the task from the inside).
 
 use crate::memio::Mem;
-use seamless_sys::ptrace::{
-    self, Regs, WaitStatus, REG_ORIG_RAX, REG_R10, REG_R12, REG_R13, REG_R8, REG_R9, REG_RAX, REG_RDI, REG_RDX,
-    REG_RIP, REG_RSI,
-};
+use seamless_sys::arch;
+use seamless_sys::ptrace::{self, Regs, WaitStatus};
 use seamless_sys::SysError;
 
 /// Errors of an injected call.
@@ -70,43 +68,11 @@ pub struct Remote {
     pub batch_ip: Option<u64>,
 }
 
-/// The batch runner, placed in the tracee next to the `syscall` instruction: it runs a table
-/// of system calls in order and stops on an `int3` after the last one or after the first
-/// that failed, so that a batch costs one ptrace round trip instead of one per call. A table
-/// entry is [`BATCH_ENTRY`] bytes: the number, the six arguments, and the result the runner
-/// stores. `r12` points at the first entry and `r13` past the last; at the stop `r12` points
-/// past the last call that ran. Only `rax`, `rcx`, `r11` (the `syscall` instruction's), `r12`
-/// and the table change; the registers are put back by the caller as for any injected call.
-///
-/// ```text
-///  0: cmp r12, r13            4d 39 ec
-///  3: jae 3a                  73 35
-///  5: mov rax, [r12]          49 8b 04 24
-///  9: mov rdi, [r12+8]        49 8b 7c 24 08
-///  e: mov rsi, [r12+16]       49 8b 74 24 10
-/// 13: mov rdx, [r12+24]       49 8b 54 24 18
-/// 18: mov r10, [r12+32]       4d 8b 54 24 20
-/// 1d: mov r8, [r12+40]        4d 8b 44 24 28
-/// 22: mov r9, [r12+48]        4d 8b 4c 24 30
-/// 27: syscall                 0f 05
-/// 29: mov [r12+56], rax       49 89 44 24 38
-/// 2e: add r12, 64             49 83 c4 40
-/// 32: cmp rax, -4095          48 3d 01 f0 ff ff
-/// 38: jb 0                    72 c6
-/// 3a: int3                    cc
-/// ```
-pub const BATCH_CODE: [u8; 59] = [
-    0x4d, 0x39, 0xec, 0x73, 0x35, 0x49, 0x8b, 0x04, 0x24, 0x49, 0x8b, 0x7c, 0x24, 0x08, 0x49, 0x8b, 0x74, 0x24, 0x10,
-    0x49, 0x8b, 0x54, 0x24, 0x18, 0x4d, 0x8b, 0x54, 0x24, 0x20, 0x4d, 0x8b, 0x44, 0x24, 0x28, 0x4d, 0x8b, 0x4c, 0x24,
-    0x30, 0x0f, 0x05, 0x49, 0x89, 0x44, 0x24, 0x38, 0x49, 0x83, 0xc4, 0x40, 0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, 0x72,
-    0xc6, 0xcc,
-];
-
-/// Offset of the runner's `int3` in [`BATCH_CODE`].
-const BATCH_TRAP: u64 = 0x3a;
+/// The batch runner of this architecture ([`arch::BATCH_CODE`]).
+pub const BATCH_CODE: &[u8] = arch::BATCH_CODE;
 
 /// Bytes of one entry of a batch table: number, six arguments, result.
-pub const BATCH_ENTRY: u64 = 64;
+pub const BATCH_ENTRY: u64 = arch::BATCH_ENTRY;
 
 /// One call of a batch: its name (for errors), number and arguments.
 pub type BatchCall = (&'static str, i64, [u64; 6]);
@@ -191,19 +157,16 @@ impl Remote {
         mem.write(table, &bytes).map_err(table_err)?;
         let end = table + bytes.len() as u64;
         let mut r = self.saved;
-        r[REG_ORIG_RAX] = u64::MAX;
-        r[REG_RIP] = code;
-        r[REG_R12] = table;
-        r[REG_R13] = end;
+        arch::load_batch(&mut r, code, table, end);
         ptrace::set_regs(tid, &r)?;
         ptrace::cont(tid, 0)?;
-        let stop = code + BATCH_TRAP + 1;
+        let stop = arch::batch_stop_ip(code);
         let after = loop {
             let (_, st) = ptrace::wait(tid)?;
             match st {
                 WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => {
                     let now = ptrace::get_regs(tid)?;
-                    if now[REG_RIP] == stop {
+                    if arch::ip(&now) == stop {
                         break now;
                     }
                     return Err(InjectError::Unexpected { tid, nr: u64::MAX, status: st });
@@ -225,8 +188,9 @@ impl Remote {
                 other => return Err(InjectError::Unexpected { tid, nr: u64::MAX, status: other }),
             }
         };
-        let ran = after[REG_R12].saturating_sub(table) / BATCH_ENTRY;
-        if after[REG_R12] > end || after[REG_R12] < table || ran == 0 {
+        let cursor = arch::batch_cursor(&after);
+        let ran = cursor.saturating_sub(table) / BATCH_ENTRY;
+        if cursor > end || cursor < table || ran == 0 {
             return Err(InjectError::Unexpected {
                 tid,
                 nr: u64::MAX,
@@ -248,29 +212,22 @@ impl Remote {
         Ok(out)
     }
 
-    /// Runs one syscall; returns the raw `rax` (negative errno on failure).
+    /// Runs one syscall; returns the raw result register (negative errno on failure).
     pub fn syscall_raw(&mut self, nr: u64, args: [u64; 6]) -> Result<i64, InjectError> {
         let mut r = self.saved;
-        r[REG_RAX] = nr;
-        r[REG_ORIG_RAX] = u64::MAX;
-        r[REG_RDI] = args[0];
-        r[REG_RSI] = args[1];
-        r[REG_RDX] = args[2];
-        r[REG_R10] = args[3];
-        r[REG_R8] = args[4];
-        r[REG_R9] = args[5];
-        r[REG_RIP] = self.syscall_ip;
+        arch::load_syscall(&mut r, self.syscall_ip, nr, args);
         ptrace::set_regs(self.tid, &r)?;
+        let after_insn = self.syscall_ip + arch::SYSCALL_INSN.len() as u64;
         loop {
             ptrace::singlestep(self.tid)?;
             let (_, st) = ptrace::wait(self.tid)?;
             match st {
                 WaitStatus::Stopped { sig: libc::SIGTRAP, event: 0 } => {
                     let after = ptrace::get_regs(self.tid)?;
-                    if after[REG_RIP] == self.syscall_ip + 2 {
-                        return Ok(after[REG_RAX] as i64);
+                    if arch::ip(&after) == after_insn {
+                        return Ok(arch::ret(&after));
                     }
-                    if after[REG_RIP] != self.syscall_ip {
+                    if arch::ip(&after) != self.syscall_ip {
                         return Err(InjectError::Unexpected { tid: self.tid, nr, status: st });
                     }
                 }
@@ -283,8 +240,8 @@ impl Remote {
                     // A real signal arrived before the instruction ran: keep it for later.
                     self.deferred_signals.push(sig);
                     let now = ptrace::get_regs(self.tid)?;
-                    if now[REG_RIP] == self.syscall_ip + 2 {
-                        return Ok(now[REG_RAX] as i64);
+                    if arch::ip(&now) == after_insn {
+                        return Ok(arch::ret(&now));
                     }
                 }
                 other => return Err(InjectError::Unexpected { tid: self.tid, nr, status: other }),
@@ -311,7 +268,7 @@ impl Remote {
     /// (at most `max_steps` instructions); the registers reached become the saved ones.
     /// Returns whether it got out. Call [`Remote::finish`] afterwards.
     pub fn step_out_of(&mut self, range: std::ops::Range<u64>, max_steps: usize) -> Result<bool, InjectError> {
-        let mut rip = self.saved[REG_RIP];
+        let mut rip = arch::ip(&self.saved);
         let mut steps = 0;
         while range.contains(&rip) && steps < max_steps {
             ptrace::singlestep(self.tid)?;
@@ -327,7 +284,7 @@ impl Remote {
                 other => return Err(InjectError::Unexpected { tid: self.tid, nr: u64::MAX, status: other }),
             }
             self.saved = ptrace::get_regs(self.tid)?;
-            rip = self.saved[REG_RIP];
+            rip = arch::ip(&self.saved);
             steps += 1;
         }
         Ok(!range.contains(&rip))
@@ -360,7 +317,7 @@ impl Remote {
     }
 }
 
-/// Finds a `syscall` instruction (0f 05) inside the `[vdso]` of `pid`.
+/// Finds a system-call instruction ([`arch::SYSCALL_INSN`]) inside the `[vdso]` of `pid`.
 pub fn find_syscall_insn(pid: i32) -> std::io::Result<u64> {
     let maps = crate::procfs::read_maps(pid)?;
     let vdso = maps
@@ -370,7 +327,7 @@ pub fn find_syscall_insn(pid: i32) -> std::io::Result<u64> {
     let mem = Mem::open(pid, false)?;
     let mut buf = vec![0u8; vdso.len() as usize];
     mem.read(vdso.start, &mut buf)?;
-    buf.windows(2).position(|w| w == [0x0f, 0x05]).map(|i| vdso.start + i as u64).ok_or_else(|| {
+    arch::find_syscall_insn(&buf).map(|i| vdso.start + i as u64).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, format!("no syscall instruction in the vdso of pid {pid}"))
     })
 }
