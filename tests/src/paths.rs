@@ -28,11 +28,32 @@ pub fn static_seamless() -> PathBuf {
 
 /// Builds both static binaries (`seamless-init` and `seamless`) with the `initramfs` profile.
 pub fn build_static() -> std::io::Result<()> {
+    build_static_for("x86_64-unknown-linux-gnu")
+}
+
+/// The target triple of the aarch64 builds.
+pub const AARCH64: &str = "aarch64-unknown-linux-gnu";
+
+/// The static `seamless-init` built with the `initramfs` profile for target `triple`.
+pub fn static_init_for(triple: &str) -> PathBuf {
+    target_dir().join(triple).join("initramfs/seamless-init")
+}
+
+/// The static `seamless` built with the `initramfs` profile for target `triple`.
+pub fn static_seamless_for(triple: &str) -> PathBuf {
+    target_dir().join(triple).join("initramfs/seamless")
+}
+
+/// Builds both static binaries with the `initramfs` profile for target `triple`; for
+/// aarch64 the linker is Debian's cross compiler `aarch64-linux-gnu-gcc` (packages
+/// `gcc-aarch64-linux-gnu` and `libc6-dev-arm64-cross`, installed by `tests/run unit`).
+pub fn build_static_for(triple: &str) -> std::io::Result<()> {
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_TARGET_DIR", target_dir())
-        .args(["build", "--profile", "initramfs", "--target", "x86_64-unknown-linux-gnu"])
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
+        .args(["build", "--profile", "initramfs", "--target", triple])
         .args(["-p", "seamless-init", "-p", "seamless"])
         .status()?;
     if status.success() {

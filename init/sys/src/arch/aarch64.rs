@@ -280,7 +280,7 @@ pub const JUMP_REACH: u64 = 1 << 27;
 
 /// `b` at `from` to `to`, `None` when out of reach or either address is not 4-byte aligned.
 pub fn jump(from: u64, to: u64) -> Option<Vec<u8>> {
-    if from % 4 != 0 || to % 4 != 0 {
+    if !from.is_multiple_of(4) || !to.is_multiple_of(4) {
         return None;
     }
     let rel = i64::from_ne_bytes(to.wrapping_sub(from).to_ne_bytes());
