@@ -26,14 +26,18 @@ pub const SUBJECT: &str = "image format";
 /// and memfds; file locks, thread scheduling attributes, group stops, seccomp filters, area
 /// flags, owners of deleted files, cgroup membership, TCP close states and ended connections,
 /// queued unix messages, closed unix peers and descriptors in flight, deleted FIFOs and
-/// directories, executables that are memfds or deleted files, `mq_notify` registrations): a
+/// directories, executables that are memfds or deleted files, `mq_notify` registrations; the
+/// thread state of aarch64 images, written only by an aarch64 dumper): a
 /// target that does not know them can still read every image without such state, so they are
 /// not asked of it here; the dump refuses state that needs one the target does not know
 /// (`DumpOptions::reader_kinds`).
 /// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
 /// root; the filesystem check refuses a target that does not know it then. The dm-crypt record
 /// is written only for filesystems on dm-crypt, and that check refuses such a target too.
-pub const CONDITIONAL_KINDS: [RecordKind; 27] = [
+pub const CONDITIONAL_KINDS: [RecordKind; 30] = [
+    seamless_image::records::AARCH64_REGS,
+    seamless_image::records::AARCH64_FPSIMD,
+    seamless_image::records::AARCH64_TLS,
     seamless_image::records::SOCKET_EXTRA,
     seamless_image::records::DATAGRAMS,
     seamless_image::records::PTY,

@@ -246,7 +246,13 @@ pub fn dump_trees_with<S: Store>(
         }
         threads += p.tids.len();
         for t in threads::dump_threads(p)? {
-            writer.put_record(records::THREAD, p.pid as u32, t.tid as u64, &t)?;
+            let (owner, tag) = (p.pid as u32, t.thread.tid as u64);
+            writer.put_record(records::THREAD, owner, tag, &t.thread)?;
+            if let Some(a) = &t.aarch64 {
+                writer.put_record(records::AARCH64_REGS, owner, tag, &a.regs)?;
+                writer.put_record(records::AARCH64_FPSIMD, owner, tag, &a.fpsimd)?;
+                writer.put_record(records::AARCH64_TLS, owner, tag, &a.tls)?;
+            }
         }
         let copied = pre.as_mut().and_then(|pre| pre.take(p.pid));
         let (mm_rec, n) = mm::dump_mm_with(p.pid, writer, copied)?;

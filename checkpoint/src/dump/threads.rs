@@ -4,15 +4,48 @@
 use super::freeze::FrozenProc;
 use super::process::Scratch;
 use super::DumpError;
-use seamless_image::records::{SyscallState, ThreadRecord};
+use seamless_image::records::{Aarch64Thread, SyscallState, ThreadRecord};
 use seamless_sys::{arch, ptrace};
 
 pub use seamless_sys::arch::{ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 
+/// A thread's records: the thread record, and on aarch64 its CPU state in the three records
+/// of its own (the thread record's `regs` and `xstate` are then empty).
+#[derive(Debug)]
+pub struct DumpedThread {
+    /// The thread record.
+    pub thread: ThreadRecord,
+    /// aarch64 registers, FP/SIMD state and thread pointer.
+    pub aarch64: Option<Aarch64Thread>,
+}
+
+/// A thread record's `regs` and `xstate`, and the aarch64 records.
+type CpuState = (Vec<u64>, Vec<u8>, Option<Aarch64Thread>);
+
+/// The CPU state as the image holds it on this architecture ([`arch::NAME`]): x86-64 in the
+/// thread record itself (`regs`, `xstate`), aarch64 in records of its own.
+fn cpu_state(pid: i32, tid: i32, regs: &arch::Regs, fp: Vec<u8>) -> Result<CpuState, DumpError> {
+    if arch::NAME == "aarch64" {
+        let a = Aarch64Thread::from_arch(tid, regs, &fp).ok_or_else(|| DumpError::Unsupported {
+            pid,
+            resource: format!("thread {tid}"),
+            reason: format!(
+                "registers of {} words and FP/SIMD state of {} bytes: not the aarch64 layout",
+                regs.len(),
+                fp.len()
+            ),
+        })?;
+        Ok((Vec::new(), Vec::new(), Some(a)))
+    } else {
+        Ok((regs.to_vec(), fp, None))
+    }
+}
+
 /// Dumps every thread of a live process.
-pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
+pub fn dump_threads(p: &FrozenProc) -> Result<Vec<DumpedThread>, DumpError> {
     let pid = p.pid;
     let mut out = Vec::new();
+    let mut cpu = Vec::new();
     for &tid in &p.tids {
         let regs = ptrace::get_regs(tid).map_err(|e| DumpError::sys(pid, format!("registers of thread {tid}"), e))?;
         // x86-64: the XSAVE area, or the FXSAVE area without XSAVE (some emulated CPUs).
@@ -32,9 +65,11 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
         };
         let comm =
             std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
+        let (regs, xstate, aarch64) = cpu_state(pid, tid, &regs, xstate)?;
+        cpu.push(aarch64);
         out.push(ThreadRecord {
             tid,
-            regs: regs.to_vec(),
+            regs,
             xstate,
             sigmask,
             pending,
@@ -74,5 +109,5 @@ pub fn dump_threads(p: &FrozenProc) -> Result<Vec<ThreadRecord>, DumpError> {
         s.switch_thread(pid, pid)?;
     }
     s.release(pid)?;
-    Ok(out)
+    Ok(out.into_iter().zip(cpu).map(|(thread, aarch64)| DumpedThread { thread, aarch64 }).collect())
 }

@@ -80,6 +80,12 @@ pub struct Decoded {
     pub procs: Vec<(u32, ProcessRecord)>,
     /// Thread records: entry owner, entry tag, record.
     pub threads: Vec<(u32, u64, ThreadRecord)>,
+    /// aarch64 general registers by entry owner and tag.
+    pub aarch64_regs: Vec<(u32, u64, records::Aarch64Regs)>,
+    /// aarch64 FP/SIMD state by entry owner and tag.
+    pub aarch64_fpsimd: Vec<(u32, u64, records::Aarch64Fpsimd)>,
+    /// aarch64 thread pointers by entry owner and tag.
+    pub aarch64_tls: Vec<(u32, u64, records::Aarch64Tls)>,
     /// Address spaces by entry owner.
     pub mms: Vec<(u32, MmRecord)>,
     /// Descriptor tables by entry owner.
@@ -171,6 +177,15 @@ impl Decoded {
         }
         for (i, owner, tag, _) in list(r, records::THREAD) {
             d.threads.push((owner, tag, r.record(i)?));
+        }
+        for (i, owner, tag, _) in list(r, records::AARCH64_REGS) {
+            d.aarch64_regs.push((owner, tag, r.record(i)?));
+        }
+        for (i, owner, tag, _) in list(r, records::AARCH64_FPSIMD) {
+            d.aarch64_fpsimd.push((owner, tag, r.record(i)?));
+        }
+        for (i, owner, tag, _) in list(r, records::AARCH64_TLS) {
+            d.aarch64_tls.push((owner, tag, r.record(i)?));
         }
         for (i, owner, _, _) in list(r, records::MM) {
             d.mms.push((owner, r.record(i)?));
@@ -298,6 +313,15 @@ impl Decoded {
         }
         for (o, tag, t) in &self.threads {
             w.put_record(records::THREAD, *o, *tag, t)?;
+        }
+        for (o, tag, t) in &self.aarch64_regs {
+            w.put_record(records::AARCH64_REGS, *o, *tag, t)?;
+        }
+        for (o, tag, t) in &self.aarch64_fpsimd {
+            w.put_record(records::AARCH64_FPSIMD, *o, *tag, t)?;
+        }
+        for (o, tag, t) in &self.aarch64_tls {
+            w.put_record(records::AARCH64_TLS, *o, *tag, t)?;
         }
         for (o, m) in &self.mms {
             w.put_record(records::MM, *o, 0, m)?;
@@ -475,6 +499,9 @@ impl Decoded {
             trees: vec![TreeRecord { roots: vec![pid], pids: vec![pid], kernel_release: "6.1.0-sample".into() }],
             procs: vec![(pid_u, process)],
             threads: vec![(pid_u, u64::from(pid_u), thread)],
+            aarch64_regs: Vec::new(),
+            aarch64_fpsimd: Vec::new(),
+            aarch64_tls: Vec::new(),
             mms: vec![(pid_u, mm)],
             fd_tables: vec![(
                 pid_u,
@@ -892,10 +919,88 @@ fn live_owner<'a>(
     }
 }
 
+/// Records of one kind keyed by (pid, tid), each owned by a live process and tagged with the
+/// tid inside it, at most one per thread.
+fn per_thread<'a, T>(
+    procs: &BTreeMap<i32, &ProcessRecord>,
+    what: &'static str,
+    list: &'a [(u32, u64, T)],
+    tid_of: impl Fn(&T) -> i32,
+) -> Result<BTreeMap<(i32, i32), &'a T>, Invalid> {
+    let mut out = BTreeMap::new();
+    for (owner, tag, r) in list {
+        let pid = live_owner(procs, what, *owner)?.pid;
+        let tid = tid_of(r);
+        if u64::try_from(tid).ok() != Some(*tag) || tid <= 0 {
+            return Err(Invalid::Mislabelled { pid, what, stored: i128::from(*tag), inside: tid.into() });
+        }
+        if out.insert((pid, tid), r).is_some() {
+            return Err(Invalid::Duplicate { what, id: tid.into() });
+        }
+    }
+    Ok(out)
+}
+
+/// The state of an aarch64 thread: registers of EL0 AArch64 code at user addresses, 512
+/// bytes of SIMD registers.
+fn check_aarch64(
+    pid: i32,
+    tid: i32,
+    t: &ThreadRecord,
+    regs: &records::Aarch64Regs,
+    fp: &records::Aarch64Fpsimd,
+) -> Res {
+    use records::aarch64::{PC, PSTATE, PT_REGS_WORDS, SP, VREGS_BYTES};
+    if regs.regs.len() != PT_REGS_WORDS {
+        return Err(Invalid::Length {
+            pid,
+            tid,
+            field: "aarch64 regs",
+            len: regs.regs.len() as u64,
+            expected: "34 words",
+        });
+    }
+    if fp.vregs.len() != VREGS_BYTES {
+        return Err(Invalid::Length {
+            pid,
+            tid,
+            field: "aarch64 vregs",
+            len: fp.vregs.len() as u64,
+            expected: "512 bytes",
+        });
+    }
+    let (pc, sp, pstate) = (regs.regs[PC], regs.regs[SP], regs.regs[PSTATE]);
+    // M[4:0] = 0: EL0 with the stack pointer SP_EL0, AArch64 state.
+    if pstate & 0x1f != 0 || pstate >> 32 != 0 {
+        return Err(Invalid::Value { pid, field: "pstate", value: i128::from(pstate), why: "not AArch64 EL0 state" });
+    }
+    if pc % 4 != 0 || pc >= USER_SPACE_END {
+        return Err(Invalid::Value { pid, field: "pc", value: i128::from(pc), why: "not an aligned user address" });
+    }
+    if sp >= USER_SPACE_END {
+        return Err(Invalid::Value { pid, field: "sp", value: i128::from(sp), why: "not a user address" });
+    }
+    if let records::SyscallState::Restart { .. } = t.syscall {
+        if pc < 4 {
+            return Err(Invalid::Value {
+                pid,
+                field: "pc",
+                value: i128::from(pc),
+                why: "a syscall to restart needs pc >= 4",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Thread records; returns the tids of each process as the records have them.
 fn check_threads(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Result<BTreeMap<i32, Vec<i32>>, Invalid> {
     let mut all = BTreeSet::new();
     let mut by_pid: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    let a64_regs = per_thread(procs, "aarch64-regs", &d.aarch64_regs, |r| r.tid)?;
+    let a64_fp = per_thread(procs, "aarch64-fpsimd", &d.aarch64_fpsimd, |r| r.tid)?;
+    let a64_tls = per_thread(procs, "aarch64-tls", &d.aarch64_tls, |r| r.tid)?;
+    let (mut x86, mut a64) = (0usize, 0usize);
     for (owner, tag, t) in &d.threads {
         let p = live_owner(procs, "thread", *owner)?;
         let pid = p.pid;
@@ -906,7 +1011,37 @@ fn check_threads(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Result<B
             return Err(Invalid::Duplicate { what: "thread", id: t.tid.into() });
         }
         by_pid.entry(pid).or_default().push(t.tid);
-        check_thread(pid, t)?;
+        let key = (pid, t.tid);
+        let state = (a64_regs.get(&key), a64_fp.get(&key), a64_tls.get(&key));
+        if t.regs.is_empty() && t.xstate.is_empty() {
+            let (Some(regs), Some(fp), Some(_)) = state else {
+                return Err(Invalid::Thread {
+                    pid,
+                    tid: t.tid,
+                    why: "has no x86-64 registers and not all three aarch64 records (regs, fpsimd, tls)",
+                });
+            };
+            check_aarch64(pid, t.tid, t, regs, fp)?;
+            check_thread_common(pid, t)?;
+            a64 += 1;
+        } else {
+            if state != (None, None, None) {
+                return Err(Invalid::Thread { pid, tid: t.tid, why: "has both x86-64 registers and aarch64 records" });
+            }
+            check_thread(pid, t)?;
+            x86 += 1;
+        }
+    }
+    if x86 > 0 && a64 > 0 {
+        return Err(Invalid::Thread { pid: 0, tid: 0, why: "the image mixes x86-64 and aarch64 threads" });
+    }
+    let stray = a64_regs
+        .keys()
+        .chain(a64_fp.keys())
+        .chain(a64_tls.keys())
+        .find(|k| !d.threads.iter().any(|(o, _, t)| i32::try_from(*o).ok() == Some(k.0) && t.tid == k.1));
+    if let Some(&(pid, tid)) = stray {
+        return Err(Invalid::Thread { pid, tid, why: "has aarch64 records but no thread record" });
     }
     for p in procs.values().filter(|p| alive(p)) {
         let have: BTreeSet<i32> = by_pid.get(&p.pid).map(|v| v.iter().copied().collect()).unwrap_or_default();
@@ -939,6 +1074,7 @@ fn check_threads(d: &Decoded, procs: &BTreeMap<i32, &ProcessRecord>) -> Result<B
     Ok(by_pid)
 }
 
+/// An x86-64 thread: 27 register words, an FXSAVE or XSAVE area, then the common checks.
 fn check_thread(pid: i32, t: &ThreadRecord) -> Res {
     let tid = t.tid;
     if t.regs.len() != REGS_WORDS {
@@ -953,7 +1089,6 @@ fn check_thread(pid: i32, t: &ThreadRecord) -> Res {
             expected: "512 to 65536 bytes",
         });
     }
-    siginfos(pid, tid, "pending", &t.pending)?;
     if let records::SyscallState::Restart { .. } = t.syscall {
         // The syscall is restarted by moving rip back over the 2-byte syscall instruction.
         let rip = t.regs[16];
@@ -966,6 +1101,13 @@ fn check_thread(pid: i32, t: &ThreadRecord) -> Res {
             });
         }
     }
+    check_thread_common(pid, t)
+}
+
+/// What every thread record must satisfy whatever its architecture.
+fn check_thread_common(pid: i32, t: &ThreadRecord) -> Res {
+    let tid = t.tid;
+    siginfos(pid, tid, "pending", &t.pending)?;
     if let Some((area, len, _)) = t.rseq {
         if area == 0 || area % 32 != 0 || area >= USER_SPACE_END || len < 32 {
             return Err(Invalid::Value {
@@ -2147,6 +2289,72 @@ mod tests {
             d.socket_extras.push(x);
         });
         assert_eq!(e, Invalid::Duplicate { what: "socket extras", id: 3 });
+    }
+
+    /// The sample as an aarch64 image: its thread's CPU state in the three aarch64 records.
+    fn as_aarch64(d: &mut Decoded) {
+        let (owner, tag, tid) = (d.threads[0].0, d.threads[0].1, d.threads[0].2.tid);
+        let t = thread(d);
+        t.regs.clear();
+        t.xstate.clear();
+        let mut regs = vec![0u64; records::aarch64::PT_REGS_WORDS];
+        regs[records::aarch64::PC] = 0x40_1000;
+        regs[records::aarch64::SP] = 0x7fff_f000;
+        d.aarch64_regs.push((owner, tag, records::Aarch64Regs { tid, regs }));
+        d.aarch64_fpsimd.push((owner, tag, records::Aarch64Fpsimd { tid, vregs: vec![0; 512], fpsr: 0, fpcr: 0 }));
+        d.aarch64_tls.push((owner, tag, records::Aarch64Tls { tid, tpidr_el0: 0x7f00_0000 }));
+    }
+
+    fn check_a64(f: impl FnOnce(&mut Decoded)) -> Invalid {
+        check(|d| {
+            as_aarch64(d);
+            f(d)
+        })
+    }
+
+    #[test]
+    fn aarch64_threads() {
+        let mut d = Decoded::sample(PID);
+        as_aarch64(&mut d);
+        validate(&d).expect("the aarch64 sample is valid");
+        let e = check_a64(|d| {
+            d.aarch64_tls.clear();
+        });
+        assert!(matches!(e, Invalid::Thread { why, .. } if why.contains("all three aarch64")), "{e}");
+        let e = check_a64(|d| d.aarch64_regs[0].2.regs.truncate(33));
+        assert!(matches!(e, Invalid::Length { field: "aarch64 regs", len: 33, .. }), "{e}");
+        let e = check_a64(|d| d.aarch64_fpsimd[0].2.vregs.truncate(256));
+        assert!(matches!(e, Invalid::Length { field: "aarch64 vregs", len: 256, .. }), "{e}");
+        let e = check_a64(|d| d.aarch64_regs[0].2.regs[records::aarch64::PSTATE] = 0x10);
+        assert!(matches!(e, Invalid::Value { field: "pstate", .. }), "an AArch32 thread: {e}");
+        let e = check_a64(|d| d.aarch64_regs[0].2.regs[records::aarch64::PSTATE] = 0x5);
+        assert!(matches!(e, Invalid::Value { field: "pstate", .. }), "EL1: {e}");
+        let e = check_a64(|d| d.aarch64_regs[0].2.regs[records::aarch64::PC] = 0x40_1002);
+        assert!(matches!(e, Invalid::Value { field: "pc", .. }), "{e}");
+        let e = check_a64(|d| d.aarch64_regs[0].2.regs[records::aarch64::SP] = USER_SPACE_END);
+        assert!(matches!(e, Invalid::Value { field: "sp", .. }), "{e}");
+        let e = check_a64(|d| d.aarch64_regs[0].1 = 1);
+        assert!(matches!(e, Invalid::Mislabelled { what: "aarch64-regs", .. }), "{e}");
+        let e = check_a64(|d| {
+            let dup = d.aarch64_tls[0];
+            d.aarch64_tls.push(dup);
+        });
+        assert!(matches!(e, Invalid::Duplicate { what: "aarch64-tls", .. }), "{e}");
+        // aarch64 records next to an x86-64 thread.
+        let e = check(|d| {
+            let mut a = Decoded::sample(PID);
+            as_aarch64(&mut a);
+            d.aarch64_tls = a.aarch64_tls;
+        });
+        assert!(matches!(e, Invalid::Thread { why, .. } if why.contains("both")), "{e}");
+        // An aarch64 thread and an x86-64 one in the same image.
+        let e = check_a64(|d| {
+            let mut x86 = Decoded::sample(PID).threads[0].2.clone();
+            x86.tid = PID + 1;
+            d.threads.push((PID as u32, (PID + 1) as u64, x86));
+            d.procs[0].1.tids.push(PID + 1);
+        });
+        assert!(matches!(e, Invalid::Thread { why, .. } if why.contains("mixes")), "{e}");
     }
 
     #[test]

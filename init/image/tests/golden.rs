@@ -366,6 +366,26 @@ fn samples() -> Vec<Sample> {
         },
     ));
     s.push(sample(
+        "aarch64-regs",
+        records::AARCH64_REGS,
+        records::Aarch64Regs { tid: 4243, regs: (0..34u64).map(|i| i * 0x0101_0101).collect() },
+    ));
+    s.push(sample(
+        "aarch64-fpsimd",
+        records::AARCH64_FPSIMD,
+        records::Aarch64Fpsimd {
+            tid: 4243,
+            vregs: (0..512u32).map(|i| i as u8).collect(),
+            fpsr: 0x10,
+            fpcr: 0x0300_0000,
+        },
+    ));
+    s.push(sample(
+        "aarch64-tls",
+        records::AARCH64_TLS,
+        records::Aarch64Tls { tid: 4243, tpidr_el0: 0xffff_a1b2_c3d4_e000 },
+    ));
+    s.push(sample(
         "thread-sched",
         records::THREAD_SCHED,
         records::ThreadSched {

@@ -103,6 +103,14 @@ pub enum RestoreError {
     /// A record failed validation: nothing was changed.
     #[error("image refused before anything was changed, nothing is restored (the image is damaged or was written by an incompatible seamless: start the services again, and keep the image for a bug report)")]
     Invalid(#[source] seamless_image::validate::Invalid),
+    /// The image's threads were dumped on another CPU architecture: nothing was changed.
+    #[error("image refused before anything was changed: its threads were dumped on {image}, this restorer runs on {running}; an image restores only on the architecture it was dumped on")]
+    Architecture {
+        /// The architecture of the image's thread records (`x86_64`, `aarch64`).
+        image: &'static str,
+        /// This build's ([`seamless_sys::arch::NAME`]).
+        running: &'static str,
+    },
     /// The image is inconsistent.
     #[error("pid {pid}: inconsistent image: {what}")]
     Corrupt {
@@ -350,7 +358,7 @@ fn stage_b(pr: &mut Proc, p: &plan::ProcPlan) -> Result<(), RestoreError> {
     let tramp = pr.c.tramp;
     pr.c.call("munmap(trampoline)", libc::SYS_munmap, [tramp, child::TRAMP_LEN, 0, 0, 0, 0])?;
     for t in &p.threads {
-        threads::load_thread(&mut pr.c, t)?;
+        threads::load_thread(&mut pr.c, t, p.aarch64.get(&t.tid))?;
     }
     Ok(())
 }

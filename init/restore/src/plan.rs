@@ -27,6 +27,9 @@ pub struct ProcPlan {
     pub rec: ProcessRecord,
     /// Its threads, leader first.
     pub threads: Vec<ThreadRecord>,
+    /// The CPU state of its threads on aarch64 (by tid; empty in an x86-64 image, whose
+    /// thread records hold it).
+    pub aarch64: BTreeMap<i32, records::Aarch64Thread>,
     /// Its address space.
     pub mm: MmRecord,
     /// Its descriptors.
@@ -149,6 +152,11 @@ impl Plan {
 pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
     let d = Decoded::read(r).map_err(RestoreError::Image)?;
     validate(&d).map_err(RestoreError::Invalid)?;
+    // Validation proved the image holds threads of one architecture only.
+    let image = if !d.aarch64_regs.is_empty() { "aarch64" } else { "x86_64" };
+    if !d.threads.is_empty() && image != seamless_sys::arch::NAME {
+        return Err(RestoreError::Architecture { image, running: seamless_sys::arch::NAME });
+    }
     Ok(build(d))
 }
 
@@ -166,6 +174,7 @@ fn build(d: Decoded) -> Plan {
             ProcPlan {
                 rec,
                 threads: Vec::new(),
+                aarch64: BTreeMap::new(),
                 mm: MmRecord::default(),
                 fds: FdTable::default(),
                 chunks: Vec::new(),
@@ -190,6 +199,17 @@ fn build(d: Decoded) -> Plan {
     for (o, _, t) in d.threads {
         if let Some(p) = plan.procs.get_mut(&owner(o)) {
             p.threads.push(t);
+        }
+    }
+    // Validation proved each thread has all three records or none.
+    let mut fpsimd: BTreeMap<(u32, u64), records::Aarch64Fpsimd> =
+        d.aarch64_fpsimd.into_iter().map(|(o, tag, r)| ((o, tag), r)).collect();
+    let mut tls: BTreeMap<(u32, u64), records::Aarch64Tls> =
+        d.aarch64_tls.into_iter().map(|(o, tag, r)| ((o, tag), r)).collect();
+    for (o, tag, regs) in d.aarch64_regs {
+        let (Some(fpsimd), Some(tls)) = (fpsimd.remove(&(o, tag)), tls.remove(&(o, tag))) else { continue };
+        if let Some(p) = plan.procs.get_mut(&owner(o)) {
+            p.aarch64.insert(regs.tid, records::Aarch64Thread { regs, fpsimd, tls });
         }
     }
     for (o, m) in d.mms {
@@ -495,6 +515,7 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
     ProcPlan {
         rec,
         threads: Vec::new(),
+        aarch64: BTreeMap::new(),
         mm: MmRecord::default(),
         fds: FdTable { fds },
         chunks: Vec::new(),
@@ -518,6 +539,40 @@ pub(crate) fn sample_proc(pid: i32, ppid: i32, pgid: i32, descs: &[u32]) -> Proc
 mod tests {
     use super::{sample_proc as proc, Plan, Units};
     use seamless_image::records::{Addr, FileDesc, FileKind, SockState, SocketRecord, Vma, VmaKind};
+
+    /// The sample image with its thread's CPU state moved to the aarch64 records (or, on
+    /// aarch64, left in the x86-64 thread record): the image of the other architecture.
+    fn other_architecture_image() -> seamless_image::MemStore {
+        use seamless_image::records::aarch64::{PC, PT_REGS_WORDS};
+        use seamless_image::records::{Aarch64Fpsimd, Aarch64Regs, Aarch64Tls};
+        use seamless_image::{MemStore, Writer, WriterInfo};
+        let mut d = seamless_image::validate::Decoded::sample(4242);
+        if seamless_sys::arch::NAME == "x86_64" {
+            let (owner, tag) = (d.threads[0].0, d.threads[0].1);
+            let t = &mut d.threads[0].2;
+            t.regs.clear();
+            t.xstate.clear();
+            let mut regs = vec![0u64; PT_REGS_WORDS];
+            regs[PC] = 0x40_1000;
+            d.aarch64_regs.push((owner, tag, Aarch64Regs { tid: 4242, regs }));
+            d.aarch64_fpsimd.push((owner, tag, Aarch64Fpsimd { tid: 4242, vregs: vec![0; 512], fpsr: 0, fpcr: 0 }));
+            d.aarch64_tls.push((owner, tag, Aarch64Tls { tid: 4242, tpidr_el0: 0 }));
+        }
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn an_image_of_another_architecture_is_refused_before_anything() {
+        let mut r = seamless_image::Reader::open(other_architecture_image()).unwrap();
+        let e = super::load(&mut r).unwrap_err();
+        let crate::RestoreError::Architecture { image, running } = e else { panic!("{e}") };
+        assert_eq!(running, seamless_sys::arch::NAME);
+        assert_ne!(image, running);
+        assert!(e.to_string().contains("restores only on the architecture it was dumped on"), "{e}");
+    }
 
     fn desc(id: u32, kind: FileKind) -> FileDesc {
         FileDesc { id, flags: 0, pos: 0, kind }

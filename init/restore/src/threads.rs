@@ -9,7 +9,7 @@ use crate::inject::Remote;
 use crate::plan::ProcPlan;
 use crate::tracee::{Batch, Tracee};
 use crate::RestoreError;
-use seamless_image::records::{Creds, SyscallState, ThreadRecord};
+use seamless_image::records::{Aarch64Thread, Creds, SyscallState, ThreadRecord};
 use seamless_sys::arch::{self, REGS_WORDS};
 use seamless_sys::chain;
 use seamless_sys::ptrace::Regs;
@@ -229,16 +229,48 @@ pub enum RegsError {
         /// The saved instruction pointer.
         rip: u64,
     },
+    /// The thread's state was saved on another architecture.
+    #[error("thread {tid}: CPU state saved on {image}, this restorer runs on {running}")]
+    Architecture {
+        /// Thread.
+        tid: i32,
+        /// The architecture of the saved state.
+        image: &'static str,
+        /// This build's ([`arch::NAME`]).
+        running: &'static str,
+    },
+    /// The aarch64 records do not have the layout of `user_pt_regs`/`user_fpsimd_state`.
+    #[error("thread {tid}: aarch64 registers or FP/SIMD state of the wrong length")]
+    Aarch64Layout {
+        /// Thread.
+        tid: i32,
+    },
 }
 
-/// The registers a thread resumes with: the saved ones, with an interrupted syscall set up
-/// to run again.
-pub fn final_regs(t: &ThreadRecord) -> Result<Regs, RegsError> {
-    if t.regs.len() != REGS_WORDS {
-        return Err(RegsError::Words { tid: t.tid, words: t.regs.len() });
+/// The saved register words and FP state of a thread in the layout of this build's
+/// architecture layer: the thread record's own (x86-64) or its aarch64 records.
+pub fn saved_state(t: &ThreadRecord, a64: Option<&Aarch64Thread>) -> Result<(Vec<u64>, Vec<u8>), RegsError> {
+    let image = if a64.is_some() { "aarch64" } else { "x86_64" };
+    if image != arch::NAME {
+        return Err(RegsError::Architecture { tid: t.tid, image, running: arch::NAME });
+    }
+    match a64 {
+        Some(a) => match (a.arch_words(), a.arch_fp()) {
+            (Some(w), Some(f)) => Ok((w, f)),
+            _ => Err(RegsError::Aarch64Layout { tid: t.tid }),
+        },
+        None => Ok((t.regs.clone(), t.xstate.clone())),
+    }
+}
+
+/// The registers a thread resumes with: the saved ones (`words`, from [`saved_state`]), with
+/// an interrupted syscall set up to run again.
+pub fn final_regs(t: &ThreadRecord, words: &[u64]) -> Result<Regs, RegsError> {
+    if words.len() != REGS_WORDS {
+        return Err(RegsError::Words { tid: t.tid, words: words.len() });
     }
     let mut r = [0u64; REGS_WORDS];
-    r.copy_from_slice(&t.regs);
+    r.copy_from_slice(words);
     if let SyscallState::Restart { nr, .. } = t.syscall {
         if !arch::restart_syscall(&mut r, nr) {
             return Err(RegsError::Restart { tid: t.tid, rip: arch::ip(&r) });
@@ -248,15 +280,22 @@ pub fn final_regs(t: &ThreadRecord) -> Result<Regs, RegsError> {
     Ok(r)
 }
 
-/// Loads the final registers, extended state and signal mask into a stopped thread.
-pub fn load_thread<T: Tracee + ?Sized>(c: &mut T, t: &ThreadRecord) -> Result<(), RestoreError> {
+/// Loads the final registers, extended state and signal mask into a stopped thread (`a64`:
+/// its aarch64 records, in an aarch64 image).
+pub fn load_thread<T: Tracee + ?Sized>(
+    c: &mut T,
+    t: &ThreadRecord,
+    a64: Option<&Aarch64Thread>,
+) -> Result<(), RestoreError> {
     let pid = c.pid();
-    let regs = final_regs(t).map_err(|e| RestoreError::Corrupt { pid, what: e.to_string() })?;
+    let corrupt = |e: RegsError| RestoreError::Corrupt { pid, what: e.to_string() };
+    let (words, fp) = saved_state(t, a64).map_err(corrupt)?;
+    let regs = final_regs(t, &words).map_err(corrupt)?;
     c.set_regs(t.tid, &regs).map_err(|e| RestoreError::sys(pid, format!("registers of thread {}", t.tid), e))?;
-    if let Err(e) = c.set_fpstate(t.tid, &t.xstate) {
-        log::warn!("pid {pid} thread {}: full XSAVE area refused ({}); restoring x87/SSE state only", t.tid, chain(&e));
-        let n = t.xstate.len().min(FXSAVE_SIZE);
-        c.set_fpstate_legacy(t.tid, &t.xstate[..n])
+    if let Err(e) = c.set_fpstate(t.tid, &fp) {
+        log::warn!("pid {pid} thread {}: full FP state refused ({}); restoring the legacy part only", t.tid, chain(&e));
+        let n = fp.len().min(FXSAVE_SIZE);
+        c.set_fpstate_legacy(t.tid, &fp[..n])
             .map_err(|e| RestoreError::sys(pid, format!("FP state of thread {}", t.tid), e))?;
     }
     c.set_sigmask(t.tid, t.sigmask)
@@ -414,6 +453,25 @@ mod tests {
 
     /// An interrupted system call is set up to run again; the XSAVE area falls back to the
     /// legacy FP state when the CPU refuses it; the mask is set last.
+    /// A thread saved on the other architecture is refused, naming both, before any register
+    /// is written.
+    #[test]
+    fn a_thread_of_another_architecture_is_refused() {
+        let mut t = Recorder::new(42);
+        let mut rec = thread(43);
+        let words = vec![0u64; seamless_image::records::aarch64::ARCH_REGS_WORDS];
+        let a64 = Aarch64Thread::from_arch(43, &words, &[0; seamless_image::records::aarch64::FPSIMD_BYTES]).unwrap();
+        // On x86-64 an aarch64 thread; on aarch64 an x86-64 one.
+        let other = (arch::NAME == "x86_64").then_some(&a64);
+        if other.is_none() {
+            rec.regs = vec![0; 27];
+        }
+        let e = load_thread(&mut t, &rec, other).unwrap_err().to_string();
+        let image = if other.is_some() { "aarch64" } else { "x86_64" };
+        assert!(e.contains(&format!("saved on {image}, this restorer runs on {}", arch::NAME)), "{e}");
+        assert!(t.events.is_empty(), "nothing loaded: {:?}", t.events);
+    }
+
     #[test]
     fn registers_of_an_interrupted_syscall_restart_it() {
         let mut t = Recorder::new(42);
@@ -421,9 +479,18 @@ mod tests {
         let mut rec = thread(43);
         let mut saved: Regs = [0; REGS_WORDS];
         arch::set_ip(&mut saved, 0x40_1004);
-        rec.regs = saved.to_vec();
+        // The state where this architecture's image keeps it.
+        let a64 = (arch::NAME == "aarch64")
+            .then(|| Aarch64Thread::from_arch(43, &saved, &vec![0; arch::FP_LEGACY_SIZE]))
+            .flatten();
+        if a64.is_some() {
+            rec.regs.clear();
+            rec.xstate.clear();
+        } else {
+            rec.regs = saved.to_vec();
+        }
         rec.syscall = SyscallState::Restart { nr: 35, code: -512 };
-        load_thread(&mut t, &rec).unwrap();
+        load_thread(&mut t, &rec, a64.as_ref()).unwrap();
         let Event::Regs(43, regs) = t.events[0] else { panic!("{:?}", t.events) };
         assert_eq!(arch::ip(&regs), 0x40_1004 - arch::SYSCALL_INSN.len() as u64, "back on the syscall instruction");
         assert_eq!(arch::syscall_no(&regs), -1, "not in a syscall for the kernel");

@@ -8,6 +8,7 @@
 
 use crate::RecordKind;
 
+pub mod aarch64;
 pub mod access;
 pub mod epoll;
 pub mod eventfd;
@@ -29,6 +30,7 @@ pub mod threads;
 pub mod tty;
 pub mod unix;
 
+pub use aarch64::{Aarch64Fpsimd, Aarch64Regs, Aarch64Thread, Aarch64Tls};
 pub use access::{
     cgroup_path_ok, AccountArea, CgroupLimit, CgroupMembership, FlaggedArea, GhostOwner, VmaAccount, VmaFlags,
 };
@@ -132,6 +134,13 @@ pub const EXE_OBJECT: RecordKind = RecordKind(62);
 /// [`MqNotify`], owner = pid (at most one per process, only with `mq_notify` registrations).
 pub const MQ_NOTIFY: RecordKind = RecordKind(63);
 
+/// [`Aarch64Regs`], owner = pid, tag = tid (one per thread of an aarch64 image).
+pub const AARCH64_REGS: RecordKind = RecordKind(70);
+/// [`Aarch64Fpsimd`], owner = pid, tag = tid (one per thread of an aarch64 image).
+pub const AARCH64_FPSIMD: RecordKind = RecordKind(71);
+/// [`Aarch64Tls`], owner = pid, tag = tid (one per thread of an aarch64 image).
+pub const AARCH64_TLS: RecordKind = RecordKind(72);
+
 /// [`ShmRecord`], owner 0, tag = segment id (System V shared memory).
 pub const SYSV_SHM: RecordKind = RecordKind(35);
 /// [`SemRecord`], owner 0, tag = semaphore set id.
@@ -152,6 +161,9 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
     Some(match kind {
         PROCESS => "process",
         THREAD => "thread",
+        AARCH64_REGS => "aarch64-regs",
+        AARCH64_FPSIMD => "aarch64-fpsimd",
+        AARCH64_TLS => "aarch64-tls",
         MM => "mm",
         FDS => "fds",
         FILE_DESC => "file",
@@ -409,6 +421,25 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
                 .map(|r| format!("fd {} notify {} signal {} value {:#x}", r.fd, r.notify, r.signo, r.value))
                 .collect();
             format!("mq_notify registrations: {}", l.join(", "))
+        }
+        AARCH64_REGS => {
+            let r: Aarch64Regs = de(bytes)?;
+            let at = |i: usize| r.regs.get(i).copied().unwrap_or(0);
+            format!(
+                "aarch64 thread {} pc {:#x} sp {:#x} pstate {:#x}",
+                r.tid,
+                at(aarch64::PC),
+                at(aarch64::SP),
+                at(aarch64::PSTATE)
+            )
+        }
+        AARCH64_FPSIMD => {
+            let f: Aarch64Fpsimd = de(bytes)?;
+            format!("aarch64 thread {} FP/SIMD {} B fpsr {:#x} fpcr {:#x}", f.tid, f.vregs.len(), f.fpsr, f.fpcr)
+        }
+        AARCH64_TLS => {
+            let t: Aarch64Tls = de(bytes)?;
+            format!("aarch64 thread {} tpidr_el0 {:#x}", t.tid, t.tpidr_el0)
         }
         THREAD_SCHED => {
             let t: ThreadSched = de(bytes)?;
