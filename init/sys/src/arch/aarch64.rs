@@ -54,7 +54,7 @@ const NT_PRSTATUS: usize = 1;
 const NT_PRFPREG: usize = 2;
 const NT_ARM_TLS: usize = 0x401;
 const NT_ARM_SYSTEM_CALL: usize = 0x404;
-/// pstate bit M[4]: the thread runs AArch32 code.
+/// pstate bit `M[4]`: the thread runs AArch32 code.
 const PSR_MODE32_BIT: u64 = 0x10;
 
 /// The instruction pointer.
@@ -228,7 +228,7 @@ pub fn write_regs(tid: i32, regs: &Regs) -> SysResult<()> {
 }
 
 /// Whether the stopped thread runs AArch64 code: an AArch32 (compat) thread presents 18
-/// 32-bit words instead of `user_pt_regs`, or has pstate's M[4] set.
+/// 32-bit words instead of `user_pt_regs`, or has bit 4 of pstate (`M[4]`, AArch32 state) set.
 ///
 /// Man page: `ptrace(2)`.
 pub fn native_mode(tid: i32) -> SysResult<bool> {
