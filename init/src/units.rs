@@ -12,8 +12,9 @@
 //!    adoption: `Type=forking`, `PIDFile=` that file, every `ExecStart*` replaced by `true`
 //!    (and the unit's exec sandbox, `NoExecPaths=`/`ExecPaths=`, reset so that `true` may
 //!    run), so systemd starts no second instance and takes the restored process as `MainPID`;
-//! 3. adds the runtime unit `seamless-adopted.service` (ordered after the adopted units) that
-//!    removes those drop-ins and reloads systemd, so that a later `systemctl restart` or
+//! 3. adds the runtime unit `seamless-adopted.service` (wanted by `multi-user.target`; it
+//!    wants the adopted units, so one that was started by hand and is not enabled is adopted
+//!    too, and is ordered after them) that removes those drop-ins and reloads systemd, so that a later `systemctl restart` or
 //!    `stop` runs the unit's real configuration again.
 //!
 //! Units whose main pid was not restored are left alone (systemd starts them as usual). Every
@@ -109,6 +110,7 @@ pub fn cleanup_unit(units: &[RecordedUnit]) -> String {
         "# Written by seamless-init: hands the adopted units back to their own configuration.\n\
          [Unit]\n\
          Description=seamless: restored services adopted, back to their unit files\n\
+         Wants={after}\n\
          After={after}\n\
          \n\
          [Service]\n\
@@ -300,7 +302,7 @@ mod tests {
         assert!(d.contains("Type=forking\n") && d.contains("PIDFile=/run/seamless/units/memcached.service.pid\n"));
         assert!(d.contains("ExecStart=\nExecStart=/bin/true\n") && d.contains("ExecStartPre=\n"));
         let c = cleanup_unit(&[u]);
-        assert!(c.contains("After=memcached.service\n"));
+        assert!(c.contains("Wants=memcached.service\n") && c.contains("After=memcached.service\n"));
         assert!(c.contains("ExecStart=/bin/rm -f /run/systemd/system/memcached.service.d/50-seamless-adopt.conf\n"));
     }
 }

@@ -182,7 +182,8 @@ pub fn tree_pids(pid: i32) -> Vec<i32> {
     out
 }
 
-fn signal(pid: i32, sig: Signal) -> Result<()> {
+/// Sends `sig` to `pid`.
+pub fn signal(pid: i32, sig: Signal) -> Result<()> {
     let p = Pid::from_raw(pid).with_context(|| format!("invalid pid {pid}"))?;
     rustix::process::kill_process(p, sig).with_context(|| format!("kill({pid}, {sig:?})"))
 }

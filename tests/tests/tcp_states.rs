@@ -9,6 +9,7 @@
 //! `cargo test -p seamless-tests --test tcp_states -- --test-threads=1 --nocapture` (needs root).
 
 use anyhow::{bail, ensure, Context, Result};
+use rustix::process::Signal;
 use seamless_image::records::{Addr, LockedConn};
 use seamless_tests::host::Harness;
 use seamless_tests::netns::Netns;
@@ -226,6 +227,37 @@ fn loopback_close_states_survive_a_long_pause() -> Result<()> {
     run.terminate()?;
     run.wait_verdict(Duration::from_secs(60))?;
     eprintln!("tcp_states after a 20 s pause: verdict {:.1} s after SIGTERM", t0.elapsed().as_secs_f64());
+    let _ = std::fs::remove_dir_all(&images);
+    Ok(())
+}
+
+/// The loopback close states of `tcp_states` restored while the process stays stopped for
+/// 40 s, as a process restored early in a long restore (a VM's many trees) is: its sockets are
+/// back in the kernel, their peers (its own other ends) not read yet. When it resumes, each
+/// stream must go on at once, as after a plain 40 s stop without any dump: a socket that held a
+/// bigger window than its buffer while it was repaired made the sender's segments too large for
+/// it, and the sender then waited on its backed-off retransmission timer (tens of seconds).
+#[test]
+fn loopback_close_states_go_on_after_a_late_resume() -> Result<()> {
+    let ns = Netns::new("tcpstr")?;
+    let h = harness()?.in_netns(ns.name());
+    let mut run = h.start("tcp_states", &[])?;
+    run.wait_ready(Duration::from_secs(60))?;
+    // The workload's root, our child, not reaped yet.
+    seamless_tests::host::signal(run.pid, Signal::STOP)?;
+    let pids = run.snapshot_tree();
+    let images = h.images_for(&run);
+    let dump = h.dump(&run, &images, false)?;
+    ensure!(dump.status.success(), "dump of tcp_states failed: {}", dump.failure());
+    run.expect_gone(&pids, Duration::from_secs(20))?;
+    let r = h.restore(&run, &images, &[])?;
+    ensure!(r.status.success(), "restore of tcp_states failed: {}", r.failure());
+    std::thread::sleep(Duration::from_secs(40));
+    let t0 = Instant::now();
+    seamless_tests::host::signal(run.pid, Signal::CONT)?;
+    run.terminate()?;
+    run.wait_verdict(Duration::from_secs(60))?;
+    eprintln!("tcp_states resumed 40 s after its restore: verdict {:.1} s after SIGTERM", t0.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&images);
     Ok(())
 }

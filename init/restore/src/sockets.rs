@@ -403,7 +403,14 @@ pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreErr
             continue;
         }
         let raw = fd.as_raw_fd();
+        let extra = extras.get(&id).unwrap_or(&SocketExtra::default()).clone();
         let r = (|| {
+            // The receive buffer the process had set goes back before the first segment
+            // leaves (the window probe of leaving repair mode): every window this socket
+            // advertises is then one the buffer can hold, as before the dump. With the larger
+            // buffer that held the queue, the peer would size its segments to a window the
+            // socket then drops for want of memory, and wait on its backed-off timer.
+            set_sizes(id, raw, &s, &extra, &[libc::SO_RCVBUF])?;
             net::tcp_repair(raw, false).map_err(|e| fail(id, "TCP_REPAIR off", e))?;
             let SockState::Tcp(c) = &s.state else { return Ok(()) };
             let sent = c.send_queue.len() - (c.unsent as usize).min(c.send_queue.len());
@@ -414,7 +421,7 @@ pub fn finish(ctx: &mut Ctx, skip: impl Fn(u32) -> bool) -> Vec<(u32, RestoreErr
             set_opts(id, raw, &s, true)?;
             // Always: the buffers forced to hold the saved queues must go back to autotuning
             // unless the process had sized them itself.
-            apply_extra(id, raw, &s, Some(extras.get(&id).unwrap_or(&SocketExtra::default())))
+            apply_extra(id, raw, &s, Some(&extra))
         })();
         if let Err(e) = r {
             failed.push((id, e));
@@ -440,15 +447,7 @@ fn apply_extra(id: u32, fd: RawFd, s: &SocketRecord, x: Option<&SocketExtra>) ->
         l.extend_from_slice(&secs.to_ne_bytes());
         net::set_bytes(fd, libc::SOL_SOCKET, libc::SO_LINGER, &l).map_err(|e| fail(id, "SO_LINGER", e))?;
     }
-    for (bit, name, force) in
-        [(1u8, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE), (2u8, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE)]
-    {
-        if x.buf_lock & bit != 0 {
-            if let Some(v) = saved_opt(s, libc::SOL_SOCKET, name) {
-                net::set_int(fd, libc::SOL_SOCKET, force, v / 2).map_err(|e| fail(id, "SO_*BUFFORCE", e))?;
-            }
-        }
-    }
+    set_sizes(id, fd, s, x, &[libc::SO_SNDBUF, libc::SO_RCVBUF])?;
     match net::set_int(fd, libc::SOL_SOCKET, SO_BUF_LOCK, i32::from(x.buf_lock)) {
         Ok(()) => {}
         // A kernel before 5.14: sizes set above stay locked, as they always did.
@@ -460,6 +459,21 @@ fn apply_extra(id: u32, fd: RawFd, s: &SocketRecord, x: Option<&SocketExtra>) ->
     }
     if x.filter_locked {
         net::set_int(fd, libc::SOL_SOCKET, SO_LOCK_FILTER, 1).map_err(|e| fail(id, "SO_LOCK_FILTER", e))?;
+    }
+    Ok(())
+}
+
+/// Sets the buffer sizes among `which` (`SO_SNDBUF`, `SO_RCVBUF`) that the process had set
+/// itself (locked) back to their saved values, which [`fit_buffers`] raised to hold the queues.
+fn set_sizes(id: u32, fd: RawFd, s: &SocketRecord, x: &SocketExtra, which: &[i32]) -> Result<(), RestoreError> {
+    for (bit, name, force) in
+        [(1u8, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE), (2u8, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE)]
+    {
+        if x.buf_lock & bit != 0 && which.contains(&name) {
+            if let Some(v) = saved_opt(s, libc::SOL_SOCKET, name) {
+                net::set_int(fd, libc::SOL_SOCKET, force, v / 2).map_err(|e| fail(id, "SO_*BUFFORCE", e))?;
+            }
+        }
     }
     Ok(())
 }

@@ -233,6 +233,8 @@ pub fn place(c: &mut Child, p: &ProcPlan, opts: &RestoreOptions) -> Result<(), R
             .iter()
             .filter(|v| !matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar))
             .map(|v| (v.start, v.end))
+            // System V segments are attached after the vDSO is placed: their ranges are taken.
+            .chain(p.shm_attach.iter().map(|a| (a.start, a.end)))
             .chain(std::iter::once((c.tramp, c.tramp + crate::child::TRAMP_LEN)))
             .collect();
     if !opts.force_vdso_trampoline && same_layout && cur_bytes == p.mm.vdso {
