@@ -8,7 +8,7 @@
 //!    the unit's recorded cgroup and moves the restored main process and its restored
 //!    descendants into it;
 //! 2. writes the main pid to `/run/seamless/units/UNIT.pid` and a runtime drop-in
-//!    `/run/systemd/system/UNIT.d/50-seamless-adopt.conf` that turns the unit's start into an
+//!    `/run/systemd/system/UNIT.d/zz-seamless-adopt.conf` that turns the unit's start into an
 //!    adoption: `Type=forking`, `PIDFile=` that file, every `ExecStart*` replaced by `true`
 //!    (and the unit's exec sandbox, `NoExecPaths=`/`ExecPaths=`, reset so that `true` may
 //!    run), so systemd starts no second instance and takes the restored process as `MainPID`;
@@ -34,7 +34,11 @@ pub const UNITS_FILE: &str = "/var/lib/seamless/units";
 pub const PID_DIR: &str = "/run/seamless/units";
 
 /// The drop-in's file name.
-const DROP_IN: &str = "50-seamless-adopt.conf";
+/// The adoption drop-in's name: systemd applies a unit's drop-ins in the order of their names
+/// across every directory, so it must sort after any an operator may have (`override.conf`,
+/// which `systemctl edit` writes, `50-*.conf`): one of those setting `ExecStart=` after it would
+/// undo the adoption and start a second instance.
+const DROP_IN: &str = "zz-seamless-adopt.conf";
 
 /// One recorded unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +307,6 @@ mod tests {
         assert!(d.contains("ExecStart=\nExecStart=/bin/true\n") && d.contains("ExecStartPre=\n"));
         let c = cleanup_unit(&[u]);
         assert!(c.contains("Wants=memcached.service\n") && c.contains("After=memcached.service\n"));
-        assert!(c.contains("ExecStart=/bin/rm -f /run/systemd/system/memcached.service.d/50-seamless-adopt.conf\n"));
+        assert!(c.contains("ExecStart=/bin/rm -f /run/systemd/system/memcached.service.d/zz-seamless-adopt.conf\n"));
     }
 }
