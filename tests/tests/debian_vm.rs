@@ -25,7 +25,14 @@ fn units_upgrade(name: &str, generator: &str, setup: impl FnOnce(GuestBuilder, &
     let builder = GuestBuilder::new(name)
         .base_root(&root)
         .file("/etc/systemd/system/redis-server.service.d/50-seamless-test.conf", UNSANDBOXED, 0o644)
-        .file("/etc/systemd/system/memcached.service.d/50-seamless-test.conf", UNSANDBOXED, 0o644);
+        .file("/etc/systemd/system/memcached.service.d/50-seamless-test.conf", UNSANDBOXED, 0o644)
+        // What `systemctl edit memcached` leaves: an override that sets the command again. The
+        // adoption's drop-in must still win (it sorts after it).
+        .file(
+            "/etc/systemd/system/memcached.service.d/override.conf",
+            "[Service]\nExecStart=\nExecStart=/usr/share/memcached/scripts/systemd-memcached-wrapper /etc/memcached.conf\n",
+            0o644,
+        );
     let mut vm = setup(builder, &b).start()?;
     let state = vm.run_timeout(
         "for i in $(seq 1800); do systemctl is-active -q redis-server && systemctl is-active -q memcached && break; sleep 0.2; done; systemctl is-active redis-server memcached; systemctl --version | head -1",
