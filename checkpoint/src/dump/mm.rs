@@ -147,7 +147,9 @@ pub fn dump_mm_with<S: Store>(
     let mem = Mem::open(pid, false).map_err(|e| DumpError::io(pid, "opening /proc/PID/mem", e))?;
     let mut rec = MmRecord::default();
     let mut total = 0u64;
-    let mut buf = vec![0u8; CHUNK];
+    // Grown to the longest run actually read (at most CHUNK): zeroing 4 MiB for every process
+    // was 16 % of the dump of 100 small processes.
+    let mut buf = Vec::new();
     // System V attachments are in their own record (`super::sysv`).
     let sysv = super::sysv::attached_areas(pid)?;
     for m in maps.iter().filter(|m| !sysv.contains(&(m.start, m.end))) {
@@ -170,6 +172,7 @@ pub fn dump_mm_with<S: Store>(
         }
         let skip = matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Vsyscall);
         if let (false, Some(copied)) = (skip, pre.as_mut()) {
+            buf.resize(CHUNK, 0);
             v.saved_pages = save_precopied(pid, &mem, &pagemap, w, &v, copied, &mut buf)?;
         } else if !skip {
             let npages = (m.len() / PAGE_SIZE as u64) as usize;
@@ -277,13 +280,16 @@ fn flush<S: Store>(
     pid: i32,
     mem: &Mem,
     w: &mut Writer<S>,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
     start: u64,
     pages: usize,
     unshared: bool,
 ) -> Result<u64, DumpError> {
     crate::interrupt::check("memory dump")?;
     let len = pages * PAGE_SIZE;
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
     let read = if unshared { Mem::read_unshared } else { Mem::read };
     read(mem, start, &mut buf[..len])
         .map_err(|e| DumpError::io(pid, format!("reading memory {start:#x}+{len:#x}"), e))?;
