@@ -17,7 +17,7 @@ use seamless_image::records::{AccountArea, FlaggedArea, MmRecord, VmaAccount, Vm
 
 /// `(start, end, VmFlags line, kernel-placed)` of every area of a `smaps` text (the last
 /// is true for `[vdso]`, `[vvar]` and `[vsyscall]`, which the new kernel places itself).
-fn areas(smaps: &str) -> Vec<(u64, u64, &str, bool)> {
+pub(super) fn areas(smaps: &str) -> Vec<(u64, u64, &str, bool)> {
     let mut out = Vec::new();
     let mut current: Option<(u64, u64, bool)> = None;
     for line in smaps.lines() {
@@ -38,15 +38,16 @@ fn areas(smaps: &str) -> Vec<(u64, u64, &str, bool)> {
     out
 }
 
-fn read_smaps(pid: i32) -> Result<String, DumpError> {
+/// The text of `/proc/PID/smaps`, read once per process for [`vma_flags`] and
+/// [`super::mm::vma_advice`] (the kernel walks every page table for it).
+pub(super) fn read_smaps(pid: i32) -> Result<String, DumpError> {
     std::fs::read_to_string(format!("/proc/{pid}/smaps")).map_err(|e| DumpError::io(pid, "reading /proc/PID/smaps", e))
 }
 
 /// The flagged areas of `pid` among those of `mm` the restore maps, and the private ones
-/// charged otherwise than their protection implies (one read of `smaps` for both).
-pub fn vma_flags(pid: i32, mm: &MmRecord) -> Result<(VmaFlags, VmaAccount), DumpError> {
-    let smaps = read_smaps(pid)?;
-    Ok((parse(&smaps, mm), account(&smaps, mm)))
+/// charged otherwise than their protection implies, from the text of `smaps`.
+pub fn vma_flags(smaps: &str, mm: &MmRecord) -> (VmaFlags, VmaAccount) {
+    (parse(smaps, mm), account(smaps, mm))
 }
 
 /// Whole private areas of `mm` that are charged without `PROT_WRITE` (`ac`) or writable and

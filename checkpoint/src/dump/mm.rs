@@ -91,39 +91,21 @@ pub(super) fn wanted(v: &Vma, entry: u64) -> bool {
     }
 }
 
-/// The `madvise` state of the areas of `mm` (the `VmFlags` of `/proc/PID/smaps`), for the
-/// areas that have some.
-pub fn vma_advice(pid: i32, mm: &MmRecord) -> Result<VmaAdvice, DumpError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
-        .map_err(|e| DumpError::io(pid, "reading /proc/PID/smaps", e))?;
-    Ok(parse_advice(&text, mm))
-}
-
-/// [`vma_advice`] from the text of `smaps`: each area header (`start-end perms ...`) is
-/// followed by its fields, `VmFlags:` among them.
-fn parse_advice(smaps: &str, mm: &MmRecord) -> VmaAdvice {
+/// The `madvise` state of the areas of `mm` (the `VmFlags` of `/proc/PID/smaps`, read once by
+/// [`super::access::read_smaps`]), for the areas that have some.
+pub fn vma_advice(smaps: &str, mm: &MmRecord) -> VmaAdvice {
     let mut areas = Vec::new();
-    let mut current: Option<(u64, u64)> = None;
-    for line in smaps.lines() {
-        let range = line
-            .split_whitespace()
-            .next()
-            .and_then(|r| r.split_once('-'))
-            .and_then(|(a, b)| Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?)));
-        if let Some(r) = range.filter(|_| !line.ends_with(':') && !line.starts_with(char::is_uppercase)) {
-            current = Some(r);
-        } else if let (Some(flags), Some((start, end))) = (line.strip_prefix("VmFlags:"), current) {
-            let flags = VmaAdvice::from_vmflags(flags);
-            // Only areas the restore maps itself: not the kernel's [vdso], [vvar] (which the
-            // kernel marks "dd") and [vsyscall], which the new kernel places.
-            let restored = mm.vmas.iter().any(|v| {
-                v.start <= start
-                    && end <= v.end
-                    && matches!(v.kind, VmaKind::Anon | VmaKind::File { .. } | VmaKind::SharedAnon { .. })
-            });
-            if flags != 0 && restored {
-                areas.push(AdvisedArea { start, end, flags });
-            }
+    for (start, end, flags, _) in super::access::areas(smaps) {
+        let flags = VmaAdvice::from_vmflags(flags);
+        // Only areas the restore maps itself: not the kernel's [vdso], [vvar] (which the
+        // kernel marks "dd") and [vsyscall], which the new kernel places.
+        let restored = mm.vmas.iter().any(|v| {
+            v.start <= start
+                && end <= v.end
+                && matches!(v.kind, VmaKind::Anon | VmaKind::File { .. } | VmaKind::SharedAnon { .. })
+        });
+        if flags != 0 && restored {
+            areas.push(AdvisedArea { start, end, flags });
         }
     }
     VmaAdvice { areas }
@@ -326,7 +308,7 @@ mod tests {
             vdso: Vec::new(),
         };
         assert_eq!(
-            parse_advice(smaps, &mm).areas,
+            vma_advice(smaps, &mm).areas,
             vec![
                 AdvisedArea { start: 0x7f00_0000_0000, end: 0x7f00_0040_0000, flags: VmaAdvice::NOHUGEPAGE },
                 AdvisedArea {

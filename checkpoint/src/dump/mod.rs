@@ -271,11 +271,12 @@ pub fn dump_trees_with<S: Store>(
                 writer.put_ignorable_record(records::COW_SHARED, p.pid as u32, 0, &c)?;
             }
         }
-        let advice = mm::vma_advice(p.pid, &mm_rec)?;
+        let smaps = access::read_smaps(p.pid)?;
+        let advice = mm::vma_advice(&smaps, &mm_rec);
         if !advice.areas.is_empty() {
             writer.put_ignorable_record(records::VMA_ADVICE, p.pid as u32, 0, &advice)?;
         }
-        let (flags, account) = access::vma_flags(p.pid, &mm_rec)?;
+        let (flags, account) = access::vma_flags(&smaps, &mm_rec);
         if !flags.areas.is_empty() {
             writer.put_record(records::VMA_FLAGS, p.pid as u32, 0, &flags)?;
         }
