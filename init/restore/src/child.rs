@@ -83,15 +83,15 @@ impl Child {
     /// Takes over the seized process and maps the trampoline at an address that neither its
     /// current mappings nor `target` use.
     pub fn new(pid: i32, target: &[Vma]) -> Result<Self, RestoreError> {
-        let ip =
-            inject::find_syscall_insn(pid).map_err(|e| RestoreError::io(pid, "finding a syscall instruction", e))?;
+        // One read of the maps for the syscall instruction and the trampoline's gap.
+        let maps = procfs::read_maps(pid).map_err(|e| RestoreError::io(pid, "reading maps", e))?;
+        let ip = inject::find_syscall_insn_in(pid, &maps)
+            .map_err(|e| RestoreError::io(pid, "finding a syscall instruction", e))?;
         let remote = Remote::new(pid, ip).map_err(|e| RestoreError::inject(pid, "take over", e))?;
         let mem = Mem::open(pid, true).map_err(|e| RestoreError::io(pid, "opening /proc/PID/mem", e))?;
         let mut c = Child { pid, remote, tramp: 0, mem };
         let mut ranges: Vec<(u64, u64)> = target.iter().map(|v| (v.start, v.end)).collect();
-        for m in procfs::read_maps(pid).map_err(|e| RestoreError::io(pid, "reading maps", e))? {
-            ranges.push((m.start, m.end));
-        }
+        ranges.extend(maps.iter().map(|m| (m.start, m.end)));
         let at = find_gap(&ranges, TRAMP_LEN, 0x1_0000_0000)
             .ok_or_else(|| RestoreError::Failed { pid, what: "no free address for the trampoline".into() })?;
         let got = c.call(

@@ -319,7 +319,11 @@ impl Remote {
 
 /// Finds a system-call instruction ([`arch::SYSCALL_INSN`]) inside the `[vdso]` of `pid`.
 pub fn find_syscall_insn(pid: i32) -> std::io::Result<u64> {
-    let maps = crate::procfs::read_maps(pid)?;
+    find_syscall_insn_in(pid, &crate::procfs::read_maps(pid)?)
+}
+
+/// [`find_syscall_insn`] with the areas of `pid` already read from `/proc/PID/maps`.
+pub fn find_syscall_insn_in(pid: i32, maps: &[crate::procfs::MapLine]) -> std::io::Result<u64> {
     let vdso = maps
         .iter()
         .find(|m| m.name == "[vdso]")
