@@ -4,7 +4,8 @@
 //! process of every tree. What it checks:
 //!
 //! - per process ([`process`]): system-call injection must be safe in every thread (no seccomp
-//!   strict mode, no seccomp filter that blocks an injected call, no 32-bit code, no syscall user dispatch), and the working
+//!   strict mode, no seccomp filter that blocks an injected call, no 32-bit code, no syscall user dispatch, no
+//!   aarch64 SVE/SME register state), and the working
 //!   directory, root directory and executable must be reachable again by their paths (not
 //!   deleted, not replaced by another file); the namespaces must be the dumper's; no
 //!   `SCHED_DEADLINE`, memory pin or lock of unknowable kind (the image does not carry them; it does carry the other
@@ -85,7 +86,9 @@ fn timers(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
 }
 
 /// Refuses threads the injection would run wrong code in: a thread executing 32-bit code
-/// (the injected `syscall` instruction and 64-bit system call numbers are wrong there), and
+/// (the injected `syscall` instruction and 64-bit system call numbers are wrong there), a
+/// thread with register state the image does not carry (aarch64: live SVE registers, SME
+/// streaming mode or ZA: [`seamless_sys::arch::uncarried_state`]), and
 /// syscall user dispatch (injected calls may be turned into SIGSYS, and restore does not set
 /// it up again). Reads the stopped threads' registers only.
 fn native(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
@@ -98,6 +101,11 @@ fn native(pid: i32, tids: &[i32]) -> Result<(), DumpError> {
                 format!("thread {tid}"),
                 "runs 32-bit code: the dump injects 64-bit system calls, which would crash it; 32-bit code is not checkpointed",
             ));
+        }
+        if let Some(why) = seamless_sys::arch::uncarried_state(tid)
+            .map_err(|e| DumpError::sys(pid, format!("vector registers of thread {tid}"), e))?
+        {
+            return Err(refuse(pid, format!("thread {tid}"), format!("{why}; it cannot be checkpointed")));
         }
         match seamless_sys::ptrace::get_syscall_user_dispatch(tid) {
             Ok(c) if c.mode != 0 => {

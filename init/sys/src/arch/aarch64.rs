@@ -54,6 +54,15 @@ const NT_PRSTATUS: usize = 1;
 const NT_PRFPREG: usize = 2;
 const NT_ARM_TLS: usize = 0x401;
 const NT_ARM_SYSTEM_CALL: usize = 0x404;
+const NT_ARM_SVE: usize = 0x405;
+const NT_ARM_SSVE: usize = 0x40b;
+const NT_ARM_ZA: usize = 0x40c;
+/// `flags` of `user_sve_header`: which register set the regset holds.
+const SVE_PT_REGS_MASK: u16 = 1;
+/// `flags` value: the full SVE registers (`SVE_PT_REGS_SVE`), not FPSIMD only.
+const SVE_PT_REGS_SVE: u16 = 1;
+/// Bytes of `user_sve_header` and of `user_za_header` (the same layout).
+pub const VEC_HEADER_SIZE: usize = 16;
 /// pstate bit `M[4]`: the thread runs AArch32 code.
 const PSR_MODE32_BIT: u64 = 0x10;
 
@@ -240,8 +249,8 @@ pub fn native_mode(tid: i32) -> SysResult<bool> {
 /// Size of `user_fpsimd_state`: 32 128-bit registers, fpsr, fpcr, 8 reserved bytes.
 pub const FP_LEGACY_SIZE: usize = 528;
 
-/// Reads `user_fpsimd_state` (`NT_PRFPREG`, 528 bytes). SVE and SME state beyond the low
-/// 128 bits of each register are not read (the dump refuses nothing here yet).
+/// Reads `user_fpsimd_state` (`NT_PRFPREG`, 528 bytes). SVE and SME state beyond it are not
+/// read: a thread with such state is refused first ([`uncarried_state`]).
 ///
 /// Man page: `ptrace(2)`.
 pub fn read_fpstate(tid: i32) -> SysResult<Vec<u8>> {
@@ -266,6 +275,92 @@ pub fn write_fpstate(tid: i32, state: &[u8]) -> SysResult<()> {
 /// Man page: `ptrace(2)`.
 pub fn write_fpstate_legacy(tid: i32, state: &[u8]) -> SysResult<()> {
     write_fpstate(tid, state)
+}
+
+/// The header both `NT_ARM_SVE`/`NT_ARM_SSVE` (`user_sve_header`) and `NT_ARM_ZA`
+/// (`user_za_header`) start with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VecHeader {
+    /// Bytes of the whole regset as the kernel would return it (header included).
+    pub size: u32,
+    /// Vector length in bytes.
+    pub vl: u16,
+    /// `SVE_PT_REGS_*` and `SVE_PT_VL_*` bits.
+    pub flags: u16,
+}
+
+/// Parses a vector-extension header, `None` when shorter than [`VEC_HEADER_SIZE`].
+pub fn parse_vec_header(b: &[u8]) -> Option<VecHeader> {
+    let b = b.get(..VEC_HEADER_SIZE)?;
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    Some(VecHeader { size: u32::from_le_bytes([b[0], b[1], b[2], b[3]]), vl: u16_at(8), flags: u16_at(12) })
+}
+
+/// What an `NT_ARM_SVE` (`streaming` false) or `NT_ARM_SSVE` (`streaming` true) header says
+/// the image would lose: `Some(reason)` when the regset holds the full SVE registers (for
+/// `NT_ARM_SSVE`: the thread is in streaming mode).
+pub fn sve_header_refusal(h: &VecHeader, streaming: bool) -> Option<String> {
+    if h.flags & SVE_PT_REGS_MASK != SVE_PT_REGS_SVE {
+        return None;
+    }
+    Some(if streaming {
+        format!(
+            "is in SME streaming mode (streaming vector length {} bytes): the image carries the FP/SIMD registers only, not the streaming SVE registers",
+            h.vl
+        )
+    } else {
+        format!(
+            "has live SVE register state (vector length {} bytes): the image carries the FP/SIMD registers only (the low 128 bits of each Z register, no P or FFR registers)",
+            h.vl
+        )
+    })
+}
+
+/// What an `NT_ARM_ZA` header says the image would lose: `Some(reason)` when ZA storage is
+/// enabled (the regset is longer than its header).
+pub fn za_header_refusal(h: &VecHeader) -> Option<String> {
+    (h.size as usize > VEC_HEADER_SIZE).then(|| {
+        format!(
+            "has SME ZA storage enabled ({} bytes): the image does not carry the ZA array",
+            h.size as usize - VEC_HEADER_SIZE
+        )
+    })
+}
+
+/// Reads the header of vector regset `nt`, `None` when the kernel or CPU has no such
+/// regset (`EINVAL`: no SVE or SME, or a kernel before it).
+fn vec_header(tid: i32, nt: usize, call: &'static str) -> SysResult<Option<VecHeader>> {
+    let mut b = [0u8; VEC_HEADER_SIZE];
+    match getregset(tid, nt, &mut b, call) {
+        Ok(n) => parse_vec_header(&b[..n]).map(Some).ok_or_else(|| {
+            fail(call, tid, format!("kernel returned {n} bytes, expected a {VEC_HEADER_SIZE}-byte header"))
+        }),
+        Err(e) if matches!(e.errno(), Some(libc::EINVAL) | Some(libc::ENODEV)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Register state of the stopped thread that the image does not carry, as the reason to
+/// refuse it: live SVE registers (`NT_ARM_SVE` says SVE, not FPSIMD only), SME streaming
+/// mode (`NT_ARM_SSVE`) or an enabled ZA array (`NT_ARM_ZA`). `None` when there is none
+/// (always on a CPU without SVE and SME).
+///
+/// Man page: `ptrace(2)`; kernel: Documentation/arch/arm64/sve.rst and sme.rst.
+pub fn uncarried_state(tid: i32) -> SysResult<Option<String>> {
+    if let Some(h) = vec_header(tid, NT_ARM_SSVE, "ptrace(PTRACE_GETREGSET, NT_ARM_SSVE)")? {
+        if let Some(why) = sve_header_refusal(&h, true) {
+            return Ok(Some(why));
+        }
+    }
+    if let Some(h) = vec_header(tid, NT_ARM_ZA, "ptrace(PTRACE_GETREGSET, NT_ARM_ZA)")? {
+        if let Some(why) = za_header_refusal(&h) {
+            return Ok(Some(why));
+        }
+    }
+    if let Some(h) = vec_header(tid, NT_ARM_SVE, "ptrace(PTRACE_GETREGSET, NT_ARM_SVE)")? {
+        return Ok(sve_header_refusal(&h, false));
+    }
+    Ok(None)
 }
 
 /// Bytes of the jump the vDSO trampoline writes at a function's start: `b imm26`.
@@ -294,6 +389,40 @@ pub fn jump(from: u64, to: u64) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header(size: u32, vl: u16, flags: u16) -> [u8; VEC_HEADER_SIZE] {
+        let mut b = [0u8; VEC_HEADER_SIZE];
+        b[0..4].copy_from_slice(&size.to_le_bytes());
+        b[4..8].copy_from_slice(&8768u32.to_le_bytes()); // max_size
+        b[8..10].copy_from_slice(&vl.to_le_bytes());
+        b[10..12].copy_from_slice(&256u16.to_le_bytes()); // max_vl
+        b[12..14].copy_from_slice(&flags.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn an_sve_header_is_refused_only_when_it_holds_sve_registers() {
+        // FPSIMD only (flags 0), vector length 32: SVE_PT_SIZE = header + 512 + 16 + 16.
+        let fpsimd = parse_vec_header(&header(16 + 528, 32, 0)).unwrap();
+        assert_eq!(fpsimd, VecHeader { size: 544, vl: 32, flags: 0 });
+        assert_eq!(sve_header_refusal(&fpsimd, false), None);
+        assert_eq!(sve_header_refusal(&fpsimd, true), None, "not in streaming mode");
+        // SVE_PT_VL_INHERIT (2) and SVE_PT_VL_ONEXEC (4) alone do not make the state live.
+        assert_eq!(sve_header_refusal(&parse_vec_header(&header(544, 32, 6)).unwrap(), false), None);
+        let sve = parse_vec_header(&header(16 + 32 * 32 + 17 * 4, 32, 1 | 2)).unwrap();
+        let why = sve_header_refusal(&sve, false).expect("live SVE registers are refused");
+        assert!(why.contains("SVE") && why.contains("32 bytes"), "{why}");
+        let why = sve_header_refusal(&sve, true).expect("streaming mode is refused");
+        assert!(why.contains("streaming"), "{why}");
+        assert_eq!(parse_vec_header(&header(544, 32, 0)[..15]), None, "a short header is not parsed");
+    }
+
+    #[test]
+    fn a_za_header_is_refused_only_when_za_is_enabled() {
+        assert_eq!(za_header_refusal(&parse_vec_header(&header(16, 32, 0)).unwrap()), None);
+        let why = za_header_refusal(&parse_vec_header(&header(16 + 32 * 32, 32, 0)).unwrap()).expect("ZA enabled");
+        assert!(why.contains("ZA") && why.contains("1024 bytes"), "{why}");
+    }
 
     #[test]
     fn the_branch_matches_the_assembler() {

@@ -14,7 +14,7 @@
 //! - [`load_syscall`], [`SYSCALL_INSN`], [`TRAMPOLINE`], [`find_syscall_insn`];
 //! - the batch runner [`BATCH_CODE`], [`load_batch`], [`batch_cursor`], [`batch_stop_ip`];
 //! - [`interrupted_syscall`], [`restart_syscall`];
-//! - ptrace access [`read_regs`], [`write_regs`], [`native_mode`], [`read_fpstate`],
+//! - ptrace access [`read_regs`], [`write_regs`], [`native_mode`], [`uncarried_state`], [`read_fpstate`],
 //!   [`write_fpstate`], [`write_fpstate_legacy`], [`FP_LEGACY_SIZE`];
 //! - the vDSO jump [`JUMP_LEN`], [`jump`].
 

@@ -242,6 +242,12 @@ pub fn native_mode(tid: i32) -> SysResult<bool> {
     Ok(n == b.len())
 }
 
+/// Register state of the stopped thread that the image does not carry: none on x86-64 (the
+/// whole XSAVE area is read by [`read_fpstate`]).
+pub fn uncarried_state(_tid: i32) -> SysResult<Option<String>> {
+    Ok(None)
+}
+
 /// Size of the legacy FP state: the FXSAVE area.
 pub const FP_LEGACY_SIZE: usize = 512;
 
