@@ -26,7 +26,7 @@ pub const SUBJECT: &str = "image format";
 /// and memfds; file locks, thread scheduling attributes, group stops, seccomp filters, area
 /// flags, owners of deleted files, cgroup membership, TCP close states and ended connections,
 /// queued unix messages, closed unix peers and descriptors in flight, deleted FIFOs and
-/// directories, executables that are memfds or deleted files, `mq_notify` registrations; the
+/// directories, executables that are memfds or deleted files, `mq_notify` registrations, journal streams; the
 /// thread state of aarch64 images, written only by an aarch64 dumper): a
 /// target that does not know them can still read every image without such state, so they are
 /// not asked of it here; the dump refuses state that needs one the target does not know
@@ -34,7 +34,7 @@ pub const SUBJECT: &str = "image format";
 /// The filesystems record is written only when the trees use a filesystem besides an ext2/3/4
 /// root; the filesystem check refuses a target that does not know it then. The dm-crypt record
 /// is written only for filesystems on dm-crypt, and that check refuses such a target too.
-pub const CONDITIONAL_KINDS: [RecordKind; 30] = [
+pub const CONDITIONAL_KINDS: [RecordKind; 31] = [
     seamless_image::records::AARCH64_REGS,
     seamless_image::records::AARCH64_FPSIMD,
     seamless_image::records::AARCH64_TLS,
@@ -65,6 +65,7 @@ pub const CONDITIONAL_KINDS: [RecordKind; 30] = [
     seamless_image::records::DELETED_NODE,
     seamless_image::records::EXE_OBJECT,
     seamless_image::records::MQ_NOTIFY,
+    seamless_image::records::JOURNAL_STREAM,
 ];
 
 /// What a dump or upgrade of this build may write that a reader must know: every record kind

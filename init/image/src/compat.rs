@@ -38,7 +38,9 @@ const PREDATING_KINDS: &[u16] = &[1, 2, 3, 4, 5, 16, 17, 18, 19, 20, 21, 22, 23]
 impl Formats {
     /// This build.
     pub fn this_build(release: &str) -> Self {
-        let kinds = (0..=u16::MAX).filter(|&k| RecordKind(k).is_known()).collect();
+        let kinds = (0..=u16::MAX)
+            .filter(|&k| RecordKind(k).is_known() && !crate::records::NOT_RESTORED.contains(&RecordKind(k)))
+            .collect();
         Formats {
             release: release.to_string(),
             oldest: OLDEST_FORMAT_VERSION,
@@ -266,5 +268,15 @@ mod tests {
         let kinds = Needs { kinds: vec![16, 999], ..Needs::default() };
         let e = choose(&me, &old, &kinds).expect_err("unknown kind");
         assert!(e.to_string().contains("kind#999"), "{e}");
+    }
+
+    #[test]
+    fn this_build_does_not_claim_the_kinds_it_cannot_restore() {
+        let f = Formats::this_build("test");
+        assert!(crate::records::kind_name(crate::records::JOURNAL_STREAM).is_some());
+        for k in crate::records::NOT_RESTORED {
+            assert!(!f.kinds.contains(&k.0), "kind {} is advertised", k.0);
+        }
+        assert!(f.kinds.contains(&crate::records::MQ_NOTIFY.0));
     }
 }

@@ -106,6 +106,8 @@ pub struct Decoded {
     pub unix_queues: Vec<(u64, records::UnixQueue)>,
     /// Unix sockets whose peer was closed, by entry tag.
     pub unix_gone: Vec<(u64, records::UnixPeerGone)>,
+    /// Journal streams by description id (entry tag).
+    pub journal_streams: Vec<(u64, records::JournalStream)>,
     /// Descriptors in flight on unix sockets, by entry tag.
     pub unix_in_flight: Vec<(u64, records::UnixInFlight)>,
     /// Close states of TCP connections past ESTABLISHED by entry tag.
@@ -216,6 +218,9 @@ impl Decoded {
         }
         for (i, _, tag, _) in list(r, records::UNIX_PEER_GONE) {
             d.unix_gone.push((tag, r.record(i)?));
+        }
+        for (i, _, tag, _) in list(r, records::JOURNAL_STREAM) {
+            d.journal_streams.push((tag, r.record(i)?));
         }
         for (i, _, tag, _) in list(r, records::UNIX_IN_FLIGHT) {
             d.unix_in_flight.push((tag, r.record(i)?));
@@ -352,6 +357,9 @@ impl Decoded {
         }
         for (tag, g) in &self.unix_gone {
             w.put_record(records::UNIX_PEER_GONE, 0, *tag, g)?;
+        }
+        for (tag, j) in &self.journal_streams {
+            w.put_record(records::JOURNAL_STREAM, 0, *tag, j)?;
         }
         for (tag, f) in &self.unix_in_flight {
             w.put_record(records::UNIX_IN_FLIGHT, 0, *tag, f)?;
@@ -515,6 +523,7 @@ impl Decoded {
             datagrams: Vec::new(),
             unix_queues: Vec::new(),
             unix_gone: Vec::new(),
+            journal_streams: Vec::new(),
             unix_in_flight: Vec::new(),
             tcp_closes: Vec::new(),
             tcp_ended: Vec::new(),
@@ -1595,6 +1604,23 @@ fn check_socket_records(d: &Decoded, descs: &BTreeMap<u32, &FileDesc>) -> Res {
         }
     }
     let mut seen = BTreeSet::new();
+    for (tag, j) in &d.journal_streams {
+        let s = socket(descs, "journal stream", *tag, j.desc)?;
+        if !seen.insert(j.desc) {
+            return Err(Invalid::Duplicate { what: "journal stream", id: j.desc.into() });
+        }
+        if gone.contains(&j.desc) {
+            return Err(Invalid::Socket {
+                what: "journal stream",
+                desc: *tag,
+                why: "a journal stream whose peer is also recorded as closed".into(),
+            });
+        }
+        if let Some(why) = j.problem(s) {
+            return Err(Invalid::Socket { what: "journal stream", desc: *tag, why });
+        }
+    }
+    let mut seen = BTreeSet::new();
     for (tag, q) in &d.unix_queues {
         let s = socket(descs, "unix queue", *tag, q.desc)?;
         if !seen.insert(q.desc) {
@@ -2164,6 +2190,68 @@ mod tests {
             },
             "closed unix peer",
         );
+    }
+
+    #[test]
+    fn journal_streams_are_read_back_and_checked() {
+        use crate::records::{Addr, JournalStream, SockState, SocketRecord, UnixPeerGone};
+        let sock = |ty: i32| SocketRecord {
+            ino: 9,
+            family: 1,
+            ty,
+            protocol: 0,
+            local: Addr::None,
+            peer: Addr::Unix { path: b"/run/systemd/journal/stdout".to_vec() },
+            state: SockState::Unconnected,
+            opts: Vec::new(),
+            path_mode: 0,
+        };
+        let stream = JournalStream {
+            desc: 3,
+            identifier: "memcached".into(),
+            unit: "memcached.service".into(),
+            priority: 6,
+            level_prefix: true,
+            forward_to_syslog: false,
+            forward_to_kmsg: false,
+            forward_to_console: false,
+        };
+        assert_eq!(stream.header(), b"memcached\nmemcached.service\n6\n1\n0\n0\n0\n".to_vec());
+        let with = |d: &mut Decoded, ty: i32| {
+            d.descs.push((3, FileDesc { id: 3, flags: 2, pos: 0, kind: FileKind::Socket(sock(ty)) }));
+            d.journal_streams.push((3, stream.clone()));
+        };
+        let mut d = Decoded::sample(PID);
+        with(&mut d, 1);
+        validate(&d).unwrap();
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = Reader::open(w.finish().unwrap()).unwrap();
+        assert_eq!(Decoded::read(&mut r).unwrap().journal_streams, vec![(3, stream.clone())]);
+        let bad = |ty: i32, f: &dyn Fn(&mut Decoded)| {
+            let e = check(|d| {
+                with(d, ty);
+                f(d);
+            });
+            assert!(matches!(&e, Invalid::Socket { what: "journal stream", .. }), "{e:?}");
+        };
+        // Not a stream socket; a priority past 7; a newline in a header line; too long a unit.
+        bad(2, &|_| {});
+        bad(1, &|d| d.journal_streams[0].1.priority = 8);
+        bad(1, &|d| d.journal_streams[0].1.identifier = "a\nb".into());
+        bad(1, &|d| d.journal_streams[0].1.unit = "u".repeat(4096));
+        // A description that is no socket; a peer also recorded as closed.
+        bad(1, &|d| {
+            d.journal_streams[0].1.desc = 99;
+            d.journal_streams[0].0 = 99;
+        });
+        bad(1, &|d| d.unix_gone.push((3, UnixPeerGone { desc: 3, peer: Addr::None, accepted: false })));
+        let e = check(|d| {
+            with(d, 1);
+            d.journal_streams.push((3, stream.clone()));
+        });
+        assert!(matches!(&e, Invalid::Duplicate { what: "journal stream", .. }), "{e:?}");
     }
 
     #[test]

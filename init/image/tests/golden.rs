@@ -598,6 +598,20 @@ fn samples() -> Vec<Sample> {
             ],
         },
     ));
+    s.push(sample(
+        "journal-stream",
+        records::JOURNAL_STREAM,
+        records::JournalStream {
+            desc: 3,
+            identifier: "memcached".into(),
+            unit: "memcached.service".into(),
+            priority: 6,
+            level_prefix: true,
+            forward_to_syslog: false,
+            forward_to_kmsg: true,
+            forward_to_console: false,
+        },
+    ));
     let file = |name: &str, kind: FileKind| sample(&format!("file/{name}"), records::FILE_DESC, desc(7, kind));
     s.push(file("regular", FileKind::Regular { path: "/var/lib/redis/dump.rdb".into(), size: 4096, mode: 0o100640 }));
     s.push(file("ghost", FileKind::Ghost { path: "/tmp/gone".into(), size: 12, mode: 0o100600 }));

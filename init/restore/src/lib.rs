@@ -111,6 +111,15 @@ pub enum RestoreError {
         /// This build's ([`seamless_sys::arch::NAME`]).
         running: &'static str,
     },
+    /// The image holds a socket connected to journald's stdout stream, which this build does
+    /// not restore yet: nothing was changed.
+    #[error("image refused before anything was changed: file #{desc} (unit {unit:?}) is a stream to systemd-journald, which this restorer cannot rebuild yet; upgrade seamless-init on the target, or run the service with StandardOutput= other than journal")]
+    JournalStream {
+        /// The socket's description id.
+        desc: u32,
+        /// The unit the stream logs for.
+        unit: String,
+    },
     /// The image is inconsistent.
     #[error("pid {pid}: inconsistent image: {what}")]
     Corrupt {

@@ -152,6 +152,9 @@ impl Plan {
 pub fn load<S: Store>(r: &mut Reader<S>) -> Result<Plan, RestoreError> {
     let d = Decoded::read(r).map_err(RestoreError::Image)?;
     validate(&d).map_err(RestoreError::Invalid)?;
+    if let Some((_, j)) = d.journal_streams.first() {
+        return Err(RestoreError::JournalStream { desc: j.desc, unit: j.unit.clone() });
+    }
     // Validation proved the image holds threads of one architecture only.
     let image = if !d.aarch64_regs.is_empty() { "aarch64" } else { "x86_64" };
     if !d.threads.is_empty() && image != seamless_sys::arch::NAME {
@@ -572,6 +575,33 @@ mod tests {
         assert_eq!(running, seamless_sys::arch::NAME);
         assert_ne!(image, running);
         assert!(e.to_string().contains("restores only on the architecture it was dumped on"), "{e}");
+    }
+
+    #[test]
+    fn an_image_with_a_journal_stream_is_refused_before_anything() {
+        use seamless_image::records::JournalStream;
+        use seamless_image::{MemStore, Writer, WriterInfo};
+        let mut d = seamless_image::validate::Decoded::sample(4242);
+        let sock = SocketRecord {
+            ino: 9,
+            family: 1,
+            ty: 1,
+            protocol: 0,
+            local: Addr::None,
+            peer: Addr::Unix { path: b"/run/systemd/journal/stdout".to_vec() },
+            state: SockState::Unconnected,
+            opts: Vec::new(),
+            path_mode: 0,
+        };
+        d.descs.push((3, desc(3, FileKind::Socket(sock))));
+        let stream = JournalStream { desc: 3, unit: "demo.service".into(), priority: 6, ..JournalStream::default() };
+        d.journal_streams.push((3, stream));
+        let info = WriterInfo { kernel_release: "6.1.0-test".into(), boot_id: [3; 16], release: "test".into() };
+        let mut w = Writer::new(MemStore::new(1 << 20), info).unwrap();
+        d.write_to(&mut w).unwrap();
+        let mut r = seamless_image::Reader::open(w.finish().unwrap()).unwrap();
+        let e = super::load(&mut r).unwrap_err();
+        assert!(matches!(&e, crate::RestoreError::JournalStream { desc: 3, unit } if unit == "demo.service"), "{e}");
     }
 
     fn desc(id: u32, kind: FileKind) -> FileDesc {

@@ -55,7 +55,7 @@ pub use sysv::{
 pub use tcp_states::{TcpCloseState, TcpEnded};
 pub use threads::{SyscallState, ThreadRecord};
 pub use tty::{PtyRecord, Termios};
-pub use unix::{UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
+pub use unix::{JournalStream, UnixInFlight, UnixMessage, UnixPeerGone, UnixQueue};
 
 /// [`ProcessRecord`], owner = pid.
 pub const PROCESS: RecordKind = RecordKind(16);
@@ -120,6 +120,9 @@ pub const UNIX_PEER_GONE: RecordKind = RecordKind(59);
 /// [`UnixInFlight`], owner 0, tag = description id of the receiving socket (at most one per
 /// unix socket, only with descriptors in flight).
 pub const UNIX_IN_FLIGHT: RecordKind = RecordKind(60);
+/// [`JournalStream`], owner 0, tag = description id of a unix stream socket connected to
+/// systemd-journald's stdout stream (at most one per description).
+pub const JOURNAL_STREAM: RecordKind = RecordKind(73);
 /// [`TcpCloseState`], owner 0, tag = description id (at most one per TCP connection, only
 /// past ESTABLISHED).
 pub const TCP_CLOSE: RecordKind = RecordKind(68);
@@ -156,6 +159,10 @@ pub const FILE_OBJECT: RecordKind = RecordKind(39);
 /// seamless-init to know them: a kind written `IGNORABLE` belongs in this list.
 pub const WRITTEN_IGNORABLE: [RecordKind; 5] = [NET_LOCK, HELD_LISTENERS, VMA_ADVICE, COW_SHARED, VMA_ACCOUNT];
 
+/// Kinds this build defines (format, validation) but does not restore yet: they are left out
+/// of what this build says it reads ([`crate::compat::Formats::this_build`]), so a dumper that
+/// writes one refuses this build's `seamless-init` as the target before anything is frozen.
+pub const NOT_RESTORED: [RecordKind; 1] = [JOURNAL_STREAM];
 /// Names of the record kinds defined in this module tree, for listings.
 pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
     Some(match kind {
@@ -200,6 +207,7 @@ pub fn kind_name(kind: RecordKind) -> Option<&'static str> {
         DELETED_NODE => "deleted-node",
         EXE_OBJECT => "exe-object",
         MQ_NOTIFY => "mq-notify",
+        JOURNAL_STREAM => "journal-stream",
         _ => return None,
     })
 }
@@ -367,6 +375,21 @@ pub fn describe(kind: RecordKind, bytes: &[u8]) -> Option<String> {
             let q: UnixQueue = de(bytes)?;
             let bytes: usize = q.messages.iter().map(|m| m.data.len()).sum();
             format!("unix messages queued on file #{}: {} message(s), {bytes} bytes", q.desc, q.messages.len())
+        }
+        JOURNAL_STREAM => {
+            let j: JournalStream = de(bytes)?;
+            format!(
+                "unix socket file #{} logs to the journal as {:?} of unit {:?}, priority {}, level prefix {}, \
+                 forward syslog {} kmsg {} console {}",
+                j.desc,
+                j.identifier,
+                j.unit,
+                j.priority,
+                j.level_prefix,
+                j.forward_to_syslog,
+                j.forward_to_kmsg,
+                j.forward_to_console
+            )
         }
         UNIX_PEER_GONE => {
             let g: UnixPeerGone = de(bytes)?;

@@ -172,3 +172,75 @@ impl UnixInFlight {
         None
     }
 }
+
+/// Longest header line journald reads from a stream connection (`LINE_MAX`), so the longest
+/// identifier or unit name a [`JournalStream`] may carry.
+pub const JOURNAL_MAX_LINE: usize = 2048;
+
+/// A unix stream socket connected to systemd-journald's stdout stream listener
+/// (`/run/systemd/journal/stdout`), the end a service logs through (record kind 73,
+/// [`super::JOURNAL_STREAM`], owner 0, tag = the socket's description id, at most one per
+/// description). The fields are the stream's parameters as journald keeps them for the
+/// connection (its state file under `/run/systemd/journal/streams/`), which are also the
+/// header lines a new connection sends. The restorer gives the processes one end of a fresh
+/// stream socket pair and a forwarder the other; the forwarder connects to journald once it
+/// listens, sends this header and copies the bytes. Not ignorable: a reader that skipped it
+/// would restore a socket that is connected to nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStream {
+    /// The socket's description id (the entry's tag).
+    pub desc: u32,
+    /// `SYSLOG_IDENTIFIER` of the lines (may be empty).
+    pub identifier: String,
+    /// The unit the stream was opened for (may be empty).
+    pub unit: String,
+    /// Default syslog priority of a line, 0..=7.
+    pub priority: u8,
+    /// Whether a line's `<N>` prefix sets its priority.
+    pub level_prefix: bool,
+    /// Whether journald forwards the lines to syslog.
+    pub forward_to_syslog: bool,
+    /// Whether journald forwards the lines to the kernel log.
+    pub forward_to_kmsg: bool,
+    /// Whether journald forwards the lines to the console.
+    pub forward_to_console: bool,
+}
+
+impl JournalStream {
+    /// The stream header a new connection to journald sends for these parameters: seven
+    /// lines (identifier, unit, priority, level prefix, syslog, kmsg, console), the flags as
+    /// `0` or `1`.
+    pub fn header(&self) -> Vec<u8> {
+        let flag = |b: bool| if b { '1' } else { '0' };
+        format!(
+            "{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+            self.identifier,
+            self.unit,
+            self.priority,
+            flag(self.level_prefix),
+            flag(self.forward_to_syslog),
+            flag(self.forward_to_kmsg),
+            flag(self.forward_to_console)
+        )
+        .into_bytes()
+    }
+
+    /// Why this record cannot be right for socket `s`, if it cannot.
+    pub fn problem(&self, s: &SocketRecord) -> Option<String> {
+        if s.family != 1 || s.ty != 1 {
+            return Some(format!("a journal stream on a socket of family {} type {}", s.family, s.ty));
+        }
+        if self.priority > 7 {
+            return Some(format!("journal stream priority {} is not a syslog priority (0..=7)", self.priority));
+        }
+        for (what, v) in [("identifier", &self.identifier), ("unit", &self.unit)] {
+            if v.len() >= JOURNAL_MAX_LINE {
+                return Some(format!("journal stream {what} of {} bytes is longer than a header line", v.len()));
+            }
+            if v.contains(['\n', '\0']) {
+                return Some(format!("journal stream {what} contains a newline or NUL byte"));
+            }
+        }
+        None
+    }
+}
