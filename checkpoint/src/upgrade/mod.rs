@@ -182,6 +182,8 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         return Err(UpgradeError::Check(report));
     }
     clock.stage("check");
+    // Progress before anything is frozen (later, stderr may be a file on a frozen filesystem).
+    eprintln!("seamless: pre-flight checks passed in {:.1} s; loading the kernel", clock.last_secs());
     interrupt::check("the pre-flight checks")?;
 
     let hooks = check::initramfs::hands_over(&opts.initrd);
@@ -199,6 +201,7 @@ pub fn upgrade(opts: &UpgradeOptions) -> Result<std::convert::Infallible, Upgrad
         supervisor::note(&Undo::KernelLoaded);
     }
     clock.stage("load");
+    eprintln!("seamless: kernel {} loaded in {:.1} s; dumping", opts.kernel.display(), clock.last_secs());
     let result = interrupt::check("the kernel load")
         .map_err(UpgradeError::from)
         .and_then(|()| dump_and_jump(opts, region, &mut clock));

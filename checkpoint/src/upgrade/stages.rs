@@ -31,6 +31,11 @@ impl StageClock {
         self.last = now;
     }
 
+    /// The length of the last stage, in seconds.
+    pub fn last_secs(&self) -> f64 {
+        self.stages.last().map_or(0.0, |s| s.micros as f64 / 1e6)
+    }
+
     /// The stages so far.
     pub fn stages(&self) -> Vec<Stage> {
         self.stages.clone()

@@ -21,6 +21,10 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default deadline of a guest command.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest silence of a command that ends in a jump, before the jump ([`Vm::jump`]).
+pub const JUMP_STALL: Duration = Duration::from_secs(300);
+/// Longest time of such a command in all while it keeps reporting progress.
+pub const JUMP_CAP: Duration = Duration::from_secs(900);
 /// Deadline from `kexec --exec` to the new kernel's `/init`.
 pub const KEXEC_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -523,7 +527,10 @@ impl Vm {
         let console_from = self.console_mark();
         let (id, mark) = self.send(command)?;
         let end = format!("\n@@END:{id}:");
-        let jumped = self.ctl.wait(Duration::from_secs(300), |d| {
+        // `seamless upgrade` says when its checks passed and when the kernel is loaded: on a
+        // busy machine those stages alone took 96 s and 50 s in a Debian guest, so the deadline
+        // is for a stall (no new output), with a cap.
+        let jumped = self.ctl.wait_progressing(JUMP_STALL, JUMP_CAP, |d| {
             let text = d.text.get(mark..)?;
             if text.contains(JUMP_LINE) {
                 return Some(Ok(d.lines.iter().rev().find(|l| l.text.contains(JUMP_LINE)).map(|l| l.at)));

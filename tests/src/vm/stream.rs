@@ -42,6 +42,9 @@ pub enum WaitError {
     /// The deadline passed.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// Nothing new arrived for that long.
+    #[error("no output for {0:?}")]
+    Stalled(Duration),
     /// The stream ended first.
     #[error("the VM's output ended (QEMU exited)")]
     Eof,
@@ -122,6 +125,38 @@ impl Stream {
             let now = Instant::now();
             if now >= deadline {
                 return Err(WaitError::Timeout(timeout));
+            }
+            d = self.inner.1.wait_timeout(d, deadline - now).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// [`Stream::wait`] for a command that reports its progress: gives up when nothing new has
+    /// arrived for `idle` (a stall) or, progressing, after `cap` in all.
+    pub fn wait_progressing<T>(
+        &self,
+        idle: Duration,
+        cap: Duration,
+        mut f: impl FnMut(&Data) -> Option<T>,
+    ) -> Result<T, WaitError> {
+        let start = Instant::now();
+        let mut seen = self.lock().text.len();
+        let mut last = start;
+        let mut d = self.lock();
+        loop {
+            if let Some(v) = f(&d) {
+                return Ok(v);
+            }
+            if d.eof {
+                return Err(WaitError::Eof);
+            }
+            let now = Instant::now();
+            if d.text.len() != seen {
+                seen = d.text.len();
+                last = now;
+            }
+            let deadline = (last + idle).min(start + cap);
+            if now >= deadline {
+                return Err(if now >= start + cap { WaitError::Timeout(cap) } else { WaitError::Stalled(idle) });
             }
             d = self.inner.1.wait_timeout(d, deadline - now).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
         }
