@@ -112,22 +112,9 @@ impl Stream {
     }
 
     /// Calls `f` on the data until it returns `Some`, the stream ends or `timeout` passes.
-    pub fn wait<T>(&self, timeout: Duration, mut f: impl FnMut(&Data) -> Option<T>) -> Result<T, WaitError> {
-        let deadline = Instant::now() + timeout;
-        let mut d = self.lock();
-        loop {
-            if let Some(v) = f(&d) {
-                return Ok(v);
-            }
-            if d.eof {
-                return Err(WaitError::Eof);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(WaitError::Timeout(timeout));
-            }
-            d = self.inner.1.wait_timeout(d, deadline - now).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
-        }
+    pub fn wait<T>(&self, timeout: Duration, f: impl FnMut(&Data) -> Option<T>) -> Result<T, WaitError> {
+        // A stall can never end it first: the idle deadline is never before the cap.
+        self.wait_progressing(timeout, timeout, f)
     }
 
     /// [`Stream::wait`] for a command that reports its progress: gives up when nothing new has
@@ -176,5 +163,46 @@ impl Stream {
             out.push(format!("[  partial] {}", d.partial));
         }
         out.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream fed `line` every `every` by a thread, for `total`.
+    fn fed(every: Duration, total: Duration, line: &'static str) -> Stream {
+        let s = Stream::new(Instant::now(), None, None);
+        let t = s.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < total {
+                t.push(line.as_bytes());
+                std::thread::sleep(every);
+            }
+            t.push(b"done\n");
+        });
+        s
+    }
+
+    #[test]
+    fn a_progressing_command_outlives_its_idle_deadline() {
+        let s = fed(Duration::from_millis(100), Duration::from_secs(3), "step\n");
+        let t0 = Instant::now();
+        let r = s.wait_progressing(Duration::from_secs(2), Duration::from_secs(60), |d| {
+            d.text.contains("done").then_some(())
+        });
+        assert!(r.is_ok(), "{r:?}");
+        assert!(t0.elapsed() >= Duration::from_secs(2), "ended before the idle deadline: nothing was tested");
+    }
+
+    #[test]
+    fn a_silent_command_stalls_and_a_chatty_one_hits_the_cap() {
+        let quiet = Stream::new(Instant::now(), None, None);
+        let r = quiet.wait_progressing(Duration::from_millis(300), Duration::from_secs(60), |_| None::<()>);
+        assert!(matches!(r, Err(WaitError::Stalled(_))), "{r:?}");
+        let chatty = fed(Duration::from_millis(50), Duration::from_secs(30), "step\n");
+        let r = chatty.wait_progressing(Duration::from_secs(10), Duration::from_secs(1), |_| None::<()>);
+        assert!(matches!(r, Err(WaitError::Timeout(_))), "{r:?}");
     }
 }
