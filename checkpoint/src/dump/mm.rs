@@ -92,7 +92,7 @@ pub(super) fn wanted(v: &Vma, entry: u64) -> bool {
 }
 
 /// The `madvise` state of the areas of `mm` (the `VmFlags` of `/proc/PID/smaps`, read once by
-/// [`super::access::read_smaps`]), for the areas that have some.
+/// `access::read_smaps`), for the areas that have some.
 pub fn vma_advice(smaps: &str, mm: &MmRecord) -> VmaAdvice {
     let mut areas = Vec::new();
     for (start, end, flags, _) in super::access::areas(smaps) {
