@@ -214,10 +214,11 @@ pub fn open_all<S: Store>(plan: &Plan, reader: &mut Reader<S>, fails: &mut Failu
                     if ends.0.is_none() && ends.1.is_none() {
                         let (r, w) = seamless_sys::proc::pipe().map_err(|e| RestoreError::sys(0, "pipe2", e))?;
                         if let Some(rec) = plan.pipes.get(pipe) {
-                            let _ = seamless_sys::proc::set_pipe_size(
-                                w.as_raw_fd(),
-                                seamless_image::usize_of(rec.capacity),
-                            );
+                            if let Err(e) =
+                                seamless_sys::proc::set_pipe_size(w.as_raw_fd(), seamless_image::usize_of(rec.capacity))
+                            {
+                                log::warn!("pipe {pipe}: capacity {} not set: {}", rec.capacity, chain(&e));
+                            }
                             // The write end blocks: never write more than the pipe now holds.
                             let room = seamless_sys::proc::pipe_size(w.as_raw_fd()).unwrap_or(0);
                             if rec.data.len() > room {

@@ -135,7 +135,9 @@ fn create(n: &DeletedNode, pipe: Option<&PipeRecord>, tag: &str) -> Result<Owned
     f.set_permissions(std::fs::Permissions::from_mode(n.mode & 0o7777))
         .map_err(|e| err(n, format!("fchmod {:04o}", n.mode & 0o7777), e))?;
     if let Some(rec) = pipe {
-        let _ = seamless_sys::proc::set_pipe_size(f.as_raw_fd(), seamless_image::usize_of(rec.capacity));
+        if let Err(e) = seamless_sys::proc::set_pipe_size(f.as_raw_fd(), seamless_image::usize_of(rec.capacity)) {
+            log::warn!("deleted FIFO {}: capacity {} not set: {}", n.path, rec.capacity, seamless_sys::chain(&e));
+        }
         let room = seamless_sys::proc::pipe_size(f.as_raw_fd()).unwrap_or(0);
         if rec.data.len() > room {
             return Err(err(
